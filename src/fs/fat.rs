@@ -1,0 +1,1 @@
+//! FAT writer for the EFI system partition, through the `fatfs` crate.

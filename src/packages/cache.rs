@@ -1,0 +1,208 @@
+//! Content-addressed download cache (`$XDG_CACHE_HOME/ingot`, or `INGOT_CACHE`).
+//!
+//! Layout: `sha256/<hex>` holds verified blobs (.debs, indexes); `extract/<hex>.tar` holds the
+//! decompressed `data.tar` of a verified .deb with `extract/<hex>.json` describing it;
+//! `release/<hex of url>` keeps the last verified InRelease per suite for offline builds.
+//! A blob is admitted only after its digest matches; a blob whose digest no longer matches is
+//! evicted and fetched again.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+
+use super::repo;
+
+/// The cache root.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    root: PathBuf,
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A unique temporary name beside `path` (same directory, so a rename is atomic).
+pub fn temp_beside(path: &Path) -> PathBuf {
+    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let name = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()))
+}
+
+/// SHA-256 of a file, streamed.
+pub fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
+    let mut f = File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let r = f.read(&mut buf)?;
+        if r == 0 {
+            break;
+        }
+        h.update(&buf[..r]);
+        n += r as u64;
+    }
+    Ok((hex::encode(h.finalize()), n))
+}
+
+impl Cache {
+    /// Open (creating) the cache at an explicit root, `INGOT_CACHE`, or `$XDG_CACHE_HOME/ingot`.
+    pub fn open(explicit: Option<&Path>) -> Result<Self> {
+        let root = match explicit {
+            Some(p) => p.to_path_buf(),
+            None => match std::env::var_os("INGOT_CACHE") {
+                Some(p) if !p.is_empty() => PathBuf::from(p),
+                _ => match std::env::var_os("XDG_CACHE_HOME") {
+                    Some(p) if !p.is_empty() => PathBuf::from(p).join("ingot"),
+                    _ => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into()))
+                        .join(".cache/ingot"),
+                },
+            },
+        };
+        for sub in ["sha256", "extract", "release"] {
+            fs::create_dir_all(root.join(sub))
+                .with_context(|| format!("creating cache directory {}", root.join(sub).display()))?;
+        }
+        Ok(Cache { root })
+    }
+
+    /// Cache root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where a blob with this digest lives.
+    pub fn blob_path(&self, sha256: &str) -> PathBuf {
+        self.root.join("sha256").join(sha256)
+    }
+
+    /// Where a .deb's extracted data lives.
+    pub fn extract_path(&self, sha256: &str, ext: &str) -> PathBuf {
+        self.root.join("extract").join(format!("{sha256}.{ext}"))
+    }
+
+    pub(crate) fn release_path(&self, url: &str) -> PathBuf {
+        self.root.join("release").join(hex::encode(Sha256::digest(url.as_bytes())))
+    }
+
+    pub(crate) fn save_release(&self, url: &str, bytes: &[u8]) -> Result<()> {
+        write_atomic(&self.release_path(url), bytes)
+    }
+
+    /// Return the cached blob if present and intact; an entry whose digest does not match is
+    /// evicted (and `None` returned).
+    pub fn lookup(&self, sha256: &str, size: u64) -> Option<PathBuf> {
+        let p = self.blob_path(sha256);
+        let meta = fs::metadata(&p).ok()?;
+        if meta.len() == size || size == 0 {
+            if let Ok((h, _)) = sha256_file(&p) {
+                if h == sha256 {
+                    return Some(p);
+                }
+            }
+        }
+        eprintln!("warning: cache entry {} is corrupt; evicting and fetching again", p.display());
+        let _ = fs::remove_file(&p);
+        None
+    }
+
+    /// Return a verified blob, downloading it when absent or corrupt. `what` names the package
+    /// or index in errors; `progress` is told of bytes as they arrive.
+    pub fn fetch_verified(
+        &self,
+        url: &str,
+        sha256: &str,
+        size: u64,
+        what: &str,
+        progress: Option<&dyn Fn(u64)>,
+    ) -> Result<PathBuf> {
+        if let Some(p) = self.lookup(sha256, size) {
+            if let Some(cb) = progress {
+                cb(size);
+            }
+            return Ok(p);
+        }
+        let dest = self.blob_path(sha256);
+        let tmp = temp_beside(&dest);
+        let res = (|| -> Result<()> {
+            let mut reader = repo::open(url)?;
+            let mut out = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+            let mut h = Sha256::new();
+            let mut buf = vec![0u8; 256 << 10];
+            let mut total = 0u64;
+            loop {
+                let n = reader.read(&mut buf).with_context(|| format!("downloading {url}"))?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+                out.write_all(&buf[..n])?;
+                total += n as u64;
+                if let Some(cb) = progress {
+                    cb(n as u64);
+                }
+            }
+            out.sync_all()?;
+            let got = hex::encode(h.finalize());
+            if got != sha256 {
+                bail!(
+                    "{what}: {url}: SHA-256 {got} does not match {sha256} from the signed index (size {total}, expected {size})"
+                );
+            }
+            Ok(())
+        })();
+        match res {
+            Ok(()) => {
+                fs::rename(&tmp, &dest)?;
+                Ok(dest)
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Write a file atomically: temporary name in the same directory, then rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = temp_beside(path);
+    let res = (|| -> io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    res.with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corrupt_entry_is_evicted_and_refetched() {
+        let d = tempfile::tempdir().unwrap();
+        let cache = Cache::open(Some(&d.path().join("c"))).unwrap();
+        let src = d.path().join("blob");
+        fs::write(&src, b"hello").unwrap();
+        let sha = hex::encode(Sha256::digest(b"hello"));
+        let url = format!("file://{}", src.display());
+        let p = cache.fetch_verified(&url, &sha, 5, "blob", None).unwrap();
+        fs::write(&p, b"hellx").unwrap();
+        assert!(cache.lookup(&sha, 5).is_none());
+        assert!(!p.exists());
+        let p = cache.fetch_verified(&url, &sha, 5, "blob", None).unwrap();
+        assert_eq!(fs::read(p).unwrap(), b"hello");
+        let bad = cache
+            .fetch_verified(&url, &"0".repeat(64), 5, "pkg", None)
+            .unwrap_err();
+        assert!(format!("{bad:#}").contains("does not match"));
+    }
+}

@@ -1,0 +1,359 @@
+//! Reading `.deb` files: the `ar` container, `control.tar` and `data.tar` (xz, zstd, gzip or
+//! uncompressed), and unpacking `data.tar` into the file tree.
+//!
+//! `data.tar` is decompressed once into the extraction cache; the tree then refers to byte ranges
+//! of that file, so a warm rebuild decompresses nothing and file contents never sit in memory.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::tree::{normalize, Content, Entry, Kind, Tree};
+
+/// One member of an `ar` archive.
+#[derive(Debug, Clone)]
+pub struct ArMember {
+    /// Member name (trailing `/` stripped).
+    pub name: String,
+    /// Offset of its data in the archive.
+    pub offset: u64,
+    /// Its size.
+    pub size: u64,
+}
+
+/// List the members of an `ar` archive. Sizes are checked against the file length.
+pub fn ar_members(f: &mut (impl Read + Seek)) -> Result<Vec<ArMember>> {
+    let total = f.seek(SeekFrom::End(0))?;
+    f.seek(SeekFrom::Start(0))?;
+    let mut magic = [0u8; 8];
+    f.read_exact(&mut magic).context("reading ar magic")?;
+    if &magic != b"!<arch>\n" {
+        bail!("not a Debian package (no ar magic)");
+    }
+    let mut out = Vec::new();
+    let mut pos = 8u64;
+    while pos + 60 <= total {
+        f.seek(SeekFrom::Start(pos))?;
+        let mut hdr = [0u8; 60];
+        f.read_exact(&mut hdr)?;
+        if &hdr[58..60] != b"`\n" {
+            bail!("corrupt ar member header at offset {pos}");
+        }
+        let name = String::from_utf8_lossy(&hdr[0..16]).trim_end().trim_end_matches('/').to_string();
+        let size: u64 = std::str::from_utf8(&hdr[48..58])
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .with_context(|| format!("bad ar member size at offset {pos}"))?;
+        let offset = pos + 60;
+        if offset.checked_add(size).is_none_or(|end| end > total) {
+            bail!("ar member `{name}` claims {size} bytes past the end of the file");
+        }
+        out.push(ArMember { name, offset, size });
+        pos = offset + size + (size & 1);
+    }
+    Ok(out)
+}
+
+fn decoder<'a>(name: &str, r: impl Read + 'a) -> Result<Box<dyn Read + 'a>> {
+    Ok(if name.ends_with(".xz") {
+        Box::new(xz2::read::XzDecoder::new_multi_decoder(r))
+    } else if name.ends_with(".zst") {
+        Box::new(zstd::stream::read::Decoder::new(r)?)
+    } else if name.ends_with(".gz") {
+        Box::new(flate2::read::GzDecoder::new(r))
+    } else if name.ends_with(".tar") {
+        Box::new(r)
+    } else {
+        bail!("unsupported member compression `{name}`")
+    })
+}
+
+/// What the extraction cache records about one .deb.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Extracted {
+    /// The `control` file.
+    pub control: String,
+    /// Length of the decompressed data.tar.
+    pub data_len: u64,
+    /// SHA-256 of the decompressed data.tar.
+    pub data_sha256: String,
+    /// Machine-readable licence names from `/usr/share/doc/*/copyright`, if any.
+    #[serde(default)]
+    pub licenses: Vec<String>,
+}
+
+/// Decompress a verified .deb into the extraction cache (once) and return its description and
+/// the path of the uncompressed data.tar.
+pub fn extract(deb: &Path, tar_path: &Path, meta_path: &Path) -> Result<(Extracted, PathBuf)> {
+    if let Ok(text) = std::fs::read_to_string(meta_path) {
+        if let Ok(meta) = serde_json::from_str::<Extracted>(&text) {
+            if std::fs::metadata(tar_path).map(|m| m.len()).ok() == Some(meta.data_len) {
+                return Ok((meta, tar_path.to_path_buf()));
+            }
+        }
+    }
+    let mut f = File::open(deb).with_context(|| format!("opening {}", deb.display()))?;
+    let members = ar_members(&mut f)?;
+    let control_m = members
+        .iter()
+        .find(|m| m.name.starts_with("control.tar"))
+        .context("no control.tar member")?;
+    let data_m = members
+        .iter()
+        .find(|m| m.name.starts_with("data.tar"))
+        .context("no data.tar member")?;
+    f.seek(SeekFrom::Start(control_m.offset))?;
+    let mut control = String::new();
+    {
+        let mut ar = tar::Archive::new(decoder(&control_m.name, (&mut f).take(control_m.size))?);
+        for e in ar.entries()? {
+            let mut e = e?;
+            if normalize(&e.path()?.to_string_lossy(), true).ok().as_deref() == Some("control") {
+                e.read_to_string(&mut control)?;
+            }
+        }
+    }
+    if control.is_empty() {
+        bail!("control.tar has no control file");
+    }
+    f.seek(SeekFrom::Start(data_m.offset))?;
+    let tmp = crate::packages::cache::temp_beside(tar_path);
+    let res = (|| -> Result<(u64, String)> {
+        let mut dec = decoder(&data_m.name, BufReader::new((&mut f).take(data_m.size)))?;
+        let mut out = io::BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut n = 0u64;
+        loop {
+            let r = dec.read(&mut buf).context("decompressing data.tar")?;
+            if r == 0 {
+                break;
+            }
+            h.update(&buf[..r]);
+            out.write_all(&buf[..r])?;
+            n += r as u64;
+        }
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        Ok((n, hex::encode(h.finalize())))
+    })();
+    let (data_len, data_sha256) = match res {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    std::fs::rename(&tmp, tar_path)?;
+    let licenses = scan_licenses(tar_path).unwrap_or_default();
+    let meta = Extracted {
+        control,
+        data_len,
+        data_sha256,
+        licenses,
+    };
+    crate::packages::cache::write_atomic(meta_path, serde_json::to_string(&meta)?.as_bytes())?;
+    Ok((meta, tar_path.to_path_buf()))
+}
+
+/// Licence names from a machine-readable (DEP-5) copyright file in the data.
+fn scan_licenses(tar_path: &Path) -> Result<Vec<String>> {
+    let mut ar = tar::Archive::new(BufReader::new(File::open(tar_path)?));
+    let mut out = std::collections::BTreeSet::new();
+    for e in ar.entries()? {
+        let mut e = e?;
+        let p = e.path()?.to_string_lossy().into_owned();
+        if p.ends_with("/copyright") && p.contains("usr/share/doc/") && e.header().entry_type().is_file() {
+            let mut text = String::new();
+            if e.by_ref().take(1 << 20).read_to_string(&mut text).is_err() {
+                continue;
+            }
+            if !text.starts_with("Format:") {
+                continue;
+            }
+            for line in text.lines() {
+                if let Some(l) = line.strip_prefix("License:") {
+                    let l = l.trim();
+                    if !l.is_empty() {
+                        out.insert(l.to_string());
+                    }
+                }
+            }
+        }
+    }
+    Ok(out.into_iter().collect())
+}
+
+/// Walk an uncompressed data.tar and add its entries to the tree. Returns the installed paths
+/// (for the dpkg `.list` file). `package` names the package in errors.
+pub fn unpack(tar_path: &Path, package: &str, tree: &mut Tree) -> Result<Vec<String>> {
+    let file = Arc::new(tar_path.to_path_buf());
+    let origin: Arc<str> = Arc::from(package);
+    let mut ar = tar::Archive::new(BufReader::with_capacity(1 << 16, File::open(tar_path)?));
+    let mut listed = Vec::new();
+    // Seek past contents instead of reading them: only headers are needed here.
+    for e in ar.entries_with_seek().with_context(|| format!("package {package}: reading data.tar"))? {
+        let mut e = e.with_context(|| format!("package {package}: corrupt data.tar"))?;
+        let raw = e.path()?.to_string_lossy().into_owned();
+        let path = normalize(&raw, false)
+            .with_context(|| format!("package {package}: entry `{raw}` is unsafe"))?;
+        let h = e.header();
+        let mode = h.mode().unwrap_or(0o644) & 0o7777;
+        let uid = u32::try_from(h.uid().unwrap_or(0)).unwrap_or(0);
+        let gid = u32::try_from(h.gid().unwrap_or(0)).unwrap_or(0);
+        let mtime = i64::try_from(h.mtime().unwrap_or(0)).unwrap_or(0);
+        let ty = h.entry_type();
+        let kind = match ty {
+            tar::EntryType::Regular | tar::EntryType::Continuous => Kind::File(Content::Slice {
+                file: file.clone(),
+                offset: e.raw_file_position(),
+                len: e.size(),
+            }),
+            tar::EntryType::Directory => Kind::Dir,
+            tar::EntryType::Symlink => {
+                let t = e
+                    .link_name()?
+                    .with_context(|| format!("package {package}: symlink `{raw}` has no target"))?;
+                Kind::Symlink(t.to_string_lossy().into_owned())
+            }
+            tar::EntryType::Link => {
+                let t = e
+                    .link_name()?
+                    .with_context(|| format!("package {package}: hard link `{raw}` has no target"))?;
+                let t = normalize(&t.to_string_lossy(), false)
+                    .with_context(|| format!("package {package}: hard link `{raw}` target is unsafe"))?;
+                let target = tree
+                    .resolve_parent(&t)
+                    .with_context(|| format!("package {package}: hard link `{raw}`"))?;
+                Kind::HardLink(target)
+            }
+            tar::EntryType::Char | tar::EntryType::Block => {
+                let major = h.device_major()?.unwrap_or(0);
+                let minor = h.device_minor()?.unwrap_or(0);
+                if ty == tar::EntryType::Char {
+                    Kind::CharDev { major, minor }
+                } else {
+                    Kind::BlockDev { major, minor }
+                }
+            }
+            tar::EntryType::Fifo => Kind::Fifo,
+            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader | tar::EntryType::GNULongName | tar::EntryType::GNULongLink => continue,
+            other => bail!("package {package}: entry `{raw}` has unsupported type {other:?}"),
+        };
+        let mut entry = Entry::new(kind, mode);
+        entry.uid = uid;
+        entry.gid = gid;
+        entry.mtime = mtime;
+        entry.origin = origin.clone();
+        if let Some(exts) = e.pax_extensions()? {
+            for ext in exts {
+                let ext = ext?;
+                if let Some(name) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr.")) {
+                    entry.xattrs.insert(name.to_string(), ext.value_bytes().to_vec());
+                }
+            }
+        }
+        if path.is_empty() {
+            continue;
+        }
+        let stored = tree
+            .insert(&path, entry)
+            .with_context(|| format!("package {package}: entry `{raw}`"))?;
+        let _ = stored;
+        listed.push(format!("/{path}"));
+    }
+    Ok(listed)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Build a .deb in memory: `files` are (path, kind, data) tar entries for data.tar.gz.
+    pub fn make_deb(control: &str, entries: &[(&str, tar::EntryType, &[u8], &str)]) -> Vec<u8> {
+        fn tar_of(entries: &[(&str, tar::EntryType, &[u8], &str)]) -> Vec<u8> {
+            let mut b = tar::Builder::new(Vec::new());
+            for (path, ty, data, link) in entries {
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(*ty);
+                h.set_size(data.len() as u64);
+                h.set_mode(0o755);
+                h.set_uid(0);
+                h.set_gid(0);
+                h.set_mtime(1);
+                // Raw name bytes: the builder API refuses `..`, which hostile packages use.
+                let name = h.as_old_mut().name.as_mut();
+                name.fill(0);
+                name[..path.len()].copy_from_slice(path.as_bytes());
+                if !link.is_empty() {
+                    let l = h.as_old_mut().linkname.as_mut();
+                    l[..link.len()].copy_from_slice(link.as_bytes());
+                }
+                h.set_cksum();
+                b.append(&h, *data).unwrap();
+            }
+            b.into_inner().unwrap()
+        }
+        let gz = |data: Vec<u8>| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(&data).unwrap();
+            e.finish().unwrap()
+        };
+        let control_tar = gz(tar_of(&[("./control", tar::EntryType::Regular, control.as_bytes(), "")]));
+        let data_tar = gz(tar_of(entries));
+        let mut out = b"!<arch>\n".to_vec();
+        for (name, data) in [
+            ("debian-binary", b"2.0\n".to_vec()),
+            ("control.tar.gz", control_tar),
+            ("data.tar.gz", data_tar),
+        ] {
+            out.extend(format!("{:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n", name, 0, 0, 0, 100644, data.len()).as_bytes());
+            out.extend(&data);
+            if data.len() % 2 == 1 {
+                out.push(b'\n');
+            }
+        }
+        out
+    }
+
+    fn unpack_bytes(deb: &[u8]) -> Result<Tree> {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x.deb");
+        std::fs::write(&p, deb).unwrap();
+        let (_, tar) = extract(&p, &d.path().join("x.tar"), &d.path().join("x.json"))?;
+        let mut t = Tree::new();
+        unpack(&tar, "evil", &mut t)?;
+        Ok(t)
+    }
+
+    #[test]
+    fn roundtrip_and_hostile_entries() {
+        use tar::EntryType::*;
+        let ok = make_deb("Package: a\n", &[("./usr/", Directory, b"", ""), ("./usr/bin/x", Regular, b"hello", ""), ("./usr/bin/y", Link, b"", "./usr/bin/x"), ("./usr/bin/z", Symlink, b"", "x")]);
+        let t = unpack_bytes(&ok).unwrap();
+        assert_eq!(t.read("/usr/bin/x").unwrap(), b"hello");
+        assert!(matches!(t.get("usr/bin/y").unwrap().kind, Kind::HardLink(ref s) if s == "usr/bin/x"));
+        assert_eq!(t.read("/usr/bin/z").unwrap(), b"hello");
+
+        let dotdot = make_deb("Package: a\n", &[("./../etc/passwd", Regular, b"x", "")]);
+        let e = format!("{:#}", unpack_bytes(&dotdot).unwrap_err());
+        assert!(e.contains("package evil") && e.contains("../etc/passwd") && e.contains("unsafe"), "{e}");
+
+        let escape = make_deb("Package: a\n", &[("./etc", Symlink, b"", "../../../../tmp"), ("./etc/x", Regular, b"x", "")]);
+        let e = format!("{:#}", unpack_bytes(&escape).unwrap_err());
+        assert!(e.contains("package evil") && e.contains("points outside the image"), "{e}");
+    }
+
+    #[test]
+    fn truncated_ar_is_rejected() {
+        let ok = make_deb("Package: a\n", &[]);
+        let mut cut = ok.clone();
+        cut.truncate(ok.len() - 10);
+        let e = ar_members(&mut io::Cursor::new(cut)).unwrap_err();
+        assert!(e.to_string().contains("past the end"), "{e}");
+    }
+}

@@ -1,0 +1,406 @@
+//! Debian repository client: where the mirror is, fetching `InRelease` and checking its OpenPGP
+//! signature against the archive keyring, and fetching the `Packages` index whose SHA-256 the
+//! verified `Release` names.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use pgp::composed::{CleartextSignedMessage, Deserializable, SignedPublicKey};
+use sha2::{Digest, Sha256};
+
+use super::cache::Cache;
+use super::control;
+
+/// Default keyring shipped by Debian's `debian-archive-keyring` package.
+pub const DEFAULT_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+
+/// Errors of the repository's trust chain, matchable by tests.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RepoError {
+    /// `InRelease` is not signed by any key in the keyring.
+    #[error("{url}: the InRelease signature does not verify against keyring {keyring}")]
+    BadSignature {
+        /// InRelease URL.
+        url: String,
+        /// Keyring used.
+        keyring: String,
+    },
+    /// The Release file's Valid-Until has passed.
+    #[error("{url}: Release expired on {until} (Valid-Until); the mirror is stale or replayed")]
+    Expired {
+        /// InRelease URL.
+        url: String,
+        /// Valid-Until value.
+        until: String,
+    },
+    /// An index whose digest differs from the one the Release lists.
+    #[error("{url}: SHA-256 {got} does not match {want} from the signed Release")]
+    IndexDigest {
+        /// Index URL.
+        url: String,
+        /// Digest seen.
+        got: String,
+        /// Digest expected.
+        want: String,
+    },
+    /// The Release lists no index for this component and architecture.
+    #[error("{url}: the Release lists no Packages index for {component}/binary-{arch}")]
+    NoIndex {
+        /// InRelease URL.
+        url: String,
+        /// Component.
+        component: String,
+        /// Debian architecture.
+        arch: String,
+    },
+}
+
+/// Work out the mirror: the explicit option, then `INGOT_MIRROR`, then the host's apt sources
+/// (deb822 `*.sources` and one-line `sources.list`), taking the first entry that serves `suite`.
+pub fn mirror_url(explicit: Option<&str>, suite: &str) -> Result<String> {
+    if let Some(m) = explicit.filter(|m| !m.is_empty()) {
+        return Ok(m.trim_end_matches('/').to_string());
+    }
+    if let Ok(m) = std::env::var("INGOT_MIRROR") {
+        if !m.is_empty() {
+            return Ok(m.trim_end_matches('/').to_string());
+        }
+    }
+    let apt = std::env::var("INGOT_APT_DIR").unwrap_or_else(|_| "/etc/apt".into());
+    if let Some(m) = mirror_from_apt(Path::new(&apt), suite) {
+        return Ok(m);
+    }
+    bail!(
+        "no Debian mirror: pass --mirror URL, set INGOT_MIRROR, or add a `{suite}` entry to the host's apt sources ({apt}/sources.list.d/*.sources)"
+    )
+}
+
+fn mirror_from_apt(apt: &Path, suite: &str) -> Option<String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(apt.join("sources.list.d"))
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.sort();
+    files.insert(0, apt.join("sources.list"));
+    for f in files {
+        let Ok(text) = std::fs::read_to_string(&f) else {
+            continue;
+        };
+        let name = f.to_string_lossy();
+        if name.ends_with(".sources") {
+            for p in control::parse(&text).unwrap_or_default() {
+                let types = p.get("Types").unwrap_or("");
+                let suites = p.get("Suites").unwrap_or("");
+                if p.get("Enabled") == Some("no")
+                    || !types.split_whitespace().any(|t| t == "deb")
+                    || !suites.split_whitespace().any(|s| s == suite)
+                {
+                    continue;
+                }
+                if let Some(u) = p.get("URIs").and_then(|u| u.split_whitespace().next()) {
+                    return Some(u.trim_end_matches('/').to_string());
+                }
+            }
+        } else if name.ends_with(".list") {
+            for line in text.lines() {
+                let mut words = line.split_whitespace().filter(|w| !w.starts_with('['));
+                // Skip options in brackets, which may contain spaces only as `[ a=b ]`.
+                let line = line.trim();
+                if !line.starts_with("deb ") {
+                    continue;
+                }
+                let _ = words.next();
+                let rest: Vec<&str> = line[4..]
+                    .split(']')
+                    .next_back()
+                    .unwrap_or("")
+                    .split_whitespace()
+                    .collect();
+                if rest.len() >= 2 && rest[1] == suite {
+                    return Some(rest[0].trim_end_matches('/').to_string());
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Fetch a URL (`http`, `https` or `file`) into memory, retrying transient failures.
+pub fn get(url: &str) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    open(url)?
+        .read_to_end(&mut buf)
+        .with_context(|| format!("reading {url}"))?;
+    Ok(buf)
+}
+
+/// Open a URL for streaming, retrying transient failures with backoff.
+pub fn open(url: &str) -> Result<Box<dyn Read + Send>> {
+    if let Some(path) = url.strip_prefix("file://") {
+        let f = std::fs::File::open(path).with_context(|| format!("opening {url}"))?;
+        return Ok(Box::new(f));
+    }
+    let agent = ureq::AgentBuilder::new()
+        .timeout_connect(Duration::from_secs(15))
+        .timeout_read(Duration::from_secs(60))
+        .user_agent(concat!("ingot/", env!("CARGO_PKG_VERSION")))
+        .build();
+    let mut delay = Duration::from_millis(300);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match agent.get(url).call() {
+            Ok(resp) => return Ok(Box::new(resp.into_reader())),
+            Err(ureq::Error::Status(code, _)) if code < 500 && code != 429 => {
+                bail!("{url}: HTTP {code} (permanent; not retried)")
+            }
+            Err(e) if attempt < 4 => {
+                log::warn(&format!("{url}: {e}; retrying in {delay:?}"));
+                std::thread::sleep(delay);
+                delay *= 3;
+            }
+            Err(e) => return Err(e).with_context(|| format!("{url}: giving up after {attempt} attempts")),
+        }
+    }
+}
+
+mod log {
+    pub fn warn(msg: &str) {
+        eprintln!("warning: {msg}");
+    }
+}
+
+/// A `Release` file whose signature has been checked.
+#[derive(Debug, Clone)]
+pub struct Release {
+    /// Mirror base URL.
+    pub mirror: String,
+    /// Suite (codename) as requested.
+    pub suite: String,
+    /// SHA-256 of the InRelease bytes (for provenance).
+    pub digest: String,
+    /// `Date` field.
+    pub date: String,
+    /// path → (sha256, size).
+    pub sha256: Vec<(String, String, u64)>,
+}
+
+impl Release {
+    /// Base URL of the suite's `dists/` directory.
+    pub fn dist_url(&self) -> String {
+        format!("{}/dists/{}", self.mirror, self.suite)
+    }
+}
+
+/// Load an OpenPGP keyring (binary or armored, any number of keys).
+pub fn load_keyring(path: &Path) -> Result<Vec<SignedPublicKey>> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("reading keyring {} (install debian-archive-keyring or pass --keyring)", path.display()))?;
+    let keys: Vec<SignedPublicKey> = if bytes.starts_with(b"-----BEGIN") {
+        let (iter, _) = SignedPublicKey::from_armor_many(std::io::Cursor::new(bytes))
+            .with_context(|| format!("parsing keyring {}", path.display()))?;
+        iter.filter_map(|k| k.ok()).collect()
+    } else {
+        SignedPublicKey::from_bytes_many(std::io::Cursor::new(bytes))
+            .with_context(|| format!("parsing keyring {}", path.display()))?
+            .filter_map(|k| k.ok())
+            .collect()
+    };
+    if keys.is_empty() {
+        bail!("keyring {} holds no public keys", path.display());
+    }
+    Ok(keys)
+}
+
+/// Check a clear-signed `InRelease` against the keyring and return the signed text.
+pub fn verify_inrelease(
+    bytes: &[u8],
+    keys: &[SignedPublicKey],
+    url: &str,
+    keyring: &Path,
+) -> Result<String> {
+    let bad = || RepoError::BadSignature {
+        url: url.to_string(),
+        keyring: keyring.display().to_string(),
+    };
+    let text = std::str::from_utf8(bytes).map_err(|_| bad())?;
+    let (msg, _) = CleartextSignedMessage::from_string(text).map_err(|_| bad())?;
+    let ok = keys.iter().any(|k| {
+        msg.verify(&k.primary_key).is_ok()
+            || k.public_subkeys.iter().any(|s| msg.verify(&s.key).is_ok())
+    });
+    if !ok {
+        return Err(bad().into());
+    }
+    // Only the signed text counts; anything outside the signature is ignored.
+    Ok(msg.signed_text().replace("\r\n", "\n"))
+}
+
+/// Parse the signed Release text.
+pub fn parse_release(mirror: &str, suite: &str, text: &str, digest: String, url: &str) -> Result<Release> {
+    let paras = control::parse(text).map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+    let p = paras
+        .first()
+        .with_context(|| format!("{url}: empty Release"))?;
+    if let Some(until) = p.get("Valid-Until") {
+        if let Some(t) = parse_rfc2822(until) {
+            if t < now_secs() {
+                return Err(RepoError::Expired {
+                    url: url.to_string(),
+                    until: until.to_string(),
+                }
+                .into());
+            }
+        }
+    }
+    let mut sha256 = Vec::new();
+    for line in p.get("SHA256").unwrap_or("").lines() {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        if let [h, s, path] = w[..] {
+            sha256.push((path.to_string(), h.to_lowercase(), s.parse().unwrap_or(0)));
+        }
+    }
+    if sha256.is_empty() {
+        bail!("{url}: Release has no SHA256 list (refusing an index without digests)");
+    }
+    Ok(Release {
+        mirror: mirror.to_string(),
+        suite: suite.to_string(),
+        digest,
+        date: p.get("Date").unwrap_or("").to_string(),
+        sha256,
+    })
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Parse `Sat, 11 Jul 2026 10:16:37 UTC` to seconds since the epoch.
+pub fn parse_rfc2822(s: &str) -> Option<i64> {
+    let w: Vec<&str> = s.split_whitespace().collect();
+    let w = if w.first()?.ends_with(',') { &w[1..] } else { &w[..] };
+    let day: i64 = w.first()?.parse().ok()?;
+    let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let mname = *w.get(1)?;
+    let month = months.iter().position(|m| *m == mname)? as i64 + 1;
+    let year: i64 = w.get(2)?.parse().ok()?;
+    let hms: Vec<i64> = w.get(3)?.split(':').filter_map(|x| x.parse().ok()).collect();
+    if hms.len() != 3 {
+        return None;
+    }
+    Some(days_from_civil(year, month, day) * 86400 + hms[0] * 3600 + hms[1] * 60 + hms[2])
+}
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
+}
+
+/// Fetch and verify `InRelease` for a suite. On a network failure, a previously verified copy in
+/// the cache is used (and verified again), so builds work offline.
+pub fn fetch_release(
+    cache: &Cache,
+    mirror: &str,
+    suite: &str,
+    keyring: &Path,
+    keys: &[SignedPublicKey],
+) -> Result<Release> {
+    let url = format!("{mirror}/dists/{suite}/InRelease");
+    let saved = cache.release_path(&url);
+    let bytes = match get(&url) {
+        Ok(b) => b,
+        Err(e) => match std::fs::read(&saved) {
+            Ok(b) => {
+                eprintln!("warning: {e:#}; using the cached InRelease from {}", saved.display());
+                b
+            }
+            Err(_) => return Err(e),
+        },
+    };
+    let text = verify_inrelease(&bytes, keys, &url, keyring)?;
+    let digest = hex::encode(Sha256::digest(&bytes));
+    let rel = parse_release(mirror, suite, &text, digest, &url)?;
+    cache.save_release(&url, &bytes)?;
+    Ok(rel)
+}
+
+/// Fetch the `Packages` index of one component and arch, check it against the Release, and
+/// return its decompressed text. Indexes are cached by digest.
+pub fn fetch_packages(cache: &Cache, rel: &Release, component: &str, arch: &str) -> Result<String> {
+    let base = format!("{component}/binary-{arch}/Packages");
+    let pick = ["xz", "gz", ""]
+        .iter()
+        .find_map(|ext| {
+            let name = if ext.is_empty() { base.clone() } else { format!("{base}.{ext}") };
+            rel.sha256
+                .iter()
+                .find(|(p, _, _)| *p == name)
+                .map(|(p, h, s)| (p.clone(), h.clone(), *s, *ext))
+        })
+        .ok_or_else(|| RepoError::NoIndex {
+            url: format!("{}/InRelease", rel.dist_url()),
+            component: component.to_string(),
+            arch: arch.to_string(),
+        })?;
+    let (path, sha, size, ext) = pick;
+    let url = format!("{}/{}", rel.dist_url(), path);
+    let file = cache.fetch_verified(&url, &sha, size, &path, None)?;
+    let raw = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+    let mut text = String::new();
+    match ext {
+        "xz" => {
+            xz2::read::XzDecoder::new(&raw[..]).read_to_string(&mut text)?;
+        }
+        "gz" => {
+            flate2::read::GzDecoder::new(&raw[..]).read_to_string(&mut text)?;
+        }
+        _ => text = String::from_utf8(raw).context("index is not UTF-8")?,
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apt_sources_deb822_and_list() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("sources.list.d")).unwrap();
+        std::fs::write(
+            d.path().join("sources.list.d/debian.sources"),
+            "Types: deb\nURIs: http://mirror.invalid/debian/\nSuites: bookworm bookworm-updates\nComponents: main\n",
+        )
+        .unwrap();
+        assert_eq!(
+            mirror_from_apt(d.path(), "bookworm-updates").as_deref(),
+            Some("http://mirror.invalid/debian")
+        );
+        std::fs::write(
+            d.path().join("sources.list"),
+            "deb [arch=amd64 signed-by=/x] http://other.invalid/debian trixie main\n",
+        )
+        .unwrap();
+        assert_eq!(
+            mirror_from_apt(d.path(), "trixie").as_deref(),
+            Some("http://other.invalid/debian")
+        );
+        assert_eq!(mirror_from_apt(d.path(), "sid"), None);
+    }
+
+    #[test]
+    fn rfc2822_dates() {
+        assert_eq!(parse_rfc2822("Thu, 01 Jan 1970 00:00:10 UTC"), Some(10));
+        assert_eq!(parse_rfc2822("Sat, 11 Jul 2026 10:16:37 UTC"), Some(1783764997));
+    }
+}
