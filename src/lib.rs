@@ -1,7 +1,16 @@
 //! Ingot bakes golden disk images from Debian packages: rootless, reproducible, signed and
-//! boot-tested in QEMU. The modules follow the build from top to bottom.
+//! boot-tested in QEMU. The modules follow the build from top to bottom:
+//! config → packages → tree → assemble → sysprep → fs → disk → trust → qemu, with `build`
+//! running the pipeline and `cli` on top.
 
 pub mod config;
-pub mod fs;
 pub mod packages;
 pub mod tree;
+pub mod assemble;
+pub mod sysprep;
+pub mod fs;
+pub mod disk;
+pub mod trust;
+pub mod qemu;
+pub mod build;
+pub mod cli;

@@ -1,1 +1,16 @@
-fn main(){}
+use clap::Parser;
+
+fn main() {
+    let cli = match ingot::cli::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    if let Err(e) = ingot::cli::run(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(ingot::cli::exit_code(&e));
+    }
+}

@@ -1,0 +1,229 @@
+//! The boot chain: the kernel from the image tree, Ingot's own initramfs (static busybox, the
+//! kernel modules the hardware profile names plus their dependencies, and an `/init` that finds
+//! the root partition by PARTUUID), systemd-boot as the removable-media boot loader, and a Boot
+//! Loader Specification entry.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+
+use anyhow::{bail, Context, Result};
+
+use super::cpio;
+use crate::config::{Arch, Hardware};
+use crate::tree::{Entry, Kind, Tree};
+
+/// The kernel found in the image tree.
+#[derive(Debug, Clone)]
+pub struct Kernel {
+    /// Release string (`6.1.0-48-cloud-amd64`).
+    pub release: String,
+    /// Path of the image in the tree.
+    pub image_path: String,
+}
+
+/// Find the installed kernel (`/boot/vmlinuz-*`, newest by version).
+pub fn find_kernel(tree: &Tree) -> Result<Kernel> {
+    let mut found: Vec<String> = tree
+        .children("boot")
+        .filter_map(|p| p.strip_prefix("boot/vmlinuz-").map(str::to_string))
+        .collect();
+    found.sort_by(|a, b| crate::packages::version::compare(a, b));
+    let release = found
+        .pop()
+        .context("no kernel in the image: /boot/vmlinuz-* missing (check the hardware profile's kernel_package)")?;
+    Ok(Kernel { image_path: format!("boot/vmlinuz-{release}"), release })
+}
+
+fn canon(name: &str) -> String {
+    name.replace('-', "_")
+}
+
+fn module_name(path: &str) -> String {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    canon(file.split(".ko").next().unwrap_or(file))
+}
+
+fn glob(pattern: &str, s: &str) -> bool {
+    let (p, s) = (pattern.as_bytes(), s.as_bytes());
+    let (mut pi, mut si, mut star, mut mark) = (0, 0, None, 0);
+    while si < s.len() {
+        if pi < p.len() && (p[pi] == b'?' || p[pi] == s[si]) {
+            pi += 1;
+            si += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some(pi);
+            pi += 1;
+            mark = si;
+        } else if let Some(st) = star {
+            pi = st + 1;
+            mark += 1;
+            si = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == b'*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+/// Resolve module names (or aliases) to module paths in load order, dependencies first.
+pub fn resolve_modules(tree: &Tree, release: &str, wanted: &[String], hw_file: &str) -> Result<Vec<String>> {
+    let base = format!("usr/lib/modules/{release}");
+    let dep_text = tree
+        .read(&format!("{base}/modules.dep"))
+        .with_context(|| format!("kernel {release} has no modules.dep"))?;
+    let dep_text = String::from_utf8_lossy(&dep_text);
+    let mut deps: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
+    for line in dep_text.lines() {
+        if let Some((m, rest)) = line.split_once(':') {
+            let d: Vec<String> = rest.split_whitespace().map(str::to_string).collect();
+            deps.insert(module_name(m), (m.to_string(), d));
+        }
+    }
+    let builtin: BTreeSet<String> = tree
+        .read(&format!("{base}/modules.builtin"))
+        .map(|b| String::from_utf8_lossy(&b).lines().map(module_name).collect())
+        .unwrap_or_default();
+    let aliases: Vec<(String, String)> = tree
+        .read(&format!("{base}/modules.alias"))
+        .map(|b| {
+            String::from_utf8_lossy(&b)
+                .lines()
+                .filter_map(|l| {
+                    let mut w = l.split_whitespace();
+                    (w.next() == Some("alias")).then_some(())?;
+                    Some((w.next()?.to_string(), canon(w.next()?)))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut order: Vec<String> = Vec::new();
+    let mut seen = BTreeSet::new();
+    fn visit(m: &str, deps: &BTreeMap<String, (String, Vec<String>)>, seen: &mut BTreeSet<String>, order: &mut Vec<String>) {
+        let Some((path, d)) = deps.get(m) else { return };
+        if !seen.insert(m.to_string()) {
+            return;
+        }
+        for dep in d {
+            visit(&module_name(dep), deps, seen, order);
+        }
+        order.push(path.clone());
+    }
+    for w in wanted {
+        let name = canon(w);
+        if deps.contains_key(&name) {
+            visit(&name, &deps, &mut seen, &mut order);
+        } else if builtin.contains(&name) {
+            continue;
+        } else if let Some((_, m)) = aliases.iter().find(|(pat, _)| glob(pat, w)) {
+            let m = m.clone();
+            visit(&m, &deps, &mut seen, &mut order);
+        } else {
+            let mut close: Vec<(f64, &String)> = deps.keys().map(|k| (strsim::jaro_winkler(&name, k), k)).filter(|(s, _)| *s > 0.85).collect();
+            close.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let hint = close.first().map(|(_, k)| format!("; did you mean `{k}`?")).unwrap_or_default();
+            bail!("{hw_file}: modules: kernel {release} has no module or alias `{w}`{hint}");
+        }
+    }
+    Ok(order)
+}
+
+fn decompress_module(path: &str, data: Vec<u8>) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    if path.ends_with(".xz") {
+        xz2::read::XzDecoder::new(&data[..]).read_to_end(&mut out)?;
+    } else if path.ends_with(".zst") {
+        out = zstd::decode_all(&data[..])?;
+    } else if path.ends_with(".gz") {
+        flate2::read::GzDecoder::new(&data[..]).read_to_end(&mut out)?;
+    } else {
+        return Ok(data);
+    }
+    Ok(out)
+}
+
+const INIT: &str = include_str!("initramfs-init.sh");
+
+/// Build the initramfs: busybox from the target arch's `busybox-static`, modules in load order,
+/// and the `/init` script.
+pub fn initramfs(image: &Tree, busybox: &Tree, kernel: &Kernel, hw: &Hardware, time: i64) -> Result<Vec<u8>> {
+    let modules = resolve_modules(image, &kernel.release, &hw.modules, &hw.path.display().to_string())?;
+    let mut t = Tree::new();
+    let bb = busybox
+        .read("/bin/busybox")
+        .or_else(|| busybox.read("/usr/bin/busybox"))
+        .context("busybox-static has no /bin/busybox")?;
+    t.insert("bin/busybox", Entry::file(bb, 0o755))?;
+    t.insert("bin/sh", Entry::symlink("busybox"))?;
+    for d in ["dev", "proc", "sys", "newroot", "run", "tmp"] {
+        t.insert(d, Entry::dir(0o755))?;
+    }
+    t.insert("dev/console", Entry::new(Kind::CharDev { major: 5, minor: 1 }, 0o600))?;
+    t.insert("dev/null", Entry::new(Kind::CharDev { major: 1, minor: 3 }, 0o666))?;
+    let mut list = String::new();
+    for m in &modules {
+        let src = format!("usr/lib/modules/{}/{m}", kernel.release);
+        let data = image.read(&src).with_context(|| format!("module file {src} missing"))?;
+        let data = decompress_module(m, data)?;
+        let dest = format!("lib/modules/{}", module_name(m));
+        t.insert(&format!("{dest}.ko"), Entry::file(data, 0o644))?;
+        list.push_str(&format!("/{dest}.ko\n"));
+    }
+    t.insert("etc/modules.order", Entry::file(list, 0o644))?;
+    t.insert("init", Entry::file(INIT, 0o755))?;
+    let _ = hw.arch;
+    let archive = cpio::newc(&t, time as u32)?;
+    Ok(cpio::gzip(&archive)?)
+}
+
+/// Paths on the ESP for one image version (Boot Loader Specification type #1 layout).
+pub fn esp_tree(
+    sd_boot: &Tree,
+    arch: Arch,
+    image_id: &str,
+    version: &str,
+    kernel: &[u8],
+    initrd: &[u8],
+    cmdline: &str,
+) -> Result<Tree> {
+    let suffix = arch.efi_suffix();
+    let efi = sd_boot
+        .read(&format!("/usr/lib/systemd/boot/efi/systemd-boot{suffix}.efi"))
+        .with_context(|| format!("systemd-boot-efi has no systemd-boot{suffix}.efi"))?;
+    let mut t = Tree::new();
+    t.insert(&format!("EFI/BOOT/BOOT{}.EFI", suffix.to_uppercase()), Entry::file(efi.clone(), 0o644))?;
+    t.insert(&format!("EFI/systemd/systemd-boot{suffix}.efi"), Entry::file(efi, 0o644))?;
+    let dir = format!("{image_id}/{version}");
+    t.insert(&format!("{dir}/linux"), Entry::file(kernel.to_vec(), 0o644))?;
+    t.insert(&format!("{dir}/initrd"), Entry::file(initrd.to_vec(), 0o644))?;
+    let entry = format!(
+        "title {image_id} {version}\nversion {version}\nsort-key {image_id}\nlinux /{dir}/linux\ninitrd /{dir}/initrd\noptions {cmdline}\n"
+    );
+    t.insert(&format!("loader/entries/{image_id}-{version}.conf"), Entry::file(entry, 0o644))?;
+    t.insert(
+        "loader/loader.conf",
+        Entry::file(format!("timeout 0\ndefault {image_id}-*\nconsole-mode keep\neditor no\n"), 0o644),
+    )?;
+    Ok(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_resolution_orders_dependencies() {
+        let mut t = Tree::new();
+        let base = "usr/lib/modules/6.1.0-test";
+        t.insert(&format!("{base}/modules.dep"), Entry::file("kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio_ring.ko kernel/drivers/virtio/virtio.ko\nkernel/drivers/virtio/virtio_ring.ko: kernel/drivers/virtio/virtio.ko\nkernel/drivers/virtio/virtio.ko:\nkernel/drivers/net/virtio_net.ko: kernel/drivers/virtio/virtio.ko\n", 0o644)).unwrap();
+        t.insert(&format!("{base}/modules.alias"), Entry::file("alias virtio:d00000001v* virtio_net\n", 0o644)).unwrap();
+        t.insert(&format!("{base}/modules.builtin"), Entry::file("kernel/fs/ext4/ext4.ko\n", 0o644)).unwrap();
+        let hw = "hw.toml";
+        let m = resolve_modules(&t, "6.1.0-test", &["virtio-blk".into(), "ext4".into(), "virtio:d00000001v00001AF4".into()], hw).unwrap();
+        assert_eq!(m, vec!["kernel/drivers/virtio/virtio.ko", "kernel/drivers/virtio/virtio_ring.ko", "kernel/drivers/block/virtio_blk.ko", "kernel/drivers/net/virtio_net.ko"]);
+        let e = resolve_modules(&t, "6.1.0-test", &["virtio_blkk".into()], hw).unwrap_err().to_string();
+        assert!(e.contains("hw.toml") && e.contains("virtio_blkk") && e.contains("did you mean `virtio_blk`"), "{e}");
+    }
+}

@@ -1,0 +1,64 @@
+#!/bin/busybox sh
+# Ingot initramfs: load the hardware profile's modules, find the root partition by the
+# PARTUUID on the kernel command line (reading GPT entries directly: no udev here), mount it and
+# hand over to the image's init.
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+
+say() { echo "ingot-initramfs: $*" > /dev/console; }
+
+while read -r m; do
+  [ -n "$m" ] && insmod "$m" 2>/dev/null
+done < /etc/modules.order
+
+root="" ; init=/sbin/init ; wait=30 ; rootflags=rw
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in
+    root=PARTUUID=*) root="${arg#root=PARTUUID=}" ;;
+    init=*) init="${arg#init=}" ;;
+    rootwait=*) wait="${arg#rootwait=}" ;;
+    ro) rootflags=ro ;;
+  esac
+done
+[ -n "$root" ] || { say "FATAL: no root=PARTUUID=... on the kernel command line"; sleep 2; poweroff -f; }
+
+# GPT stores a GUID's first three fields little-endian.
+lc=$(echo "$root" | tr 'A-F' 'a-f' | tr -d '-')
+want="${lc:6:2}${lc:4:2}${lc:2:2}${lc:0:2}${lc:10:2}${lc:8:2}${lc:14:2}${lc:12:2}${lc:16:16}"
+
+find_root() {
+  for p in /sys/class/block/*; do
+    [ -f "$p/partition" ] || continue
+    n=$(cat "$p/partition")
+    disk=$(basename "$(dirname "$(readlink -f "$p")")")
+    got=$(dd if="/dev/$disk" bs=1 skip=$((1024 + (n - 1) * 128 + 16)) count=16 2>/dev/null | hexdump -v -e '16/1 "%02x"')
+    if [ "$got" = "$want" ]; then echo "/dev/$(basename "$p")"; return 0; fi
+  done
+  return 1
+}
+
+i=0
+dev=""
+while [ $i -lt $((wait * 10)) ]; do
+  dev=$(find_root) && break
+  usleep 100000
+  i=$((i + 1))
+done
+if [ -z "$dev" ]; then
+  say "FATAL: root partition PARTUUID=$root not found after ${wait}s"
+  say "block devices seen: $(ls /sys/class/block | tr '\n' ' ')"
+  say "modules loaded: $(cut -d' ' -f1 /proc/modules | tr '\n' ' ')"
+  sleep 2
+  poweroff -f
+fi
+if ! mount -t ext4 -o "$rootflags" "$dev" /newroot; then
+  say "FATAL: cannot mount $dev (PARTUUID=$root) as ext4"
+  sleep 2
+  poweroff -f
+fi
+mount --move /dev /newroot/dev 2>/dev/null || umount /dev
+umount /proc /sys
+exec switch_root /newroot "$init"

@@ -1,0 +1,111 @@
+//! depmod, declaratively: Debian's kernel packages ship no `modules.dep` (their postinst runs
+//! depmod). Ingot reads each module's ELF `.modinfo` section and writes `modules.dep` and
+//! `modules.alias` in depmod's text format.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+
+use crate::tree::{Entry, Kind, Tree};
+
+fn u16le(b: &[u8], o: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?))
+}
+fn u32le(b: &[u8], o: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?))
+}
+fn u64le(b: &[u8], o: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?))
+}
+
+/// The `key=value` strings of an ELF64 little-endian module's `.modinfo` section. Every offset
+/// is bounds-checked; a malformed file yields `None`.
+pub fn modinfo(elf: &[u8]) -> Option<Vec<(String, String)>> {
+    if elf.get(0..4)? != b"\x7fELF" || *elf.get(4)? != 2 || *elf.get(5)? != 1 {
+        return None;
+    }
+    let shoff = usize::try_from(u64le(elf, 0x28)?).ok()?;
+    let shentsize = usize::from(u16le(elf, 0x3A)?);
+    let shnum = usize::from(u16le(elf, 0x3C)?);
+    let shstrndx = usize::from(u16le(elf, 0x3E)?);
+    let sect = |i: usize| -> Option<(u32, usize, usize)> {
+        let h = shoff.checked_add(i.checked_mul(shentsize)?)?;
+        let off = usize::try_from(u64le(elf, h + 0x18)?).ok()?;
+        let size = usize::try_from(u64le(elf, h + 0x20)?).ok()?;
+        elf.get(off..off.checked_add(size)?)?;
+        Some((u32le(elf, h)?, off, size))
+    };
+    let (_, stroff, strsize) = sect(shstrndx)?;
+    let names = &elf[stroff..stroff + strsize];
+    for i in 0..shnum {
+        let (name, off, size) = sect(i)?;
+        let n = names.get(name as usize..)?;
+        let end = n.iter().position(|&c| c == 0)?;
+        if &n[..end] == b".modinfo" {
+            return Some(
+                elf[off..off + size]
+                    .split(|&c| c == 0)
+                    .filter_map(|kv| std::str::from_utf8(kv).ok()?.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+                    .collect(),
+            );
+        }
+    }
+    None
+}
+
+/// Write `modules.dep` and `modules.alias` for the modules present in the tree.
+pub fn depmod(tree: &mut Tree, release: &str) -> Result<usize> {
+    let base = format!("usr/lib/modules/{release}/");
+    let files: Vec<String> = tree
+        .iter()
+        .filter(|(p, e)| p.starts_with(&base) && p.ends_with(".ko") && matches!(e.kind, Kind::File(_)))
+        .map(|(p, _)| p.clone())
+        .collect();
+    let mut by_name: BTreeMap<String, String> = BTreeMap::new();
+    let mut info: Vec<(String, Vec<(String, String)>)> = Vec::new();
+    for p in &files {
+        let data = tree.read(p).unwrap_or_default();
+        let mi = modinfo(&data).unwrap_or_default();
+        let rel = p[base.len()..].to_string();
+        let name = mi.iter().find(|(k, _)| k == "name").map(|(_, v)| v.clone()).unwrap_or_else(|| rel.rsplit('/').next().unwrap_or("").trim_end_matches(".ko").replace('-', "_"));
+        by_name.insert(name.clone(), rel.clone());
+        info.push((rel, mi));
+    }
+    let mut dep = String::new();
+    let mut alias = String::from("# Aliases extracted from modules themselves.\n");
+    for (rel, mi) in &info {
+        // Direct dependencies first, then theirs (depmod lists the full closure).
+        let mut closure: Vec<String> = Vec::new();
+        let mut stack: Vec<String> = mi.iter().filter(|(k, _)| k == "depends").flat_map(|(_, v)| v.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect::<Vec<_>>()).collect();
+        while let Some(d) = stack.pop() {
+            let Some(path) = by_name.get(&d) else { continue };
+            if closure.contains(path) {
+                continue;
+            }
+            closure.push(path.clone());
+            if let Some((_, dmi)) = info.iter().find(|(r, _)| r == path) {
+                stack.extend(dmi.iter().filter(|(k, _)| k == "depends").flat_map(|(_, v)| v.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect::<Vec<_>>()));
+            }
+        }
+        dep.push_str(&format!("{rel}:{}{}\n", if closure.is_empty() { "" } else { " " }, closure.join(" ")));
+        let name = rel.rsplit('/').next().unwrap_or("").trim_end_matches(".ko").replace('-', "_");
+        for (_, a) in mi.iter().filter(|(k, _)| k == "alias") {
+            alias.push_str(&format!("alias {a} {name}\n"));
+        }
+    }
+    tree.insert(&format!("{base}modules.dep"), Entry::file(dep, 0o644))?;
+    tree.insert(&format!("{base}modules.alias"), Entry::file(alias, 0o644))?;
+    Ok(files.len())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rejects_garbage() {
+        assert!(super::modinfo(b"not an elf").is_none());
+        let mut e = vec![0u8; 64];
+        e[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        e[0x28] = 0xFF; // section headers past the end
+        assert!(super::modinfo(&e).is_none());
+    }
+}

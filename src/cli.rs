@@ -1,0 +1,482 @@
+//! Command-line interface: one function per subcommand over the library's stages.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+use crate::config::{self, ConfigError};
+use crate::packages::{self, Lockfile, Source};
+use crate::trust::minisign;
+use crate::{build, qemu};
+
+/// Bake golden disk images from Debian packages: rootless, reproducible, signed, boot-tested.
+#[derive(Debug, Parser)]
+#[command(name = "ingot", version, after_help = "Example:\n  ingot build profiles/edge-minimal.toml --hardware hardware/qemu-x86_64.toml\n  ingot boot-test out/edge-minimal-1.0.0-x86_64")]
+pub struct Cli {
+    /// Print only errors.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// Subcommand.
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// Options shared by the commands that fetch packages.
+#[derive(Debug, clap::Args, Clone)]
+pub struct SourceOpts {
+    /// Debian mirror (default: INGOT_MIRROR, then the host's apt sources); file:// works offline.
+    #[arg(long, env = "INGOT_MIRROR")]
+    pub mirror: Option<String>,
+    /// OpenPGP keyring for InRelease (default: Debian's archive keyring).
+    #[arg(long)]
+    pub keyring: Option<PathBuf>,
+    /// Package cache (default: INGOT_CACHE or $XDG_CACHE_HOME/ingot).
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    /// Parallel downloads.
+    #[arg(long, short, default_value_t = 4)]
+    pub jobs: usize,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Build one image per hardware profile into OUT/<name>-<version>-<arch>/.
+    #[command(after_help = "Example:\n  ingot build profiles/vm-base.toml --hardware hardware/qemu-x86_64.toml --hardware hardware/qemu-aarch64.toml --key ingot.key")]
+    Build {
+        /// Image profile.
+        profile: PathBuf,
+        /// Hardware profile(s).
+        #[arg(long = "hardware", default_value = "hardware/qemu-x86_64.toml")]
+        hardware: Vec<PathBuf>,
+        /// Output directory.
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+        /// Sign with this secret key.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// Use PROFILE.lock exactly; fail if the profile changed since.
+        #[arg(long)]
+        locked: bool,
+        /// Build twice and report the first difference.
+        #[arg(long)]
+        check_reproducible: bool,
+        /// Package source options.
+        #[command(flatten)]
+        source: SourceOpts,
+    },
+    /// Boot image directories in QEMU and check the INGOT-READY line.
+    #[command(name = "boot-test", after_help = "Example:\n  ingot boot-test out/edge-minimal-1.0.0-x86_64 out/edge-minimal-1.0.0-aarch64 --junit report.xml")]
+    BootTest {
+        /// Image directories.
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// Seconds to wait for each boot.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+        /// Boots per image (machine ids must differ).
+        #[arg(long, default_value_t = 2)]
+        boots: u32,
+        /// JUnit XML report.
+        #[arg(long)]
+        junit: Option<PathBuf>,
+        /// JSON report.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Force `kvm` or `tcg`.
+        #[arg(long)]
+        accel: Option<String>,
+        /// Package source options (firmware comes from the Debian archive); `--jobs` is also
+        /// how many images boot at once.
+        #[command(flatten)]
+        source: SourceOpts,
+    },
+    /// Boot an image interactively on the serial console (Ctrl-A X quits).
+    #[command(after_help = "Example:\n  ingot run out/edge-minimal-1.0.0-x86_64")]
+    Run {
+        /// Image directory.
+        image: PathBuf,
+        /// Force `kvm` or `tcg`.
+        #[arg(long)]
+        accel: Option<String>,
+        /// Package source options.
+        #[command(flatten)]
+        source: SourceOpts,
+    },
+    /// Resolve and pin every package into PROFILE.lock.
+    #[command(after_help = "Example:\n  ingot lock profiles/vm-base.toml --hardware hardware/qemu-x86_64.toml --hardware hardware/qemu-aarch64.toml")]
+    Lock {
+        /// Image profile.
+        profile: PathBuf,
+        /// Hardware profile(s).
+        #[arg(long = "hardware", default_value = "hardware/qemu-x86_64.toml")]
+        hardware: Vec<PathBuf>,
+        /// Package source options.
+        #[command(flatten)]
+        source: SourceOpts,
+    },
+    /// Fill the package cache for later offline builds.
+    #[command(after_help = "Example:\n  ingot fetch profiles/edge-minimal.toml --hardware hardware/qemu-aarch64.toml")]
+    Fetch {
+        /// Image profile.
+        profile: PathBuf,
+        /// Hardware profile(s).
+        #[arg(long = "hardware", default_value = "hardware/qemu-x86_64.toml")]
+        hardware: Vec<PathBuf>,
+        /// Use PROFILE.lock.
+        #[arg(long)]
+        locked: bool,
+        /// Package source options.
+        #[command(flatten)]
+        source: SourceOpts,
+    },
+    /// Make an ed25519 key pair (PREFIX.key mode 0600, PREFIX.pub).
+    #[command(after_help = "Example:\n  ingot keygen --out release")]
+    Keygen {
+        /// Path prefix.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign an existing image directory's manifest.
+    #[command(after_help = "Example:\n  ingot sign out/vm-base-1.0.0-x86_64 --key release.key")]
+    Sign {
+        /// Image directory.
+        image: PathBuf,
+        /// Secret key.
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Check the signature and every digest of an image directory.
+    #[command(after_help = "Example:\n  ingot verify out/vm-base-1.0.0-x86_64 --key release.pub")]
+    Verify {
+        /// Image directory.
+        image: PathBuf,
+        /// Public key.
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Show an image's partitions, labels, identity state and biggest packages.
+    #[command(after_help = "Example:\n  ingot inspect out/edge-minimal-1.0.0-x86_64")]
+    Inspect {
+        /// Image directory.
+        image: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check profile, hardware and firmware files without building.
+    #[command(after_help = "Example:\n  ingot validate profiles/*.toml hardware/*.toml firmware/*.toml")]
+    Validate {
+        /// Files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// Exit code for an error: 2 for bad input, 1 otherwise.
+pub fn exit_code(e: &anyhow::Error) -> i32 {
+    if e.chain().any(|c| c.downcast_ref::<ConfigError>().is_some()) {
+        2
+    } else {
+        1
+    }
+}
+
+fn source(o: &SourceOpts, suite: &str, quiet: bool) -> Result<Source> {
+    use std::io::IsTerminal;
+    Source::new(o.mirror.as_deref(), suite, o.keyring.as_deref(), o.cache.as_deref(), o.jobs, !quiet && std::io::stderr().is_terminal())
+}
+
+/// Run a parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    let quiet = cli.quiet;
+    match cli.command {
+        Cmd::Validate { files } => {
+            for f in &files {
+                let kind = config::validate(f)?;
+                if !quiet {
+                    println!("{}: ok ({kind:?})", f.display());
+                }
+            }
+            Ok(())
+        }
+        Cmd::Build { profile, hardware, out, key, locked, check_reproducible, source: so } => {
+            let p = config::load_profile(&profile)?;
+            let hws = hardware.iter().map(|h| config::load_hardware(h)).collect::<Result<Vec<_>, _>>()?;
+            let src = source(&so, &p.distribution.suite, quiet)?;
+            for hw in &hws {
+                let opts = build::Options { out: out.clone(), locked, key: key.clone(), quiet };
+                let b = build::build(&p, hw, &src, &opts)?;
+                if check_reproducible {
+                    let again = out.join(".reproducibility");
+                    let b2 = build::build(&p, hw, &src, &build::Options { out: again.clone(), ..opts.clone() })?;
+                    compare_dirs(&b.dir, &b2.dir)?;
+                    let _ = std::fs::remove_dir_all(&again);
+                    println!("{}: reproducible (two builds byte-identical)", b.id);
+                }
+                println!("{}", b.dir.display());
+            }
+            Ok(())
+        }
+        Cmd::Lock { profile, hardware, source: so } => {
+            let p = config::load_profile(&profile)?;
+            let src = source(&so, &p.distribution.suite, quiet)?;
+            let mut lock = Lockfile { version: 1, target: Vec::new() };
+            for h in &hardware {
+                let hw = config::load_hardware(h)?;
+                lock.target.push(packages::resolve_target(&src, &p, &hw)?);
+            }
+            let path = packages::lock_path(&profile);
+            packages::cache::write_atomic(&path, lock.to_toml()?.as_bytes())?;
+            println!("{}", path.display());
+            Ok(())
+        }
+        Cmd::Fetch { profile, hardware, locked, source: so } => {
+            let p = config::load_profile(&profile)?;
+            let src = source(&so, &p.distribution.suite, quiet)?;
+            for h in &hardware {
+                let hw = config::load_hardware(h)?;
+                let set = packages::package_set(&src, &p, &hw, locked)?;
+                let ready = packages::fetch_all(&src, &set.package)?;
+                let fw = config::firmware_for(&hw)?;
+                packages::fetch_firmware(&src, &fw)?;
+                println!("{}: {} packages cached in {}", hw.name, ready.len(), src.cache.root().display());
+            }
+            Ok(())
+        }
+        Cmd::Keygen { out } => {
+            let sk = minisign::SecretKey::generate();
+            let skp = PathBuf::from(format!("{}.key", out.display()));
+            let pkp = PathBuf::from(format!("{}.pub", out.display()));
+            if skp.exists() {
+                bail!("{} exists; refusing to overwrite a secret key", skp.display());
+            }
+            {
+                use std::io::Write;
+                use std::os::unix::fs::OpenOptionsExt;
+                let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&skp)?;
+                f.write_all(sk.to_file().as_bytes())?;
+            }
+            std::fs::write(&pkp, sk.public().to_file())?;
+            println!("secret key: {} (mode 0600)\npublic key: {}\nkey id: {}", skp.display(), pkp.display(), minisign::key_id_hex(&sk.id));
+            Ok(())
+        }
+        Cmd::Sign { image, key } => {
+            let sk = minisign::SecretKey::from_file(&key)?;
+            let m: serde_json::Value = serde_json::from_slice(&std::fs::read(image.join("manifest.json")).with_context(|| format!("{}: no manifest.json", image.display()))?)?;
+            let tc = format!("image={} version={} arch={} epoch={}", m["image"].as_str().unwrap_or(""), m["version"].as_str().unwrap_or(""), m["arch"].as_str().unwrap_or(""), m["source_date_epoch"]);
+            let sig = sk.sign_file(&image.join("manifest.json"), &tc)?;
+            packages::cache::write_atomic(&image.join("manifest.json.sig"), sig.as_bytes())?;
+            println!("{}", image.join("manifest.json.sig").display());
+            Ok(())
+        }
+        Cmd::Verify { image, key } => {
+            let pk = minisign::PublicKey::from_file(&key)?;
+            crate::trust::verify_dir(&image, &pk)?;
+            println!("{}: signature and every artifact digest verified", image.display());
+            Ok(())
+        }
+        Cmd::Inspect { image, json } => inspect(&image, json),
+        Cmd::BootTest { images, timeout, boots, junit, json, accel, source: so } => {
+            let jobs = so.jobs;
+            boot_test(&images, Duration::from_secs(timeout), boots, junit.as_deref(), json.as_deref(), jobs, accel.as_deref(), &so, quiet)
+        }
+        Cmd::Run { image, accel, source: so } => {
+            let spec = vm_spec(&image, accel.as_deref(), &so, quiet)?;
+            let code = qemu::run_interactive(&spec, &image)?;
+            if code != 0 {
+                bail!("QEMU exited with status {code}");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn compare_dirs(a: &Path, b: &Path) -> Result<()> {
+    for name in ["disk.raw", "manifest.json", "sbom.spdx.json", "sbom.cdx.json", "packages.lock", "provenance.intoto.jsonl"] {
+        let (x, y) = (a.join(name), b.join(name));
+        if !x.exists() {
+            continue;
+        }
+        let (dx, dy) = (std::fs::read(&x)?, std::fs::read(&y)?);
+        if dx != dy {
+            let first = dx.iter().zip(dy.iter()).position(|(p, q)| p != q).unwrap_or(dx.len().min(dy.len()));
+            let last = dx.iter().zip(dy.iter()).rposition(|(p, q)| p != q).unwrap_or(first);
+            bail!("not reproducible: {name} differs in bytes {first}..={last} (sizes {} and {})", dx.len(), dy.len());
+        }
+    }
+    Ok(())
+}
+
+fn manifest_of(image: &Path) -> Result<serde_json::Value> {
+    Ok(serde_json::from_slice(&std::fs::read(image.join("manifest.json")).with_context(|| format!("{}: not an image directory (no manifest.json)", image.display()))?)?)
+}
+
+fn vm_spec(image: &Path, accel: Option<&str>, so: &SourceOpts, quiet: bool) -> Result<qemu::VmSpec> {
+    let m = manifest_of(image)?;
+    let hw_file = m["hardware"]["file"].as_str().context("manifest names no hardware file")?;
+    let hw_path = ["hardware", "../hardware"].iter().map(|d| Path::new(d).join(hw_file)).find(|p| p.exists())
+        .or_else(|| std::env::var_os("INGOT_HARDWARE_DIR").map(|d| Path::new(&d).join(hw_file)))
+        .with_context(|| format!("hardware profile {hw_file} not found (run from the project directory or set INGOT_HARDWARE_DIR)"))?;
+    let hw = config::load_hardware(&hw_path)?;
+    let fw = config::firmware_for(&hw)?;
+    let src = source(so, &fw.suite, quiet)?;
+    let (code, vars) = packages::fetch_firmware(&src, &fw)?;
+    Ok(qemu::VmSpec { arch: hw.arch, accel: qemu::pick_accel(hw.arch, accel), hw, disk: image.join("disk.raw"), code, vars })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn boot_test(images: &[PathBuf], timeout: Duration, boots: u32, junit: Option<&Path>, json_out: Option<&Path>, jobs: usize, accel: Option<&str>, so: &SourceOpts, quiet: bool) -> Result<()> {
+    let specs = images.iter().map(|i| vm_spec(i, accel, so, quiet).map(|s| (i.clone(), s))).collect::<Result<Vec<_>>>()?;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..jobs.max(1).min(specs.len()) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some((dir, spec)) = specs.get(i) else { break };
+                let m = manifest_of(dir).unwrap_or_default();
+                let mut cases = Vec::new();
+                for n in 1..=boots {
+                    let log = dir.join(format!("boot-{n}.console.log"));
+                    let out = qemu::boot_once(spec, timeout, &log, dir);
+                    let case = match out {
+                        Ok(o) => {
+                            let mut failure = o.failure.clone();
+                            if let Some(r) = &o.ready {
+                                if Some(r.image.as_str()) != m["image"].as_str() || Some(r.version.as_str()) != m["version"].as_str() {
+                                    failure = Some(format!("ready line reports {} {} but the manifest says {} {}", r.image, r.version, m["image"], m["version"]));
+                                } else if let Some((a, _)) = r.agents.iter().find(|(_, s)| s != "ok") {
+                                    failure = Some(format!("agent {a} failed its readiness probe"));
+                                } else if r.machine_id.len() != 32 {
+                                    failure = Some(format!("machine id `{}` is not 32 hex digits", r.machine_id));
+                                }
+                            }
+                            if !quiet {
+                                eprintln!("{} boot {n}: {} in {:.1}s", dir.display(), failure.as_deref().unwrap_or("ready"), o.seconds);
+                            }
+                            json!({"boot": n, "ok": failure.is_none(), "seconds": o.seconds, "failure": failure, "ready": o.ready, "console_log": o.log, "tail": if failure.is_some() { o.tail.clone() } else { vec![] }})
+                        }
+                        Err(e) => json!({"boot": n, "ok": false, "seconds": 0.0, "failure": format!("{e:#}"), "tail": []}),
+                    };
+                    let fail_fast = !case["ok"].as_bool().unwrap_or(false);
+                    cases.push(case);
+                    if fail_fast {
+                        break;
+                    }
+                }
+                let ids: Vec<&str> = cases.iter().filter_map(|c| c["ready"]["machine_id"].as_str()).collect();
+                let mut dup = None;
+                for (k, a) in ids.iter().enumerate() {
+                    if ids[..k].contains(a) {
+                        dup = Some(format!("two boots reported the same machine id {a}: identity was baked into the image"));
+                    }
+                }
+                if let Ok(mut g) = results.lock() {
+                    g.push(json!({"image": dir, "boots": cases, "machine_id_failure": dup}));
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().map_err(|_| anyhow::anyhow!("boot thread panicked"))?;
+    results.sort_by(|a, b| a["image"].to_string().cmp(&b["image"].to_string()));
+    let failed = results.iter().any(|r| !r["machine_id_failure"].is_null() || r["boots"].as_array().is_none_or(|b| b.iter().any(|c| !c["ok"].as_bool().unwrap_or(false))));
+    if let Some(p) = json_out {
+        std::fs::write(p, serde_json::to_string_pretty(&json!({"passed": !failed, "images": results}))?)?;
+    }
+    if let Some(p) = junit {
+        std::fs::write(p, junit_xml(&results))?;
+    }
+    for r in &results {
+        for c in r["boots"].as_array().into_iter().flatten() {
+            if let Some(f) = c["failure"].as_str() {
+                eprintln!("FAIL {} boot {}: {f}", r["image"].as_str().unwrap_or(""), c["boot"]);
+                for l in c["tail"].as_array().into_iter().flatten() {
+                    eprintln!("  | {}", l.as_str().unwrap_or(""));
+                }
+            }
+        }
+        if let Some(f) = r["machine_id_failure"].as_str() {
+            eprintln!("FAIL {}: {f}", r["image"].as_str().unwrap_or(""));
+        }
+    }
+    if failed {
+        bail!("boot test failed");
+    }
+    println!("boot test passed: {} image(s), {boots} boot(s) each", results.len());
+    Ok(())
+}
+
+fn xml_escape(s: &str) -> String {
+    s.chars()
+        .filter(|c| *c == '\n' || *c == '\t' || (*c >= ' ' && *c != '\u{7f}'))
+        .collect::<String>()
+        .replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// JUnit XML: one testsuite, one testcase per image and boot.
+pub fn junit_xml(results: &[serde_json::Value]) -> String {
+    let mut cases = String::new();
+    let (mut total, mut failures) = (0, 0);
+    for r in results {
+        let img = r["image"].as_str().unwrap_or("");
+        for c in r["boots"].as_array().into_iter().flatten() {
+            total += 1;
+            let name = format!("{} boot {}", Path::new(img).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(), c["boot"]);
+            cases.push_str(&format!("  <testcase classname=\"ingot.boot\" name=\"{}\" time=\"{:.3}\">\n", xml_escape(&name), c["seconds"].as_f64().unwrap_or(0.0)));
+            if let Some(f) = c["failure"].as_str() {
+                failures += 1;
+                let tail: Vec<&str> = c["tail"].as_array().into_iter().flatten().filter_map(|l| l.as_str()).collect();
+                cases.push_str(&format!("    <failure message=\"{}\">{}</failure>\n", xml_escape(f), xml_escape(&tail.join("\n"))));
+            }
+            cases.push_str(&format!("    <system-out>{}</system-out>\n  </testcase>\n", xml_escape(c["console_log"].as_str().unwrap_or(""))));
+        }
+        if let Some(f) = r["machine_id_failure"].as_str() {
+            total += 1;
+            failures += 1;
+            cases.push_str(&format!("  <testcase classname=\"ingot.boot\" name=\"{} machine-id\">\n    <failure message=\"{}\"/>\n  </testcase>\n", xml_escape(img), xml_escape(f)));
+        }
+    }
+    format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites tests=\"{total}\" failures=\"{failures}\">\n<testsuite name=\"ingot boot-test\" tests=\"{total}\" failures=\"{failures}\">\n{cases}</testsuite>\n</testsuites>\n")
+}
+
+fn inspect(image: &Path, as_json: bool) -> Result<()> {
+    let m = manifest_of(image)?;
+    let lock = Lockfile::load(&image.join("packages.lock")).ok();
+    let mut sizes: Vec<(u64, String)> = lock.iter().flat_map(|l| l.target.iter()).flat_map(|t| t.package.iter()).map(|p| (p.info.size, format!("{} {}", p.info.name, p.info.version))).collect();
+    sizes.sort_by(|a, b| b.cmp(a));
+    let identity = identity_from_disk(image).unwrap_or_else(|e| vec![("error".into(), format!("{e:#}"))]);
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&json!({"manifest": m, "identity": identity, "largest_packages": sizes.iter().take(15).collect::<Vec<_>>()}))?);
+        return Ok(());
+    }
+    println!("image     {} {} ({})", m["image"].as_str().unwrap_or(""), m["version"].as_str().unwrap_or(""), m["arch"].as_str().unwrap_or(""));
+    println!("hardware  {}", m["hardware"]["name"].as_str().unwrap_or(""));
+    println!("disk      {} bytes, GUID {}", m["disk"]["size"], m["disk"]["guid"].as_str().unwrap_or(""));
+    for p in m["disk"]["partitions"].as_array().into_iter().flatten() {
+        println!("  {:<8} type {} guid {} offset {} size {}", p["name"].as_str().unwrap_or(""), p["type"].as_str().unwrap_or(""), p["guid"].as_str().unwrap_or(""), p["offset"], p["size"]);
+    }
+    println!("labels");
+    for (k, v) in m["labels"].as_object().into_iter().flatten() {
+        println!("  {k} = {}", v.as_str().unwrap_or(""));
+    }
+    println!("identity-bearing files (checked after sysprep)");
+    for (p, s) in &identity {
+        println!("  {p:<40} {s}");
+    }
+    println!("largest packages (.deb size)");
+    for (s, n) in sizes.iter().take(15) {
+        println!("  {:>10}  {n}", s);
+    }
+    Ok(())
+}
+
+/// The identity-bearing files the build checked after sysprep, as recorded in the manifest.
+fn identity_from_disk(image: &Path) -> Result<Vec<(String, String)>> {
+    let m = manifest_of(image)?;
+    let list = m["sysprep"]["identity"].as_array().context("manifest has no sysprep record")?;
+    Ok(list.iter().map(|x| (x[0].as_str().unwrap_or("").to_string(), x[1].as_str().unwrap_or("").to_string())).collect())
+}

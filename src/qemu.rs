@@ -1,0 +1,270 @@
+//! QEMU launcher and boot test: builds the command line from the manifest and hardware profile,
+//! boots the disk through a throw-away snapshot with UEFI firmware, reads the serial console until
+//! the `INGOT-READY` line (or a panic, a root-not-found message, or the timeout), and always kills
+//! the VM.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use crate::config::{Arch, Hardware};
+
+/// How to accelerate the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    /// KVM, only when it really works.
+    Kvm,
+    /// Software emulation.
+    Tcg,
+}
+
+/// Pick KVM only when the CPU advertises virtualisation, `/dev/kvm` opens, and the guest arch
+/// matches the host; otherwise TCG. (On some hosts `/dev/kvm` exists but guests never run.)
+pub fn pick_accel(arch: Arch, requested: Option<&str>) -> Accel {
+    match requested {
+        Some("kvm") => return Accel::Kvm,
+        Some("tcg") => return Accel::Tcg,
+        _ => {}
+    }
+    let host_ok = match arch {
+        Arch::X86_64 => cfg!(target_arch = "x86_64"),
+        Arch::Aarch64 => cfg!(target_arch = "aarch64"),
+    };
+    let flags = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let virt = flags.lines().any(|l| l.starts_with("flags") && (l.contains(" vmx") || l.contains(" svm")));
+    let dev = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
+    if host_ok && (virt || cfg!(target_arch = "aarch64")) && dev {
+        Accel::Kvm
+    } else {
+        Accel::Tcg
+    }
+}
+
+/// QEMU binary for an arch.
+pub fn binary(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X86_64 => "qemu-system-x86_64",
+        Arch::Aarch64 => "qemu-system-aarch64",
+    }
+}
+
+/// Check the QEMU binary exists, naming the Debian package otherwise.
+pub fn require_binary(arch: Arch) -> Result<()> {
+    let b = binary(arch);
+    let pkg = match arch {
+        Arch::X86_64 => "qemu-system-x86",
+        Arch::Aarch64 => "qemu-system-arm",
+    };
+    if Command::new(b).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
+        bail!("{b} not found: install the Debian package `{pkg}` (on bookworm with backported qemu-utils: `apt-get install -t bookworm-backports {pkg}`)");
+    }
+    Ok(())
+}
+
+/// Everything needed to start a VM.
+#[derive(Debug, Clone)]
+pub struct VmSpec {
+    /// Guest arch.
+    pub arch: Arch,
+    /// Hardware profile.
+    pub hw: Hardware,
+    /// Disk image (attached with `snapshot=on`: never modified).
+    pub disk: PathBuf,
+    /// UEFI code volume.
+    pub code: PathBuf,
+    /// UEFI variable-store template (copied per boot).
+    pub vars: PathBuf,
+    /// Acceleration.
+    pub accel: Accel,
+}
+
+/// Build the argument list; `vars_copy` is this boot's private variable store.
+pub fn args(spec: &VmSpec, vars_copy: &Path, interactive: bool) -> Vec<String> {
+    let q = &spec.hw.qemu;
+    let mut a: Vec<String> = vec![
+        "-machine".into(), q.machine.clone(),
+        "-cpu".into(), if spec.accel == Accel::Kvm { "host".into() } else { q.cpu.clone() },
+        "-m".into(), q.memory.to_string(),
+        "-smp".into(), q.smp.to_string(),
+        "-accel".into(), match spec.accel { Accel::Kvm => "kvm".into(), Accel::Tcg => "tcg,thread=multi".into() },
+        "-nodefaults".into(), "-no-user-config".into(), "-display".into(), "none".into(), "-no-reboot".into(),
+        "-drive".into(), format!("if=pflash,format=raw,unit=0,readonly=on,file={}", spec.code.display()),
+        "-drive".into(), format!("if=pflash,format=raw,unit=1,file={}", vars_copy.display()),
+        "-drive".into(), format!("if=none,id=disk0,format=raw,snapshot=on,file={}", spec.disk.display()),
+        "-device".into(), "virtio-blk-pci,drive=disk0,bootindex=0".into(),
+        "-netdev".into(), "user,id=net0".into(),
+        "-device".into(), "virtio-net-pci,netdev=net0".into(),
+        "-device".into(), "virtio-rng-pci".into(),
+    ];
+    if interactive {
+        a.extend(["-serial".into(), "mon:stdio".into()]);
+    } else {
+        a.extend(["-serial".into(), "stdio".into(), "-monitor".into(), "none".into()]);
+    }
+    a.extend(q.extra_args.iter().cloned());
+    a
+}
+
+/// The parsed `INGOT-READY` line.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Ready {
+    /// Image name.
+    pub image: String,
+    /// Version.
+    pub version: String,
+    /// Machine id the guest generated.
+    pub machine_id: String,
+    /// agent → ok/fail.
+    pub agents: Vec<(String, String)>,
+    /// Guest uptime when it checked in.
+    pub uptime: String,
+}
+
+/// Parse an `INGOT-READY` line.
+pub fn parse_ready(line: &str) -> Option<Ready> {
+    let rest = line[line.find("INGOT-READY ")?..].strip_prefix("INGOT-READY ")?;
+    let mut r = Ready { image: String::new(), version: String::new(), machine_id: String::new(), agents: Vec::new(), uptime: String::new() };
+    for kv in rest.split_whitespace() {
+        let (k, v) = kv.split_once('=')?;
+        match k {
+            "image" => r.image = v.into(),
+            "version" => r.version = v.into(),
+            "machine-id" => r.machine_id = v.into(),
+            "uptime" => r.uptime = v.into(),
+            "agents" => r.agents = v.split(',').filter(|s| !s.is_empty()).filter_map(|a| a.split_once(':').map(|(n, s)| (n.into(), s.into()))).collect(),
+            _ => {}
+        }
+    }
+    Some(r)
+}
+
+/// Result of one boot.
+#[derive(Debug, Clone, Serialize)]
+pub struct BootOutcome {
+    /// The ready line, when seen.
+    pub ready: Option<Ready>,
+    /// Seconds from QEMU start to the ready line (or to the failure).
+    pub seconds: f64,
+    /// Why the boot failed, if it did.
+    pub failure: Option<String>,
+    /// Last console lines.
+    pub tail: Vec<String>,
+    /// Console log file.
+    pub log: PathBuf,
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Boot once and wait for the ready line.
+pub fn boot_once(spec: &VmSpec, timeout: Duration, log: &Path, work: &Path) -> Result<BootOutcome> {
+    require_binary(spec.arch)?;
+    let vars = work.join(format!("vars-{}.fd", std::process::id()));
+    std::fs::copy(&spec.vars, &vars).with_context(|| format!("copying UEFI variables {}", spec.vars.display()))?;
+    let start = Instant::now();
+    let child = Command::new(binary(spec.arch))
+        .args(args(spec, &vars, false))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", binary(spec.arch)))?;
+    let mut child = KillOnDrop(child);
+    let stdout = child.0.stdout.take().context("no stdout")?;
+    let stderr = child.0.stderr.take().context("no stderr")?;
+    let (tx, rx) = mpsc::channel::<Option<String>>();
+    let tx2 = tx.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).split(b'\n') {
+            let Ok(l) = line else { break };
+            let s = String::from_utf8_lossy(&l).replace('\r', "");
+            if tx.send(Some(s)).is_err() {
+                return;
+            }
+        }
+        let _ = tx.send(None);
+    });
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx2.send(Some(format!("[qemu] {line}")));
+        }
+    });
+    let mut all: Vec<String> = Vec::new();
+    let mut outcome = BootOutcome { ready: None, seconds: 0.0, failure: None, tail: Vec::new(), log: log.to_path_buf() };
+    let mut fatal_at: Option<Instant> = None;
+    loop {
+        let left = timeout.checked_sub(start.elapsed());
+        let wait = match (left, fatal_at) {
+            (None, _) => {
+                outcome.failure.get_or_insert_with(|| format!("timeout: no INGOT-READY line within {}s", timeout.as_secs()));
+                break;
+            }
+            (Some(_), Some(t)) if t.elapsed() > Duration::from_secs(3) => break,
+            (Some(l), _) => l.min(Duration::from_millis(500)),
+        };
+        match rx.recv_timeout(wait) {
+            Ok(Some(line)) => {
+                if let Some(r) = parse_ready(&line) {
+                    outcome.ready = Some(r);
+                    outcome.seconds = start.elapsed().as_secs_f64();
+                    all.push(line);
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if outcome.failure.is_none() && (line.contains("Kernel panic") || line.contains("ingot-initramfs: FATAL") || lower.contains("no bootable option") || lower.contains("boot option") && lower.contains("failed")) {
+                    outcome.failure = Some(line.trim().to_string());
+                    outcome.seconds = start.elapsed().as_secs_f64();
+                    fatal_at = Some(Instant::now());
+                }
+                all.push(line);
+            }
+            Ok(None) => {
+                outcome.failure.get_or_insert_with(|| "QEMU exited before the INGOT-READY line".into());
+                break;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    drop(child);
+    let _ = std::fs::remove_file(&vars);
+    if outcome.seconds == 0.0 {
+        outcome.seconds = start.elapsed().as_secs_f64();
+    }
+    std::fs::write(log, all.join("\n") + "\n").with_context(|| format!("writing {}", log.display()))?;
+    outcome.tail = all.iter().rev().take(40).rev().cloned().collect();
+    Ok(outcome)
+}
+
+/// Boot interactively with the console on the terminal.
+pub fn run_interactive(spec: &VmSpec, work: &Path) -> Result<i32> {
+    require_binary(spec.arch)?;
+    let vars = work.join(format!("vars-run-{}.fd", std::process::id()));
+    std::fs::copy(&spec.vars, &vars)?;
+    eprintln!("booting {} ({:?}); Ctrl-A X quits", spec.disk.display(), spec.accel);
+    let status = Command::new(binary(spec.arch)).args(args(spec, &vars, true)).status()?;
+    let _ = std::fs::remove_file(&vars);
+    Ok(status.code().unwrap_or(1))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ready_line() {
+        let r = super::parse_ready("[  3.1] INGOT-READY image=edge version=1.0.0 machine-id=abc agents=hb:ok,x:fail uptime=3.2").unwrap();
+        assert_eq!(r.image, "edge");
+        assert_eq!(r.agents, vec![("hb".to_string(), "ok".to_string()), ("x".into(), "fail".into())]);
+        assert!(super::parse_ready("nothing").is_none());
+    }
+}
