@@ -16,8 +16,8 @@ use crate::disk;
 use crate::fs::ext4;
 use crate::packages::{self, cache::sha256_file, Lockfile, Source};
 use crate::sysprep;
-use crate::trust::{self, minisign};
 use crate::tree::Tree;
+use crate::trust::{self, minisign};
 
 /// Options of one build.
 #[derive(Debug, Clone)]
@@ -67,10 +67,16 @@ fn log(quiet: bool, msg: &str) {
 
 /// Remove temporary directories left by builds that were killed.
 fn clean_stale(out: &Path) {
-    let Ok(rd) = std::fs::read_dir(out) else { return };
+    let Ok(rd) = std::fs::read_dir(out) else {
+        return;
+    };
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if let Some(pid) = name.rsplit(".tmp-").next().filter(|_| name.starts_with('.') && name.contains(".tmp-")) {
+        if let Some(pid) = name
+            .rsplit(".tmp-")
+            .next()
+            .filter(|_| name.starts_with('.') && name.contains(".tmp-"))
+        {
             let alive = Path::new(&format!("/proc/{pid}")).exists();
             if !alive {
                 let _ = std::fs::remove_dir_all(e.path());
@@ -92,36 +98,67 @@ impl Drop for TempDir {
 /// Build one image for one hardware profile.
 pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> Result<Built> {
     let arch = hw.arch;
-    let id = Identity { name: profile.image.name.clone(), version: profile.image.version.0.clone(), arch: arch.name().to_string(), epoch: 0 };
+    let id = Identity {
+        name: profile.image.name.clone(),
+        version: profile.image.version.0.clone(),
+        arch: arch.name().to_string(),
+        epoch: 0,
+    };
     let ident = id.id();
-    std::fs::create_dir_all(&opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("creating {}", opts.out.display()))?;
     clean_stale(&opts.out);
     let final_dir = opts.out.join(&ident);
-    let tmp = TempDir(Some(opts.out.join(format!(".{ident}.tmp-{}", std::process::id()))));
+    let tmp = TempDir(Some(
+        opts.out
+            .join(format!(".{ident}.tmp-{}", std::process::id())),
+    ));
     let work = tmp.0.clone().context("temp dir")?;
     std::fs::create_dir_all(&work)?;
 
     log(opts.quiet, &format!("[{ident}] resolving packages"));
     let set = packages::package_set(src, profile, hw, opts.locked)?;
-    log(opts.quiet, &format!("[{ident}] fetching {} packages", set.package.len()));
+    log(
+        opts.quiet,
+        &format!("[{ident}] fetching {} packages", set.package.len()),
+    );
     let ready = packages::fetch_all(src, &set.package)?;
     log(opts.quiet, &format!("[{ident}] unpacking"));
     let mut tree = packages::unpack_image(&ready, arch)?;
     let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(s) if !s.is_empty() => s.trim().parse::<i64>().with_context(|| format!("SOURCE_DATE_EPOCH `{s}` is not a number"))?,
+        Ok(s) if !s.is_empty() => s
+            .trim()
+            .parse::<i64>()
+            .with_context(|| format!("SOURCE_DATE_EPOCH `{s}` is not a number"))?,
         _ => tree.iter().map(|(_, e)| e.mtime).max().unwrap_or(0),
     };
     let id = Identity { epoch, ..id };
-    let profile_digest = digest_files(&profile.sources.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
+    let profile_digest = digest_files(
+        &profile
+            .sources
+            .iter()
+            .map(PathBuf::as_path)
+            .collect::<Vec<_>>(),
+    )?;
     let hw_digest = digest_files(&[hw.path.as_path()])?;
     let labels = assemble::labels(profile, hw, &id, &profile_digest);
 
     log(opts.quiet, &format!("[{ident}] assembling"));
     let kernel = boot::find_kernel(&tree)?;
     assemble::kmod::depmod(&mut tree, &kernel.release)?;
-    let init_modules = boot::resolve_modules(&tree, &kernel.release, &hw.modules, &hw.path.display().to_string())?;
+    let init_modules = boot::resolve_modules(
+        &tree,
+        &kernel.release,
+        &hw.modules,
+        &hw.path.display().to_string(),
+    )?;
     if hw.prune_modules {
-        assemble::prune_modules(&mut tree, &kernel.release, &init_modules, &hw.keep_module_dirs);
+        assemble::prune_modules(
+            &mut tree,
+            &kernel.release,
+            &init_modules,
+            &hw.keep_module_dirs,
+        );
         assemble::kmod::depmod(&mut tree, &kernel.release)?;
     }
     if !profile.sysprep.keep_docs {
@@ -131,7 +168,9 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
     let busybox = packages::unpack_boot(&ready, "busybox-static")?;
     let sd_boot = packages::unpack_boot(&ready, "systemd-boot-efi")?;
     let initrd = boot::initramfs(&tree, &busybox, &kernel, hw, epoch)?;
-    let kernel_bytes = tree.read(&kernel.image_path).context("reading the kernel image")?;
+    let kernel_bytes = tree
+        .read(&kernel.image_path)
+        .context("reading the kernel image")?;
 
     log(opts.quiet, &format!("[{ident}] sysprep"));
     sysprep::strip(&mut tree, profile)?;
@@ -149,34 +188,92 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
         "auto" => None,
         s => Some(ByteSize::parse(s).map_err(anyhow::Error::msg)?.0),
     };
-    let root_guid = disk::derived_guid(&ident, "root").to_string().to_uppercase();
+    let root_guid = disk::derived_guid(&ident, "root")
+        .to_string()
+        .to_uppercase();
     let mut uuid = [0u8; 16];
     uuid.copy_from_slice(disk::derived_guid(&ident, "rootfs").as_bytes());
     let mut seed = [0u8; 16];
     seed.copy_from_slice(disk::derived_guid(&ident, "hash-seed").as_bytes());
-    let mut params = ext4::Params { size: None, uuid, hash_seed: seed, time: epoch, label: "root".into() };
-    let cmdline = format!("root=PARTUUID={} rw console={} {}", root_guid.to_lowercase(), hw.console, hw.cmdline).trim().to_string();
-    let esp = boot::esp_tree(&sd_boot, arch, &id.name, &id.version, &kernel_bytes, &initrd, &cmdline)?;
+    let mut params = ext4::Params {
+        size: None,
+        uuid,
+        hash_seed: seed,
+        time: epoch,
+        label: "root".into(),
+    };
+    let cmdline = format!(
+        "root=PARTUUID={} rw console={} {}",
+        root_guid.to_lowercase(),
+        hw.console,
+        hw.cmdline
+    )
+    .trim()
+    .to_string();
+    let esp = boot::esp_tree(
+        &sd_boot,
+        arch,
+        &id.name,
+        &id.version,
+        &kernel_bytes,
+        &initrd,
+        &cmdline,
+    )?;
     let esp_need = esp.content_bytes() + (8 << 20);
     if esp_need > hw.disk.esp_size.0 {
-        bail!("{}: disk.esp_size {} is too small for the kernel and initramfs ({} needed)", hw.path.display(), hw.disk.esp_size, ByteSize(esp_need));
+        bail!(
+            "{}: disk.esp_size {} is too small for the kernel and initramfs ({} needed)",
+            hw.path.display(),
+            hw.disk.esp_size,
+            ByteSize(esp_need)
+        );
     }
     let mut plan = ext4::plan(&tree, &params)?;
-    let layout = disk::layout(&ident, arch, hw.disk.esp_size.0, plan.size_bytes(), &hw.disk.partitions, fixed)?;
+    let layout = disk::layout(
+        &ident,
+        arch,
+        hw.disk.esp_size.0,
+        plan.size_bytes(),
+        &hw.disk.partitions,
+        fixed,
+    )?;
     if fixed.is_some() {
         params.size = Some(layout.partitions[1].size);
         plan = ext4::plan(&tree, &params)?;
     }
 
-    log(opts.quiet, &format!("[{ident}] writing disk.raw ({} MiB)", layout.size >> 20));
+    log(
+        opts.quiet,
+        &format!("[{ident}] writing disk.raw ({} MiB)", layout.size >> 20),
+    );
     let raw = work.join("disk.raw");
     {
-        let mut f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&raw).with_context(|| format!("creating {}", raw.display()))?;
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&raw)
+            .with_context(|| format!("creating {}", raw.display()))?;
         f.set_len(layout.size)?;
         let espp = &layout.partitions[0];
-        crate::fs::fat::write(disk::Window::new(&f, espp.offset, espp.size), &esp, u32::from_le_bytes(uuid[..4].try_into()?), "ESP", epoch).context("writing the ESP")?;
+        crate::fs::fat::write(
+            disk::Window::new(&f, espp.offset, espp.size),
+            &esp,
+            u32::from_le_bytes(uuid[..4].try_into()?),
+            "ESP",
+            epoch,
+        )
+        .context("writing the ESP")?;
         let rootp = &layout.partitions[1];
-        plan.write(&tree, &mut ext4::FileAt { file: &f, base: rootp.offset }).context("writing the root filesystem")?;
+        plan.write(
+            &tree,
+            &mut ext4::FileAt {
+                file: &f,
+                base: rootp.offset,
+            },
+        )
+        .context("writing the root filesystem")?;
         disk::write_gpt(&mut f, &layout)?;
         f.sync_all()?;
     }
@@ -188,7 +285,13 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
     }
     for f in &profile.output.formats {
         let name = format!("disk.{}", format!("{f:?}").to_lowercase());
-        let fmt = if name == "disk.vhdx" { "vhdx" } else if name == "disk.vmdk" { "vmdk" } else { "qcow2" };
+        let fmt = if name == "disk.vhdx" {
+            "vhdx"
+        } else if name == "disk.vmdk" {
+            "vmdk"
+        } else {
+            "qcow2"
+        };
         let st = std::process::Command::new("qemu-img")
             .args(["convert", "-f", "raw", "-O", fmt])
             .arg(&raw)
@@ -200,21 +303,51 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
         }
     }
     if profile.output.zstd {
-        let mut enc = zstd::stream::write::Encoder::new(File::create(work.join("disk.raw.zst"))?, 19)?;
-        enc.multithread(u32::try_from(std::thread::available_parallelism().map_or(1, |n| n.get())).unwrap_or(1))?;
+        let mut enc =
+            zstd::stream::write::Encoder::new(File::create(work.join("disk.raw.zst"))?, 19)?;
+        enc.multithread(
+            u32::try_from(std::thread::available_parallelism().map_or(1, |n| n.get())).unwrap_or(1),
+        )?;
         enc.include_checksum(true)?;
         std::io::copy(&mut File::open(&raw)?, &mut enc)?;
         enc.finish()?.sync_all()?;
     }
 
     // Lockfile, SBOMs, provenance, manifest, signature.
-    let lock = Lockfile { version: 1, target: vec![set.clone()] };
+    let lock = Lockfile {
+        version: 1,
+        target: vec![set.clone()],
+    };
     std::fs::write(work.join("packages.lock"), lock.to_toml()?)?;
     let suite = &profile.distribution.suite;
     let added = trust::added_files(&tree);
-    std::fs::write(work.join("sbom.spdx.json"), serde_json::to_string_pretty(&trust::spdx(&id.name, &id.version, suite, epoch, &ready, &added))? + "\n")?;
-    std::fs::write(work.join("sbom.cdx.json"), serde_json::to_string_pretty(&trust::cyclonedx(&id.name, &id.version, suite, epoch, &ready, &added))? + "\n")?;
-    let key = opts.key.as_deref().map(minisign::SecretKey::from_file).transpose()?;
+    std::fs::write(
+        work.join("sbom.spdx.json"),
+        serde_json::to_string_pretty(&trust::spdx(
+            &id.name,
+            &id.version,
+            suite,
+            epoch,
+            &ready,
+            &added,
+        ))? + "\n",
+    )?;
+    std::fs::write(
+        work.join("sbom.cdx.json"),
+        serde_json::to_string_pretty(&trust::cyclonedx(
+            &id.name,
+            &id.version,
+            suite,
+            epoch,
+            &ready,
+            &added,
+        ))? + "\n",
+    )?;
+    let key = opts
+        .key
+        .as_deref()
+        .map(minisign::SecretKey::from_file)
+        .transpose()?;
     let mut outputs: Vec<(String, String)> = Vec::new();
     for name in artifact_names(&work)? {
         outputs.push((name.clone(), sha256_file(&work.join(&name))?.0));
@@ -231,7 +364,10 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
             .collect(),
         epoch,
     );
-    std::fs::write(work.join("provenance.intoto.jsonl"), trust::canonical(&trust::dsse(&statement, key.as_ref())) + "\n")?;
+    std::fs::write(
+        work.join("provenance.intoto.jsonl"),
+        trust::canonical(&trust::dsse(&statement, key.as_ref())) + "\n",
+    )?;
     let mut manifest = manifest_json(&work, profile, hw, &id, &labels, &layout, &raw)?;
     manifest["sysprep"] = json!({
         "identity": sysprep::identity_report(&tree),
@@ -239,11 +375,19 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
     });
     std::fs::write(work.join("manifest.json"), trust::canonical(&manifest))?;
     if let Some(k) = &key {
-        let tc = format!("image={} version={} arch={} epoch={epoch}", id.name, id.version, id.arch);
-        std::fs::write(work.join("manifest.json.sig"), k.sign_file(&work.join("manifest.json"), &tc)?)?;
+        let tc = format!(
+            "image={} version={} arch={} epoch={epoch}",
+            id.name, id.version, id.arch
+        );
+        std::fs::write(
+            work.join("manifest.json.sig"),
+            k.sign_file(&work.join("manifest.json"), &tc)?,
+        )?;
     }
     // Replace the previous image only now that everything is complete.
-    let old = opts.out.join(format!(".{ident}.old-{}", std::process::id()));
+    let old = opts
+        .out
+        .join(format!(".{ident}.old-{}", std::process::id()));
     if final_dir.exists() {
         std::fs::rename(&final_dir, &old)?;
     }
@@ -251,8 +395,19 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
     let mut tmp = tmp;
     tmp.0 = None;
     let _ = std::fs::remove_dir_all(&old);
-    log(opts.quiet, &format!("[{ident}] done: {} ({} of data)", final_dir.display(), ByteSize(data_bytes)));
-    Ok(Built { dir: final_dir, id: ident, data_bytes })
+    log(
+        opts.quiet,
+        &format!(
+            "[{ident}] done: {} ({} of data)",
+            final_dir.display(),
+            ByteSize(data_bytes)
+        ),
+    );
+    Ok(Built {
+        dir: final_dir,
+        id: ident,
+        data_bytes,
+    })
 }
 
 fn allocated(p: &Path) -> Result<u64> {
@@ -263,13 +418,26 @@ fn allocated(p: &Path) -> Result<u64> {
 fn artifact_names(dir: &Path) -> Result<Vec<String>> {
     let mut v: Vec<String> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
-        .filter(|n| n.starts_with("disk.") || n.starts_with("sbom.") || n == "packages.lock" || n == "provenance.intoto.jsonl")
+        .filter(|n| {
+            n.starts_with("disk.")
+                || n.starts_with("sbom.")
+                || n == "packages.lock"
+                || n == "provenance.intoto.jsonl"
+        })
         .collect();
     v.sort();
     Ok(v)
 }
 
-fn manifest_json(work: &Path, profile: &Profile, hw: &Hardware, id: &Identity, labels: &BTreeMap<String, String>, layout: &disk::Layout, raw: &Path) -> Result<Value> {
+fn manifest_json(
+    work: &Path,
+    profile: &Profile,
+    hw: &Hardware,
+    id: &Identity,
+    labels: &BTreeMap<String, String>,
+    layout: &disk::Layout,
+    raw: &Path,
+) -> Result<Value> {
     let mut arts = serde_json::Map::new();
     for name in artifact_names(work)? {
         let (sha, size) = sha256_file(&work.join(&name))?;
@@ -283,6 +451,7 @@ fn manifest_json(work: &Path, profile: &Profile, hw: &Hardware, id: &Identity, l
         "image": id.name, "version": id.version, "arch": id.arch, "id": id.id(),
         "description": profile.image.description,
         "hardware": {"name": hw.name, "file": hw.path.file_name().map(|f| f.to_string_lossy().into_owned())},
+        "hardware_path": hw.path.canonicalize().unwrap_or_else(|_| hw.path.clone()).display().to_string(),
         "labels": labels, "artifacts": arts,
         "disk": {"guid": layout.disk_guid, "size": layout.size, "partitions": parts},
         "lockfile_sha256": sha256_file(&work.join("packages.lock"))?.0,

@@ -14,7 +14,11 @@ use crate::{build, qemu};
 
 /// Bake golden disk images from Debian packages: rootless, reproducible, signed, boot-tested.
 #[derive(Debug, Parser)]
-#[command(name = "ingot", version, after_help = "Example:\n  ingot build profiles/edge-minimal.toml --hardware hardware/qemu-x86_64.toml\n  ingot boot-test out/edge-minimal-1.0.0-x86_64")]
+#[command(
+    name = "ingot",
+    version,
+    after_help = "Example:\n  ingot build profiles/edge-minimal.toml --hardware hardware/qemu-x86_64.toml\n  ingot boot-test out/edge-minimal-1.0.0-x86_64"
+)]
 pub struct Cli {
     /// Print only errors.
     #[arg(long, short, global = true)]
@@ -45,7 +49,9 @@ pub struct SourceOpts {
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// Build one image per hardware profile into OUT/<name>-<version>-<arch>/.
-    #[command(after_help = "Example:\n  ingot build profiles/vm-base.toml --hardware hardware/qemu-x86_64.toml --hardware hardware/qemu-aarch64.toml --key ingot.key")]
+    #[command(
+        after_help = "Example:\n  ingot build profiles/vm-base.toml --hardware hardware/qemu-x86_64.toml --hardware hardware/qemu-aarch64.toml --key ingot.key"
+    )]
     Build {
         /// Image profile.
         profile: PathBuf,
@@ -69,7 +75,10 @@ pub enum Cmd {
         source: SourceOpts,
     },
     /// Boot image directories in QEMU and check the INGOT-READY line.
-    #[command(name = "boot-test", after_help = "Example:\n  ingot boot-test out/edge-minimal-1.0.0-x86_64 out/edge-minimal-1.0.0-aarch64 --junit report.xml")]
+    #[command(
+        name = "boot-test",
+        after_help = "Example:\n  ingot boot-test out/edge-minimal-1.0.0-x86_64 out/edge-minimal-1.0.0-aarch64 --junit report.xml"
+    )]
     BootTest {
         /// Image directories.
         #[arg(required = true)]
@@ -107,7 +116,9 @@ pub enum Cmd {
         source: SourceOpts,
     },
     /// Resolve and pin every package into PROFILE.lock.
-    #[command(after_help = "Example:\n  ingot lock profiles/vm-base.toml --hardware hardware/qemu-x86_64.toml --hardware hardware/qemu-aarch64.toml")]
+    #[command(
+        after_help = "Example:\n  ingot lock profiles/vm-base.toml --hardware hardware/qemu-x86_64.toml --hardware hardware/qemu-aarch64.toml"
+    )]
     Lock {
         /// Image profile.
         profile: PathBuf,
@@ -119,7 +130,9 @@ pub enum Cmd {
         source: SourceOpts,
     },
     /// Fill the package cache for later offline builds.
-    #[command(after_help = "Example:\n  ingot fetch profiles/edge-minimal.toml --hardware hardware/qemu-aarch64.toml")]
+    #[command(
+        after_help = "Example:\n  ingot fetch profiles/edge-minimal.toml --hardware hardware/qemu-aarch64.toml"
+    )]
     Fetch {
         /// Image profile.
         profile: PathBuf,
@@ -168,7 +181,9 @@ pub enum Cmd {
         json: bool,
     },
     /// Check profile, hardware and firmware files without building.
-    #[command(after_help = "Example:\n  ingot validate profiles/*.toml hardware/*.toml firmware/*.toml")]
+    #[command(
+        after_help = "Example:\n  ingot validate profiles/*.toml hardware/*.toml firmware/*.toml"
+    )]
     Validate {
         /// Files.
         #[arg(required = true)]
@@ -187,7 +202,14 @@ pub fn exit_code(e: &anyhow::Error) -> i32 {
 
 fn source(o: &SourceOpts, suite: &str, quiet: bool) -> Result<Source> {
     use std::io::IsTerminal;
-    Source::new(o.mirror.as_deref(), suite, o.keyring.as_deref(), o.cache.as_deref(), o.jobs, !quiet && std::io::stderr().is_terminal())
+    Source::new(
+        o.mirror.as_deref(),
+        suite,
+        o.keyring.as_deref(),
+        o.cache.as_deref(),
+        o.jobs,
+        !quiet && std::io::stderr().is_terminal(),
+    )
 }
 
 /// Run a parsed command line.
@@ -203,16 +225,40 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Build { profile, hardware, out, key, locked, check_reproducible, source: so } => {
+        Cmd::Build {
+            profile,
+            hardware,
+            out,
+            key,
+            locked,
+            check_reproducible,
+            source: so,
+        } => {
             let p = config::load_profile(&profile)?;
-            let hws = hardware.iter().map(|h| config::load_hardware(h)).collect::<Result<Vec<_>, _>>()?;
+            let hws = hardware
+                .iter()
+                .map(|h| config::load_hardware(h))
+                .collect::<Result<Vec<_>, _>>()?;
             let src = source(&so, &p.distribution.suite, quiet)?;
             for hw in &hws {
-                let opts = build::Options { out: out.clone(), locked, key: key.clone(), quiet };
+                let opts = build::Options {
+                    out: out.clone(),
+                    locked,
+                    key: key.clone(),
+                    quiet,
+                };
                 let b = build::build(&p, hw, &src, &opts)?;
                 if check_reproducible {
                     let again = out.join(".reproducibility");
-                    let b2 = build::build(&p, hw, &src, &build::Options { out: again.clone(), ..opts.clone() })?;
+                    let b2 = build::build(
+                        &p,
+                        hw,
+                        &src,
+                        &build::Options {
+                            out: again.clone(),
+                            ..opts.clone()
+                        },
+                    )?;
                     compare_dirs(&b.dir, &b2.dir)?;
                     let _ = std::fs::remove_dir_all(&again);
                     println!("{}: reproducible (two builds byte-identical)", b.id);
@@ -221,10 +267,17 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Lock { profile, hardware, source: so } => {
+        Cmd::Lock {
+            profile,
+            hardware,
+            source: so,
+        } => {
             let p = config::load_profile(&profile)?;
             let src = source(&so, &p.distribution.suite, quiet)?;
-            let mut lock = Lockfile { version: 1, target: Vec::new() };
+            let mut lock = Lockfile {
+                version: 1,
+                target: Vec::new(),
+            };
             for h in &hardware {
                 let hw = config::load_hardware(h)?;
                 lock.target.push(packages::resolve_target(&src, &p, &hw)?);
@@ -234,7 +287,12 @@ pub fn run(cli: Cli) -> Result<()> {
             println!("{}", path.display());
             Ok(())
         }
-        Cmd::Fetch { profile, hardware, locked, source: so } => {
+        Cmd::Fetch {
+            profile,
+            hardware,
+            locked,
+            source: so,
+        } => {
             let p = config::load_profile(&profile)?;
             let src = source(&so, &p.distribution.suite, quiet)?;
             for h in &hardware {
@@ -243,7 +301,12 @@ pub fn run(cli: Cli) -> Result<()> {
                 let ready = packages::fetch_all(&src, &set.package)?;
                 let fw = config::firmware_for(&hw)?;
                 packages::fetch_firmware(&src, &fw)?;
-                println!("{}: {} packages cached in {}", hw.name, ready.len(), src.cache.root().display());
+                println!(
+                    "{}: {} packages cached in {}",
+                    hw.name,
+                    ready.len(),
+                    src.cache.root().display()
+                );
             }
             Ok(())
         }
@@ -252,22 +315,43 @@ pub fn run(cli: Cli) -> Result<()> {
             let skp = PathBuf::from(format!("{}.key", out.display()));
             let pkp = PathBuf::from(format!("{}.pub", out.display()));
             if skp.exists() {
-                bail!("{} exists; refusing to overwrite a secret key", skp.display());
+                bail!(
+                    "{} exists; refusing to overwrite a secret key",
+                    skp.display()
+                );
             }
             {
                 use std::io::Write;
                 use std::os::unix::fs::OpenOptionsExt;
-                let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&skp)?;
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&skp)?;
                 f.write_all(sk.to_file().as_bytes())?;
             }
             std::fs::write(&pkp, sk.public().to_file())?;
-            println!("secret key: {} (mode 0600)\npublic key: {}\nkey id: {}", skp.display(), pkp.display(), minisign::key_id_hex(&sk.id));
+            println!(
+                "secret key: {} (mode 0600)\npublic key: {}\nkey id: {}",
+                skp.display(),
+                pkp.display(),
+                minisign::key_id_hex(&sk.id)
+            );
             Ok(())
         }
         Cmd::Sign { image, key } => {
             let sk = minisign::SecretKey::from_file(&key)?;
-            let m: serde_json::Value = serde_json::from_slice(&std::fs::read(image.join("manifest.json")).with_context(|| format!("{}: no manifest.json", image.display()))?)?;
-            let tc = format!("image={} version={} arch={} epoch={}", m["image"].as_str().unwrap_or(""), m["version"].as_str().unwrap_or(""), m["arch"].as_str().unwrap_or(""), m["source_date_epoch"]);
+            let m: serde_json::Value = serde_json::from_slice(
+                &std::fs::read(image.join("manifest.json"))
+                    .with_context(|| format!("{}: no manifest.json", image.display()))?,
+            )?;
+            let tc = format!(
+                "image={} version={} arch={} epoch={}",
+                m["image"].as_str().unwrap_or(""),
+                m["version"].as_str().unwrap_or(""),
+                m["arch"].as_str().unwrap_or(""),
+                m["source_date_epoch"]
+            );
             let sig = sk.sign_file(&image.join("manifest.json"), &tc)?;
             packages::cache::write_atomic(&image.join("manifest.json.sig"), sig.as_bytes())?;
             println!("{}", image.join("manifest.json.sig").display());
@@ -276,15 +360,40 @@ pub fn run(cli: Cli) -> Result<()> {
         Cmd::Verify { image, key } => {
             let pk = minisign::PublicKey::from_file(&key)?;
             crate::trust::verify_dir(&image, &pk)?;
-            println!("{}: signature and every artifact digest verified", image.display());
+            println!(
+                "{}: signature and every artifact digest verified",
+                image.display()
+            );
             Ok(())
         }
         Cmd::Inspect { image, json } => inspect(&image, json),
-        Cmd::BootTest { images, timeout, boots, junit, json, accel, source: so } => {
+        Cmd::BootTest {
+            images,
+            timeout,
+            boots,
+            junit,
+            json,
+            accel,
+            source: so,
+        } => {
             let jobs = so.jobs;
-            boot_test(&images, Duration::from_secs(timeout), boots, junit.as_deref(), json.as_deref(), jobs, accel.as_deref(), &so, quiet)
+            boot_test(
+                &images,
+                Duration::from_secs(timeout),
+                boots,
+                junit.as_deref(),
+                json.as_deref(),
+                jobs,
+                accel.as_deref(),
+                &so,
+                quiet,
+            )
         }
-        Cmd::Run { image, accel, source: so } => {
+        Cmd::Run {
+            image,
+            accel,
+            source: so,
+        } => {
             let spec = vm_spec(&image, accel.as_deref(), &so, quiet)?;
             let code = qemu::run_interactive(&spec, &image)?;
             if code != 0 {
@@ -296,41 +405,98 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 fn compare_dirs(a: &Path, b: &Path) -> Result<()> {
-    for name in ["disk.raw", "manifest.json", "sbom.spdx.json", "sbom.cdx.json", "packages.lock", "provenance.intoto.jsonl"] {
+    for name in [
+        "disk.raw",
+        "manifest.json",
+        "sbom.spdx.json",
+        "sbom.cdx.json",
+        "packages.lock",
+        "provenance.intoto.jsonl",
+    ] {
         let (x, y) = (a.join(name), b.join(name));
         if !x.exists() {
             continue;
         }
         let (dx, dy) = (std::fs::read(&x)?, std::fs::read(&y)?);
         if dx != dy {
-            let first = dx.iter().zip(dy.iter()).position(|(p, q)| p != q).unwrap_or(dx.len().min(dy.len()));
-            let last = dx.iter().zip(dy.iter()).rposition(|(p, q)| p != q).unwrap_or(first);
-            bail!("not reproducible: {name} differs in bytes {first}..={last} (sizes {} and {})", dx.len(), dy.len());
+            let first = dx
+                .iter()
+                .zip(dy.iter())
+                .position(|(p, q)| p != q)
+                .unwrap_or(dx.len().min(dy.len()));
+            let last = dx
+                .iter()
+                .zip(dy.iter())
+                .rposition(|(p, q)| p != q)
+                .unwrap_or(first);
+            bail!(
+                "not reproducible: {name} differs in bytes {first}..={last} (sizes {} and {})",
+                dx.len(),
+                dy.len()
+            );
         }
     }
     Ok(())
 }
 
 fn manifest_of(image: &Path) -> Result<serde_json::Value> {
-    Ok(serde_json::from_slice(&std::fs::read(image.join("manifest.json")).with_context(|| format!("{}: not an image directory (no manifest.json)", image.display()))?)?)
+    Ok(serde_json::from_slice(
+        &std::fs::read(image.join("manifest.json")).with_context(|| {
+            format!(
+                "{}: not an image directory (no manifest.json)",
+                image.display()
+            )
+        })?,
+    )?)
 }
 
-fn vm_spec(image: &Path, accel: Option<&str>, so: &SourceOpts, quiet: bool) -> Result<qemu::VmSpec> {
+fn vm_spec(
+    image: &Path,
+    accel: Option<&str>,
+    so: &SourceOpts,
+    quiet: bool,
+) -> Result<qemu::VmSpec> {
     let m = manifest_of(image)?;
-    let hw_file = m["hardware"]["file"].as_str().context("manifest names no hardware file")?;
-    let hw_path = ["hardware", "../hardware"].iter().map(|d| Path::new(d).join(hw_file)).find(|p| p.exists())
+    let hw_file = m["hardware"]["file"]
+        .as_str()
+        .context("manifest names no hardware file")?;
+    let recorded = m["hardware_path"]
+        .as_str()
+        .map(PathBuf::from)
+        .filter(|p| p.exists());
+    let hw_path = recorded.into_iter().chain(["hardware", "../hardware"].iter().map(|d| Path::new(d).join(hw_file))).find(|p| p.exists())
         .or_else(|| std::env::var_os("INGOT_HARDWARE_DIR").map(|d| Path::new(&d).join(hw_file)))
         .with_context(|| format!("hardware profile {hw_file} not found (run from the project directory or set INGOT_HARDWARE_DIR)"))?;
     let hw = config::load_hardware(&hw_path)?;
     let fw = config::firmware_for(&hw)?;
     let src = source(so, &fw.suite, quiet)?;
     let (code, vars) = packages::fetch_firmware(&src, &fw)?;
-    Ok(qemu::VmSpec { arch: hw.arch, accel: qemu::pick_accel(hw.arch, accel), hw, disk: image.join("disk.raw"), code, vars })
+    Ok(qemu::VmSpec {
+        arch: hw.arch,
+        accel: qemu::pick_accel(hw.arch, accel),
+        hw,
+        disk: image.join("disk.raw"),
+        code,
+        vars,
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
-fn boot_test(images: &[PathBuf], timeout: Duration, boots: u32, junit: Option<&Path>, json_out: Option<&Path>, jobs: usize, accel: Option<&str>, so: &SourceOpts, quiet: bool) -> Result<()> {
-    let specs = images.iter().map(|i| vm_spec(i, accel, so, quiet).map(|s| (i.clone(), s))).collect::<Result<Vec<_>>>()?;
+fn boot_test(
+    images: &[PathBuf],
+    timeout: Duration,
+    boots: u32,
+    junit: Option<&Path>,
+    json_out: Option<&Path>,
+    jobs: usize,
+    accel: Option<&str>,
+    so: &SourceOpts,
+    quiet: bool,
+) -> Result<()> {
+    let specs = images
+        .iter()
+        .map(|i| vm_spec(i, accel, so, quiet).map(|s| (i.clone(), s)))
+        .collect::<Result<Vec<_>>>()?;
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|s| {
@@ -381,11 +547,21 @@ fn boot_test(images: &[PathBuf], timeout: Duration, boots: u32, junit: Option<&P
             });
         }
     });
-    let mut results = results.into_inner().map_err(|_| anyhow::anyhow!("boot thread panicked"))?;
+    let mut results = results
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("boot thread panicked"))?;
     results.sort_by(|a, b| a["image"].to_string().cmp(&b["image"].to_string()));
-    let failed = results.iter().any(|r| !r["machine_id_failure"].is_null() || r["boots"].as_array().is_none_or(|b| b.iter().any(|c| !c["ok"].as_bool().unwrap_or(false))));
+    let failed = results.iter().any(|r| {
+        !r["machine_id_failure"].is_null()
+            || r["boots"]
+                .as_array()
+                .is_none_or(|b| b.iter().any(|c| !c["ok"].as_bool().unwrap_or(false)))
+    });
     if let Some(p) = json_out {
-        std::fs::write(p, serde_json::to_string_pretty(&json!({"passed": !failed, "images": results}))?)?;
+        std::fs::write(
+            p,
+            serde_json::to_string_pretty(&json!({"passed": !failed, "images": results}))?,
+        )?;
     }
     if let Some(p) = junit {
         std::fs::write(p, junit_xml(&results))?;
@@ -393,7 +569,11 @@ fn boot_test(images: &[PathBuf], timeout: Duration, boots: u32, junit: Option<&P
     for r in &results {
         for c in r["boots"].as_array().into_iter().flatten() {
             if let Some(f) = c["failure"].as_str() {
-                eprintln!("FAIL {} boot {}: {f}", r["image"].as_str().unwrap_or(""), c["boot"]);
+                eprintln!(
+                    "FAIL {} boot {}: {f}",
+                    r["image"].as_str().unwrap_or(""),
+                    c["boot"]
+                );
                 for l in c["tail"].as_array().into_iter().flatten() {
                     eprintln!("  | {}", l.as_str().unwrap_or(""));
                 }
@@ -406,7 +586,10 @@ fn boot_test(images: &[PathBuf], timeout: Duration, boots: u32, junit: Option<&P
     if failed {
         bail!("boot test failed");
     }
-    println!("boot test passed: {} image(s), {boots} boot(s) each", results.len());
+    println!(
+        "boot test passed: {} image(s), {boots} boot(s) each",
+        results.len()
+    );
     Ok(())
 }
 
@@ -414,7 +597,10 @@ fn xml_escape(s: &str) -> String {
     s.chars()
         .filter(|c| *c == '\n' || *c == '\t' || (*c >= ' ' && *c != '\u{7f}'))
         .collect::<String>()
-        .replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// JUnit XML: one testsuite, one testcase per image and boot.
@@ -425,14 +611,37 @@ pub fn junit_xml(results: &[serde_json::Value]) -> String {
         let img = r["image"].as_str().unwrap_or("");
         for c in r["boots"].as_array().into_iter().flatten() {
             total += 1;
-            let name = format!("{} boot {}", Path::new(img).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(), c["boot"]);
-            cases.push_str(&format!("  <testcase classname=\"ingot.boot\" name=\"{}\" time=\"{:.3}\">\n", xml_escape(&name), c["seconds"].as_f64().unwrap_or(0.0)));
+            let name = format!(
+                "{} boot {}",
+                Path::new(img)
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                c["boot"]
+            );
+            cases.push_str(&format!(
+                "  <testcase classname=\"ingot.boot\" name=\"{}\" time=\"{:.3}\">\n",
+                xml_escape(&name),
+                c["seconds"].as_f64().unwrap_or(0.0)
+            ));
             if let Some(f) = c["failure"].as_str() {
                 failures += 1;
-                let tail: Vec<&str> = c["tail"].as_array().into_iter().flatten().filter_map(|l| l.as_str()).collect();
-                cases.push_str(&format!("    <failure message=\"{}\">{}</failure>\n", xml_escape(f), xml_escape(&tail.join("\n"))));
+                let tail: Vec<&str> = c["tail"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|l| l.as_str())
+                    .collect();
+                cases.push_str(&format!(
+                    "    <failure message=\"{}\">{}</failure>\n",
+                    xml_escape(f),
+                    xml_escape(&tail.join("\n"))
+                ));
             }
-            cases.push_str(&format!("    <system-out>{}</system-out>\n  </testcase>\n", xml_escape(c["console_log"].as_str().unwrap_or(""))));
+            cases.push_str(&format!(
+                "    <system-out>{}</system-out>\n  </testcase>\n",
+                xml_escape(c["console_log"].as_str().unwrap_or(""))
+            ));
         }
         if let Some(f) = r["machine_id_failure"].as_str() {
             total += 1;
@@ -446,18 +655,45 @@ pub fn junit_xml(results: &[serde_json::Value]) -> String {
 fn inspect(image: &Path, as_json: bool) -> Result<()> {
     let m = manifest_of(image)?;
     let lock = Lockfile::load(&image.join("packages.lock")).ok();
-    let mut sizes: Vec<(u64, String)> = lock.iter().flat_map(|l| l.target.iter()).flat_map(|t| t.package.iter()).map(|p| (p.info.size, format!("{} {}", p.info.name, p.info.version))).collect();
+    let mut sizes: Vec<(u64, String)> = lock
+        .iter()
+        .flat_map(|l| l.target.iter())
+        .flat_map(|t| t.package.iter())
+        .map(|p| (p.info.size, format!("{} {}", p.info.name, p.info.version)))
+        .collect();
     sizes.sort_by(|a, b| b.cmp(a));
-    let identity = identity_from_disk(image).unwrap_or_else(|e| vec![("error".into(), format!("{e:#}"))]);
+    let identity =
+        identity_from_disk(image).unwrap_or_else(|e| vec![("error".into(), format!("{e:#}"))]);
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&json!({"manifest": m, "identity": identity, "largest_packages": sizes.iter().take(15).collect::<Vec<_>>()}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"manifest": m, "identity": identity, "largest_packages": sizes.iter().take(15).collect::<Vec<_>>()})
+            )?
+        );
         return Ok(());
     }
-    println!("image     {} {} ({})", m["image"].as_str().unwrap_or(""), m["version"].as_str().unwrap_or(""), m["arch"].as_str().unwrap_or(""));
+    println!(
+        "image     {} {} ({})",
+        m["image"].as_str().unwrap_or(""),
+        m["version"].as_str().unwrap_or(""),
+        m["arch"].as_str().unwrap_or("")
+    );
     println!("hardware  {}", m["hardware"]["name"].as_str().unwrap_or(""));
-    println!("disk      {} bytes, GUID {}", m["disk"]["size"], m["disk"]["guid"].as_str().unwrap_or(""));
+    println!(
+        "disk      {} bytes, GUID {}",
+        m["disk"]["size"],
+        m["disk"]["guid"].as_str().unwrap_or("")
+    );
     for p in m["disk"]["partitions"].as_array().into_iter().flatten() {
-        println!("  {:<8} type {} guid {} offset {} size {}", p["name"].as_str().unwrap_or(""), p["type"].as_str().unwrap_or(""), p["guid"].as_str().unwrap_or(""), p["offset"], p["size"]);
+        println!(
+            "  {:<8} type {} guid {} offset {} size {}",
+            p["name"].as_str().unwrap_or(""),
+            p["type"].as_str().unwrap_or(""),
+            p["guid"].as_str().unwrap_or(""),
+            p["offset"],
+            p["size"]
+        );
     }
     println!("labels");
     for (k, v) in m["labels"].as_object().into_iter().flatten() {
@@ -477,6 +713,16 @@ fn inspect(image: &Path, as_json: bool) -> Result<()> {
 /// The identity-bearing files the build checked after sysprep, as recorded in the manifest.
 fn identity_from_disk(image: &Path) -> Result<Vec<(String, String)>> {
     let m = manifest_of(image)?;
-    let list = m["sysprep"]["identity"].as_array().context("manifest has no sysprep record")?;
-    Ok(list.iter().map(|x| (x[0].as_str().unwrap_or("").to_string(), x[1].as_str().unwrap_or("").to_string())).collect())
+    let list = m["sysprep"]["identity"]
+        .as_array()
+        .context("manifest has no sysprep record")?;
+    Ok(list
+        .iter()
+        .map(|x| {
+            (
+                x[0].as_str().unwrap_or("").to_string(),
+                x[1].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect())
 }

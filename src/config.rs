@@ -50,9 +50,7 @@ impl ByteSize {
     /// Parse `"64MiB"`, `"1G"`, `"4096"`.
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
-        let split = s
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(s.len());
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
         let (num, unit) = s.split_at(split);
         let n: u64 = num
             .parse()
@@ -761,18 +759,27 @@ fn merge_chain(path: &Path, chain: Vec<(PathBuf, ProfileFile)>) -> Result<Profil
         if a.name.is_empty() || a.name.contains([' ', ',', ':', '=']) {
             return Err(rule(
                 path,
-                format!("agent name `{}` may not be empty or contain spaces, `,`, `:` or `=`", a.name),
+                format!(
+                    "agent name `{}` may not be empty or contain spaces, `,`, `:` or `=`",
+                    a.name
+                ),
             ));
         }
     }
     for f in &files {
         if !f.path.starts_with('/') {
-            return Err(rule(path, format!("file path `{}` must be absolute", f.path)));
+            return Err(rule(
+                path,
+                format!("file path `{}` must be absolute", f.path),
+            ));
         }
         if f.content.is_some() == f.source.is_some() {
             return Err(rule(
                 path,
-                format!("file `{}` needs exactly one of `content` or `source`", f.path),
+                format!(
+                    "file `{}` needs exactly one of `content` or `source`",
+                    f.path
+                ),
             ));
         }
     }
@@ -814,7 +821,10 @@ pub fn load_hardware(path: &Path) -> Result<Hardware, ConfigError> {
             .map_err(|e| rule(path, format!("disk.size: {e} (or \"auto\")")))?;
     }
     if hw.disk.esp_size.0 < 33 << 20 {
-        return Err(rule(path, "disk.esp_size must be at least 33MiB (FAT32 minimum)"));
+        return Err(rule(
+            path,
+            "disk.esp_size must be at least 33MiB (FAT32 minimum)",
+        ));
     }
     Ok(hw)
 }
@@ -912,7 +922,8 @@ mod tests {
         p
     }
 
-    const GOOD: &str = "[image]\nname = \"x\"\nversion = \"1.0.0\"\n[distribution]\nsuite = \"bookworm\"\n";
+    const GOOD: &str =
+        "[image]\nname = \"x\"\nversion = \"1.0.0\"\n[distribution]\nsuite = \"bookworm\"\n";
 
     #[test]
     fn semver_rules() {

@@ -116,9 +116,21 @@ pub fn layout(
         }
         None => root_size,
     };
-    push("root", root_type(arch).to_string(), root_size, "root", &mut at);
+    push(
+        "root",
+        root_type(arch).to_string(),
+        root_size,
+        "root",
+        &mut at,
+    );
     for e in extras {
-        push(&e.name, type_for(&e.kind, arch)?, e.size.0, &format!("part:{}", e.name), &mut at);
+        push(
+            &e.name,
+            type_for(&e.kind, arch)?,
+            e.size.0,
+            &format!("part:{}", e.name),
+            &mut at,
+        );
     }
     Ok(Layout {
         disk_guid: derived_guid(identity, "disk").to_string().to_uppercase(),
@@ -138,7 +150,12 @@ pub struct Window<'a> {
 impl<'a> Window<'a> {
     /// A window of `len` bytes at `base`.
     pub fn new(file: &'a File, base: u64, len: u64) -> Self {
-        Window { file, base, len, pos: 0 }
+        Window {
+            file,
+            base,
+            len,
+            pos: 0,
+        }
     }
 }
 
@@ -154,7 +171,10 @@ impl Read for Window<'_> {
 impl Write for Window<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.pos + buf.len() as u64 > self.len {
-            return Err(io::Error::new(io::ErrorKind::WriteZero, "write past the end of the partition"));
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "write past the end of the partition",
+            ));
         }
         self.file.write_all_at(buf, self.base + self.pos)?;
         self.pos += buf.len() as u64;
@@ -173,7 +193,10 @@ impl Seek for Window<'_> {
             SeekFrom::Current(d) => self.pos as i128 + d as i128,
         };
         if new < 0 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "seek before the start",
+            ));
         }
         self.pos = new as u64;
         Ok(self.pos)
@@ -183,8 +206,11 @@ impl Seek for Window<'_> {
 /// Write the GPT (protective MBR, primary and backup headers) for a layout into `file`.
 pub fn write_gpt(file: &mut File, l: &Layout) -> Result<()> {
     let lb = gpt::disk::LogicalBlockSize::Lb512;
-    let mbr = gpt::mbr::ProtectiveMBR::with_lb_size(u32::try_from(l.size / SECTOR - 1).unwrap_or(0xFFFF_FFFF));
-    mbr.overwrite_lba0(file).context("writing the protective MBR")?;
+    let mbr = gpt::mbr::ProtectiveMBR::with_lb_size(
+        u32::try_from(l.size / SECTOR - 1).unwrap_or(0xFFFF_FFFF),
+    );
+    mbr.overwrite_lba0(file)
+        .context("writing the protective MBR")?;
     let disk_guid = uuid::Uuid::parse_str(&l.disk_guid)?;
     let mut disk = gpt::GptConfig::new()
         .writable(true)
@@ -208,8 +234,10 @@ pub fn write_gpt(file: &mut File, l: &Layout) -> Result<()> {
             },
         );
     }
-    disk.update_partitions(parts).context("filling the partition table")?;
-    disk.write_inplace().context("writing the partition table")?;
+    disk.update_partitions(parts)
+        .context("filling the partition table")?;
+    disk.write_inplace()
+        .context("writing the partition table")?;
     Ok(())
 }
 
@@ -234,16 +262,33 @@ mod tests {
 
     #[test]
     fn guids_are_stable_per_identity() {
-        assert_eq!(derived_guid("a-1.0.0-x86_64", "root"), derived_guid("a-1.0.0-x86_64", "root"));
-        assert_ne!(derived_guid("a-1.0.0-x86_64", "root"), derived_guid("a-1.0.1-x86_64", "root"));
+        assert_eq!(
+            derived_guid("a-1.0.0-x86_64", "root"),
+            derived_guid("a-1.0.0-x86_64", "root")
+        );
+        assert_ne!(
+            derived_guid("a-1.0.0-x86_64", "root"),
+            derived_guid("a-1.0.1-x86_64", "root")
+        );
         assert_eq!(derived_guid("x", "y").get_version_num(), 8);
     }
 
     #[test]
     fn layout_aligns_and_rejects_small_fixed_disks() {
         let l = layout("id", Arch::X86_64, 64 * MIB, 100 * MIB + 5, &[], None).unwrap();
-        assert!(l.partitions.iter().all(|p| p.offset % MIB == 0 && p.size % MIB == 0));
+        assert!(l
+            .partitions
+            .iter()
+            .all(|p| p.offset % MIB == 0 && p.size % MIB == 0));
         assert_eq!(l.partitions[1].size, 101 * MIB);
-        assert!(layout("id", Arch::X86_64, 64 * MIB, 500 * MIB, &[], Some(256 * MIB)).is_err());
+        assert!(layout(
+            "id",
+            Arch::X86_64,
+            64 * MIB,
+            500 * MIB,
+            &[],
+            Some(256 * MIB)
+        )
+        .is_err());
     }
 }

@@ -3,14 +3,14 @@
 //! config → packages → tree → assemble → sysprep → fs → disk → trust → qemu, with `build`
 //! running the pipeline and `cli` on top.
 
-pub mod config;
-pub mod packages;
-pub mod tree;
 pub mod assemble;
-pub mod sysprep;
-pub mod fs;
-pub mod disk;
-pub mod trust;
-pub mod qemu;
 pub mod build;
 pub mod cli;
+pub mod config;
+pub mod disk;
+pub mod fs;
+pub mod packages;
+pub mod qemu;
+pub mod sysprep;
+pub mod tree;
+pub mod trust;

@@ -36,8 +36,14 @@ pub fn pick_accel(arch: Arch, requested: Option<&str>) -> Accel {
         Arch::Aarch64 => cfg!(target_arch = "aarch64"),
     };
     let flags = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let virt = flags.lines().any(|l| l.starts_with("flags") && (l.contains(" vmx") || l.contains(" svm")));
-    let dev = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
+    let virt = flags
+        .lines()
+        .any(|l| l.starts_with("flags") && (l.contains(" vmx") || l.contains(" svm")));
+    let dev = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
     if host_ok && (virt || cfg!(target_arch = "aarch64")) && dev {
         Accel::Kvm
     } else {
@@ -60,7 +66,13 @@ pub fn require_binary(arch: Arch) -> Result<()> {
         Arch::X86_64 => "qemu-system-x86",
         Arch::Aarch64 => "qemu-system-arm",
     };
-    if Command::new(b).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
+    if Command::new(b)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_err()
+    {
         bail!("{b} not found: install the Debian package `{pkg}` (on bookworm with backported qemu-utils: `apt-get install -t bookworm-backports {pkg}`)");
     }
     Ok(())
@@ -87,24 +99,58 @@ pub struct VmSpec {
 pub fn args(spec: &VmSpec, vars_copy: &Path, interactive: bool) -> Vec<String> {
     let q = &spec.hw.qemu;
     let mut a: Vec<String> = vec![
-        "-machine".into(), q.machine.clone(),
-        "-cpu".into(), if spec.accel == Accel::Kvm { "host".into() } else { q.cpu.clone() },
-        "-m".into(), q.memory.to_string(),
-        "-smp".into(), q.smp.to_string(),
-        "-accel".into(), match spec.accel { Accel::Kvm => "kvm".into(), Accel::Tcg => "tcg,thread=multi".into() },
-        "-nodefaults".into(), "-no-user-config".into(), "-display".into(), "none".into(), "-no-reboot".into(),
-        "-drive".into(), format!("if=pflash,format=raw,unit=0,readonly=on,file={}", spec.code.display()),
-        "-drive".into(), format!("if=pflash,format=raw,unit=1,file={}", vars_copy.display()),
-        "-drive".into(), format!("if=none,id=disk0,format=raw,snapshot=on,file={}", spec.disk.display()),
-        "-device".into(), "virtio-blk-pci,drive=disk0,bootindex=0".into(),
-        "-netdev".into(), "user,id=net0".into(),
-        "-device".into(), "virtio-net-pci,netdev=net0".into(),
-        "-device".into(), "virtio-rng-pci".into(),
+        "-machine".into(),
+        q.machine.clone(),
+        "-cpu".into(),
+        if spec.accel == Accel::Kvm {
+            "host".into()
+        } else {
+            q.cpu.clone()
+        },
+        "-m".into(),
+        q.memory.to_string(),
+        "-smp".into(),
+        q.smp.to_string(),
+        "-accel".into(),
+        match spec.accel {
+            Accel::Kvm => "kvm".into(),
+            Accel::Tcg => "tcg,thread=multi".into(),
+        },
+        "-nodefaults".into(),
+        "-no-user-config".into(),
+        "-display".into(),
+        "none".into(),
+        "-no-reboot".into(),
+        "-drive".into(),
+        format!(
+            "if=pflash,format=raw,unit=0,readonly=on,file={}",
+            spec.code.display()
+        ),
+        "-drive".into(),
+        format!("if=pflash,format=raw,unit=1,file={}", vars_copy.display()),
+        "-drive".into(),
+        format!(
+            "if=none,id=disk0,format=raw,snapshot=on,file={}",
+            spec.disk.display()
+        ),
+        "-device".into(),
+        "virtio-blk-pci,drive=disk0,bootindex=0".into(),
+        "-netdev".into(),
+        "user,id=net0".into(),
+        "-device".into(),
+        "virtio-net-pci,netdev=net0".into(),
+        "-device".into(),
+        "virtio-rng-pci".into(),
     ];
     if interactive {
         a.extend(["-serial".into(), "mon:stdio".into()]);
     } else {
-        a.extend(["-serial".into(), "stdio".into(), "-monitor".into(), "none".into()]);
+        a.extend([
+            "-serial".into(),
+            "stdio".into(),
+            "-monitor".into(),
+            "none".into(),
+        ]);
     }
     a.extend(q.extra_args.iter().cloned());
     a
@@ -128,7 +174,13 @@ pub struct Ready {
 /// Parse an `INGOT-READY` line.
 pub fn parse_ready(line: &str) -> Option<Ready> {
     let rest = line[line.find("INGOT-READY ")?..].strip_prefix("INGOT-READY ")?;
-    let mut r = Ready { image: String::new(), version: String::new(), machine_id: String::new(), agents: Vec::new(), uptime: String::new() };
+    let mut r = Ready {
+        image: String::new(),
+        version: String::new(),
+        machine_id: String::new(),
+        agents: Vec::new(),
+        uptime: String::new(),
+    };
     for kv in rest.split_whitespace() {
         let (k, v) = kv.split_once('=')?;
         match k {
@@ -136,7 +188,13 @@ pub fn parse_ready(line: &str) -> Option<Ready> {
             "version" => r.version = v.into(),
             "machine-id" => r.machine_id = v.into(),
             "uptime" => r.uptime = v.into(),
-            "agents" => r.agents = v.split(',').filter(|s| !s.is_empty()).filter_map(|a| a.split_once(':').map(|(n, s)| (n.into(), s.into()))).collect(),
+            "agents" => {
+                r.agents = v
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .filter_map(|a| a.split_once(':').map(|(n, s)| (n.into(), s.into())))
+                    .collect()
+            }
             _ => {}
         }
     }
@@ -171,7 +229,8 @@ impl Drop for KillOnDrop {
 pub fn boot_once(spec: &VmSpec, timeout: Duration, log: &Path, work: &Path) -> Result<BootOutcome> {
     require_binary(spec.arch)?;
     let vars = work.join(format!("vars-{}.fd", std::process::id()));
-    std::fs::copy(&spec.vars, &vars).with_context(|| format!("copying UEFI variables {}", spec.vars.display()))?;
+    std::fs::copy(&spec.vars, &vars)
+        .with_context(|| format!("copying UEFI variables {}", spec.vars.display()))?;
     let start = Instant::now();
     let child = Command::new(binary(spec.arch))
         .args(args(spec, &vars, false))
@@ -201,13 +260,21 @@ pub fn boot_once(spec: &VmSpec, timeout: Duration, log: &Path, work: &Path) -> R
         }
     });
     let mut all: Vec<String> = Vec::new();
-    let mut outcome = BootOutcome { ready: None, seconds: 0.0, failure: None, tail: Vec::new(), log: log.to_path_buf() };
+    let mut outcome = BootOutcome {
+        ready: None,
+        seconds: 0.0,
+        failure: None,
+        tail: Vec::new(),
+        log: log.to_path_buf(),
+    };
     let mut fatal_at: Option<Instant> = None;
     loop {
         let left = timeout.checked_sub(start.elapsed());
         let wait = match (left, fatal_at) {
             (None, _) => {
-                outcome.failure.get_or_insert_with(|| format!("timeout: no INGOT-READY line within {}s", timeout.as_secs()));
+                outcome.failure.get_or_insert_with(|| {
+                    format!("timeout: no INGOT-READY line within {}s", timeout.as_secs())
+                });
                 break;
             }
             (Some(_), Some(t)) if t.elapsed() > Duration::from_secs(3) => break,
@@ -222,7 +289,12 @@ pub fn boot_once(spec: &VmSpec, timeout: Duration, log: &Path, work: &Path) -> R
                     break;
                 }
                 let lower = line.to_ascii_lowercase();
-                if outcome.failure.is_none() && (line.contains("Kernel panic") || line.contains("ingot-initramfs: FATAL") || lower.contains("no bootable option") || lower.contains("boot option") && lower.contains("failed")) {
+                if outcome.failure.is_none()
+                    && (line.contains("Kernel panic")
+                        || line.contains("ingot-initramfs: FATAL")
+                        || lower.contains("no bootable option")
+                        || lower.contains("boot option") && lower.contains("failed"))
+                {
                     outcome.failure = Some(line.trim().to_string());
                     outcome.seconds = start.elapsed().as_secs_f64();
                     fatal_at = Some(Instant::now());
@@ -230,7 +302,9 @@ pub fn boot_once(spec: &VmSpec, timeout: Duration, log: &Path, work: &Path) -> R
                 all.push(line);
             }
             Ok(None) => {
-                outcome.failure.get_or_insert_with(|| "QEMU exited before the INGOT-READY line".into());
+                outcome
+                    .failure
+                    .get_or_insert_with(|| "QEMU exited before the INGOT-READY line".into());
                 break;
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -242,7 +316,8 @@ pub fn boot_once(spec: &VmSpec, timeout: Duration, log: &Path, work: &Path) -> R
     if outcome.seconds == 0.0 {
         outcome.seconds = start.elapsed().as_secs_f64();
     }
-    std::fs::write(log, all.join("\n") + "\n").with_context(|| format!("writing {}", log.display()))?;
+    std::fs::write(log, all.join("\n") + "\n")
+        .with_context(|| format!("writing {}", log.display()))?;
     outcome.tail = all.iter().rev().take(40).rev().cloned().collect();
     Ok(outcome)
 }
@@ -252,8 +327,14 @@ pub fn run_interactive(spec: &VmSpec, work: &Path) -> Result<i32> {
     require_binary(spec.arch)?;
     let vars = work.join(format!("vars-run-{}.fd", std::process::id()));
     std::fs::copy(&spec.vars, &vars)?;
-    eprintln!("booting {} ({:?}); Ctrl-A X quits", spec.disk.display(), spec.accel);
-    let status = Command::new(binary(spec.arch)).args(args(spec, &vars, true)).status()?;
+    eprintln!(
+        "booting {} ({:?}); Ctrl-A X quits",
+        spec.disk.display(),
+        spec.accel
+    );
+    let status = Command::new(binary(spec.arch))
+        .args(args(spec, &vars, true))
+        .status()?;
     let _ = std::fs::remove_file(&vars);
     Ok(status.code().unwrap_or(1))
 }
@@ -264,7 +345,13 @@ mod tests {
     fn ready_line() {
         let r = super::parse_ready("[  3.1] INGOT-READY image=edge version=1.0.0 machine-id=abc agents=hb:ok,x:fail uptime=3.2").unwrap();
         assert_eq!(r.image, "edge");
-        assert_eq!(r.agents, vec![("hb".to_string(), "ok".to_string()), ("x".into(), "fail".into())]);
+        assert_eq!(
+            r.agents,
+            vec![
+                ("hb".to_string(), "ok".to_string()),
+                ("x".into(), "fail".into())
+            ]
+        );
         assert!(super::parse_ready("nothing").is_none());
     }
 }

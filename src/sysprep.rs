@@ -31,12 +31,32 @@ pub const OPERATIONS: &[(&str, &str)] = &[
 ];
 
 const REMOVE_FILES: &[&str] = &[
-    "var/lib/dbus/machine-id", "var/lib/systemd/random-seed", "var/lib/systemd/credential.secret", "etc/machine-info",
-    "etc/passwd-", "etc/group-", "etc/shadow-", "etc/gshadow-", "var/run/utmp", "var/log/wtmp", "var/log/btmp", "var/log/lastlog",
-    "etc/udev/rules.d/70-persistent-net.rules", "root/.ssh",
+    "var/lib/dbus/machine-id",
+    "var/lib/systemd/random-seed",
+    "var/lib/systemd/credential.secret",
+    "etc/machine-info",
+    "etc/passwd-",
+    "etc/group-",
+    "etc/shadow-",
+    "etc/gshadow-",
+    "var/run/utmp",
+    "var/log/wtmp",
+    "var/log/btmp",
+    "var/log/lastlog",
+    "etc/udev/rules.d/70-persistent-net.rules",
+    "root/.ssh",
 ];
 const EMPTY_DIRS: &[&str] = &[
-    "var/log", "tmp", "var/tmp", "var/cache/apt", "var/lib/apt/lists", "var/lib/dhcp", "var/crash", "var/spool/mail", "var/mail", "var/spool/cron",
+    "var/log",
+    "tmp",
+    "var/tmp",
+    "var/cache/apt",
+    "var/lib/apt/lists",
+    "var/lib/dhcp",
+    "var/crash",
+    "var/spool/mail",
+    "var/mail",
+    "var/spool/cron",
 ];
 
 /// Strip identity and state. Returns the paths removed.
@@ -90,16 +110,36 @@ const PATTERNS: &[(&[u8], &str)] = &[
     (b"-----BEGIN EC PRIVATE KEY-----", "PEM EC private key"),
     (b"-----BEGIN DSA PRIVATE KEY-----", "PEM DSA private key"),
     (b"-----BEGIN PRIVATE KEY-----", "PEM PKCS#8 private key"),
-    (b"-----BEGIN ENCRYPTED PRIVATE KEY-----", "PEM encrypted private key"),
-    (b"-----BEGIN OPENSSH PRIVATE KEY-----", "OpenSSH private key"),
-    (b"-----BEGIN PGP PRIVATE KEY BLOCK-----", "OpenPGP private key"),
+    (
+        b"-----BEGIN ENCRYPTED PRIVATE KEY-----",
+        "PEM encrypted private key",
+    ),
+    (
+        b"-----BEGIN OPENSSH PRIVATE KEY-----",
+        "OpenSSH private key",
+    ),
+    (
+        b"-----BEGIN PGP PRIVATE KEY BLOCK-----",
+        "OpenPGP private key",
+    ),
     (b"aws_secret_access_key", "AWS credentials"),
-    (b"\"type\": \"service_account\"", "cloud service-account key"),
-    (b"untrusted comment: minisign encrypted secret key", "minisign secret key"),
+    (
+        b"\"type\": \"service_account\"",
+        "cloud service-account key",
+    ),
+    (
+        b"untrusted comment: minisign encrypted secret key",
+        "minisign secret key",
+    ),
 ];
 
 fn aws_key_id(data: &[u8]) -> bool {
-    data.windows(20).any(|w| w.starts_with(b"AKIA") && w[4..].iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()))
+    data.windows(20).any(|w| {
+        w.starts_with(b"AKIA")
+            && w[4..]
+                .iter()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+    })
 }
 
 /// Scan every regular file under 16 MiB (package files too) for secrets. Allow-listed paths
@@ -109,24 +149,32 @@ pub fn scan(tree: &Tree, allow: &[String]) -> Result<Vec<Finding>> {
     for (p, e) in tree.iter() {
         let Kind::File(c) = &e.kind else { continue };
         let abs = format!("/{p}");
-        if c.len() > 16 << 20 || allow.iter().any(|a| *a == abs) {
+        if c.len() > 16 << 20 || allow.contains(&abs) {
             continue;
         }
         // Debian ships test keys in documentation and Python test suites; only files Ingot or the
         // profile placed, and anything under /etc, /root, /home, /var, /srv, /opt are scanned in full.
         let from_package = !e.origin.is_empty() && !e.origin.starts_with("ingot:");
-        let sensitive = ["etc/", "root/", "home/", "var/", "srv/", "opt/"].iter().any(|d| p.starts_with(d));
+        let sensitive = ["etc/", "root/", "home/", "var/", "srv/", "opt/"]
+            .iter()
+            .any(|d| p.starts_with(d));
         if from_package && !sensitive {
             continue;
         }
         let data = c.read_all()?;
         for (pat, kind) in PATTERNS {
             if data.windows(pat.len()).any(|w| w == *pat) {
-                out.push(Finding { path: abs.clone(), kind: (*kind).into() });
+                out.push(Finding {
+                    path: abs.clone(),
+                    kind: (*kind).into(),
+                });
             }
         }
         if aws_key_id(&data) {
-            out.push(Finding { path: abs.clone(), kind: "AWS access key id".into() });
+            out.push(Finding {
+                path: abs.clone(),
+                kind: "AWS access key id".into(),
+            });
         }
     }
     Ok(out)
@@ -138,19 +186,45 @@ pub fn identity_report(tree: &Tree) -> Vec<(String, String)> {
     let state = |p: &str| -> String {
         match tree.get(p) {
             None => "absent".into(),
-            Some(Entry { kind: Kind::File(c), .. }) => {
+            Some(Entry {
+                kind: Kind::File(c),
+                ..
+            }) => {
                 let d = c.read_all().unwrap_or_default();
                 let t = String::from_utf8_lossy(&d).trim().to_string();
-                if t.is_empty() { "empty".into() } else if t == "uninitialized" { "uninitialized (first boot)".into() } else { format!("PRESENT ({} bytes)", d.len()) }
+                if t.is_empty() {
+                    "empty".into()
+                } else if t == "uninitialized" {
+                    "uninitialized (first boot)".into()
+                } else {
+                    format!("PRESENT ({} bytes)", d.len())
+                }
             }
             Some(_) => "present (not a file)".into(),
         }
     };
-    for p in ["etc/machine-id", "var/lib/dbus/machine-id", "etc/hostname", "var/lib/systemd/random-seed", "var/lib/systemd/credential.secret", "etc/machine-info"] {
+    for p in [
+        "etc/machine-id",
+        "var/lib/dbus/machine-id",
+        "etc/hostname",
+        "var/lib/systemd/random-seed",
+        "var/lib/systemd/credential.secret",
+        "etc/machine-info",
+    ] {
         v.push((format!("/{p}"), state(p)));
     }
-    let keys = tree.iter().filter(|(p, _)| p.starts_with("etc/ssh/ssh_host_")).count();
-    v.push(("/etc/ssh/ssh_host_*".into(), if keys == 0 { "absent".into() } else { format!("PRESENT ({keys} files)") }));
+    let keys = tree
+        .iter()
+        .filter(|(p, _)| p.starts_with("etc/ssh/ssh_host_"))
+        .count();
+    v.push((
+        "/etc/ssh/ssh_host_*".into(),
+        if keys == 0 {
+            "absent".into()
+        } else {
+            format!("PRESENT ({keys} files)")
+        },
+    ));
     v
 }
 
@@ -165,7 +239,8 @@ mod tests {
         e.origin = std::sync::Arc::from("ingot:overlay");
         t.insert("etc/app/id_ed25519", e.clone()).unwrap();
         t.insert("etc/app/allowed", e).unwrap();
-        t.insert("etc/aws", Entry::file("key=AKIAABCDEFGHIJKLMNOP", 0o600)).unwrap();
+        t.insert("etc/aws", Entry::file("key=AKIAABCDEFGHIJKLMNOP", 0o600))
+            .unwrap();
         let f = scan(&t, &["/etc/app/allowed".into()]).unwrap();
         let paths: Vec<_> = f.iter().map(|x| x.path.as_str()).collect();
         assert_eq!(paths, vec!["/etc/app/id_ed25519", "/etc/aws"]);

@@ -241,7 +241,10 @@ impl Tree {
 
     /// Remove an entry and, for a directory, everything below it. Returns how many went.
     pub fn remove(&mut self, path: &str) -> usize {
-        let path = path.trim_start_matches('/').trim_end_matches('/').to_string();
+        let path = path
+            .trim_start_matches('/')
+            .trim_end_matches('/')
+            .to_string();
         let prefix = format!("{path}/");
         let doomed: Vec<String> = self
             .entries
@@ -324,13 +327,12 @@ impl Tree {
                     } else {
                         format!("{base}/{target}")
                     };
-                    let lexical = lexical_clean(&combined).ok_or_else(|| {
-                        TreeError::SymlinkEscape {
+                    let lexical =
+                        lexical_clean(&combined).ok_or_else(|| TreeError::SymlinkEscape {
                             path: for_path.to_string(),
                             link: format!("/{joined}"),
                             target: target.clone(),
-                        }
-                    })?;
+                        })?;
                     let resolved = self.resolve_dir(&lexical, for_path, depth + 1)?;
                     cur = resolved
                         .split('/')
@@ -359,10 +361,13 @@ impl Tree {
                 existing.gid = entry.gid;
                 existing.mtime = entry.mtime;
             }
-            (Some(Entry {
-                kind: Kind::Symlink(_),
-                ..
-            }), Kind::Dir) => {}
+            (
+                Some(Entry {
+                    kind: Kind::Symlink(_),
+                    ..
+                }),
+                Kind::Dir,
+            ) => {}
             (Some(existing), _) if existing.kind == Kind::Dir => {
                 if resolved.is_empty() {
                     return Err(TreeError::UnsafePath(path.to_string()));

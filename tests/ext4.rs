@@ -28,8 +28,16 @@ fn write_image(tree: &Tree, size: Option<u64>) -> (tempfile::TempDir, std::path:
 }
 
 fn e2fsck(path: &std::path::Path) {
-    let out = Command::new("e2fsck").args(["-fn"]).arg(path).output().expect("e2fsck (e2fsprogs) must be installed");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("e2fsck")
+        .args(["-fn"])
+        .arg(path)
+        .output()
+        .expect("e2fsck (e2fsprogs) must be installed");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "e2fsck reported problems:\n{text}");
 }
 
@@ -46,7 +54,9 @@ fn compare(tree: &Tree, path: &std::path::Path) {
     let fs = ext4_view::Ext4::load(Box::new(std::fs::File::open(path).unwrap())).unwrap();
     for (p, e) in tree.iter() {
         let abs = format!("/{p}");
-        let meta = fs.symlink_metadata(abs.as_str()).unwrap_or_else(|err| panic!("{abs}: {err}"));
+        let meta = fs
+            .symlink_metadata(abs.as_str())
+            .unwrap_or_else(|err| panic!("{abs}: {err}"));
         if let Kind::HardLink(t) = &e.kind {
             // A hard link is the same inode as its target.
             let target = fs.symlink_metadata(format!("/{t}").as_str()).unwrap();
@@ -56,10 +66,22 @@ fn compare(tree: &Tree, path: &std::path::Path) {
         }
         assert_eq!(meta.uid(), e.uid, "{abs} uid");
         assert_eq!(meta.gid(), e.gid, "{abs} gid");
-        assert_eq!(u32::from(meta.mode()) & 0o7777, e.mode & 0o7777, "{abs} mode");
+        assert_eq!(
+            u32::from(meta.mode()) & 0o7777,
+            e.mode & 0o7777,
+            "{abs} mode"
+        );
         match &e.kind {
-            Kind::File(c) => assert_eq!(fs.read(abs.as_str()).unwrap(), c.read_all().unwrap(), "{abs} content"),
-            Kind::Symlink(t) => assert_eq!(fs.read_link(abs.as_str()).unwrap().to_str().unwrap(), t, "{abs} target"),
+            Kind::File(c) => assert_eq!(
+                fs.read(abs.as_str()).unwrap(),
+                c.read_all().unwrap(),
+                "{abs} content"
+            ),
+            Kind::Symlink(t) => assert_eq!(
+                fs.read_link(abs.as_str()).unwrap().to_str().unwrap(),
+                t,
+                "{abs} target"
+            ),
             Kind::Dir => assert!(meta.is_dir()),
             _ => {}
         }
@@ -78,19 +100,51 @@ fn empty_tree() {
 fn many_kinds_of_entries() {
     let mut t = Tree::new();
     t.insert("etc/hostname", file(b"", 0o644, 0)).unwrap();
-    t.insert("usr/bin/tool", file(b"#!/bin/sh\necho hi\n", 0o4755, 0)).unwrap();
-    t.insert("usr/bin/tool-link", Entry::new(Kind::HardLink("usr/bin/tool".into()), 0o755)).unwrap();
+    t.insert("usr/bin/tool", file(b"#!/bin/sh\necho hi\n", 0o4755, 0))
+        .unwrap();
+    t.insert(
+        "usr/bin/tool-link",
+        Entry::new(Kind::HardLink("usr/bin/tool".into()), 0o755),
+    )
+    .unwrap();
     t.insert("usr/bin/short", Entry::symlink("tool")).unwrap();
     let long = "x/".repeat(100) + "target";
     t.insert("usr/bin/long", Entry::symlink(&long)).unwrap();
-    let deep = (0..60).map(|i| format!("d{i}")).collect::<Vec<_>>().join("/");
-    t.insert(&format!("{deep}/leaf"), file(b"deep", 0o600, 1000)).unwrap();
-    t.insert("home/ünïcødé-名前", file("unicode ✓".as_bytes(), 0o640, 1000)).unwrap();
-    t.insert("dev/null", Entry::new(Kind::CharDev { major: 1, minor: 3 }, 0o666)).unwrap();
-    t.insert("dev/big", Entry::new(Kind::BlockDev { major: 259, minor: 70000 }, 0o660)).unwrap();
+    let deep = (0..60)
+        .map(|i| format!("d{i}"))
+        .collect::<Vec<_>>()
+        .join("/");
+    t.insert(&format!("{deep}/leaf"), file(b"deep", 0o600, 1000))
+        .unwrap();
+    t.insert(
+        "home/ünïcødé-名前",
+        file("unicode ✓".as_bytes(), 0o640, 1000),
+    )
+    .unwrap();
+    t.insert(
+        "dev/null",
+        Entry::new(Kind::CharDev { major: 1, minor: 3 }, 0o666),
+    )
+    .unwrap();
+    t.insert(
+        "dev/big",
+        Entry::new(
+            Kind::BlockDev {
+                major: 259,
+                minor: 70000,
+            },
+            0o660,
+        ),
+    )
+    .unwrap();
     t.insert("run/fifo", Entry::new(Kind::Fifo, 0o600)).unwrap();
     let mut cap = file(b"\x7fELF", 0o755, 0);
-    cap.xattrs.insert("security.capability".into(), vec![1, 0, 0, 2, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    cap.xattrs.insert(
+        "security.capability".into(),
+        vec![
+            1, 0, 0, 2, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ],
+    );
     cap.xattrs.insert("user.note".into(), b"hi".to_vec());
     t.insert("usr/bin/ping", cap).unwrap();
     let mut big = vec![0u8; 5 << 20];
@@ -114,10 +168,15 @@ fn many_kinds_of_entries() {
 fn thousands_of_files_and_a_huge_directory() {
     let mut t = Tree::new();
     for i in 0..10_000 {
-        t.insert(&format!("big/entry-with-a-longish-name-{i:05}"), file(format!("{i}").as_bytes(), 0o644, 0)).unwrap();
+        t.insert(
+            &format!("big/entry-with-a-longish-name-{i:05}"),
+            file(format!("{i}").as_bytes(), 0o644, 0),
+        )
+        .unwrap();
     }
     for i in 0..3000 {
-        t.insert(&format!("small/{}/{i}", i % 37), file(b"x", 0o644, 0)).unwrap();
+        t.insert(&format!("small/{}/{i}", i % 37), file(b"x", 0o644, 0))
+            .unwrap();
     }
     let (_d, p) = write_image(&t, None);
     e2fsck(&p);
@@ -129,8 +188,14 @@ fn spans_many_groups_with_fixed_size() {
     let mut t = Tree::new();
     // 300 MiB of data forces files across several groups and superblock backups.
     for i in 0..30 {
-        let data: Vec<u8> = (0..(10 << 20)).map(|j: usize| ((i * 7 + j) % 253) as u8).collect();
-        t.insert(&format!("data/{i}"), Entry::new(Kind::File(Content::bytes(data)), 0o644)).unwrap();
+        let data: Vec<u8> = (0..(10 << 20))
+            .map(|j: usize| ((i * 7 + j) % 253) as u8)
+            .collect();
+        t.insert(
+            &format!("data/{i}"),
+            Entry::new(Kind::File(Content::bytes(data)), 0o644),
+        )
+        .unwrap();
     }
     let (_d, p) = write_image(&t, Some(1 << 30));
     e2fsck(&p);
@@ -140,8 +205,11 @@ fn spans_many_groups_with_fixed_size() {
 #[test]
 fn too_small_fails_before_writing() {
     let mut t = Tree::new();
-    t.insert("blob", Entry::file(vec![1u8; 8 << 20], 0o644)).unwrap();
-    let e = ext4::plan(&t, &params(Some(4 << 20))).err().expect("must not fit");
+    t.insert("blob", Entry::file(vec![1u8; 8 << 20], 0o644))
+        .unwrap();
+    let e = ext4::plan(&t, &params(Some(4 << 20)))
+        .err()
+        .expect("must not fit");
     let msg = e.to_string();
     assert!(msg.contains("needs") && msg.contains("MiB"), "{msg}");
 }
@@ -150,7 +218,8 @@ fn too_small_fails_before_writing() {
 fn same_tree_same_bytes() {
     let mut t = Tree::new();
     for i in 0..200 {
-        t.insert(&format!("f/{i}"), file(&vec![i as u8; i * 37], 0o644, 0)).unwrap();
+        t.insert(&format!("f/{i}"), file(&vec![i as u8; i * 37], 0o644, 0))
+            .unwrap();
     }
     let (_a, pa) = write_image(&t, None);
     let (_b, pb) = write_image(&t, None);

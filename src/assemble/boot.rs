@@ -31,7 +31,10 @@ pub fn find_kernel(tree: &Tree) -> Result<Kernel> {
     let release = found
         .pop()
         .context("no kernel in the image: /boot/vmlinuz-* missing (check the hardware profile's kernel_package)")?;
-    Ok(Kernel { image_path: format!("boot/vmlinuz-{release}"), release })
+    Ok(Kernel {
+        image_path: format!("boot/vmlinuz-{release}"),
+        release,
+    })
 }
 
 fn canon(name: &str) -> String {
@@ -69,7 +72,12 @@ fn glob(pattern: &str, s: &str) -> bool {
 }
 
 /// Resolve module names (or aliases) to module paths in load order, dependencies first.
-pub fn resolve_modules(tree: &Tree, release: &str, wanted: &[String], hw_file: &str) -> Result<Vec<String>> {
+pub fn resolve_modules(
+    tree: &Tree,
+    release: &str,
+    wanted: &[String],
+    hw_file: &str,
+) -> Result<Vec<String>> {
     let base = format!("usr/lib/modules/{release}");
     let dep_text = tree
         .read(&format!("{base}/modules.dep"))
@@ -84,7 +92,12 @@ pub fn resolve_modules(tree: &Tree, release: &str, wanted: &[String], hw_file: &
     }
     let builtin: BTreeSet<String> = tree
         .read(&format!("{base}/modules.builtin"))
-        .map(|b| String::from_utf8_lossy(&b).lines().map(module_name).collect())
+        .map(|b| {
+            String::from_utf8_lossy(&b)
+                .lines()
+                .map(module_name)
+                .collect()
+        })
         .unwrap_or_default();
     let aliases: Vec<(String, String)> = tree
         .read(&format!("{base}/modules.alias"))
@@ -101,7 +114,12 @@ pub fn resolve_modules(tree: &Tree, release: &str, wanted: &[String], hw_file: &
         .unwrap_or_default();
     let mut order: Vec<String> = Vec::new();
     let mut seen = BTreeSet::new();
-    fn visit(m: &str, deps: &BTreeMap<String, (String, Vec<String>)>, seen: &mut BTreeSet<String>, order: &mut Vec<String>) {
+    fn visit(
+        m: &str,
+        deps: &BTreeMap<String, (String, Vec<String>)>,
+        seen: &mut BTreeSet<String>,
+        order: &mut Vec<String>,
+    ) {
         let Some((path, d)) = deps.get(m) else { return };
         if !seen.insert(m.to_string()) {
             return;
@@ -121,9 +139,16 @@ pub fn resolve_modules(tree: &Tree, release: &str, wanted: &[String], hw_file: &
             let m = m.clone();
             visit(&m, &deps, &mut seen, &mut order);
         } else {
-            let mut close: Vec<(f64, &String)> = deps.keys().map(|k| (strsim::jaro_winkler(&name, k), k)).filter(|(s, _)| *s > 0.85).collect();
+            let mut close: Vec<(f64, &String)> = deps
+                .keys()
+                .map(|k| (strsim::jaro_winkler(&name, k), k))
+                .filter(|(s, _)| *s > 0.85)
+                .collect();
             close.sort_by(|a, b| b.0.total_cmp(&a.0));
-            let hint = close.first().map(|(_, k)| format!("; did you mean `{k}`?")).unwrap_or_default();
+            let hint = close
+                .first()
+                .map(|(_, k)| format!("; did you mean `{k}`?"))
+                .unwrap_or_default();
             bail!("{hw_file}: modules: kernel {release} has no module or alias `{w}`{hint}");
         }
     }
@@ -148,8 +173,19 @@ const INIT: &str = include_str!("initramfs-init.sh");
 
 /// Build the initramfs: busybox from the target arch's `busybox-static`, modules in load order,
 /// and the `/init` script.
-pub fn initramfs(image: &Tree, busybox: &Tree, kernel: &Kernel, hw: &Hardware, time: i64) -> Result<Vec<u8>> {
-    let modules = resolve_modules(image, &kernel.release, &hw.modules, &hw.path.display().to_string())?;
+pub fn initramfs(
+    image: &Tree,
+    busybox: &Tree,
+    kernel: &Kernel,
+    hw: &Hardware,
+    time: i64,
+) -> Result<Vec<u8>> {
+    let modules = resolve_modules(
+        image,
+        &kernel.release,
+        &hw.modules,
+        &hw.path.display().to_string(),
+    )?;
     let mut t = Tree::new();
     let bb = busybox
         .read("/bin/busybox")
@@ -160,12 +196,20 @@ pub fn initramfs(image: &Tree, busybox: &Tree, kernel: &Kernel, hw: &Hardware, t
     for d in ["dev", "proc", "sys", "newroot", "run", "tmp"] {
         t.insert(d, Entry::dir(0o755))?;
     }
-    t.insert("dev/console", Entry::new(Kind::CharDev { major: 5, minor: 1 }, 0o600))?;
-    t.insert("dev/null", Entry::new(Kind::CharDev { major: 1, minor: 3 }, 0o666))?;
+    t.insert(
+        "dev/console",
+        Entry::new(Kind::CharDev { major: 5, minor: 1 }, 0o600),
+    )?;
+    t.insert(
+        "dev/null",
+        Entry::new(Kind::CharDev { major: 1, minor: 3 }, 0o666),
+    )?;
     let mut list = String::new();
     for m in &modules {
         let src = format!("usr/lib/modules/{}/{m}", kernel.release);
-        let data = image.read(&src).with_context(|| format!("module file {src} missing"))?;
+        let data = image
+            .read(&src)
+            .with_context(|| format!("module file {src} missing"))?;
         let data = decompress_module(m, data)?;
         let dest = format!("lib/modules/{}", module_name(m));
         t.insert(&format!("{dest}.ko"), Entry::file(data, 0o644))?;
@@ -190,21 +234,38 @@ pub fn esp_tree(
 ) -> Result<Tree> {
     let suffix = arch.efi_suffix();
     let efi = sd_boot
-        .read(&format!("/usr/lib/systemd/boot/efi/systemd-boot{suffix}.efi"))
+        .read(&format!(
+            "/usr/lib/systemd/boot/efi/systemd-boot{suffix}.efi"
+        ))
         .with_context(|| format!("systemd-boot-efi has no systemd-boot{suffix}.efi"))?;
     let mut t = Tree::new();
-    t.insert(&format!("EFI/BOOT/BOOT{}.EFI", suffix.to_uppercase()), Entry::file(efi.clone(), 0o644))?;
-    t.insert(&format!("EFI/systemd/systemd-boot{suffix}.efi"), Entry::file(efi, 0o644))?;
+    t.insert(
+        &format!("EFI/BOOT/BOOT{}.EFI", suffix.to_uppercase()),
+        Entry::file(efi.clone(), 0o644),
+    )?;
+    t.insert(
+        &format!("EFI/systemd/systemd-boot{suffix}.efi"),
+        Entry::file(efi, 0o644),
+    )?;
     let dir = format!("{image_id}/{version}");
     t.insert(&format!("{dir}/linux"), Entry::file(kernel.to_vec(), 0o644))?;
-    t.insert(&format!("{dir}/initrd"), Entry::file(initrd.to_vec(), 0o644))?;
+    t.insert(
+        &format!("{dir}/initrd"),
+        Entry::file(initrd.to_vec(), 0o644),
+    )?;
     let entry = format!(
         "title {image_id} {version}\nversion {version}\nsort-key {image_id}\nlinux /{dir}/linux\ninitrd /{dir}/initrd\noptions {cmdline}\n"
     );
-    t.insert(&format!("loader/entries/{image_id}-{version}.conf"), Entry::file(entry, 0o644))?;
+    t.insert(
+        &format!("loader/entries/{image_id}-{version}.conf"),
+        Entry::file(entry, 0o644),
+    )?;
     t.insert(
         "loader/loader.conf",
-        Entry::file(format!("timeout 0\ndefault {image_id}-*\nconsole-mode keep\neditor no\n"), 0o644),
+        Entry::file(
+            format!("timeout 0\ndefault {image_id}-*\nconsole-mode keep\neditor no\n"),
+            0o644,
+        ),
     )?;
     Ok(t)
 }
@@ -218,12 +279,45 @@ mod tests {
         let mut t = Tree::new();
         let base = "usr/lib/modules/6.1.0-test";
         t.insert(&format!("{base}/modules.dep"), Entry::file("kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio_ring.ko kernel/drivers/virtio/virtio.ko\nkernel/drivers/virtio/virtio_ring.ko: kernel/drivers/virtio/virtio.ko\nkernel/drivers/virtio/virtio.ko:\nkernel/drivers/net/virtio_net.ko: kernel/drivers/virtio/virtio.ko\n", 0o644)).unwrap();
-        t.insert(&format!("{base}/modules.alias"), Entry::file("alias virtio:d00000001v* virtio_net\n", 0o644)).unwrap();
-        t.insert(&format!("{base}/modules.builtin"), Entry::file("kernel/fs/ext4/ext4.ko\n", 0o644)).unwrap();
+        t.insert(
+            &format!("{base}/modules.alias"),
+            Entry::file("alias virtio:d00000001v* virtio_net\n", 0o644),
+        )
+        .unwrap();
+        t.insert(
+            &format!("{base}/modules.builtin"),
+            Entry::file("kernel/fs/ext4/ext4.ko\n", 0o644),
+        )
+        .unwrap();
         let hw = "hw.toml";
-        let m = resolve_modules(&t, "6.1.0-test", &["virtio-blk".into(), "ext4".into(), "virtio:d00000001v00001AF4".into()], hw).unwrap();
-        assert_eq!(m, vec!["kernel/drivers/virtio/virtio.ko", "kernel/drivers/virtio/virtio_ring.ko", "kernel/drivers/block/virtio_blk.ko", "kernel/drivers/net/virtio_net.ko"]);
-        let e = resolve_modules(&t, "6.1.0-test", &["virtio_blkk".into()], hw).unwrap_err().to_string();
-        assert!(e.contains("hw.toml") && e.contains("virtio_blkk") && e.contains("did you mean `virtio_blk`"), "{e}");
+        let m = resolve_modules(
+            &t,
+            "6.1.0-test",
+            &[
+                "virtio-blk".into(),
+                "ext4".into(),
+                "virtio:d00000001v00001AF4".into(),
+            ],
+            hw,
+        )
+        .unwrap();
+        assert_eq!(
+            m,
+            vec![
+                "kernel/drivers/virtio/virtio.ko",
+                "kernel/drivers/virtio/virtio_ring.ko",
+                "kernel/drivers/block/virtio_blk.ko",
+                "kernel/drivers/net/virtio_net.ko"
+            ]
+        );
+        let e = resolve_modules(&t, "6.1.0-test", &["virtio_blkk".into()], hw)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("hw.toml")
+                && e.contains("virtio_blkk")
+                && e.contains("did you mean `virtio_blk`"),
+            "{e}"
+        );
     }
 }

@@ -5,9 +5,21 @@ use std::io::Write;
 
 use crate::tree::{Kind, Tree};
 
-fn header(out: &mut Vec<u8>, ino: u32, mode: u32, nlink: u32, mtime: u32, size: u32, rdev: (u32, u32), name: &str) {
+#[allow(clippy::too_many_arguments)]
+fn header(
+    out: &mut Vec<u8>,
+    ino: u32,
+    mode: u32,
+    nlink: u32,
+    mtime: u32,
+    size: u32,
+    rdev: (u32, u32),
+    name: &str,
+) {
     let namesize = name.len() as u32 + 1;
-    let fields = [ino, mode, 0, 0, nlink, mtime, size, 0, 0, rdev.0, rdev.1, namesize, 0];
+    let fields = [
+        ino, mode, 0, 0, nlink, mtime, size, 0, 0, rdev.0, rdev.1, namesize, 0,
+    ];
     out.extend_from_slice(b"070701");
     for f in fields {
         out.extend_from_slice(format!("{f:08X}").as_bytes());
@@ -26,34 +38,77 @@ fn pad(out: &mut Vec<u8>) {
 /// Serialise a tree (files, directories, symlinks, device nodes) as a newc archive.
 pub fn newc(tree: &Tree, mtime: u32) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::new();
-    let mut ino = 1u32;
-    for (path, e) in tree.iter() {
+    for (ino, (path, e)) in (1u32..).zip(tree.iter()) {
         let name = if path.is_empty() { "." } else { path.as_str() };
         let perm = e.mode & 0o7777;
         match &e.kind {
             Kind::Dir => header(&mut out, ino, 0o040000 | perm, 2, mtime, 0, (0, 0), name),
             Kind::File(c) => {
                 let data = c.read_all()?;
-                header(&mut out, ino, 0o100000 | perm, 1, mtime, data.len() as u32, (0, 0), name);
+                header(
+                    &mut out,
+                    ino,
+                    0o100000 | perm,
+                    1,
+                    mtime,
+                    data.len() as u32,
+                    (0, 0),
+                    name,
+                );
                 out.extend_from_slice(&data);
                 pad(&mut out);
             }
             Kind::Symlink(t) => {
-                header(&mut out, ino, 0o120777, 1, mtime, t.len() as u32, (0, 0), name);
+                header(
+                    &mut out,
+                    ino,
+                    0o120777,
+                    1,
+                    mtime,
+                    t.len() as u32,
+                    (0, 0),
+                    name,
+                );
                 out.extend_from_slice(t.as_bytes());
                 pad(&mut out);
             }
-            Kind::CharDev { major, minor } => header(&mut out, ino, 0o020000 | perm, 1, mtime, 0, (*major, *minor), name),
-            Kind::BlockDev { major, minor } => header(&mut out, ino, 0o060000 | perm, 1, mtime, 0, (*major, *minor), name),
+            Kind::CharDev { major, minor } => header(
+                &mut out,
+                ino,
+                0o020000 | perm,
+                1,
+                mtime,
+                0,
+                (*major, *minor),
+                name,
+            ),
+            Kind::BlockDev { major, minor } => header(
+                &mut out,
+                ino,
+                0o060000 | perm,
+                1,
+                mtime,
+                0,
+                (*major, *minor),
+                name,
+            ),
             Kind::Fifo => header(&mut out, ino, 0o010000 | perm, 1, mtime, 0, (0, 0), name),
             Kind::HardLink(t) => {
                 let data = tree.read(t).unwrap_or_default();
-                header(&mut out, ino, 0o100000 | perm, 1, mtime, data.len() as u32, (0, 0), name);
+                header(
+                    &mut out,
+                    ino,
+                    0o100000 | perm,
+                    1,
+                    mtime,
+                    data.len() as u32,
+                    (0, 0),
+                    name,
+                );
                 out.extend_from_slice(&data);
                 pad(&mut out);
             }
         }
-        ino += 1;
     }
     header(&mut out, 0, 0, 1, 0, 0, (0, 0), "TRAILER!!!");
     Ok(out)
@@ -61,7 +116,9 @@ pub fn newc(tree: &Tree, mtime: u32) -> std::io::Result<Vec<u8>> {
 
 /// gzip with a fixed header (no name, no time), as the kernel's initramfs loader accepts.
 pub fn gzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut e = flate2::GzBuilder::new().mtime(0).write(Vec::new(), flate2::Compression::best());
+    let mut e = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::best());
     e.write_all(data)?;
     e.finish()
 }

@@ -45,7 +45,12 @@ pub fn modinfo(elf: &[u8]) -> Option<Vec<(String, String)>> {
             return Some(
                 elf[off..off + size]
                     .split(|&c| c == 0)
-                    .filter_map(|kv| std::str::from_utf8(kv).ok()?.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+                    .filter_map(|kv| {
+                        std::str::from_utf8(kv)
+                            .ok()?
+                            .split_once('=')
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                    })
                     .collect(),
             );
         }
@@ -58,7 +63,9 @@ pub fn depmod(tree: &mut Tree, release: &str) -> Result<usize> {
     let base = format!("usr/lib/modules/{release}/");
     let files: Vec<String> = tree
         .iter()
-        .filter(|(p, e)| p.starts_with(&base) && p.ends_with(".ko") && matches!(e.kind, Kind::File(_)))
+        .filter(|(p, e)| {
+            p.starts_with(&base) && p.ends_with(".ko") && matches!(e.kind, Kind::File(_))
+        })
         .map(|(p, _)| p.clone())
         .collect();
     let mut by_name: BTreeMap<String, String> = BTreeMap::new();
@@ -67,7 +74,17 @@ pub fn depmod(tree: &mut Tree, release: &str) -> Result<usize> {
         let data = tree.read(p).unwrap_or_default();
         let mi = modinfo(&data).unwrap_or_default();
         let rel = p[base.len()..].to_string();
-        let name = mi.iter().find(|(k, _)| k == "name").map(|(_, v)| v.clone()).unwrap_or_else(|| rel.rsplit('/').next().unwrap_or("").trim_end_matches(".ko").replace('-', "_"));
+        let name = mi
+            .iter()
+            .find(|(k, _)| k == "name")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| {
+                rel.rsplit('/')
+                    .next()
+                    .unwrap_or("")
+                    .trim_end_matches(".ko")
+                    .replace('-', "_")
+            });
         by_name.insert(name.clone(), rel.clone());
         info.push((rel, mi));
     }
@@ -76,19 +93,48 @@ pub fn depmod(tree: &mut Tree, release: &str) -> Result<usize> {
     for (rel, mi) in &info {
         // Direct dependencies first, then theirs (depmod lists the full closure).
         let mut closure: Vec<String> = Vec::new();
-        let mut stack: Vec<String> = mi.iter().filter(|(k, _)| k == "depends").flat_map(|(_, v)| v.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect::<Vec<_>>()).collect();
+        let mut stack: Vec<String> = mi
+            .iter()
+            .filter(|(k, _)| k == "depends")
+            .flat_map(|(_, v)| {
+                v.split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
         while let Some(d) = stack.pop() {
-            let Some(path) = by_name.get(&d) else { continue };
+            let Some(path) = by_name.get(&d) else {
+                continue;
+            };
             if closure.contains(path) {
                 continue;
             }
             closure.push(path.clone());
             if let Some((_, dmi)) = info.iter().find(|(r, _)| r == path) {
-                stack.extend(dmi.iter().filter(|(k, _)| k == "depends").flat_map(|(_, v)| v.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect::<Vec<_>>()));
+                stack.extend(
+                    dmi.iter()
+                        .filter(|(k, _)| k == "depends")
+                        .flat_map(|(_, v)| {
+                            v.split(',')
+                                .filter(|s| !s.is_empty())
+                                .map(str::to_string)
+                                .collect::<Vec<_>>()
+                        }),
+                );
             }
         }
-        dep.push_str(&format!("{rel}:{}{}\n", if closure.is_empty() { "" } else { " " }, closure.join(" ")));
-        let name = rel.rsplit('/').next().unwrap_or("").trim_end_matches(".ko").replace('-', "_");
+        dep.push_str(&format!(
+            "{rel}:{}{}\n",
+            if closure.is_empty() { "" } else { " " },
+            closure.join(" ")
+        ));
+        let name = rel
+            .rsplit('/')
+            .next()
+            .unwrap_or("")
+            .trim_end_matches(".ko")
+            .replace('-', "_");
         for (_, a) in mi.iter().filter(|(k, _)| k == "alias") {
             alias.push_str(&format!("alias {a} {name}\n"));
         }

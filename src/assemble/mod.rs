@@ -36,15 +36,29 @@ impl Identity {
 }
 
 /// Labels: the profile's plus generated ones.
-pub fn labels(profile: &Profile, hw: &Hardware, id: &Identity, profile_digest: &str) -> BTreeMap<String, String> {
+pub fn labels(
+    profile: &Profile,
+    hw: &Hardware,
+    id: &Identity,
+    profile_digest: &str,
+) -> BTreeMap<String, String> {
     let mut l = profile.labels.clone();
     let gen = [
         ("org.opencontainers.image.title", id.name.clone()),
         ("org.opencontainers.image.version", id.version.clone()),
-        ("org.opencontainers.image.created", crate::trust::rfc3339(id.epoch)),
+        (
+            "org.opencontainers.image.created",
+            crate::trust::rfc3339(id.epoch),
+        ),
         ("dev.ingot.image.id", id.id()),
-        ("dev.ingot.builder.version", env!("CARGO_PKG_VERSION").to_string()),
-        ("dev.ingot.profile.digest", format!("sha256:{profile_digest}")),
+        (
+            "dev.ingot.builder.version",
+            env!("CARGO_PKG_VERSION").to_string(),
+        ),
+        (
+            "dev.ingot.profile.digest",
+            format!("sha256:{profile_digest}"),
+        ),
         ("dev.ingot.hardware", hw.name.clone()),
         ("dev.ingot.arch", id.arch.clone()),
     ];
@@ -55,17 +69,27 @@ pub fn labels(profile: &Profile, hw: &Hardware, id: &Identity, profile_digest: &
 }
 
 fn put(tree: &mut Tree, path: &str, data: impl Into<Vec<u8>>, mode: u32) -> Result<()> {
-    tree.insert(path, Entry::file(data, mode)).with_context(|| format!("writing /{path}"))?;
+    tree.insert(path, Entry::file(data, mode))
+        .with_context(|| format!("writing /{path}"))?;
     Ok(())
 }
 
 /// Alternatives the packages would register: (link, candidates in priority order).
 const ALTERNATIVES: &[(&str, &[&str])] = &[
-    ("usr/bin/awk", &["/usr/bin/mawk", "/usr/bin/gawk", "/usr/bin/original-awk"]),
+    (
+        "usr/bin/awk",
+        &["/usr/bin/mawk", "/usr/bin/gawk", "/usr/bin/original-awk"],
+    ),
     ("usr/bin/which", &["/usr/bin/which.debianutils"]),
     ("usr/bin/pager", &["/usr/bin/less", "/usr/bin/more"]),
-    ("usr/bin/editor", &["/usr/bin/nano", "/usr/bin/vim.basic", "/usr/bin/vim.tiny"]),
-    ("usr/bin/nc", &["/usr/bin/nc.openbsd", "/usr/bin/nc.traditional"]),
+    (
+        "usr/bin/editor",
+        &["/usr/bin/nano", "/usr/bin/vim.basic", "/usr/bin/vim.tiny"],
+    ),
+    (
+        "usr/bin/nc",
+        &["/usr/bin/nc.openbsd", "/usr/bin/nc.traditional"],
+    ),
 ];
 
 fn alternatives(tree: &mut Tree) -> Result<()> {
@@ -88,7 +112,11 @@ fn ca_bundle(tree: &mut Tree) -> Result<()> {
     }
     let mut certs: Vec<String> = tree
         .iter()
-        .filter(|(p, e)| p.starts_with("usr/share/ca-certificates/") && p.ends_with(".crt") && matches!(e.kind, Kind::File(_)))
+        .filter(|(p, e)| {
+            p.starts_with("usr/share/ca-certificates/")
+                && p.ends_with(".crt")
+                && matches!(e.kind, Kind::File(_))
+        })
         .map(|(p, _)| p.clone())
         .collect();
     certs.sort();
@@ -114,7 +142,8 @@ pub fn enable_unit(tree: &mut Tree, unit: &str, origin: &str) -> Result<()> {
         .iter()
         .find_map(|d| {
             let p = format!("{d}/{unit}");
-            tree.read(&p).map(|t| (p, String::from_utf8_lossy(&t).into_owned()))
+            tree.read(&p)
+                .map(|t| (p, String::from_utf8_lossy(&t).into_owned()))
         })
         .with_context(|| format!("{origin}: service `{unit}` has no unit file in the image"))?;
     let mut in_install = false;
@@ -127,16 +156,28 @@ pub fn enable_unit(tree: &mut Tree, unit: &str, origin: &str) -> Result<()> {
         if !in_install {
             continue;
         }
-        let Some((k, v)) = line.split_once('=') else { continue };
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
         for target in v.split_whitespace() {
             match k.trim() {
                 "WantedBy" | "RequiredBy" => {
-                    let kind = if k.trim() == "WantedBy" { "wants" } else { "requires" };
-                    tree.insert(&format!("etc/systemd/system/{target}.{kind}/{unit}"), Entry::symlink(&format!("/{path}")))?;
+                    let kind = if k.trim() == "WantedBy" {
+                        "wants"
+                    } else {
+                        "requires"
+                    };
+                    tree.insert(
+                        &format!("etc/systemd/system/{target}.{kind}/{unit}"),
+                        Entry::symlink(&format!("/{path}")),
+                    )?;
                     any = true;
                 }
                 "Alias" => {
-                    tree.insert(&format!("etc/systemd/system/{target}"), Entry::symlink(&format!("/{path}")))?;
+                    tree.insert(
+                        &format!("etc/systemd/system/{target}"),
+                        Entry::symlink(&format!("/{path}")),
+                    )?;
                     any = true;
                 }
                 "Also" => enable_unit(tree, target, origin)?,
@@ -175,12 +216,37 @@ fn ready_script(id: &Identity, agents: &[Agent]) -> String {
 }
 
 const BUSYBOX_APPLETS: &[&str] = &[
-    "sh", "ash", "cat", "chmod", "chown", "cp", "cut", "date", "dd", "df", "dmesg", "echo", "env", "false", "grep", "head", "hostname", "ifconfig", "ip", "kill", "ln", "ls", "mkdir", "mknod", "mount", "mv", "ps", "pwd", "rm", "rmdir", "sed", "sleep", "sort", "sync", "tail", "tar", "test", "[", "touch", "tr", "true", "umount", "uname", "vi", "wc", "wget", "which", "awk", "find", "xargs", "less", "more", "uptime", "free", "top", "id", "stat", "printf", "seq", "tee", "udhcpc", "nc",
+    "sh", "ash", "cat", "chmod", "chown", "cp", "cut", "date", "dd", "df", "dmesg", "echo", "env",
+    "false", "grep", "head", "hostname", "ifconfig", "ip", "kill", "ln", "ls", "mkdir", "mknod",
+    "mount", "mv", "ps", "pwd", "rm", "rmdir", "sed", "sleep", "sort", "sync", "tail", "tar",
+    "test", "[", "touch", "tr", "true", "umount", "uname", "vi", "wc", "wget", "which", "awk",
+    "find", "xargs", "less", "more", "uptime", "free", "top", "id", "stat", "printf", "seq", "tee",
+    "udhcpc", "nc",
 ];
-const BUSYBOX_SBIN: &[&str] = &["init", "halt", "poweroff", "reboot", "getty", "insmod", "modprobe", "lsmod", "rmmod", "syslogd", "klogd", "switch_root", "mdev", "ifup", "ifdown", "route"];
+const BUSYBOX_SBIN: &[&str] = &[
+    "init",
+    "halt",
+    "poweroff",
+    "reboot",
+    "getty",
+    "insmod",
+    "modprobe",
+    "lsmod",
+    "rmmod",
+    "syslogd",
+    "klogd",
+    "switch_root",
+    "mdev",
+    "ifup",
+    "ifdown",
+    "route",
+];
 
 fn busybox_init(tree: &mut Tree, profile: &Profile, console: &str) -> Result<()> {
-    let bb = ["usr/bin/busybox", "bin/busybox"].into_iter().find(|p| tree.exists(p)).context("busybox init needs busybox (or busybox-static) in the package list")?;
+    let bb = ["usr/bin/busybox", "bin/busybox"]
+        .into_iter()
+        .find(|p| tree.exists(p))
+        .context("busybox init needs busybox (or busybox-static) in the package list")?;
     let target = format!("/{}", tree.resolve(bb)?);
     for a in BUSYBOX_APPLETS {
         let p = format!("usr/bin/{a}");
@@ -207,18 +273,25 @@ fn busybox_init(tree: &mut Tree, profile: &Profile, console: &str) -> Result<()>
     );
     for a in &profile.agents {
         if let Some(cmd) = &a.service {
-            rcs.push_str(&format!("# agent {}\n( {} ) >/dev/null 2>&1 </dev/null &\n", a.name, cmd));
+            rcs.push_str(&format!(
+                "# agent {}\n( {} ) >/dev/null 2>&1 </dev/null &\n",
+                a.name, cmd
+            ));
         }
     }
     rcs.push_str("/usr/lib/ingot/ready &\n");
     put(tree, "etc/init.d/rcS", rcs, 0o755)?;
-    tree.insert("sbin/init", Entry::symlink(&target)).map(|_| ())?;
+    tree.insert("sbin/init", Entry::symlink(&target))
+        .map(|_| ())?;
     Ok(())
 }
 
 fn systemd_setup(tree: &mut Tree, profile: &Profile, id: &Identity) -> Result<()> {
     if !tree.exists("usr/lib/systemd/systemd") {
-        bail!("{}: init = \"systemd\" needs the `systemd` package in the package list", profile.path.display());
+        bail!(
+            "{}: init = \"systemd\" needs the `systemd` package in the package list",
+            profile.path.display()
+        );
     }
     if !tree.exists("sbin/init") {
         tree.insert("sbin/init", Entry::symlink("/usr/lib/systemd/systemd"))?;
@@ -229,6 +302,12 @@ fn systemd_setup(tree: &mut Tree, profile: &Profile, id: &Identity) -> Result<()
         "[Unit]\nDescription=Ingot check-in: report agents ready on the console\nAfter=multi-user.target\n\n[Service]\nType=oneshot\nExecStart=/usr/lib/ingot/ready\nStandardOutput=null\nRemainAfterExit=yes\n\n[Install]\nWantedBy=multi-user.target\n",
         0o644,
     )?;
+    // openssh-server's postinst installs the default sshd_config from /usr/share/openssh.
+    if !tree.exists("etc/ssh/sshd_config") {
+        if let Some(c) = tree.read("/usr/share/openssh/sshd_config") {
+            put(tree, "etc/ssh/sshd_config", c, 0o644)?;
+        }
+    }
     // ssh host keys are made at first boot, never baked in (Debian's ssh.service does not).
     if tree.exists("usr/sbin/sshd") {
         put(
@@ -240,6 +319,22 @@ fn systemd_setup(tree: &mut Tree, profile: &Profile, id: &Identity) -> Result<()
         enable_unit(tree, "ingot-ssh-hostkeys.service", "ingot")?;
     }
     enable_unit(tree, "ingot-ready.service", "ingot")?;
+    // A golden image must never stop at an interactive first-boot prompt.
+    tree.insert(
+        "etc/systemd/system/systemd-firstboot.service",
+        Entry::symlink("/dev/null"),
+    )?;
+    // kmod needs modules.dep.bin, whose format only depmod writes: make it on first boot, before
+    // udev and modules-load look anything up (the text modules.dep is already in the image).
+    if tree.exists("usr/sbin/depmod") || tree.exists("usr/bin/depmod") {
+        put(
+            tree,
+            "usr/lib/systemd/system/ingot-depmod.service",
+            "[Unit]\nDescription=Index kernel modules for this kernel\nDefaultDependencies=no\nBefore=systemd-udevd.service systemd-modules-load.service sysinit.target\nConditionPathExists=!/usr/lib/modules/%v/modules.dep.bin\n\n[Service]\nType=oneshot\nExecStart=/sbin/depmod -a %v\n\n[Install]\nWantedBy=sysinit.target\n",
+            0o644,
+        )?;
+        enable_unit(tree, "ingot-depmod.service", "ingot")?;
+    }
     for s in &profile.services {
         enable_unit(tree, s, &profile.path.display().to_string())?;
     }
@@ -248,7 +343,10 @@ fn systemd_setup(tree: &mut Tree, profile: &Profile, id: &Identity) -> Result<()
             enable_unit(tree, s, &format!("agent {}", a.name))?;
         }
     }
-    tree.insert("etc/systemd/system/default.target", Entry::symlink("/usr/lib/systemd/system/multi-user.target"))?;
+    tree.insert(
+        "etc/systemd/system/default.target",
+        Entry::symlink("/usr/lib/systemd/system/multi-user.target"),
+    )?;
     let _ = id;
     Ok(())
 }
@@ -256,24 +354,35 @@ fn systemd_setup(tree: &mut Tree, profile: &Profile, id: &Identity) -> Result<()
 fn install_file(tree: &mut Tree, f: &crate::config::FileSpec, origin: &str) -> Result<()> {
     let data = match (&f.content, &f.source) {
         (Some(c), _) => c.clone().into_bytes(),
-        (None, Some(src)) => std::fs::read(src).with_context(|| format!("{origin}: file {}: reading {src}", f.path))?,
+        (None, Some(src)) => std::fs::read(src)
+            .with_context(|| format!("{origin}: file {}: reading {src}", f.path))?,
         (None, None) => Vec::new(),
     };
-    let mut e = Entry::new(Kind::File(Content::bytes(data)), f.mode.map_or(0o644, |m| m.0));
+    let mut e = Entry::new(
+        Kind::File(Content::bytes(data)),
+        f.mode.map_or(0o644, |m| m.0),
+    );
     e.uid = f.uid;
     e.gid = f.gid;
     e.origin = std::sync::Arc::from("ingot:profile");
-    tree.insert(&f.path, e).with_context(|| format!("{origin}: file {}", f.path))?;
+    tree.insert(&f.path, e)
+        .with_context(|| format!("{origin}: file {}", f.path))?;
     Ok(())
 }
 
 fn overlay(tree: &mut Tree, dir: &std::path::Path) -> Result<()> {
     fn walk(tree: &mut Tree, root: &std::path::Path, dir: &std::path::Path) -> Result<()> {
-        let mut entries: Vec<_> = std::fs::read_dir(dir).with_context(|| format!("overlay {}", dir.display()))?.collect::<Result<_, _>>()?;
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .with_context(|| format!("overlay {}", dir.display()))?
+            .collect::<Result<_, _>>()?;
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
             let p = e.path();
-            let rel = p.strip_prefix(root).unwrap_or(&p).to_string_lossy().into_owned();
+            let rel = p
+                .strip_prefix(root)
+                .unwrap_or(&p)
+                .to_string_lossy()
+                .into_owned();
             let meta = std::fs::symlink_metadata(&p)?;
             use std::os::unix::fs::PermissionsExt;
             let mode = meta.permissions().mode() & 0o7777;
@@ -296,8 +405,17 @@ fn overlay(tree: &mut Tree, dir: &std::path::Path) -> Result<()> {
 }
 
 /// Assemble the system in place: everything except the boot chain and sysprep.
-pub fn system(tree: &mut Tree, profile: &Profile, hw: &Hardware, id: &Identity, labels: &BTreeMap<String, String>) -> Result<()> {
-    for d in ["proc", "sys", "dev", "run", "tmp", "root", "home", "etc", "var/tmp", "var/log", "mnt", "srv", "opt", "boot/efi"] {
+pub fn system(
+    tree: &mut Tree,
+    profile: &Profile,
+    hw: &Hardware,
+    id: &Identity,
+    labels: &BTreeMap<String, String>,
+) -> Result<()> {
+    for d in [
+        "proc", "sys", "dev", "run", "tmp", "root", "home", "etc", "var/tmp", "var/log", "mnt",
+        "srv", "opt", "boot/efi",
+    ] {
         tree.mkdir_p(d)?;
     }
     for (d, m) in [("tmp", 0o1777), ("var/tmp", 0o1777), ("root", 0o700)] {
@@ -306,25 +424,51 @@ pub fn system(tree: &mut Tree, profile: &Profile, hw: &Hardware, id: &Identity, 
         }
     }
     if !tree.exists("bin/sh") {
-        let sh = ["usr/bin/dash", "usr/bin/bash", "usr/bin/busybox"].into_iter().find(|p| tree.exists(p)).context("no shell in the image (dash, bash or busybox)")?;
-        tree.insert("usr/bin/sh", Entry::symlink(sh.rsplit('/').next().unwrap_or(sh)))?;
+        let sh = ["usr/bin/dash", "usr/bin/bash", "usr/bin/busybox"]
+            .into_iter()
+            .find(|p| tree.exists(p))
+            .context("no shell in the image (dash, bash or busybox)")?;
+        tree.insert(
+            "usr/bin/sh",
+            Entry::symlink(sh.rsplit('/').next().unwrap_or(sh)),
+        )?;
     }
     // Debian's ldconfig trigger would write ld.so.cache; the loader works without it.
     users::apply(tree, profile, id.epoch / 86400)?;
     alternatives(tree)?;
     ca_bundle(tree)?;
     // os-release with the image identity.
-    let base = tree.read("/usr/lib/os-release").or_else(|| tree.read("/etc/os-release")).unwrap_or_default();
-    let mut os = String::from_utf8_lossy(&base).lines().filter(|l| !l.starts_with("IMAGE_ID=") && !l.starts_with("IMAGE_VERSION=")).collect::<Vec<_>>().join("\n");
-    os.push_str(&format!("\nIMAGE_ID={}\nIMAGE_VERSION={}\n", id.name, id.version));
+    let base = tree
+        .read("/usr/lib/os-release")
+        .or_else(|| tree.read("/etc/os-release"))
+        .unwrap_or_default();
+    let mut os = String::from_utf8_lossy(&base)
+        .lines()
+        .filter(|l| !l.starts_with("IMAGE_ID=") && !l.starts_with("IMAGE_VERSION="))
+        .collect::<Vec<_>>()
+        .join("\n");
+    os.push_str(&format!(
+        "\nIMAGE_ID={}\nIMAGE_VERSION={}\n",
+        id.name, id.version
+    ));
     if tree.get("etc/os-release").is_some() {
         tree.remove("etc/os-release");
     }
     put(tree, "usr/lib/os-release", os, 0o644)?;
     tree.insert("etc/os-release", Entry::symlink("../usr/lib/os-release"))?;
     put(tree, "etc/hostname", "", 0o644)?;
-    put(tree, "etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n", 0o644)?;
-    put(tree, "etc/fstab", "# Root is found by PARTUUID on the kernel command line; written by ingot.\n", 0o644)?;
+    put(
+        tree,
+        "etc/hosts",
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+        0o644,
+    )?;
+    put(
+        tree,
+        "etc/fstab",
+        "# Root is found by PARTUUID on the kernel command line; written by ingot.\n",
+        0o644,
+    )?;
     // Labels and agents.
     let image_json = serde_json::to_string_pretty(&json!({
         "image": id.name, "version": id.version, "arch": id.arch, "hardware": hw.name,
@@ -344,7 +488,12 @@ pub fn system(tree: &mut Tree, profile: &Profile, hw: &Hardware, id: &Identity, 
     }
     let mut agents = profile.agents.clone();
     agents.sort_by(|a, b| a.name.cmp(&b.name));
-    put(tree, "usr/lib/ingot/ready", ready_script(id, &agents), 0o755)?;
+    put(
+        tree,
+        "usr/lib/ingot/ready",
+        ready_script(id, &agents),
+        0o755,
+    )?;
     match profile.init {
         InitSystem::Busybox => busybox_init(tree, profile, &hw.console)?,
         InitSystem::Systemd => systemd_setup(tree, profile, id)?,
@@ -357,7 +506,11 @@ pub fn strip_docs(tree: &mut Tree) -> u64 {
     let doomed: Vec<String> = tree
         .iter()
         .filter(|(p, e)| {
-            (p.starts_with("usr/share/man/") || p.starts_with("usr/share/info/") || p.starts_with("usr/share/locale/") || p.starts_with("usr/share/doc/") || p.starts_with("usr/share/lintian/"))
+            (p.starts_with("usr/share/man/")
+                || p.starts_with("usr/share/info/")
+                || p.starts_with("usr/share/locale/")
+                || p.starts_with("usr/share/doc/")
+                || p.starts_with("usr/share/lintian/"))
                 && !p.ends_with("/copyright")
                 && !matches!(e.kind, Kind::Dir)
         })
@@ -365,7 +518,11 @@ pub fn strip_docs(tree: &mut Tree) -> u64 {
         .collect();
     let mut freed = 0;
     for p in doomed {
-        if let Some(Entry { kind: Kind::File(c), .. }) = tree.get(&p) {
+        if let Some(Entry {
+            kind: Kind::File(c),
+            ..
+        }) = tree.get(&p)
+        {
             freed += c.len();
         }
         tree.remove(&p);
@@ -378,11 +535,16 @@ pub fn prune_modules(tree: &mut Tree, release: &str, keep_files: &[String], keep
     let base = format!("usr/lib/modules/{release}/");
     let doomed: Vec<String> = tree
         .iter()
-        .filter(|(p, e)| p.starts_with(&base) && p.contains(".ko") && matches!(e.kind, Kind::File(_)))
+        .filter(|(p, e)| {
+            p.starts_with(&base) && p.contains(".ko") && matches!(e.kind, Kind::File(_))
+        })
         .map(|(p, _)| p.clone())
         .filter(|p| {
             let rel = &p[base.len()..];
-            !keep_files.iter().any(|k| k == rel) && !keep_dirs.iter().any(|d| rel.starts_with(&format!("kernel/{d}")))
+            !keep_files.iter().any(|k| k == rel)
+                && !keep_dirs
+                    .iter()
+                    .any(|d| rel.starts_with(&format!("kernel/{d}")))
         })
         .collect();
     for p in doomed {
@@ -396,22 +558,53 @@ mod tests {
 
     #[test]
     fn ready_script_lists_agents_and_quotes_probes() {
-        let id = Identity { name: "edge".into(), version: "1.0.0".into(), arch: "x86_64".into(), epoch: 0 };
-        let a = Agent { name: "hb".into(), packages: vec![], files: vec![], service: None, probe: "test -f '/run/x'".into(), probe_timeout: 5 };
+        let id = Identity {
+            name: "edge".into(),
+            version: "1.0.0".into(),
+            arch: "x86_64".into(),
+            epoch: 0,
+        };
+        let a = Agent {
+            name: "hb".into(),
+            packages: vec![],
+            files: vec![],
+            service: None,
+            probe: "test -f '/run/x'".into(),
+            probe_timeout: 5,
+        };
         let s = ready_script(&id, &[a]);
-        assert!(s.contains("hb:$(probe 5 'test -f '\\''/run/x'\\''')"), "{s}");
+        assert!(
+            s.contains("hb:$(probe 5 'test -f '\\''/run/x'\\''')"),
+            "{s}"
+        );
         assert!(s.contains("INGOT-READY image=edge version=1.0.0 machine-id=$mid agents=$agents"));
     }
 
     #[test]
     fn units_enabled_from_install_section() {
         let mut t = Tree::new();
-        t.insert("usr/lib/systemd/system/a.service", Entry::file("[Unit]\n[Install]\nWantedBy=multi-user.target\nAlias=b.service\n", 0o644)).unwrap();
+        t.insert(
+            "usr/lib/systemd/system/a.service",
+            Entry::file(
+                "[Unit]\n[Install]\nWantedBy=multi-user.target\nAlias=b.service\n",
+                0o644,
+            ),
+        )
+        .unwrap();
         enable_unit(&mut t, "a.service", "p").unwrap();
-        assert!(t.get("etc/systemd/system/multi-user.target.wants/a.service").is_some());
+        assert!(t
+            .get("etc/systemd/system/multi-user.target.wants/a.service")
+            .is_some());
         assert!(t.get("etc/systemd/system/b.service").is_some());
-        t.insert("usr/lib/systemd/system/s.service", Entry::file("[Unit]\n", 0o644)).unwrap();
+        t.insert(
+            "usr/lib/systemd/system/s.service",
+            Entry::file("[Unit]\n", 0o644),
+        )
+        .unwrap();
         assert!(enable_unit(&mut t, "s.service", "p").is_err());
-        assert!(enable_unit(&mut t, "missing.service", "p").unwrap_err().to_string().contains("no unit file"));
+        assert!(enable_unit(&mut t, "missing.service", "p")
+            .unwrap_err()
+            .to_string()
+            .contains("no unit file"));
     }
 }

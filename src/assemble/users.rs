@@ -37,15 +37,28 @@ impl Db {
     }
     fn free_id(&self, lo: u32, hi: u32, user: bool) -> Option<u32> {
         (lo..hi).rev().find(|id| {
-            !self.groups.iter().any(|g| g.gid == *id) && (!user || !self.users.iter().any(|u| u.uid == *id))
+            !self.groups.iter().any(|g| g.gid == *id)
+                && (!user || !self.users.iter().any(|u| u.uid == *id))
         })
     }
     fn add_group(&mut self, name: &str, gid: Option<u32>, system: bool) -> u32 {
         if let Some(g) = self.group_id(name) {
             return g;
         }
-        let gid = gid.or_else(|| if system { self.free_id(100, 1000, false) } else { (1000..60000).find(|i| !self.groups.iter().any(|g| g.gid == *i)) }).unwrap_or(65534);
-        self.groups.push(GrEnt { name: name.to_string(), gid, members: Vec::new() });
+        let gid = gid
+            .or_else(|| {
+                if system {
+                    self.free_id(100, 1000, false)
+                } else {
+                    (1000..60000).find(|i| !self.groups.iter().any(|g| g.gid == *i))
+                }
+            })
+            .unwrap_or(65534);
+        self.groups.push(GrEnt {
+            name: name.to_string(),
+            gid,
+            members: Vec::new(),
+        });
         gid
     }
 }
@@ -68,7 +81,11 @@ fn parse_master(text: &str) -> (Vec<PwEnt>, Vec<GrEnt>) {
             groups.push(GrEnt {
                 name: f[0].into(),
                 gid: f[2].parse().unwrap_or(0),
-                members: f[3].split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+                members: f[3]
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect(),
             });
         }
     }
@@ -109,18 +126,39 @@ fn fields(line: &str) -> Vec<String> {
 /// (shadow's last-change field).
 pub fn apply(tree: &mut Tree, profile: &Profile, days: i64) -> Result<()> {
     let mut db = Db::default();
-    if let (Some(p), Some(g)) = (tree.read("/usr/share/base-passwd/passwd.master"), tree.read("/usr/share/base-passwd/group.master")) {
+    if let (Some(p), Some(g)) = (
+        tree.read("/usr/share/base-passwd/passwd.master"),
+        tree.read("/usr/share/base-passwd/group.master"),
+    ) {
         db.users = parse_master(&String::from_utf8_lossy(&p)).0;
         db.groups = parse_master(&String::from_utf8_lossy(&g)).1;
     } else {
-        db.users.push(PwEnt { name: "root".into(), uid: 0, gid: 0, gecos: "root".into(), home: "/root".into(), shell: "/bin/sh".into() });
-        db.groups.push(GrEnt { name: "root".into(), gid: 0, members: vec![] });
+        db.users.push(PwEnt {
+            name: "root".into(),
+            uid: 0,
+            gid: 0,
+            gecos: "root".into(),
+            home: "/root".into(),
+            shell: "/bin/sh".into(),
+        });
+        db.groups.push(GrEnt {
+            name: "root".into(),
+            gid: 0,
+            members: vec![],
+        });
     }
     // sysusers.d fragments, in file-name order (the order systemd-sysusers uses).
-    let frags: Vec<String> = tree.children("usr/lib/sysusers.d").map(str::to_string).collect();
+    let frags: Vec<String> = tree
+        .children("usr/lib/sysusers.d")
+        .map(str::to_string)
+        .collect();
     for f in frags {
         let text = String::from_utf8_lossy(&tree.read(&f).unwrap_or_default()).into_owned();
-        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        for line in text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
             let w = fields(line);
             let get = |i: usize| w.get(i).map(String::as_str).filter(|s| *s != "-");
             match w.first().map(String::as_str) {
@@ -136,10 +174,18 @@ pub fn apply(tree: &mut Tree, profile: &Profile, days: i64) -> Result<()> {
                     }
                     let idspec = get(2).unwrap_or("");
                     let (uid_s, gid_s) = idspec.split_once(':').unwrap_or((idspec, ""));
-                    let uid = uid_s.parse().ok().or_else(|| db.free_id(100, 1000, true)).unwrap_or(65534);
+                    let uid = uid_s
+                        .parse()
+                        .ok()
+                        .or_else(|| db.free_id(100, 1000, true))
+                        .unwrap_or(65534);
                     let gid = match gid_s.parse().ok() {
                         Some(g) => g,
-                        None => db.add_group(if gid_s.is_empty() { name } else { gid_s }, Some(uid).filter(|u| db.groups.iter().all(|g| g.gid != *u)), true),
+                        None => db.add_group(
+                            if gid_s.is_empty() { name } else { gid_s },
+                            Some(uid).filter(|u| db.groups.iter().all(|g| g.gid != *u)),
+                            true,
+                        ),
                     };
                     db.users.push(PwEnt {
                         name: name.into(),
@@ -171,24 +217,47 @@ pub fn apply(tree: &mut Tree, profile: &Profile, days: i64) -> Result<()> {
     }
     for u in &profile.users {
         if db.users.iter().any(|x| x.name == u.name) {
-            bail!("{}: user `{}` already exists in the image (from base-passwd or sysusers.d)", profile.path.display(), u.name);
+            bail!(
+                "{}: user `{}` already exists in the image (from base-passwd or sysusers.d)",
+                profile.path.display(),
+                u.name
+            );
         }
         let system = u.uid.is_some_and(|x| x < 1000);
-        let uid = u.uid.unwrap_or_else(|| (1000..60000).find(|i| !db.users.iter().any(|x| x.uid == *i)).unwrap_or(65534));
-        let gid = db.add_group(&u.name, Some(uid).filter(|id| db.groups.iter().all(|g| g.gid != *id)), system);
-        let home = if system { "/nonexistent".to_string() } else { format!("/home/{}", u.name) };
+        let uid = u.uid.unwrap_or_else(|| {
+            (1000..60000)
+                .find(|i| !db.users.iter().any(|x| x.uid == *i))
+                .unwrap_or(65534)
+        });
+        let gid = db.add_group(
+            &u.name,
+            Some(uid).filter(|id| db.groups.iter().all(|g| g.gid != *id)),
+            system,
+        );
+        let home = if system {
+            "/nonexistent".to_string()
+        } else {
+            format!("/home/{}", u.name)
+        };
         for g in &u.groups {
             db.add_group(g, None, true);
             if let Some(gr) = db.groups.iter_mut().find(|x| x.name == *g) {
                 gr.members.push(u.name.clone());
             }
         }
-        db.users.push(PwEnt { name: u.name.clone(), uid, gid, gecos: u.comment.clone(), home: home.clone(), shell: u.shell.clone() });
+        db.users.push(PwEnt {
+            name: u.name.clone(),
+            uid,
+            gid,
+            gecos: u.comment.clone(),
+            home: home.clone(),
+            shell: u.shell.clone(),
+        });
         if !system {
             let mut d = Entry::dir(0o750);
             d.uid = uid;
             d.gid = gid;
-            tree.insert(&home.trim_start_matches('/').to_string(), d)?;
+            tree.insert(home.trim_start_matches('/'), d)?;
             if !u.ssh_authorized_keys.is_empty() {
                 let mut sd = Entry::dir(0o700);
                 sd.uid = uid;
@@ -197,16 +266,26 @@ pub fn apply(tree: &mut Tree, profile: &Profile, days: i64) -> Result<()> {
                 let mut f = Entry::file(u.ssh_authorized_keys.join("\n") + "\n", 0o600);
                 f.uid = uid;
                 f.gid = gid;
-                tree.insert(&format!("{}/.ssh/authorized_keys", home.trim_start_matches('/')), f)?;
+                tree.insert(
+                    &format!("{}/.ssh/authorized_keys", home.trim_start_matches('/')),
+                    f,
+                )?;
             }
         }
     }
     let mut passwd = String::new();
     let mut shadow = String::new();
     for u in &db.users {
-        passwd.push_str(&format!("{}:x:{}:{}:{}:{}:{}\n", u.name, u.uid, u.gid, u.gecos, u.home, u.shell));
+        passwd.push_str(&format!(
+            "{}:x:{}:{}:{}:{}:{}\n",
+            u.name, u.uid, u.gid, u.gecos, u.home, u.shell
+        ));
         // `*` for system accounts, `!` (locked) for people: no password is ever baked in.
-        let lock = if u.uid == 0 || u.uid >= 1000 && u.uid < 65534 { "!" } else { "*" };
+        let lock = if u.uid == 0 || u.uid >= 1000 && u.uid < 65534 {
+            "!"
+        } else {
+            "*"
+        };
         shadow.push_str(&format!("{}:{lock}:{days}:0:99999:7:::\n", u.name));
     }
     let mut group = String::new();
@@ -236,6 +315,15 @@ pub fn apply(tree: &mut Tree, profile: &Profile, days: i64) -> Result<()> {
 mod tests {
     #[test]
     fn sysusers_fields() {
-        assert_eq!(super::fields("u systemd-network 998 \"systemd Network Management\" -"), vec!["u", "systemd-network", "998", "systemd Network Management", "-"]);
+        assert_eq!(
+            super::fields("u systemd-network 998 \"systemd Network Management\" -"),
+            vec![
+                "u",
+                "systemd-network",
+                "998",
+                "systemd Network Management",
+                "-"
+            ]
+        );
     }
 }

@@ -34,7 +34,11 @@ pub fn fat_time(secs: i64) -> fatfs::DateTime {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     fatfs::DateTime {
-        date: fatfs::Date { year: year as u16, month: month as u16, day: day as u16 },
+        date: fatfs::Date {
+            year: year as u16,
+            month: month as u16,
+            day: day as u16,
+        },
         time: fatfs::Time {
             hour: (rem / 3600) as u16,
             min: (rem % 3600 / 60) as u16,
@@ -58,7 +62,9 @@ pub fn write<S: Read + Write + Seek>(
     }
     fatfs::format_volume(
         &mut storage,
-        fatfs::FormatVolumeOptions::new().volume_id(volume_id).volume_label(lbl),
+        fatfs::FormatVolumeOptions::new()
+            .volume_id(volume_id)
+            .volume_label(lbl),
     )?;
     storage.seek(io::SeekFrom::Start(0))?;
     // fatfs wants a 'static clock; one small allocation per ESP written.
@@ -83,7 +89,9 @@ pub fn write<S: Read + Write + Seek>(
                 other => {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidInput,
-                        format!("ESP entry /{path}: FAT holds only files and directories, not {other:?}"),
+                        format!(
+                        "ESP entry /{path}: FAT holds only files and directories, not {other:?}"
+                    ),
                     ))
                 }
             }

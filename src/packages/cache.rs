@@ -27,7 +27,10 @@ static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// A unique temporary name beside `path` (same directory, so a rename is atomic).
 pub fn temp_beside(path: &Path) -> PathBuf {
     let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let name = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()))
 }
 
@@ -63,8 +66,9 @@ impl Cache {
             },
         };
         for sub in ["sha256", "extract", "release"] {
-            fs::create_dir_all(root.join(sub))
-                .with_context(|| format!("creating cache directory {}", root.join(sub).display()))?;
+            fs::create_dir_all(root.join(sub)).with_context(|| {
+                format!("creating cache directory {}", root.join(sub).display())
+            })?;
         }
         Ok(Cache { root })
     }
@@ -85,7 +89,9 @@ impl Cache {
     }
 
     pub(crate) fn release_path(&self, url: &str) -> PathBuf {
-        self.root.join("release").join(hex::encode(Sha256::digest(url.as_bytes())))
+        self.root
+            .join("release")
+            .join(hex::encode(Sha256::digest(url.as_bytes())))
     }
 
     pub(crate) fn save_release(&self, url: &str, bytes: &[u8]) -> Result<()> {
@@ -104,7 +110,10 @@ impl Cache {
                 }
             }
         }
-        eprintln!("warning: cache entry {} is corrupt; evicting and fetching again", p.display());
+        eprintln!(
+            "warning: cache entry {} is corrupt; evicting and fetching again",
+            p.display()
+        );
         let _ = fs::remove_file(&p);
         None
     }
@@ -129,12 +138,15 @@ impl Cache {
         let tmp = temp_beside(&dest);
         let res = (|| -> Result<()> {
             let mut reader = repo::open(url)?;
-            let mut out = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+            let mut out =
+                File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
             let mut h = Sha256::new();
             let mut buf = vec![0u8; 256 << 10];
             let mut total = 0u64;
             loop {
-                let n = reader.read(&mut buf).with_context(|| format!("downloading {url}"))?;
+                let n = reader
+                    .read(&mut buf)
+                    .with_context(|| format!("downloading {url}"))?;
                 if n == 0 {
                     break;
                 }

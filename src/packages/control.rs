@@ -47,7 +47,9 @@ pub fn parse(text: &str) -> Result<Vec<Paragraph>, String> {
             continue;
         }
         match line.split_once(':') {
-            Some((k, v)) => cur.fields.push((k.trim().to_string(), v.trim().to_string())),
+            Some((k, v)) => cur
+                .fields
+                .push((k.trim().to_string(), v.trim().to_string())),
             None => return Err(format!("line {}: expected `Field: value`", no + 1)),
         }
     }

@@ -44,7 +44,10 @@ pub fn ar_members(f: &mut (impl Read + Seek)) -> Result<Vec<ArMember>> {
         if &hdr[58..60] != b"`\n" {
             bail!("corrupt ar member header at offset {pos}");
         }
-        let name = String::from_utf8_lossy(&hdr[0..16]).trim_end().trim_end_matches('/').to_string();
+        let name = String::from_utf8_lossy(&hdr[0..16])
+            .trim_end()
+            .trim_end_matches('/')
+            .to_string();
         let size: u64 = std::str::from_utf8(&hdr[48..58])
             .ok()
             .and_then(|s| s.trim().parse().ok())
@@ -113,7 +116,11 @@ pub fn extract(deb: &Path, tar_path: &Path, meta_path: &Path) -> Result<(Extract
         let mut ar = tar::Archive::new(decoder(&control_m.name, (&mut f).take(control_m.size))?);
         for e in ar.entries()? {
             let mut e = e?;
-            if normalize(&e.path()?.to_string_lossy(), true).ok().as_deref() == Some("control") {
+            if normalize(&e.path()?.to_string_lossy(), true)
+                .ok()
+                .as_deref()
+                == Some("control")
+            {
                 e.read_to_string(&mut control)?;
             }
         }
@@ -167,7 +174,10 @@ fn scan_licenses(tar_path: &Path) -> Result<Vec<String>> {
     for e in ar.entries()? {
         let mut e = e?;
         let p = e.path()?.to_string_lossy().into_owned();
-        if p.ends_with("/copyright") && p.contains("usr/share/doc/") && e.header().entry_type().is_file() {
+        if p.ends_with("/copyright")
+            && p.contains("usr/share/doc/")
+            && e.header().entry_type().is_file()
+        {
             let mut text = String::new();
             if e.by_ref().take(1 << 20).read_to_string(&mut text).is_err() {
                 continue;
@@ -196,7 +206,10 @@ pub fn unpack(tar_path: &Path, package: &str, tree: &mut Tree) -> Result<Vec<Str
     let mut ar = tar::Archive::new(BufReader::with_capacity(1 << 16, File::open(tar_path)?));
     let mut listed = Vec::new();
     // Seek past contents instead of reading them: only headers are needed here.
-    for e in ar.entries_with_seek().with_context(|| format!("package {package}: reading data.tar"))? {
+    for e in ar
+        .entries_with_seek()
+        .with_context(|| format!("package {package}: reading data.tar"))?
+    {
         let mut e = e.with_context(|| format!("package {package}: corrupt data.tar"))?;
         let raw = e.path()?.to_string_lossy().into_owned();
         let path = normalize(&raw, false)
@@ -221,11 +234,12 @@ pub fn unpack(tar_path: &Path, package: &str, tree: &mut Tree) -> Result<Vec<Str
                 Kind::Symlink(t.to_string_lossy().into_owned())
             }
             tar::EntryType::Link => {
-                let t = e
-                    .link_name()?
-                    .with_context(|| format!("package {package}: hard link `{raw}` has no target"))?;
-                let t = normalize(&t.to_string_lossy(), false)
-                    .with_context(|| format!("package {package}: hard link `{raw}` target is unsafe"))?;
+                let t = e.link_name()?.with_context(|| {
+                    format!("package {package}: hard link `{raw}` has no target")
+                })?;
+                let t = normalize(&t.to_string_lossy(), false).with_context(|| {
+                    format!("package {package}: hard link `{raw}` target is unsafe")
+                })?;
                 let target = tree
                     .resolve_parent(&t)
                     .with_context(|| format!("package {package}: hard link `{raw}`"))?;
@@ -241,7 +255,10 @@ pub fn unpack(tar_path: &Path, package: &str, tree: &mut Tree) -> Result<Vec<Str
                 }
             }
             tar::EntryType::Fifo => Kind::Fifo,
-            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader | tar::EntryType::GNULongName | tar::EntryType::GNULongLink => continue,
+            tar::EntryType::XGlobalHeader
+            | tar::EntryType::XHeader
+            | tar::EntryType::GNULongName
+            | tar::EntryType::GNULongLink => continue,
             other => bail!("package {package}: entry `{raw}` has unsupported type {other:?}"),
         };
         let mut entry = Entry::new(kind, mode);
@@ -253,7 +270,9 @@ pub fn unpack(tar_path: &Path, package: &str, tree: &mut Tree) -> Result<Vec<Str
             for ext in exts {
                 let ext = ext?;
                 if let Some(name) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr.")) {
-                    entry.xattrs.insert(name.to_string(), ext.value_bytes().to_vec());
+                    entry
+                        .xattrs
+                        .insert(name.to_string(), ext.value_bytes().to_vec());
                 }
             }
         }
@@ -303,7 +322,12 @@ pub(crate) mod tests {
             e.write_all(&data).unwrap();
             e.finish().unwrap()
         };
-        let control_tar = gz(tar_of(&[("./control", tar::EntryType::Regular, control.as_bytes(), "")]));
+        let control_tar = gz(tar_of(&[(
+            "./control",
+            tar::EntryType::Regular,
+            control.as_bytes(),
+            "",
+        )]));
         let data_tar = gz(tar_of(entries));
         let mut out = b"!<arch>\n".to_vec();
         for (name, data) in [
@@ -311,7 +335,18 @@ pub(crate) mod tests {
             ("control.tar.gz", control_tar),
             ("data.tar.gz", data_tar),
         ] {
-            out.extend(format!("{:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n", name, 0, 0, 0, 100644, data.len()).as_bytes());
+            out.extend(
+                format!(
+                    "{:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n",
+                    name,
+                    0,
+                    0,
+                    0,
+                    100644,
+                    data.len()
+                )
+                .as_bytes(),
+            );
             out.extend(&data);
             if data.len() % 2 == 1 {
                 out.push(b'\n');
@@ -333,19 +368,41 @@ pub(crate) mod tests {
     #[test]
     fn roundtrip_and_hostile_entries() {
         use tar::EntryType::*;
-        let ok = make_deb("Package: a\n", &[("./usr/", Directory, b"", ""), ("./usr/bin/x", Regular, b"hello", ""), ("./usr/bin/y", Link, b"", "./usr/bin/x"), ("./usr/bin/z", Symlink, b"", "x")]);
+        let ok = make_deb(
+            "Package: a\n",
+            &[
+                ("./usr/", Directory, b"", ""),
+                ("./usr/bin/x", Regular, b"hello", ""),
+                ("./usr/bin/y", Link, b"", "./usr/bin/x"),
+                ("./usr/bin/z", Symlink, b"", "x"),
+            ],
+        );
         let t = unpack_bytes(&ok).unwrap();
         assert_eq!(t.read("/usr/bin/x").unwrap(), b"hello");
-        assert!(matches!(t.get("usr/bin/y").unwrap().kind, Kind::HardLink(ref s) if s == "usr/bin/x"));
+        assert!(
+            matches!(t.get("usr/bin/y").unwrap().kind, Kind::HardLink(ref s) if s == "usr/bin/x")
+        );
         assert_eq!(t.read("/usr/bin/z").unwrap(), b"hello");
 
         let dotdot = make_deb("Package: a\n", &[("./../etc/passwd", Regular, b"x", "")]);
         let e = format!("{:#}", unpack_bytes(&dotdot).unwrap_err());
-        assert!(e.contains("package evil") && e.contains("../etc/passwd") && e.contains("unsafe"), "{e}");
+        assert!(
+            e.contains("package evil") && e.contains("../etc/passwd") && e.contains("unsafe"),
+            "{e}"
+        );
 
-        let escape = make_deb("Package: a\n", &[("./etc", Symlink, b"", "../../../../tmp"), ("./etc/x", Regular, b"x", "")]);
+        let escape = make_deb(
+            "Package: a\n",
+            &[
+                ("./etc", Symlink, b"", "../../../../tmp"),
+                ("./etc/x", Regular, b"x", ""),
+            ],
+        );
         let e = format!("{:#}", unpack_bytes(&escape).unwrap_err());
-        assert!(e.contains("package evil") && e.contains("points outside the image"), "{e}");
+        assert!(
+            e.contains("package evil") && e.contains("points outside the image"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -76,7 +76,13 @@ pub fn parse_deps(field: &str) -> Result<Vec<Vec<Dep>>, String> {
     for clause in field.split(',').map(str::trim).filter(|c| !c.is_empty()) {
         let mut alts = Vec::new();
         for alt in clause.split('|').map(str::trim) {
-            let alt = alt.split('[').next().unwrap_or(alt).split('<').next().unwrap_or(alt);
+            // Drop architecture restrictions `[...]` and build profiles `<...>`, which follow
+            // any version constraint in parentheses.
+            let after = alt.find(')').map_or(0, |i| i + 1);
+            let cut = alt[after..]
+                .find(['[', '<'])
+                .map_or(alt.len(), |i| after + i);
+            let alt = alt[..cut].trim();
             let (name_part, constraint) = match alt.split_once('(') {
                 Some((n, rest)) => {
                     let inner = rest.trim_end().trim_end_matches(')').trim();
@@ -146,7 +152,10 @@ impl Index {
             if info.arch != arch && info.arch != "all" {
                 continue;
             }
-            self.packages.entry(info.name.clone()).or_default().push(info);
+            self.packages
+                .entry(info.name.clone())
+                .or_default()
+                .push(info);
         }
         Ok(())
     }
@@ -180,10 +189,13 @@ impl Index {
 
     /// Best candidate satisfying a constraint.
     pub fn best_matching(&self, dep: &Dep) -> Option<&PackageInfo> {
-        self.packages.get(&dep.name)?.iter().find(|p| match &dep.constraint {
-            Some((r, v)) => r.holds(&p.version, v),
-            None => true,
-        })
+        self.packages
+            .get(&dep.name)?
+            .iter()
+            .find(|p| match &dep.constraint {
+                Some((r, v)) => r.holds(&p.version, v),
+                None => true,
+            })
     }
 }
 
@@ -193,8 +205,9 @@ mod tests {
 
     #[test]
     fn dependency_syntax() {
-        let d = parse_deps("libc6 (>= 2.34), awk | mawk:any, python3:any (<< 3.12) [amd64], foo <!nocheck>").unwrap();
-        assert_eq!(d.len(), 4);
+        let d = parse_deps("libc6 (>= 2.34), awk | mawk:any, python3:any (<< 3.12) [amd64], foo <!nocheck>, libc6 (<< 2.37)").unwrap();
+        assert_eq!(d.len(), 5);
+        assert_eq!(d[4][0].to_string(), "libc6 (<< 2.37)");
         assert_eq!(d[0][0].to_string(), "libc6 (>= 2.34)");
         assert_eq!(d[1][1].name, "mawk");
         assert_eq!(d[2][0].to_string(), "python3 (<< 3.12)");

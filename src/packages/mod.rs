@@ -115,7 +115,9 @@ impl Lockfile {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading lockfile {}", path.display()))?;
         toml::from_str(&text).map_err(|e| {
-            let (l, c) = e.span().map_or((1, 1), |s| crate::config::line_col(&text, s.start));
+            let (l, c) = e
+                .span()
+                .map_or((1, 1), |s| crate::config::line_col(&text, s.start));
             anyhow::anyhow!("{}:{l}:{c}: {}", path.display(), e.message())
         })
     }
@@ -145,7 +147,9 @@ pub fn image_request(profile: &Profile) -> resolve::Request {
     for a in &profile.agents {
         include.extend(a.packages.iter().cloned());
     }
-    if profile.init == crate::config::InitSystem::Busybox && !include.iter().any(|p| p.starts_with("busybox")) {
+    if profile.init == crate::config::InitSystem::Busybox
+        && !include.iter().any(|p| p.starts_with("busybox"))
+    {
         include.push("busybox-static".into());
     }
     include.dedup();
@@ -173,11 +177,16 @@ pub fn inputs_digest(profile: &Profile, hw: &Hardware) -> String {
 }
 
 /// Load and merge the verified indexes of every suite.
-pub fn load_index(src: &Source, profile: &Profile, arch: Arch) -> Result<(Index, Vec<repo::Release>)> {
+pub fn load_index(
+    src: &Source,
+    profile: &Profile,
+    arch: Arch,
+) -> Result<(Index, Vec<repo::Release>)> {
     let keys = repo::load_keyring(&src.keyring)?;
     let mut index = Index::default();
     let mut releases = Vec::new();
-    let suites = std::iter::once(&profile.distribution.suite).chain(profile.distribution.extra_suites.iter());
+    let suites = std::iter::once(&profile.distribution.suite)
+        .chain(profile.distribution.extra_suites.iter());
     for suite in suites {
         let rel = repo::fetch_release(&src.cache, &src.mirror, suite, &src.keyring, &keys)?;
         for comp in &profile.distribution.components {
@@ -199,7 +208,10 @@ pub fn resolve_target(src: &Source, profile: &Profile, hw: &Hardware) -> Result<
     let mut set: Vec<Locked> = resolve::resolve(&index, &image_request(profile))
         .with_context(|| format!("resolving {} for {}", profile.path.display(), hw.name))?
         .into_iter()
-        .map(|info| Locked { role: Role::Image, info })
+        .map(|info| Locked {
+            role: Role::Image,
+            info,
+        })
         .collect();
     // The kernel is taken without its dependencies: its maintainer-script helpers
     // (initramfs-tools, linux-base) are replaced by Ingot's own initramfs.
@@ -209,7 +221,10 @@ pub fn resolve_target(src: &Source, profile: &Profile, hw: &Hardware) -> Result<
         let name = kernel[seen].clone();
         seen += 1;
         let p = index.best(&name).cloned().ok_or_else(|| {
-            anyhow::anyhow!("{}: kernel_package `{name}` is not in the index", hw.path.display())
+            anyhow::anyhow!(
+                "{}: kernel_package `{name}` is not in the index",
+                hw.path.display()
+            )
         })?;
         for clause in index::parse_deps(&p.depends).unwrap_or_default() {
             if let Some(d) = clause.iter().find(|d| d.name.starts_with("linux-image-")) {
@@ -217,7 +232,10 @@ pub fn resolve_target(src: &Source, profile: &Profile, hw: &Hardware) -> Result<
             }
         }
         if !set.iter().any(|l| l.info.name == p.name) {
-            set.push(Locked { role: Role::Image, info: p });
+            set.push(Locked {
+                role: Role::Image,
+                info: p,
+            });
         }
     }
     for name in ["busybox-static", "systemd-boot-efi"] {
@@ -225,27 +243,44 @@ pub fn resolve_target(src: &Source, profile: &Profile, hw: &Hardware) -> Result<
             .best(name)
             .cloned()
             .ok_or_else(|| anyhow::anyhow!("build-time package `{name}` is not in the index"))?;
-        set.push(Locked { role: Role::Boot, info: p });
+        set.push(Locked {
+            role: Role::Boot,
+            info: p,
+        });
     }
     set.sort_by(|a, b| (a.role, &a.info.name).cmp(&(b.role, &b.info.name)));
     Ok(LockTarget {
         hardware: hw.name.clone(),
         arch: hw.arch.debian().to_string(),
         inputs_digest: inputs_digest(profile, hw),
-        releases: releases.iter().map(|r| (r.suite.clone(), r.digest.clone())).collect(),
+        releases: releases
+            .iter()
+            .map(|r| (r.suite.clone(), r.digest.clone()))
+            .collect(),
         package: set,
     })
 }
 
 /// The package set for a build: from the lockfile when `locked`, else freshly resolved.
-pub fn package_set(src: &Source, profile: &Profile, hw: &Hardware, locked: bool) -> Result<LockTarget> {
+pub fn package_set(
+    src: &Source,
+    profile: &Profile,
+    hw: &Hardware,
+    locked: bool,
+) -> Result<LockTarget> {
     if !locked {
         return resolve_target(src, profile, hw);
     }
     let path = lock_path(&profile.path);
     let lock = Lockfile::load(&path)?;
     let t = lock.target(&hw.name).with_context(|| {
-        format!("{}: no target for hardware `{}`; run `ingot lock {} --hardware {}`", path.display(), hw.name, profile.path.display(), hw.path.display())
+        format!(
+            "{}: no target for hardware `{}`; run `ingot lock {} --hardware {}`",
+            path.display(),
+            hw.name,
+            profile.path.display(),
+            hw.path.display()
+        )
     })?;
     let want = inputs_digest(profile, hw);
     if t.inputs_digest != want {
@@ -287,7 +322,8 @@ pub fn fetch_all(src: &Source, set: &[Locked]) -> Result<Vec<Ready>> {
     overall.set_style(bar_style());
     overall.set_prefix("packages");
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Result<Ready>>>> = Mutex::new((0..set.len()).map(|_| None).collect());
+    let results: Mutex<Vec<Option<Result<Ready>>>> =
+        Mutex::new((0..set.len()).map(|_| None).collect());
     std::thread::scope(|s| {
         for _ in 0..src.jobs.min(set.len()).max(1) {
             let bar = multi.add(ProgressBar::new(0));
@@ -324,14 +360,20 @@ fn fetch_one(src: &Source, l: &Locked, progress: &dyn Fn(u64)) -> Result<Ready> 
     let info = &l.info;
     let url = format!("{}/{}", src.mirror, info.filename);
     let what = format!("package {} {}", info.name, info.version);
-    let deb = src.cache.fetch_verified(&url, &info.sha256, info.size, &what, Some(progress))?;
+    let deb = src
+        .cache
+        .fetch_verified(&url, &info.sha256, info.size, &what, Some(progress))?;
     let (extracted, data_tar) = deb::extract(
         &deb,
         &src.cache.extract_path(&info.sha256, "tar"),
         &src.cache.extract_path(&info.sha256, "json"),
     )
     .with_context(|| format!("{what}: unpacking {}", deb.display()))?;
-    Ok(Ready { locked: l.clone(), extracted, data_tar })
+    Ok(Ready {
+        locked: l.clone(),
+        extracted,
+        data_tar,
+    })
 }
 
 /// Lay down the merged-usr skeleton: `/bin`, `/sbin`, `/lib` (and `/lib64` on x86_64) are
@@ -365,7 +407,11 @@ pub fn unpack_image(ready: &[Ready], arch: Arch) -> Result<Tree> {
         }
         status.push_str(&control);
         status.push_str("\n\n");
-        let multi_same = r.extracted.control.lines().any(|l| l.trim() == "Multi-Arch: same");
+        let multi_same = r
+            .extracted
+            .control
+            .lines()
+            .any(|l| l.trim() == "Multi-Arch: same");
         let list_name = if multi_same {
             format!("{name}:{}", r.locked.info.arch)
         } else {
@@ -380,9 +426,15 @@ pub fn unpack_image(ready: &[Ready], arch: Arch) -> Result<Tree> {
     }
     tree.insert("var/lib/dpkg/status", Entry::file(status, 0o644))?;
     tree.insert("var/lib/dpkg/available", Entry::file("", 0o644))?;
-    tree.insert("var/lib/dpkg/arch", Entry::file(format!("{}\n", arch.debian()), 0o644))?;
+    tree.insert(
+        "var/lib/dpkg/arch",
+        Entry::file(format!("{}\n", arch.debian()), 0o644),
+    )?;
     for (n, text) in lists {
-        tree.insert(&format!("var/lib/dpkg/info/{n}.list"), Entry::file(text, 0o644))?;
+        tree.insert(
+            &format!("var/lib/dpkg/info/{n}.list"),
+            Entry::file(text, 0o644),
+        )?;
     }
     Ok(tree)
 }
@@ -409,21 +461,38 @@ pub fn fetch_firmware(src: &Source, fw: &Firmware) -> Result<(PathBuf, PathBuf)>
         Arch::Aarch64 => "arm64",
     };
     let text = repo::fetch_packages(&src.cache, &rel, "main", arch)?;
-    index.add(&text, &fw.suite, arch).map_err(|e| anyhow::anyhow!(e))?;
+    index
+        .add(&text, &fw.suite, arch)
+        .map_err(|e| anyhow::anyhow!(e))?;
     index.finish();
-    let info = index
-        .best(&fw.package)
-        .cloned()
-        .with_context(|| format!("{}: firmware package `{}` is not in {}", fw.path.display(), fw.package, fw.suite))?;
-    let ready = fetch_one(src, &Locked { role: Role::Boot, info: info.clone() }, &|_| {})?;
+    let info = index.best(&fw.package).cloned().with_context(|| {
+        format!(
+            "{}: firmware package `{}` is not in {}",
+            fw.path.display(),
+            fw.package,
+            fw.suite
+        )
+    })?;
+    let ready = fetch_one(
+        src,
+        &Locked {
+            role: Role::Boot,
+            info: info.clone(),
+        },
+        &|_| {},
+    )?;
     let tree = unpack_boot(std::slice::from_ref(&ready), &fw.package)?;
     let dir = src.cache.root().join("firmware").join(&info.sha256);
     std::fs::create_dir_all(&dir)?;
     let mut out = Vec::new();
     for f in [&fw.code, &fw.vars] {
-        let data = tree
-            .read(f)
-            .with_context(|| format!("{}: `{f}` is not in package {}", fw.path.display(), fw.package))?;
+        let data = tree.read(f).with_context(|| {
+            format!(
+                "{}: `{f}` is not in package {}",
+                fw.path.display(),
+                fw.package
+            )
+        })?;
         let p = dir.join(Path::new(f).file_name().unwrap_or_default());
         if std::fs::metadata(&p).map(|m| m.len()).ok() != Some(data.len() as u64) {
             cache::write_atomic(&p, &data)?;

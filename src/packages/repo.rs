@@ -161,7 +161,9 @@ pub fn open(url: &str) -> Result<Box<dyn Read + Send>> {
                 std::thread::sleep(delay);
                 delay *= 3;
             }
-            Err(e) => return Err(e).with_context(|| format!("{url}: giving up after {attempt} attempts")),
+            Err(e) => {
+                return Err(e).with_context(|| format!("{url}: giving up after {attempt} attempts"))
+            }
         }
     }
 }
@@ -196,8 +198,12 @@ impl Release {
 
 /// Load an OpenPGP keyring (binary or armored, any number of keys).
 pub fn load_keyring(path: &Path) -> Result<Vec<SignedPublicKey>> {
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("reading keyring {} (install debian-archive-keyring or pass --keyring)", path.display()))?;
+    let bytes = std::fs::read(path).with_context(|| {
+        format!(
+            "reading keyring {} (install debian-archive-keyring or pass --keyring)",
+            path.display()
+        )
+    })?;
     let keys: Vec<SignedPublicKey> = if bytes.starts_with(b"-----BEGIN") {
         let (iter, _) = SignedPublicKey::from_armor_many(std::io::Cursor::new(bytes))
             .with_context(|| format!("parsing keyring {}", path.display()))?;
@@ -239,7 +245,13 @@ pub fn verify_inrelease(
 }
 
 /// Parse the signed Release text.
-pub fn parse_release(mirror: &str, suite: &str, text: &str, digest: String, url: &str) -> Result<Release> {
+pub fn parse_release(
+    mirror: &str,
+    suite: &str,
+    text: &str,
+    digest: String,
+    url: &str,
+) -> Result<Release> {
     let paras = control::parse(text).map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
     let p = paras
         .first()
@@ -283,13 +295,23 @@ fn now_secs() -> i64 {
 /// Parse `Sat, 11 Jul 2026 10:16:37 UTC` to seconds since the epoch.
 pub fn parse_rfc2822(s: &str) -> Option<i64> {
     let w: Vec<&str> = s.split_whitespace().collect();
-    let w = if w.first()?.ends_with(',') { &w[1..] } else { &w[..] };
+    let w = if w.first()?.ends_with(',') {
+        &w[1..]
+    } else {
+        &w[..]
+    };
     let day: i64 = w.first()?.parse().ok()?;
-    let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let months = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     let mname = *w.get(1)?;
     let month = months.iter().position(|m| *m == mname)? as i64 + 1;
     let year: i64 = w.get(2)?.parse().ok()?;
-    let hms: Vec<i64> = w.get(3)?.split(':').filter_map(|x| x.parse().ok()).collect();
+    let hms: Vec<i64> = w
+        .get(3)?
+        .split(':')
+        .filter_map(|x| x.parse().ok())
+        .collect();
     if hms.len() != 3 {
         return None;
     }
@@ -321,7 +343,10 @@ pub fn fetch_release(
         Ok(b) => b,
         Err(e) => match std::fs::read(&saved) {
             Ok(b) => {
-                eprintln!("warning: {e:#}; using the cached InRelease from {}", saved.display());
+                eprintln!(
+                    "warning: {e:#}; using the cached InRelease from {}",
+                    saved.display()
+                );
                 b
             }
             Err(_) => return Err(e),
@@ -341,7 +366,11 @@ pub fn fetch_packages(cache: &Cache, rel: &Release, component: &str, arch: &str)
     let pick = ["xz", "gz", ""]
         .iter()
         .find_map(|ext| {
-            let name = if ext.is_empty() { base.clone() } else { format!("{base}.{ext}") };
+            let name = if ext.is_empty() {
+                base.clone()
+            } else {
+                format!("{base}.{ext}")
+            };
             rel.sha256
                 .iter()
                 .find(|(p, _, _)| *p == name)
@@ -401,6 +430,9 @@ mod tests {
     #[test]
     fn rfc2822_dates() {
         assert_eq!(parse_rfc2822("Thu, 01 Jan 1970 00:00:10 UTC"), Some(10));
-        assert_eq!(parse_rfc2822("Sat, 11 Jul 2026 10:16:37 UTC"), Some(1783764997));
+        assert_eq!(
+            parse_rfc2822("Sat, 11 Jul 2026 10:16:37 UTC"),
+            Some(1783764997)
+        );
     }
 }

@@ -80,7 +80,13 @@ pub fn resolve(index: &Index, req: &Request) -> Result<Vec<PackageInfo>, Resolve
         for (name, list) in &index.packages {
             let p = &list[0];
             if p.essential || p.priority == "required" {
-                queue.push_back(("essential set".into(), vec![Dep { name: name.clone(), constraint: None }]));
+                queue.push_back((
+                    "essential set".into(),
+                    vec![Dep {
+                        name: name.clone(),
+                        constraint: None,
+                    }],
+                ));
             }
         }
     }
@@ -116,23 +122,40 @@ pub fn resolve(index: &Index, req: &Request) -> Result<Vec<PackageInfo>, Resolve
                 })
             });
         let Some(pkg) = pick else {
-            let dep = alts.iter().map(ToString::to_string).collect::<Vec<_>>().join(" | ");
-            if alts.len() == 1 && !index.packages.contains_key(&alts[0].name) && !index.provides.contains_key(&alts[0].name) {
+            let dep = alts
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" | ");
+            if alts.len() == 1
+                && !index.packages.contains_key(&alts[0].name)
+                && !index.provides.contains_key(&alts[0].name)
+            {
                 return Err(unknown(index, &alts[0].name, &needed_by));
             }
             let detail = alts
                 .iter()
                 .map(|d| match index.best(&d.name) {
-                    Some(p) if excluded.contains(d.name.as_str()) => format!("; {} {} is excluded by the profile", p.name, p.version),
+                    Some(p) if excluded.contains(d.name.as_str()) => {
+                        format!("; {} {} is excluded by the profile", p.name, p.version)
+                    }
                     Some(p) => format!("; the index has {} {}", p.name, p.version),
                     None => format!("; nothing provides {}", d.name),
                 })
                 .collect::<String>();
-            return Err(ResolveError::Unsatisfiable { needed_by, dep, detail });
+            return Err(ResolveError::Unsatisfiable {
+                needed_by,
+                dep,
+                detail,
+            });
         };
         if let Some(prev) = chosen.get(&pkg.name) {
             // Chosen before at another version: the request conflicts with it.
-            let dep = alts.iter().map(ToString::to_string).collect::<Vec<_>>().join(" | ");
+            let dep = alts
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" | ");
             return Err(ResolveError::Unsatisfiable {
                 needed_by,
                 dep,
@@ -192,7 +215,12 @@ fn unknown(index: &Index, name: &str, needed_by: &str) -> ResolveError {
     } else {
         format!(
             "; did you mean {}?",
-            close.iter().take(3).map(|(_, n)| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+            close
+                .iter()
+                .take(3)
+                .map(|(_, n)| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         )
     };
     ResolveError::Unknown {
@@ -221,13 +249,19 @@ mod tests {
     }
 
     fn names(v: &[PackageInfo]) -> Vec<String> {
-        v.iter().map(|p| format!("{}={}", p.name, p.version)).collect()
+        v.iter()
+            .map(|p| format!("{}={}", p.name, p.version))
+            .collect()
     }
 
     #[test]
     fn alternatives_provides_versions() {
         let i = idx(&[
-            pkg("app", "1.0", "Depends: libc (>= 2.0), awk, mail-transport-agent | exim"),
+            pkg(
+                "app",
+                "1.0",
+                "Depends: libc (>= 2.0), awk, mail-transport-agent | exim",
+            ),
             pkg("libc", "2.1", ""),
             pkg("libc", "1.9", ""),
             pkg("mawk", "1.3", "Provides: awk\nPriority: required"),
@@ -236,33 +270,83 @@ mod tests {
             pkg("unused", "1", ""),
         ]
         .join("\n"));
-        let r = resolve(&i, &Request { include: vec!["app".into()], ..Default::default() }).unwrap();
+        let r = resolve(
+            &i,
+            &Request {
+                include: vec!["app".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(names(&r), ["app=1.0", "exim=4", "gawk=5", "libc=2.1"]);
         // With the essential set, mawk is chosen first and satisfies awk.
-        let r = resolve(&i, &Request { include: vec!["app".into()], essential: true, ..Default::default() }).unwrap();
+        let r = resolve(
+            &i,
+            &Request {
+                include: vec!["app".into()],
+                essential: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert!(names(&r).contains(&"mawk=1.3".to_string()));
         assert!(!names(&r).contains(&"gawk=5".to_string()));
     }
 
     #[test]
     fn version_too_old_is_explained() {
-        let i = idx(&[pkg("app", "1", "Depends: libc (>= 3)"), pkg("libc", "2.1", "")].join("\n"));
-        let e = resolve(&i, &Request { include: vec!["app".into()], ..Default::default() }).unwrap_err();
+        let i = idx(&[
+            pkg("app", "1", "Depends: libc (>= 3)"),
+            pkg("libc", "2.1", ""),
+        ]
+        .join("\n"));
+        let e = resolve(
+            &i,
+            &Request {
+                include: vec!["app".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
         let s = e.to_string();
-        assert!(s.contains("app 1 needs `libc (>= 3)`") && s.contains("the index has libc 2.1"), "{s}");
+        assert!(
+            s.contains("app 1 needs `libc (>= 3)`") && s.contains("the index has libc 2.1"),
+            "{s}"
+        );
     }
 
     #[test]
     fn unknown_names_get_suggestions() {
-        let i = idx(&[pkg("openssh-server", "1", ""), pkg("openssh-client", "1", "")].join("\n"));
-        let e = resolve(&i, &Request { include: vec!["openssh-sever".into()], ..Default::default() }).unwrap_err();
-        assert!(e.to_string().contains("did you mean `openssh-server`"), "{e}");
+        let i = idx(&[
+            pkg("openssh-server", "1", ""),
+            pkg("openssh-client", "1", ""),
+        ]
+        .join("\n"));
+        let e = resolve(
+            &i,
+            &Request {
+                include: vec!["openssh-sever".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("did you mean `openssh-server`"),
+            "{e}"
+        );
     }
 
     #[test]
     fn pinned_version() {
         let i = idx(&[pkg("libc", "2.1", ""), pkg("libc", "1.9", "")].join("\n"));
-        let r = resolve(&i, &Request { include: vec!["libc=1.9".into()], ..Default::default() }).unwrap();
+        let r = resolve(
+            &i,
+            &Request {
+                include: vec!["libc=1.9".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(names(&r), ["libc=1.9"]);
     }
 }

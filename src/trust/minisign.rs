@@ -43,7 +43,10 @@ impl SecretKey {
 
     /// The matching public key.
     pub fn public(&self) -> PublicKey {
-        PublicKey { id: self.id, key: self.key.verifying_key() }
+        PublicKey {
+            id: self.id,
+            key: self.key.verifying_key(),
+        }
     }
 
     /// minisign's unencrypted secret key file.
@@ -61,24 +64,38 @@ impl SecretKey {
         h.update(&keynum);
         b.extend_from_slice(&keynum);
         b.extend_from_slice(&h.finalize());
-        format!("untrusted comment: ingot secret key {} (unencrypted; keep offline)\n{}\n", key_id_hex(&self.id), B64.encode(b))
+        format!(
+            "untrusted comment: ingot secret key {} (unencrypted; keep offline)\n{}\n",
+            key_id_hex(&self.id),
+            B64.encode(b)
+        )
     }
 
     /// Parse a secret key file written by `to_file` (or an unencrypted minisign key).
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading secret key {}", path.display()))?;
-        let line = text.lines().nth(1).with_context(|| format!("{}: not a minisign secret key", path.display()))?;
-        let b = B64.decode(line.trim()).with_context(|| format!("{}: bad base64", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading secret key {}", path.display()))?;
+        let line = text
+            .lines()
+            .nth(1)
+            .with_context(|| format!("{}: not a minisign secret key", path.display()))?;
+        let b = B64
+            .decode(line.trim())
+            .with_context(|| format!("{}: bad base64", path.display()))?;
         if b.len() != 158 || &b[0..2] != b"Ed" {
             bail!("{}: not an ed25519 minisign secret key", path.display());
         }
         if b[2..4] != [0, 0] {
-            bail!("{}: password-protected keys are not supported; use `ingot keygen`", path.display());
+            bail!(
+                "{}: password-protected keys are not supported; use `ingot keygen`",
+                path.display()
+            );
         }
         let mut id = [0u8; 8];
         id.copy_from_slice(&b[54..62]);
         let kp: [u8; 64] = b[62..126].try_into()?;
-        let key = SigningKey::from_keypair_bytes(&kp).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let key = SigningKey::from_keypair_bytes(&kp)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         Ok(SecretKey { id, key })
     }
 
@@ -109,20 +126,31 @@ impl PublicKey {
         let mut b = b"Ed".to_vec();
         b.extend_from_slice(&self.id);
         b.extend_from_slice(self.key.as_bytes());
-        format!("untrusted comment: minisign public key {}\n{}\n", key_id_hex(&self.id), B64.encode(b))
+        format!(
+            "untrusted comment: minisign public key {}\n{}\n",
+            key_id_hex(&self.id),
+            B64.encode(b)
+        )
     }
 
     /// Parse a minisign public key file (or the bare base64 line).
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading public key {}", path.display()))?;
-        let line = text.lines().find(|l| !l.starts_with("untrusted comment:") && !l.trim().is_empty()).with_context(|| format!("{}: empty public key", path.display()))?;
-        let b = B64.decode(line.trim()).with_context(|| format!("{}: bad base64", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading public key {}", path.display()))?;
+        let line = text
+            .lines()
+            .find(|l| !l.starts_with("untrusted comment:") && !l.trim().is_empty())
+            .with_context(|| format!("{}: empty public key", path.display()))?;
+        let b = B64
+            .decode(line.trim())
+            .with_context(|| format!("{}: bad base64", path.display()))?;
         if b.len() != 42 || &b[0..2] != b"Ed" {
             bail!("{}: not a minisign ed25519 public key", path.display());
         }
         let mut id = [0u8; 8];
         id.copy_from_slice(&b[2..10]);
-        let key = VerifyingKey::from_bytes(b[10..42].try_into()?).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let key = VerifyingKey::from_bytes(b[10..42].try_into()?)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         Ok(PublicKey { id, key })
     }
 
@@ -132,22 +160,39 @@ impl PublicKey {
         if lines.len() < 4 {
             bail!("signature file is truncated");
         }
-        let b = B64.decode(lines[1].trim()).context("signature: bad base64")?;
+        let b = B64
+            .decode(lines[1].trim())
+            .context("signature: bad base64")?;
         if b.len() != 74 || &b[0..2] != b"ED" {
             bail!("signature is not a prehashed ed25519 minisign signature");
         }
         if b[2..10] != self.id {
-            bail!("signature was made by key {}, not by this key {}", key_id_hex(b[2..10].try_into()?), key_id_hex(&self.id));
+            bail!(
+                "signature was made by key {}, not by this key {}",
+                key_id_hex(b[2..10].try_into()?),
+                key_id_hex(&self.id)
+            );
         }
         let sig = ed25519_dalek::Signature::from_slice(&b[10..74])?;
         let digest = blake2b_file(path)?;
-        self.key.verify(&digest, &sig).map_err(|_| anyhow::anyhow!("{}: signature does not match the file (changed since signing?)", path.display()))?;
-        let tc = lines[2].strip_prefix("trusted comment: ").context("signature: no trusted comment")?;
-        let gb = B64.decode(lines[3].trim()).context("signature: bad base64 in global signature")?;
+        self.key.verify(&digest, &sig).map_err(|_| {
+            anyhow::anyhow!(
+                "{}: signature does not match the file (changed since signing?)",
+                path.display()
+            )
+        })?;
+        let tc = lines[2]
+            .strip_prefix("trusted comment: ")
+            .context("signature: no trusted comment")?;
+        let gb = B64
+            .decode(lines[3].trim())
+            .context("signature: bad base64 in global signature")?;
         let gsig = ed25519_dalek::Signature::from_slice(&gb)?;
         let mut global = b[10..74].to_vec();
         global.extend_from_slice(tc.as_bytes());
-        self.key.verify(&global, &gsig).map_err(|_| anyhow::anyhow!("the trusted comment was altered"))?;
+        self.key
+            .verify(&global, &gsig)
+            .map_err(|_| anyhow::anyhow!("the trusted comment was altered"))?;
         Ok(tc.to_string())
     }
 }

@@ -26,7 +26,12 @@ pub fn rfc3339(secs: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// Canonical JSON: sorted keys (serde_json's map is ordered), no insignificant whitespace.
@@ -36,26 +41,65 @@ pub fn canonical(v: &Value) -> String {
 
 /// Package URL of a Debian package.
 pub fn purl(name: &str, version: &str, arch: &str, suite: &str) -> String {
-    let enc = |s: &str| s.replace('%', "%25").replace('+', "%2B").replace(':', "%3A");
-    format!("pkg:deb/debian/{}@{}?arch={}&distro={}", enc(name), enc(version), arch, suite)
+    let enc = |s: &str| {
+        s.replace('%', "%25")
+            .replace('+', "%2B")
+            .replace(':', "%3A")
+    };
+    format!(
+        "pkg:deb/debian/{}@{}?arch={}&distro={}",
+        enc(name),
+        enc(version),
+        arch,
+        suite
+    )
 }
 
 fn spdx_id(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '-' }).collect()
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
 }
 
 fn spdx_license(l: &[String]) -> String {
     // Debian's DEP-5 names are close to SPDX ids but not always valid; keep only those that are
     // plain ids and fall back to NOASSERTION.
-    let ok: Vec<&String> = l.iter().filter(|x| !x.is_empty() && x.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '+')).collect();
+    let ok: Vec<&String> = l
+        .iter()
+        .filter(|x| {
+            !x.is_empty()
+                && x.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '+')
+        })
+        .collect();
     if ok.is_empty() || ok.len() != l.len() {
         return "NOASSERTION".into();
     }
-    let mapped: Vec<String> = ok.iter().map(|x| {
-        let s = x.as_str();
-        if s.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-') && !s.ends_with('+') { format!("LicenseRef-{s}") } else { format!("LicenseRef-{}", s.replace('+', "-or-later")) }
-    }).collect();
-    if mapped.len() == 1 { mapped[0].clone() } else { format!("({})", mapped.join(" AND ")) }
+    let mapped: Vec<String> = ok
+        .iter()
+        .map(|x| {
+            let s = x.as_str();
+            if s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+                && !s.ends_with('+')
+            {
+                format!("LicenseRef-{s}")
+            } else {
+                format!("LicenseRef-{}", s.replace('+', "-or-later"))
+            }
+        })
+        .collect();
+    if mapped.len() == 1 {
+        mapped[0].clone()
+    } else {
+        format!("({})", mapped.join(" AND "))
+    }
 }
 
 /// Files Ingot or the profile added (agents, overlays, generated configuration).
@@ -64,22 +108,37 @@ pub fn added_files(tree: &crate::tree::Tree) -> Vec<(String, String)> {
     tree.iter()
         .filter(|(_, e)| e.origin.starts_with("ingot:") || e.origin.is_empty())
         .filter_map(|(p, e)| match &e.kind {
-            crate::tree::Kind::File(c) => c.read_all().ok().map(|d| (format!("/{p}"), hex::encode(sha2::Sha256::digest(&d)))),
+            crate::tree::Kind::File(c) => c
+                .read_all()
+                .ok()
+                .map(|d| (format!("/{p}"), hex::encode(sha2::Sha256::digest(&d)))),
             _ => None,
         })
         .collect()
 }
 
 /// SPDX 2.3 JSON document.
-pub fn spdx(image: &str, version: &str, suite: &str, epoch: i64, pkgs: &[Ready], files: &[(String, String)]) -> Value {
+pub fn spdx(
+    image: &str,
+    version: &str,
+    suite: &str,
+    epoch: i64,
+    pkgs: &[Ready],
+    files: &[(String, String)],
+) -> Value {
     let mut packages = vec![json!({
         "SPDXID": "SPDXRef-Image", "name": image, "versionInfo": version, "downloadLocation": "NOASSERTION",
         "filesAnalyzed": false, "primaryPackagePurpose": "OPERATING-SYSTEM", "supplier": "NOASSERTION",
         "licenseConcluded": "NOASSERTION", "licenseDeclared": "NOASSERTION", "copyrightText": "NOASSERTION",
     })];
-    let mut rels = vec![json!({"spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES", "relatedSpdxElement": "SPDXRef-Image"})];
+    let mut rels = vec![
+        json!({"spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES", "relatedSpdxElement": "SPDXRef-Image"}),
+    ];
     let mut extracted = std::collections::BTreeSet::new();
-    for r in pkgs.iter().filter(|r| r.locked.role == crate::packages::Role::Image) {
+    for r in pkgs
+        .iter()
+        .filter(|r| r.locked.role == crate::packages::Role::Image)
+    {
         let i = &r.locked.info;
         let id = format!("SPDXRef-Package-{}-{}", spdx_id(&i.name), spdx_id(&i.arch));
         let lic = spdx_license(&r.extracted.licenses);
@@ -104,7 +163,10 @@ pub fn spdx(image: &str, version: &str, suite: &str, epoch: i64, pkgs: &[Ready],
         file_list.push(json!({"SPDXID": id, "fileName": format!(".{path}"), "checksums": [{"algorithm": "SHA256", "checksumValue": sha}, {"algorithm": "SHA1", "checksumValue": sha1_placeholder(sha)}], "licenseConcluded": "NOASSERTION", "copyrightText": "NOASSERTION"}));
         rels.push(json!({"spdxElementId": "SPDXRef-Image", "relationshipType": "CONTAINS", "relatedSpdxElement": id}));
     }
-    let ns = format!("https://spdx.org/spdxdocs/ingot/{image}-{version}-{}", &crate::disk::derived_guid(&format!("{image}-{version}"), "spdx").to_string());
+    let ns = format!(
+        "https://spdx.org/spdxdocs/ingot/{image}-{version}-{}",
+        &crate::disk::derived_guid(&format!("{image}-{version}"), "spdx").to_string()
+    );
     json!({
         "spdxVersion": "SPDX-2.3", "dataLicense": "CC0-1.0", "SPDXID": "SPDXRef-DOCUMENT",
         "name": format!("{image}-{version}"), "documentNamespace": ns,
@@ -135,7 +197,12 @@ mod sha1_smol_like {
         for chunk in msg.chunks(64) {
             let mut w = [0u32; 80];
             for i in 0..16 {
-                w[i] = u32::from_be_bytes([chunk[4 * i], chunk[4 * i + 1], chunk[4 * i + 2], chunk[4 * i + 3]]);
+                w[i] = u32::from_be_bytes([
+                    chunk[4 * i],
+                    chunk[4 * i + 1],
+                    chunk[4 * i + 2],
+                    chunk[4 * i + 3],
+                ]);
             }
             for i in 16..80 {
                 w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
@@ -148,7 +215,12 @@ mod sha1_smol_like {
                     40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1BBCDC),
                     _ => (b ^ c ^ d, 0xCA62C1D6),
                 };
-                let t = a.rotate_left(5).wrapping_add(f).wrapping_add(e).wrapping_add(k).wrapping_add(*wi);
+                let t = a
+                    .rotate_left(5)
+                    .wrapping_add(f)
+                    .wrapping_add(e)
+                    .wrapping_add(k)
+                    .wrapping_add(*wi);
                 e = d;
                 d = c;
                 c = b.rotate_left(30);
@@ -164,14 +236,27 @@ mod sha1_smol_like {
 
     #[test]
     fn known_vector() {
-        assert_eq!(digest_hex(b"abc"), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        assert_eq!(
+            digest_hex(b"abc"),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
     }
 }
 
 /// CycloneDX 1.5 JSON document.
-pub fn cyclonedx(image: &str, version: &str, suite: &str, epoch: i64, pkgs: &[Ready], files: &[(String, String)]) -> Value {
+pub fn cyclonedx(
+    image: &str,
+    version: &str,
+    suite: &str,
+    epoch: i64,
+    pkgs: &[Ready],
+    files: &[(String, String)],
+) -> Value {
     let mut comps = Vec::new();
-    for r in pkgs.iter().filter(|r| r.locked.role == crate::packages::Role::Image) {
+    for r in pkgs
+        .iter()
+        .filter(|r| r.locked.role == crate::packages::Role::Image)
+    {
         let i = &r.locked.info;
         let p = purl(&i.name, &i.version, &i.arch, suite);
         let mut c = json!({
@@ -183,7 +268,13 @@ pub fn cyclonedx(image: &str, version: &str, suite: &str, epoch: i64, pkgs: &[Re
             c["supplier"] = json!({"name": i.maintainer});
         }
         if !r.extracted.licenses.is_empty() {
-            c["licenses"] = Value::Array(r.extracted.licenses.iter().map(|l| json!({"license": {"name": l}})).collect());
+            c["licenses"] = Value::Array(
+                r.extracted
+                    .licenses
+                    .iter()
+                    .map(|l| json!({"license": {"name": l}}))
+                    .collect(),
+            );
         }
         comps.push(c);
     }
@@ -205,13 +296,24 @@ pub fn cyclonedx(image: &str, version: &str, suite: &str, epoch: i64, pkgs: &[Re
 
 /// DSSE pre-authentication encoding.
 pub fn pae(payload_type: &str, body: &[u8]) -> Vec<u8> {
-    let mut v = format!("DSSEv1 {} {} {} ", payload_type.len(), payload_type, body.len()).into_bytes();
+    let mut v = format!(
+        "DSSEv1 {} {} {} ",
+        payload_type.len(),
+        payload_type,
+        body.len()
+    )
+    .into_bytes();
     v.extend_from_slice(body);
     v
 }
 
 /// in-toto Statement v1 with a SLSA Provenance v1 predicate.
-pub fn provenance_statement(subjects: &[(String, String)], params: Value, deps: Vec<Value>, epoch: i64) -> Value {
+pub fn provenance_statement(
+    subjects: &[(String, String)],
+    params: Value,
+    deps: Vec<Value>,
+    epoch: i64,
+) -> Value {
     json!({
         "_type": "https://in-toto.io/Statement/v1",
         "subject": subjects.iter().map(|(n, d)| json!({"name": n, "digest": {"sha256": d}})).collect::<Vec<_>>(),
@@ -236,34 +338,48 @@ pub fn dsse(statement: &Value, key: Option<&minisign::SecretKey>) -> Value {
 /// Check a DSSE envelope's signature with a public key.
 pub fn verify_dsse(envelope: &Value, key: &minisign::PublicKey) -> Result<()> {
     use ed25519_dalek::Verifier;
-    let ty = envelope["payloadType"].as_str().context("DSSE: no payloadType")?;
+    let ty = envelope["payloadType"]
+        .as_str()
+        .context("DSSE: no payloadType")?;
     let body = B64.decode(envelope["payload"].as_str().context("DSSE: no payload")?)?;
-    let sigs = envelope["signatures"].as_array().context("DSSE: no signatures")?;
+    let sigs = envelope["signatures"]
+        .as_array()
+        .context("DSSE: no signatures")?;
     for s in sigs {
         if s["keyid"].as_str() != Some(&minisign::key_id_hex(&key.id)) {
             continue;
         }
-        let sig = ed25519_dalek::Signature::from_slice(&B64.decode(s["sig"].as_str().unwrap_or(""))?)?;
+        let sig =
+            ed25519_dalek::Signature::from_slice(&B64.decode(s["sig"].as_str().unwrap_or(""))?)?;
         if key.key.verify(&pae(ty, &body), &sig).is_ok() {
             return Ok(());
         }
     }
-    bail!("provenance: no DSSE signature by key {} verifies", minisign::key_id_hex(&key.id))
+    bail!(
+        "provenance: no DSSE signature by key {} verifies",
+        minisign::key_id_hex(&key.id)
+    )
 }
 
 /// Verify an image directory: the manifest signature, then every digest in the manifest.
 pub fn verify_dir(dir: &Path, key: &minisign::PublicKey) -> Result<()> {
     let manifest = dir.join("manifest.json");
-    let sig = std::fs::read_to_string(dir.join("manifest.json.sig")).with_context(|| format!("{}: no manifest.json.sig (image not signed)", dir.display()))?;
+    let sig = std::fs::read_to_string(dir.join("manifest.json.sig"))
+        .with_context(|| format!("{}: no manifest.json.sig (image not signed)", dir.display()))?;
     key.verify_file(&manifest, &sig).context("manifest.json")?;
     let m: Value = serde_json::from_slice(&std::fs::read(&manifest)?)?;
-    let arts = m["artifacts"].as_object().context("manifest has no artifacts")?;
+    let arts = m["artifacts"]
+        .as_object()
+        .context("manifest has no artifacts")?;
     for (name, a) in arts {
         let want = a["sha256"].as_str().unwrap_or("");
         let p = dir.join(name);
-        let (got, size) = crate::packages::cache::sha256_file(&p).with_context(|| format!("{name}: cannot read"))?;
+        let (got, size) = crate::packages::cache::sha256_file(&p)
+            .with_context(|| format!("{name}: cannot read"))?;
         if got != want || Some(size) != a["size"].as_u64() {
-            bail!("{name}: SHA-256 {got} ({size} bytes) does not match the signed manifest ({want})");
+            bail!(
+                "{name}: SHA-256 {got} ({size} bytes) does not match the signed manifest ({want})"
+            );
         }
     }
     if let Ok(text) = std::fs::read_to_string(dir.join("provenance.intoto.jsonl")) {
@@ -281,7 +397,10 @@ mod tests {
     fn times_and_purls() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
-        assert_eq!(purl("libstdc++6", "1:12.2.0-14", "amd64", "bookworm"), "pkg:deb/debian/libstdc%2B%2B6@1%3A12.2.0-14?arch=amd64&distro=bookworm");
+        assert_eq!(
+            purl("libstdc++6", "1:12.2.0-14", "amd64", "bookworm"),
+            "pkg:deb/debian/libstdc%2B%2B6@1%3A12.2.0-14?arch=amd64&distro=bookworm"
+        );
     }
 
     #[test]

@@ -122,8 +122,16 @@ pub fn superblock(f: &SuperFields) -> [u8; 1024] {
     put32(&mut b, 0x54, 11); // first non-reserved inode
     put16(&mut b, 0x58, INODE_SIZE as u16);
     put16(&mut b, 0x5A, f.group_nr);
-    put32(&mut b, 0x5C, COMPAT_HAS_JOURNAL | COMPAT_EXT_ATTR | COMPAT_DIR_INDEX);
-    put32(&mut b, 0x60, INCOMPAT_FILETYPE | INCOMPAT_EXTENTS | INCOMPAT_64BIT | INCOMPAT_FLEX_BG);
+    put32(
+        &mut b,
+        0x5C,
+        COMPAT_HAS_JOURNAL | COMPAT_EXT_ATTR | COMPAT_DIR_INDEX,
+    );
+    put32(
+        &mut b,
+        0x60,
+        INCOMPAT_FILETYPE | INCOMPAT_EXTENTS | INCOMPAT_64BIT | INCOMPAT_FLEX_BG,
+    );
     put32(
         &mut b,
         0x64,
@@ -351,7 +359,11 @@ mod tests {
 
     #[test]
     fn dir_block_rec_lens_cover_block() {
-        let e = vec![(b".".to_vec(), 2, 2), (b"..".to_vec(), 2, 2), (b"file".to_vec(), 12, 1)];
+        let e = vec![
+            (b".".to_vec(), 2, 2),
+            (b"..".to_vec(), 2, 2),
+            (b"file".to_vec(), 12, 1),
+        ];
         let blocks = dir_blocks(&e, 0, 2);
         assert_eq!(blocks.len(), 1);
         let b = &blocks[0];

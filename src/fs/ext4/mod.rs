@@ -198,12 +198,14 @@ pub struct Plan {
     groups: u64,
     ipg: u32,
     gdt_blocks: u64,
+    #[allow(dead_code)]
     itable_blocks: u64,
     bitmaps_at: u64,
     tables: Vec<u64>,
     cursor: u64,
     params: Params,
     csum_seed: u32,
+    #[allow(dead_code)]
     journal_len: u32,
 }
 
@@ -225,7 +227,13 @@ pub fn plan(tree: &Tree, params: &Params) -> Result<Plan, Ext4Error> {
     let data_blocks: u64 = nodes.iter().map(Node::blocks_needed).sum();
     let leaf_guess: u64 = nodes
         .iter()
-        .map(|n| if n.blocks_needed() > 3 * MAX_EXTENT_LEN { n.blocks_needed() / (300 * MAX_EXTENT_LEN) + 1 } else { 0 })
+        .map(|n| {
+            if n.blocks_needed() > 3 * MAX_EXTENT_LEN {
+                n.blocks_needed() / (300 * MAX_EXTENT_LEN) + 1
+            } else {
+                0
+            }
+        })
         .sum();
     let inodes_needed = nodes.len() as u64 + 1;
     let mut total = match params.size {
@@ -254,7 +262,7 @@ pub fn plan(tree: &Tree, params: &Params) -> Result<Plan, Ext4Error> {
     let (groups, ipg, gdt_blocks, itable_blocks, meta) = geometry(total);
     let journal_len = journal_blocks(total);
     let needed = meta + data_blocks + leaf_guess + u64::from(journal_len);
-    if needed > total || ipg as u64 * groups < inodes_needed {
+    if needed > total || ipg * groups < inodes_needed {
         return Err(Ext4Error::TooSmall {
             needed: needed.max(total + 1) * BLOCK,
             available: total * BLOCK,
@@ -296,7 +304,11 @@ pub fn plan(tree: &Tree, params: &Params) -> Result<Plan, Ext4Error> {
             let mut l = len;
             while l > 0 {
                 let take = l.min(MAX_EXTENT_LEN);
-                n.extents.push(Extent { logical, start: s, len: take as u16 });
+                n.extents.push(Extent {
+                    logical,
+                    start: s,
+                    len: take as u16,
+                });
                 logical += take as u32;
                 s += take;
                 l -= take;
@@ -309,7 +321,10 @@ pub fn plan(tree: &Tree, params: &Params) -> Result<Plan, Ext4Error> {
                 n.leaf_blocks.push(b);
             }
             if leaves > 4 {
-                return Err(Ext4Error::TooSmall { needed: u64::MAX / 2, available: p.blocks * BLOCK });
+                return Err(Ext4Error::TooSmall {
+                    needed: u64::MAX / 2,
+                    available: p.blocks * BLOCK,
+                });
             }
         }
     }
@@ -340,7 +355,10 @@ impl Plan {
     }
 
     fn too_small(&self) -> Ext4Error {
-        Ext4Error::TooSmall { needed: (self.cursor + 1) * BLOCK, available: self.blocks * BLOCK }
+        Ext4Error::TooSmall {
+            needed: (self.cursor + 1) * BLOCK,
+            available: self.blocks * BLOCK,
+        }
     }
 
     fn alloc_contiguous(&mut self, n: u64) -> Result<u64, Ext4Error> {
@@ -378,6 +396,9 @@ impl Plan {
     }
 }
 
+/// A directory entry before encoding: name, inode, file type.
+type DirEnt = (Vec<u8>, u32, u8);
+
 fn collect_nodes(tree: &Tree, seed: u32) -> Result<Vec<Node>, Ext4Error> {
     // Inode numbers: 1..=10 reserved (8 is the journal), 11 lost+found, then path order.
     let mut ino_of: HashMap<&str, u32> = HashMap::new();
@@ -401,10 +422,13 @@ fn collect_nodes(tree: &Tree, seed: u32) -> Result<Vec<Node>, Ext4Error> {
         next += 1;
     }
     let mut links: HashMap<u32, u32> = HashMap::new();
-    let mut children: HashMap<&str, Vec<(Vec<u8>, u32, u8)>> = HashMap::new();
+    let mut children: HashMap<&str, Vec<DirEnt>> = HashMap::new();
     let mut subdirs: HashMap<&str, u32> = HashMap::new();
     if !has_lf {
-        children.entry("").or_default().push((b"lost+found".to_vec(), 11, 2));
+        children
+            .entry("")
+            .or_default()
+            .push((b"lost+found".to_vec(), 11, 2));
         *subdirs.entry("").or_default() += 1;
     }
     for (path, e) in tree.iter() {
@@ -417,7 +441,12 @@ fn collect_nodes(tree: &Tree, seed: u32) -> Result<Vec<Node>, Ext4Error> {
             Kind::HardLink(t) => {
                 let ino = match (ino_of.get(t.as_str()), tree.get(t).map(|e| &e.kind)) {
                     (Some(i), Some(Kind::File(_))) => *i,
-                    _ => return Err(Ext4Error::BrokenHardLink { path: path.clone(), target: t.clone() }),
+                    _ => {
+                        return Err(Ext4Error::BrokenHardLink {
+                            path: path.clone(),
+                            target: t.clone(),
+                        })
+                    }
                 };
                 (ino, 1)
             }
@@ -448,7 +477,13 @@ fn collect_nodes(tree: &Tree, seed: u32) -> Result<Vec<Node>, Ext4Error> {
     let mut nodes: Vec<Node> = (1..=total).map(|_| empty_node("", 0)).collect();
     let root_time = tree.get("").map_or(0, |e| e.mtime);
     // Journal.
-    nodes[7] = Node { mode: 0x8000 | 0o600, links: 1, time: root_time, data: Data::Journal(0), ..empty_node("<journal>", 0) };
+    nodes[7] = Node {
+        mode: 0x8000 | 0o600,
+        links: 1,
+        time: root_time,
+        data: Data::Journal(0),
+        ..empty_node("<journal>", 0)
+    };
     let dir_node = |path: &str, parent_ino: u32, ino: u32, e: &crate::tree::Entry| -> Node {
         let mut list = vec![(b".".to_vec(), ino, 2u8), (b"..".to_vec(), parent_ino, 2u8)];
         list.extend(children.get(path).cloned().unwrap_or_default());
@@ -468,7 +503,10 @@ fn collect_nodes(tree: &Tree, seed: u32) -> Result<Vec<Node>, Ext4Error> {
             leaf_blocks: Vec::new(),
         }
     };
-    let root = tree.get("").cloned().unwrap_or_else(|| crate::tree::Entry::dir(0o755));
+    let root = tree
+        .get("")
+        .cloned()
+        .unwrap_or_else(|| crate::tree::Entry::dir(0o755));
     nodes[1] = dir_node("", 2, 2, &root);
     // lost+found: 16 KiB like mke2fs, so e2fsck can reconnect files without allocating.
     let lf_entry = tree.get("lost+found").cloned().unwrap_or_else(|| {
@@ -514,7 +552,11 @@ fn collect_nodes(tree: &Tree, seed: u32) -> Result<Vec<Node>, Ext4Error> {
                         if *major < 256 && *minor < 256 {
                             put32(&mut ib, 0, (major << 8) | minor);
                         } else {
-                            put32(&mut ib, 4, (minor & 0xFF) | (major << 8) | ((minor & !0xFF) << 12));
+                            put32(
+                                &mut ib,
+                                4,
+                                (minor & 0xFF) | (major << 8) | ((minor & !0xFF) << 12),
+                            );
                         }
                         n.inline = Some(ib);
                     }
@@ -525,11 +567,20 @@ fn collect_nodes(tree: &Tree, seed: u32) -> Result<Vec<Node>, Ext4Error> {
         };
         for (name, value) in &e.xattrs {
             let (idx, short) = xattr_prefix(name);
-            node.xattrs.push((idx, short.as_bytes().to_vec(), value.clone()));
+            node.xattrs
+                .push((idx, short.as_bytes().to_vec(), value.clone()));
         }
-        let need: usize = 8 + node.xattrs.iter().map(|(_, n, v)| 16 + ((n.len() + 3) & !3) + ((v.len() + 3) & !3)).sum::<usize>();
+        let need: usize = 8 + node
+            .xattrs
+            .iter()
+            .map(|(_, n, v)| 16 + ((n.len() + 3) & !3) + ((v.len() + 3) & !3))
+            .sum::<usize>();
         if !node.xattrs.is_empty() && need > IN_INODE_XATTR {
-            return Err(Ext4Error::XattrTooLarge { path: path.to_string(), needed: need, room: IN_INODE_XATTR });
+            return Err(Ext4Error::XattrTooLarge {
+                path: path.to_string(),
+                needed: need,
+                room: IN_INODE_XATTR,
+            });
         }
         nodes[ino as usize - 1] = node;
     }
@@ -560,7 +611,9 @@ impl Plan {
         }
         put16(&mut b, 0x18, (n.gid & 0xFFFF) as u16);
         put16(&mut b, 0x1A, n.links.min(65000) as u16);
-        let blocks = (n.extents.iter().map(|e| u64::from(e.len)).sum::<u64>() + n.leaf_blocks.len() as u64) * (BLOCK / 512);
+        let blocks = (n.extents.iter().map(|e| u64::from(e.len)).sum::<u64>()
+            + n.leaf_blocks.len() as u64)
+            * (BLOCK / 512);
         put32(&mut b, 0x1C, lo32(blocks));
         put16(&mut b, 0x74, (blocks >> 32) as u16);
         put32(&mut b, 0x6C, hi32(n.size));
@@ -655,7 +708,8 @@ impl Plan {
             let mut free = 0u32;
             for i in 0..BLOCKS_PER_GROUP {
                 let blk = start + i;
-                let used = blk >= self.blocks || blk < self.cursor || self.reserved_at(blk).is_some();
+                let used =
+                    blk >= self.blocks || blk < self.cursor || self.reserved_at(blk).is_some();
                 if used {
                     bb[(i / 8) as usize] |= 1 << (i % 8);
                 } else {
@@ -687,7 +741,10 @@ impl Plan {
             match &n.data {
                 Data::None => {}
                 Data::Journal(len) => {
-                    out.write_all_at(&journal_superblock(*len, &self.params.uuid), n.extents[0].start * BLOCK)?;
+                    out.write_all_at(
+                        &journal_superblock(*len, &self.params.uuid),
+                        n.extents[0].start * BLOCK,
+                    )?;
                 }
                 Data::Bytes(b) => self.write_extents(&n.extents, b, 0, out)?,
                 Data::Dir(_) | Data::DirSpare(..) => {
@@ -704,7 +761,12 @@ impl Plan {
         let jinode = self.encode_inode(8, journal);
         let mut jnl = [0u32; 17];
         for (k, v) in jnl.iter_mut().take(15).enumerate() {
-            *v = u32::from_le_bytes([jinode[0x28 + 4 * k], jinode[0x29 + 4 * k], jinode[0x2A + 4 * k], jinode[0x2B + 4 * k]]);
+            *v = u32::from_le_bytes([
+                jinode[0x28 + 4 * k],
+                jinode[0x29 + 4 * k],
+                jinode[0x2A + 4 * k],
+                jinode[0x2B + 4 * k],
+            ]);
         }
         jnl[15] = hi32(journal.size);
         jnl[16] = lo32(journal.size);
@@ -785,7 +847,13 @@ impl Plan {
         Ok(())
     }
 
-    fn write_extents(&self, extents: &[Extent], data: &[u8], first_logical: u64, out: &mut dyn WriteAt) -> Result<(), Ext4Error> {
+    fn write_extents(
+        &self,
+        extents: &[Extent],
+        data: &[u8],
+        first_logical: u64,
+        out: &mut dyn WriteAt,
+    ) -> Result<(), Ext4Error> {
         let mut pos = 0usize;
         for e in extents {
             let l = u64::from(e.logical);
@@ -810,7 +878,13 @@ impl Plan {
         Ok(())
     }
 
-    fn write_content(&self, n: &Node, c: &Content, files: &mut HashMap<Arc<PathBuf>, File>, out: &mut dyn WriteAt) -> Result<(), Ext4Error> {
+    fn write_content(
+        &self,
+        n: &Node,
+        c: &Content,
+        files: &mut HashMap<Arc<PathBuf>, File>,
+        out: &mut dyn WriteAt,
+    ) -> Result<(), Ext4Error> {
         const CHUNK: u64 = 1 << 20;
         let len = c.len();
         let mut buf = vec![0u8; CHUNK as usize];
@@ -818,7 +892,9 @@ impl Plan {
         while done < len {
             let take = (len - done).min(CHUNK) as usize;
             match c {
-                Content::Inline(b) => buf[..take].copy_from_slice(&b[done as usize..done as usize + take]),
+                Content::Inline(b) => {
+                    buf[..take].copy_from_slice(&b[done as usize..done as usize + take])
+                }
                 Content::Slice { file, offset, .. } => {
                     if !files.contains_key(file) {
                         if files.len() > 4096 {
@@ -826,7 +902,12 @@ impl Plan {
                         }
                         files.insert(file.clone(), File::open(file.as_path())?);
                     }
-                    files[file].read_exact_at(&mut buf[..take], offset + done).map_err(|_| Ext4Error::ShortContent { path: n.path.clone(), len })?;
+                    files[file]
+                        .read_exact_at(&mut buf[..take], offset + done)
+                        .map_err(|_| Ext4Error::ShortContent {
+                            path: n.path.clone(),
+                            len,
+                        })?;
                 }
             }
             self.write_extents(&n.extents, &buf[..take], done / BLOCK, out)?;

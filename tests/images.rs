@@ -1,0 +1,542 @@
+//! End-to-end tests: real images built from the Debian mirror (the host's apt sources or
+//! INGOT_MIRROR), checked with independent tools (sgdisk, fsck.vfat, e2fsck, qemu-img, minisign,
+//! pyspdxtools, the CycloneDX schema) and booted in QEMU with UEFI firmware.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn ingot(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ingot"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("running ingot")
+}
+
+fn ok(o: &Output, what: &str) -> String {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        o.status.success(),
+        "{what} failed ({:?}):\n{text}",
+        o.status.code()
+    );
+    text
+}
+
+fn tool(cmd: &str, args: &[&str]) -> (bool, String) {
+    let o = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd} not installed ({e}); run .ci/host-deps"));
+    (
+        o.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
+fn manifest(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()
+}
+
+/// Copy one partition out of the disk so that fsck tools (which take no offset) can check it.
+fn extract_partition(dir: &Path, name: &str, dest: &Path) {
+    let m = manifest(dir);
+    let p = m["disk"]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap();
+    let (off, size) = (p["offset"].as_u64().unwrap(), p["size"].as_u64().unwrap());
+    let (good, out) = tool(
+        "dd",
+        &[
+            &format!("if={}", dir.join("disk.raw").display()),
+            &format!("of={}", dest.display()),
+            "bs=1M",
+            &format!("skip={}", off >> 20),
+            &format!("count={}", size >> 20),
+            "conv=sparse",
+            "status=none",
+        ],
+    );
+    assert!(good, "{out}");
+}
+
+fn check_disk(dir: &Path, tmp: &Path) {
+    let raw = dir.join("disk.raw");
+    let (good, out) = tool("sgdisk", &["-v", raw.to_str().unwrap()]);
+    assert!(
+        good && out.contains("No problems found"),
+        "sgdisk -v: {out}"
+    );
+    let esp = tmp.join("esp.img");
+    extract_partition(dir, "esp", &esp);
+    let (good, out) = tool("fsck.vfat", &["-n", esp.to_str().unwrap()]);
+    assert!(good, "fsck.vfat -n: {out}");
+    let root = tmp.join("root.img");
+    extract_partition(dir, "root", &root);
+    let (good, out) = tool("e2fsck", &["-fn", root.to_str().unwrap()]);
+    assert!(good, "e2fsck -fn: {out}");
+    let _ = std::fs::remove_file(esp);
+    let _ = std::fs::remove_file(root);
+}
+
+fn build(profile: &str, hws: &[&str], out: &Path, extra: &[&str]) -> Vec<PathBuf> {
+    let mut args = vec!["build", "-q", profile, "--out", out.to_str().unwrap()];
+    for h in hws {
+        args.extend(["--hardware", h]);
+    }
+    args.extend(extra);
+    let text = ok(&ingot(&args), &format!("ingot build {profile}"));
+    text.lines()
+        .filter(|l| l.starts_with(out.to_str().unwrap()))
+        .map(PathBuf::from)
+        .collect()
+}
+
+fn no_qemu_left(disk: &Path) {
+    let (_, ps) = tool("ps", &["-eo", "args"]);
+    assert!(
+        !ps.lines()
+            .any(|l| l.contains("qemu-system") && l.contains(disk.to_str().unwrap())),
+        "a QEMU process survived:\n{ps}"
+    );
+}
+
+#[test]
+fn edge_minimal_builds_checks_boots_signs_and_reproduces() {
+    let t = tempfile::tempdir().unwrap();
+    let keyp = t.path().join("release");
+    ok(
+        &ingot(&["keygen", "--out", keyp.to_str().unwrap()]),
+        "keygen",
+    );
+    let key = format!("{}.key", keyp.display());
+    let pubk = format!("{}.pub", keyp.display());
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    let out = t.path().join("out");
+    let dirs = build(
+        "profiles/edge-minimal.toml",
+        &["hardware/qemu-x86_64.toml", "hardware/qemu-aarch64.toml"],
+        &out,
+        &["--key", &key, "--jobs", "4"],
+    );
+    assert_eq!(dirs.len(), 2);
+    for d in &dirs {
+        check_disk(d, t.path());
+        for f in [
+            "disk.raw",
+            "disk.raw.zst",
+            "manifest.json",
+            "manifest.json.sig",
+            "sbom.spdx.json",
+            "sbom.cdx.json",
+            "provenance.intoto.jsonl",
+            "packages.lock",
+        ] {
+            assert!(d.join(f).exists(), "{} missing {f}", d.display());
+        }
+        // Sparse: far less data than apparent size.
+        use std::os::unix::fs::MetadataExt;
+        let md = std::fs::metadata(d.join("disk.raw")).unwrap();
+        assert!(md.blocks() * 512 < md.len(), "disk.raw is not sparse");
+        // Signature verifies with Ingot and with minisign itself.
+        ok(
+            &ingot(&["verify", d.to_str().unwrap(), "--key", &pubk]),
+            "verify",
+        );
+        let (good, o) = tool(
+            "minisign",
+            &[
+                "-V",
+                "-p",
+                &pubk,
+                "-m",
+                d.join("manifest.json").to_str().unwrap(),
+                "-x",
+                d.join("manifest.json.sig").to_str().unwrap(),
+            ],
+        );
+        assert!(good, "minisign -V: {o}");
+        // SBOMs pass the official validators.
+        let (good, o) = tool(
+            "pyspdxtools",
+            &["-i", d.join("sbom.spdx.json").to_str().unwrap()],
+        );
+        assert!(good, "pyspdxtools: {o}");
+        let py = format!(
+            "import sys\nfrom cyclonedx.validation.json import JsonStrictValidator\nfrom cyclonedx.schema import SchemaVersion\nerr = JsonStrictValidator(SchemaVersion.V1_5).validate_str(open('{}').read())\nsys.exit(str(err) if err else 0)\n",
+            d.join("sbom.cdx.json").display()
+        );
+        let (good, o) = tool("python3", &["-c", &py]);
+        assert!(good, "CycloneDX schema: {o}");
+        // DSSE signature checked independently: PAE computed here, ed25519 verify here.
+        dsse_independent(&d.join("provenance.intoto.jsonl"), &pubk);
+    }
+
+    // One flipped byte in any artifact is caught, naming it; so are a wrong key and an edited manifest.
+    let d = &dirs[0];
+    let m = manifest(d);
+    for (name, _) in m["artifacts"].as_object().unwrap() {
+        let p = d.join(name);
+        let mut bytes = std::fs::read(&p).unwrap();
+        let at = bytes.len() / 2;
+        bytes[at] ^= 1;
+        std::fs::write(&p, &bytes).unwrap();
+        let o = ingot(&["verify", d.to_str().unwrap(), "--key", &pubk]);
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "flipped byte in {name} not caught"
+        );
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains(name.as_str()),
+            "error does not name {name}"
+        );
+        bytes[at] ^= 1;
+        std::fs::write(&p, &bytes).unwrap();
+    }
+    ok(
+        &ingot(&["verify", d.to_str().unwrap(), "--key", &pubk]),
+        "verify after restore",
+    );
+    let other = t.path().join("other");
+    ok(
+        &ingot(&["keygen", "--out", other.to_str().unwrap()]),
+        "keygen 2",
+    );
+    assert_eq!(
+        ingot(&[
+            "verify",
+            d.to_str().unwrap(),
+            "--key",
+            &format!("{}.pub", other.display())
+        ])
+        .status
+        .code(),
+        Some(1)
+    );
+    let mp = d.join("manifest.json");
+    let orig = std::fs::read(&mp).unwrap();
+    std::fs::write(
+        &mp,
+        String::from_utf8_lossy(&orig).replace("edge-minimal", "edge-minimax"),
+    )
+    .unwrap();
+    assert_eq!(
+        ingot(&["verify", d.to_str().unwrap(), "--key", &pubk])
+            .status
+            .code(),
+        Some(1)
+    );
+    std::fs::write(&mp, orig).unwrap();
+
+    // Boot both arches twice: INGOT-READY with every agent ok, two different machine ids.
+    let junit = t.path().join("report.xml");
+    let json = t.path().join("report.json");
+    let o = ingot(&[
+        "boot-test",
+        dirs[0].to_str().unwrap(),
+        dirs[1].to_str().unwrap(),
+        "--boots",
+        "2",
+        "--timeout",
+        "120",
+        "--junit",
+        junit.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+        "--jobs",
+        "2",
+    ]);
+    ok(&o, "boot-test edge-minimal");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    for img in report["images"].as_array().unwrap() {
+        let ids: Vec<&str> = img["boots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["ready"]["machine_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids.len(), 2);
+        assert_ne!(ids[0], ids[1], "same machine id on two boots");
+        for b in img["boots"].as_array().unwrap() {
+            assert_eq!(b["ready"]["agents"][0][0], "heartbeat");
+            assert_eq!(b["ready"]["agents"][0][1], "ok");
+        }
+    }
+    let (good, o) = tool("python3", &["-c", &format!("import xml.etree.ElementTree as E\nr=E.parse('{}').getroot()\nassert r.tag=='testsuites'\ns=r.find('testsuite')\nassert int(s.get('tests'))==4 and int(s.get('failures'))==0, s.attrib\nassert len(s.findall('testcase'))==4\n", junit.display())]);
+    assert!(good, "JUnit report: {o}");
+    // The image itself holds no machine id.
+    assert_eq!(manifest(&dirs[0])["sysprep"]["identity"][0][1], "empty");
+
+    // Reproducible: another build, other output directory, other --jobs: identical bytes.
+    let out2 = t.path().join("out2");
+    let again = build(
+        "profiles/edge-minimal.toml",
+        &["hardware/qemu-x86_64.toml"],
+        &out2,
+        &["--key", &key, "--jobs", "1"],
+    );
+    for f in [
+        "disk.raw",
+        "manifest.json",
+        "sbom.spdx.json",
+        "sbom.cdx.json",
+        "packages.lock",
+    ] {
+        assert!(
+            std::fs::read(dirs[0].join(f)).unwrap() == std::fs::read(again[0].join(f)).unwrap(),
+            "{f} differs between two builds"
+        );
+    }
+}
+
+fn dsse_independent(path: &Path, pubkey_file: &str) {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let env: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let ty = env["payloadType"].as_str().unwrap();
+    assert_eq!(ty, "application/vnd.in-toto+json");
+    let body = b64.decode(env["payload"].as_str().unwrap()).unwrap();
+    let mut pae = Vec::new();
+    pae.extend_from_slice(b"DSSEv1 ");
+    pae.extend_from_slice(ty.len().to_string().as_bytes());
+    pae.push(b' ');
+    pae.extend_from_slice(ty.as_bytes());
+    pae.push(b' ');
+    pae.extend_from_slice(body.len().to_string().as_bytes());
+    pae.push(b' ');
+    pae.extend_from_slice(&body);
+    let pk_line = std::fs::read_to_string(pubkey_file)
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let pk = b64.decode(pk_line).unwrap();
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(pk[10..42].try_into().unwrap()).unwrap();
+    let sig = ed25519_dalek::Signature::from_slice(
+        &b64.decode(env["signatures"][0]["sig"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    use ed25519_dalek::Verifier;
+    vk.verify(&pae, &sig)
+        .expect("DSSE signature must verify over the independently computed PAE");
+    let st: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(st["_type"], "https://in-toto.io/Statement/v1");
+    assert_eq!(st["predicateType"], "https://slsa.dev/provenance/v1");
+}
+
+#[test]
+fn vm_base_boots_on_both_arches() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out");
+    let dirs = build(
+        "profiles/vm-base.toml",
+        &["hardware/qemu-x86_64.toml", "hardware/qemu-aarch64.toml"],
+        &out,
+        &[],
+    );
+    for d in &dirs {
+        check_disk(d, t.path());
+        let (good, o) = tool(
+            "qemu-img",
+            &["check", d.join("disk.qcow2").to_str().unwrap()],
+        );
+        assert!(good, "qemu-img check: {o}");
+    }
+    let args = vec![
+        "boot-test",
+        dirs[0].to_str().unwrap(),
+        dirs[1].to_str().unwrap(),
+        "--boots",
+        "2",
+        "--timeout",
+        "300",
+        "--jobs",
+        "2",
+    ];
+    ok(&ingot(&args), "boot-test vm-base");
+}
+
+#[test]
+fn broken_root_fails_fast_with_console_tail_and_no_stray_qemu() {
+    let t = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let hwdir = t.path().join("hardware");
+    std::fs::create_dir_all(&hwdir).unwrap();
+    std::fs::create_dir_all(t.path().join("firmware")).unwrap();
+    std::fs::copy(
+        root.join("firmware/ovmf.toml"),
+        t.path().join("firmware/ovmf.toml"),
+    )
+    .unwrap();
+    let hw = std::fs::read_to_string(root.join("hardware/qemu-x86_64.toml")).unwrap().replace(
+        "cmdline = \"quiet panic=-1\"",
+        "cmdline = \"quiet panic=-1 root=PARTUUID=deadbeef-0000-4000-8000-000000000000 rootwait=5\"",
+    );
+    let hwp = hwdir.join("qemu-x86_64.toml");
+    std::fs::write(&hwp, hw).unwrap();
+    let out = t.path().join("out");
+    let dirs = build(
+        "profiles/edge-minimal.toml",
+        &[hwp.to_str().unwrap()],
+        &out,
+        &[],
+    );
+    let junit = t.path().join("broken.xml");
+    let start = std::time::Instant::now();
+    let o = ingot(&[
+        "boot-test",
+        dirs[0].to_str().unwrap(),
+        "--boots",
+        "1",
+        "--timeout",
+        "90",
+        "--junit",
+        junit.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a broken image must fail the boot test"
+    );
+    assert!(start.elapsed().as_secs() < 90, "did not fail fast");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains("<failure") && xml.contains("not found"),
+        "{xml}"
+    );
+    no_qemu_left(&dirs[0].join("disk.raw"));
+}
+
+#[test]
+fn bad_input_exits_2_naming_file_line_column() {
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path().join("typo.toml");
+    std::fs::write(&p, "[image]\nname = \"x\"\nversion = \"1.0.0\"\n[distribution]\nsuite = \"bookworm\"\n[packages]\nincldue = [\"a\"]\n").unwrap();
+    for cmd in [
+        vec!["validate", p.to_str().unwrap()],
+        vec![
+            "build",
+            p.to_str().unwrap(),
+            "--out",
+            t.path().to_str().unwrap(),
+        ],
+    ] {
+        let o = ingot(&cmd);
+        assert_eq!(o.status.code(), Some(2), "{cmd:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("typo.toml:7:1") && err.contains("incldue") && err.contains("include"),
+            "{err}"
+        );
+    }
+    std::fs::write(
+        &p,
+        "[image]\nname = \"x\"\nversion = \"1.0\"\n[distribution]\nsuite = \"bookworm\"\n",
+    )
+    .unwrap();
+    let o = ingot(&["validate", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("typo.toml:3:11"));
+    ok(
+        &ingot(&[
+            "validate",
+            "profiles/edge-minimal.toml",
+            "profiles/vm-base.toml",
+            "hardware/qemu-x86_64.toml",
+            "hardware/qemu-aarch64.toml",
+            "firmware/ovmf.toml",
+            "firmware/aavmf.toml",
+        ]),
+        "validate shipped files",
+    );
+    for sub in [
+        "build",
+        "boot-test",
+        "run",
+        "lock",
+        "fetch",
+        "keygen",
+        "sign",
+        "verify",
+        "inspect",
+        "validate",
+    ] {
+        let text = ok(&ingot(&[sub, "--help"]), sub);
+        assert!(text.contains("Example:"), "{sub} --help shows no example");
+    }
+}
+
+#[test]
+fn lockfile_round_trip() {
+    let t = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let prof = t.path().join("edge.toml");
+    std::fs::copy(root.join("profiles/edge-minimal.toml"), &prof).unwrap();
+    let hw = root.join("hardware/qemu-x86_64.toml");
+    ok(
+        &ingot(&[
+            "lock",
+            prof.to_str().unwrap(),
+            "--hardware",
+            hw.to_str().unwrap(),
+        ]),
+        "lock",
+    );
+    let lock = std::fs::read_to_string(t.path().join("edge.lock")).unwrap();
+    assert!(lock.contains("sha256 = ") && lock.contains("busybox-static"));
+    let mut sets = Vec::new();
+    for n in 0..2 {
+        let out = t.path().join(format!("o{n}"));
+        let d = build(
+            prof.to_str().unwrap(),
+            &[hw.to_str().unwrap()],
+            &out,
+            &["--locked"],
+        );
+        sets.push(std::fs::read_to_string(d[0].join("packages.lock")).unwrap());
+    }
+    assert_eq!(sets[0], sets[1]);
+    // A changed profile no longer matches its lockfile.
+    let text = std::fs::read_to_string(&prof).unwrap().replace(
+        "include = [\"busybox-static\"]",
+        "include = [\"busybox-static\", \"zlib1g\"]",
+    );
+    std::fs::write(&prof, text).unwrap();
+    let o = ingot(&[
+        "build",
+        prof.to_str().unwrap(),
+        "--hardware",
+        hw.to_str().unwrap(),
+        "--locked",
+        "--out",
+        t.path().join("o3").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("changed since the lockfile"));
+}
