@@ -961,9 +961,9 @@ mod tests {
         let p = write(d.path(), "p.toml", &GOOD.replace("1.0.0", "1.0"));
         let e = load_profile(&p).unwrap_err().to_string();
         assert!(e.contains(":3:11") && e.contains("semantic version"), "{e}");
-        let p = write(d.path(), "q.toml", &format!("{GOOD}init = 3\n"));
+        let p = write(d.path(), "q.toml", &format!("init = 3\n{GOOD}"));
         let e = load_profile(&p).unwrap_err().to_string();
-        assert!(e.contains("q.toml:6:8"), "{e}");
+        assert!(e.contains("q.toml:1:8"), "{e}");
     }
 
     #[test]

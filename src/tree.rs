@@ -246,13 +246,21 @@ impl Tree {
             .trim_end_matches('/')
             .to_string();
         let prefix = format!("{path}/");
-        let doomed: Vec<String> = self
+        // The entry itself, then everything under `path/` (a contiguous range: siblings such as
+        // `path-x` sort between the two, so they are looked up separately).
+        let mut doomed: Vec<String> = self
             .entries
-            .range(path.clone()..)
-            .take_while(|(k, _)| **k == path || k.starts_with(&prefix))
+            .get_key_value(&path)
             .map(|(k, _)| k.clone())
-            .filter(|k| !k.is_empty())
+            .into_iter()
             .collect();
+        doomed.extend(
+            self.entries
+                .range(prefix.clone()..)
+                .take_while(|(k, _)| k.starts_with(&prefix))
+                .map(|(k, _)| k.clone()),
+        );
+        doomed.retain(|k| !k.is_empty());
         for k in &doomed {
             self.entries.remove(k);
         }
@@ -316,7 +324,9 @@ impl Tree {
             return Err(TreeError::Loop(for_path.to_string()));
         }
         let mut cur: Vec<String> = Vec::new();
-        for comp in dir.split('/').filter(|c| !c.is_empty()) {
+        let comps: Vec<&str> = dir.split('/').filter(|c| !c.is_empty()).collect();
+        let last = comps.len().saturating_sub(1);
+        for (i, comp) in comps.into_iter().enumerate() {
             cur.push(comp.to_string());
             let joined = cur.join("/");
             match self.entries.get(&joined).map(|e| &e.kind) {
@@ -341,6 +351,9 @@ impl Tree {
                         .collect();
                 }
                 Some(Kind::Dir) | None => {}
+                // The final component may be a file (a symlink's target); only parents must be
+                // directories.
+                Some(_) if i == last => {}
                 Some(_) => return Err(TreeError::NotADirectory(for_path.to_string())),
             }
         }

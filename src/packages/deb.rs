@@ -355,14 +355,15 @@ pub(crate) mod tests {
         out
     }
 
-    fn unpack_bytes(deb: &[u8]) -> Result<Tree> {
+    /// The tree refers to the extracted data.tar, so the directory is returned with it.
+    fn unpack_bytes(deb: &[u8]) -> Result<(tempfile::TempDir, Tree)> {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("x.deb");
         std::fs::write(&p, deb).unwrap();
         let (_, tar) = extract(&p, &d.path().join("x.tar"), &d.path().join("x.json"))?;
         let mut t = Tree::new();
         unpack(&tar, "evil", &mut t)?;
-        Ok(t)
+        Ok((d, t))
     }
 
     #[test]
@@ -377,7 +378,7 @@ pub(crate) mod tests {
                 ("./usr/bin/z", Symlink, b"", "x"),
             ],
         );
-        let t = unpack_bytes(&ok).unwrap();
+        let (_d, t) = unpack_bytes(&ok).unwrap();
         assert_eq!(t.read("/usr/bin/x").unwrap(), b"hello");
         assert!(
             matches!(t.get("usr/bin/y").unwrap().kind, Kind::HardLink(ref s) if s == "usr/bin/x")
