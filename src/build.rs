@@ -266,13 +266,10 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
         )
         .context("writing the ESP")?;
         let rootp = &layout.partitions[1];
-        plan.write(
-            &tree,
-            &mut ext4::FileAt {
-                file: &f,
-                base: rootp.offset,
-            },
-        )
+        plan.write(&mut ext4::FileAt {
+            file: &f,
+            base: rootp.offset,
+        })
         .context("writing the root filesystem")?;
         disk::write_gpt(&mut f, &layout)?;
         f.sync_all()?;
@@ -348,10 +345,16 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
         .as_deref()
         .map(minisign::SecretKey::from_file)
         .transpose()?;
-    let mut outputs: Vec<(String, String)> = Vec::new();
+    // Each artifact is hashed once: the provenance subjects and the manifest share the digests.
+    let mut digests: BTreeMap<String, (String, u64)> = BTreeMap::new();
     for name in artifact_names(&work)? {
-        outputs.push((name.clone(), sha256_file(&work.join(&name))?.0));
+        let d = sha256_file(&work.join(&name))?;
+        digests.insert(name, d);
     }
+    let outputs: Vec<(String, String)> = digests
+        .iter()
+        .map(|(n, (h, _))| (n.clone(), h.clone()))
+        .collect();
     let statement = trust::provenance_statement(
         &outputs,
         json!({
@@ -368,7 +371,16 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
         work.join("provenance.intoto.jsonl"),
         trust::canonical(&trust::dsse(&statement, key.as_ref())) + "\n",
     )?;
-    let mut manifest = manifest_json(&work, profile, hw, &id, &labels, &layout, &raw)?;
+    let mut manifest = manifest_json(
+        &work,
+        &mut digests,
+        profile,
+        hw,
+        &id,
+        &labels,
+        &layout,
+        &raw,
+    )?;
     manifest["sysprep"] = json!({
         "identity": sysprep::identity_report(&tree),
         "operations": sysprep::OPERATIONS.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
@@ -429,8 +441,10 @@ fn artifact_names(dir: &Path) -> Result<Vec<String>> {
     Ok(v)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn manifest_json(
     work: &Path,
+    digests: &mut BTreeMap<String, (String, u64)>,
     profile: &Profile,
     hw: &Hardware,
     id: &Identity,
@@ -440,7 +454,11 @@ fn manifest_json(
 ) -> Result<Value> {
     let mut arts = serde_json::Map::new();
     for name in artifact_names(work)? {
-        let (sha, size) = sha256_file(&work.join(&name))?;
+        if !digests.contains_key(&name) {
+            let d = sha256_file(&work.join(&name))?;
+            digests.insert(name.clone(), d);
+        }
+        let (sha, size) = &digests[&name];
         arts.insert(name, json!({"sha256": sha, "size": size}));
     }
     let mut parts = Vec::new();

@@ -116,16 +116,15 @@ impl SemVer {
             Some(_) => return Err(err()),
             None => (s, None),
         };
-        let (core, pre) = match core.split_once('-') {
-            Some((c, p)) if !p.is_empty() && p.split('.').all(ident_ok) => (c, Some(p)),
+        let core = match core.split_once('-') {
+            Some((c, p)) if !p.is_empty() && p.split('.').all(ident_ok) => c,
             Some(_) => return Err(err()),
-            None => (core, None),
+            None => core,
         };
         let nums: Vec<&str> = core.split('.').collect();
         if nums.len() != 3 || !nums.iter().all(|n| numeric_ok(n)) {
             return Err(err());
         }
-        let _ = pre;
         Ok(SemVer(s.to_string()))
     }
 }

@@ -23,7 +23,7 @@ fn write_image(tree: &Tree, size: Option<u64>) -> (tempfile::TempDir, std::path:
     let plan = ext4::plan(tree, &params(size)).unwrap();
     let f = std::fs::File::create(&path).unwrap();
     f.set_len(plan.size_bytes()).unwrap();
-    plan.write(tree, &mut FileAt { file: &f, base: 0 }).unwrap();
+    plan.write(&mut FileAt { file: &f, base: 0 }).unwrap();
     (d, path)
 }
 

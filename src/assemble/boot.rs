@@ -217,7 +217,6 @@ pub fn initramfs(
     }
     t.insert("etc/modules.order", Entry::file(list, 0o644))?;
     t.insert("init", Entry::file(INIT, 0o755))?;
-    let _ = hw.arch;
     let archive = cpio::newc(&t, time as u32)?;
     Ok(cpio::gzip(&archive)?)
 }

@@ -43,8 +43,18 @@ pub fn newc(tree: &Tree, mtime: u32) -> std::io::Result<Vec<u8>> {
         let perm = e.mode & 0o7777;
         match &e.kind {
             Kind::Dir => header(&mut out, ino, 0o040000 | perm, 2, mtime, 0, (0, 0), name),
-            Kind::File(c) => {
-                let data = c.read_all()?;
+            Kind::File(_) | Kind::HardLink(_) => {
+                // Hard links are stored as full copies: the initramfs is tiny and the kernel's
+                // unpacker needs no link bookkeeping that way.
+                let data = match &e.kind {
+                    Kind::File(c) => c.read_all()?,
+                    _ => tree.read(path).ok_or_else(|| {
+                        std::io::Error::new(
+                            std::io::ErrorKind::NotFound,
+                            format!("initramfs: hard link /{path} has no target"),
+                        )
+                    })?,
+                };
                 header(
                     &mut out,
                     ino,
@@ -93,21 +103,6 @@ pub fn newc(tree: &Tree, mtime: u32) -> std::io::Result<Vec<u8>> {
                 name,
             ),
             Kind::Fifo => header(&mut out, ino, 0o010000 | perm, 1, mtime, 0, (0, 0), name),
-            Kind::HardLink(t) => {
-                let data = tree.read(t).unwrap_or_default();
-                header(
-                    &mut out,
-                    ino,
-                    0o100000 | perm,
-                    1,
-                    mtime,
-                    data.len() as u32,
-                    (0, 0),
-                    name,
-                );
-                out.extend_from_slice(&data);
-                pad(&mut out);
-            }
         }
     }
     header(&mut out, 0, 0, 1, 0, 0, (0, 0), "TRAILER!!!");

@@ -58,6 +58,13 @@ pub fn modinfo(elf: &[u8]) -> Option<Vec<(String, String)>> {
     None
 }
 
+/// Module names a module's `depends=` fields list.
+fn depends(mi: &[(String, String)]) -> impl Iterator<Item = String> + '_ {
+    mi.iter()
+        .filter(|(k, _)| k == "depends")
+        .flat_map(|(_, v)| v.split(',').filter(|s| !s.is_empty()).map(str::to_string))
+}
+
 /// Write `modules.dep` and `modules.alias` for the modules present in the tree.
 pub fn depmod(tree: &mut Tree, release: &str) -> Result<usize> {
     let base = format!("usr/lib/modules/{release}/");
@@ -93,16 +100,7 @@ pub fn depmod(tree: &mut Tree, release: &str) -> Result<usize> {
     for (rel, mi) in &info {
         // Direct dependencies first, then theirs (depmod lists the full closure).
         let mut closure: Vec<String> = Vec::new();
-        let mut stack: Vec<String> = mi
-            .iter()
-            .filter(|(k, _)| k == "depends")
-            .flat_map(|(_, v)| {
-                v.split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+        let mut stack: Vec<String> = depends(mi).collect();
         while let Some(d) = stack.pop() {
             let Some(path) = by_name.get(&d) else {
                 continue;
@@ -112,16 +110,7 @@ pub fn depmod(tree: &mut Tree, release: &str) -> Result<usize> {
             }
             closure.push(path.clone());
             if let Some((_, dmi)) = info.iter().find(|(r, _)| r == path) {
-                stack.extend(
-                    dmi.iter()
-                        .filter(|(k, _)| k == "depends")
-                        .flat_map(|(_, v)| {
-                            v.split(',')
-                                .filter(|s| !s.is_empty())
-                                .map(str::to_string)
-                                .collect::<Vec<_>>()
-                        }),
-                );
+                stack.extend(depends(dmi));
             }
         }
         dep.push_str(&format!(

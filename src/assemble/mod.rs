@@ -286,7 +286,7 @@ fn busybox_init(tree: &mut Tree, profile: &Profile, console: &str) -> Result<()>
     Ok(())
 }
 
-fn systemd_setup(tree: &mut Tree, profile: &Profile, id: &Identity) -> Result<()> {
+fn systemd_setup(tree: &mut Tree, profile: &Profile) -> Result<()> {
     if !tree.exists("usr/lib/systemd/systemd") {
         bail!(
             "{}: init = \"systemd\" needs the `systemd` package in the package list",
@@ -347,7 +347,6 @@ fn systemd_setup(tree: &mut Tree, profile: &Profile, id: &Identity) -> Result<()
         "etc/systemd/system/default.target",
         Entry::symlink("/usr/lib/systemd/system/multi-user.target"),
     )?;
-    let _ = id;
     Ok(())
 }
 
@@ -496,7 +495,7 @@ pub fn system(
     )?;
     match profile.init {
         InitSystem::Busybox => busybox_init(tree, profile, &hw.console)?,
-        InitSystem::Systemd => systemd_setup(tree, profile, id)?,
+        InitSystem::Systemd => systemd_setup(tree, profile)?,
     }
     Ok(())
 }

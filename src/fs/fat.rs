@@ -21,18 +21,7 @@ impl fatfs::TimeProvider for FixedTime {
 /// Convert seconds since the epoch to a FAT date-time (clamped to FAT's 1980..2107 range).
 pub fn fat_time(secs: i64) -> fatfs::DateTime {
     let secs = secs.clamp(315_532_800, 4_354_819_199);
-    let days = secs.div_euclid(86400);
-    let rem = secs.rem_euclid(86400);
-    // Civil from days (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day, rem) = crate::trust::civil(secs);
     fatfs::DateTime {
         date: fatfs::Date {
             year: year as u16,

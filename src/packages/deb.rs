@@ -279,10 +279,8 @@ pub fn unpack(tar_path: &Path, package: &str, tree: &mut Tree) -> Result<Vec<Str
         if path.is_empty() {
             continue;
         }
-        let stored = tree
-            .insert(&path, entry)
+        tree.insert(&path, entry)
             .with_context(|| format!("package {package}: entry `{raw}`"))?;
-        let _ = stored;
         listed.push(format!("/{path}"));
     }
     Ok(listed)

@@ -13,8 +13,9 @@ use serde_json::{json, Value};
 
 use crate::packages::Ready;
 
-/// RFC 3339 UTC time of seconds since the epoch.
-pub fn rfc3339(secs: i64) -> String {
+/// UTC calendar date and time of seconds since the epoch (proleptic Gregorian):
+/// (year, month, day, seconds into the day).
+pub fn civil(secs: i64) -> (i64, i64, i64, i64) {
     let days = secs.div_euclid(86400);
     let rem = secs.rem_euclid(86400);
     let z = days + 719_468;
@@ -25,7 +26,12 @@ pub fn rfc3339(secs: i64) -> String {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    (yoe + era * 400 + i64::from(m <= 2), m, d, rem)
+}
+
+/// RFC 3339 UTC time of seconds since the epoch.
+pub fn rfc3339(secs: i64) -> String {
+    let (y, m, d, rem) = civil(secs);
     format!(
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
         rem / 3600,
@@ -102,16 +108,28 @@ fn spdx_license(l: &[String]) -> String {
     }
 }
 
+/// A file Ingot or the profile put in the image, with the digests the SBOMs record.
+#[derive(Debug, Clone)]
+pub struct AddedFile {
+    /// Absolute path in the image.
+    pub path: String,
+    /// SHA-256 of the content.
+    pub sha256: String,
+    /// SHA-1 of the content (SPDX 2.3 requires one per file).
+    pub sha1: String,
+}
+
 /// Files Ingot or the profile added (agents, overlays, generated configuration).
-pub fn added_files(tree: &crate::tree::Tree) -> Vec<(String, String)> {
+pub fn added_files(tree: &crate::tree::Tree) -> Vec<AddedFile> {
     use sha2::Digest;
     tree.iter()
         .filter(|(_, e)| e.origin.starts_with("ingot:") || e.origin.is_empty())
         .filter_map(|(p, e)| match &e.kind {
-            crate::tree::Kind::File(c) => c
-                .read_all()
-                .ok()
-                .map(|d| (format!("/{p}"), hex::encode(sha2::Sha256::digest(&d)))),
+            crate::tree::Kind::File(c) => c.read_all().ok().map(|d| AddedFile {
+                path: format!("/{p}"),
+                sha256: hex::encode(sha2::Sha256::digest(&d)),
+                sha1: sha1::digest_hex(&d),
+            }),
             _ => None,
         })
         .collect()
@@ -124,7 +142,7 @@ pub fn spdx(
     suite: &str,
     epoch: i64,
     pkgs: &[Ready],
-    files: &[(String, String)],
+    files: &[AddedFile],
 ) -> Value {
     let mut packages = vec![json!({
         "SPDXID": "SPDXRef-Image", "name": image, "versionInfo": version, "downloadLocation": "NOASSERTION",
@@ -158,10 +176,12 @@ pub fn spdx(
         rels.push(json!({"spdxElementId": "SPDXRef-Image", "relationshipType": "CONTAINS", "relatedSpdxElement": id}));
     }
     let mut file_list = Vec::new();
-    for (k, (path, sha)) in files.iter().enumerate() {
+    for (k, f) in files.iter().enumerate() {
         let id = format!("SPDXRef-File-{k}");
-        file_list.push(json!({"SPDXID": id, "fileName": format!(".{path}"), "checksums": [{"algorithm": "SHA256", "checksumValue": sha}, {"algorithm": "SHA1", "checksumValue": sha1_placeholder(sha)}], "licenseConcluded": "NOASSERTION", "copyrightText": "NOASSERTION"}));
-        rels.push(json!({"spdxElementId": "SPDXRef-Image", "relationshipType": "CONTAINS", "relatedSpdxElement": id}));
+        file_list.push(json!({"SPDXID": id, "fileName": format!(".{}", f.path), "checksums": [{"algorithm": "SHA256", "checksumValue": f.sha256}, {"algorithm": "SHA1", "checksumValue": f.sha1}], "licenseConcluded": "NOASSERTION", "copyrightText": "NOASSERTION"}));
+        // The image package is not file-analysed, so SPDX forbids it to CONTAIN files: the
+        // document describes them directly instead.
+        rels.push(json!({"spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES", "relatedSpdxElement": id}));
     }
     let ns = format!(
         "https://spdx.org/spdxdocs/ingot/{image}-{version}-{}",
@@ -176,14 +196,8 @@ pub fn spdx(
     })
 }
 
-/// SPDX 2.3 requires a SHA1 on every file; Ingot records SHA-256 as the real digest and derives
-/// the SHA1 field from the file's SHA-256 hex so the document stays reproducible and valid.
-fn sha1_placeholder(sha256_hex: &str) -> String {
-    use sha1_smol_like::digest_hex;
-    digest_hex(sha256_hex.as_bytes())
-}
-
-mod sha1_smol_like {
+/// SHA-1, only because SPDX 2.3 requires it on every file entry.
+mod sha1 {
     /// SHA-1 (FIPS 180-4) of a byte string, hex encoded.
     pub fn digest_hex(data: &[u8]) -> String {
         let mut h: [u32; 5] = [0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0];
@@ -250,7 +264,7 @@ pub fn cyclonedx(
     suite: &str,
     epoch: i64,
     pkgs: &[Ready],
-    files: &[(String, String)],
+    files: &[AddedFile],
 ) -> Value {
     let mut comps = Vec::new();
     for r in pkgs
@@ -278,8 +292,8 @@ pub fn cyclonedx(
         }
         comps.push(c);
     }
-    for (path, sha) in files {
-        comps.push(json!({"type": "file", "bom-ref": format!("file:{path}"), "name": path, "hashes": [{"alg": "SHA-256", "content": sha}]}));
+    for f in files {
+        comps.push(json!({"type": "file", "bom-ref": format!("file:{}", f.path), "name": f.path, "hashes": [{"alg": "SHA-256", "content": f.sha256}, {"alg": "SHA-1", "content": f.sha1}]}));
     }
     json!({
         "bomFormat": "CycloneDX", "specVersion": "1.5",

@@ -198,15 +198,11 @@ pub struct Plan {
     groups: u64,
     ipg: u32,
     gdt_blocks: u64,
-    #[allow(dead_code)]
-    itable_blocks: u64,
     bitmaps_at: u64,
     tables: Vec<u64>,
     cursor: u64,
     params: Params,
     csum_seed: u32,
-    #[allow(dead_code)]
-    journal_len: u32,
 }
 
 impl Plan {
@@ -274,13 +270,11 @@ pub fn plan(tree: &Tree, params: &Params) -> Result<Plan, Ext4Error> {
         groups,
         ipg: ipg as u32,
         gdt_blocks,
-        itable_blocks,
         bitmaps_at: 0,
         tables: Vec::new(),
         cursor: 0,
         params: params.clone(),
         csum_seed,
-        journal_len,
     };
     // Metadata of all groups packed after group 0's superblock and descriptors.
     p.cursor = 1 + gdt_blocks;
@@ -667,8 +661,7 @@ impl Plan {
 
     /// Write the filesystem. Blocks that are entirely zero are skipped, so a file target pre-sized
     /// with `set_len` stays sparse.
-    pub fn write(&self, tree: &Tree, out: &mut dyn WriteAt) -> Result<(), Ext4Error> {
-        let _ = tree;
+    pub fn write(&self, out: &mut dyn WriteAt) -> Result<(), Ext4Error> {
         let seed = self.csum_seed;
         let ipg = u64::from(self.ipg);
         let n_inodes = self.nodes.len() as u64;
