@@ -98,7 +98,13 @@ pub fn resolve(index: &Index, req: &Request) -> Result<Vec<PackageInfo>, Resolve
             .iter()
             .filter(|d| !excluded.contains(d.name.as_str()))
             .find_map(|d| {
-                index.best_matching(d).cloned().or_else(|| {
+                // A name chosen at a version that does not fit cannot be chosen again: try the
+                // next alternative.
+                let real = match chosen.contains_key(&d.name) {
+                    true => None,
+                    false => index.best_matching(d).cloned(),
+                };
+                real.or_else(|| {
                     // A virtual package: first provider (by name) whose provided version fits.
                     index.provides.get(&d.name).and_then(|provs| {
                         let mut provs: Vec<_> = provs
@@ -122,6 +128,17 @@ pub fn resolve(index: &Index, req: &Request) -> Result<Vec<PackageInfo>, Resolve
                 })
             });
         let Some(pkg) = pick else {
+            if let Some(prev) = alts.iter().find_map(|d| chosen.get(&d.name)) {
+                return Err(ResolveError::Unsatisfiable {
+                    needed_by,
+                    dep: alts
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(" | "),
+                    detail: format!("; {} {} was already chosen", prev.name, prev.version),
+                });
+            }
             let dep = alts
                 .iter()
                 .map(ToString::to_string)
