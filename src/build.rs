@@ -65,6 +65,16 @@ fn log(quiet: bool, msg: &str) {
     }
 }
 
+/// zstd worker threads for `disk.raw.zst`.
+const ZSTD_WORKERS: u32 = 4;
+
+/// Start a stage: stop here if Ctrl-C arrived, otherwise say what comes next.
+fn stage(quiet: bool, msg: &str) -> Result<()> {
+    crate::interrupt::check()?;
+    log(quiet, msg);
+    Ok(())
+}
+
 /// Remove temporary directories left by builds that were killed.
 fn clean_stale(out: &Path) {
     let Ok(rd) = std::fs::read_dir(out) else {
@@ -80,6 +90,18 @@ fn clean_stale(out: &Path) {
             let alive = Path::new(&format!("/proc/{pid}")).exists();
             if !alive {
                 let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+        // `.ID.old-PID`: a build killed between moving the previous image aside and moving the
+        // new one in. Put the previous image back.
+        if let Some((id, pid)) = name.strip_prefix('.').and_then(|n| n.rsplit_once(".old-")) {
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                let dest = out.join(id);
+                if dest.exists() {
+                    let _ = std::fs::remove_dir_all(e.path());
+                } else {
+                    let _ = std::fs::rename(e.path(), dest);
+                }
             }
         }
     }
@@ -114,16 +136,17 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
             .join(format!(".{ident}.tmp-{}", std::process::id())),
     ));
     let work = tmp.0.clone().context("temp dir")?;
+    let _guard = crate::interrupt::TempGuard::new(work.clone());
     std::fs::create_dir_all(&work)?;
 
-    log(opts.quiet, &format!("[{ident}] resolving packages"));
+    stage(opts.quiet, &format!("[{ident}] resolving packages"))?;
     let set = packages::package_set(src, profile, hw, opts.locked)?;
-    log(
+    stage(
         opts.quiet,
         &format!("[{ident}] fetching {} packages", set.package.len()),
-    );
+    )?;
     let ready = packages::fetch_all(src, &set.package)?;
-    log(opts.quiet, &format!("[{ident}] unpacking"));
+    stage(opts.quiet, &format!("[{ident}] unpacking"))?;
     let mut tree = packages::unpack_image(&ready, arch)?;
     let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(s) if !s.is_empty() => s
@@ -143,7 +166,7 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
     let hw_digest = digest_files(&[hw.path.as_path()])?;
     let labels = assemble::labels(profile, hw, &id, &profile_digest);
 
-    log(opts.quiet, &format!("[{ident}] assembling"));
+    stage(opts.quiet, &format!("[{ident}] assembling"))?;
     let kernel = boot::find_kernel(&tree)?;
     assemble::kmod::depmod(&mut tree, &kernel.release)?;
     let init_modules = boot::resolve_modules(
@@ -152,7 +175,18 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
         &hw.modules,
         &hw.path.display().to_string(),
     )?;
-    if hw.prune_modules {
+    if let Some(wanted) = &profile.kernel.modules {
+        // The profile names what the running system needs: keep that and the initramfs set.
+        let mut keep = boot::resolve_modules(
+            &tree,
+            &kernel.release,
+            wanted,
+            &format!("{} [kernel]", profile.path.display()),
+        )?;
+        keep.extend(init_modules.iter().cloned());
+        assemble::prune_modules(&mut tree, &kernel.release, &keep, &[]);
+        assemble::kmod::depmod(&mut tree, &kernel.release)?;
+    } else if hw.prune_modules {
         assemble::prune_modules(
             &mut tree,
             &kernel.release,
@@ -171,8 +205,16 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
     let kernel_bytes = tree
         .read(&kernel.image_path)
         .context("reading the kernel image")?;
+    if !profile.kernel.keep_boot_files {
+        // The boot loader reads the kernel from the ESP; a second copy in the root is dead weight.
+        tree.remove(&kernel.image_path);
+        tree.remove(&format!("boot/System.map-{}", kernel.release));
+        // Device trees: a UEFI boot gets its tables from the firmware (or from an ESP
+        // `devicetree` entry), never from the root filesystem.
+        tree.remove(&format!("usr/lib/linux-image-{}", kernel.release));
+    }
 
-    log(opts.quiet, &format!("[{ident}] sysprep"));
+    stage(opts.quiet, &format!("[{ident}] sysprep"))?;
     sysprep::strip(&mut tree, profile)?;
     let findings = sysprep::scan(&tree, &profile.sysprep.allow_secrets)?;
     if let Some(f) = findings.first() {
@@ -242,10 +284,10 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
         plan = ext4::plan(&tree, &params)?;
     }
 
-    log(
+    stage(
         opts.quiet,
         &format!("[{ident}] writing disk.raw ({} MiB)", layout.size >> 20),
-    );
+    )?;
     let raw = work.join("disk.raw");
     {
         let mut f = std::fs::OpenOptions::new()
@@ -300,13 +342,24 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
         }
     }
     if profile.output.zstd {
-        let mut enc =
-            zstd::stream::write::Encoder::new(File::create(work.join("disk.raw.zst"))?, 19)?;
-        enc.multithread(
-            u32::try_from(std::thread::available_parallelism().map_or(1, |n| n.get())).unwrap_or(1),
+        let mut enc = zstd::stream::write::Encoder::new(
+            File::create(work.join("disk.raw.zst"))?,
+            profile.output.zstd_level.0,
         )?;
+        // A fixed worker count: the frame layout then never depends on the build host's cores,
+        // so disk.raw.zst (whose digest the manifest records) is reproducible everywhere.
+        enc.multithread(ZSTD_WORKERS)?;
         enc.include_checksum(true)?;
-        std::io::copy(&mut File::open(&raw)?, &mut enc)?;
+        let mut input = File::open(&raw)?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            crate::interrupt::check()?;
+            let n = std::io::Read::read(&mut input, &mut buf)?;
+            if n == 0 {
+                break;
+            }
+            std::io::Write::write_all(&mut enc, &buf[..n])?;
+        }
         enc.finish()?.sync_all()?;
     }
 
@@ -396,6 +449,7 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
             k.sign_file(&work.join("manifest.json"), &tc)?,
         )?;
     }
+    crate::interrupt::check()?;
     // Replace the previous image only now that everything is complete.
     let old = opts
         .out

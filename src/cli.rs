@@ -191,10 +191,15 @@ pub enum Cmd {
     },
 }
 
-/// Exit code for an error: 2 for bad input, 1 otherwise.
+/// Exit code for an error: 2 for bad input, 130 after Ctrl-C, 1 otherwise.
 pub fn exit_code(e: &anyhow::Error) -> i32 {
     if e.chain().any(|c| c.downcast_ref::<ConfigError>().is_some()) {
         2
+    } else if e
+        .chain()
+        .any(|c| c.downcast_ref::<crate::interrupt::Interrupted>().is_some())
+    {
+        130
     } else {
         1
     }
@@ -584,6 +589,7 @@ fn boot_test(
         }
     }
     if failed {
+        crate::interrupt::check()?;
         bail!("boot test failed");
     }
     println!(

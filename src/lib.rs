@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod disk;
 pub mod fs;
+pub mod interrupt;
 pub mod packages;
 pub mod qemu;
 pub mod sysprep;

@@ -9,6 +9,7 @@ fn main() {
             std::process::exit(code);
         }
     };
+    ingot::interrupt::install();
     if let Err(e) = ingot::cli::run(cli) {
         eprintln!("error: {e:#}");
         std::process::exit(ingot::cli::exit_code(&e));

@@ -239,6 +239,7 @@ pub fn boot_once(spec: &VmSpec, timeout: Duration, log: &Path, work: &Path) -> R
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting {}", binary(spec.arch)))?;
+    let _registered = crate::interrupt::ChildGuard::new(child.id());
     let mut child = KillOnDrop(child);
     let stdout = child.0.stdout.take().context("no stdout")?;
     let stderr = child.0.stderr.take().context("no stderr")?;
@@ -269,6 +270,10 @@ pub fn boot_once(spec: &VmSpec, timeout: Duration, log: &Path, work: &Path) -> R
     };
     let mut fatal_at: Option<Instant> = None;
     loop {
+        if crate::interrupt::requested() {
+            outcome.failure = Some("interrupted".into());
+            break;
+        }
         let left = timeout.checked_sub(start.elapsed());
         let wait = match (left, fatal_at) {
             (None, _) => {

@@ -271,6 +271,12 @@ fn busybox_init(tree: &mut Tree, profile: &Profile, console: &str) -> Result<()>
     let mut rcs = String::from(
         "#!/bin/sh\n# Written by ingot: bring the system up, start the agents, check in.\nPATH=/usr/sbin:/usr/bin:/sbin:/bin\nmount -t proc proc /proc\nmount -t sysfs sysfs /sys\nmount -t devtmpfs devtmpfs /dev 2>/dev/null\nmkdir -p /dev/pts /run /tmp\nmount -t devpts devpts /dev/pts\nmount -t tmpfs -o mode=0755 tmpfs /run\nmount -t tmpfs -o mode=1777 tmpfs /tmp\nmount -o remount,rw /\n# First boot: a fresh machine id (the image ships an empty one).\nif [ ! -s /etc/machine-id ]; then tr -d '-' < /proc/sys/kernel/random/uuid > /etc/machine-id; fi\nhostname \"$(cat /etc/hostname 2>/dev/null || true)\" 2>/dev/null\n[ -s /etc/hostname ] || hostname localhost\nip link set lo up 2>/dev/null\nfor s in /etc/rc.d/S*; do [ -x \"$s\" ] && \"$s\" start; done\n",
     );
+    if let Some(mods) = profile.kernel.modules.as_ref().filter(|m| !m.is_empty()) {
+        rcs.push_str(&format!(
+            "# Modules the profile's [kernel] table names.\nfor m in {}; do modprobe \"$m\" || echo \"ingot: modprobe $m failed\" >/dev/console; done\n",
+            mods.iter().map(|m| shell_quote(m)).collect::<Vec<_>>().join(" ")
+        ));
+    }
     for a in &profile.agents {
         if let Some(cmd) = &a.service {
             rcs.push_str(&format!(

@@ -144,6 +144,7 @@ impl Cache {
             let mut buf = vec![0u8; 256 << 10];
             let mut total = 0u64;
             loop {
+                crate::interrupt::check()?;
                 let n = reader
                     .read(&mut buf)
                     .with_context(|| format!("downloading {url}"))?;
