@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
@@ -33,7 +34,7 @@ pub struct Options {
 }
 
 /// What a build produced.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Built {
     /// Image directory.
     pub dir: PathBuf,
@@ -41,6 +42,32 @@ pub struct Built {
     pub id: String,
     /// Bytes of data in disk.raw (allocated, not apparent).
     pub data_bytes: u64,
+    /// The disk layout.
+    pub layout: disk::Layout,
+    /// The root filesystem's plan, to say which file a byte of disk.raw belongs to.
+    pub root_plan: Arc<ext4::Plan>,
+}
+
+impl Built {
+    /// What a byte offset of `disk.raw` holds: GPT, which partition, and in the root
+    /// filesystem which file or metadata.
+    pub fn describe(&self, offset: u64) -> String {
+        for (i, p) in self.layout.partitions.iter().enumerate() {
+            if offset >= p.offset && offset < p.offset + p.size {
+                let inner = offset - p.offset;
+                return match i {
+                    0 => format!("partition `{}` (FAT), byte {inner}", p.name),
+                    1 => format!(
+                        "partition `{}` (ext4), {}",
+                        p.name,
+                        self.root_plan.describe(inner)
+                    ),
+                    _ => format!("partition `{}`, byte {inner}", p.name),
+                };
+            }
+        }
+        "the GPT headers or partition entries".into()
+    }
 }
 
 fn digest_files(paths: &[&Path]) -> Result<String> {
@@ -473,6 +500,8 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
         dir: final_dir,
         id: ident,
         data_bytes,
+        layout,
+        root_plan: Arc::new(plan),
     })
 }
 

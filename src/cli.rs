@@ -264,7 +264,7 @@ pub fn run(cli: Cli) -> Result<()> {
                             ..opts.clone()
                         },
                     )?;
-                    compare_dirs(&b.dir, &b2.dir)?;
+                    compare_dirs(&b, &b2)?;
                     let _ = std::fs::remove_dir_all(&again);
                     println!("{}: reproducible (two builds byte-identical)", b.id);
                 }
@@ -409,7 +409,8 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn compare_dirs(a: &Path, b: &Path) -> Result<()> {
+fn compare_dirs(first: &build::Built, second: &build::Built) -> Result<()> {
+    let (a, b) = (&first.dir, &second.dir);
     for name in [
         "disk.raw",
         "manifest.json",
@@ -424,7 +425,7 @@ fn compare_dirs(a: &Path, b: &Path) -> Result<()> {
         }
         let (dx, dy) = (std::fs::read(&x)?, std::fs::read(&y)?);
         if dx != dy {
-            let first = dx
+            let first_at = dx
                 .iter()
                 .zip(dy.iter())
                 .position(|(p, q)| p != q)
@@ -433,9 +434,17 @@ fn compare_dirs(a: &Path, b: &Path) -> Result<()> {
                 .iter()
                 .zip(dy.iter())
                 .rposition(|(p, q)| p != q)
-                .unwrap_or(first);
+                .unwrap_or(first_at);
+            let owner = if name == "disk.raw" {
+                format!(
+                    "; the first differing byte is in {}",
+                    first.describe(first_at as u64)
+                )
+            } else {
+                String::new()
+            };
             bail!(
-                "not reproducible: {name} differs in bytes {first}..={last} (sizes {} and {})",
+                "not reproducible: {name} differs in bytes {first_at}..={last} (sizes {} and {}){owner}",
                 dx.len(),
                 dy.len()
             );

@@ -226,3 +226,24 @@ fn same_tree_same_bytes() {
     assert_eq!(std::fs::read(pa).unwrap(), std::fs::read(pb).unwrap());
     let _ = BTreeMap::<u8, u8>::new();
 }
+
+#[test]
+fn describe_names_the_file_a_byte_belongs_to() {
+    let mut t = Tree::new();
+    let marker: Vec<u8> = (0..9000u32).map(|i| (i % 251) as u8 ^ 0x5a).collect();
+    t.insert("etc/one", file(b"first", 0o644, 0)).unwrap();
+    t.insert("srv/data/marked", file(&marker, 0o600, 7))
+        .unwrap();
+    let plan = ext4::plan(&t, &params(None)).unwrap();
+    let (_d, path) = write_image(&t, None);
+    let img = std::fs::read(path).unwrap();
+    let at = img
+        .windows(64)
+        .position(|w| w == &marker[..64])
+        .expect("marker written");
+    assert_eq!(
+        plan.describe(at as u64 + 5000),
+        "the contents of /srv/data/marked"
+    );
+    assert_eq!(plan.describe(1024), "superblock or group descriptors");
+}

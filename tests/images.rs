@@ -468,6 +468,39 @@ fn broken_root_fails_fast_with_console_tail_and_no_stray_qemu() {
 }
 
 #[test]
+fn check_reproducible_names_the_file_that_differs() {
+    // A file whose content changes on every read: the two builds must differ, and the report
+    // must say where.
+    let t = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let p = t.path().join("nonce.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "extends = \"{}\"\n[[files]]\npath = \"/etc/nonce\"\nsource = \"/proc/sys/kernel/random/uuid\"\n",
+            root.join("profiles/edge-minimal.toml").display()
+        ),
+    )
+    .unwrap();
+    let out = t.path().join("out");
+    let o = ingot(&[
+        "build",
+        "-q",
+        p.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--check-reproducible",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("not reproducible: disk.raw differs")
+            && err.contains("partition `root` (ext4), the contents of /etc/nonce"),
+        "{err}"
+    );
+}
+
+#[test]
 fn bad_input_exits_2_naming_file_line_column() {
     let t = tempfile::tempdir().unwrap();
     let p = t.path().join("typo.toml");

@@ -327,6 +327,49 @@ pub fn plan(tree: &Tree, params: &Params) -> Result<Plan, Ext4Error> {
 }
 
 impl Plan {
+    /// What a byte offset of the filesystem holds, for a person reading a reproducibility
+    /// report: a file's data or extent tree, its inode, or which piece of metadata.
+    pub fn describe(&self, offset: u64) -> String {
+        let block = offset / BLOCK;
+        let name = |i: usize| {
+            let p = &self.nodes[i].path;
+            if p.is_empty() {
+                format!("inode {}", i + 1)
+            } else {
+                format!("/{}", p.trim_start_matches('/'))
+            }
+        };
+        if self.reserved_at(block).is_some() || block == 0 {
+            return "superblock or group descriptors".into();
+        }
+        if block >= self.bitmaps_at && block < self.bitmaps_at + 2 * self.groups {
+            return "block or inode bitmap".into();
+        }
+        let ipb = BLOCK / INODE_SIZE as u64;
+        let itable_blocks = u64::from(self.ipg) / ipb;
+        for (g, &t) in self.tables.iter().enumerate() {
+            if block >= t && block < t + itable_blocks {
+                let idx = g as u64 * u64::from(self.ipg) + (offset - t * BLOCK) / INODE_SIZE as u64;
+                return match self.nodes.get(idx as usize) {
+                    Some(_) => format!("the inode of {}", name(idx as usize)),
+                    None => "an unused inode".into(),
+                };
+            }
+        }
+        for (i, n) in self.nodes.iter().enumerate() {
+            if n.leaf_blocks.contains(&block) {
+                return format!("the extent tree of {}", name(i));
+            }
+            if n.extents
+                .iter()
+                .any(|e| block >= e.start && block < e.start + u64::from(e.len))
+            {
+                return format!("the contents of {}", name(i));
+            }
+        }
+        "free space".into()
+    }
+
     fn reserved_at(&self, block: u64) -> Option<u64> {
         let g = block / BLOCKS_PER_GROUP;
         let off = block % BLOCKS_PER_GROUP;
