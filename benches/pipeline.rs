@@ -101,37 +101,48 @@ fn main() {
     let plan_s = secs(|| plan = Some(ext4::plan(&tree, &params).unwrap()));
     let plan = plan.unwrap();
     let size = plan.size_bytes();
-    let write_s = secs(|| {
-        let f = std::fs::File::create(&img).unwrap();
-        f.set_len(size).unwrap();
-        plan.write(&mut ext4::FileAt { file: &f, base: 0 }).unwrap();
-        f.sync_all().unwrap();
-    });
+    // Best of three for the writer and for dd alike: the disk is shared and noisy.
+    let write_s = (0..3)
+        .map(|_| {
+            let _ = std::fs::remove_file(&img);
+            secs(|| {
+                let f = std::fs::File::create(&img).unwrap();
+                f.set_len(size).unwrap();
+                plan.write(&mut ext4::FileAt { file: &f, base: 0 }).unwrap();
+                f.sync_all().unwrap();
+            })
+        })
+        .fold(f64::MAX, f64::min);
     let used = {
         use std::os::unix::fs::MetadataExt;
         std::fs::metadata(&img).unwrap().blocks() * 512
     };
     let mb = used as f64 / 1e6;
     println!(
-        "ext4 writer: {} MiB filesystem, {:.0} MB of data: plan {plan_s:.2} s, write+fsync {write_s:.2} s = {:.0} MB/s",
+        "ext4 writer: {} MiB filesystem, {:.0} MB of data: plan {plan_s:.2} s, write+fsync {write_s:.2} s = {:.0} MB/s (best of 3)",
         size >> 20,
         mb,
         mb / write_s
     );
     std::fs::remove_file(&img).unwrap();
     let dd = dir.path().join("dd.bin");
-    let dd_s = secs(|| {
-        let st = Command::new("dd")
-            .args(["if=/dev/zero", "bs=1M", "conv=fsync", "status=none"])
-            .arg(format!("of={}", dd.display()))
-            .arg(format!("count={}", used >> 20))
-            .status()
-            .unwrap();
-        assert!(st.success());
-    });
+    let dd_s = (0..3)
+        .map(|_| {
+            let _ = std::fs::remove_file(&dd);
+            secs(|| {
+                let st = Command::new("dd")
+                    .args(["if=/dev/zero", "bs=1M", "conv=fsync", "status=none"])
+                    .arg(format!("of={}", dd.display()))
+                    .arg(format!("count={}", used >> 20))
+                    .status()
+                    .unwrap();
+                assert!(st.success());
+            })
+        })
+        .fold(f64::MAX, f64::min);
     std::fs::remove_file(&dd).unwrap();
     println!(
-        "dd of the same byte count:   {dd_s:.2} s = {:.0} MB/s (writer/dd = {:.2}x)",
+        "dd of the same byte count:   {dd_s:.2} s = {:.0} MB/s (best of 3; writer/dd = {:.2}x)",
         mb / dd_s,
         write_s / dd_s
     );

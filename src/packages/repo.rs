@@ -383,6 +383,14 @@ pub fn fetch_packages(cache: &Cache, rel: &Release, component: &str, arch: &str)
         })?;
     let (path, sha, size, ext) = pick;
     let url = format!("{}/{}", rel.dist_url(), path);
+    // The decompressed text is kept beside the extraction cache, keyed by the verified
+    // digest of the compressed index, so a warm build does not decompress it again.
+    let plain = cache.extract_path(&sha, "index");
+    if cache.lookup(&sha, size).is_some() {
+        if let Ok(text) = std::fs::read_to_string(&plain) {
+            return Ok(text);
+        }
+    }
     let file = cache.fetch_verified(&url, &sha, size, &path, None)?;
     let raw = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
     let mut text = String::new();
@@ -395,6 +403,7 @@ pub fn fetch_packages(cache: &Cache, rel: &Release, component: &str, arch: &str)
         }
         _ => text = String::from_utf8(raw).context("index is not UTF-8")?,
     }
+    super::cache::write_atomic(&plain, text.as_bytes())?;
     Ok(text)
 }
 

@@ -97,6 +97,62 @@ impl WriteAt for FileAt<'_> {
     }
 }
 
+/// Merges writes that follow each other into one large write: file data goes out block by
+/// block (all-zero blocks are skipped to keep the image sparse), and thousands of 4 KiB
+/// `pwrite`s would otherwise dominate. A gap shorter than a block (the unused tail of a file's
+/// last block, which only that file owns) is bridged with zeros; longer gaps stay holes.
+struct Coalesce<'a> {
+    out: &'a mut dyn WriteAt,
+    buf: Vec<u8>,
+    start: u64,
+}
+
+impl<'a> Coalesce<'a> {
+    const LIMIT: usize = 8 << 20;
+
+    fn new(out: &'a mut dyn WriteAt) -> Self {
+        Coalesce {
+            out,
+            buf: Vec::with_capacity(Self::LIMIT + BLOCK as usize),
+            start: 0,
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.out.write_all_at(&self.buf, self.start)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    fn inner(self) -> &'a mut dyn WriteAt {
+        self.out
+    }
+}
+
+impl WriteAt for Coalesce<'_> {
+    fn write_all_at(&mut self, data: &[u8], off: u64) -> io::Result<()> {
+        let end = self.start + self.buf.len() as u64;
+        let bridgeable = !self.buf.is_empty()
+            && off >= end
+            && off - end < BLOCK
+            && (off - end == 0 || off % BLOCK == 0 && end.div_ceil(BLOCK) * BLOCK == off);
+        if bridgeable && self.buf.len() + data.len() <= Self::LIMIT {
+            self.buf.resize((off - self.start) as usize, 0);
+            self.buf.extend_from_slice(data);
+            return Ok(());
+        }
+        self.flush()?;
+        if data.len() >= Self::LIMIT {
+            return self.out.write_all_at(data, off);
+        }
+        self.start = off;
+        self.buf.extend_from_slice(data);
+        Ok(())
+    }
+}
+
 /// Identity and size of the filesystem to write.
 #[derive(Debug, Clone)]
 pub struct Params {
@@ -768,6 +824,9 @@ impl Plan {
         }
         // Data, in inode order.
         let mut files: HashMap<Arc<PathBuf>, File> = HashMap::new();
+        let mut buf = Vec::new();
+        let mut co = Coalesce::new(out);
+        let out = &mut co;
         for (i, n) in self.nodes.iter().enumerate() {
             let ino = i as u32 + 1;
             if n.extents.is_empty() {
@@ -789,9 +848,11 @@ impl Plan {
                         out.write_all_at(blk, self.physical(&n.extents, k as u64) * BLOCK)?;
                     }
                 }
-                Data::File(c) => self.write_content(n, c, &mut files, out)?,
+                Data::File(c) => self.write_content(n, c, &mut files, &mut buf, out)?,
             }
         }
+        co.flush()?;
+        let out = co.inner();
         // Superblock and descriptor copies.
         let journal = &self.nodes[7];
         let jinode = self.encode_inode(8, journal);
@@ -919,11 +980,15 @@ impl Plan {
         n: &Node,
         c: &Content,
         files: &mut HashMap<Arc<PathBuf>, File>,
+        buf: &mut Vec<u8>,
         out: &mut dyn WriteAt,
     ) -> Result<(), Ext4Error> {
         const CHUNK: u64 = 1 << 20;
         let len = c.len();
-        let mut buf = vec![0u8; CHUNK as usize];
+        let want = len.min(CHUNK) as usize;
+        if buf.len() < want {
+            buf.resize(want, 0);
+        }
         let mut done = 0u64;
         while done < len {
             let take = (len - done).min(CHUNK) as usize;
