@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::assemble::{self, boot, Identity};
-use crate::config::{ByteSize, Hardware, Profile};
+use crate::config::{self, ByteSize, Hardware, Profile};
 use crate::disk;
 use crate::fs::ext4;
 use crate::packages::{self, cache::sha256_file, Lockfile, Source};
@@ -552,7 +552,9 @@ fn manifest_json(
         "image": id.name, "version": id.version, "arch": id.arch, "id": id.id(),
         "description": profile.image.description,
         "hardware": {"name": hw.name, "file": hw.path.file_name().map(|f| f.to_string_lossy().into_owned())},
-        "hardware_path": hw.path.canonicalize().unwrap_or_else(|_| hw.path.clone()).display().to_string(),
+        // Everything a boot test needs, so an image directory copied to a CI runner boots
+        // without the project's hardware/ and firmware/ directories.
+        "boot": {"hardware": hw, "firmware": config::firmware_for(hw)?},
         "labels": labels, "artifacts": arts,
         "disk": {"guid": layout.disk_guid, "size": layout.size, "partitions": parts},
         "lockfile_sha256": sha256_file(&work.join("packages.lock"))?.0,

@@ -474,15 +474,24 @@ fn vm_spec(
     let hw_file = m["hardware"]["file"]
         .as_str()
         .context("manifest names no hardware file")?;
-    let recorded = m["hardware_path"]
-        .as_str()
-        .map(PathBuf::from)
-        .filter(|p| p.exists());
-    let hw_path = recorded.into_iter().chain(["hardware", "../hardware"].iter().map(|d| Path::new(d).join(hw_file))).find(|p| p.exists())
-        .or_else(|| std::env::var_os("INGOT_HARDWARE_DIR").map(|d| Path::new(&d).join(hw_file)))
-        .with_context(|| format!("hardware profile {hw_file} not found (run from the project directory or set INGOT_HARDWARE_DIR)"))?;
-    let hw = config::load_hardware(&hw_path)?;
-    let fw = config::firmware_for(&hw)?;
+    let (hw, fw): (config::Hardware, config::Firmware) = match (
+        serde_json::from_value(m["boot"]["hardware"].clone()),
+        serde_json::from_value(m["boot"]["firmware"].clone()),
+    ) {
+        (Ok(h), Ok(f)) => (h, f),
+        // Older manifests only name the hardware file: look for it in the project.
+        _ => {
+            let hw_path = ["hardware", "../hardware"]
+                .iter()
+                .map(|d| Path::new(d).join(hw_file))
+                .find(|p| p.exists())
+                .or_else(|| std::env::var_os("INGOT_HARDWARE_DIR").map(|d| Path::new(&d).join(hw_file)))
+                .with_context(|| format!("{}: the manifest carries no boot settings and hardware profile {hw_file} was not found (run from the project directory or set INGOT_HARDWARE_DIR)", image.display()))?;
+            let hw = config::load_hardware(&hw_path)?;
+            let fw = config::firmware_for(&hw)?;
+            (hw, fw)
+        }
+    };
     let src = source(so, &fw.suite, quiet)?;
     let (code, vars) = packages::fetch_firmware(&src, &fw)?;
     Ok(qemu::VmSpec {

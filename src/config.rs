@@ -615,8 +615,8 @@ pub struct Hardware {
     /// When true, prune kernel modules to `keep_module_dirs` plus the initramfs set.
     #[serde(default)]
     pub prune_modules: bool,
-    /// Where the file was loaded from.
-    #[serde(skip_deserializing)]
+    /// Where the file was loaded from (never written out: it is the build host's path).
+    #[serde(skip)]
     pub path: PathBuf,
 }
 
@@ -637,8 +637,8 @@ pub struct Firmware {
     pub code: String,
     /// Path of the variable-store template inside the package.
     pub vars: String,
-    /// Where the file was loaded from.
-    #[serde(skip_deserializing)]
+    /// Where the file was loaded from (never written out: it is the build host's path).
+    #[serde(skip)]
     pub path: PathBuf,
 }
 

@@ -198,7 +198,7 @@ fn shell_quote(s: &str) -> String {
 /// The check-in agent: waits for every agent's probe and prints the one `INGOT-READY` line.
 fn ready_script(id: &Identity, agents: &[Agent]) -> String {
     let mut s = String::from(
-        "#!/bin/sh\n# Ingot check-in agent: waits for each agent's readiness probe, then prints one line\n# to the console for boot tests and fleet tooling.\nPATH=/usr/sbin:/usr/bin:/sbin:/bin\nprobe() {\n  t=$1; shift\n  i=0\n  while [ \"$i\" -lt \"$t\" ]; do\n    if sh -c \"$1\" >/dev/null 2>&1; then echo ok; return; fi\n    sleep 1\n    i=$((i + 1))\n  done\n  echo fail\n}\nagents=\"\"\n",
+        "#!/bin/sh\n# Ingot check-in agent: waits for each agent's readiness probe, then prints one line\n# to the console for boot tests and fleet tooling.\nPATH=/usr/sbin:/usr/bin:/sbin:/bin\nprobe() {\n  # Poll ten times a second (agents usually come up within a fraction of one) for t seconds.\n  t=$1; shift\n  i=0\n  while [ \"$i\" -lt \"$((t * 10))\" ]; do\n    if sh -c \"$1\" >/dev/null 2>&1; then echo ok; return; fi\n    sleep 0.1 2>/dev/null || { sleep 1; i=$((i + 9)); }\n    i=$((i + 1))\n  done\n  echo fail\n}\nagents=\"\"\n",
     );
     for a in agents {
         s.push_str(&format!(

@@ -1,0 +1,29 @@
+//! The accelerator probe that decides whether KVM really runs guests. KVM is not usable on
+//! every host (here `/dev/kvm` exists but guests hang), so the probe logic is checked under TCG,
+//! which always works: the probe firmware must run and end the VM with the expected status.
+
+use std::time::Duration;
+
+use ingot::config::Arch;
+use ingot::qemu::{accel_runs_guest, Accel};
+
+#[test]
+fn probe_guest_runs_under_tcg_on_both_arches() {
+    for arch in [Arch::X86_64, Arch::Aarch64] {
+        assert!(
+            accel_runs_guest(arch, Accel::Tcg, Duration::from_secs(20)),
+            "the {arch:?} probe firmware did not finish under TCG"
+        );
+    }
+}
+
+#[test]
+fn kvm_is_picked_only_when_the_probe_passes() {
+    let works = accel_runs_guest(Arch::X86_64, Accel::Kvm, Duration::from_secs(5));
+    let picked = ingot::qemu::pick_accel(Arch::X86_64, None);
+    assert_eq!(picked == Accel::Kvm, works && cfg!(target_arch = "x86_64"));
+    assert_eq!(
+        ingot::qemu::pick_accel(Arch::X86_64, Some("tcg")),
+        Accel::Tcg
+    );
+}
