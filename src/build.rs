@@ -442,7 +442,7 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
             "hardware": {"path": hw.path.display().to_string(), "sha256": hw_digest},
             "locked": opts.locked, "sourceDateEpoch": epoch,
         }),
-        set.releases.iter().map(|(s, d)| json!({"uri": format!("{}/dists/{s}/InRelease", src.mirror), "digest": {"sha256": d}}))
+        set.releases.iter().map(|(s, d)| json!({"uri": format!("{}/dists/{s}/InRelease", src.mirror_for(s)), "digest": {"sha256": d}}))
             .chain(std::iter::once(json!({"name": "packages.lock", "digest": {"sha256": sha256_file(&work.join("packages.lock"))?.0}})))
             .collect(),
         epoch,

@@ -28,6 +28,20 @@ fn unpacked(profile: &str, hw: &str) -> (Tree, Vec<String>) {
         .filter(|l| l.role == Role::Image)
         .map(|l| l.info.name.clone())
         .collect();
+    // Suites the profile names all take part (vm-base takes security updates from the
+    // security archive, which has its own base URL).
+    for suite in &profile.distribution.extra_suites {
+        assert!(
+            set.releases.iter().any(|(s, _)| s == suite),
+            "{suite} was not read"
+        );
+        if suite.ends_with("-security") {
+            assert!(
+                set.package.iter().any(|l| &l.info.suite == suite),
+                "no package came from {suite}"
+            );
+        }
+    }
     (packages::unpack_image(&ready, hw.arch).unwrap(), names)
 }
 

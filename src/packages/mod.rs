@@ -37,6 +37,8 @@ pub struct Source {
     pub jobs: usize,
     /// Show progress bars.
     pub progress: bool,
+    /// The mirror was given explicitly (`--mirror` or `INGOT_MIRROR`), not read from apt.
+    pub explicit_mirror: bool,
 }
 
 impl Source {
@@ -54,13 +56,38 @@ impl Source {
             .map(Path::to_path_buf)
             .or_else(|| std::env::var_os("INGOT_KEYRING").map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from(repo::DEFAULT_KEYRING));
+        let explicit_mirror = mirror.is_some_and(|m| !m.is_empty())
+            || std::env::var("INGOT_MIRROR").is_ok_and(|m| !m.is_empty());
         Ok(Source {
+            explicit_mirror,
             mirror: repo::mirror_url(mirror, suite)?,
             keyring,
             cache: Cache::open(cache)?,
             jobs: jobs.max(1),
             progress,
         })
+    }
+}
+
+impl Source {
+    /// Base URL serving `suite`. The security suite lives in its own archive: it comes from
+    /// `INGOT_SECURITY_MIRROR`, else the host's apt sources (when the main mirror did too),
+    /// else `<mirror>-security`, the usual layout of a Debian mirror.
+    pub fn mirror_for(&self, suite: &str) -> String {
+        if !suite.ends_with("-security") {
+            return self.mirror.clone();
+        }
+        if let Ok(m) = std::env::var("INGOT_SECURITY_MIRROR") {
+            if !m.is_empty() {
+                return m.trim_end_matches('/').to_string();
+            }
+        }
+        if !self.explicit_mirror {
+            if let Ok(m) = repo::mirror_url(None, suite) {
+                return m;
+            }
+        }
+        format!("{}-security", self.mirror)
     }
 }
 
@@ -188,13 +215,14 @@ pub fn load_index(
     let suites = std::iter::once(&profile.distribution.suite)
         .chain(profile.distribution.extra_suites.iter());
     for suite in suites {
-        let rel = repo::fetch_release(&src.cache, &src.mirror, suite, &src.keyring, &keys)?;
+        let mirror = src.mirror_for(suite);
+        let rel = repo::fetch_release(&src.cache, &mirror, suite, &src.keyring, &keys)?;
         for comp in &profile.distribution.components {
             let text = repo::fetch_packages(&src.cache, &rel, comp, arch.debian())
                 .with_context(|| format!("suite {suite}, component {comp}"))?;
             index
                 .add(&text, suite, arch.debian())
-                .map_err(|e| anyhow::anyhow!("{}/dists/{suite}: Packages: {e}", src.mirror))?;
+                .map_err(|e| anyhow::anyhow!("{mirror}/dists/{suite}: Packages: {e}"))?;
         }
         releases.push(rel);
     }
@@ -358,7 +386,7 @@ pub fn fetch_all(src: &Source, set: &[Locked]) -> Result<Vec<Ready>> {
 
 fn fetch_one(src: &Source, l: &Locked, progress: &dyn Fn(u64)) -> Result<Ready> {
     let info = &l.info;
-    let url = format!("{}/{}", src.mirror, info.filename);
+    let url = format!("{}/{}", src.mirror_for(&info.suite), info.filename);
     let what = format!("package {} {}", info.name, info.version);
     let deb = src
         .cache

@@ -142,6 +142,7 @@ impl TestRepo {
             cache: Cache::open(Some(&self.dir.path().join("cache"))).unwrap(),
             jobs: 2,
             progress: false,
+            explicit_mirror: true,
         }
     }
 
