@@ -402,7 +402,7 @@ pub fn boot_once(spec: &VmSpec, timeout: Duration, log: &Path, work: &Path) -> R
                 if let Some(r) = parse_ready(&line) {
                     outcome.ready = Some(r);
                     outcome.seconds = start.elapsed().as_secs_f64();
-                    all.push(line);
+                    all.push(format!("[{:8.3}] {line}", start.elapsed().as_secs_f64()));
                     break;
                 }
                 let lower = line.to_ascii_lowercase();
@@ -416,7 +416,8 @@ pub fn boot_once(spec: &VmSpec, timeout: Duration, log: &Path, work: &Path) -> R
                     outcome.seconds = start.elapsed().as_secs_f64();
                     fatal_at = Some(Instant::now());
                 }
-                all.push(line);
+                // Host seconds since QEMU started: shows where a slow boot spends its time.
+                all.push(format!("[{:8.3}] {line}", start.elapsed().as_secs_f64()));
             }
             Ok(None) => {
                 outcome
