@@ -58,11 +58,6 @@ pub fn check() -> Result<(), Interrupted> {
     }
 }
 
-/// Ask the running stages to stop, as a signal would (for tests).
-pub fn request() {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
 /// A temporary path removed on an emergency exit; unregistered when dropped.
 pub struct TempGuard(PathBuf);
 

@@ -39,6 +39,8 @@ pub struct Source {
     pub progress: bool,
     /// The mirror was given explicitly (`--mirror` or `INGOT_MIRROR`), not read from apt.
     pub explicit_mirror: bool,
+    /// Security suites' base URLs, worked out once (the lookup reads the apt sources).
+    pub security_mirrors: std::sync::Arc<Mutex<BTreeMap<String, String>>>,
 }
 
 impl Source {
@@ -65,6 +67,7 @@ impl Source {
             cache: Cache::open(cache)?,
             jobs: jobs.max(1),
             progress,
+            security_mirrors: Default::default(),
         })
     }
 }
@@ -77,6 +80,16 @@ impl Source {
         if !suite.ends_with("-security") {
             return self.mirror.clone();
         }
+        let Ok(mut known) = self.security_mirrors.lock() else {
+            return self.security_mirror_uncached(suite);
+        };
+        known
+            .entry(suite.to_string())
+            .or_insert_with(|| self.security_mirror_uncached(suite))
+            .clone()
+    }
+
+    fn security_mirror_uncached(&self, suite: &str) -> String {
         if let Ok(m) = std::env::var("INGOT_SECURITY_MIRROR") {
             if !m.is_empty() {
                 return m.trim_end_matches('/').to_string();

@@ -383,13 +383,12 @@ pub fn fetch_packages(cache: &Cache, rel: &Release, component: &str, arch: &str)
         })?;
     let (path, sha, size, ext) = pick;
     let url = format!("{}/{}", rel.dist_url(), path);
-    // The decompressed text is kept beside the extraction cache, keyed by the verified
-    // digest of the compressed index, so a warm build does not decompress it again.
+    // The decompressed text is kept beside the extraction cache, keyed by the digest the
+    // signed Release gives for the compressed index (it is written only after that digest
+    // matched), so a warm build neither hashes nor decompresses the index again.
     let plain = cache.extract_path(&sha, "index");
-    if cache.lookup(&sha, size).is_some() {
-        if let Ok(text) = std::fs::read_to_string(&plain) {
-            return Ok(text);
-        }
+    if let Ok(text) = std::fs::read_to_string(&plain) {
+        return Ok(text);
     }
     let file = cache.fetch_verified(&url, &sha, size, &path, None)?;
     let raw = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;

@@ -143,6 +143,7 @@ impl TestRepo {
             jobs: 2,
             progress: false,
             explicit_mirror: true,
+            security_mirrors: Default::default(),
         }
     }
 

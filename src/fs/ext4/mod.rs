@@ -134,10 +134,11 @@ impl<'a> Coalesce<'a> {
 impl WriteAt for Coalesce<'_> {
     fn write_all_at(&mut self, data: &[u8], off: u64) -> io::Result<()> {
         let end = self.start + self.buf.len() as u64;
+        // Contiguous, or the next block boundary after a partly filled block.
         let bridgeable = !self.buf.is_empty()
             && off >= end
             && off - end < BLOCK
-            && (off - end == 0 || off % BLOCK == 0 && end.div_ceil(BLOCK) * BLOCK == off);
+            && (off == end || off % BLOCK == 0);
         if bridgeable && self.buf.len() + data.len() <= Self::LIMIT {
             self.buf.resize((off - self.start) as usize, 0);
             self.buf.extend_from_slice(data);
@@ -395,7 +396,7 @@ impl Plan {
                 format!("/{}", p.trim_start_matches('/'))
             }
         };
-        if self.reserved_at(block).is_some() || block == 0 {
+        if self.reserved_at(block).is_some() {
             return "superblock or group descriptors".into();
         }
         if block >= self.bitmaps_at && block < self.bitmaps_at + 2 * self.groups {
