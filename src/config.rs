@@ -390,6 +390,26 @@ pub struct KernelSettings {
     pub keep_boot_files: bool,
 }
 
+/// `[network]` table: how the running system gets an address.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// Configure every Ethernet interface by DHCP at boot (default true): busybox images run
+    /// `udhcpc`, systemd images get a `systemd-networkd` rule.
+    #[serde(default = "yes")]
+    pub dhcp: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Network { dhcp: true }
+    }
+}
+
 /// Disk artifact formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -471,6 +491,7 @@ struct ProfileFile {
     #[serde(default)]
     agent: Vec<Agent>,
     kernel: Option<KernelSettings>,
+    network: Option<Network>,
     sysprep: Option<Sysprep>,
     output: Option<Output>,
 }
@@ -506,6 +527,8 @@ pub struct Profile {
     pub agents: Vec<Agent>,
     /// `[kernel]`.
     pub kernel: KernelSettings,
+    /// `[network]`.
+    pub network: Network,
     /// `[sysprep]`.
     pub sysprep: Sysprep,
     /// `[output]`.
@@ -764,6 +787,7 @@ fn merge_chain(path: &Path, chain: Vec<(PathBuf, ProfileFile)>) -> Result<Profil
         acc.labels.extend(f.labels);
         acc.agent.extend(f.agent);
         acc.kernel = f.kernel.or(acc.kernel);
+        acc.network = f.network.or(acc.network);
         acc.sysprep = f.sysprep.or(acc.sysprep);
         acc.output = f.output.or(acc.output);
     }
@@ -846,6 +870,7 @@ fn merge_chain(path: &Path, chain: Vec<(PathBuf, ProfileFile)>) -> Result<Profil
         labels: acc.labels,
         agents: acc.agent,
         kernel: acc.kernel.unwrap_or_default(),
+        network: acc.network.unwrap_or_default(),
         sysprep: acc.sysprep.unwrap_or_default(),
         output: acc.output.unwrap_or_default(),
     })

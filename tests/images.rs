@@ -638,3 +638,139 @@ fn lockfile_round_trip() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("changed since the lockfile"));
 }
+
+/// A profile on top of edge-minimal, written into `dir`.
+fn edge_variant(dir: &Path, name: &str, extra: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let p = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &p,
+        format!(
+            "extends = \"{}\"\n{extra}",
+            root.join("profiles/edge-minimal.toml").display()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+#[test]
+fn profile_mistakes_fail_the_build_and_failed_probes_reach_the_ready_line() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out");
+
+    // A private key dropped into an overlay: the build fails naming the path, and writes nothing.
+    let overlay = t.path().join("overlay/etc/app");
+    std::fs::create_dir_all(&overlay).unwrap();
+    std::fs::write(
+        overlay.join("deploy_key"),
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n-----END OPENSSH PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let leaky = edge_variant(t.path(), "leaky", "overlays = [\"overlay\"]\n");
+    let o = ingot(&[
+        "build",
+        "-q",
+        leaky.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("/etc/app/deploy_key") && err.contains("private key"),
+        "{err}"
+    );
+    assert!(
+        !out.exists() || std::fs::read_dir(&out).unwrap().next().is_none(),
+        "a failed build left output behind"
+    );
+
+    // The same profile with the path allow-listed builds.
+    let allowed = edge_variant(
+        t.path(),
+        "allowed",
+        "overlays = [\"overlay\"]\n[sysprep]\nallow_secrets = [\"/etc/app/deploy_key\"]\n",
+    );
+    build(
+        allowed.to_str().unwrap(),
+        &[],
+        &t.path().join("allowed-out"),
+        &[],
+    );
+
+    // A kernel module the kernel does not have: a build-time error naming it.
+    let typo = edge_variant(t.path(), "typo", "").with_file_name("typo.toml");
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/edge-minimal.toml"),
+    )
+    .unwrap()
+    .replace("modules = [\"virtio_net\"]", "modules = [\"virtio_nett\"]");
+    std::fs::write(&typo, text).unwrap();
+    let o = ingot(&[
+        "build",
+        "-q",
+        typo.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("no module or alias `virtio_nett`")
+            && err.contains("did you mean `virtio_net`"),
+        "{err}"
+    );
+
+    // An agent whose probe never passes: the image boots, the ready line says `fail` for that
+    // agent (and `ok` for the others), and boot-test fails naming it.
+    let flaky = edge_variant(
+        t.path(),
+        "flaky",
+        "[[agent]]\nname = \"broken\"\nprobe = \"test -e /run/never-there\"\nprobe_timeout = 2\n\n[[agent]]\nname = \"dns\"\nprobe = \"grep -q '^nameserver ' /etc/resolv.conf\"\nprobe_timeout = 30\n",
+    );
+    let dirs = build(flaky.to_str().unwrap(), &[], &out, &[]);
+    let report = t.path().join("flaky.json");
+    let junit = t.path().join("flaky.xml");
+    let o = ingot(&[
+        "boot-test",
+        dirs[0].to_str().unwrap(),
+        "--boots",
+        "1",
+        "--json",
+        report.to_str().unwrap(),
+        "--junit",
+        junit.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let boot = &r["images"][0]["boots"][0];
+    assert_eq!(
+        boot["ready"]["agents"],
+        serde_json::json!([
+            ["broken", "fail"],
+            ["dns", "ok"],
+            ["heartbeat", "ok"],
+            ["network", "ok"]
+        ]),
+        "{boot}"
+    );
+    let log = std::fs::read_to_string(boot["console_log"].as_str().unwrap()).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("INGOT-READY image=edge-minimal")
+                && l.contains("agents=broken:fail,dns:ok,heartbeat:ok,network:ok")),
+        "{log}"
+    );
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains("agent broken failed its readiness probe"),
+        "{xml}"
+    );
+    no_qemu_left(&dirs[0].join("disk.raw"));
+}

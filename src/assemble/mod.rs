@@ -137,6 +137,20 @@ fn ca_bundle(tree: &mut Tree) -> Result<()> {
 
 /// Enable a systemd unit from its `[Install]` section (WantedBy/RequiredBy/Alias/Also).
 pub fn enable_unit(tree: &mut Tree, unit: &str, origin: &str) -> Result<()> {
+    enable_unit_once(tree, unit, origin, &mut Vec::new())
+}
+
+/// `enable_unit`, remembering the units already seen so that `Also=` cycles end.
+fn enable_unit_once(
+    tree: &mut Tree,
+    unit: &str,
+    origin: &str,
+    seen: &mut Vec<String>,
+) -> Result<()> {
+    if seen.iter().any(|u| u == unit) {
+        return Ok(());
+    }
+    seen.push(unit.to_string());
     let dirs = ["etc/systemd/system", "usr/lib/systemd/system"];
     let (path, text) = dirs
         .iter()
@@ -180,7 +194,7 @@ pub fn enable_unit(tree: &mut Tree, unit: &str, origin: &str) -> Result<()> {
                     )?;
                     any = true;
                 }
-                "Also" => enable_unit(tree, target, origin)?,
+                "Also" => enable_unit_once(tree, target, origin, seen)?,
                 _ => {}
             }
         }
@@ -277,6 +291,11 @@ fn busybox_init(tree: &mut Tree, profile: &Profile, console: &str) -> Result<()>
             mods.iter().map(|m| shell_quote(m)).collect::<Vec<_>>().join(" ")
         ));
     }
+    if profile.network.dhcp {
+        put(tree, "usr/lib/ingot/udhcpc", UDHCPC_HOOK, 0o755)?;
+        resolv_conf_link(tree, "../run/resolv.conf")?;
+        rcs.push_str("# [network] dhcp: a lease for every Ethernet interface, renewed in the background.\nfor n in /sys/class/net/*; do\n  [ \"$(cat \"$n/type\" 2>/dev/null)\" = 1 ] || continue\n  i=${n##*/}\n  ip link set \"$i\" up\n  udhcpc -f -S -i \"$i\" -s /usr/lib/ingot/udhcpc >/dev/null 2>&1 </dev/null &\ndone\n");
+    }
     for a in &profile.agents {
         if let Some(cmd) = &a.service {
             rcs.push_str(&format!(
@@ -289,6 +308,69 @@ fn busybox_init(tree: &mut Tree, profile: &Profile, console: &str) -> Result<()>
     put(tree, "etc/init.d/rcS", rcs, 0o755)?;
     tree.insert("sbin/init", Entry::symlink(&target))
         .map(|_| ())?;
+    Ok(())
+}
+
+/// busybox `udhcpc` calls this with the lease in its environment (`ip`, `mask` as a prefix
+/// length, `router`, `dns`, `domain`).
+const UDHCPC_HOOK: &str = r#"#!/bin/sh
+# Written by ingot: apply a DHCP lease from busybox udhcpc with busybox ip.
+case "$1" in
+  deconfig)
+    ip -4 addr flush dev "$interface"
+    ip link set "$interface" up
+    ;;
+  bound|renew)
+    if ! ip -4 addr show dev "$interface" | grep -q "inet $ip/${mask:-24} "; then
+      ip -4 addr flush dev "$interface"
+      ip -4 addr add "$ip/${mask:-24}" ${broadcast:+broadcast "$broadcast"} dev "$interface"
+    fi
+    if [ -n "$router" ]; then
+      while ip -4 route del default dev "$interface" 2>/dev/null; do :; done
+      set -- $router
+      ip -4 route add default via "$1" dev "$interface"
+    fi
+    {
+      [ -n "$domain" ] && echo "search $domain"
+      for d in $dns; do echo "nameserver $d"; done
+    } > /run/resolv.conf.$$ && mv /run/resolv.conf.$$ /run/resolv.conf
+    ;;
+esac
+exit 0
+"#;
+
+/// Point `/etc/resolv.conf` at the file the network setup writes at run time, unless the
+/// packages or the profile put one there.
+fn resolv_conf_link(tree: &mut Tree, target: &str) -> Result<()> {
+    if tree.get("etc/resolv.conf").is_none() {
+        tree.insert("etc/resolv.conf", Entry::symlink(target))?;
+    }
+    Ok(())
+}
+
+/// systemd images: DHCP on every Ethernet interface through systemd-networkd, names through
+/// systemd-resolved when the profile installs it.
+fn systemd_network(tree: &mut Tree, profile: &Profile) -> Result<()> {
+    if !profile.network.dhcp {
+        return Ok(());
+    }
+    if !tree.exists("usr/lib/systemd/systemd-networkd") {
+        bail!(
+            "{}: [network] dhcp needs systemd-networkd (from the `systemd` package) in the image; set `dhcp = false` to configure the network yourself",
+            profile.path.display()
+        );
+    }
+    put(
+        tree,
+        "etc/systemd/network/80-ingot-dhcp.network",
+        "# Written by ingot ([network] dhcp = true): every Ethernet interface asks for a lease.\n[Match]\nType=ether\n\n[Network]\nDHCP=yes\n",
+        0o644,
+    )?;
+    enable_unit(tree, "systemd-networkd.service", "[network] dhcp")?;
+    if tree.exists("usr/lib/systemd/systemd-resolved") {
+        enable_unit(tree, "systemd-resolved.service", "[network] dhcp")?;
+        resolv_conf_link(tree, "../run/systemd/resolve/stub-resolv.conf")?;
+    }
     Ok(())
 }
 
@@ -341,6 +423,7 @@ fn systemd_setup(tree: &mut Tree, profile: &Profile) -> Result<()> {
         )?;
         enable_unit(tree, "ingot-depmod.service", "ingot")?;
     }
+    systemd_network(tree, profile)?;
     for s in &profile.services {
         enable_unit(tree, s, &profile.path.display().to_string())?;
     }
@@ -611,5 +694,26 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("no unit file"));
+    }
+
+    #[test]
+    fn also_cycles_end() {
+        let mut t = Tree::new();
+        for (u, other) in [("x.service", "x.socket"), ("x.socket", "x.service")] {
+            t.insert(
+                &format!("usr/lib/systemd/system/{u}"),
+                Entry::file(
+                    format!("[Install]\nWantedBy=multi-user.target\nAlso={other}\n"),
+                    0o644,
+                ),
+            )
+            .unwrap();
+        }
+        enable_unit(&mut t, "x.service", "p").unwrap();
+        for u in ["x.service", "x.socket"] {
+            assert!(t
+                .get(&format!("etc/systemd/system/multi-user.target.wants/{u}"))
+                .is_some());
+        }
     }
 }
