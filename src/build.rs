@@ -95,11 +95,88 @@ fn log(quiet: bool, msg: &str) {
 /// zstd worker threads for `disk.raw.zst`.
 const ZSTD_WORKERS: u32 = 4;
 
-/// Start a stage: stop here if Ctrl-C arrived, otherwise say what comes next.
-fn stage(quiet: bool, msg: &str) -> Result<()> {
-    crate::interrupt::check()?;
-    log(quiet, msg);
-    Ok(())
+/// The build's stages on stderr: a spinner with the elapsed time on a terminal (kept as a
+/// line with its duration when the stage ends), one plain line per stage otherwise.
+struct Stages {
+    quiet: bool,
+    current: Option<(indicatif::ProgressBar, String, std::time::Instant)>,
+}
+
+impl Stages {
+    fn new(quiet: bool) -> Self {
+        Stages {
+            quiet,
+            current: None,
+        }
+    }
+
+    fn live() -> bool {
+        use std::io::IsTerminal;
+        std::io::stderr().is_terminal()
+    }
+
+    /// Start a stage: stop here if Ctrl-C arrived, otherwise say what comes next.
+    fn next(&mut self, msg: &str) -> Result<()> {
+        crate::interrupt::check()?;
+        self.end();
+        if self.quiet {
+            return Ok(());
+        }
+        if !Self::live() {
+            eprintln!("{msg}");
+            return Ok(());
+        }
+        let pb = indicatif::ProgressBar::new_spinner();
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        pb.set_message(msg.to_string());
+        pb.enable_steady_tick(std::time::Duration::from_millis(120));
+        self.current = Some((pb, msg.to_string(), std::time::Instant::now()));
+        Ok(())
+    }
+
+    /// A stage that draws its own progress bars: say it, without a spinner.
+    fn next_plain(&mut self, msg: &str) -> Result<()> {
+        crate::interrupt::check()?;
+        self.end();
+        log(self.quiet, msg);
+        Ok(())
+    }
+
+    /// A byte-count bar for the current stage (hidden when quiet or not on a terminal).
+    fn bytes(&self, total: u64) -> indicatif::ProgressBar {
+        if self.quiet || !Self::live() {
+            return indicatif::ProgressBar::hidden();
+        }
+        let pb = indicatif::ProgressBar::new(total);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{prefix:>10} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        pb
+    }
+
+    fn end(&mut self) {
+        if let Some((pb, msg, began)) = self.current.take() {
+            if let Ok(style) = indicatif::ProgressStyle::with_template("  {msg}") {
+                pb.set_style(style);
+            }
+            pb.finish_with_message(format!("{msg} ({:.1}s)", began.elapsed().as_secs_f64()));
+        }
+    }
+}
+
+impl Drop for Stages {
+    fn drop(&mut self) {
+        if let Some((pb, _, _)) = self.current.take() {
+            pb.finish_and_clear();
+        }
+    }
 }
 
 /// Remove temporary directories left by builds that were killed.
@@ -166,14 +243,15 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
     let _guard = crate::interrupt::TempGuard::new(work.clone());
     std::fs::create_dir_all(&work)?;
 
-    stage(opts.quiet, &format!("[{ident}] resolving packages"))?;
+    let mut stages = Stages::new(opts.quiet);
+    stages.next(&format!("[{ident}] resolving packages"))?;
     let set = packages::package_set(src, profile, hw, opts.locked)?;
-    stage(
-        opts.quiet,
-        &format!("[{ident}] fetching {} packages", set.package.len()),
-    )?;
+    stages.next_plain(&format!(
+        "[{ident}] fetching {} packages",
+        set.package.len()
+    ))?;
     let ready = packages::fetch_all(src, &set.package)?;
-    stage(opts.quiet, &format!("[{ident}] unpacking"))?;
+    stages.next(&format!("[{ident}] unpacking"))?;
     let mut tree = packages::unpack_image(&ready, arch)?;
     let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(s) if !s.is_empty() => s
@@ -193,7 +271,7 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
     let hw_digest = digest_files(&[hw.path.as_path()])?;
     let labels = assemble::labels(profile, hw, &id, &profile_digest);
 
-    stage(opts.quiet, &format!("[{ident}] assembling"))?;
+    stages.next(&format!("[{ident}] assembling"))?;
     let kernel = boot::find_kernel(&tree)?;
     assemble::kmod::depmod(&mut tree, &kernel.release)?;
     let init_modules = boot::resolve_modules(
@@ -241,7 +319,7 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
         tree.remove(&format!("usr/lib/linux-image-{}", kernel.release));
     }
 
-    stage(opts.quiet, &format!("[{ident}] sysprep"))?;
+    stages.next(&format!("[{ident}] sysprep"))?;
     sysprep::strip(&mut tree, profile)?;
     let findings = sysprep::scan(&tree, &profile.sysprep.allow_secrets)?;
     if let Some(f) = findings.first() {
@@ -311,10 +389,10 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
         plan = ext4::plan(&tree, &params)?;
     }
 
-    stage(
-        opts.quiet,
-        &format!("[{ident}] writing disk.raw ({} MiB)", layout.size >> 20),
-    )?;
+    stages.next(&format!(
+        "[{ident}] writing disk.raw ({} MiB)",
+        layout.size >> 20
+    ))?;
     let raw = work.join("disk.raw");
     {
         let mut f = std::fs::OpenOptions::new()
@@ -358,6 +436,7 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
         } else {
             "qcow2"
         };
+        stages.next(&format!("[{ident}] converting to {name}"))?;
         let st = std::process::Command::new("qemu-img")
             .args(["convert", "-f", "raw", "-O", fmt])
             .arg(&raw)
@@ -369,6 +448,12 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
         }
     }
     if profile.output.zstd {
+        stages.next_plain(&format!(
+            "[{ident}] compressing disk.raw.zst (level {})",
+            profile.output.zstd_level.0
+        ))?;
+        let bar = stages.bytes(std::fs::metadata(&raw)?.len());
+        bar.set_prefix("zstd");
         let mut enc = zstd::stream::write::Encoder::new(
             File::create(work.join("disk.raw.zst"))?,
             profile.output.zstd_level.0,
@@ -386,11 +471,14 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
                 break;
             }
             std::io::Write::write_all(&mut enc, &buf[..n])?;
+            bar.inc(n as u64);
         }
         enc.finish()?.sync_all()?;
+        bar.finish_and_clear();
     }
 
     // Lockfile, SBOMs, provenance, manifest, signature.
+    stages.next(&format!("[{ident}] SBOMs, provenance, manifest"))?;
     let lock = Lockfile {
         version: 1,
         target: vec![set.clone()],
@@ -488,6 +576,7 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
     let mut tmp = tmp;
     tmp.0 = None;
     let _ = std::fs::remove_dir_all(&old);
+    stages.end();
     log(
         opts.quiet,
         &format!(

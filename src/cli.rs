@@ -70,6 +70,10 @@ pub enum Cmd {
         /// Build twice and report the first difference.
         #[arg(long)]
         check_reproducible: bool,
+        /// Print one JSON document on stdout (images, artifacts with SHA-256 and size, data
+        /// bytes, seconds) instead of the image directories; logs stay on stderr.
+        #[arg(long)]
+        json: bool,
         /// Package source options.
         #[command(flatten)]
         source: SourceOpts,
@@ -237,6 +241,7 @@ pub fn run(cli: Cli) -> Result<()> {
             key,
             locked,
             check_reproducible,
+            json: as_json,
             source: so,
         } => {
             let p = config::load_profile(&profile)?;
@@ -245,7 +250,9 @@ pub fn run(cli: Cli) -> Result<()> {
                 .map(|h| config::load_hardware(h))
                 .collect::<Result<Vec<_>, _>>()?;
             let src = source(&so, &p.distribution.suite, quiet)?;
+            let mut report = Vec::new();
             for hw in &hws {
+                let started = std::time::Instant::now();
                 let opts = build::Options {
                     out: out.clone(),
                     locked,
@@ -266,9 +273,21 @@ pub fn run(cli: Cli) -> Result<()> {
                     )?;
                     compare_dirs(&b, &b2)?;
                     let _ = std::fs::remove_dir_all(&again);
-                    println!("{}: reproducible (two builds byte-identical)", b.id);
+                    if !as_json {
+                        println!("{}: reproducible (two builds byte-identical)", b.id);
+                    }
                 }
-                println!("{}", b.dir.display());
+                if as_json {
+                    report.push(build_summary(&b, check_reproducible, started.elapsed())?);
+                } else {
+                    println!("{}", b.dir.display());
+                }
+            }
+            if as_json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({ "images": report }))?
+                );
             }
             Ok(())
         }
@@ -674,6 +693,30 @@ pub fn junit_xml(results: &[serde_json::Value]) -> String {
         }
     }
     format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites tests=\"{total}\" failures=\"{failures}\">\n<testsuite name=\"ingot boot-test\" tests=\"{total}\" failures=\"{failures}\">\n{cases}</testsuite>\n</testsuites>\n")
+}
+
+/// One built image for `build --json`: what CI needs to pick the artifacts up.
+fn build_summary(
+    b: &build::Built,
+    reproducible_checked: bool,
+    took: std::time::Duration,
+) -> Result<serde_json::Value> {
+    let m: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(b.dir.join("manifest.json"))
+            .with_context(|| format!("reading {}/manifest.json", b.dir.display()))?,
+    )?;
+    Ok(json!({
+        "dir": b.dir,
+        "image": m["image"],
+        "version": m["version"],
+        "arch": m["arch"],
+        "hardware": m["hardware"],
+        "artifacts": m["artifacts"],
+        "data_bytes": b.data_bytes,
+        "signed": b.dir.join("manifest.json.sig").exists(),
+        "reproducible_checked": reproducible_checked,
+        "seconds": (took.as_secs_f64() * 100.0).round() / 100.0,
+    }))
 }
 
 fn inspect(image: &Path, as_json: bool) -> Result<()> {

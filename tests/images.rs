@@ -42,6 +42,11 @@ fn tool(cmd: &str, args: &[&str]) -> (bool, String) {
     )
 }
 
+fn hex_sha256(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
 fn manifest(dir: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()
 }
@@ -620,6 +625,38 @@ fn lockfile_round_trip() {
         sets.push(std::fs::read_to_string(d[0].join("packages.lock")).unwrap());
     }
     assert_eq!(sets[0], sets[1]);
+    // --json: one document on stdout naming the image directory and its artifacts' digests.
+    let out = t.path().join("o-json");
+    let o = ingot(&[
+        "build",
+        "-q",
+        "--json",
+        prof.to_str().unwrap(),
+        "--hardware",
+        hw.to_str().unwrap(),
+        "--locked",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let text = ok(&o, "build --json");
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{text}"));
+    let img = &doc["images"][0];
+    let dir = PathBuf::from(img["dir"].as_str().unwrap());
+    assert_eq!(dir, out.join("edge-minimal-1.0.0-x86_64"));
+    assert_eq!(
+        (img["image"].as_str(), img["arch"].as_str()),
+        (Some("edge-minimal"), Some("x86_64"))
+    );
+    let raw = std::fs::read(dir.join("disk.raw")).unwrap();
+    assert_eq!(
+        img["artifacts"]["disk.raw"]["sha256"].as_str().unwrap(),
+        hex_sha256(&raw)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("packages.lock")).unwrap(),
+        sets[0]
+    );
     // A changed profile no longer matches its lockfile.
     let text = std::fs::read_to_string(&prof).unwrap().replace(
         "include = [\"busybox-static\"]",
