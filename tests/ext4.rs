@@ -247,3 +247,69 @@ fn describe_names_the_file_a_byte_belongs_to() {
     );
     assert_eq!(plan.describe(1024), "superblock or group descriptors");
 }
+
+/// `debugfs -R "ea_get PATH NAME"`: an independent reader for extended attributes.
+fn ea_get(img: &std::path::Path, path: &str, name: &str) -> Vec<u8> {
+    let d = tempfile::tempdir().unwrap();
+    let dump = d.path().join("value");
+    let out = Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("ea_get -f {} {path} {name}", dump.display()))
+        .arg(img)
+        .output()
+        .expect("debugfs (e2fsprogs) must be installed");
+    std::fs::read(&dump).unwrap_or_else(|_| {
+        panic!(
+            "debugfs could not read {name} of {path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[test]
+fn extended_attributes_in_the_inode_and_in_their_own_block() {
+    let mut t = Tree::new();
+    let cap = vec![
+        1, 0, 0, 2, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    // Small: fits in the inode's spare space.
+    let mut small = file(b"\x7fELF", 0o755, 0);
+    small
+        .xattrs
+        .insert("security.capability".into(), cap.clone());
+    t.insert("usr/bin/ping", small).unwrap();
+    // Large: a SELinux-style label and a user attribute of 1000 bytes need an external block.
+    let mut big = file(b"data", 0o644, 0);
+    let label = b"system_u:object_r:container_file_t:s0:c1,c2\0".to_vec();
+    let blob: Vec<u8> = (0..1000u32).map(|i| (i * 7 % 251) as u8).collect();
+    big.xattrs.insert("security.selinux".into(), label.clone());
+    big.xattrs.insert("user.blob".into(), blob.clone());
+    big.xattrs.insert("user.odd".into(), b"abc".to_vec());
+    t.insert("srv/labelled", big).unwrap();
+    // A directory with a large attribute too.
+    let mut dir = Entry::new(Kind::Dir, 0o755);
+    dir.xattrs.insert("user.dirnote".into(), vec![b'x'; 300]);
+    t.insert("srv/dir", dir).unwrap();
+    let (_d, p) = write_image(&t, None);
+    e2fsck(&p);
+    compare(&t, &p);
+    assert_eq!(ea_get(&p, "/usr/bin/ping", "security.capability"), cap);
+    assert_eq!(ea_get(&p, "/srv/labelled", "security.selinux"), label);
+    assert_eq!(ea_get(&p, "/srv/labelled", "user.blob"), blob);
+    assert_eq!(ea_get(&p, "/srv/labelled", "user.odd"), b"abc");
+    assert_eq!(ea_get(&p, "/srv/dir", "user.dirnote"), vec![b'x'; 300]);
+
+    // Too large for one block: a clear error naming the path.
+    let mut huge = file(b"x", 0o644, 0);
+    huge.xattrs.insert("user.huge".into(), vec![0u8; 5000]);
+    let mut t2 = Tree::new();
+    t2.insert("etc/huge", huge).unwrap();
+    let err = match ext4::plan(&t2, &params(None)) {
+        Ok(_) => panic!("a 5000-byte attribute cannot fit one block"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("/etc/huge") && err.contains("extended attributes"),
+        "{err}"
+    );
+}

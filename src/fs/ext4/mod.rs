@@ -191,6 +191,10 @@ struct Node {
     size: u64,
     inline: Option<[u8; 60]>,
     xattrs: Vec<(u8, Vec<u8>, Vec<u8>)>,
+    /// The xattrs live in their own block (they do not fit in the inode); its number once
+    /// allocated.
+    xattr_external: bool,
+    xattr_block: Option<u64>,
     data: Data,
     extents: Vec<Extent>,
     leaf_blocks: Vec<u64>,
@@ -238,6 +242,56 @@ fn xattr_prefix(name: &str) -> (u8, &str) {
 
 const IN_INODE_XATTR: usize = INODE_SIZE - 128 - EXTRA_ISIZE as usize;
 
+/// Header of an external xattr block (the entries' terminator is counted in `need`).
+const XATTR_BLOCK_HEADER: usize = 32;
+
+/// The hash of one xattr entry (name, then the value's little-endian words), as the kernel's
+/// `ext4_xattr_hash_entry` computes it.
+fn xattr_entry_hash(name: &[u8], value: &[u8]) -> u32 {
+    let mut h = 0u32;
+    for &c in name {
+        h = (h << 5) ^ (h >> 27) ^ u32::from(c);
+    }
+    for w in value.chunks(4) {
+        let mut word = [0u8; 4];
+        word[..w.len()].copy_from_slice(w);
+        h = (h << 16) ^ (h >> 16) ^ u32::from_le_bytes(word);
+    }
+    h
+}
+
+/// An external xattr block: header, entries sorted as the kernel keeps them (index, name
+/// length, name), values packed down from the end, hashes and the metadata checksum.
+fn xattr_block(seed: u32, block: u64, xattrs: &[(u8, Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+    let mut b = vec![0u8; BLOCK as usize];
+    put32(&mut b, 0, 0xEA02_0000);
+    put32(&mut b, 4, 1); // refcount
+    put32(&mut b, 8, 1); // blocks
+    let mut sorted = xattrs.to_vec();
+    sorted.sort_by(|a, b| (a.0, a.1.len(), &a.1).cmp(&(b.0, b.1.len(), &b.1)));
+    let mut entry_off = XATTR_BLOCK_HEADER;
+    let mut value_end = BLOCK as usize;
+    let mut block_hash = 0u32;
+    for (idx, name, value) in &sorted {
+        value_end -= (value.len() + 3) & !3;
+        b[value_end..value_end + value.len()].copy_from_slice(value);
+        let h = xattr_entry_hash(name, value);
+        b[entry_off] = name.len() as u8;
+        b[entry_off + 1] = *idx;
+        put16(&mut b, entry_off + 2, value_end as u16);
+        put32(&mut b, entry_off + 4, 0);
+        put32(&mut b, entry_off + 8, value.len() as u32);
+        put32(&mut b, entry_off + 12, h);
+        b[entry_off + 16..entry_off + 16 + name.len()].copy_from_slice(name);
+        entry_off += 16 + ((name.len() + 3) & !3);
+        block_hash = (block_hash << 16) ^ (block_hash >> 16) ^ h;
+    }
+    put32(&mut b, 12, block_hash);
+    let c = crc32c(crc32c(seed, &block.to_le_bytes()), &b);
+    put32(&mut b, 16, c);
+    b
+}
+
 fn journal_blocks(total: u64) -> u32 {
     match total {
         t if t < 32768 => 1024,
@@ -277,7 +331,10 @@ impl Plan {
 pub fn plan(tree: &Tree, params: &Params) -> Result<Plan, Ext4Error> {
     let csum_seed = crc32c(!0, &params.uuid);
     let mut nodes = collect_nodes(tree, csum_seed)?;
-    let data_blocks: u64 = nodes.iter().map(Node::blocks_needed).sum();
+    let data_blocks: u64 = nodes
+        .iter()
+        .map(|n| n.blocks_needed() + u64::from(n.xattr_external))
+        .sum();
     let leaf_guess: u64 = nodes
         .iter()
         .map(|n| {
@@ -344,6 +401,9 @@ pub fn plan(tree: &Tree, params: &Params) -> Result<Plan, Ext4Error> {
     nodes[7].data = Data::Journal(journal_len);
     nodes[7].size = u64::from(journal_len) * BLOCK;
     for n in nodes.iter_mut() {
+        if n.xattr_external {
+            n.xattr_block = Some(p.alloc_runs(1)?[0].0);
+        }
         let need = n.blocks_needed();
         if need == 0 {
             continue;
@@ -416,6 +476,9 @@ impl Plan {
         for (i, n) in self.nodes.iter().enumerate() {
             if n.leaf_blocks.contains(&block) {
                 return format!("the extent tree of {}", name(i));
+            }
+            if n.xattr_block == Some(block) {
+                return format!("the extended attributes of {}", name(i));
             }
             if n.extents
                 .iter()
@@ -563,6 +626,8 @@ fn collect_nodes(tree: &Tree, seed: u32) -> Result<Vec<Node>, Ext4Error> {
         size: 0,
         inline: None,
         xattrs: Vec::new(),
+        xattr_external: false,
+        xattr_block: None,
         data: Data::None,
         extents: Vec::new(),
         leaf_blocks: Vec::new(),
@@ -592,6 +657,8 @@ fn collect_nodes(tree: &Tree, seed: u32) -> Result<Vec<Node>, Ext4Error> {
             size: blocks.len() as u64 * BLOCK,
             inline: None,
             xattrs: Vec::new(),
+            xattr_external: false,
+            xattr_block: None,
             data: Data::Dir(blocks),
             extents: Vec::new(),
             leaf_blocks: Vec::new(),
@@ -670,11 +737,16 @@ fn collect_nodes(tree: &Tree, seed: u32) -> Result<Vec<Node>, Ext4Error> {
             .map(|(_, n, v)| 16 + ((n.len() + 3) & !3) + ((v.len() + 3) & !3))
             .sum::<usize>();
         if !node.xattrs.is_empty() && need > IN_INODE_XATTR {
-            return Err(Ext4Error::XattrTooLarge {
-                path: path.to_string(),
-                needed: need,
-                room: IN_INODE_XATTR,
-            });
+            // Too big for the inode: all of them go to one external block.
+            let block_need = XATTR_BLOCK_HEADER + need;
+            if block_need > BLOCK as usize {
+                return Err(Ext4Error::XattrTooLarge {
+                    path: path.to_string(),
+                    needed: block_need,
+                    room: BLOCK as usize,
+                });
+            }
+            node.xattr_external = true;
         }
         nodes[ino as usize - 1] = node;
     }
@@ -706,8 +778,13 @@ impl Plan {
         put16(&mut b, 0x18, (n.gid & 0xFFFF) as u16);
         put16(&mut b, 0x1A, n.links.min(65000) as u16);
         let blocks = (n.extents.iter().map(|e| u64::from(e.len)).sum::<u64>()
-            + n.leaf_blocks.len() as u64)
+            + n.leaf_blocks.len() as u64
+            + u64::from(n.xattr_block.is_some()))
             * (BLOCK / 512);
+        if let Some(xb) = n.xattr_block {
+            put32(&mut b, 0x68, lo32(xb));
+            put16(&mut b, 0x76, (xb >> 32) as u16);
+        }
         put32(&mut b, 0x1C, lo32(blocks));
         put16(&mut b, 0x74, (blocks >> 32) as u16);
         put32(&mut b, 0x6C, hi32(n.size));
@@ -733,7 +810,7 @@ impl Plan {
             ib.resize(60, 0);
             b[0x28..0x28 + 60].copy_from_slice(&ib);
         }
-        if !n.xattrs.is_empty() {
+        if !n.xattrs.is_empty() && !n.xattr_external {
             let r = &mut b[128 + EXTRA_ISIZE as usize..];
             put32(r, 0, 0xEA02_0000);
             let region = r.len() - 4;
@@ -830,6 +907,9 @@ impl Plan {
         let out = &mut co;
         for (i, n) in self.nodes.iter().enumerate() {
             let ino = i as u32 + 1;
+            if let Some(xb) = n.xattr_block {
+                out.write_all_at(&xattr_block(seed, xb, &n.xattrs), xb * BLOCK)?;
+            }
             if n.extents.is_empty() {
                 continue;
             }
