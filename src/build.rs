@@ -446,6 +446,7 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
         if !st.success() {
             bail!("qemu-img convert to {fmt} failed");
         }
+        disk::pin_converted(&work.join(&name), fmt, &ident)?;
     }
     if profile.output.zstd {
         stages.next_plain(&format!(

@@ -256,6 +256,138 @@ pub fn sha256_range(path: &Path, offset: u64, len: u64) -> Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
+/// `qemu-img convert` stamps random identifiers into VMDK and VHDX files; replace them with
+/// ones derived from the image identity so that those artifacts are reproducible too.
+pub fn pin_converted(path: &Path, format: &str, identity: &str) -> Result<()> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match format {
+        "vmdk" => pin_vmdk(&f, identity),
+        "vhdx" => pin_vhdx(&f, identity),
+        _ => Ok(()),
+    }
+    .with_context(|| format!("pinning the identifiers of {}", path.display()))?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// VMDK (monolithicSparse): the descriptor's content id `CID=xxxxxxxx`, eight hex digits.
+fn pin_vmdk(f: &File, identity: &str) -> Result<()> {
+    let mut head = vec![0u8; 64 << 10];
+    let n = f.read_at(&mut head, 0)?;
+    head.truncate(n);
+    if head.get(..4) != Some(b"KDMV") {
+        bail!("not a sparse VMDK (no KDMV magic)");
+    }
+    let key = b"\nCID=";
+    let at = head
+        .windows(key.len())
+        .position(|w| w == key)
+        .context("no CID= line in the VMDK descriptor")?
+        + key.len();
+    let cid = format!(
+        "{:08x}",
+        derived_guid(identity, "vmdk-cid").as_u128() as u32
+    );
+    f.write_all_at(cid.as_bytes(), at as u64)?;
+    Ok(())
+}
+
+/// On-disk bytes of a GUID (first three fields little-endian), as VHDX stores them.
+fn guid_bytes(g: uuid::Uuid) -> [u8; 16] {
+    g.to_bytes_le()
+}
+
+/// VHDX: the file and data write GUIDs and sequence numbers of both headers (whose CRC-32C is
+/// then recomputed), the stale log entries (ignored while the headers' log GUID is zero) and
+/// the virtual disk id (Page 83 data) in the metadata region.
+fn pin_vhdx(f: &File, identity: &str) -> Result<()> {
+    const HEADERS: [u64; 2] = [64 << 10, 128 << 10];
+    let mut sig = [0u8; 8];
+    f.read_exact_at(&mut sig, 0)?;
+    if &sig != b"vhdxfile" {
+        bail!("not a VHDX file");
+    }
+    let mut hdrs = [vec![0u8; 4096], vec![0u8; 4096]];
+    for (h, off) in hdrs.iter_mut().zip(HEADERS) {
+        f.read_exact_at(h, off)?;
+        if &h[..4] != b"head" {
+            bail!("no VHDX header at {off}");
+        }
+    }
+    let seq = |h: &[u8]| u64::from_le_bytes(h[8..16].try_into().unwrap_or_default());
+    let base = seq(&hdrs[0]).min(seq(&hdrs[1]));
+    // Equal GUIDs stay equal, different ones stay different.
+    let mut seen: Vec<[u8; 16]> = Vec::new();
+    let mut pinned = |orig: &[u8]| -> [u8; 16] {
+        let o: [u8; 16] = orig.try_into().unwrap_or_default();
+        let i = seen.iter().position(|s| *s == o).unwrap_or_else(|| {
+            seen.push(o);
+            seen.len() - 1
+        });
+        guid_bytes(derived_guid(identity, &format!("vhdx-guid-{i}")))
+    };
+    let mut log = None;
+    for h in hdrs.iter_mut() {
+        if h[48..64].iter().any(|&b| b != 0) {
+            bail!("the VHDX log is still active (non-zero log GUID)");
+        }
+        let s = seq(h) - base + 1;
+        h[8..16].copy_from_slice(&s.to_le_bytes());
+        for field in [16..32, 32..48] {
+            let g = pinned(&h[field.clone()]);
+            h[field].copy_from_slice(&g);
+        }
+        let log_len = u32::from_le_bytes(h[68..72].try_into()?);
+        let log_off = u64::from_le_bytes(h[72..80].try_into()?);
+        log = Some((log_off, log_len));
+        h[4..8].fill(0);
+        let c = crc32c::crc32c(h);
+        h[4..8].copy_from_slice(&c.to_le_bytes());
+    }
+    for (h, off) in hdrs.iter().zip(HEADERS) {
+        f.write_all_at(h, off)?;
+    }
+    if let Some((off, len)) = log {
+        if len > 0 && off >= MIB {
+            f.write_all_at(&vec![0u8; len as usize], off)?;
+        }
+    }
+    // Region table → metadata region → the Page 83 item.
+    const METADATA_REGION: uuid::Uuid = uuid::uuid!("8B7CA206-4790-4B9A-B8FE-575F050F886E");
+    const PAGE83: uuid::Uuid = uuid::uuid!("BECA12AB-B2E6-4523-93EF-C309E000C746");
+    let mut rt = vec![0u8; 64 << 10];
+    f.read_exact_at(&mut rt, 192 << 10)?;
+    if &rt[..4] != b"regi" {
+        bail!("no VHDX region table");
+    }
+    let count = u32::from_le_bytes(rt[8..12].try_into()?) as usize;
+    let meta = (0..count.min(2047))
+        .map(|i| &rt[16 + i * 32..48 + i * 32])
+        .find(|e| e[..16] == guid_bytes(METADATA_REGION))
+        .map(|e| u64::from_le_bytes(e[16..24].try_into().unwrap_or_default()))
+        .context("no metadata region in the VHDX region table")?;
+    let mut table = vec![0u8; 64 << 10];
+    f.read_exact_at(&mut table, meta)?;
+    if &table[..8] != b"metadata" {
+        bail!("no VHDX metadata table");
+    }
+    let entries = u16::from_le_bytes(table[10..12].try_into()?) as usize;
+    let item = (0..entries.min(2047))
+        .map(|i| &table[32 + i * 32..64 + i * 32])
+        .find(|e| e[..16] == guid_bytes(PAGE83))
+        .map(|e| u32::from_le_bytes(e[16..20].try_into().unwrap_or_default()))
+        .context("no virtual disk id in the VHDX metadata")?;
+    f.write_all_at(
+        &guid_bytes(derived_guid(identity, "vhdx-disk-id")),
+        meta + u64::from(item),
+    )?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

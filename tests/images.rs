@@ -351,6 +351,8 @@ fn same_bytes(a: &[PathBuf], b: &[PathBuf]) {
             "disk.raw",
             "disk.raw.zst",
             "disk.qcow2",
+            "disk.vmdk",
+            "disk.vhdx",
             "manifest.json",
             "sbom.spdx.json",
             "sbom.cdx.json",
@@ -810,4 +812,49 @@ fn profile_mistakes_fail_the_build_and_failed_probes_reach_the_ready_line() {
         "{xml}"
     );
     no_qemu_left(&dirs[0].join("disk.raw"));
+}
+
+#[test]
+fn converted_formats_pass_qemu_img_check_match_the_raw_disk_and_reproduce() {
+    let t = tempfile::tempdir().unwrap();
+    let p = edge_variant(
+        t.path(),
+        "formats",
+        "[output]\nformats = [\"qcow2\", \"vmdk\", \"vhdx\"]\nzstd = false\n",
+    );
+    let a = build(p.to_str().unwrap(), &[], &t.path().join("a"), &[]);
+    let b = build(
+        p.to_str().unwrap(),
+        &[],
+        &t.path().join("b"),
+        &["--jobs", "1"],
+    );
+    let raw = a[0].join("disk.raw");
+    for fmt in ["qcow2", "vmdk", "vhdx"] {
+        let img = a[0].join(format!("disk.{fmt}"));
+        let (good, out) = tool("qemu-img", &["check", "-f", fmt, img.to_str().unwrap()]);
+        assert!(
+            good && out.contains("No errors"),
+            "qemu-img check {fmt}: {out}"
+        );
+        let (good, out) = tool(
+            "qemu-img",
+            &[
+                "compare",
+                "-f",
+                "raw",
+                "-F",
+                fmt,
+                raw.to_str().unwrap(),
+                img.to_str().unwrap(),
+            ],
+        );
+        assert!(good && out.contains("Images are identical"), "{fmt}: {out}");
+        assert!(
+            manifest(&a[0])["artifacts"][format!("disk.{fmt}")]["sha256"].is_string(),
+            "disk.{fmt} is not in the manifest"
+        );
+    }
+    // qemu-img stamps random ids into VMDK and VHDX; Ingot pins them, so both builds agree.
+    same_bytes(&a, &b);
 }
