@@ -550,6 +550,7 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
         &layout,
         &raw,
     )?;
+    manifest["contents"] = contents_by_origin(&tree);
     manifest["sysprep"] = json!({
         "identity": sysprep::identity_report(&tree),
         "operations": sysprep::OPERATIONS.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
@@ -612,6 +613,29 @@ fn artifact_names(dir: &Path) -> Result<Vec<String>> {
         .collect();
     v.sort();
     Ok(v)
+}
+
+/// Bytes of file content in the final image by where they came from: the package name, or
+/// Ingot's own origin tags (`ingot:profile`, …), or `ingot` for files with none. For
+/// `ingot inspect` and size budgets: what the image really carries, after sysprep and pruning.
+fn contents_by_origin(tree: &Tree) -> Value {
+    let mut by: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for (_, e) in tree.iter() {
+        if let crate::tree::Kind::File(c) = &e.kind {
+            let key = if e.origin.is_empty() {
+                "ingot".to_string()
+            } else {
+                e.origin.to_string()
+            };
+            let slot = by.entry(key).or_default();
+            slot.0 += c.len();
+            slot.1 += 1;
+        }
+    }
+    json!(by
+        .into_iter()
+        .map(|(k, (bytes, files))| (k, json!({"bytes": bytes, "files": files})))
+        .collect::<serde_json::Map<_, _>>())
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -817,12 +817,13 @@ fn build_summary(
 
 fn inspect(image: &Path, as_json: bool) -> Result<()> {
     let m = manifest_of(image)?;
-    let lock = Lockfile::load(&image.join("packages.lock")).ok();
-    let mut sizes: Vec<(u64, String)> = lock
-        .iter()
-        .flat_map(|l| l.target.iter())
-        .flat_map(|t| t.package.iter())
-        .map(|p| (p.info.size, format!("{} {}", p.info.name, p.info.version)))
+    // Bytes each package (or Ingot itself) contributes to the image, as the build recorded
+    // them after sysprep and module pruning.
+    let mut sizes: Vec<(u64, String)> = m["contents"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (v["bytes"].as_u64().unwrap_or(0), k.clone()))
         .collect();
     sizes.sort_by(|a, b| b.cmp(a));
     let identity =
@@ -866,9 +867,13 @@ fn inspect(image: &Path, as_json: bool) -> Result<()> {
     for (p, s) in &identity {
         println!("  {p:<40} {s}");
     }
-    println!("largest packages (.deb size)");
+    let total: u64 = sizes.iter().map(|(s, _)| s).sum();
+    println!(
+        "largest contributors (file bytes in the root filesystem; {} in all)",
+        config::ByteSize(total)
+    );
     for (s, n) in sizes.iter().take(15) {
-        println!("  {:>10}  {n}", s);
+        println!("  {:>10}  {n}", config::ByteSize(*s).to_string());
     }
     Ok(())
 }

@@ -95,6 +95,8 @@ impl fmt::Display for ByteSize {
             write!(f, "{:.2} GiB", b as f64 / (1u64 << 30) as f64)
         } else if b >= 1 << 20 {
             write!(f, "{:.1} MiB", b as f64 / (1u64 << 20) as f64)
+        } else if b >= 1 << 10 {
+            write!(f, "{:.1} KiB", b as f64 / 1024.0)
         } else {
             write!(f, "{b} bytes")
         }

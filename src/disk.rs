@@ -274,25 +274,46 @@ pub fn pin_converted(path: &Path, format: &str, identity: &str) -> Result<()> {
     Ok(())
 }
 
-/// VMDK (monolithicSparse): the descriptor's content id `CID=xxxxxxxx`, eight hex digits.
+/// VMDK (monolithicSparse): the descriptor's content id line `CID=…`. QEMU prints it without
+/// zero padding, so the descriptor text is rewritten whole within its fixed area.
 fn pin_vmdk(f: &File, identity: &str) -> Result<()> {
-    let mut head = vec![0u8; 64 << 10];
-    let n = f.read_at(&mut head, 0)?;
-    head.truncate(n);
-    if head.get(..4) != Some(b"KDMV") {
+    let mut head = [0u8; 512];
+    f.read_exact_at(&mut head, 0)?;
+    if &head[..4] != b"KDMV" {
         bail!("not a sparse VMDK (no KDMV magic)");
     }
-    let key = b"\nCID=";
-    let at = head
-        .windows(key.len())
-        .position(|w| w == key)
-        .context("no CID= line in the VMDK descriptor")?
-        + key.len();
+    let sectors = |at: usize| u64::from_le_bytes(head[at..at + 8].try_into().unwrap_or_default());
+    let (offset, size) = (sectors(28) * SECTOR, sectors(36) * SECTOR);
+    if offset == 0 || size == 0 || size > 1 << 20 {
+        bail!("no embedded VMDK descriptor");
+    }
+    let mut area = vec![0u8; size as usize];
+    f.read_exact_at(&mut area, offset)?;
+    let end = area.iter().position(|&b| b == 0).unwrap_or(area.len());
+    let text = std::str::from_utf8(&area[..end]).context("VMDK descriptor is not text")?;
     let cid = format!(
         "{:08x}",
         derived_guid(identity, "vmdk-cid").as_u128() as u32
     );
-    f.write_all_at(cid.as_bytes(), at as u64)?;
+    let mut found = false;
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        if line.starts_with("CID=") {
+            found = true;
+            out.push_str(&format!("CID={cid}\n"));
+        } else {
+            out.push_str(line);
+        }
+    }
+    if !found {
+        bail!("no CID= line in the VMDK descriptor");
+    }
+    if out.len() > area.len() {
+        bail!("the VMDK descriptor has no room for the pinned CID");
+    }
+    let mut new = out.into_bytes();
+    new.resize(area.len(), 0);
+    f.write_all_at(&new, offset)?;
     Ok(())
 }
 
@@ -390,6 +411,34 @@ fn pin_vhdx(f: &File, identity: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    fn fake_vmdk(dir: &Path, name: &str, cid: &str) -> std::path::PathBuf {
+        let mut d = vec![0u8; 512 * 24];
+        d[..4].copy_from_slice(b"KDMV");
+        d[28..36].copy_from_slice(&1u64.to_le_bytes());
+        d[36..44].copy_from_slice(&20u64.to_le_bytes());
+        let text = format!("# Disk DescriptorFile\nversion=1\nCID={cid}\nparentCID=ffffffff\ncreateType=\"monolithicSparse\"\n");
+        d[512..512 + text.len()].copy_from_slice(text.as_bytes());
+        let p = dir.join(name);
+        std::fs::write(&p, d).unwrap();
+        p
+    }
+
+    #[test]
+    fn vmdk_cid_is_pinned_whatever_its_width() {
+        let t = tempfile::tempdir().unwrap();
+        let a = fake_vmdk(t.path(), "a.vmdk", "9f3a21c4");
+        let b = fake_vmdk(t.path(), "b.vmdk", "3a21c4");
+        for p in [&a, &b] {
+            pin_converted(p, "vmdk", "img-1.0.0-x86_64").unwrap();
+        }
+        let (x, y) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+        assert_eq!(x, y);
+        let text = String::from_utf8_lossy(&x[512..1024]);
+        let cid = text.lines().find(|l| l.starts_with("CID=")).unwrap();
+        assert_eq!(cid.len(), 12, "{text}");
+        assert!(text.contains("\nparentCID=ffffffff\ncreateType"), "{text}");
+    }
+
     use super::*;
 
     #[test]

@@ -857,4 +857,22 @@ fn converted_formats_pass_qemu_img_check_match_the_raw_disk_and_reproduce() {
     }
     // qemu-img stamps random ids into VMDK and VHDX; Ingot pins them, so both builds agree.
     same_bytes(&a, &b);
+
+    // inspect: sizes are what each package left in the root filesystem, one row per package.
+    let o = ingot(&["inspect", "--json", a[0].to_str().unwrap()]);
+    ok(&o, "inspect --json");
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = doc["largest_packages"].as_array().unwrap();
+    let busybox: Vec<_> = rows.iter().filter(|r| r[1] == "busybox-static").collect();
+    assert_eq!(busybox.len(), 1, "{rows:?}");
+    let bytes = busybox[0][0].as_u64().unwrap();
+    assert!(
+        (1 << 20..8 << 20).contains(&bytes),
+        "busybox-static: {bytes} bytes"
+    );
+    let text = ok(&ingot(&["inspect", a[0].to_str().unwrap()]), "inspect");
+    assert!(
+        text.contains("esp") && text.contains("root") && text.contains("/etc/machine-id"),
+        "{text}"
+    );
 }
