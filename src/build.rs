@@ -231,6 +231,22 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
         epoch: 0,
     };
     let ident = id.id();
+    // Converted formats need qemu-img: say so before any work, not after the disk is written.
+    if let Some(f) = profile.output.formats.first() {
+        let found = std::process::Command::new("qemu-img")
+            .arg("--version")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            bail!(
+                "{}: [output] formats asks for disk.{}, which needs qemu-img: install the Debian package qemu-utils",
+                profile.path.display(),
+                format!("{f:?}").to_lowercase()
+            );
+        }
+    }
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("creating {}", opts.out.display()))?;
     clean_stale(&opts.out);

@@ -876,3 +876,93 @@ fn converted_formats_pass_qemu_img_check_match_the_raw_disk_and_reproduce() {
         "{text}"
     );
 }
+
+#[test]
+fn hardware_profiles_add_partitions_and_qemu_img_is_required_for_conversions() {
+    // An A/B layout from the hardware profile alone: a second root slot and a data partition.
+    let t = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::create_dir_all(t.path().join("hardware")).unwrap();
+    std::fs::create_dir_all(t.path().join("firmware")).unwrap();
+    std::fs::copy(
+        root.join("firmware/ovmf.toml"),
+        t.path().join("firmware/ovmf.toml"),
+    )
+    .unwrap();
+    let hw = t.path().join("hardware/ab.toml");
+    let text = std::fs::read_to_string(root.join("hardware/qemu-x86_64.toml"))
+        .unwrap()
+        .replace("name = \"qemu-x86_64\"", "name = \"qemu-x86_64-ab\"")
+        + "\n[[disk.partitions]]\nname = \"root-b\"\ntype = \"root\"\nsize = \"128MiB\"\n\n[[disk.partitions]]\nname = \"data\"\ntype = \"linux\"\nsize = \"32MiB\"\n";
+    std::fs::write(&hw, text).unwrap();
+    let dirs = build(
+        "profiles/edge-minimal.toml",
+        &[hw.to_str().unwrap()],
+        &t.path().join("out"),
+        &[],
+    );
+    check_disk(&dirs[0], t.path());
+    let m = manifest(&dirs[0]);
+    let parts: Vec<(String, String, u64)> = m["disk"]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["type"].as_str().unwrap().to_string(),
+                p["size"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let names: Vec<&str> = parts.iter().map(|p| p.0.as_str()).collect();
+    assert_eq!(names, ["esp", "root", "root-b", "data"], "{parts:?}");
+    let x86_root = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709";
+    assert_eq!(parts[1].1, x86_root);
+    assert_eq!((parts[2].1.as_str(), parts[2].2), (x86_root, 128 << 20));
+    assert_eq!(
+        (parts[3].1.as_str(), parts[3].2),
+        ("0FC63DAF-8483-4772-8E79-3D69D8477DE4", 32 << 20)
+    );
+    // sgdisk, reading the GPT itself, sees the same names.
+    let (good, out) = tool(
+        "sgdisk",
+        &["-p", dirs[0].join("disk.raw").to_str().unwrap()],
+    );
+    assert!(
+        good && out.contains("root-b") && out.contains("data"),
+        "{out}"
+    );
+    // The extra partitions do not confuse the initramfs: it still boots root by PARTUUID.
+    ok(
+        &ingot(&["boot-test", dirs[0].to_str().unwrap(), "--boots", "1"]),
+        "boot-test of the A/B layout",
+    );
+
+    // Asking for disk.qcow2 without qemu-img on PATH: a clear error, and no image left.
+    let p = edge_variant(t.path(), "qcow", "[output]\nformats = [\"qcow2\"]\n");
+    let out = t.path().join("noqemu");
+    let o = Command::new(env!("CARGO_BIN_EXE_ingot"))
+        .args([
+            "build",
+            "-q",
+            p.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .current_dir(root)
+        .env("PATH", t.path().join("empty-path"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("qemu-img") && err.contains("qemu-utils"),
+        "{err}"
+    );
+    assert!(
+        std::fs::read_dir(&out).map_or(true, |mut d| d.next().is_none()),
+        "a failed build left output in {}",
+        out.display()
+    );
+}
