@@ -304,7 +304,12 @@ pub fn run(cli: Cli) -> Result<()> {
             };
             for h in &hardware {
                 let hw = config::load_hardware(h)?;
+                let pb = spinner(
+                    &format!("resolving {} for {}", p.image.name, hw.name),
+                    live(quiet),
+                );
                 lock.target.push(packages::resolve_target(&src, &p, &hw)?);
+                pb.finish_and_clear();
             }
             let path = packages::lock_path(&profile);
             packages::cache::write_atomic(&path, lock.to_toml()?.as_bytes())?;
@@ -321,7 +326,12 @@ pub fn run(cli: Cli) -> Result<()> {
             let src = source(&so, &p.distribution.suite, quiet)?;
             for h in &hardware {
                 let hw = config::load_hardware(h)?;
+                let pb = spinner(
+                    &format!("resolving {} for {}", p.image.name, hw.name),
+                    live(quiet),
+                );
                 let set = packages::package_set(&src, &p, &hw, locked)?;
+                pb.finish_and_clear();
                 let ready = packages::fetch_all(&src, &set.package)?;
                 let fw = config::firmware_for(&hw)?;
                 packages::fetch_firmware(&src, &fw)?;
@@ -637,6 +647,19 @@ fn boot_test(
         .collect::<Result<Vec<_>>>()?;
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results = std::sync::Mutex::new(Vec::new());
+    // One spinner per running boot on a terminal; plain lines otherwise.
+    let live = live(quiet);
+    let multi = indicatif::MultiProgress::new();
+    if !live {
+        multi.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let say = |line: String| {
+        if live {
+            let _ = multi.println(line);
+        } else if !quiet {
+            eprintln!("{line}");
+        }
+    };
     std::thread::scope(|s| {
         for _ in 0..jobs.max(1).min(specs.len()) {
             s.spawn(|| loop {
@@ -646,7 +669,9 @@ fn boot_test(
                 let mut cases = Vec::new();
                 for n in 1..=boots {
                     let log = dir.join(format!("boot-{n}.console.log"));
+                    let pb = multi.add(spinner(&format!("{} boot {n}/{boots}", dir.display()), live));
                     let out = qemu::boot_once(spec, timeout, &log, dir);
+                    pb.finish_and_clear();
                     let case = match out {
                         Ok(o) => {
                             let mut failure = o.failure.clone();
@@ -659,9 +684,7 @@ fn boot_test(
                                     failure = Some(format!("machine id `{}` is not 32 hex digits", r.machine_id));
                                 }
                             }
-                            if !quiet {
-                                eprintln!("{} boot {n}: {} in {:.1}s", dir.display(), failure.as_deref().unwrap_or("ready"), o.seconds);
-                            }
+                            say(format!("{} boot {n}: {} in {:.1}s", dir.display(), failure.as_deref().unwrap_or("ready"), o.seconds));
                             json!({"boot": n, "ok": failure.is_none(), "seconds": o.seconds, "failure": failure, "ready": o.ready, "console_log": o.log, "tail": if failure.is_some() { o.tail.clone() } else { vec![] }})
                         }
                         Err(e) => json!({"boot": n, "ok": false, "seconds": 0.0, "failure": format!("{e:#}"), "tail": []}),
@@ -789,6 +812,27 @@ pub fn junit_xml(results: &[serde_json::Value]) -> String {
         }
     }
     format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites tests=\"{total}\" failures=\"{failures}\">\n<testsuite name=\"ingot boot-test\" tests=\"{total}\" failures=\"{failures}\">\n{cases}</testsuite>\n</testsuites>\n")
+}
+
+/// A spinner with the elapsed time (drawn only when `live`: a terminal and not quiet).
+fn spinner(msg: &str, live: bool) -> indicatif::ProgressBar {
+    if !live {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new_spinner();
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    pb.set_message(msg.to_string());
+    pb.enable_steady_tick(Duration::from_millis(120));
+    pb
+}
+
+/// Whether progress is drawn: stderr is a terminal and `--quiet` was not given.
+fn live(quiet: bool) -> bool {
+    use std::io::IsTerminal;
+    !quiet && std::io::stderr().is_terminal()
 }
 
 /// One built image for `build --json`: what CI needs to pick the artifacts up.

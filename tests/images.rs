@@ -616,6 +616,7 @@ fn lockfile_round_trip() {
     let lock = std::fs::read_to_string(t.path().join("edge.lock")).unwrap();
     assert!(lock.contains("sha256 = ") && lock.contains("busybox-static"));
     let mut sets = Vec::new();
+    let mut dirs = Vec::new();
     for n in 0..2 {
         let out = t.path().join(format!("o{n}"));
         let d = build(
@@ -625,8 +626,11 @@ fn lockfile_round_trip() {
             &["--locked"],
         );
         sets.push(std::fs::read_to_string(d[0].join("packages.lock")).unwrap());
+        dirs.push(d[0].clone());
     }
     assert_eq!(sets[0], sets[1]);
+    // Same profile, hardware and lockfile, another output directory: the same bytes.
+    same_bytes(&dirs[..1], &dirs[1..]);
     // --json: one document on stdout naming the image directory and its artifacts' digests.
     let out = t.path().join("o-json");
     let o = ingot(&[
@@ -938,6 +942,40 @@ fn hardware_profiles_add_partitions_and_qemu_img_is_required_for_conversions() {
         &ingot(&["boot-test", dirs[0].to_str().unwrap(), "--boots", "1"]),
         "boot-test of the A/B layout",
     );
+
+    // Without QEMU on PATH, boot-test names the Debian package to install.
+    let o = Command::new(env!("CARGO_BIN_EXE_ingot"))
+        .args(["boot-test", dirs[0].to_str().unwrap(), "--boots", "1"])
+        .current_dir(root)
+        .env("PATH", t.path().join("empty-path"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("qemu-system-x86_64 not found") && err.contains("qemu-system-x86"),
+        "{err}"
+    );
+
+    // A size budget smaller than the image: a clear error naming the budget, no image left.
+    let tight = edge_variant(t.path(), "tight", "[output]\nsize_budget = \"4MiB\"\n");
+    let out = t.path().join("tight-out");
+    let o = ingot(&[
+        "build",
+        "-q",
+        tight.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("size budget exceeded")
+            && err.contains("4.0 MiB")
+            && err.contains("size_budget"),
+        "{err}"
+    );
+    assert!(std::fs::read_dir(&out).map_or(true, |mut d| d.next().is_none()));
 
     // Asking for disk.qcow2 without qemu-img on PATH: a clear error, and no image left.
     let p = edge_variant(t.path(), "qcow", "[output]\nformats = [\"qcow2\"]\n");

@@ -404,6 +404,48 @@ pub(crate) mod tests {
         );
     }
 
+    /// One PAX extended-header record: `LEN KEY=VALUE\n`, LEN counting the whole record.
+    fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
+        let body = key.len() + value.len() + 3; // space, '=', newline
+        let mut len = body + 1;
+        while len != body + len.to_string().len() {
+            len = body + len.to_string().len();
+        }
+        let mut r = format!("{len} {key}=").into_bytes();
+        r.extend_from_slice(value);
+        r.push(b'\n');
+        assert_eq!(r.len(), len);
+        r
+    }
+
+    #[test]
+    fn pax_extended_attributes_reach_the_tree() {
+        use tar::EntryType::*;
+        let cap = [
+            1u8, 0, 0, 2, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        let mut pax = pax_record("SCHILY.xattr.security.capability", &cap);
+        pax.extend(pax_record("SCHILY.xattr.user.origin", b"test"));
+        let deb = make_deb(
+            "Package: a\n",
+            &[
+                ("./usr/", Directory, b"", ""),
+                ("./usr/bin/", Directory, b"", ""),
+                ("./PaxHeaders/ping", XHeader, &pax, ""),
+                ("./usr/bin/ping", Regular, b"\x7fELF", ""),
+                ("./usr/bin/plain", Regular, b"x", ""),
+            ],
+        );
+        let (_d, t) = unpack_bytes(&deb).unwrap();
+        let ping = t.get("usr/bin/ping").unwrap();
+        assert_eq!(ping.xattrs.get("security.capability").unwrap(), &cap);
+        assert_eq!(ping.xattrs.get("user.origin").unwrap(), b"test");
+        assert_eq!(ping.xattrs.len(), 2);
+        // The extension belongs to the one entry after it.
+        assert!(t.get("usr/bin/plain").unwrap().xattrs.is_empty());
+        assert!(t.get("PaxHeaders/ping").is_none());
+    }
+
     #[test]
     fn truncated_ar_is_rejected() {
         let ok = make_deb("Package: a\n", &[]);
