@@ -11,7 +11,8 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::assemble::{self, boot, Identity};
+use crate::assemble::{self, Identity};
+use crate::boot;
 use crate::config::{self, ByteSize, Hardware, Profile};
 use crate::disk;
 use crate::fs::ext4;
@@ -289,7 +290,7 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
 
     stages.next(&format!("[{ident}] assembling"))?;
     let kernel = boot::find_kernel(&tree)?;
-    assemble::kmod::depmod(&mut tree, &kernel.release)?;
+    boot::kmod::depmod(&mut tree, &kernel.release)?;
     let init_modules = boot::resolve_modules(
         &tree,
         &kernel.release,
@@ -306,7 +307,7 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
         )?;
         keep.extend(init_modules.iter().cloned());
         assemble::prune_modules(&mut tree, &kernel.release, &keep, &[]);
-        assemble::kmod::depmod(&mut tree, &kernel.release)?;
+        boot::kmod::depmod(&mut tree, &kernel.release)?;
     } else if hw.prune_modules {
         assemble::prune_modules(
             &mut tree,
@@ -314,7 +315,7 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
             &init_modules,
             &hw.keep_module_dirs,
         );
-        assemble::kmod::depmod(&mut tree, &kernel.release)?;
+        boot::kmod::depmod(&mut tree, &kernel.release)?;
     }
     if !profile.sysprep.keep_docs {
         assemble::strip_docs(&mut tree);

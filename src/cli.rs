@@ -393,7 +393,10 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Verify { image, key } => {
             let pk = minisign::PublicKey::from_file(&key)?;
-            crate::trust::verify_dir(&image, &pk)?;
+            let pb = spinner(&format!("verifying {}", image.display()), live(quiet));
+            let checked = crate::trust::verify_dir(&image, &pk);
+            pb.finish_and_clear();
+            checked?;
             println!(
                 "{}: signature and every artifact digest verified",
                 image.display()

@@ -1,9 +1,10 @@
 //! Ingot bakes golden disk images from Debian packages: rootless, reproducible, signed and
 //! boot-tested in QEMU. The modules follow the build from top to bottom:
-//! config → packages → tree → assemble → sysprep → fs → disk → trust → qemu, with `build`
-//! running the pipeline and `cli` on top.
+//! config → packages → tree → assemble (system) and boot (kernel, initramfs, boot loader) →
+//! sysprep → fs → disk → trust → qemu, with `build` running the pipeline and `cli` on top.
 
 pub mod assemble;
+pub mod boot;
 pub mod build;
 pub mod cli;
 pub mod config;

@@ -1,10 +1,7 @@
 //! System assembly: the work maintainer scripts would do, done declaratively on the tree —
-//! users, services, alternatives, CA bundle, os-release, labels, agents, the check-in agent —
-//! plus the boot chain (kernel, initramfs, systemd-boot and its entry).
+//! users, services, networking, alternatives, CA bundle, os-release, labels, agents, the
+//! check-in agent. The boot chain (kernel, initramfs, systemd-boot) is `crate::boot`.
 
-pub mod boot;
-pub mod cpio;
-pub mod kmod;
 pub mod users;
 
 use std::collections::BTreeMap;

@@ -3,12 +3,14 @@
 //! the root partition by PARTUUID), systemd-boot as the removable-media boot loader, and a Boot
 //! Loader Specification entry.
 
+pub mod cpio;
+pub mod kmod;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 
 use anyhow::{bail, Context, Result};
 
-use super::cpio;
 use crate::config::{Arch, Hardware};
 use crate::tree::{Entry, Kind, Tree};
 
