@@ -654,6 +654,14 @@ mod signed_repo_tests {
         // A second run is served from the cache, even with the pool gone.
         std::fs::remove_dir_all(r.path("pool")).unwrap();
         assert_eq!(fetch_all(&src, &set).unwrap().len(), 3);
+        // And with the whole archive gone (air-gapped after `ingot fetch`): the cached
+        // InRelease is verified again and the indexes come from the cache by digest.
+        std::fs::remove_dir_all(r.path("dists")).unwrap();
+        assert_eq!(
+            resolve_names(&r, &["app"]).unwrap(),
+            ["app=1.0-1", "libfoo=2.1-1", "tinymta=1:0.9"]
+        );
+        assert_eq!(fetch_all(&src, &set).unwrap().len(), 3);
     }
 
     #[test]
