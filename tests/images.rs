@@ -95,6 +95,16 @@ fn check_disk(dir: &Path, tmp: &Path) {
     let _ = std::fs::remove_file(root);
 }
 
+/// Run a debugfs request against the image's root filesystem (extracted to `tmp`): an
+/// independent reader of what the image holds.
+fn debugfs_root(dir: &Path, tmp: &Path, request: &str) -> String {
+    let root = tmp.join("root-for-debugfs.img");
+    extract_partition(dir, "root", &root);
+    let (_, out) = tool("debugfs", &["-R", request, root.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&root);
+    out
+}
+
 fn build(profile: &str, hws: &[&str], out: &Path, extra: &[&str]) -> Vec<PathBuf> {
     let mut args = vec!["build", "-q", profile, "--out", out.to_str().unwrap()];
     for h in hws {
@@ -286,8 +296,21 @@ fn edge_minimal_builds_checks_boots_signs_and_reproduces() {
     }
     let (good, o) = tool("python3", &["-c", &format!("import xml.etree.ElementTree as E\nr=E.parse('{}').getroot()\nassert r.tag=='testsuites'\ns=r.find('testsuite')\nassert int(s.get('tests'))==4 and int(s.get('failures'))==0, s.attrib\nassert len(s.findall('testcase'))==4\n", junit.display())]);
     assert!(good, "JUnit report: {o}");
-    // The image itself holds no machine id.
+    // The image itself holds no machine id: the manifest says so, and debugfs reading the
+    // root filesystem agrees.
     assert_eq!(manifest(&dirs[0])["sysprep"]["identity"][0][1], "empty");
+    for d in &dirs {
+        let text = debugfs_root(d, t.path(), "cat /etc/machine-id");
+        let content: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with("debugfs "))
+            .collect();
+        assert!(
+            content.iter().all(|l| l.trim().is_empty()),
+            "/etc/machine-id in {}: {text}",
+            d.display()
+        );
+    }
 
     // Ctrl-C during a rebuild into the same directory: exit 130, the previous image untouched,
     // no temporary files left. Ctrl-C during a boot test: exit 130 and no QEMU left.
@@ -444,6 +467,24 @@ fn vm_base_boots_on_both_arches() {
         "2",
     ];
     ok(&ingot(&args), "boot-test vm-base");
+    // No identity baked in, read back independently: machine-id is `uninitialized` or empty,
+    // no SSH host keys, no random seed.
+    for d in &dirs {
+        let id = debugfs_root(d, t.path(), "cat /etc/machine-id");
+        let id: Vec<&str> = id.lines().filter(|l| !l.starts_with("debugfs ")).collect();
+        assert!(
+            id.iter()
+                .all(|l| l.trim().is_empty() || l.trim() == "uninitialized"),
+            "/etc/machine-id: {id:?}"
+        );
+        let ssh = debugfs_root(d, t.path(), "ls /etc/ssh");
+        assert!(
+            ssh.contains("sshd_config") && !ssh.contains("ssh_host_"),
+            "{ssh}"
+        );
+        let seed = debugfs_root(d, t.path(), "stat /var/lib/systemd/random-seed");
+        assert!(seed.contains("not found"), "{seed}");
+    }
     // Reproducible: a second build elsewhere with other --jobs gives the same bytes.
     let again = build(
         "profiles/vm-base.toml",
