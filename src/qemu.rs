@@ -504,6 +504,7 @@ pub fn boot_once(spec: &VmSpec, timeout: Duration, log: &Path, work: &Path) -> R
         log: log.to_path_buf(),
     };
     let mut fatal_at: Option<Instant> = None;
+    let mut bds_failure: Option<String> = None;
     loop {
         if crate::interrupt::requested() {
             outcome.failure = Some("interrupted".into());
@@ -529,6 +530,29 @@ pub fn boot_once(spec: &VmSpec, timeout: Duration, log: &Path, work: &Path) -> R
                     break;
                 }
                 let lower = line.to_ascii_lowercase();
+                if line.contains("BdsDxe: failed to load") {
+                    let at = line.find("BdsDxe:").unwrap_or(0);
+                    bds_failure = Some(line[at..].trim().to_string());
+                }
+                // The firmware fell back to its built-in shell: no boot entry on the disk worked.
+                if outcome.failure.is_none()
+                    && (line.contains("UEFI Interactive Shell")
+                        || line.contains("starting") && line.contains("EFI Internal Shell"))
+                {
+                    outcome.failure = Some(format!(
+                        "UEFI found nothing bootable on the disk and fell back to its shell{}; check that the ESP holds EFI/BOOT/{} (systemd-boot)",
+                        bds_failure
+                            .as_deref()
+                            .map(|b| format!(" ({b})"))
+                            .unwrap_or_default(),
+                        match spec.arch {
+                            Arch::X86_64 => "BOOTX64.EFI",
+                            Arch::Aarch64 => "BOOTAA64.EFI",
+                        }
+                    ));
+                    outcome.seconds = start.elapsed().as_secs_f64();
+                    fatal_at = Some(Instant::now());
+                }
                 if outcome.failure.is_none()
                     && (line.contains("Kernel panic")
                         || line.contains("ingot-initramfs: FATAL")

@@ -496,7 +496,7 @@ fn vm_base_boots_on_both_arches() {
 }
 
 #[test]
-fn broken_root_fails_fast_with_console_tail_and_no_stray_qemu() {
+fn broken_root_and_wiped_esp_fail_fast_with_console_tail_and_no_stray_qemu() {
     let t = tempfile::tempdir().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let hwdir = t.path().join("hardware");
@@ -544,6 +544,57 @@ fn broken_root_fails_fast_with_console_tail_and_no_stray_qemu() {
         "{xml}"
     );
     no_qemu_left(&dirs[0].join("disk.raw"));
+
+    // An image whose ESP was wiped: UEFI finds no boot loader and drops to its shell; the boot
+    // test says so at once instead of waiting for the timeout.
+    let good = build(
+        "profiles/edge-minimal.toml",
+        &[],
+        &t.path().join("good"),
+        &[],
+    );
+    let wiped = t.path().join("wiped");
+    std::fs::create_dir_all(&wiped).unwrap();
+    for f in ["disk.raw", "manifest.json"] {
+        std::fs::copy(good[0].join(f), wiped.join(f)).unwrap();
+    }
+    let esp = manifest(&wiped)["disk"]["partitions"][0]["offset"]
+        .as_u64()
+        .unwrap();
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(wiped.join("disk.raw"))
+            .unwrap();
+        f.write_all_at(&vec![0u8; 1 << 20], esp).unwrap();
+    }
+    let report = t.path().join("wiped.json");
+    let start = std::time::Instant::now();
+    let o = ingot(&[
+        "boot-test",
+        wiped.to_str().unwrap(),
+        "--boots",
+        "1",
+        "--timeout",
+        "120",
+        "--json",
+        report.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(start.elapsed().as_secs() < 60, "did not fail fast");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let failure = r["images"][0]["boots"][0]["failure"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        failure.contains("fell back to its shell")
+            && failure.contains("failed to load")
+            && failure.contains("BOOTX64.EFI"),
+        "{failure}"
+    );
+    no_qemu_left(&wiped.join("disk.raw"));
 }
 
 #[test]
