@@ -47,6 +47,8 @@ pub struct Built {
     pub layout: disk::Layout,
     /// The root filesystem's plan, to say which file a byte of disk.raw belongs to.
     pub root_plan: Arc<ext4::Plan>,
+    /// What was written to manifest.json.
+    pub manifest: Value,
 }
 
 impl Built {
@@ -96,6 +98,27 @@ fn log(quiet: bool, msg: &str) {
 /// zstd worker threads for `disk.raw.zst`.
 const ZSTD_WORKERS: u32 = 4;
 
+/// Whether progress is drawn: stderr is a terminal and `--quiet` was not given.
+pub fn live(quiet: bool) -> bool {
+    use std::io::IsTerminal;
+    !quiet && std::io::stderr().is_terminal()
+}
+
+/// A spinner with the elapsed time, drawn only when `live` (hidden otherwise).
+pub fn spinner(msg: &str, live: bool) -> indicatif::ProgressBar {
+    if !live {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new_spinner();
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    pb.set_message(msg.to_string());
+    pb.enable_steady_tick(std::time::Duration::from_millis(120));
+    pb
+}
+
 /// The build's stages on stderr: a spinner with the elapsed time on a terminal (kept as a
 /// line with its duration when the stage ends), one plain line per stage otherwise.
 struct Stages {
@@ -111,30 +134,16 @@ impl Stages {
         }
     }
 
-    fn live() -> bool {
-        use std::io::IsTerminal;
-        std::io::stderr().is_terminal()
-    }
-
     /// Start a stage: stop here if Ctrl-C arrived, otherwise say what comes next.
     fn next(&mut self, msg: &str) -> Result<()> {
         crate::interrupt::check()?;
         self.end();
-        if self.quiet {
-            return Ok(());
+        if live(self.quiet) {
+            let pb = spinner(msg, true);
+            self.current = Some((pb, msg.to_string(), std::time::Instant::now()));
+        } else {
+            log(self.quiet, msg);
         }
-        if !Self::live() {
-            eprintln!("{msg}");
-            return Ok(());
-        }
-        let pb = indicatif::ProgressBar::new_spinner();
-        pb.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-        );
-        pb.set_message(msg.to_string());
-        pb.enable_steady_tick(std::time::Duration::from_millis(120));
-        self.current = Some((pb, msg.to_string(), std::time::Instant::now()));
         Ok(())
     }
 
@@ -148,7 +157,7 @@ impl Stages {
 
     /// A byte-count bar for the current stage (hidden when quiet or not on a terminal).
     fn bytes(&self, total: u64) -> indicatif::ProgressBar {
-        if self.quiet || !Self::live() {
+        if !live(self.quiet) {
             return indicatif::ProgressBar::hidden();
         }
         let pb = indicatif::ProgressBar::new(total);
@@ -531,12 +540,21 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
         .as_deref()
         .map(minisign::SecretKey::from_file)
         .transpose()?;
-    // Each artifact is hashed once: the provenance subjects and the manifest share the digests.
+    // Each artifact is hashed once: the provenance subjects and the manifest share the digests,
+    // and disk.raw is read a single time for its own digest and its partitions'.
+    let (raw_digest, part_digests) = disk::sha256_with_partitions(&raw, &layout)?;
     let mut digests: BTreeMap<String, (String, u64)> = BTreeMap::new();
+    digests.insert("disk.raw".into(), raw_digest);
     for name in artifact_names(&work)? {
-        let d = sha256_file(&work.join(&name))?;
-        digests.insert(name, d);
+        if let std::collections::btree_map::Entry::Vacant(slot) = digests.entry(name) {
+            let d = sha256_file(&work.join(slot.key()))?;
+            slot.insert(d);
+        }
     }
+    let lock_digest = digests
+        .get("packages.lock")
+        .map(|(h, _)| h.clone())
+        .context("packages.lock was not written")?;
     let outputs: Vec<(String, String)> = digests
         .iter()
         .map(|(n, (h, _))| (n.clone(), h.clone()))
@@ -549,7 +567,7 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
             "locked": opts.locked, "sourceDateEpoch": epoch,
         }),
         set.releases.iter().map(|(s, d)| json!({"uri": format!("{}/dists/{s}/InRelease", src.mirror_for(s)), "digest": {"sha256": d}}))
-            .chain(std::iter::once(json!({"name": "packages.lock", "digest": {"sha256": sha256_file(&work.join("packages.lock"))?.0}})))
+            .chain(std::iter::once(json!({"name": "packages.lock", "digest": {"sha256": lock_digest}})))
             .collect(),
         epoch,
     );
@@ -565,7 +583,7 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
         &id,
         &labels,
         &layout,
-        &raw,
+        &part_digests,
     )?;
     manifest["contents"] = contents_by_origin(&tree);
     manifest["sysprep"] = json!({
@@ -610,6 +628,7 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
         data_bytes,
         layout,
         root_plan: Arc::new(plan),
+        manifest,
     })
 }
 
@@ -633,8 +652,8 @@ fn artifact_names(dir: &Path) -> Result<Vec<String>> {
 }
 
 /// Bytes of file content in the final image by where they came from: the package name, or
-/// Ingot's own origin tags (`ingot:profile`, …), or `ingot` for files with none. For
-/// `ingot inspect` and size budgets: what the image really carries, after sysprep and pruning.
+/// Ingot's own origin tags (`ingot:profile`, …), or `ingot` for files with none: what the
+/// image really carries after sysprep and pruning, for `ingot inspect`.
 fn contents_by_origin(tree: &Tree) -> Value {
     let mut by: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for (_, e) in tree.iter() {
@@ -664,7 +683,7 @@ fn manifest_json(
     id: &Identity,
     labels: &BTreeMap<String, String>,
     layout: &disk::Layout,
-    raw: &Path,
+    part_digests: &[String],
 ) -> Result<Value> {
     let mut arts = serde_json::Map::new();
     for name in artifact_names(work)? {
@@ -676,8 +695,8 @@ fn manifest_json(
         arts.insert(name, json!({"sha256": sha, "size": size}));
     }
     let mut parts = Vec::new();
-    for p in &layout.partitions {
-        parts.push(json!({"name": p.name, "type": p.type_guid, "guid": p.guid, "offset": p.offset, "size": p.size, "sha256": disk::sha256_range(raw, p.offset, p.size)?}));
+    for (p, sha) in layout.partitions.iter().zip(part_digests) {
+        parts.push(json!({"name": p.name, "type": p.type_guid, "guid": p.guid, "offset": p.offset, "size": p.size, "sha256": sha}));
     }
     Ok(json!({
         "image": id.name, "version": id.version, "arch": id.arch, "id": id.id(),
@@ -688,7 +707,7 @@ fn manifest_json(
         "boot": {"hardware": hw, "firmware": config::firmware_for(hw)?},
         "labels": labels, "artifacts": arts,
         "disk": {"guid": layout.disk_guid, "size": layout.size, "partitions": parts},
-        "lockfile_sha256": sha256_file(&work.join("packages.lock"))?.0,
+        "lockfile_sha256": digests["packages.lock"].0,
         "ingot_version": env!("CARGO_PKG_VERSION"), "source_date_epoch": id.epoch,
     }))
 }

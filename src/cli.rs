@@ -278,7 +278,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     }
                 }
                 if as_json {
-                    report.push(build_summary(&b, check_reproducible, started.elapsed())?);
+                    report.push(build_summary(&b, check_reproducible, started.elapsed()));
                 } else {
                     println!("{}", b.dir.display());
                 }
@@ -304,9 +304,9 @@ pub fn run(cli: Cli) -> Result<()> {
             };
             for h in &hardware {
                 let hw = config::load_hardware(h)?;
-                let pb = spinner(
+                let pb = build::spinner(
                     &format!("resolving {} for {}", p.image.name, hw.name),
-                    live(quiet),
+                    build::live(quiet),
                 );
                 lock.target.push(packages::resolve_target(&src, &p, &hw)?);
                 pb.finish_and_clear();
@@ -326,9 +326,9 @@ pub fn run(cli: Cli) -> Result<()> {
             let src = source(&so, &p.distribution.suite, quiet)?;
             for h in &hardware {
                 let hw = config::load_hardware(h)?;
-                let pb = spinner(
+                let pb = build::spinner(
                     &format!("resolving {} for {}", p.image.name, hw.name),
-                    live(quiet),
+                    build::live(quiet),
                 );
                 let set = packages::package_set(&src, &p, &hw, locked)?;
                 pb.finish_and_clear();
@@ -393,7 +393,10 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Verify { image, key } => {
             let pk = minisign::PublicKey::from_file(&key)?;
-            let pb = spinner(&format!("verifying {}", image.display()), live(quiet));
+            let pb = build::spinner(
+                &format!("verifying {}", image.display()),
+                build::live(quiet),
+            );
             let checked = crate::trust::verify_dir(&image, &pk);
             pb.finish_and_clear();
             checked?;
@@ -599,27 +602,22 @@ fn vm_spec(
     quiet: bool,
 ) -> Result<qemu::VmSpec> {
     let m = manifest_of(image)?;
-    let hw_file = m["hardware"]["file"]
-        .as_str()
-        .context("manifest names no hardware file")?;
-    let (hw, fw): (config::Hardware, config::Firmware) = match (
-        serde_json::from_value(m["boot"]["hardware"].clone()),
-        serde_json::from_value(m["boot"]["firmware"].clone()),
-    ) {
-        (Ok(h), Ok(f)) => (h, f),
-        // Older manifests only name the hardware file: look for it in the project.
-        _ => {
-            let hw_path = ["hardware", "../hardware"]
-                .iter()
-                .map(|d| Path::new(d).join(hw_file))
-                .find(|p| p.exists())
-                .or_else(|| std::env::var_os("INGOT_HARDWARE_DIR").map(|d| Path::new(&d).join(hw_file)))
-                .with_context(|| format!("{}: the manifest carries no boot settings and hardware profile {hw_file} was not found (run from the project directory or set INGOT_HARDWARE_DIR)", image.display()))?;
-            let hw = config::load_hardware(&hw_path)?;
-            let fw = config::firmware_for(&hw)?;
-            (hw, fw)
-        }
-    };
+    // The manifest carries the hardware and firmware settings, so an image directory boots
+    // wherever it is copied, without the project's hardware/ and firmware/ directories.
+    let hw: config::Hardware =
+        serde_json::from_value(m["boot"]["hardware"].clone()).with_context(|| {
+            format!(
+                "{}: manifest.json has no usable boot.hardware (rebuild the image with this Ingot)",
+                image.display()
+            )
+        })?;
+    let fw: config::Firmware =
+        serde_json::from_value(m["boot"]["firmware"].clone()).with_context(|| {
+            format!(
+                "{}: manifest.json has no usable boot.firmware (rebuild the image with this Ingot)",
+                image.display()
+            )
+        })?;
     let src = source(so, &fw.suite, quiet)?;
     let (code, vars) = packages::fetch_firmware(&src, &fw)?;
     Ok(qemu::VmSpec {
@@ -651,7 +649,7 @@ fn boot_test(
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results = std::sync::Mutex::new(Vec::new());
     // One spinner per running boot on a terminal; plain lines otherwise.
-    let live = live(quiet);
+    let live = build::live(quiet);
     let multi = indicatif::MultiProgress::new();
     if !live {
         multi.set_draw_target(indicatif::ProgressDrawTarget::hidden());
@@ -672,7 +670,7 @@ fn boot_test(
                 let mut cases = Vec::new();
                 for n in 1..=boots {
                     let log = dir.join(format!("boot-{n}.console.log"));
-                    let pb = multi.add(spinner(&format!("{} boot {n}/{boots}", dir.display()), live));
+                    let pb = multi.add(build::spinner(&format!("{} boot {n}/{boots}", dir.display()), live));
                     let out = qemu::boot_once(spec, timeout, &log, dir);
                     pb.finish_and_clear();
                     let case = match out {
@@ -817,38 +815,14 @@ pub fn junit_xml(results: &[serde_json::Value]) -> String {
     format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites tests=\"{total}\" failures=\"{failures}\">\n<testsuite name=\"ingot boot-test\" tests=\"{total}\" failures=\"{failures}\">\n{cases}</testsuite>\n</testsuites>\n")
 }
 
-/// A spinner with the elapsed time (drawn only when `live`: a terminal and not quiet).
-fn spinner(msg: &str, live: bool) -> indicatif::ProgressBar {
-    if !live {
-        return indicatif::ProgressBar::hidden();
-    }
-    let pb = indicatif::ProgressBar::new_spinner();
-    pb.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-    );
-    pb.set_message(msg.to_string());
-    pb.enable_steady_tick(Duration::from_millis(120));
-    pb
-}
-
-/// Whether progress is drawn: stderr is a terminal and `--quiet` was not given.
-fn live(quiet: bool) -> bool {
-    use std::io::IsTerminal;
-    !quiet && std::io::stderr().is_terminal()
-}
-
 /// One built image for `build --json`: what CI needs to pick the artifacts up.
 fn build_summary(
     b: &build::Built,
     reproducible_checked: bool,
     took: std::time::Duration,
-) -> Result<serde_json::Value> {
-    let m: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(b.dir.join("manifest.json"))
-            .with_context(|| format!("reading {}/manifest.json", b.dir.display()))?,
-    )?;
-    Ok(json!({
+) -> serde_json::Value {
+    let m = &b.manifest;
+    json!({
         "dir": b.dir,
         "image": m["image"],
         "version": m["version"],
@@ -859,7 +833,7 @@ fn build_summary(
         "signed": b.dir.join("manifest.json.sig").exists(),
         "reproducible_checked": reproducible_checked,
         "seconds": (took.as_secs_f64() * 100.0).round() / 100.0,
-    }))
+    })
 }
 
 fn inspect(image: &Path, as_json: bool) -> Result<()> {

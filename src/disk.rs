@@ -241,19 +241,36 @@ pub fn write_gpt(file: &mut File, l: &Layout) -> Result<()> {
     Ok(())
 }
 
-/// Read a file's bytes `[offset, offset+len)` and hash them (per-partition digests).
-pub fn sha256_range(path: &Path, offset: u64, len: u64) -> Result<String> {
-    let f = File::open(path)?;
-    let mut h = Sha256::new();
+/// SHA-256 and size of the whole disk image and of each partition, in one sequential read.
+pub fn sha256_with_partitions(path: &Path, l: &Layout) -> Result<((String, u64), Vec<String>)> {
+    let mut f = File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut whole = Sha256::new();
+    let mut parts: Vec<Sha256> = l.partitions.iter().map(|_| Sha256::new()).collect();
     let mut buf = vec![0u8; 1 << 20];
-    let mut done = 0;
-    while done < len {
-        let n = (len - done).min(buf.len() as u64) as usize;
-        f.read_exact_at(&mut buf[..n], offset + done)?;
-        h.update(&buf[..n]);
-        done += n as u64;
+    let mut pos = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        let chunk = &buf[..n];
+        whole.update(chunk);
+        let end = pos + n as u64;
+        for (p, h) in l.partitions.iter().zip(parts.iter_mut()) {
+            let (a, b) = (p.offset.max(pos), (p.offset + p.size).min(end));
+            if a < b {
+                h.update(&chunk[(a - pos) as usize..(b - pos) as usize]);
+            }
+        }
+        pos = end;
     }
-    Ok(hex::encode(h.finalize()))
+    Ok((
+        (hex::encode(whole.finalize()), pos),
+        parts
+            .into_iter()
+            .map(|h| hex::encode(h.finalize()))
+            .collect(),
+    ))
 }
 
 /// `qemu-img convert` stamps random identifiers into VMDK and VHDX files; replace them with
@@ -322,6 +339,15 @@ fn guid_bytes(g: uuid::Uuid) -> [u8; 16] {
     g.to_bytes_le()
 }
 
+/// The 32-byte entry whose leading GUID is `id`, in a 64 KiB VHDX table (region table or
+/// metadata table) whose entries start at `first`.
+fn vhdx_entry(table: &[u8], first: usize, count: usize, id: uuid::Uuid) -> Option<&[u8]> {
+    table[first..]
+        .chunks_exact(32)
+        .take(count)
+        .find(|e| e[..16] == guid_bytes(id))
+}
+
 /// VHDX: the file and data write GUIDs and sequence numbers of both headers (whose CRC-32C is
 /// then recomputed), the stale log entries (ignored while the headers' log GUID is zero) and
 /// the virtual disk id (Page 83 data) in the metadata region.
@@ -386,9 +412,7 @@ fn pin_vhdx(f: &File, identity: &str) -> Result<()> {
         bail!("no VHDX region table");
     }
     let count = u32::from_le_bytes(rt[8..12].try_into()?) as usize;
-    let meta = (0..count.min(2047))
-        .map(|i| &rt[16 + i * 32..48 + i * 32])
-        .find(|e| e[..16] == guid_bytes(METADATA_REGION))
+    let meta = vhdx_entry(&rt, 16, count, METADATA_REGION)
         .map(|e| u64::from_le_bytes(e[16..24].try_into().unwrap_or_default()))
         .context("no metadata region in the VHDX region table")?;
     let mut table = vec![0u8; 64 << 10];
@@ -397,9 +421,7 @@ fn pin_vhdx(f: &File, identity: &str) -> Result<()> {
         bail!("no VHDX metadata table");
     }
     let entries = u16::from_le_bytes(table[10..12].try_into()?) as usize;
-    let item = (0..entries.min(2047))
-        .map(|i| &table[32 + i * 32..64 + i * 32])
-        .find(|e| e[..16] == guid_bytes(PAGE83))
+    let item = vhdx_entry(&table, 32, entries, PAGE83)
         .map(|e| u32::from_le_bytes(e[16..20].try_into().unwrap_or_default()))
         .context("no virtual disk id in the VHDX metadata")?;
     f.write_all_at(

@@ -391,19 +391,13 @@ fn primed_vars(spec: &VmSpec) -> Result<PathBuf> {
     let mut a = args(spec, &tmp, false);
     // Firmware only: no disk, network or rng device, so no boot entry can be recorded.
     strip_devices(&mut a);
-    let child = Command::new(binary(spec.arch))
-        .args(&a)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {}", binary(spec.arch)))?;
-    let _registered = crate::interrupt::ChildGuard::new(child.id());
-    let mut child = KillOnDrop(child);
+    let (mut child, _registered) = start_vm(spec, &a, Stdio::null())?;
     let mut out = child.0.stdout.take().context("no stdout")?;
     let (tx, rx) = mpsc::channel::<bool>();
     std::thread::spawn(move || {
         use std::io::Read;
+        const MARK: &[u8] = b"startup.nsh";
+        // The unread end of the previous chunk, so a mark split across reads is still seen.
         let mut seen = Vec::new();
         let mut buf = [0u8; 4096];
         while let Ok(n) = out.read(&mut buf) {
@@ -412,10 +406,11 @@ fn primed_vars(spec: &VmSpec) -> Result<PathBuf> {
             }
             seen.extend_from_slice(&buf[..n]);
             // The UEFI shell's start-up countdown: boot manager work is over.
-            if seen.windows(11).any(|w| w == b"startup.nsh") {
+            if seen.windows(MARK.len()).any(|w| w == MARK) {
                 let _ = tx.send(true);
                 return;
             }
+            seen.drain(..seen.len().saturating_sub(MARK.len() - 1));
         }
         let _ = tx.send(false);
     });
@@ -436,6 +431,24 @@ fn primed_vars(spec: &VmSpec) -> Result<PathBuf> {
     }
     std::fs::rename(&tmp, &dest).with_context(|| format!("writing {}", dest.display()))?;
     Ok(dest)
+}
+
+/// Start QEMU for `spec` with stdout piped. The child is registered for Ctrl-C and killed
+/// when the returned guards drop.
+fn start_vm(
+    spec: &VmSpec,
+    args: &[String],
+    stderr: Stdio,
+) -> Result<(KillOnDrop, crate::interrupt::ChildGuard)> {
+    let child = Command::new(binary(spec.arch))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .with_context(|| format!("starting {}", binary(spec.arch)))?;
+    let registered = crate::interrupt::ChildGuard::new(child.id());
+    Ok((KillOnDrop(child), registered))
 }
 
 /// Remove the disk, network and rng devices (and their back ends) from an argument list.
@@ -467,15 +480,7 @@ pub fn boot_once(spec: &VmSpec, timeout: Duration, log: &Path, work: &Path) -> R
     std::fs::copy(&template, &vars)
         .with_context(|| format!("copying UEFI variables {}", template.display()))?;
     let start = Instant::now();
-    let child = Command::new(binary(spec.arch))
-        .args(args(spec, &vars, false))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting {}", binary(spec.arch)))?;
-    let _registered = crate::interrupt::ChildGuard::new(child.id());
-    let mut child = KillOnDrop(child);
+    let (mut child, _registered) = start_vm(spec, &args(spec, &vars, false), Stdio::piped())?;
     let stdout = child.0.stdout.take().context("no stdout")?;
     let stderr = child.0.stderr.take().context("no stderr")?;
     let (tx, rx) = mpsc::channel::<Option<String>>();

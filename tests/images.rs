@@ -13,6 +13,34 @@ fn ingot(args: &[&str]) -> Output {
         .expect("running ingot")
 }
 
+/// Run ingot (with PATH replaced when given, to hide host tools), expecting exit status 1;
+/// return its stderr.
+fn ingot_fails(args: &[&str], path: Option<&Path>) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ingot"));
+    cmd.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
+    if let Some(p) = path {
+        cmd.env("PATH", p);
+    }
+    let o = cmd.output().expect("running ingot");
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "ingot {args:?}: {err}");
+    err
+}
+
+/// `ingot build -q PROFILE --out OUT`, expected to fail: its stderr.
+fn build_fails(profile: &Path, out: &Path, path: Option<&Path>) -> String {
+    ingot_fails(
+        &[
+            "build",
+            "-q",
+            profile.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        path,
+    )
+}
+
 fn ok(o: &Output, what: &str) -> String {
     let text = format!(
         "{}{}",
@@ -613,16 +641,17 @@ fn check_reproducible_names_the_file_that_differs() {
     )
     .unwrap();
     let out = t.path().join("out");
-    let o = ingot(&[
-        "build",
-        "-q",
-        p.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--check-reproducible",
-    ]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = ingot_fails(
+        &[
+            "build",
+            "-q",
+            p.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--check-reproducible",
+        ],
+        None,
+    );
     assert!(
         err.contains("not reproducible: disk.raw differs")
             && err.contains("partition `root` (ext4), the contents of /etc/nonce"),
@@ -761,17 +790,19 @@ fn lockfile_round_trip() {
         "include = [\"busybox-static\", \"zlib1g\"]",
     );
     std::fs::write(&prof, text).unwrap();
-    let o = ingot(&[
-        "build",
-        prof.to_str().unwrap(),
-        "--hardware",
-        hw.to_str().unwrap(),
-        "--locked",
-        "--out",
-        t.path().join("o3").to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("changed since the lockfile"));
+    let err = ingot_fails(
+        &[
+            "build",
+            prof.to_str().unwrap(),
+            "--hardware",
+            hw.to_str().unwrap(),
+            "--locked",
+            "--out",
+            t.path().join("o3").to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(err.contains("changed since the lockfile"), "{err}");
 }
 
 /// A profile on top of edge-minimal, written into `dir`.
@@ -803,15 +834,7 @@ fn profile_mistakes_fail_the_build_and_failed_probes_reach_the_ready_line() {
     )
     .unwrap();
     let leaky = edge_variant(t.path(), "leaky", "overlays = [\"overlay\"]\n");
-    let o = ingot(&[
-        "build",
-        "-q",
-        leaky.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = build_fails(&leaky, &out, None);
     assert!(
         err.contains("/etc/app/deploy_key") && err.contains("private key"),
         "{err}"
@@ -842,15 +865,7 @@ fn profile_mistakes_fail_the_build_and_failed_probes_reach_the_ready_line() {
     .unwrap()
     .replace("modules = [\"virtio_net\"]", "modules = [\"virtio_nett\"]");
     std::fs::write(&typo, text).unwrap();
-    let o = ingot(&[
-        "build",
-        "-q",
-        typo.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = build_fails(&typo, &out, None);
     assert!(
         err.contains("no module or alias `virtio_nett`")
             && err.contains("did you mean `virtio_net`"),
@@ -1036,14 +1051,11 @@ fn hardware_profiles_add_partitions_and_qemu_img_is_required_for_conversions() {
     );
 
     // Without QEMU on PATH, boot-test names the Debian package to install.
-    let o = Command::new(env!("CARGO_BIN_EXE_ingot"))
-        .args(["boot-test", dirs[0].to_str().unwrap(), "--boots", "1"])
-        .current_dir(root)
-        .env("PATH", t.path().join("empty-path"))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let empty_path = t.path().join("empty-path");
+    let err = ingot_fails(
+        &["boot-test", dirs[0].to_str().unwrap(), "--boots", "1"],
+        Some(&empty_path),
+    );
     assert!(
         err.contains("qemu-system-x86_64 not found") && err.contains("qemu-system-x86"),
         "{err}"
@@ -1052,15 +1064,7 @@ fn hardware_profiles_add_partitions_and_qemu_img_is_required_for_conversions() {
     // A size budget smaller than the image: a clear error naming the budget, no image left.
     let tight = edge_variant(t.path(), "tight", "[output]\nsize_budget = \"4MiB\"\n");
     let out = t.path().join("tight-out");
-    let o = ingot(&[
-        "build",
-        "-q",
-        tight.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = build_fails(&tight, &out, None);
     assert!(
         err.contains("size budget exceeded")
             && err.contains("4.0 MiB")
@@ -1072,20 +1076,7 @@ fn hardware_profiles_add_partitions_and_qemu_img_is_required_for_conversions() {
     // Asking for disk.qcow2 without qemu-img on PATH: a clear error, and no image left.
     let p = edge_variant(t.path(), "qcow", "[output]\nformats = [\"qcow2\"]\n");
     let out = t.path().join("noqemu");
-    let o = Command::new(env!("CARGO_BIN_EXE_ingot"))
-        .args([
-            "build",
-            "-q",
-            p.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .current_dir(root)
-        .env("PATH", t.path().join("empty-path"))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = build_fails(&p, &out, Some(&empty_path));
     assert!(
         err.contains("qemu-img") && err.contains("qemu-utils"),
         "{err}"
