@@ -99,6 +99,11 @@ pub enum Cmd {
         /// JSON report.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Directory for each boot's console log, IMAGE.boot-N.console.log (default: beside the
+        /// --json or else the --junit report; without either, a new directory under the system's
+        /// temporary directory, printed at the end). The image directories are never written.
+        #[arg(long)]
+        logs: Option<PathBuf>,
         /// Force `kvm` or `tcg`.
         #[arg(long)]
         accel: Option<String>,
@@ -413,6 +418,7 @@ pub fn run(cli: Cli) -> Result<()> {
             boots,
             junit,
             json,
+            logs,
             accel,
             source: so,
         } => {
@@ -423,6 +429,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 boots,
                 junit.as_deref(),
                 json.as_deref(),
+                logs.as_deref(),
                 jobs,
                 accel.as_deref(),
                 &so,
@@ -435,7 +442,8 @@ pub fn run(cli: Cli) -> Result<()> {
             source: so,
         } => {
             let spec = vm_spec(&image, accel.as_deref(), &so, quiet)?;
-            let code = qemu::run_interactive(&spec, &image)?;
+            let work = tempfile_in_temp("ingot-run")?;
+            let code = qemu::run_interactive(&spec, work.path())?;
             if code != 0 {
                 bail!("QEMU exited with status {code}");
             }
@@ -637,6 +645,7 @@ fn boot_test(
     boots: u32,
     junit: Option<&Path>,
     json_out: Option<&Path>,
+    logs: Option<&Path>,
     jobs: usize,
     accel: Option<&str>,
     so: &SourceOpts,
@@ -646,6 +655,10 @@ fn boot_test(
         .iter()
         .map(|i| vm_spec(i, accel, so, quiet).map(|s| (i.clone(), s)))
         .collect::<Result<Vec<_>>>()?;
+    let log_dir = boot_log_dir(logs, json_out, junit)?;
+    let names = log_names(images);
+    // Per-boot scratch files (UEFI variable copies) live here, never in an image directory.
+    let work = tempfile_in_temp("ingot-boot-test")?;
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results = std::sync::Mutex::new(Vec::new());
     // One spinner per running boot on a terminal; plain lines otherwise.
@@ -669,9 +682,9 @@ fn boot_test(
                 let m = manifest_of(dir).unwrap_or_default();
                 let mut cases = Vec::new();
                 for n in 1..=boots {
-                    let log = dir.join(format!("boot-{n}.console.log"));
+                    let log = log_dir.join(format!("{}.boot-{n}.console.log", names[i]));
                     let pb = multi.add(build::spinner(&format!("{} boot {n}/{boots}", dir.display()), live));
-                    let out = qemu::boot_once(spec, timeout, &log, dir);
+                    let out = qemu::boot_once(spec, timeout, &log, work.path());
                     pb.finish_and_clear();
                     let case = match out {
                         Ok(o) => {
@@ -745,6 +758,9 @@ fn boot_test(
             eprintln!("FAIL {}: {f}", r["image"].as_str().unwrap_or(""));
         }
     }
+    if logs.is_none() && json_out.is_none() && junit.is_none() && !quiet {
+        eprintln!("console logs: {}", log_dir.display());
+    }
     if failed {
         crate::interrupt::check()?;
         bail!("boot test failed");
@@ -754,6 +770,51 @@ fn boot_test(
         results.len()
     );
     Ok(())
+}
+
+/// Where boot-test keeps console logs: `--logs`, else beside the JSON or JUnit report, else a
+/// new directory under the system's temporary directory (kept: it is the only copy).
+fn boot_log_dir(logs: Option<&Path>, json: Option<&Path>, junit: Option<&Path>) -> Result<PathBuf> {
+    let dir = match logs.or(json).or(junit) {
+        Some(p) if logs.is_some() => p.to_path_buf(),
+        Some(report) => match report.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        },
+        None => tempfile_in_temp("ingot-boot-logs")?.keep(),
+    };
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("creating the log directory {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// One log-name stem per image: the directory's name (`edge-minimal-1.0.0-x86_64`), with `-2`,
+/// `-3`… when two image directories share a name.
+fn log_names(images: &[PathBuf]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for i in images {
+        let base = i
+            .canonicalize()
+            .unwrap_or_else(|_| i.clone())
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "image".into());
+        let mut name = base.clone();
+        let mut k = 2;
+        while names.contains(&name) {
+            name = format!("{base}-{k}");
+            k += 1;
+        }
+        names.push(name);
+    }
+    names
+}
+
+fn tempfile_in_temp(prefix: &str) -> Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix(&format!("{prefix}-"))
+        .tempdir()
+        .context("creating a directory under the system's temporary directory")
 }
 
 fn xml_escape(s: &str) -> String {
@@ -918,7 +979,39 @@ fn identity_from_disk(image: &Path) -> Result<Vec<(String, String)>> {
 
 #[cfg(test)]
 mod tests {
-    use super::explain_difference;
+    use super::{boot_log_dir, explain_difference, log_names};
+    use std::path::{Path, PathBuf};
+
+    #[test]
+    fn console_logs_go_beside_the_report_with_one_name_per_image() {
+        let t = tempfile::tempdir().unwrap();
+        let report = t.path().join("ci").join("report.xml");
+        assert_eq!(
+            boot_log_dir(None, None, Some(&report)).unwrap(),
+            t.path().join("ci")
+        );
+        let json = t.path().join("j").join("r.json");
+        assert_eq!(
+            boot_log_dir(None, Some(&json), Some(&report)).unwrap(),
+            t.path().join("j")
+        );
+        let logs = t.path().join("logs");
+        assert_eq!(boot_log_dir(Some(&logs), Some(&json), None).unwrap(), logs);
+        assert!(logs.is_dir());
+        assert_eq!(
+            boot_log_dir(None, Some(Path::new("r.json")), None).unwrap(),
+            PathBuf::from(".")
+        );
+        let names = log_names(&[
+            PathBuf::from("/nonexistent/a/edge-1.0-x86_64"),
+            PathBuf::from("/nonexistent/b/edge-1.0-x86_64"),
+            PathBuf::from("/nonexistent/b/edge-1.0-aarch64"),
+        ]);
+        assert_eq!(
+            names,
+            ["edge-1.0-x86_64", "edge-1.0-x86_64-2", "edge-1.0-aarch64"]
+        );
+    }
 
     #[test]
     fn differences_are_named_by_json_path_or_line() {

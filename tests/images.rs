@@ -289,6 +289,15 @@ fn edge_minimal_builds_checks_boots_signs_and_reproduces() {
     std::fs::write(&mp, orig).unwrap();
 
     // Boot both arches twice: INGOT-READY with every agent ok, two different machine ids.
+    let listing = |d: &Path| {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let before: Vec<Vec<String>> = dirs.iter().map(|d| listing(d)).collect();
     let junit = t.path().join("report.xml");
     let json = t.path().join("report.json");
     let o = ingot(&[
@@ -308,6 +317,22 @@ fn edge_minimal_builds_checks_boots_signs_and_reproduces() {
     ]);
     ok(&o, "boot-test edge-minimal");
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    // Console logs sit beside the report, one per image and boot; the image directories are
+    // left exactly as the build wrote them.
+    for d in &dirs {
+        let name = d.file_name().unwrap().to_string_lossy();
+        for n in 1..=2 {
+            let log = t.path().join(format!("{name}.boot-{n}.console.log"));
+            let text =
+                std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+            assert!(text.contains("INGOT-READY image=edge-minimal"), "{text}");
+        }
+    }
+    assert_eq!(
+        dirs.iter().map(|d| listing(d)).collect::<Vec<_>>(),
+        before,
+        "boot-test wrote into an image directory"
+    );
     for img in report["images"].as_array().unwrap() {
         let ids: Vec<&str> = img["boots"]
             .as_array()
