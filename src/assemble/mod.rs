@@ -206,21 +206,28 @@ fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-/// The check-in agent: waits for every agent's probe and prints the one `INGOT-READY` line.
+/// The check-in agent: waits for every agent's probe (all at once, so the slowest decides) and
+/// prints the one `INGOT-READY` line, agents in the order given (assemble passes them sorted by name).
 fn ready_script(id: &Identity, agents: &[Agent]) -> String {
     let mut s = String::from(
-        "#!/bin/sh\n# Ingot check-in agent: waits for each agent's readiness probe, then prints one line\n# to the console for boot tests and fleet tooling.\nPATH=/usr/sbin:/usr/bin:/sbin:/bin\nprobe() {\n  # Poll ten times a second (agents usually come up within a fraction of one) for t seconds.\n  t=$1; shift\n  i=0\n  while [ \"$i\" -lt \"$((t * 10))\" ]; do\n    if sh -c \"$1\" >/dev/null 2>&1; then echo ok; return; fi\n    sleep 0.1 2>/dev/null || { sleep 1; i=$((i + 9)); }\n    i=$((i + 1))\n  done\n  echo fail\n}\nagents=\"\"\n",
+        "#!/bin/sh\n# Ingot check-in agent: waits for each agent's readiness probe, then prints one line\n# to the console for boot tests and fleet tooling.\nPATH=/usr/sbin:/usr/bin:/sbin:/bin\nprobe() {\n  # Poll twenty times a second (agents usually come up within a fraction of one) for t seconds.\n  t=$1; shift\n  i=0\n  while [ \"$i\" -lt \"$((t * 20))\" ]; do\n    if sh -c \"$1\" >/dev/null 2>&1; then echo ok; return; fi\n    sleep 0.05 2>/dev/null || { sleep 1; i=$((i + 19)); }\n    i=$((i + 1))\n  done\n  echo fail\n}\nd=${INGOT_READY_DIR:-/run/ingot-ready}\nrm -rf \"$d\"; mkdir -p \"$d\"\n",
     );
-    for a in agents {
+    for (n, a) in agents.iter().enumerate() {
         s.push_str(&format!(
-            "agents=\"$agents${{agents:+,}}{}:$(probe {} {})\"\n",
-            a.name,
+            "probe {} {} > \"$d/{n}\" &\n",
             a.probe_timeout,
             shell_quote(&a.probe)
         ));
     }
+    s.push_str("wait\nagents=\"\"\n");
+    for (n, a) in agents.iter().enumerate() {
+        s.push_str(&format!(
+            "read -r r < \"$d/{n}\"; agents=\"$agents${{agents:+,}}{}:${{r:-fail}}\"\n",
+            a.name
+        ));
+    }
     s.push_str(&format!(
-        "mid=$(cat /etc/machine-id 2>/dev/null)\nup=$(cut -d' ' -f1 /proc/uptime)\necho \"INGOT-READY image={} version={} machine-id=$mid agents=$agents uptime=$up\" > /dev/console\n",
+        "rm -rf \"$d\"\nmid=$(cat /etc/machine-id 2>/dev/null)\nread -r up _ < /proc/uptime\necho \"INGOT-READY image={} version={} machine-id=$mid agents=$agents uptime=$up\" > \"${{INGOT_CONSOLE:-/dev/console}}\"\n",
         id.name, id.version
     ));
     s
@@ -280,8 +287,10 @@ fn busybox_init(tree: &mut Tree, profile: &Profile, console: &str) -> Result<()>
         0o644,
     )?;
     let mut rcs = String::from(
-        "#!/bin/sh\n# Written by ingot: bring the system up, start the agents, check in.\nPATH=/usr/sbin:/usr/bin:/sbin:/bin\nmount -t proc proc /proc\nmount -t sysfs sysfs /sys\nmount -t devtmpfs devtmpfs /dev 2>/dev/null\nmkdir -p /dev/pts /run /tmp\nmount -t devpts devpts /dev/pts\nmount -t tmpfs -o mode=0755 tmpfs /run\nmount -t tmpfs -o mode=1777 tmpfs /tmp\nmount -o remount,rw /\n# First boot: a fresh machine id (the image ships an empty one).\nif [ ! -s /etc/machine-id ]; then tr -d '-' < /proc/sys/kernel/random/uuid > /etc/machine-id; fi\nhostname \"$(cat /etc/hostname 2>/dev/null || true)\" 2>/dev/null\n[ -s /etc/hostname ] || hostname localhost\nip link set lo up 2>/dev/null\nfor s in /etc/rc.d/S*; do [ -x \"$s\" ] && \"$s\" start; done\n",
+        "#!/bin/sh\n# Written by ingot: bring the system up, start the agents, check in.\nPATH=/usr/sbin:/usr/bin:/sbin:/bin\nmount -t proc proc /proc\nmount -t sysfs sysfs /sys\nmount -t devtmpfs devtmpfs /dev 2>/dev/null\nmkdir -p /dev/pts /run /tmp\nmount -t devpts devpts /dev/pts\nmount -t tmpfs -o mode=0755 tmpfs /run\nmount -t tmpfs -o mode=1777 tmpfs /tmp\nmount -o remount,rw /\n",
     );
+    // Drivers and the DHCP client start first: the lease is what a boot usually waits for
+    // last, so asking for it early shortens time-to-ready.
     if let Some(mods) = profile.kernel.modules.as_ref().filter(|m| !m.is_empty()) {
         rcs.push_str(&format!(
             "# Modules the profile's [kernel] table names.\nfor m in {}; do modprobe \"$m\" || echo \"ingot: modprobe $m failed\" >/dev/console; done\n",
@@ -291,8 +300,9 @@ fn busybox_init(tree: &mut Tree, profile: &Profile, console: &str) -> Result<()>
     if profile.network.dhcp {
         put(tree, "usr/lib/ingot/udhcpc", UDHCPC_HOOK, 0o755)?;
         resolv_conf_link(tree, "../run/resolv.conf")?;
-        rcs.push_str("# [network] dhcp: a lease for every Ethernet interface, renewed in the background.\nfor n in /sys/class/net/*; do\n  [ \"$(cat \"$n/type\" 2>/dev/null)\" = 1 ] || continue\n  i=${n##*/}\n  ip link set \"$i\" up\n  udhcpc -f -S -i \"$i\" -s /usr/lib/ingot/udhcpc >/dev/null 2>&1 </dev/null &\ndone\n");
+        rcs.push_str("# [network] dhcp: a lease for every Ethernet interface, renewed in the background.\nfor n in /sys/class/net/*; do\n  read -r ty < \"$n/type\" 2>/dev/null; [ \"$ty\" = 1 ] || continue\n  i=${n##*/}\n  ip link set \"$i\" up\n  udhcpc -f -S -i \"$i\" -s /usr/lib/ingot/udhcpc >/dev/null 2>&1 </dev/null &\ndone\n");
     }
+    rcs.push_str("# First boot: a fresh machine id (the image ships an empty one).\nif [ ! -s /etc/machine-id ]; then tr -d '-' < /proc/sys/kernel/random/uuid > /etc/machine-id; fi\nhostname \"$(cat /etc/hostname 2>/dev/null || true)\" 2>/dev/null\n[ -s /etc/hostname ] || hostname localhost\nip link set lo up 2>/dev/null\nfor s in /etc/rc.d/S*; do [ -x \"$s\" ] && \"$s\" start; done\n");
     for a in &profile.agents {
         if let Some(cmd) = &a.service {
             rcs.push_str(&format!(
@@ -649,20 +659,47 @@ mod tests {
             arch: "x86_64".into(),
             epoch: 0,
         };
-        let a = Agent {
-            name: "hb".into(),
+        let t = tempfile::tempdir().unwrap();
+        let flag = t.path().join("late flag");
+        let agent = |name: &str, probe: String, timeout: u32| Agent {
+            name: name.into(),
             packages: vec![],
             files: vec![],
             service: None,
-            probe: "test -f '/run/x'".into(),
-            probe_timeout: 5,
+            probe,
+            probe_timeout: timeout,
         };
-        let s = ready_script(&id, &[a]);
+        // The order given, not name order; a probe with quotes in it; one that passes late,
+        // one that never does.
+        let agents = [
+            agent("zeta", format!("test -e '{}'", flag.display()), 5),
+            agent("never", "false".into(), 1),
+            agent("alpha", "true".into(), 5),
+        ];
+        let s = ready_script(&id, &agents);
+        assert!(s.contains("probe 5 'test -e '\\''"), "{s}");
+        let script = t.path().join("ready");
+        std::fs::write(&script, &s).unwrap();
+        let console = t.path().join("console");
+        let mut child = std::process::Command::new("sh")
+            .arg(&script)
+            .env("INGOT_READY_DIR", t.path().join("probes"))
+            .env("INGOT_CONSOLE", &console)
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        std::fs::write(&flag, "").unwrap();
+        assert!(child.wait().unwrap().success());
+        let line = std::fs::read_to_string(&console).unwrap();
         assert!(
-            s.contains("hb:$(probe 5 'test -f '\\''/run/x'\\''')"),
-            "{s}"
+            line.starts_with("INGOT-READY image=edge version=1.0.0 machine-id=")
+                && line.contains(" agents=zeta:ok,never:fail,alpha:ok uptime="),
+            "{line}"
         );
-        assert!(s.contains("INGOT-READY image=edge version=1.0.0 machine-id=$mid agents=$agents"));
+        assert!(
+            !t.path().join("probes").exists(),
+            "probe results left behind"
+        );
     }
 
     #[test]

@@ -173,6 +173,24 @@ fn decompress_module(path: &str, data: Vec<u8>) -> Result<Vec<u8>> {
 
 const INIT: &str = include_str!("initramfs-init.sh");
 
+/// Every command `/init` runs, linked to busybox in the archive.
+const INITRAMFS_APPLETS: &[&str] = &[
+    "sh",
+    "mount",
+    "umount",
+    "insmod",
+    "cat",
+    "cut",
+    "tr",
+    "dd",
+    "hexdump",
+    "ls",
+    "usleep",
+    "sleep",
+    "poweroff",
+    "switch_root",
+];
+
 /// Build the initramfs: busybox from the target arch's `busybox-static`, modules in load order,
 /// and the `/init` script.
 pub fn initramfs(
@@ -194,7 +212,9 @@ pub fn initramfs(
         .or_else(|| busybox.read("/usr/bin/busybox"))
         .context("busybox-static has no /bin/busybox")?;
     t.insert("bin/busybox", Entry::file(bb, 0o755))?;
-    t.insert("bin/sh", Entry::symlink("busybox"))?;
+    for applet in INITRAMFS_APPLETS {
+        t.insert(&format!("bin/{applet}"), Entry::symlink("busybox"))?;
+    }
     for d in ["dev", "proc", "sys", "newroot", "run", "tmp"] {
         t.insert(d, Entry::dir(0o755))?;
     }
