@@ -442,7 +442,7 @@ pub fn run(cli: Cli) -> Result<()> {
             source: so,
         } => {
             let spec = vm_spec(&image, accel.as_deref(), &so, quiet)?;
-            let work = tempfile_in_temp("ingot-run")?;
+            let work = qemu::scratch_dir("ingot-run")?;
             let code = qemu::run_interactive(&spec, work.path())?;
             if code != 0 {
                 bail!("QEMU exited with status {code}");
@@ -658,7 +658,7 @@ fn boot_test(
     let log_dir = boot_log_dir(logs, json_out, junit)?;
     let names = log_names(images);
     // Per-boot scratch files (UEFI variable copies) live here, never in an image directory.
-    let work = tempfile_in_temp("ingot-boot-test")?;
+    let work = qemu::scratch_dir("ingot-boot-test")?;
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results = std::sync::Mutex::new(Vec::new());
     // One spinner per running boot on a terminal; plain lines otherwise.
@@ -775,13 +775,15 @@ fn boot_test(
 /// Where boot-test keeps console logs: `--logs`, else beside the JSON or JUnit report, else a
 /// new directory under the system's temporary directory (kept: it is the only copy).
 fn boot_log_dir(logs: Option<&Path>, json: Option<&Path>, junit: Option<&Path>) -> Result<PathBuf> {
-    let dir = match logs.or(json).or(junit) {
-        Some(p) if logs.is_some() => p.to_path_buf(),
-        Some(report) => match report.parent() {
+    let dir = if let Some(l) = logs {
+        l.to_path_buf()
+    } else if let Some(report) = json.or(junit) {
+        match report.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
-        },
-        None => tempfile_in_temp("ingot-boot-logs")?.keep(),
+        }
+    } else {
+        qemu::scratch_dir("ingot-boot-logs")?.keep()
     };
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("creating the log directory {}", dir.display()))?;
@@ -808,13 +810,6 @@ fn log_names(images: &[PathBuf]) -> Vec<String> {
         names.push(name);
     }
     names
-}
-
-fn tempfile_in_temp(prefix: &str) -> Result<tempfile::TempDir> {
-    tempfile::Builder::new()
-        .prefix(&format!("{prefix}-"))
-        .tempdir()
-        .context("creating a directory under the system's temporary directory")
 }
 
 fn xml_escape(s: &str) -> String {

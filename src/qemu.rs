@@ -70,11 +70,11 @@ fn probe_firmware(arch: Arch) -> (Vec<u8>, i32) {
 /// Start a guest under `accel` that only runs the probe firmware, and say whether it
 /// finished within `limit`. Used to decide whether KVM really works here.
 pub fn accel_runs_guest(arch: Arch, accel: Accel, limit: Duration) -> bool {
-    let Ok(dir) = tempfile_dir(arch) else {
+    let Ok(dir) = scratch_dir(&format!("ingot-probe-{}", arch.name())) else {
         return false;
     };
     let (rom, want) = probe_firmware(arch);
-    let fw = dir.join("probe.rom");
+    let fw = dir.path().join("probe.rom");
     if std::fs::write(&fw, rom).is_err() {
         return false;
     }
@@ -130,18 +130,16 @@ pub fn accel_runs_guest(arch: Arch, accel: Accel, limit: Duration) -> bool {
         }
         Err(_) => false,
     };
-    let _ = std::fs::remove_dir_all(&dir);
     ok
 }
 
-fn tempfile_dir(arch: Arch) -> std::io::Result<PathBuf> {
-    let d = std::env::temp_dir().join(format!(
-        "ingot-probe-{}-{}",
-        arch.name(),
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&d)?;
-    Ok(d)
+/// A new directory under the system's temporary directory, removed when dropped (`keep` it
+/// to hand it to the user).
+pub fn scratch_dir(prefix: &str) -> Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix(&format!("{prefix}-"))
+        .tempdir()
+        .context("creating a directory under the system's temporary directory")
 }
 
 /// KVM is worth probing: host and guest arch match, the CPU advertises virtualisation and

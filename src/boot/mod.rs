@@ -179,7 +179,6 @@ const INITRAMFS_APPLETS: &[&str] = &[
     "mount",
     "umount",
     "insmod",
-    "cat",
     "cut",
     "tr",
     "dd",
