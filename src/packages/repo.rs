@@ -60,6 +60,9 @@ pub enum RepoError {
 
 /// Work out the mirror: the explicit option, then `INGOT_MIRROR`, then the host's apt sources
 /// (deb822 `*.sources` and one-line `sources.list`), taking the first entry that serves `suite`.
+/// When none does, the first entry for a Debian release (a suite without a `-`, with the `main`
+/// component) stands in: the archive serves every release from one address, so a bookworm host
+/// can fetch trixie's firmware without a new apt entry.
 pub fn mirror_url(explicit: Option<&str>, suite: &str) -> Result<String> {
     if let Some(m) = explicit.filter(|m| !m.is_empty()) {
         return Ok(m.trim_end_matches('/').to_string());
@@ -78,12 +81,34 @@ pub fn mirror_url(explicit: Option<&str>, suite: &str) -> Result<String> {
     )
 }
 
+/// The first apt entry serving `suite`, else the first for a Debian release with `main`.
 fn mirror_from_apt(apt: &Path, suite: &str) -> Option<String> {
+    let entries = apt_entries(apt);
+    let release =
+        |e: &&AptEntry| !e.suite.contains('-') && e.components.iter().any(|c| c == "main");
+    entries
+        .iter()
+        .find(|e| e.suite == suite)
+        .or_else(|| entries.iter().find(release))
+        .map(|e| e.uri.clone())
+}
+
+/// One `deb` line (or one suite of a deb822 stanza) of the host's apt sources.
+#[derive(Debug, PartialEq)]
+struct AptEntry {
+    uri: String,
+    suite: String,
+    components: Vec<String>,
+}
+
+/// Every enabled `deb` entry of the host's apt sources, in apt's file order.
+fn apt_entries(apt: &Path) -> Vec<AptEntry> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(apt.join("sources.list.d"))
         .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
         .unwrap_or_default();
     files.sort();
     files.insert(0, apt.join("sources.list"));
+    let mut out = Vec::new();
     for f in files {
         let Ok(text) = std::fs::read_to_string(&f) else {
             continue;
@@ -92,39 +117,50 @@ fn mirror_from_apt(apt: &Path, suite: &str) -> Option<String> {
         if name.ends_with(".sources") {
             for p in control::parse(&text).unwrap_or_default() {
                 let types = p.get("Types").unwrap_or("");
-                let suites = p.get("Suites").unwrap_or("");
-                if p.get("Enabled") == Some("no")
-                    || !types.split_whitespace().any(|t| t == "deb")
-                    || !suites.split_whitespace().any(|s| s == suite)
-                {
+                if p.get("Enabled") == Some("no") || !types.split_whitespace().any(|t| t == "deb") {
                     continue;
                 }
-                if let Some(u) = p.get("URIs").and_then(|u| u.split_whitespace().next()) {
-                    return Some(u.trim_end_matches('/').to_string());
+                let Some(uri) = p.get("URIs").and_then(|u| u.split_whitespace().next()) else {
+                    continue;
+                };
+                let components: Vec<String> = p
+                    .get("Components")
+                    .unwrap_or("")
+                    .split_whitespace()
+                    .map(String::from)
+                    .collect();
+                for suite in p.get("Suites").unwrap_or("").split_whitespace() {
+                    out.push(AptEntry {
+                        uri: uri.trim_end_matches('/').to_string(),
+                        suite: suite.to_string(),
+                        components: components.clone(),
+                    });
                 }
             }
         } else if name.ends_with(".list") {
             for line in text.lines() {
-                let mut words = line.split_whitespace().filter(|w| !w.starts_with('['));
-                // Skip options in brackets, which may contain spaces only as `[ a=b ]`.
                 let line = line.trim();
                 if !line.starts_with("deb ") {
                     continue;
                 }
-                let _ = words.next();
+                // Options sit in brackets before the URI and may contain spaces (`[ a=b ]`).
                 let rest: Vec<&str> = line[4..]
                     .split(']')
                     .next_back()
                     .unwrap_or("")
                     .split_whitespace()
                     .collect();
-                if rest.len() >= 2 && rest[1] == suite {
-                    return Some(rest[0].trim_end_matches('/').to_string());
+                if rest.len() >= 2 {
+                    out.push(AptEntry {
+                        uri: rest[0].trim_end_matches('/').to_string(),
+                        suite: rest[1].to_string(),
+                        components: rest[2..].iter().map(|c| c.to_string()).collect(),
+                    });
                 }
             }
         }
     }
-    None
+    out
 }
 
 /// Fetch a URL (`http`, `https` or `file`) into memory, retrying transient failures.
@@ -432,7 +468,29 @@ mod tests {
             mirror_from_apt(d.path(), "trixie").as_deref(),
             Some("http://other.invalid/debian")
         );
-        assert_eq!(mirror_from_apt(d.path(), "sid"), None);
+        // No entry for sid: the first Debian release entry with `main`, in apt's order
+        // (sources.list first), serves it too; not the security archive or a third-party
+        // repository without `main`.
+        assert_eq!(
+            mirror_from_apt(d.path(), "sid").as_deref(),
+            Some("http://other.invalid/debian")
+        );
+        std::fs::write(
+            d.path().join("sources.list"),
+            "deb http://vendor.invalid/repo stable extras\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.path().join("sources.list.d/debian.sources"),
+            "Types: deb\nURIs: http://security.invalid/debian-security\nSuites: bookworm-security\nComponents: main\n\nTypes: deb\nURIs: http://mirror.invalid/debian/\nSuites: bookworm\nComponents: main contrib\n",
+        )
+        .unwrap();
+        assert_eq!(
+            mirror_from_apt(d.path(), "trixie").as_deref(),
+            Some("http://mirror.invalid/debian")
+        );
+        std::fs::write(d.path().join("sources.list.d/debian.sources"), "").unwrap();
+        assert_eq!(mirror_from_apt(d.path(), "trixie"), None);
     }
 
     #[test]
