@@ -13,12 +13,13 @@ use serde::{Deserialize, Deserializer, Serialize};
 #[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read at all.
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read: {error}")]
     Read {
         /// File that failed.
         path: PathBuf,
-        /// Underlying I/O error.
-        source: std::io::Error,
+        /// Underlying I/O error, part of this message (not a separate cause in the chain, so
+        /// `{:#}` does not print it twice).
+        error: std::io::Error,
     },
     /// The file is not valid for its kind, at a known position.
     #[error("{path}:{line}:{column}: {message}")]
@@ -672,9 +673,9 @@ fn default_suite() -> String {
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 
@@ -731,9 +732,9 @@ pub fn load_profile(path: &Path) -> Result<Profile, ConfigError> {
     let mut chain: Vec<(PathBuf, ProfileFile)> = Vec::new();
     let mut next = Some(path.to_path_buf());
     while let Some(p) = next.take() {
-        let canon = p.canonicalize().map_err(|source| ConfigError::Read {
+        let canon = p.canonicalize().map_err(|error| ConfigError::Read {
             path: p.clone(),
-            source,
+            error,
         })?;
         if chain.iter().any(|(seen, _)| *seen == canon) {
             return Err(rule(
