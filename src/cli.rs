@@ -93,6 +93,11 @@ pub enum Cmd {
         /// Boots per image (machine ids must differ).
         #[arg(long, default_value_t = 2)]
         boots: u32,
+        /// Boot a failed boot again, up to N more times, from the pristine image. A boot that
+        /// passes only on a retry counts as passed but is reported as flaky (JUnit
+        /// `flakyFailure`, JSON `attempts`), with each failed attempt's console log kept.
+        #[arg(long, default_value_t = 0)]
+        retries: u32,
         /// JUnit XML report.
         #[arg(long)]
         junit: Option<PathBuf>,
@@ -416,6 +421,7 @@ pub fn run(cli: Cli) -> Result<()> {
             images,
             timeout,
             boots,
+            retries,
             junit,
             json,
             logs,
@@ -426,7 +432,7 @@ pub fn run(cli: Cli) -> Result<()> {
             boot_test(
                 &images,
                 Duration::from_secs(timeout),
-                boots,
+                (boots, retries),
                 junit.as_deref(),
                 json.as_deref(),
                 logs.as_deref(),
@@ -638,11 +644,33 @@ fn vm_spec(
     })
 }
 
+/// What is wrong with a ready line, judged against the image's manifest: another image or
+/// version, an agent whose probe failed, or a machine id that is not one.
+fn judge_ready(r: &qemu::Ready, m: &serde_json::Value) -> Option<String> {
+    if Some(r.image.as_str()) != m["image"].as_str()
+        || Some(r.version.as_str()) != m["version"].as_str()
+    {
+        Some(format!(
+            "ready line reports {} {} but the manifest says {} {}",
+            r.image, r.version, m["image"], m["version"]
+        ))
+    } else if let Some((a, _)) = r.agents.iter().find(|(_, s)| s != "ok") {
+        Some(format!("agent {a} failed its readiness probe"))
+    } else if r.machine_id.len() != 32 {
+        Some(format!(
+            "machine id `{}` is not 32 hex digits",
+            r.machine_id
+        ))
+    } else {
+        None
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn boot_test(
     images: &[PathBuf],
     timeout: Duration,
-    boots: u32,
+    (boots, retries): (u32, u32),
     junit: Option<&Path>,
     json_out: Option<&Path>,
     logs: Option<&Path>,
@@ -682,26 +710,40 @@ fn boot_test(
                 let m = manifest_of(dir).unwrap_or_default();
                 let mut cases = Vec::new();
                 for n in 1..=boots {
-                    let log = log_dir.join(format!("{}.boot-{n}.console.log", names[i]));
-                    let pb = multi.add(build::spinner(&format!("{} boot {n}/{boots}", dir.display()), live));
-                    let out = qemu::boot_once(spec, timeout, &log, work.path());
-                    pb.finish_and_clear();
-                    let case = match out {
-                        Ok(o) => {
-                            let mut failure = o.failure.clone();
-                            if let Some(r) = &o.ready {
-                                if Some(r.image.as_str()) != m["image"].as_str() || Some(r.version.as_str()) != m["version"].as_str() {
-                                    failure = Some(format!("ready line reports {} {} but the manifest says {} {}", r.image, r.version, m["image"], m["version"]));
-                                } else if let Some((a, _)) = r.agents.iter().find(|(_, s)| s != "ok") {
-                                    failure = Some(format!("agent {a} failed its readiness probe"));
-                                } else if r.machine_id.len() != 32 {
-                                    failure = Some(format!("machine id `{}` is not 32 hex digits", r.machine_id));
-                                }
+                    // Failed attempts of this boot, kept when a retry follows.
+                    let mut earlier: Vec<serde_json::Value> = Vec::new();
+                    let case = loop {
+                        let attempt = earlier.len() as u32 + 1;
+                        let log = log_dir.join(match attempt {
+                            1 => format!("{}.boot-{n}.console.log", names[i]),
+                            a => format!("{}.boot-{n}.retry-{}.console.log", names[i], a - 1),
+                        });
+                        let pb = multi.add(build::spinner(&format!("{} boot {n}/{boots}", dir.display()), live));
+                        let out = qemu::boot_once(spec, timeout, &log, work.path());
+                        pb.finish_and_clear();
+                        let mut case = match out {
+                            Ok(o) => {
+                                let failure = o.failure.clone().or_else(|| o.ready.as_ref().and_then(|r| judge_ready(r, &m)));
+                                json!({"boot": n, "ok": failure.is_none(), "seconds": o.seconds, "failure": failure, "ready": o.ready, "console_log": o.log, "tail": if failure.is_some() { o.tail.clone() } else { vec![] }})
                             }
-                            say(format!("{} boot {n}: {} in {:.1}s", dir.display(), failure.as_deref().unwrap_or("ready"), o.seconds));
-                            json!({"boot": n, "ok": failure.is_none(), "seconds": o.seconds, "failure": failure, "ready": o.ready, "console_log": o.log, "tail": if failure.is_some() { o.tail.clone() } else { vec![] }})
+                            Err(e) => json!({"boot": n, "ok": false, "seconds": 0.0, "failure": format!("{e:#}"), "tail": []}),
+                        };
+                        let passed = case["ok"].as_bool().unwrap_or(false);
+                        let again = !passed && attempt <= retries && !crate::interrupt::requested();
+                        let what = case["failure"].as_str().unwrap_or("ready").to_string();
+                        let note = match (again, attempt) {
+                            (true, _) => format!(" (attempt {attempt} of {}; booting again)", retries + 1),
+                            (false, 1) => String::new(),
+                            (false, _) => format!(" (attempt {attempt} of {})", retries + 1),
+                        };
+                        say(format!("{} boot {n}: {what} in {:.1}s{note}", dir.display(), case["seconds"].as_f64().unwrap_or(0.0)));
+                        if again {
+                            earlier.push(case);
+                            continue;
                         }
-                        Err(e) => json!({"boot": n, "ok": false, "seconds": 0.0, "failure": format!("{e:#}"), "tail": []}),
+                        case["flaky"] = json!(passed && !earlier.is_empty());
+                        case["attempts"] = json!(earlier);
+                        break case;
                     };
                     let fail_fast = !case["ok"].as_bool().unwrap_or(false);
                     cases.push(case);
@@ -741,8 +783,32 @@ fn boot_test(
     if let Some(p) = junit {
         std::fs::write(p, junit_xml(&results))?;
     }
+    let mut flaky = 0;
     for r in &results {
         for c in r["boots"].as_array().into_iter().flatten() {
+            let img = r["image"].as_str().unwrap_or("");
+            let earlier = c["attempts"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            if c["flaky"].as_bool() == Some(true) {
+                flaky += 1;
+                eprintln!(
+                    "FLAKY {img} boot {}: passed on attempt {} after:",
+                    c["boot"],
+                    earlier.len() + 1
+                );
+            } else if !earlier.is_empty() {
+                eprintln!("FAIL {img} boot {}: every attempt failed:", c["boot"]);
+            }
+            for (k, a) in earlier.iter().enumerate() {
+                eprintln!(
+                    "  attempt {}: {} (console: {})",
+                    k + 1,
+                    a["failure"].as_str().unwrap_or(""),
+                    a["console_log"].as_str().unwrap_or("none")
+                );
+            }
             if let Some(f) = c["failure"].as_str() {
                 eprintln!(
                     "FAIL {} boot {}: {f}",
@@ -766,8 +832,12 @@ fn boot_test(
         bail!("boot test failed");
     }
     println!(
-        "boot test passed: {} image(s), {boots} boot(s) each",
-        results.len()
+        "boot test passed: {} image(s), {boots} boot(s) each{}",
+        results.len(),
+        match flaky {
+            0 => String::new(),
+            n => format!("; {n} boot(s) passed only on a retry (flaky)"),
+        }
     );
     Ok(())
 }
@@ -822,6 +892,17 @@ fn xml_escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// The console tail kept with a failed boot, one line per console line.
+fn tail_text(c: &serde_json::Value) -> String {
+    let tail: Vec<&str> = c["tail"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l.as_str())
+        .collect();
+    tail.join("\n")
+}
+
 /// JUnit XML: one testsuite, one testcase per image and boot.
 pub fn junit_xml(results: &[serde_json::Value]) -> String {
     let mut cases = String::new();
@@ -845,16 +926,26 @@ pub fn junit_xml(results: &[serde_json::Value]) -> String {
             ));
             if let Some(f) = c["failure"].as_str() {
                 failures += 1;
-                let tail: Vec<&str> = c["tail"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|l| l.as_str())
-                    .collect();
                 cases.push_str(&format!(
                     "    <failure message=\"{}\">{}</failure>\n",
                     xml_escape(f),
-                    xml_escape(&tail.join("\n"))
+                    xml_escape(&tail_text(c))
+                ));
+            }
+            // Earlier failed attempts, in the form Maven Surefire writes for reruns, which CI
+            // servers show as flaky: `flakyFailure` when the boot passed at last, `rerunFailure`
+            // when it never did.
+            let tag = if c["ok"].as_bool() == Some(true) {
+                "flakyFailure"
+            } else {
+                "rerunFailure"
+            };
+            for a in c["attempts"].as_array().into_iter().flatten() {
+                cases.push_str(&format!(
+                    "    <{tag} message=\"{}\" type=\"boot\">\n      <stackTrace>{}</stackTrace>\n      <system-out>{}</system-out>\n    </{tag}>\n",
+                    xml_escape(a["failure"].as_str().unwrap_or("")),
+                    xml_escape(&tail_text(a)),
+                    xml_escape(a["console_log"].as_str().unwrap_or(""))
                 ));
             }
             cases.push_str(&format!(
@@ -974,7 +1065,7 @@ fn identity_from_disk(image: &Path) -> Result<Vec<(String, String)>> {
 
 #[cfg(test)]
 mod tests {
-    use super::{boot_log_dir, explain_difference, log_names};
+    use super::{boot_log_dir, explain_difference, junit_xml, log_names};
     use std::path::{Path, PathBuf};
 
     #[test]
@@ -1030,5 +1121,47 @@ mod tests {
             .unwrap()
             .contains("disk.raw is identical"));
         assert_eq!(explain_difference("disk.raw", b"\0", b"\x01"), None);
+    }
+
+    #[test]
+    fn junit_reports_reruns_the_way_ci_servers_read_them() {
+        let attempt = |log: &str| {
+            serde_json::json!({"boot": 1, "ok": false, "seconds": 120.0,
+                "failure": "timeout: no INGOT-READY line within 120s",
+                "tail": ["rcu: INFO: rcu_preempt detected stalls <on> CPUs"], "console_log": log})
+        };
+        let results = vec![
+            serde_json::json!({"image": "/o/edge-1.0-x86_64", "machine_id_failure": null, "boots": [
+                {"boot": 1, "ok": true, "seconds": 7.1, "failure": null, "tail": [], "flaky": true,
+                 "console_log": "/l/edge.boot-1.retry-1.console.log",
+                 "attempts": [attempt("/l/edge.boot-1.console.log")]},
+                {"boot": 2, "ok": true, "seconds": 6.9, "failure": null, "tail": [], "flaky": false,
+                 "console_log": "/l/edge.boot-2.console.log", "attempts": []}]}),
+            serde_json::json!({"image": "/o/edge-1.0-aarch64", "machine_id_failure": null, "boots": [
+                {"boot": 1, "ok": false, "seconds": 3.0, "failure": "Kernel panic", "tail": ["VFS"],
+                 "console_log": "/l/a.boot-1.retry-1.console.log", "flaky": false,
+                 "attempts": [attempt("/l/a.boot-1.console.log")]}]}),
+        ];
+        let xml = junit_xml(&results);
+        // Three testcases; only the boot that failed every attempt counts as a failure.
+        assert!(
+            xml.contains("<testsuite name=\"ingot boot-test\" tests=\"3\" failures=\"1\">"),
+            "{xml}"
+        );
+        let flaky = xml
+            .find("<flakyFailure message=\"timeout: no INGOT-READY line within 120s\"")
+            .expect("flakyFailure");
+        assert!(xml[..flaky].contains("name=\"edge-1.0-x86_64 boot 1\""));
+        assert!(xml.contains(
+            "<stackTrace>rcu: INFO: rcu_preempt detected stalls &lt;on&gt; CPUs</stackTrace>"
+        ));
+        assert!(xml.contains("<system-out>/l/edge.boot-1.console.log</system-out>"));
+        let failure = xml
+            .find("<failure message=\"Kernel panic\">VFS</failure>")
+            .expect("failure");
+        let rerun = xml.find("<rerunFailure message=").expect("rerunFailure");
+        assert!(failure < rerun && flaky < failure);
+        assert_eq!(xml.matches("<testcase ").count(), 3);
+        assert_eq!(xml.matches("</testcase>").count(), 3);
     }
 }

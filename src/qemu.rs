@@ -311,6 +311,14 @@ pub fn parse_ready(line: &str) -> Option<Ready> {
     Some(r)
 }
 
+/// Whether a (lower-cased) console line is the guest kernel reporting that a CPU stalled: an
+/// RCU stall (a CPU that stopped taking timer interrupts or ran too long with them off) or a
+/// soft lockup. Under TCG on a loaded host these can also mean the guest was starved.
+fn reports_stall(lower: &str) -> bool {
+    lower.contains("rcu: info:") && lower.contains("stall")
+        || lower.contains("watchdog: bug: soft lockup")
+}
+
 /// Result of one boot.
 #[derive(Debug, Clone, Serialize)]
 pub struct BootOutcome {
@@ -508,6 +516,8 @@ pub fn boot_once(spec: &VmSpec, timeout: Duration, log: &Path, work: &Path) -> R
     };
     let mut fatal_at: Option<Instant> = None;
     let mut bds_failure: Option<String> = None;
+    // The first stall the guest kernel reports (RCU stall, soft lockup): named on a timeout.
+    let mut stall: Option<String> = None;
     loop {
         if crate::interrupt::requested() {
             outcome.failure = Some("interrupted".into());
@@ -517,7 +527,14 @@ pub fn boot_once(spec: &VmSpec, timeout: Duration, log: &Path, work: &Path) -> R
         let wait = match (left, fatal_at) {
             (None, _) => {
                 outcome.failure.get_or_insert_with(|| {
-                    format!("timeout: no INGOT-READY line within {}s", timeout.as_secs())
+                    format!(
+                        "timeout: no INGOT-READY line within {}s{}",
+                        timeout.as_secs(),
+                        stall
+                            .as_deref()
+                            .map(|l| format!("; the guest kernel reported a stall first: {l}"))
+                            .unwrap_or_default()
+                    )
                 });
                 break;
             }
@@ -533,6 +550,13 @@ pub fn boot_once(spec: &VmSpec, timeout: Duration, log: &Path, work: &Path) -> R
                     break;
                 }
                 let lower = line.to_ascii_lowercase();
+                if stall.is_none() && reports_stall(&lower) {
+                    stall = Some(format!(
+                        "`{}` at {:.0}s",
+                        line.trim(),
+                        start.elapsed().as_secs_f64()
+                    ));
+                }
                 if line.contains("BdsDxe: failed to load") {
                     let at = line.find("BdsDxe:").unwrap_or(0);
                     bds_failure = Some(line[at..].trim().to_string());
@@ -641,6 +665,25 @@ mod tests {
                 "stdio"
             ]
         );
+    }
+
+    #[test]
+    fn stall_lines() {
+        // Lines from a TCG boot that hung (2026-11-27), and from ordinary boots.
+        for l in [
+            "[  25.673] [   22.597279] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:",
+            "[  253.341960] rcu: INFO: rcu_sched self-detected stall on CPU",
+            "[  277.584863] watchdog: BUG: soft lockup - CPU#0 stuck for 250s! [(udev-worker):120]",
+        ] {
+            assert!(super::reports_stall(&l.to_ascii_lowercase()), "{l}");
+        }
+        for l in [
+            "[    0.158942] rcu: Preemptible hierarchical RCU implementation.",
+            "[    0.159310] rcu: RCU calculated value of scheduler-enlistment delay is 25 jiffies.",
+            "[    2.031659] Unstable clock detected, switching default tracing clock to \"global\"",
+        ] {
+            assert!(!super::reports_stall(&l.to_ascii_lowercase()), "{l}");
+        }
     }
 
     #[test]
