@@ -45,15 +45,19 @@ pub fn pick_accel(arch: Arch, requested: Option<&str>) -> Accel {
 }
 
 /// The probe guest's firmware: a few instructions at the reset vector that end the VM with a
-/// recognisable status. x86: `mov al, 0x2a; out 0xf4, al` to an `isa-debug-exit` device
-/// (QEMU exits with status 0x2a * 2 + 1). aarch64: PSCI `SYSTEM_OFF` through `hvc` (QEMU
-/// exits with status 0).
+/// recognisable status. x86: `finit; mov al, 0x2a; out 0xf4, al` to an `isa-debug-exit` device
+/// (QEMU exits with status 0x2a * 2 + 1). The `finit` is there because a bare port write is
+/// not enough: on a host seen on 2026-11-27 (no vmx/svm advertised, `/dev/kvm` usable) KVM ran
+/// the port write but stopped with "KVM internal error ... emulation failure" at the first FPU
+/// instruction, which OVMF executes early, so real guests could not boot. aarch64: PSCI
+/// `SYSTEM_OFF` through `hvc` (QEMU exits with status 0).
 fn probe_firmware(arch: Arch) -> (Vec<u8>, i32) {
     match arch {
         Arch::X86_64 => {
             let mut rom = vec![0xF4u8; 64 << 10]; // hlt everywhere else
             let reset = rom.len() - 16;
-            rom[reset..reset + 5].copy_from_slice(&[0xB0, 0x2A, 0xE6, 0xF4, 0xF4]);
+            rom[reset..reset + 8]
+                .copy_from_slice(&[0x9B, 0xDB, 0xE3, 0xB0, 0x2A, 0xE6, 0xF4, 0xF4]);
             (rom, 0x2A * 2 + 1)
         }
         Arch::Aarch64 => {

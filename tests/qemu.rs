@@ -1,6 +1,7 @@
 //! The accelerator probe that decides whether KVM really runs guests. KVM is not usable on
-//! every host (here `/dev/kvm` exists but guests hang), so the probe logic is checked under TCG,
-//! which always works: the probe firmware must run and end the VM with the expected status.
+//! every host (here `/dev/kvm` exists but real guests hang or stop with an emulation failure),
+//! so the probe logic is checked under TCG, which always works: the probe firmware must run and
+//! end the VM with the expected status.
 
 use std::time::Duration;
 
@@ -18,10 +19,18 @@ fn probe_guest_runs_under_tcg_on_both_arches() {
 }
 
 #[test]
-fn kvm_is_picked_only_when_the_probe_passes() {
+fn kvm_is_picked_only_when_the_cpu_advertises_it_and_the_probe_passes() {
     let works = accel_runs_guest(Arch::X86_64, Accel::Kvm, Duration::from_secs(5));
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap();
+    let advertised = cpuinfo
+        .lines()
+        .any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "vmx" || f == "svm"));
     let picked = ingot::qemu::pick_accel(Arch::X86_64, None);
-    assert_eq!(picked == Accel::Kvm, works && cfg!(target_arch = "x86_64"));
+    assert_eq!(
+        picked == Accel::Kvm,
+        works && advertised && cfg!(target_arch = "x86_64"),
+        "probe passed: {works}, vmx/svm advertised: {advertised}"
+    );
     assert_eq!(
         ingot::qemu::pick_accel(Arch::X86_64, Some("tcg")),
         Accel::Tcg
