@@ -232,7 +232,7 @@ pub fn args(spec: &VmSpec, vars_copy: &Path, interactive: bool) -> Vec<String> {
             // (QEMU 10.0.2), a Linux guest sometimes hung in early boot: a vCPU whose local
             // APIC timer was still periodic kept the timer vector (236) in service, so no
             // interrupt reached it again (read with `info lapic` after the hang). Seen in 5
-            // of 285 boots at 4 and 8 vCPUs and once in a CI run at 2; single-threaded, 0 of
+            // of 225 boots at 4 and 8 vCPUs and once in a CI run at 2; single-threaded, 0 of
             // 120 at 4 vCPUs. It costs vm-base about 4 s (median 26.5 s against 22.1 s over 5
             // boots) and edge-minimal 0.3 s. aarch64 never hung and loses more (vm-base 41.6 s
             // against 32.3 s), so it keeps a thread per vCPU.
