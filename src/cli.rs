@@ -683,6 +683,10 @@ fn boot_test(
         .iter()
         .map(|i| vm_spec(i, accel, so, quiet).map(|s| (i.clone(), s)))
         .collect::<Result<Vec<_>>>()?;
+    // A missing QEMU binary is reported before anything is written.
+    for (_, spec) in &specs {
+        qemu::require_binary(spec.arch)?;
+    }
     let log_dir = boot_log_dir(logs, json_out, junit)?;
     let names = log_names(images);
     // Per-boot scratch files (UEFI variable copies) live here, never in an image directory.

@@ -403,7 +403,8 @@ fn edge_minimal_builds_checks_boots_signs_and_reproduces() {
     assert!(hidden.is_empty(), "left behind: {hidden:?}");
     assert!(std::fs::read(dirs[0].join("disk.raw")).unwrap() == before);
     let mut child = Command::new(env!("CARGO_BIN_EXE_ingot"))
-        .args(["boot-test", "-q", "--boots", "1"])
+        .args(["boot-test", "-q", "--boots", "1", "--logs"])
+        .arg(t.path().join("interrupted-logs"))
         .arg(&dirs[1])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .spawn()
@@ -1106,7 +1107,14 @@ fn hardware_profiles_add_partitions_and_qemu_img_is_required_for_conversions() {
     );
     // The extra partitions do not confuse the initramfs: it still boots root by PARTUUID.
     ok(
-        &ingot(&["boot-test", dirs[0].to_str().unwrap(), "--boots", "1"]),
+        &ingot(&[
+            "boot-test",
+            dirs[0].to_str().unwrap(),
+            "--boots",
+            "1",
+            "--logs",
+            t.path().join("logs").to_str().unwrap(),
+        ]),
         "boot-test of the A/B layout",
     );
 
