@@ -527,6 +527,7 @@ fn vm_base_boots_on_both_arches() {
         );
         assert!(good, "qemu-img check: {o}");
     }
+    let logs = t.path().join("logs");
     let args = vec![
         "boot-test",
         dirs[0].to_str().unwrap(),
@@ -539,6 +540,8 @@ fn vm_base_boots_on_both_arches() {
         "300",
         "--jobs",
         "2",
+        "--logs",
+        logs.to_str().unwrap(),
     ];
     ok(&ingot(&args), "boot-test vm-base");
     // No identity baked in, read back independently: machine-id is `uninitialized` or empty,
