@@ -432,7 +432,8 @@ pub fn run(cli: Cli) -> Result<()> {
             boot_test(
                 &images,
                 Duration::from_secs(timeout),
-                (boots, retries),
+                boots,
+                retries,
                 junit.as_deref(),
                 json.as_deref(),
                 logs.as_deref(),
@@ -625,6 +626,9 @@ fn vm_spec(
                 image.display()
             )
         })?;
+    // Once per image, before the firmware is fetched or anything is written: a missing QEMU
+    // binary is named with the Debian package that provides it.
+    qemu::require_binary(hw.arch)?;
     let fw: config::Firmware =
         serde_json::from_value(m["boot"]["firmware"].clone()).with_context(|| {
             format!(
@@ -670,7 +674,8 @@ fn judge_ready(r: &qemu::Ready, m: &serde_json::Value) -> Option<String> {
 fn boot_test(
     images: &[PathBuf],
     timeout: Duration,
-    (boots, retries): (u32, u32),
+    boots: u32,
+    retries: u32,
     junit: Option<&Path>,
     json_out: Option<&Path>,
     logs: Option<&Path>,
@@ -683,10 +688,6 @@ fn boot_test(
         .iter()
         .map(|i| vm_spec(i, accel, so, quiet).map(|s| (i.clone(), s)))
         .collect::<Result<Vec<_>>>()?;
-    // A missing QEMU binary is reported before anything is written.
-    for (_, spec) in &specs {
-        qemu::require_binary(spec.arch)?;
-    }
     let log_dir = boot_log_dir(logs, json_out, junit)?;
     let names = log_names(images);
     // Per-boot scratch files (UEFI variable copies) live here, never in an image directory.
