@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::base::identity::derived_guid;
 use crate::config::{Arch, ExtraPartition};
 
 const MIB: u64 = 1 << 20;
@@ -20,24 +21,6 @@ const SECTOR: u64 = 512;
 pub const ESP_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
 /// Generic Linux data.
 pub const LINUX_DATA: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
-
-/// Discoverable Partitions Specification root type for an architecture.
-pub fn root_type(arch: Arch) -> &'static str {
-    match arch {
-        Arch::X86_64 => "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709",
-        Arch::Aarch64 => "B921B045-1DF0-41C3-AF44-4C6F280D3FAE",
-    }
-}
-
-/// A GUID derived from the image identity and a purpose, shaped as an RFC 4122 v8 UUID.
-pub fn derived_guid(identity: &str, purpose: &str) -> uuid::Uuid {
-    let h = Sha256::digest(format!("ingot:{identity}:{purpose}").as_bytes());
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&h[..16]);
-    b[6] = (b[6] & 0x0F) | 0x80;
-    b[8] = (b[8] & 0x3F) | 0x80;
-    uuid::Uuid::from_bytes(b)
-}
 
 /// One partition in the plan.
 #[derive(Debug, Clone, Serialize)]
@@ -67,7 +50,7 @@ pub struct Layout {
 
 fn type_for(kind: &str, arch: Arch) -> Result<String> {
     Ok(match kind {
-        "root" => root_type(arch).to_string(),
+        "root" => arch.root_partition_type().to_string(),
         "linux" | "data" => LINUX_DATA.to_string(),
         "home" => "933AC7E1-2EB4-4F13-B844-0E14E2AEF915".to_string(),
         "var" => "4D21B016-B534-45C2-A9FB-5C16E091FD2D".to_string(),
@@ -118,7 +101,7 @@ pub fn layout(
     };
     push(
         "root",
-        root_type(arch).to_string(),
+        arch.root_partition_type().to_string(),
         root_size,
         "root",
         &mut at,
@@ -462,19 +445,6 @@ mod tests {
     }
 
     use super::*;
-
-    #[test]
-    fn guids_are_stable_per_identity() {
-        assert_eq!(
-            derived_guid("a-1.0.0-x86_64", "root"),
-            derived_guid("a-1.0.0-x86_64", "root")
-        );
-        assert_ne!(
-            derived_guid("a-1.0.0-x86_64", "root"),
-            derived_guid("a-1.0.1-x86_64", "root")
-        );
-        assert_eq!(derived_guid("x", "y").get_version_num(), 8);
-    }
 
     #[test]
     fn layout_aligns_and_rejects_small_fixed_disks() {

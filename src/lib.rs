@@ -4,14 +4,18 @@
 //! sysprep → fs → disk → trust → qemu, with `build` running the pipeline and `cli` on top.
 
 pub mod assemble;
+pub mod base;
 pub mod boot;
+pub mod boottest;
 pub mod build;
 pub mod cli;
 pub mod config;
 pub mod disk;
 pub mod fs;
+pub mod image_dir;
 pub mod interrupt;
 pub mod packages;
+pub mod progress;
 pub mod qemu;
 pub mod sysprep;
 pub mod tree;

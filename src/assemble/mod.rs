@@ -12,25 +12,7 @@ use serde_json::json;
 use crate::config::{Agent, Hardware, InitSystem, Profile};
 use crate::tree::{Content, Entry, Kind, Tree};
 
-/// Identity of the image being built.
-#[derive(Debug, Clone)]
-pub struct Identity {
-    /// Image name.
-    pub name: String,
-    /// Image version.
-    pub version: String,
-    /// Architecture name.
-    pub arch: String,
-    /// `SOURCE_DATE_EPOCH`.
-    pub epoch: i64,
-}
-
-impl Identity {
-    /// `name-version-arch`, the output directory name and the seed of every derived id.
-    pub fn id(&self) -> String {
-        format!("{}-{}-{}", self.name, self.version, self.arch)
-    }
-}
+pub use crate::base::identity::Identity;
 
 /// Labels: the profile's plus generated ones.
 pub fn labels(
@@ -45,7 +27,7 @@ pub fn labels(
         ("org.opencontainers.image.version", id.version.clone()),
         (
             "org.opencontainers.image.created",
-            crate::trust::rfc3339(id.epoch),
+            crate::base::identity::rfc3339(id.epoch),
         ),
         ("dev.ingot.image.id", id.id()),
         (

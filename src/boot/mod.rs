@@ -29,7 +29,7 @@ pub fn find_kernel(tree: &Tree) -> Result<Kernel> {
         .children("boot")
         .filter_map(|p| p.strip_prefix("boot/vmlinuz-").map(str::to_string))
         .collect();
-    found.sort_by(|a, b| crate::packages::version::compare(a, b));
+    found.sort_by(|a, b| crate::base::debversion::compare(a, b));
     let release = found
         .pop()
         .context("no kernel in the image: /boot/vmlinuz-* missing (check the hardware profile's kernel_package)")?;

@@ -21,7 +21,7 @@ impl fatfs::TimeProvider for FixedTime {
 /// Convert seconds since the epoch to a FAT date-time (clamped to FAT's 1980..2107 range).
 pub fn fat_time(secs: i64) -> fatfs::DateTime {
     let secs = secs.clamp(315_532_800, 4_354_819_199);
-    let (year, month, day, rem) = crate::trust::civil(secs);
+    let (year, month, day, rem) = crate::base::identity::civil(secs);
     fatfs::DateTime {
         date: fatfs::Date {
             year: year as u16,

@@ -7,48 +7,18 @@
 //! evicted and fetched again.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
-use super::repo;
+use crate::base::fsx::{sha256_file, temp_beside, write_atomic};
 
 /// The cache root.
 #[derive(Debug, Clone)]
 pub struct Cache {
     root: PathBuf,
-}
-
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// A unique temporary name beside `path` (same directory, so a rename is atomic).
-pub fn temp_beside(path: &Path) -> PathBuf {
-    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let name = path
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()))
-}
-
-/// SHA-256 of a file, streamed.
-pub fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
-    let mut f = File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut n = 0u64;
-    loop {
-        let r = f.read(&mut buf)?;
-        if r == 0 {
-            break;
-        }
-        h.update(&buf[..r]);
-        n += r as u64;
-    }
-    Ok((hex::encode(h.finalize()), n))
 }
 
 impl Cache {
@@ -137,7 +107,14 @@ impl Cache {
         let dest = self.blob_path(sha256);
         let tmp = temp_beside(&dest);
         let res = (|| -> Result<()> {
-            let mut reader = repo::open(url)?;
+            let mut reader = super::http::open(
+                url,
+                if size > 0 {
+                    size
+                } else {
+                    super::http::INDEX_CAP
+                },
+            )?;
             let mut out =
                 File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
             let mut h = Sha256::new();
@@ -178,21 +155,6 @@ impl Cache {
             }
         }
     }
-}
-
-/// Write a file atomically: temporary name in the same directory, then rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = temp_beside(path);
-    let res = (|| -> io::Result<()> {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if res.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    res.with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]

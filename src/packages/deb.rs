@@ -129,7 +129,7 @@ pub fn extract(deb: &Path, tar_path: &Path, meta_path: &Path) -> Result<(Extract
         bail!("control.tar has no control file");
     }
     f.seek(SeekFrom::Start(data_m.offset))?;
-    let tmp = crate::packages::cache::temp_beside(tar_path);
+    let tmp = crate::base::fsx::temp_beside(tar_path);
     let res = (|| -> Result<(u64, String)> {
         let mut dec = decoder(&data_m.name, BufReader::new((&mut f).take(data_m.size)))?;
         let mut out = io::BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
@@ -163,7 +163,7 @@ pub fn extract(deb: &Path, tar_path: &Path, meta_path: &Path) -> Result<(Extract
         data_sha256,
         licenses,
     };
-    crate::packages::cache::write_atomic(meta_path, serde_json::to_string(&meta)?.as_bytes())?;
+    crate::base::fsx::write_atomic(meta_path, serde_json::to_string(&meta)?.as_bytes())?;
     Ok((meta, tar_path.to_path_buf()))
 }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::control;
-use super::version::{self, Relation};
+use crate::base::debversion::{self as version, Relation};
 
 /// One binary package as the index describes it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

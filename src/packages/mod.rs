@@ -4,10 +4,10 @@
 pub mod cache;
 pub mod control;
 pub mod deb;
+pub mod http;
 pub mod index;
 pub mod repo;
 pub mod resolve;
-pub mod version;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -497,10 +497,7 @@ pub fn fetch_firmware(src: &Source, fw: &Firmware) -> Result<(PathBuf, PathBuf)>
     let keys = repo::load_keyring(&src.keyring)?;
     let rel = repo::fetch_release(&src.cache, &src.mirror, &fw.suite, &src.keyring, &keys)?;
     let mut index = Index::default();
-    let arch = match fw.arch {
-        Arch::X86_64 => "amd64",
-        Arch::Aarch64 => "arm64",
-    };
+    let arch = fw.arch.debian();
     let text = repo::fetch_packages(&src.cache, &rel, "main", arch)?;
     index
         .add(&text, &fw.suite, arch)
@@ -536,7 +533,7 @@ pub fn fetch_firmware(src: &Source, fw: &Firmware) -> Result<(PathBuf, PathBuf)>
         })?;
         let p = dir.join(Path::new(f).file_name().unwrap_or_default());
         if std::fs::metadata(&p).map(|m| m.len()).ok() != Some(data.len() as u64) {
-            cache::write_atomic(&p, &data)?;
+            crate::base::fsx::write_atomic(&p, &data)?;
         }
         out.push(p);
     }

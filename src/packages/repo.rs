@@ -4,7 +4,6 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use pgp::composed::{CleartextSignedMessage, Deserializable, SignedPublicKey};
@@ -163,53 +162,6 @@ fn apt_entries(apt: &Path) -> Vec<AptEntry> {
     out
 }
 
-/// Fetch a URL (`http`, `https` or `file`) into memory, retrying transient failures.
-pub fn get(url: &str) -> Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    open(url)?
-        .read_to_end(&mut buf)
-        .with_context(|| format!("reading {url}"))?;
-    Ok(buf)
-}
-
-/// Open a URL for streaming, retrying transient failures with backoff.
-pub fn open(url: &str) -> Result<Box<dyn Read + Send>> {
-    if let Some(path) = url.strip_prefix("file://") {
-        let f = std::fs::File::open(path).with_context(|| format!("opening {url}"))?;
-        return Ok(Box::new(f));
-    }
-    let agent = ureq::AgentBuilder::new()
-        .timeout_connect(Duration::from_secs(15))
-        .timeout_read(Duration::from_secs(60))
-        .user_agent(concat!("ingot/", env!("CARGO_PKG_VERSION")))
-        .build();
-    let mut delay = Duration::from_millis(300);
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match agent.get(url).call() {
-            Ok(resp) => return Ok(Box::new(resp.into_reader())),
-            Err(ureq::Error::Status(code, _)) if code < 500 && code != 429 => {
-                bail!("{url}: HTTP {code} (permanent; not retried)")
-            }
-            Err(e) if attempt < 4 => {
-                log::warn(&format!("{url}: {e}; retrying in {delay:?}"));
-                std::thread::sleep(delay);
-                delay *= 3;
-            }
-            Err(e) => {
-                return Err(e).with_context(|| format!("{url}: giving up after {attempt} attempts"))
-            }
-        }
-    }
-}
-
-mod log {
-    pub fn warn(msg: &str) {
-        eprintln!("warning: {msg}");
-    }
-}
-
 /// A `Release` file whose signature has been checked.
 #[derive(Debug, Clone)]
 pub struct Release {
@@ -351,17 +303,12 @@ pub fn parse_rfc2822(s: &str) -> Option<i64> {
     if hms.len() != 3 {
         return None;
     }
-    Some(days_from_civil(year, month, day) * 86400 + hms[0] * 3600 + hms[1] * 60 + hms[2])
-}
-
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146097 + doe - 719468
+    Some(
+        crate::base::identity::days_from_civil(year, month, day) * 86400
+            + hms[0] * 3600
+            + hms[1] * 60
+            + hms[2],
+    )
 }
 
 /// Fetch and verify `InRelease` for a suite. On a network failure, a previously verified copy in
@@ -375,7 +322,7 @@ pub fn fetch_release(
 ) -> Result<Release> {
     let url = format!("{mirror}/dists/{suite}/InRelease");
     let saved = cache.release_path(&url);
-    let bytes = match get(&url) {
+    let bytes = match super::http::get(&url, super::http::INDEX_CAP) {
         Ok(b) => b,
         Err(e) => match std::fs::read(&saved) {
             Ok(b) => {
@@ -438,7 +385,7 @@ pub fn fetch_packages(cache: &Cache, rel: &Release, component: &str, arch: &str)
         }
         _ => text = String::from_utf8(raw).context("index is not UTF-8")?,
     }
-    super::cache::write_atomic(&plain, text.as_bytes())?;
+    crate::base::fsx::write_atomic(&plain, text.as_bytes())?;
     Ok(text)
 }
 

@@ -62,7 +62,10 @@ pub fn resolve(index: &Index, req: &Request) -> Result<Vec<PackageInfo>, Resolve
     let mut queue: VecDeque<(String, Vec<Dep>)> = VecDeque::new();
     for spec in &req.include {
         let (name, constraint) = match spec.split_once('=') {
-            Some((n, v)) => (n, Some((super::version::Relation::Eq, v.to_string()))),
+            Some((n, v)) => (
+                n,
+                Some((crate::base::debversion::Relation::Eq, v.to_string())),
+            ),
             None => (spec.as_str(), None),
         };
         if !index.packages.contains_key(name) && !index.provides.contains_key(name) {

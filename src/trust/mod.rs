@@ -3,42 +3,14 @@
 
 pub mod minisign;
 
-use std::path::Path;
-
 use anyhow::{bail, Context, Result};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use ed25519_dalek::Signer;
 use serde_json::{json, Value};
 
+use crate::base::identity::rfc3339;
 use crate::packages::Ready;
-
-/// UTC calendar date and time of seconds since the epoch (proleptic Gregorian):
-/// (year, month, day, seconds into the day).
-pub fn civil(secs: i64) -> (i64, i64, i64, i64) {
-    let days = secs.div_euclid(86400);
-    let rem = secs.rem_euclid(86400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d, rem)
-}
-
-/// RFC 3339 UTC time of seconds since the epoch.
-pub fn rfc3339(secs: i64) -> String {
-    let (y, m, d, rem) = civil(secs);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
 
 /// Canonical JSON: sorted keys (serde_json's map is ordered), no insignificant whitespace.
 pub fn canonical(v: &Value) -> String {
@@ -185,7 +157,7 @@ pub fn spdx(
     }
     let ns = format!(
         "https://spdx.org/spdxdocs/ingot/{image}-{version}-{}",
-        &crate::disk::derived_guid(&format!("{image}-{version}"), "spdx").to_string()
+        &crate::base::identity::derived_guid(&format!("{image}-{version}"), "spdx").to_string()
     );
     json!({
         "spdxVersion": "SPDX-2.3", "dataLicense": "CC0-1.0", "SPDXID": "SPDXRef-DOCUMENT",
@@ -297,7 +269,7 @@ pub fn cyclonedx(
     }
     json!({
         "bomFormat": "CycloneDX", "specVersion": "1.5",
-        "serialNumber": format!("urn:uuid:{}", crate::disk::derived_guid(&format!("{image}-{version}"), "cyclonedx")),
+        "serialNumber": format!("urn:uuid:{}", crate::base::identity::derived_guid(&format!("{image}-{version}"), "cyclonedx")),
         "version": 1,
         "metadata": {
             "timestamp": rfc3339(epoch),
@@ -375,32 +347,11 @@ pub fn verify_dsse(envelope: &Value, key: &minisign::PublicKey) -> Result<()> {
     )
 }
 
-/// Verify an image directory: the manifest signature, then every digest in the manifest.
-pub fn verify_dir(dir: &Path, key: &minisign::PublicKey) -> Result<()> {
-    let manifest = dir.join("manifest.json");
-    let sig = std::fs::read_to_string(dir.join("manifest.json.sig"))
-        .with_context(|| format!("{}: no manifest.json.sig (image not signed)", dir.display()))?;
-    key.verify_file(&manifest, &sig).context("manifest.json")?;
-    let m: Value = serde_json::from_slice(&std::fs::read(&manifest)?)?;
-    let arts = m["artifacts"]
-        .as_object()
-        .context("manifest has no artifacts")?;
-    for (name, a) in arts {
-        let want = a["sha256"].as_str().unwrap_or("");
-        let p = dir.join(name);
-        let (got, size) = crate::packages::cache::sha256_file(&p)
-            .with_context(|| format!("{name}: cannot read"))?;
-        if got != want || Some(size) != a["size"].as_u64() {
-            bail!(
-                "{name}: SHA-256 {got} ({size} bytes) does not match the signed manifest ({want})"
-            );
-        }
-    }
-    if let Ok(text) = std::fs::read_to_string(dir.join("provenance.intoto.jsonl")) {
-        let env: Value = serde_json::from_str(text.lines().next().unwrap_or(""))?;
-        verify_dsse(&env, key)?;
-    }
-    Ok(())
+/// Check the DSSE envelope on one line of a `.jsonl` provenance file.
+pub fn verify_dsse_line(line: &str, key: &minisign::PublicKey) -> Result<()> {
+    let env: Value =
+        serde_json::from_str(line).context("provenance is not a JSON DSSE envelope")?;
+    verify_dsse(&env, key)
 }
 
 #[cfg(test)]
@@ -409,8 +360,6 @@ mod tests {
 
     #[test]
     fn times_and_purls() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
         assert_eq!(
             purl("libstdc++6", "1:12.2.0-14", "amd64", "bookworm"),
             "pkg:deb/debian/libstdc%2B%2B6@1%3A12.2.0-14?arch=amd64&distro=bookworm"

@@ -2,21 +2,27 @@
 //! GPT disk → lockfile, SBOMs, provenance, manifest and signature, all written into a temporary
 //! directory that replaces the previous image only when complete.
 
+pub mod reproduce;
+
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use serde_json::{json, Value};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::assemble::{self, Identity};
+use crate::base::fsx::{self, sha256_file};
+use crate::base::identity::derived_guid;
 use crate::boot;
 use crate::config::{self, ByteSize, Hardware, Profile};
 use crate::disk;
 use crate::fs::ext4;
-use crate::packages::{self, cache::sha256_file, Lockfile, Source};
+use crate::image_dir::{self, Manifest};
+use crate::packages::{self, Lockfile, Source};
+use crate::progress::{log, Stages};
 use crate::sysprep;
 use crate::tree::Tree;
 use crate::trust::{self, minisign};
@@ -48,7 +54,7 @@ pub struct Built {
     /// The root filesystem's plan, to say which file a byte of disk.raw belongs to.
     pub root_plan: Arc<ext4::Plan>,
     /// What was written to manifest.json.
-    pub manifest: Value,
+    pub manifest: Manifest,
 }
 
 impl Built {
@@ -89,105 +95,8 @@ fn stamp_times(tree: &mut Tree, epoch: i64) {
     }
 }
 
-fn log(quiet: bool, msg: &str) {
-    if !quiet {
-        eprintln!("{msg}");
-    }
-}
-
 /// zstd worker threads for `disk.raw.zst`.
 const ZSTD_WORKERS: u32 = 4;
-
-/// Whether progress is drawn: stderr is a terminal and `--quiet` was not given.
-pub fn live(quiet: bool) -> bool {
-    use std::io::IsTerminal;
-    !quiet && std::io::stderr().is_terminal()
-}
-
-/// A spinner with the elapsed time, drawn only when `live` (hidden otherwise).
-pub fn spinner(msg: &str, live: bool) -> indicatif::ProgressBar {
-    if !live {
-        return indicatif::ProgressBar::hidden();
-    }
-    let pb = indicatif::ProgressBar::new_spinner();
-    pb.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-    );
-    pb.set_message(msg.to_string());
-    pb.enable_steady_tick(std::time::Duration::from_millis(120));
-    pb
-}
-
-/// The build's stages on stderr: a spinner with the elapsed time on a terminal (kept as a
-/// line with its duration when the stage ends), one plain line per stage otherwise.
-struct Stages {
-    quiet: bool,
-    current: Option<(indicatif::ProgressBar, String, std::time::Instant)>,
-}
-
-impl Stages {
-    fn new(quiet: bool) -> Self {
-        Stages {
-            quiet,
-            current: None,
-        }
-    }
-
-    /// Start a stage: stop here if Ctrl-C arrived, otherwise say what comes next.
-    fn next(&mut self, msg: &str) -> Result<()> {
-        crate::interrupt::check()?;
-        self.end();
-        if live(self.quiet) {
-            let pb = spinner(msg, true);
-            self.current = Some((pb, msg.to_string(), std::time::Instant::now()));
-        } else {
-            log(self.quiet, msg);
-        }
-        Ok(())
-    }
-
-    /// A stage that draws its own progress bars: say it, without a spinner.
-    fn next_plain(&mut self, msg: &str) -> Result<()> {
-        crate::interrupt::check()?;
-        self.end();
-        log(self.quiet, msg);
-        Ok(())
-    }
-
-    /// A byte-count bar for the current stage (hidden when quiet or not on a terminal).
-    fn bytes(&self, total: u64) -> indicatif::ProgressBar {
-        if !live(self.quiet) {
-            return indicatif::ProgressBar::hidden();
-        }
-        let pb = indicatif::ProgressBar::new(total);
-        pb.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{prefix:>10} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        pb
-    }
-
-    fn end(&mut self) {
-        if let Some((pb, msg, began)) = self.current.take() {
-            if let Ok(style) = indicatif::ProgressStyle::with_template("  {msg}") {
-                pb.set_style(style);
-            }
-            pb.finish_with_message(format!("{msg} ({:.1}s)", began.elapsed().as_secs_f64()));
-        }
-    }
-}
-
-impl Drop for Stages {
-    fn drop(&mut self) {
-        if let Some((pb, _, _)) = self.current.take() {
-            pb.finish_and_clear();
-        }
-    }
-}
 
 /// Remove temporary directories left by builds that were killed.
 fn clean_stale(out: &Path) {
@@ -361,13 +270,11 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
         "auto" => None,
         s => Some(ByteSize::parse(s).map_err(anyhow::Error::msg)?.0),
     };
-    let root_guid = disk::derived_guid(&ident, "root")
-        .to_string()
-        .to_uppercase();
+    let root_guid = derived_guid(&ident, "root").to_string().to_uppercase();
     let mut uuid = [0u8; 16];
-    uuid.copy_from_slice(disk::derived_guid(&ident, "rootfs").as_bytes());
+    uuid.copy_from_slice(derived_guid(&ident, "rootfs").as_bytes());
     let mut seed = [0u8; 16];
-    seed.copy_from_slice(disk::derived_guid(&ident, "hash-seed").as_bytes());
+    seed.copy_from_slice(derived_guid(&ident, "hash-seed").as_bytes());
     let mut params = ext4::Params {
         size: None,
         uuid,
@@ -575,7 +482,7 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
         work.join("provenance.intoto.jsonl"),
         trust::canonical(&trust::dsse(&statement, key.as_ref())) + "\n",
     )?;
-    let mut manifest = manifest_json(
+    let manifest = manifest_json(
         &work,
         &mut digests,
         profile,
@@ -584,21 +491,14 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
         &labels,
         &layout,
         &part_digests,
+        &tree,
     )?;
-    manifest["contents"] = contents_by_origin(&tree);
-    manifest["sysprep"] = json!({
-        "identity": sysprep::identity_report(&tree),
-        "operations": sysprep::OPERATIONS.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
-    });
-    std::fs::write(work.join("manifest.json"), trust::canonical(&manifest))?;
+    let text = manifest.to_canonical()?;
+    fsx::write(&work.join(image_dir::MANIFEST), &text)?;
     if let Some(k) = &key {
-        let tc = format!(
-            "image={} version={} arch={} epoch={epoch}",
-            id.name, id.version, id.arch
-        );
-        std::fs::write(
-            work.join("manifest.json.sig"),
-            k.sign_file(&work.join("manifest.json"), &tc)?,
+        fsx::write(
+            &work.join(image_dir::SIGNATURE),
+            k.sign_bytes(text.as_bytes(), &manifest.trusted_comment()),
         )?;
     }
     crate::interrupt::check()?;
@@ -638,14 +538,10 @@ fn allocated(p: &Path) -> Result<u64> {
 }
 
 fn artifact_names(dir: &Path) -> Result<Vec<String>> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)?
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .with_context(|| format!("listing {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
-        .filter(|n| {
-            n.starts_with("disk.")
-                || n.starts_with("sbom.")
-                || n == "packages.lock"
-                || n == "provenance.intoto.jsonl"
-        })
+        .filter(|n| image_dir::is_artifact(n))
         .collect();
     v.sort();
     Ok(v)
@@ -654,8 +550,8 @@ fn artifact_names(dir: &Path) -> Result<Vec<String>> {
 /// Bytes of file content in the final image by where they came from: the package name, or
 /// Ingot's own origin tags (`ingot:profile`, …), or `ingot` for files with none: what the
 /// image really carries after sysprep and pruning, for `ingot inspect`.
-fn contents_by_origin(tree: &Tree) -> Value {
-    let mut by: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+fn contents_by_origin(tree: &Tree) -> BTreeMap<String, image_dir::Contribution> {
+    let mut by: BTreeMap<String, image_dir::Contribution> = BTreeMap::new();
     for (_, e) in tree.iter() {
         if let crate::tree::Kind::File(c) = &e.kind {
             let key = if e.origin.is_empty() {
@@ -664,14 +560,11 @@ fn contents_by_origin(tree: &Tree) -> Value {
                 e.origin.to_string()
             };
             let slot = by.entry(key).or_default();
-            slot.0 += c.len();
-            slot.1 += 1;
+            slot.bytes += c.len();
+            slot.files += 1;
         }
     }
-    json!(by
-        .into_iter()
-        .map(|(k, (bytes, files))| (k, json!({"bytes": bytes, "files": files})))
-        .collect::<serde_json::Map<_, _>>())
+    by
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -684,30 +577,68 @@ fn manifest_json(
     labels: &BTreeMap<String, String>,
     layout: &disk::Layout,
     part_digests: &[String],
-) -> Result<Value> {
-    let mut arts = serde_json::Map::new();
+    tree: &Tree,
+) -> Result<Manifest> {
+    let mut artifacts = BTreeMap::new();
     for name in artifact_names(work)? {
         if !digests.contains_key(&name) {
-            let d = sha256_file(&work.join(&name))?;
+            let d = sha256_file(&work.join(&name))
+                .with_context(|| format!("hashing {}", work.join(&name).display()))?;
             digests.insert(name.clone(), d);
         }
-        let (sha, size) = &digests[&name];
-        arts.insert(name, json!({"sha256": sha, "size": size}));
+        let (sha256, size) = digests[&name].clone();
+        artifacts.insert(name, image_dir::Artifact { sha256, size });
     }
-    let mut parts = Vec::new();
-    for (p, sha) in layout.partitions.iter().zip(part_digests) {
-        parts.push(json!({"name": p.name, "type": p.type_guid, "guid": p.guid, "offset": p.offset, "size": p.size, "sha256": sha}));
-    }
-    Ok(json!({
-        "image": id.name, "version": id.version, "arch": id.arch, "id": id.id(),
-        "description": profile.image.description,
-        "hardware": {"name": hw.name, "file": hw.path.file_name().map(|f| f.to_string_lossy().into_owned())},
-        // Everything a boot test needs, so an image directory copied to a CI runner boots
-        // without the project's hardware/ and firmware/ directories.
-        "boot": {"hardware": hw, "firmware": config::firmware_for(hw)?},
-        "labels": labels, "artifacts": arts,
-        "disk": {"guid": layout.disk_guid, "size": layout.size, "partitions": parts},
-        "lockfile_sha256": digests["packages.lock"].0,
-        "ingot_version": env!("CARGO_PKG_VERSION"), "source_date_epoch": id.epoch,
-    }))
+    let partitions = layout
+        .partitions
+        .iter()
+        .zip(part_digests)
+        .map(|(p, sha)| image_dir::PartitionRecord {
+            name: p.name.clone(),
+            type_guid: p.type_guid.clone(),
+            guid: p.guid.clone(),
+            offset: p.offset,
+            size: p.size,
+            sha256: sha.clone(),
+        })
+        .collect();
+    Ok(Manifest {
+        image: id.name.clone(),
+        version: id.version.clone(),
+        arch: id.arch.clone(),
+        id: id.id(),
+        description: profile.image.description.clone(),
+        hardware: image_dir::HardwareRef {
+            name: hw.name.clone(),
+            file: hw
+                .path
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned()),
+        },
+        boot: image_dir::BootSpec {
+            hardware: hw.clone(),
+            firmware: config::firmware_for(hw)?,
+        },
+        labels: labels.clone(),
+        artifacts,
+        disk: image_dir::DiskRecord {
+            guid: layout.disk_guid.clone(),
+            size: layout.size,
+            partitions,
+        },
+        lockfile_sha256: digests
+            .get(image_dir::LOCKFILE)
+            .map(|d| d.0.clone())
+            .context("packages.lock was not written")?,
+        ingot_version: env!("CARGO_PKG_VERSION").to_string(),
+        source_date_epoch: id.epoch,
+        contents: contents_by_origin(tree),
+        sysprep: image_dir::SysprepRecord {
+            identity: sysprep::identity_report(tree),
+            operations: sysprep::OPERATIONS
+                .iter()
+                .map(|(k, _)| (*k).to_string())
+                .collect(),
+        },
+    })
 }

@@ -1,0 +1,133 @@
+//! File helpers every stage uses: a temporary name beside a file, atomic writes, one streaming
+//! SHA-256 reader, and scratch directories under the system's temporary directory. Every error
+//! names the path.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A unique temporary name beside `path` (same directory, so a rename is atomic).
+pub fn temp_beside(path: &Path) -> PathBuf {
+    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let name = path
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()))
+}
+
+/// A reader that hashes (SHA-256) and counts everything read through it.
+pub struct HashingReader<R> {
+    inner: R,
+    hash: Sha256,
+    bytes: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    /// Wrap a reader.
+    pub fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hash: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Read to the end, discarding the bytes; then `finish`.
+    pub fn drain(mut self) -> io::Result<(String, u64)> {
+        io::copy(&mut self, &mut io::sink())?;
+        Ok(self.finish())
+    }
+
+    /// Hex SHA-256 and byte count of what was read so far.
+    pub fn finish(self) -> (String, u64) {
+        (hex::encode(self.hash.finalize()), self.bytes)
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// SHA-256 (hex) and size of a file, streamed.
+pub fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
+    HashingReader::new(io::BufReader::with_capacity(1 << 20, File::open(path)?)).drain()
+}
+
+/// SHA-256 and size of a file, with the path in the error.
+pub fn sha256_path(path: &Path) -> Result<(String, u64)> {
+    sha256_file(path).with_context(|| format!("hashing {}", path.display()))
+}
+
+/// Write a file atomically: temporary name in the same directory, sync, then rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = temp_beside(path);
+    let res = (|| -> io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    res.with_context(|| format!("writing {}", path.display()))
+}
+
+/// `fs::write` with the path in the error.
+pub fn write(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
+    fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+}
+
+/// `fs::read` with the path in the error.
+pub fn read(path: &Path) -> Result<Vec<u8>> {
+    fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// `fs::rename` with both paths in the error.
+pub fn rename(from: &Path, to: &Path) -> Result<()> {
+    fs::rename(from, to).with_context(|| format!("renaming {} to {}", from.display(), to.display()))
+}
+
+/// A new directory under the system's temporary directory, removed when dropped (`keep` it
+/// to hand it to the user).
+pub fn scratch_dir(prefix: &str) -> Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix(&format!("{prefix}-"))
+        .tempdir()
+        .context("creating a directory under the system's temporary directory")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashing_reader_and_atomic_write() {
+        let d = scratch_dir("ingot-fsx").unwrap();
+        let p = d.path().join("f");
+        write_atomic(&p, b"abc").unwrap();
+        assert_eq!(
+            sha256_file(&p).unwrap(),
+            (
+                "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad".to_string(),
+                3
+            )
+        );
+        let names: Vec<_> = fs::read_dir(d.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "no temporary file is left");
+        let e = write_atomic(&d.path().join("no/such/dir/f"), b"x").unwrap_err();
+        assert!(format!("{e:#}").contains("no/such/dir/f"), "{e:#}");
+    }
+}

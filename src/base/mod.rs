@@ -1,0 +1,7 @@
+//! The ground floor: small pieces every stage may use and that use no stage. Image identity
+//! (names, derived GUIDs, epoch and date formatting), file helpers (atomic writes, one hashing
+//! reader, scratch directories) and Debian version ordering.
+
+pub mod debversion;
+pub mod fsx;
+pub mod identity;

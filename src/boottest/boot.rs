@@ -1,0 +1,126 @@
+//! One boot: start QEMU on a private copy of the UEFI variables, read the serial console through
+//! the classifier until the ready line, a fatal line (then three seconds more for context), QEMU's
+//! exit, Ctrl-C or the timeout; write the timed console log; always kill the VM.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use super::console::{Console, Failure, Ready, Seen};
+use crate::qemu::{self, VmSpec};
+
+/// How long the console is still read after a fatal line, for the report's tail.
+const AFTER_FATAL: Duration = Duration::from_secs(3);
+
+/// Result of one boot.
+#[derive(Debug, Clone)]
+pub struct BootOutcome {
+    /// The ready line, when seen.
+    pub ready: Option<Ready>,
+    /// Seconds from QEMU start to the ready line (or to the failure).
+    pub seconds: f64,
+    /// Why the boot failed, if it did.
+    pub failure: Option<Failure>,
+    /// Last console lines.
+    pub tail: Vec<String>,
+    /// Console log file.
+    pub log: PathBuf,
+}
+
+/// Boot once and wait for the ready line. `work` holds this boot's variable store.
+pub fn boot_once(spec: &VmSpec, timeout: Duration, log: &Path, work: &Path) -> Result<BootOutcome> {
+    let vars = work.join(format!(
+        "vars-{}-{:?}.fd",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let template = qemu::vars_template(spec);
+    std::fs::copy(&template, &vars)
+        .with_context(|| format!("copying UEFI variables {}", template.display()))?;
+    let start = Instant::now();
+    let (mut child, _registered) =
+        qemu::start_vm(spec, &qemu::args(spec, &vars, false), Stdio::piped())?;
+    let stdout = child.0.stdout.take().context("QEMU has no stdout")?;
+    let stderr = child.0.stderr.take().context("QEMU has no stderr")?;
+    let (tx, rx) = mpsc::channel::<Option<String>>();
+    let tx2 = tx.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).split(b'\n') {
+            let Ok(l) = line else { break };
+            let s = String::from_utf8_lossy(&l).replace('\r', "");
+            if tx.send(Some(s)).is_err() {
+                return;
+            }
+        }
+        let _ = tx.send(None);
+    });
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx2.send(Some(format!("[qemu] {line}")));
+        }
+    });
+    let mut console = Console::new(spec.arch);
+    let mut all: Vec<String> = Vec::new();
+    let mut ready = None;
+    let mut failure: Option<Failure> = None;
+    let mut seconds = 0.0;
+    let mut fatal_at: Option<Instant> = None;
+    loop {
+        if crate::interrupt::requested() {
+            failure = Some(Failure::Interrupted);
+            break;
+        }
+        let wait = match (timeout.checked_sub(start.elapsed()), fatal_at) {
+            (None, _) => {
+                failure.get_or_insert_with(|| console.timeout(timeout.as_secs()));
+                break;
+            }
+            (Some(_), Some(t)) if t.elapsed() > AFTER_FATAL => break,
+            (Some(l), _) => l.min(Duration::from_millis(500)),
+        };
+        match rx.recv_timeout(wait) {
+            Ok(Some(line)) => {
+                let at = start.elapsed().as_secs_f64();
+                // Host seconds since QEMU started: shows where a slow boot spends its time.
+                all.push(format!("[{at:8.3}] {line}"));
+                match console.feed(&line, at) {
+                    Seen::Ready(r) => {
+                        ready = Some(r);
+                        seconds = at;
+                        break;
+                    }
+                    Seen::Fatal(f) => {
+                        failure = Some(f);
+                        seconds = at;
+                        fatal_at = Some(Instant::now());
+                    }
+                    Seen::Line => {}
+                }
+            }
+            Ok(None) => {
+                failure.get_or_insert(Failure::QemuExited);
+                break;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    drop(child);
+    let _ = std::fs::remove_file(&vars);
+    if seconds == 0.0 {
+        seconds = start.elapsed().as_secs_f64();
+    }
+    std::fs::write(log, all.join("\n") + "\n")
+        .with_context(|| format!("writing {}", log.display()))?;
+    Ok(BootOutcome {
+        ready,
+        seconds,
+        failure,
+        tail: all.iter().rev().take(40).rev().cloned().collect(),
+        log: log.to_path_buf(),
+    })
+}

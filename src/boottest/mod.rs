@@ -1,0 +1,286 @@
+//! The boot test as a library: boot image directories in QEMU a number of times each (in
+//! parallel up to `jobs`), retry failed boots from the pristine image, judge each ready line
+//! against the image's manifest, check that machine ids differ between boots, and return typed
+//! results. The CLI only parses arguments, prints and writes the reports.
+
+pub mod boot;
+pub mod console;
+pub mod report;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::image_dir::{ImageDir, Manifest};
+use crate::packages::{self, Source};
+use crate::qemu::{self, VmSpec};
+use console::{Failure, Ready};
+use report::{BootCase, ImageResult, Report};
+
+/// How to run a boot test.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Per-boot timeout.
+    pub timeout: Duration,
+    /// Boots per image.
+    pub boots: u32,
+    /// Extra attempts for a failed boot.
+    pub retries: u32,
+    /// Images booting at once.
+    pub jobs: usize,
+    /// Where console logs go.
+    pub log_dir: PathBuf,
+    /// No progress output.
+    pub quiet: bool,
+}
+
+/// The VM for an image directory: its hardware and firmware from the manifest (so a copied
+/// directory boots without the project's files), the firmware fetched through `src`. The
+/// caller has checked the QEMU binary (`qemu::require_binary`) before opening `src`, so that a
+/// missing QEMU is named before anything is fetched or written.
+pub fn vm_spec(image: &ImageDir, accel: Option<&str>, src: &Source) -> Result<VmSpec> {
+    let hw = image.manifest.boot.hardware.clone();
+    let fw = &image.manifest.boot.firmware;
+    let (code, vars) = packages::fetch_firmware(src, fw)
+        .with_context(|| format!("firmware for {}", image.path.display()))?;
+    Ok(VmSpec {
+        arch: hw.arch,
+        accel: qemu::pick_accel(hw.arch, accel),
+        hw,
+        disk: image.disk(),
+        code,
+        vars,
+    })
+}
+
+/// What is wrong with a ready line, judged against the image's manifest: another image or
+/// version, an agent whose probe failed, or a machine id that is not one.
+pub fn judge_ready(r: &Ready, m: &Manifest) -> Option<String> {
+    if r.image != m.image || r.version != m.version {
+        Some(format!(
+            "ready line reports {} {} but the manifest says \"{}\" \"{}\"",
+            r.image, r.version, m.image, m.version
+        ))
+    } else if let Some((a, _)) = r.agents.iter().find(|(_, s)| s != "ok") {
+        Some(format!("agent {a} failed its readiness probe"))
+    } else if r.machine_id.len() != 32 {
+        Some(format!(
+            "machine id `{}` is not 32 hex digits",
+            r.machine_id
+        ))
+    } else {
+        None
+    }
+}
+
+/// Where boot-test keeps console logs: `--logs`, else beside the JSON or JUnit report, else a
+/// new directory under the system's temporary directory (kept: it is the only copy).
+pub fn log_dir(logs: Option<&Path>, json: Option<&Path>, junit: Option<&Path>) -> Result<PathBuf> {
+    let dir = if let Some(l) = logs {
+        l.to_path_buf()
+    } else if let Some(report) = json.or(junit) {
+        match report.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    } else {
+        crate::base::fsx::scratch_dir("ingot-boot-logs")?.keep()
+    };
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("creating the log directory {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// One log-name stem per image: the directory's name (`edge-minimal-1.0.0-x86_64`), with `-2`,
+/// `-3`… when two image directories share a name.
+pub fn log_names(images: &[PathBuf]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for i in images {
+        let base = i
+            .canonicalize()
+            .unwrap_or_else(|_| i.clone())
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "image".into());
+        let mut name = base.clone();
+        let mut k = 2;
+        while names.contains(&name) {
+            name = format!("{base}-{k}");
+            k += 1;
+        }
+        names.push(name);
+    }
+    names
+}
+
+/// Boot one image `opts.boots` times, retrying failed boots; `say` reports each result.
+fn test_image(
+    image: &ImageDir,
+    spec: &VmSpec,
+    name: &str,
+    opts: &Options,
+    work: &Path,
+    multi: &indicatif::MultiProgress,
+    say: &(dyn Fn(String) + Sync),
+) -> ImageResult {
+    let live = crate::progress::live(opts.quiet);
+    let dir = image.path.display();
+    let mut cases = Vec::new();
+    for n in 1..=opts.boots {
+        // Failed attempts of this boot, kept when a retry follows.
+        let mut earlier: Vec<BootCase> = Vec::new();
+        let case = loop {
+            let attempt = earlier.len() as u32 + 1;
+            let log = opts.log_dir.join(match attempt {
+                1 => format!("{name}.boot-{n}.console.log"),
+                a => format!("{name}.boot-{n}.retry-{}.console.log", a - 1),
+            });
+            let pb = multi.add(crate::progress::spinner(
+                &format!("{dir} boot {n}/{}", opts.boots),
+                live,
+            ));
+            let out = boot::boot_once(spec, opts.timeout, &log, work);
+            pb.finish_and_clear();
+            let mut case = match out {
+                Ok(o) => {
+                    let cause = o.failure.clone().or_else(|| {
+                        o.ready
+                            .as_ref()
+                            .and_then(|r| judge_ready(r, &image.manifest))
+                            .map(|reason| Failure::Rejected { reason })
+                    });
+                    BootCase::new(n, o.seconds, cause, o.ready, Some(o.log), o.tail)
+                }
+                Err(e) => BootCase::new(
+                    n,
+                    0.0,
+                    Some(Failure::Host {
+                        message: format!("{e:#}"),
+                    }),
+                    None,
+                    None,
+                    Vec::new(),
+                ),
+            };
+            let again = !case.ok && attempt <= opts.retries && !crate::interrupt::requested();
+            let what = case.failure.clone().unwrap_or_else(|| "ready".into());
+            let note = match (again, attempt) {
+                (true, _) => format!(
+                    " (attempt {attempt} of {}; booting again)",
+                    opts.retries + 1
+                ),
+                (false, 1) => String::new(),
+                (false, _) => format!(" (attempt {attempt} of {})", opts.retries + 1),
+            };
+            say(format!(
+                "{dir} boot {n}: {what} in {:.1}s{note}",
+                case.seconds
+            ));
+            if again {
+                earlier.push(case);
+                continue;
+            }
+            case.flaky = case.ok && !earlier.is_empty();
+            case.attempts = earlier;
+            break case;
+        };
+        let failed = !case.ok;
+        cases.push(case);
+        if failed {
+            break;
+        }
+    }
+    let ids: Vec<&str> = cases
+        .iter()
+        .filter_map(|c| c.ready.as_ref().map(|r| r.machine_id.as_str()))
+        .collect();
+    let machine_id_failure = ids.iter().enumerate().find_map(|(k, a)| {
+        ids[..k].contains(a).then(|| {
+            format!("two boots reported the same machine id {a}: identity was baked into the image")
+        })
+    });
+    ImageResult {
+        image: image.path.clone(),
+        boots: cases,
+        machine_id_failure,
+    }
+}
+
+/// Boot every image; progress goes to stderr (spinners on a terminal, lines otherwise).
+pub fn run(images: &[(ImageDir, VmSpec)], opts: &Options) -> Result<Report> {
+    let paths: Vec<PathBuf> = images.iter().map(|(i, _)| i.path.clone()).collect();
+    let names = log_names(&paths);
+    // Per-boot scratch files (UEFI variable copies) live here, never in an image directory.
+    let work = crate::base::fsx::scratch_dir("ingot-boot-test")?;
+    let next = AtomicUsize::new(0);
+    let results = Mutex::new(Vec::new());
+    let live = crate::progress::live(opts.quiet);
+    let multi = indicatif::MultiProgress::new();
+    if !live {
+        multi.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let say = |line: String| {
+        if live {
+            let _ = multi.println(line);
+        } else if !opts.quiet {
+            eprintln!("{line}");
+        }
+    };
+    std::thread::scope(|s| {
+        for _ in 0..opts.jobs.max(1).min(images.len()) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some((image, spec)) = images.get(i) else {
+                    break;
+                };
+                let r = test_image(image, spec, &names[i], opts, work.path(), &multi, &say);
+                if let Ok(mut g) = results.lock() {
+                    g.push(r);
+                }
+            });
+        }
+    });
+    let results = results
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("a boot thread panicked"))?;
+    Ok(Report::new(results))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn console_logs_go_beside_the_report_with_one_name_per_image() {
+        let t = tempfile::tempdir().unwrap();
+        let report = t.path().join("ci").join("report.xml");
+        assert_eq!(
+            log_dir(None, None, Some(&report)).unwrap(),
+            t.path().join("ci")
+        );
+        let json = t.path().join("j").join("r.json");
+        assert_eq!(
+            log_dir(None, Some(&json), Some(&report)).unwrap(),
+            t.path().join("j")
+        );
+        let logs = t.path().join("logs");
+        assert_eq!(log_dir(Some(&logs), Some(&json), None).unwrap(), logs);
+        assert!(logs.is_dir());
+        assert_eq!(
+            log_dir(None, Some(Path::new("r.json")), None).unwrap(),
+            PathBuf::from(".")
+        );
+        let names = log_names(&[
+            PathBuf::from("/nonexistent/a/edge-1.0-x86_64"),
+            PathBuf::from("/nonexistent/b/edge-1.0-x86_64"),
+            PathBuf::from("/nonexistent/b/edge-1.0-aarch64"),
+        ]);
+        assert_eq!(
+            names,
+            ["edge-1.0-x86_64", "edge-1.0-x86_64-2", "edge-1.0-aarch64"]
+        );
+    }
+}

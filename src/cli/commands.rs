@@ -1,0 +1,351 @@
+//! One function per subcommand: read the inputs, call the library, print the result.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+
+use super::{source, SourceOpts};
+use crate::base::fsx;
+use crate::boottest::{self, report::Report};
+use crate::build;
+use crate::config;
+use crate::image_dir::{self, ImageDir};
+use crate::packages::{self, Lockfile};
+use crate::progress;
+use crate::trust::minisign;
+
+/// `validate FILE...`.
+pub fn validate(files: &[PathBuf], quiet: bool) -> Result<()> {
+    for f in files {
+        let kind = config::validate(f)?;
+        if !quiet {
+            println!("{}: ok ({kind:?})", f.display());
+        }
+    }
+    Ok(())
+}
+
+/// Flags of `build`.
+pub struct BuildFlags {
+    /// Output root.
+    pub out: PathBuf,
+    /// Signing key.
+    pub key: Option<PathBuf>,
+    /// Use the lockfile.
+    pub locked: bool,
+    /// Build twice and compare.
+    pub check_reproducible: bool,
+    /// JSON on stdout.
+    pub json: bool,
+}
+
+/// `build PROFILE --hardware HW...`.
+pub fn build(
+    profile: &Path,
+    hardware: &[PathBuf],
+    f: BuildFlags,
+    so: &SourceOpts,
+    quiet: bool,
+) -> Result<()> {
+    let p = config::load_profile(profile)?;
+    let hws = hardware
+        .iter()
+        .map(|h| config::load_hardware(h))
+        .collect::<Result<Vec<_>, _>>()?;
+    let src = source(so, &p.distribution.suite, quiet)?;
+    let mut report = Vec::new();
+    for hw in &hws {
+        let started = std::time::Instant::now();
+        let opts = build::Options {
+            out: f.out.clone(),
+            locked: f.locked,
+            key: f.key.clone(),
+            quiet,
+        };
+        let b = build::build(&p, hw, &src, &opts)?;
+        if f.check_reproducible {
+            let again = f.out.join(".reproducibility");
+            let b2 = build::build(
+                &p,
+                hw,
+                &src,
+                &build::Options {
+                    out: again.clone(),
+                    ..opts.clone()
+                },
+            )?;
+            build::reproduce::compare_dirs(&b, &b2)?;
+            let _ = std::fs::remove_dir_all(&again);
+            if !f.json {
+                println!("{}: reproducible (two builds byte-identical)", b.id);
+            }
+        }
+        if f.json {
+            report.push(build_summary(&b, f.check_reproducible, started.elapsed()));
+        } else {
+            println!("{}", b.dir.display());
+        }
+    }
+    if f.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "images": report }))?
+        );
+    }
+    Ok(())
+}
+
+/// One built image for `build --json`: what CI needs to pick the artifacts up.
+fn build_summary(
+    b: &build::Built,
+    reproducible_checked: bool,
+    took: Duration,
+) -> serde_json::Value {
+    let m = &b.manifest;
+    json!({
+        "dir": b.dir,
+        "image": m.image,
+        "version": m.version,
+        "arch": m.arch,
+        "hardware": m.hardware,
+        "artifacts": m.artifacts,
+        "data_bytes": b.data_bytes,
+        "signed": b.dir.join(image_dir::SIGNATURE).exists(),
+        "reproducible_checked": reproducible_checked,
+        "seconds": (took.as_secs_f64() * 100.0).round() / 100.0,
+    })
+}
+
+/// `lock PROFILE --hardware HW...`.
+pub fn lock(profile: &Path, hardware: &[PathBuf], so: &SourceOpts, quiet: bool) -> Result<()> {
+    let p = config::load_profile(profile)?;
+    let src = source(so, &p.distribution.suite, quiet)?;
+    let mut lock = Lockfile {
+        version: 1,
+        target: Vec::new(),
+    };
+    for h in hardware {
+        let hw = config::load_hardware(h)?;
+        let pb = progress::spinner(
+            &format!("resolving {} for {}", p.image.name, hw.name),
+            progress::live(quiet),
+        );
+        lock.target.push(packages::resolve_target(&src, &p, &hw)?);
+        pb.finish_and_clear();
+    }
+    let path = packages::lock_path(profile);
+    fsx::write_atomic(&path, lock.to_toml()?.as_bytes())?;
+    println!("{}", path.display());
+    Ok(())
+}
+
+/// `fetch PROFILE --hardware HW...`.
+pub fn fetch(
+    profile: &Path,
+    hardware: &[PathBuf],
+    locked: bool,
+    so: &SourceOpts,
+    quiet: bool,
+) -> Result<()> {
+    let p = config::load_profile(profile)?;
+    let src = source(so, &p.distribution.suite, quiet)?;
+    for h in hardware {
+        let hw = config::load_hardware(h)?;
+        let pb = progress::spinner(
+            &format!("resolving {} for {}", p.image.name, hw.name),
+            progress::live(quiet),
+        );
+        let set = packages::package_set(&src, &p, &hw, locked)?;
+        pb.finish_and_clear();
+        let ready = packages::fetch_all(&src, &set.package)?;
+        let fw = config::firmware_for(&hw)?;
+        packages::fetch_firmware(&src, &fw)?;
+        println!(
+            "{}: {} packages cached in {}",
+            hw.name,
+            ready.len(),
+            src.cache.root().display()
+        );
+    }
+    Ok(())
+}
+
+/// `keygen --out PREFIX`.
+pub fn keygen(out: &Path) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let sk = minisign::SecretKey::generate();
+    let skp = PathBuf::from(format!("{}.key", out.display()));
+    let pkp = PathBuf::from(format!("{}.pub", out.display()));
+    if skp.exists() {
+        bail!(
+            "{} exists; refusing to overwrite a secret key",
+            skp.display()
+        );
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&skp)
+        .with_context(|| format!("creating {}", skp.display()))?;
+    f.write_all(sk.to_file().as_bytes())
+        .with_context(|| format!("writing {}", skp.display()))?;
+    fsx::write(&pkp, sk.public().to_file())?;
+    println!(
+        "secret key: {} (mode 0600)\npublic key: {}\nkey id: {}",
+        skp.display(),
+        pkp.display(),
+        minisign::key_id_hex(&sk.id)
+    );
+    Ok(())
+}
+
+/// `sign DIR --key KEY`.
+pub fn sign(image: &Path, key: &Path) -> Result<()> {
+    let sk = minisign::SecretKey::from_file(key)?;
+    let dir = ImageDir::open(image)?;
+    let out = dir.file(image_dir::SIGNATURE);
+    fsx::write_atomic(&out, dir.signature(&sk).as_bytes())?;
+    println!("{}", out.display());
+    Ok(())
+}
+
+/// `verify DIR --key PUB`.
+pub fn verify(image: &Path, key: &Path, quiet: bool) -> Result<()> {
+    let pk = minisign::PublicKey::from_file(key)?;
+    let pb = progress::spinner(
+        &format!("verifying {}", image.display()),
+        progress::live(quiet),
+    );
+    let checked = ImageDir::open_verified(image, &pk);
+    pb.finish_and_clear();
+    checked?;
+    println!(
+        "{}: signature and every artifact digest verified",
+        image.display()
+    );
+    Ok(())
+}
+
+/// Flags of `boot-test`.
+pub struct BootFlags {
+    /// Seconds per boot.
+    pub timeout: u64,
+    /// Boots per image.
+    pub boots: u32,
+    /// Extra attempts.
+    pub retries: u32,
+    /// JUnit report.
+    pub junit: Option<PathBuf>,
+    /// JSON report.
+    pub json: Option<PathBuf>,
+    /// Log directory.
+    pub logs: Option<PathBuf>,
+    /// Forced accelerator.
+    pub accel: Option<String>,
+}
+
+/// `boot-test DIR...`.
+pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool) -> Result<()> {
+    let mut specs = Vec::new();
+    for i in images {
+        let dir = ImageDir::open(i)?;
+        crate::qemu::require_binary(dir.manifest.boot.hardware.arch)?;
+        let src = source(so, &dir.manifest.boot.firmware.suite, quiet)?;
+        let spec = boottest::vm_spec(&dir, f.accel.as_deref(), &src)?;
+        specs.push((dir, spec));
+    }
+    let log_dir = boottest::log_dir(f.logs.as_deref(), f.json.as_deref(), f.junit.as_deref())?;
+    let opts = boottest::Options {
+        timeout: Duration::from_secs(f.timeout),
+        boots: f.boots,
+        retries: f.retries,
+        jobs: so.jobs,
+        log_dir: log_dir.clone(),
+        quiet,
+    };
+    let report = boottest::run(&specs, &opts)?;
+    if let Some(p) = &f.json {
+        fsx::write(p, serde_json::to_string_pretty(&report)?)?;
+    }
+    if let Some(p) = &f.junit {
+        fsx::write(p, boottest::report::junit_xml(&report.images))?;
+    }
+    print_failures(&report);
+    if f.logs.is_none() && f.json.is_none() && f.junit.is_none() && !quiet {
+        eprintln!("console logs: {}", log_dir.display());
+    }
+    if !report.passed {
+        crate::interrupt::check()?;
+        bail!("boot test failed");
+    }
+    println!(
+        "boot test passed: {} image(s), {} boot(s) each{}",
+        report.images.len(),
+        f.boots,
+        match report.flaky() {
+            0 => String::new(),
+            n => format!("; {n} boot(s) passed only on a retry (flaky)"),
+        }
+    );
+    Ok(())
+}
+
+/// FLAKY and FAIL lines, with each failed boot's console tail.
+fn print_failures(report: &Report) {
+    for r in &report.images {
+        let img = r.image.display();
+        for c in &r.boots {
+            if c.flaky {
+                eprintln!(
+                    "FLAKY {img} boot {}: passed on attempt {} after:",
+                    c.boot,
+                    c.attempts.len() + 1
+                );
+            } else if !c.attempts.is_empty() {
+                eprintln!("FAIL {img} boot {}: every attempt failed:", c.boot);
+            }
+            for (k, a) in c.attempts.iter().enumerate() {
+                eprintln!(
+                    "  attempt {}: {} (console: {})",
+                    k + 1,
+                    a.failure.as_deref().unwrap_or(""),
+                    a.console_log
+                        .as_deref()
+                        .map_or("none".to_string(), |p| p.display().to_string())
+                );
+            }
+            if let Some(f) = &c.failure {
+                eprintln!("FAIL {img} boot {}: {f}", c.boot);
+                for l in &c.tail {
+                    eprintln!("  | {l}");
+                }
+            }
+        }
+        if let Some(f) = &r.machine_id_failure {
+            eprintln!("FAIL {img}: {f}");
+        }
+    }
+}
+
+/// `run DIR`: an interactive boot.
+pub fn run_interactive(
+    image: &Path,
+    accel: Option<&str>,
+    so: &SourceOpts,
+    quiet: bool,
+) -> Result<()> {
+    let dir = ImageDir::open(image)?;
+    crate::qemu::require_binary(dir.manifest.boot.hardware.arch)?;
+    let src = source(so, &dir.manifest.boot.firmware.suite, quiet)?;
+    let spec = boottest::vm_spec(&dir, accel, &src)?;
+    let work = fsx::scratch_dir("ingot-run")?;
+    let code = crate::qemu::run_interactive(&spec, work.path())?;
+    if code != 0 {
+        bail!("QEMU exited with status {code}");
+    }
+    Ok(())
+}

@@ -1,0 +1,306 @@
+//! Command-line interface: the clap definitions and one function per subcommand
+//! (`commands`, `inspect`) over the library's stages. Parsing and printing only.
+
+mod commands;
+mod inspect;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::config::ConfigError;
+use crate::packages::Source;
+
+/// Bake golden disk images from Debian packages: rootless, reproducible, signed, boot-tested.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ingot",
+    version,
+    after_help = "Example:\n  ingot build profiles/edge-minimal.toml --hardware hardware/qemu-x86_64.toml\n  ingot boot-test out/edge-minimal-1.0.0-x86_64"
+)]
+pub struct Cli {
+    /// Print only errors.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// Subcommand.
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// Options shared by the commands that fetch packages.
+#[derive(Debug, clap::Args, Clone)]
+pub struct SourceOpts {
+    /// Debian mirror (default: INGOT_MIRROR, then the host's apt sources); file:// works offline.
+    #[arg(long, env = "INGOT_MIRROR")]
+    pub mirror: Option<String>,
+    /// OpenPGP keyring for InRelease (default: Debian's archive keyring).
+    #[arg(long)]
+    pub keyring: Option<PathBuf>,
+    /// Package cache (default: INGOT_CACHE or $XDG_CACHE_HOME/ingot).
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    /// Parallel downloads.
+    #[arg(long, short, default_value_t = 4)]
+    pub jobs: usize,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Build one image per hardware profile into OUT/<name>-<version>-<arch>/.
+    #[command(
+        after_help = "Example:\n  ingot build profiles/vm-base.toml --hardware hardware/qemu-x86_64.toml --hardware hardware/qemu-aarch64.toml --key ingot.key"
+    )]
+    Build {
+        /// Image profile.
+        profile: PathBuf,
+        /// Hardware profile(s).
+        #[arg(long = "hardware", default_value = "hardware/qemu-x86_64.toml")]
+        hardware: Vec<PathBuf>,
+        /// Output directory.
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+        /// Sign with this secret key.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// Use PROFILE.lock exactly; fail if the profile changed since.
+        #[arg(long)]
+        locked: bool,
+        /// Build twice and report the first difference.
+        #[arg(long)]
+        check_reproducible: bool,
+        /// Print one JSON document on stdout (images, artifacts with SHA-256 and size, data
+        /// bytes, seconds) instead of the image directories; logs stay on stderr.
+        #[arg(long)]
+        json: bool,
+        /// Package source options.
+        #[command(flatten)]
+        source: SourceOpts,
+    },
+    /// Boot image directories in QEMU and check the INGOT-READY line.
+    #[command(
+        name = "boot-test",
+        after_help = "Example:\n  ingot boot-test out/edge-minimal-1.0.0-x86_64 out/edge-minimal-1.0.0-aarch64 --junit report.xml"
+    )]
+    BootTest {
+        /// Image directories.
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// Seconds to wait for each boot.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+        /// Boots per image (machine ids must differ).
+        #[arg(long, default_value_t = 2)]
+        boots: u32,
+        /// Boot a failed boot again, up to N more times, from the pristine image. A boot that
+        /// passes only on a retry counts as passed but is reported as flaky (JUnit
+        /// `flakyFailure`, JSON `attempts`), with each failed attempt's console log kept.
+        #[arg(long, default_value_t = 0)]
+        retries: u32,
+        /// JUnit XML report.
+        #[arg(long)]
+        junit: Option<PathBuf>,
+        /// JSON report.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Directory for each boot's console log, IMAGE.boot-N.console.log (default: beside the
+        /// --json or else the --junit report; without either, a new directory under the system's
+        /// temporary directory, printed at the end). The image directories are never written.
+        #[arg(long)]
+        logs: Option<PathBuf>,
+        /// Force `kvm` or `tcg`.
+        #[arg(long)]
+        accel: Option<String>,
+        /// Package source options (firmware comes from the Debian archive); `--jobs` is also
+        /// how many images boot at once.
+        #[command(flatten)]
+        source: SourceOpts,
+    },
+    /// Boot an image interactively on the serial console (Ctrl-A X quits).
+    #[command(after_help = "Example:\n  ingot run out/edge-minimal-1.0.0-x86_64")]
+    Run {
+        /// Image directory.
+        image: PathBuf,
+        /// Force `kvm` or `tcg`.
+        #[arg(long)]
+        accel: Option<String>,
+        /// Package source options.
+        #[command(flatten)]
+        source: SourceOpts,
+    },
+    /// Resolve and pin every package into PROFILE.lock.
+    #[command(
+        after_help = "Example:\n  ingot lock profiles/vm-base.toml --hardware hardware/qemu-x86_64.toml --hardware hardware/qemu-aarch64.toml"
+    )]
+    Lock {
+        /// Image profile.
+        profile: PathBuf,
+        /// Hardware profile(s).
+        #[arg(long = "hardware", default_value = "hardware/qemu-x86_64.toml")]
+        hardware: Vec<PathBuf>,
+        /// Package source options.
+        #[command(flatten)]
+        source: SourceOpts,
+    },
+    /// Fill the package cache for later offline builds.
+    #[command(
+        after_help = "Example:\n  ingot fetch profiles/edge-minimal.toml --hardware hardware/qemu-aarch64.toml"
+    )]
+    Fetch {
+        /// Image profile.
+        profile: PathBuf,
+        /// Hardware profile(s).
+        #[arg(long = "hardware", default_value = "hardware/qemu-x86_64.toml")]
+        hardware: Vec<PathBuf>,
+        /// Use PROFILE.lock.
+        #[arg(long)]
+        locked: bool,
+        /// Package source options.
+        #[command(flatten)]
+        source: SourceOpts,
+    },
+    /// Make an ed25519 key pair (PREFIX.key mode 0600, PREFIX.pub).
+    #[command(after_help = "Example:\n  ingot keygen --out release")]
+    Keygen {
+        /// Path prefix.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign an existing image directory's manifest.
+    #[command(after_help = "Example:\n  ingot sign out/vm-base-1.0.0-x86_64 --key release.key")]
+    Sign {
+        /// Image directory.
+        image: PathBuf,
+        /// Secret key.
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Check the signature and every digest of an image directory.
+    #[command(after_help = "Example:\n  ingot verify out/vm-base-1.0.0-x86_64 --key release.pub")]
+    Verify {
+        /// Image directory.
+        image: PathBuf,
+        /// Public key.
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Show an image's partitions, labels, identity state and biggest packages.
+    #[command(after_help = "Example:\n  ingot inspect out/edge-minimal-1.0.0-x86_64")]
+    Inspect {
+        /// Image directory.
+        image: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check profile, hardware and firmware files without building.
+    #[command(
+        after_help = "Example:\n  ingot validate profiles/*.toml hardware/*.toml firmware/*.toml"
+    )]
+    Validate {
+        /// Files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// Exit code for an error: 2 for bad input, 130 after Ctrl-C, 1 otherwise.
+pub fn exit_code(e: &anyhow::Error) -> i32 {
+    if e.chain().any(|c| c.downcast_ref::<ConfigError>().is_some()) {
+        2
+    } else if e
+        .chain()
+        .any(|c| c.downcast_ref::<crate::interrupt::Interrupted>().is_some())
+    {
+        130
+    } else {
+        1
+    }
+}
+
+fn source(o: &SourceOpts, suite: &str, quiet: bool) -> Result<Source> {
+    use std::io::IsTerminal;
+    Source::new(
+        o.mirror.as_deref(),
+        suite,
+        o.keyring.as_deref(),
+        o.cache.as_deref(),
+        o.jobs,
+        !quiet && std::io::stderr().is_terminal(),
+    )
+}
+
+/// Run a parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    let quiet = cli.quiet;
+    match cli.command {
+        Cmd::Validate { files } => commands::validate(&files, quiet),
+        Cmd::Build {
+            profile,
+            hardware,
+            out,
+            key,
+            locked,
+            check_reproducible,
+            json,
+            source: so,
+        } => commands::build(
+            &profile,
+            &hardware,
+            commands::BuildFlags {
+                out,
+                key,
+                locked,
+                check_reproducible,
+                json,
+            },
+            &so,
+            quiet,
+        ),
+        Cmd::Lock {
+            profile,
+            hardware,
+            source: so,
+        } => commands::lock(&profile, &hardware, &so, quiet),
+        Cmd::Fetch {
+            profile,
+            hardware,
+            locked,
+            source: so,
+        } => commands::fetch(&profile, &hardware, locked, &so, quiet),
+        Cmd::Keygen { out } => commands::keygen(&out),
+        Cmd::Sign { image, key } => commands::sign(&image, &key),
+        Cmd::Verify { image, key } => commands::verify(&image, &key, quiet),
+        Cmd::Inspect { image, json } => inspect::inspect(&image, json),
+        Cmd::BootTest {
+            images,
+            timeout,
+            boots,
+            retries,
+            junit,
+            json,
+            logs,
+            accel,
+            source: so,
+        } => commands::boot_test(
+            &images,
+            commands::BootFlags {
+                timeout,
+                boots,
+                retries,
+                junit,
+                json,
+                logs,
+                accel,
+            },
+            &so,
+            quiet,
+        ),
+        Cmd::Run {
+            image,
+            accel,
+            source: so,
+        } => commands::run_interactive(&image, accel.as_deref(), &so, quiet),
+    }
+}

@@ -1,0 +1,116 @@
+//! Hardware profiles (`hardware/*.toml`): the board or VM an image is built for: arch, kernel,
+//! initramfs modules, command line, console, disk layout, firmware and QEMU settings.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::values::{Arch, ByteSize};
+
+/// Disk partition added by a hardware profile beyond the ESP and root.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraPartition {
+    /// GPT partition name.
+    pub name: String,
+    /// `root` (a second root slot of the arch's root type), `linux` (generic data), `home`,
+    /// `var`, `swap`, or a literal type GUID.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Size of the partition.
+    pub size: ByteSize,
+}
+
+/// `[disk]` table of a hardware profile.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskLayout {
+    /// Size of the EFI system partition.
+    #[serde(default = "default_esp")]
+    pub esp_size: ByteSize,
+    /// Root filesystem type (only `ext4`).
+    #[serde(default = "default_rootfs")]
+    pub root_fs: String,
+    /// Total disk size, or `"auto"` for the tree plus headroom.
+    #[serde(default = "default_auto")]
+    pub size: String,
+    /// Partitions after root.
+    #[serde(default)]
+    pub partitions: Vec<ExtraPartition>,
+}
+
+fn default_esp() -> ByteSize {
+    ByteSize(64 << 20)
+}
+fn default_rootfs() -> String {
+    "ext4".into()
+}
+fn default_auto() -> String {
+    "auto".into()
+}
+
+/// `[qemu]` table of a hardware profile.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QemuSettings {
+    /// `-machine` value.
+    pub machine: String,
+    /// `-cpu` value.
+    #[serde(default = "default_cpu")]
+    pub cpu: String,
+    /// Memory in MiB.
+    #[serde(default = "default_mem")]
+    pub memory: u32,
+    /// Virtual CPUs.
+    #[serde(default = "default_smp")]
+    pub smp: u32,
+    /// Extra arguments appended verbatim.
+    #[serde(default)]
+    pub extra_args: Vec<String>,
+}
+
+fn default_cpu() -> String {
+    "max".into()
+}
+fn default_mem() -> u32 {
+    1024
+}
+fn default_smp() -> u32 {
+    2
+}
+
+/// A hardware profile: the board or VM an image is built for.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hardware {
+    /// Hardware name.
+    pub name: String,
+    /// CPU architecture.
+    pub arch: Arch,
+    /// Debian kernel package (a metapackage is followed to the real image package).
+    pub kernel_package: String,
+    /// Kernel modules the initramfs must carry and load (dependencies added automatically).
+    #[serde(default)]
+    pub modules: Vec<String>,
+    /// Kernel command line (Ingot adds `root=PARTUUID=…`).
+    #[serde(default)]
+    pub cmdline: String,
+    /// Console device, e.g. `ttyS0` or `ttyAMA0`.
+    pub console: String,
+    /// Firmware descriptor name (file in `firmware/`).
+    pub firmware: String,
+    /// Disk layout.
+    pub disk: DiskLayout,
+    /// QEMU settings for boot tests.
+    pub qemu: QemuSettings,
+    /// Keep only the kernel modules the initramfs needs plus these module directories
+    /// (relative to `kernel/`), to keep edge images small. Empty keeps everything.
+    #[serde(default)]
+    pub keep_module_dirs: Vec<String>,
+    /// When true, prune kernel modules to `keep_module_dirs` plus the initramfs set.
+    #[serde(default)]
+    pub prune_modules: bool,
+    /// Where the file was loaded from (never written out: it is the build host's path).
+    #[serde(skip)]
+    pub path: PathBuf,
+}

@@ -1,0 +1,343 @@
+//! Configuration model: image profiles (`profiles/`), hardware profiles (`hardware/`) and UEFI
+//! firmware descriptors (`firmware/`). Every file is TOML with unknown keys rejected; every error
+//! names the file, line, column and field, and suggests the closest valid key.
+
+mod firmware;
+mod hardware;
+mod profile;
+mod values;
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use profile::{merge_chain, ProfileFile};
+
+pub use firmware::Firmware;
+pub use hardware::{DiskLayout, ExtraPartition, Hardware, QemuSettings};
+pub use profile::{
+    Agent, Distribution, FileSpec, Group, ImageMeta, KernelSettings, Network, Output, Packages,
+    Profile, Sysprep, User,
+};
+pub use values::{Arch, ByteSize, Format, InitSystem, Mode, SemVer, ZstdLevel};
+
+/// A configuration file that could not be read or is not valid.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read at all.
+    #[error("{path}: cannot read: {error}")]
+    Read {
+        /// File that failed.
+        path: PathBuf,
+        /// Underlying I/O error, part of this message (not a separate cause in the chain, so
+        /// `{:#}` does not print it twice).
+        error: std::io::Error,
+    },
+    /// The file is not valid for its kind, at a known position.
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        /// File that failed.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong and what was expected.
+        message: String,
+    },
+    /// The file is valid TOML but its content breaks a rule that has no single position.
+    #[error("{path}: {message}")]
+    Rule {
+        /// File that failed.
+        path: PathBuf,
+        /// What is wrong and what was expected.
+        message: String,
+    },
+}
+
+pub(crate) fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+        path: path.to_path_buf(),
+        error,
+    })
+}
+
+/// Line and column (1-based) of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.chars().count(), |i| before[i + 1..].chars().count())
+        + 1;
+    (line, col)
+}
+
+pub(crate) fn parse_toml<T: for<'de> Deserialize<'de>>(
+    path: &Path,
+    text: &str,
+) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let (line, column) = e.span().map_or((1, 1), |s| line_col(text, s.start));
+        let mut message = e.message().trim().to_string();
+        if let Some(hint) = unknown_key_hint(&message) {
+            message.push_str(&hint);
+        }
+        ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message,
+        }
+    })
+}
+
+/// For serde's "unknown field `x`, expected one of `a`, `b`" add "; did you mean `a`?".
+fn unknown_key_hint(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (bad, rest) = rest.split_once('`')?;
+    let candidates: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+    let best = candidates
+        .iter()
+        .map(|c| (strsim::jaro_winkler(bad, c), *c))
+        .filter(|(score, _)| *score > 0.75)
+        .max_by(|a, b| a.0.total_cmp(&b.0))?;
+    Some(format!("; did you mean `{}`?", best.1))
+}
+
+pub(crate) fn rule(path: &Path, message: impl Into<String>) -> ConfigError {
+    ConfigError::Rule {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+/// Load an image profile, following `extends`.
+pub fn load_profile(path: &Path) -> Result<Profile, ConfigError> {
+    let mut chain: Vec<(PathBuf, ProfileFile)> = Vec::new();
+    let mut next = Some(path.to_path_buf());
+    while let Some(p) = next.take() {
+        let canon = p.canonicalize().map_err(|error| ConfigError::Read {
+            path: p.clone(),
+            error,
+        })?;
+        if chain.iter().any(|(seen, _)| *seen == canon) {
+            return Err(rule(
+                path,
+                format!(
+                    "`extends` forms a cycle through {} (a profile cannot extend itself)",
+                    canon.display()
+                ),
+            ));
+        }
+        let text = read(&p)?;
+        let file: ProfileFile = parse_toml(&p, &text)?;
+        if let Some(parent) = &file.extends {
+            let base = canon.parent().unwrap_or(Path::new("."));
+            next = Some(base.join(parent));
+        }
+        chain.push((canon, file));
+    }
+    merge_chain(path, chain)
+}
+
+/// Load a hardware profile.
+pub fn load_hardware(path: &Path) -> Result<Hardware, ConfigError> {
+    let text = read(path)?;
+    let mut hw: Hardware = parse_toml(path, &text)?;
+    hw.path = path.to_path_buf();
+    if hw.disk.root_fs != "ext4" {
+        return Err(rule(
+            path,
+            format!(
+                "disk.root_fs `{}` is not supported (expected \"ext4\")",
+                hw.disk.root_fs
+            ),
+        ));
+    }
+    if hw.disk.size != "auto" {
+        ByteSize::parse(&hw.disk.size)
+            .map_err(|e| rule(path, format!("disk.size: {e} (or \"auto\")")))?;
+    }
+    if hw.disk.esp_size.0 < 33 << 20 {
+        return Err(rule(
+            path,
+            "disk.esp_size must be at least 33MiB (FAT32 minimum)",
+        ));
+    }
+    Ok(hw)
+}
+
+/// Load a firmware descriptor.
+pub fn load_firmware(path: &Path) -> Result<Firmware, ConfigError> {
+    let text = read(path)?;
+    let mut fw: Firmware = parse_toml(path, &text)?;
+    fw.path = path.to_path_buf();
+    Ok(fw)
+}
+
+/// Find the firmware descriptor a hardware profile names: `firmware/<name>.toml` beside the
+/// hardware directory.
+pub fn firmware_for(hw: &Hardware) -> Result<Firmware, ConfigError> {
+    let root = hw
+        .path
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("."));
+    let path = root.join("firmware").join(format!("{}.toml", hw.firmware));
+    let fw = load_firmware(&path)?;
+    if fw.arch != hw.arch {
+        return Err(rule(
+            &hw.path,
+            format!(
+                "firmware `{}` boots {} but the hardware is {}",
+                fw.name, fw.arch, hw.arch
+            ),
+        ));
+    }
+    Ok(fw)
+}
+
+/// What kind of configuration a file holds, judged by its directory or its keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `profiles/`
+    Profile,
+    /// `hardware/`
+    Hardware,
+    /// `firmware/`
+    Firmware,
+}
+
+/// Guess a file's kind from the directory it lives in, falling back to its keys.
+pub fn kind_of(path: &Path) -> Kind {
+    let dir = path
+        .parent()
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or("");
+    match dir {
+        "hardware" => Kind::Hardware,
+        "firmware" => Kind::Firmware,
+        "profiles" => Kind::Profile,
+        _ => {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            if text.contains("kernel_package") {
+                Kind::Hardware
+            } else if text.lines().any(|l| l.trim_start().starts_with("vars")) {
+                Kind::Firmware
+            } else {
+                Kind::Profile
+            }
+        }
+    }
+}
+
+/// Check one file of any kind.
+pub fn validate(path: &Path) -> Result<Kind, ConfigError> {
+    let kind = kind_of(path);
+    match kind {
+        Kind::Profile => {
+            load_profile(path)?;
+        }
+        Kind::Hardware => {
+            let hw = load_hardware(path)?;
+            firmware_for(&hw)?;
+        }
+        Kind::Firmware => {
+            load_firmware(path)?;
+        }
+    }
+    Ok(kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    const GOOD: &str =
+        "[image]\nname = \"x\"\nversion = \"1.0.0\"\n[distribution]\nsuite = \"bookworm\"\n";
+
+    #[test]
+    fn semver_rules() {
+        assert!(SemVer::parse("1.2.3").is_ok());
+        assert!(SemVer::parse("1.2.3-rc.1+build.5").is_ok());
+        assert!(SemVer::parse("1.2").is_err());
+        assert!(SemVer::parse("01.2.3").is_err());
+        assert!(SemVer::parse("1.2.3-").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(ByteSize::parse("64MiB").unwrap().0, 64 << 20);
+        assert_eq!(ByteSize::parse("2G").unwrap().0, 2 << 30);
+        assert!(ByteSize::parse("12 parsecs").is_err());
+    }
+
+    #[test]
+    fn typo_names_line_column_and_suggests() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(
+            d.path(),
+            "p.toml",
+            &format!("{GOOD}[packages]\nincldue = [\"busybox\"]\n"),
+        );
+        let e = load_profile(&p).unwrap_err().to_string();
+        assert!(e.contains("p.toml:7:1"), "{e}");
+        assert!(e.contains("incldue"), "{e}");
+        assert!(e.contains("did you mean `include`"), "{e}");
+    }
+
+    #[test]
+    fn bad_version_and_wrong_type() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(d.path(), "p.toml", &GOOD.replace("1.0.0", "1.0"));
+        let e = load_profile(&p).unwrap_err().to_string();
+        assert!(e.contains(":3:11") && e.contains("semantic version"), "{e}");
+        let p = write(d.path(), "q.toml", &format!("init = 3\n{GOOD}"));
+        let e = load_profile(&p).unwrap_err().to_string();
+        assert!(e.contains("q.toml:1:8"), "{e}");
+    }
+
+    #[test]
+    fn extends_merges_and_rejects_cycles() {
+        let d = tempfile::tempdir().unwrap();
+        write(
+            d.path(),
+            "base.toml",
+            &format!("{GOOD}[packages]\ninclude = [\"a\"]\n[labels]\nowner = \"x\"\n"),
+        );
+        let c = write(
+            d.path(),
+            "child.toml",
+            "extends = \"base.toml\"\n[packages]\ninclude = [\"b\"]\n[labels]\nteam = \"y\"\n",
+        );
+        let p = load_profile(&c).unwrap();
+        assert_eq!(p.packages.include, vec!["a", "b"]);
+        assert_eq!(p.labels.len(), 2);
+        assert_eq!(p.image.name, "x");
+        let s = write(d.path(), "self.toml", "extends = \"self.toml\"\n");
+        let e = load_profile(&s).unwrap_err().to_string();
+        assert!(e.contains("cycle"), "{e}");
+    }
+
+    #[test]
+    fn unsupported_arch_is_positioned() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(
+            d.path(),
+            "hw.toml",
+            "name = \"x\"\narch = \"riscv64\"\nkernel_package = \"k\"\nconsole = \"ttyS0\"\nfirmware = \"ovmf\"\n[disk]\n[qemu]\nmachine = \"q35\"\n",
+        );
+        let e = load_hardware(&p).unwrap_err().to_string();
+        assert!(e.contains("hw.toml:2:8") && e.contains("riscv64"), "{e}");
+    }
+}

@@ -1,0 +1,406 @@
+//! Image profiles (`profiles/*.toml`): the schema of every table, and how `extends` chains
+//! are merged (a child file wins over its ancestors, key by key).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::values::{ByteSize, Format, InitSystem, Mode, SemVer, ZstdLevel};
+use super::{rule, ConfigError};
+
+/// `[image]` table.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageMeta {
+    /// Image name: lowercase letters, digits and dashes.
+    pub name: String,
+    /// Semantic version of this image.
+    pub version: SemVer,
+    /// One line saying what the image is for.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// `[distribution]` table. The mirror is deliberately absent: it comes from the command line,
+/// `INGOT_MIRROR` or the host's apt sources.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Distribution {
+    /// Only `debian` for now.
+    #[serde(default = "default_distro")]
+    pub name: String,
+    /// Main suite, e.g. `bookworm`.
+    pub suite: String,
+    /// Further suites on the same mirror layered on top (e.g. `bookworm-updates`).
+    #[serde(default)]
+    pub extra_suites: Vec<String>,
+    /// Archive components.
+    #[serde(default = "default_components")]
+    pub components: Vec<String>,
+}
+
+fn default_distro() -> String {
+    "debian".into()
+}
+fn default_components() -> Vec<String> {
+    vec!["main".into()]
+}
+
+/// `[packages]` table.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Packages {
+    /// Packages to install; dependencies are added by the resolver.
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Also install every `Essential: yes` and `Priority: required` package.
+    #[serde(default)]
+    pub essential: bool,
+    /// Follow `Recommends` as well as `Depends`.
+    #[serde(default)]
+    pub recommends: bool,
+    /// Packages never to install even when something depends on them (documentation only in
+    /// effect: a dependency that needs an excluded package fails resolution).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+/// A user account created in the image.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    /// Login name.
+    pub name: String,
+    /// Numeric id; chosen from 1000 upwards when absent.
+    pub uid: Option<u32>,
+    /// Supplementary groups (created when missing).
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Login shell.
+    #[serde(default = "default_shell")]
+    pub shell: String,
+    /// SSH public keys written to `~/.ssh/authorized_keys`.
+    #[serde(default)]
+    pub ssh_authorized_keys: Vec<String>,
+    /// Full name (GECOS).
+    #[serde(default)]
+    pub comment: String,
+}
+
+fn default_shell() -> String {
+    "/bin/sh".into()
+}
+
+/// A group created in the image.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    /// Group name.
+    pub name: String,
+    /// Numeric id; chosen from 1000 upwards when absent.
+    pub gid: Option<u32>,
+}
+
+/// A file placed in the image by the profile.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSpec {
+    /// Absolute path inside the image.
+    pub path: String,
+    /// Literal content.
+    pub content: Option<String>,
+    /// Host file, relative to the profile, to copy.
+    pub source: Option<String>,
+    /// Mode (default 0644, or 0755 for `executable = true`).
+    pub mode: Option<Mode>,
+    /// Owner uid.
+    #[serde(default)]
+    pub uid: u32,
+    /// Owner gid.
+    #[serde(default)]
+    pub gid: u32,
+}
+
+/// An agent: software that must run and report ready on every boot.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Agent {
+    /// Short name shown in the `INGOT-READY` line.
+    pub name: String,
+    /// Debian packages that carry the agent.
+    #[serde(default)]
+    pub packages: Vec<String>,
+    /// Files that carry the agent.
+    #[serde(default)]
+    pub files: Vec<FileSpec>,
+    /// systemd unit to enable (systemd images) or command to start in the background (busybox).
+    pub service: Option<String>,
+    /// Shell command that exits 0 once the agent is ready.
+    pub probe: String,
+    /// Seconds to wait for the probe.
+    #[serde(default = "default_probe_timeout")]
+    pub probe_timeout: u32,
+}
+
+fn default_probe_timeout() -> u32 {
+    60
+}
+
+/// `[sysprep]` table.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sysprep {
+    /// Paths the secret scan must accept (exact image paths).
+    #[serde(default)]
+    pub allow_secrets: Vec<String>,
+    /// Keep `/usr/share/doc`, man pages and locales (default: drop them, keeping copyright).
+    #[serde(default)]
+    pub keep_docs: bool,
+}
+
+/// `[kernel]` table: what the running system needs from the kernel's module tree.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KernelSettings {
+    /// Modules (names or aliases) the running system needs. When set, the root filesystem keeps
+    /// only these, their dependencies and the initramfs set, overriding the hardware profile's
+    /// `keep_module_dirs`; busybox images load them at boot.
+    pub modules: Option<Vec<String>>,
+    /// Keep the kernel image and `System.map` in `/boot` of the root filesystem as well as on
+    /// the ESP (default: the ESP copy only).
+    #[serde(default)]
+    pub keep_boot_files: bool,
+}
+
+/// `[network]` table: how the running system gets an address.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// Configure every Ethernet interface by DHCP at boot (default true): busybox images run
+    /// `udhcpc`, systemd images get a `systemd-networkd` rule.
+    #[serde(default = "yes")]
+    pub dhcp: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Network { dhcp: true }
+    }
+}
+
+/// `[output]` table.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Output {
+    /// Converted disk formats beside `disk.raw`.
+    #[serde(default)]
+    pub formats: Vec<Format>,
+    /// Also write `disk.raw.zst`.
+    #[serde(default)]
+    pub zstd: bool,
+    /// zstd level for `disk.raw.zst`, 1 to 19 (default 9: 19 saves about a tenth more and
+    /// takes fifteen times as long).
+    #[serde(default)]
+    pub zstd_level: ZstdLevel,
+    /// Largest allowed amount of data in the disk image.
+    pub size_budget: Option<ByteSize>,
+}
+
+/// One profile file as written, every field optional so that `extends` can fill the gaps.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ProfileFile {
+    pub(super) extends: Option<String>,
+    image: Option<ImageMeta>,
+    distribution: Option<Distribution>,
+    packages: Option<Packages>,
+    init: Option<InitSystem>,
+    #[serde(default)]
+    users: Vec<User>,
+    #[serde(default)]
+    groups: Vec<Group>,
+    #[serde(default)]
+    files: Vec<FileSpec>,
+    #[serde(default)]
+    overlays: Vec<String>,
+    #[serde(default)]
+    services: Vec<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    agent: Vec<Agent>,
+    kernel: Option<KernelSettings>,
+    network: Option<Network>,
+    sysprep: Option<Sysprep>,
+    output: Option<Output>,
+}
+
+/// A complete image profile after `extends` has been applied.
+#[derive(Debug, Clone, Serialize)]
+pub struct Profile {
+    /// The file this profile was loaded from.
+    pub path: PathBuf,
+    /// Every file that contributed, child first.
+    pub sources: Vec<PathBuf>,
+    /// `[image]`.
+    pub image: ImageMeta,
+    /// `[distribution]`.
+    pub distribution: Distribution,
+    /// `[packages]`.
+    pub packages: Packages,
+    /// Init system.
+    pub init: InitSystem,
+    /// Users.
+    pub users: Vec<User>,
+    /// Groups.
+    pub groups: Vec<Group>,
+    /// Files, with `source` resolved to absolute host paths.
+    pub files: Vec<FileSpec>,
+    /// Overlay directories (absolute host paths) copied over the tree.
+    pub overlays: Vec<PathBuf>,
+    /// systemd units to enable.
+    pub services: Vec<String>,
+    /// Free-form labels.
+    pub labels: BTreeMap<String, String>,
+    /// Agents.
+    pub agents: Vec<Agent>,
+    /// `[kernel]`.
+    pub kernel: KernelSettings,
+    /// `[network]`.
+    pub network: Network,
+    /// `[sysprep]`.
+    pub sysprep: Sysprep,
+    /// `[output]`.
+    pub output: Output,
+}
+
+pub(super) fn merge_chain(
+    path: &Path,
+    chain: Vec<(PathBuf, ProfileFile)>,
+) -> Result<Profile, ConfigError> {
+    let sources: Vec<PathBuf> = chain.iter().map(|(p, _)| p.clone()).collect();
+    let mut acc = ProfileFile::default();
+    let mut files = Vec::new();
+    let mut overlays = Vec::new();
+    // Apply from the root ancestor down to the child; later files win.
+    for (p, f) in chain.into_iter().rev() {
+        let dir = p.parent().unwrap_or(Path::new(".")).to_path_buf();
+        acc.image = f.image.or(acc.image);
+        acc.distribution = f.distribution.or(acc.distribution);
+        acc.packages = match (acc.packages.take(), f.packages) {
+            (Some(mut a), Some(b)) => {
+                a.include.extend(b.include);
+                a.exclude.extend(b.exclude);
+                a.essential = b.essential;
+                a.recommends = b.recommends;
+                Some(a)
+            }
+            (a, b) => b.or(a),
+        };
+        acc.init = f.init.or(acc.init);
+        acc.users.extend(f.users);
+        acc.groups.extend(f.groups);
+        for mut spec in f.files {
+            if let Some(src) = &spec.source {
+                spec.source = Some(dir.join(src).to_string_lossy().into_owned());
+            }
+            files.push(spec);
+        }
+        overlays.extend(f.overlays.iter().map(|o| dir.join(o)));
+        acc.services.extend(f.services);
+        acc.labels.extend(f.labels);
+        acc.agent.extend(f.agent);
+        acc.kernel = f.kernel.or(acc.kernel);
+        acc.network = f.network.or(acc.network);
+        acc.sysprep = f.sysprep.or(acc.sysprep);
+        acc.output = f.output.or(acc.output);
+    }
+    let image = acc
+        .image
+        .ok_or_else(|| rule(path, "missing table `[image]` (name, version)"))?;
+    if image.name.is_empty()
+        || !image
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(rule(
+            path,
+            format!(
+                "image.name `{}` must be lowercase letters, digits and dashes",
+                image.name
+            ),
+        ));
+    }
+    let distribution = acc.distribution.ok_or_else(|| {
+        rule(
+            path,
+            "missing table `[distribution]` (suite = \"bookworm\"); the mirror is never set in a profile",
+        )
+    })?;
+    if distribution.name != "debian" {
+        return Err(rule(
+            path,
+            format!(
+                "distribution.name `{}` is not supported (expected \"debian\")",
+                distribution.name
+            ),
+        ));
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for a in &acc.agent {
+        if !names.insert(a.name.clone()) {
+            return Err(rule(path, format!("agent `{}` is declared twice", a.name)));
+        }
+        if a.name.is_empty() || a.name.contains([' ', ',', ':', '=']) {
+            return Err(rule(
+                path,
+                format!(
+                    "agent name `{}` may not be empty or contain spaces, `,`, `:` or `=`",
+                    a.name
+                ),
+            ));
+        }
+    }
+    for f in &files {
+        if !f.path.starts_with('/') {
+            return Err(rule(
+                path,
+                format!("file path `{}` must be absolute", f.path),
+            ));
+        }
+        if f.content.is_some() == f.source.is_some() {
+            return Err(rule(
+                path,
+                format!(
+                    "file `{}` needs exactly one of `content` or `source`",
+                    f.path
+                ),
+            ));
+        }
+    }
+    Ok(Profile {
+        path: path.to_path_buf(),
+        sources,
+        image,
+        distribution,
+        packages: acc.packages.unwrap_or_default(),
+        init: acc.init.unwrap_or(InitSystem::Busybox),
+        users: acc.users,
+        groups: acc.groups,
+        files,
+        overlays,
+        services: acc.services,
+        labels: acc.labels,
+        agents: acc.agent,
+        kernel: acc.kernel.unwrap_or_default(),
+        network: acc.network.unwrap_or_default(),
+        sysprep: acc.sysprep.unwrap_or_default(),
+        output: acc.output.unwrap_or_default(),
+    })
+}

@@ -1,0 +1,309 @@
+//! The image directory: the contract between the build and everything that reads its output
+//! (`inspect`, `sign`, `verify`, `boot-test`, and later update bundles and registries).
+//!
+//! It owns the artifact file names, the manifest's typed form, the trusted comment of its
+//! signature, and a verified load that reads `manifest.json` once: the bytes whose signature is
+//! checked are the bytes that are parsed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::base::fsx;
+use crate::config::{Firmware, Hardware};
+use crate::trust::minisign;
+
+/// The signed manifest.
+pub const MANIFEST: &str = "manifest.json";
+/// Its minisign signature.
+pub const SIGNATURE: &str = "manifest.json.sig";
+/// The sparse GPT disk.
+pub const DISK_RAW: &str = "disk.raw";
+/// The zstd-compressed disk.
+pub const DISK_ZST: &str = "disk.raw.zst";
+/// The lockfile the image was built from.
+pub const LOCKFILE: &str = "packages.lock";
+/// SPDX 2.3 SBOM.
+pub const SBOM_SPDX: &str = "sbom.spdx.json";
+/// CycloneDX SBOM.
+pub const SBOM_CDX: &str = "sbom.cdx.json";
+/// in-toto provenance in a DSSE envelope.
+pub const PROVENANCE: &str = "provenance.intoto.jsonl";
+
+/// Every file a build may write, in the order a reproducibility check compares them (disk
+/// first, so a difference in a derived file is explained by the disk).
+pub const ARTIFACTS_IN_ORDER: &[&str] = &[
+    DISK_RAW,
+    DISK_ZST,
+    "disk.qcow2",
+    "disk.vmdk",
+    "disk.vhdx",
+    LOCKFILE,
+    SBOM_SPDX,
+    SBOM_CDX,
+    PROVENANCE,
+    MANIFEST,
+];
+
+/// Is this file name one the manifest lists with a digest (everything but the manifest and
+/// its signature)?
+pub fn is_artifact(name: &str) -> bool {
+    name.starts_with("disk.") || name.starts_with("sbom.") || name == LOCKFILE || name == PROVENANCE
+}
+
+/// Digest and size of one artifact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Artifact {
+    /// Hex SHA-256.
+    pub sha256: String,
+    /// Bytes.
+    pub size: u64,
+}
+
+/// Which hardware profile an image was built for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HardwareRef {
+    /// The profile's name.
+    pub name: String,
+    /// Its file name, as given to the build.
+    pub file: Option<String>,
+}
+
+/// Everything a boot test needs, so an image directory boots wherever it is copied, without
+/// the project's hardware/ and firmware/ directories.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BootSpec {
+    /// The hardware profile as built.
+    pub hardware: Hardware,
+    /// The UEFI firmware it boots with.
+    pub firmware: Firmware,
+}
+
+/// One GPT partition as written.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartitionRecord {
+    /// GPT name.
+    pub name: String,
+    /// Type GUID.
+    #[serde(rename = "type")]
+    pub type_guid: String,
+    /// Partition GUID.
+    pub guid: String,
+    /// First byte.
+    pub offset: u64,
+    /// Bytes.
+    pub size: u64,
+    /// Hex SHA-256 of the partition's bytes.
+    pub sha256: String,
+}
+
+/// The disk as written.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DiskRecord {
+    /// Disk GUID.
+    pub guid: String,
+    /// Bytes.
+    pub size: u64,
+    /// Partitions in table order.
+    pub partitions: Vec<PartitionRecord>,
+}
+
+/// Bytes and files one origin (a package, or Ingot's own tags) contributes to the root.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contribution {
+    /// File bytes.
+    pub bytes: u64,
+    /// Files.
+    pub files: u64,
+}
+
+/// What sysprep did and what identity-bearing files look like after it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SysprepRecord {
+    /// (path, state) of each identity-bearing file.
+    pub identity: Vec<(String, String)>,
+    /// The operations applied.
+    pub operations: Vec<String>,
+}
+
+/// `manifest.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Image name.
+    pub image: String,
+    /// Image version.
+    pub version: String,
+    /// Architecture name.
+    pub arch: String,
+    /// `name-version-arch`.
+    pub id: String,
+    /// The profile's description.
+    pub description: String,
+    /// The hardware profile.
+    pub hardware: HardwareRef,
+    /// How to boot it.
+    pub boot: BootSpec,
+    /// Labels, the profile's and the generated ones.
+    pub labels: BTreeMap<String, String>,
+    /// Every artifact with its digest.
+    pub artifacts: BTreeMap<String, Artifact>,
+    /// The disk.
+    pub disk: DiskRecord,
+    /// SHA-256 of `packages.lock`.
+    pub lockfile_sha256: String,
+    /// The Ingot that built it.
+    pub ingot_version: String,
+    /// `SOURCE_DATE_EPOCH` of the build.
+    pub source_date_epoch: i64,
+    /// Bytes by origin in the root filesystem.
+    pub contents: BTreeMap<String, Contribution>,
+    /// The sysprep record.
+    pub sysprep: SysprepRecord,
+}
+
+impl Manifest {
+    /// The trusted comment of the manifest's signature: what `minisign -V` prints.
+    pub fn trusted_comment(&self) -> String {
+        format!(
+            "image={} version={} arch={} epoch={}",
+            self.image, self.version, self.arch, self.source_date_epoch
+        )
+    }
+
+    /// Canonical JSON (sorted keys, no insignificant white space): the bytes that are signed.
+    pub fn to_canonical(&self) -> Result<String> {
+        Ok(crate::trust::canonical(
+            &serde_json::to_value(self).context("encoding manifest.json")?,
+        ))
+    }
+
+    /// Parse manifest bytes, naming the file in errors.
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<Self> {
+        serde_json::from_slice(bytes).with_context(|| {
+            format!(
+                "{}: not a manifest this Ingot reads (rebuild the image with this Ingot)",
+                path.display()
+            )
+        })
+    }
+}
+
+/// An image directory with its manifest read.
+#[derive(Debug, Clone)]
+pub struct ImageDir {
+    /// The directory.
+    pub path: PathBuf,
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// The manifest's bytes as read (what a signature covers).
+    bytes: Vec<u8>,
+}
+
+impl ImageDir {
+    /// Read the manifest (unverified: for inspection and boot tests).
+    pub fn open(path: &Path) -> Result<Self> {
+        let mp = path.join(MANIFEST);
+        let bytes = std::fs::read(&mp).with_context(|| {
+            format!(
+                "{}: not an image directory (no readable {MANIFEST})",
+                path.display()
+            )
+        })?;
+        let manifest = Manifest::parse(&bytes, &mp)?;
+        Ok(ImageDir {
+            path: path.to_path_buf(),
+            manifest,
+            bytes,
+        })
+    }
+
+    /// Read the manifest once, check its signature over exactly those bytes, then check every
+    /// artifact's digest and size, and the provenance's DSSE signature.
+    pub fn open_verified(path: &Path, key: &minisign::PublicKey) -> Result<Self> {
+        let mp = path.join(MANIFEST);
+        let bytes = fsx::read(&mp)?;
+        let sig = std::fs::read_to_string(path.join(SIGNATURE))
+            .with_context(|| format!("{}: no {SIGNATURE} (image not signed)", path.display()))?;
+        key.verify_bytes(&bytes, &sig)
+            .with_context(|| mp.display().to_string())?;
+        let manifest = Manifest::parse(&bytes, &mp)?;
+        for (name, a) in &manifest.artifacts {
+            let p = path.join(name);
+            let (got, size) =
+                fsx::sha256_file(&p).with_context(|| format!("{}: cannot read", p.display()))?;
+            if got != a.sha256 || size != a.size {
+                bail!(
+                    "{name}: SHA-256 {got} ({size} bytes) does not match the signed manifest ({}, {} bytes)",
+                    a.sha256,
+                    a.size
+                );
+            }
+        }
+        let prov = path.join(PROVENANCE);
+        if manifest.artifacts.contains_key(PROVENANCE) {
+            let text = std::fs::read_to_string(&prov)
+                .with_context(|| format!("reading {}", prov.display()))?;
+            crate::trust::verify_dsse_line(text.lines().next().unwrap_or(""), key)
+                .with_context(|| prov.display().to_string())?;
+        }
+        Ok(ImageDir {
+            path: path.to_path_buf(),
+            manifest,
+            bytes,
+        })
+    }
+
+    /// A file of the directory.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// The raw disk.
+    pub fn disk(&self) -> PathBuf {
+        self.file(DISK_RAW)
+    }
+
+    /// The manifest's bytes as read.
+    pub fn manifest_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Files in the directory that the manifest does not account for (neither an artifact
+    /// nor the manifest or its signature), sorted.
+    pub fn unlisted_files(&self) -> Result<Vec<String>> {
+        let mut extra = Vec::new();
+        for e in std::fs::read_dir(&self.path)
+            .with_context(|| format!("listing {}", self.path.display()))?
+        {
+            let e = e.with_context(|| format!("listing {}", self.path.display()))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name != MANIFEST && name != SIGNATURE && !self.manifest.artifacts.contains_key(&name)
+            {
+                extra.push(name);
+            }
+        }
+        extra.sort();
+        Ok(extra)
+    }
+
+    /// The signature text for this manifest, made with `key`.
+    pub fn signature(&self, key: &minisign::SecretKey) -> String {
+        key.sign_bytes(&self.bytes, &self.manifest.trusted_comment())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn artifact_names_are_owned_here() {
+        for n in ARTIFACTS_IN_ORDER {
+            assert_eq!(is_artifact(n), *n != MANIFEST, "{n}");
+        }
+        assert!(!is_artifact(SIGNATURE));
+        assert!(!is_artifact("notes.txt"));
+    }
+}

@@ -1,0 +1,193 @@
+//! The transport under the repository client and the cache: `http`, `https` and `file` URLs,
+//! every download bounded in size and time and stoppable with Ctrl-C.
+//!
+//! A mirror is untrusted input. Each read checks the byte limit (the size the signed index
+//! promises, or a cap for index files), an overall deadline and the interrupt flag, so an
+//! endless or trickling answer ends with an error naming the URL. Redirects are followed by
+//! hand, only to `http` and `https`, at most [`MAX_REDIRECTS`] times.
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// Cap for files whose size no signed index gives (InRelease, firmware descriptors).
+pub const INDEX_CAP: u64 = 64 << 20;
+/// Redirect hops followed.
+pub const MAX_REDIRECTS: u32 = 5;
+
+/// How long one download may take in all: `INGOT_HTTP_TIMEOUT` seconds, else 10 minutes plus
+/// one second per 256 KiB expected.
+fn deadline_for(max_bytes: u64) -> Duration {
+    if let Some(s) = std::env::var("INGOT_HTTP_TIMEOUT")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+    {
+        return Duration::from_secs(s.max(1));
+    }
+    Duration::from_secs(600 + max_bytes / (256 << 10))
+}
+
+/// A reader that refuses to go past a byte limit or a deadline, and stops on Ctrl-C.
+struct Bounded<R> {
+    inner: R,
+    url: String,
+    read: u64,
+    limit: u64,
+    deadline: Instant,
+    allowed: Duration,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if crate::interrupt::requested() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::Interrupted,
+                crate::interrupt::Interrupted,
+            ));
+        }
+        if Instant::now() > self.deadline {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "{}: no complete answer within {}s (INGOT_HTTP_TIMEOUT sets the limit)",
+                    self.url,
+                    self.allowed.as_secs()
+                ),
+            ));
+        }
+        // Ask for one byte more than allowed, so an over-long answer is seen, not cut.
+        let room = usize::try_from(self.limit.saturating_sub(self.read).saturating_add(1))
+            .unwrap_or(usize::MAX);
+        let want = buf.len().min(room);
+        let n = self.inner.read(&mut buf[..want])?;
+        self.read += n as u64;
+        if self.read > self.limit {
+            return Err(std::io::Error::other(format!(
+                "{}: the answer is longer than the {} bytes expected",
+                self.url, self.limit
+            )));
+        }
+        Ok(n)
+    }
+}
+
+/// Fetch a URL into memory (at most `max_bytes`).
+pub fn get(url: &str, max_bytes: u64) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    open(url, max_bytes)?
+        .read_to_end(&mut buf)
+        .with_context(|| format!("reading {url}"))?;
+    Ok(buf)
+}
+
+fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout_connect(Duration::from_secs(15))
+        // A stalled connection is noticed within this; the overall deadline bounds a trickle.
+        .timeout_read(Duration::from_secs(15))
+        .redirects(0)
+        .user_agent(concat!("ingot/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// Why one GET failed.
+enum CallError {
+    /// From the HTTP library: status or transport.
+    Ureq(Box<ureq::Error>),
+    /// A redirect Ingot does not follow (another scheme, or too many hops).
+    Refused(String),
+}
+
+/// One GET, following redirects to http/https only.
+fn call(agent: &ureq::Agent, url: &str) -> Result<ureq::Response, CallError> {
+    let mut here = url.to_string();
+    for _ in 0..=MAX_REDIRECTS {
+        let resp = agent
+            .get(&here)
+            .call()
+            .map_err(|e| CallError::Ureq(Box::new(e)))?;
+        if !(300..400).contains(&resp.status()) {
+            return Ok(resp);
+        }
+        let Some(loc) = resp.header("location").map(str::to_string) else {
+            return Ok(resp);
+        };
+        let next = url::Url::parse(resp.get_url())
+            .and_then(|base| base.join(&loc))
+            .map(|u| u.to_string())
+            .unwrap_or(loc);
+        if !(next.starts_with("http://") || next.starts_with("https://")) {
+            return Err(CallError::Refused(format!(
+                "redirected to {next}; only http:// and https:// redirects are followed"
+            )));
+        }
+        here = next;
+    }
+    Err(CallError::Refused(format!(
+        "more than {MAX_REDIRECTS} redirects"
+    )))
+}
+
+/// Open a URL for streaming (at most `max_bytes`), retrying transient failures with backoff.
+pub fn open(url: &str, max_bytes: u64) -> Result<Box<dyn Read + Send>> {
+    let allowed = deadline_for(max_bytes);
+    let wrap = |inner: Box<dyn Read + Send>| -> Box<dyn Read + Send> {
+        Box::new(Bounded {
+            inner,
+            url: url.to_string(),
+            read: 0,
+            limit: max_bytes,
+            deadline: Instant::now() + allowed,
+            allowed,
+        })
+    };
+    if let Some(path) = url.strip_prefix("file://") {
+        let f = std::fs::File::open(path).with_context(|| format!("opening {url}"))?;
+        if !f.metadata().is_ok_and(|m| m.is_file()) {
+            bail!("{url}: not a regular file");
+        }
+        return Ok(wrap(Box::new(f)));
+    }
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        bail!("{url}: only http://, https:// and file:// mirrors are supported");
+    }
+    let agent = agent();
+    let mut delay = Duration::from_millis(300);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        crate::interrupt::check()?;
+        let e = match call(&agent, url) {
+            Ok(resp) if resp.status() < 300 => return Ok(wrap(Box::new(resp.into_reader()))),
+            Ok(resp) => bail!("{url}: HTTP {} {}", resp.status(), resp.status_text()),
+            Err(CallError::Refused(why)) => bail!("{url}: {why}"),
+            Err(CallError::Ureq(e)) => *e,
+        };
+        match e {
+            ureq::Error::Status(code, _) if code < 500 && code != 429 => {
+                bail!("{url}: HTTP {code} (permanent; not retried)")
+            }
+            e if attempt < 4 && transient(&e) => {
+                eprintln!("warning: {url}: {e}; retrying in {delay:?}");
+                std::thread::sleep(delay);
+                delay *= 3;
+            }
+            e => {
+                return Err(anyhow::Error::new(e))
+                    .with_context(|| format!("{url}: giving up after {attempt} attempt(s)"))
+            }
+        }
+    }
+}
+
+/// Worth another try: server errors, throttling, connection trouble; not a bad URL.
+fn transient(e: &ureq::Error) -> bool {
+    match e {
+        ureq::Error::Status(..) => true,
+        ureq::Error::Transport(t) => !matches!(
+            t.kind(),
+            ureq::ErrorKind::InvalidUrl | ureq::ErrorKind::UnknownScheme
+        ),
+    }
+}

@@ -1,0 +1,163 @@
+//! QEMU launcher: the command line for a VM spec (machine, CPU, accelerator, UEFI pflash, the
+//! disk through a throw-away snapshot), starting the child so that it is always killed, and the
+//! interactive console. What a boot's console means is the boot test's business (`boottest`).
+
+mod accel;
+mod vars;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+
+use crate::config::{Arch, Hardware};
+
+pub use accel::{accel_runs_guest, pick_accel, Accel};
+pub use vars::vars_template;
+
+/// Check the QEMU binary exists, naming the Debian package otherwise.
+pub fn require_binary(arch: Arch) -> Result<()> {
+    let (b, pkg) = (arch.qemu_binary(), arch.qemu_package());
+    if Command::new(b)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_err()
+    {
+        bail!("{b} not found: install the Debian package `{pkg}` (on bookworm with backported qemu-utils: `apt-get install -t bookworm-backports {pkg}`)");
+    }
+    Ok(())
+}
+
+/// Everything needed to start a VM. Whoever builds one checks the QEMU binary first
+/// (`require_binary`), once, so the boots themselves do not.
+#[derive(Debug, Clone)]
+pub struct VmSpec {
+    /// Guest arch.
+    pub arch: Arch,
+    /// Hardware profile.
+    pub hw: Hardware,
+    /// Disk image (attached with `snapshot=on`: never modified).
+    pub disk: PathBuf,
+    /// UEFI code volume.
+    pub code: PathBuf,
+    /// UEFI variable-store template (copied per boot).
+    pub vars: PathBuf,
+    /// Acceleration.
+    pub accel: Accel,
+}
+
+/// Build the argument list; `vars_copy` is this boot's private variable store.
+pub fn args(spec: &VmSpec, vars_copy: &Path, interactive: bool) -> Vec<String> {
+    let q = &spec.hw.qemu;
+    let mut a: Vec<String> = vec![
+        "-machine".into(),
+        q.machine.clone(),
+        "-cpu".into(),
+        if spec.accel == Accel::Kvm {
+            "host".into()
+        } else {
+            q.cpu.clone()
+        },
+        "-m".into(),
+        q.memory.to_string(),
+        "-smp".into(),
+        q.smp.to_string(),
+        "-accel".into(),
+        match (spec.accel, spec.arch) {
+            (Accel::Kvm, _) => "kvm".into(),
+            // x86_64 guests run single-threaded under TCG. With one host thread per vCPU
+            // (QEMU 10.0.2), a Linux guest sometimes hung in early boot: a vCPU whose local
+            // APIC timer was still periodic kept the timer vector (236) in service, so no
+            // interrupt reached it again (read with `info lapic` after the hang). Seen in 5
+            // of 225 boots at 4 and 8 vCPUs and once in a CI run at 2; single-threaded, 0 of
+            // 120 at 4 vCPUs. It costs vm-base about 4 s (median 26.5 s against 22.1 s over 5
+            // boots) and edge-minimal 0.3 s. aarch64 never hung and loses more (vm-base 41.6 s
+            // against 32.3 s), so it keeps a thread per vCPU.
+            (Accel::Tcg, Arch::X86_64) => "tcg,thread=single".into(),
+            (Accel::Tcg, Arch::Aarch64) => "tcg,thread=multi".into(),
+        },
+        "-nodefaults".into(),
+        "-no-user-config".into(),
+        "-display".into(),
+        "none".into(),
+        "-no-reboot".into(),
+        "-drive".into(),
+        format!(
+            "if=pflash,format=raw,unit=0,readonly=on,file={}",
+            spec.code.display()
+        ),
+        "-drive".into(),
+        format!("if=pflash,format=raw,unit=1,file={}", vars_copy.display()),
+        "-drive".into(),
+        format!(
+            "if=none,id=disk0,format=raw,snapshot=on,file={}",
+            spec.disk.display()
+        ),
+        "-device".into(),
+        "virtio-blk-pci,drive=disk0,bootindex=0".into(),
+        "-netdev".into(),
+        "user,id=net0".into(),
+        "-device".into(),
+        "virtio-net-pci,netdev=net0".into(),
+        "-device".into(),
+        "virtio-rng-pci".into(),
+    ];
+    if interactive {
+        a.extend(["-serial".into(), "mon:stdio".into()]);
+    } else {
+        a.extend([
+            "-serial".into(),
+            "stdio".into(),
+            "-monitor".into(),
+            "none".into(),
+        ]);
+    }
+    a.extend(q.extra_args.iter().cloned());
+    a
+}
+
+/// A child killed and reaped when dropped.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start QEMU for `spec` with stdout piped. The child is registered for Ctrl-C and killed
+/// when the returned guards drop.
+pub fn start_vm(
+    spec: &VmSpec,
+    args: &[String],
+    stderr: Stdio,
+) -> Result<(KillOnDrop, crate::interrupt::ChildGuard)> {
+    let child = Command::new(spec.arch.qemu_binary())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .with_context(|| format!("starting {}", spec.arch.qemu_binary()))?;
+    let registered = crate::interrupt::ChildGuard::new(child.id());
+    Ok((KillOnDrop(child), registered))
+}
+
+/// Boot interactively with the console on the terminal.
+pub fn run_interactive(spec: &VmSpec, work: &Path) -> Result<i32> {
+    let vars = work.join(format!("vars-run-{}.fd", std::process::id()));
+    std::fs::copy(vars_template(spec), &vars)?;
+    eprintln!(
+        "booting {} ({:?}); Ctrl-A X quits",
+        spec.disk.display(),
+        spec.accel
+    );
+    let status = Command::new(spec.arch.qemu_binary())
+        .args(args(spec, &vars, true))
+        .status()?;
+    let _ = std::fs::remove_file(&vars);
+    Ok(status.code().unwrap_or(1))
+}
