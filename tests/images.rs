@@ -1,515 +1,16 @@
 //! End-to-end tests: real images built from the Debian mirror (the host's apt sources or
 //! INGOT_MIRROR), checked with independent tools (sgdisk, fsck.vfat, e2fsck, qemu-img, minisign,
-//! pyspdxtools, the CycloneDX schema) and booted in QEMU with UEFI firmware.
+//! pyspdxtools, the CycloneDX schema) and booted in QEMU with UEFI firmware. They run when
+//! INGOT_E2E=1 is set; the edge-minimal matrix lives in edge_minimal.rs.
+
+mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn ingot(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ingot"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("running ingot")
-}
-
-/// Run ingot (with PATH replaced when given, to hide host tools), expecting exit status 1;
-/// return its stderr.
-fn ingot_fails(args: &[&str], path: Option<&Path>) -> String {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ingot"));
-    cmd.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
-    if let Some(p) = path {
-        cmd.env("PATH", p);
-    }
-    let o = cmd.output().expect("running ingot");
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert_eq!(o.status.code(), Some(1), "ingot {args:?}: {err}");
-    err
-}
-
-/// `ingot build -q PROFILE --out OUT`, expected to fail: its stderr.
-fn build_fails(profile: &Path, out: &Path, path: Option<&Path>) -> String {
-    ingot_fails(
-        &[
-            "build",
-            "-q",
-            profile.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        path,
-    )
-}
-
-fn ok(o: &Output, what: &str) -> String {
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(
-        o.status.success(),
-        "{what} failed ({:?}):\n{text}",
-        o.status.code()
-    );
-    text
-}
-
-fn tool(cmd: &str, args: &[&str]) -> (bool, String) {
-    let o = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd} not installed ({e}); run .ci/host-deps"));
-    (
-        o.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-    )
-}
-
-fn hex_sha256(data: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(data))
-}
-
-fn manifest(dir: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()
-}
-
-/// Copy one partition out of the disk so that fsck tools (which take no offset) can check it.
-fn extract_partition(dir: &Path, name: &str, dest: &Path) {
-    let m = manifest(dir);
-    let p = m["disk"]["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == name)
-        .unwrap();
-    let (off, size) = (p["offset"].as_u64().unwrap(), p["size"].as_u64().unwrap());
-    let (good, out) = tool(
-        "dd",
-        &[
-            &format!("if={}", dir.join("disk.raw").display()),
-            &format!("of={}", dest.display()),
-            "bs=1M",
-            &format!("skip={}", off >> 20),
-            &format!("count={}", size >> 20),
-            "conv=sparse",
-            "status=none",
-        ],
-    );
-    assert!(good, "{out}");
-}
-
-fn check_disk(dir: &Path, tmp: &Path) {
-    let raw = dir.join("disk.raw");
-    let (good, out) = tool("sgdisk", &["-v", raw.to_str().unwrap()]);
-    assert!(
-        good && out.contains("No problems found"),
-        "sgdisk -v: {out}"
-    );
-    let esp = tmp.join("esp.img");
-    extract_partition(dir, "esp", &esp);
-    let (good, out) = tool("fsck.vfat", &["-n", esp.to_str().unwrap()]);
-    assert!(good, "fsck.vfat -n: {out}");
-    let root = tmp.join("root.img");
-    extract_partition(dir, "root", &root);
-    let (good, out) = tool("e2fsck", &["-fn", root.to_str().unwrap()]);
-    assert!(good, "e2fsck -fn: {out}");
-    let _ = std::fs::remove_file(esp);
-    let _ = std::fs::remove_file(root);
-}
-
-/// Run a debugfs request against the image's root filesystem (extracted to `tmp`): an
-/// independent reader of what the image holds.
-fn debugfs_root(dir: &Path, tmp: &Path, request: &str) -> String {
-    let root = tmp.join("root-for-debugfs.img");
-    extract_partition(dir, "root", &root);
-    let (_, out) = tool("debugfs", &["-R", request, root.to_str().unwrap()]);
-    let _ = std::fs::remove_file(&root);
-    out
-}
-
-fn build(profile: &str, hws: &[&str], out: &Path, extra: &[&str]) -> Vec<PathBuf> {
-    let mut args = vec!["build", "-q", profile, "--out", out.to_str().unwrap()];
-    for h in hws {
-        args.extend(["--hardware", h]);
-    }
-    args.extend(extra);
-    let text = ok(&ingot(&args), &format!("ingot build {profile}"));
-    text.lines()
-        .filter(|l| l.starts_with(out.to_str().unwrap()))
-        .map(PathBuf::from)
-        .collect()
-}
-
-fn no_qemu_left(disk: &Path) {
-    let (_, ps) = tool("ps", &["-eo", "args"]);
-    assert!(
-        !ps.lines()
-            .any(|l| l.contains("qemu-system") && l.contains(disk.to_str().unwrap())),
-        "a QEMU process survived:\n{ps}"
-    );
-}
+use common::*;
 
 #[test]
-fn edge_minimal_builds_checks_boots_signs_and_reproduces() {
-    let t = tempfile::tempdir().unwrap();
-    let keyp = t.path().join("release");
-    ok(
-        &ingot(&["keygen", "--out", keyp.to_str().unwrap()]),
-        "keygen",
-    );
-    let key = format!("{}.key", keyp.display());
-    let pubk = format!("{}.pub", keyp.display());
-    use std::os::unix::fs::PermissionsExt;
-    assert_eq!(
-        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
-
-    let out = t.path().join("out");
-    let dirs = build(
-        "profiles/edge-minimal.toml",
-        &["hardware/qemu-x86_64.toml", "hardware/qemu-aarch64.toml"],
-        &out,
-        &["--key", &key, "--jobs", "4"],
-    );
-    assert_eq!(dirs.len(), 2);
-    for d in &dirs {
-        check_disk(d, t.path());
-        for f in [
-            "disk.raw",
-            "disk.raw.zst",
-            "manifest.json",
-            "manifest.json.sig",
-            "sbom.spdx.json",
-            "sbom.cdx.json",
-            "provenance.intoto.jsonl",
-            "packages.lock",
-        ] {
-            assert!(d.join(f).exists(), "{} missing {f}", d.display());
-        }
-        // Sparse: far less data than apparent size.
-        use std::os::unix::fs::MetadataExt;
-        let md = std::fs::metadata(d.join("disk.raw")).unwrap();
-        assert!(md.blocks() * 512 < md.len(), "disk.raw is not sparse");
-        // Signature verifies with Ingot and with minisign itself.
-        ok(
-            &ingot(&["verify", d.to_str().unwrap(), "--key", &pubk]),
-            "verify",
-        );
-        let (good, o) = tool(
-            "minisign",
-            &[
-                "-V",
-                "-p",
-                &pubk,
-                "-m",
-                d.join("manifest.json").to_str().unwrap(),
-                "-x",
-                d.join("manifest.json.sig").to_str().unwrap(),
-            ],
-        );
-        assert!(good, "minisign -V: {o}");
-        // SBOMs pass the official validators.
-        let (good, o) = tool(
-            "pyspdxtools",
-            &["-i", d.join("sbom.spdx.json").to_str().unwrap()],
-        );
-        assert!(good, "pyspdxtools: {o}");
-        let py = format!(
-            "import sys\nfrom cyclonedx.validation.json import JsonStrictValidator\nfrom cyclonedx.schema import SchemaVersion\nerr = JsonStrictValidator(SchemaVersion.V1_5).validate_str(open('{}').read())\nsys.exit(str(err) if err else 0)\n",
-            d.join("sbom.cdx.json").display()
-        );
-        let (good, o) = tool("python3", &["-c", &py]);
-        assert!(good, "CycloneDX schema: {o}");
-        // DSSE signature checked independently: PAE computed here, ed25519 verify here.
-        dsse_independent(&d.join("provenance.intoto.jsonl"), &pubk);
-    }
-
-    // One flipped byte in any artifact is caught, naming it; so are a wrong key and an edited manifest.
-    let d = &dirs[0];
-    let m = manifest(d);
-    for (name, _) in m["artifacts"].as_object().unwrap() {
-        let p = d.join(name);
-        let mut bytes = std::fs::read(&p).unwrap();
-        let at = bytes.len() / 2;
-        bytes[at] ^= 1;
-        std::fs::write(&p, &bytes).unwrap();
-        let o = ingot(&["verify", d.to_str().unwrap(), "--key", &pubk]);
-        assert_eq!(
-            o.status.code(),
-            Some(1),
-            "flipped byte in {name} not caught"
-        );
-        assert!(
-            String::from_utf8_lossy(&o.stderr).contains(name.as_str()),
-            "error does not name {name}"
-        );
-        bytes[at] ^= 1;
-        std::fs::write(&p, &bytes).unwrap();
-    }
-    ok(
-        &ingot(&["verify", d.to_str().unwrap(), "--key", &pubk]),
-        "verify after restore",
-    );
-    let other = t.path().join("other");
-    ok(
-        &ingot(&["keygen", "--out", other.to_str().unwrap()]),
-        "keygen 2",
-    );
-    assert_eq!(
-        ingot(&[
-            "verify",
-            d.to_str().unwrap(),
-            "--key",
-            &format!("{}.pub", other.display())
-        ])
-        .status
-        .code(),
-        Some(1)
-    );
-    let mp = d.join("manifest.json");
-    let orig = std::fs::read(&mp).unwrap();
-    std::fs::write(
-        &mp,
-        String::from_utf8_lossy(&orig).replace("edge-minimal", "edge-minimax"),
-    )
-    .unwrap();
-    assert_eq!(
-        ingot(&["verify", d.to_str().unwrap(), "--key", &pubk])
-            .status
-            .code(),
-        Some(1)
-    );
-    std::fs::write(&mp, orig).unwrap();
-
-    // Boot both arches twice: INGOT-READY with every agent ok, two different machine ids.
-    let listing = |d: &Path| {
-        let mut v: Vec<String> = std::fs::read_dir(d)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    };
-    let before: Vec<Vec<String>> = dirs.iter().map(|d| listing(d)).collect();
-    let junit = t.path().join("report.xml");
-    let json = t.path().join("report.json");
-    let o = ingot(&[
-        "boot-test",
-        dirs[0].to_str().unwrap(),
-        dirs[1].to_str().unwrap(),
-        "--boots",
-        "2",
-        // One retry: TCG guests have hung in early boot inside QEMU (a local APIC left the
-        // timer vector in service; see README, "boot-test"). x86_64 now runs single-threaded,
-        // which avoided it in 120 boots, but a rare emulator hang should not fail the suite. A
-        // retried boot is still reported, as flaky, so it cannot pass unseen.
-        "--retries",
-        "1",
-        "--timeout",
-        "120",
-        "--junit",
-        junit.to_str().unwrap(),
-        "--json",
-        json.to_str().unwrap(),
-        "--jobs",
-        "2",
-    ]);
-    ok(&o, "boot-test edge-minimal");
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    // Console logs sit beside the report, one per image and boot (a retried boot's log is
-    // named for its attempt); the image directories are left exactly as the build wrote them.
-    assert_eq!(report["images"].as_array().unwrap().len(), dirs.len());
-    for img in report["images"].as_array().unwrap() {
-        let d = Path::new(img["image"].as_str().unwrap());
-        let name = d.file_name().unwrap().to_string_lossy();
-        for (n, b) in img["boots"].as_array().unwrap().iter().enumerate() {
-            let log = Path::new(b["console_log"].as_str().unwrap());
-            assert_eq!(log.parent(), Some(t.path()), "{}", log.display());
-            let first = format!("{name}.boot-{}.", n + 1);
-            assert!(
-                log.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with(&first),
-                "{}",
-                log.display()
-            );
-            let text =
-                std::fs::read_to_string(log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
-            assert!(text.contains("INGOT-READY image=edge-minimal"), "{text}");
-        }
-    }
-    assert_eq!(
-        dirs.iter().map(|d| listing(d)).collect::<Vec<_>>(),
-        before,
-        "boot-test wrote into an image directory"
-    );
-    for img in report["images"].as_array().unwrap() {
-        let ids: Vec<&str> = img["boots"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|b| b["ready"]["machine_id"].as_str().unwrap())
-            .collect();
-        assert_eq!(ids.len(), 2);
-        assert_ne!(ids[0], ids[1], "same machine id on two boots");
-        for b in img["boots"].as_array().unwrap() {
-            assert_eq!(b["ready"]["agents"][0][0], "heartbeat");
-            assert_eq!(b["ready"]["agents"][0][1], "ok");
-        }
-    }
-    let (good, o) = tool("python3", &["-c", &format!("import xml.etree.ElementTree as E\nr=E.parse('{}').getroot()\nassert r.tag=='testsuites'\ns=r.find('testsuite')\nassert int(s.get('tests'))==4 and int(s.get('failures'))==0, s.attrib\nassert len(s.findall('testcase'))==4\n", junit.display())]);
-    assert!(good, "JUnit report: {o}");
-    // The image itself holds no machine id: the manifest says so, and debugfs reading the
-    // root filesystem agrees.
-    assert_eq!(manifest(&dirs[0])["sysprep"]["identity"][0][1], "empty");
-    for d in &dirs {
-        let text = debugfs_root(d, t.path(), "cat /etc/machine-id");
-        let content: Vec<&str> = text
-            .lines()
-            .filter(|l| !l.starts_with("debugfs "))
-            .collect();
-        assert!(
-            content.iter().all(|l| l.trim().is_empty()),
-            "/etc/machine-id in {}: {text}",
-            d.display()
-        );
-    }
-
-    // Ctrl-C during a rebuild into the same directory: exit 130, the previous image untouched,
-    // no temporary files left. Ctrl-C during a boot test: exit 130 and no QEMU left.
-    let before = std::fs::read(dirs[0].join("disk.raw")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ingot"))
-        .args(["build", "-q", "profiles/edge-minimal.toml", "--out"])
-        .arg(&out)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    tool("kill", &["-INT", &child.id().to_string()]);
-    assert_eq!(child.wait().unwrap().code(), Some(130), "interrupted build");
-    let hidden: Vec<String> = std::fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('.'))
-        .collect();
-    assert!(hidden.is_empty(), "left behind: {hidden:?}");
-    assert!(std::fs::read(dirs[0].join("disk.raw")).unwrap() == before);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ingot"))
-        .args(["boot-test", "-q", "--boots", "1", "--logs"])
-        .arg(t.path().join("interrupted-logs"))
-        .arg(&dirs[1])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(2500));
-    tool("kill", &["-INT", &child.id().to_string()]);
-    assert_eq!(
-        child.wait().unwrap().code(),
-        Some(130),
-        "interrupted boot test"
-    );
-    no_qemu_left(&dirs[1].join("disk.raw"));
-
-    // Reproducible: another build, other output directory, other --jobs: identical bytes.
-    let out2 = t.path().join("out2");
-    // An empty cache: every package downloaded and decompressed again.
-    let cold = t.path().join("cold-cache");
-    let again = build(
-        "profiles/edge-minimal.toml",
-        &["hardware/qemu-x86_64.toml", "hardware/qemu-aarch64.toml"],
-        &out2,
-        &[
-            "--key",
-            &key,
-            "--jobs",
-            "1",
-            "--cache",
-            cold.to_str().unwrap(),
-        ],
-    );
-    same_bytes(&dirs, &again);
-}
-
-/// Two builds' artifacts are byte-identical.
-fn same_bytes(a: &[PathBuf], b: &[PathBuf]) {
-    assert_eq!(a.len(), b.len());
-    for (x, y) in a.iter().zip(b) {
-        for f in [
-            "disk.raw",
-            "disk.raw.zst",
-            "disk.qcow2",
-            "disk.vmdk",
-            "disk.vhdx",
-            "manifest.json",
-            "sbom.spdx.json",
-            "sbom.cdx.json",
-            "packages.lock",
-        ] {
-            if !x.join(f).exists() {
-                continue;
-            }
-            assert!(
-                std::fs::read(x.join(f)).unwrap() == std::fs::read(y.join(f)).unwrap(),
-                "{f} differs between two builds of {}",
-                x.display()
-            );
-        }
-    }
-}
-
-fn dsse_independent(path: &Path, pubkey_file: &str) {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let env: serde_json::Value = serde_json::from_str(
-        std::fs::read_to_string(path)
-            .unwrap()
-            .lines()
-            .next()
-            .unwrap(),
-    )
-    .unwrap();
-    let ty = env["payloadType"].as_str().unwrap();
-    assert_eq!(ty, "application/vnd.in-toto+json");
-    let body = b64.decode(env["payload"].as_str().unwrap()).unwrap();
-    let mut pae = Vec::new();
-    pae.extend_from_slice(b"DSSEv1 ");
-    pae.extend_from_slice(ty.len().to_string().as_bytes());
-    pae.push(b' ');
-    pae.extend_from_slice(ty.as_bytes());
-    pae.push(b' ');
-    pae.extend_from_slice(body.len().to_string().as_bytes());
-    pae.push(b' ');
-    pae.extend_from_slice(&body);
-    let pk_line = std::fs::read_to_string(pubkey_file)
-        .unwrap()
-        .lines()
-        .nth(1)
-        .unwrap()
-        .to_string();
-    let pk = b64.decode(pk_line).unwrap();
-    let vk = ed25519_dalek::VerifyingKey::from_bytes(pk[10..42].try_into().unwrap()).unwrap();
-    let sig = ed25519_dalek::Signature::from_slice(
-        &b64.decode(env["signatures"][0]["sig"].as_str().unwrap())
-            .unwrap(),
-    )
-    .unwrap();
-    use ed25519_dalek::Verifier;
-    vk.verify(&pae, &sig)
-        .expect("DSSE signature must verify over the independently computed PAE");
-    let st: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(st["_type"], "https://in-toto.io/Statement/v1");
-    assert_eq!(st["predicateType"], "https://slsa.dev/provenance/v1");
-}
-
-#[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
 fn vm_base_boots_on_both_arches() {
     let t = tempfile::tempdir().unwrap();
     let out = t.path().join("out");
@@ -573,6 +74,7 @@ fn vm_base_boots_on_both_arches() {
 }
 
 #[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
 fn broken_root_and_wiped_esp_fail_fast_with_console_tail_and_no_stray_qemu() {
     let t = tempfile::tempdir().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -690,6 +192,7 @@ fn broken_root_and_wiped_esp_fail_fast_with_console_tail_and_no_stray_qemu() {
 }
 
 #[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
 fn check_reproducible_names_the_file_that_differs() {
     // A file whose content changes on every read: the two builds must differ, and the report
     // must say where.
@@ -724,65 +227,7 @@ fn check_reproducible_names_the_file_that_differs() {
 }
 
 #[test]
-fn bad_input_exits_2_naming_file_line_column() {
-    let t = tempfile::tempdir().unwrap();
-    let p = t.path().join("typo.toml");
-    std::fs::write(&p, "[image]\nname = \"x\"\nversion = \"1.0.0\"\n[distribution]\nsuite = \"bookworm\"\n[packages]\nincldue = [\"a\"]\n").unwrap();
-    for cmd in [
-        vec!["validate", p.to_str().unwrap()],
-        vec![
-            "build",
-            p.to_str().unwrap(),
-            "--out",
-            t.path().to_str().unwrap(),
-        ],
-    ] {
-        let o = ingot(&cmd);
-        assert_eq!(o.status.code(), Some(2), "{cmd:?}");
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(
-            err.contains("typo.toml:7:1") && err.contains("incldue") && err.contains("include"),
-            "{err}"
-        );
-    }
-    std::fs::write(
-        &p,
-        "[image]\nname = \"x\"\nversion = \"1.0\"\n[distribution]\nsuite = \"bookworm\"\n",
-    )
-    .unwrap();
-    let o = ingot(&["validate", p.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("typo.toml:3:11"));
-    ok(
-        &ingot(&[
-            "validate",
-            "profiles/edge-minimal.toml",
-            "profiles/vm-base.toml",
-            "hardware/qemu-x86_64.toml",
-            "hardware/qemu-aarch64.toml",
-            "firmware/ovmf.toml",
-            "firmware/aavmf.toml",
-        ]),
-        "validate shipped files",
-    );
-    for sub in [
-        "build",
-        "boot-test",
-        "run",
-        "lock",
-        "fetch",
-        "keygen",
-        "sign",
-        "verify",
-        "inspect",
-        "validate",
-    ] {
-        let text = ok(&ingot(&[sub, "--help"]), sub);
-        assert!(text.contains("Example:"), "{sub} --help shows no example");
-    }
-}
-
-#[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
 fn lockfile_round_trip() {
     let t = tempfile::tempdir().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -885,6 +330,7 @@ fn edge_variant(dir: &Path, name: &str, extra: &str) -> PathBuf {
 }
 
 #[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
 fn profile_mistakes_fail_the_build_and_failed_probes_reach_the_ready_line() {
     let t = tempfile::tempdir().unwrap();
     let out = t.path().join("out");
@@ -990,6 +436,7 @@ fn profile_mistakes_fail_the_build_and_failed_probes_reach_the_ready_line() {
 }
 
 #[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
 fn converted_formats_pass_qemu_img_check_match_the_raw_disk_and_reproduce() {
     let t = tempfile::tempdir().unwrap();
     let p = edge_variant(
@@ -1053,6 +500,7 @@ fn converted_formats_pass_qemu_img_check_match_the_raw_disk_and_reproduce() {
 }
 
 #[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
 fn hardware_profiles_add_partitions_and_qemu_img_is_required_for_conversions() {
     // An A/B layout from the hardware profile alone: a second root slot and a data partition.
     let t = tempfile::tempdir().unwrap();

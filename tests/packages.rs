@@ -78,6 +78,7 @@ fn dpkg_knows(t: &Tree, names: &[String]) {
 }
 
 #[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
 fn edge_minimal_package_sets_both_arches() {
     for hw in ["hardware/qemu-x86_64.toml", "hardware/qemu-aarch64.toml"] {
         let (t, names) = unpacked("profiles/edge-minimal.toml", hw);
@@ -98,6 +99,7 @@ fn edge_minimal_package_sets_both_arches() {
 }
 
 #[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
 fn vm_base_package_sets_both_arches() {
     for hw in ["hardware/qemu-x86_64.toml", "hardware/qemu-aarch64.toml"] {
         let (t, names) = unpacked("profiles/vm-base.toml", hw);

@@ -214,7 +214,7 @@ pub fn sign(image: &Path, key: &Path) -> Result<()> {
 }
 
 /// `verify DIR --key PUB`.
-pub fn verify(image: &Path, key: &Path, quiet: bool) -> Result<()> {
+pub fn verify(image: &Path, key: &Path, strict: bool, quiet: bool) -> Result<()> {
     let pk = minisign::PublicKey::from_file(key)?;
     let pb = progress::spinner(
         &format!("verifying {}", image.display()),
@@ -222,7 +222,22 @@ pub fn verify(image: &Path, key: &Path, quiet: bool) -> Result<()> {
     );
     let checked = ImageDir::open_verified(image, &pk);
     pb.finish_and_clear();
-    checked?;
+    let dir = checked?;
+    let extra = dir.unlisted_files()?;
+    for name in &extra {
+        eprintln!(
+            "warning: {}: {name} is not listed in the signed manifest (not verified)",
+            image.display()
+        );
+    }
+    if strict && !extra.is_empty() {
+        bail!(
+            "{}: {} file(s) not listed in the signed manifest: {} (--strict)",
+            image.display(),
+            extra.len(),
+            extra.join(", ")
+        );
+    }
     println!(
         "{}: signature and every artifact digest verified",
         image.display()

@@ -184,6 +184,10 @@ pub enum Cmd {
         /// Public key.
         #[arg(long)]
         key: PathBuf,
+        /// Fail when the directory holds files the signed manifest does not list (they are
+        /// reported either way).
+        #[arg(long)]
+        strict: bool,
     },
     /// Show an image's partitions, labels, identity state and biggest packages.
     #[command(after_help = "Example:\n  ingot inspect out/edge-minimal-1.0.0-x86_64")]
@@ -271,7 +275,7 @@ pub fn run(cli: Cli) -> Result<()> {
         } => commands::fetch(&profile, &hardware, locked, &so, quiet),
         Cmd::Keygen { out } => commands::keygen(&out),
         Cmd::Sign { image, key } => commands::sign(&image, &key),
-        Cmd::Verify { image, key } => commands::verify(&image, &key, quiet),
+        Cmd::Verify { image, key, strict } => commands::verify(&image, &key, strict, quiet),
         Cmd::Inspect { image, json } => inspect::inspect(&image, json),
         Cmd::BootTest {
             images,

@@ -1,0 +1,275 @@
+//! Helpers shared by the integration tests: running the binary, the independent checking tools,
+//! reading image directories.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The project root.
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Run ingot from the project root.
+pub fn ingot(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ingot"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("running ingot")
+}
+
+/// Run ingot with extra environment variables.
+pub fn ingot_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ingot"));
+    cmd.args(args).current_dir(root());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("running ingot")
+}
+
+/// Run ingot (with PATH replaced when given, to hide host tools), expecting exit status 1;
+/// return its stderr.
+pub fn ingot_fails(args: &[&str], path: Option<&Path>) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ingot"));
+    cmd.args(args).current_dir(root());
+    if let Some(p) = path {
+        cmd.env("PATH", p);
+    }
+    let o = cmd.output().expect("running ingot");
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "ingot {args:?}: {err}");
+    err
+}
+
+/// `ingot build -q PROFILE --out OUT`, expected to fail: its stderr.
+pub fn build_fails(profile: &Path, out: &Path, path: Option<&Path>) -> String {
+    ingot_fails(
+        &[
+            "build",
+            "-q",
+            profile.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        path,
+    )
+}
+
+/// Assert success; stdout and stderr together.
+pub fn ok(o: &Output, what: &str) -> String {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        o.status.success(),
+        "{what} failed ({:?}):\n{text}",
+        o.status.code()
+    );
+    text
+}
+
+/// Run a host tool: (success, stdout + stderr).
+pub fn tool(cmd: &str, args: &[&str]) -> (bool, String) {
+    let o = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd} not installed ({e}); run .ci/host-deps"));
+    (
+        o.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
+/// Hex SHA-256.
+pub fn hex_sha256(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+/// An image directory's manifest as plain JSON (an independent reading of the file).
+pub fn manifest(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()
+}
+
+/// Digest of every file below `dir` (relative path → SHA-256), to show a failed run left a
+/// directory exactly as it was.
+pub fn tree_digests(dir: &Path) -> std::collections::BTreeMap<PathBuf, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(dir).unwrap().to_path_buf();
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                out.insert(rel, "dir".into());
+                stack.push(p);
+            } else if ft.is_symlink() {
+                out.insert(
+                    rel,
+                    format!("link:{}", std::fs::read_link(&p).unwrap().display()),
+                );
+            } else {
+                out.insert(rel, hex_sha256(&std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+pub fn extract_partition(dir: &Path, name: &str, dest: &Path) {
+    let m = manifest(dir);
+    let p = m["disk"]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap();
+    let (off, size) = (p["offset"].as_u64().unwrap(), p["size"].as_u64().unwrap());
+    let (good, out) = tool(
+        "dd",
+        &[
+            &format!("if={}", dir.join("disk.raw").display()),
+            &format!("of={}", dest.display()),
+            "bs=1M",
+            &format!("skip={}", off >> 20),
+            &format!("count={}", size >> 20),
+            "conv=sparse",
+            "status=none",
+        ],
+    );
+    assert!(good, "{out}");
+}
+
+pub fn check_disk(dir: &Path, tmp: &Path) {
+    let raw = dir.join("disk.raw");
+    let (good, out) = tool("sgdisk", &["-v", raw.to_str().unwrap()]);
+    assert!(
+        good && out.contains("No problems found"),
+        "sgdisk -v: {out}"
+    );
+    let esp = tmp.join("esp.img");
+    extract_partition(dir, "esp", &esp);
+    let (good, out) = tool("fsck.vfat", &["-n", esp.to_str().unwrap()]);
+    assert!(good, "fsck.vfat -n: {out}");
+    let root = tmp.join("root.img");
+    extract_partition(dir, "root", &root);
+    let (good, out) = tool("e2fsck", &["-fn", root.to_str().unwrap()]);
+    assert!(good, "e2fsck -fn: {out}");
+    let _ = std::fs::remove_file(esp);
+    let _ = std::fs::remove_file(root);
+}
+
+/// Run a debugfs request against the image's root filesystem (extracted to `tmp`): an
+/// independent reader of what the image holds.
+pub fn debugfs_root(dir: &Path, tmp: &Path, request: &str) -> String {
+    let root = tmp.join("root-for-debugfs.img");
+    extract_partition(dir, "root", &root);
+    let (_, out) = tool("debugfs", &["-R", request, root.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&root);
+    out
+}
+
+pub fn build(profile: &str, hws: &[&str], out: &Path, extra: &[&str]) -> Vec<PathBuf> {
+    let mut args = vec!["build", "-q", profile, "--out", out.to_str().unwrap()];
+    for h in hws {
+        args.extend(["--hardware", h]);
+    }
+    args.extend(extra);
+    let text = ok(&ingot(&args), &format!("ingot build {profile}"));
+    text.lines()
+        .filter(|l| l.starts_with(out.to_str().unwrap()))
+        .map(PathBuf::from)
+        .collect()
+}
+
+pub fn no_qemu_left(disk: &Path) {
+    let (_, ps) = tool("ps", &["-eo", "args"]);
+    assert!(
+        !ps.lines()
+            .any(|l| l.contains("qemu-system") && l.contains(disk.to_str().unwrap())),
+        "a QEMU process survived:\n{ps}"
+    );
+}
+
+/// Two builds' artifacts are byte-identical.
+pub fn same_bytes(a: &[PathBuf], b: &[PathBuf]) {
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(b) {
+        for f in [
+            "disk.raw",
+            "disk.raw.zst",
+            "disk.qcow2",
+            "disk.vmdk",
+            "disk.vhdx",
+            "manifest.json",
+            "sbom.spdx.json",
+            "sbom.cdx.json",
+            "packages.lock",
+        ] {
+            if !x.join(f).exists() {
+                continue;
+            }
+            assert!(
+                std::fs::read(x.join(f)).unwrap() == std::fs::read(y.join(f)).unwrap(),
+                "{f} differs between two builds of {}",
+                x.display()
+            );
+        }
+    }
+}
+
+pub fn dsse_independent(path: &Path, pubkey_file: &str) {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let env: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let ty = env["payloadType"].as_str().unwrap();
+    assert_eq!(ty, "application/vnd.in-toto+json");
+    let body = b64.decode(env["payload"].as_str().unwrap()).unwrap();
+    let mut pae = Vec::new();
+    pae.extend_from_slice(b"DSSEv1 ");
+    pae.extend_from_slice(ty.len().to_string().as_bytes());
+    pae.push(b' ');
+    pae.extend_from_slice(ty.as_bytes());
+    pae.push(b' ');
+    pae.extend_from_slice(body.len().to_string().as_bytes());
+    pae.push(b' ');
+    pae.extend_from_slice(&body);
+    let pk_line = std::fs::read_to_string(pubkey_file)
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let pk = b64.decode(pk_line).unwrap();
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(pk[10..42].try_into().unwrap()).unwrap();
+    let sig = ed25519_dalek::Signature::from_slice(
+        &b64.decode(env["signatures"][0]["sig"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    use ed25519_dalek::Verifier;
+    vk.verify(&pae, &sig)
+        .expect("DSSE signature must verify over the independently computed PAE");
+    let st: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(st["_type"], "https://in-toto.io/Statement/v1");
+    assert_eq!(st["predicateType"], "https://slsa.dev/provenance/v1");
+}

@@ -1,0 +1,370 @@
+//! edge-minimal on both arches, end to end: one signed build shared by the tests below, each of
+//! which checks one concern so that a failure names what broke. Tests that change files work on
+//! their own copy of the image directory. Runs when INGOT_E2E=1 is set.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use common::*;
+
+/// The shared build: signed edge-minimal for x86_64 and aarch64.
+struct Fixture {
+    /// Kept alive for the whole test binary.
+    dir: tempfile::TempDir,
+    key: String,
+    pubk: String,
+    out: PathBuf,
+    dirs: Vec<PathBuf>,
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let keyp = dir.path().join("release");
+        ok(
+            &ingot(&["keygen", "--out", keyp.to_str().unwrap()]),
+            "keygen",
+        );
+        let key = format!("{}.key", keyp.display());
+        let pubk = format!("{}.pub", keyp.display());
+        let out = dir.path().join("out");
+        let dirs = build(
+            "profiles/edge-minimal.toml",
+            &["hardware/qemu-x86_64.toml", "hardware/qemu-aarch64.toml"],
+            &out,
+            &["--key", &key, "--jobs", "4"],
+        );
+        assert_eq!(dirs.len(), 2);
+        Fixture {
+            dir,
+            key,
+            pubk,
+            out,
+            dirs,
+        }
+    })
+}
+
+/// A private copy of an image directory (sparse files stay sparse).
+fn copy_image(src: &Path, into: &Path) -> PathBuf {
+    std::fs::create_dir_all(into).unwrap();
+    let (good, o) = tool(
+        "cp",
+        &[
+            "-a",
+            "--sparse=always",
+            src.to_str().unwrap(),
+            into.to_str().unwrap(),
+        ],
+    );
+    assert!(good, "cp: {o}");
+    into.join(src.file_name().unwrap())
+}
+
+#[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
+fn keygen_writes_a_private_secret_key() {
+    let f = fixture();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&f.key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
+
+#[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
+fn artifacts_pass_the_independent_checkers() {
+    let f = fixture();
+    let t = tempfile::tempdir().unwrap();
+    for d in &f.dirs {
+        check_disk(d, t.path());
+        for name in [
+            "disk.raw",
+            "disk.raw.zst",
+            "manifest.json",
+            "manifest.json.sig",
+            "sbom.spdx.json",
+            "sbom.cdx.json",
+            "provenance.intoto.jsonl",
+            "packages.lock",
+        ] {
+            assert!(d.join(name).exists(), "{} missing {name}", d.display());
+        }
+        // Sparse: far less data than apparent size.
+        use std::os::unix::fs::MetadataExt;
+        let md = std::fs::metadata(d.join("disk.raw")).unwrap();
+        assert!(md.blocks() * 512 < md.len(), "disk.raw is not sparse");
+        // Signature verifies with Ingot and with minisign itself.
+        ok(
+            &ingot(&["verify", d.to_str().unwrap(), "--key", &f.pubk]),
+            "verify",
+        );
+        let (good, o) = tool(
+            "minisign",
+            &[
+                "-V",
+                "-p",
+                &f.pubk,
+                "-m",
+                d.join("manifest.json").to_str().unwrap(),
+                "-x",
+                d.join("manifest.json.sig").to_str().unwrap(),
+            ],
+        );
+        assert!(good, "minisign -V: {o}");
+        // SBOMs pass the official validators.
+        let (good, o) = tool(
+            "pyspdxtools",
+            &["-i", d.join("sbom.spdx.json").to_str().unwrap()],
+        );
+        assert!(good, "pyspdxtools: {o}");
+        let py = format!(
+            "import sys\nfrom cyclonedx.validation.json import JsonStrictValidator\nfrom cyclonedx.schema import SchemaVersion\nerr = JsonStrictValidator(SchemaVersion.V1_5).validate_str(open('{}').read())\nsys.exit(str(err) if err else 0)\n",
+            d.join("sbom.cdx.json").display()
+        );
+        let (good, o) = tool("python3", &["-c", &py]);
+        assert!(good, "CycloneDX schema: {o}");
+        // DSSE signature checked independently: PAE computed here, ed25519 verify here.
+        dsse_independent(&d.join("provenance.intoto.jsonl"), &f.pubk);
+    }
+}
+
+#[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
+fn verify_catches_a_flipped_byte_a_wrong_key_an_edited_manifest_and_unlisted_files() {
+    let f = fixture();
+    let t = tempfile::tempdir().unwrap();
+    let d = &copy_image(&f.dirs[0], t.path());
+    let pubk = &f.pubk;
+    let m = manifest(d);
+    for (name, _) in m["artifacts"].as_object().unwrap() {
+        let p = d.join(name);
+        let mut bytes = std::fs::read(&p).unwrap();
+        let at = bytes.len() / 2;
+        bytes[at] ^= 1;
+        std::fs::write(&p, &bytes).unwrap();
+        let o = ingot(&["verify", d.to_str().unwrap(), "--key", pubk]);
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "flipped byte in {name} not caught"
+        );
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains(name.as_str()),
+            "error does not name {name}"
+        );
+        bytes[at] ^= 1;
+        std::fs::write(&p, &bytes).unwrap();
+    }
+    ok(
+        &ingot(&["verify", d.to_str().unwrap(), "--key", pubk]),
+        "verify after restore",
+    );
+    let other = t.path().join("other");
+    ok(
+        &ingot(&["keygen", "--out", other.to_str().unwrap()]),
+        "keygen 2",
+    );
+    assert_eq!(
+        ingot(&[
+            "verify",
+            d.to_str().unwrap(),
+            "--key",
+            &format!("{}.pub", other.display())
+        ])
+        .status
+        .code(),
+        Some(1)
+    );
+    let mp = d.join("manifest.json");
+    let orig = std::fs::read(&mp).unwrap();
+    std::fs::write(
+        &mp,
+        String::from_utf8_lossy(&orig).replace("edge-minimal", "edge-minimax"),
+    )
+    .unwrap();
+    assert_eq!(
+        ingot(&["verify", d.to_str().unwrap(), "--key", pubk])
+            .status
+            .code(),
+        Some(1)
+    );
+    std::fs::write(&mp, orig).unwrap();
+    // A file the manifest does not list is reported; --strict fails on it.
+    std::fs::write(d.join("disk.qcow2"), b"not a disk").unwrap();
+    let o = ingot(&["verify", d.to_str().unwrap(), "--key", pubk]);
+    let text = ok(&o, "verify with an unlisted file");
+    assert!(
+        text.contains("disk.qcow2") && text.contains("not listed"),
+        "{text}"
+    );
+    let o = ingot(&["verify", d.to_str().unwrap(), "--key", pubk, "--strict"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("disk.qcow2"));
+}
+
+#[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
+fn boots_on_both_arches_with_distinct_machine_ids_and_leaves_images_untouched() {
+    let f = fixture();
+    let dirs = &f.dirs;
+    let t = tempfile::tempdir().unwrap();
+    let before: Vec<_> = dirs.iter().map(|d| tree_digests(d)).collect();
+    let junit = t.path().join("report.xml");
+    let json = t.path().join("report.json");
+    let o = ingot(&[
+        "boot-test",
+        dirs[0].to_str().unwrap(),
+        dirs[1].to_str().unwrap(),
+        "--boots",
+        "2",
+        // One retry: TCG guests have hung in early boot inside QEMU (a local APIC left the
+        // timer vector in service; see README, "boot-test"). x86_64 now runs single-threaded,
+        // which avoided it in 120 boots, but a rare emulator hang should not fail the suite. A
+        // retried boot is still reported, as flaky, so it cannot pass unseen.
+        "--retries",
+        "1",
+        "--timeout",
+        "120",
+        "--junit",
+        junit.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+        "--jobs",
+        "2",
+    ]);
+    ok(&o, "boot-test edge-minimal");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    // Console logs sit beside the report, one per image and boot (a retried boot's log is
+    // named for its attempt); the image directories are left exactly as the build wrote them.
+    assert_eq!(report["images"].as_array().unwrap().len(), dirs.len());
+    for img in report["images"].as_array().unwrap() {
+        let d = Path::new(img["image"].as_str().unwrap());
+        let name = d.file_name().unwrap().to_string_lossy();
+        for (n, b) in img["boots"].as_array().unwrap().iter().enumerate() {
+            let log = Path::new(b["console_log"].as_str().unwrap());
+            assert_eq!(log.parent(), Some(t.path()), "{}", log.display());
+            let first = format!("{name}.boot-{}.", n + 1);
+            assert!(
+                log.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(&first),
+                "{}",
+                log.display()
+            );
+            let text =
+                std::fs::read_to_string(log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+            assert!(text.contains("INGOT-READY image=edge-minimal"), "{text}");
+        }
+    }
+    assert_eq!(
+        dirs.iter().map(|d| tree_digests(d)).collect::<Vec<_>>(),
+        before,
+        "boot-test wrote into an image directory"
+    );
+    for img in report["images"].as_array().unwrap() {
+        let ids: Vec<&str> = img["boots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["ready"]["machine_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids.len(), 2);
+        assert_ne!(ids[0], ids[1], "same machine id on two boots");
+        for b in img["boots"].as_array().unwrap() {
+            assert_eq!(b["ready"]["agents"][0][0], "heartbeat");
+            assert_eq!(b["ready"]["agents"][0][1], "ok");
+        }
+    }
+    let (good, o) = tool("python3", &["-c", &format!("import xml.etree.ElementTree as E\nr=E.parse('{}').getroot()\nassert r.tag=='testsuites'\ns=r.find('testsuite')\nassert int(s.get('tests'))==4 and int(s.get('failures'))==0, s.attrib\nassert len(s.findall('testcase'))==4\n", junit.display())]);
+    assert!(good, "JUnit report: {o}");
+}
+
+#[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
+fn the_image_holds_no_machine_id() {
+    // The manifest says so, and debugfs reading the root filesystem agrees.
+    let f = fixture();
+    let t = tempfile::tempdir().unwrap();
+    assert_eq!(manifest(&f.dirs[0])["sysprep"]["identity"][0][1], "empty");
+    for d in &f.dirs {
+        let text = debugfs_root(d, t.path(), "cat /etc/machine-id");
+        let content: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with("debugfs "))
+            .collect();
+        assert!(
+            content.iter().all(|l| l.trim().is_empty()),
+            "/etc/machine-id in {}: {text}",
+            d.display()
+        );
+    }
+}
+
+#[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
+fn ctrl_c_leaves_the_previous_image_and_no_qemu() {
+    // Ctrl-C during a rebuild into a directory holding a previous image: exit 130, the previous
+    // image untouched, no temporary files left. Ctrl-C during a boot test: exit 130, no QEMU.
+    let f = fixture();
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out");
+    let prev = copy_image(&f.dirs[0], &out);
+    let before = tree_digests(&out);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ingot"))
+        .args(["build", "-q", "profiles/edge-minimal.toml", "--out"])
+        .arg(&out)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    tool("kill", &["-INT", &child.id().to_string()]);
+    assert_eq!(child.wait().unwrap().code(), Some(130), "interrupted build");
+    assert_eq!(tree_digests(&out), before, "the output directory changed");
+    assert!(prev.join("disk.raw").exists());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ingot"))
+        .args(["boot-test", "-q", "--boots", "1", "--logs"])
+        .arg(t.path().join("interrupted-logs"))
+        .arg(&f.dirs[1])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    tool("kill", &["-INT", &child.id().to_string()]);
+    assert_eq!(
+        child.wait().unwrap().code(),
+        Some(130),
+        "interrupted boot test"
+    );
+    no_qemu_left(&f.dirs[1].join("disk.raw"));
+}
+
+#[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
+fn a_rebuild_with_a_cold_cache_and_other_jobs_is_byte_identical() {
+    let f = fixture();
+    let out2 = f.dir.path().join("out2");
+    // An empty cache: every package downloaded and decompressed again.
+    let cold = f.dir.path().join("cold-cache");
+    let again = build(
+        "profiles/edge-minimal.toml",
+        &["hardware/qemu-x86_64.toml", "hardware/qemu-aarch64.toml"],
+        &out2,
+        &[
+            "--key",
+            &f.key,
+            "--jobs",
+            "1",
+            "--cache",
+            cold.to_str().unwrap(),
+        ],
+    );
+    same_bytes(&f.dirs, &again);
+    assert!(f.out.is_dir());
+}
