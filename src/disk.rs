@@ -264,9 +264,10 @@ pub fn pin_converted(path: &Path, format: &str, identity: &str) -> Result<()> {
         .write(true)
         .open(path)
         .with_context(|| format!("opening {}", path.display()))?;
+    let mut io = &f;
     match format {
-        "vmdk" => pin_vmdk(&f, identity),
-        "vhdx" => pin_vhdx(&f, identity),
+        "vmdk" => pin_vmdk(&mut io, identity),
+        "vhdx" => pin_vhdx(&mut io, identity),
         _ => Ok(()),
     }
     .with_context(|| format!("pinning the identifiers of {}", path.display()))?;
@@ -274,9 +275,65 @@ pub fn pin_converted(path: &Path, format: &str, identity: &str) -> Result<()> {
     Ok(())
 }
 
+/// Positioned reads and writes over a converted disk: the file itself, or bytes in memory for
+/// tests and fuzzing. Every offset taken from a header is checked against `size` first.
+pub trait PosIo {
+    /// Fill `buf` from `off`.
+    fn read_exact_at(&mut self, buf: &mut [u8], off: u64) -> io::Result<()>;
+    /// Write `buf` at `off`.
+    fn write_all_at(&mut self, buf: &[u8], off: u64) -> io::Result<()>;
+    /// Current length in bytes.
+    fn size(&mut self) -> io::Result<u64>;
+}
+
+impl PosIo for &File {
+    fn read_exact_at(&mut self, buf: &mut [u8], off: u64) -> io::Result<()> {
+        FileExt::read_exact_at(*self, buf, off)
+    }
+    fn write_all_at(&mut self, buf: &[u8], off: u64) -> io::Result<()> {
+        FileExt::write_all_at(*self, buf, off)
+    }
+    fn size(&mut self) -> io::Result<u64> {
+        Ok(self.metadata()?.len())
+    }
+}
+
+impl PosIo for Vec<u8> {
+    fn read_exact_at(&mut self, buf: &mut [u8], off: u64) -> io::Result<()> {
+        let start = usize::try_from(off).map_err(|_| io::Error::other("offset too large"))?;
+        let src = start
+            .checked_add(buf.len())
+            .and_then(|end| self.get(start..end))
+            .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end"))?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+    fn write_all_at(&mut self, buf: &[u8], off: u64) -> io::Result<()> {
+        let start = usize::try_from(off).map_err(|_| io::Error::other("offset too large"))?;
+        let end = start
+            .checked_add(buf.len())
+            .filter(|e| *e <= Vec::len(self))
+            .ok_or_else(|| io::Error::other("write past the end"))?;
+        self[start..end].copy_from_slice(buf);
+        Ok(())
+    }
+    fn size(&mut self) -> io::Result<u64> {
+        Ok(Vec::len(self) as u64)
+    }
+}
+
+/// Pin the random identifiers of a converted disk held in memory (`vmdk` or `vhdx`).
+pub fn pin_bytes(data: &mut Vec<u8>, format: &str, identity: &str) -> Result<()> {
+    match format {
+        "vmdk" => pin_vmdk(data, identity),
+        "vhdx" => pin_vhdx(data, identity),
+        _ => Ok(()),
+    }
+}
+
 /// VMDK (monolithicSparse): the descriptor's content id line `CID=…`. QEMU prints it without
 /// zero padding, so the descriptor text is rewritten whole within its fixed area.
-fn pin_vmdk(f: &File, identity: &str) -> Result<()> {
+fn pin_vmdk(f: &mut dyn PosIo, identity: &str) -> Result<()> {
     let mut head = [0u8; 512];
     f.read_exact_at(&mut head, 0)?;
     if &head[..4] != b"KDMV" {
@@ -286,6 +343,9 @@ fn pin_vmdk(f: &File, identity: &str) -> Result<()> {
     let (offset, size) = (sectors(28) * SECTOR, sectors(36) * SECTOR);
     if offset == 0 || size == 0 || size > 1 << 20 {
         bail!("no embedded VMDK descriptor");
+    }
+    if offset.saturating_add(size) > f.size()? {
+        bail!("the VMDK descriptor lies past the end of the file");
     }
     let mut area = vec![0u8; size as usize];
     f.read_exact_at(&mut area, offset)?;
@@ -334,7 +394,7 @@ fn vhdx_entry(table: &[u8], first: usize, count: usize, id: uuid::Uuid) -> Optio
 /// VHDX: the file and data write GUIDs and sequence numbers of both headers (whose CRC-32C is
 /// then recomputed), the stale log entries (ignored while the headers' log GUID is zero) and
 /// the virtual disk id (Page 83 data) in the metadata region.
-fn pin_vhdx(f: &File, identity: &str) -> Result<()> {
+fn pin_vhdx(f: &mut dyn PosIo, identity: &str) -> Result<()> {
     const HEADERS: [u64; 2] = [64 << 10, 128 << 10];
     let mut sig = [0u8; 8];
     f.read_exact_at(&mut sig, 0)?;
@@ -382,8 +442,16 @@ fn pin_vhdx(f: &File, identity: &str) -> Result<()> {
         f.write_all_at(h, off)?;
     }
     if let Some((off, len)) = log {
-        if len > 0 && off >= MIB {
-            f.write_all_at(&vec![0u8; len as usize], off)?;
+        // The log lies inside the file qemu-img wrote; never zero past its end.
+        let end = off.saturating_add(u64::from(len));
+        if len > 0 && off >= MIB && end <= f.size()? {
+            let zeros = vec![0u8; 1 << 20];
+            let mut at = off;
+            while at < end {
+                let n = (end - at).min(zeros.len() as u64);
+                f.write_all_at(&zeros[..n as usize], at)?;
+                at += n;
+            }
         }
     }
     // Region table → metadata region → the Page 83 item.
@@ -399,6 +467,9 @@ fn pin_vhdx(f: &File, identity: &str) -> Result<()> {
         .map(|e| u64::from_le_bytes(e[16..24].try_into().unwrap_or_default()))
         .context("no metadata region in the VHDX region table")?;
     let mut table = vec![0u8; 64 << 10];
+    if meta.saturating_add(64 << 10) > f.size()? {
+        bail!("the VHDX metadata region lies past the end of the file");
+    }
     f.read_exact_at(&mut table, meta)?;
     if &table[..8] != b"metadata" {
         bail!("no VHDX metadata table");
@@ -407,10 +478,11 @@ fn pin_vhdx(f: &File, identity: &str) -> Result<()> {
     let item = vhdx_entry(&table, 32, entries, PAGE83)
         .map(|e| u32::from_le_bytes(e[16..20].try_into().unwrap_or_default()))
         .context("no virtual disk id in the VHDX metadata")?;
-    f.write_all_at(
-        &guid_bytes(derived_guid(identity, "vhdx-disk-id")),
-        meta + u64::from(item),
-    )?;
+    let at = meta + u64::from(item);
+    if at.saturating_add(16) > f.size()? {
+        bail!("the VHDX virtual disk id lies past the end of the file");
+    }
+    f.write_all_at(&guid_bytes(derived_guid(identity, "vhdx-disk-id")), at)?;
     Ok(())
 }
 

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod disk;
 pub mod fs;
+pub mod fuzzing;
 pub mod image_dir;
 pub mod interrupt;
 pub mod packages;

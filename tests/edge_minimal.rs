@@ -328,10 +328,11 @@ fn ctrl_c_leaves_the_previous_image_and_no_qemu() {
     assert_eq!(child.wait().unwrap().code(), Some(130), "interrupted build");
     assert_eq!(tree_digests(&out), before, "the output directory changed");
     assert!(prev.join("disk.raw").exists());
+    // The copy, not the shared image: another test boots that one at the same time.
     let mut child = Command::new(env!("CARGO_BIN_EXE_ingot"))
         .args(["boot-test", "-q", "--boots", "1", "--logs"])
         .arg(t.path().join("interrupted-logs"))
-        .arg(&f.dirs[1])
+        .arg(&prev)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .spawn()
         .unwrap();
@@ -342,7 +343,7 @@ fn ctrl_c_leaves_the_previous_image_and_no_qemu() {
         Some(130),
         "interrupted boot test"
     );
-    no_qemu_left(&f.dirs[1].join("disk.raw"));
+    no_qemu_left(&prev.join("disk.raw"));
 }
 
 #[test]

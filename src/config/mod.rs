@@ -114,6 +114,13 @@ pub(crate) fn rule(path: &Path, message: impl Into<String>) -> ConfigError {
     }
 }
 
+/// Parse one profile's text as if read from `path`, without following `extends`: the same
+/// checks and messages as [`load_profile`] for a single file (the fuzz targets' entry point).
+pub fn profile_from_str(path: &Path, text: &str) -> Result<Profile, ConfigError> {
+    let file: ProfileFile = parse_toml(path, text)?;
+    merge_chain(path, vec![(path.to_path_buf(), file)])
+}
+
 /// Load an image profile, following `extends`.
 pub fn load_profile(path: &Path) -> Result<Profile, ConfigError> {
     let mut chain: Vec<(PathBuf, ProfileFile)> = Vec::new();
