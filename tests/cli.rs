@@ -63,3 +63,130 @@ fn bad_input_exits_2_naming_file_line_column() {
         assert!(text.contains("Example:"), "{sub} --help shows no example");
     }
 }
+
+/// Write a profile with `extra` appended to a valid base; validate and build must both exit 2
+/// naming the file and line and the offending value.
+fn refused(dir: &std::path::Path, name: &str, extra: &str, line: usize, needle: &str) {
+    let p = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &p,
+        format!("[image]\nname = \"x\"\nversion = \"1.0.0\"\n[distribution]\nsuite = \"bookworm\"\n{extra}"),
+    )
+    .unwrap();
+    let out = dir.join("out");
+    for cmd in [
+        vec!["validate", p.to_str().unwrap()],
+        vec!["build", p.to_str().unwrap(), "--out", out.to_str().unwrap()],
+    ] {
+        let o = ingot(&cmd);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{name} {cmd:?}: {err}");
+        assert!(
+            err.contains(&format!("{name}.toml:{line}:")) && err.contains(needle),
+            "{name}: {err}"
+        );
+    }
+    assert!(!out.exists(), "{name}: --out was created for a bad profile");
+}
+
+#[test]
+fn names_and_fields_that_would_inject_into_generated_files_are_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    refused(
+        d,
+        "colon",
+        "[[users]]\nname = \"evil::0:0::/root:/bin/sh\"\n",
+        7,
+        "not a valid user or group name",
+    );
+    refused(
+        d,
+        "newline",
+        "[[users]]\nname = \"a\\nroot\"\n",
+        7,
+        "not a valid user or group name",
+    );
+    refused(
+        d,
+        "group",
+        "[[groups]]\nname = \"g:x:0:evil\"\n",
+        7,
+        "not a valid user or group name",
+    );
+    refused(
+        d,
+        "shell",
+        "[[users]]\nname = \"a\"\nshell = \"/bin/sh\\n::respawn:/bin/sh\"\n",
+        8,
+        "control character",
+    );
+    refused(
+        d,
+        "home",
+        "[[users]]\nname = \"a\"\ncomment = \"x:y\"\n",
+        8,
+        "field separator",
+    );
+    refused(
+        d,
+        "agent",
+        "[[agent]]\nname = \"$(reboot)\"\nprobe = \"true\"\n",
+        7,
+        "agent name",
+    );
+    refused(
+        d,
+        "probe",
+        "[[agent]]\nname = \"a\"\nprobe = \"true\\nreboot\"\n",
+        8,
+        "control character",
+    );
+    // A second uid 0 is refused unless asked for.
+    let p = d.join("root2.toml");
+    std::fs::write(&p, "[image]\nname = \"x\"\nversion = \"1.0.0\"\n[distribution]\nsuite = \"bookworm\"\n[[users]]\nname = \"toor\"\nuid = 0\n").unwrap();
+    let o = ingot(&["validate", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("second root account"));
+}
+
+#[test]
+fn hardware_strings_that_reach_boot_config_are_checked() {
+    let t = tempfile::tempdir().unwrap();
+    let base = std::fs::read_to_string(root().join("hardware/qemu-x86_64.toml")).unwrap();
+    for (what, from, to) in [
+        (
+            "cmdline",
+            "cmdline = \"quiet panic=-1\"",
+            "cmdline = \"quiet\\nlinux /EFI/evil.efi\"",
+        ),
+        (
+            "console",
+            "console = \"ttyS0\"",
+            "console = \"ttyS0\\n::respawn:/bin/sh\"",
+        ),
+    ] {
+        assert!(base.contains(from));
+        let p = t.path().join(format!("{what}.toml"));
+        std::fs::write(&p, base.replace(from, to)).unwrap();
+        let o = ingot(&["validate", p.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{what}: {err}");
+        assert!(err.contains(&format!("{what}.toml:")), "{what}: {err}");
+    }
+}
+
+#[test]
+fn keygen_never_overwrites_a_public_key() {
+    let t = tempfile::tempdir().unwrap();
+    let prefix = t.path().join("k");
+    std::fs::write(t.path().join("k.pub"), "someone's trusted key\n").unwrap();
+    let o = ingot(&["keygen", "--out", prefix.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("k.pub exists"));
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("k.pub")).unwrap(),
+        "someone's trusted key\n"
+    );
+    assert!(!t.path().join("k.key").exists());
+}

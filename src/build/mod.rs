@@ -2,6 +2,7 @@
 //! GPT disk → lockfile, SBOMs, provenance, manifest and signature, all written into a temporary
 //! directory that replaces the previous image only when complete.
 
+pub mod publish;
 pub mod reproduce;
 
 use std::collections::BTreeMap;
@@ -98,48 +99,6 @@ fn stamp_times(tree: &mut Tree, epoch: i64) {
 /// zstd worker threads for `disk.raw.zst`.
 const ZSTD_WORKERS: u32 = 4;
 
-/// Remove temporary directories left by builds that were killed.
-fn clean_stale(out: &Path) {
-    let Ok(rd) = std::fs::read_dir(out) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if let Some(pid) = name
-            .rsplit(".tmp-")
-            .next()
-            .filter(|_| name.starts_with('.') && name.contains(".tmp-"))
-        {
-            let alive = Path::new(&format!("/proc/{pid}")).exists();
-            if !alive {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
-        }
-        // `.ID.old-PID`: a build killed between moving the previous image aside and moving the
-        // new one in. Put the previous image back.
-        if let Some((id, pid)) = name.strip_prefix('.').and_then(|n| n.rsplit_once(".old-")) {
-            if !Path::new(&format!("/proc/{pid}")).exists() {
-                let dest = out.join(id);
-                if dest.exists() {
-                    let _ = std::fs::remove_dir_all(e.path());
-                } else {
-                    let _ = std::fs::rename(e.path(), dest);
-                }
-            }
-        }
-    }
-}
-
-struct TempDir(Option<PathBuf>);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = std::fs::remove_dir_all(p);
-        }
-    }
-}
-
 /// Build one image for one hardware profile.
 pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> Result<Built> {
     let arch = hw.arch;
@@ -166,17 +125,8 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
             );
         }
     }
-    std::fs::create_dir_all(&opts.out)
-        .with_context(|| format!("creating {}", opts.out.display()))?;
-    clean_stale(&opts.out);
-    let final_dir = opts.out.join(&ident);
-    let tmp = TempDir(Some(
-        opts.out
-            .join(format!(".{ident}.tmp-{}", std::process::id())),
-    ));
-    let work = tmp.0.clone().context("temp dir")?;
-    let _guard = crate::interrupt::TempGuard::new(work.clone());
-    std::fs::create_dir_all(&work)?;
+    let staging = publish::Staging::create(&opts.out, &ident)?;
+    let work = staging.path().to_path_buf();
 
     let mut stages = Stages::new(opts.quiet);
     stages.next(&format!("[{ident}] resolving packages"))?;
@@ -503,16 +453,7 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
     }
     crate::interrupt::check()?;
     // Replace the previous image only now that everything is complete.
-    let old = opts
-        .out
-        .join(format!(".{ident}.old-{}", std::process::id()));
-    if final_dir.exists() {
-        std::fs::rename(&final_dir, &old)?;
-    }
-    std::fs::rename(&work, &final_dir)?;
-    let mut tmp = tmp;
-    tmp.0 = None;
-    let _ = std::fs::remove_dir_all(&old);
+    let final_dir = staging.publish()?;
     stages.end();
     log(
         opts.quiet,

@@ -185,6 +185,12 @@ pub fn keygen(out: &Path) -> Result<()> {
             skp.display()
         );
     }
+    if pkp.exists() {
+        bail!(
+            "{} exists; refusing to overwrite a public key others may trust (move it away first)",
+            pkp.display()
+        );
+    }
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::values::{Arch, ByteSize};
+use super::values::{checked, Arch, ByteSize};
 
 /// Disk partition added by a hardware profile beyond the ESP and root.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -92,10 +92,11 @@ pub struct Hardware {
     /// Kernel modules the initramfs must carry and load (dependencies added automatically).
     #[serde(default)]
     pub modules: Vec<String>,
-    /// Kernel command line (Ingot adds `root=PARTUUID=…`).
-    #[serde(default)]
+    /// Kernel command line (Ingot adds `root=PARTUUID=…`); one line.
+    #[serde(default, deserialize_with = "checked::one_line")]
     pub cmdline: String,
     /// Console device, e.g. `ttyS0` or `ttyAMA0`.
+    #[serde(deserialize_with = "checked::console")]
     pub console: String,
     /// Firmware descriptor name (file in `firmware/`).
     pub firmware: String,

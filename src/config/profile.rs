@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::values::{ByteSize, Format, InitSystem, Mode, SemVer, ZstdLevel};
+use super::values::{checked, ByteSize, Format, InitSystem, Mode, SemVer, ZstdLevel};
 use super::{rule, ConfigError};
 
 /// `[image]` table.
@@ -70,22 +70,26 @@ pub struct Packages {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct User {
-    /// Login name.
+    /// Login name (Debian adduser's rules).
+    #[serde(deserialize_with = "checked::account_name")]
     pub name: String,
     /// Numeric id; chosen from 1000 upwards when absent.
     pub uid: Option<u32>,
     /// Supplementary groups (created when missing).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "checked::account_names")]
     pub groups: Vec<String>,
     /// Login shell.
-    #[serde(default = "default_shell")]
+    #[serde(default = "default_shell", deserialize_with = "checked::passwd_field")]
     pub shell: String,
-    /// SSH public keys written to `~/.ssh/authorized_keys`.
-    #[serde(default)]
+    /// SSH public keys written to `~/.ssh/authorized_keys`, one line each.
+    #[serde(default, deserialize_with = "checked::one_line_each")]
     pub ssh_authorized_keys: Vec<String>,
     /// Full name (GECOS).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "checked::passwd_field")]
     pub comment: String,
+    /// Allow uid 0 for this user (a second root account); refused otherwise.
+    #[serde(default)]
+    pub allow_uid0: bool,
 }
 
 fn default_shell() -> String {
@@ -96,7 +100,8 @@ fn default_shell() -> String {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Group {
-    /// Group name.
+    /// Group name (Debian adduser's rules).
+    #[serde(deserialize_with = "checked::account_name")]
     pub name: String,
     /// Numeric id; chosen from 1000 upwards when absent.
     pub gid: Option<u32>,
@@ -126,7 +131,8 @@ pub struct FileSpec {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Agent {
-    /// Short name shown in the `INGOT-READY` line.
+    /// Short name shown in the `INGOT-READY` line (letters, digits, `.`, `_`, `-`).
+    #[serde(deserialize_with = "checked::agent_name")]
     pub name: String,
     /// Debian packages that carry the agent.
     #[serde(default)]
@@ -135,8 +141,10 @@ pub struct Agent {
     #[serde(default)]
     pub files: Vec<FileSpec>,
     /// systemd unit to enable (systemd images) or command to start in the background (busybox).
+    #[serde(default, deserialize_with = "checked::one_line_opt")]
     pub service: Option<String>,
-    /// Shell command that exits 0 once the agent is ready.
+    /// Shell command that exits 0 once the agent is ready (one line).
+    #[serde(deserialize_with = "checked::one_line")]
     pub probe: String,
     /// Seconds to wait for the probe.
     #[serde(default = "default_probe_timeout")]
@@ -351,6 +359,34 @@ pub(super) fn merge_chain(
                 distribution.name
             ),
         ));
+    }
+    for u in &acc.users {
+        match u.uid {
+            Some(0) if !u.allow_uid0 => {
+                return Err(rule(
+                    path,
+                    format!(
+                        "user `{}`: uid 0 would be a second root account; set allow_uid0 = true if that is meant",
+                        u.name
+                    ),
+                ))
+            }
+            Some(u32::MAX) => {
+                return Err(rule(
+                    path,
+                    format!("user `{}`: uid 4294967295 is (uid_t)-1, not an id", u.name),
+                ))
+            }
+            _ => {}
+        }
+    }
+    for g in &acc.groups {
+        if g.gid == Some(u32::MAX) {
+            return Err(rule(
+                path,
+                format!("group `{}`: gid 4294967295 is (gid_t)-1, not an id", g.name),
+            ));
+        }
     }
     let mut names = std::collections::BTreeSet::new();
     for a in &acc.agent {

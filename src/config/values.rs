@@ -262,3 +262,176 @@ impl From<ZstdLevel> for i64 {
         l.0.into()
     }
 }
+
+/// Checks for strings that end up inside generated files (passwd, group, shadow, shell
+/// scripts, inittab, boot loader entries). Used with `#[serde(deserialize_with)]`, so a bad
+/// value is reported with its file, line and column like any other TOML error.
+pub mod checked {
+    use serde::{Deserialize, Deserializer};
+
+    /// Longest login or group name Debian's `adduser` accepts.
+    pub const MAX_NAME: usize = 32;
+
+    /// Why an account name is refused, if it is (Debian adduser's `NAME_REGEX`,
+    /// `^[a-z][-a-z0-9_]*\$?$`, and its length limit).
+    pub fn account_name_error(n: &str) -> Option<String> {
+        let mut chars = n.chars();
+        let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
+        let body = n.strip_suffix('$').unwrap_or(n);
+        let rest_ok = body
+            .chars()
+            .skip(1)
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if n.is_empty() || !first_ok || !rest_ok {
+            Some(format!(
+                "`{}` is not a valid user or group name (Debian's adduser accepts ^[a-z][-a-z0-9_]*$?, as in `edge-agent`)",
+                n.escape_debug()
+            ))
+        } else if n.len() > MAX_NAME {
+            Some(format!(
+                "`{n}` is {} characters long; user and group names have at most {MAX_NAME}",
+                n.len()
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// A user or group name.
+    pub fn account_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        let s = String::deserialize(d)?;
+        match account_name_error(&s) {
+            Some(e) => Err(serde::de::Error::custom(e)),
+            None => Ok(s),
+        }
+    }
+
+    /// A list of user or group names.
+    pub fn account_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        let v = Vec::<String>::deserialize(d)?;
+        if let Some(e) = v.iter().find_map(|s| account_name_error(s)) {
+            return Err(serde::de::Error::custom(e));
+        }
+        Ok(v)
+    }
+
+    /// Why a value may not stand in one field of a line-based file, if it may not: control
+    /// characters (a newline starts a new entry) and, where `colon` is set, `:` (the passwd
+    /// field separator).
+    pub fn field_error(s: &str, colon: bool) -> Option<String> {
+        if let Some(c) = s.chars().find(|c| c.is_control()) {
+            return Some(format!(
+                "`{}` contains the control character {:?}; this value is written into a line of a generated file",
+                s.escape_debug(),
+                c
+            ));
+        }
+        if colon && s.contains(':') {
+            return Some(format!(
+                "`{s}` contains `:`, the field separator of passwd, group and shadow"
+            ));
+        }
+        None
+    }
+
+    /// A passwd field (home, shell, GECOS): no control characters, no `:`.
+    pub fn passwd_field<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        let s = String::deserialize(d)?;
+        match field_error(&s, true) {
+            Some(e) => Err(serde::de::Error::custom(e)),
+            None => Ok(s),
+        }
+    }
+
+    /// One line of a generated file: no control characters.
+    pub fn one_line<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        let s = String::deserialize(d)?;
+        match field_error(&s, false) {
+            Some(e) => Err(serde::de::Error::custom(e)),
+            None => Ok(s),
+        }
+    }
+
+    /// Optional [`one_line`].
+    pub fn one_line_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        let s = Option::<String>::deserialize(d)?;
+        match s.as_deref().and_then(|s| field_error(s, false)) {
+            Some(e) => Err(serde::de::Error::custom(e)),
+            None => Ok(s),
+        }
+    }
+
+    /// Lines of a generated file, one each.
+    pub fn one_line_each<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        let v = Vec::<String>::deserialize(d)?;
+        if let Some(e) = v.iter().find_map(|s| field_error(s, false)) {
+            return Err(serde::de::Error::custom(e));
+        }
+        Ok(v)
+    }
+
+    /// An agent name: it appears in the ready line and in generated scripts, so letters,
+    /// digits, `.`, `_` and `-` only, at most 64 characters.
+    pub fn agent_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        let s = String::deserialize(d)?;
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if ok {
+            Ok(s)
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "agent name `{}` may hold only letters, digits, `.`, `_` and `-` (at most 64)",
+                s.escape_debug()
+            )))
+        }
+    }
+
+    /// A console device name as the kernel's `console=` takes it: `ttyS0`, `ttyAMA0`,
+    /// `hvc0`, optionally with `,115200n8` options.
+    pub fn console<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        let s = String::deserialize(d)?;
+        let (dev, opts) = s.split_once(',').unwrap_or((&s, ""));
+        let ok = !dev.is_empty()
+            && dev.len() <= 32
+            && dev.chars().all(|c| c.is_ascii_alphanumeric())
+            && opts.chars().all(|c| c.is_ascii_alphanumeric());
+        if ok {
+            Ok(s)
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "console `{}` is not a device name such as ttyS0 or ttyAMA0,115200",
+                s.escape_debug()
+            )))
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn names_follow_adduser_and_fields_refuse_separators() {
+            for good in ["edge", "edge-agent", "a_b9", "machine$", "x"] {
+                assert_eq!(account_name_error(good), None, "{good}");
+            }
+            for bad in [
+                "",
+                "Evil",
+                "9x",
+                "evil::0:0::/root:/bin/sh",
+                "a\nb",
+                "a b",
+                "-x",
+            ] {
+                assert!(account_name_error(bad).is_some(), "{bad:?}");
+            }
+            assert!(account_name_error(&"a".repeat(33)).is_some());
+            assert!(field_error("/bin/sh\n::respawn:/bin/sh", false).is_some());
+            assert!(field_error("/home/a:b", true).is_some());
+            assert_eq!(field_error("/home/a:b", false), None);
+            assert_eq!(field_error("quiet panic=-1", false), None);
+        }
+    }
+}

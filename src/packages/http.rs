@@ -131,7 +131,11 @@ fn call(agent: &ureq::Agent, url: &str) -> Result<ureq::Response, CallError> {
 
 /// Open a URL for streaming (at most `max_bytes`), retrying transient failures with backoff.
 pub fn open(url: &str, max_bytes: u64) -> Result<Box<dyn Read + Send>> {
-    let allowed = deadline_for(max_bytes);
+    open_within(url, max_bytes, deadline_for(max_bytes))
+}
+
+/// [`open`] with an explicit overall deadline.
+fn open_within(url: &str, max_bytes: u64, allowed: Duration) -> Result<Box<dyn Read + Send>> {
     let wrap = |inner: Box<dyn Read + Send>| -> Box<dyn Read + Send> {
         Box::new(Bounded {
             inner,
@@ -189,5 +193,102 @@ fn transient(e: &ureq::Error) -> bool {
             t.kind(),
             ureq::ErrorKind::InvalidUrl | ureq::ErrorKind::UnknownScheme
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
+    /// A one-connection-at-a-time HTTP server on 127.0.0.1 answering each request with
+    /// `respond`; ends after `requests` requests.
+    fn serve(
+        requests: usize,
+        respond: impl Fn(&mut std::net::TcpStream) + Send + 'static,
+    ) -> (String, std::thread::JoinHandle<()>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let h = std::thread::spawn(move || {
+            for s in l.incoming().take(requests) {
+                let Ok(mut s) = s else { return };
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut line = String::new();
+                while r.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                respond(&mut s);
+            }
+        });
+        (url, h)
+    }
+
+    #[test]
+    fn hostile_answers_end_with_an_error_naming_the_url() {
+        // Longer than promised.
+        let (url, h) = serve(1, |s| {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n");
+            let _ = s.write_all(&[b'x'; 100]);
+        });
+        let e = get(&format!("{url}/InRelease"), 10).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("longer than the 10 bytes"),
+            "{e:#}"
+        );
+        h.join().unwrap();
+        // Endless: stopped at the cap, not at memory's end.
+        let (url, h) = serve(1, |s| {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\n\r\n");
+            let chunk = [b'y'; 65536];
+            while s.write_all(&chunk).is_ok() {}
+        });
+        let e = get(&format!("{url}/endless"), 1 << 20).unwrap_err();
+        assert!(format!("{e:#}").contains("/endless"), "{e:#}");
+        h.join().unwrap();
+        // A redirect to file:// is refused, not followed (and no panic).
+        let (url, h) = serve(1, |s| {
+            let _ = s.write_all(
+                b"HTTP/1.1 302 Found\r\nLocation: file:///etc/shadow\r\nContent-Length: 0\r\n\r\n",
+            );
+        });
+        let e = get(&format!("{url}/redirect"), 1 << 20).unwrap_err();
+        let msg = format!("{e:#}");
+        assert!(
+            msg.contains("file:///etc/shadow") && msg.contains("redirect"),
+            "{msg}"
+        );
+        h.join().unwrap();
+        // Truncated: fewer bytes than Content-Length.
+        let (url, h) = serve(1, |s| {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc");
+        });
+        assert!(get(&format!("{url}/short"), 1 << 20).is_err());
+        h.join().unwrap();
+    }
+
+    #[test]
+    fn a_trickle_hits_the_deadline() {
+        let (url, h) = serve(1, |s| {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n");
+            for _ in 0..40 {
+                if s.write_all(b"z").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let started = Instant::now();
+        let mut r = open_within(&format!("{url}/trickle"), 1000, Duration::from_secs(1)).unwrap();
+        let mut buf = Vec::new();
+        let e = r.read_to_end(&mut buf).unwrap_err();
+        assert!(e.to_string().contains("within 1s"), "{e}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        drop(r);
+        h.join().unwrap();
     }
 }

@@ -45,6 +45,16 @@ pub enum RepoError {
         /// Digest expected.
         want: String,
     },
+    /// The signed Release is for another suite than the one asked for (apt refuses it too).
+    #[error("{url}: the signed Release is for {found}, not {wanted} (a mirror serving another release under this name?)")]
+    WrongSuite {
+        /// InRelease URL.
+        url: String,
+        /// The suite asked for.
+        wanted: String,
+        /// Codename and Suite the Release names.
+        found: String,
+    },
     /// The Release lists no index for this component and architecture.
     #[error("{url}: the Release lists no Packages index for {component}/binary-{arch}")]
     NoIndex {
@@ -244,6 +254,19 @@ pub fn parse_release(
     let p = paras
         .first()
         .with_context(|| format!("{url}: empty Release"))?;
+    let (codename, label) = (p.get("Codename"), p.get("Suite"));
+    if codename != Some(suite) && label != Some(suite) {
+        return Err(RepoError::WrongSuite {
+            url: url.to_string(),
+            wanted: suite.to_string(),
+            found: format!(
+                "Codename `{}`, Suite `{}`",
+                codename.unwrap_or("none"),
+                label.unwrap_or("none")
+            ),
+        }
+        .into());
+    }
     if let Some(until) = p.get("Valid-Until") {
         if let Some(t) = parse_rfc2822(until) {
             if t < now_secs() {
@@ -392,6 +415,24 @@ pub fn fetch_packages(cache: &Cache, rel: &Release, component: &str, arch: &str)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_release_for_another_suite_is_refused() {
+        let text = "Origin: Debian\nSuite: testing\nCodename: trixie\nSHA256:\n 00 1 main/binary-amd64/Packages\n";
+        let e = parse_release("m", "bookworm", text, String::new(), "u").unwrap_err();
+        assert!(
+            matches!(
+                e.downcast_ref::<RepoError>(),
+                Some(RepoError::WrongSuite { .. })
+            ),
+            "{e:#}"
+        );
+        assert!(format!("{e:#}").contains("trixie"), "{e:#}");
+        // Asked by codename or by suite name, both are the archive's own words.
+        for asked in ["trixie", "testing"] {
+            parse_release("m", asked, text, String::new(), "u").unwrap();
+        }
+    }
 
     #[test]
     fn apt_sources_deb822_and_list() {
