@@ -138,7 +138,7 @@ impl WriteAt for Coalesce<'_> {
         let bridgeable = !self.buf.is_empty()
             && off >= end
             && off - end < BLOCK
-            && (off == end || off % BLOCK == 0);
+            && (off == end || off.is_multiple_of(BLOCK));
         if bridgeable && self.buf.len() + data.len() <= Self::LIMIT {
             self.buf.resize((off - self.start) as usize, 0);
             self.buf.extend_from_slice(data);
