@@ -81,8 +81,13 @@ fn refused(dir: &std::path::Path, name: &str, extra: &str, line: usize, needle: 
         let o = ingot(&cmd);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{name} {cmd:?}: {err}");
+        // Line 0: a rule over the whole profile, reported with the file only.
+        let place = match line {
+            0 => format!("{name}.toml: "),
+            n => format!("{name}.toml:{n}:"),
+        };
         assert!(
-            err.contains(&format!("{name}.toml:{line}:")) && err.contains(needle),
+            err.contains(&place) && err.contains(needle),
             "{name}: {err}"
         );
     }
@@ -189,4 +194,31 @@ fn keygen_never_overwrites_a_public_key() {
         "someone's trusted key\n"
     );
     assert!(!t.path().join("k.key").exists());
+}
+
+#[test]
+fn labels_ingot_derives_are_never_silently_overwritten() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    refused(
+        d,
+        "created",
+        "[labels]\n\"org.opencontainers.image.created\" = \"1999-01-01T00:00:00Z\"\n",
+        0,
+        "Ingot derives this label",
+    );
+    refused(
+        d,
+        "version",
+        "[labels]\n\"org.opencontainers.image.version\" = \"9.9.9\"\n",
+        0,
+        "org.opencontainers.image.version",
+    );
+    // The image's own version, and the profile's own namespace, are fine.
+    let p = d.join("ok.toml");
+    std::fs::write(&p, "[image]\nname = \"x\"\nversion = \"1.0.0\"\n[distribution]\nsuite = \"bookworm\"\n[labels]\n\"org.opencontainers.image.version\" = \"1.0.0\"\n\"org.opencontainers.image.title\" = \"Edge X\"\n\"dev.ingot.owner\" = \"edge\"\n").unwrap();
+    ok(
+        &ingot(&["validate", p.to_str().unwrap()]),
+        "validate good labels",
+    );
 }

@@ -42,6 +42,12 @@ pub fn labels(
         ("dev.ingot.arch", id.arch.clone()),
     ];
     for (k, v) in gen {
+        // A profile's own title wins; the labels Ingot derives from the build were refused
+        // when the profile was read, unless they agree (the version), so nothing is
+        // overwritten silently.
+        if k == "org.opencontainers.image.title" && l.contains_key(k) {
+            continue;
+        }
         l.insert(k.to_string(), v);
     }
     l

@@ -219,6 +219,18 @@ pub struct Output {
     pub size_budget: Option<ByteSize>,
 }
 
+/// Labels Ingot writes from the build itself; a profile may not set them (the version only to
+/// the image's own version). Everything else in `[labels]`, `dev.ingot.owner` and
+/// `dev.ingot.support` included, is the profile's.
+pub const DERIVED_LABELS: &[&str] = &[
+    "org.opencontainers.image.created",
+    "dev.ingot.image.id",
+    "dev.ingot.builder.version",
+    "dev.ingot.profile.digest",
+    "dev.ingot.hardware",
+    "dev.ingot.arch",
+];
+
 /// One profile file as written, every field optional so that `extends` can fill the gaps.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -359,6 +371,21 @@ pub(super) fn merge_chain(
                 distribution.name
             ),
         ));
+    }
+    for (k, v) in &acc.labels {
+        if let Some(e) = checked::field_error(k, false).or_else(|| checked::field_error(v, false)) {
+            return Err(rule(path, format!("label `{}`: {e}", k.escape_debug())));
+        }
+        let derived = DERIVED_LABELS.contains(&k.as_str())
+            || k == "org.opencontainers.image.version" && *v != image.version.0;
+        if derived {
+            return Err(rule(
+                path,
+                format!(
+                    "[labels] `{k}` = `{v}`: Ingot derives this label from the build (image version, SOURCE_DATE_EPOCH, builder); remove it from the profile"
+                ),
+            ));
+        }
     }
     for u in &acc.users {
         match u.uid {
