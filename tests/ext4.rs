@@ -316,3 +316,79 @@ fn extended_attributes_in_the_inode_and_in_their_own_block() {
         "{err}"
     );
 }
+
+/// A sink whose every write fails, like a full or read-only disk.
+struct Broken;
+
+impl ext4::WriteAt for Broken {
+    fn write_all_at(&mut self, _: &[u8], _: u64) -> std::io::Result<()> {
+        Err(std::io::Error::other("no space left on the test device"))
+    }
+}
+
+#[test]
+fn each_error_names_what_is_wrong() {
+    use ext4::Ext4Error;
+    // NameTooLong: a 256-byte name.
+    let mut t = Tree::new();
+    let long = "n".repeat(256);
+    t.insert(&format!("etc/{long}"), file(b"x", 0o644, 0))
+        .unwrap();
+    let e = ext4::plan(&t, &params(None)).err().unwrap();
+    assert!(
+        matches!(&e, Ext4Error::NameTooLong(p) if p.ends_with(&long)),
+        "{e}"
+    );
+    // BrokenHardLink: a hard link to a directory.
+    let mut t = Tree::new();
+    t.insert("etc", Entry::new(Kind::Dir, 0o755)).unwrap();
+    t.insert("link", Entry::new(Kind::HardLink("etc".into()), 0o644))
+        .unwrap();
+    let e = ext4::plan(&t, &params(None)).err().unwrap();
+    assert!(matches!(&e, Ext4Error::BrokenHardLink { .. }), "{e}");
+    assert!(
+        e.to_string().contains("/link") && e.to_string().contains("/etc"),
+        "{e}"
+    );
+    // XattrTooLarge: more than one block of attributes.
+    let mut t = Tree::new();
+    let mut f = file(b"x", 0o644, 0);
+    f.xattrs.insert("user.big".into(), vec![b'v'; 5000]);
+    t.insert("big", f).unwrap();
+    let e = ext4::plan(&t, &params(None)).err().unwrap();
+    assert!(
+        matches!(&e, Ext4Error::XattrTooLarge { needed, .. } if *needed > 5000),
+        "{e}"
+    );
+    // TooSmall is `too_small_fails_before_writing`. ShortContent: a host file that shrank
+    // after the tree recorded its length.
+    let d = tempfile::tempdir().unwrap();
+    let host = d.path().join("data");
+    std::fs::write(&host, vec![1u8; 10000]).unwrap();
+    let mut t = Tree::new();
+    t.insert(
+        "shrunk",
+        Entry::new(
+            Kind::File(Content::Slice {
+                file: std::sync::Arc::new(host.clone()),
+                offset: 0,
+                len: 10000,
+            }),
+            0o644,
+        ),
+    )
+    .unwrap();
+    let plan = ext4::plan(&t, &params(None)).unwrap();
+    std::fs::write(&host, b"short").unwrap();
+    let mut out = Vec::new();
+    let e = plan.write(&mut out).err().unwrap();
+    assert!(
+        matches!(&e, Ext4Error::ShortContent { len: 10000, .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("/shrunk"), "{e}");
+    // Io: the sink fails.
+    let e = plan.write(&mut Broken).err().unwrap();
+    assert!(matches!(&e, Ext4Error::Io(_)), "{e}");
+    assert!(e.to_string().contains("no space left"), "{e}");
+}
