@@ -1,0 +1,87 @@
+//! The lockfile (`PROFILE.lock`): every package of a target pinned by name, version, size and
+//! SHA-256, with the suites' InRelease digests, so a locked build fetches exactly that.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::index::PackageInfo;
+
+/// Why a package is in the set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Installed in the root filesystem.
+    Image,
+    /// Used at build time only (initramfs busybox, boot loader binary).
+    Boot,
+}
+
+/// A locked package.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Locked {
+    /// Role in the build.
+    pub role: Role,
+    /// Package metadata.
+    #[serde(flatten)]
+    pub info: PackageInfo,
+}
+
+/// One architecture's package set in a lockfile.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LockTarget {
+    /// Hardware profile name.
+    pub hardware: String,
+    /// Debian architecture.
+    pub arch: String,
+    /// Digest of every input that decides the package set.
+    pub inputs_digest: String,
+    /// Digests of the InRelease files the set was resolved from.
+    #[serde(default)]
+    pub releases: BTreeMap<String, String>,
+    /// Packages, sorted by role then name.
+    pub package: Vec<Locked>,
+}
+
+/// A lockfile: one target per hardware profile.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct Lockfile {
+    /// Format version.
+    pub version: u32,
+    /// Targets.
+    pub target: Vec<LockTarget>,
+}
+
+impl Lockfile {
+    /// Read a lockfile.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading lockfile {}", path.display()))?;
+        toml::from_str(&text).map_err(|e| {
+            let (l, c) = e
+                .span()
+                .map_or((1, 1), |s| crate::config::line_col(&text, s.start));
+            anyhow::anyhow!("{}:{l}:{c}: {}", path.display(), e.message())
+        })
+    }
+
+    /// Serialise deterministically.
+    pub fn to_toml(&self) -> Result<String> {
+        Ok(format!(
+            "# Written by `ingot lock`; pins every package by version and SHA-256.\n{}",
+            toml::to_string(self)?
+        ))
+    }
+
+    /// The target for a hardware profile.
+    pub fn target(&self, hw: &str) -> Option<&LockTarget> {
+        self.target.iter().find(|t| t.hardware == hw)
+    }
+}
+
+/// Where a profile's lockfile lives: `PROFILE.lock` beside `PROFILE.toml`.
+pub fn lock_path(profile: &Path) -> PathBuf {
+    profile.with_extension("lock")
+}
