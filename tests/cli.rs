@@ -222,3 +222,100 @@ fn labels_ingot_derives_are_never_silently_overwritten() {
         "validate good labels",
     );
 }
+
+#[test]
+fn host_files_come_only_from_the_profile_directory_and_only_regular_ones() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    std::fs::write(d.join("motd"), "hello\n").unwrap();
+    std::os::unix::fs::symlink("/etc/shadow", d.join("shadow-link")).unwrap();
+    std::fs::create_dir_all(d.join("overlay/etc")).unwrap();
+    let file = |src: &str| format!("[[files]]\npath = \"/etc/x\"\nsource = \"{src}\"\n");
+    refused(
+        d,
+        "abs",
+        &file("/etc/passwd"),
+        0,
+        "outside the profile's directory",
+    );
+    refused(
+        d,
+        "up",
+        &file("../../etc/passwd"),
+        0,
+        "outside the profile's directory",
+    );
+    refused(
+        d,
+        "link",
+        &file("shadow-link"),
+        0,
+        "outside the profile's directory",
+    );
+    refused(
+        d,
+        "proc",
+        "[[files]]\npath = \"/etc/x\"\nsource = \"/proc/self/environ\"\nallow_outside = true\n",
+        0,
+        "pseudo-filesystem",
+    );
+    refused(
+        d,
+        "dotdot",
+        "[[files]]\npath = \"/etc/../x\"\ncontent = \"a\"\n",
+        0,
+        "must not contain `..`",
+    );
+    refused(
+        d,
+        "under-proc",
+        "[[files]]\npath = \"/proc/x\"\ncontent = \"a\"\n",
+        0,
+        "pseudo-filesystem",
+    );
+    // Agent files get the same checks as files.
+    let agent =
+        |f: &str| format!("[[agent]]\nname = \"a\"\nprobe = \"true\"\n[[agent.files]]\n{f}");
+    refused(
+        d,
+        "agent-rel",
+        &agent("path = \"etc/x\"\ncontent = \"a\"\n"),
+        0,
+        "must be absolute",
+    );
+    refused(
+        d,
+        "agent-both",
+        &agent("path = \"/etc/x\"\ncontent = \"a\"\nsource = \"motd\"\n"),
+        0,
+        "exactly one of",
+    );
+    refused(
+        d,
+        "agent-out",
+        &agent("path = \"/etc/x\"\nsource = \"/etc/passwd\"\n"),
+        0,
+        "outside the profile's directory",
+    );
+    // A FIFO in an overlay is refused before any work, never read.
+    let fifo = d.join("overlay/etc/pipe");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let p = d.join("fifo.toml");
+    std::fs::write(&p, "overlays = [\"overlay\"]\n[image]\nname = \"x\"\nversion = \"1.0.0\"\n[distribution]\nsuite = \"bookworm\"\n").unwrap();
+    let o = ingot(&["validate", p.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("fifo.toml: ") && err.contains("a FIFO"), "{err}");
+    std::fs::remove_file(&fifo).unwrap();
+    // What is allowed: a file beside the profile, a deliberate host path.
+    let p = d.join("fine.toml");
+    std::fs::write(&p, format!("overlays = [\"overlay\"]\n[image]\nname = \"x\"\nversion = \"1.0.0\"\n[distribution]\nsuite = \"bookworm\"\n{}[[files]]\npath = \"/etc/y\"\nsource = \"/etc/hostname\"\nallow_outside = true\n", file("motd"))).unwrap();
+    ok(
+        &ingot(&["validate", p.to_str().unwrap()]),
+        "validate allowed sources",
+    );
+}

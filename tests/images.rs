@@ -194,19 +194,36 @@ fn broken_root_and_wiped_esp_fail_fast_with_console_tail_and_no_stray_qemu() {
 #[test]
 #[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
 fn check_reproducible_names_the_file_that_differs() {
-    // A file whose content changes on every read: the two builds must differ, and the report
-    // must say where.
+    // A file whose content keeps changing while the build runs (a thread rewrites it every
+    // 20 ms): the two builds must differ, and the report must say where. (This used to read
+    // /proc/sys/kernel/random/uuid, which profiles may no longer copy from.)
     let t = tempfile::tempdir().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let p = t.path().join("nonce.toml");
     std::fs::write(
         &p,
         format!(
-            "extends = \"{}\"\n[[files]]\npath = \"/etc/nonce\"\nsource = \"/proc/sys/kernel/random/uuid\"\n",
+            "extends = \"{}\"\n[[files]]\npath = \"/etc/nonce\"\nsource = \"nonce\"\n",
             root.join("profiles/edge-minimal.toml").display()
         ),
     )
     .unwrap();
+    let nonce = t.path().join("nonce");
+    std::fs::write(&nonce, "0").unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, nonce) = (stop.clone(), nonce.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let tmp = nonce.with_extension("tmp");
+                std::fs::write(&tmp, n.to_string()).unwrap();
+                std::fs::rename(&tmp, &nonce).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        })
+    };
     let out = t.path().join("out");
     let err = ingot_fails(
         &[
@@ -219,6 +236,8 @@ fn check_reproducible_names_the_file_that_differs() {
         ],
         None,
     );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
     assert!(
         err.contains("not reproducible: disk.raw differs")
             && err.contains("partition `root` (ext4), the contents of /etc/nonce"),

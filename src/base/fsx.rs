@@ -100,6 +100,52 @@ pub fn rename(from: &Path, to: &Path) -> Result<()> {
     fs::rename(from, to).with_context(|| format!("renaming {} to {}", from.display(), to.display()))
 }
 
+/// Read a host file that must be a regular file: opened without following a final symlink and
+/// without blocking (so a FIFO cannot hang the build), then checked on the open descriptor, so
+/// it cannot be swapped for a device or a pipe between a check and the read.
+pub fn read_regular(path: &Path) -> Result<Vec<u8>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let meta = f
+        .metadata()
+        .with_context(|| format!("reading {}", path.display()))?;
+    if !meta.is_file() {
+        anyhow::bail!(
+            "{} is not a regular file ({}); only regular files, directories and symlinks are copied",
+            path.display(),
+            kind_of(&meta.file_type())
+        );
+    }
+    let mut out = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    f.read_to_end(&mut out)
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok(out)
+}
+
+/// What a file type is, in words.
+pub fn kind_of(t: &fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_symlink() {
+        "a symlink"
+    } else if t.is_dir() {
+        "a directory"
+    } else {
+        "a regular file"
+    }
+}
+
 /// A new directory under the system's temporary directory, removed when dropped (`keep` it
 /// to hand it to the user).
 pub fn scratch_dir(prefix: &str) -> Result<tempfile::TempDir> {
@@ -127,6 +173,18 @@ mod tests {
         );
         let names: Vec<_> = fs::read_dir(d.path()).unwrap().collect();
         assert_eq!(names.len(), 1, "no temporary file is left");
+        let fifo = d.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if made.is_ok_and(|s| s.success()) {
+            let e = read_regular(&fifo).unwrap_err();
+            assert!(format!("{e:#}").contains("a FIFO"), "{e:#}");
+        }
+        std::os::unix::fs::symlink(&p, d.path().join("link")).unwrap();
+        assert!(
+            read_regular(&d.path().join("link")).is_err(),
+            "a symlink was followed"
+        );
+        assert_eq!(read_regular(&p).unwrap(), b"abc");
         let e = write_atomic(&d.path().join("no/such/dir/f"), b"x").unwrap_err();
         assert!(format!("{e:#}").contains("no/such/dir/f"), "{e:#}");
     }

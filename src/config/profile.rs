@@ -125,6 +125,147 @@ pub struct FileSpec {
     /// Owner gid.
     #[serde(default)]
     pub gid: u32,
+    /// Allow `source` to lie outside the profile's directory (a deliberate host path).
+    #[serde(default)]
+    pub allow_outside: bool,
+}
+
+/// Host paths a profile may never copy from: kernel and device pseudo-filesystems.
+const PSEUDO_FS: &[&str] = &["/proc", "/sys", "/dev", "/run"];
+
+/// Resolve a file's `source` against the directory of the profile that names it: the real
+/// path (symlinks followed, so a link cannot lead out unseen) must be a regular file inside
+/// that directory, or anywhere but a pseudo-filesystem when `allow_outside` is set.
+fn host_source(path: &Path, dir: &Path, spec: &FileSpec, src: &str) -> Result<String, ConfigError> {
+    let joined = dir.join(src);
+    let what = format!("file `{}`: source `{src}`", spec.path);
+    let real = joined
+        .canonicalize()
+        .map_err(|e| rule(path, format!("{what}: {e}")))?;
+    if PSEUDO_FS.iter().any(|p| real.starts_with(p)) {
+        return Err(rule(
+            path,
+            format!("{what} is {}, a pseudo-filesystem: refused", real.display()),
+        ));
+    }
+    let base = dir
+        .canonicalize()
+        .map_err(|e| rule(path, format!("{what}: {}: {e}", dir.display())))?;
+    if !real.starts_with(&base) && !spec.allow_outside {
+        return Err(rule(
+            path,
+            format!(
+                "{what} resolves to {}, outside the profile's directory {}; set allow_outside = true for a deliberate host path",
+                real.display(),
+                base.display()
+            ),
+        ));
+    }
+    let meta = std::fs::metadata(&real).map_err(|e| rule(path, format!("{what}: {e}")))?;
+    if !meta.is_file() {
+        return Err(rule(
+            path,
+            format!("{what} is not a regular file ({})", real.display()),
+        ));
+    }
+    Ok(real.to_string_lossy().into_owned())
+}
+
+/// An overlay directory: inside the profile's directory, and holding only regular files,
+/// directories and symlinks (a FIFO would hang the build, a device would be read forever).
+fn overlay_dir(path: &Path, dir: &Path, o: &str) -> Result<PathBuf, ConfigError> {
+    let what = format!("overlay `{o}`");
+    let real = dir
+        .join(o)
+        .canonicalize()
+        .map_err(|e| rule(path, format!("{what}: {e}")))?;
+    let base = dir
+        .canonicalize()
+        .map_err(|e| rule(path, format!("{what}: {}: {e}", dir.display())))?;
+    if !real.starts_with(&base) || PSEUDO_FS.iter().any(|p| real.starts_with(p)) {
+        return Err(rule(
+            path,
+            format!(
+                "{what} resolves to {}, outside the profile's directory {}",
+                real.display(),
+                base.display()
+            ),
+        ));
+    }
+    let mut stack = vec![real.clone()];
+    while let Some(d) = stack.pop() {
+        let rd = std::fs::read_dir(&d)
+            .map_err(|e| rule(path, format!("{what}: {}: {e}", d.display())))?;
+        for e in rd {
+            let e = e.map_err(|e| rule(path, format!("{what}: {}: {e}", d.display())))?;
+            let ft = e
+                .file_type()
+                .map_err(|err| rule(path, format!("{what}: {}: {err}", e.path().display())))?;
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if !ft.is_file() && !ft.is_symlink() {
+                return Err(rule(
+                    path,
+                    format!(
+                        "{what}: {} is {}; overlays hold regular files, directories and symlinks only",
+                        e.path().display(),
+                        crate::base::fsx::kind_of(&ft)
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(real)
+}
+
+/// The checks every file spec gets, the profile's and the agents' alike.
+fn check_file(path: &Path, f: &FileSpec) -> Result<(), ConfigError> {
+    if !f.path.starts_with('/') {
+        return Err(rule(
+            path,
+            format!("file path `{}` must be absolute", f.path),
+        ));
+    }
+    if f.path.split('/').any(|c| c == "..") {
+        return Err(rule(
+            path,
+            format!("file path `{}` must not contain `..`", f.path),
+        ));
+    }
+    if let Some(e) = checked::field_error(&f.path, false) {
+        return Err(rule(path, format!("file path: {e}")));
+    }
+    if PSEUDO_FS[..3]
+        .iter()
+        .any(|p| f.path == *p || f.path.starts_with(&format!("{p}/")))
+    {
+        return Err(rule(
+            path,
+            format!(
+                "file `{}` is under a pseudo-filesystem mounted at boot; it would be hidden",
+                f.path
+            ),
+        ));
+    }
+    if f.content.is_some() == f.source.is_some() {
+        return Err(rule(
+            path,
+            format!(
+                "file `{}` needs exactly one of `content` or `source`",
+                f.path
+            ),
+        ));
+    }
+    if f.uid == u32::MAX || f.gid == u32::MAX {
+        return Err(rule(
+            path,
+            format!(
+                "file `{}`: owner 4294967295 is (uid_t)-1, not an id",
+                f.path
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// An agent: software that must run and report ready on every boot.
@@ -326,15 +467,27 @@ pub(super) fn merge_chain(
         acc.users.extend(f.users);
         acc.groups.extend(f.groups);
         for mut spec in f.files {
-            if let Some(src) = &spec.source {
-                spec.source = Some(dir.join(src).to_string_lossy().into_owned());
+            check_file(&p, &spec)?;
+            if let Some(src) = spec.source.clone() {
+                spec.source = Some(host_source(&p, &dir, &spec, &src)?);
             }
             files.push(spec);
         }
-        overlays.extend(f.overlays.iter().map(|o| dir.join(o)));
+        let mut agents = f.agent;
+        for a in &mut agents {
+            for spec in &mut a.files {
+                check_file(&p, spec)?;
+                if let Some(src) = spec.source.clone() {
+                    spec.source = Some(host_source(&p, &dir, spec, &src)?);
+                }
+            }
+        }
+        for o in &f.overlays {
+            overlays.push(overlay_dir(&p, &dir, o)?);
+        }
         acc.services.extend(f.services);
         acc.labels.extend(f.labels);
-        acc.agent.extend(f.agent);
+        acc.agent.extend(agents);
         acc.kernel = f.kernel.or(acc.kernel);
         acc.network = f.network.or(acc.network);
         acc.sysprep = f.sysprep.or(acc.sysprep);
@@ -426,23 +579,6 @@ pub(super) fn merge_chain(
                 format!(
                     "agent name `{}` may not be empty or contain spaces, `,`, `:` or `=`",
                     a.name
-                ),
-            ));
-        }
-    }
-    for f in &files {
-        if !f.path.starts_with('/') {
-            return Err(rule(
-                path,
-                format!("file path `{}` must be absolute", f.path),
-            ));
-        }
-        if f.content.is_some() == f.source.is_some() {
-            return Err(rule(
-                path,
-                format!(
-                    "file `{}` needs exactly one of `content` or `source`",
-                    f.path
                 ),
             ));
         }
