@@ -142,18 +142,59 @@ fn aws_key_id(data: &[u8]) -> bool {
     })
 }
 
-/// Scan every regular file under 16 MiB (package files too) for secrets. Allow-listed paths
-/// from the profile are skipped.
+/// Longest pattern (and AWS key id) minus one: the bytes kept between chunks, so a secret that
+/// straddles two chunks is still seen.
+const OVERLAP: usize = 64;
+/// Bytes read at a time: files of any size are scanned in bounded memory.
+const CHUNK: usize = 4 << 20;
+
+/// The kinds of secret found in a stream, each once, in pattern order.
+pub fn scan_stream(mut r: impl std::io::Read) -> std::io::Result<Vec<&'static str>> {
+    let mut found: Vec<&'static str> = Vec::new();
+    let mut buf = vec![0u8; CHUNK + OVERLAP];
+    let mut kept = 0usize;
+    loop {
+        let n = r.read(&mut buf[kept..])?;
+        if n == 0 {
+            break;
+        }
+        let window = &buf[..kept + n];
+        for (pat, kind) in PATTERNS {
+            if !found.contains(kind) && window.windows(pat.len()).any(|w| w == *pat) {
+                found.push(kind);
+            }
+        }
+        if !found.contains(&"AWS access key id") && aws_key_id(window) {
+            found.push("AWS access key id");
+        }
+        let keep = window.len().min(OVERLAP);
+        let from = window.len() - keep;
+        buf.copy_within(from..from + keep, 0);
+        kept = keep;
+    }
+    // Report in a stable order: patterns first, then the key id.
+    found.sort_by_key(|k| {
+        PATTERNS
+            .iter()
+            .position(|(_, n)| n == k)
+            .unwrap_or(PATTERNS.len())
+    });
+    Ok(found)
+}
+
+/// Scan every regular file, whatever its size (streamed), for secrets: everything Ingot or the
+/// profile placed, and package files under /etc, /root, /home, /var, /srv and /opt.
+/// Allow-listed paths from the profile are skipped.
 pub fn scan(tree: &Tree, allow: &[String]) -> Result<Vec<Finding>> {
     let mut out = Vec::new();
     for (p, e) in tree.iter() {
         let Kind::File(c) = &e.kind else { continue };
         let abs = format!("/{p}");
-        if c.len() > 16 << 20 || allow.contains(&abs) {
+        if allow.contains(&abs) {
             continue;
         }
         // Debian ships test keys in documentation and Python test suites; only files Ingot or the
-        // profile placed, and anything under /etc, /root, /home, /var, /srv, /opt are scanned in full.
+        // profile placed, and anything under /etc, /root, /home, /var, /srv, /opt are scanned.
         let from_package = !e.origin.is_empty() && !e.origin.starts_with("ingot:");
         let sensitive = ["etc/", "root/", "home/", "var/", "srv/", "opt/"]
             .iter()
@@ -161,19 +202,10 @@ pub fn scan(tree: &Tree, allow: &[String]) -> Result<Vec<Finding>> {
         if from_package && !sensitive {
             continue;
         }
-        let data = c.read_all()?;
-        for (pat, kind) in PATTERNS {
-            if data.windows(pat.len()).any(|w| w == *pat) {
-                out.push(Finding {
-                    path: abs.clone(),
-                    kind: (*kind).into(),
-                });
-            }
-        }
-        if aws_key_id(&data) {
+        for kind in scan_stream(c.reader()?)? {
             out.push(Finding {
                 path: abs.clone(),
-                kind: "AWS access key id".into(),
+                kind: kind.into(),
             });
         }
     }
@@ -244,5 +276,29 @@ mod tests {
         let f = scan(&t, &["/etc/app/allowed".into()]).unwrap();
         let paths: Vec<_> = f.iter().map(|x| x.path.as_str()).collect();
         assert_eq!(paths, vec!["/etc/app/id_ed25519", "/etc/aws"]);
+    }
+
+    #[test]
+    fn a_key_padded_past_any_size_or_split_across_chunks_is_found() {
+        // A private key after 20 MiB of padding (the old scan skipped files over 16 MiB).
+        let mut padded = vec![b' '; 20 << 20];
+        padded.extend_from_slice(b"-----BEGIN OPENSSH PRIVATE KEY-----\n");
+        let mut t = Tree::new();
+        t.insert("etc/padded", Entry::file(padded, 0o600)).unwrap();
+        let f = scan(&t, &[]).unwrap();
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].kind, "OpenSSH private key");
+        // A pattern straddling the chunk boundary.
+        for at in [CHUNK - 10, CHUNK - 1, CHUNK + OVERLAP - 5] {
+            let mut d = vec![b'.'; at];
+            d.extend_from_slice(b"-----BEGIN PRIVATE KEY-----");
+            d.extend_from_slice(&[b'.'; 100]);
+            assert_eq!(
+                scan_stream(&d[..]).unwrap(),
+                vec!["PEM PKCS#8 private key"],
+                "at {at}"
+            );
+        }
+        assert!(scan_stream(&b"nothing here"[..]).unwrap().is_empty());
     }
 }
