@@ -95,8 +95,19 @@ pub struct Extracted {
 pub fn extract(deb: &Path, tar_path: &Path, meta_path: &Path) -> Result<(Extracted, PathBuf)> {
     if let Ok(text) = std::fs::read_to_string(meta_path) {
         if let Ok(meta) = serde_json::from_str::<Extracted>(&text) {
-            if std::fs::metadata(tar_path).map(|m| m.len()).ok() == Some(meta.data_len) {
-                return Ok((meta, tar_path.to_path_buf()));
+            // The extract is trusted only when its bytes still hash to what was recorded when
+            // it was made from the verified .deb: an edited or truncated cache entry is made
+            // again, never shipped under the package's genuine digests.
+            match crate::base::fsx::sha256_file(tar_path) {
+                Ok((h, n)) if h == meta.data_sha256 && n == meta.data_len => {
+                    return Ok((meta, tar_path.to_path_buf()));
+                }
+                Ok(_) => eprintln!(
+                    "warning: cache entry {} does not match its recorded SHA-256; extracting {} again",
+                    tar_path.display(),
+                    deb.display()
+                ),
+                Err(_) => {}
             }
         }
     }

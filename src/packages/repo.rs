@@ -393,8 +393,18 @@ pub fn fetch_packages(cache: &Cache, rel: &Release, component: &str, arch: &str)
     // signed Release gives for the compressed index (it is written only after that digest
     // matched), so a warm build neither hashes nor decompresses the index again.
     let plain = cache.extract_path(&sha, "index");
-    if let Ok(text) = std::fs::read_to_string(&plain) {
-        return Ok(text);
+    let plain_sum = cache.extract_path(&sha, "index.sha256");
+    if let (Ok(text), Ok(sum)) = (
+        std::fs::read_to_string(&plain),
+        std::fs::read_to_string(&plain_sum),
+    ) {
+        if hex::encode(Sha256::digest(text.as_bytes())) == sum.trim() {
+            return Ok(text);
+        }
+        eprintln!(
+            "warning: cache entry {} does not match its recorded SHA-256; decompressing {path} again",
+            plain.display()
+        );
     }
     let file = cache.fetch_verified(&url, &sha, size, &path, None)?;
     let raw = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
@@ -409,6 +419,10 @@ pub fn fetch_packages(cache: &Cache, rel: &Release, component: &str, arch: &str)
         _ => text = String::from_utf8(raw).context("index is not UTF-8")?,
     }
     crate::base::fsx::write_atomic(&plain, text.as_bytes())?;
+    crate::base::fsx::write_atomic(
+        &plain_sum,
+        hex::encode(Sha256::digest(text.as_bytes())).as_bytes(),
+    )?;
     Ok(text)
 }
 

@@ -234,3 +234,32 @@ fn hostile_packages_fail_naming_package_and_entry() {
     );
     assert!(!Path::new("/tmp/owned").exists());
 }
+
+#[test]
+fn an_edited_extraction_or_index_cache_never_changes_what_is_unpacked() {
+    let r = sample();
+    let genuine = fetch_and_unpack(&r, "libfoo").unwrap().read("usr/lib/libfoo.so.2");
+    assert_eq!(genuine.as_deref(), Some(&b"new"[..]));
+    // Edit the cached data.tar in place (same size: a size check would not notice), and
+    // the cached decompressed Packages index.
+    let extract = r.dir.path().join("cache/extract");
+    for e in std::fs::read_dir(&extract).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        let mut bytes = std::fs::read(&p).unwrap();
+        if name.ends_with(".tar") {
+            if let Some(at) = bytes.windows(3).position(|w| w == b"new") {
+                bytes[at..at + 3].copy_from_slice(b"bad");
+                std::fs::write(&p, &bytes).unwrap();
+            }
+        } else if name.ends_with(".index") {
+            let text = String::from_utf8(bytes).unwrap().replace("Version: 2.1-1", "Version: 9.9-9");
+            std::fs::write(&p, text).unwrap();
+        }
+    }
+    let again = fetch_and_unpack(&r, "libfoo").unwrap();
+    assert_eq!(again.read("usr/lib/libfoo.so.2").as_deref(), Some(&b"new"[..]));
+    let src = r.source();
+    let (index, _) = load_index(&src, &r.profile(&["libfoo"]), Arch::X86_64).unwrap();
+    assert_eq!(index.best("libfoo").unwrap().version, "2.1-1");
+}
