@@ -288,6 +288,34 @@ impl ImageDir {
         Ok(extra)
     }
 
+    /// Sign an image directory after the fact: the provenance's DSSE envelope gets this key's
+    /// signature (so `verify` checks it like a build signed from the start), the manifest
+    /// records the provenance's new digest, and the manifest is signed. Each file is replaced
+    /// atomically; the manifest last but one, its signature last.
+    pub fn sign(path: &Path, key: &minisign::SecretKey) -> Result<Self> {
+        let mut dir = ImageDir::open(path)?;
+        if dir.manifest.artifacts.contains_key(PROVENANCE) {
+            let prov = dir.file(PROVENANCE);
+            let text = std::fs::read_to_string(&prov)
+                .with_context(|| format!("reading {}", prov.display()))?;
+            let env: serde_json::Value = serde_json::from_str(text.lines().next().unwrap_or(""))
+                .with_context(|| format!("{}: not a DSSE envelope", prov.display()))?;
+            let signed = crate::trust::dsse_add_signature(&env, key)
+                .with_context(|| prov.display().to_string())?;
+            let line = crate::trust::canonical(&signed) + "\n";
+            fsx::write_atomic(&prov, line.as_bytes())?;
+            let (sha256, size) = fsx::sha256_path(&prov)?;
+            dir.manifest
+                .artifacts
+                .insert(PROVENANCE.to_string(), Artifact { sha256, size });
+            let text = dir.manifest.to_canonical()?;
+            fsx::write_atomic(&dir.file(MANIFEST), text.as_bytes())?;
+            dir.bytes = text.into_bytes();
+        }
+        fsx::write_atomic(&dir.file(SIGNATURE), dir.signature(key).as_bytes())?;
+        Ok(dir)
+    }
+
     /// The signature text for this manifest, made with `key`.
     pub fn signature(&self, key: &minisign::SecretKey) -> String {
         key.sign_bytes(&self.bytes, &self.manifest.trusted_comment())

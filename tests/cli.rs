@@ -309,7 +309,10 @@ fn host_files_come_only_from_the_profile_directory_and_only_regular_ones() {
     let o = ingot(&["validate", p.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("fifo.toml: ") && err.contains("a FIFO"), "{err}");
+    assert!(
+        err.contains("fifo.toml: ") && err.contains("a FIFO"),
+        "{err}"
+    );
     std::fs::remove_file(&fifo).unwrap();
     // What is allowed: a file beside the profile, a deliberate host path.
     let p = d.join("fine.toml");

@@ -45,6 +45,32 @@ fn vm_base_boots_on_both_arches() {
         logs.to_str().unwrap(),
     ];
     ok(&ingot(&args), "boot-test vm-base");
+    // Signing after the build signs the provenance too, so verify accepts it and the DSSE
+    // signature checks out independently.
+    let keyp = t.path().join("late");
+    ok(
+        &ingot(&["keygen", "--out", keyp.to_str().unwrap()]),
+        "keygen",
+    );
+    let pubk = format!("{}.pub", keyp.display());
+    for d in &dirs {
+        let o = ingot(&["verify", d.to_str().unwrap(), "--key", &pubk]);
+        assert_eq!(o.status.code(), Some(1), "an unsigned image verified");
+        ok(
+            &ingot(&[
+                "sign",
+                d.to_str().unwrap(),
+                "--key",
+                &format!("{}.key", keyp.display()),
+            ]),
+            "sign",
+        );
+        ok(
+            &ingot(&["verify", d.to_str().unwrap(), "--key", &pubk]),
+            "verify after sign",
+        );
+        dsse_independent(&d.join("provenance.intoto.jsonl"), &pubk);
+    }
     // No identity baked in, read back independently: machine-id is `uninitialized` or empty,
     // no SSH host keys, no random seed.
     for d in &dirs {

@@ -212,10 +212,8 @@ pub fn keygen(out: &Path) -> Result<()> {
 /// `sign DIR --key KEY`.
 pub fn sign(image: &Path, key: &Path) -> Result<()> {
     let sk = minisign::SecretKey::from_file(key)?;
-    let dir = ImageDir::open(image)?;
-    let out = dir.file(image_dir::SIGNATURE);
-    fsx::write_atomic(&out, dir.signature(&sk).as_bytes())?;
-    println!("{}", out.display());
+    let dir = ImageDir::sign(image, &sk)?;
+    println!("{}", dir.file(image_dir::SIGNATURE).display());
     Ok(())
 }
 

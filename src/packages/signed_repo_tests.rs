@@ -238,7 +238,9 @@ fn hostile_packages_fail_naming_package_and_entry() {
 #[test]
 fn an_edited_extraction_or_index_cache_never_changes_what_is_unpacked() {
     let r = sample();
-    let genuine = fetch_and_unpack(&r, "libfoo").unwrap().read("usr/lib/libfoo.so.2");
+    let genuine = fetch_and_unpack(&r, "libfoo")
+        .unwrap()
+        .read("usr/lib/libfoo.so.2");
     assert_eq!(genuine.as_deref(), Some(&b"new"[..]));
     // Edit the cached data.tar in place (same size: a size check would not notice), and
     // the cached decompressed Packages index.
@@ -253,12 +255,17 @@ fn an_edited_extraction_or_index_cache_never_changes_what_is_unpacked() {
                 std::fs::write(&p, &bytes).unwrap();
             }
         } else if name.ends_with(".index") {
-            let text = String::from_utf8(bytes).unwrap().replace("Version: 2.1-1", "Version: 9.9-9");
+            let text = String::from_utf8(bytes)
+                .unwrap()
+                .replace("Version: 2.1-1", "Version: 9.9-9");
             std::fs::write(&p, text).unwrap();
         }
     }
     let again = fetch_and_unpack(&r, "libfoo").unwrap();
-    assert_eq!(again.read("usr/lib/libfoo.so.2").as_deref(), Some(&b"new"[..]));
+    assert_eq!(
+        again.read("usr/lib/libfoo.so.2").as_deref(),
+        Some(&b"new"[..])
+    );
     let src = r.source();
     let (index, _) = load_index(&src, &r.profile(&["libfoo"]), Arch::X86_64).unwrap();
     assert_eq!(index.best("libfoo").unwrap().version, "2.1-1");

@@ -321,6 +321,27 @@ pub fn dsse(statement: &Value, key: Option<&minisign::SecretKey>) -> Value {
     json!({"payloadType": ty, "payload": B64.encode(&body), "signatures": sigs})
 }
 
+/// The same envelope signed by `key` (its payload unchanged; earlier signatures by other keys
+/// kept, one by this key replaced).
+pub fn dsse_add_signature(envelope: &Value, key: &minisign::SecretKey) -> Result<Value> {
+    let ty = envelope["payloadType"]
+        .as_str()
+        .context("DSSE: no payloadType")?;
+    let body = B64
+        .decode(envelope["payload"].as_str().context("DSSE: no payload")?)
+        .context("DSSE: payload is not base64")?;
+    let id = minisign::key_id_hex(&key.id);
+    let mut sigs: Vec<Value> = envelope["signatures"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|s| s["keyid"].as_str() != Some(id.as_str()))
+        .collect();
+    sigs.push(json!({"keyid": id, "sig": B64.encode(key.key.sign(&pae(ty, &body)).to_bytes())}));
+    Ok(json!({"payloadType": ty, "payload": envelope["payload"], "signatures": sigs}))
+}
+
 /// Check a DSSE envelope's signature with a public key.
 pub fn verify_dsse(envelope: &Value, key: &minisign::PublicKey) -> Result<()> {
     use ed25519_dalek::Verifier;
