@@ -87,11 +87,40 @@ fn fetch_one(src: &Source, l: &Locked, progress: &dyn Fn(u64)) -> Result<Ready> 
         &src.cache.extract_path(&info.sha256, "json"),
     )
     .with_context(|| format!("{what}: unpacking {}", deb.display()))?;
+    check_control(l, &extracted.control)?;
     Ok(Ready {
         locked: l.clone(),
         extracted,
         data_tar,
     })
+}
+
+/// The package's own control file must agree with what the lock (or the index) says of it:
+/// the .deb matched the recorded SHA-256, so its control file is genuine, and a lockfile whose
+/// name, version or architecture was edited would otherwise give an SBOM that lies while dpkg
+/// says otherwise.
+fn check_control(l: &Locked, control: &str) -> Result<()> {
+    let paras = super::control::parse(control)
+        .map_err(|e| anyhow::anyhow!("package {}: control file: {e}", l.info.name))?;
+    let p = paras
+        .first()
+        .with_context(|| format!("package {}: empty control file", l.info.name))?;
+    for (field, recorded) in [
+        ("Package", &l.info.name),
+        ("Version", &l.info.version),
+        ("Architecture", &l.info.arch),
+    ] {
+        let actual = p.get(field).unwrap_or("");
+        if actual != recorded.as_str() {
+            bail!(
+                "package {} {}: the lock says {field} `{recorded}` but the .deb with SHA-256 {} says `{actual}` (an edited lockfile?)",
+                l.info.name,
+                l.info.version,
+                l.info.sha256
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Fetch a firmware descriptor's package and return the paths of its code and variable files

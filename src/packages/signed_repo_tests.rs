@@ -270,3 +270,23 @@ fn an_edited_extraction_or_index_cache_never_changes_what_is_unpacked() {
     let (index, _) = load_index(&src, &r.profile(&["libfoo"]), Arch::X86_64).unwrap();
     assert_eq!(index.best("libfoo").unwrap().version, "2.1-1");
 }
+
+#[test]
+fn a_locked_entry_whose_fields_were_edited_is_refused() {
+    let r = sample();
+    let src = r.source();
+    let (index, _) = load_index(&src, &r.profile(&["libfoo"]), Arch::X86_64).unwrap();
+    let mut info = index.best("libfoo").unwrap().clone();
+    fetch_all(
+        &src,
+        &[Locked {
+            role: Role::Image,
+            info: info.clone(),
+        }],
+    )
+    .unwrap();
+    info.version = "9.9-9".into();
+    let e = fetch_all(&src, &[Locked { role: Role::Image, info }]).unwrap_err();
+    let e = format!("{e:#}");
+    assert!(e.contains("Version `9.9-9`") && e.contains("`2.1-1`"), "{e}");
+}
