@@ -322,3 +322,93 @@ fn host_files_come_only_from_the_profile_directory_and_only_regular_ones() {
         "validate allowed sources",
     );
 }
+
+#[test]
+fn everything_checkable_is_checked_before_any_work() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let profile = |name: &str, image: &str, extra: &str| {
+        let p = d.join(format!("{name}.toml"));
+        std::fs::write(
+            &p,
+            format!("{extra}[image]\n{image}[distribution]\nsuite = \"bookworm\"\n"),
+        )
+        .unwrap();
+        p
+    };
+    let exit2 = |args: &[&str], needle: &str| {
+        let o = ingot(args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    };
+    let long = profile(
+        "long",
+        &format!("name = \"x\"\nversion = \"1.0.0-{}\"\n", "a".repeat(300)),
+        "",
+    );
+    exit2(&["validate", long.to_str().unwrap()], "at most 64");
+    let suite = d.join("suite.toml");
+    std::fs::write(
+        &suite,
+        "[image]\nname = \"x\"\nversion = \"1.0.0\"\n[distribution]\nsuite = \"../..\"\n",
+    )
+    .unwrap();
+    exit2(
+        &["validate", suite.to_str().unwrap()],
+        "distribution suite `../..`",
+    );
+    let svc = profile(
+        "svc",
+        "name = \"x\"\nversion = \"1.0.0\"\n",
+        "services = [\"ssh.service\"]\n",
+    );
+    exit2(&["validate", svc.to_str().unwrap()], "busybox init");
+    // A profile path that is not a regular file is refused, not read until memory runs out.
+    exit2(&["validate", "/dev/zero"], "not a regular file");
+    // Hardware: memory 0, smp 0, a 100 TiB disk.
+    let base = std::fs::read_to_string(root().join("hardware/qemu-x86_64.toml")).unwrap();
+    for (name, from, to, needle) in [
+        ("mem", "memory = 1024", "memory = 0", "qemu.memory"),
+        ("smp", "smp = 2", "smp = 0", "qemu.smp"),
+        ("big", "size = \"auto\"", "size = \"100TiB\"", "larger than"),
+    ] {
+        assert!(base.contains(from), "{from}");
+        let p = d.join(format!("{name}.toml"));
+        std::fs::write(&p, base.replacen(from, to, 1)).unwrap();
+        exit2(&["validate", p.to_str().unwrap()], needle);
+    }
+    // SOURCE_DATE_EPOCH and the signing key are checked before the build starts.
+    let good = root().join("profiles/edge-minimal.toml");
+    let out = d.join("out");
+    let o = ingot_env(
+        &[
+            "build",
+            good.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[("SOURCE_DATE_EPOCH", "-99999999999")],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("SOURCE_DATE_EPOCH"));
+    let o = ingot(&[
+        "build",
+        good.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--key",
+        "/nonexistent/key",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/key"));
+    assert!(
+        !out.exists(),
+        "--out was created before the inputs were checked"
+    );
+}

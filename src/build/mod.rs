@@ -35,8 +35,8 @@ pub struct Options {
     pub out: PathBuf,
     /// Use the lockfile exactly.
     pub locked: bool,
-    /// Signing key.
-    pub key: Option<PathBuf>,
+    /// Signing key, read and checked before any build starts.
+    pub key: Option<Arc<minisign::SecretKey>>,
     /// Print progress.
     pub quiet: bool,
 }
@@ -96,6 +96,32 @@ fn stamp_times(tree: &mut Tree, epoch: i64) {
     }
 }
 
+/// Latest `SOURCE_DATE_EPOCH` accepted: 9999-12-31T23:59:59Z (later dates do not fit the
+/// four-digit years of RFC 3339 and FAT).
+const MAX_EPOCH: i64 = 253_402_300_799;
+
+/// `SOURCE_DATE_EPOCH` from the environment: none when unset or empty, an input error (exit 2)
+/// when it is not a whole number of seconds from 1970 to 9999.
+pub fn source_date_epoch() -> Result<Option<i64>, config::ConfigError> {
+    let bad = |s: &str, why: &str| config::ConfigError::Rule {
+        path: PathBuf::from("SOURCE_DATE_EPOCH"),
+        message: format!("`{s}` {why}"),
+    };
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(s) if !s.trim().is_empty() => {
+            let v: i64 = s
+                .trim()
+                .parse()
+                .map_err(|_| bad(&s, "is not a whole number of seconds"))?;
+            if !(0..=MAX_EPOCH).contains(&v) {
+                return Err(bad(&s, "is outside 1970-01-01 to 9999-12-31"));
+            }
+            Ok(Some(v))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// zstd worker threads for `disk.raw.zst`.
 const ZSTD_WORKERS: u32 = 4;
 
@@ -138,12 +164,9 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
     let ready = packages::fetch_all(src, &set.package)?;
     stages.next(&format!("[{ident}] unpacking"))?;
     let mut tree = packages::unpack_image(&ready, arch)?;
-    let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(s) if !s.is_empty() => s
-            .trim()
-            .parse::<i64>()
-            .with_context(|| format!("SOURCE_DATE_EPOCH `{s}` is not a number"))?,
-        _ => tree.iter().map(|(_, e)| e.mtime).max().unwrap_or(0),
+    let epoch = match source_date_epoch()? {
+        Some(e) => e,
+        None => tree.iter().map(|(_, e)| e.mtime).max().unwrap_or(0),
     };
     let id = Identity { epoch, ..id };
     let profile_digest = digest_files(
@@ -392,11 +415,7 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
             &added,
         ))? + "\n",
     )?;
-    let key = opts
-        .key
-        .as_deref()
-        .map(minisign::SecretKey::from_file)
-        .transpose()?;
+    let key = opts.key.as_deref();
     // Each artifact is hashed once: the provenance subjects and the manifest share the digests,
     // and disk.raw is read a single time for its own digest and its partitions'.
     let (raw_digest, part_digests) = disk::sha256_with_partitions(&raw, &layout)?;
@@ -430,7 +449,7 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
     );
     std::fs::write(
         work.join("provenance.intoto.jsonl"),
-        trust::canonical(&trust::dsse(&statement, key.as_ref())) + "\n",
+        trust::canonical(&trust::dsse(&statement, key)) + "\n",
     )?;
     let manifest = manifest_json(
         &work,

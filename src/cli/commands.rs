@@ -54,6 +54,14 @@ pub fn build(
         .iter()
         .map(|h| config::load_hardware(h))
         .collect::<Result<Vec<_>, _>>()?;
+    // Everything checkable before any work: the key, the epoch.
+    let key = f
+        .key
+        .as_deref()
+        .map(minisign::SecretKey::from_file)
+        .transpose()?
+        .map(std::sync::Arc::new);
+    build::source_date_epoch()?;
     let src = source(so, &p.distribution.suite, quiet)?;
     let mut report = Vec::new();
     for hw in &hws {
@@ -61,7 +69,7 @@ pub fn build(
         let opts = build::Options {
             out: f.out.clone(),
             locked: f.locked,
-            key: f.key.clone(),
+            key: key.clone(),
             quiet,
         };
         let b = build::build(&p, hw, &src, &opts)?;

@@ -56,11 +56,35 @@ pub enum ConfigError {
     },
 }
 
+/// Largest fixed disk size: disk.raw is one sparse file on the build host, and ext4 (the
+/// usual host filesystem) caps a file at 16 TiB.
+pub const MAX_DISK: u64 = 16 << 40;
+
+/// Largest configuration file read: a profile is a few KiB; `/dev/zero` is endless.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
 pub(crate) fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+    use std::io::Read;
+    let io_err = |error| ConfigError::Read {
         path: path.to_path_buf(),
         error,
-    })
+    };
+    let f = std::fs::File::open(path).map_err(io_err)?;
+    let meta = f.metadata().map_err(io_err)?;
+    if !meta.is_file() {
+        return Err(rule(path, "not a regular file"));
+    }
+    let mut text = String::new();
+    f.take(MAX_CONFIG_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(io_err)?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(rule(
+            path,
+            format!("larger than {MAX_CONFIG_BYTES} bytes; not a configuration file"),
+        ));
+    }
+    Ok(text)
 }
 
 /// Line and column (1-based) of a byte offset.
@@ -168,6 +192,28 @@ pub fn load_hardware(path: &Path) -> Result<Hardware, ConfigError> {
         ByteSize::parse(&hw.disk.size)
             .map_err(|e| rule(path, format!("disk.size: {e} (or \"auto\")")))?;
     }
+    if hw.disk.size != "auto" {
+        let size = ByteSize::parse(&hw.disk.size).map_err(|e| rule(path, e))?;
+        if size.0 > MAX_DISK {
+            return Err(rule(
+                path,
+                format!(
+                    "disk.size {} is larger than {} (ext4's largest file on the build host)",
+                    hw.disk.size,
+                    ByteSize(MAX_DISK)
+                ),
+            ));
+        }
+    }
+    if hw.qemu.memory == 0 || hw.qemu.smp == 0 || hw.qemu.smp > 64 {
+        return Err(rule(
+            path,
+            format!(
+                "qemu.memory ({} MiB) must be at least 1 and qemu.smp ({}) between 1 and 64",
+                hw.qemu.memory, hw.qemu.smp
+            ),
+        ));
+    }
     if hw.disk.esp_size.0 < 33 << 20 {
         return Err(rule(
             path,
@@ -230,7 +276,9 @@ pub fn kind_of(path: &Path) -> Kind {
         "firmware" => Kind::Firmware,
         "profiles" => Kind::Profile,
         _ => {
-            let text = std::fs::read_to_string(path).unwrap_or_default();
+            // The bounded reader: a path like /dev/zero is refused, not read forever (the
+            // error itself comes from loading it as a profile below).
+            let text = read(path).unwrap_or_default();
             if text.contains("kernel_package") {
                 Kind::Hardware
             } else if text.lines().any(|l| l.trim_start().starts_with("vars")) {

@@ -525,6 +525,37 @@ pub(super) fn merge_chain(
             ),
         ));
     }
+    let suite_ok = |x: &str| {
+        !x.is_empty()
+            && x.len() <= 64
+            && x.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    for sname in std::iter::once(&distribution.suite).chain(&distribution.extra_suites) {
+        if !suite_ok(sname) {
+            return Err(rule(
+                path,
+                format!(
+                    "distribution suite `{}` must be lowercase letters, digits and dashes (like bookworm-security)",
+                    sname.escape_debug()
+                ),
+            ));
+        }
+    }
+    for c in &distribution.components {
+        if !suite_ok(c) {
+            return Err(rule(
+                path,
+                format!(
+                    "distribution component `{}` is not a component name",
+                    c.escape_debug()
+                ),
+            ));
+        }
+    }
+    if image.name.len() > 64 {
+        return Err(rule(path, "image.name is longer than 64 characters"));
+    }
     for (k, v) in &acc.labels {
         if let Some(e) = checked::field_error(k, false).or_else(|| checked::field_error(v, false)) {
             return Err(rule(path, format!("label `{}`: {e}", k.escape_debug())));
@@ -582,6 +613,15 @@ pub(super) fn merge_chain(
                 ),
             ));
         }
+    }
+    if acc.init.unwrap_or(InitSystem::Busybox) == InitSystem::Busybox && !acc.services.is_empty() {
+        return Err(rule(
+            path,
+            format!(
+                "`services` ({}) names systemd units, but this image uses busybox init; start programs as agents' `service` instead",
+                acc.services.join(", ")
+            ),
+        ));
     }
     Ok(Profile {
         path: path.to_path_buf(),

@@ -87,6 +87,13 @@ impl SemVer {
             Some(_) => return Err(err()),
             None => core,
         };
+        if s.len() > 64 {
+            return Err(format!(
+                "version `{}…` is {} characters long; at most 64 (it names directories and files)",
+                &s[..s.char_indices().nth(16).map_or(s.len(), |(i, _)| i)],
+                s.len()
+            ));
+        }
         let nums: Vec<&str> = core.split('.').collect();
         if nums.len() != 3 || !nums.iter().all(|n| numeric_ok(n)) {
             return Err(err());

@@ -286,7 +286,17 @@ fn a_locked_entry_whose_fields_were_edited_is_refused() {
     )
     .unwrap();
     info.version = "9.9-9".into();
-    let e = fetch_all(&src, &[Locked { role: Role::Image, info }]).unwrap_err();
+    let e = fetch_all(
+        &src,
+        &[Locked {
+            role: Role::Image,
+            info,
+        }],
+    )
+    .unwrap_err();
     let e = format!("{e:#}");
-    assert!(e.contains("Version `9.9-9`") && e.contains("`2.1-1`"), "{e}");
+    assert!(
+        e.contains("Version `9.9-9`") && e.contains("`2.1-1`"),
+        "{e}"
+    );
 }

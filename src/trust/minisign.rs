@@ -62,6 +62,13 @@ pub struct SecretKey {
     pub key: SigningKey,
 }
 
+impl std::fmt::Debug for SecretKey {
+    /// The key id only: a secret key never reaches a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretKey({})", key_id_hex(&self.id))
+    }
+}
+
 /// A public key with its key id.
 #[derive(Debug, Clone)]
 pub struct PublicKey {
