@@ -369,3 +369,51 @@ fn a_rebuild_with_a_cold_cache_and_other_jobs_is_byte_identical() {
     same_bytes(&f.dirs, &again);
     assert!(f.out.is_dir());
 }
+
+#[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
+fn inspect_reads_the_disk_and_refuses_one_that_is_not_the_image() {
+    let f = fixture();
+    let t = tempfile::tempdir().unwrap();
+    let d = copy_image(&f.dirs[0], t.path());
+    let text = ok(&ingot(&["inspect", d.to_str().unwrap()]), "inspect");
+    assert!(text.contains("esp") && text.contains("root"), "{text}");
+    let raw = d.join("disk.raw");
+    let size = std::fs::metadata(&raw).unwrap().len();
+    let mut x = 0x9E37_79B9u32;
+    let random: Vec<u8> = (0..(4u32 << 20))
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect();
+    for (what, write) in [
+        (
+            "empty",
+            Box::new(|p: &Path| std::fs::write(p, b"").unwrap()) as Box<dyn Fn(&Path)>,
+        ),
+        (
+            "zero",
+            Box::new(move |p: &Path| {
+                let f = std::fs::File::create(p).unwrap();
+                f.set_len(size).unwrap();
+            }),
+        ),
+        (
+            "random",
+            Box::new(move |p: &Path| {
+                std::fs::write(p, &random).unwrap();
+                let f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+                f.set_len(size).unwrap();
+            }),
+        ),
+    ] {
+        write(&raw);
+        let o = ingot(&["inspect", d.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{what}: {err}");
+        assert!(err.contains("disk.raw"), "{what}: {err}");
+    }
+}

@@ -45,32 +45,6 @@ fn vm_base_boots_on_both_arches() {
         logs.to_str().unwrap(),
     ];
     ok(&ingot(&args), "boot-test vm-base");
-    // Signing after the build signs the provenance too, so verify accepts it and the DSSE
-    // signature checks out independently.
-    let keyp = t.path().join("late");
-    ok(
-        &ingot(&["keygen", "--out", keyp.to_str().unwrap()]),
-        "keygen",
-    );
-    let pubk = format!("{}.pub", keyp.display());
-    for d in &dirs {
-        let o = ingot(&["verify", d.to_str().unwrap(), "--key", &pubk]);
-        assert_eq!(o.status.code(), Some(1), "an unsigned image verified");
-        ok(
-            &ingot(&[
-                "sign",
-                d.to_str().unwrap(),
-                "--key",
-                &format!("{}.key", keyp.display()),
-            ]),
-            "sign",
-        );
-        ok(
-            &ingot(&["verify", d.to_str().unwrap(), "--key", &pubk]),
-            "verify after sign",
-        );
-        dsse_independent(&d.join("provenance.intoto.jsonl"), &pubk);
-    }
     // No identity baked in, read back independently: machine-id is `uninitialized` or empty,
     // no SSH host keys, no random seed.
     for d in &dirs {
@@ -97,6 +71,33 @@ fn vm_base_boots_on_both_arches() {
         &["--jobs", "1"],
     );
     same_bytes(&dirs, &again);
+    // (After the reproducibility check: signing changes the provenance and manifest.)
+    // Signing after the build signs the provenance too, so verify accepts it and the DSSE
+    // signature checks out independently.
+    let keyp = t.path().join("late");
+    ok(
+        &ingot(&["keygen", "--out", keyp.to_str().unwrap()]),
+        "keygen",
+    );
+    let pubk = format!("{}.pub", keyp.display());
+    for d in &dirs {
+        let o = ingot(&["verify", d.to_str().unwrap(), "--key", &pubk]);
+        assert_eq!(o.status.code(), Some(1), "an unsigned image verified");
+        ok(
+            &ingot(&[
+                "sign",
+                d.to_str().unwrap(),
+                "--key",
+                &format!("{}.key", keyp.display()),
+            ]),
+            "sign",
+        );
+        ok(
+            &ingot(&["verify", d.to_str().unwrap(), "--key", &pubk]),
+            "verify after sign",
+        );
+        dsse_independent(&d.join("provenance.intoto.jsonl"), &pubk);
+    }
 }
 
 #[test]
@@ -235,7 +236,7 @@ fn check_reproducible_names_the_file_that_differs() {
     )
     .unwrap();
     let nonce = t.path().join("nonce");
-    std::fs::write(&nonce, "0").unwrap();
+    std::fs::write(&nonce, format!("{:020}", 0)).unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
         let (stop, nonce) = (stop.clone(), nonce.clone());
@@ -244,7 +245,8 @@ fn check_reproducible_names_the_file_that_differs() {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 n += 1;
                 let tmp = nonce.with_extension("tmp");
-                std::fs::write(&tmp, n.to_string()).unwrap();
+                // Fixed width: only the bytes differ, not the size (and so the inode).
+                std::fs::write(&tmp, format!("{n:020}")).unwrap();
                 std::fs::rename(&tmp, &nonce).unwrap();
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }

@@ -290,6 +290,90 @@ pub fn esp_tree(
     Ok(t)
 }
 
+/// Remove kernel modules the image does not need (hardware profiles with `prune_modules`).
+fn prune_modules(tree: &mut Tree, release: &str, keep_files: &[String], keep_dirs: &[String]) {
+    let base = format!("usr/lib/modules/{release}/");
+    let doomed: Vec<String> = tree
+        .iter()
+        .filter(|(p, e)| {
+            p.starts_with(&base) && p.contains(".ko") && matches!(e.kind, Kind::File(_))
+        })
+        .map(|(p, _)| p.clone())
+        .filter(|p| {
+            let rel = &p[base.len()..];
+            !keep_files.iter().any(|k| k == rel)
+                && !keep_dirs
+                    .iter()
+                    .any(|d| rel.starts_with(&format!("kernel/{d}")))
+        })
+        .collect();
+    for p in doomed {
+        tree.remove(&p);
+    }
+}
+
+/// The kernel command line: the root partition by PARTUUID, the console, then the hardware
+/// profile's own arguments (checked to be one line when the profile was read).
+pub fn cmdline(root_guid: &str, hw: &Hardware) -> String {
+    format!(
+        "root=PARTUUID={} rw console={} {}",
+        root_guid.to_lowercase(),
+        hw.console,
+        hw.cmdline
+    )
+    .trim()
+    .to_string()
+}
+
+/// Index the kernel's modules, and keep only those the image needs: the profile's `[kernel]
+/// modules` plus the initramfs set when the profile names any, else the initramfs set (and the
+/// hardware's kept directories) when the hardware asks for pruning.
+pub fn prune_modules_for(
+    tree: &mut Tree,
+    kernel: &Kernel,
+    profile: &crate::config::Profile,
+    hw: &Hardware,
+) -> Result<()> {
+    kmod::depmod(tree, &kernel.release)?;
+    let init_modules = resolve_modules(
+        tree,
+        &kernel.release,
+        &hw.modules,
+        &hw.path.display().to_string(),
+    )?;
+    if let Some(wanted) = &profile.kernel.modules {
+        // The profile names what the running system needs: keep that and the initramfs set.
+        let mut keep = resolve_modules(
+            tree,
+            &kernel.release,
+            wanted,
+            &format!("{} [kernel]", profile.path.display()),
+        )?;
+        keep.extend(init_modules.iter().cloned());
+        prune_modules(tree, &kernel.release, &keep, &[]);
+        kmod::depmod(tree, &kernel.release)?;
+    } else if hw.prune_modules {
+        prune_modules(tree, &kernel.release, &init_modules, &hw.keep_module_dirs);
+        kmod::depmod(tree, &kernel.release)?;
+    }
+    Ok(())
+}
+
+/// The kernel image's bytes for the ESP. Unless `keep` is set, the root filesystem loses its
+/// copy, `System.map` and the device trees: the boot loader reads the kernel from the ESP and a
+/// UEFI boot gets its tables from the firmware (or an ESP `devicetree` entry).
+pub fn take_kernel(tree: &mut Tree, kernel: &Kernel, keep: bool) -> Result<Vec<u8>> {
+    let bytes = tree
+        .read(&kernel.image_path)
+        .context("reading the kernel image")?;
+    if !keep {
+        tree.remove(&kernel.image_path);
+        tree.remove(&format!("boot/System.map-{}", kernel.release));
+        tree.remove(&format!("usr/lib/linux-image-{}", kernel.release));
+    }
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

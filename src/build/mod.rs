@@ -6,7 +6,6 @@ pub mod publish;
 pub mod reproduce;
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -122,9 +121,6 @@ pub fn source_date_epoch() -> Result<Option<i64>, config::ConfigError> {
     }
 }
 
-/// zstd worker threads for `disk.raw.zst`.
-const ZSTD_WORKERS: u32 = 4;
-
 /// Build one image for one hardware profile.
 pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> Result<Built> {
     let arch = hw.arch;
@@ -182,32 +178,7 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
     stages.next(&format!("[{ident}] assembling"))?;
     let kernel = boot::find_kernel(&tree)?;
     boot::kmod::depmod(&mut tree, &kernel.release)?;
-    let init_modules = boot::resolve_modules(
-        &tree,
-        &kernel.release,
-        &hw.modules,
-        &hw.path.display().to_string(),
-    )?;
-    if let Some(wanted) = &profile.kernel.modules {
-        // The profile names what the running system needs: keep that and the initramfs set.
-        let mut keep = boot::resolve_modules(
-            &tree,
-            &kernel.release,
-            wanted,
-            &format!("{} [kernel]", profile.path.display()),
-        )?;
-        keep.extend(init_modules.iter().cloned());
-        assemble::prune_modules(&mut tree, &kernel.release, &keep, &[]);
-        boot::kmod::depmod(&mut tree, &kernel.release)?;
-    } else if hw.prune_modules {
-        assemble::prune_modules(
-            &mut tree,
-            &kernel.release,
-            &init_modules,
-            &hw.keep_module_dirs,
-        );
-        boot::kmod::depmod(&mut tree, &kernel.release)?;
-    }
+    boot::prune_modules_for(&mut tree, &kernel, profile, hw)?;
     if !profile.sysprep.keep_docs {
         assemble::strip_docs(&mut tree);
     }
@@ -215,17 +186,7 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
     let busybox = packages::unpack_boot(&ready, "busybox-static")?;
     let sd_boot = packages::unpack_boot(&ready, "systemd-boot-efi")?;
     let initrd = boot::initramfs(&tree, &busybox, &kernel, hw, epoch)?;
-    let kernel_bytes = tree
-        .read(&kernel.image_path)
-        .context("reading the kernel image")?;
-    if !profile.kernel.keep_boot_files {
-        // The boot loader reads the kernel from the ESP; a second copy in the root is dead weight.
-        tree.remove(&kernel.image_path);
-        tree.remove(&format!("boot/System.map-{}", kernel.release));
-        // Device trees: a UEFI boot gets its tables from the firmware (or from an ESP
-        // `devicetree` entry), never from the root filesystem.
-        tree.remove(&format!("usr/lib/linux-image-{}", kernel.release));
-    }
+    let kernel_bytes = boot::take_kernel(&mut tree, &kernel, profile.kernel.keep_boot_files)?;
 
     stages.next(&format!("[{ident}] sysprep"))?;
     sysprep::strip(&mut tree, profile)?;
@@ -255,14 +216,7 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
         time: epoch,
         label: "root".into(),
     };
-    let cmdline = format!(
-        "root=PARTUUID={} rw console={} {}",
-        root_guid.to_lowercase(),
-        hw.console,
-        hw.cmdline
-    )
-    .trim()
-    .to_string();
+    let cmdline = boot::cmdline(&root_guid, hw);
     let esp = boot::esp_tree(
         &sd_boot,
         arch,
@@ -308,7 +262,8 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
             .truncate(true)
             .open(&raw)
             .with_context(|| format!("creating {}", raw.display()))?;
-        f.set_len(layout.size)?;
+        f.set_len(layout.size)
+            .with_context(|| format!("sizing {}", raw.display()))?;
         let espp = &layout.partitions[0];
         crate::fs::fat::write(
             disk::Window::new(&f, espp.offset, espp.size),
@@ -325,7 +280,8 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
         })
         .context("writing the root filesystem")?;
         disk::write_gpt(&mut f, &layout)?;
-        f.sync_all()?;
+        f.sync_all()
+            .with_context(|| format!("writing {}", raw.display()))?;
     }
     let data_bytes = allocated(&raw)?;
     if let Some(budget) = profile.output.size_budget {
@@ -334,53 +290,24 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
         }
     }
     for f in &profile.output.formats {
-        let name = format!("disk.{}", format!("{f:?}").to_lowercase());
-        let fmt = if name == "disk.vhdx" {
-            "vhdx"
-        } else if name == "disk.vmdk" {
-            "vmdk"
-        } else {
-            "qcow2"
-        };
+        let fmt = format!("{f:?}").to_lowercase();
+        let name = format!("disk.{fmt}");
         stages.next(&format!("[{ident}] converting to {name}"))?;
-        let st = std::process::Command::new("qemu-img")
-            .args(["convert", "-f", "raw", "-O", fmt])
-            .arg(&raw)
-            .arg(work.join(&name))
-            .status()
-            .context("running qemu-img (install the Debian package qemu-utils)")?;
-        if !st.success() {
-            bail!("qemu-img convert to {fmt} failed");
-        }
-        disk::pin_converted(&work.join(&name), fmt, &ident)?;
+        disk::convert(&raw, &work.join(&name), &fmt, &ident)?;
     }
     if profile.output.zstd {
         stages.next_plain(&format!(
             "[{ident}] compressing disk.raw.zst (level {})",
             profile.output.zstd_level.0
         ))?;
-        let bar = stages.bytes(std::fs::metadata(&raw)?.len());
+        let bar = stages.bytes(layout.size);
         bar.set_prefix("zstd");
-        let mut enc = zstd::stream::write::Encoder::new(
-            File::create(work.join("disk.raw.zst"))?,
+        disk::compress_zstd(
+            &raw,
+            &work.join(image_dir::DISK_ZST),
             profile.output.zstd_level.0,
+            &|n| bar.inc(n),
         )?;
-        // A fixed worker count: the frame layout then never depends on the build host's cores,
-        // so disk.raw.zst (whose digest the manifest records) is reproducible everywhere.
-        enc.multithread(ZSTD_WORKERS)?;
-        enc.include_checksum(true)?;
-        let mut input = File::open(&raw)?;
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            crate::interrupt::check()?;
-            let n = std::io::Read::read(&mut input, &mut buf)?;
-            if n == 0 {
-                break;
-            }
-            std::io::Write::write_all(&mut enc, &buf[..n])?;
-            bar.inc(n as u64);
-        }
-        enc.finish()?.sync_all()?;
         bar.finish_and_clear();
     }
 
@@ -390,7 +317,7 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
         version: 1,
         target: vec![set.clone()],
     };
-    std::fs::write(work.join("packages.lock"), lock.to_toml()?)?;
+    fsx::write(&work.join(image_dir::LOCKFILE), lock.to_toml()?)?;
     let suite = &profile.distribution.suite;
     let added = trust::added_files(&tree);
     std::fs::write(

@@ -1,0 +1,325 @@
+//! Init: busybox init (inittab, rcS starting the agents, DHCP) or systemd (units enabled
+//! the way `systemctl enable` would, networkd, first-boot units), and the check-in script that
+//! prints the INGOT-READY line. Every value written into a script is checked (names) or
+//! quoted (`shell_quote`).
+
+use anyhow::{bail, Context, Result};
+
+use super::put;
+use crate::base::identity::Identity;
+use crate::config::{Agent, Profile};
+use crate::tree::{Entry, Tree};
+
+/// Enable a systemd unit from its `[Install]` section (WantedBy/RequiredBy/Alias/Also).
+pub fn enable_unit(tree: &mut Tree, unit: &str, origin: &str) -> Result<()> {
+    enable_unit_once(tree, unit, origin, &mut Vec::new())
+}
+
+/// `enable_unit`, remembering the units already seen so that `Also=` cycles end.
+pub(super) fn enable_unit_once(
+    tree: &mut Tree,
+    unit: &str,
+    origin: &str,
+    seen: &mut Vec<String>,
+) -> Result<()> {
+    if seen.iter().any(|u| u == unit) {
+        return Ok(());
+    }
+    seen.push(unit.to_string());
+    let dirs = ["etc/systemd/system", "usr/lib/systemd/system"];
+    let (path, text) = dirs
+        .iter()
+        .find_map(|d| {
+            let p = format!("{d}/{unit}");
+            tree.read(&p)
+                .map(|t| (p, String::from_utf8_lossy(&t).into_owned()))
+        })
+        .with_context(|| format!("{origin}: service `{unit}` has no unit file in the image"))?;
+    let mut in_install = false;
+    let mut any = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_install = line == "[Install]";
+            continue;
+        }
+        if !in_install {
+            continue;
+        }
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
+        for target in v.split_whitespace() {
+            match k.trim() {
+                "WantedBy" | "RequiredBy" => {
+                    let kind = if k.trim() == "WantedBy" {
+                        "wants"
+                    } else {
+                        "requires"
+                    };
+                    tree.insert(
+                        &format!("etc/systemd/system/{target}.{kind}/{unit}"),
+                        Entry::symlink(&format!("/{path}")),
+                    )?;
+                    any = true;
+                }
+                "Alias" => {
+                    tree.insert(
+                        &format!("etc/systemd/system/{target}"),
+                        Entry::symlink(&format!("/{path}")),
+                    )?;
+                    any = true;
+                }
+                "Also" => enable_unit_once(tree, target, origin, seen)?,
+                _ => {}
+            }
+        }
+    }
+    if !any {
+        bail!("{origin}: unit `{unit}` has no [Install] section to enable it by");
+    }
+    Ok(())
+}
+
+pub(super) fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The check-in agent: waits for every agent's probe (all at once, so the slowest decides) and
+/// prints the one `INGOT-READY` line, agents in the order given (assemble passes them sorted by name).
+pub(super) fn ready_script(id: &Identity, agents: &[Agent]) -> String {
+    let mut s = String::from(
+        "#!/bin/sh\n# Ingot check-in agent: waits for each agent's readiness probe, then prints one line\n# to the console for boot tests and fleet tooling.\nPATH=/usr/sbin:/usr/bin:/sbin:/bin\nprobe() {\n  # Poll twenty times a second (agents usually come up within a fraction of one) for t seconds.\n  t=$1; shift\n  i=0\n  while [ \"$i\" -lt \"$((t * 20))\" ]; do\n    if sh -c \"$1\" >/dev/null 2>&1; then echo ok; return; fi\n    sleep 0.05 2>/dev/null || { sleep 1; i=$((i + 19)); }\n    i=$((i + 1))\n  done\n  echo fail\n}\nd=${INGOT_READY_DIR:-/run/ingot-ready}\nrm -rf \"$d\"; mkdir -p \"$d\"\n",
+    );
+    for (n, a) in agents.iter().enumerate() {
+        s.push_str(&format!(
+            "probe {} {} > \"$d/{n}\" &\n",
+            a.probe_timeout,
+            shell_quote(&a.probe)
+        ));
+    }
+    s.push_str("wait\nagents=\"\"\n");
+    for (n, a) in agents.iter().enumerate() {
+        s.push_str(&format!(
+            "read -r r < \"$d/{n}\"; agents=\"$agents${{agents:+,}}{}:${{r:-fail}}\"\n",
+            a.name
+        ));
+    }
+    s.push_str(&format!(
+        "rm -rf \"$d\"\nmid=$(cat /etc/machine-id 2>/dev/null)\nread -r up _ < /proc/uptime\necho \"INGOT-READY image={} version={} machine-id=$mid agents=$agents uptime=$up\" > \"${{INGOT_CONSOLE:-/dev/console}}\"\n",
+        id.name, id.version
+    ));
+    s
+}
+
+pub(super) const BUSYBOX_APPLETS: &[&str] = &[
+    "sh", "ash", "cat", "chmod", "chown", "cp", "cut", "date", "dd", "df", "dmesg", "echo", "env",
+    "false", "grep", "head", "hostname", "ifconfig", "ip", "kill", "ln", "ls", "mkdir", "mknod",
+    "mount", "mv", "ps", "pwd", "rm", "rmdir", "sed", "sleep", "sort", "sync", "tail", "tar",
+    "test", "[", "touch", "tr", "true", "umount", "uname", "vi", "wc", "wget", "which", "awk",
+    "find", "xargs", "less", "more", "uptime", "free", "top", "id", "stat", "printf", "seq", "tee",
+    "udhcpc", "nc",
+];
+pub(super) const BUSYBOX_SBIN: &[&str] = &[
+    "init",
+    "halt",
+    "poweroff",
+    "reboot",
+    "getty",
+    "insmod",
+    "modprobe",
+    "lsmod",
+    "rmmod",
+    "syslogd",
+    "klogd",
+    "switch_root",
+    "mdev",
+    "ifup",
+    "ifdown",
+    "route",
+];
+
+pub(super) fn busybox_init(tree: &mut Tree, profile: &Profile, console: &str) -> Result<()> {
+    let bb = ["usr/bin/busybox", "bin/busybox"]
+        .into_iter()
+        .find(|p| tree.exists(p))
+        .context("busybox init needs busybox (or busybox-static) in the package list")?;
+    let target = format!("/{}", tree.resolve(bb)?);
+    for a in BUSYBOX_APPLETS {
+        let p = format!("usr/bin/{a}");
+        if !tree.exists(&p) {
+            tree.insert(&p, Entry::symlink(&target))?;
+        }
+    }
+    for a in BUSYBOX_SBIN {
+        let p = format!("usr/sbin/{a}");
+        if !tree.exists(&p) {
+            tree.insert(&p, Entry::symlink(&target))?;
+        }
+    }
+    put(
+        tree,
+        "etc/inittab",
+        format!(
+            "# Written by ingot for busybox init.\n::sysinit:/etc/init.d/rcS\n{console}::respawn:/usr/sbin/getty -L 115200 {console} vt100\n::ctrlaltdel:/usr/sbin/reboot\n::shutdown:/bin/umount -a -r\n"
+        ),
+        0o644,
+    )?;
+    let mut rcs = String::from(
+        "#!/bin/sh\n# Written by ingot: bring the system up, start the agents, check in.\nPATH=/usr/sbin:/usr/bin:/sbin:/bin\nmount -t proc proc /proc\nmount -t sysfs sysfs /sys\nmount -t devtmpfs devtmpfs /dev 2>/dev/null\nmkdir -p /dev/pts /run /tmp\nmount -t devpts devpts /dev/pts\nmount -t tmpfs -o mode=0755 tmpfs /run\nmount -t tmpfs -o mode=1777 tmpfs /tmp\nmount -o remount,rw /\n",
+    );
+    // Drivers and the DHCP client start first: the lease is what a boot usually waits for
+    // last, so asking for it early shortens time-to-ready.
+    if let Some(mods) = profile.kernel.modules.as_ref().filter(|m| !m.is_empty()) {
+        rcs.push_str(&format!(
+            "# Modules the profile's [kernel] table names.\nfor m in {}; do modprobe \"$m\" || echo \"ingot: modprobe $m failed\" >/dev/console; done\n",
+            mods.iter().map(|m| shell_quote(m)).collect::<Vec<_>>().join(" ")
+        ));
+    }
+    if profile.network.dhcp {
+        put(tree, "usr/lib/ingot/udhcpc", UDHCPC_HOOK, 0o755)?;
+        resolv_conf_link(tree, "../run/resolv.conf")?;
+        rcs.push_str("# [network] dhcp: a lease for every Ethernet interface, renewed in the background.\nfor n in /sys/class/net/*; do\n  read -r ty < \"$n/type\" 2>/dev/null; [ \"$ty\" = 1 ] || continue\n  i=${n##*/}\n  ip link set \"$i\" up\n  udhcpc -f -S -i \"$i\" -s /usr/lib/ingot/udhcpc >/dev/null 2>&1 </dev/null &\ndone\n");
+    }
+    rcs.push_str("# First boot: a fresh machine id (the image ships an empty one).\nif [ ! -s /etc/machine-id ]; then tr -d '-' < /proc/sys/kernel/random/uuid > /etc/machine-id; fi\nhostname \"$(cat /etc/hostname 2>/dev/null || true)\" 2>/dev/null\n[ -s /etc/hostname ] || hostname localhost\nip link set lo up 2>/dev/null\nfor s in /etc/rc.d/S*; do [ -x \"$s\" ] && \"$s\" start; done\n");
+    for a in &profile.agents {
+        if let Some(cmd) = &a.service {
+            rcs.push_str(&format!(
+                "# agent {}\n( {} ) >/dev/null 2>&1 </dev/null &\n",
+                a.name, cmd
+            ));
+        }
+    }
+    rcs.push_str("/usr/lib/ingot/ready &\n");
+    put(tree, "etc/init.d/rcS", rcs, 0o755)?;
+    tree.insert("sbin/init", Entry::symlink(&target))
+        .map(|_| ())?;
+    Ok(())
+}
+
+/// busybox `udhcpc` calls this with the lease in its environment (`ip`, `mask` as a prefix
+/// length, `router`, `dns`, `domain`).
+pub(super) const UDHCPC_HOOK: &str = r#"#!/bin/sh
+# Written by ingot: apply a DHCP lease from busybox udhcpc with busybox ip.
+case "$1" in
+  deconfig)
+    ip -4 addr flush dev "$interface"
+    ip link set "$interface" up
+    ;;
+  bound|renew)
+    if ! ip -4 addr show dev "$interface" | grep -q "inet $ip/${mask:-24} "; then
+      ip -4 addr flush dev "$interface"
+      ip -4 addr add "$ip/${mask:-24}" ${broadcast:+broadcast "$broadcast"} dev "$interface"
+    fi
+    if [ -n "$router" ]; then
+      while ip -4 route del default dev "$interface" 2>/dev/null; do :; done
+      set -- $router
+      ip -4 route add default via "$1" dev "$interface"
+    fi
+    {
+      [ -n "$domain" ] && echo "search $domain"
+      for d in $dns; do echo "nameserver $d"; done
+    } > /run/resolv.conf.$$ && mv /run/resolv.conf.$$ /run/resolv.conf
+    ;;
+esac
+exit 0
+"#;
+
+/// Point `/etc/resolv.conf` at the file the network setup writes at run time, unless the
+/// packages or the profile put one there.
+pub(super) fn resolv_conf_link(tree: &mut Tree, target: &str) -> Result<()> {
+    if tree.get("etc/resolv.conf").is_none() {
+        tree.insert("etc/resolv.conf", Entry::symlink(target))?;
+    }
+    Ok(())
+}
+
+/// systemd images: DHCP on every Ethernet interface through systemd-networkd, names through
+/// systemd-resolved when the profile installs it.
+pub(super) fn systemd_network(tree: &mut Tree, profile: &Profile) -> Result<()> {
+    if !profile.network.dhcp {
+        return Ok(());
+    }
+    if !tree.exists("usr/lib/systemd/systemd-networkd") {
+        bail!(
+            "{}: [network] dhcp needs systemd-networkd (from the `systemd` package) in the image; set `dhcp = false` to configure the network yourself",
+            profile.path.display()
+        );
+    }
+    put(
+        tree,
+        "etc/systemd/network/80-ingot-dhcp.network",
+        "# Written by ingot ([network] dhcp = true): every Ethernet interface asks for a lease.\n[Match]\nType=ether\n\n[Network]\nDHCP=yes\n",
+        0o644,
+    )?;
+    enable_unit(tree, "systemd-networkd.service", "[network] dhcp")?;
+    if tree.exists("usr/lib/systemd/systemd-resolved") {
+        enable_unit(tree, "systemd-resolved.service", "[network] dhcp")?;
+        resolv_conf_link(tree, "../run/systemd/resolve/stub-resolv.conf")?;
+    }
+    Ok(())
+}
+
+pub(super) fn systemd_setup(tree: &mut Tree, profile: &Profile) -> Result<()> {
+    if !tree.exists("usr/lib/systemd/systemd") {
+        bail!(
+            "{}: init = \"systemd\" needs the `systemd` package in the package list",
+            profile.path.display()
+        );
+    }
+    if !tree.exists("sbin/init") {
+        tree.insert("sbin/init", Entry::symlink("/usr/lib/systemd/systemd"))?;
+    }
+    put(
+        tree,
+        "usr/lib/systemd/system/ingot-ready.service",
+        "[Unit]\nDescription=Ingot check-in: report agents ready on the console\nAfter=multi-user.target\n\n[Service]\nType=oneshot\nExecStart=/usr/lib/ingot/ready\nStandardOutput=null\nRemainAfterExit=yes\n\n[Install]\nWantedBy=multi-user.target\n",
+        0o644,
+    )?;
+    // openssh-server's postinst installs the default sshd_config from /usr/share/openssh.
+    if !tree.exists("etc/ssh/sshd_config") {
+        if let Some(c) = tree.read("/usr/share/openssh/sshd_config") {
+            put(tree, "etc/ssh/sshd_config", c, 0o644)?;
+        }
+    }
+    // ssh host keys are made at first boot, never baked in (Debian's ssh.service does not).
+    if tree.exists("usr/sbin/sshd") {
+        put(
+            tree,
+            "usr/lib/systemd/system/ingot-ssh-hostkeys.service",
+            "[Unit]\nDescription=Create SSH host keys for this machine\nBefore=ssh.service\nConditionPathExists=!/etc/ssh/ssh_host_ed25519_key\n\n[Service]\nType=oneshot\nExecStart=/usr/bin/ssh-keygen -A\n\n[Install]\nWantedBy=multi-user.target ssh.service\n",
+            0o644,
+        )?;
+        enable_unit(tree, "ingot-ssh-hostkeys.service", "ingot")?;
+    }
+    enable_unit(tree, "ingot-ready.service", "ingot")?;
+    // A golden image must never stop at an interactive first-boot prompt.
+    tree.insert(
+        "etc/systemd/system/systemd-firstboot.service",
+        Entry::symlink("/dev/null"),
+    )?;
+    // kmod needs modules.dep.bin, whose format only depmod writes: make it on first boot, before
+    // udev and modules-load look anything up (the text modules.dep is already in the image).
+    if tree.exists("usr/sbin/depmod") || tree.exists("usr/bin/depmod") {
+        put(
+            tree,
+            "usr/lib/systemd/system/ingot-depmod.service",
+            "[Unit]\nDescription=Index kernel modules for this kernel\nDefaultDependencies=no\nBefore=systemd-udevd.service systemd-modules-load.service sysinit.target\nConditionPathExists=!/usr/lib/modules/%v/modules.dep.bin\n\n[Service]\nType=oneshot\nExecStart=/sbin/depmod -a %v\n\n[Install]\nWantedBy=sysinit.target\n",
+            0o644,
+        )?;
+        enable_unit(tree, "ingot-depmod.service", "ingot")?;
+    }
+    systemd_network(tree, profile)?;
+    for s in &profile.services {
+        enable_unit(tree, s, &profile.path.display().to_string())?;
+    }
+    for a in &profile.agents {
+        if let Some(s) = &a.service {
+            enable_unit(tree, s, &format!("agent {}", a.name))?;
+        }
+    }
+    tree.insert(
+        "etc/systemd/system/default.target",
+        Entry::symlink("/usr/lib/systemd/system/multi-user.target"),
+    )?;
+    Ok(())
+}

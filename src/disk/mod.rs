@@ -1,0 +1,287 @@
+//! GPT disk assembly: places the EFI system partition, the root filesystem and any extra
+//! partitions the hardware profile asks for at 1 MiB alignment, with disk and partition GUIDs
+//! derived from the image identity, and writes `disk.raw` sparse.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::base::identity::derived_guid;
+use crate::config::{Arch, ExtraPartition};
+
+mod convert;
+mod gpt_read;
+
+pub use convert::{compress_zstd, convert, pin_bytes, pin_converted, PosIo};
+pub use gpt_read::{read_gpt, GptEntry};
+
+const MIB: u64 = 1 << 20;
+const SECTOR: u64 = 512;
+
+/// EFI system partition type.
+pub const ESP_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
+/// Generic Linux data.
+pub const LINUX_DATA: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
+
+/// One partition in the plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct Part {
+    /// GPT name.
+    pub name: String,
+    /// Type GUID.
+    pub type_guid: String,
+    /// Partition GUID.
+    pub guid: String,
+    /// First byte.
+    pub offset: u64,
+    /// Length in bytes.
+    pub size: u64,
+}
+
+/// The disk layout.
+#[derive(Debug, Clone, Serialize)]
+pub struct Layout {
+    /// Disk GUID.
+    pub disk_guid: String,
+    /// Whole disk size.
+    pub size: u64,
+    /// Partitions in table order: ESP, root, extras.
+    pub partitions: Vec<Part>,
+}
+
+fn type_for(kind: &str, arch: Arch) -> Result<String> {
+    Ok(match kind {
+        "root" => arch.root_partition_type().to_string(),
+        "linux" | "data" => LINUX_DATA.to_string(),
+        "home" => "933AC7E1-2EB4-4F13-B844-0E14E2AEF915".to_string(),
+        "var" => "4D21B016-B534-45C2-A9FB-5C16E091FD2D".to_string(),
+        "swap" => "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F".to_string(),
+        g if uuid::Uuid::parse_str(g).is_ok() => g.to_uppercase(),
+        other => bail!("partition type `{other}` is not root, linux, home, var, swap or a GUID"),
+    })
+}
+
+/// Plan the disk: ESP first, root second, extras after; `fixed` is the whole disk size when the
+/// hardware profile sets one.
+pub fn layout(
+    identity: &str,
+    arch: Arch,
+    esp_size: u64,
+    root_size: u64,
+    extras: &[ExtraPartition],
+    fixed: Option<u64>,
+) -> Result<Layout> {
+    let align = |v: u64| v.div_ceil(MIB) * MIB;
+    let mut parts = Vec::new();
+    let mut at = MIB;
+    let mut push = |name: &str, ty: String, size: u64, purpose: &str, at: &mut u64| {
+        let size = align(size);
+        parts.push(Part {
+            name: name.to_string(),
+            type_guid: ty,
+            guid: derived_guid(identity, purpose).to_string().to_uppercase(),
+            offset: *at,
+            size,
+        });
+        *at += size;
+    };
+    push("esp", ESP_TYPE.to_string(), esp_size, "esp", &mut at);
+    let extras_size: u64 = extras.iter().map(|e| align(e.size.0)).sum();
+    let root_size = match fixed {
+        Some(total) => {
+            let room = total.saturating_sub(at + extras_size + MIB);
+            if room < align(root_size) {
+                bail!(
+                    "disk.size {} MiB is too small: the root filesystem needs {} MiB, the ESP {} MiB and extra partitions {} MiB (plus 2 MiB for the partition tables)",
+                    total / MIB, align(root_size) / MIB, esp_size / MIB, extras_size / MIB
+                );
+            }
+            room / MIB * MIB
+        }
+        None => root_size,
+    };
+    push(
+        "root",
+        arch.root_partition_type().to_string(),
+        root_size,
+        "root",
+        &mut at,
+    );
+    for e in extras {
+        push(
+            &e.name,
+            type_for(&e.kind, arch)?,
+            e.size.0,
+            &format!("part:{}", e.name),
+            &mut at,
+        );
+    }
+    Ok(Layout {
+        disk_guid: derived_guid(identity, "disk").to_string().to_uppercase(),
+        size: fixed.unwrap_or(at + MIB),
+        partitions: parts,
+    })
+}
+
+/// A window of a file, usable as a `Read + Write + Seek` device (for fatfs).
+pub struct Window<'a> {
+    file: &'a File,
+    base: u64,
+    len: u64,
+    pos: u64,
+}
+
+impl<'a> Window<'a> {
+    /// A window of `len` bytes at `base`.
+    pub fn new(file: &'a File, base: u64, len: u64) -> Self {
+        Window {
+            file,
+            base,
+            len,
+            pos: 0,
+        }
+    }
+}
+
+impl Read for Window<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = (buf.len() as u64).min(self.len.saturating_sub(self.pos)) as usize;
+        let r = self.file.read_at(&mut buf[..n], self.base + self.pos)?;
+        self.pos += r as u64;
+        Ok(r)
+    }
+}
+
+impl Write for Window<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.pos + buf.len() as u64 > self.len {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "write past the end of the partition",
+            ));
+        }
+        self.file.write_all_at(buf, self.base + self.pos)?;
+        self.pos += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Seek for Window<'_> {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        let new = match pos {
+            SeekFrom::Start(p) => p as i128,
+            SeekFrom::End(d) => self.len as i128 + d as i128,
+            SeekFrom::Current(d) => self.pos as i128 + d as i128,
+        };
+        if new < 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "seek before the start",
+            ));
+        }
+        self.pos = new as u64;
+        Ok(self.pos)
+    }
+}
+
+/// Write the GPT (protective MBR, primary and backup headers) for a layout into `file`.
+pub fn write_gpt(file: &mut File, l: &Layout) -> Result<()> {
+    let lb = gpt::disk::LogicalBlockSize::Lb512;
+    let mbr = gpt::mbr::ProtectiveMBR::with_lb_size(
+        u32::try_from(l.size / SECTOR - 1).unwrap_or(0xFFFF_FFFF),
+    );
+    mbr.overwrite_lba0(file)
+        .context("writing the protective MBR")?;
+    let disk_guid = uuid::Uuid::parse_str(&l.disk_guid)?;
+    let mut disk = gpt::GptConfig::new()
+        .writable(true)
+        .logical_block_size(lb)
+        .create_from_device(&mut *file, Some(disk_guid))
+        .context("creating the GPT")?;
+    let mut parts = std::collections::BTreeMap::new();
+    for (i, p) in l.partitions.iter().enumerate() {
+        parts.insert(
+            i as u32 + 1,
+            gpt::partition::Partition {
+                part_type_guid: gpt::partition_types::Type {
+                    guid: uuid::Uuid::parse_str(&p.type_guid)?,
+                    os: gpt::partition_types::OperatingSystem::Linux,
+                },
+                part_guid: uuid::Uuid::parse_str(&p.guid)?,
+                first_lba: p.offset / SECTOR,
+                last_lba: (p.offset + p.size) / SECTOR - 1,
+                flags: 0,
+                name: p.name.clone(),
+            },
+        );
+    }
+    disk.update_partitions(parts)
+        .context("filling the partition table")?;
+    disk.write_inplace()
+        .context("writing the partition table")?;
+    Ok(())
+}
+
+/// SHA-256 and size of the whole disk image and of each partition, in one sequential read.
+pub fn sha256_with_partitions(path: &Path, l: &Layout) -> Result<((String, u64), Vec<String>)> {
+    let mut f = File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut whole = Sha256::new();
+    let mut parts: Vec<Sha256> = l.partitions.iter().map(|_| Sha256::new()).collect();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pos = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        let chunk = &buf[..n];
+        whole.update(chunk);
+        let end = pos + n as u64;
+        for (p, h) in l.partitions.iter().zip(parts.iter_mut()) {
+            let (a, b) = (p.offset.max(pos), (p.offset + p.size).min(end));
+            if a < b {
+                h.update(&chunk[(a - pos) as usize..(b - pos) as usize]);
+            }
+        }
+        pos = end;
+    }
+    Ok((
+        (hex::encode(whole.finalize()), pos),
+        parts
+            .into_iter()
+            .map(|h| hex::encode(h.finalize()))
+            .collect(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_aligns_and_rejects_small_fixed_disks() {
+        let l = layout("id", Arch::X86_64, 64 * MIB, 100 * MIB + 5, &[], None).unwrap();
+        assert!(l
+            .partitions
+            .iter()
+            .all(|p| p.offset % MIB == 0 && p.size % MIB == 0));
+        assert_eq!(l.partitions[1].size, 101 * MIB);
+        assert!(layout(
+            "id",
+            Arch::X86_64,
+            64 * MIB,
+            500 * MIB,
+            &[],
+            Some(256 * MIB)
+        )
+        .is_err());
+    }
+}
