@@ -1,3 +1,4 @@
+//! Build script: the INGOT_E2E test-lane switch.
 // Test lanes: `cargo test` is the fast lane (no network, no QEMU); with INGOT_E2E=1 the
 // end-to-end tests (real mirror, real builds, QEMU boots) are compiled in as ordinary tests
 // instead of being marked ignored.

@@ -4,6 +4,7 @@
 //!    one run that fills the caches, and the process's peak RSS.
 //! 2. The ext4 writer on that tree: MB/s of image data written and synced, against `dd` of the
 //!    same byte count and `mke2fs -d` populating the same tree from a directory.
+#![allow(clippy::unwrap_used)]
 
 use std::path::Path;
 use std::process::Command;

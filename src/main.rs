@@ -1,3 +1,6 @@
+//! The `ingot` command: parse the command line, run it, print the error chain and exit with
+//! 2 for bad input, 130 after Ctrl-C, 1 for any other failure.
+
 use clap::Parser;
 
 fn main() {

@@ -1,5 +1,6 @@
 //! The command line offline: bad input exits 2 naming file, line and column; every subcommand's
 //! help shows an example. Fast lane: no network, no QEMU.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

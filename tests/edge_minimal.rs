@@ -1,6 +1,7 @@
 //! edge-minimal on both arches, end to end: one signed build shared by the tests below, each of
 //! which checks one concern so that a failure names what broke. Tests that change files work on
 //! their own copy of the image directory. Runs when INGOT_E2E=1 is set.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

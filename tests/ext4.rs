@@ -1,5 +1,6 @@
 //! The ext4 writer checked by independent tools: `e2fsck -fn` must report a clean filesystem and
 //! the `ext4-view` crate must read every file back exactly as the tree holds it.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::process::Command;

@@ -2,6 +2,7 @@
 //! seed of fuzz/corpus/<target>/, then a fixed number of deterministic mutations of each (bit
 //! flips, truncations, duplicated and zeroed runs). A panic, or a target taking seconds on one
 //! input, fails the test. Also VMDK and VHDX seeds made with qemu-img, when it is installed.
+#![allow(clippy::unwrap_used)]
 
 use std::path::Path;
 use std::time::{Duration, Instant};

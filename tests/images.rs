@@ -2,6 +2,7 @@
 //! INGOT_MIRROR), checked with independent tools (sgdisk, fsck.vfat, e2fsck, qemu-img, minisign,
 //! pyspdxtools, the CycloneDX schema) and booted in QEMU with UEFI firmware. They run when
 //! INGOT_E2E=1 is set; the edge-minimal matrix lives in edge_minimal.rs.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

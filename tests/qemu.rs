@@ -2,6 +2,7 @@
 //! every host (here `/dev/kvm` exists but real guests hang or stop with an emulation failure),
 //! so the probe logic is checked under TCG, which always works: the probe firmware must run and
 //! end the VM with the expected status.
+#![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 

@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests: running the binary, the independent checking tools,
 //! reading image directories.
+#![allow(clippy::unwrap_used)]
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};

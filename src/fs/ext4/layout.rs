@@ -82,17 +82,29 @@ pub fn has_super(group: u64) -> bool {
 /// Superblock fields that vary.
 #[derive(Debug, Clone)]
 pub struct SuperFields {
+    /// `s_inodes_count`.
     pub inodes_count: u32,
+    /// `s_blocks_count_lo` and `s_blocks_count_hi`.
     pub blocks_count: u64,
+    /// `s_free_blocks_count_lo` and `_hi`.
     pub free_blocks: u64,
+    /// `s_free_inodes_count`.
     pub free_inodes: u32,
+    /// `s_inodes_per_group`.
     pub inodes_per_group: u32,
+    /// `s_mkfs_time`, `s_wtime` and `s_lastcheck`.
     pub time: u32,
+    /// `s_uuid`.
     pub uuid: [u8; 16],
+    /// `s_hash_seed`.
     pub hash_seed: [u8; 16],
+    /// `s_volume_name`.
     pub label: [u8; 16],
+    /// `s_log_groups_per_flex`.
     pub log_groups_per_flex: u8,
+    /// `s_jnl_blocks`: the journal inode's `i_block` and `i_size` backup.
     pub jnl_blocks: [u32; 17],
+    /// `s_block_group_nr` of this copy.
     pub group_nr: u16,
 }
 
@@ -169,14 +181,23 @@ pub fn superblock(f: &SuperFields) -> [u8; 1024] {
 /// Group descriptor fields.
 #[derive(Debug, Clone, Default)]
 pub struct GroupDesc {
+    /// `bg_block_bitmap_lo` / `_hi`.
     pub block_bitmap: u64,
+    /// `bg_inode_bitmap_lo` / `_hi`.
     pub inode_bitmap: u64,
+    /// `bg_inode_table_lo` / `_hi`.
     pub inode_table: u64,
+    /// `bg_free_blocks_count_lo` / `_hi`.
     pub free_blocks: u32,
+    /// `bg_free_inodes_count_lo` / `_hi`.
     pub free_inodes: u32,
+    /// `bg_used_dirs_count_lo` / `_hi`.
     pub used_dirs: u32,
+    /// `bg_itable_unused_lo` / `_hi`.
     pub itable_unused: u32,
+    /// `bg_block_bitmap_csum_lo` / `_hi`.
     pub block_bitmap_csum: u32,
+    /// `bg_inode_bitmap_csum_lo` / `_hi`.
     pub inode_bitmap_csum: u32,
 }
 
@@ -224,8 +245,11 @@ pub fn seal_inode(b: &mut [u8; INODE_SIZE], csum_seed: u32, ino: u32) {
 /// An extent: `len` blocks at `start`, logical block `logical`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Extent {
+    /// `ee_block`: first logical block.
     pub logical: u32,
+    /// `ee_start_lo` / `ee_start_hi`: first physical block.
     pub start: u64,
+    /// `ee_len`: blocks.
     pub len: u16,
 }
 
