@@ -143,8 +143,14 @@ fn pin_vmdk(f: &mut dyn PosIo, identity: &str) -> Result<()> {
     if &head[..4] != b"KDMV" {
         bail!("not a sparse VMDK (no KDMV magic)");
     }
-    let sectors = |at: usize| u64::from_le_bytes(head[at..at + 8].try_into().unwrap_or_default());
-    let (offset, size) = (sectors(28) * SECTOR, sectors(36) * SECTOR);
+    // Sector counts from the header: a huge one must not wrap around when made bytes (found
+    // by the disk_headers fuzz target).
+    let bytes_at = |at: usize| {
+        u64::from_le_bytes(head[at..at + 8].try_into().unwrap_or_default()).checked_mul(SECTOR)
+    };
+    let (Some(offset), Some(size)) = (bytes_at(28), bytes_at(36)) else {
+        bail!("the VMDK descriptor's offset or size is out of range");
+    };
     if offset == 0 || size == 0 || size > 1 << 20 {
         bail!("no embedded VMDK descriptor");
     }
@@ -320,5 +326,15 @@ mod tests {
         let cid = text.lines().find(|l| l.starts_with("CID=")).unwrap();
         assert_eq!(cid.len(), 12, "{text}");
         assert!(text.contains("\nparentCID=ffffffff\ncreateType"), "{text}");
+    }
+
+    #[test]
+    fn a_descriptor_offset_that_overflows_is_an_error_not_a_panic() {
+        let mut d = vec![0u8; 4096];
+        d[..4].copy_from_slice(b"KDMV");
+        d[28..36].copy_from_slice(&(u64::MAX / 3).to_le_bytes());
+        d[36..44].copy_from_slice(&1u64.to_le_bytes());
+        let e = pin_bytes(&mut d, "vmdk", "x-1.0.0-x86_64").unwrap_err();
+        assert!(e.to_string().contains("out of range"), "{e:#}");
     }
 }

@@ -26,14 +26,39 @@ pub struct ArMember {
     pub size: u64,
 }
 
+/// Why an `ar` archive (the outer layer of a .deb) was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DebError {
+    /// No `!<arch>` magic.
+    #[error("not a Debian package (no ar magic)")]
+    NotAr,
+    /// A member header without its terminator.
+    #[error("corrupt ar member header at offset {0}")]
+    CorruptHeader(u64),
+    /// A member size that is not a decimal number.
+    #[error("bad ar member size at offset {0}")]
+    BadSize(u64),
+    /// A member that claims to run past the end of the file.
+    #[error("ar member `{name}` claims {size} bytes past the end of the file")]
+    PastEnd {
+        /// Member name.
+        name: String,
+        /// Claimed size.
+        size: u64,
+    },
+    /// Reading failed.
+    #[error("reading the ar archive: {0}")]
+    Io(#[from] io::Error),
+}
+
 /// List the members of an `ar` archive. Sizes are checked against the file length.
-pub fn ar_members(f: &mut (impl Read + Seek)) -> Result<Vec<ArMember>> {
+pub fn ar_members(f: &mut (impl Read + Seek)) -> Result<Vec<ArMember>, DebError> {
     let total = f.seek(SeekFrom::End(0))?;
     f.seek(SeekFrom::Start(0))?;
     let mut magic = [0u8; 8];
-    f.read_exact(&mut magic).context("reading ar magic")?;
-    if &magic != b"!<arch>\n" {
-        bail!("not a Debian package (no ar magic)");
+    if f.read_exact(&mut magic).is_err() || &magic != b"!<arch>\n" {
+        return Err(DebError::NotAr);
     }
     let mut out = Vec::new();
     let mut pos = 8u64;
@@ -42,7 +67,7 @@ pub fn ar_members(f: &mut (impl Read + Seek)) -> Result<Vec<ArMember>> {
         let mut hdr = [0u8; 60];
         f.read_exact(&mut hdr)?;
         if &hdr[58..60] != b"`\n" {
-            bail!("corrupt ar member header at offset {pos}");
+            return Err(DebError::CorruptHeader(pos));
         }
         let name = String::from_utf8_lossy(&hdr[0..16])
             .trim_end()
@@ -51,10 +76,10 @@ pub fn ar_members(f: &mut (impl Read + Seek)) -> Result<Vec<ArMember>> {
         let size: u64 = std::str::from_utf8(&hdr[48..58])
             .ok()
             .and_then(|s| s.trim().parse().ok())
-            .with_context(|| format!("bad ar member size at offset {pos}"))?;
+            .ok_or(DebError::BadSize(pos))?;
         let offset = pos + 60;
         if offset.checked_add(size).is_none_or(|end| end > total) {
-            bail!("ar member `{name}` claims {size} bytes past the end of the file");
+            return Err(DebError::PastEnd { name, size });
         }
         out.push(ArMember { name, offset, size });
         pos = offset + size + (size & 1);
@@ -463,6 +488,28 @@ pub(crate) mod tests {
         let mut cut = ok.clone();
         cut.truncate(ok.len() - 10);
         let e = ar_members(&mut io::Cursor::new(cut)).unwrap_err();
+        assert!(matches!(e, DebError::PastEnd { .. }), "{e}");
         assert!(e.to_string().contains("past the end"), "{e}");
+    }
+
+    #[test]
+    fn each_malformed_ar_has_its_own_error() {
+        let ok = make_deb("Package: a\n", &[]);
+        assert!(matches!(
+            ar_members(&mut io::Cursor::new(b"PK\x03\x04".to_vec())),
+            Err(DebError::NotAr)
+        ));
+        let mut bad = ok.clone();
+        bad[8 + 58] = b'x';
+        assert!(matches!(
+            ar_members(&mut io::Cursor::new(bad)),
+            Err(DebError::CorruptHeader(8))
+        ));
+        let mut bad = ok.clone();
+        bad[8 + 48..8 + 58].copy_from_slice(b"12ab      ");
+        assert!(matches!(
+            ar_members(&mut io::Cursor::new(bad)),
+            Err(DebError::BadSize(8))
+        ));
     }
 }

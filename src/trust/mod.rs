@@ -3,7 +3,7 @@
 
 pub mod minisign;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use ed25519_dalek::Signer;
@@ -342,37 +342,60 @@ pub fn dsse_add_signature(envelope: &Value, key: &minisign::SecretKey) -> Result
     Ok(json!({"payloadType": ty, "payload": envelope["payload"], "signatures": sigs}))
 }
 
+/// Why a DSSE envelope did not verify.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DsseError {
+    /// Not a JSON object of the DSSE shape.
+    #[error("DSSE: not an envelope ({0})")]
+    Shape(&'static str),
+    /// The payload or a signature is not base64.
+    #[error("DSSE: {0} is not base64")]
+    Base64(&'static str),
+    /// No signature by this key id verifies.
+    #[error("provenance: no DSSE signature by key {0} verifies")]
+    NoValidSignature(String),
+}
+
 /// Check a DSSE envelope's signature with a public key.
-pub fn verify_dsse(envelope: &Value, key: &minisign::PublicKey) -> Result<()> {
+pub fn verify_dsse(envelope: &Value, key: &minisign::PublicKey) -> Result<(), DsseError> {
     use ed25519_dalek::Verifier;
     let ty = envelope["payloadType"]
         .as_str()
-        .context("DSSE: no payloadType")?;
-    let body = B64.decode(envelope["payload"].as_str().context("DSSE: no payload")?)?;
+        .ok_or(DsseError::Shape("no payloadType"))?;
+    let body = B64
+        .decode(
+            envelope["payload"]
+                .as_str()
+                .ok_or(DsseError::Shape("no payload"))?,
+        )
+        .map_err(|_| DsseError::Base64("the payload"))?;
     let sigs = envelope["signatures"]
         .as_array()
-        .context("DSSE: no signatures")?;
+        .ok_or(DsseError::Shape("no signatures"))?;
+    let id = minisign::key_id_hex(&key.id);
     for s in sigs {
-        if s["keyid"].as_str() != Some(&minisign::key_id_hex(&key.id)) {
+        if s["keyid"].as_str() != Some(&id) {
             continue;
         }
-        let sig =
-            ed25519_dalek::Signature::from_slice(&B64.decode(s["sig"].as_str().unwrap_or(""))?)?;
+        let raw = B64
+            .decode(s["sig"].as_str().unwrap_or(""))
+            .map_err(|_| DsseError::Base64("a signature"))?;
+        let Ok(sig) = ed25519_dalek::Signature::from_slice(&raw) else {
+            continue;
+        };
         if key.key.verify(&pae(ty, &body), &sig).is_ok() {
             return Ok(());
         }
     }
-    bail!(
-        "provenance: no DSSE signature by key {} verifies",
-        minisign::key_id_hex(&key.id)
-    )
+    Err(DsseError::NoValidSignature(id))
 }
 
 /// Check the DSSE envelope on one line of a `.jsonl` provenance file.
 pub fn verify_dsse_line(line: &str, key: &minisign::PublicKey) -> Result<()> {
     let env: Value =
         serde_json::from_str(line).context("provenance is not a JSON DSSE envelope")?;
-    verify_dsse(&env, key)
+    Ok(verify_dsse(&env, key)?)
 }
 
 #[cfg(test)]
@@ -390,5 +413,39 @@ mod tests {
     #[test]
     fn pae_format() {
         assert_eq!(pae("t", b"ab"), b"DSSEv1 1 t 2 ab");
+    }
+
+    #[test]
+    fn each_dsse_failure_has_its_own_error() {
+        let sk = minisign::SecretKey::generate();
+        let pk = sk.public();
+        let env = dsse(&json!({"_type": "x"}), Some(&sk));
+        assert_eq!(verify_dsse(&env, &pk), Ok(()));
+        assert_eq!(
+            verify_dsse(&json!({}), &pk),
+            Err(DsseError::Shape("no payloadType"))
+        );
+        let mut bad = env.clone();
+        bad["payload"] = json!("!!");
+        assert_eq!(
+            verify_dsse(&bad, &pk),
+            Err(DsseError::Base64("the payload"))
+        );
+        let other = minisign::SecretKey::generate().public();
+        assert!(matches!(
+            verify_dsse(&env, &other),
+            Err(DsseError::NoValidSignature(_))
+        ));
+        let unsigned = dsse(&json!({"_type": "x"}), None);
+        assert!(matches!(
+            verify_dsse(&unsigned, &pk),
+            Err(DsseError::NoValidSignature(_))
+        ));
+        let resigned = dsse_add_signature(&unsigned, &sk).unwrap();
+        assert_eq!(verify_dsse(&resigned, &pk), Ok(()));
+        assert_eq!(
+            resigned, env,
+            "signing later gives the envelope a signed build has"
+        );
     }
 }
