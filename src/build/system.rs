@@ -1,0 +1,77 @@
+//! Stage: the assembled system. From the unpacked package tree to the finished root file tree
+//! and its boot chain: kernel modules indexed and pruned, documentation stripped, the system
+//! assembled (users, init, agents, labels), the initramfs built, the kernel taken out for the
+//! ESP, sysprep applied, the secret scan passed, and every mtime clamped to the epoch.
+
+use anyhow::{bail, Result};
+
+use crate::base::identity::Identity;
+use crate::config::{Hardware, Profile};
+use crate::packages::{self, Ready};
+use crate::progress::Stages;
+use crate::tree::Tree;
+use crate::{assemble, boot, sysprep};
+
+/// What the system stage hands on: the root tree and what the ESP is made of.
+pub struct System {
+    /// The root filesystem's tree, after sysprep.
+    pub tree: Tree,
+    /// The kernel image for the ESP.
+    pub kernel_bytes: Vec<u8>,
+    /// The initramfs for the ESP.
+    pub initrd: Vec<u8>,
+    /// systemd-boot's files.
+    pub sd_boot: Tree,
+}
+
+fn stamp_times(tree: &mut Tree, epoch: i64) {
+    for (_, e) in tree.iter_mut() {
+        if e.mtime == 0 || e.mtime > epoch {
+            e.mtime = epoch;
+        }
+    }
+}
+
+/// Run the stage on the unpacked `tree`.
+#[allow(clippy::too_many_arguments)]
+pub fn system(
+    mut tree: Tree,
+    ready: &[Ready],
+    profile: &Profile,
+    hw: &Hardware,
+    id: &Identity,
+    labels: &std::collections::BTreeMap<String, String>,
+    stages: &mut Stages,
+    ident: &str,
+) -> Result<System> {
+    let epoch = id.epoch;
+    let kernel = boot::find_kernel(&tree)?;
+    boot::kmod::depmod(&mut tree, &kernel.release)?;
+    boot::prune_modules_for(&mut tree, &kernel, profile, hw)?;
+    if !profile.sysprep.keep_docs {
+        assemble::strip_docs(&mut tree);
+    }
+    assemble::system(&mut tree, profile, hw, id, labels)?;
+    let busybox = packages::unpack_boot(ready, "busybox-static")?;
+    let sd_boot = packages::unpack_boot(ready, "systemd-boot-efi")?;
+    let initrd = boot::initramfs(&tree, &busybox, &kernel, hw, epoch)?;
+    let kernel_bytes = boot::take_kernel(&mut tree, &kernel, profile.kernel.keep_boot_files)?;
+
+    stages.next(&format!("[{ident}] sysprep"))?;
+    sysprep::strip(&mut tree, profile)?;
+    let findings = sysprep::scan(&tree, &profile.sysprep.allow_secrets)?;
+    if let Some(f) = findings.first() {
+        bail!(
+            "secret scan: {} looks like a {} ({} finding(s) in all); remove it or allow-list the path in [sysprep] allow_secrets",
+            f.path, f.kind, findings.len()
+        );
+    }
+    stamp_times(&mut tree, epoch);
+
+    Ok(System {
+        tree,
+        kernel_bytes,
+        initrd,
+        sd_boot,
+    })
+}
