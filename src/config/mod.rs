@@ -2,6 +2,7 @@
 //! firmware descriptors (`firmware/`). Every file is TOML with unknown keys rejected; every error
 //! names the file, line, column and field, and suggests the closest valid key.
 
+mod checks;
 mod firmware;
 mod hardware;
 mod profile;

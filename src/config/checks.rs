@@ -1,0 +1,152 @@
+//! Checks on what a profile takes from the build host: file sources (inside the profile's
+//! directory, regular files, never a pseudo-filesystem), overlay directories (regular files,
+//! directories and symlinks only) and the image paths files are placed at.
+
+use std::path::{Path, PathBuf};
+
+use super::profile::FileSpec;
+use super::values::checked;
+use super::{rule, ConfigError};
+
+/// Host paths a profile may never copy from: kernel and device pseudo-filesystems.
+const PSEUDO_FS: &[&str] = &["/proc", "/sys", "/dev", "/run"];
+
+/// Resolve a file's `source` against the directory of the profile that names it: the real
+/// path (symlinks followed, so a link cannot lead out unseen) must be a regular file inside
+/// that directory, or anywhere but a pseudo-filesystem when `allow_outside` is set.
+pub(super) fn host_source(
+    path: &Path,
+    dir: &Path,
+    spec: &FileSpec,
+    src: &str,
+) -> Result<String, ConfigError> {
+    let joined = dir.join(src);
+    let what = format!("file `{}`: source `{src}`", spec.path);
+    let real = joined
+        .canonicalize()
+        .map_err(|e| rule(path, format!("{what}: {e}")))?;
+    if PSEUDO_FS.iter().any(|p| real.starts_with(p)) {
+        return Err(rule(
+            path,
+            format!("{what} is {}, a pseudo-filesystem: refused", real.display()),
+        ));
+    }
+    let base = dir
+        .canonicalize()
+        .map_err(|e| rule(path, format!("{what}: {}: {e}", dir.display())))?;
+    if !real.starts_with(&base) && !spec.allow_outside {
+        return Err(rule(
+            path,
+            format!(
+                "{what} resolves to {}, outside the profile's directory {}; set allow_outside = true for a deliberate host path",
+                real.display(),
+                base.display()
+            ),
+        ));
+    }
+    let meta = std::fs::metadata(&real).map_err(|e| rule(path, format!("{what}: {e}")))?;
+    if !meta.is_file() {
+        return Err(rule(
+            path,
+            format!("{what} is not a regular file ({})", real.display()),
+        ));
+    }
+    Ok(real.to_string_lossy().into_owned())
+}
+
+/// An overlay directory: inside the profile's directory, and holding only regular files,
+/// directories and symlinks (a FIFO would hang the build, a device would be read forever).
+pub(super) fn overlay_dir(path: &Path, dir: &Path, o: &str) -> Result<PathBuf, ConfigError> {
+    let what = format!("overlay `{o}`");
+    let real = dir
+        .join(o)
+        .canonicalize()
+        .map_err(|e| rule(path, format!("{what}: {e}")))?;
+    let base = dir
+        .canonicalize()
+        .map_err(|e| rule(path, format!("{what}: {}: {e}", dir.display())))?;
+    if !real.starts_with(&base) || PSEUDO_FS.iter().any(|p| real.starts_with(p)) {
+        return Err(rule(
+            path,
+            format!(
+                "{what} resolves to {}, outside the profile's directory {}",
+                real.display(),
+                base.display()
+            ),
+        ));
+    }
+    let mut stack = vec![real.clone()];
+    while let Some(d) = stack.pop() {
+        let rd = std::fs::read_dir(&d)
+            .map_err(|e| rule(path, format!("{what}: {}: {e}", d.display())))?;
+        for e in rd {
+            let e = e.map_err(|e| rule(path, format!("{what}: {}: {e}", d.display())))?;
+            let ft = e
+                .file_type()
+                .map_err(|err| rule(path, format!("{what}: {}: {err}", e.path().display())))?;
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if !ft.is_file() && !ft.is_symlink() {
+                return Err(rule(
+                    path,
+                    format!(
+                        "{what}: {} is {}; overlays hold regular files, directories and symlinks only",
+                        e.path().display(),
+                        crate::base::fsx::kind_of(&ft)
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(real)
+}
+
+/// The checks every file spec gets, the profile's and the agents' alike.
+pub(super) fn check_file(path: &Path, f: &FileSpec) -> Result<(), ConfigError> {
+    if !f.path.starts_with('/') {
+        return Err(rule(
+            path,
+            format!("file path `{}` must be absolute", f.path),
+        ));
+    }
+    if f.path.split('/').any(|c| c == "..") {
+        return Err(rule(
+            path,
+            format!("file path `{}` must not contain `..`", f.path),
+        ));
+    }
+    if let Some(e) = checked::field_error(&f.path, false) {
+        return Err(rule(path, format!("file path: {e}")));
+    }
+    if PSEUDO_FS[..3]
+        .iter()
+        .any(|p| f.path == *p || f.path.starts_with(&format!("{p}/")))
+    {
+        return Err(rule(
+            path,
+            format!(
+                "file `{}` is under a pseudo-filesystem mounted at boot; it would be hidden",
+                f.path
+            ),
+        ));
+    }
+    if f.content.is_some() == f.source.is_some() {
+        return Err(rule(
+            path,
+            format!(
+                "file `{}` needs exactly one of `content` or `source`",
+                f.path
+            ),
+        ));
+    }
+    if f.uid == u32::MAX || f.gid == u32::MAX {
+        return Err(rule(
+            path,
+            format!(
+                "file `{}`: owner 4294967295 is (uid_t)-1, not an id",
+                f.path
+            ),
+        ));
+    }
+    Ok(())
+}
