@@ -74,28 +74,19 @@ pub fn attest(
     fsx::write(&work.join(image_dir::LOCKFILE), lock.to_toml()?)?;
     let suite = &profile.distribution.suite;
     let added = trust::added_files(tree);
-    fsx::write(
-        &work.join(image_dir::SBOM_SPDX),
-        serde_json::to_string_pretty(&trust::spdx(
-            &id.name,
-            &id.version,
-            suite,
-            epoch,
-            ready,
-            &added,
-        ))? + "\n",
-    )?;
-    fsx::write(
-        &work.join(image_dir::SBOM_CDX),
-        serde_json::to_string_pretty(&trust::cyclonedx(
-            &id.name,
-            &id.version,
-            suite,
-            epoch,
-            ready,
-            &added,
-        ))? + "\n",
-    )?;
+    let (name, version) = (id.name.as_str(), id.version.as_str());
+    for (file, doc) in [
+        (
+            image_dir::SBOM_SPDX,
+            trust::spdx(name, version, suite, epoch, ready, &added),
+        ),
+        (
+            image_dir::SBOM_CDX,
+            trust::cyclonedx(name, version, suite, epoch, ready, &added),
+        ),
+    ] {
+        fsx::write(&work.join(file), serde_json::to_string_pretty(&doc)? + "\n")?;
+    }
     let key = opts.key.as_deref();
     // Each artifact is hashed once: the provenance subjects and the manifest share the digests,
     // and disk.raw is read a single time for its own digest and its partitions'.
