@@ -322,4 +322,41 @@ mod tests {
         assert_eq!(c.feed("Kernel panic - not syncing", 4.0), Seen::Line);
         assert_eq!(c.failure(), Some(&f));
     }
+
+    #[test]
+    fn recorded_console_logs_of_both_arches_classify_as_they_ended() {
+        let ready = |text: &str, arch| match classify_log(text, arch) {
+            Some(Ok(r)) => r,
+            other => panic!("not ready: {other:?}"),
+        };
+        let x = ready(
+            include_str!("../../tests/fixtures/console/x86_64-ready.log"),
+            Arch::X86_64,
+        );
+        let a = ready(
+            include_str!("../../tests/fixtures/console/aarch64-ready.log"),
+            Arch::Aarch64,
+        );
+        for r in [&x, &a] {
+            assert_eq!(
+                (r.image.as_str(), r.version.as_str()),
+                ("edge-minimal", "1.0.0")
+            );
+            assert_eq!(r.machine_id.len(), 32);
+            assert!(r.agents.iter().all(|(_, s)| s == "ok"), "{:?}", r.agents);
+        }
+        assert_ne!(x.machine_id, a.machine_id);
+        match classify_log(
+            include_str!("../../tests/fixtures/console/x86_64-root-not-found.log"),
+            Arch::X86_64,
+        ) {
+            Some(Err(Failure::RootNotFound { line })) => {
+                assert!(
+                    line.contains("PARTUUID=deadbeef-0000-4000-8000-000000000000"),
+                    "{line}"
+                )
+            }
+            other => panic!("expected root not found, got {other:?}"),
+        }
+    }
 }
