@@ -55,6 +55,12 @@ impl Staging {
     pub fn create(out: &Path, ident: &str) -> Result<Self> {
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
         clean_stale(out);
+        // A build killed between marking the previous image and moving it aside left the
+        // marker inside it: take it out again, so the image holds only what it listed.
+        let prev_marker = out.join(ident).join(MARKER);
+        if prev_marker.exists() && stale(&out.join(ident)) {
+            let _ = std::fs::remove_file(&prev_marker);
+        }
         let work = out.join(format!(".{ident}.tmp-{}", std::process::id()));
         let guard = crate::interrupt::TempGuard::new(work.clone());
         if work.exists() {
@@ -166,6 +172,11 @@ mod tests {
         std::fs::create_dir(out.join(".img-1-x86_64.old-99")).unwrap();
         std::fs::write(out.join(".img-1-x86_64.old-99").join(MARKER), "x").unwrap();
         std::fs::write(out.join(".img-1-x86_64.old-99").join("disk.raw"), "d").unwrap();
+        // A previous image marked by a build killed before it moved the image aside.
+        std::fs::create_dir(out.join("img-2-x86_64")).unwrap();
+        std::fs::write(out.join("img-2-x86_64").join(MARKER), "x").unwrap();
+        drop(Staging::create(out, "img-2-x86_64").unwrap());
+        assert!(!out.join("img-2-x86_64").join(MARKER).exists());
         // A live build (its marker locked by this process).
         let live = Staging::create(out, "live-1-aarch64").unwrap();
         clean_stale(out);

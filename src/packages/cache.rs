@@ -117,26 +117,25 @@ impl Cache {
             )?;
             let mut out =
                 File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-            let mut h = Sha256::new();
+            let mut hashed = crate::base::fsx::HashingReader::new(&mut reader);
             let mut buf = vec![0u8; 256 << 10];
-            let mut total = 0u64;
             loop {
                 crate::interrupt::check()?;
-                let n = reader
+                let n = hashed
                     .read(&mut buf)
                     .with_context(|| format!("downloading {url}"))?;
                 if n == 0 {
                     break;
                 }
-                h.update(&buf[..n]);
-                out.write_all(&buf[..n])?;
-                total += n as u64;
+                out.write_all(&buf[..n])
+                    .with_context(|| format!("writing {}", tmp.display()))?;
                 if let Some(cb) = progress {
                     cb(n as u64);
                 }
             }
-            out.sync_all()?;
-            let got = hex::encode(h.finalize());
+            out.sync_all()
+                .with_context(|| format!("writing {}", tmp.display()))?;
+            let (got, total) = hashed.finish();
             if got != sha256 {
                 bail!(
                     "{what}: {url}: SHA-256 {got} does not match {sha256} from the signed index (size {total}, expected {size})"

@@ -5,13 +5,12 @@
 //! of that file, so a warm rebuild decompresses nothing and file contents never sit in memory.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::tree::{normalize, Content, Entry, Kind, Tree};
 
@@ -167,22 +166,13 @@ pub fn extract(deb: &Path, tar_path: &Path, meta_path: &Path) -> Result<(Extract
     f.seek(SeekFrom::Start(data_m.offset))?;
     let tmp = crate::base::fsx::temp_beside(tar_path);
     let res = (|| -> Result<(u64, String)> {
-        let mut dec = decoder(&data_m.name, BufReader::new((&mut f).take(data_m.size)))?;
+        let dec = decoder(&data_m.name, BufReader::new((&mut f).take(data_m.size)))?;
+        let mut hashed = crate::base::fsx::HashingReader::new(dec);
         let mut out = io::BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
-        let mut h = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut n = 0u64;
-        loop {
-            let r = dec.read(&mut buf).context("decompressing data.tar")?;
-            if r == 0 {
-                break;
-            }
-            h.update(&buf[..r]);
-            out.write_all(&buf[..r])?;
-            n += r as u64;
-        }
+        io::copy(&mut hashed, &mut out).context("decompressing data.tar")?;
         out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        Ok((n, hex::encode(h.finalize())))
+        let (sha, n) = hashed.finish();
+        Ok((n, sha))
     })();
     let (data_len, data_sha256) = match res {
         Ok(v) => v,
@@ -325,6 +315,7 @@ pub fn unpack(tar_path: &Path, package: &str, tree: &mut Tree) -> Result<Vec<Str
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use std::io::Write;
 
     /// Build a .deb in memory: `files` are (path, kind, data) tar entries for data.tar.gz.
     pub fn make_deb(control: &str, entries: &[(&str, tar::EntryType, &[u8], &str)]) -> Vec<u8> {
