@@ -31,12 +31,15 @@ pub const SBOM_SPDX: &str = "sbom.spdx.json";
 pub const SBOM_CDX: &str = "sbom.cdx.json";
 /// in-toto provenance in a DSSE envelope.
 pub const PROVENANCE: &str = "provenance.intoto.jsonl";
+/// The update bundle of an A/B image (format: `ota::bundle`).
+pub const BUNDLE: &str = crate::ota::bundle::FILE;
 
 /// Every file a build may write, in the order a reproducibility check compares them (disk
 /// first, so a difference in a derived file is explained by the disk).
 pub const ARTIFACTS_IN_ORDER: &[&str] = &[
     DISK_RAW,
     DISK_ZST,
+    BUNDLE,
     "disk.qcow2",
     "disk.vmdk",
     "disk.vhdx",
@@ -50,7 +53,11 @@ pub const ARTIFACTS_IN_ORDER: &[&str] = &[
 /// Is this file name one the manifest lists with a digest (everything but the manifest and
 /// its signature)?
 pub fn is_artifact(name: &str) -> bool {
-    name.starts_with("disk.") || name.starts_with("sbom.") || name == LOCKFILE || name == PROVENANCE
+    name.starts_with("disk.")
+        || name.starts_with("sbom.")
+        || name == LOCKFILE
+        || name == PROVENANCE
+        || name == BUNDLE
 }
 
 /// Digest and size of one artifact.
@@ -240,6 +247,12 @@ impl ImageDir {
                     a.size
                 );
             }
+        }
+        if manifest.artifacts.contains_key(BUNDLE) {
+            // The digest above covers the file; the device checks the manifest's own signature.
+            crate::ota::bundle::Bundle::read(&path.join(BUNDLE))?
+                .check(Some(key))
+                .with_context(|| path.join(BUNDLE).display().to_string())?;
         }
         let prov = path.join(PROVENANCE);
         if manifest.artifacts.contains_key(PROVENANCE) {

@@ -15,6 +15,7 @@ pub mod fs;
 pub mod fuzzing;
 pub mod image_dir;
 pub mod interrupt;
+pub mod ota;
 pub mod packages;
 pub mod progress;
 pub mod qemu;

@@ -86,7 +86,10 @@ pub(super) fn shell_quote(s: &str) -> String {
 
 /// The check-in agent: waits for every agent's probe (all at once, so the slowest decides) and
 /// prints the one `INGOT-READY` line, agents in the order given (assemble passes them sorted by name).
-pub(super) fn ready_script(id: &Identity, agents: &[Agent]) -> String {
+/// On an A/B disk (`ab`), the ready check also decides the boot: `ingot-update boot-result`
+/// blesses a boot whose agents are all ready (and adds `slot=` and, after a fallback,
+/// `rollback=1` to the line), or reboots one that is not while its entry has tries left.
+pub(super) fn ready_script(id: &Identity, agents: &[Agent], ab: bool) -> String {
     let mut s = String::from(
         "#!/bin/sh\n# Ingot check-in agent: waits for each agent's readiness probe, then prints one line\n# to the console for boot tests and fleet tooling.\nPATH=/usr/sbin:/usr/bin:/sbin:/bin\nprobe() {\n  # Poll twenty times a second (agents usually come up within a fraction of one) for t seconds.\n  t=$1; shift\n  i=0\n  while [ \"$i\" -lt \"$((t * 20))\" ]; do\n    if sh -c \"$1\" >/dev/null 2>&1; then echo ok; return; fi\n    sleep 0.05 2>/dev/null || { sleep 1; i=$((i + 19)); }\n    i=$((i + 1))\n  done\n  echo fail\n}\nd=${INGOT_READY_DIR:-/run/ingot-ready}\nrm -rf \"$d\"; mkdir -p \"$d\"\n",
     );
@@ -104,8 +107,14 @@ pub(super) fn ready_script(id: &Identity, agents: &[Agent]) -> String {
             a.name
         ));
     }
+    s.push_str("rm -rf \"$d\"\n");
+    let mut ota = "";
+    if ab {
+        s.push_str("case \"$agents\" in *:fail*) verdict=fail ;; *) verdict=ok ;; esac\n# Blesses a good boot; reboots a bad one that has tries left (then nothing below runs).\nota=$(/usr/sbin/ingot-update boot-result \"$verdict\" 2>/dev/console) || ota=\"\"\n");
+        ota = " $ota";
+    }
     s.push_str(&format!(
-        "rm -rf \"$d\"\nmid=$(cat /etc/machine-id 2>/dev/null)\nread -r up _ < /proc/uptime\necho \"INGOT-READY image={} version={} machine-id=$mid agents=$agents uptime=$up\" > \"${{INGOT_CONSOLE:-/dev/console}}\"\n",
+        "mid=$(cat /etc/machine-id 2>/dev/null)\nread -r up _ < /proc/uptime\necho \"INGOT-READY image={} version={} machine-id=$mid agents=$agents{ota} uptime=$up\" > \"${{INGOT_CONSOLE:-/dev/console}}\"\n",
         id.name, id.version
     ));
     s
@@ -138,19 +147,33 @@ pub(super) const BUSYBOX_SBIN: &[&str] = &[
     "route",
 ];
 
-pub(super) fn busybox_init(tree: &mut Tree, profile: &Profile, console: &str) -> Result<()> {
+/// busybox init: inittab, rcS starting the DHCP client, agents and the ready check. On an A/B
+/// disk (`ab`) the root stays read-only: `ingot-update boot-setup` mounts `/data` and starts
+/// the watchdog instead of the remount, and after the ready check `ingot-update auto` looks for
+/// an update on an extra disk.
+pub(super) fn busybox_init(
+    tree: &mut Tree,
+    profile: &Profile,
+    console: &str,
+    ab: bool,
+) -> Result<()> {
     let bb = ["usr/bin/busybox", "bin/busybox"]
         .into_iter()
         .find(|p| tree.exists(p))
         .context("busybox init needs busybox (or busybox-static) in the package list")?;
     let target = format!("/{}", tree.resolve(bb)?);
-    for a in BUSYBOX_APPLETS {
+    let extra: (&[&str], &[&str]) = if ab {
+        (super::ota::OTA_APPLETS, super::ota::OTA_SBIN)
+    } else {
+        (&[], &[])
+    };
+    for a in BUSYBOX_APPLETS.iter().chain(extra.0) {
         let p = format!("usr/bin/{a}");
         if !tree.exists(&p) {
             tree.insert(&p, Entry::symlink(&target))?;
         }
     }
-    for a in BUSYBOX_SBIN {
+    for a in BUSYBOX_SBIN.iter().chain(extra.1) {
         let p = format!("usr/sbin/{a}");
         if !tree.exists(&p) {
             tree.insert(&p, Entry::symlink(&target))?;
@@ -165,8 +188,13 @@ pub(super) fn busybox_init(tree: &mut Tree, profile: &Profile, console: &str) ->
         0o644,
     )?;
     let mut rcs = String::from(
-        "#!/bin/sh\n# Written by ingot: bring the system up, start the agents, check in.\nPATH=/usr/sbin:/usr/bin:/sbin:/bin\nmount -t proc proc /proc\nmount -t sysfs sysfs /sys\nmount -t devtmpfs devtmpfs /dev 2>/dev/null\nmkdir -p /dev/pts /run /tmp\nmount -t devpts devpts /dev/pts\nmount -t tmpfs -o mode=0755 tmpfs /run\nmount -t tmpfs -o mode=1777 tmpfs /tmp\nmount -o remount,rw /\n",
+        "#!/bin/sh\n# Written by ingot: bring the system up, start the agents, check in.\nPATH=/usr/sbin:/usr/bin:/sbin:/bin\nmount -t proc proc /proc\nmount -t sysfs sysfs /sys\nmount -t devtmpfs devtmpfs /dev 2>/dev/null\nmkdir -p /dev/pts /run /tmp\nmount -t devpts devpts /dev/pts\nmount -t tmpfs -o mode=0755 tmpfs /run\nmount -t tmpfs -o mode=1777 tmpfs /tmp\n",
     );
+    if ab {
+        rcs.push_str("# A/B slot: the root stays read-only; /data, the machine id and the watchdog.\n/usr/sbin/ingot-update boot-setup\n");
+    } else {
+        rcs.push_str("mount -o remount,rw /\n");
+    }
     // Drivers and the DHCP client start first: the lease is what a boot usually waits for
     // last, so asking for it early shortens time-to-ready.
     if let Some(mods) = profile.kernel.modules.as_ref().filter(|m| !m.is_empty()) {
@@ -189,7 +217,11 @@ pub(super) fn busybox_init(tree: &mut Tree, profile: &Profile, console: &str) ->
             ));
         }
     }
-    rcs.push_str("/usr/lib/ingot/ready &\n");
+    if ab {
+        rcs.push_str("( /usr/lib/ingot/ready; /usr/sbin/ingot-update auto ) </dev/null >/dev/console 2>&1 &\n");
+    } else {
+        rcs.push_str("/usr/lib/ingot/ready &\n");
+    }
     put(tree, "etc/init.d/rcS", rcs, 0o755)?;
     tree.insert("sbin/init", Entry::symlink(&target))
         .map(|_| ())?;

@@ -4,6 +4,7 @@
 
 mod files;
 mod init;
+pub mod ota;
 pub mod users;
 
 use files::{install_file, overlay};
@@ -17,6 +18,7 @@ use serde_json::json;
 
 use crate::config::{Hardware, InitSystem, Profile};
 use crate::tree::{Entry, Kind, Tree};
+use crate::trust::minisign::PublicKey;
 
 pub use crate::base::identity::Identity;
 
@@ -126,13 +128,15 @@ fn ca_bundle(tree: &mut Tree) -> Result<()> {
     put(tree, "etc/ca-certificates.conf", conf, 0o644)
 }
 
-/// Assemble the system in place: everything except the boot chain and sysprep.
+/// Assemble the system in place: everything except the boot chain and sysprep. An A/B image
+/// (hardware `[ab]`) also gets the updater, trusting `update_key`.
 pub fn system(
     tree: &mut Tree,
     profile: &Profile,
     hw: &Hardware,
     id: &Identity,
     labels: &BTreeMap<String, String>,
+    update_key: Option<&PublicKey>,
 ) -> Result<()> {
     for d in [
         "proc", "sys", "dev", "run", "tmp", "root", "home", "etc", "var/tmp", "var/log", "mnt",
@@ -208,16 +212,31 @@ pub fn system(
     for o in &profile.overlays {
         overlay(tree, o)?;
     }
+    let ab = hw.ab.is_some();
+    if ab {
+        let key = update_key.with_context(|| {
+            format!(
+                "{}: an A/B image carries the key its updates are signed with: build it with --key",
+                hw.path.display()
+            )
+        })?;
+        ota::install(tree, profile, hw, id, key)?;
+    }
     let mut agents = profile.agents.clone();
     agents.sort_by(|a, b| a.name.cmp(&b.name));
     put(
         tree,
         "usr/lib/ingot/ready",
-        ready_script(id, &agents),
+        ready_script(id, &agents, ab),
         0o755,
     )?;
     match profile.init {
-        InitSystem::Busybox => busybox_init(tree, profile, &hw.console)?,
+        InitSystem::Busybox => busybox_init(tree, profile, &hw.console, ab)?,
+        InitSystem::Systemd if ab => anyhow::bail!(
+            "{}: A/B updates are built for busybox init so far; {} uses systemd",
+            hw.path.display(),
+            profile.path.display()
+        ),
         InitSystem::Systemd => systemd_setup(tree, profile)?,
     }
     Ok(())
@@ -282,7 +301,7 @@ mod tests {
             agent("never", "false".into(), 1),
             agent("alpha", "true".into(), 5),
         ];
-        let s = ready_script(&id, &agents);
+        let s = ready_script(&id, &agents, false);
         assert!(s.contains("probe 5 'test -e '\\''"), "{s}");
         let script = t.path().join("ready");
         std::fs::write(&script, &s).unwrap();

@@ -21,6 +21,12 @@ impl Identity {
     pub fn id(&self) -> String {
         format!("{}-{}-{}", self.name, self.version, self.arch)
     }
+
+    /// `name-arch`: the seed of ids every version of an image shares (A/B slot and data
+    /// partition GUIDs), so each version agrees on which partition is which.
+    pub fn stable(&self) -> String {
+        format!("{}-{}", self.name, self.arch)
+    }
 }
 
 /// A GUID derived from an identity string and a purpose, shaped as an RFC 4122 v8 UUID.

@@ -313,16 +313,49 @@ fn prune_modules(tree: &mut Tree, release: &str, keep_files: &[String], keep_dir
 }
 
 /// The kernel command line: the root partition by PARTUUID, the console, then the hardware
-/// profile's own arguments (checked to be one line when the profile was read).
-pub fn cmdline(root_guid: &str, hw: &Hardware) -> String {
-    format!(
-        "root=PARTUUID={} rw console={} {}",
-        root_guid.to_lowercase(),
-        hw.console,
-        hw.cmdline
-    )
-    .trim()
-    .to_string()
+/// profile's own arguments (checked to be one line when the profile was read). An A/B slot
+/// (`Some('a')`) is mounted read-only and named by `ingot.slot=`, so the updater and the ready
+/// line know which slot runs.
+pub fn cmdline(root_guid: &str, hw: &Hardware, slot: Option<char>) -> String {
+    let guid = root_guid.to_lowercase();
+    match slot {
+        // The device's updater writes the same line for the slot it installs to.
+        Some(s) => format!(
+            "root=PARTUUID={guid} ro ingot.slot={s} {}",
+            cmdline_tail(hw)
+        ),
+        None => format!("root=PARTUUID={guid} rw {}", cmdline_tail(hw)),
+    }
+}
+
+/// The part of an A/B command line after `root=PARTUUID=… ro`: what an update bundle's boot
+/// entry template carries, the device adding the slot's PARTUUID and name.
+pub fn cmdline_tail(hw: &Hardware) -> String {
+    format!("console={} {}", hw.console, hw.cmdline)
+        .trim()
+        .to_string()
+}
+
+/// Modules an A/B image's updater loads at run time: FAT to bless boots and install kernels on
+/// the ESP, and the software watchdog. Those the kernel lacks (or builds in) are skipped.
+pub const OTA_MODULES: &[&str] = &[
+    "fat",
+    "vfat",
+    "nls_cp437",
+    "nls_ascii",
+    "nls_utf8",
+    "softdog",
+];
+
+/// The OTA modules this kernel has as loadable files, dependencies first.
+fn ota_module_files(tree: &Tree, release: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for m in OTA_MODULES {
+        if let Ok(files) = resolve_modules(tree, release, &[(*m).to_string()], "") {
+            out.extend(files);
+        }
+    }
+    out
 }
 
 /// Index the kernel's modules, and keep only those the image needs: the profile's `[kernel]
@@ -335,12 +368,15 @@ pub fn prune_modules_for(
     hw: &Hardware,
 ) -> Result<()> {
     kmod::depmod(tree, &kernel.release)?;
-    let init_modules = resolve_modules(
+    let mut init_modules = resolve_modules(
         tree,
         &kernel.release,
         &hw.modules,
         &hw.path.display().to_string(),
     )?;
+    if hw.ab.is_some() {
+        init_modules.extend(ota_module_files(tree, &kernel.release));
+    }
     if let Some(wanted) = &profile.kernel.modules {
         // The profile names what the running system needs: keep that and the initramfs set.
         let mut keep = resolve_modules(

@@ -31,19 +31,9 @@ pub struct BootOutcome {
     pub log: PathBuf,
 }
 
-/// Boot once and wait for the ready line. `work` holds this boot's variable store.
-pub fn boot_once(spec: &VmSpec, timeout: Duration, log: &Path, work: &Path) -> Result<BootOutcome> {
-    let vars = work.join(format!(
-        "vars-{}-{:?}.fd",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    let template = qemu::vars_template(spec);
-    std::fs::copy(&template, &vars)
-        .with_context(|| format!("copying UEFI variables {}", template.display()))?;
-    let start = Instant::now();
-    let (mut child, _registered) =
-        qemu::start_vm(spec, &qemu::args(spec, &vars, false), Stdio::piped())?;
+/// A started VM's serial console (its stdout) and QEMU's own stderr (prefixed `[qemu]`) as
+/// lines on one channel; `None` arrives when the console closes (QEMU exited).
+pub fn console_lines(child: &mut qemu::KillOnDrop) -> Result<mpsc::Receiver<Option<String>>> {
     let stdout = child.0.stdout.take().context("QEMU has no stdout")?;
     let stderr = child.0.stderr.take().context("QEMU has no stderr")?;
     let (tx, rx) = mpsc::channel::<Option<String>>();
@@ -63,6 +53,23 @@ pub fn boot_once(spec: &VmSpec, timeout: Duration, log: &Path, work: &Path) -> R
             let _ = tx2.send(Some(format!("[qemu] {line}")));
         }
     });
+    Ok(rx)
+}
+
+/// Boot once and wait for the ready line. `work` holds this boot's variable store.
+pub fn boot_once(spec: &VmSpec, timeout: Duration, log: &Path, work: &Path) -> Result<BootOutcome> {
+    let vars = work.join(format!(
+        "vars-{}-{:?}.fd",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let template = qemu::vars_template(spec);
+    std::fs::copy(&template, &vars)
+        .with_context(|| format!("copying UEFI variables {}", template.display()))?;
+    let start = Instant::now();
+    let (mut child, _registered) =
+        qemu::start_vm(spec, &qemu::args(spec, &vars, false), Stdio::piped())?;
+    let rx = console_lines(&mut child)?;
     let mut console = Console::new(spec.arch);
     let mut all: Vec<String> = Vec::new();
     let mut ready = None;

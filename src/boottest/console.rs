@@ -20,6 +20,12 @@ pub struct Ready {
     pub agents: Vec<(String, String)>,
     /// Guest uptime when it checked in.
     pub uptime: String,
+    /// The A/B slot it runs from (`a` or `b`), on an A/B disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<String>,
+    /// On an A/B disk: it runs an older version because a newer one failed every attempt.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rollback: bool,
 }
 
 /// Longest ready line read: a line past this is not Ingot's agent talking.
@@ -37,6 +43,8 @@ pub fn parse_ready(line: &str) -> Option<Ready> {
         machine_id: String::new(),
         agents: Vec::new(),
         uptime: String::new(),
+        slot: None,
+        rollback: false,
     };
     for kv in rest.split_whitespace() {
         let (k, v) = kv.split_once('=')?;
@@ -45,6 +53,8 @@ pub fn parse_ready(line: &str) -> Option<Ready> {
             "version" => r.version = v.into(),
             "machine-id" => r.machine_id = v.into(),
             "uptime" => r.uptime = v.into(),
+            "slot" => r.slot = Some(v.into()),
+            "rollback" => r.rollback = v == "1",
             "agents" => {
                 r.agents = v
                     .split(',')

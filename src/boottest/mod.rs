@@ -51,6 +51,8 @@ pub fn vm_spec(image: &ImageDir, accel: Option<&str>, src: &Source) -> Result<Vm
         accel: qemu::pick_accel(hw.arch, accel),
         hw,
         disk: image.disk(),
+        persistent: false,
+        media: None,
         code,
         vars,
     })

@@ -114,7 +114,7 @@ impl Report {
     }
 }
 
-fn xml_escape(s: &str) -> String {
+pub(crate) fn xml_escape(s: &str) -> String {
     s.chars()
         .filter(|c| *c == '\n' || *c == '\t' || (*c >= ' ' && *c != '\u{7f}'))
         .collect::<String>()

@@ -25,6 +25,19 @@ pub struct DiskImage {
     pub plan: ext4::Plan,
     /// Bytes of data in disk.raw (allocated, not apparent).
     pub data_bytes: u64,
+    /// On an A/B disk: the root filesystem image in slot A, what an update bundle carries.
+    pub root_image: Option<RootImage>,
+}
+
+/// The root filesystem image as written into a slot: where, how long, its digest.
+#[derive(Debug, Clone)]
+pub struct RootImage {
+    /// Offset of the slot in disk.raw.
+    pub offset: u64,
+    /// Bytes of the filesystem (the slot may be larger).
+    pub size: u64,
+    /// Hex SHA-256 of those bytes.
+    pub sha256: String,
 }
 
 fn allocated(p: &Path) -> Result<u64> {
@@ -34,6 +47,22 @@ fn allocated(p: &Path) -> Result<u64> {
         .blocks()
         * 512)
 }
+
+/// SHA-256 of `len` bytes of `f` at `offset`.
+fn sha256_range(f: &std::fs::File, offset: u64, len: u64) -> Result<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut r = f;
+    r.seek(SeekFrom::Start(offset))?;
+    let (sha, n) = crate::base::fsx::HashingReader::new(r.take(len)).drain()?;
+    if n != len {
+        bail!("disk.raw ends inside the root filesystem ({n} of {len} bytes)");
+    }
+    Ok(sha)
+}
+
+/// The file on the ESP that records a version's root image digest and size (`SHA256 SIZE`),
+/// for `ingot-update status --verify`.
+pub const ROOTFS_SHA256: &str = "rootfs.sha256";
 
 /// Run the stage, writing into `work`.
 pub fn write_disk(
@@ -52,7 +81,6 @@ pub fn write_disk(
         "auto" => None,
         s => Some(ByteSize::parse(s).map_err(anyhow::Error::msg)?.0),
     };
-    let root_guid = derived_guid(&ident, "root").to_string().to_uppercase();
     let mut uuid = [0u8; 16];
     uuid.copy_from_slice(derived_guid(&ident, "rootfs").as_bytes());
     let mut seed = [0u8; 16];
@@ -64,8 +92,34 @@ pub fn write_disk(
         time: epoch,
         label: "root".into(),
     };
-    let cmdline = boot::cmdline(&root_guid, hw);
-    let esp = boot::esp_tree(
+    let mut plan = ext4::plan(tree, &params)?;
+    let stable = id.stable();
+    let layout = match &hw.ab {
+        Some(ab) => disk::layout_ab(
+            &stable,
+            arch,
+            hw.disk.esp_size.0,
+            plan.size_bytes(),
+            ab.slot_size.0,
+            ab.data_size.0,
+        )
+        .with_context(|| hw.path.display().to_string())?,
+        None => disk::layout(
+            &ident,
+            arch,
+            hw.disk.esp_size.0,
+            plan.size_bytes(),
+            &hw.disk.partitions,
+            fixed,
+        )?,
+    };
+    if fixed.is_some() {
+        params.size = Some(layout.partitions[1].size);
+        plan = ext4::plan(tree, &params)?;
+    }
+    let slot = hw.ab.as_ref().map(|_| 'a');
+    let cmdline = boot::cmdline(&layout.partitions[1].guid, hw, slot);
+    let mut esp = boot::esp_tree(
         sd_boot,
         arch,
         &id.name,
@@ -74,27 +128,22 @@ pub fn write_disk(
         initrd,
         &cmdline,
     )?;
-    let esp_need = esp.content_bytes() + (8 << 20);
+    // An A/B ESP holds two versions' kernels and initramfs at once (during an update).
+    let copies = if hw.ab.is_some() { 2 } else { 1 };
+    let boot_files = (kernel_bytes.len() + initrd.len()) as u64;
+    let esp_need = esp.content_bytes() + (copies - 1) * boot_files + (8 << 20);
     if esp_need > hw.disk.esp_size.0 {
+        let what = if copies == 2 {
+            "two versions' kernels and initramfs (an A/B update keeps the running one)"
+        } else {
+            "the kernel and initramfs"
+        };
         bail!(
-            "{}: disk.esp_size {} is too small for the kernel and initramfs ({} needed)",
+            "{}: disk.esp_size {} is too small for {what} ({} needed)",
             hw.path.display(),
             hw.disk.esp_size,
             ByteSize(esp_need)
         );
-    }
-    let mut plan = ext4::plan(tree, &params)?;
-    let layout = disk::layout(
-        &ident,
-        arch,
-        hw.disk.esp_size.0,
-        plan.size_bytes(),
-        &hw.disk.partitions,
-        fixed,
-    )?;
-    if fixed.is_some() {
-        params.size = Some(layout.partitions[1].size);
-        plan = ext4::plan(tree, &params)?;
     }
 
     stages.next(&format!(
@@ -102,6 +151,7 @@ pub fn write_disk(
         layout.size >> 20
     ))?;
     let raw = work.join(image_dir::DISK_RAW);
+    let mut root_image = None;
     {
         let mut f = std::fs::OpenOptions::new()
             .read(true)
@@ -112,6 +162,30 @@ pub fn write_disk(
             .with_context(|| format!("creating {}", raw.display()))?;
         f.set_len(layout.size)
             .with_context(|| format!("sizing {}", raw.display()))?;
+        let rootp = &layout.partitions[1];
+        plan.write(&mut ext4::FileAt {
+            file: &f,
+            base: rootp.offset,
+        })
+        .context("writing the root filesystem")?;
+        if hw.ab.is_some() {
+            // The slot's digest goes on the ESP beside the kernel, so the device can check
+            // its running slot against it at any time.
+            let size = plan.size_bytes();
+            let sha256 = sha256_range(&f, rootp.offset, size)?;
+            esp.insert(
+                &format!("{}/{}/{ROOTFS_SHA256}", id.name, id.version),
+                crate::tree::Entry::file(format!("{sha256} {size}\n"), 0o644),
+            )?;
+            root_image = Some(RootImage {
+                offset: rootp.offset,
+                size,
+                sha256,
+            });
+            if let Some(datap) = layout.partitions.iter().find(|p| p.name == "data") {
+                write_data_fs(&f, datap, &stable, epoch)?;
+            }
+        }
         let espp = &layout.partitions[0];
         crate::fs::fat::write(
             disk::Window::new(&f, espp.offset, espp.size),
@@ -121,12 +195,6 @@ pub fn write_disk(
             epoch,
         )
         .context("writing the ESP")?;
-        let rootp = &layout.partitions[1];
-        plan.write(&mut ext4::FileAt {
-            file: &f,
-            base: rootp.offset,
-        })
-        .context("writing the root filesystem")?;
         disk::write_gpt(&mut f, &layout)?;
         f.sync_all()
             .with_context(|| format!("writing {}", raw.display()))?;
@@ -164,5 +232,32 @@ pub fn write_disk(
         layout,
         plan,
         data_bytes,
+        root_image,
     })
+}
+
+/// The data partition of an A/B disk: an empty ext4 filesystem (with the updater's `ingot/`
+/// directory) whose ids derive from the image name and arch, so it reads the same to every
+/// version.
+fn write_data_fs(f: &std::fs::File, part: &disk::Part, stable: &str, epoch: i64) -> Result<()> {
+    let mut t = crate::tree::Tree::new();
+    t.mkdir_p("ingot")?;
+    let mut uuid = [0u8; 16];
+    uuid.copy_from_slice(derived_guid(stable, "datafs").as_bytes());
+    let mut seed = [0u8; 16];
+    seed.copy_from_slice(derived_guid(stable, "data-hash-seed").as_bytes());
+    let params = ext4::Params {
+        size: Some(part.size),
+        uuid,
+        hash_seed: seed,
+        time: epoch,
+        label: "data".into(),
+    };
+    ext4::plan(&t, &params)?
+        .write(&mut ext4::FileAt {
+            file: f,
+            base: part.offset,
+        })
+        .context("writing the data filesystem")?;
+    Ok(())
 }

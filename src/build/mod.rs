@@ -3,6 +3,7 @@
 //! directory that replaces the previous image only when complete.
 
 mod attest;
+mod bundle;
 mod image;
 pub mod publish;
 pub mod reproduce;
@@ -138,6 +139,13 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
             );
         }
     }
+    if hw.ab.is_some() && opts.key.is_none() {
+        return Err(config::ConfigError::Rule {
+            path: hw.path.clone(),
+            message: "[ab]: an A/B image carries the public key its update bundles are signed with, and its bundle is signed at build time: build it with --key".into(),
+        }
+        .into());
+    }
     let staging = publish::Staging::create(&opts.out, &ident)?;
     let work = staging.path().to_path_buf();
 
@@ -167,8 +175,29 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
     let labels = assemble::labels(profile, hw, &id, &profile_digest);
 
     stages.next(&format!("[{ident}] assembling"))?;
-    let sys = system::system(tree, &ready, profile, hw, &id, &labels, &mut stages, &ident)?;
+    let update_key = opts.key.as_ref().map(|k| k.public());
+    let sys = system::system(
+        tree,
+        &ready,
+        profile,
+        hw,
+        &id,
+        &labels,
+        &mut stages,
+        &ident,
+        update_key.as_ref(),
+    )?;
     let img = image::write_disk(&sys, profile, hw, &id, &work, &mut stages)?;
+    bundle::write(
+        &work,
+        &sys,
+        &img,
+        profile,
+        hw,
+        &id,
+        opts.key.as_deref(),
+        &mut stages,
+    )?;
     let inputs = attest::Inputs {
         profile,
         profile_digest: &profile_digest,

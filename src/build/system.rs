@@ -43,6 +43,7 @@ pub fn system(
     labels: &std::collections::BTreeMap<String, String>,
     stages: &mut Stages,
     ident: &str,
+    update_key: Option<&crate::trust::minisign::PublicKey>,
 ) -> Result<System> {
     let epoch = id.epoch;
     let kernel = boot::find_kernel(&tree)?;
@@ -51,7 +52,7 @@ pub fn system(
     if !profile.sysprep.keep_docs {
         assemble::strip_docs(&mut tree);
     }
-    assemble::system(&mut tree, profile, hw, id, labels)?;
+    assemble::system(&mut tree, profile, hw, id, labels, update_key)?;
     let busybox = packages::unpack_boot(ready, "busybox-static")?;
     let sd_boot = packages::unpack_boot(ready, "systemd-boot-efi")?;
     let initrd = boot::initramfs(&tree, &busybox, &kernel, hw, epoch)?;

@@ -3,6 +3,7 @@
 
 mod commands;
 mod inspect;
+mod ota;
 
 use std::path::PathBuf;
 
@@ -114,6 +115,42 @@ pub enum Cmd {
         accel: Option<String>,
         /// Package source options (firmware comes from the Debian archive); `--jobs` is also
         /// how many images boot at once.
+        #[command(flatten)]
+        source: SourceOpts,
+    },
+    /// Prove OTA updates in QEMU: boot an A/B image, then give the device each bundle in turn.
+    #[command(
+        name = "ota-test",
+        after_help = "STEP is BUNDLE:EXPECT, EXPECT one of updated, rolled-back, rejected, power-cut (the power is cut\nwhile the slot is written), power-cut@kernel (after the kernel copy), power-cut@entry (after the\ntemporary boot entry). Steps run in order on one device whose disk and UEFI variables persist.\n\nExample:\n  ingot ota-test out/edge-minimal-1.0.0-x86_64 out/edge-minimal-2.0.0-x86_64/update.bundle:updated \\\n    out/edge-minimal-3.0.0-x86_64/update.bundle:rolled-back --junit ota.xml"
+    )]
+    OtaTest {
+        /// The image the device starts with (built for hardware with an [ab] table).
+        base: PathBuf,
+        /// BUNDLE:EXPECT steps, in order.
+        #[arg(required = true)]
+        steps: Vec<crate::ota::harness::Step>,
+        /// Seconds one boot may take to report ready; an install gets four times as long.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+        /// How bundles reach the device: a second read-only disk, or HTTP from 127.0.0.1.
+        #[arg(long, value_enum, default_value = "disk")]
+        via: crate::ota::harness::Via,
+        /// JUnit XML report.
+        #[arg(long)]
+        junit: Option<PathBuf>,
+        /// JSON report (each step's boots, timings and console logs).
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Directory for the console logs (default: beside the report).
+        #[arg(long)]
+        logs: Option<PathBuf>,
+        /// Keep the device's disk at the end (qcow2 over the image's disk.raw).
+        #[arg(long)]
+        keep_disk: Option<PathBuf>,
+        /// Force `kvm` or `tcg`.
+        #[arg(long)]
+        accel: Option<String>,
+        /// Package source options (firmware comes from the Debian archive).
         #[command(flatten)]
         source: SourceOpts,
     },
@@ -296,6 +333,32 @@ pub fn run(cli: Cli) -> Result<()> {
                 junit,
                 json,
                 logs,
+                accel,
+            },
+            &so,
+            quiet,
+        ),
+        Cmd::OtaTest {
+            base,
+            steps,
+            timeout,
+            via,
+            junit,
+            json,
+            logs,
+            keep_disk,
+            accel,
+            source: so,
+        } => ota::ota_test(
+            &base,
+            &steps,
+            ota::OtaFlags {
+                timeout,
+                via,
+                junit,
+                json,
+                logs,
+                keep_disk,
                 accel,
             },
             &so,

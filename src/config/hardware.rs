@@ -79,6 +79,19 @@ fn default_smp() -> u32 {
     2
 }
 
+/// `[ab]` table of a hardware profile: an A/B disk for over-the-air updates. The disk then holds
+/// the ESP, two root slots (`root-a`, `root-b`, both of the arch's root type, mounted read-only),
+/// and an optional `data` partition (ext4, mounted at `/data`) that survives updates.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AbLayout {
+    /// Size of each root slot: room for this version's root filesystem and later ones.
+    pub slot_size: ByteSize,
+    /// Size of the data partition; 0 leaves it out (state then lives in tmpfs).
+    #[serde(default)]
+    pub data_size: ByteSize,
+}
+
 /// A hardware profile: the board or VM an image is built for.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -102,6 +115,9 @@ pub struct Hardware {
     pub firmware: String,
     /// Disk layout.
     pub disk: DiskLayout,
+    /// A/B slots for OTA updates (absent: one root partition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ab: Option<AbLayout>,
     /// QEMU settings for boot tests.
     pub qemu: QemuSettings,
     /// Keep only the kernel modules the initramfs needs plus these module directories

@@ -15,10 +15,10 @@ use serde::Deserialize;
 use profile::{merge_chain, ProfileFile};
 
 pub use firmware::Firmware;
-pub use hardware::{DiskLayout, ExtraPartition, Hardware, QemuSettings};
+pub use hardware::{AbLayout, DiskLayout, ExtraPartition, Hardware, QemuSettings};
 pub use profile::{
-    Agent, Distribution, FileSpec, Group, ImageMeta, KernelSettings, Network, Output, Packages,
-    Profile, Sysprep, User,
+    Agent, Distribution, FileSpec, Group, ImageMeta, KernelSettings, Network, Ota, Output,
+    Packages, Profile, Sysprep, User,
 };
 pub use values::{Arch, ByteSize, Format, InitSystem, Mode, SemVer, ZstdLevel};
 
@@ -214,6 +214,34 @@ pub fn load_hardware(path: &Path) -> Result<Hardware, ConfigError> {
                 hw.qemu.memory, hw.qemu.smp
             ),
         ));
+    }
+    if let Some(ab) = &hw.ab {
+        if !hw.disk.partitions.is_empty() || hw.disk.size != "auto" {
+            return Err(rule(
+                path,
+                "[ab] lays the disk out itself (ESP, root-a, root-b, data): remove disk.partitions and leave disk.size \"auto\"",
+            ));
+        }
+        if ab.slot_size.0 < 16 << 20 || ab.slot_size.0 > MAX_DISK / 4 {
+            return Err(rule(
+                path,
+                format!(
+                    "ab.slot_size {} must be between 16MiB and {}",
+                    ab.slot_size,
+                    ByteSize(MAX_DISK / 4)
+                ),
+            ));
+        }
+        if ab.data_size.0 != 0 && (ab.data_size.0 < 4 << 20 || ab.data_size.0 > MAX_DISK / 4) {
+            return Err(rule(
+                path,
+                format!(
+                    "ab.data_size {} must be 0 (no data partition) or between 4MiB and {}",
+                    ab.data_size,
+                    ByteSize(MAX_DISK / 4)
+                ),
+            ));
+        }
     }
     if hw.disk.esp_size.0 < 33 << 20 {
         return Err(rule(

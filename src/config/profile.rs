@@ -223,6 +223,43 @@ pub struct Output {
     pub size_budget: Option<ByteSize>,
 }
 
+/// `[ota]` table: how an image on an A/B disk (hardware `[ab]`) takes updates. Ignored on a
+/// single-root disk.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ota {
+    /// Boot attempts a new version gets before the device falls back (systemd-boot's counter).
+    #[serde(default = "default_tries")]
+    pub tries: u32,
+    /// Hardware watchdog (softdog) timeout in seconds: a hung boot resets after this; 0 turns
+    /// the watchdog off. Generous by default: an emulated device can be several times slower.
+    #[serde(default = "default_watchdog")]
+    pub watchdog: u32,
+    /// The oldest version this image's update bundle may be installed over.
+    #[serde(default = "default_min_version")]
+    pub min_version: SemVer,
+}
+
+fn default_tries() -> u32 {
+    3
+}
+fn default_watchdog() -> u32 {
+    120
+}
+fn default_min_version() -> SemVer {
+    SemVer("0.0.0".into())
+}
+
+impl Default for Ota {
+    fn default() -> Self {
+        Ota {
+            tries: default_tries(),
+            watchdog: default_watchdog(),
+            min_version: default_min_version(),
+        }
+    }
+}
+
 /// Labels Ingot writes from the build itself; a profile may not set them (the version only to
 /// the image's own version). Everything else in `[labels]`, `dev.ingot.owner` and
 /// `dev.ingot.support` included, is the profile's.
@@ -262,6 +299,7 @@ pub(super) struct ProfileFile {
     network: Option<Network>,
     sysprep: Option<Sysprep>,
     output: Option<Output>,
+    ota: Option<Ota>,
 }
 
 /// A complete image profile after `extends` has been applied.
@@ -301,6 +339,8 @@ pub struct Profile {
     pub sysprep: Sysprep,
     /// `[output]`.
     pub output: Output,
+    /// `[ota]`.
+    pub ota: Ota,
 }
 
 pub(super) fn merge_chain(
@@ -355,6 +395,7 @@ pub(super) fn merge_chain(
         acc.network = f.network.or(acc.network);
         acc.sysprep = f.sysprep.or(acc.sysprep);
         acc.output = f.output.or(acc.output);
+        acc.ota = f.ota.or(acc.ota);
     }
     let image = acc
         .image
@@ -462,6 +503,17 @@ pub(super) fn merge_chain(
             ));
         }
     }
+    if let Some(o) = &acc.ota {
+        if !(1..=10).contains(&o.tries) || o.watchdog > 3600 {
+            return Err(rule(
+                path,
+                format!(
+                    "[ota] tries = {} must be 1 to 10 and watchdog = {} at most 3600 seconds",
+                    o.tries, o.watchdog
+                ),
+            ));
+        }
+    }
     let mut names = std::collections::BTreeSet::new();
     for a in &acc.agent {
         if !names.insert(a.name.clone()) {
@@ -504,5 +556,6 @@ pub(super) fn merge_chain(
         network: acc.network.unwrap_or_default(),
         sysprep: acc.sysprep.unwrap_or_default(),
         output: acc.output.unwrap_or_default(),
+        ota: acc.ota.unwrap_or_default(),
     })
 }

@@ -7,7 +7,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// Size in bytes, written as an integer or a string such as `"64MiB"`, `"2GiB"`, `"512K"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct ByteSize(pub u64);
 
 impl ByteSize {

@@ -128,6 +128,58 @@ pub fn layout(
     })
 }
 
+/// Partition names of an A/B disk, in table order after the ESP.
+pub const AB_PARTS: [&str; 3] = ["root-a", "root-b", "data"];
+
+/// Plan an A/B disk: ESP, `root-a`, `root-b` (each `slot` bytes, the arch's root type) and,
+/// when `data` is not 0, a `data` partition. Every partition GUID derives from `stable` (image
+/// name and arch, never the version), so all versions of an image agree on which partition is
+/// which; `root_size` must fit a slot.
+pub fn layout_ab(
+    stable: &str,
+    arch: Arch,
+    esp_size: u64,
+    root_size: u64,
+    slot: u64,
+    data: u64,
+) -> Result<Layout> {
+    let align = |v: u64| v.div_ceil(MIB) * MIB;
+    if root_size > slot {
+        bail!(
+            "the root filesystem needs {} MiB but ab.slot_size is {} MiB: raise ab.slot_size in the hardware profile",
+            root_size.div_ceil(MIB),
+            slot / MIB
+        );
+    }
+    let mut parts = Vec::new();
+    let mut at = MIB;
+    let sizes = [
+        ("esp", ESP_TYPE.to_string(), esp_size),
+        (AB_PARTS[0], arch.root_partition_type().to_string(), slot),
+        (AB_PARTS[1], arch.root_partition_type().to_string(), slot),
+        (AB_PARTS[2], LINUX_DATA.to_string(), data),
+    ];
+    for (name, type_guid, size) in sizes {
+        if size == 0 {
+            continue;
+        }
+        let size = align(size);
+        parts.push(Part {
+            name: name.to_string(),
+            type_guid,
+            guid: derived_guid(stable, name).to_string().to_uppercase(),
+            offset: at,
+            size,
+        });
+        at += size;
+    }
+    Ok(Layout {
+        disk_guid: derived_guid(stable, "disk").to_string().to_uppercase(),
+        size: at + MIB,
+        partitions: parts,
+    })
+}
+
 /// A window of a file, usable as a `Read + Write + Seek` device (for fatfs).
 pub struct Window<'a> {
     file: &'a File,
@@ -274,6 +326,33 @@ mod tests {
             .iter()
             .all(|p| p.offset % MIB == 0 && p.size % MIB == 0));
         assert_eq!(l.partitions[1].size, 101 * MIB);
+        let ab = layout_ab(
+            "edge-x86_64",
+            Arch::X86_64,
+            128 * MIB,
+            30 * MIB,
+            64 * MIB,
+            8 * MIB,
+        )
+        .unwrap();
+        let names: Vec<&str> = ab.partitions.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["esp", "root-a", "root-b", "data"]);
+        assert_eq!(ab.partitions[1].type_guid, ab.partitions[2].type_guid);
+        assert_ne!(ab.partitions[1].guid, ab.partitions[2].guid);
+        // The same name and arch give the same slots, whatever else changes.
+        let again = layout_ab(
+            "edge-x86_64",
+            Arch::X86_64,
+            128 * MIB,
+            60 * MIB,
+            64 * MIB,
+            0,
+        )
+        .unwrap();
+        assert_eq!(again.partitions[2].guid, ab.partitions[2].guid);
+        assert_eq!(again.partitions.len(), 3);
+        let e = layout_ab("e", Arch::X86_64, 128 * MIB, 65 * MIB, 64 * MIB, 0).unwrap_err();
+        assert!(e.to_string().contains("ab.slot_size"), "{e}");
         assert!(layout(
             "id",
             Arch::X86_64,

@@ -109,8 +109,12 @@ impl Source {
 }
 
 /// Packages the image needs from the profile (and its agents).
-pub fn image_request(profile: &Profile) -> resolve::Request {
+pub fn image_request(profile: &Profile, hw: &Hardware) -> resolve::Request {
     let mut include = profile.packages.include.clone();
+    // An A/B image's updater checks bundle signatures with Debian's minisign.
+    if hw.ab.is_some() && !include.iter().any(|p| p == "minisign") {
+        include.push("minisign".into());
+    }
     for a in &profile.agents {
         include.extend(a.packages.iter().cloned());
     }
@@ -130,7 +134,7 @@ pub fn image_request(profile: &Profile) -> resolve::Request {
 
 /// Digest of the inputs that decide a package set, so `--locked` notices a changed profile.
 pub fn inputs_digest(profile: &Profile, hw: &Hardware) -> String {
-    let req = image_request(profile);
+    let req = image_request(profile, hw);
     let v = serde_json::json!({
         "distribution": profile.distribution,
         "include": req.include,
@@ -173,7 +177,7 @@ pub fn load_index(
 /// Resolve the full package set for one hardware target.
 pub fn resolve_target(src: &Source, profile: &Profile, hw: &Hardware) -> Result<LockTarget> {
     let (index, releases) = load_index(src, profile, hw.arch)?;
-    let mut set: Vec<Locked> = resolve::resolve(&index, &image_request(profile))
+    let mut set: Vec<Locked> = resolve::resolve(&index, &image_request(profile, hw))
         .with_context(|| format!("resolving {} for {}", profile.path.display(), hw.name))?
         .into_iter()
         .map(|info| Locked {

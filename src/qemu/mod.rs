@@ -38,8 +38,13 @@ pub struct VmSpec {
     pub arch: Arch,
     /// Hardware profile.
     pub hw: Hardware,
-    /// Disk image (attached with `snapshot=on`: never modified).
+    /// Disk image: raw and attached with `snapshot=on` (never modified), unless `persistent`.
     pub disk: PathBuf,
+    /// The disk is a qcow2 overlay written in place, so that what the guest writes survives
+    /// its reboots (an OTA test's disk; never an image directory's file).
+    pub persistent: bool,
+    /// A second disk, read-only: update media.
+    pub media: Option<PathBuf>,
     /// UEFI code volume.
     pub code: PathBuf,
     /// UEFI variable-store template (copied per boot).
@@ -91,10 +96,14 @@ pub fn args(spec: &VmSpec, vars_copy: &Path, interactive: bool) -> Vec<String> {
         "-drive".into(),
         format!("if=pflash,format=raw,unit=1,file={}", vars_copy.display()),
         "-drive".into(),
-        format!(
-            "if=none,id=disk0,format=raw,snapshot=on,file={}",
-            spec.disk.display()
-        ),
+        if spec.persistent {
+            format!("if=none,id=disk0,format=qcow2,file={}", spec.disk.display())
+        } else {
+            format!(
+                "if=none,id=disk0,format=raw,snapshot=on,file={}",
+                spec.disk.display()
+            )
+        },
         "-device".into(),
         "virtio-blk-pci,drive=disk0,bootindex=0".into(),
         "-netdev".into(),
@@ -104,6 +113,17 @@ pub fn args(spec: &VmSpec, vars_copy: &Path, interactive: bool) -> Vec<String> {
         "-device".into(),
         "virtio-rng-pci".into(),
     ];
+    if let Some(m) = &spec.media {
+        a.extend([
+            "-drive".into(),
+            format!(
+                "if=none,id=media0,format=raw,readonly=on,file={}",
+                m.display()
+            ),
+            "-device".into(),
+            "virtio-blk-pci,drive=media0".into(),
+        ]);
+    }
     if interactive {
         a.extend(["-serial".into(), "mon:stdio".into()]);
     } else {

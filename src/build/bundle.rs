@@ -1,0 +1,75 @@
+//! Stage: the update bundle of an A/B image. The root filesystem image exactly as written into
+//! slot A (read back from disk.raw), gzip-compressed, with the kernel and initramfs, under a
+//! manifest signed with the build key (an unsigned build gets its signature from `ingot sign`).
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+
+use super::image::DiskImage;
+use super::system::System;
+use crate::base::identity::Identity;
+use crate::boot;
+use crate::config::{Hardware, Profile};
+use crate::ota::bundle::{self, Manifest, Member};
+use crate::progress::Stages;
+use crate::trust::minisign;
+
+/// Write `update.bundle` into `work` when the disk is A/B; otherwise nothing.
+#[allow(clippy::too_many_arguments)]
+pub fn write(
+    work: &Path,
+    sys: &System,
+    img: &DiskImage,
+    profile: &Profile,
+    hw: &Hardware,
+    id: &Identity,
+    key: Option<&minisign::SecretKey>,
+    stages: &mut Stages,
+) -> Result<()> {
+    let Some(root) = &img.root_image else {
+        return Ok(());
+    };
+    stages.next(&format!("[{}] writing {}", id.id(), bundle::FILE))?;
+    let mut f =
+        std::fs::File::open(&img.raw).with_context(|| format!("reading {}", img.raw.display()))?;
+    f.seek(SeekFrom::Start(root.offset))?;
+    let mut rootfs = Vec::new();
+    f.take(root.size)
+        .read_to_end(&mut rootfs)
+        .with_context(|| format!("reading the root filesystem from {}", img.raw.display()))?;
+    let gz = bundle::gzip(&rootfs)?;
+    drop(rootfs);
+    let payload: [(&str, &[u8]); 3] = [
+        (bundle::LINUX, &sys.kernel_bytes),
+        (bundle::INITRD, &sys.initrd),
+        (bundle::ROOTFS, &gz),
+    ];
+    let manifest = Manifest {
+        image: id.name.clone(),
+        version: id.version.clone(),
+        arch: id.arch.clone(),
+        hardware: hw.name.clone(),
+        min_version: profile.ota.min_version.0.clone(),
+        options: boot::cmdline_tail(hw),
+        rootfs: (root.sha256.clone(), root.size),
+        members: payload
+            .iter()
+            .map(|(name, data)| Member {
+                name: (*name).to_string(),
+                sha256: hex::encode(Sha256::digest(data)),
+                size: data.len() as u64,
+            })
+            .collect(),
+    };
+    let sig = key.map(|k| k.sign_bytes(manifest.to_text().as_bytes(), &manifest.trusted_comment()));
+    bundle::write(
+        &work.join(bundle::FILE),
+        &manifest,
+        sig.as_deref(),
+        &payload,
+        id.epoch,
+    )
+}

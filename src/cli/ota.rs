@@ -1,0 +1,85 @@
+//! `ota-test BASE_DIR STEP...`: parse, run the library's harness, print and write the reports.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+
+use super::{source, SourceOpts};
+use crate::base::fsx;
+use crate::boottest;
+use crate::image_dir::ImageDir;
+use crate::ota::harness::{self, Step, Via};
+
+/// `ota-test`'s flags.
+pub struct OtaFlags {
+    /// Seconds one boot may take to report ready (installs get four times as long).
+    pub timeout: u64,
+    /// How bundles reach the device.
+    pub via: Via,
+    /// JUnit XML report.
+    pub junit: Option<PathBuf>,
+    /// JSON report.
+    pub json: Option<PathBuf>,
+    /// Log directory.
+    pub logs: Option<PathBuf>,
+    /// Keep the device's disk here.
+    pub keep_disk: Option<PathBuf>,
+    /// Forced accelerator.
+    pub accel: Option<String>,
+}
+
+/// Run the OTA test.
+pub fn ota_test(
+    base: &Path,
+    steps: &[Step],
+    f: OtaFlags,
+    so: &SourceOpts,
+    quiet: bool,
+) -> Result<()> {
+    let dir = ImageDir::open(base)?;
+    crate::qemu::require_binary(dir.manifest.boot.hardware.arch)?;
+    for s in steps {
+        if !s.bundle.is_file() {
+            bail!("step `{}`: {} is not a file", s.text, s.bundle.display());
+        }
+    }
+    let src = source(so, &dir.manifest.boot.firmware.suite, quiet)?;
+    let spec = boottest::vm_spec(&dir, f.accel.as_deref(), &src)?;
+    let log_dir = boottest::log_dir(f.logs.as_deref(), f.json.as_deref(), f.junit.as_deref())?;
+    let opts = harness::Options {
+        timeout: Duration::from_secs(f.timeout),
+        via: f.via,
+        log_dir: log_dir.clone(),
+        keep_disk: f.keep_disk,
+        quiet,
+    };
+    let report = harness::run(&dir, spec, steps, &opts)?;
+    if let Some(p) = &f.json {
+        fsx::write(p, serde_json::to_string_pretty(&report)? + "\n")?;
+    }
+    if let Some(p) = &f.junit {
+        fsx::write(p, report.junit_xml())?;
+    }
+    if f.logs.is_none() && f.json.is_none() && f.junit.is_none() && !quiet {
+        eprintln!("console logs: {}", log_dir.display());
+    }
+    for (i, s) in report.steps.iter().enumerate() {
+        if !s.passed {
+            eprintln!("FAIL step {}: {}: {}", i + 1, s.step, s.message);
+        }
+    }
+    if let Some(e) = &report.error {
+        eprintln!("FAIL: {e}");
+    }
+    if !report.passed() {
+        crate::interrupt::check()?;
+        bail!("ota test failed");
+    }
+    println!(
+        "ota test passed: {} step(s) in {:.0}s",
+        report.steps.len(),
+        report.seconds
+    );
+    Ok(())
+}
