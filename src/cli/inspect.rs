@@ -8,6 +8,7 @@ use serde_json::json;
 
 use crate::config::ByteSize;
 use crate::image_dir::ImageDir;
+use crate::ota::bundle::Bundle;
 
 /// Print an image directory's report (text, or JSON with `as_json`).
 pub fn inspect(image: &Path, as_json: bool) -> Result<()> {
@@ -25,11 +26,22 @@ pub fn inspect(image: &Path, as_json: bool) -> Result<()> {
         .collect();
     sizes.sort_by(|a, b| b.cmp(a));
     let identity = &m.sysprep.identity;
+    let bundle = match m.artifacts.contains_key(crate::image_dir::BUNDLE) {
+        true => Some(Bundle::read(&dir.file(crate::image_dir::BUNDLE))?),
+        false => None,
+    };
     if as_json {
+        let b = bundle.as_ref().map(|b| {
+            let bm = &b.manifest;
+            json!({"image": bm.image, "version": bm.version, "arch": bm.arch, "hardware": bm.hardware,
+                   "min_version": bm.min_version, "signed": b.signature.is_some(),
+                   "rootfs": {"sha256": bm.rootfs.0, "size": bm.rootfs.1},
+                   "members": b.members.iter().map(|f| json!({"name": f.name, "sha256": f.sha256, "size": f.size})).collect::<Vec<_>>()})
+        });
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &json!({"manifest": m, "identity": identity, "largest_packages": sizes.iter().take(15).collect::<Vec<_>>()})
+                &json!({"manifest": m, "identity": identity, "largest_packages": sizes.iter().take(15).collect::<Vec<_>>(), "update_bundle": b})
             )?
         );
         return Ok(());
@@ -42,6 +54,37 @@ pub fn inspect(image: &Path, as_json: bool) -> Result<()> {
             "  {:<8} type {} guid {} offset {} size {}",
             p.name, p.type_guid, p.guid, p.offset, p.size
         );
+    }
+    if let Some(b) = &bundle {
+        let bm = &b.manifest;
+        b.check(None)
+            .with_context(|| dir.file(crate::image_dir::BUNDLE).display().to_string())?;
+        println!(
+            "update bundle  {} {} for {} ({}), installs over {} and later; {}",
+            bm.image,
+            bm.version,
+            bm.hardware,
+            bm.arch,
+            bm.min_version,
+            if b.signature.is_some() {
+                "signed"
+            } else {
+                "unsigned"
+            }
+        );
+        println!(
+            "  root image {} uncompressed, sha256 {}",
+            ByteSize(bm.rootfs.1),
+            bm.rootfs.0
+        );
+        for f in &b.members {
+            println!(
+                "  {:<18} {:>10}  sha256 {}",
+                f.name,
+                ByteSize(f.size).to_string(),
+                f.sha256
+            );
+        }
     }
     println!("labels");
     for (k, v) in &m.labels {
