@@ -63,6 +63,9 @@ if [ -z "$dev" ]; then
   sleep 2
   poweroff -f
 fi
+# A read-only root (an A/B slot) is never written, not even by the kernel's own mount work:
+# its bytes must stay those of the image it was installed from.
+[ "$rootflags" = ro ] && blockdev --setro "$dev"
 if ! mount -t ext4 -o "$rootflags" "$dev" /newroot; then
   say "FATAL: cannot mount $dev (PARTUUID=$root) as ext4"
   sleep 2

@@ -188,6 +188,7 @@ const INITRAMFS_APPLETS: &[&str] = &[
     "sleep",
     "poweroff",
     "switch_root",
+    "blockdev",
 ];
 
 /// Build the initramfs: busybox from the target arch's `busybox-static`, modules in load order,

@@ -1,0 +1,460 @@
+//! OTA updates end to end on both arches: edge-minimal built for the A/B hardware as 1.0.0,
+//! 2.0.0 and a broken 3.0.0 (an agent that never becomes ready), plus a 2.0.0 signed with
+//! another key; its update bundles checked with independent tools; then `ingot ota-test` drives
+//! one device through refusals, an update, a rollback and a downgrade, and, in separate runs, a
+//! power cut at each point of an install. After each run the device's disk is checked with
+//! sgdisk, fsck.vfat and e2fsck. Runs when INGOT_E2E=1 is set.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use common::*;
+
+const ARCHES: [&str; 2] = ["x86_64", "aarch64"];
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    pubk: String,
+}
+
+impl Fixture {
+    /// An image directory: `out` is `out`, `out2` (a second build) or `other` (other key).
+    fn image(&self, out: &str, version: &str, arch: &str) -> PathBuf {
+        self.dir
+            .path()
+            .join(out)
+            .join(format!("edge-minimal-{version}-{arch}"))
+    }
+    fn bundle(&self, out: &str, version: &str, arch: &str) -> PathBuf {
+        self.image(out, version, arch).join("update.bundle")
+    }
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut keys = Vec::new();
+        for k in ["release", "other"] {
+            let p = dir.path().join(k);
+            ok(&ingot(&["keygen", "--out", p.to_str().unwrap()]), "keygen");
+            keys.push(format!("{}.key", p.display()));
+        }
+        let hw = [
+            "hardware/qemu-x86_64-ab.toml",
+            "hardware/qemu-aarch64-ab.toml",
+        ];
+        for (profile, out, key) in [
+            ("profiles/edge-minimal.toml", "out", &keys[0]),
+            ("tests/profiles/edge-v2.toml", "out", &keys[0]),
+            ("tests/profiles/edge-broken-probe.toml", "out", &keys[0]),
+            ("profiles/edge-minimal.toml", "out2", &keys[0]),
+            ("tests/profiles/edge-v2.toml", "other", &keys[1]),
+        ] {
+            let o = dir.path().join(out);
+            assert_eq!(build(profile, &hw, &o, &["--key", key]).len(), 2);
+        }
+        Fixture {
+            pubk: format!("{}.pub", dir.path().join("release").display()),
+            dir,
+        }
+    })
+}
+
+/// A copy of `bundle` with one byte flipped in the middle of its compressed root image.
+fn flipped(bundle: &Path, into: &Path) -> PathBuf {
+    let mut ar = tar::Archive::new(std::fs::File::open(bundle).unwrap());
+    let (pos, size) = ar
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap())
+        .find(|e| e.path().unwrap().to_str() == Some("rootfs.img.gz"))
+        .map(|e| (e.raw_file_position(), e.header().size().unwrap()))
+        .unwrap();
+    let mut bytes = std::fs::read(bundle).unwrap();
+    bytes[(pos + size / 2) as usize] ^= 0x01;
+    let out = into.join("flipped.bundle");
+    std::fs::write(&out, bytes).unwrap();
+    out
+}
+
+/// The root image digest and size a bundle's manifest records.
+fn bundle_rootfs(bundle: &Path) -> (String, u64) {
+    let b = ingot::ota::bundle::Bundle::read(bundle).unwrap();
+    b.manifest.rootfs
+}
+
+/// Convert the device's kept disk to raw and check it with the independent tools: the GPT,
+/// the ESP, both slots and the data partition; `slots` names bundles whose root image a slot
+/// must still hold byte for byte (a slot that ran is never written).
+fn check_device_disk(kept: &Path, base: &Path, tmp: &Path, slots: &[(&str, PathBuf)]) {
+    let (good, out) = tool("qemu-img", &["check", kept.to_str().unwrap()]);
+    assert!(good, "qemu-img check: {out}");
+    let dev = tmp.join("device");
+    std::fs::create_dir_all(&dev).unwrap();
+    let raw = dev.join("disk.raw");
+    let (good, out) = tool(
+        "qemu-img",
+        &[
+            "convert",
+            "-O",
+            "raw",
+            kept.to_str().unwrap(),
+            raw.to_str().unwrap(),
+        ],
+    );
+    assert!(good, "qemu-img convert: {out}");
+    std::fs::copy(base.join("manifest.json"), dev.join("manifest.json")).unwrap();
+    let (good, out) = tool("sgdisk", &["-v", raw.to_str().unwrap()]);
+    assert!(
+        good && out.contains("No problems found"),
+        "sgdisk -v: {out}"
+    );
+    for (part, checker, args) in [
+        ("esp", "fsck.vfat", "-n"),
+        ("root-a", "e2fsck", "-fn"),
+        ("root-b", "e2fsck", "-fn"),
+        ("data", "e2fsck", "-fn"),
+    ] {
+        let img = dev.join(format!("{part}.img"));
+        extract_partition(&dev, part, &img);
+        let (good, out) = tool(checker, &[args, img.to_str().unwrap()]);
+        assert!(good, "{checker} {args} on {part}: {out}");
+        if let Some((_, b)) = slots.iter().find(|(p, _)| *p == part) {
+            let (sha, size) = bundle_rootfs(b);
+            let bytes = std::fs::read(&img).unwrap();
+            assert_eq!(
+                hex_sha256(&bytes[..size as usize]),
+                sha,
+                "{part} no longer holds {}",
+                b.display()
+            );
+        }
+        let _ = std::fs::remove_file(img);
+    }
+    let _ = std::fs::remove_file(raw);
+}
+
+/// Run ota-test; its JSON report.
+fn ota_test(
+    base: &Path,
+    steps: &[String],
+    tmp: &Path,
+    extra: &[&str],
+    slots: &[(&str, PathBuf)],
+) -> serde_json::Value {
+    let json = tmp.join("ota.json");
+    let junit = tmp.join("ota.xml");
+    let kept = tmp.join("device.qcow2");
+    let mut args = vec![
+        "ota-test".to_string(),
+        base.display().to_string(),
+        "--json".into(),
+        json.display().to_string(),
+        "--junit".into(),
+        junit.display().to_string(),
+        "--keep-disk".into(),
+        kept.display().to_string(),
+    ];
+    args.extend(steps.iter().cloned());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = ingot(&argv);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).unwrap_or_default()).unwrap_or_default();
+    assert!(o.status.success(), "ota-test failed:\n{text}\n{report:#}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains(&format!("tests=\"{}\" failures=\"0\"", steps.len() + 1)),
+        "{xml}"
+    );
+    no_qemu_left(&kept);
+    check_device_disk(&kept, base, tmp, slots);
+    // The machine id the device made at its first boot lives on the data partition: every
+    // later ready line reports it.
+    let mid = report["machine_id"].as_str().unwrap().to_string();
+    for s in report["steps"].as_array().unwrap() {
+        for b in s["boots"].as_array().unwrap() {
+            if let Some(m) = b["ready"]["machine_id"].as_str() {
+                assert_eq!(m, mid, "machine id changed in {b:#}");
+            }
+        }
+    }
+    report
+}
+
+fn step(report: &serde_json::Value, n: usize) -> &serde_json::Value {
+    &report["steps"][n]
+}
+
+#[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
+fn bundles_reproduce_verify_with_minisign_and_carry_what_the_manifest_says() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    for arch in ARCHES {
+        let (a, b) = (
+            f.bundle("out", "1.0.0", arch),
+            f.bundle("out2", "1.0.0", arch),
+        );
+        let (da, db) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+        assert_eq!(
+            hex_sha256(&da),
+            hex_sha256(&db),
+            "{arch}: update.bundle differs between two builds"
+        );
+        // GNU tar, not Ingot, takes the bundle apart; minisign checks the manifest.
+        let x = tmp.path().join(arch);
+        std::fs::create_dir_all(&x).unwrap();
+        let (good, out) = tool(
+            "tar",
+            &["-xf", a.to_str().unwrap(), "-C", x.to_str().unwrap()],
+        );
+        assert!(good, "tar: {out}");
+        let (good, out) = tool(
+            "minisign",
+            &[
+                "-V",
+                "-p",
+                &f.pubk,
+                "-m",
+                x.join("manifest").to_str().unwrap(),
+                "-x",
+                x.join("manifest.minisig").to_str().unwrap(),
+            ],
+        );
+        assert!(good, "minisign -V: {out}");
+        assert!(
+            out.contains(&format!(
+                "bundle image=edge-minimal version=1.0.0 arch={arch}"
+            )),
+            "{out}"
+        );
+        let bm = std::fs::read_to_string(x.join("manifest")).unwrap();
+        let mut payload = 0;
+        for line in bm.lines().filter(|l| l.starts_with("member ")) {
+            let w: Vec<&str> = line.split(' ').collect();
+            let data = std::fs::read(x.join(w[1])).unwrap();
+            assert_eq!(
+                (hex_sha256(&data), data.len().to_string()),
+                (w[2].to_string(), w[3].to_string()),
+                "{line}"
+            );
+            payload += data.len();
+        }
+        assert!(
+            bm.contains(&format!("\narch {arch}\nhardware qemu-{arch}-ab\n")),
+            "{bm}"
+        );
+        assert!(
+            da.len() as f64 <= payload as f64 * 1.05,
+            "bundle {} bytes, members {payload}",
+            da.len()
+        );
+        // The uncompressed root image is exactly slot A of the disk.
+        let (good, root) = tool(
+            "sh",
+            &[
+                "-c",
+                &format!(
+                    "gunzip -c {} | sha256sum",
+                    x.join("rootfs.img.gz").display()
+                ),
+            ],
+        );
+        assert!(good);
+        let rootfs = bm.lines().find(|l| l.starts_with("rootfs ")).unwrap();
+        assert!(
+            rootfs.contains(root.split(' ').next().unwrap()),
+            "{rootfs} vs {root}"
+        );
+        let img = f.image("out", "1.0.0", arch);
+        let m = manifest(&img);
+        assert!(m["artifacts"]["update.bundle"]["sha256"] == hex_sha256(&da));
+        ok(
+            &ingot(&[
+                "verify",
+                img.to_str().unwrap(),
+                "--key",
+                &f.pubk,
+                "--strict",
+            ]),
+            "verify",
+        );
+        let text = ok(&ingot(&["inspect", img.to_str().unwrap()]), "inspect");
+        assert!(
+            text.contains("update bundle  edge-minimal 1.0.0 for qemu-")
+                && text.contains("rootfs.img.gz"),
+            "{text}"
+        );
+        // The disk: GPT, ESP, slot A, data (slot B is empty until the first update).
+        let (good, out) = tool("sgdisk", &["-v", img.join("disk.raw").to_str().unwrap()]);
+        assert!(good && out.contains("No problems found"), "{out}");
+        for (part, checker, arg) in [
+            ("esp", "fsck.vfat", "-n"),
+            ("root-a", "e2fsck", "-fn"),
+            ("data", "e2fsck", "-fn"),
+        ] {
+            let p = tmp.path().join(format!("{arch}-{part}.img"));
+            extract_partition(&img, part, &p);
+            let (good, out) = tool(checker, &[arg, p.to_str().unwrap()]);
+            assert!(good, "{checker} on {part}: {out}");
+        }
+        // Slot PARTUUIDs do not depend on the version.
+        let parts = |v: &str| {
+            manifest(&f.image("out", v, arch))["disk"]["partitions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| {
+                    (
+                        p["name"].as_str().unwrap().to_string(),
+                        p["guid"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(parts("1.0.0"), parts("2.0.0"));
+        // A changed byte in the bundle fails verify.
+        let copy = tmp.path().join(format!("{arch}-copy"));
+        let (good, out) = tool(
+            "cp",
+            &[
+                "-a",
+                "--sparse=always",
+                img.to_str().unwrap(),
+                copy.to_str().unwrap(),
+            ],
+        );
+        assert!(good, "{out}");
+        let fl = flipped(&a, tmp.path());
+        std::fs::rename(fl, copy.join("update.bundle")).unwrap();
+        let o = ingot(&["verify", copy.to_str().unwrap(), "--key", &f.pubk]);
+        assert!(
+            !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("update.bundle")
+        );
+    }
+}
+
+fn update_rollback_and_refusals(arch: &str, via: &str) {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let other_arch = if arch == "x86_64" {
+        "aarch64"
+    } else {
+        "x86_64"
+    };
+    let steps = [
+        format!(
+            "{}:rejected",
+            flipped(&f.bundle("out", "2.0.0", arch), tmp.path()).display()
+        ),
+        format!("{}:rejected", f.bundle("other", "2.0.0", arch).display()),
+        format!(
+            "{}:rejected",
+            f.bundle("out", "2.0.0", other_arch).display()
+        ),
+        format!("{}:updated", f.bundle("out", "2.0.0", arch).display()),
+        format!("{}:rolled-back", f.bundle("out", "3.0.0", arch).display()),
+        format!("{}:rejected", f.bundle("out", "1.0.0", arch).display()),
+    ];
+    // Slot b ran 2.0.0 through several boots and the rollback: still its bytes exactly.
+    let slots = [
+        ("root-b", f.bundle("out", "2.0.0", arch)),
+        ("root-a", f.bundle("out", "3.0.0", arch)),
+    ];
+    let r = ota_test(
+        &f.image("out", "1.0.0", arch),
+        &steps,
+        tmp.path(),
+        &["--via", via],
+        &slots,
+    );
+    let msg = |n: usize| step(&r, n)["message"].as_str().unwrap().to_string();
+    assert!(msg(0).contains("member rootfs.img.gz"), "{}", msg(0));
+    assert!(msg(1).contains("signed by another key"), "{}", msg(1));
+    assert!(msg(2).contains("wrong arch"), "{}", msg(2));
+    assert_eq!(step(&r, 3)["to_version"], "2.0.0");
+    assert!(step(&r, 3)["install_seconds"].as_f64().unwrap() > 0.0);
+    assert_eq!(step(&r, 4)["to_version"], "2.0.0");
+    assert_eq!(
+        step(&r, 4)["failed_attempts"],
+        3,
+        "three tries, then the fallback"
+    );
+    let last = step(&r, 4)["boots"].as_array().unwrap().last().unwrap();
+    assert_eq!(last["ready"]["rollback"], true);
+    assert!(msg(5).contains("downgrade"), "{}", msg(5));
+}
+
+#[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
+fn x86_64_updates_rolls_back_and_refuses_bad_bundles() {
+    update_rollback_and_refusals("x86_64", "disk");
+}
+
+#[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
+fn aarch64_updates_over_http_rolls_back_and_refuses_bad_bundles() {
+    update_rollback_and_refusals("aarch64", "http");
+}
+
+fn power_cuts(arch: &str) {
+    let f = fixture();
+    for point in ["power-cut", "power-cut@kernel", "power-cut@entry"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let steps = [format!(
+            "{}:{point}",
+            f.bundle("out", "2.0.0", arch).display()
+        )];
+        let slots = [
+            ("root-a", f.bundle("out", "1.0.0", arch)),
+            ("root-b", f.bundle("out", "2.0.0", arch)),
+        ];
+        let r = ota_test(
+            &f.image("out", "1.0.0", arch),
+            &steps,
+            tmp.path(),
+            &[],
+            &slots,
+        );
+        let s = step(&r, 0);
+        let boots = s["boots"].as_array().unwrap();
+        assert_eq!(boots[0]["end"], "cut", "{point}: {s:#}");
+        // Unless the cut landed after the entry was complete (the report says so), the next
+        // boot is the old version, and the install then succeeds.
+        if !s["message"]
+            .as_str()
+            .unwrap()
+            .contains("the cut came after")
+        {
+            assert_eq!(boots[1]["ready"]["version"], "1.0.0", "{point}: {s:#}");
+            assert_eq!(
+                boots.last().unwrap()["ready"]["version"],
+                "2.0.0",
+                "{point}: {s:#}"
+            );
+        }
+        assert_eq!(s["to_version"], "2.0.0", "{point}: {s:#}");
+    }
+}
+
+#[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
+fn x86_64_survives_a_power_cut_at_each_point_of_an_install() {
+    power_cuts("x86_64");
+}
+
+#[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
+fn aarch64_survives_a_power_cut_at_each_point_of_an_install() {
+    power_cuts("aarch64");
+}
