@@ -413,3 +413,119 @@ fn everything_checkable_is_checked_before_any_work() {
         "--out was created before the inputs were checked"
     );
 }
+
+#[test]
+fn every_failed_build_leaves_out_exactly_as_it_was() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let out = d.join("out");
+    // A previous image, the user's own files, and names that look like Ingot's temporaries.
+    let prev = out.join("edge-minimal-1.0.0-x86_64");
+    std::fs::create_dir_all(&prev).unwrap();
+    std::fs::write(prev.join("disk.raw"), "previous image").unwrap();
+    std::fs::write(prev.join("manifest.json"), "{}").unwrap();
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    std::fs::create_dir_all(out.join(".notes.tmp-4242")).unwrap();
+    std::fs::write(out.join(".backup.old-888888"), "mine too").unwrap();
+    let before = tree_digests(&out);
+    let good = root().join("profiles/edge-minimal.toml");
+    let typo = d.join("typo.toml");
+    std::fs::write(&typo, "[image]\nname = \"x\"\nversion = \"1.0.0\"\n[distribution]\nsuite = \"bookworm\"\n[packages]\nincldue = [\"a\"]\n").unwrap();
+    let hw = |name: &str, from: &str, to: &str| {
+        let src = std::fs::read_to_string(root().join("hardware").join(name)).unwrap();
+        assert!(src.contains(from), "{from}");
+        let p = d.join(format!("{name}-{}", to.len()));
+        std::fs::write(&p, src.replacen(from, to, 1)).unwrap();
+        p.display().to_string()
+    };
+    let smp0 = hw("qemu-x86_64.toml", "smp = 2", "smp = 0");
+    let tiny_data = hw(
+        "qemu-x86_64-ab.toml",
+        "data_size = \"96MiB\"",
+        "data_size = \"1MiB\"",
+    );
+    let key = d.join("k");
+    ok(
+        &ingot(&["keygen", "--out", key.to_str().unwrap()]),
+        "keygen",
+    );
+    let empty_cache = d.join("cache");
+    let (g, o, ab) = (
+        good.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "hardware/qemu-x86_64-ab.toml",
+    );
+    let k = format!("{}.key", key.display());
+    // (arguments, environment, exit code, what the message names)
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, i32, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            vec!["build", typo.to_str().unwrap(), "--out", o],
+            vec![],
+            2,
+            "incldue",
+        ),
+        (
+            vec!["build", g, "--out", o],
+            vec![("SOURCE_DATE_EPOCH", "x")],
+            2,
+            "SOURCE_DATE_EPOCH",
+        ),
+        (
+            vec!["build", g, "--out", o, "--key", "/nonexistent/key"],
+            vec![],
+            1,
+            "/nonexistent/key",
+        ),
+        (
+            vec!["build", g, "--out", o, "--hardware", &smp0],
+            vec![],
+            2,
+            "qemu.smp",
+        ),
+        (
+            vec!["build", g, "--out", o, "--hardware", ab],
+            vec![],
+            2,
+            "--key",
+        ),
+        (
+            vec![
+                "build",
+                g,
+                "--out",
+                o,
+                "--hardware",
+                &tiny_data,
+                "--key",
+                &k,
+            ],
+            vec![],
+            2,
+            "ab.data_size",
+        ),
+        // Fails after the staging directory exists: the mirror is not there.
+        (
+            vec![
+                "build",
+                g,
+                "--out",
+                o,
+                "--mirror",
+                "file:///nonexistent/debian",
+                "--cache",
+                empty_cache.to_str().unwrap(),
+            ],
+            vec![],
+            1,
+            "/nonexistent/debian",
+        ),
+    ];
+    for (args, env, code, needle) in cases {
+        let r = ingot_env(&args, &env);
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(code), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: wanted `{needle}` in {err}");
+        assert_eq!(tree_digests(&out), before, "{args:?} changed --out");
+    }
+}

@@ -277,6 +277,35 @@ fn bundles_reproduce_verify_with_minisign_and_carry_what_the_manifest_says() {
             "{rootfs} vs {root}"
         );
         let img = f.image("out", "1.0.0", arch);
+        // The provenance names the bundle as a subject and dates each Release it came from.
+        let prov = std::fs::read_to_string(img.join("provenance.intoto.jsonl")).unwrap();
+        let env: serde_json::Value = serde_json::from_str(prov.lines().next().unwrap()).unwrap();
+        use base64::Engine;
+        let stmt: serde_json::Value = serde_json::from_slice(
+            &base64::engine::general_purpose::STANDARD
+                .decode(env["payload"].as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(
+            stmt["subject"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["name"] == "update.bundle" && s["digest"]["sha256"] == hex_sha256(&da)),
+            "{stmt:#}"
+        );
+        let deps = stmt["predicate"]["buildDefinition"]["resolvedDependencies"]
+            .as_array()
+            .unwrap();
+        assert!(
+            deps.iter()
+                .filter(|d| d["uri"].as_str().is_some_and(|u| u.ends_with("/InRelease")))
+                .all(|d| d["annotations"]["date"]
+                    .as_str()
+                    .is_some_and(|x| x.ends_with("UTC"))),
+            "{deps:#?}"
+        );
         let m = manifest(&img);
         assert!(m["artifacts"]["update.bundle"]["sha256"] == hex_sha256(&da));
         ok(

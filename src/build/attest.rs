@@ -114,7 +114,14 @@ pub fn attest(
             "hardware": {"path": hw.path.display().to_string(), "sha256": hw_digest},
             "locked": opts.locked, "sourceDateEpoch": epoch,
         }),
-        set.releases.iter().map(|(s, d)| json!({"uri": format!("{}/dists/{s}/InRelease", src.mirror_for(s)), "digest": {"sha256": d}}))
+        set.releases.iter().map(|(s, d)| {
+            let mut r = json!({"uri": format!("{}/dists/{s}/InRelease", src.mirror_for(s)), "digest": {"sha256": d}});
+            // When the archive was published: an old date under a valid signature is a replay.
+            if let Some(date) = set.release_dates.get(s) {
+                r["annotations"] = json!({"date": date});
+            }
+            r
+        })
             .chain(std::iter::once(json!({"name": "packages.lock", "digest": {"sha256": lock_digest}})))
             .collect(),
         epoch,

@@ -319,6 +319,8 @@ enum Until {
 
 /// The line the updater prints when an install is complete (before it reboots).
 const INSTALLED: &str = "ingot-update: installed ";
+/// The line `ingot-update auto` prints when an install from a source it found did not happen.
+const AUTO_DONE: &str = "ingot-update: auto: no update installed";
 /// The line it prints when it starts on a source it found.
 const FOUND: &str = "ingot-update: found an update source";
 
@@ -354,10 +356,16 @@ impl Device<'_> {
         let (mut ready, mut ready_at) = (None, None);
         let (mut found_at, mut installed_at) = (None, None);
         let mut cut_at: Option<Instant> = None;
+        let (mut verdict, mut verdict_at): (Option<End>, Option<Instant>) = (None, None);
         let mut last_line = String::new();
         let end = loop {
             if crate::interrupt::requested() {
                 break End::Interrupted;
+            }
+            if verdict_at.is_some_and(|t| t.elapsed() > Duration::from_secs(20)) {
+                if let Some(v) = verdict.take() {
+                    break v;
+                }
             }
             if let Some(t) = cut_at {
                 // Into the slot write by a little; right at the marker for the later points,
@@ -410,15 +418,24 @@ impl Device<'_> {
                         installed_at = Some(at);
                     }
                     if let Until::Install(cut) = until {
+                        // The updater cleans up (and unmounts the ESP) after its verdict, then
+                        // says it is done: stop only then, as a user would, not mid-cleanup.
+                        if line.contains(AUTO_DONE) {
+                            if let Some(v) = verdict.take() {
+                                break v;
+                            }
+                        }
                         if let Some(p) = line.find("ingot-update: rejected:") {
-                            break End::Rejected {
+                            verdict.get_or_insert(End::Rejected {
                                 line: line[p..].trim().to_string(),
-                            };
+                            });
+                            verdict_at.get_or_insert_with(Instant::now);
                         }
                         if let Some(p) = line.find("ingot-update: failed:") {
-                            break End::Failed {
+                            verdict.get_or_insert(End::Failed {
                                 line: line[p..].trim().to_string(),
-                            };
+                            });
+                            verdict_at.get_or_insert_with(Instant::now);
                         }
                         if let Some(c) = cut {
                             if cut_at.is_none() && line.contains(c.marker()) {

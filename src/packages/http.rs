@@ -185,13 +185,14 @@ fn open_within(url: &str, max_bytes: u64, allowed: Duration) -> Result<Box<dyn R
     }
 }
 
-/// Worth another try: server errors, throttling, connection trouble; not a bad URL.
+/// Worth another try: server errors, throttling, timeouts, connection trouble; not a bad URL,
+/// a host name that does not resolve, or an answer such as 404 that will not change.
 fn transient(e: &ureq::Error) -> bool {
     match e {
-        ureq::Error::Status(..) => true,
+        ureq::Error::Status(code, _) => *code >= 500 || *code == 408 || *code == 429,
         ureq::Error::Transport(t) => !matches!(
             t.kind(),
-            ureq::ErrorKind::InvalidUrl | ureq::ErrorKind::UnknownScheme
+            ureq::ErrorKind::InvalidUrl | ureq::ErrorKind::UnknownScheme | ureq::ErrorKind::Dns
         ),
     }
 }
@@ -201,6 +202,36 @@ mod tests {
     use super::*;
     use std::io::{BufRead, BufReader, Write};
     use std::net::TcpListener;
+
+    #[test]
+    fn only_answers_that_may_change_are_retried() {
+        let status = |c: u16| ureq::Error::Status(c, ureq::Response::new(c, "x", "").unwrap());
+        for c in [500, 502, 503, 408, 429] {
+            assert!(transient(&status(c)), "{c}");
+        }
+        for c in [400, 403, 404, 410] {
+            assert!(!transient(&status(c)), "{c}");
+        }
+        // A host name that does not resolve is not retried (a resolver that finds nothing:
+        // no lookup leaves the machine).
+        let agent = ureq::AgentBuilder::new()
+            .resolver(|_: &str| -> std::io::Result<Vec<std::net::SocketAddr>> {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no such host",
+                ))
+            })
+            .build();
+        let e = agent
+            .get("http://no-such-host.invalid/")
+            .call()
+            .unwrap_err();
+        assert!(
+            matches!(&e, ureq::Error::Transport(t) if t.kind() == ureq::ErrorKind::Dns),
+            "{e}"
+        );
+        assert!(!transient(&e), "{e}");
+    }
 
     /// A one-connection-at-a-time HTTP server on 127.0.0.1 answering each request with
     /// `respond`; ends after `requests` requests.

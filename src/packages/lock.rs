@@ -41,6 +41,9 @@ pub struct LockTarget {
     /// Digests of the InRelease files the set was resolved from.
     #[serde(default)]
     pub releases: BTreeMap<String, String>,
+    /// The `Date` of each of those Release files: how fresh the archive was.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub release_dates: BTreeMap<String, String>,
     /// Packages, sorted by role then name.
     pub package: Vec<Locked>,
 }

@@ -111,9 +111,14 @@ impl Source {
 /// Packages the image needs from the profile (and its agents).
 pub fn image_request(profile: &Profile, hw: &Hardware) -> resolve::Request {
     let mut include = profile.packages.include.clone();
-    // An A/B image's updater checks bundle signatures with Debian's minisign.
-    if hw.ab.is_some() && !include.iter().any(|p| p == "minisign") {
-        include.push("minisign".into());
+    // An A/B image's updater checks bundle signatures with Debian's minisign, and the ESP
+    // with dosfstools' fsck.fat before it mounts it (a power cut leaves it marked dirty).
+    if hw.ab.is_some() {
+        for p in ["minisign", "dosfstools"] {
+            if !include.iter().any(|i| i == p) {
+                include.push(p.into());
+            }
+        }
     }
     for a in &profile.agents {
         include.extend(a.packages.iter().cloned());
@@ -228,6 +233,11 @@ pub fn resolve_target(src: &Source, profile: &Profile, hw: &Hardware) -> Result<
         releases: releases
             .iter()
             .map(|r| (r.suite.clone(), r.digest.clone()))
+            .collect(),
+        release_dates: releases
+            .iter()
+            .filter(|r| !r.date.is_empty())
+            .map(|r| (r.suite.clone(), r.date.clone()))
             .collect(),
         package: set,
     })

@@ -45,6 +45,8 @@ fn resolve_names(r: &TestRepo, include: &[&str]) -> Result<Vec<String>> {
     let src = r.source();
     let (index, rel) = load_index(&src, &r.profile(&["app"]), Arch::X86_64)?;
     assert_eq!(rel.len(), 1);
+    // The Release's own date is kept, for the lockfile and the provenance.
+    assert_eq!(rel[0].date, "Sat, 01 Jan 2000 00:00:00 UTC");
     let req = resolve::Request {
         include: include.iter().map(|s| s.to_string()).collect(),
         ..Default::default()
