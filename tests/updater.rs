@@ -134,7 +134,8 @@ impl Device {
     ) -> (PathBuf, Vec<u8>) {
         let root: Vec<u8> = (0..96 * 1024u32).map(|i| (i * 7 % 251) as u8).collect();
         let gz = bundle::gzip(&root).unwrap();
-        let kernel = format!("kernel {version}").into_bytes();
+        let kernel_raw = format!("kernel {version}").into_bytes();
+        let kernel = bundle::gzip(&kernel_raw).unwrap();
         let initrd = format!("initrd {version}").into_bytes();
         let payload: [(&str, &[u8]); 3] = [
             (bundle::LINUX, &kernel),
@@ -149,6 +150,7 @@ impl Device {
             min_version: "0.0.0".into(),
             options: "console=ttyS0 quiet panic=-1".into(),
             rootfs: (sha(&root), root.len() as u64),
+            kernel: (sha(&kernel_raw), kernel_raw.len() as u64),
             members: payload
                 .iter()
                 .map(|(n, d)| Member {

@@ -1,5 +1,5 @@
 //! Stage: the update bundle of an A/B image. The root filesystem image exactly as written into
-//! slot A (read back from disk.raw), gzip-compressed, with the kernel and initramfs, under a
+//! slot A (read back from disk.raw) and the kernel, gzip-compressed, with the initramfs, under a
 //! manifest signed with the build key (an unsigned build gets its signature from `ingot sign`).
 
 use std::io::{Read, Seek, SeekFrom};
@@ -42,8 +42,9 @@ pub fn write(
         .with_context(|| format!("reading the root filesystem from {}", img.raw.display()))?;
     let gz = bundle::gzip(&rootfs)?;
     drop(rootfs);
+    let kernel_gz = bundle::gzip(&sys.kernel_bytes)?;
     let payload: [(&str, &[u8]); 3] = [
-        (bundle::LINUX, &sys.kernel_bytes),
+        (bundle::LINUX, &kernel_gz),
         (bundle::INITRD, &sys.initrd),
         (bundle::ROOTFS, &gz),
     ];
@@ -55,6 +56,10 @@ pub fn write(
         min_version: profile.ota.min_version.0.clone(),
         options: boot::cmdline_tail(hw),
         rootfs: (root.sha256.clone(), root.size),
+        kernel: (
+            hex::encode(Sha256::digest(&sys.kernel_bytes)),
+            sys.kernel_bytes.len() as u64,
+        ),
         members: payload
             .iter()
             .map(|(name, data)| Member {

@@ -13,7 +13,8 @@
 //! min-version 0.0.0
 //! options console=ttyS0 quiet panic=-1
 //! rootfs <sha256 of the uncompressed root image> <bytes>
-//! member linux <sha256> <bytes>
+//! kernel <sha256 of the uncompressed kernel image> <bytes>
+//! member linux.gz <sha256> <bytes>
 //! member initrd <sha256> <bytes>
 //! member rootfs.img.gz <sha256> <bytes>
 //! ```
@@ -33,8 +34,8 @@ pub const FILE: &str = "update.bundle";
 pub const MANIFEST: &str = "manifest";
 /// The manifest's minisign signature.
 pub const SIGNATURE: &str = "manifest.minisig";
-/// The kernel image.
-pub const LINUX: &str = "linux";
+/// The kernel image, gzip-compressed (an arm64 kernel is an uncompressed Image of ~30 MB).
+pub const LINUX: &str = "linux.gz";
 /// The initramfs.
 pub const INITRD: &str = "initrd";
 /// The gzip-compressed root filesystem image.
@@ -93,6 +94,8 @@ pub struct Manifest {
     pub options: String,
     /// SHA-256 and size of the uncompressed root filesystem image (what the slot holds).
     pub rootfs: (String, u64),
+    /// SHA-256 and size of the uncompressed kernel image (what the ESP holds).
+    pub kernel: (String, u64),
     /// Payload members.
     pub members: Vec<Member>,
 }
@@ -113,9 +116,9 @@ impl Manifest {
     /// The text that is signed.
     pub fn to_text(&self) -> String {
         let mut t = format!(
-            "ingot-bundle 1\nimage {}\nversion {}\narch {}\nhardware {}\nmin-version {}\noptions {}\nrootfs {} {}\n",
+            "ingot-bundle 1\nimage {}\nversion {}\narch {}\nhardware {}\nmin-version {}\noptions {}\nrootfs {} {}\nkernel {} {}\n",
             self.image, self.version, self.arch, self.hardware, self.min_version, self.options,
-            self.rootfs.0, self.rootfs.1
+            self.rootfs.0, self.rootfs.1, self.kernel.0, self.kernel.1
         );
         for m in &self.members {
             t.push_str(&format!("member {} {} {}\n", m.name, m.sha256, m.size));
@@ -143,8 +146,9 @@ impl Manifest {
                 ));
             }
         }
-        let (mut image, mut version, mut arch, mut hardware, mut min, mut options, mut rootfs) =
-            (None, None, None, None, None, None, None);
+        let (mut image, mut version, mut arch, mut hardware, mut min, mut options) =
+            (None, None, None, None, None, None);
+        let (mut rootfs, mut kernel) = (None, None);
         let mut members = Vec::new();
         for (i, line) in lines {
             let bad = |what: &str| BundleError::BadLine {
@@ -174,10 +178,10 @@ impl Manifest {
                     }
                     options = Some(val.to_string());
                 }
-                "rootfs" | "member" => {
+                "rootfs" | "kernel" | "member" => {
                     let f: Vec<&str> = val.split(' ').collect();
                     let (name, sha, size) = match (key, f.as_slice()) {
-                        ("rootfs", [sha, size]) => ("", *sha, *size),
+                        ("rootfs" | "kernel", [sha, size]) => ("", *sha, *size),
                         ("member", [name, sha, size]) => (*name, *sha, *size),
                         _ => return Err(bad("expected `[NAME] SHA256 SIZE`")),
                     };
@@ -187,6 +191,8 @@ impl Manifest {
                     }
                     if key == "rootfs" {
                         rootfs = Some((sha.to_string(), size));
+                    } else if key == "kernel" {
+                        kernel = Some((sha.to_string(), size));
                     } else if PAYLOAD.contains(&name)
                         && !members.iter().any(|m: &Member| m.name == name)
                     {
@@ -215,6 +221,7 @@ impl Manifest {
             min_version: min.ok_or(BundleError::Missing("min-version"))?,
             options: options.ok_or(BundleError::Missing("options"))?,
             rootfs: rootfs.ok_or(BundleError::Missing("rootfs"))?,
+            kernel: kernel.ok_or(BundleError::Missing("kernel"))?,
             members,
         })
     }
@@ -416,7 +423,7 @@ impl Bundle {
     }
 }
 
-/// gzip a root filesystem image (deterministic: no name, no time in the header).
+/// gzip a root filesystem or kernel image (deterministic: no name, no time in the header).
 pub fn gzip(data: &[u8]) -> Result<Vec<u8>> {
     let mut e = flate2::GzBuilder::new()
         .mtime(0)
@@ -438,6 +445,7 @@ mod tests {
             min_version: "1.0.0".into(),
             options: "console=ttyS0 quiet panic=-1".into(),
             rootfs: (hex::encode(Sha256::digest(b"root")), 4),
+            kernel: (hex::encode(Sha256::digest(b"kernel")), 6),
             members: payload
                 .iter()
                 .map(|(n, d)| Member {
@@ -478,14 +486,14 @@ mod tests {
         assert!(b.check(Some(&other.public())).is_err());
         // Flip one byte of the kernel member: the check names it.
         let mut bytes = std::fs::read(&p).unwrap();
-        let at = bytes.windows(6).position(|w| w == b"kernel").unwrap();
+        let at = bytes.windows(6).rposition(|w| w == b"kernel").unwrap();
         bytes[at] ^= 1;
         std::fs::write(&p, &bytes).unwrap();
         let e = Bundle::read(&p)
             .unwrap()
             .check(Some(&key.public()))
             .unwrap_err();
-        assert!(e.to_string().contains("member linux"), "{e}");
+        assert!(e.to_string().contains("member linux.gz"), "{e}");
         // Truncated: an error, not a panic.
         std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
         assert!(Bundle::read(&p).and_then(|b| b.check(None)).is_err());
