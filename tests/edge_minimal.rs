@@ -50,22 +50,6 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-/// A private copy of an image directory (sparse files stay sparse).
-fn copy_image(src: &Path, into: &Path) -> PathBuf {
-    std::fs::create_dir_all(into).unwrap();
-    let (good, o) = tool(
-        "cp",
-        &[
-            "-a",
-            "--sparse=always",
-            src.to_str().unwrap(),
-            into.to_str().unwrap(),
-        ],
-    );
-    assert!(good, "cp: {o}");
-    into.join(src.file_name().unwrap())
-}
-
 #[test]
 #[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
 fn keygen_writes_a_private_secret_key() {

@@ -353,17 +353,7 @@ fn bundles_reproduce_verify_with_minisign_and_carry_what_the_manifest_says() {
         };
         assert_eq!(parts("1.0.0"), parts("2.0.0"));
         // A changed byte in the bundle fails verify.
-        let copy = tmp.path().join(format!("{arch}-copy"));
-        let (good, out) = tool(
-            "cp",
-            &[
-                "-a",
-                "--sparse=always",
-                img.to_str().unwrap(),
-                copy.to_str().unwrap(),
-            ],
-        );
-        assert!(good, "{out}");
+        let copy = copy_image(&img, &tmp.path().join(format!("{arch}-copy")));
         let fl = flipped(&a, tmp.path());
         std::fs::rename(fl, copy.join("update.bundle")).unwrap();
         let o = ingot(&["verify", copy.to_str().unwrap(), "--key", &f.pubk]);

@@ -274,3 +274,19 @@ pub fn dsse_independent(path: &Path, pubkey_file: &str) {
     assert_eq!(st["_type"], "https://in-toto.io/Statement/v1");
     assert_eq!(st["predicateType"], "https://slsa.dev/provenance/v1");
 }
+
+/// A private copy of an image directory (sparse files stay sparse).
+pub fn copy_image(src: &Path, into: &Path) -> PathBuf {
+    std::fs::create_dir_all(into).unwrap();
+    let (good, o) = tool(
+        "cp",
+        &[
+            "-a",
+            "--sparse=always",
+            src.to_str().unwrap(),
+            into.to_str().unwrap(),
+        ],
+    );
+    assert!(good, "cp: {o}");
+    into.join(src.file_name().unwrap())
+}
