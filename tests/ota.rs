@@ -477,3 +477,61 @@ fn x86_64_survives_a_power_cut_at_each_point_of_an_install() {
 fn aarch64_survives_a_power_cut_at_each_point_of_an_install() {
     power_cuts("aarch64");
 }
+
+/// vm-base (systemd) on the x86_64 A/B machine: 1.0.0, 2.0.0 and a broken 3.0.0.
+fn vm_fixture() -> &'static (tempfile::TempDir, PathBuf) {
+    static F: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    F.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("release");
+        ok(
+            &ingot(&["keygen", "--out", key.to_str().unwrap()]),
+            "keygen",
+        );
+        let key = format!("{}.key", key.display());
+        let out = dir.path().join("out");
+        for profile in [
+            "profiles/vm-base.toml",
+            "tests/profiles/vm-v2.toml",
+            "tests/profiles/vm-broken-probe.toml",
+        ] {
+            let b = build(
+                profile,
+                &["hardware/qemu-x86_64-ab.toml"],
+                &out,
+                &["--key", &key],
+            );
+            assert_eq!(b.len(), 1);
+        }
+        (dir, out)
+    })
+}
+
+#[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
+fn vm_base_with_systemd_updates_and_rolls_back_on_x86_64() {
+    let (_, out) = vm_fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let img = |v: &str| out.join(format!("vm-base-{v}-x86_64"));
+    let steps = [
+        format!("{}:updated", img("2.0.0").join("update.bundle").display()),
+        format!(
+            "{}:rolled-back",
+            img("3.0.0").join("update.bundle").display()
+        ),
+    ];
+    let slots = [
+        ("root-b", img("2.0.0").join("update.bundle")),
+        ("root-a", img("3.0.0").join("update.bundle")),
+    ];
+    let r = ota_test(
+        &img("1.0.0"),
+        &steps,
+        tmp.path(),
+        &["--timeout", "240"],
+        &slots,
+    );
+    assert_eq!(step(&r, 0)["to_version"], "2.0.0");
+    assert_eq!(step(&r, 1)["to_version"], "2.0.0");
+    assert_eq!(step(&r, 1)["failed_attempts"], 3);
+}

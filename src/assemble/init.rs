@@ -291,7 +291,11 @@ pub(super) fn systemd_network(tree: &mut Tree, profile: &Profile) -> Result<()> 
     Ok(())
 }
 
-pub(super) fn systemd_setup(tree: &mut Tree, profile: &Profile) -> Result<()> {
+/// systemd: units enabled the way `systemctl enable` would, the ready check, first-boot units.
+/// On an A/B disk (`ab`) the ready check is ordered before `boot-complete.target` and decides
+/// the boot (blessing it, or rebooting while the entry has tries left), then `ingot-update
+/// auto` looks for an update; `ingot-ota-setup.service` starts the watchdog.
+pub(super) fn systemd_setup(tree: &mut Tree, profile: &Profile, ab: bool) -> Result<()> {
     if !tree.exists("usr/lib/systemd/systemd") {
         bail!(
             "{}: init = \"systemd\" needs the `systemd` package in the package list",
@@ -301,12 +305,29 @@ pub(super) fn systemd_setup(tree: &mut Tree, profile: &Profile) -> Result<()> {
     if !tree.exists("sbin/init") {
         tree.insert("sbin/init", Entry::symlink("/usr/lib/systemd/systemd"))?;
     }
+    let (before, auto) = if ab {
+        (
+            "Before=boot-complete.target\n",
+            "ExecStart=-/bin/sh -c '/usr/sbin/ingot-update auto </dev/null >/dev/console 2>&1'\n",
+        )
+    } else {
+        ("", "")
+    };
     put(
         tree,
         "usr/lib/systemd/system/ingot-ready.service",
-        "[Unit]\nDescription=Ingot check-in: report agents ready on the console\nAfter=multi-user.target\n\n[Service]\nType=oneshot\nExecStart=/usr/lib/ingot/ready\nStandardOutput=null\nRemainAfterExit=yes\n\n[Install]\nWantedBy=multi-user.target\n",
+        format!("[Unit]\nDescription=Ingot check-in: report agents ready on the console\nAfter=multi-user.target\n{before}\n[Service]\nType=oneshot\nExecStart=/usr/lib/ingot/ready\n{auto}StandardOutput=null\nRemainAfterExit=yes\n\n[Install]\nWantedBy=multi-user.target\n"),
         0o644,
     )?;
+    if ab {
+        put(
+            tree,
+            "usr/lib/systemd/system/ingot-ota-setup.service",
+            "[Unit]\nDescription=Ingot A/B: data partition, machine id and watchdog\nAfter=local-fs.target\n\n[Service]\nType=oneshot\nExecStart=/usr/sbin/ingot-update boot-setup\nStandardError=journal+console\nRemainAfterExit=yes\n\n[Install]\nWantedBy=multi-user.target\n",
+            0o644,
+        )?;
+        enable_unit(tree, "ingot-ota-setup.service", "ingot")?;
+    }
     // openssh-server's postinst installs the default sshd_config from /usr/share/openssh.
     if !tree.exists("etc/ssh/sshd_config") {
         if let Some(c) = tree.read("/usr/share/openssh/sshd_config") {

@@ -232,12 +232,7 @@ pub fn system(
     )?;
     match profile.init {
         InitSystem::Busybox => busybox_init(tree, profile, &hw.console, ab)?,
-        InitSystem::Systemd if ab => anyhow::bail!(
-            "{}: A/B updates are built for busybox init so far; {} uses systemd",
-            hw.path.display(),
-            profile.path.display()
-        ),
-        InitSystem::Systemd => systemd_setup(tree, profile)?,
+        InitSystem::Systemd => systemd_setup(tree, profile, ab)?,
     }
     Ok(())
 }

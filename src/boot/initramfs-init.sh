@@ -16,11 +16,12 @@ while read -r m; do
   [ -n "$m" ] && insmod "$m" 2>/dev/null
 done < /etc/modules.order
 
-root="" ; init=/sbin/init ; wait=30 ; rootflags=rw
+root="" ; data="" ; init=/sbin/init ; wait=30 ; rootflags=rw
 read -r cmdline < /proc/cmdline
 for arg in $cmdline; do
   case "$arg" in
     root=PARTUUID=*) root="${arg#root=PARTUUID=}" ;;
+    ingot.data=*) data="${arg#ingot.data=}" ;;
     init=*) init="${arg#init=}" ;;
     rootwait=*) wait="${arg#rootwait=}" ;;
     ro) rootflags=ro ;;
@@ -29,8 +30,11 @@ done
 [ -n "$root" ] || { say "FATAL: no root=PARTUUID=... on the kernel command line"; sleep 2; poweroff -f; }
 
 # GPT stores a GUID's first three fields little-endian.
-lc=$(echo "$root" | tr 'A-F' 'a-f' | tr -d '-')
-want="${lc:6:2}${lc:4:2}${lc:2:2}${lc:0:2}${lc:10:2}${lc:8:2}${lc:14:2}${lc:12:2}${lc:16:16}"
+gpt_bytes() {
+  lc=$(echo "$1" | tr 'A-F' 'a-f' | tr -d '-')
+  echo "${lc:6:2}${lc:4:2}${lc:2:2}${lc:0:2}${lc:10:2}${lc:8:2}${lc:14:2}${lc:12:2}${lc:16:16}"
+}
+want=$(gpt_bytes "$root")
 
 # Shell built-ins wherever they do: every fork costs ~10 ms under TCG. A partition's sysfs
 # directory sits inside its disk's, whose uevent names the disk's device node.
@@ -70,6 +74,28 @@ if ! mount -t ext4 -o "$rootflags" "$dev" /newroot; then
   say "FATAL: cannot mount $dev (PARTUUID=$root) as ext4"
   sleep 2
   poweroff -f
+fi
+# An A/B root is read-only: the data partition (which survives updates) holds the state, with
+# /etc and /var as overlays whose upper layers live there.
+if [ -n "$data" ]; then
+  want=$(gpt_bytes "$data")
+  if ddev=$(find_root) && mount -t ext4 -o rw,noatime "$ddev" /newroot/data; then
+    for d in etc var; do
+      o=/newroot/data/ingot/overlay/$d
+      mkdir -p "$o/upper" "$o/work"
+      mount -t overlay overlay -o "lowerdir=/newroot/$d,upperdir=$o/upper,workdir=$o/work" "/newroot/$d" \
+        || say "cannot overlay /$d: it stays read-only"
+    done
+  else
+    say "data partition PARTUUID=$data not mounted: /etc and /var stay read-only"
+  fi
+fi
+# kmod needs modules.dep.bin, which depmod makes at first boot: on a read-only root it writes it
+# into a tmpfs overlay of the module tree (made again at every boot, so never stale).
+if [ "$rootflags" = ro ] && [ -d /newroot/usr/lib/modules ]; then
+  mount -t tmpfs -o mode=0755 tmpfs /newroot/run && mkdir -p /newroot/run/ingot-modules/upper /newroot/run/ingot-modules/work \
+    && mount -t overlay overlay -o lowerdir=/newroot/usr/lib/modules,upperdir=/newroot/run/ingot-modules/upper,workdir=/newroot/run/ingot-modules/work /newroot/usr/lib/modules \
+    || say "cannot overlay /usr/lib/modules: modules.dep.bin cannot be made"
 fi
 mount --move /dev /newroot/dev 2>/dev/null || umount /dev
 umount /proc /sys

@@ -189,6 +189,7 @@ const INITRAMFS_APPLETS: &[&str] = &[
     "poweroff",
     "switch_root",
     "blockdev",
+    "mkdir",
 ];
 
 /// Build the initramfs: busybox from the target arch's `busybox-static`, modules in load order,
@@ -200,10 +201,15 @@ pub fn initramfs(
     hw: &Hardware,
     time: i64,
 ) -> Result<Vec<u8>> {
+    let mut wanted = hw.modules.clone();
+    if hw.ab.is_some() {
+        // The writable /etc and /var of a read-only A/B root.
+        wanted.push("overlay".into());
+    }
     let modules = resolve_modules(
         image,
         &kernel.release,
-        &hw.modules,
+        &wanted,
         &hw.path.display().to_string(),
     )?;
     let mut t = Tree::new();
@@ -316,30 +322,36 @@ fn prune_modules(tree: &mut Tree, release: &str, keep_files: &[String], keep_dir
 /// The kernel command line: the root partition by PARTUUID, the console, then the hardware
 /// profile's own arguments (checked to be one line when the profile was read). An A/B slot
 /// (`Some('a')`) is mounted read-only and named by `ingot.slot=`, so the updater and the ready
-/// line know which slot runs.
-pub fn cmdline(root_guid: &str, hw: &Hardware, slot: Option<char>) -> String {
+/// line know which slot runs; `data` is the A/B data partition's GUID (see [`cmdline_tail`]).
+pub fn cmdline(root_guid: &str, hw: &Hardware, slot: Option<char>, data: Option<&str>) -> String {
     let guid = root_guid.to_lowercase();
     match slot {
         // The device's updater writes the same line for the slot it installs to.
         Some(s) => format!(
             "root=PARTUUID={guid} ro ingot.slot={s} {}",
-            cmdline_tail(hw)
+            cmdline_tail(hw, data)
         ),
-        None => format!("root=PARTUUID={guid} rw {}", cmdline_tail(hw)),
+        None => format!("root=PARTUUID={guid} rw {}", cmdline_tail(hw, None)),
     }
 }
 
-/// The part of an A/B command line after `root=PARTUUID=… ro`: what an update bundle's boot
-/// entry template carries, the device adding the slot's PARTUUID and name.
-pub fn cmdline_tail(hw: &Hardware) -> String {
-    format!("console={} {}", hw.console, hw.cmdline)
+/// The part of an A/B command line after `root=PARTUUID=… ro ingot.slot=…`: what an update
+/// bundle's boot entry template carries. `ingot.data=` names the data partition, which the
+/// initramfs mounts at `/data` and puts under writable overlays of `/etc` and `/var`.
+pub fn cmdline_tail(hw: &Hardware, data: Option<&str>) -> String {
+    let data = data
+        .map(|d| format!(" ingot.data={}", d.to_lowercase()))
+        .unwrap_or_default();
+    format!("console={}{data} {}", hw.console, hw.cmdline)
         .trim()
         .to_string()
 }
 
-/// Modules an A/B image's updater loads at run time: FAT to bless boots and install kernels on
-/// the ESP, and the software watchdog. Those the kernel lacks (or builds in) are skipped.
+/// Modules an A/B image needs beyond its hardware's: overlayfs for the initramfs's writable
+/// /etc and /var, FAT for the updater to bless boots and install kernels on the ESP, and the
+/// software watchdog. Those the kernel lacks (or builds in) are skipped.
 pub const OTA_MODULES: &[&str] = &[
+    "overlay",
     "fat",
     "vfat",
     "nls_cp437",

@@ -54,7 +54,14 @@ pub fn write(
         arch: id.arch.clone(),
         hardware: hw.name.clone(),
         min_version: profile.ota.min_version.0.clone(),
-        options: boot::cmdline_tail(hw),
+        options: boot::cmdline_tail(
+            hw,
+            img.layout
+                .partitions
+                .iter()
+                .find(|p| p.name == "data")
+                .map(|p| p.guid.as_str()),
+        ),
         rootfs: (root.sha256.clone(), root.size),
         kernel: (
             hex::encode(Sha256::digest(&sys.kernel_bytes)),

@@ -118,7 +118,13 @@ pub fn write_disk(
         plan = ext4::plan(tree, &params)?;
     }
     let slot = hw.ab.as_ref().map(|_| 'a');
-    let cmdline = boot::cmdline(&layout.partitions[1].guid, hw, slot);
+    let data = layout.partitions.iter().find(|p| p.name == "data");
+    let cmdline = boot::cmdline(
+        &layout.partitions[1].guid,
+        hw,
+        slot,
+        data.map(|p| p.guid.as_str()),
+    );
     let mut esp = boot::esp_tree(
         sd_boot,
         arch,
