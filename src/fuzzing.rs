@@ -19,6 +19,7 @@ pub const TARGETS: &[&str] = &[
     "profile",
     "ready_line",
     "disk_headers",
+    "update_bundle",
 ];
 
 /// Run the named target on `data`; false for an unknown name.
@@ -33,6 +34,7 @@ pub fn run(target: &str, data: &[u8]) -> bool {
         "profile" => profile(data),
         "ready_line" => ready_line(data),
         "disk_headers" => disk_headers(data),
+        "update_bundle" => update_bundle(data),
         _ => return false,
     }
     true
@@ -108,6 +110,15 @@ pub fn ready_line(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let _ = crate::boottest::console::parse_ready(&text);
     let _ = crate::boottest::console::classify_log(&text, crate::config::Arch::Aarch64);
+}
+
+/// An update bundle: the tar walk, member hashing, the manifest parser and the checks.
+pub fn update_bundle(data: &[u8]) {
+    if let Ok(b) = crate::ota::bundle::Bundle::read_from(Cursor::new(data), Path::new("fuzz")) {
+        let _ = b.check(None);
+        let _ = b.payload_bytes();
+    }
+    let _ = crate::ota::bundle::Manifest::parse(&String::from_utf8_lossy(data));
 }
 
 /// VMDK and VHDX header reads (the identifier pinning after qemu-img convert).
