@@ -1,4 +1,5 @@
 #!/bin/busybox sh
+# shellcheck shell=sh
 # Ingot initramfs: load the hardware profile's modules, find the root partition by the
 # PARTUUID on the kernel command line (reading GPT entries directly: no udev here), mount it and
 # hand over to the image's init.
@@ -31,8 +32,8 @@ done
 
 # GPT stores a GUID's first three fields little-endian.
 gpt_bytes() {
-  lc=$(echo "$1" | tr 'A-F' 'a-f' | tr -d '-')
-  echo "${lc:6:2}${lc:4:2}${lc:2:2}${lc:0:2}${lc:10:2}${lc:8:2}${lc:14:2}${lc:12:2}${lc:16:16}"
+  echo "$1" | tr 'A-F' 'a-f' | tr -d '-' \
+    | sed 's/^\(..\)\(..\)\(..\)\(..\)\(..\)\(..\)\(..\)\(..\)/\4\3\2\1\6\5\8\7/'
 }
 want=$(gpt_bytes "$root")
 

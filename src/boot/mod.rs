@@ -190,6 +190,7 @@ const INITRAMFS_APPLETS: &[&str] = &[
     "switch_root",
     "blockdev",
     "mkdir",
+    "sed",
 ];
 
 /// Build the initramfs: busybox from the target arch's `busybox-static`, modules in load order,

@@ -1,0 +1,204 @@
+//! What an OTA test reports: how each QEMU run ended, each step's result and timings, the
+//! whole run, and its JUnit form.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::step::{Expect, Via};
+use crate::boottest::console::Ready;
+
+/// How one QEMU run ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "end", rename_all = "kebab-case")]
+pub enum End {
+    /// Reported ready (the harness then stopped it).
+    Ready,
+    /// The guest rebooted or powered off (QEMU runs with `-no-reboot`).
+    Exited,
+    /// The updater refused the bundle: its line.
+    Rejected {
+        /// The device's console line.
+        line: String,
+    },
+    /// The updater failed after it began writing: its line.
+    Failed {
+        /// The device's console line.
+        line: String,
+    },
+    /// The harness cut the power at the marker.
+    Cut {
+        /// The updater had already passed the next step when the power went (the cut came
+        /// late; the test still holds, but did not hit the window it aimed at).
+        late: bool,
+    },
+    /// Nothing decisive within the timeout: the guest or the emulator hung.
+    Hang {
+        /// What the console showed last, or the stall the kernel reported.
+        detail: String,
+    },
+    /// Ctrl-C.
+    Interrupted,
+}
+
+/// One QEMU run.
+#[derive(Debug, Clone, Serialize)]
+pub struct BootRun {
+    /// Console log.
+    pub log: PathBuf,
+    /// With the update media attached.
+    pub media: bool,
+    /// The ready line, when one came.
+    pub ready: Option<Ready>,
+    /// Seconds from QEMU start to the ready line.
+    pub ready_seconds: Option<f64>,
+    /// How it ended.
+    #[serde(flatten)]
+    pub end: End,
+    /// Seconds the install took on the device (update source found to installed), if one ran.
+    pub install_seconds: Option<f64>,
+    /// Seconds QEMU ran.
+    pub seconds: f64,
+}
+
+/// What one step came to.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepResult {
+    /// The step as given.
+    pub step: String,
+    /// What was expected.
+    pub expect: Expect,
+    /// Did the device do it.
+    pub passed: bool,
+    /// Why not, or what the device said.
+    pub message: String,
+    /// Version running before the step.
+    pub from_version: String,
+    /// Version running after it.
+    pub to_version: Option<String>,
+    /// The version the bundle's manifest names, when the harness could read it.
+    pub bundle_version: Option<String>,
+    /// Install time on the device.
+    pub install_seconds: Option<f64>,
+    /// Reboot after the install to ready on the new version.
+    pub reboot_to_ready_seconds: Option<f64>,
+    /// From the reboot after a broken install to ready on the previous version.
+    pub rollback_seconds: Option<f64>,
+    /// Boots of the new version that failed before the fallback.
+    pub failed_attempts: u32,
+    /// Every QEMU run of the step.
+    pub boots: Vec<BootRun>,
+    /// Seconds the step took.
+    pub seconds: f64,
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Base image directory.
+    pub image: PathBuf,
+    /// Image name.
+    pub name: String,
+    /// Architecture.
+    pub arch: String,
+    /// Version the base image runs.
+    pub base_version: String,
+    /// How bundles reached the device.
+    pub via: Via,
+    /// The machine id the device made at its first boot (kept on the data partition: every
+    /// later boot must report the same one).
+    pub machine_id: Option<String>,
+    /// The first boot.
+    pub first_boot: Option<BootRun>,
+    /// Each step.
+    pub steps: Vec<StepResult>,
+    /// Why the run stopped early, if it did.
+    pub error: Option<String>,
+    /// Seconds the run took.
+    pub seconds: f64,
+}
+
+impl Report {
+    /// Every step passed and nothing stopped the run.
+    pub fn passed(&self) -> bool {
+        self.error.is_none() && self.steps.iter().all(|s| s.passed)
+    }
+
+    /// JUnit XML: one testcase per step (and one for the first boot).
+    pub fn junit_xml(&self) -> String {
+        use crate::boottest::report::xml_escape as esc;
+        let mut cases = String::new();
+        let mut failures = 0;
+        let mut case = |name: &str, secs: f64, failure: Option<&str>, out: &str| {
+            cases.push_str(&format!(
+                "    <testcase classname=\"ota-test.{}\" name=\"{}\" time=\"{secs:.3}\">\n",
+                esc(&self.name),
+                esc(name)
+            ));
+            if let Some(f) = failure {
+                failures += 1;
+                cases.push_str(&format!("      <failure message=\"{}\"/>\n", esc(f)));
+            }
+            cases.push_str(&format!(
+                "      <system-out>{}</system-out>\n    </testcase>\n",
+                esc(out)
+            ));
+        };
+        let logs = |b: &[BootRun]| {
+            b.iter()
+                .map(|r| r.log.display().to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        if let Some(b) = &self.first_boot {
+            let fail = b
+                .ready
+                .is_none()
+                .then(|| format!("first boot: {:?}", b.end));
+            case(
+                "first boot",
+                b.seconds,
+                fail.as_deref(),
+                &logs(std::slice::from_ref(b)),
+            );
+        }
+        for (i, s) in self.steps.iter().enumerate() {
+            case(
+                &format!("step {}: {}", i + 1, s.step),
+                s.seconds,
+                (!s.passed).then_some(s.message.as_str()),
+                &format!("{}\n{}", s.message, logs(&s.boots)),
+            );
+        }
+        if let Some(e) = &self.error {
+            case("run", 0.0, Some(e), "");
+        }
+        let tests = self.steps.len()
+            + usize::from(self.first_boot.is_some())
+            + usize::from(self.error.is_some());
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n  <testsuite name=\"ota-test {}\" tests=\"{tests}\" failures=\"{failures}\" time=\"{:.3}\">\n{cases}  </testsuite>\n</testsuites>\n",
+            esc(&self.name),
+            self.seconds
+        )
+    }
+}
+
+/// One line saying how a run ended.
+pub(super) fn describe(r: &BootRun) -> String {
+    match &r.end {
+        End::Ready => "ready".into(),
+        End::Exited if r.install_seconds.is_some() => "installed, rebooted".into(),
+        End::Exited => "rebooted".into(),
+        End::Rejected { line } | End::Failed { line } => line.clone(),
+        End::Cut { late: false } => "power cut".into(),
+        End::Cut { late: true } => "power cut (late)".into(),
+        End::Hang { detail } => format!("hang: {detail}"),
+        End::Interrupted => "interrupted".into(),
+    }
+}
+
+/// Every agent reported ok.
+pub(super) fn agents_ok(r: &Ready) -> bool {
+    !r.agents.is_empty() && r.agents.iter().all(|(_, s)| s == "ok")
+}
