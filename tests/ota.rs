@@ -91,8 +91,18 @@ fn bundle_rootfs(bundle: &Path) -> (String, u64) {
 /// the ESP, both slots and the data partition; `slots` names bundles whose root image a slot
 /// must still hold byte for byte (a slot that ran is never written).
 fn check_device_disk(kept: &Path, base: &Path, tmp: &Path, slots: &[(&str, PathBuf)]) {
-    let (good, out) = tool("qemu-img", &["check", kept.to_str().unwrap()]);
-    assert!(good, "qemu-img check: {out}");
+    // A power cut is QEMU killed mid-write, which can leave a qcow2 cluster allocated but
+    // unreferenced: qemu-img check then exits 3 ("leaked clusters", waste, no harm to data).
+    // Any corruption (exit 2) or other failure fails the test.
+    let o = std::process::Command::new("qemu-img")
+        .args(["check", kept.to_str().unwrap()])
+        .output()
+        .expect("qemu-img");
+    let out = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    let leaks_only = o.status.code() == Some(3)
+        && out.contains("leaked clusters")
+        && !out.to_lowercase().contains("corrupt");
+    assert!(o.status.success() || leaks_only, "qemu-img check: {out}");
     let dev = tmp.join("device");
     std::fs::create_dir_all(&dev).unwrap();
     let raw = dev.join("disk.raw");
