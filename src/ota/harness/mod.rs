@@ -49,9 +49,8 @@ pub struct Options {
 /// Run the steps against the image in `base`.
 pub fn run(base: &ImageDir, spec: VmSpec, steps: &[Step], opts: &Options) -> Result<Report> {
     let start = Instant::now();
-    let live = crate::progress::live(opts.quiet);
     let say = |s: String| {
-        if !opts.quiet || live {
+        if !opts.quiet {
             eprintln!("{s}");
         }
     };
