@@ -236,18 +236,7 @@ impl ImageDir {
         key.verify_bytes(&bytes, &sig)
             .with_context(|| mp.display().to_string())?;
         let manifest = Manifest::parse(&bytes, &mp)?;
-        for (name, a) in &manifest.artifacts {
-            let p = path.join(name);
-            let (got, size) =
-                fsx::sha256_file(&p).with_context(|| format!("{}: cannot read", p.display()))?;
-            if got != a.sha256 || size != a.size {
-                bail!(
-                    "{name}: SHA-256 {got} ({size} bytes) does not match the signed manifest ({}, {} bytes)",
-                    a.sha256,
-                    a.size
-                );
-            }
-        }
+        check_artifacts(path, &manifest)?;
         if manifest.artifacts.contains_key(BUNDLE) {
             // The digest above covers the file; the device checks the manifest's own signature.
             crate::ota::bundle::Bundle::read(&path.join(BUNDLE))?
@@ -266,6 +255,12 @@ impl ImageDir {
             manifest,
             bytes,
         })
+    }
+
+    /// Check every artifact's digest and size against the manifest (no signature: for
+    /// unsigned images, whose digests are all there is to check).
+    pub fn check_files(&self) -> Result<()> {
+        check_artifacts(&self.path, &self.manifest)
     }
 
     /// A file of the directory.
@@ -333,6 +328,22 @@ impl ImageDir {
     pub fn signature(&self, key: &minisign::SecretKey) -> String {
         key.sign_bytes(&self.bytes, &self.manifest.trusted_comment())
     }
+}
+
+fn check_artifacts(path: &Path, manifest: &Manifest) -> Result<()> {
+    for (name, a) in &manifest.artifacts {
+        let p = path.join(name);
+        let (got, size) =
+            fsx::sha256_file(&p).with_context(|| format!("{}: cannot read", p.display()))?;
+        if got != a.sha256 || size != a.size {
+            bail!(
+                "{name}: SHA-256 {got} ({size} bytes) does not match the signed manifest ({}, {} bytes)",
+                a.sha256,
+                a.size
+            );
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ pub mod ota;
 pub mod packages;
 pub mod progress;
 pub mod qemu;
+pub mod registry;
 pub mod sysprep;
 pub mod tree;
 pub mod trust;

@@ -17,6 +17,24 @@ pub fn live(quiet: bool) -> bool {
     !quiet && std::io::stderr().is_terminal()
 }
 
+/// A byte-count bar for one file going up or down, labelled with its name (hidden unless
+/// `live`).
+pub fn transfer(name: &str, total: u64, live: bool) -> indicatif::ProgressBar {
+    if !live {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new(total);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix:>16} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    pb.set_prefix(name.to_string());
+    pb
+}
+
 /// A spinner with the elapsed time, drawn only when `live` (hidden otherwise).
 pub fn spinner(msg: &str, live: bool) -> indicatif::ProgressBar {
     if !live {

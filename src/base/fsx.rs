@@ -60,6 +60,11 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
+/// SHA-256 (hex) of bytes in memory.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
 /// SHA-256 (hex) and size of a file, streamed.
 pub fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
     HashingReader::new(io::BufReader::with_capacity(1 << 20, File::open(path)?)).drain()

@@ -273,10 +273,13 @@ pub struct BootFlags {
     pub logs: Option<PathBuf>,
     /// Forced accelerator.
     pub accel: Option<String>,
+    /// Where to attach the signed reports.
+    pub attach: super::registry::AttachOpts,
 }
 
 /// `boot-test DIR...`.
 pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool) -> Result<()> {
+    let attach = f.attach.prepare()?;
     let mut specs = Vec::new();
     for i in images {
         let dir = ImageDir::open(i)?;
@@ -302,6 +305,21 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
         fsx::write(p, boottest::report::junit_xml(&report.images))?;
     }
     print_failures(&report);
+    if let Some(a) = &attach {
+        let per: Vec<_> = report
+            .images
+            .iter()
+            .map(|r| {
+                let one = Report::new(vec![r.clone()]);
+                (
+                    r.image.clone(),
+                    one.passed,
+                    serde_json::to_value(&one).unwrap_or_default(),
+                )
+            })
+            .collect();
+        a.reports(crate::registry::evidence::Kind::BootReport, &per, quiet)?;
+    }
     if f.logs.is_none() && f.json.is_none() && f.junit.is_none() && !quiet {
         eprintln!("console logs: {}", log_dir.display());
     }

@@ -4,6 +4,7 @@
 mod commands;
 mod inspect;
 mod ota;
+mod registry;
 
 use std::path::PathBuf;
 
@@ -117,6 +118,9 @@ pub enum Cmd {
         /// how many images boot at once.
         #[command(flatten)]
         source: SourceOpts,
+        /// Attach the signed report to the tested images in a registry.
+        #[command(flatten)]
+        attach: registry::AttachOpts,
     },
     /// Prove OTA updates in QEMU: boot an A/B image, then give the device each bundle in turn.
     #[command(
@@ -153,6 +157,9 @@ pub enum Cmd {
         /// Package source options (firmware comes from the Debian archive).
         #[command(flatten)]
         source: SourceOpts,
+        /// Attach the signed report to the base image in a registry.
+        #[command(flatten)]
+        attach: registry::AttachOpts,
     },
     /// Boot an image interactively on the serial console (Ctrl-A X quits).
     #[command(after_help = "Example:\n  ingot run out/edge-minimal-1.0.0-x86_64")]
@@ -244,11 +251,17 @@ pub enum Cmd {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Registry commands.
+    #[command(flatten)]
+    Registry(registry::RegistryCmd),
 }
 
 /// Exit code for an error: 2 for bad input, 130 after Ctrl-C, 1 otherwise.
 pub fn exit_code(e: &anyhow::Error) -> i32 {
-    if e.chain().any(|c| c.downcast_ref::<ConfigError>().is_some()) {
+    if e.chain().any(|c| {
+        c.downcast_ref::<ConfigError>().is_some()
+            || c.downcast_ref::<crate::registry::BadInput>().is_some()
+    }) {
         2
     } else if e
         .chain()
@@ -324,6 +337,7 @@ pub fn run(cli: Cli) -> Result<()> {
             logs,
             accel,
             source: so,
+            attach,
         } => commands::boot_test(
             &images,
             commands::BootFlags {
@@ -334,6 +348,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 json,
                 logs,
                 accel,
+                attach,
             },
             &so,
             quiet,
@@ -349,6 +364,7 @@ pub fn run(cli: Cli) -> Result<()> {
             keep_disk,
             accel,
             source: so,
+            attach,
         } => ota::ota_test(
             &base,
             &steps,
@@ -360,6 +376,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 logs,
                 keep_disk,
                 accel,
+                attach,
             },
             &so,
             quiet,
@@ -369,5 +386,6 @@ pub fn run(cli: Cli) -> Result<()> {
             accel,
             source: so,
         } => commands::run_interactive(&image, accel.as_deref(), &so, quiet),
+        Cmd::Registry(c) => registry::run(c, quiet),
     }
 }

@@ -27,6 +27,8 @@ pub struct OtaFlags {
     pub keep_disk: Option<PathBuf>,
     /// Forced accelerator.
     pub accel: Option<String>,
+    /// Where to attach the signed report.
+    pub attach: super::registry::AttachOpts,
 }
 
 /// Run the OTA test.
@@ -38,6 +40,7 @@ pub fn ota_test(
     quiet: bool,
 ) -> Result<()> {
     let dir = ImageDir::open(base)?;
+    let attach = f.attach.prepare()?;
     crate::qemu::require_binary(dir.manifest.boot.hardware.arch)?;
     for s in steps {
         if !s.bundle.is_file() {
@@ -63,6 +66,17 @@ pub fn ota_test(
     }
     if f.logs.is_none() && f.json.is_none() && f.junit.is_none() && !quiet {
         eprintln!("console logs: {}", log_dir.display());
+    }
+    if let Some(a) = &attach {
+        a.reports(
+            crate::registry::evidence::Kind::OtaReport,
+            &[(
+                base.to_path_buf(),
+                report.passed(),
+                serde_json::to_value(&report)?,
+            )],
+            quiet,
+        )?;
     }
     for (i, s) in report.steps.iter().enumerate() {
         if !s.passed {

@@ -1,0 +1,564 @@
+//! A blocking client for the OCI distribution API (v1.1): manifests, blobs (monolithic, chunked
+//! and resumed uploads, cross-repository mounts), tags, referrers and deletion, with the
+//! credentials and token flow the container ecosystem uses.
+//!
+//! Plain HTTP is used only for loopback hosts or with `--insecure`. Every answer body is read
+//! with a size cap; a blob read is hashed by the caller against its descriptor, because a
+//! registry serves whatever its storage holds.
+
+use std::io::Read;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use base64::Engine as _;
+
+use super::auth::{challenge_params, credentials};
+use super::reference::Reference;
+use super::types::{Descriptor, Index};
+
+/// Media types a manifest GET accepts.
+pub const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// Largest manifest read (the distribution spec suggests registries accept 4 MiB).
+pub const MANIFEST_CAP: u64 = 4 << 20;
+
+/// How the client reaches a registry.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Allow plain HTTP to a host that is not loopback.
+    pub insecure: bool,
+}
+
+/// A status the registry answered with, and its own words.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: the registry answered {status}{detail}")]
+pub struct StatusError {
+    /// What was asked.
+    pub what: String,
+    /// HTTP status.
+    pub status: u16,
+    /// The OCI error codes and messages, if any.
+    pub detail: String,
+}
+
+/// One connection's worth of state for one repository.
+pub struct Client {
+    agent: ureq::Agent,
+    base: String,
+    /// The repository this client talks to.
+    pub reference: Reference,
+    creds: Option<(String, String)>,
+    auth: Mutex<Option<String>>,
+    push: bool,
+}
+
+/// A request body.
+pub enum Body<'a> {
+    /// None.
+    Empty,
+    /// Bytes in memory.
+    Bytes(&'a [u8]),
+    /// A reader of exactly this many bytes (never retried).
+    Reader(Box<dyn Read + 'a>, u64),
+}
+
+impl Client {
+    /// A client for `reference`'s repository; `push` asks for push rights when a token is needed.
+    pub fn new(reference: &Reference, opts: &Options, push: bool) -> Result<Self> {
+        let scheme = if reference.is_loopback() || opts.insecure {
+            "http"
+        } else {
+            "https"
+        };
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(10))
+            .timeout_read(Duration::from_secs(120))
+            .timeout_write(Duration::from_secs(120))
+            .redirects(5)
+            .user_agent(concat!("ingot/", env!("CARGO_PKG_VERSION")))
+            .build();
+        Ok(Client {
+            agent,
+            base: format!("{scheme}://{}", reference.registry),
+            reference: reference.clone(),
+            creds: credentials(&reference.registry)?,
+            auth: Mutex::new(None),
+            push,
+        })
+    }
+
+    /// `/v2/<repository>/<rest>` as a full URL.
+    pub fn url(&self, rest: &str) -> String {
+        format!("{}/v2/{}/{rest}", self.base, self.reference.repository)
+    }
+
+    /// A `Location` header made absolute.
+    fn absolute(&self, loc: &str) -> String {
+        if loc.starts_with("http://") || loc.starts_with("https://") {
+            loc.to_string()
+        } else {
+            format!("{}{loc}", self.base)
+        }
+    }
+
+    /// Send one request, answering an authentication challenge once (for bodies that can be
+    /// sent again). Statuses of 400 and above become a [`StatusError`] naming `what`.
+    pub fn send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Body<'_>,
+        what: &str,
+    ) -> Result<ureq::Response> {
+        let build = |auth: &Option<String>| {
+            let mut req = self.agent.request(method, url);
+            for (k, v) in headers {
+                req = req.set(k, v);
+            }
+            if let Some(a) = auth {
+                req = req.set("Authorization", a);
+            }
+            req
+        };
+        let current = self.auth.lock().map(|g| g.clone()).unwrap_or_default();
+        let first = match body {
+            Body::Empty => build(&current).call(),
+            Body::Bytes(b) => build(&current)
+                .set("Content-Length", &b.len().to_string())
+                .send_bytes(b),
+            Body::Reader(r, len) => {
+                return self.finish(
+                    build(&current)
+                        .set("Content-Length", &len.to_string())
+                        .send(r),
+                    what,
+                );
+            }
+        };
+        match first {
+            Err(ureq::Error::Status(401, resp)) => {
+                let challenge = resp.header("WWW-Authenticate").unwrap_or("").to_string();
+                let auth = self.authorize(&challenge, what)?;
+                if let Ok(mut g) = self.auth.lock() {
+                    *g = Some(auth.clone());
+                }
+                let again = match body {
+                    Body::Bytes(b) => build(&Some(auth))
+                        .set("Content-Length", &b.len().to_string())
+                        .send_bytes(b),
+                    _ => build(&Some(auth)).call(),
+                };
+                self.finish(again, what)
+            }
+            other => self.finish(other, what),
+        }
+    }
+
+    fn finish(&self, r: Result<ureq::Response, ureq::Error>, what: &str) -> Result<ureq::Response> {
+        match r {
+            Ok(resp) => Ok(resp),
+            Err(ureq::Error::Status(status, resp)) => {
+                let mut text = String::new();
+                let _ = resp.into_reader().take(64 << 10).read_to_string(&mut text);
+                let mut detail = oci_errors(&text);
+                if status == 401 {
+                    detail.push_str(&format!(
+                        " (no usable credentials for {}: log in with `docker login` or `podman login`, or point REGISTRY_AUTH_FILE at an auth file)",
+                        self.reference.registry
+                    ));
+                }
+                Err(StatusError {
+                    what: what.to_string(),
+                    status,
+                    detail,
+                }
+                .into())
+            }
+            Err(ureq::Error::Transport(t)) => {
+                if crate::interrupt::requested() {
+                    return Err(crate::interrupt::Interrupted.into());
+                }
+                Err(anyhow!(
+                    "{what}: cannot reach the registry at {}: {t}",
+                    self.base
+                ))
+            }
+        }
+    }
+
+    /// Answer a `WWW-Authenticate` challenge: Basic with the stored credentials, or the
+    /// distribution spec's bearer-token flow.
+    fn authorize(&self, challenge: &str, what: &str) -> Result<String> {
+        let (scheme, params) = challenge.split_once(' ').unwrap_or((challenge, ""));
+        let basic = self.creds.as_ref().map(|(u, p)| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+            )
+        });
+        let no_creds = || {
+            StatusError {
+            what: what.to_string(),
+            status: 401,
+            detail: format!(
+                " (no credentials for {}: log in with `docker login` or `podman login`, or point REGISTRY_AUTH_FILE at an auth file)",
+                self.reference.registry
+            ),
+        }
+        };
+        if scheme.eq_ignore_ascii_case("basic") {
+            return basic.ok_or_else(|| no_creds().into());
+        }
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            bail!("{what}: the registry asks for authentication scheme `{scheme}`, which Ingot does not speak");
+        }
+        let p = challenge_params(params);
+        let realm = p
+            .iter()
+            .find(|(k, _)| k == "realm")
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| anyhow!("{what}: bearer challenge without a realm"))?;
+        let mut url = url::Url::parse(&realm)
+            .with_context(|| format!("{what}: token realm `{realm}` is not a URL"))?;
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some((_, s)) = p.iter().find(|(k, _)| k == "service") {
+                q.append_pair("service", s);
+            }
+            let scope = p
+                .iter()
+                .find(|(k, _)| k == "scope")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| {
+                    format!(
+                        "repository:{}:{}",
+                        self.reference.repository,
+                        if self.push { "pull,push" } else { "pull" }
+                    )
+                });
+            q.append_pair("scope", &scope);
+        }
+        let mut req = self.agent.get(url.as_str());
+        if let Some(b) = &basic {
+            req = req.set("Authorization", b);
+        }
+        let resp = match req.call() {
+            Ok(r) => r,
+            Err(ureq::Error::Status(401 | 403, _)) => return Err(no_creds().into()),
+            Err(e) => bail!("{what}: token request to {realm} failed: {e}"),
+        };
+        let mut text = String::new();
+        resp.into_reader()
+            .take(1 << 20)
+            .read_to_string(&mut text)
+            .with_context(|| format!("{what}: reading the token from {realm}"))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{what}: the token answer from {realm} is not JSON"))?;
+        let token = v
+            .get("token")
+            .or_else(|| v.get("access_token"))
+            .and_then(|t| t.as_str())
+            .ok_or_else(|| anyhow!("{what}: the token answer from {realm} has no token"))?;
+        Ok(format!("Bearer {token}"))
+    }
+
+    /// Does the repository hold this blob?
+    pub fn has_blob(&self, digest: &str) -> Result<bool> {
+        let what = format!("checking blob {digest}");
+        match self.send(
+            "HEAD",
+            &self.url(&format!("blobs/{digest}")),
+            &[],
+            Body::Empty,
+            &what,
+        ) {
+            Ok(_) => Ok(true),
+            Err(e) if status_of(&e) == Some(404) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Mount a blob from another repository of the same registry; false when the registry
+    /// started an upload instead (it does not have it there, or does not mount).
+    pub fn mount(&self, digest: &str, from: &str) -> Result<bool> {
+        let url = self.url(&format!("blobs/uploads/?mount={digest}&from={from}"));
+        let resp = self.send("POST", &url, &[], Body::Bytes(&[]), "mounting a blob")?;
+        if resp.status() == 201 {
+            return Ok(true);
+        }
+        // An upload session was opened instead: cancel it (best effort).
+        if let Some(loc) = resp.header("Location") {
+            let _ = self.send(
+                "DELETE",
+                &self.absolute(loc),
+                &[],
+                Body::Empty,
+                "cancelling an upload",
+            );
+        }
+        Ok(false)
+    }
+
+    /// Open an upload session; returns its absolute URL.
+    pub fn start_upload(&self) -> Result<String> {
+        let resp = self.send(
+            "POST",
+            &self.url("blobs/uploads/"),
+            &[],
+            Body::Bytes(&[]),
+            "starting an upload",
+        )?;
+        let loc = resp
+            .header("Location")
+            .ok_or_else(|| anyhow!("starting an upload: no Location in the answer"))?;
+        Ok(self.absolute(loc))
+    }
+
+    /// How many bytes an upload session holds, and its current URL; None when the registry no
+    /// longer knows the session.
+    pub fn upload_status(&self, url: &str) -> Result<Option<(u64, String)>> {
+        match self.send("GET", url, &[], Body::Empty, "asking an upload's state") {
+            Ok(resp) => {
+                let next = resp.header("Location").map(|l| self.absolute(l));
+                let held = resp
+                    .header("Range")
+                    .and_then(|r| r.split_once('-'))
+                    .and_then(|(_, end)| end.parse::<u64>().ok())
+                    .map_or(0, |end| end + 1);
+                Ok(Some((held, next.unwrap_or_else(|| url.to_string()))))
+            }
+            Err(e) if matches!(status_of(&e), Some(400 | 404 | 416)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Send one chunk of an upload; returns the session's next URL.
+    pub fn patch(&self, url: &str, start: u64, data: &[u8]) -> Result<String> {
+        let range = format!("{start}-{}", start + data.len() as u64 - 1);
+        let resp = self.send(
+            "PATCH",
+            url,
+            &[
+                ("Content-Type", "application/octet-stream"),
+                ("Content-Range", &range),
+            ],
+            Body::Bytes(data),
+            "uploading a chunk",
+        )?;
+        Ok(resp
+            .header("Location")
+            .map(|l| self.absolute(l))
+            .unwrap_or_else(|| url.to_string()))
+    }
+
+    /// Close an upload session with the blob's digest (and a last body, possibly empty).
+    pub fn finish_upload(&self, url: &str, digest: &str, body: Body<'_>) -> Result<()> {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let url = format!("{url}{sep}digest={digest}");
+        self.send(
+            "PUT",
+            &url,
+            &[("Content-Type", "application/octet-stream")],
+            body,
+            &format!("completing the upload of {digest}"),
+        )?;
+        Ok(())
+    }
+
+    /// Stream a blob (the caller hashes it).
+    pub fn get_blob(&self, digest: &str) -> Result<Box<dyn Read + Send + Sync>> {
+        let resp = self.send(
+            "GET",
+            &self.url(&format!("blobs/{digest}")),
+            &[],
+            Body::Empty,
+            &format!("fetching blob {digest}"),
+        )?;
+        Ok(resp.into_reader())
+    }
+
+    /// A manifest by tag or digest: (media type, bytes, digest of the bytes); None if absent.
+    /// A digest reference is checked against the bytes.
+    pub fn get_manifest(&self, target: &str) -> Result<Option<(String, Vec<u8>, String)>> {
+        let what = format!("fetching manifest {}:{target}", self.reference.repository);
+        let resp = match self.send(
+            "GET",
+            &self.url(&format!("manifests/{target}")),
+            &[("Accept", ACCEPT)],
+            Body::Empty,
+            &what,
+        ) {
+            Ok(r) => r,
+            Err(e) if status_of(&e) == Some(404) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let media = resp
+            .header("Content-Type")
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        let mut bytes = Vec::new();
+        resp.into_reader()
+            .take(MANIFEST_CAP + 1)
+            .read_to_end(&mut bytes)
+            .with_context(|| what.clone())?;
+        if bytes.len() as u64 > MANIFEST_CAP {
+            bail!("{what}: larger than {MANIFEST_CAP} bytes");
+        }
+        let digest = format!("sha256:{}", crate::base::fsx::sha256_hex(&bytes));
+        if target.starts_with("sha256:") && target != digest {
+            bail!("{what}: the registry sent bytes whose digest is {digest}");
+        }
+        Ok(Some((media, bytes, digest)))
+    }
+
+    /// Put a manifest under a tag or its digest; returns whether the registry took the
+    /// `subject` itself (it answered with `OCI-Subject`).
+    pub fn put_manifest(&self, target: &str, media: &str, bytes: &[u8]) -> Result<bool> {
+        let resp = self.send(
+            "PUT",
+            &self.url(&format!("manifests/{target}")),
+            &[("Content-Type", media)],
+            Body::Bytes(bytes),
+            &format!("putting manifest {}:{target}", self.reference.repository),
+        )?;
+        Ok(resp.header("OCI-Subject").is_some())
+    }
+
+    /// Delete a manifest by digest (every tag on it goes too).
+    pub fn delete_manifest(&self, digest: &str) -> Result<()> {
+        match self.send(
+            "DELETE",
+            &self.url(&format!("manifests/{digest}")),
+            &[],
+            Body::Empty,
+            &format!("deleting {}@{digest}", self.reference.repository),
+        ) {
+            Ok(_) => Ok(()),
+            Err(e) if status_of(&e) == Some(404) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every tag of the repository (following `Link` pages), sorted.
+    pub fn tags(&self) -> Result<Vec<String>> {
+        let mut url = self.url("tags/list?n=1000");
+        let mut all = Vec::new();
+        for _ in 0..1000 {
+            let resp = match self.send("GET", &url, &[], Body::Empty, "listing tags") {
+                Ok(r) => r,
+                Err(e) if status_of(&e) == Some(404) => return Ok(Vec::new()),
+                Err(e) => return Err(e),
+            };
+            let next = resp.header("Link").and_then(next_link);
+            let mut text = String::new();
+            resp.into_reader()
+                .take(16 << 20)
+                .read_to_string(&mut text)
+                .context("listing tags")?;
+            let v: serde_json::Value =
+                serde_json::from_str(&text).context("listing tags: the answer is not JSON")?;
+            if let Some(t) = v.get("tags").and_then(|t| t.as_array()) {
+                all.extend(t.iter().filter_map(|x| x.as_str().map(str::to_string)));
+            }
+            match next {
+                Some(n) => url = self.absolute(&n),
+                None => {
+                    all.sort();
+                    all.dedup();
+                    return Ok(all);
+                }
+            }
+        }
+        bail!("listing tags: more than 1000 pages")
+    }
+
+    /// The referrers API's answer for `digest`; None when the registry has no such API.
+    pub fn referrers_api(&self, digest: &str) -> Result<Option<Vec<Descriptor>>> {
+        let resp = match self.send(
+            "GET",
+            &self.url(&format!("referrers/{digest}")),
+            &[("Accept", "application/vnd.oci.image.index.v1+json")],
+            Body::Empty,
+            "listing referrers",
+        ) {
+            Ok(r) => r,
+            Err(e) if matches!(status_of(&e), Some(404 | 405)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let ct = resp.header("Content-Type").unwrap_or("").to_string();
+        let mut bytes = Vec::new();
+        resp.into_reader()
+            .take(MANIFEST_CAP)
+            .read_to_end(&mut bytes)
+            .context("listing referrers")?;
+        if !ct.starts_with("application/vnd.oci.image.index.v1+json") {
+            return Ok(None);
+        }
+        let idx: Index = serde_json::from_slice(&bytes).context("referrers: not an OCI index")?;
+        Ok(Some(idx.manifests))
+    }
+}
+
+/// The HTTP status inside an error from [`Client::send`], if it was one.
+pub fn status_of(e: &anyhow::Error) -> Option<u16> {
+    e.chain()
+        .find_map(|c| c.downcast_ref::<StatusError>())
+        .map(|s| s.status)
+}
+
+fn next_link(h: &str) -> Option<String> {
+    // `<url>; rel="next"`
+    let (u, rest) = h.trim().strip_prefix('<')?.split_once('>')?;
+    rest.contains("rel=\"next\"").then(|| u.to_string())
+}
+
+fn oci_errors(text: &str) -> String {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
+        return String::new();
+    };
+    let errs: Vec<String> = v
+        .get("errors")
+        .and_then(|e| e.as_array())
+        .map(|a| {
+            a.iter()
+                .map(|e| {
+                    format!(
+                        "{} {}",
+                        e.get("code").and_then(|c| c.as_str()).unwrap_or(""),
+                        e.get("message").and_then(|c| c.as_str()).unwrap_or("")
+                    )
+                    .trim()
+                    .to_string()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if errs.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", errs.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_and_errors_parse() {
+        assert_eq!(
+            next_link(r#"</v2/a/tags/list?n=2&last=b>; rel="next""#).as_deref(),
+            Some("/v2/a/tags/list?n=2&last=b")
+        );
+        assert_eq!(
+            oci_errors(r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#),
+            ": MANIFEST_UNKNOWN manifest unknown"
+        );
+    }
+}

@@ -1,0 +1,384 @@
+//! Channels: `promote` moves a channel tag to a version only on signed evidence, `revoke` marks
+//! a digest as never to be pulled or promoted, `history` reads a channel's promotions back.
+//!
+//! A promotion re-puts the exact manifest bytes under the channel tag (so the digest is the
+//! version's), moves the previous holder to a legacy channel first when asked (so it is never
+//! untagged in between), and attaches a signed record naming who, when, from which digest to
+//! which, and the evidence it rested on.
+
+use anyhow::{bail, Context, Result};
+
+use super::artifact;
+use super::client::Client;
+use super::evidence::{self, Found, Kind, Statement};
+use super::pull::{self, Resolved};
+use super::types::Descriptor;
+use super::BadInput;
+use crate::image_dir::{self, Manifest};
+use crate::trust::minisign::{PublicKey, SecretKey};
+
+/// A gate a promotion must pass besides signature, evidence and revocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gate {
+    /// Every image's layers together at most this many bytes.
+    Size(u64),
+    /// The security audit (not in this Ingot yet: refused by name).
+    Audit,
+}
+
+impl Gate {
+    /// Parse `size<=2GiB` or `audit`.
+    pub fn parse(s: &str) -> Result<Self, BadInput> {
+        if let Some(v) = s.strip_prefix("size<=") {
+            let b = crate::config::ByteSize::parse(v.trim())
+                .map_err(|e| BadInput(format!("--require {s}: {e}")))?;
+            return Ok(Gate::Size(b.0));
+        }
+        if s == "audit" {
+            return Ok(Gate::Audit);
+        }
+        Err(BadInput(format!(
+            "--require {s}: unknown gate (known: size<=SIZE, audit)"
+        )))
+    }
+}
+
+/// Is `channel` a usable channel tag (not a version, not a referrers tag)?
+pub fn check_channel(channel: &str) -> Result<(), BadInput> {
+    if !super::reference::valid_tag(channel) {
+        return Err(BadInput(format!(
+            "channel `{channel}`: a tag is 1-128 characters of [A-Za-z0-9_.-]"
+        )));
+    }
+    if crate::config::SemVer::parse(channel).is_ok() || evidence::is_fallback_tag(channel) {
+        return Err(BadInput(format!(
+            "channel `{channel}` looks like a version or a referrers tag; name channels like golden-stable"
+        )));
+    }
+    Ok(())
+}
+
+/// How to promote.
+pub struct PromoteOptions<'a> {
+    /// Key for the image signature and the evidence.
+    pub key: &'a PublicKey,
+    /// Key that signs the promotion record.
+    pub sign: &'a SecretKey,
+    /// Where the channel's previous holder goes.
+    pub previous_to: Option<&'a str>,
+    /// Gates.
+    pub gates: &'a [Gate],
+    /// Who promotes.
+    pub by: Option<&'a str>,
+    /// Promote a revoked digest anyway.
+    pub allow_revoked: bool,
+}
+
+/// What a promotion did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Promoted {
+    /// The channel.
+    pub channel: String,
+    /// The digest it names now.
+    pub digest: String,
+    /// The digest it named before.
+    pub previous: Option<String>,
+    /// Where that went.
+    pub previous_to: Option<String>,
+    /// The evidence used.
+    pub evidence: Vec<String>,
+    /// The promotion record's digest (None when nothing changed).
+    pub record: Option<String>,
+}
+
+/// Check an image manifest's signed manifest.json against the key and its layers.
+fn verify_signed(client: &Client, digest: &str, key: &PublicKey) -> Result<Manifest> {
+    let (m, _) = pull::image_manifest(client, digest)?;
+    let small = |name: &str| {
+        evidence::small_layer(client, &m, digest, name)
+            .with_context(|| format!("{digest}: not a signed image"))
+    };
+    let bytes = small(image_dir::MANIFEST)?;
+    let sig = String::from_utf8(small(image_dir::SIGNATURE)?).unwrap_or_default();
+    key.verify_bytes(&bytes, &sig)
+        .with_context(|| format!("{digest}: the image signature does not verify"))?;
+    let man = Manifest::parse(&bytes, std::path::Path::new(image_dir::MANIFEST))?;
+    for l in &m.layers {
+        let Some(t) = l.title() else { continue };
+        if let Some(a) = man.artifacts.get(t) {
+            if l.digest != format!("sha256:{}", a.sha256) || l.size != a.size {
+                bail!("{digest}: layer {t} is not the file the signed manifest lists");
+            }
+        }
+    }
+    Ok(man)
+}
+
+/// The newest verified report of `kind` for `subject`, which must have passed.
+fn passing_report(client: &Client, subject: &str, kind: Kind, key: &PublicKey) -> Result<Found> {
+    let all = evidence::find(client, subject, kind, Some(key))?;
+    let unverified = all.iter().filter(|f| !f.verified).count();
+    let newest = all.iter().rev().find(|f| f.verified);
+    let what = match kind {
+        Kind::OtaReport => "OTA-test",
+        _ => "boot-test",
+    };
+    match newest {
+        Some(f) if f.statement.passed == Some(true) => Ok(f.clone()),
+        Some(f) => bail!(
+            "{subject}: the newest signed {what} report ({}, {} by {}) failed; promotion refused",
+            f.digest,
+            f.statement.created,
+            f.statement.by
+        ),
+        None => bail!(
+            "{subject}: no signed {what} report{}; run `ingot {} … --attach REF --key KEY` first",
+            if unverified > 0 {
+                format!(" ({unverified} whose signature does not verify with this key)")
+            } else {
+                String::new()
+            },
+            if kind == Kind::OtaReport {
+                "ota-test"
+            } else {
+                "boot-test"
+            }
+        ),
+    }
+}
+
+/// Promote the client's reference to `channel`.
+pub fn promote(client: &Client, channel: &str, opts: &PromoteOptions<'_>) -> Result<Promoted> {
+    check_channel(channel)?;
+    if let Some(p) = opts.previous_to {
+        check_channel(p)?;
+        if p == channel {
+            return Err(BadInput("--previous-to must name another channel".into()).into());
+        }
+    }
+    let res: Resolved = pull::resolve(client)?;
+    let top = res.top.0.clone();
+    let images = res.images();
+    let mut subjects: Vec<&str> = vec![top.as_str()];
+    subjects.extend(images.iter().map(|d| d.digest.as_str()));
+    if let Some(f) = evidence::revoked(client, &subjects, opts.key)? {
+        let msg = f.revocation_text();
+        if !opts.allow_revoked {
+            bail!("{msg}; promotion refused");
+        }
+        eprintln!("warning: promoting anyway: {msg}");
+    }
+    let mut evidence_used = Vec::new();
+    for img in &images {
+        let man = verify_signed(client, &img.digest, opts.key)?;
+        evidence_used.push(passing_report(client, &img.digest, Kind::BootReport, opts.key)?.digest);
+        if man.boot.hardware.ab.is_some() {
+            evidence_used
+                .push(passing_report(client, &img.digest, Kind::OtaReport, opts.key)?.digest);
+        }
+        for g in opts.gates {
+            match g {
+                Gate::Size(max) => {
+                    let (m, _) = pull::image_manifest(client, &img.digest)?;
+                    let total: u64 = m.layers.iter().map(|l| l.size).sum();
+                    if total > *max {
+                        bail!(
+                            "{}: {total} bytes in the registry, over the size budget of {max} bytes",
+                            man.id
+                        );
+                    }
+                }
+                Gate::Audit => bail!(
+                    "--require audit: this Ingot has no security audit yet (`ingot audit` is planned); drop the gate or use an Ingot that has it"
+                ),
+            }
+        }
+    }
+    let previous = client.get_manifest(channel)?;
+    if previous.as_ref().map(|p| p.2.as_str()) == Some(top.as_str()) {
+        return Ok(Promoted {
+            channel: channel.into(),
+            digest: top,
+            previous: None,
+            previous_to: None,
+            evidence: evidence_used,
+            record: None,
+        });
+    }
+    if let (Some(to), Some((media, bytes, _))) = (opts.previous_to, &previous) {
+        client.put_manifest(to, media, bytes)?;
+    }
+    let (_, media, bytes) = &res.top;
+    client.put_manifest(channel, media, bytes)?;
+    let st = Statement {
+        kind: Kind::Promotion,
+        subject: top.clone(),
+        repository: format!(
+            "{}/{}",
+            client.reference.registry, client.reference.repository
+        ),
+        created: evidence::now(),
+        by: evidence::actor(opts.by),
+        passed: None,
+        channel: Some(channel.into()),
+        previous: previous.as_ref().map(|p| p.2.clone()),
+        previous_to: previous.as_ref().and(opts.previous_to.map(str::to_string)),
+        evidence: evidence_used.clone(),
+        reason: None,
+        report: serde_json::Value::Null,
+    };
+    let record = evidence::attach(client, &res.descriptor(), &st, opts.sign)?;
+    Ok(Promoted {
+        channel: channel.into(),
+        digest: top,
+        previous: st.previous,
+        previous_to: st.previous_to,
+        evidence: evidence_used,
+        record: Some(record),
+    })
+}
+
+/// Attach a signed revocation to the client's reference.
+pub fn revoke(
+    client: &Client,
+    reason: &str,
+    key: &SecretKey,
+    by: Option<&str>,
+) -> Result<(String, String)> {
+    if reason.trim().is_empty() || reason.len() > 4096 {
+        return Err(BadInput("--reason: one to 4096 characters".into()).into());
+    }
+    let res = pull::resolve(client)?;
+    let st = Statement {
+        kind: Kind::Revocation,
+        subject: res.top.0.clone(),
+        repository: format!(
+            "{}/{}",
+            client.reference.registry, client.reference.repository
+        ),
+        created: evidence::now(),
+        by: evidence::actor(by),
+        passed: None,
+        channel: None,
+        previous: None,
+        previous_to: None,
+        evidence: Vec::new(),
+        reason: Some(reason.to_string()),
+        report: serde_json::Value::Null,
+    };
+    let rec = evidence::attach(client, &res.descriptor(), &st, key)?;
+    Ok((res.top.0, rec))
+}
+
+/// Attach a test report to the manifest a local image directory makes (it must be in the
+/// repository: the report names the exact digest that was tested).
+pub fn attach_report(
+    client: &Client,
+    dir: &crate::image_dir::ImageDir,
+    kind: Kind,
+    passed: bool,
+    report: serde_json::Value,
+    key: &SecretKey,
+) -> Result<(String, String)> {
+    let img = artifact::image(dir)?;
+    let digest = img.entry.digest.clone();
+    if client.get_manifest(&digest)?.is_none() {
+        bail!(
+            "{}@{digest}: the tested image is not in the registry; push it before attaching evidence",
+            client.reference
+        );
+    }
+    let subject = Descriptor {
+        artifact_type: None,
+        platform: None,
+        annotations: Default::default(),
+        ..img.entry.clone()
+    };
+    let st = Statement {
+        kind,
+        subject: digest.clone(),
+        repository: format!(
+            "{}/{}",
+            client.reference.registry, client.reference.repository
+        ),
+        created: evidence::now(),
+        by: evidence::actor(None),
+        passed: Some(passed),
+        channel: None,
+        previous: None,
+        previous_to: None,
+        evidence: Vec::new(),
+        reason: None,
+        report,
+    };
+    let rec = evidence::attach(client, &subject, &st, key)?;
+    Ok((digest, rec))
+}
+
+/// One line of a channel's history.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HistoryEntry {
+    /// When.
+    pub created: String,
+    /// Who.
+    pub by: String,
+    /// From.
+    pub previous: Option<String>,
+    /// To.
+    pub digest: String,
+    /// The version (annotation of the promoted document).
+    pub version: Option<String>,
+    /// Where the previous holder went.
+    pub previous_to: Option<String>,
+    /// Evidence digests.
+    pub evidence: Vec<String>,
+    /// The record's signature verified with the key given.
+    pub verified: bool,
+    /// The record.
+    pub record: String,
+}
+
+/// The promotions of the client's tag (a channel), oldest first.
+pub fn history(client: &Client, key: Option<&PublicKey>) -> Result<Vec<HistoryEntry>> {
+    let channel =
+        client.reference.tag.clone().ok_or_else(|| {
+            BadInput(format!("{}: name the channel as the tag", client.reference))
+        })?;
+    let mut digests: Vec<(String, Option<String>)> = Vec::new();
+    for t in client.tags()? {
+        if evidence::is_fallback_tag(&t) {
+            continue;
+        }
+        if let Some((_, bytes, d)) = client.get_manifest(&t)? {
+            if !digests.iter().any(|(x, _)| *x == d) {
+                let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+                let version = v
+                    .pointer("/annotations/org.opencontainers.image.version")
+                    .and_then(|x| x.as_str())
+                    .map(str::to_string);
+                digests.push((d, version));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (d, version) in &digests {
+        for f in evidence::find(client, d, Kind::Promotion, key)? {
+            if f.statement.channel.as_deref() != Some(channel.as_str()) {
+                continue;
+            }
+            out.push(HistoryEntry {
+                created: f.statement.created.clone(),
+                by: f.statement.by.clone(),
+                previous: f.statement.previous.clone(),
+                digest: d.clone(),
+                version: version.clone(),
+                previous_to: f.statement.previous_to.clone(),
+                evidence: f.statement.evidence.clone(),
+                verified: f.verified,
+                record: f.digest.clone(),
+            });
+        }
+    }
+    out.sort_by(|a, b| a.created.cmp(&b.created).then(a.record.cmp(&b.record)));
+    Ok(out)
+}

@@ -1,0 +1,294 @@
+//! `ingot pull`: a version (or one pinned manifest) down into an image directory that `verify`
+//! accepts, or nothing at all.
+//!
+//! The manifest's digest is checked against the reference, every blob is hashed while it
+//! streams, `disk.raw` is rebuilt (sparse) from `disk.raw.zst`, and the whole directory is then
+//! verified against its signed manifest before it is renamed into place.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use super::artifact;
+use super::client::Client;
+use super::evidence;
+use super::types::{self, Descriptor, ImageManifest, Index};
+use crate::base::fsx::HashingReader;
+use crate::image_dir::{self, ImageDir};
+use crate::trust::minisign::PublicKey;
+
+/// What a reference resolved to.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The tag's (or pinned) document: digest, media type and bytes.
+    pub top: (String, String, Vec<u8>),
+    /// When it is an index, the index.
+    pub index: Option<Index>,
+}
+
+impl Resolved {
+    /// The top document as a subject descriptor.
+    pub fn descriptor(&self) -> Descriptor {
+        let (d, media, bytes) = &self.top;
+        Descriptor {
+            media_type: media.clone(),
+            digest: d.clone(),
+            size: bytes.len() as u64,
+            artifact_type: None,
+            platform: None,
+            annotations: Default::default(),
+        }
+    }
+
+    /// The image manifests it covers: every index entry, or the manifest itself.
+    pub fn images(&self) -> Vec<Descriptor> {
+        match &self.index {
+            Some(i) => i.manifests.clone(),
+            None => vec![self.descriptor()],
+        }
+    }
+}
+
+/// Resolve the client's reference (tag or digest).
+pub fn resolve(client: &Client) -> Result<Resolved> {
+    let r = &client.reference;
+    let target = r
+        .target()
+        .ok_or_else(|| super::BadInput(format!("{r}: give a tag or @sha256:<digest>")))?;
+    let (media, bytes, digest) = client
+        .get_manifest(target)?
+        .ok_or_else(|| anyhow!("{r}: no such tag or digest in the registry"))?;
+    let index = if media == types::INDEX_MEDIA {
+        let i: Index =
+            serde_json::from_slice(&bytes).with_context(|| format!("{r}: not an OCI index"))?;
+        Some(i)
+    } else if media == types::MANIFEST_MEDIA {
+        None
+    } else {
+        bail!("{r}: a {media}, not an Ingot image");
+    };
+    Ok(Resolved {
+        top: (digest, media, bytes),
+        index,
+    })
+}
+
+/// Pick one image of an index: the only one, or the one matching `arch`/`hardware`.
+pub fn select(
+    index: &Index,
+    arch: Option<&str>,
+    hardware: Option<&str>,
+    what: &str,
+) -> Result<Descriptor> {
+    let fits: Vec<&Descriptor> = index
+        .manifests
+        .iter()
+        .filter(|d| {
+            arch.is_none_or(|a| {
+                d.annotations.get(artifact::ARCH).map(String::as_str) == Some(a)
+                    || d.platform.as_ref().map(|p| p.architecture.as_str()) == Some(a)
+            }) && hardware.is_none_or(|h| {
+                d.annotations.get(artifact::HARDWARE).map(String::as_str) == Some(h)
+            })
+        })
+        .collect();
+    match fits.as_slice() {
+        [one] => Ok((*one).clone()),
+        _ => {
+            let all: Vec<String> = index
+                .manifests
+                .iter()
+                .map(|d| {
+                    format!(
+                        "{} ({})",
+                        d.annotations
+                            .get(artifact::HARDWARE)
+                            .map_or("?", |s| s.as_str()),
+                        d.annotations
+                            .get(artifact::ARCH)
+                            .map_or("?", |s| s.as_str())
+                    )
+                })
+                .collect();
+            Err(super::BadInput(format!(
+                "{what}: {} images match; choose with --arch or --hardware among: {}",
+                fits.len(),
+                all.join(", ")
+            ))
+            .into())
+        }
+    }
+}
+
+/// Fetch an image manifest by digest.
+pub fn image_manifest(client: &Client, digest: &str) -> Result<(ImageManifest, Vec<u8>)> {
+    let (media, bytes, _) = client
+        .get_manifest(digest)?
+        .ok_or_else(|| anyhow!("{}@{digest}: not in the registry", client.reference))?;
+    if media != types::MANIFEST_MEDIA {
+        bail!("{digest}: a {media}, not an image manifest");
+    }
+    let m: ImageManifest = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{digest}: not an OCI image manifest"))?;
+    if m.artifact_type.as_deref() != Some(artifact::IMAGE_TYPE) {
+        bail!(
+            "{digest}: artifact type {}, not an Ingot image ({})",
+            m.artifact_type.as_deref().unwrap_or("none"),
+            artifact::IMAGE_TYPE
+        );
+    }
+    Ok((m, bytes))
+}
+
+/// How to pull.
+pub struct PullOptions<'a> {
+    /// The key the image's signature must verify with.
+    pub key: &'a PublicKey,
+    /// Which image of a multi-arch version.
+    pub arch: Option<&'a str>,
+    /// Which hardware.
+    pub hardware: Option<&'a str>,
+    /// Pull even a revoked digest.
+    pub allow_revoked: bool,
+    /// No progress.
+    pub quiet: bool,
+}
+
+/// Pull into `dest` (replaced only by a complete, verified directory). Returns the image
+/// manifest's digest.
+pub fn pull(client: &Client, dest: &Path, opts: &PullOptions<'_>) -> Result<String> {
+    let r = &client.reference;
+    let res = resolve(client)?;
+    let chosen = match &res.index {
+        Some(i) => select(i, opts.arch, opts.hardware, &r.to_string())?.digest,
+        None => res.top.0.clone(),
+    };
+    let (m, _) = image_manifest(client, &chosen)?;
+    let mut subjects = vec![res.top.0.as_str()];
+    if chosen != res.top.0 {
+        subjects.push(chosen.as_str());
+    }
+    if let Some(f) = evidence::revoked(client, &subjects, opts.key)? {
+        let msg = format!("{r}: {}", f.revocation_text());
+        if !opts.allow_revoked {
+            bail!("{msg} (--allow-revoked pulls it anyway)");
+        }
+        eprintln!("warning: {msg}");
+    }
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = dest
+        .file_name()
+        .ok_or_else(|| super::BadInput(format!("{}: not a directory name", dest.display())))?
+        .to_string_lossy()
+        .into_owned();
+    let staging = crate::build::publish::Staging::create(&parent, &name)?;
+    let work = staging.path().to_path_buf();
+    for d in &m.layers {
+        crate::interrupt::check()?;
+        let title = d
+            .title()
+            .ok_or_else(|| anyhow!("{chosen}: a layer without a file name"))?;
+        if !(image_dir::is_artifact(title)
+            || title == image_dir::MANIFEST
+            || title == image_dir::SIGNATURE)
+            || title.contains('/')
+        {
+            bail!("{chosen}: layer named `{title}` is not a file of an image directory");
+        }
+        fetch_blob(client, d, &work.join(title), opts.quiet)?;
+    }
+    let dir = ImageDir::open(&work)?;
+    if dir.manifest.artifacts.contains_key(image_dir::DISK_RAW)
+        && !work.join(image_dir::DISK_RAW).exists()
+    {
+        unpack_sparse(
+            &work.join(image_dir::DISK_ZST),
+            &work.join(image_dir::DISK_RAW),
+        )?;
+    }
+    let dir = ImageDir::open_verified(&work, opts.key)
+        .with_context(|| format!("{r}: the pulled image does not verify"))?;
+    let extra = dir.unlisted_files()?;
+    let extra: Vec<&String> = extra
+        .iter()
+        .filter(|n| n.as_str() != crate::build::publish::MARKER)
+        .collect();
+    if !extra.is_empty() {
+        bail!("{r}: files the signed manifest does not list: {extra:?}");
+    }
+    staging.publish()?;
+    Ok(chosen)
+}
+
+/// Stream one blob to `path`, hashing it, bounded by its descriptor's size.
+fn fetch_blob(client: &Client, d: &Descriptor, path: &Path, quiet: bool) -> Result<()> {
+    let name = d.title().unwrap_or("blob");
+    let bar = crate::progress::transfer(name, d.size, crate::progress::live(quiet));
+    let reader = bar.wrap_read(client.get_blob(&d.digest)?.take(d.size + 1));
+    let mut hr = HashingReader::new(reader);
+    let mut f = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        crate::interrupt::check()?;
+        let n = hr
+            .read(&mut buf)
+            .with_context(|| format!("fetching {name} ({})", d.digest))?;
+        if n == 0 {
+            break;
+        }
+        f.write_all(&buf[..n])
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    bar.finish_and_clear();
+    let (hex, size) = hr.finish();
+    if size != d.size || format!("sha256:{hex}") != d.digest {
+        bail!(
+            "{name}: the registry sent {size} bytes hashing to sha256:{hex}; the manifest says {} bytes, {} (refusing the pull)",
+            d.size,
+            d.digest
+        );
+    }
+    Ok(())
+}
+
+/// Decompress a zstd disk into a sparse file: zero blocks become holes.
+pub fn unpack_sparse(zst: &Path, raw: &Path) -> Result<()> {
+    let src = File::open(zst).with_context(|| format!("opening {}", zst.display()))?;
+    let mut dec = zstd::stream::read::Decoder::new(src)
+        .with_context(|| format!("{}: not zstd", zst.display()))?;
+    let mut out = File::create(raw).with_context(|| format!("creating {}", raw.display()))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pos = 0u64;
+    loop {
+        crate::interrupt::check()?;
+        let mut filled = 0;
+        while filled < buf.len() {
+            let n = dec
+                .read(&mut buf[filled..])
+                .with_context(|| format!("decompressing {}", zst.display()))?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        if filled == 0 {
+            break;
+        }
+        if buf[..filled].iter().all(|b| *b == 0) {
+            out.seek(SeekFrom::Current(filled as i64))
+                .with_context(|| format!("writing {}", raw.display()))?;
+        } else {
+            out.write_all(&buf[..filled])
+                .with_context(|| format!("writing {}", raw.display()))?;
+        }
+        pos += filled as u64;
+    }
+    out.set_len(pos)
+        .with_context(|| format!("writing {}", raw.display()))?;
+    Ok(())
+}

@@ -1,0 +1,364 @@
+//! `ingot push`: verified image directories up as one index per version.
+//!
+//! Blobs the repository already has are skipped (HEAD), blobs this machine pushed to another
+//! repository of the same registry are mounted, large blobs go up in chunks whose session is
+//! remembered on disk after every chunk, so an interrupted push resumes where the registry
+//! says it stopped. Version tags are write-once: a tag that names another digest is refused.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use super::artifact::{self, LocalImage};
+use super::client::{Body, Client};
+use super::reference::Reference;
+use super::types::{self, Descriptor};
+use super::BadInput;
+use crate::base::fsx;
+use crate::image_dir::ImageDir;
+use crate::trust::minisign::PublicKey;
+
+/// Default chunk size for uploads (`INGOT_REGISTRY_CHUNK` overrides, in bytes).
+pub const DEFAULT_CHUNK: u64 = 32 << 20;
+
+/// What a push did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Pushed {
+    /// The reference pushed to.
+    pub reference: String,
+    /// The index digest the tag names.
+    pub digest: String,
+    /// Each image: (id, manifest digest).
+    pub images: Vec<(String, String)>,
+    /// Blobs sent.
+    pub uploaded: usize,
+    /// Bytes sent (a resumed upload counts only what this push sent).
+    pub uploaded_bytes: u64,
+    /// Blobs the repository already had.
+    pub skipped: usize,
+    /// Blobs mounted from another repository.
+    pub mounted: usize,
+    /// The tag already named this exact index.
+    pub unchanged: bool,
+}
+
+/// How to push.
+pub struct PushOptions<'a> {
+    /// Key the directories' signatures must verify with.
+    pub key: Option<&'a PublicKey>,
+    /// Push a directory without a signature (digests are still checked).
+    pub allow_unsigned: bool,
+    /// No progress output.
+    pub quiet: bool,
+}
+
+/// Open and check the directories: signature and every digest with a key; the digests alone
+/// when unsigned images are allowed.
+pub fn open_dirs(dirs: &[PathBuf], opts: &PushOptions<'_>) -> Result<Vec<ImageDir>> {
+    let mut out = Vec::new();
+    for d in dirs {
+        let dir = match opts.key {
+            Some(k) => ImageDir::open_verified(d, k)?,
+            None if opts.allow_unsigned => {
+                let dir = ImageDir::open(d)?;
+                dir.check_files()?;
+                dir
+            }
+            None => {
+                return Err(BadInput(format!(
+                    "{}: push verifies the signature first: give --key PUB (or --allow-unsigned to push an unsigned image)",
+                    d.display()
+                ))
+                .into())
+            }
+        };
+        out.push(dir);
+    }
+    Ok(out)
+}
+
+/// Push `dirs` as one version under `reference` (whose tag must be that version).
+pub fn push(client: &Client, dirs: &[ImageDir], opts: &PushOptions<'_>) -> Result<Pushed> {
+    let reference = &client.reference;
+    let tag = reference.tag.clone().ok_or_else(|| {
+        BadInput(format!(
+            "{reference}: push needs a tag, the images' version (for example :1.0.0)"
+        ))
+    })?;
+    if reference.digest.is_some() {
+        return Err(BadInput(format!("{reference}: push takes a tag, not a digest")).into());
+    }
+    let images: Vec<LocalImage> = dirs.iter().map(artifact::image).collect::<Result<_>>()?;
+    let (_, index_bytes) = artifact::index(&images)?;
+    let version = &dirs[0].manifest.version;
+    if &tag != version {
+        return Err(BadInput(format!(
+            "{reference}: the tag must be the images' version {version} (version tags are write-once; channels move with `ingot promote`)"
+        ))
+        .into());
+    }
+    let index_digest = format!("sha256:{}", fsx::sha256_hex(&index_bytes));
+    let existing = client.get_manifest(&tag)?;
+    if let Some((_, _, d)) = &existing {
+        if *d != index_digest {
+            bail!(
+                "{reference} already names {d}, and these images make {index_digest}: version tags are write-once (build a new version)"
+            );
+        }
+    }
+    let mut done = Pushed {
+        reference: reference.to_string(),
+        digest: index_digest.clone(),
+        images: Vec::new(),
+        uploaded: 0,
+        uploaded_bytes: 0,
+        skipped: 0,
+        mounted: 0,
+        unchanged: existing.is_some(),
+    };
+    let chunk = chunk_size()?;
+    let mounts = MountRecord::open(&reference.registry);
+    let empty = types::empty_config();
+    let mut blobs: Vec<(Descriptor, Source)> = vec![(empty, Source::Bytes(types::EMPTY_BLOB))];
+    for img in &images {
+        for (d, p) in &img.files {
+            if !blobs.iter().any(|(b, _)| b.digest == d.digest) {
+                blobs.push((d.clone(), Source::File(p.clone())));
+            }
+        }
+    }
+    for (d, src) in &blobs {
+        crate::interrupt::check()?;
+        if client.has_blob(&d.digest)? {
+            done.skipped += 1;
+            continue;
+        }
+        if let Some(from) = mounts.source_for(&d.digest, &reference.repository) {
+            if client.mount(&d.digest, &from)? {
+                done.mounted += 1;
+                mounts.record(&d.digest, &reference.repository);
+                continue;
+            }
+        }
+        let name = d.title().unwrap_or("config").to_string();
+        done.uploaded_bytes += upload(client, d, src, &name, chunk, opts.quiet)?;
+        mounts.record(&d.digest, &reference.repository);
+        done.uploaded += 1;
+    }
+    for (img, dir) in images.iter().zip(dirs) {
+        client.put_manifest(&img.entry.digest, types::MANIFEST_MEDIA, &img.bytes)?;
+        done.images
+            .push((dir.manifest.id.clone(), img.entry.digest.clone()));
+    }
+    if existing.is_none() {
+        // Last look before the tag moves: another pusher may have won the race.
+        if let Some((_, _, d)) = client.get_manifest(&tag)? {
+            if d != index_digest {
+                bail!("{reference} was pushed by someone else meanwhile ({d}); version tags are write-once");
+            }
+        }
+        client.put_manifest(&tag, types::INDEX_MEDIA, &index_bytes)?;
+    }
+    Ok(done)
+}
+
+/// Where a blob's bytes come from.
+enum Source {
+    Bytes(&'static [u8]),
+    File(PathBuf),
+}
+
+fn chunk_size() -> Result<u64> {
+    match std::env::var("INGOT_REGISTRY_CHUNK") {
+        Ok(s) if !s.trim().is_empty() => {
+            let n = crate::config::ByteSize::parse(s.trim())
+                .map_err(|e| BadInput(format!("INGOT_REGISTRY_CHUNK: {e}")))?
+                .0;
+            if n < 64 << 10 {
+                return Err(BadInput("INGOT_REGISTRY_CHUNK: at least 64KiB".into()).into());
+            }
+            Ok(n)
+        }
+        _ => Ok(DEFAULT_CHUNK),
+    }
+}
+
+fn upload(
+    client: &Client,
+    d: &Descriptor,
+    src: &Source,
+    name: &str,
+    chunk: u64,
+    quiet: bool,
+) -> Result<u64> {
+    let path = match src {
+        Source::Bytes(b) => {
+            let url = client.start_upload()?;
+            client.finish_upload(&url, &d.digest, Body::Bytes(b))?;
+            return Ok(b.len() as u64);
+        }
+        Source::File(p) => p,
+    };
+    let live = crate::progress::live(quiet);
+    let bar = crate::progress::transfer(name, d.size, live);
+    let result = if d.size <= chunk {
+        crate::progress::log(
+            quiet || live,
+            &format!("uploading {name} ({} bytes)", d.size),
+        );
+        let url = client.start_upload()?;
+        let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let r = bar.wrap_read(f.take(d.size));
+        client
+            .finish_upload(&url, &d.digest, Body::Reader(Box::new(r), d.size))
+            .map(|()| d.size)
+    } else {
+        chunked(client, d, path, name, chunk, quiet, live, &bar)
+    };
+    bar.finish_and_clear();
+    result
+}
+
+/// The state file of one chunked upload: the session URL after the last chunk the registry
+/// took, and how many bytes that was.
+fn state_path(client: &Client, digest: &str) -> Option<PathBuf> {
+    let cache = crate::packages::cache::Cache::open(None).ok()?;
+    let key = fsx::sha256_hex(
+        format!(
+            "{}/{}",
+            client.reference.registry, client.reference.repository
+        )
+        .as_bytes(),
+    );
+    let dir = cache.root().join("registry-uploads").join(&key[..16]);
+    std::fs::create_dir_all(&dir).ok()?;
+    Some(dir.join(digest.replace(':', "-")))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn chunked(
+    client: &Client,
+    d: &Descriptor,
+    path: &Path,
+    name: &str,
+    chunk: u64,
+    quiet: bool,
+    live: bool,
+    bar: &indicatif::ProgressBar,
+) -> Result<u64> {
+    let state = state_path(client, &d.digest);
+    let mut start = 0u64;
+    let mut url = None;
+    if let Some(s) = state
+        .as_deref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+    {
+        if let Some(saved) = s.lines().next() {
+            match client.upload_status(saved.trim())? {
+                Some((held, next)) if held <= d.size => {
+                    start = held;
+                    url = Some(next);
+                    crate::progress::log(
+                        quiet,
+                        &format!("resuming {name} at byte {held} of {}", d.size),
+                    );
+                }
+                _ => crate::progress::log(
+                    quiet,
+                    &format!(
+                        "{name}: the registry no longer has the interrupted upload; starting again"
+                    ),
+                ),
+            }
+        }
+    }
+    let resumed_at = start;
+    let mut url = match url {
+        Some(u) => u,
+        None => client.start_upload()?,
+    };
+    let chunks = d.size.div_ceil(chunk);
+    crate::progress::log(
+        quiet || live,
+        &format!("uploading {name} ({} bytes) in {chunks} chunks", d.size),
+    );
+    let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    f.seek(SeekFrom::Start(start))
+        .with_context(|| format!("seeking in {}", path.display()))?;
+    bar.set_position(start);
+    let mut buf = vec![0u8; usize::try_from(chunk).unwrap_or(usize::MAX)];
+    while start < d.size {
+        // Stop only between chunks: the registry then holds whole chunks, and the saved
+        // session resumes exactly there.
+        crate::interrupt::check()?;
+        let want = usize::try_from((d.size - start).min(chunk)).unwrap_or(buf.len());
+        f.read_exact(&mut buf[..want])
+            .with_context(|| format!("reading {}", path.display()))?;
+        url = client.patch(&url, start, &buf[..want])?;
+        start += want as u64;
+        if let Some(p) = &state {
+            let _ = fsx::write_atomic(p, format!("{url}\n{start}\n").as_bytes());
+        }
+        bar.set_position(start);
+        if !live && !quiet {
+            eprintln!(
+                "{name}: {} of {chunks} chunks sent",
+                start.div_ceil(chunk).min(chunks)
+            );
+        }
+    }
+    client.finish_upload(&url, &d.digest, Body::Empty)?;
+    if let Some(p) = &state {
+        let _ = std::fs::remove_file(p);
+    }
+    Ok(d.size - resumed_at)
+}
+
+/// Which repositories of a registry this machine has pushed each blob to, so a push to a new
+/// repository can mount instead of upload. A hint only: a failed mount falls back to upload.
+struct MountRecord {
+    path: Option<PathBuf>,
+}
+
+impl MountRecord {
+    fn open(registry: &str) -> Self {
+        let path = crate::packages::cache::Cache::open(None).ok().map(|c| {
+            c.root()
+                .join("registry-blobs")
+                .join(&fsx::sha256_hex(registry.as_bytes())[..16])
+        });
+        MountRecord { path }
+    }
+
+    fn source_for(&self, digest: &str, repo: &str) -> Option<String> {
+        let p = self.path.as_ref()?.join(digest.replace(':', "-"));
+        let text = std::fs::read_to_string(p).ok()?;
+        text.lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && *l != repo)
+            .map(str::to_string)
+    }
+
+    fn record(&self, digest: &str, repo: &str) {
+        let Some(dir) = &self.path else { return };
+        let _ = std::fs::create_dir_all(dir);
+        let p = dir.join(digest.replace(':', "-"));
+        let mut repos: Vec<String> = std::fs::read_to_string(&p)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        if !repos.iter().any(|r| r == repo) {
+            repos.insert(0, repo.to_string());
+            repos.truncate(8);
+            let _ = fsx::write_atomic(&p, (repos.join("\n") + "\n").as_bytes());
+        }
+    }
+}
+
+/// The reference a push writes, checked before any directory is read.
+pub fn parse_target(s: &str) -> Result<Reference> {
+    Ok(Reference::parse(s)?)
+}
