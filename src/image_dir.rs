@@ -229,6 +229,18 @@ impl ImageDir {
     /// Read the manifest once, check its signature over exactly those bytes, then check every
     /// artifact's digest and size, and the provenance's DSSE signature.
     pub fn open_verified(path: &Path, key: &minisign::PublicKey) -> Result<Self> {
+        Self::open_verified_with(path, key, &Known::default())
+    }
+
+    /// [`ImageDir::open_verified`] for a caller that has hashed some files already (a pull
+    /// hashes each blob while it streams) or does not need some (a push does not send
+    /// `disk.raw` when `disk.raw.zst` carries it): `known` gives those digests and sizes, and
+    /// `skip` the files not to check. The signature, bundle and provenance are always checked.
+    pub fn open_verified_with(
+        path: &Path,
+        key: &minisign::PublicKey,
+        known: &Known,
+    ) -> Result<Self> {
         let mp = path.join(MANIFEST);
         let bytes = fsx::read(&mp)?;
         let sig = std::fs::read_to_string(path.join(SIGNATURE))
@@ -236,7 +248,7 @@ impl ImageDir {
         key.verify_bytes(&bytes, &sig)
             .with_context(|| mp.display().to_string())?;
         let manifest = Manifest::parse(&bytes, &mp)?;
-        check_artifacts(path, &manifest)?;
+        check_artifacts(path, &manifest, known)?;
         if manifest.artifacts.contains_key(BUNDLE) {
             // The digest above covers the file; the device checks the manifest's own signature.
             crate::ota::bundle::Bundle::read(&path.join(BUNDLE))?
@@ -260,7 +272,7 @@ impl ImageDir {
     /// Check every artifact's digest and size against the manifest (no signature: for
     /// unsigned images, whose digests are all there is to check).
     pub fn check_files(&self) -> Result<()> {
-        check_artifacts(&self.path, &self.manifest)
+        check_artifacts(&self.path, &self.manifest, &Known::default())
     }
 
     /// A file of the directory.
@@ -330,20 +342,61 @@ impl ImageDir {
     }
 }
 
-fn check_artifacts(path: &Path, manifest: &Manifest) -> Result<()> {
-    for (name, a) in &manifest.artifacts {
-        let p = path.join(name);
-        let (got, size) =
-            fsx::sha256_file(&p).with_context(|| format!("{}: cannot read", p.display()))?;
-        if got != a.sha256 || size != a.size {
-            bail!(
-                "{name}: SHA-256 {got} ({size} bytes) does not match the signed manifest ({}, {} bytes)",
-                a.sha256,
-                a.size
-            );
-        }
-    }
-    Ok(())
+/// Digests a verifier already has, and files it need not check.
+#[derive(Debug, Clone, Default)]
+pub struct Known {
+    /// File name → (hex SHA-256, size), hashed by the caller.
+    pub hashed: BTreeMap<String, (String, u64)>,
+    /// Files not to check.
+    pub skip: Vec<String>,
+}
+
+/// Check every artifact against the manifest: the files not already known are hashed, two at
+/// a time (the big ones dominate, and the build hosts have at least two cores).
+fn check_artifacts(path: &Path, manifest: &Manifest, known: &Known) -> Result<()> {
+    let todo: Vec<(&String, &Artifact)> = manifest
+        .artifacts
+        .iter()
+        .filter(|(n, _)| !known.skip.contains(n))
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<Result<()>> = std::thread::scope(|sc| {
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                sc.spawn(|| -> Result<()> {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((name, a)) = todo.get(i) else {
+                            return Ok(());
+                        };
+                        let (got, size) = match known.hashed.get(*name) {
+                            Some(k) => k.clone(),
+                            None => {
+                                let p = path.join(name);
+                                fsx::sha256_file(&p)
+                                    .with_context(|| format!("{}: cannot read", p.display()))?
+                            }
+                        };
+                        if got != a.sha256 || size != a.size {
+                            bail!(
+                                "{name}: SHA-256 {got} ({size} bytes) does not match the signed manifest ({}, {} bytes)",
+                                a.sha256,
+                                a.size
+                            );
+                        }
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a hashing thread panicked")))
+            })
+            .collect()
+    });
+    results.into_iter().collect()
 }
 
 #[cfg(test)]

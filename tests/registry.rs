@@ -183,6 +183,37 @@ fn push_and_pull_round_trip_with_reproducible_digests_and_write_once_tags() {
     assert_eq!(pushed_digest(&again), digest);
     assert!(again.contains("0 blob(s) uploaded (0 bytes)"), "{again}");
 
+    // CI fan-out: each runner pushes its own image without an index; the last push of all
+    // directories only tags the version, uploading nothing.
+    let fan = reg.at("golden/fan-out");
+    for arch in ["x86_64", "aarch64"] {
+        let t = ok(
+            &ingot(&[
+                "push",
+                &f.s("out", "1.0.0", arch),
+                &fan,
+                "--key",
+                &pubk,
+                "--no-index",
+            ]),
+            "push --no-index",
+        );
+        assert!(!t.contains("@sha256:"), "{t}");
+    }
+    let t = ok(
+        &ingot(&[
+            "push",
+            &f.s("out", "1.0.0", "x86_64"),
+            &f.s("out", "1.0.0", "aarch64"),
+            &format!("{fan}:1.0.0"),
+            "--key",
+            &pubk,
+        ]),
+        "gathering push",
+    );
+    assert!(t.contains("0 blob(s) uploaded (0 bytes)"), "{t}");
+    assert_eq!(pushed_digest(&t), digest);
+
     // The same version built at another time is other content: the tag does not move.
     let (code, err) = run(&[
         "push",

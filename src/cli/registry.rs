@@ -114,6 +114,10 @@ pub enum RegistryCmd {
         /// Push directories without a signature (their digests are still checked).
         #[arg(long)]
         allow_unsigned: bool,
+        /// Push blobs and image manifests by digest only, no index and no tag (CI fan-out:
+        /// each runner pushes its image, then one push of all directories tags the version).
+        #[arg(long)]
+        no_index: bool,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
@@ -267,6 +271,7 @@ pub fn run(cmd: RegistryCmd, quiet: bool) -> Result<()> {
             args,
             key,
             allow_unsigned,
+            no_index,
             json,
             registry: ro,
         } => {
@@ -278,6 +283,7 @@ pub fn run(cmd: RegistryCmd, quiet: bool) -> Result<()> {
                 key: key.as_ref(),
                 allow_unsigned,
                 quiet,
+                no_index,
             };
             let images = push::open_dirs(&dirs, &opts)?;
             let client = Client::new(&reference, &options(&ro), true)?;
@@ -303,7 +309,9 @@ pub fn run(cmd: RegistryCmd, quiet: bool) -> Result<()> {
                         }
                     ),
                 );
-                println!("{}@{}", done.reference, done.digest);
+                if !done.digest.is_empty() {
+                    println!("{}@{}", done.reference, done.digest);
+                }
             }
             Ok(())
         }

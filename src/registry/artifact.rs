@@ -59,8 +59,8 @@ pub struct LocalImage {
 }
 
 /// The files of a directory that travel, in layer order: the manifest and its signature, then
-/// the artifacts, with `disk.raw` left out when `disk.raw.zst` carries it (pull rebuilds it and
-/// checks it against the signed manifest).
+/// the artifacts, with `disk.raw` always carried as `disk.raw.zst` (pull rebuilds it and checks
+/// it against the signed manifest).
 pub fn layer_files(dir: &ImageDir) -> Vec<String> {
     let arts = &dir.manifest.artifacts;
     let mut names = vec![image_dir::MANIFEST.to_string()];
@@ -71,7 +71,11 @@ pub fn layer_files(dir: &ImageDir) -> Vec<String> {
         if *n == image_dir::MANIFEST || !arts.contains_key(*n) {
             continue;
         }
-        if *n == image_dir::DISK_RAW && arts.contains_key(image_dir::DISK_ZST) {
+        if *n == image_dir::DISK_RAW {
+            // The compressed disk travels instead (derived here when the build made none).
+            if !arts.contains_key(image_dir::DISK_ZST) {
+                names.push(image_dir::DISK_ZST.to_string());
+            }
             continue;
         }
         names.push(n.to_string());
@@ -85,16 +89,62 @@ pub fn layer_files(dir: &ImageDir) -> Vec<String> {
     names
 }
 
+/// Level of a `disk.raw.zst` derived for a push (the builds' default).
+pub const DERIVED_ZSTD_LEVEL: i32 = 9;
+
+/// `disk.raw.zst` for an image whose build made none: compressed once per disk digest into the
+/// cache with the build's fixed-worker zstd settings, so every machine derives the same bytes
+/// (and so the same OCI digest).
+fn derived_zst(dir: &ImageDir) -> Result<PathBuf> {
+    let raw = dir
+        .manifest
+        .artifacts
+        .get(image_dir::DISK_RAW)
+        .context("no disk.raw in the manifest")?;
+    let cache = crate::packages::cache::Cache::open(None)?;
+    let folder = cache.root().join("registry-zst");
+    std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
+    let out = folder.join(format!("{}-{DERIVED_ZSTD_LEVEL}.zst", raw.sha256));
+    if !out.exists() {
+        // The cache is keyed by the signed digest: check the disk really has it first.
+        let (got, size) = fsx::sha256_path(&dir.disk())?;
+        if got != raw.sha256 || size != raw.size {
+            anyhow::bail!(
+                "{}: SHA-256 {got} ({size} bytes) does not match the signed manifest ({}, {} bytes)",
+                dir.disk().display(),
+                raw.sha256,
+                raw.size
+            );
+        }
+        let tmp = fsx::temp_beside(&out);
+        let _guard = crate::interrupt::TempGuard::new(tmp.clone());
+        let result = crate::disk::compress_zstd(&dir.disk(), &tmp, DERIVED_ZSTD_LEVEL, &|_| {});
+        if let Err(e) = result.and_then(|()| fsx::rename(&tmp, &out)) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    }
+    Ok(out)
+}
+
 /// The OCI image manifest of an image directory. Artifact digests come from the (verified)
 /// manifest; the manifest and signature are hashed here.
 pub fn image(dir: &ImageDir) -> Result<LocalImage> {
     let m = &dir.manifest;
     let mut files = Vec::new();
     for name in layer_files(dir) {
-        let path = dir.file(&name);
-        let (digest, size) = match m.artifacts.get(&name) {
-            Some(a) => (a.sha256.clone(), a.size),
-            None => fsx::sha256_path(&path)?,
+        let (path, digest, size) = match m.artifacts.get(&name) {
+            Some(a) => (dir.file(&name), a.sha256.clone(), a.size),
+            None if name == image_dir::DISK_ZST => {
+                let p = derived_zst(dir)?;
+                let (d, s) = fsx::sha256_path(&p)?;
+                (p, d, s)
+            }
+            None => {
+                let p = dir.file(&name);
+                let (d, s) = fsx::sha256_path(&p)?;
+                (p, d, s)
+            }
         };
         let mut d = Descriptor {
             media_type: media_type(&name).to_string(),

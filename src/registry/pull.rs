@@ -189,7 +189,6 @@ pub fn pull(client: &Client, dest: &Path, opts: &PullOptions<'_>) -> Result<Stri
     let staging = crate::build::publish::Staging::create(&parent, &name)?;
     let work = staging.path().to_path_buf();
     for d in &m.layers {
-        crate::interrupt::check()?;
         let title = d
             .title()
             .ok_or_else(|| anyhow!("{chosen}: a layer without a file name"))?;
@@ -197,21 +196,37 @@ pub fn pull(client: &Client, dest: &Path, opts: &PullOptions<'_>) -> Result<Stri
             || title == image_dir::MANIFEST
             || title == image_dir::SIGNATURE)
             || title.contains('/')
+            || m.layers.iter().filter(|l| l.title() == Some(title)).count() > 1
         {
             bail!("{chosen}: layer named `{title}` is not a file of an image directory");
         }
-        fetch_blob(client, d, &work.join(title), opts.quiet)?;
+    }
+    let live = crate::progress::live(opts.quiet);
+    let multi = indicatif::MultiProgress::new();
+    super::parallel(&m.layers, |d| {
+        let title = d.title().unwrap_or_default();
+        let bar = multi.add(crate::progress::transfer(title, d.size, live));
+        fetch_blob(client, d, &work.join(title), &bar)
+    })?;
+    // Each blob was hashed as it streamed and matched its descriptor: those digests are what
+    // the signed manifest is checked against, with disk.raw hashed as it is rebuilt.
+    let mut known = image_dir::Known::default();
+    for d in &m.layers {
+        let title = d.title().unwrap_or_default().to_string();
+        known.hashed.insert(title, (d.hex().to_string(), d.size));
     }
     let dir = ImageDir::open(&work)?;
-    if dir.manifest.artifacts.contains_key(image_dir::DISK_RAW)
-        && !work.join(image_dir::DISK_RAW).exists()
-    {
-        unpack_sparse(
-            &work.join(image_dir::DISK_ZST),
-            &work.join(image_dir::DISK_RAW),
-        )?;
+    let arts = &dir.manifest.artifacts;
+    if arts.contains_key(image_dir::DISK_RAW) && !work.join(image_dir::DISK_RAW).exists() {
+        let zst = work.join(image_dir::DISK_ZST);
+        let raw = unpack_sparse(&zst, &work.join(image_dir::DISK_RAW))?;
+        known.hashed.insert(image_dir::DISK_RAW.to_string(), raw);
+        if !arts.contains_key(image_dir::DISK_ZST) {
+            // Derived for the transfer only: the image as built has no such file.
+            std::fs::remove_file(&zst).with_context(|| format!("removing {}", zst.display()))?;
+        }
     }
-    let dir = ImageDir::open_verified(&work, opts.key)
+    let dir = ImageDir::open_verified_with(&work, opts.key, &known)
         .with_context(|| format!("{r}: the pulled image does not verify"))?;
     let extra = dir.unlisted_files()?;
     let extra: Vec<&String> = extra
@@ -226,9 +241,13 @@ pub fn pull(client: &Client, dest: &Path, opts: &PullOptions<'_>) -> Result<Stri
 }
 
 /// Stream one blob to `path`, hashing it, bounded by its descriptor's size.
-fn fetch_blob(client: &Client, d: &Descriptor, path: &Path, quiet: bool) -> Result<()> {
+fn fetch_blob(
+    client: &Client,
+    d: &Descriptor,
+    path: &Path,
+    bar: &indicatif::ProgressBar,
+) -> Result<()> {
     let name = d.title().unwrap_or("blob");
-    let bar = crate::progress::transfer(name, d.size, crate::progress::live(quiet));
     let reader = bar.wrap_read(client.get_blob(&d.digest)?.take(d.size + 1));
     let mut hr = HashingReader::new(reader);
     let mut f = File::create(path).with_context(|| format!("creating {}", path.display()))?;
@@ -256,11 +275,14 @@ fn fetch_blob(client: &Client, d: &Descriptor, path: &Path, quiet: bool) -> Resu
     Ok(())
 }
 
-/// Decompress a zstd disk into a sparse file: zero blocks become holes.
-pub fn unpack_sparse(zst: &Path, raw: &Path) -> Result<()> {
+/// Decompress a zstd disk into a sparse file (zero blocks become holes); returns the hex
+/// SHA-256 and size of what was written.
+pub fn unpack_sparse(zst: &Path, raw: &Path) -> Result<(String, u64)> {
     let src = File::open(zst).with_context(|| format!("opening {}", zst.display()))?;
-    let mut dec = zstd::stream::read::Decoder::new(src)
-        .with_context(|| format!("{}: not zstd", zst.display()))?;
+    let mut dec = HashingReader::new(
+        zstd::stream::read::Decoder::new(src)
+            .with_context(|| format!("{}: not zstd", zst.display()))?,
+    );
     let mut out = File::create(raw).with_context(|| format!("creating {}", raw.display()))?;
     let mut buf = vec![0u8; 1 << 20];
     let mut pos = 0u64;
@@ -290,5 +312,5 @@ pub fn unpack_sparse(zst: &Path, raw: &Path) -> Result<()> {
     }
     out.set_len(pos)
         .with_context(|| format!("writing {}", raw.display()))?;
-    Ok(())
+    Ok(dec.finish())
 }

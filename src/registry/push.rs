@@ -28,7 +28,7 @@ pub const DEFAULT_CHUNK: u64 = 32 << 20;
 pub struct Pushed {
     /// The reference pushed to.
     pub reference: String,
-    /// The index digest the tag names.
+    /// The index digest the tag names (empty with `no_index`).
     pub digest: String,
     /// Each image: (id, manifest digest).
     pub images: Vec<(String, String)>,
@@ -52,6 +52,10 @@ pub struct PushOptions<'a> {
     pub allow_unsigned: bool,
     /// No progress output.
     pub quiet: bool,
+    /// Push blobs and image manifests only (by digest): no index, no tag. For CI fan-out,
+    /// where each runner pushes its own image and one last push of every directory tags
+    /// the version's index (uploading nothing again).
+    pub no_index: bool,
 }
 
 /// Open and check the directories: signature and every digest with a key; the digests alone
@@ -60,7 +64,15 @@ pub fn open_dirs(dirs: &[PathBuf], opts: &PushOptions<'_>) -> Result<Vec<ImageDi
     let mut out = Vec::new();
     for d in dirs {
         let dir = match opts.key {
-            Some(k) => ImageDir::open_verified(d, k)?,
+            // disk.raw never travels (disk.raw.zst does; a derived one is checked when made).
+            Some(k) => ImageDir::open_verified_with(
+                d,
+                k,
+                &crate::image_dir::Known {
+                    skip: vec![crate::image_dir::DISK_RAW.to_string()],
+                    ..Default::default()
+                },
+            )?,
             None if opts.allow_unsigned => {
                 let dir = ImageDir::open(d)?;
                 dir.check_files()?;
@@ -82,17 +94,22 @@ pub fn open_dirs(dirs: &[PathBuf], opts: &PushOptions<'_>) -> Result<Vec<ImageDi
 /// Push `dirs` as one version under `reference` (whose tag must be that version).
 pub fn push(client: &Client, dirs: &[ImageDir], opts: &PushOptions<'_>) -> Result<Pushed> {
     let reference = &client.reference;
-    let tag = reference.tag.clone().ok_or_else(|| {
-        BadInput(format!(
-            "{reference}: push needs a tag, the images' version (for example :1.0.0)"
-        ))
-    })?;
     if reference.digest.is_some() {
         return Err(BadInput(format!("{reference}: push takes a tag, not a digest")).into());
     }
     let images: Vec<LocalImage> = dirs.iter().map(artifact::image).collect::<Result<_>>()?;
     let (_, index_bytes) = artifact::index(&images)?;
     let version = &dirs[0].manifest.version;
+    let tag = match (&reference.tag, opts.no_index) {
+        (Some(t), _) => t.clone(),
+        (None, true) => version.clone(),
+        (None, false) => {
+            return Err(BadInput(format!(
+                "{reference}: push needs a tag, the images' version (for example :{version})"
+            ))
+            .into())
+        }
+    };
     if &tag != version {
         return Err(BadInput(format!(
             "{reference}: the tag must be the images' version {version} (version tags are write-once; channels move with `ingot promote`)"
@@ -100,7 +117,11 @@ pub fn push(client: &Client, dirs: &[ImageDir], opts: &PushOptions<'_>) -> Resul
         .into());
     }
     let index_digest = format!("sha256:{}", fsx::sha256_hex(&index_bytes));
-    let existing = client.get_manifest(&tag)?;
+    let existing = if opts.no_index {
+        None
+    } else {
+        client.get_manifest(&tag)?
+    };
     if let Some((_, _, d)) = &existing {
         if *d != index_digest {
             bail!(
@@ -129,30 +150,43 @@ pub fn push(client: &Client, dirs: &[ImageDir], opts: &PushOptions<'_>) -> Resul
             }
         }
     }
-    for (d, src) in &blobs {
+    let live = crate::progress::live(opts.quiet);
+    let multi = indicatif::MultiProgress::new();
+    let outcomes = super::parallel(&blobs, |(d, src)| -> Result<Sent> {
         crate::interrupt::check()?;
         if client.has_blob(&d.digest)? {
-            done.skipped += 1;
-            continue;
+            return Ok(Sent::Skipped);
         }
         if let Some(from) = mounts.source_for(&d.digest, &reference.repository) {
             if client.mount(&d.digest, &from)? {
-                done.mounted += 1;
                 mounts.record(&d.digest, &reference.repository);
-                continue;
+                return Ok(Sent::Mounted);
             }
         }
         let name = d.title().unwrap_or("config").to_string();
-        done.uploaded_bytes += upload(client, d, src, &name, chunk, opts.quiet)?;
+        let bar = multi.add(crate::progress::transfer(&name, d.size, live));
+        let n = upload(client, d, src, &name, chunk, opts.quiet, &bar)?;
         mounts.record(&d.digest, &reference.repository);
-        done.uploaded += 1;
+        Ok(Sent::Uploaded(n))
+    })?;
+    for o in outcomes {
+        match o {
+            Sent::Skipped => done.skipped += 1,
+            Sent::Mounted => done.mounted += 1,
+            Sent::Uploaded(n) => {
+                done.uploaded += 1;
+                done.uploaded_bytes += n;
+            }
+        }
     }
     for (img, dir) in images.iter().zip(dirs) {
         client.put_manifest(&img.entry.digest, types::MANIFEST_MEDIA, &img.bytes)?;
         done.images
             .push((dir.manifest.id.clone(), img.entry.digest.clone()));
     }
-    if existing.is_none() {
+    if opts.no_index {
+        done.digest = String::new();
+    } else if existing.is_none() {
         // Last look before the tag moves: another pusher may have won the race.
         if let Some((_, _, d)) = client.get_manifest(&tag)? {
             if d != index_digest {
@@ -162,6 +196,13 @@ pub fn push(client: &Client, dirs: &[ImageDir], opts: &PushOptions<'_>) -> Resul
         client.put_manifest(&tag, types::INDEX_MEDIA, &index_bytes)?;
     }
     Ok(done)
+}
+
+/// What happened to one blob.
+enum Sent {
+    Skipped,
+    Mounted,
+    Uploaded(u64),
 }
 
 /// Where a blob's bytes come from.
@@ -192,6 +233,7 @@ fn upload(
     name: &str,
     chunk: u64,
     quiet: bool,
+    bar: &indicatif::ProgressBar,
 ) -> Result<u64> {
     let path = match src {
         Source::Bytes(b) => {
@@ -202,7 +244,6 @@ fn upload(
         Source::File(p) => p,
     };
     let live = crate::progress::live(quiet);
-    let bar = crate::progress::transfer(name, d.size, live);
     let result = if d.size <= chunk {
         crate::progress::log(
             quiet || live,
@@ -215,7 +256,7 @@ fn upload(
             .finish_upload(&url, &d.digest, Body::Reader(Box::new(r), d.size))
             .map(|()| d.size)
     } else {
-        chunked(client, d, path, name, chunk, quiet, live, &bar)
+        chunked(client, d, path, name, chunk, quiet, live, bar)
     };
     bar.finish_and_clear();
     result

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Registry speed for the issue notes (a benchmark, not a test): `ingot push`/`ingot pull` of one
+# image directory against `oras push`/`oras pull` of the same files, each on its own fresh
+# Debian docker-registry on loopback, measured in the same run; then a second push of the
+# unchanged image (which must upload no blob).
+#   benches/registry.sh [PROFILE] [HARDWARE]     (default: vm-base, qemu-x86_64; RUNS=N, default 3)
+# oras comes from Debian 13's package (its binary runs on Debian 12): fetched from the host's
+# own mirror, its InRelease checked with gpgv against Debian's archive keyring, the Packages
+# index and the .deb checked by SHA-256, unpacked under the cache. No host name is written here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PROFILE=${1:-vm-base}
+HW=${2:-qemu-x86_64}
+RUNS=${RUNS:-3}
+cargo build --release -q
+ING=$PWD/target/release/ingot
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+# --- oras from Debian 13 -------------------------------------------------------------------
+CACHE=${INGOT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ingot}
+ORAS=$CACHE/tools/oras/usr/bin/oras
+if [ ! -x "$ORAS" ]; then
+  mirror=$(grep -hE '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null \
+    | grep -v -- '-security' | sed -E 's/^URIs:[[:space:]]*//; s/^deb (\[[^]]*\] )?//' \
+    | awk '{print $1}' | grep -E '/debian/?$' | head -n1 || true)
+  mirror=${mirror%/}
+  arch=$(dpkg --print-architecture)
+  curl -fsS "$mirror/dists/trixie/InRelease" -o "$WORK/InRelease"
+  gpgv --keyring /usr/share/keyrings/debian-archive-keyring.gpg "$WORK/InRelease" 2>/dev/null \
+    || { echo "trixie InRelease does not verify" >&2; exit 1; }
+  want=$(awk -v f="main/binary-$arch/Packages.xz" '/^SHA256:/{s=1;next} /^[A-Za-z]/{s=0} s&&$3==f{print $1}' "$WORK/InRelease")
+  curl -fsS "$mirror/dists/trixie/main/binary-$arch/Packages.xz" -o "$WORK/Packages.xz"
+  echo "$want  $WORK/Packages.xz" | sha256sum -c --quiet
+  xz -d "$WORK/Packages.xz"
+  read -r file sum < <(awk '/^Package: oras$/{p=1} p&&/^Filename:/{f=$2} p&&/^SHA256:/{s=$2} p&&/^$/{print f, s; exit}' "$WORK/Packages")
+  curl -fsS "$mirror/$file" -o "$WORK/oras.deb"
+  echo "$sum  $WORK/oras.deb" | sha256sum -c --quiet
+  mkdir -p "$CACHE/tools/oras"
+  dpkg-deb -x "$WORK/oras.deb" "$CACHE/tools/oras"
+fi
+"$ORAS" version | head -1
+
+# --- the image ----------------------------------------------------------------------------
+$ING keygen --out "$WORK/k" >/dev/null
+$ING build -q "profiles/$PROFILE.toml" --hardware "hardware/$HW.toml" --out "$WORK/out" --key "$WORK/k.key" >/dev/null
+DIR=$(ls -d "$WORK/out/$PROFILE"-*)
+VERSION=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["version"])' "$DIR/manifest.json")
+# The same files ingot pushes: its layers (disk.raw travels as disk.raw.zst; when the build
+# made none, ingot derives it at the build's level 9 and so does this script for oras).
+if [ ! -f "$DIR/disk.raw.zst" ]; then
+  zstd -q -9 -T2 "$DIR/disk.raw" -o "$WORK/disk.raw.zst"
+  ln -s "$WORK/disk.raw.zst" "$DIR/.bench-disk.raw.zst"
+fi
+FILES=()
+for f in manifest.json manifest.json.sig disk.raw.zst disk.qcow2 disk.vmdk disk.vhdx packages.lock sbom.spdx.json sbom.cdx.json provenance.intoto.jsonl update.bundle; do
+  if [ -f "$DIR/$f" ]; then FILES+=("$f"); fi
+done
+if [ -L "$DIR/.bench-disk.raw.zst" ]; then FILES+=(.bench-disk.raw.zst); fi
+bytes=$(cd "$DIR" && du -cbL "${FILES[@]}" | tail -1 | cut -f1)
+echo "image $(basename "$DIR"): ${#FILES[@]} files, $((bytes >> 20)) MiB pushed"
+
+registry() { # start a fresh registry; prints its host:port
+  local d port
+  d=$(mktemp -d -p "$WORK")
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:%s\n' "$d/s" "$port" > "$d/c.yml"
+  docker-registry serve "$d/c.yml" >/dev/null 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
+  echo "127.0.0.1:$port"
+}
+now() { date +%s.%N; }
+median() { sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
+
+ip=(); op=(); il=(); ol=(); second=""
+for i in $(seq 1 "$RUNS"); do
+  A=$(registry); B=$(registry)
+  s=$(now); $ING push -q "$DIR" "$A/bench/img:$VERSION" --key "$WORK/k.pub" >/dev/null; e=$(now)
+  ip+=("$(echo "$e - $s" | bc)")
+  s=$(now); (cd "$DIR" && "$ORAS" push --plain-http "$B/bench/img:$VERSION" \
+      --artifact-type application/vnd.ingot.image.v1 "${FILES[@]}" >/dev/null); e=$(now)
+  op+=("$(echo "$e - $s" | bc)")
+  rm -rf "$WORK/pull-ingot" "$WORK/pull-oras"
+  s=$(now); $ING pull -q "$A/bench/img:$VERSION" "$WORK/pull-ingot" --key "$WORK/k.pub" >/dev/null; e=$(now)
+  il+=("$(echo "$e - $s" | bc)")
+  s=$(now); "$ORAS" pull --plain-http "$B/bench/img:$VERSION" -o "$WORK/pull-oras" >/dev/null; e=$(now)
+  ol+=("$(echo "$e - $s" | bc)")
+  [ -n "$second" ] || second=$($ING push "$DIR" "$A/bench/img:$VERSION" --key "$WORK/k.pub" 2>&1 | grep 'blob(s) uploaded')
+done
+mi=$(printf '%s\n' "${ip[@]}" | median); mo=$(printf '%s\n' "${op[@]}" | median)
+li=$(printf '%s\n' "${il[@]}" | median); lo=$(printf '%s\n' "${ol[@]}" | median)
+printf 'push (median of %d): ingot %.2f s, oras %.2f s, ratio ingot/oras %.2f  [ingot: %s | oras: %s]\n' \
+  "$RUNS" "$mi" "$mo" "$(echo "$mi / $mo" | bc -l)" "${ip[*]}" "${op[*]}"
+printf 'pull (median of %d): ingot %.2f s (verifies, rebuilds disk.raw), oras %.2f s, ratio %.2f  [ingot: %s | oras: %s]\n' \
+  "$RUNS" "$li" "$lo" "$(echo "$li / $lo" | bc -l)" "${il[*]}" "${ol[*]}"
+echo "second push of the unchanged image: $second"
