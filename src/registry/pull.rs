@@ -203,28 +203,30 @@ pub fn pull(client: &Client, dest: &Path, opts: &PullOptions<'_>) -> Result<Stri
     }
     let live = crate::progress::live(opts.quiet);
     let multi = indicatif::MultiProgress::new();
-    super::parallel(&m.layers, |d| {
+    // Without a disk.raw layer, disk.raw is rebuilt from disk.raw.zst while it downloads.
+    let rebuild = !m.layers.iter().any(|l| l.title() == Some(image_dir::DISK_RAW));
+    let raw_path = work.join(image_dir::DISK_RAW);
+    let rebuilt = super::parallel(&m.layers, |d| {
         let title = d.title().unwrap_or_default();
         let bar = multi.add(crate::progress::transfer(title, d.size, live));
-        fetch_blob(client, d, &work.join(title), &bar)
+        let unpack = (rebuild && title == image_dir::DISK_ZST).then_some(raw_path.as_path());
+        fetch_blob(client, d, &work.join(title), unpack, &bar)
     })?;
     // Each blob was hashed as it streamed and matched its descriptor: those digests are what
-    // the signed manifest is checked against, with disk.raw hashed as it is rebuilt.
+    // the signed manifest is checked against, with disk.raw hashed as it was rebuilt.
     let mut known = image_dir::Known::default();
     for d in &m.layers {
         let title = d.title().unwrap_or_default().to_string();
         known.hashed.insert(title, (d.hex().to_string(), d.size));
     }
-    let dir = ImageDir::open(&work)?;
-    let arts = &dir.manifest.artifacts;
-    if arts.contains_key(image_dir::DISK_RAW) && !work.join(image_dir::DISK_RAW).exists() {
-        let zst = work.join(image_dir::DISK_ZST);
-        let raw = unpack_sparse(&zst, &work.join(image_dir::DISK_RAW))?;
+    if let Some(raw) = rebuilt.into_iter().flatten().next() {
         known.hashed.insert(image_dir::DISK_RAW.to_string(), raw);
-        if !arts.contains_key(image_dir::DISK_ZST) {
-            // Derived for the transfer only: the image as built has no such file.
-            std::fs::remove_file(&zst).with_context(|| format!("removing {}", zst.display()))?;
-        }
+    }
+    let dir = ImageDir::open(&work)?;
+    let zst = work.join(image_dir::DISK_ZST);
+    if zst.exists() && !dir.manifest.artifacts.contains_key(image_dir::DISK_ZST) {
+        // Derived for the transfer only: the image as built has no such file.
+        std::fs::remove_file(&zst).with_context(|| format!("removing {}", zst.display()))?;
     }
     let dir = ImageDir::open_verified_with(&work, opts.key, &known)
         .with_context(|| format!("{r}: the pulled image does not verify"))?;
@@ -245,12 +247,19 @@ fn fetch_blob(
     client: &Client,
     d: &Descriptor,
     path: &Path,
+    unpack_to: Option<&Path>,
     bar: &indicatif::ProgressBar,
-) -> Result<()> {
+) -> Result<Option<(String, u64)>> {
     let name = d.title().unwrap_or("blob");
     let reader = bar.wrap_read(client.get_blob(&d.digest)?.take(d.size + 1));
     let mut hr = HashingReader::new(reader);
     let mut f = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    // disk.raw.zst is decompressed into disk.raw as it arrives: one pass, no second read.
+    let mut unpack = match unpack_to {
+        Some(raw) => Some(zstd::stream::write::Decoder::new(SparseWriter::create(raw)?)?),
+        None => None,
+    };
+    let mut unpack_error = None;
     let mut buf = vec![0u8; 1 << 20];
     loop {
         crate::interrupt::check()?;
@@ -262,6 +271,14 @@ fn fetch_blob(
         }
         f.write_all(&buf[..n])
             .with_context(|| format!("writing {}", path.display()))?;
+        if let Some(u) = unpack.as_mut() {
+            if let Err(e) = u.write_all(&buf[..n]) {
+                // Go on hashing: a blob that is not what the manifest names is the better
+                // message, and only a blob that is would make this a broken image.
+                unpack_error = Some(e);
+                unpack = None;
+            }
+        }
     }
     bar.finish_and_clear();
     let (hex, size) = hr.finish();
@@ -272,45 +289,57 @@ fn fetch_blob(
             d.digest
         );
     }
-    Ok(())
+    if let Some(e) = unpack_error {
+        bail!("{name}: decompressing into disk.raw: {e}");
+    }
+    match unpack {
+        Some(mut u) => {
+            u.flush().with_context(|| format!("{name}: decompressing"))?;
+            Ok(Some(u.into_inner().finish()?))
+        }
+        None => Ok(None),
+    }
 }
 
-/// Decompress a zstd disk into a sparse file (zero blocks become holes); returns the hex
-/// SHA-256 and size of what was written.
-pub fn unpack_sparse(zst: &Path, raw: &Path) -> Result<(String, u64)> {
-    let src = File::open(zst).with_context(|| format!("opening {}", zst.display()))?;
-    let mut dec = HashingReader::new(
-        zstd::stream::read::Decoder::new(src)
-            .with_context(|| format!("{}: not zstd", zst.display()))?,
-    );
-    let mut out = File::create(raw).with_context(|| format!("creating {}", raw.display()))?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut pos = 0u64;
-    loop {
-        crate::interrupt::check()?;
-        let mut filled = 0;
-        while filled < buf.len() {
-            let n = dec
-                .read(&mut buf[filled..])
-                .with_context(|| format!("decompressing {}", zst.display()))?;
-            if n == 0 {
-                break;
-            }
-            filled += n;
-        }
-        if filled == 0 {
-            break;
-        }
-        if buf[..filled].iter().all(|b| *b == 0) {
-            out.seek(SeekFrom::Current(filled as i64))
-                .with_context(|| format!("writing {}", raw.display()))?;
-        } else {
-            out.write_all(&buf[..filled])
-                .with_context(|| format!("writing {}", raw.display()))?;
-        }
-        pos += filled as u64;
+/// A file written with holes where the data is zero, hashing everything written.
+struct SparseWriter {
+    file: File,
+    path: std::path::PathBuf,
+    sha: sha2::Sha256,
+    pos: u64,
+}
+
+impl SparseWriter {
+    fn create(path: &Path) -> Result<Self> {
+        Ok(SparseWriter {
+            file: File::create(path).with_context(|| format!("creating {}", path.display()))?,
+            path: path.to_path_buf(),
+            sha: sha2::Digest::new(),
+            pos: 0,
+        })
     }
-    out.set_len(pos)
-        .with_context(|| format!("writing {}", raw.display()))?;
-    Ok(dec.finish())
+
+    /// Set the length (trailing holes) and return the hex SHA-256 and size.
+    fn finish(self) -> Result<(String, u64)> {
+        self.file
+            .set_len(self.pos)
+            .with_context(|| format!("writing {}", self.path.display()))?;
+        Ok((hex::encode(sha2::Digest::finalize(self.sha)), self.pos))
+    }
+}
+
+impl Write for SparseWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        sha2::Digest::update(&mut self.sha, buf);
+        if buf.iter().all(|b| *b == 0) {
+            self.file.seek(SeekFrom::Current(buf.len() as i64))?;
+        } else {
+            self.file.write_all(buf)?;
+        }
+        self.pos += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
 }
