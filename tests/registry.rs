@@ -482,6 +482,10 @@ fn promotion_rests_on_signed_evidence_and_retention_keeps_what_channels_name() {
         skopeo_raw(&format!("{repo}:golden-stable")).1,
         digests["1.0.0"]
     );
+    // A gate this Ingot does not have is refused by name, not skipped.
+    let (code, err) = promote("1.0.0", "golden-audited", &["--require", "audit"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("no security audit yet"), "{err}");
     // A size budget the image does not meet.
     let (code, err) = promote("1.0.0", "golden-tiny", &["--require", "size<=1MiB"]);
     assert_eq!(code, Some(1), "{err}");
@@ -565,6 +569,21 @@ fn promotion_rests_on_signed_evidence_and_retention_keeps_what_channels_name() {
         .to_string();
     let before = skopeo_tags(&repo);
     assert!(before.contains(&child_11.replace(':', "-")), "{before:?}");
+    // Every version here was built less than 100 years ago: --older-than 36500 keeps all.
+    let (code, out) = run(&[
+        "retention",
+        &repo,
+        "--keep",
+        "1",
+        "--older-than",
+        "36500",
+        "--dry-run",
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("would keep 1.1.0") && out.contains("newer than"),
+        "{out}"
+    );
     let (code, out) = run(&["retention", &repo, "--keep", "1", "--dry-run"]);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("would delete 1.1.0"), "{out}");
@@ -640,4 +659,59 @@ fn retention_refuses_a_version_tag_it_cannot_order() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("tag 1.2 is not a semantic version"), "{err}");
     assert_eq!(skopeo_tags(&repo), before);
+}
+
+#[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
+fn an_ab_image_is_promoted_only_with_a_passing_ota_report_too() {
+    let f = fixture();
+    let reg = Registry::start();
+    let repo = reg.at("golden/edge-ab");
+    let (pubk, seck) = (f.key("release", "pub"), f.key("release", "key"));
+    let out = f.dir.path().join("ab");
+    for p in ["profiles/edge-minimal.toml", "tests/profiles/edge-v2.toml"] {
+        build(
+            p,
+            &["hardware/qemu-x86_64-ab.toml"],
+            &out,
+            &["--key", &seck],
+        );
+    }
+    let base = out.join("edge-minimal-1.0.0-x86_64");
+    let base_s = base.to_str().unwrap();
+    ok(
+        &ingot(&["push", base_s, &format!("{repo}:1.0.0"), "--key", &pubk]),
+        "push",
+    );
+    let promote = || {
+        run(&[
+            "promote",
+            &format!("{repo}:1.0.0"),
+            "golden-stable",
+            "--key",
+            &pubk,
+            "--sign-key",
+            &seck,
+        ])
+    };
+    let (code, out_text) = boot_attach(base_s, &repo, &seck);
+    assert_eq!(code, Some(0), "{out_text}");
+    let (code, err) = promote();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("no signed OTA-test report"), "{err}");
+    // One real update on the device, reported and signed.
+    let step = format!(
+        "{}:updated",
+        out.join("edge-minimal-2.0.0-x86_64/update.bundle")
+            .display()
+    );
+    let (code, text) = run(&["ota-test", base_s, &step, "--attach", &repo, "--key", &seck]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("attached passing ota-report"), "{text}");
+    let (code, text) = promote();
+    assert_eq!(code, Some(0), "{text}");
+    let h = run(&["history", &format!("{repo}:golden-stable"), "--json"]).1;
+    let h: serde_json::Value = serde_json::from_str(&h).unwrap();
+    assert_eq!(h[0]["evidence"].as_array().unwrap().len(), 2, "{h}");
+    assert_eq!(h[0]["verified"], false, "no --key given: not verified");
 }

@@ -204,7 +204,10 @@ pub fn pull(client: &Client, dest: &Path, opts: &PullOptions<'_>) -> Result<Stri
     let live = crate::progress::live(opts.quiet);
     let multi = indicatif::MultiProgress::new();
     // Without a disk.raw layer, disk.raw is rebuilt from disk.raw.zst while it downloads.
-    let rebuild = !m.layers.iter().any(|l| l.title() == Some(image_dir::DISK_RAW));
+    let rebuild = !m
+        .layers
+        .iter()
+        .any(|l| l.title() == Some(image_dir::DISK_RAW));
     let raw_path = work.join(image_dir::DISK_RAW);
     let rebuilt = super::parallel(&m.layers, |d| {
         let title = d.title().unwrap_or_default();
@@ -256,7 +259,9 @@ fn fetch_blob(
     let mut f = File::create(path).with_context(|| format!("creating {}", path.display()))?;
     // disk.raw.zst is decompressed into disk.raw as it arrives: one pass, no second read.
     let mut unpack = match unpack_to {
-        Some(raw) => Some(zstd::stream::write::Decoder::new(SparseWriter::create(raw)?)?),
+        Some(raw) => Some(zstd::stream::write::Decoder::new(SparseWriter::create(
+            raw,
+        )?)?),
         None => None,
     };
     let mut unpack_error = None;
@@ -294,7 +299,8 @@ fn fetch_blob(
     }
     match unpack {
         Some(mut u) => {
-            u.flush().with_context(|| format!("{name}: decompressing"))?;
+            u.flush()
+                .with_context(|| format!("{name}: decompressing"))?;
             Ok(Some(u.into_inner().finish()?))
         }
         None => Ok(None),
