@@ -715,3 +715,116 @@ fn an_ab_image_is_promoted_only_with_a_passing_ota_report_too() {
     assert_eq!(h[0]["evidence"].as_array().unwrap().len(), 2, "{h}");
     assert_eq!(h[0]["verified"], false, "no --key given: not verified");
 }
+
+/// A CA and a server certificate for 127.0.0.1, made with openssl: (ca.pem, cert, key).
+fn private_ca(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    let sh = |args: &[&str]| {
+        let (good, out) = tool("openssl", args);
+        assert!(good, "openssl {args:?}: {out}");
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut a = vec!["req", "-x509", "-days", "2", "-subj", "/CN=Ingot test CA"];
+    a.extend(ec);
+    let (cak, ca) = (p("ca.key"), p("ca.pem"));
+    a.extend([
+        "-keyout",
+        &cak,
+        "-out",
+        &ca,
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+    ]);
+    a.extend(["-addext", "keyUsage=critical,keyCertSign"]);
+    sh(&a);
+    let (k, csr, crt, ext) = (p("srv.key"), p("srv.csr"), p("srv.pem"), p("ext"));
+    let mut a = vec!["req", "-subj", "/CN=127.0.0.1", "-keyout", &k, "-out", &csr];
+    a.extend(ec);
+    sh(&a);
+    std::fs::write(
+        &ext,
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    sh(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca,
+        "-CAkey",
+        &cak,
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-out",
+        &crt,
+        "-extfile",
+        &ext,
+    ]);
+    (ca.into(), crt.into(), k.into())
+}
+
+#[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
+fn a_registry_behind_a_private_ca_is_reached_only_with_its_ca_file() {
+    let f = fixture();
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, crt, key) = private_ca(certs.path());
+    let reg = Registry::start_with(Some((&crt, &key)));
+    let tag = reg.at("golden/tls:1.0.0");
+    let pubk = f.key("release", "pub");
+    let img = f.s("out", "1.0.0", "x86_64");
+    // Loopback means plain HTTP unless a CA is given: the registry says so, and we say why.
+    let (code, err) = run(&["push", &img, &tag, "--key", &pubk]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("--ca-file"), "{err}");
+    // Another CA: the certificate is not trusted.
+    let other = tempfile::tempdir().unwrap();
+    let (other_ca, _, _) = private_ca(other.path());
+    let (code, err) = run(&[
+        "push",
+        &img,
+        &tag,
+        "--key",
+        &pubk,
+        "--ca-file",
+        other_ca.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    // Its own CA: pushed, and pulled back through INGOT_REGISTRY_CA.
+    let text = ok(
+        &ingot(&[
+            "push",
+            &img,
+            &tag,
+            "--key",
+            &pubk,
+            "--ca-file",
+            ca.to_str().unwrap(),
+        ]),
+        "push over TLS",
+    );
+    let digest = pushed_digest(&text);
+    assert_eq!(skopeo_raw(&tag).1, digest);
+    let dest = f.dir.path().join("pulled-tls");
+    ok(
+        &ingot_env(
+            &["pull", &tag, dest.to_str().unwrap(), "--key", &pubk],
+            &[("INGOT_REGISTRY_CA", ca.to_str().unwrap())],
+        ),
+        "pull over TLS",
+    );
+    assert_eq!(
+        tree_digests(&dest),
+        tree_digests(&f.image("out", "1.0.0", "x86_64"))
+    );
+}

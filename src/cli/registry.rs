@@ -18,6 +18,10 @@ pub struct RegistryOpts {
     /// Allow plain HTTP to a registry that is not on loopback (loopback always uses HTTP).
     #[arg(long)]
     pub insecure: bool,
+    /// PEM file of CA certificates to trust besides the built-in roots (a private registry's
+    /// CA); the registry is then always reached over HTTPS, loopback included.
+    #[arg(long, env = "INGOT_REGISTRY_CA")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `--attach` for boot-test and ota-test.
@@ -94,6 +98,7 @@ impl Attach {
 fn options(o: &RegistryOpts) -> registry::Options {
     registry::Options {
         insecure: o.insecure,
+        ca_file: o.ca_file.clone(),
     }
 }
 

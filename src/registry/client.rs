@@ -28,6 +28,41 @@ pub const MANIFEST_CAP: u64 = 4 << 20;
 pub struct Options {
     /// Allow plain HTTP to a host that is not loopback.
     pub insecure: bool,
+    /// PEM certificates trusted besides the built-in roots (a private CA); implies HTTPS even
+    /// on loopback.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// TLS settings trusting the built-in roots plus the certificates in `pem`.
+fn tls_with_ca(pem: &std::path::Path) -> Result<std::sync::Arc<rustls::ClientConfig>> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let mut n = 0;
+    for cert in rustls_pki_types::CertificateDer::pem_file_iter(pem)
+        .with_context(|| format!("{}: cannot read the CA bundle", pem.display()))?
+    {
+        let cert =
+            cert.with_context(|| format!("{}: not a PEM certificate bundle", pem.display()))?;
+        roots
+            .add(cert)
+            .with_context(|| format!("{}: a certificate rustls does not accept", pem.display()))?;
+        n += 1;
+    }
+    if n == 0 {
+        return Err(super::BadInput(format!(
+            "{}: no certificate in the CA bundle",
+            pem.display()
+        ))
+        .into());
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS settings")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(std::sync::Arc::new(cfg))
 }
 
 /// A status the registry answered with, and its own words.
@@ -66,12 +101,16 @@ pub enum Body<'a> {
 impl Client {
     /// A client for `reference`'s repository; `push` asks for push rights when a token is needed.
     pub fn new(reference: &Reference, opts: &Options, push: bool) -> Result<Self> {
-        let scheme = if reference.is_loopback() || opts.insecure {
+        let scheme = if opts.ca_file.is_none() && (reference.is_loopback() || opts.insecure) {
             "http"
         } else {
             "https"
         };
-        let agent = ureq::AgentBuilder::new()
+        let mut agent = ureq::AgentBuilder::new();
+        if let Some(ca) = &opts.ca_file {
+            agent = agent.tls_config(tls_with_ca(ca)?);
+        }
+        let agent = agent
             .timeout_connect(Duration::from_secs(10))
             .timeout_read(Duration::from_secs(120))
             .timeout_write(Duration::from_secs(120))
@@ -163,6 +202,11 @@ impl Client {
                 let mut text = String::new();
                 let _ = resp.into_reader().take(64 << 10).read_to_string(&mut text);
                 let mut detail = oci_errors(&text);
+                if status == 400 && text.contains("HTTP request to an HTTPS server") {
+                    detail.push_str(
+                        " (the registry speaks HTTPS: give --ca-file with its CA to use it on loopback)",
+                    );
+                }
                 if status == 401 {
                     detail.push_str(&format!(
                         " (no usable credentials for {}: log in with `docker login` or `podman login`, or point REGISTRY_AUTH_FILE at an auth file)",

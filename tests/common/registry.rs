@@ -21,6 +21,11 @@ pub struct Registry {
 impl Registry {
     /// Start one and wait (at most 20 s) until `/v2/` answers.
     pub fn start() -> Registry {
+        Registry::start_with(None)
+    }
+
+    /// Start one serving TLS with this certificate and key (PEM files).
+    pub fn start_with(tls: Option<(&Path, &Path)>) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -31,8 +36,14 @@ impl Registry {
         std::fs::write(
             &cfg,
             format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                storage.display()
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{}",
+                storage.display(),
+                tls.map(|(c, k)| format!(
+                    "  tls:\n    certificate: {}\n    key: {}\n",
+                    c.display(),
+                    k.display()
+                ))
+                .unwrap_or_default()
             ),
         )
         .unwrap();
