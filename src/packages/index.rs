@@ -140,6 +140,9 @@ pub struct Index {
     pub packages: BTreeMap<String, Vec<PackageInfo>>,
     /// virtual name → (provider name, provided version).
     pub provides: BTreeMap<String, Vec<(String, Option<String>)>>,
+    /// Suites whose Release says `NotAutomatic: yes`: apt's pin priority 100 against the
+    /// default 500, so their versions are candidates only where no other suite has the package.
+    pub not_automatic: std::collections::BTreeSet<String>,
 }
 
 impl Index {
@@ -163,8 +166,14 @@ impl Index {
     /// Sort candidates and build the provides table. Call after the last `add`.
     pub fn finish(&mut self) {
         self.provides.clear();
+        let low = &self.not_automatic;
         for list in self.packages.values_mut() {
-            list.sort_by(|a, b| version::compare(&b.version, &a.version));
+            // apt's candidate order: pin priority first, then version.
+            list.sort_by(|a, b| {
+                low.contains(&a.suite)
+                    .cmp(&low.contains(&b.suite))
+                    .then_with(|| version::compare(&b.version, &a.version))
+            });
             list.dedup_by(|a, b| a.version == b.version);
         }
         for list in self.packages.values() {

@@ -111,10 +111,11 @@ impl Source {
 /// Packages the image needs from the profile (and its agents).
 pub fn image_request(profile: &Profile, hw: &Hardware) -> resolve::Request {
     let mut include = profile.packages.include.clone();
-    // An A/B image's updater checks bundle signatures with Debian's minisign, and the ESP
-    // with dosfstools' fsck.fat before it mounts it (a power cut leaves it marked dirty).
+    // An A/B image's updater checks bundle signatures with Debian's minisign, the ESP with
+    // dosfstools' fsck.fat before it mounts it (a power cut leaves it marked dirty), and
+    // applies delta bundles with zstd's --patch-from.
     if hw.ab.is_some() {
-        for p in ["minisign", "dosfstools"] {
+        for p in ["minisign", "dosfstools", "zstd"] {
             if !include.iter().any(|i| i == p) {
                 include.push(p.into());
             }
@@ -166,6 +167,9 @@ pub fn load_index(
     for suite in suites {
         let mirror = src.mirror_for(suite);
         let rel = repo::fetch_release(&src.cache, &mirror, suite, &src.keyring, &keys)?;
+        if rel.not_automatic {
+            index.not_automatic.insert(suite.clone());
+        }
         for comp in &profile.distribution.components {
             let text = repo::fetch_packages(&src.cache, &rel, comp, arch.debian())
                 .with_context(|| format!("suite {suite}, component {comp}"))?;

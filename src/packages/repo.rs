@@ -183,6 +183,9 @@ pub struct Release {
     pub digest: String,
     /// `Date` field.
     pub date: String,
+    /// `NotAutomatic: yes` (backports, experimental): apt never picks its packages unless
+    /// asked for by suite or version, which the resolver follows.
+    pub not_automatic: bool,
     /// path → (sha256, size).
     pub sha256: Vec<(String, String, u64)>,
 }
@@ -293,6 +296,7 @@ pub fn parse_release(
         suite: suite.to_string(),
         digest,
         date: p.get("Date").unwrap_or("").to_string(),
+        not_automatic: p.get("NotAutomatic") == Some("yes"),
         sha256,
     })
 }

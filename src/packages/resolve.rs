@@ -61,12 +61,28 @@ pub fn resolve(index: &Index, req: &Request) -> Result<Vec<PackageInfo>, Resolve
     let mut chosen: BTreeMap<String, PackageInfo> = BTreeMap::new();
     let mut queue: VecDeque<(String, Vec<Dep>)> = VecDeque::new();
     for spec in &req.include {
-        let (name, constraint) = match spec.split_once('=') {
-            Some((n, v)) => (
+        let (name, constraint) = match (spec.split_once('='), spec.split_once('/')) {
+            (Some((n, v)), _) => (
                 n,
                 Some((crate::base::debversion::Relation::Eq, v.to_string())),
             ),
-            None => (spec.as_str(), None),
+            // apt's `name/suite`: that suite's version (how backports are asked for).
+            (None, Some((n, suite))) => {
+                let v = index
+                    .packages
+                    .get(n)
+                    .and_then(|l| l.iter().find(|p| p.suite == suite))
+                    .ok_or_else(|| ResolveError::Unsatisfiable {
+                        needed_by: "the profile".into(),
+                        dep: spec.clone(),
+                        detail: format!("; suite {suite} has no {n} (is it in extra_suites?)"),
+                    })?;
+                (
+                    n,
+                    Some((crate::base::debversion::Relation::Eq, v.version.clone())),
+                )
+            }
+            (None, None) => (spec.as_str(), None),
         };
         if !index.packages.contains_key(name) && !index.provides.contains_key(name) {
             return Err(unknown(index, name, "the profile"));
@@ -368,5 +384,58 @@ mod tests {
         )
         .unwrap();
         assert_eq!(names(&r), ["libc=1.9"]);
+    }
+
+    #[test]
+    fn a_not_automatic_suite_is_used_only_when_asked_for_as_apt_does() {
+        let mut i = Index::default();
+        i.add(
+            &[pkg("kernel", "6.1", ""), pkg("logsave", "1.47.0", "")].join("\n"),
+            "bookworm",
+            "amd64",
+        )
+        .unwrap();
+        i.add(
+            &[
+                pkg("kernel", "6.12", ""),
+                pkg("logsave", "1.47.2", ""),
+                pkg("only-bpo", "2.0", ""),
+            ]
+            .join("\n"),
+            "bookworm-backports",
+            "amd64",
+        )
+        .unwrap();
+        i.not_automatic.insert("bookworm-backports".into());
+        i.finish();
+        let r = |inc: &[&str]| {
+            names(
+                &resolve(
+                    &i,
+                    &Request {
+                        include: inc.iter().map(|s| s.to_string()).collect(),
+                        ..Default::default()
+                    },
+                )
+                .unwrap(),
+            )
+        };
+        assert_eq!(r(&["kernel", "logsave"]), ["kernel=6.1", "logsave=1.47.0"]);
+        assert_eq!(
+            r(&["kernel", "logsave/bookworm-backports"]),
+            ["kernel=6.1", "logsave=1.47.2"]
+        );
+        // A package only the backports suite has is its candidate.
+        assert_eq!(r(&["only-bpo"]), ["only-bpo=2.0"]);
+        let e = resolve(
+            &i,
+            &Request {
+                include: vec!["kernel/sid".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("suite sid has no kernel"), "{e}");
     }
 }
