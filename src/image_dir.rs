@@ -58,6 +58,7 @@ pub fn is_artifact(name: &str) -> bool {
         || name == LOCKFILE
         || name == PROVENANCE
         || name == BUNDLE
+        || crate::ota::delta::is_delta_file(name)
 }
 
 /// Digest and size of one artifact.
@@ -249,11 +250,14 @@ impl ImageDir {
             .with_context(|| mp.display().to_string())?;
         let manifest = Manifest::parse(&bytes, &mp)?;
         check_artifacts(path, &manifest, known)?;
-        if manifest.artifacts.contains_key(BUNDLE) {
-            // The digest above covers the file; the device checks the manifest's own signature.
-            crate::ota::bundle::Bundle::read(&path.join(BUNDLE))?
-                .check(Some(key))
-                .with_context(|| path.join(BUNDLE).display().to_string())?;
+        for name in manifest.artifacts.keys() {
+            if name == BUNDLE || crate::ota::delta::is_delta_file(name) {
+                // The digest above covers the file; the device checks the manifest's own
+                // signature.
+                crate::ota::bundle::Bundle::read(&path.join(name))?
+                    .check(Some(key))
+                    .with_context(|| path.join(name).display().to_string())?;
+            }
         }
         let prov = path.join(PROVENANCE);
         if manifest.artifacts.contains_key(PROVENANCE) {

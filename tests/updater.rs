@@ -151,6 +151,7 @@ impl Device {
             options: "console=ttyS0 quiet panic=-1".into(),
             rootfs: (sha(&root), root.len() as u64),
             kernel: (sha(&kernel_raw), kernel_raw.len() as u64),
+            delta: None,
             members: payload
                 .iter()
                 .map(|(n, d)| Member {
@@ -398,5 +399,111 @@ fn boots_are_blessed_judged_and_repaired() {
     assert!(
         !dev.p("rebooted").exists() && err.contains("staying up") && out.contains("slot=b"),
         "{err}"
+    );
+}
+
+/// A delta bundle from the running 1.0.0 to 1.0.1: the root image as a zstd patch made by
+/// Ingot's library, the kernel and initrd left out as unchanged; `edit` may change the manifest
+/// before it is signed.
+fn delta_bundle(dev: &Device, base: &[u8], target: &[u8], edit: impl Fn(&mut Manifest)) -> PathBuf {
+    let patch = ingot::ota::delta::patch(base, target).unwrap();
+    let payload: [(&str, &[u8]); 1] = [(bundle::ROOTFS_PATCH, &patch)];
+    let mut m = Manifest {
+        image: "edge".into(),
+        version: "1.0.1".into(),
+        arch: "x86_64".into(),
+        hardware: "qemu-x86_64-ab".into(),
+        min_version: "0.0.0".into(),
+        options: "console=ttyS0 quiet panic=-1".into(),
+        rootfs: (sha(target), target.len() as u64),
+        kernel: (sha(b"old kernel"), 10),
+        delta: Some(bundle::Delta {
+            base_version: "1.0.0".into(),
+            base_rootfs: (sha(base), base.len() as u64),
+            memory: 64 << 20,
+            same_initrd: Some(sha(b"old initrd")),
+        }),
+        members: vec![Member {
+            name: bundle::ROOTFS_PATCH.into(),
+            sha256: sha(&patch),
+            size: patch.len() as u64,
+        }],
+    };
+    edit(&mut m);
+    // Parse what was made: the Rust reader accepts exactly what the device will read.
+    bundle::Manifest::parse(&m.to_text()).unwrap();
+    let sig = dev
+        .key
+        .sign_bytes(m.to_text().as_bytes(), &m.trusted_comment());
+    let path = dev.p("delta.bundle");
+    bundle::write(&path, &m, Some(&sig), &payload, 0).unwrap();
+    path
+}
+
+#[test]
+fn a_delta_bundle_is_rebuilt_from_the_running_slot_and_refused_on_another_base() {
+    let dev = Device::new("1.0.0", 'a');
+    std::fs::write(dev.p("esp/edge/1.0.0/initrd"), "old initrd").unwrap();
+    let base: Vec<u8> = (0..200 * 1024u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let mut slot = base.clone();
+    slot.resize(1 << 20, 0);
+    std::fs::write(dev.p("slot-a"), &slot).unwrap();
+    let mut target = base.clone();
+    target[50_000..54_096].fill(0x5a);
+    target.extend_from_slice(b"one more file");
+
+    // Memory the device does not have: refused before writing.
+    let p = delta_bundle(&dev, &base, &target, |m| {
+        if let Some(d) = m.delta.as_mut() {
+            d.memory = 1 << 50;
+        }
+    });
+    refused(&dev, &p, "needs 1125899906842624 bytes of memory");
+    // A flipped byte in the patch.
+    let p = delta_bundle(&dev, &base, &target, |_| {});
+    let mut bytes = std::fs::read(&p).unwrap();
+    let n = bytes.len();
+    let at = bytes[..n - 1024].iter().rposition(|b| *b != 0).unwrap() - 40;
+    bytes[at] ^= 0x01;
+    let flipped = dev.p("delta-flipped.bundle");
+    std::fs::write(&flipped, &bytes).unwrap();
+    refused(&dev, &flipped, "member rootfs.img.zst-patch");
+    // Another base: the running slot does not hold the root image the delta was made from.
+    let mut other = slot.clone();
+    other[10] ^= 0xff;
+    std::fs::write(dev.p("slot-a"), &other).unwrap();
+    refused(&dev, &p, "this delta updates 1.0.0's root image");
+    std::fs::write(dev.p("slot-a"), &slot).unwrap();
+
+    let (code, _, err) = dev.run(&["install", p.to_str().unwrap(), "--no-reboot"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("rebuilding 1.0.1's root image from slot a"),
+        "{err}"
+    );
+    let b = std::fs::read(dev.p("slot-b")).unwrap();
+    assert_eq!(
+        &b[..target.len()],
+        &target[..],
+        "slot b is not the target image"
+    );
+    assert_eq!(
+        std::fs::read(dev.p("esp/edge/1.0.1/linux")).unwrap(),
+        b"old kernel"
+    );
+    assert_eq!(
+        std::fs::read(dev.p("esp/edge/1.0.1/initrd")).unwrap(),
+        b"old initrd"
+    );
+    assert!(
+        dev.entries().contains(&"edge-1.0.1+3.conf".to_string()),
+        "{:?}",
+        dev.entries()
+    );
+    assert!(
+        !dev.p("run/work").exists(),
+        "the base copy was left in tmpfs"
     );
 }

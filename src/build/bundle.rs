@@ -17,7 +17,8 @@ use crate::ota::bundle::{self, Manifest, Member};
 use crate::progress::Stages;
 use crate::trust::minisign;
 
-/// Write `update.bundle` into `work` when the disk is A/B; otherwise nothing.
+/// Write `update.bundle` into `work` when the disk is A/B, and a delta bundle from each base
+/// bundle in `deltas`; otherwise nothing.
 #[allow(clippy::too_many_arguments)]
 pub fn write(
     work: &Path,
@@ -27,9 +28,17 @@ pub fn write(
     hw: &Hardware,
     id: &Identity,
     key: Option<&minisign::SecretKey>,
+    deltas: &[std::path::PathBuf],
     stages: &mut Stages,
 ) -> Result<()> {
     let Some(root) = &img.root_image else {
+        if let Some(d) = deltas.first() {
+            anyhow::bail!(
+                "--delta-from {}: {} has no A/B slots, so no update bundle to make a delta of",
+                d.display(),
+                hw.name
+            );
+        }
         return Ok(());
     };
     stages.next(&format!("[{}] writing {}", id.id(), bundle::FILE))?;
@@ -41,7 +50,6 @@ pub fn write(
         .read_to_end(&mut rootfs)
         .with_context(|| format!("reading the root filesystem from {}", img.raw.display()))?;
     let gz = bundle::gzip(&rootfs)?;
-    drop(rootfs);
     let kernel_gz = bundle::gzip(&sys.kernel_bytes)?;
     let payload: [(&str, &[u8]); 3] = [
         (bundle::LINUX, &kernel_gz),
@@ -67,6 +75,7 @@ pub fn write(
             hex::encode(Sha256::digest(&sys.kernel_bytes)),
             sys.kernel_bytes.len() as u64,
         ),
+        delta: None,
         members: payload
             .iter()
             .map(|(name, data)| Member {
@@ -83,5 +92,45 @@ pub fn write(
         sig.as_deref(),
         &payload,
         id.epoch,
-    )
+    )?;
+    let parts = crate::ota::delta::Parts {
+        manifest: &manifest,
+        rootfs: &rootfs,
+        kernel_gz: &kernel_gz,
+        initrd: &sys.initrd,
+    };
+    for base in deltas {
+        stages.next(&format!(
+            "[{}] writing a delta bundle from {}",
+            id.id(),
+            base.display()
+        ))?;
+        crate::ota::delta::write(work, base, &parts, key, id.epoch)?;
+    }
+    Ok(())
+}
+
+/// The base bundles among `--delta-from` directories that fit this build (same image, arch
+/// and hardware): each directory fits exactly one build of a multi-hardware run.
+pub fn bases_for(
+    dirs: &[std::path::PathBuf],
+    hw: &Hardware,
+    name: &str,
+) -> Result<Vec<std::path::PathBuf>> {
+    let mut out = Vec::new();
+    for d in dirs {
+        let m = crate::image_dir::ImageDir::open(d)?.manifest;
+        if m.image == name && m.hardware.name == hw.name {
+            let b = d.join(bundle::FILE);
+            if !b.is_file() {
+                anyhow::bail!(
+                    "--delta-from {}: no {} (not an A/B image)",
+                    d.display(),
+                    bundle::FILE
+                );
+            }
+            out.push(b);
+        }
+    }
+    Ok(out)
 }

@@ -35,6 +35,8 @@ pub struct Options {
     pub key: Option<Arc<minisign::SecretKey>>,
     /// Print progress.
     pub quiet: bool,
+    /// Image directories of earlier versions to make delta bundles from.
+    pub delta_from: Vec<PathBuf>,
 }
 
 /// What a build produced.
@@ -188,6 +190,7 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
         update_key.as_ref(),
     )?;
     let img = image::write_disk(&sys, profile, hw, &id, &work, &mut stages)?;
+    let bases = bundle::bases_for(&opts.delta_from, hw, &id.name)?;
     bundle::write(
         &work,
         &sys,
@@ -196,6 +199,7 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
         hw,
         &id,
         opts.key.as_deref(),
+        &bases,
         &mut stages,
     )?;
     let inputs = attest::Inputs {

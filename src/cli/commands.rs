@@ -37,6 +37,8 @@ pub struct BuildFlags {
     pub locked: bool,
     /// Build twice and compare.
     pub check_reproducible: bool,
+    /// Earlier image directories to make delta bundles from.
+    pub delta_from: Vec<PathBuf>,
     /// JSON on stdout.
     pub json: bool,
 }
@@ -62,6 +64,23 @@ pub fn build(
         .transpose()?
         .map(std::sync::Arc::new);
     build::source_date_epoch()?;
+    for d in &f.delta_from {
+        let m = ImageDir::open(d)?.manifest;
+        if m.image != p.image.name || !hws.iter().any(|h| h.name == m.hardware.name) {
+            return Err(crate::registry::BadInput(format!(
+                "--delta-from {}: {} for {}, but this build makes {} for {}",
+                d.display(),
+                m.image,
+                m.hardware.name,
+                p.image.name,
+                hws.iter()
+                    .map(|h| h.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+            .into());
+        }
+    }
     let src = source(so, &p.distribution.suite, quiet)?;
     let mut report = Vec::new();
     for hw in &hws {
@@ -71,6 +90,7 @@ pub fn build(
             locked: f.locked,
             key: key.clone(),
             quiet,
+            delta_from: f.delta_from.clone(),
         };
         let b = build::build(&p, hw, &src, &opts)?;
         if f.check_reproducible {

@@ -30,6 +30,17 @@ pub fn inspect(image: &Path, as_json: bool) -> Result<()> {
         true => Some(Bundle::read(&dir.file(crate::image_dir::BUNDLE))?),
         false => None,
     };
+    // Delta bundles: (file, bundle, bytes of the file).
+    let mut deltas = Vec::new();
+    for (name, a) in &m.artifacts {
+        if crate::ota::delta::is_delta_file(name) {
+            deltas.push((name.clone(), Bundle::read(&dir.file(name))?, a.size));
+        }
+    }
+    let full_size = m
+        .artifacts
+        .get(crate::image_dir::BUNDLE)
+        .map_or(0, |a| a.size);
     if as_json {
         let b = bundle.as_ref().map(|b| {
             let bm = &b.manifest;
@@ -38,10 +49,22 @@ pub fn inspect(image: &Path, as_json: bool) -> Result<()> {
                    "rootfs": {"sha256": bm.rootfs.0, "size": bm.rootfs.1},
                    "members": b.members.iter().map(|f| json!({"name": f.name, "sha256": f.sha256, "size": f.size})).collect::<Vec<_>>()})
         });
+        let d: Vec<_> = deltas
+            .iter()
+            .map(|(name, b, size)| {
+                let base = b.manifest.delta.as_ref();
+                json!({"file": name, "size": size, "full_size": full_size,
+                       "ratio": if full_size > 0 { *size as f64 / full_size as f64 } else { 0.0 },
+                       "base_version": base.map(|d| d.base_version.clone()),
+                       "base_rootfs": base.map(|d| json!({"sha256": d.base_rootfs.0, "size": d.base_rootfs.1})),
+                       "memory": base.map(|d| d.memory),
+                       "members": b.members.iter().map(|f| json!({"name": f.name, "sha256": f.sha256, "size": f.size})).collect::<Vec<_>>()})
+            })
+            .collect();
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &json!({"manifest": m, "identity": identity, "largest_packages": sizes.iter().take(15).collect::<Vec<_>>(), "update_bundle": b})
+                &json!({"manifest": m, "identity": identity, "largest_packages": sizes.iter().take(15).collect::<Vec<_>>(), "update_bundle": b, "delta_bundles": d})
             )?
         );
         return Ok(());
@@ -84,6 +107,31 @@ pub fn inspect(image: &Path, as_json: bool) -> Result<()> {
                 ByteSize(f.size).to_string(),
                 f.sha256
             );
+        }
+    }
+    for (name, b, size) in &deltas {
+        b.check(None)
+            .with_context(|| dir.file(name).display().to_string())?;
+        if let Some(d) = &b.manifest.delta {
+            println!(
+                "delta bundle   {name}: {} from {} (root image sha256 {}), {} against {} full ({:.1}%, saves {}); needs {} of memory on the device",
+                b.manifest.version,
+                d.base_version,
+                d.base_rootfs.0,
+                ByteSize(*size),
+                ByteSize(full_size),
+                *size as f64 * 100.0 / full_size.max(1) as f64,
+                ByteSize(full_size.saturating_sub(*size)),
+                ByteSize(d.memory)
+            );
+            for f in &b.members {
+                println!(
+                    "  {:<20} {:>10}  sha256 {}",
+                    f.name,
+                    ByteSize(f.size).to_string(),
+                    f.sha256
+                );
+            }
         }
     }
     println!("labels");

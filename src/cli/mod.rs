@@ -72,6 +72,11 @@ pub enum Cmd {
         /// Build twice and report the first difference.
         #[arg(long)]
         check_reproducible: bool,
+        /// Also write update-from-<version>.bundle, a delta bundle from this earlier image
+        /// directory of the same image and hardware (A/B only; repeat for more bases or
+        /// for each hardware).
+        #[arg(long, value_name = "OLD_DIR")]
+        delta_from: Vec<PathBuf>,
         /// Print one JSON document on stdout (images, artifacts with SHA-256 and size, data
         /// bytes, seconds) instead of the image directories; logs stay on stderr.
         #[arg(long)]
@@ -297,6 +302,7 @@ pub fn run(cli: Cli) -> Result<()> {
             key,
             locked,
             check_reproducible,
+            delta_from,
             json,
             source: so,
         } => commands::build(
@@ -307,6 +313,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 key,
                 locked,
                 check_reproducible,
+                delta_from,
                 json,
             },
             &so,

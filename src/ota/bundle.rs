@@ -18,6 +18,17 @@
 //! member initrd <sha256> <bytes>
 //! member rootfs.img.gz <sha256> <bytes>
 //! ```
+//!
+//! A delta bundle (`update-from-<base version>.bundle`, made by `ota::delta`) carries the root
+//! image as a zstd patch against the base version's root image, which the device reads from the
+//! slot it runs, and leaves out the kernel and initramfs when the base has the same ones:
+//!
+//! ```text
+//! base <base version> <sha256 of the base root image> <bytes>
+//! memory <bytes the device needs free to apply it>
+//! same-initrd <sha256>                  (when the initrd member is left out)
+//! member rootfs.img.zst-patch <sha256> <bytes>
+//! ```
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -40,8 +51,12 @@ pub const LINUX: &str = "linux.gz";
 pub const INITRD: &str = "initrd";
 /// The gzip-compressed root filesystem image.
 pub const ROOTFS: &str = "rootfs.img.gz";
-/// The payload members, in archive order.
+/// The payload members of a full bundle, in archive order.
 pub const PAYLOAD: [&str; 3] = [LINUX, INITRD, ROOTFS];
+/// The root image as a zstd patch against the base root image (delta bundles).
+pub const ROOTFS_PATCH: &str = "rootfs.img.zst-patch";
+/// Every member name a manifest may list.
+pub const KNOWN_MEMBERS: [&str; 4] = [LINUX, INITRD, ROOTFS, ROOTFS_PATCH];
 
 /// Largest manifest or signature member read (both are a few hundred bytes).
 const MAX_SMALL: u64 = 64 << 10;
@@ -96,8 +111,23 @@ pub struct Manifest {
     pub rootfs: (String, u64),
     /// SHA-256 and size of the uncompressed kernel image (what the ESP holds).
     pub kernel: (String, u64),
+    /// For a delta bundle: what it applies to.
+    pub delta: Option<Delta>,
     /// Payload members.
     pub members: Vec<Member>,
+}
+
+/// What a delta bundle applies to and needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delta {
+    /// The base version.
+    pub base_version: String,
+    /// SHA-256 and size of the base root image (what the running slot must hold).
+    pub base_rootfs: (String, u64),
+    /// Bytes of memory the device needs free to apply the patch.
+    pub memory: u64,
+    /// The initrd's SHA-256 when it is left out (the base's is the same).
+    pub same_initrd: Option<String>,
 }
 
 fn word(s: &str) -> bool {
@@ -120,6 +150,15 @@ impl Manifest {
             self.image, self.version, self.arch, self.hardware, self.min_version, self.options,
             self.rootfs.0, self.rootfs.1, self.kernel.0, self.kernel.1
         );
+        if let Some(d) = &self.delta {
+            t.push_str(&format!(
+                "base {} {} {}\nmemory {}\n",
+                d.base_version, d.base_rootfs.0, d.base_rootfs.1, d.memory
+            ));
+            if let Some(i) = &d.same_initrd {
+                t.push_str(&format!("same-initrd {i}\n"));
+            }
+        }
         for m in &self.members {
             t.push_str(&format!("member {} {} {}\n", m.name, m.sha256, m.size));
         }
@@ -149,6 +188,7 @@ impl Manifest {
         let (mut image, mut version, mut arch, mut hardware, mut min, mut options) =
             (None, None, None, None, None, None);
         let (mut rootfs, mut kernel) = (None, None);
+        let (mut base, mut memory, mut same_initrd) = (None, None, None);
         let mut members = Vec::new();
         for (i, line) in lines {
             let bad = |what: &str| BundleError::BadLine {
@@ -178,6 +218,21 @@ impl Manifest {
                     }
                     options = Some(val.to_string());
                 }
+                "base" => match val.split(' ').collect::<Vec<_>>().as_slice() {
+                    [v, sha, size] if word(v) && hex64(sha) && base.is_none() => {
+                        let size: u64 = size.parse().map_err(|_| bad("size is not a number"))?;
+                        base = Some((v.to_string(), sha.to_string(), size));
+                    }
+                    _ => return Err(bad("expected `base VERSION SHA256 SIZE`")),
+                },
+                "memory" => {
+                    memory = Some(
+                        val.parse::<u64>()
+                            .map_err(|_| bad("memory is not a number"))?,
+                    )
+                }
+                "same-initrd" if hex64(val) => same_initrd = Some(val.to_string()),
+                "same-initrd" => return Err(bad("SHA-256 is not 64 lowercase hex digits")),
                 "rootfs" | "kernel" | "member" => {
                     let f: Vec<&str> = val.split(' ').collect();
                     let (name, sha, size) = match (key, f.as_slice()) {
@@ -193,7 +248,7 @@ impl Manifest {
                         rootfs = Some((sha.to_string(), size));
                     } else if key == "kernel" {
                         kernel = Some((sha.to_string(), size));
-                    } else if PAYLOAD.contains(&name)
+                    } else if KNOWN_MEMBERS.contains(&name)
                         && !members.iter().any(|m: &Member| m.name == name)
                     {
                         members.push(Member {
@@ -208,11 +263,30 @@ impl Manifest {
                 other => return Err(bad(&format!("unknown field `{other}`"))),
             }
         }
-        for p in PAYLOAD {
-            if !members.iter().any(|m| m.name == p) {
-                return Err(BundleError::Missing("member"));
+        let has = |n: &str| members.iter().any(|m| m.name == n);
+        let delta = match base {
+            None => {
+                if !PAYLOAD.iter().all(|p| has(p)) || has(ROOTFS_PATCH) {
+                    return Err(BundleError::Missing("member"));
+                }
+                if memory.is_some() || same_initrd.is_some() {
+                    return Err(BundleError::Missing("base"));
+                }
+                None
             }
-        }
+            Some((v, sha, size)) => {
+                // A patch instead of the image; the initrd either carried or named as the same.
+                if !has(ROOTFS_PATCH) || has(ROOTFS) || has(INITRD) == same_initrd.is_some() {
+                    return Err(BundleError::Missing("member"));
+                }
+                Some(Delta {
+                    base_version: v,
+                    base_rootfs: (sha, size),
+                    memory: memory.ok_or(BundleError::Missing("memory"))?,
+                    same_initrd,
+                })
+            }
+        };
         Ok(Manifest {
             image: image.ok_or(BundleError::Missing("image"))?,
             version: version.ok_or(BundleError::Missing("version"))?,
@@ -222,6 +296,7 @@ impl Manifest {
             options: options.ok_or(BundleError::Missing("options"))?,
             rootfs: rootfs.ok_or(BundleError::Missing("rootfs"))?,
             kernel: kernel.ok_or(BundleError::Missing("kernel"))?,
+            delta,
             members,
         })
     }
@@ -422,7 +497,7 @@ impl Bundle {
     pub fn payload_bytes(&self) -> u64 {
         self.members
             .iter()
-            .filter(|m| PAYLOAD.contains(&m.name.as_str()))
+            .filter(|m| KNOWN_MEMBERS.contains(&m.name.as_str()))
             .map(|m| m.size)
             .sum()
     }
@@ -451,6 +526,7 @@ mod tests {
             options: "console=ttyS0 quiet panic=-1".into(),
             rootfs: (hex::encode(Sha256::digest(b"root")), 4),
             kernel: (hex::encode(Sha256::digest(b"kernel")), 6),
+            delta: None,
             members: payload
                 .iter()
                 .map(|(n, d)| Member {

@@ -28,6 +28,9 @@ pub const AB: &str = "dev.ingot.ab";
 
 /// The media type of each file of an image directory.
 pub fn media_type(name: &str) -> &'static str {
+    if crate::ota::delta::is_delta_file(name) {
+        return "application/vnd.ingot.update-bundle.v1.tar";
+    }
     match name {
         image_dir::MANIFEST => "application/vnd.ingot.manifest.v1+json",
         image_dir::SIGNATURE => "application/vnd.ingot.minisign.signature.v1",
