@@ -30,10 +30,13 @@ pub fn is_delta_file(name: &str) -> bool {
         .is_some_and(|v| !v.is_empty() && !v.contains('/'))
 }
 
-/// The window log that covers base and target (the decoder's window must reach back over both).
+/// The window log of a patch: a block of the target matches the base mostly at the same offset,
+/// a distance of about the base's size, so the window covers the larger image plus 8 MiB of
+/// slack for blocks that moved. (Covering base and target together would double the device's
+/// window memory for a few more long-distance matches.)
 pub fn window_log(base: u64, target: u64) -> u32 {
-    let total = (base + target).max(1 << 20);
-    (64 - (total - 1).leading_zeros()).clamp(20, 31)
+    let reach = base.max(target) + (8 << 20);
+    (64 - (reach - 1).leading_zeros()).clamp(20, 31)
 }
 
 /// Memory the device needs free: the base copy in tmpfs, the base again as zstd's reference,
@@ -210,7 +213,8 @@ mod tests {
         assert_eq!(apply(&base, &p).unwrap(), target);
         assert_eq!(patch(&base, &target).unwrap(), p, "deterministic");
         assert!(apply(&target, &p).is_err() || apply(&target, &p).unwrap() != target);
-        assert_eq!(window_log(45 << 20, 45 << 20), 27);
+        assert_eq!(window_log(45 << 20, 45 << 20), 26);
+        assert_eq!(window_log(300 << 20, 310 << 20), 29);
         assert!(is_delta_file("update-from-1.0.0.bundle"));
         assert!(!is_delta_file("update.bundle"));
     }
