@@ -152,6 +152,29 @@ fn names_and_fields_that_would_inject_into_generated_files_are_refused() {
         8,
         "control character",
     );
+    // Ids that are (uid_t)-1 in 16 or 32 bits, or negative as signed 32-bit numbers, are
+    // refused at the line that sets them.
+    refused(
+        d,
+        "owner",
+        "[[files]]\npath = \"/etc/x\"\ncontent = \"x\"\nuid = 4000000000\n",
+        9,
+        "owner uid 4000000000 is in 2147483648-4294967294",
+    );
+    refused(
+        d,
+        "uid-signed",
+        "[[users]]\nname = \"svc\"\nuid = 2147483648\n",
+        8,
+        "uid 2147483648 is in 2147483648-4294967294",
+    );
+    refused(
+        d,
+        "gid16",
+        "[[groups]]\nname = \"g\"\ngid = 65535\n",
+        8,
+        "gid 65535 is the 16-bit (uid_t)-1",
+    );
     // A second uid 0 is refused unless asked for.
     let p = d.join("root2.toml");
     std::fs::write(&p, "[image]\nname = \"x\"\nversion = \"1.0.0\"\n[distribution]\nsuite = \"bookworm\"\n[[users]]\nname = \"toor\"\nuid = 0\n").unwrap();
@@ -209,14 +232,14 @@ fn labels_ingot_derives_are_never_silently_overwritten() {
         d,
         "created",
         "[labels]\n\"org.opencontainers.image.created\" = \"1999-01-01T00:00:00Z\"\n",
-        0,
+        7,
         "Ingot derives this label",
     );
     refused(
         d,
         "version",
         "[labels]\n\"org.opencontainers.image.version\" = \"9.9.9\"\n",
-        0,
+        7,
         "org.opencontainers.image.version",
     );
     // The image's own version, and the profile's own namespace, are fine.
@@ -380,7 +403,14 @@ fn everything_checkable_is_checked_before_any_work() {
     ] {
         assert!(base.contains(from), "{from}");
         let p = d.join(format!("{name}.toml"));
-        std::fs::write(&p, base.replacen(from, to, 1)).unwrap();
+        let text = base.replacen(from, to, 1);
+        std::fs::write(&p, &text).unwrap();
+        // Named at the line that sets the value.
+        let line = text.lines().position(|l| l.contains(to)).unwrap() + 1;
+        exit2(
+            &["validate", p.to_str().unwrap()],
+            &format!("{name}.toml:{line}:"),
+        );
         exit2(&["validate", p.to_str().unwrap()], needle);
     }
     // SOURCE_DATE_EPOCH and the signing key are checked before the build starts.

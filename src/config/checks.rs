@@ -139,14 +139,16 @@ pub(super) fn check_file(path: &Path, f: &FileSpec) -> Result<(), ConfigError> {
             ),
         ));
     }
-    if f.uid == u32::MAX || f.gid == u32::MAX {
-        return Err(rule(
-            path,
-            format!(
-                "file `{}`: owner 4294967295 is (uid_t)-1, not an id",
-                f.path
-            ),
-        ));
+    for (key, id) in [("uid", f.uid), ("gid", f.gid)] {
+        if let Some(e) = checked::id_error(id) {
+            let after = format!("\"{}\"", f.path);
+            return Err(super::rule_at(
+                &[path],
+                Some(&after),
+                key,
+                format!("file `{}`: owner {key} {e}", f.path),
+            ));
+        }
     }
     Ok(())
 }

@@ -139,6 +139,51 @@ pub(crate) fn rule(path: &Path, message: impl Into<String>) -> ConfigError {
     }
 }
 
+/// Where `key` is set in a TOML text: the first line, at or after the first line holding
+/// `after` (when given), that assigns `key` (bare or quoted); its 1-based line and column.
+pub(crate) fn find_key(text: &str, after: Option<&str>, key: &str) -> Option<(usize, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = match after {
+        Some(a) => lines.iter().position(|l| l.contains(a))?,
+        None => 0,
+    };
+    for (i, l) in lines.iter().enumerate().skip(start) {
+        let t = l.trim_start();
+        let rest = t
+            .strip_prefix(key)
+            .or_else(|| t.strip_prefix(&format!("\"{key}\"")));
+        if rest.is_some_and(|r| r.trim_start().starts_with('=')) {
+            return Some((i + 1, l.len() - t.len() + 1));
+        }
+    }
+    None
+}
+
+/// A rule broken at a place the files can show: the first of `files` (a profile, then the
+/// profiles it extends) that sets `key` (after `after`), as `file:line:column`; the first file
+/// alone when none does.
+pub(crate) fn rule_at(
+    files: &[&Path],
+    after: Option<&str>,
+    key: &str,
+    message: impl Into<String>,
+) -> ConfigError {
+    for f in files {
+        let Ok(text) = std::fs::read_to_string(f) else {
+            continue;
+        };
+        if let Some((line, column)) = find_key(&text, after, key) {
+            return ConfigError::Invalid {
+                path: f.to_path_buf(),
+                line,
+                column,
+                message: message.into(),
+            };
+        }
+    }
+    rule(files.first().copied().unwrap_or(Path::new("")), message)
+}
+
 /// Parse one profile's text as if read from `path`, without following `extends`: the same
 /// checks and messages as [`load_profile`] for a single file (the fuzz targets' entry point).
 pub fn profile_from_str(path: &Path, text: &str) -> Result<Profile, ConfigError> {
@@ -180,9 +225,22 @@ pub fn load_hardware(path: &Path) -> Result<Hardware, ConfigError> {
     let text = read(path)?;
     let mut hw: Hardware = parse_toml(path, &text)?;
     hw.path = path.to_path_buf();
+    // Each rule points at the line that sets the value (the file alone when a default broke it).
+    let at = |table: &str, key: &str, message: String| -> ConfigError {
+        match find_key(&text, Some(&format!("[{table}]")), key) {
+            Some((line, column)) => ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message,
+            },
+            None => rule(path, message),
+        }
+    };
     if hw.disk.root_fs != "ext4" {
-        return Err(rule(
-            path,
+        return Err(at(
+            "disk",
+            "root_fs",
             format!(
                 "disk.root_fs `{}` is not supported (expected \"ext4\")",
                 hw.disk.root_fs
@@ -191,13 +249,14 @@ pub fn load_hardware(path: &Path) -> Result<Hardware, ConfigError> {
     }
     if hw.disk.size != "auto" {
         ByteSize::parse(&hw.disk.size)
-            .map_err(|e| rule(path, format!("disk.size: {e} (or \"auto\")")))?;
+            .map_err(|e| at("disk", "size", format!("disk.size: {e} (or \"auto\")")))?;
     }
     if hw.disk.size != "auto" {
-        let size = ByteSize::parse(&hw.disk.size).map_err(|e| rule(path, e))?;
+        let size = ByteSize::parse(&hw.disk.size).map_err(|e| at("disk", "size", e))?;
         if size.0 > MAX_DISK {
-            return Err(rule(
-                path,
+            return Err(at(
+                "disk",
+                "size",
                 format!(
                     "disk.size {} is larger than {} (ext4's largest file on the build host)",
                     hw.disk.size,
@@ -207,8 +266,9 @@ pub fn load_hardware(path: &Path) -> Result<Hardware, ConfigError> {
         }
     }
     if hw.qemu.memory == 0 || hw.qemu.smp == 0 || hw.qemu.smp > 64 {
-        return Err(rule(
-            path,
+        return Err(at(
+            "qemu",
+            if hw.qemu.memory == 0 { "memory" } else { "smp" },
             format!(
                 "qemu.memory ({} MiB) must be at least 1 and qemu.smp ({}) between 1 and 64",
                 hw.qemu.memory, hw.qemu.smp
@@ -217,14 +277,16 @@ pub fn load_hardware(path: &Path) -> Result<Hardware, ConfigError> {
     }
     if let Some(ab) = &hw.ab {
         if !hw.disk.partitions.is_empty() || hw.disk.size != "auto" {
-            return Err(rule(
-                path,
-                "[ab] lays the disk out itself (ESP, root-a, root-b, data): remove disk.partitions and leave disk.size \"auto\"",
+            return Err(at(
+                "disk",
+                if hw.disk.partitions.is_empty() { "size" } else { "partitions" },
+                "[ab] lays the disk out itself (ESP, root-a, root-b, data): remove disk.partitions and leave disk.size \"auto\"".into(),
             ));
         }
         if ab.slot_size.0 < 16 << 20 || ab.slot_size.0 > MAX_DISK / 4 {
-            return Err(rule(
-                path,
+            return Err(at(
+                "ab",
+                "slot_size",
                 format!(
                     "ab.slot_size {} must be between 16MiB and {}",
                     ab.slot_size,
@@ -233,8 +295,9 @@ pub fn load_hardware(path: &Path) -> Result<Hardware, ConfigError> {
             ));
         }
         if ab.data_size.0 != 0 && (ab.data_size.0 < 4 << 20 || ab.data_size.0 > MAX_DISK / 4) {
-            return Err(rule(
-                path,
+            return Err(at(
+                "ab",
+                "data_size",
                 format!(
                     "ab.data_size {} must be 0 (no data partition) or between 4MiB and {}",
                     ab.data_size,
@@ -244,9 +307,10 @@ pub fn load_hardware(path: &Path) -> Result<Hardware, ConfigError> {
         }
     }
     if hw.disk.esp_size.0 < 33 << 20 {
-        return Err(rule(
-            path,
-            "disk.esp_size must be at least 33MiB (FAT32 minimum)",
+        return Err(at(
+            "disk",
+            "esp_size",
+            "disk.esp_size must be at least 33MiB (FAT32 minimum)".into(),
         ));
     }
     Ok(hw)

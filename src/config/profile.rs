@@ -348,6 +348,11 @@ pub(super) fn merge_chain(
     chain: Vec<(PathBuf, ProfileFile)>,
 ) -> Result<Profile, ConfigError> {
     let sources: Vec<PathBuf> = chain.iter().map(|(p, _)| p.clone()).collect();
+    // Rules over the merged profile point at the file and line that set the value.
+    let chain_files: Vec<&Path> = sources.iter().map(PathBuf::as_path).collect();
+    let at = |after: Option<&str>, key: &str, message: String| {
+        super::rule_at(&chain_files, after, key, message)
+    };
     let mut acc = ProfileFile::default();
     let mut files = Vec::new();
     let mut overlays = Vec::new();
@@ -406,8 +411,9 @@ pub(super) fn merge_chain(
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
     {
-        return Err(rule(
-            path,
+        return Err(at(
+            Some("[image]"),
+            "name",
             format!(
                 "image.name `{}` must be lowercase letters, digits and dashes",
                 image.name
@@ -437,8 +443,13 @@ pub(super) fn merge_chain(
     };
     for sname in std::iter::once(&distribution.suite).chain(&distribution.extra_suites) {
         if !suite_ok(sname) {
-            return Err(rule(
-                path,
+            return Err(at(
+                Some("[distribution]"),
+                if *sname == distribution.suite {
+                    "suite"
+                } else {
+                    "extra_suites"
+                },
                 format!(
                     "distribution suite `{}` must be lowercase letters, digits and dashes (like bookworm-security)",
                     sname.escape_debug()
@@ -448,8 +459,9 @@ pub(super) fn merge_chain(
     }
     for c in &distribution.components {
         if !suite_ok(c) {
-            return Err(rule(
-                path,
+            return Err(at(
+                Some("[distribution]"),
+                "components",
                 format!(
                     "distribution component `{}` is not a component name",
                     c.escape_debug()
@@ -458,17 +470,26 @@ pub(super) fn merge_chain(
         }
     }
     if image.name.len() > 64 {
-        return Err(rule(path, "image.name is longer than 64 characters"));
+        return Err(at(
+            Some("[image]"),
+            "name",
+            "image.name is longer than 64 characters".into(),
+        ));
     }
     for (k, v) in &acc.labels {
         if let Some(e) = checked::field_error(k, false).or_else(|| checked::field_error(v, false)) {
-            return Err(rule(path, format!("label `{}`: {e}", k.escape_debug())));
+            return Err(at(
+                Some("[labels]"),
+                k,
+                format!("label `{}`: {e}", k.escape_debug()),
+            ));
         }
         let derived = DERIVED_LABELS.contains(&k.as_str())
             || k == "org.opencontainers.image.version" && *v != image.version.0;
         if derived {
-            return Err(rule(
-                path,
+            return Err(at(
+                Some("[labels]"),
+                k,
                 format!(
                     "[labels] `{k}` = `{v}`: Ingot derives this label from the build (image version, SOURCE_DATE_EPOCH, builder); remove it from the profile"
                 ),
@@ -476,30 +497,33 @@ pub(super) fn merge_chain(
         }
     }
     for u in &acc.users {
+        let after = format!("\"{}\"", u.name);
         match u.uid {
             Some(0) if !u.allow_uid0 => {
-                return Err(rule(
-                    path,
+                return Err(at(
+                    Some(&after),
+                    "uid",
                     format!(
                         "user `{}`: uid 0 would be a second root account; set allow_uid0 = true if that is meant",
                         u.name
                     ),
                 ))
             }
-            Some(u32::MAX) => {
-                return Err(rule(
-                    path,
-                    format!("user `{}`: uid 4294967295 is (uid_t)-1, not an id", u.name),
-                ))
+            Some(id) => {
+                if let Some(e) = checked::id_error(id) {
+                    return Err(at(Some(&after), "uid", format!("user `{}`: uid {e}", u.name)));
+                }
             }
-            _ => {}
+            None => {}
         }
     }
     for g in &acc.groups {
-        if g.gid == Some(u32::MAX) {
-            return Err(rule(
-                path,
-                format!("group `{}`: gid 4294967295 is (gid_t)-1, not an id", g.name),
+        if let Some(e) = g.gid.and_then(checked::id_error) {
+            let after = format!("\"{}\"", g.name);
+            return Err(at(
+                Some(&after),
+                "gid",
+                format!("group `{}`: gid {e}", g.name),
             ));
         }
     }

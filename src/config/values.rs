@@ -279,6 +279,19 @@ pub mod checked {
     /// Longest login or group name Debian's `adduser` accepts.
     pub const MAX_NAME: usize = 32;
 
+    /// Why a uid or gid is refused, if it is: (uid_t)-1 and its 16-bit form, and the range
+    /// that is negative as a signed 32-bit number.
+    pub fn id_error(id: u32) -> Option<String> {
+        match id {
+            u32::MAX => Some("4294967295 is (uid_t)-1, not an id".into()),
+            65535 => Some("65535 is the 16-bit (uid_t)-1, which many tools treat as no id".into()),
+            2_147_483_648.. => Some(format!(
+                "{id} is in 2147483648-4294967294, which is negative as a signed 32-bit id in many tools (systemd keeps the range unused); use an id below 2147483648"
+            )),
+            _ => None,
+        }
+    }
+
     /// Why an account name is refused, if it is (Debian adduser's `NAME_REGEX`,
     /// `^[a-z][-a-z0-9_]*\$?$`, and its length limit).
     pub fn account_name_error(n: &str) -> Option<String> {
