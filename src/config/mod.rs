@@ -461,7 +461,9 @@ mod tests {
         write(
             d.path(),
             "base.toml",
-            &format!("{GOOD}[packages]\ninclude = [\"a\"]\n[labels]\nowner = \"x\"\n"),
+            &format!(
+                "{GOOD}[packages]\ninclude = [\"a\"]\nessential = true\n[labels]\nowner = \"x\"\n"
+            ),
         );
         let c = write(
             d.path(),
@@ -470,6 +472,8 @@ mod tests {
         );
         let p = load_profile(&c).unwrap();
         assert_eq!(p.packages.include, vec!["a", "b"]);
+        // The child's [packages] does not say: the parent's Essential set stays.
+        assert!(p.packages.essential());
         assert_eq!(p.labels.len(), 2);
         assert_eq!(p.image.name, "x");
         let s = write(d.path(), "self.toml", "extends = \"self.toml\"\n");

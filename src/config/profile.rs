@@ -55,16 +55,30 @@ pub struct Packages {
     /// Packages to install; dependencies are added by the resolver.
     #[serde(default)]
     pub include: Vec<String>,
-    /// Also install every `Essential: yes` and `Priority: required` package.
-    #[serde(default)]
-    pub essential: bool,
-    /// Follow `Recommends` as well as `Depends`.
-    #[serde(default)]
-    pub recommends: bool,
+    /// Also install every `Essential: yes` and `Priority: required` package (unset: as the
+    /// profile it extends says, else no).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub essential: Option<bool>,
+    /// Follow `Recommends` as well as `Depends` (unset: as the profile it extends says, else
+    /// no).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recommends: Option<bool>,
     /// Packages never to install even when something depends on them (documentation only in
     /// effect: a dependency that needs an excluded package fails resolution).
     #[serde(default)]
     pub exclude: Vec<String>,
+}
+
+impl Packages {
+    /// Whether the Essential/required set is installed.
+    pub fn essential(&self) -> bool {
+        self.essential.unwrap_or(false)
+    }
+
+    /// Whether Recommends are followed.
+    pub fn recommends(&self) -> bool {
+        self.recommends.unwrap_or(false)
+    }
 }
 
 /// A user account created in the image.
@@ -365,8 +379,9 @@ pub(super) fn merge_chain(
             (Some(mut a), Some(b)) => {
                 a.include.extend(b.include);
                 a.exclude.extend(b.exclude);
-                a.essential = b.essential;
-                a.recommends = b.recommends;
+                // A child that says nothing keeps its parent's choice.
+                a.essential = b.essential.or(a.essential);
+                a.recommends = b.recommends.or(a.recommends);
                 Some(a)
             }
             (a, b) => b.or(a),

@@ -132,8 +132,8 @@ pub fn image_request(profile: &Profile, hw: &Hardware) -> resolve::Request {
     include.dedup();
     resolve::Request {
         include,
-        essential: profile.packages.essential,
-        recommends: profile.packages.recommends,
+        essential: profile.packages.essential(),
+        recommends: profile.packages.recommends(),
         exclude: profile.packages.exclude.clone(),
     }
 }
