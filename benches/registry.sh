@@ -76,7 +76,7 @@ now() { date +%s.%N; }
 median() { sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 
 ip=(); op=(); il=(); ol=(); second=""
-for i in $(seq 1 "$RUNS"); do
+for _ in $(seq 1 "$RUNS"); do
   A=$(registry); B=$(registry)
   s=$(now); $ING push -q "$DIR" "$A/bench/img:$VERSION" --key "$WORK/k.pub" >/dev/null; e=$(now)
   ip+=("$(echo "$e - $s" | bc)")

@@ -76,14 +76,7 @@ pub fn write(
             sys.kernel_bytes.len() as u64,
         ),
         delta: None,
-        members: payload
-            .iter()
-            .map(|(name, data)| Member {
-                name: (*name).to_string(),
-                sha256: hex::encode(Sha256::digest(data)),
-                size: data.len() as u64,
-            })
-            .collect(),
+        members: Member::list(&payload),
     };
     let sig = key.map(|k| k.sign_bytes(manifest.to_text().as_bytes(), &manifest.trusted_comment()));
     bundle::write(

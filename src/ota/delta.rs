@@ -184,14 +184,7 @@ pub fn write(
             memory: memory_needed(bm.rootfs.1, nm.rootfs.1),
             same_initrd: same_initrd.then_some(initrd_sha),
         }),
-        members: payload
-            .iter()
-            .map(|(name, data)| Member {
-                name: (*name).to_string(),
-                sha256: hex::encode(Sha256::digest(data)),
-                size: data.len() as u64,
-            })
-            .collect(),
+        members: Member::list(&payload),
         ..nm.clone()
     };
     let sig = key.map(|k| k.sign_bytes(manifest.to_text().as_bytes(), &manifest.trusted_comment()));

@@ -13,6 +13,7 @@ pub mod pull;
 pub mod push;
 pub mod reference;
 pub mod retention;
+pub mod status;
 pub mod types;
 
 pub use client::{Client, Options};
