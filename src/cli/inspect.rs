@@ -100,14 +100,7 @@ pub fn inspect(image: &Path, as_json: bool) -> Result<()> {
             ByteSize(bm.rootfs.1),
             bm.rootfs.0
         );
-        for f in &b.members {
-            println!(
-                "  {:<18} {:>10}  sha256 {}",
-                f.name,
-                ByteSize(f.size).to_string(),
-                f.sha256
-            );
-        }
+        print_members(b);
     }
     for (name, b, size) in &deltas {
         b.check(None)
@@ -124,14 +117,7 @@ pub fn inspect(image: &Path, as_json: bool) -> Result<()> {
                 ByteSize(full_size.saturating_sub(*size)),
                 ByteSize(d.memory)
             );
-            for f in &b.members {
-                println!(
-                    "  {:<20} {:>10}  sha256 {}",
-                    f.name,
-                    ByteSize(f.size).to_string(),
-                    f.sha256
-                );
-            }
+            print_members(b);
         }
     }
     println!("labels");
@@ -194,4 +180,16 @@ fn disk_matches_manifest(dir: &ImageDir) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A bundle's members, one line each: name, size, digest.
+fn print_members(b: &Bundle) {
+    for f in &b.members {
+        println!(
+            "  {:<20} {:>10}  sha256 {}",
+            f.name,
+            ByteSize(f.size).to_string(),
+            f.sha256
+        );
+    }
 }

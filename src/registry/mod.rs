@@ -55,11 +55,14 @@ pub fn parallel<T: Sync, R: Send>(
             });
         }
     });
+    // Items are handed out in order and every started one finishes (a panic in a thread
+    // propagates out of the scope), so an empty slot comes only after a failed item, whose
+    // error is returned first.
     let mut out = Vec::new();
     for s in slots {
         match s.into_inner().ok().flatten() {
             Some(r) => out.push(r?),
-            None => continue,
+            None => anyhow::bail!("a transfer stopped without a result"),
         }
     }
     Ok(out)
