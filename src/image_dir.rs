@@ -169,6 +169,24 @@ pub struct Manifest {
     pub contents: BTreeMap<String, Contribution>,
     /// The sysprep record.
     pub sysprep: SysprepRecord,
+    /// The agents the image carries, by name, with their readiness probes (absent in
+    /// manifests of earlier Ingots).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agents: Vec<AgentRecord>,
+}
+
+/// One agent as built.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentRecord {
+    /// Its name (in the INGOT-READY line).
+    pub name: String,
+    /// Its packages.
+    pub packages: Vec<String>,
+    /// Its systemd unit or command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// The readiness probe.
+    pub probe: String,
 }
 
 impl Manifest {

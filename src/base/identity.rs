@@ -66,6 +66,13 @@ pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// Seconds since the epoch now (0 on a clock before 1970).
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// RFC 3339 UTC time of seconds since the epoch.
 pub fn rfc3339(secs: i64) -> String {
     let (y, m, d, rem) = civil(secs);

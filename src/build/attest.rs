@@ -255,5 +255,15 @@ fn manifest_json(
                 .map(|(k, _)| (*k).to_string())
                 .collect(),
         },
+        agents: profile
+            .agents
+            .iter()
+            .map(|a| image_dir::AgentRecord {
+                name: a.name.clone(),
+                packages: a.packages.clone(),
+                service: a.service.clone(),
+                probe: a.probe.clone(),
+            })
+            .collect(),
     })
 }

@@ -18,7 +18,7 @@ pub use firmware::Firmware;
 pub use hardware::{AbLayout, DiskLayout, ExtraPartition, Hardware, QemuSettings};
 pub use profile::{
     Agent, Distribution, FileSpec, Group, ImageMeta, KernelSettings, Network, Ota, Output,
-    Packages, Profile, Sysprep, User,
+    Packages, Profile, Sysprep, User, DERIVED_LABELS,
 };
 pub use values::{Arch, ByteSize, Format, InitSystem, Mode, SemVer, ZstdLevel};
 

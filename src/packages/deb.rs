@@ -86,7 +86,7 @@ pub fn ar_members(f: &mut (impl Read + Seek)) -> Result<Vec<ArMember>, DebError>
     Ok(out)
 }
 
-fn decoder<'a>(name: &str, r: impl Read + 'a) -> Result<Box<dyn Read + 'a>> {
+pub(crate) fn decoder<'a>(name: &str, r: impl Read + 'a) -> Result<Box<dyn Read + 'a>> {
     Ok(if name.ends_with(".xz") {
         Box::new(xz2::read::XzDecoder::new_multi_decoder(r))
     } else if name.ends_with(".zst") {
@@ -315,70 +315,8 @@ pub fn unpack(tar_path: &Path, package: &str, tree: &mut Tree) -> Result<Vec<Str
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use std::io::Write;
 
-    /// Build a .deb in memory: `files` are (path, kind, data) tar entries for data.tar.gz.
-    pub fn make_deb(control: &str, entries: &[(&str, tar::EntryType, &[u8], &str)]) -> Vec<u8> {
-        fn tar_of(entries: &[(&str, tar::EntryType, &[u8], &str)]) -> Vec<u8> {
-            let mut b = tar::Builder::new(Vec::new());
-            for (path, ty, data, link) in entries {
-                let mut h = tar::Header::new_gnu();
-                h.set_entry_type(*ty);
-                h.set_size(data.len() as u64);
-                h.set_mode(0o755);
-                h.set_uid(0);
-                h.set_gid(0);
-                h.set_mtime(1);
-                // Raw name bytes: the builder API refuses `..`, which hostile packages use.
-                let name = h.as_old_mut().name.as_mut();
-                name.fill(0);
-                name[..path.len()].copy_from_slice(path.as_bytes());
-                if !link.is_empty() {
-                    let l = h.as_old_mut().linkname.as_mut();
-                    l[..link.len()].copy_from_slice(link.as_bytes());
-                }
-                h.set_cksum();
-                b.append(&h, *data).unwrap();
-            }
-            b.into_inner().unwrap()
-        }
-        let gz = |data: Vec<u8>| {
-            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            e.write_all(&data).unwrap();
-            e.finish().unwrap()
-        };
-        let control_tar = gz(tar_of(&[(
-            "./control",
-            tar::EntryType::Regular,
-            control.as_bytes(),
-            "",
-        )]));
-        let data_tar = gz(tar_of(entries));
-        let mut out = b"!<arch>\n".to_vec();
-        for (name, data) in [
-            ("debian-binary", b"2.0\n".to_vec()),
-            ("control.tar.gz", control_tar),
-            ("data.tar.gz", data_tar),
-        ] {
-            out.extend(
-                format!(
-                    "{:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n",
-                    name,
-                    0,
-                    0,
-                    0,
-                    100644,
-                    data.len()
-                )
-                .as_bytes(),
-            );
-            out.extend(&data);
-            if data.len() % 2 == 1 {
-                out.push(b'\n');
-            }
-        }
-        out
-    }
+    pub use crate::packages::testrepo::make_deb;
 
     /// The tree refers to the extracted data.tar, so the directory is returned with it.
     fn unpack_bytes(deb: &[u8]) -> Result<(tempfile::TempDir, Tree)> {

@@ -49,6 +49,9 @@ pub struct PackageInfo {
     /// `Source` package name.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub source: String,
+    /// The source's version when it differs from the package's (`Source: name (version)`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub source_version: String,
 }
 
 /// One alternative of a dependency.
@@ -129,7 +132,18 @@ impl PackageInfo {
                 .next()
                 .unwrap_or("")
                 .to_string(),
+            source_version: get("Source")
+                .split_once('(')
+                .map(|(_, v)| v.trim().trim_end_matches(')').trim().to_string())
+                .unwrap_or_default(),
         })
+    }
+
+    /// One `Packages` paragraph as read from `suite`; `None` when a required field is missing
+    /// or the text is not a paragraph.
+    pub fn from_stanza(text: &str, suite: &str) -> Option<Self> {
+        let paras = control::parse(text).ok()?;
+        Self::from_paragraph(paras.first()?, suite)
     }
 }
 

@@ -62,10 +62,15 @@ impl Lockfile {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading lockfile {}", path.display()))?;
-        toml::from_str(&text).map_err(|e| {
+        Self::parse(&text, path)
+    }
+
+    /// Parse a lockfile's text; `path` names it in errors (with line and column).
+    pub fn parse(text: &str, path: &Path) -> Result<Self> {
+        toml::from_str(text).map_err(|e| {
             let (l, c) = e
                 .span()
-                .map_or((1, 1), |s| crate::config::line_col(&text, s.start));
+                .map_or((1, 1), |s| crate::config::line_col(text, s.start));
             anyhow::anyhow!("{}:{l}:{c}: {}", path.display(), e.message())
         })
     }

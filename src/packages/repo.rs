@@ -272,7 +272,7 @@ pub fn parse_release(
     }
     if let Some(until) = p.get("Valid-Until") {
         if let Some(t) = parse_rfc2822(until) {
-            if t < now_secs() {
+            if t < crate::base::identity::now_secs() {
                 return Err(RepoError::Expired {
                     url: url.to_string(),
                     until: until.to_string(),
@@ -299,12 +299,6 @@ pub fn parse_release(
         not_automatic: p.get("NotAutomatic") == Some("yes"),
         sha256,
     })
-}
-
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Parse `Sat, 11 Jul 2026 10:16:37 UTC` to seconds since the epoch.
