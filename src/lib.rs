@@ -2,8 +2,10 @@
 //! boot-tested in QEMU. The modules follow the build from top to bottom:
 //! config → packages → tree → assemble (system) and boot (kernel, initramfs, boot loader) →
 //! sysprep → fs → disk → trust → qemu, with `build` running the pipeline and `cli` on top.
+//! After the build, reading the image directory only: `boottest`, `ota`, `registry`, `audit`.
 
 pub mod assemble;
+pub mod audit;
 pub mod base;
 pub mod boot;
 pub mod boottest;

@@ -1,6 +1,7 @@
 //! Command-line interface: the clap definitions and one function per subcommand
 //! (`commands`, `inspect`) over the library's stages. Parsing and printing only.
 
+mod audit;
 mod commands;
 mod inspect;
 mod ota;
@@ -256,16 +257,30 @@ pub enum Cmd {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// List the image's packages that lack a newer version its suites (and the security
+    /// suite) publish, with the CVE ids, urgencies and dates of the missed changelog entries.
+    #[command(
+        after_help = "Exit status: 0 when the gate passes (or none is given), 1 when it fails, 2 when the archive\ncannot be reached or the input is wrong.\n\nExample:\n  ingot audit out/vm-base-1.0.0-x86_64 --fail-on security --max-age 7 --cyclonedx vex.json"
+    )]
+    Audit(audit::AuditArgs),
+    /// What changed between two image directories: packages (with the CVE ids upgrades fix),
+    /// labels, kernel, partitions, agents, sizes.
+    #[command(
+        after_help = "Example:\n  ingot diff out/edge-minimal-1.0.0-x86_64 out/edge-minimal-1.1.0-x86_64 --markdown"
+    )]
+    Diff(audit::DiffArgs),
     /// Registry commands.
     #[command(flatten)]
     Registry(registry::RegistryCmd),
 }
 
-/// Exit code for an error: 2 for bad input, 130 after Ctrl-C, 1 otherwise.
+/// Exit code for an error: 2 for bad input or an archive an audit could not reach, 130 after
+/// Ctrl-C, 1 otherwise (a failed audit gate among them).
 pub fn exit_code(e: &anyhow::Error) -> i32 {
     if e.chain().any(|c| {
         c.downcast_ref::<ConfigError>().is_some()
             || c.downcast_ref::<crate::registry::BadInput>().is_some()
+            || c.downcast_ref::<crate::audit::Unreachable>().is_some()
     }) {
         2
     } else if e
@@ -393,6 +408,8 @@ pub fn run(cli: Cli) -> Result<()> {
             accel,
             source: so,
         } => commands::run_interactive(&image, accel.as_deref(), &so, quiet),
+        Cmd::Audit(a) => audit::audit(&a, quiet),
+        Cmd::Diff(a) => audit::diff(&a, quiet),
         Cmd::Registry(c) => registry::run(c, quiet),
     }
 }

@@ -188,6 +188,9 @@ pub enum RegistryCmd {
         /// Registry options.
         #[command(flatten)]
         registry: RegistryOpts,
+        /// The Debian archive `--require audit` asks.
+        #[command(flatten)]
+        archive: super::SourceOpts,
     },
     /// Attach a signed revocation: pull and promote refuse the digest from then on.
     #[command(
@@ -265,8 +268,37 @@ pub enum RegistryCmd {
     },
 }
 
-fn public_key(p: &Path) -> Result<PublicKey> {
+/// Read a public key file.
+pub(super) fn public_key(p: &Path) -> Result<PublicKey> {
     PublicKey::from_file(p)
+}
+
+/// The package set of a signed image in a registry, read from its manifest and lockfile
+/// layers only (nothing else is downloaded).
+pub(super) fn audit_subject(
+    reference: &str,
+    key: &Path,
+    arch: Option<&str>,
+    hardware: Option<&str>,
+    ro: &RegistryOpts,
+) -> Result<crate::audit::Subject> {
+    let reference = Reference::parse(reference)?;
+    let key = public_key(key)?;
+    let client = Client::new(&reference, &options(ro), false)?;
+    let res = pull::resolve(&client)?;
+    let d = match &res.index {
+        Some(i) => pull::select(i, arch, hardware, &reference.to_string())?,
+        None => res.descriptor(),
+    };
+    let man = promote::verify_signed(&client, &d.digest, &key)?;
+    let (m, _) = pull::image_manifest(&client, &d.digest)?;
+    let lock = registry::evidence::small_layer(&client, &m, &d.digest, crate::image_dir::LOCKFILE)?;
+    let origin = PathBuf::from(format!(
+        "{reference}@{}/{}",
+        d.digest,
+        crate::image_dir::LOCKFILE
+    ));
+    crate::audit::Subject::from_parts(&man, &lock, hardware, &origin)
 }
 
 /// Run a registry subcommand.
@@ -357,6 +389,7 @@ pub fn run(cmd: RegistryCmd, quiet: bool) -> Result<()> {
             allow_revoked,
             json,
             registry: ro,
+            archive,
         } => {
             let reference = Reference::parse(&reference)?;
             promote::check_channel(&channel)?;
@@ -367,6 +400,11 @@ pub fn run(cmd: RegistryCmd, quiet: bool) -> Result<()> {
             let key = public_key(&key)?;
             let sign = SecretKey::from_file(&sign_key)?;
             let client = Client::new(&reference, &options(&ro), true)?;
+            let archive = if gates.contains(&promote::Gate::Audit) {
+                Some(super::source(&archive, "", quiet)?)
+            } else {
+                None
+            };
             let p = promote::promote(
                 &client,
                 &channel,
@@ -377,6 +415,7 @@ pub fn run(cmd: RegistryCmd, quiet: bool) -> Result<()> {
                     gates: &gates,
                     by: by.as_deref(),
                     allow_revoked,
+                    archive: archive.as_ref(),
                 },
             )?;
             if json {

@@ -22,7 +22,8 @@ use crate::trust::minisign::{PublicKey, SecretKey};
 pub enum Gate {
     /// Every image's layers together at most this many bytes.
     Size(u64),
-    /// The security audit (not in this Ingot yet: refused by name).
+    /// The security audit: no package may lack a published security fix (`ingot audit
+    /// --fail-on security` against the digest being promoted).
     Audit,
 }
 
@@ -72,6 +73,8 @@ pub struct PromoteOptions<'a> {
     pub by: Option<&'a str>,
     /// Promote a revoked digest anyway.
     pub allow_revoked: bool,
+    /// The Debian archive the `audit` gate asks.
+    pub archive: Option<&'a crate::packages::Source>,
 }
 
 /// What a promotion did.
@@ -92,7 +95,9 @@ pub struct Promoted {
 }
 
 /// Check an image manifest's signed manifest.json against the key and its layers.
-fn verify_signed(client: &Client, digest: &str, key: &PublicKey) -> Result<Manifest> {
+/// The image manifest `digest`'s signed `manifest.json`, its signature checked with `key` and
+/// every layer that names an artifact checked against the digest the manifest lists.
+pub fn verify_signed(client: &Client, digest: &str, key: &PublicKey) -> Result<Manifest> {
     let (m, _) = pull::image_manifest(client, digest)?;
     let small = |name: &str| {
         evidence::small_layer(client, &m, digest, name)
@@ -112,6 +117,38 @@ fn verify_signed(client: &Client, digest: &str, key: &PublicKey) -> Result<Manif
         }
     }
     Ok(man)
+}
+
+/// Run the security audit on the signed image `digest` (its manifest and lockfile are all it
+/// reads) and refuse the promotion when a security fix is missing.
+fn audit_gate(
+    client: &Client,
+    digest: &str,
+    man: &Manifest,
+    opts: &PromoteOptions<'_>,
+) -> Result<()> {
+    let src = opts
+        .archive
+        .context("--require audit: no Debian archive to audit against")?;
+    let (m, _) = pull::image_manifest(client, digest)?;
+    let lock = evidence::small_layer(client, &m, digest, image_dir::LOCKFILE)?;
+    let origin = std::path::PathBuf::from(format!("{digest}/{}", image_dir::LOCKFILE));
+    let subject = crate::audit::Subject::from_parts(man, &lock, None, &origin)?;
+    let found = crate::audit::audit(src, &subject)?;
+    let gate = crate::audit::Gate {
+        fail_on: Some(crate::audit::FailOn::Security),
+        max_age_days: None,
+    };
+    let v = gate.judge(&found, crate::base::identity::now_secs());
+    if !v.passed {
+        bail!(
+            "{}: --require audit: {} package(s) lack a published security fix: {}; promotion refused",
+            man.id,
+            v.reasons.len(),
+            v.reasons.join("; ")
+        );
+    }
+    Ok(())
 }
 
 /// The newest verified report of `kind` for `subject`, which must have passed.
@@ -188,9 +225,7 @@ pub fn promote(client: &Client, channel: &str, opts: &PromoteOptions<'_>) -> Res
                         );
                     }
                 }
-                Gate::Audit => bail!(
-                    "--require audit: this Ingot has no security audit yet (`ingot audit` is planned); drop the gate or use an Ingot that has it"
-                ),
+                Gate::Audit => audit_gate(client, &img.digest, &man, opts)?,
             }
         }
     }
