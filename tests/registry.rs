@@ -482,10 +482,25 @@ fn promotion_rests_on_signed_evidence_and_retention_keeps_what_channels_name() {
         skopeo_raw(&format!("{repo}:golden-stable")).1,
         digests["1.0.0"]
     );
-    // A gate this Ingot does not have is refused by name, not skipped.
+    // The audit gate decides as `ingot audit --fail-on security` on the image directory does
+    // (edge-minimal takes bookworm without its security suite, so it usually lacks a fix).
+    let local = ingot(&[
+        "audit",
+        f.s("out", "1.0.0", "x86_64").as_str(),
+        "--fail-on",
+        "security",
+    ]);
     let (code, err) = promote("1.0.0", "golden-audited", &["--require", "audit"]);
-    assert_eq!(code, Some(1), "{err}");
-    assert!(err.contains("no security audit yet"), "{err}");
+    assert_eq!(code, local.status.code(), "{err}");
+    if code == Some(1) {
+        assert!(err.contains("lack a published security fix"), "{err}");
+        let first = String::from_utf8_lossy(&local.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("  - ").map(|r| r.split(' ').next().unwrap().to_string()))
+            .unwrap();
+        assert!(err.contains(&first), "{first} not named: {err}");
+        assert!(!skopeo_tags(&repo).contains(&"golden-audited".to_string()));
+    }
     // A size budget the image does not meet.
     let (code, err) = promote("1.0.0", "golden-tiny", &["--require", "size<=1MiB"]);
     assert_eq!(code, Some(1), "{err}");
