@@ -490,13 +490,27 @@ fn promotion_rests_on_signed_evidence_and_retention_keeps_what_channels_name() {
         "--fail-on",
         "security",
     ]);
+    // The registry image audits as its directory does, from its manifest and lockfile layers.
+    let remote = ingot(&["audit", &format!("{repo}:1.0.0"), "--key", &pubk, "--json"]);
+    let local_json = ingot(&["audit", f.s("out", "1.0.0", "x86_64").as_str(), "--json"]);
+    let findings = |o: &std::process::Output| -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+        v["audit"]["findings"].clone()
+    };
+    assert_eq!(findings(&remote), findings(&local_json));
+    let o = ingot(&["audit", &format!("{repo}:1.0.0")]);
+    assert_eq!(o.status.code(), Some(2), "a registry audit without --key");
     let (code, err) = promote("1.0.0", "golden-audited", &["--require", "audit"]);
     assert_eq!(code, local.status.code(), "{err}");
     if code == Some(1) {
         assert!(err.contains("lack a published security fix"), "{err}");
         let first = String::from_utf8_lossy(&local.stdout)
             .lines()
-            .find_map(|l| l.strip_prefix("  - ").map(|r| r.split(' ').next().unwrap().to_string()))
+            .find_map(|l| {
+                l.strip_prefix("  - ")
+                    .map(|r| r.split(' ').next().unwrap().to_string())
+            })
             .unwrap();
         assert!(err.contains(&first), "{first} not named: {err}");
         assert!(!skopeo_tags(&repo).contains(&"golden-audited".to_string()));
