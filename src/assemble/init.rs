@@ -91,7 +91,7 @@ pub(super) fn shell_quote(s: &str) -> String {
 /// `rollback=1` to the line), or reboots one that is not while its entry has tries left.
 pub(super) fn ready_script(id: &Identity, agents: &[Agent], ab: bool) -> String {
     let mut s = String::from(
-        "#!/bin/sh\n# Ingot check-in agent: waits for each agent's readiness probe, then prints one line\n# to the console for boot tests and fleet tooling.\nPATH=/usr/sbin:/usr/bin:/sbin:/bin\nprobe() {\n  # Poll twenty times a second (agents usually come up within a fraction of one) for t seconds.\n  t=$1; shift\n  i=0\n  while [ \"$i\" -lt \"$((t * 20))\" ]; do\n    if sh -c \"$1\" >/dev/null 2>&1; then echo ok; return; fi\n    sleep 0.05 2>/dev/null || { sleep 1; i=$((i + 19)); }\n    i=$((i + 1))\n  done\n  echo fail\n}\nd=${INGOT_READY_DIR:-/run/ingot-ready}\nrm -rf \"$d\"; mkdir -p \"$d\"\n",
+        "#!/bin/sh\n# Ingot check-in agent: waits for each agent's readiness probe, then prints one line\n# to the console for boot tests and fleet tooling.\nPATH=/usr/sbin:/usr/bin:/sbin:/bin\nread -r start _ < /proc/uptime\nprobe() {\n  # Poll twenty times a second (agents usually come up within a fraction of one) for t seconds.\n  t=$1; shift\n  i=0\n  while [ \"$i\" -lt \"$((t * 20))\" ]; do\n    if sh -c \"$1\" >/dev/null 2>&1; then read -r u _ < /proc/uptime; echo \"ok $u\"; return; fi\n    sleep 0.05 2>/dev/null || { sleep 1; i=$((i + 19)); }\n    i=$((i + 1))\n  done\n  echo fail\n}\nd=${INGOT_READY_DIR:-/run/ingot-ready}\nrm -rf \"$d\"; mkdir -p \"$d\"\n",
     );
     for (n, a) in agents.iter().enumerate() {
         s.push_str(&format!(
@@ -100,10 +100,10 @@ pub(super) fn ready_script(id: &Identity, agents: &[Agent], ab: bool) -> String 
             shell_quote(&a.probe)
         ));
     }
-    s.push_str("wait\nagents=\"\"\n");
+    s.push_str("wait\nagents=\"\"\nprobes=\"\"\n");
     for (n, a) in agents.iter().enumerate() {
         s.push_str(&format!(
-            "read -r r < \"$d/{n}\"; agents=\"$agents${{agents:+,}}{}:${{r:-fail}}\"\n",
+            "read -r r t < \"$d/{n}\"; agents=\"$agents${{agents:+,}}{0}:${{r:-fail}}\"; [ -n \"$t\" ] && probes=\"$probes${{probes:+,}}{0}:$t\"\n",
             a.name
         ));
     }
@@ -114,7 +114,7 @@ pub(super) fn ready_script(id: &Identity, agents: &[Agent], ab: bool) -> String 
         ota = " $ota";
     }
     s.push_str(&format!(
-        "mid=$(cat /etc/machine-id 2>/dev/null)\nread -r up _ < /proc/uptime\necho \"INGOT-READY image={} version={} machine-id=$mid agents=$agents{ota} uptime=$up\" > \"${{INGOT_CONSOLE:-/dev/console}}\"\n",
+        "mid=$(cat /etc/machine-id 2>/dev/null)\nread -r up _ < /proc/uptime\necho \"INGOT-READY image={} version={} machine-id=$mid agents=$agents{ota} uptime=$up start=$start probes=$probes\" > \"${{INGOT_CONSOLE:-/dev/console}}\"\n",
         id.name, id.version
     ));
     s

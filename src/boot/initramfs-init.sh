@@ -10,6 +10,7 @@ export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
+read -r started _ < /proc/uptime
 
 say() { echo "ingot-initramfs: $*" > /dev/console; }
 
@@ -98,6 +99,9 @@ if [ "$rootflags" = ro ] && [ -d /newroot/usr/lib/modules ]; then
     && mount -t overlay overlay -o lowerdir=/newroot/usr/lib/modules,upperdir=/newroot/run/ingot-modules/upper,workdir=/newroot/run/ingot-modules/work /newroot/usr/lib/modules \
     || say "cannot overlay /usr/lib/modules: modules.dep.bin cannot be made"
 fi
+# One line for the boot timeline (boot-test reads it): when this script started and ended.
+read -r ended _ < /proc/uptime
+say "starting $init initramfs-uptime=$started..$ended"
 mount --move /dev /newroot/dev 2>/dev/null || umount /dev
 umount /proc /sys
 exec switch_root /newroot "$init"

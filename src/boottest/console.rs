@@ -26,6 +26,12 @@ pub struct Ready {
     /// On an A/B disk: it runs an older version because a newer one failed every attempt.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub rollback: bool,
+    /// Guest uptime when the check-in agent started (init had got that far).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    /// agent → guest uptime when its probe first passed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probes: Vec<(String, String)>,
 }
 
 /// Longest ready line read: a line past this is not Ingot's agent talking.
@@ -45,6 +51,8 @@ pub fn parse_ready(line: &str) -> Option<Ready> {
         uptime: String::new(),
         slot: None,
         rollback: false,
+        start: None,
+        probes: Vec::new(),
     };
     for kv in rest.split_whitespace() {
         let (k, v) = kv.split_once('=')?;
@@ -55,17 +63,21 @@ pub fn parse_ready(line: &str) -> Option<Ready> {
             "uptime" => r.uptime = v.into(),
             "slot" => r.slot = Some(v.into()),
             "rollback" => r.rollback = v == "1",
-            "agents" => {
-                r.agents = v
-                    .split(',')
-                    .filter(|s| !s.is_empty())
-                    .filter_map(|a| a.split_once(':').map(|(n, s)| (n.into(), s.into())))
-                    .collect()
-            }
+            "start" => r.start = Some(v.into()),
+            "agents" => r.agents = pairs(v),
+            "probes" => r.probes = pairs(v),
             _ => {}
         }
     }
     Some(r)
+}
+
+/// `a:x,b:y` as pairs.
+fn pairs(v: &str) -> Vec<(String, String)> {
+    v.split(',')
+        .filter(|s| !s.is_empty())
+        .filter_map(|a| a.split_once(':').map(|(n, s)| (n.into(), s.into())))
+        .collect()
 }
 
 /// Why a boot failed.

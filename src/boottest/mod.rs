@@ -6,6 +6,7 @@
 pub mod boot;
 pub mod console;
 pub mod report;
+pub mod timeline;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -36,6 +36,9 @@ pub struct BootCase {
     /// Earlier failed attempts of this boot.
     #[serde(default)]
     pub attempts: Vec<BootCase>,
+    /// Where the time went (a passed boot whose console showed the markers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<super::timeline::Phase>,
 }
 
 impl BootCase {
@@ -48,7 +51,14 @@ impl BootCase {
         log: Option<PathBuf>,
         tail: Vec<String>,
     ) -> Self {
+        let phases = match (&ready, &log) {
+            (Some(r), Some(l)) if cause.is_none() => std::fs::read_to_string(l)
+                .map(|text| super::timeline::phases(&text, r, seconds))
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
         BootCase {
+            phases,
             boot,
             ok: cause.is_none(),
             seconds,
