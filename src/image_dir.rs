@@ -173,6 +173,9 @@ pub struct Manifest {
     /// manifests of earlier Ingots).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub agents: Vec<AgentRecord>,
+    /// The profile's size budget for the data in `disk.raw`, in bytes, when it set one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_budget: Option<u64>,
 }
 
 /// One agent as built.

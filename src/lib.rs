@@ -2,7 +2,7 @@
 //! boot-tested in QEMU. The modules follow the build from top to bottom:
 //! config → packages → tree → assemble (system) and boot (kernel, initramfs, boot loader) →
 //! sysprep → fs → disk → trust → qemu, with `build` running the pipeline and `cli` on top.
-//! After the build, reading the image directory only: `boottest`, `ota`, `registry`, `audit`.
+//! After the build, reading the image directory only: `boottest`, `ota`, `registry`, `audit`, `report`.
 
 pub mod assemble;
 pub mod audit;
@@ -22,6 +22,7 @@ pub mod packages;
 pub mod progress;
 pub mod qemu;
 pub mod registry;
+pub mod report;
 pub mod sysprep;
 pub mod tree;
 pub mod trust;

@@ -543,14 +543,7 @@ fn real_archive_an_image_without_security_updates_lists_each_and_one_with_them_n
         ),
     )
     .unwrap();
-    let old = build(
-        nosec.to_str().unwrap(),
-        &["hardware/qemu-x86_64.toml"],
-        &out,
-        &[],
-    )
-    .pop()
-    .unwrap();
+    let old = build_x86_64(nosec.to_str().unwrap(), &out);
     let o = ingot(&["audit", old.to_str().unwrap(), "--json"]);
     let v: serde_json::Value = serde_json::from_str(&ok(&o, "audit")).unwrap();
     let sec = v["audit"]["suites"]
@@ -676,14 +669,7 @@ fn real_archive_an_image_without_security_updates_lists_each_and_one_with_them_n
     );
 
     // vm-base as shipped, with bookworm-security: nothing pending at build time.
-    let new = build(
-        "profiles/vm-base.toml",
-        &["hardware/qemu-x86_64.toml"],
-        &out,
-        &[],
-    )
-    .pop()
-    .unwrap();
+    let new = build_x86_64("profiles/vm-base.toml", &out);
     let vex = tmp.path().join("vex.json");
     let o = ingot(&[
         "audit",
@@ -725,22 +711,8 @@ fn diff_names_exactly_the_added_package_and_the_changed_label() {
         ),
     )
     .unwrap();
-    let old = build(
-        "profiles/edge-minimal.toml",
-        &["hardware/qemu-x86_64.toml"],
-        &out,
-        &[],
-    )
-    .pop()
-    .unwrap();
-    let new = build(
-        v11.to_str().unwrap(),
-        &["hardware/qemu-x86_64.toml"],
-        &out,
-        &[],
-    )
-    .pop()
-    .unwrap();
+    let old = build_x86_64("profiles/edge-minimal.toml", &out);
+    let new = build_x86_64(v11.to_str().unwrap(), &out);
     let o = ingot(&[
         "diff",
         old.to_str().unwrap(),

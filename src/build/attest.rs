@@ -265,5 +265,6 @@ fn manifest_json(
                 probe: a.probe.clone(),
             })
             .collect(),
+        size_budget: profile.output.size_budget.map(|b| b.0),
     })
 }

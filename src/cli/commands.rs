@@ -289,6 +289,8 @@ pub struct BootFlags {
     pub junit: Option<PathBuf>,
     /// JSON report.
     pub json: Option<PathBuf>,
+    /// HTML report.
+    pub html: Option<PathBuf>,
     /// Log directory.
     pub logs: Option<PathBuf>,
     /// Forced accelerator.
@@ -323,6 +325,14 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
     }
     if let Some(p) = &f.junit {
         fsx::write(p, boottest::report::junit_xml(&report.images))?;
+    }
+    if let Some(p) = &f.html {
+        let page = crate::report::render(&crate::report::Inputs {
+            images: specs.iter().map(|(d, _)| d.clone()).collect(),
+            boot_reports: vec![("this run".into(), report.clone())],
+            ..Default::default()
+        })?;
+        super::report::write_page(&page, Some(p))?;
     }
     print_failures(&report);
     if let Some(a) = &attach {

@@ -6,6 +6,7 @@ mod commands;
 mod inspect;
 mod ota;
 mod registry;
+mod report;
 
 use std::path::PathBuf;
 
@@ -112,6 +113,10 @@ pub enum Cmd {
         /// JSON report.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// HTML report: the images and this run's boot timelines on one page (as `ingot
+        /// report`).
+        #[arg(long)]
+        html: Option<PathBuf>,
         /// Directory for each boot's console log, IMAGE.boot-N.console.log (default: beside the
         /// --json or else the --junit report; without either, a new directory under the system's
         /// temporary directory, printed at the end). The image directories are never written.
@@ -151,6 +156,9 @@ pub enum Cmd {
         /// JSON report (each step's boots, timings and console logs).
         #[arg(long)]
         json: Option<PathBuf>,
+        /// HTML report: the base image and each step's outcome and timings (as `ingot report`).
+        #[arg(long)]
+        html: Option<PathBuf>,
         /// Directory for the console logs (default: beside the report).
         #[arg(long)]
         logs: Option<PathBuf>,
@@ -269,6 +277,12 @@ pub enum Cmd {
         after_help = "Example:\n  ingot diff out/edge-minimal-1.0.0-x86_64 out/edge-minimal-1.1.0-x86_64 --markdown"
     )]
     Diff(audit::DiffArgs),
+    /// One self-contained HTML page for image directories and their test reports: identity,
+    /// size map, partitions, packages, boot timelines, OTA steps, audit and diff.
+    #[command(
+        after_help = "Example:\n  ingot report out/vm-base-1.0.0-x86_64 --boot-test boot.json --key release.pub --out vm-base.html"
+    )]
+    Report(report::ReportArgs),
     /// Registry commands.
     #[command(flatten)]
     Registry(registry::RegistryCmd),
@@ -356,6 +370,7 @@ pub fn run(cli: Cli) -> Result<()> {
             retries,
             junit,
             json,
+            html,
             logs,
             accel,
             source: so,
@@ -368,6 +383,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 retries,
                 junit,
                 json,
+                html,
                 logs,
                 accel,
                 attach,
@@ -382,6 +398,7 @@ pub fn run(cli: Cli) -> Result<()> {
             via,
             junit,
             json,
+            html,
             logs,
             keep_disk,
             accel,
@@ -395,6 +412,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 via,
                 junit,
                 json,
+                html,
                 logs,
                 keep_disk,
                 accel,
@@ -410,6 +428,7 @@ pub fn run(cli: Cli) -> Result<()> {
         } => commands::run_interactive(&image, accel.as_deref(), &so, quiet),
         Cmd::Audit(a) => audit::audit(&a, quiet),
         Cmd::Diff(a) => audit::diff(&a, quiet),
+        Cmd::Report(a) => report::report(&a),
         Cmd::Registry(c) => registry::run(c, quiet),
     }
 }

@@ -21,6 +21,8 @@ pub struct OtaFlags {
     pub junit: Option<PathBuf>,
     /// JSON report.
     pub json: Option<PathBuf>,
+    /// HTML report.
+    pub html: Option<PathBuf>,
     /// Log directory.
     pub logs: Option<PathBuf>,
     /// Keep the device's disk here.
@@ -63,6 +65,14 @@ pub fn ota_test(
     }
     if let Some(p) = &f.junit {
         fsx::write(p, report.junit_xml())?;
+    }
+    if let Some(p) = &f.html {
+        let page = crate::report::render(&crate::report::Inputs {
+            images: vec![dir.clone()],
+            ota_reports: vec![("this run".into(), serde_json::to_value(&report)?)],
+            ..Default::default()
+        })?;
+        super::report::write_page(&page, Some(p))?;
     }
     if f.logs.is_none() && f.json.is_none() && f.junit.is_none() && !quiet {
         eprintln!("console logs: {}", log_dir.display());

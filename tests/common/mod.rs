@@ -197,6 +197,13 @@ pub fn build(profile: &str, hws: &[&str], out: &Path, extra: &[&str]) -> Vec<Pat
         .collect()
 }
 
+/// Build one profile for qemu-x86_64 into `out`; its image directory.
+pub fn build_x86_64(profile: &str, out: &Path) -> PathBuf {
+    build(profile, &["hardware/qemu-x86_64.toml"], out, &[])
+        .pop()
+        .unwrap()
+}
+
 pub fn no_qemu_left(disk: &Path) {
     let (_, ps) = tool("ps", &["-eo", "args"]);
     assert!(
