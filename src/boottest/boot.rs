@@ -56,8 +56,15 @@ pub fn console_lines(child: &mut qemu::KillOnDrop) -> Result<mpsc::Receiver<Opti
     Ok(rx)
 }
 
-/// Boot once and wait for the ready line. `work` holds this boot's variable store.
-pub fn boot_once(spec: &VmSpec, timeout: Duration, log: &Path, work: &Path) -> Result<BootOutcome> {
+/// Boot once and wait for the ready line (or, with `pattern`, a console line it matches: a
+/// foreign image's readiness). `work` holds this boot's variable store.
+pub fn boot_once(
+    spec: &VmSpec,
+    timeout: Duration,
+    log: &Path,
+    work: &Path,
+    pattern: Option<&regex::Regex>,
+) -> Result<BootOutcome> {
     let vars = work.join(format!(
         "vars-{}-{:?}.fd",
         std::process::id(),
@@ -94,6 +101,11 @@ pub fn boot_once(spec: &VmSpec, timeout: Duration, log: &Path, work: &Path) -> R
                 let at = start.elapsed().as_secs_f64();
                 // Host seconds since QEMU started: shows where a slow boot spends its time.
                 all.push(format!("[{at:8.3}] {line}"));
+                if pattern.is_some_and(|p| p.is_match(&line)) {
+                    ready = Some(crate::boottest::console::Ready::matched(&line));
+                    seconds = at;
+                    break;
+                }
                 match console.feed(&line, at) {
                     Seen::Ready(r) => {
                         ready = Some(r);

@@ -32,6 +32,27 @@ pub struct Ready {
     /// agent → guest uptime when its probe first passed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub probes: Vec<(String, String)>,
+    /// For a foreign image: the console line that matched `--ready`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matched: Option<String>,
+}
+
+impl Ready {
+    /// A foreign image's readiness: the console line that matched its pattern.
+    pub fn matched(line: &str) -> Self {
+        Ready {
+            image: String::new(),
+            version: String::new(),
+            machine_id: String::new(),
+            agents: Vec::new(),
+            uptime: String::new(),
+            slot: None,
+            rollback: false,
+            start: None,
+            probes: Vec::new(),
+            matched: Some(line.trim().to_string()),
+        }
+    }
 }
 
 /// Longest ready line read: a line past this is not Ingot's agent talking.
@@ -53,6 +74,7 @@ pub fn parse_ready(line: &str) -> Option<Ready> {
         rollback: false,
         start: None,
         probes: Vec::new(),
+        matched: None,
     };
     for kv in rest.split_whitespace() {
         let (k, v) = kv.split_once('=')?;
@@ -109,6 +131,12 @@ pub enum Failure {
         /// The firmware's own message about the failed load.
         detail: Option<String>,
     },
+    /// A rescue or emergency shell: GRUB's rescue prompt, systemd's emergency mode, an
+    /// initramfs that dropped to a shell.
+    RescueShell {
+        /// The line that shows it.
+        line: String,
+    },
     /// A boot option failed (firmware message).
     BootOptionFailed {
         /// The firmware's line.
@@ -144,6 +172,9 @@ impl std::fmt::Display for Failure {
             Failure::KernelPanic { line }
             | Failure::RootNotFound { line }
             | Failure::BootOptionFailed { line } => f.write_str(line),
+            Failure::RescueShell { line } => {
+                write!(f, "the boot ended in a rescue or emergency shell: {line}")
+            }
             Failure::NothingBootable { loader, detail } => write!(
                 f,
                 "UEFI found nothing bootable on the disk and fell back to its shell{}; check that the ESP holds {loader} (systemd-boot)",
@@ -235,8 +266,20 @@ impl Console {
             Some(Failure::KernelPanic {
                 line: line.trim().to_string(),
             })
-        } else if line.contains("ingot-initramfs: FATAL") {
+        } else if line.contains("ingot-initramfs: FATAL")
+            || line.contains("Gave up waiting for root")
+            || line.contains("Unable to find root device")
+        {
             Some(Failure::RootNotFound {
+                line: line.trim().to_string(),
+            })
+        } else if line.contains("grub rescue>")
+            || line.contains("You are in emergency mode")
+            || line.contains("You are in rescue mode")
+            || line.contains("Give root password for maintenance")
+            || line.contains("Dropping to a shell")
+        {
+            Some(Failure::RescueShell {
                 line: line.trim().to_string(),
             })
         } else if lower.contains("no bootable option")

@@ -5,6 +5,7 @@
 
 pub mod boot;
 pub mod console;
+pub mod foreign;
 pub mod report;
 pub mod timeline;
 
@@ -52,6 +53,7 @@ pub fn vm_spec(image: &ImageDir, accel: Option<&str>, src: &Source) -> Result<Vm
         accel: qemu::pick_accel(hw.arch, accel),
         hw,
         disk: image.disk(),
+        disk_format: None,
         persistent: false,
         media: None,
         code,
@@ -119,9 +121,49 @@ pub fn log_names(images: &[PathBuf]) -> Vec<String> {
     names
 }
 
-/// Boot one image `opts.boots` times, retrying failed boots; `say` reports each result.
+/// What a boot test boots: an Ingot image directory (ready means its INGOT-READY line, judged
+/// against its manifest), or a disk another tool made (ready means a console line matching
+/// the pattern).
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// An image directory.
+    Image(Box<ImageDir>),
+    /// A foreign disk file.
+    Foreign {
+        /// The file (never written: QEMU writes to a throwaway overlay).
+        disk: PathBuf,
+        /// The readiness pattern.
+        ready: regex::Regex,
+    },
+}
+
+impl Target {
+    /// The directory or file.
+    pub fn path(&self) -> &Path {
+        match self {
+            Target::Image(i) => &i.path,
+            Target::Foreign { disk, .. } => disk,
+        }
+    }
+
+    fn pattern(&self) -> Option<&regex::Regex> {
+        match self {
+            Target::Image(_) => None,
+            Target::Foreign { ready, .. } => Some(ready),
+        }
+    }
+
+    fn judge(&self, r: &Ready) -> Option<String> {
+        match self {
+            Target::Image(i) => judge_ready(r, &i.manifest),
+            Target::Foreign { .. } => None,
+        }
+    }
+}
+
+/// Boot one target `opts.boots` times, retrying failed boots; `say` reports each result.
 fn test_image(
-    image: &ImageDir,
+    image: &Target,
     spec: &VmSpec,
     name: &str,
     opts: &Options,
@@ -130,7 +172,7 @@ fn test_image(
     say: &(dyn Fn(String) + Sync),
 ) -> ImageResult {
     let live = crate::progress::live(opts.quiet);
-    let dir = image.path.display();
+    let dir = image.path().display();
     let mut cases = Vec::new();
     for n in 1..=opts.boots {
         // Failed attempts of this boot, kept when a retry follows.
@@ -145,17 +187,24 @@ fn test_image(
                 &format!("{dir} boot {n}/{}", opts.boots),
                 live,
             ));
-            let out = boot::boot_once(spec, opts.timeout, &log, work);
+            let out = boot::boot_once(spec, opts.timeout, &log, work, image.pattern());
             pb.finish_and_clear();
             let mut case = match out {
                 Ok(o) => {
                     let cause = o.failure.clone().or_else(|| {
                         o.ready
                             .as_ref()
-                            .and_then(|r| judge_ready(r, &image.manifest))
+                            .and_then(|r| image.judge(r))
                             .map(|reason| Failure::Rejected { reason })
                     });
-                    BootCase::new(n, o.seconds, cause, o.ready, Some(o.log), o.tail)
+                    let mut c = BootCase::new(n, o.seconds, cause, o.ready, Some(o.log), o.tail);
+                    if let (Some(p), Some(f)) = (image.pattern(), c.failure.as_mut()) {
+                        *f = f.replace(
+                            "no INGOT-READY line",
+                            &format!("no console line matching /{p}/"),
+                        );
+                    }
+                    c
                 }
                 Err(e) => BootCase::new(
                     n,
@@ -199,6 +248,7 @@ fn test_image(
     let ids: Vec<&str> = cases
         .iter()
         .filter_map(|c| c.ready.as_ref().map(|r| r.machine_id.as_str()))
+        .filter(|id| !id.is_empty())
         .collect();
     let machine_id_failure = ids.iter().enumerate().find_map(|(k, a)| {
         ids[..k].contains(a).then(|| {
@@ -206,7 +256,7 @@ fn test_image(
         })
     });
     ImageResult {
-        image: image.path.clone(),
+        image: image.path().to_path_buf(),
         boots: cases,
         machine_id_failure,
     }
@@ -214,7 +264,16 @@ fn test_image(
 
 /// Boot every image; progress goes to stderr (spinners on a terminal, lines otherwise).
 pub fn run(images: &[(ImageDir, VmSpec)], opts: &Options) -> Result<Report> {
-    let paths: Vec<PathBuf> = images.iter().map(|(i, _)| i.path.clone()).collect();
+    let targets: Vec<(Target, VmSpec)> = images
+        .iter()
+        .map(|(i, s)| (Target::Image(Box::new(i.clone())), s.clone()))
+        .collect();
+    run_targets(&targets, opts)
+}
+
+/// Boot every target (image directories and foreign disks alike).
+pub fn run_targets(images: &[(Target, VmSpec)], opts: &Options) -> Result<Report> {
+    let paths: Vec<PathBuf> = images.iter().map(|(i, _)| i.path().to_path_buf()).collect();
     let names = log_names(&paths);
     // Per-boot scratch files (UEFI variable copies) live here, never in an image directory.
     let work = crate::base::fsx::scratch_dir("ingot-boot-test")?;

@@ -297,18 +297,75 @@ pub struct BootFlags {
     pub accel: Option<String>,
     /// Where to attach the signed reports.
     pub attach: super::registry::AttachOpts,
+    /// Foreign disks.
+    pub foreign: ForeignOpts,
+}
+
+/// Disks another tool made, for `boot-test --disk`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ForeignOpts {
+    /// A disk image Ingot did not build (raw, qcow2, vmdk, vhd, vhdx); repeatable. It is
+    /// never written: QEMU writes to a throwaway overlay.
+    #[arg(long = "disk", value_name = "FILE", requires_all = ["arch", "ready"])]
+    pub disks: Vec<PathBuf>,
+    /// The foreign disks' architecture (x86_64 or aarch64).
+    #[arg(long, value_parser = ["x86_64", "aarch64"])]
+    pub arch: Option<String>,
+    /// The foreign disks' format (default: what `qemu-img info` says).
+    #[arg(long, value_parser = ["raw", "qcow2", "vmdk", "vhd", "vhdx"])]
+    pub format: Option<String>,
+    /// Regular expression a console line of a foreign disk's boot must match to count as
+    /// ready (a login prompt, a service's banner).
+    #[arg(long, value_name = "REGEX")]
+    pub ready: Option<String>,
 }
 
 /// `boot-test DIR...`.
 pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool) -> Result<()> {
+    if !f.foreign.disks.is_empty() && f.attach.attach.is_some() {
+        return Err(crate::registry::BadInput(
+            "--attach: only Ingot image directories carry a signed manifest to attach reports to; drop it for --disk".into(),
+        )
+        .into());
+    }
     let attach = f.attach.prepare()?;
     let mut specs = Vec::new();
+    let mut dirs = Vec::new();
     for i in images {
         let dir = ImageDir::open(i)?;
         crate::qemu::require_binary(dir.manifest.boot.hardware.arch)?;
         let src = source(so, &dir.manifest.boot.firmware.suite, quiet)?;
         let spec = boottest::vm_spec(&dir, f.accel.as_deref(), &src)?;
-        specs.push((dir, spec));
+        dirs.push(dir.clone());
+        specs.push((boottest::Target::Image(Box::new(dir)), spec));
+    }
+    let scratch = crate::base::fsx::scratch_dir("ingot-foreign")?;
+    if let (Some(arch), Some(ready)) = (&f.foreign.arch, &f.foreign.ready) {
+        let arch: crate::config::Arch = match arch.as_str() {
+            "aarch64" => crate::config::Arch::Aarch64,
+            _ => crate::config::Arch::X86_64,
+        };
+        let pattern = regex::Regex::new(ready)
+            .map_err(|e| crate::registry::BadInput(format!("--ready {ready}: {e}")))?;
+        crate::qemu::require_binary(arch)?;
+        let src = source(so, "", quiet)?;
+        for d in &f.foreign.disks {
+            let spec = boottest::foreign::vm_spec(
+                d,
+                arch,
+                f.foreign.format.as_deref(),
+                f.accel.as_deref(),
+                &src,
+                scratch.path(),
+            )?;
+            specs.push((
+                boottest::Target::Foreign {
+                    disk: d.clone(),
+                    ready: pattern.clone(),
+                },
+                spec,
+            ));
+        }
     }
     let log_dir = boottest::log_dir(f.logs.as_deref(), f.json.as_deref(), f.junit.as_deref())?;
     let opts = boottest::Options {
@@ -319,7 +376,7 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
         log_dir: log_dir.clone(),
         quiet,
     };
-    let report = boottest::run(&specs, &opts)?;
+    let report = boottest::run_targets(&specs, &opts)?;
     if let Some(p) = &f.json {
         fsx::write(p, serde_json::to_string_pretty(&report)?)?;
     }
@@ -328,7 +385,7 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
     }
     if let Some(p) = &f.html {
         let page = crate::report::render(&crate::report::Inputs {
-            images: specs.iter().map(|(d, _)| d.clone()).collect(),
+            images: dirs.clone(),
             boot_reports: vec![("this run".into(), report.clone())],
             ..Default::default()
         })?;

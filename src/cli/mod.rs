@@ -94,7 +94,7 @@ pub enum Cmd {
     )]
     BootTest {
         /// Image directories.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "disks")]
         images: Vec<PathBuf>,
         /// Seconds to wait for each boot.
         #[arg(long, default_value_t = 120)]
@@ -132,6 +132,9 @@ pub enum Cmd {
         /// Attach the signed report to the tested images in a registry.
         #[command(flatten)]
         attach: registry::AttachOpts,
+        /// Disks Ingot did not build.
+        #[command(flatten)]
+        foreign: commands::ForeignOpts,
     },
     /// Prove OTA updates in QEMU: boot an A/B image, then give the device each bundle in turn.
     #[command(
@@ -375,9 +378,11 @@ pub fn run(cli: Cli) -> Result<()> {
             accel,
             source: so,
             attach,
+            foreign,
         } => commands::boot_test(
             &images,
             commands::BootFlags {
+                foreign,
                 timeout,
                 boots,
                 retries,

@@ -38,8 +38,10 @@ pub struct VmSpec {
     pub arch: Arch,
     /// Hardware profile.
     pub hw: Hardware,
-    /// Disk image: raw and attached with `snapshot=on` (never modified), unless `persistent`.
+    /// Disk image: attached with `snapshot=on` (never modified), unless `persistent`.
     pub disk: PathBuf,
+    /// Its format when it is not raw (a foreign image: qcow2, vmdk, vpc, vhdx).
+    pub disk_format: Option<String>,
     /// The disk is a qcow2 overlay written in place, so that what the guest writes survives
     /// its reboots (an OTA test's disk; never an image directory's file).
     pub persistent: bool,
@@ -100,7 +102,8 @@ pub fn args(spec: &VmSpec, vars_copy: &Path, interactive: bool) -> Vec<String> {
             format!("if=none,id=disk0,format=qcow2,file={}", spec.disk.display())
         } else {
             format!(
-                "if=none,id=disk0,format=raw,snapshot=on,file={}",
+                "if=none,id=disk0,format={},snapshot=on,file={}",
+                spec.disk_format.as_deref().unwrap_or("raw"),
                 spec.disk.display()
             )
         },

@@ -86,6 +86,7 @@ pub fn run(base: &ImageDir, spec: VmSpec, steps: &[Step], opts: &Options) -> Res
     let mut dev = Device {
         spec: VmSpec {
             disk: overlay.clone(),
+            disk_format: None,
             persistent: true,
             media: None,
             ..spec

@@ -1,0 +1,126 @@
+//! Disks Ingot did not build (Packer and mkosi outputs, Debian's cloud images, last year's
+//! golden images): their format read by `qemu-img info`, the VM from Ingot's own QEMU machine
+//! for the arch (the shipped hardware and firmware profiles, built in), UEFI firmware fetched
+//! like any package, and the file attached with `snapshot=on`, so QEMU writes to a throwaway
+//! overlay and never to the file.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+use crate::config::Arch;
+use crate::packages::{self, Source};
+use crate::qemu::{self, VmSpec};
+
+/// Formats QEMU boots and the names they go by.
+const FORMATS: &[(&str, &str)] = &[
+    ("raw", "raw"),
+    ("qcow2", "qcow2"),
+    ("vmdk", "vmdk"),
+    ("vhd", "vpc"),
+    ("vpc", "vpc"),
+    ("vhdx", "vhdx"),
+];
+
+/// The machine Ingot tests its own images on, per arch.
+fn builtin(arch: Arch) -> (&'static str, &'static str, &'static str, &'static str) {
+    match arch {
+        Arch::X86_64 => (
+            "qemu-x86_64",
+            include_str!("../../hardware/qemu-x86_64.toml"),
+            "ovmf",
+            include_str!("../../firmware/ovmf.toml"),
+        ),
+        Arch::Aarch64 => (
+            "qemu-aarch64",
+            include_str!("../../hardware/qemu-aarch64.toml"),
+            "aavmf",
+            include_str!("../../firmware/aavmf.toml"),
+        ),
+    }
+}
+
+/// `qemu-img info`'s name for the file's format.
+pub fn detect_format(disk: &Path) -> Result<String> {
+    let o = std::process::Command::new("qemu-img")
+        .args(["info", "--output=json"])
+        .arg(disk)
+        .output()
+        .context("running qemu-img (Debian package qemu-utils)")?;
+    if !o.status.success() {
+        bail!(
+            "{}: qemu-img info: {}",
+            disk.display(),
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
+    }
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .with_context(|| format!("{}: qemu-img info gave no JSON", disk.display()))?;
+    v["format"]
+        .as_str()
+        .map(str::to_string)
+        .with_context(|| format!("{}: qemu-img info names no format", disk.display()))
+}
+
+/// QEMU's driver name for a format given on the command line (`vhd` is `vpc`).
+pub fn driver(format: &str) -> Result<&'static str, crate::registry::BadInput> {
+    FORMATS
+        .iter()
+        .find(|(n, _)| *n == format)
+        .map(|(_, d)| *d)
+        .ok_or_else(|| {
+            crate::registry::BadInput(format!(
+                "--format {format}: one of raw, qcow2, vmdk, vhd, vhdx"
+            ))
+        })
+}
+
+/// The VM for a foreign disk: Ingot's machine for `arch`, UEFI from the archive through `src`,
+/// the disk in `format` (detected when `None`). `work` holds the built-in profiles.
+pub fn vm_spec(
+    disk: &Path,
+    arch: Arch,
+    format: Option<&str>,
+    accel: Option<&str>,
+    src: &Source,
+    work: &Path,
+) -> Result<VmSpec> {
+    if !disk.is_file() {
+        return Err(
+            crate::registry::BadInput(format!("--disk {}: no such file", disk.display())).into(),
+        );
+    }
+    let format = match format {
+        Some(f) => driver(f)?.to_string(),
+        None => {
+            let f = detect_format(disk)?;
+            driver(&f)
+                .with_context(|| format!("{}: a {f} disk", disk.display()))?
+                .to_string()
+        }
+    };
+    let (hw_name, hw_text, fw_name, fw_text) = builtin(arch);
+    let root = work.join(format!("profiles-{hw_name}"));
+    std::fs::create_dir_all(root.join("hardware"))?;
+    std::fs::create_dir_all(root.join("firmware"))?;
+    let hw_path = root.join("hardware").join(format!("{hw_name}.toml"));
+    std::fs::write(&hw_path, hw_text)?;
+    std::fs::write(
+        root.join("firmware").join(format!("{fw_name}.toml")),
+        fw_text,
+    )?;
+    let hw = crate::config::load_hardware(&hw_path)?;
+    let fw = crate::config::firmware_for(&hw)?;
+    let (code, vars) = packages::fetch_firmware(src, &fw).context("UEFI firmware")?;
+    Ok(VmSpec {
+        arch,
+        accel: qemu::pick_accel(arch, accel),
+        hw,
+        disk: std::fs::canonicalize(disk)?,
+        disk_format: Some(format),
+        persistent: false,
+        media: None,
+        code,
+        vars,
+    })
+}

@@ -1,0 +1,219 @@
+//! `boot-test --disk`: disks Ingot did not build, made here by tests/foreign/make-disk.sh with
+//! Debian's tools (sgdisk, mkfs.vfat, mtools, cpio) from Debian's kernel, busybox and
+//! systemd-boot packages. Ready means a console line matching `--ready`; the broken disks (a
+//! kernel that panics, an ESP with nothing to boot) fail fast with the cause named; and no disk
+//! file changes by a byte.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+/// The cache `ingot` uses (INGOT_CACHE, else XDG).
+fn cache() -> PathBuf {
+    if let Ok(c) = std::env::var("INGOT_CACHE") {
+        return PathBuf::from(c);
+    }
+    let base = std::env::var("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache"));
+    base.join("ingot")
+}
+
+/// Kernel, busybox and systemd-boot .debs for `hw`, pinned by `ingot lock` and fetched into
+/// the verified cache by `ingot fetch` (Ingot only downloads them here).
+fn debs(tmp: &Path, hw: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let p = tmp.join(format!("{hw}.toml"));
+    std::fs::write(
+        &p,
+        format!(
+            "extends = \"{}\"\n",
+            root().join("profiles/edge-minimal.toml").display()
+        ),
+    )
+    .unwrap();
+    let hwf = format!("hardware/{hw}.toml");
+    ok(
+        &ingot(&["lock", p.to_str().unwrap(), "--hardware", &hwf]),
+        "lock",
+    );
+    ok(
+        &ingot(&["fetch", p.to_str().unwrap(), "--hardware", &hwf, "--locked"]),
+        "fetch",
+    );
+    let lock: toml::Value =
+        toml::from_str(&std::fs::read_to_string(p.with_extension("lock")).unwrap()).unwrap();
+    let pkgs = lock["target"][0]["package"].as_array().unwrap();
+    let find = |pred: &dyn Fn(&str) -> bool| -> PathBuf {
+        let p = pkgs
+            .iter()
+            .find(|p| pred(p["name"].as_str().unwrap()))
+            .unwrap();
+        cache().join("sha256").join(p["sha256"].as_str().unwrap())
+    };
+    (
+        // The versioned kernel package (the unversioned one is a metapackage).
+        find(&|n| n.starts_with("linux-image-") && n.chars().any(|c| c.is_ascii_digit())),
+        find(&|n| n == "busybox-static"),
+        find(&|n| n == "systemd-boot-efi"),
+    )
+}
+
+fn make(out: &Path, arch: &str, d: &(PathBuf, PathBuf, PathBuf), mode: &str) {
+    let script = root().join("tests/foreign/make-disk.sh");
+    let (good, o) = tool(
+        "sh",
+        &[
+            script.to_str().unwrap(),
+            out.to_str().unwrap(),
+            arch,
+            d.0.to_str().unwrap(),
+            d.1.to_str().unwrap(),
+            d.2.to_str().unwrap(),
+            mode,
+        ],
+    );
+    assert!(good, "make-disk.sh {mode}: {o}");
+    let (good, o) = tool("sgdisk", &["-v", out.to_str().unwrap()]);
+    assert!(good && o.contains("No problems found"), "sgdisk -v: {o}");
+}
+
+#[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
+fn foreign_disks_boot_to_a_console_pattern_and_broken_ones_fail_fast_unchanged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let x86 = debs(t, "qemu-x86_64");
+    let arm = debs(t, "qemu-aarch64");
+    let ok_raw = t.join("ok.raw");
+    make(&ok_raw, "x86_64", &x86, "ok");
+    // Shipped as qcow2, as a CI pipeline would get it from Packer.
+    let ok_qcow2 = t.join("ok.qcow2");
+    let (good, o) = tool(
+        "qemu-img",
+        &[
+            "convert",
+            "-O",
+            "qcow2",
+            ok_raw.to_str().unwrap(),
+            ok_qcow2.to_str().unwrap(),
+        ],
+    );
+    assert!(good, "{o}");
+    let (panic, empty, arm_ok) = (t.join("panic.raw"), t.join("empty.raw"), t.join("arm.raw"));
+    make(&panic, "x86_64", &x86, "panic");
+    make(&empty, "x86_64", &x86, "empty");
+    make(&arm_ok, "aarch64", &arm, "ok");
+    let files = [&ok_qcow2, &panic, &empty, &arm_ok];
+    let before: Vec<String> = files
+        .iter()
+        .map(|f| hex_sha256(&std::fs::read(f).unwrap()))
+        .collect();
+
+    let run = |disks: &[&PathBuf], arch: &str, json: &Path, boots: &str| {
+        let mut a: Vec<String> = vec!["boot-test".into()];
+        for d in disks {
+            a.extend(["--disk".into(), d.display().to_string()]);
+        }
+        a.extend(
+            [
+                "--arch",
+                arch,
+                "--ready",
+                r"FOREIGN-BOOT-OK kernel=\S+",
+                "--boots",
+                boots,
+                "--timeout",
+                "120",
+                "--json",
+                json.to_str().unwrap(),
+                "--junit",
+                json.with_extension("xml").to_str().unwrap(),
+            ]
+            .map(String::from),
+        );
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let o = ingot(&a);
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+        (o, v)
+    };
+    let (o, v) = run(
+        &[&ok_qcow2, &panic, &empty],
+        "x86_64",
+        &t.join("x86.json"),
+        "2",
+    );
+    assert_eq!(o.status.code(), Some(1), "the broken disks fail the run");
+    let by: std::collections::BTreeMap<String, &serde_json::Value> = v["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["image"].as_str().unwrap().to_string(), i))
+        .collect();
+    let okr = by[ok_qcow2.to_str().unwrap()];
+    assert_eq!(okr["boots"].as_array().unwrap().len(), 2);
+    for b in okr["boots"].as_array().unwrap() {
+        assert_eq!(b["ok"], true, "{b}");
+        let m = b["ready"]["matched"].as_str().unwrap();
+        assert!(m.contains("FOREIGN-BOOT-OK kernel=6."), "{m}");
+    }
+    for (disk, kind, words) in [
+        (&panic, "kernel-panic", "Kernel panic"),
+        (&empty, "nothing-bootable", "UEFI found nothing bootable"),
+    ] {
+        let b = &by[disk.to_str().unwrap()]["boots"][0];
+        assert_eq!(b["cause"]["kind"], kind, "{b}");
+        assert!(b["failure"].as_str().unwrap().contains(words));
+        // Fail-fast: named from the console long before the 120 s timeout.
+        assert!(b["seconds"].as_f64().unwrap() < 60.0, "{b}");
+        assert!(!b["tail"].as_array().unwrap().is_empty());
+    }
+    let junit = std::fs::read_to_string(t.join("x86.xml")).unwrap();
+    assert_eq!(junit.matches("<testcase").count(), 4, "{junit}");
+    assert_eq!(junit.matches("<failure").count(), 2, "{junit}");
+
+    let (o, v) = run(&[&arm_ok], "aarch64", &t.join("arm.json"), "1");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(v["images"][0]["boots"][0]["ok"], true);
+
+    let after: Vec<String> = files
+        .iter()
+        .map(|f| hex_sha256(&std::fs::read(f).unwrap()))
+        .collect();
+    assert_eq!(before, after, "a disk file changed");
+    no_qemu_left(&ok_qcow2);
+}
+
+#[test]
+fn foreign_disk_flags_are_checked_before_any_boot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("x.raw");
+    std::fs::write(&f, vec![0u8; 4096]).unwrap();
+    let f = f.to_str().unwrap();
+    // --disk needs --arch and --ready.
+    let o = ingot(&["boot-test", "--disk", f]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = ingot(&["boot-test", "--disk", f, "--arch", "x86_64", "--ready", "("]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--ready ("));
+    let o = ingot(&[
+        "boot-test",
+        "--disk",
+        "/nonexistent.raw",
+        "--arch",
+        "x86_64",
+        "--ready",
+        "x",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent.raw"));
+    let o = ingot(&["boot-test", "--disk", f, "--arch", "sparc", "--ready", "x"]);
+    assert_eq!(o.status.code(), Some(2));
+}
