@@ -167,12 +167,15 @@ fn ota_test(
 ) -> serde_json::Value {
     let json = tmp.join("ota.json");
     let junit = tmp.join("ota.xml");
+    let html = tmp.join("ota.html");
     let kept = tmp.join("device.qcow2");
     let mut args = vec![
         "ota-test".to_string(),
         base.display().to_string(),
         "--json".into(),
         json.display().to_string(),
+        "--html".into(),
+        html.display().to_string(),
         "--junit".into(),
         junit.display().to_string(),
         "--keep-disk".into(),
@@ -196,6 +199,16 @@ fn ota_test(
         "{xml}"
     );
     no_qemu_left(&kept);
+    // The HTML page has one row per step, each with its outcome.
+    let page = std::fs::read_to_string(&html).unwrap();
+    let table = &page[page.find("<table class=\"ota-steps\">").unwrap()..];
+    let table = &table[..table.find("</table>").unwrap()];
+    assert_eq!(table.matches("<tr>").count(), steps.len() + 1, "{table}");
+    assert_eq!(
+        table.matches(">passed</span>").count(),
+        steps.len(),
+        "{table}"
+    );
     check_device_disk(&kept, base, tmp, slots);
     // The machine id the device made at its first boot lives on the data partition: every
     // later ready line reports it.
