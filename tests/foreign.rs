@@ -178,6 +178,62 @@ fn foreign_disks_boot_to_a_console_pattern_and_broken_ones_fail_fast_unchanged()
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(v["images"][0]["boots"][0]["ok"], true);
 
+    // The same disks as a three-cell matrix: one JUnit file, one testcase per cell, a
+    // time-to-ready per cell in the JSON summary.
+    let m = t.join("matrix.toml");
+    std::fs::write(
+        &m,
+        "ready = 'FOREIGN-BOOT-OK kernel=\\S+'\n[[cell]]\nname = \"x86-qcow2\"\ndisk = \"ok.qcow2\"\narch = \"x86_64\"\n[[cell]]\nname = \"x86-raw\"\ndisk = \"ok.raw\"\narch = \"x86_64\"\nformat = \"raw\"\nfirmware = \"uefi\"\n[[cell]]\nname = \"arm\"\ndisk = \"arm.raw\"\narch = \"aarch64\"\n",
+    )
+    .unwrap();
+    let (mj, mx) = (t.join("m.json"), t.join("m.xml"));
+    let o = ingot(&[
+        "boot-test",
+        "--matrix",
+        m.to_str().unwrap(),
+        "--boots",
+        "1",
+        "--json",
+        mj.to_str().unwrap(),
+        "--junit",
+        mx.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&mj).unwrap()).unwrap();
+    let cells: Vec<(&str, bool, f64)> = v["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap(),
+                c["passed"].as_bool().unwrap(),
+                c["time_to_ready"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        cells.iter().map(|c| c.0).collect::<Vec<_>>(),
+        ["x86-qcow2", "x86-raw", "arm"]
+    );
+    assert!(cells.iter().all(|c| c.1 && c.2 > 0.0), "{cells:?}");
+    // Python's XML parser (not Ingot) reads the JUnit file.
+    let py = format!(
+        "import xml.etree.ElementTree as E\nr=E.parse('{}').getroot()\nprint(sorted(c.get('name') for c in r.iter('testcase')), len(list(r.iter('failure'))))",
+        mx.display()
+    );
+    let (good, out) = tool("python3", &["-c", &py]);
+    assert!(good, "{out}");
+    assert_eq!(
+        out.trim(),
+        "['arm boot 1', 'x86-qcow2 boot 1', 'x86-raw boot 1'] 0"
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("x86-raw") && stdout.contains("to ready (median)"),
+        "{stdout}"
+    );
+    let files = [&ok_qcow2, &panic, &empty, &arm_ok];
     let after: Vec<String> = files
         .iter()
         .map(|f| hex_sha256(&std::fs::read(f).unwrap()))

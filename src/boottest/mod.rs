@@ -6,6 +6,7 @@
 pub mod boot;
 pub mod console;
 pub mod foreign;
+pub mod matrix;
 pub mod report;
 pub mod timeline;
 

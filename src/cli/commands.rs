@@ -318,6 +318,10 @@ pub struct ForeignOpts {
     /// ready (a login prompt, a service's banner).
     #[arg(long, value_name = "REGEX")]
     pub ready: Option<String>,
+    /// A TOML file of cells (image directories and disks × arch × readiness) to boot as one
+    /// run, with one JUnit file and one JSON summary; see the README.
+    #[arg(long, value_name = "FILE", conflicts_with = "disks")]
+    pub matrix: Option<PathBuf>,
 }
 
 /// `boot-test DIR...`.
@@ -340,6 +344,50 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
         specs.push((boottest::Target::Image(Box::new(dir)), spec));
     }
     let scratch = crate::base::fsx::scratch_dir("ingot-foreign")?;
+    let matrix = f
+        .foreign
+        .matrix
+        .as_deref()
+        .map(boottest::matrix::load)
+        .transpose()?;
+    for c in matrix.iter().flat_map(|m| &m.cells) {
+        match &c.what {
+            boottest::matrix::What::Image(p) => {
+                let dir = ImageDir::open(p)?;
+                crate::qemu::require_binary(dir.manifest.boot.hardware.arch)?;
+                let src = source(so, &dir.manifest.boot.firmware.suite, quiet)?;
+                let spec = boottest::vm_spec(&dir, f.accel.as_deref(), &src)?;
+                dirs.push(dir.clone());
+                specs.push((boottest::Target::Image(Box::new(dir)), spec));
+            }
+            boottest::matrix::What::Disk {
+                disk,
+                arch,
+                format,
+                ready,
+            } => {
+                crate::qemu::require_binary(*arch)?;
+                let src = source(so, "", quiet)?;
+                let spec = boottest::foreign::vm_spec(
+                    disk,
+                    *arch,
+                    format.as_deref(),
+                    f.accel.as_deref(),
+                    &src,
+                    scratch.path(),
+                )?;
+                let ready = regex::Regex::new(ready)
+                    .map_err(|e| crate::registry::BadInput(format!("ready: {e}")))?;
+                specs.push((
+                    boottest::Target::Foreign {
+                        disk: disk.clone(),
+                        ready,
+                    },
+                    spec,
+                ));
+            }
+        }
+    }
     if let (Some(arch), Some(ready)) = (&f.foreign.arch, &f.foreign.ready) {
         let arch: crate::config::Arch = match arch.as_str() {
             "aarch64" => crate::config::Arch::Aarch64,
@@ -370,14 +418,47 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
     let log_dir = boottest::log_dir(f.logs.as_deref(), f.json.as_deref(), f.junit.as_deref())?;
     let opts = boottest::Options {
         timeout: Duration::from_secs(f.timeout),
-        boots: f.boots,
+        boots: matrix.as_ref().and_then(|m| m.boots).unwrap_or(f.boots),
         retries: f.retries,
         jobs: so.jobs,
         log_dir: log_dir.clone(),
         quiet,
     };
-    let report = boottest::run_targets(&specs, &opts)?;
-    if let Some(p) = &f.json {
+    let mut report = boottest::run_targets(&specs, &opts)?;
+    if let Some(m) = &matrix {
+        // Each result is named after its cell (JUnit testcases, summary), in the file's order.
+        let mut cells = Vec::new();
+        let mut named = Vec::new();
+        for c in &m.cells {
+            let path = match &c.what {
+                boottest::matrix::What::Image(p) | boottest::matrix::What::Disk { disk: p, .. } => {
+                    p
+                }
+            };
+            if let Some(mut r) = report.images.iter().find(|r| r.image == *path).cloned() {
+                cells.push(boottest::matrix::summarize(&c.name, &r));
+                r.image = PathBuf::from(&c.name);
+                named.push(r);
+            }
+        }
+        report = Report::new(named);
+        if let Some(p) = &f.json {
+            let v = serde_json::json!({"passed": report.passed, "cells": cells, "report": report});
+            fsx::write(p, serde_json::to_string_pretty(&v)?)?;
+        }
+        for c in &cells {
+            println!(
+                "{:<30} {:<6} {}",
+                c.name,
+                if c.passed { "ready" } else { "FAILED" },
+                match (c.time_to_ready, &c.failure) {
+                    (_, Some(f)) => f.clone(),
+                    (Some(t), None) => format!("{t:.1} s to ready (median)"),
+                    (None, None) => String::new(),
+                }
+            );
+        }
+    } else if let Some(p) = &f.json {
         fsx::write(p, serde_json::to_string_pretty(&report)?)?;
     }
     if let Some(p) = &f.junit {

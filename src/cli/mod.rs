@@ -94,7 +94,7 @@ pub enum Cmd {
     )]
     BootTest {
         /// Image directories.
-        #[arg(required_unless_present = "disks")]
+        #[arg(required_unless_present_any = ["disks", "matrix"])]
         images: Vec<PathBuf>,
         /// Seconds to wait for each boot.
         #[arg(long, default_value_t = 120)]

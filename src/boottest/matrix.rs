@@ -1,0 +1,242 @@
+//! A boot-test matrix for CI (`boot-test --matrix FILE`): cells of image directories and
+//! foreign disks × arch × firmware × readiness, in one TOML file, run as one boot test with one
+//! JUnit file and one JSON summary. Paths are relative to the file.
+//!
+//! ```toml
+//! ready = 'login:'            # default for foreign cells
+//! [[cell]]
+//! name = "packer-x86"
+//! disk = "output/debian.qcow2"
+//! arch = "x86_64"
+//! [[cell]]
+//! name = "edge"
+//! image = "out/edge-minimal-1.0.0-x86_64"
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::registry::BadInput;
+
+/// The file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    /// Default readiness pattern for foreign cells.
+    ready: Option<String>,
+    /// Boots per cell.
+    boots: Option<u32>,
+    /// The cells.
+    #[serde(default)]
+    cell: Vec<RawCell>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCell {
+    name: String,
+    image: Option<PathBuf>,
+    disk: Option<PathBuf>,
+    arch: Option<String>,
+    format: Option<String>,
+    firmware: Option<String>,
+    ready: Option<String>,
+}
+
+/// What one cell boots.
+#[derive(Debug, Clone, PartialEq)]
+pub enum What {
+    /// An Ingot image directory.
+    Image(PathBuf),
+    /// A foreign disk.
+    Disk {
+        /// The file.
+        disk: PathBuf,
+        /// Its arch.
+        arch: crate::config::Arch,
+        /// Its format, when given.
+        format: Option<String>,
+        /// Readiness pattern.
+        ready: String,
+    },
+}
+
+/// One cell.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cell {
+    /// Its name (the JUnit testcase and log name).
+    pub name: String,
+    /// What it boots.
+    pub what: What,
+}
+
+/// A parsed matrix.
+#[derive(Debug, Clone)]
+pub struct Matrix {
+    /// Boots per cell (1 unless the file says).
+    pub boots: Option<u32>,
+    /// The cells, in file order.
+    pub cells: Vec<Cell>,
+}
+
+/// One cell's outcome, for the JSON summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct CellResult {
+    /// Cell name.
+    pub name: String,
+    /// Every boot passed.
+    pub passed: bool,
+    /// Median seconds from QEMU start to ready over the passed boots.
+    pub time_to_ready: Option<f64>,
+    /// The first failure, in words.
+    pub failure: Option<String>,
+}
+
+fn bad(path: &Path, text: &str, at: Option<std::ops::Range<usize>>, msg: String) -> BadInput {
+    let (l, c) = at.map_or((1, 1), |r| crate::config::line_col(text, r.start));
+    BadInput(format!("{}:{l}:{c}: {msg}", path.display()))
+}
+
+/// Where `[[cell]]` number `n` (from 0) starts, for messages.
+fn cell_at(text: &str, n: usize) -> Option<std::ops::Range<usize>> {
+    let at = text.match_indices("[[cell]]").nth(n)?.0;
+    Some(at..at + 8)
+}
+
+/// Read a matrix file.
+pub fn load(path: &Path) -> Result<Matrix, BadInput> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| BadInput(format!("{}: {e}", path.display())))?;
+    let f: File =
+        toml::from_str(&text).map_err(|e| bad(path, &text, e.span(), e.message().to_string()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut cells: Vec<Cell> = Vec::new();
+    if f.cell.is_empty() {
+        return Err(bad(path, &text, None, "no [[cell]]".into()));
+    }
+    for (n, c) in f.cell.into_iter().enumerate() {
+        let at = || cell_at(&text, n);
+        let here = |m: String| bad(path, &text, at(), format!("cell `{}`: {m}", c.name));
+        if c.name.is_empty() || c.name.contains(['/', '\n']) {
+            return Err(here("a name is one line without `/`".into()));
+        }
+        if cells.iter().any(|x| x.name == c.name) {
+            return Err(here("two cells have this name".into()));
+        }
+        if let Some(fw) = c.firmware.as_deref().filter(|f| *f != "uefi") {
+            return Err(here(format!(
+                "firmware `{fw}`: only uefi is supported (BIOS boots are not in this Ingot yet)"
+            )));
+        }
+        let what = match (c.image, c.disk) {
+            (Some(i), None) => {
+                if c.arch.is_some() || c.format.is_some() || c.ready.is_some() {
+                    return Err(here(
+                        "an image directory brings its own arch and ready line; `arch`, `format` and `ready` are for `disk` cells".into(),
+                    ));
+                }
+                What::Image(base.join(i))
+            }
+            (None, Some(d)) => {
+                let arch = match c.arch.as_deref() {
+                    Some("x86_64") => crate::config::Arch::X86_64,
+                    Some("aarch64") => crate::config::Arch::Aarch64,
+                    Some(a) => return Err(here(format!("arch `{a}`: x86_64 or aarch64"))),
+                    None => return Err(here("a disk cell needs `arch`".into())),
+                };
+                if let Some(fmt) = c.format.as_deref() {
+                    super::foreign::driver(fmt).map_err(|e| here(e.0))?;
+                }
+                let ready = c
+                    .ready
+                    .or_else(|| f.ready.clone())
+                    .ok_or_else(|| here("a disk cell needs `ready` (or a top-level one)".into()))?;
+                regex::Regex::new(&ready).map_err(|e| here(format!("ready: {e}")))?;
+                What::Disk {
+                    disk: base.join(d),
+                    arch,
+                    format: c.format,
+                    ready,
+                }
+            }
+            _ => return Err(here("give exactly one of `image` and `disk`".into())),
+        };
+        let target = match &what {
+            What::Image(p) | What::Disk { disk: p, .. } => p.clone(),
+        };
+        if cells.iter().any(|x| match &x.what {
+            What::Image(p) | What::Disk { disk: p, .. } => *p == target,
+        }) {
+            return Err(here(format!(
+                "{} is already another cell's",
+                target.display()
+            )));
+        }
+        cells.push(Cell { name: c.name, what });
+    }
+    Ok(Matrix {
+        boots: f.boots,
+        cells,
+    })
+}
+
+/// The summary of one result.
+pub fn summarize(name: &str, r: &super::report::ImageResult) -> CellResult {
+    let mut t: Vec<f64> = r.boots.iter().filter(|b| b.ok).map(|b| b.seconds).collect();
+    t.sort_by(f64::total_cmp);
+    CellResult {
+        name: name.into(),
+        passed: r.passed(),
+        time_to_ready: (!t.is_empty()).then(|| t[(t.len() - 1) / 2]),
+        failure: r
+            .boots
+            .iter()
+            .find_map(|b| b.failure.clone())
+            .or_else(|| r.machine_id_failure.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Matrix, BadInput> {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("m.toml");
+        std::fs::write(&p, text).unwrap();
+        load(&p).map_err(|e| BadInput(e.0.replace(&d.path().display().to_string(), "D")))
+    }
+
+    #[test]
+    fn cells_take_defaults_and_paths_are_relative_to_the_file() {
+        let m = parse("ready = 'login:'\nboots = 2\n[[cell]]\nname = \"a\"\ndisk = \"x.qcow2\"\narch = \"aarch64\"\n[[cell]]\nname = \"b\"\nimage = \"out/e\"\n").unwrap();
+        assert_eq!(m.boots, Some(2));
+        match &m.cells[0].what {
+            What::Disk {
+                disk, ready, arch, ..
+            } => {
+                assert!(disk.ends_with("x.qcow2") && disk.is_absolute());
+                assert_eq!(ready, "login:");
+                assert_eq!(*arch, crate::config::Arch::Aarch64);
+            }
+            w => panic!("{w:?}"),
+        }
+        assert!(matches!(&m.cells[1].what, What::Image(p) if p.ends_with("out/e")));
+    }
+
+    #[test]
+    fn mistakes_name_the_file_line_and_cell() {
+        for (text, want) in [
+            ("[[cell]]\nname = \"a\"\ndisk = \"x\"\n", "D/m.toml:1:1: cell `a`: a disk cell needs `arch`"),
+            ("[[cell]]\nname = \"a\"\nimage = \"i\"\n[[cell]]\nname = \"b\"\ndisk = \"x\"\narch = \"x86_64\"\nready = \"(\"\n", "D/m.toml:4:1: cell `b`: ready: "),
+            ("[[cell]]\nname = \"a\"\nimage = \"i\"\nfirmware = \"bios\"\n", "cell `a`: firmware `bios`"),
+            ("[[cell]]\nname = \"a\"\nimage = \"i\"\ndisk = \"d\"\n", "exactly one of"),
+            ("[[cell]]\nname = \"a\"\nimage = \"i\"\ncolour = 1\n", "D/m.toml:4:1: unknown field `colour`"),
+            ("boots = 1\n", "no [[cell]]"),
+        ] {
+            let e = parse(text).unwrap_err().0;
+            assert!(e.contains(want), "{e}");
+        }
+    }
+}
