@@ -13,13 +13,10 @@ use common::*;
 
 /// The cache `ingot` uses (INGOT_CACHE, else XDG).
 fn cache() -> PathBuf {
-    if let Ok(c) = std::env::var("INGOT_CACHE") {
-        return PathBuf::from(c);
-    }
-    let base = std::env::var("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache"));
-    base.join("ingot")
+    ingot::packages::cache::Cache::open(None)
+        .unwrap()
+        .root()
+        .to_path_buf()
 }
 
 /// Kernel, busybox and systemd-boot .debs for `hw`, pinned by `ingot lock` and fetched into

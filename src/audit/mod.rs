@@ -264,17 +264,15 @@ fn read_suite(
     in_image: bool,
 ) -> Result<SuiteIndex> {
     let mirror = src.mirror_for(suite);
-    let url = format!("{mirror}/dists/{suite}/InRelease");
-    let bytes =
-        crate::packages::http::get(&url, crate::packages::http::INDEX_CAP).map_err(|e| {
-            Unreachable {
+    let rel = repo::fetch_release_with(&src.cache, &mirror, suite, &src.keyring, keys, false)
+        .map_err(|e| match e.downcast_ref::<repo::RepoError>() {
+            Some(repo::RepoError::Unreachable { url, cause }) => Unreachable {
                 url: url.clone(),
-                cause: format!("{e:#}"),
+                cause: cause.clone(),
             }
+            .into(),
+            _ => e,
         })?;
-    let text = repo::verify_inrelease(&bytes, keys, &url, &src.keyring)?;
-    let digest = hex::encode(Sha256::digest(&bytes));
-    let rel = repo::parse_release(&mirror, suite, &text, digest.clone(), &url)?;
     let mut texts = Vec::new();
     for comp in components {
         match repo::fetch_packages(&src.cache, &rel, comp, arch) {
@@ -292,7 +290,7 @@ fn read_suite(
             suite: suite.to_string(),
             mirror,
             date: rel.date.clone(),
-            inrelease_sha256: digest,
+            inrelease_sha256: rel.digest.clone(),
             in_image,
         },
         not_automatic: rel.not_automatic,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Arch;
 
 /// The parsed `INGOT-READY` line.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Ready {
     /// Image name.
     pub image: String,
@@ -41,16 +41,8 @@ impl Ready {
     /// A foreign image's readiness: the console line that matched its pattern.
     pub fn matched(line: &str) -> Self {
         Ready {
-            image: String::new(),
-            version: String::new(),
-            machine_id: String::new(),
-            agents: Vec::new(),
-            uptime: String::new(),
-            slot: None,
-            rollback: false,
-            start: None,
-            probes: Vec::new(),
             matched: Some(line.trim().to_string()),
+            ..Ready::default()
         }
     }
 }
@@ -64,18 +56,7 @@ pub fn parse_ready(line: &str) -> Option<Ready> {
         return None;
     }
     let rest = line[line.find("INGOT-READY ")?..].strip_prefix("INGOT-READY ")?;
-    let mut r = Ready {
-        image: String::new(),
-        version: String::new(),
-        machine_id: String::new(),
-        agents: Vec::new(),
-        uptime: String::new(),
-        slot: None,
-        rollback: false,
-        start: None,
-        probes: Vec::new(),
-        matched: None,
-    };
+    let mut r = Ready::default();
     for kv in rest.split_whitespace() {
         let (k, v) = kv.split_once('=')?;
         match k {

@@ -55,6 +55,14 @@ pub enum RepoError {
         /// Codename and Suite the Release names.
         found: String,
     },
+    /// The InRelease could not be fetched, and no cached copy was to stand in.
+    #[error("{url}: {cause}")]
+    Unreachable {
+        /// InRelease URL.
+        url: String,
+        /// Why the fetch failed.
+        cause: String,
+    },
     /// The Release lists no index for this component and architecture.
     #[error("{url}: the Release lists no Packages index for {component}/binary-{arch}")]
     NoIndex {
@@ -341,10 +349,31 @@ pub fn fetch_release(
     keyring: &Path,
     keys: &[SignedPublicKey],
 ) -> Result<Release> {
+    fetch_release_with(cache, mirror, suite, keyring, keys, true)
+}
+
+/// [`fetch_release`], with the cached copy standing in for an unreachable mirror only when
+/// `offline` allows it; otherwise the failure is [`RepoError::Unreachable`] (an audit must see
+/// the archive as it is now).
+pub fn fetch_release_with(
+    cache: &Cache,
+    mirror: &str,
+    suite: &str,
+    keyring: &Path,
+    keys: &[SignedPublicKey],
+    offline: bool,
+) -> Result<Release> {
     let url = format!("{mirror}/dists/{suite}/InRelease");
     let saved = cache.release_path(&url);
     let bytes = match super::http::get(&url, super::http::INDEX_CAP) {
         Ok(b) => b,
+        Err(e) if !offline => {
+            return Err(RepoError::Unreachable {
+                url,
+                cause: format!("{e:#}"),
+            }
+            .into())
+        }
         Err(e) => match std::fs::read(&saved) {
             Ok(b) => {
                 eprintln!(
