@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use common::*;
@@ -255,7 +255,6 @@ fn pages_for_edge_and_vm_base_show_timelines_size_maps_and_escape_hostile_labels
     );
     let bytes = std::fs::read(&png).unwrap();
     assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 20_000);
-    let _: PathBuf = png;
 }
 
 #[test]

@@ -119,8 +119,8 @@ fn changed<T: PartialEq + Clone>(
 /// packages' changelogs (fetched through the verified cache); without it, or when the archive
 /// cannot be reached, each upgrade says why it has none.
 pub fn diff(old: &ImageDir, new: &ImageDir, src: Option<&Source>) -> Result<Diff> {
-    let so = Subject::open(&old.path, None)?;
-    let sn = Subject::open(&new.path, None)?;
+    let so = Subject::of(old, None)?;
+    let sn = Subject::of(new, None)?;
     let pk = |s: &Subject| -> BTreeMap<String, PackageInfo> {
         s.lock
             .package

@@ -62,16 +62,21 @@ impl Subject {
     /// records) or a lockfile (`--hardware` picks its target when it has several).
     pub fn open(path: &Path, hardware: Option<&str>) -> Result<Self> {
         if path.is_dir() {
-            let dir = ImageDir::open(path)?;
-            let lp = dir.file(LOCKFILE);
-            let bytes = crate::base::fsx::read(&lp)?;
-            return Self::from_parts(&dir.manifest, &bytes, hardware, &lp);
+            return Self::of(&ImageDir::open(path)?, hardware);
         }
         Ok(Subject {
             image: None,
             lock: pick(Lockfile::load(path)?, hardware, path)?,
             origin: path.display().to_string(),
         })
+    }
+
+    /// An image directory already open (verified or not): its manifest as read, and its
+    /// lockfile checked against it.
+    pub fn of(dir: &ImageDir, hardware: Option<&str>) -> Result<Self> {
+        let lp = dir.file(LOCKFILE);
+        let bytes = crate::base::fsx::read(&lp)?;
+        Self::from_parts(&dir.manifest, &bytes, hardware, &lp)
     }
 
     /// An image from its manifest and its lockfile's bytes (checked against the manifest's

@@ -98,8 +98,9 @@ fn subject(a: &AuditArgs) -> Result<Subject> {
     let path = Path::new(&a.target);
     if path.exists() {
         if let (Some(k), true) = (&a.key, path.is_dir()) {
+            // The bytes whose signature was checked are the ones audited.
             let key = super::registry::public_key(k)?;
-            ImageDir::open_verified(path, &key)?;
+            return Subject::of(&ImageDir::open_verified(path, &key)?, a.hardware.as_deref());
         }
         return Subject::open(path, a.hardware.as_deref());
     }
@@ -327,7 +328,7 @@ pub fn diff(a: &DiffArgs, quiet: bool) -> Result<()> {
     let src = if a.no_changelogs {
         None
     } else {
-        let suite = Subject::open(&new.path, None)?.main_suite();
+        let suite = Subject::of(&new, None)?.main_suite();
         match super::source(&a.source, &suite, quiet) {
             Ok(s) => Some(s),
             Err(e) => {
