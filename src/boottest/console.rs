@@ -405,4 +405,47 @@ mod tests {
             other => panic!("expected root not found, got {other:?}"),
         }
     }
+
+    #[test]
+    fn recorded_panics_and_uefi_shells_of_both_arches_are_named() {
+        for (text, arch) in [
+            (
+                include_str!("../../tests/fixtures/console/x86_64-kernel-panic.log"),
+                Arch::X86_64,
+            ),
+            (
+                include_str!("../../tests/fixtures/console/aarch64-kernel-panic.log"),
+                Arch::Aarch64,
+            ),
+        ] {
+            match classify_log(text, arch) {
+                Some(Err(Failure::KernelPanic { line })) => assert!(
+                    line.contains("VFS: Unable to mount root fs on unknown-block(0,0)"),
+                    "{arch:?}: {line}"
+                ),
+                other => panic!("{arch:?}: expected a kernel panic, got {other:?}"),
+            }
+        }
+        for (text, arch, loader) in [
+            (
+                include_str!("../../tests/fixtures/console/x86_64-uefi-shell.log"),
+                Arch::X86_64,
+                "BOOTX64.EFI",
+            ),
+            (
+                include_str!("../../tests/fixtures/console/aarch64-uefi-shell.log"),
+                Arch::Aarch64,
+                "BOOTAA64.EFI",
+            ),
+        ] {
+            match classify_log(text, arch) {
+                Some(Err(f @ Failure::NothingBootable { .. })) => {
+                    let words = f.to_string();
+                    assert!(words.contains(loader), "{arch:?}: {words}");
+                    assert!(words.contains("Not Found"), "{arch:?}: {words}");
+                }
+                other => panic!("{arch:?}: expected nothing bootable, got {other:?}"),
+            }
+        }
+    }
 }
