@@ -263,42 +263,42 @@ fn host_files_come_only_from_the_profile_directory_and_only_regular_ones() {
         d,
         "abs",
         &file("/etc/passwd"),
-        0,
+        8,
         "outside the profile's directory",
     );
     refused(
         d,
         "up",
         &file("../../etc/passwd"),
-        0,
+        8,
         "outside the profile's directory",
     );
     refused(
         d,
         "link",
         &file("shadow-link"),
-        0,
+        8,
         "outside the profile's directory",
     );
     refused(
         d,
         "proc",
         "[[files]]\npath = \"/etc/x\"\nsource = \"/proc/self/environ\"\nallow_outside = true\n",
-        0,
+        8,
         "pseudo-filesystem",
     );
     refused(
         d,
         "dotdot",
         "[[files]]\npath = \"/etc/../x\"\ncontent = \"a\"\n",
-        0,
+        7,
         "must not contain `..`",
     );
     refused(
         d,
         "under-proc",
         "[[files]]\npath = \"/proc/x\"\ncontent = \"a\"\n",
-        0,
+        7,
         "pseudo-filesystem",
     );
     // Agent files get the same checks as files.
@@ -308,21 +308,21 @@ fn host_files_come_only_from_the_profile_directory_and_only_regular_ones() {
         d,
         "agent-rel",
         &agent("path = \"etc/x\"\ncontent = \"a\"\n"),
-        0,
+        10,
         "must be absolute",
     );
     refused(
         d,
         "agent-both",
         &agent("path = \"/etc/x\"\ncontent = \"a\"\nsource = \"motd\"\n"),
-        0,
+        10,
         "exactly one of",
     );
     refused(
         d,
         "agent-out",
         &agent("path = \"/etc/x\"\nsource = \"/etc/passwd\"\n"),
-        0,
+        11,
         "outside the profile's directory",
     );
     // A FIFO in an overlay is refused before any work, never read.
@@ -338,7 +338,7 @@ fn host_files_come_only_from_the_profile_directory_and_only_regular_ones() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("fifo.toml: ") && err.contains("a FIFO"),
+        err.contains("fifo.toml:1:1:") && err.contains("a FIFO"),
         "{err}"
     );
     std::fs::remove_file(&fifo).unwrap();
@@ -348,6 +348,48 @@ fn host_files_come_only_from_the_profile_directory_and_only_regular_ones() {
     ok(
         &ingot(&["validate", p.to_str().unwrap()]),
         "validate allowed sources",
+    );
+}
+
+#[test]
+fn whole_profile_rules_name_the_line_that_set_the_value() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    // The header `refused` writes takes lines 1-5; `[distribution]` is line 4.
+    refused(
+        d,
+        "distro",
+        "name = \"ubuntu\"\n",
+        6,
+        "distribution.name `ubuntu` is not supported",
+    );
+    refused(
+        d,
+        "tries",
+        "[ota]\ntries = 0\n",
+        7,
+        "tries = 0 must be 1 to 10",
+    );
+    refused(
+        d,
+        "watchdog",
+        "[ota]\ntries = 3\nwatchdog = 9999\n",
+        8,
+        "at most 3600 seconds",
+    );
+    refused(
+        d,
+        "twice",
+        "[[agent]]\nname = \"probe\"\nprobe = \"true\"\n[[agent]]\nname = \"probe\"\nprobe = \"true\"\n",
+        7,
+        "agent `probe` is declared twice",
+    );
+    refused(
+        d,
+        "agent-name",
+        "[[agent]]\nname = \"a b\"\nprobe = \"true\"\n",
+        7,
+        "may hold only letters, digits",
     );
 }
 

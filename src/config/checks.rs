@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::profile::FileSpec;
 use super::values::checked;
-use super::{rule, ConfigError};
+use super::{rule_at, rule_at_value, ConfigError};
 
 /// Host paths a profile may never copy from: kernel and device pseudo-filesystems.
 const PSEUDO_FS: &[&str] = &["/proc", "/sys", "/dev", "/run"];
@@ -20,23 +20,23 @@ pub(super) fn host_source(
     spec: &FileSpec,
     src: &str,
 ) -> Result<String, ConfigError> {
+    let at_source = |m: String| rule_at_value(&[path], "source", src, m);
     let joined = dir.join(src);
     let what = format!("file `{}`: source `{src}`", spec.path);
     let real = joined
         .canonicalize()
-        .map_err(|e| rule(path, format!("{what}: {e}")))?;
+        .map_err(|e| at_source(format!("{what}: {e}")))?;
     if PSEUDO_FS.iter().any(|p| real.starts_with(p)) {
-        return Err(rule(
-            path,
-            format!("{what} is {}, a pseudo-filesystem: refused", real.display()),
-        ));
+        return Err(at_source(format!(
+            "{what} is {}, a pseudo-filesystem: refused",
+            real.display()
+        )));
     }
     let base = dir
         .canonicalize()
-        .map_err(|e| rule(path, format!("{what}: {}: {e}", dir.display())))?;
+        .map_err(|e| at_source(format!("{what}: {}: {e}", dir.display())))?;
     if !real.starts_with(&base) && !spec.allow_outside {
-        return Err(rule(
-            path,
+        return Err(at_source(
             format!(
                 "{what} resolves to {}, outside the profile's directory {}; set allow_outside = true for a deliberate host path",
                 real.display(),
@@ -44,12 +44,12 @@ pub(super) fn host_source(
             ),
         ));
     }
-    let meta = std::fs::metadata(&real).map_err(|e| rule(path, format!("{what}: {e}")))?;
+    let meta = std::fs::metadata(&real).map_err(|e| at_source(format!("{what}: {e}")))?;
     if !meta.is_file() {
-        return Err(rule(
-            path,
-            format!("{what} is not a regular file ({})", real.display()),
-        ));
+        return Err(at_source(format!(
+            "{what} is not a regular file ({})",
+            real.display()
+        )));
     }
     Ok(real.to_string_lossy().into_owned())
 }
@@ -57,44 +57,39 @@ pub(super) fn host_source(
 /// An overlay directory: inside the profile's directory, and holding only regular files,
 /// directories and symlinks (a FIFO would hang the build, a device would be read forever).
 pub(super) fn overlay_dir(path: &Path, dir: &Path, o: &str) -> Result<PathBuf, ConfigError> {
+    let at_overlays = |m: String| rule_at(&[path], None, "overlays", m);
     let what = format!("overlay `{o}`");
     let real = dir
         .join(o)
         .canonicalize()
-        .map_err(|e| rule(path, format!("{what}: {e}")))?;
+        .map_err(|e| at_overlays(format!("{what}: {e}")))?;
     let base = dir
         .canonicalize()
-        .map_err(|e| rule(path, format!("{what}: {}: {e}", dir.display())))?;
+        .map_err(|e| at_overlays(format!("{what}: {}: {e}", dir.display())))?;
     if !real.starts_with(&base) || PSEUDO_FS.iter().any(|p| real.starts_with(p)) {
-        return Err(rule(
-            path,
-            format!(
-                "{what} resolves to {}, outside the profile's directory {}",
-                real.display(),
-                base.display()
-            ),
-        ));
+        return Err(at_overlays(format!(
+            "{what} resolves to {}, outside the profile's directory {}",
+            real.display(),
+            base.display()
+        )));
     }
     let mut stack = vec![real.clone()];
     while let Some(d) = stack.pop() {
         let rd = std::fs::read_dir(&d)
-            .map_err(|e| rule(path, format!("{what}: {}: {e}", d.display())))?;
+            .map_err(|e| at_overlays(format!("{what}: {}: {e}", d.display())))?;
         for e in rd {
-            let e = e.map_err(|e| rule(path, format!("{what}: {}: {e}", d.display())))?;
+            let e = e.map_err(|e| at_overlays(format!("{what}: {}: {e}", d.display())))?;
             let ft = e
                 .file_type()
-                .map_err(|err| rule(path, format!("{what}: {}: {err}", e.path().display())))?;
+                .map_err(|err| at_overlays(format!("{what}: {}: {err}", e.path().display())))?;
             if ft.is_dir() {
                 stack.push(e.path());
             } else if !ft.is_file() && !ft.is_symlink() {
-                return Err(rule(
-                    path,
-                    format!(
-                        "{what}: {} is {}; overlays hold regular files, directories and symlinks only",
-                        e.path().display(),
-                        crate::base::fsx::kind_of(&ft)
-                    ),
-                ));
+                return Err(at_overlays(format!(
+                    "{what}: {} is {}; overlays hold regular files, directories and symlinks only",
+                    e.path().display(),
+                    crate::base::fsx::kind_of(&ft)
+                )));
             }
         }
     }
@@ -103,41 +98,33 @@ pub(super) fn overlay_dir(path: &Path, dir: &Path, o: &str) -> Result<PathBuf, C
 
 /// The checks every file spec gets, the profile's and the agents' alike.
 pub(super) fn check_file(path: &Path, f: &FileSpec) -> Result<(), ConfigError> {
+    let at_path = |m: String| rule_at_value(&[path], "path", &f.path, m);
     if !f.path.starts_with('/') {
-        return Err(rule(
-            path,
-            format!("file path `{}` must be absolute", f.path),
-        ));
+        return Err(at_path(format!("file path `{}` must be absolute", f.path)));
     }
     if f.path.split('/').any(|c| c == "..") {
-        return Err(rule(
-            path,
-            format!("file path `{}` must not contain `..`", f.path),
-        ));
+        return Err(at_path(format!(
+            "file path `{}` must not contain `..`",
+            f.path
+        )));
     }
     if let Some(e) = checked::field_error(&f.path, false) {
-        return Err(rule(path, format!("file path: {e}")));
+        return Err(at_path(format!("file path: {e}")));
     }
     if PSEUDO_FS[..3]
         .iter()
         .any(|p| f.path == *p || f.path.starts_with(&format!("{p}/")))
     {
-        return Err(rule(
-            path,
-            format!(
-                "file `{}` is under a pseudo-filesystem mounted at boot; it would be hidden",
-                f.path
-            ),
-        ));
+        return Err(at_path(format!(
+            "file `{}` is under a pseudo-filesystem mounted at boot; it would be hidden",
+            f.path
+        )));
     }
     if f.content.is_some() == f.source.is_some() {
-        return Err(rule(
-            path,
-            format!(
-                "file `{}` needs exactly one of `content` or `source`",
-                f.path
-            ),
-        ));
+        return Err(at_path(format!(
+            "file `{}` needs exactly one of `content` or `source`",
+            f.path
+        )));
     }
     for (key, id) in [("uid", f.uid), ("gid", f.gid)] {
         if let Some(e) = checked::id_error(id) {

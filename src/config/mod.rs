@@ -159,6 +159,56 @@ pub(crate) fn find_key(text: &str, after: Option<&str>, key: &str) -> Option<(us
     None
 }
 
+/// Where `key = "value"` (or `'value'`) is written in a TOML text, in a table or an inline
+/// table: the 1-based line and column of the key, on the first line that assigns that value.
+pub(crate) fn find_assignment(text: &str, key: &str, value: &str) -> Option<(usize, usize)> {
+    for (i, l) in text.lines().enumerate() {
+        let mut from = 0;
+        while let Some(at) = l[from..].find(key).map(|k| k + from) {
+            from = at + key.len();
+            let before = l[..at].chars().next_back();
+            if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                continue;
+            }
+            let Some(rest) = l[from..].trim_start().strip_prefix('=') else {
+                continue;
+            };
+            let rest = rest.trim_start();
+            if [format!("\"{value}\""), format!("'{value}'")]
+                .iter()
+                .any(|q| rest.starts_with(q.as_str()))
+            {
+                return Some((i + 1, l[..at].chars().count() + 1));
+            }
+        }
+    }
+    None
+}
+
+/// A rule about one value: at the line that assigns `key = "value"` in the first of `files`
+/// that writes it literally; the first file alone when none does (escaped, or a default).
+pub(crate) fn rule_at_value(
+    files: &[&Path],
+    key: &str,
+    value: &str,
+    message: impl Into<String>,
+) -> ConfigError {
+    for f in files {
+        let found = std::fs::read_to_string(f)
+            .ok()
+            .and_then(|t| find_assignment(&t, key, value));
+        if let Some((line, column)) = found {
+            return ConfigError::Invalid {
+                path: f.to_path_buf(),
+                line,
+                column,
+                message: message.into(),
+            };
+        }
+    }
+    rule(files.first().copied().unwrap_or(Path::new("")), message)
+}
+
 /// A rule broken at a place the files can show: the first of `files` (a profile, then the
 /// profiles it extends) that sets `key` (after `after`), as `file:line:column`; the first file
 /// alone when none does.
@@ -413,6 +463,16 @@ mod tests {
 
     const GOOD: &str =
         "[image]\nname = \"x\"\nversion = \"1.0.0\"\n[distribution]\nsuite = \"bookworm\"\n";
+
+    #[test]
+    fn an_assignment_is_found_in_tables_and_inline_tables_by_its_whole_key() {
+        let text = "[[files]]\nxsource = \"a\"\nsource = 'b'\nfiles = [{ path = \"/p\", source = \"a\" }]\n";
+        assert_eq!(find_assignment(text, "source", "b"), Some((3, 1)));
+        // `xsource` is another key; the inline table's `source` is the match.
+        assert_eq!(find_assignment(text, "source", "a"), Some((4, 25)));
+        assert_eq!(find_assignment(text, "path", "/p"), Some((4, 12)));
+        assert_eq!(find_assignment(text, "source", "c"), None);
+    }
 
     #[test]
     fn semver_rules() {

@@ -442,8 +442,9 @@ pub(super) fn merge_chain(
         )
     })?;
     if distribution.name != "debian" {
-        return Err(rule(
-            path,
+        return Err(at(
+            Some("[distribution]"),
+            "name",
             format!(
                 "distribution.name `{}` is not supported (expected \"debian\")",
                 distribution.name
@@ -544,8 +545,14 @@ pub(super) fn merge_chain(
     }
     if let Some(o) = &acc.ota {
         if !(1..=10).contains(&o.tries) || o.watchdog > 3600 {
-            return Err(rule(
-                path,
+            let key = if (1..=10).contains(&o.tries) {
+                "watchdog"
+            } else {
+                "tries"
+            };
+            return Err(at(
+                Some("[ota]"),
+                key,
                 format!(
                     "[ota] tries = {} must be 1 to 10 and watchdog = {} at most 3600 seconds",
                     o.tries, o.watchdog
@@ -556,11 +563,18 @@ pub(super) fn merge_chain(
     let mut names = std::collections::BTreeSet::new();
     for a in &acc.agent {
         if !names.insert(a.name.clone()) {
-            return Err(rule(path, format!("agent `{}` is declared twice", a.name)));
+            return Err(super::rule_at_value(
+                &chain_files,
+                "name",
+                &a.name,
+                format!("agent `{}` is declared twice (first here)", a.name),
+            ));
         }
         if a.name.is_empty() || a.name.contains([' ', ',', ':', '=']) {
-            return Err(rule(
-                path,
+            return Err(super::rule_at_value(
+                &chain_files,
+                "name",
+                &a.name,
                 format!(
                     "agent name `{}` may not be empty or contain spaces, `,`, `:` or `=`",
                     a.name
@@ -569,8 +583,9 @@ pub(super) fn merge_chain(
         }
     }
     if acc.init.unwrap_or(InitSystem::Busybox) == InitSystem::Busybox && !acc.services.is_empty() {
-        return Err(rule(
-            path,
+        return Err(at(
+            None,
+            "services",
             format!(
                 "`services` ({}) names systemd units, but this image uses busybox init; start programs as agents' `service` instead",
                 acc.services.join(", ")
