@@ -199,6 +199,7 @@ fn planted() -> Planted {
             inputs_digest: "0".repeat(64),
             releases: lock_releases,
             release_dates: Default::default(),
+            skipped: Vec::new(),
             package,
         }],
     };

@@ -136,6 +136,8 @@ fn source_versions_come_from_the_source_field_or_drop_a_binnmu_suffix() {
         pre_depends: String::new(),
         recommends: String::new(),
         provides: String::new(),
+        conflicts: String::new(),
+        breaks: String::new(),
         essential: false,
         priority: String::new(),
         maintainer: String::new(),

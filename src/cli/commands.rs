@@ -160,8 +160,12 @@ pub fn lock(profile: &Path, hardware: &[PathBuf], so: &SourceOpts, quiet: bool) 
             &format!("resolving {} for {}", p.image.name, hw.name),
             progress::live(quiet),
         );
-        lock.target.push(packages::resolve_target(&src, &p, &hw)?);
+        let t = packages::resolve_target(&src, &p, &hw)?;
         pb.finish_and_clear();
+        for s in &t.skipped {
+            eprintln!("note: {}: {s}", hw.name);
+        }
+        lock.target.push(t);
     }
     let path = packages::lock_path(profile);
     fsx::write_atomic(&path, lock.to_toml()?.as_bytes())?;

@@ -37,6 +37,12 @@ pub struct PackageInfo {
     /// Raw `Provides`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub provides: String,
+    /// Raw `Conflicts`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub conflicts: String,
+    /// Raw `Breaks` (for an image that is unpacked whole, the same as `Conflicts`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub breaks: String,
     /// `Essential: yes`.
     #[serde(default)]
     pub essential: bool,
@@ -124,6 +130,8 @@ impl PackageInfo {
             pre_depends: get("Pre-Depends"),
             recommends: get("Recommends"),
             provides: get("Provides"),
+            conflicts: get("Conflicts"),
+            breaks: get("Breaks"),
             essential: p.get("Essential") == Some("yes"),
             priority: get("Priority"),
             maintainer: get("Maintainer"),

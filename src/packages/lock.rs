@@ -44,6 +44,10 @@ pub struct LockTarget {
     /// The `Date` of each of those Release files: how fresh the archive was.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub release_dates: BTreeMap<String, String>,
+    /// `Recommends` the resolver skipped because nothing could satisfy them (apt skips them
+    /// too), one line each: the lock's log of what was left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
     /// Packages, sorted by role then name.
     pub package: Vec<Locked>,
 }

@@ -186,8 +186,10 @@ pub fn load_index(
 /// Resolve the full package set for one hardware target.
 pub fn resolve_target(src: &Source, profile: &Profile, hw: &Hardware) -> Result<LockTarget> {
     let (index, releases) = load_index(src, profile, hw.arch)?;
-    let mut set: Vec<Locked> = resolve::resolve(&index, &image_request(profile, hw))
-        .with_context(|| format!("resolving {} for {}", profile.path.display(), hw.name))?
+    let resolution = resolve::resolve_noting(&index, &image_request(profile, hw))
+        .with_context(|| format!("resolving {} for {}", profile.path.display(), hw.name))?;
+    let mut set: Vec<Locked> = resolution
+        .packages
         .into_iter()
         .map(|info| Locked {
             role: Role::Image,
@@ -243,6 +245,7 @@ pub fn resolve_target(src: &Source, profile: &Profile, hw: &Hardware) -> Result<
             .filter(|r| !r.date.is_empty())
             .map(|r| (r.suite.clone(), r.date.clone()))
             .collect(),
+        skipped: resolution.skipped,
         package: set,
     })
 }

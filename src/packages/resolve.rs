@@ -1,8 +1,13 @@
 //! Dependency resolution: from a profile's package list to the set of packages to install.
 //!
-//! Greedy and deterministic: requests are taken in order; a dependency already satisfied by a
-//! chosen package (by name and version, or through `Provides`) adds nothing; otherwise the first
-//! alternative with a matching real package wins, then the first provider by name.
+//! Greedy and deterministic, choosing as apt does: requests are taken in order; a dependency
+//! already satisfied by a chosen package (by name and version, or through `Provides`) adds
+//! nothing; otherwise the first alternative as written that a real package satisfies wins, and
+//! for a virtual package a provider already chosen, else the provider of highest `Priority`
+//! (required, important, standard, optional, extra), ties broken by name. A candidate that
+//! `Conflicts` with or `Breaks` a chosen package (or is conflicted by one), by name or through
+//! `Provides`, is passed over for the next alternative; when none is left the error names both
+//! packages and the clause. `Recommends` are soft: one nothing can satisfy is skipped and noted.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -32,6 +37,25 @@ pub enum ResolveError {
         /// What the index has instead.
         detail: String,
     },
+    /// Every way to satisfy a dependency would install two packages that may not be
+    /// installed together.
+    #[error("{needed_by} needs `{dep}`, but {package} cannot be installed with {other}: {declarer} {field}: {clause}")]
+    Conflict {
+        /// Who asked.
+        needed_by: String,
+        /// The dependency clause.
+        dep: String,
+        /// The candidate passed over (name and version).
+        package: String,
+        /// The chosen package it clashes with (name and version).
+        other: String,
+        /// Which of the two declares the clause.
+        declarer: String,
+        /// `Conflicts` or `Breaks`.
+        field: String,
+        /// The clause as the declarer writes it.
+        clause: String,
+    },
     /// A dependency field could not be parsed.
     #[error("{package}: malformed dependency field: {message}")]
     Malformed {
@@ -55,11 +79,100 @@ pub struct Request {
     pub exclude: Vec<String>,
 }
 
+/// A resolved set and what was left out on the way.
+#[derive(Debug, Clone, Default)]
+pub struct Resolution {
+    /// Packages sorted by name.
+    pub packages: Vec<PackageInfo>,
+    /// `Recommends` skipped because nothing could satisfy them, one line each.
+    pub skipped: Vec<String>,
+}
+
 /// Resolve a request against an index. Returns packages sorted by name.
 pub fn resolve(index: &Index, req: &Request) -> Result<Vec<PackageInfo>, ResolveError> {
+    resolve_noting(index, req).map(|r| r.packages)
+}
+
+/// One `Conflicts`/`Breaks` clause of a chosen package.
+struct Against {
+    /// Declaring package's name and version.
+    owner: (String, String),
+    field: &'static str,
+    dep: Dep,
+}
+
+/// Why `pkg` may not join `chosen`: (other package, declarer, field, clause).
+fn clash(
+    index: &Index,
+    chosen: &BTreeMap<String, PackageInfo>,
+    against: &[Against],
+    pkg: &PackageInfo,
+) -> Result<Option<(String, String, &'static str, String)>, ResolveError> {
+    let holds = |d: &Dep, version: Option<&str>| match (&d.constraint, version) {
+        (None, _) => true,
+        (Some((r, v)), Some(have)) => r.holds(have, v),
+        (Some(_), None) => false,
+    };
+    let malformed = |message| ResolveError::Malformed {
+        package: pkg.name.clone(),
+        message,
+    };
+    // What the candidate declares against chosen packages.
+    for (field, text) in [("Conflicts", &pkg.conflicts), ("Breaks", &pkg.breaks)] {
+        for d in parse_deps(text).map_err(malformed)?.into_iter().flatten() {
+            if let Some(c) = chosen.get(&d.name) {
+                if c.name != pkg.name && holds(&d, Some(&c.version)) {
+                    return Ok(Some((who(c), who(pkg), field, d.to_string())));
+                }
+            }
+            for (n, pv) in index.provides.get(&d.name).into_iter().flatten() {
+                if *n != pkg.name && holds(&d, pv.as_deref()) {
+                    if let Some(c) = chosen.get(n) {
+                        return Ok(Some((who(c), who(pkg), field, d.to_string())));
+                    }
+                }
+            }
+        }
+    }
+    // What chosen packages declare against the candidate, by its name or what it provides.
+    let provided = parse_deps(&pkg.provides).map_err(malformed)?;
+    for a in against.iter().filter(|a| a.owner.0 != pkg.name) {
+        let by_name = a.dep.name == pkg.name && holds(&a.dep, Some(&pkg.version));
+        let by_provides = provided.iter().flatten().any(|p| {
+            p.name == a.dep.name && holds(&a.dep, p.constraint.as_ref().map(|(_, v)| v.as_str()))
+        });
+        if by_name || by_provides {
+            let owner = format!("{} {}", a.owner.0, a.owner.1);
+            return Ok(Some((owner.clone(), owner, a.field, a.dep.to_string())));
+        }
+    }
+    Ok(None)
+}
+
+fn who(p: &PackageInfo) -> String {
+    format!("{} {}", p.name, p.version)
+}
+
+/// apt's order of `Priority`: a lower rank is preferred among providers.
+fn priority_rank(priority: &str) -> u8 {
+    match priority {
+        "required" => 0,
+        "important" => 1,
+        "standard" => 2,
+        "optional" => 3,
+        "extra" => 4,
+        _ => 5,
+    }
+}
+
+/// [`resolve`], also returning the `Recommends` it skipped.
+pub fn resolve_noting(index: &Index, req: &Request) -> Result<Resolution, ResolveError> {
     let excluded: BTreeSet<&str> = req.exclude.iter().map(String::as_str).collect();
     let mut chosen: BTreeMap<String, PackageInfo> = BTreeMap::new();
-    let mut queue: VecDeque<(String, Vec<Dep>)> = VecDeque::new();
+    let mut against: Vec<Against> = Vec::new();
+    let mut skipped: Vec<String> = Vec::new();
+    // (who asked, alternatives, soft: a Recommends)
+    let mut queue: VecDeque<(String, Vec<Dep>, bool)> = VecDeque::new();
     for spec in &req.include {
         let (name, constraint) = match (spec.split_once('='), spec.split_once('/')) {
             (Some((n, v)), _) => (
@@ -93,6 +206,7 @@ pub fn resolve(index: &Index, req: &Request) -> Result<Vec<PackageInfo>, Resolve
                 name: name.to_string(),
                 constraint,
             }],
+            false,
         ));
     }
     if req.essential {
@@ -105,64 +219,99 @@ pub fn resolve(index: &Index, req: &Request) -> Result<Vec<PackageInfo>, Resolve
                         name: name.clone(),
                         constraint: None,
                     }],
+                    false,
                 ));
             }
         }
     }
-    while let Some((needed_by, alts)) = queue.pop_front() {
+    while let Some((needed_by, alts, soft)) = queue.pop_front() {
         if alts.iter().any(|d| satisfied(index, &chosen, d)) {
             continue;
         }
-        let pick = alts
+        let dep = alts
             .iter()
-            .filter(|d| !excluded.contains(d.name.as_str()))
-            .find_map(|d| {
-                // A name chosen at a version that does not fit cannot be chosen again: try the
-                // next alternative.
-                let real = match chosen.contains_key(&d.name) {
-                    true => None,
-                    false => index.best_matching(d).cloned(),
-                };
-                real.or_else(|| {
-                    // A virtual package: first provider (by name) whose provided version fits.
-                    index.provides.get(&d.name).and_then(|provs| {
-                        let mut provs: Vec<_> = provs
-                            .iter()
-                            .filter(|(_, pv)| match (&d.constraint, pv) {
-                                (None, _) => true,
-                                (Some((r, v)), Some(pv)) => r.holds(pv, v),
-                                (Some(_), None) => false,
-                            })
-                            .filter(|(n, _)| !excluded.contains(n.as_str()))
-                            .map(|(n, _)| n.clone())
-                            .collect();
-                        provs.sort();
-                        // Prefer a provider already chosen.
-                        provs
-                            .iter()
-                            .find(|n| chosen.contains_key(*n))
-                            .or(provs.first())
-                            .and_then(|n| index.best(n).cloned())
-                    })
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" | ");
+        // The first candidate passed over for a conflict, for the error.
+        let mut first_clash = None;
+        let mut pick = None;
+        for d in alts.iter().filter(|d| !excluded.contains(d.name.as_str())) {
+            // A name chosen at a version that does not fit cannot be chosen again: try the
+            // next alternative.
+            let mut candidates: Vec<PackageInfo> = Vec::new();
+            if !chosen.contains_key(&d.name) {
+                candidates.extend(index.best_matching(d).cloned());
+            }
+            // A virtual package: a provider already chosen, else by priority, then by name.
+            let mut provs: Vec<(bool, u8, &str)> = index
+                .provides
+                .get(&d.name)
+                .into_iter()
+                .flatten()
+                .filter(|(_, pv)| match (&d.constraint, pv) {
+                    (None, _) => true,
+                    (Some((r, v)), Some(pv)) => r.holds(pv, v),
+                    (Some(_), None) => false,
                 })
-            });
+                .filter(|(n, _)| !excluded.contains(n.as_str()))
+                .filter_map(|(n, _)| {
+                    let p = index.best(n)?;
+                    Some((
+                        !chosen.contains_key(n),
+                        priority_rank(&p.priority),
+                        n.as_str(),
+                    ))
+                })
+                .collect();
+            provs.sort();
+            provs.dedup();
+            candidates.extend(provs.iter().filter_map(|(_, _, n)| index.best(n).cloned()));
+            for c in candidates {
+                match clash(index, &chosen, &against, &c)? {
+                    None => {
+                        pick = Some(c);
+                        break;
+                    }
+                    Some(why) => {
+                        first_clash.get_or_insert((who(&c), why));
+                    }
+                }
+            }
+            if pick.is_some() {
+                break;
+            }
+        }
         let Some(pkg) = pick else {
+            if soft {
+                skipped.push(format!(
+                    "{needed_by} recommends `{dep}`: skipped, nothing satisfies it{}",
+                    match &first_clash {
+                        Some((p, (other, ..))) =>
+                            format!(" ({p} cannot be installed with {other})"),
+                        None => String::new(),
+                    }
+                ));
+                continue;
+            }
+            if let Some((package, (other, declarer, field, clause))) = first_clash {
+                return Err(ResolveError::Conflict {
+                    needed_by,
+                    dep,
+                    package,
+                    other,
+                    declarer,
+                    field: field.to_string(),
+                    clause,
+                });
+            }
             if let Some(prev) = alts.iter().find_map(|d| chosen.get(&d.name)) {
                 return Err(ResolveError::Unsatisfiable {
                     needed_by,
-                    dep: alts
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(" | "),
+                    dep,
                     detail: format!("; {} {} was already chosen", prev.name, prev.version),
                 });
             }
-            let dep = alts
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(" | ");
             if alts.len() == 1
                 && !index.packages.contains_key(&alts[0].name)
                 && !index.provides.contains_key(&alts[0].name)
@@ -187,34 +336,49 @@ pub fn resolve(index: &Index, req: &Request) -> Result<Vec<PackageInfo>, Resolve
         };
         if let Some(prev) = chosen.get(&pkg.name) {
             // Chosen before at another version: the request conflicts with it.
-            let dep = alts
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(" | ");
+            if soft {
+                continue;
+            }
             return Err(ResolveError::Unsatisfiable {
                 needed_by,
                 dep,
                 detail: format!("; {} {} was already chosen", prev.name, prev.version),
             });
         }
-        let who = format!("{} {}", pkg.name, pkg.version);
-        let mut fields = vec![pkg.pre_depends.as_str(), pkg.depends.as_str()];
-        if req.recommends {
-            fields.push(pkg.recommends.as_str());
+        let me = who(&pkg);
+        for (field, text) in [("Conflicts", &pkg.conflicts), ("Breaks", &pkg.breaks)] {
+            let clauses = parse_deps(text).map_err(|message| ResolveError::Malformed {
+                package: pkg.name.clone(),
+                message,
+            })?;
+            against.extend(clauses.into_iter().flatten().map(|dep| Against {
+                owner: (pkg.name.clone(), pkg.version.clone()),
+                field,
+                dep,
+            }));
         }
-        for field in fields {
+        let mut fields = vec![
+            (pkg.pre_depends.as_str(), false),
+            (pkg.depends.as_str(), false),
+        ];
+        if req.recommends {
+            fields.push((pkg.recommends.as_str(), true));
+        }
+        for (field, soft) in fields {
             let clauses = parse_deps(field).map_err(|message| ResolveError::Malformed {
                 package: pkg.name.clone(),
                 message,
             })?;
             for c in clauses {
-                queue.push_back((who.clone(), c));
+                queue.push_back((me.clone(), c, soft));
             }
         }
         chosen.insert(pkg.name.clone(), pkg);
     }
-    Ok(chosen.into_values().collect())
+    Ok(Resolution {
+        packages: chosen.into_values().collect(),
+        skipped,
+    })
 }
 
 fn satisfied(index: &Index, chosen: &BTreeMap<String, PackageInfo>, d: &Dep) -> bool {
@@ -314,7 +478,8 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(names(&r), ["app=1.0", "exim=4", "gawk=5", "libc=2.1"]);
+        // awk: mawk (Priority: required) before gawk, as apt chooses, not by name.
+        assert_eq!(names(&r), ["app=1.0", "exim=4", "libc=2.1", "mawk=1.3"]);
         // With the essential set, mawk is chosen first and satisfies awk.
         let r = resolve(
             &i,
@@ -327,6 +492,134 @@ mod tests {
         .unwrap();
         assert!(names(&r).contains(&"mawk=1.3".to_string()));
         assert!(!names(&r).contains(&"gawk=5".to_string()));
+    }
+
+    fn req(include: &[&str]) -> Request {
+        Request {
+            include: include.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn conflicts_through_provides_fail_naming_both_packages_and_the_clause() {
+        let i = idx(&[
+            pkg(
+                "chrony",
+                "4.3",
+                "Conflicts: time-daemon\nProvides: time-daemon",
+            ),
+            pkg(
+                "systemd-timesyncd",
+                "252",
+                "Conflicts: time-daemon\nProvides: time-daemon",
+            ),
+        ]
+        .join("\n"));
+        // Each provides and conflicts with time-daemon: alone, each is fine.
+        assert_eq!(
+            names(&resolve(&i, &req(&["chrony"])).unwrap()),
+            ["chrony=4.3"]
+        );
+        let e = resolve(&i, &req(&["chrony", "systemd-timesyncd"])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the profile needs `systemd-timesyncd`, but systemd-timesyncd 252 cannot be installed with chrony 4.3: systemd-timesyncd 252 Conflicts: time-daemon"
+        );
+        // Declared the other way round: the chosen package's clause is named.
+        let i = idx(&[
+            pkg("a", "1", "Breaks: b (<< 2)"),
+            pkg("b", "1", ""),
+            pkg("c", "1", "Depends: b"),
+        ]
+        .join("\n"));
+        let e = resolve(&i, &req(&["a", "c"])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "c 1 needs `b`, but b 1 cannot be installed with a 1: a 1 Breaks: b (<< 2)"
+        );
+        // A Breaks on an older version does not touch the candidate.
+        let i = idx(&[pkg("a", "1", "Breaks: b (<< 1)"), pkg("b", "1", "")].join("\n"));
+        assert_eq!(
+            names(&resolve(&i, &req(&["a", "b"])).unwrap()),
+            ["a=1", "b=1"]
+        );
+    }
+
+    #[test]
+    fn an_alternative_that_would_conflict_is_passed_over_for_the_next() {
+        let i = idx(&[
+            pkg("mta-user", "1", "Depends: exim4 | postfix"),
+            pkg(
+                "exim4",
+                "4",
+                "Conflicts: mail-transport-agent\nProvides: mail-transport-agent",
+            ),
+            pkg(
+                "postfix",
+                "3",
+                "Conflicts: mail-transport-agent\nProvides: mail-transport-agent",
+            ),
+            pkg(
+                "ssmtp",
+                "2",
+                "Conflicts: mail-transport-agent\nProvides: mail-transport-agent",
+            ),
+            pkg("want-mta", "1", "Depends: mail-transport-agent"),
+        ]
+        .join("\n"));
+        // postfix first; exim4 would conflict with it, so the dependency takes... postfix itself.
+        let r = resolve(&i, &req(&["postfix", "mta-user"])).unwrap();
+        assert_eq!(names(&r), ["mta-user=1", "postfix=3"]);
+        // Both asked for by name: the second fails, like apt (exim4-daemon-light + postfix).
+        let e = resolve(&i, &req(&["exim4", "postfix"])).unwrap_err();
+        assert!(matches!(e, ResolveError::Conflict { .. }), "{e}");
+        assert!(
+            e.to_string()
+                .contains("postfix 3 cannot be installed with exim4 4"),
+            "{e}"
+        );
+        // A virtual package with a provider already chosen adds nothing.
+        let r = resolve(&i, &req(&["ssmtp", "want-mta"])).unwrap();
+        assert_eq!(names(&r), ["ssmtp=2", "want-mta=1"]);
+    }
+
+    #[test]
+    fn recommends_nothing_satisfies_are_skipped_and_noted() {
+        let i = idx(&[
+            pkg(
+                "daemon",
+                "1",
+                "Depends: base\nRecommends: driver-vbox, bad, helper | other",
+            ),
+            pkg("base", "1", "Conflicts: bad, helper"),
+            pkg("helper", "1", ""),
+            pkg("bad", "1", ""),
+            pkg("other", "1", ""),
+        ]
+        .join("\n"));
+        let mut r = req(&["daemon"]);
+        r.recommends = true;
+        let got = resolve_noting(&i, &r).unwrap();
+        // driver-vbox does not exist and bad conflicts with base: both skipped, not fatal;
+        // helper would conflict too, so the next alternative is taken.
+        assert_eq!(names(&got.packages), ["base=1", "daemon=1", "other=1"]);
+        assert_eq!(
+            got.skipped,
+            [
+                "daemon 1 recommends `driver-vbox`: skipped, nothing satisfies it",
+                "daemon 1 recommends `bad`: skipped, nothing satisfies it (bad 1 cannot be installed with base 1)",
+            ]
+        );
+        // As a hard dependency the same clause is an error naming the conflict.
+        let i = idx(&[
+            pkg("x", "1", "Depends: base, bad"),
+            pkg("base", "1", "Conflicts: bad"),
+            pkg("bad", "1", ""),
+        ]
+        .join("\n"));
+        let e = resolve(&i, &req(&["x"])).unwrap_err();
+        assert!(e.to_string().contains("base 1 Conflicts: bad"), "{e}");
     }
 
     #[test]
