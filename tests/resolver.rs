@@ -1,0 +1,306 @@
+//! The resolver against apt as the oracle: every case in `tests/resolver/cases.toml` is locked
+//! by `ingot lock` and asked of apt itself (`apt-get -s install` in a throwaway root with the
+//! same mirror, suites and architecture, and an empty dpkg status), and the two sets must be
+//! equal by name, version and architecture. A set apt refuses for a conflict must be refused by
+//! Ingot too, naming both packages and the clause.
+//!
+//! The hardware's kernel is left out of the comparison: Ingot adds it outside resolution and
+//! without its dependencies (issue 21, point 2, is open).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+#[derive(serde::Deserialize)]
+struct Cases {
+    cases: Vec<Case>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    name: String,
+    arch: String,
+    packages: Vec<String>,
+    #[serde(default)]
+    recommends: bool,
+    #[serde(default)]
+    essential: bool,
+    #[serde(default)]
+    suites: Vec<String>,
+    #[serde(default)]
+    conflict: Vec<String>,
+    #[serde(default)]
+    has: Vec<String>,
+}
+
+/// (name, version, architecture)
+type Set = BTreeSet<(String, String, String)>;
+
+const BASE_SUITES: [&str; 3] = ["bookworm", "bookworm-updates", "bookworm-security"];
+
+fn hardware(arch: &str) -> PathBuf {
+    let hw = match arch {
+        "amd64" => "qemu-x86_64",
+        "arm64" => "qemu-aarch64",
+        other => panic!("cases.toml: unknown arch {other}"),
+    };
+    root().join(format!("hardware/{hw}.toml"))
+}
+
+/// A profile that asks for exactly the case's packages (systemd init, so Ingot adds nothing).
+fn profile(
+    dir: &Path,
+    name: &str,
+    packages: &[String],
+    recommends: bool,
+    essential: bool,
+    suites: &[String],
+) -> PathBuf {
+    let list = |v: &[String]| {
+        v.iter()
+            .map(|s| format!("\"{s}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut extra: Vec<String> = BASE_SUITES[1..].iter().map(|s| s.to_string()).collect();
+    extra.extend(suites.iter().cloned());
+    let p = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &p,
+        format!(
+            "init = \"systemd\"\n[image]\nname = \"oracle\"\nversion = \"1.0.0\"\n[distribution]\nsuite = \"bookworm\"\nextra_suites = [{}]\ncomponents = [\"main\"]\n[packages]\nessential = {essential}\nrecommends = {recommends}\ninclude = [{}]\n",
+            list(&extra),
+            list(packages)
+        ),
+    )
+    .unwrap();
+    p
+}
+
+/// `ingot lock`: the image's packages, or the error text.
+fn ingot_set(dir: &Path, name: &str, c: &Case, packages: &[String]) -> Result<Set, String> {
+    let p = profile(dir, name, packages, c.recommends, c.essential, &c.suites);
+    let hw = hardware(&c.arch);
+    let o = ingot(&[
+        "lock",
+        p.to_str().unwrap(),
+        "--hardware",
+        hw.to_str().unwrap(),
+        "-q",
+    ]);
+    if !o.status.success() {
+        return Err(String::from_utf8_lossy(&o.stderr).into_owned());
+    }
+    let lock: toml::Value =
+        toml::from_str(&std::fs::read_to_string(p.with_extension("lock")).unwrap()).unwrap();
+    Ok(lock["target"][0]["package"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["role"].as_str() == Some("image"))
+        .map(|p| {
+            let s = |k: &str| p[k].as_str().unwrap().to_string();
+            (s("name"), s("version"), s("arch"))
+        })
+        .collect())
+}
+
+/// A throwaway apt root for one architecture and suite list, its lists fetched once.
+struct Apt {
+    root: PathBuf,
+    arch: String,
+}
+
+impl Apt {
+    fn new(dir: &Path, arch: &str, suites: &[&str]) -> Apt {
+        let root = dir.join(format!("apt-{arch}-{}", suites.len()));
+        for d in [
+            "etc/apt/apt.conf.d",
+            "etc/apt/preferences.d",
+            "etc/apt/sources.list.d",
+            "var/lib/dpkg",
+            "var/lib/apt/lists/partial",
+            "var/cache/apt/archives/partial",
+        ] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        std::fs::write(root.join("var/lib/dpkg/status"), "").unwrap();
+        // The mirrors Ingot itself takes from the host's apt sources (or INGOT_MIRROR).
+        let sources: String = suites
+            .iter()
+            .map(|s| {
+                let m = ingot::packages::repo::mirror_url(None, s).unwrap();
+                format!(
+                    "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {m} {s} main\n"
+                )
+            })
+            .collect();
+        std::fs::write(root.join("etc/apt/sources.list"), sources).unwrap();
+        let apt = Apt {
+            root,
+            arch: arch.to_string(),
+        };
+        let o = apt.run(&["-qq", "update"]);
+        assert!(o.0, "apt-get update: {}", o.1);
+        apt
+    }
+
+    fn run(&self, args: &[&str]) -> (bool, String) {
+        let r = self.root.display();
+        let o = Command::new("apt-get")
+            .args([
+                "-o",
+                &format!("Dir={r}"),
+                "-o",
+                &format!("Dir::State::status={r}/var/lib/dpkg/status"),
+                "-o",
+                &format!("APT::Architecture={}", self.arch),
+                "-o",
+                &format!("APT::Architectures={}", self.arch),
+                "-o",
+                "Debug::NoLocking=1",
+                "-o",
+                "APT::Sandbox::User=root",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        )
+    }
+
+    /// What `apt-get -s install` would unpack, or apt's error text.
+    fn set(&self, c: &Case) -> Result<Set, String> {
+        let mut args = vec!["-s", "install", "-y"];
+        args.push(if c.recommends {
+            "--install-recommends"
+        } else {
+            "--no-install-recommends"
+        });
+        if c.essential {
+            args.extend(["?essential", "?priority(required)"]);
+        }
+        args.extend(c.packages.iter().map(String::as_str));
+        let (good, out) = self.run(&args);
+        if !good {
+            return Err(out);
+        }
+        // Inst NAME (VERSION RELEASE [ARCH]) [...]
+        Ok(out
+            .lines()
+            .filter_map(|l| l.strip_prefix("Inst "))
+            .map(|l| {
+                let (name, rest) = l.split_once(" (").unwrap();
+                let version = rest.split_whitespace().next().unwrap();
+                let arch = rest
+                    .split_once(" [")
+                    .and_then(|(_, a)| a.split(']').next())
+                    .unwrap();
+                (name.to_string(), version.to_string(), arch.to_string())
+            })
+            .collect())
+    }
+}
+
+fn names(s: &Set) -> Vec<String> {
+    s.iter().map(|(n, v, a)| format!("{n}={v}:{a}")).collect()
+}
+
+#[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
+fn ingot_resolves_every_case_as_apt_does() {
+    let cases: Cases =
+        toml::from_str(&std::fs::read_to_string(root().join("tests/resolver/cases.toml")).unwrap())
+            .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    // The kernel chain Ingot adds for each hardware, outside resolution.
+    let mut kernel: BTreeMap<String, Set> = BTreeMap::new();
+    let mut apts: BTreeMap<(String, Vec<String>), Apt> = BTreeMap::new();
+    let mut failures = Vec::new();
+    for c in &cases.cases {
+        let k = kernel.entry(c.arch.clone()).or_insert_with(|| {
+            let none = Case {
+                name: String::new(),
+                arch: c.arch.clone(),
+                packages: Vec::new(),
+                recommends: false,
+                essential: false,
+                suites: Vec::new(),
+                conflict: Vec::new(),
+                has: Vec::new(),
+            };
+            ingot_set(t, &format!("kernel-{}", c.arch), &none, &[]).unwrap()
+        });
+        let mut suites: Vec<String> = BASE_SUITES.iter().map(|s| s.to_string()).collect();
+        suites.extend(c.suites.iter().cloned());
+        let apt = apts
+            .entry((c.arch.clone(), suites.clone()))
+            .or_insert_with(|| {
+                let s: Vec<&str> = suites.iter().map(String::as_str).collect();
+                Apt::new(t, &c.arch, &s)
+            });
+        let ours = ingot_set(t, &c.name, c, &c.packages);
+        let theirs = apt.set(c);
+        match (ours, theirs, c.conflict.is_empty()) {
+            (Ok(ours), Ok(theirs), true) => {
+                let ours: Set = ours.difference(k).cloned().collect();
+                if ours != theirs {
+                    failures.push(format!(
+                        "{}: ingot and apt differ\n  only ingot: {:?}\n  only apt:   {:?}",
+                        c.name,
+                        names(&ours.difference(&theirs).cloned().collect()),
+                        names(&theirs.difference(&ours).cloned().collect()),
+                    ));
+                    continue;
+                }
+                for h in &c.has {
+                    if !ours.iter().any(|(n, ..)| n == h) {
+                        failures.push(format!("{}: the set lacks {h}", c.name));
+                    }
+                }
+                eprintln!("{}: {} packages, same as apt", c.name, ours.len());
+            }
+            (Err(ours), Err(theirs), false) => {
+                // apt: " chrony : Conflicts: time-daemon"; Ingot names both and the clause.
+                let apt_names = c
+                    .conflict
+                    .iter()
+                    .all(|p| theirs.contains(&format!("{p} :")));
+                let our_names = c.conflict.iter().all(|p| ours.contains(p.as_str()))
+                    && (ours.contains("Conflicts:") || ours.contains("Breaks:"));
+                if !(apt_names && our_names) {
+                    failures.push(format!(
+                        "{}: both refused, but not naming {:?}\n  ingot: {ours}\n  apt: {theirs}",
+                        c.name, c.conflict
+                    ));
+                }
+                eprintln!("{}: refused by both: {}", c.name, ours.trim());
+            }
+            (ours, theirs, _) => failures.push(format!(
+                "{}: expected {}; ingot: {:?}; apt: {:?}",
+                c.name,
+                if c.conflict.is_empty() {
+                    "a set"
+                } else {
+                    "a refusal"
+                },
+                ours.map(|s| s.len()),
+                theirs.map(|s| s.len())
+            )),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
