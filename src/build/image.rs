@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use super::system::System;
 use crate::base::identity::{derived_guid, Identity};
 use crate::boot;
-use crate::config::{ByteSize, Hardware, Profile};
+use crate::config::{ByteSize, Format, Hardware, Profile};
 use crate::disk;
 use crate::fs::ext4;
 use crate::image_dir;
@@ -212,10 +212,26 @@ pub fn write_disk(
         }
     }
     for f in &profile.output.formats {
-        let fmt = format!("{f:?}").to_lowercase();
-        let name = format!("disk.{fmt}");
+        let name = f.file_name();
         stages.next(&format!("[{ident}] converting to {name}"))?;
-        disk::convert(&raw, &work.join(&name), &fmt, &ident)?;
+        let out = work.join(name);
+        match f {
+            Format::Qcow2 | Format::Vmdk | Format::Vhdx => {
+                disk::convert(&raw, &out, &format!("{f:?}").to_lowercase(), &ident)?
+            }
+            Format::Vhd => disk::fixed_vhd(&raw, &out, &ident, epoch)?,
+            Format::Gce => disk::gce_tarball(&raw, &out, epoch)?,
+            Format::Ova => {
+                let m = disk::Machine {
+                    name: profile.image.name.clone(),
+                    version: profile.image.version.0.clone(),
+                    description: profile.image.description.clone(),
+                    memory_mib: hw.qemu.memory,
+                    cpus: hw.qemu.smp,
+                };
+                disk::ova(&raw, &out, work, &m, &ident, epoch)?
+            }
+        }
     }
     if profile.output.zstd {
         stages.next_plain(&format!(

@@ -135,9 +135,9 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
             .is_ok_and(|s| s.success());
         if !found {
             bail!(
-                "{}: [output] formats asks for disk.{}, which needs qemu-img: install the Debian package qemu-utils",
+                "{}: [output] formats asks for {}, which needs qemu-img: install the Debian package qemu-utils",
                 profile.path.display(),
-                format!("{f:?}").to_lowercase()
+                f.file_name()
             );
         }
     }

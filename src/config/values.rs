@@ -241,6 +241,27 @@ pub enum Format {
     Vmdk,
     /// Hyper-V.
     Vhdx,
+    /// Azure: a fixed VHD (`disk.vhd`).
+    Vhd,
+    /// Google Compute Engine: `disk.raw` in a gzip'd GNU tar (`disk.tar.gz`).
+    Gce,
+    /// VirtualBox and VMware: OVF 2.0, a stream-optimized VMDK and a SHA-256 manifest
+    /// (`disk.ova`).
+    Ova,
+}
+
+impl Format {
+    /// The artifact's file name in the image directory.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Format::Qcow2 => "disk.qcow2",
+            Format::Vmdk => "disk.vmdk",
+            Format::Vhdx => "disk.vhdx",
+            Format::Vhd => "disk.vhd",
+            Format::Gce => "disk.tar.gz",
+            Format::Ova => "disk.ova",
+        }
+    }
 }
 
 /// A zstd compression level, checked when the profile is read.

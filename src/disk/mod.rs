@@ -14,9 +14,11 @@ use sha2::{Digest, Sha256};
 use crate::base::identity::derived_guid;
 use crate::config::{Arch, ExtraPartition};
 
+mod cloud;
 mod convert;
 mod gpt_read;
 
+pub use cloud::{fixed_vhd, gce_tarball, ova, ovf, pin_vhd_footer, Machine};
 pub use convert::{compress_zstd, convert, pin_bytes, pin_converted, PosIo};
 pub use gpt_read::{read_gpt, GptEntry};
 

@@ -39,7 +39,7 @@ pub enum ResolveError {
     },
     /// Every way to satisfy a dependency would install two packages that may not be
     /// installed together.
-    #[error("{needed_by} needs `{dep}`, but {package} cannot be installed with {other}: {declarer} {field}: {clause}")]
+    #[error("{needed_by} needs `{dep}`, but {package} cannot be installed with {other}: {clause}")]
     Conflict {
         /// Who asked.
         needed_by: String,
@@ -49,11 +49,7 @@ pub enum ResolveError {
         package: String,
         /// The chosen package it clashes with (name and version).
         other: String,
-        /// Which of the two declares the clause.
-        declarer: String,
-        /// `Conflicts` or `Breaks`.
-        field: String,
-        /// The clause as the declarer writes it.
+        /// The clause, with the package that declares it: `chrony 4.3 Conflicts: time-daemon`.
         clause: String,
     },
     /// A dependency field could not be parsed.
@@ -300,9 +296,7 @@ pub fn resolve_noting(index: &Index, req: &Request) -> Result<Resolution, Resolv
                     dep,
                     package,
                     other,
-                    declarer,
-                    field: field.to_string(),
-                    clause,
+                    clause: format!("{declarer} {field}: {clause}"),
                 });
             }
             if let Some(prev) = alts.iter().find_map(|d| chosen.get(&d.name)) {
