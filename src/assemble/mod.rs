@@ -5,6 +5,7 @@
 mod files;
 mod init;
 pub mod ota;
+mod pam;
 pub mod users;
 
 use files::{install_file, overlay};
@@ -230,6 +231,7 @@ pub fn system(
         ready_script(id, &agents, ab),
         0o755,
     )?;
+    pam::common_stacks(tree)?;
     match profile.init {
         InitSystem::Busybox => busybox_init(tree, profile, &hw.console, ab)?,
         InitSystem::Systemd => systemd_setup(tree, profile, ab)?,
