@@ -49,6 +49,11 @@ pub fn system(
     let kernel = boot::find_kernel(&tree)?;
     boot::kmod::depmod(&mut tree, &kernel.release)?;
     boot::prune_modules_for(&mut tree, &kernel, profile, hw)?;
+    if profile.init == crate::config::InitSystem::Systemd {
+        // libkmod (udev, modprobe) needs depmod's binary indexes; the busybox images' modprobe
+        // and Ingot's initramfs read the text modules.dep.
+        boot::kmod::binary_indexes(&mut tree, &kernel.release)?;
+    }
     if !profile.sysprep.keep_docs {
         assemble::strip_docs(&mut tree);
     }
