@@ -29,7 +29,13 @@ pub struct BootOutcome {
     pub tail: Vec<String>,
     /// Console log file.
     pub log: PathBuf,
+    /// The SSH login after the ready line, when one was asked for and worked.
+    pub login: Option<super::cloud::Login>,
 }
+
+/// How long a login may still take after the ready line, whatever is left of the timeout:
+/// cloud-init's last stage often finishes after the guest's own check-in.
+const MIN_LOGIN: Duration = Duration::from_secs(120);
 
 /// A started VM's serial console (its stdout) and QEMU's own stderr (prefixed `[qemu]`) as
 /// lines on one channel; `None` arrives when the console closes (QEMU exited).
@@ -57,13 +63,15 @@ pub fn console_lines(child: &mut qemu::KillOnDrop) -> Result<mpsc::Receiver<Opti
 }
 
 /// Boot once and wait for the ready line (or, with `pattern`, a console line it matches: a
-/// foreign image's readiness). `work` holds this boot's variable store.
+/// foreign image's readiness). `work` holds this boot's variable store. With `login` (a seed
+/// and the forwarded port in `spec`), log in over SSH after the ready line.
 pub fn boot_once(
     spec: &VmSpec,
     timeout: Duration,
     log: &Path,
     work: &Path,
     pattern: Option<&regex::Regex>,
+    login: Option<&super::cloud::Seed>,
 ) -> Result<BootOutcome> {
     let vars = work.join(format!(
         "vars-{}-{:?}.fd",
@@ -128,6 +136,13 @@ pub fn boot_once(
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
+    let mut logged_in = None;
+    if let (Some(seed), Some(port), Some(_), None) = (login, spec.ssh_port, &ready, &failure) {
+        match login_phase(seed, port, work, start, timeout, &rx, &mut all) {
+            Ok(l) => logged_in = Some(l),
+            Err(f) => failure = Some(f),
+        }
+    }
     drop(child);
     let _ = std::fs::remove_file(&vars);
     if seconds == 0.0 {
@@ -141,5 +156,63 @@ pub fn boot_once(
         failure,
         tail: all.iter().rev().take(40).rev().cloned().collect(),
         log: log.to_path_buf(),
+        login: logged_in,
     })
+}
+
+/// Log in while the console is still read (the guest prints its host keys meanwhile); then
+/// the key the guest presented must be one its console printed.
+fn login_phase(
+    seed: &super::cloud::Seed,
+    port: u16,
+    work: &Path,
+    start: Instant,
+    timeout: Duration,
+    rx: &mpsc::Receiver<Option<String>>,
+    all: &mut Vec<String>,
+) -> std::result::Result<super::cloud::Login, Failure> {
+    let left = timeout.saturating_sub(start.elapsed()).max(MIN_LOGIN);
+    let deadline = Instant::now() + left;
+    let read = |all: &mut Vec<String>, wait: Duration| {
+        if let Ok(Some(line)) = rx.recv_timeout(wait) {
+            all.push(format!("[{:8.3}] {line}", start.elapsed().as_secs_f64()));
+        }
+    };
+    let outcome = std::thread::scope(|s| {
+        let h = s.spawn(|| super::cloud::login(seed, port, work, start, deadline));
+        while !h.is_finished() {
+            read(all, Duration::from_millis(200));
+        }
+        h.join()
+    });
+    // Whatever the console still has to say about the keys.
+    let settle = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < settle {
+        read(all, Duration::from_millis(200));
+    }
+    let fail = |step: &str, detail: String| Failure::Login {
+        step: step.to_string(),
+        detail,
+    };
+    let l = match outcome {
+        Ok(Ok(l)) => l,
+        Ok(Err((step, detail))) => return Err(fail(&step, detail)),
+        Err(_) => return Err(fail("ssh client", "the login thread panicked".into())),
+    };
+    let printed = super::cloud::console_host_keys(all.iter().map(String::as_str));
+    if !printed.contains(&l.host_key) {
+        return Err(fail(
+            "host key",
+            format!(
+                "the guest presented {} but its console printed {}",
+                l.host_key,
+                if printed.is_empty() {
+                    "no host key fingerprints".to_string()
+                } else {
+                    printed.join(", ")
+                }
+            ),
+        ));
+    }
+    Ok(l)
 }

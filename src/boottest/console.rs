@@ -132,6 +132,13 @@ pub enum Failure {
         /// What is wrong.
         reason: String,
     },
+    /// Ready, but the SSH login after it failed.
+    Login {
+        /// The step that failed: connection, authentication, cloud-init status, host key.
+        step: String,
+        /// What it said.
+        detail: String,
+    },
     /// The boot could not be run (QEMU did not start, a file could not be written).
     Host {
         /// The error chain.
@@ -164,6 +171,9 @@ impl std::fmt::Display for Failure {
             Failure::QemuExited => f.write_str("QEMU exited before the INGOT-READY line"),
             Failure::Interrupted => f.write_str("interrupted"),
             Failure::Rejected { reason } => f.write_str(reason),
+            Failure::Login { step, detail } => {
+                write!(f, "ready, but the SSH login failed at {step}: {detail}")
+            }
             Failure::Host { message } => f.write_str(message),
         }
     }

@@ -120,6 +120,7 @@ pub fn vm_spec(
         disk_format: Some(format),
         persistent: false,
         media: None,
+        ssh_port: None,
         code,
         vars,
     })

@@ -4,6 +4,7 @@
 //! results. The CLI only parses arguments, prints and writes the reports.
 
 pub mod boot;
+pub mod cloud;
 pub mod console;
 pub mod foreign;
 pub mod matrix;
@@ -38,6 +39,10 @@ pub struct Options {
     pub log_dir: PathBuf,
     /// No progress output.
     pub quiet: bool,
+    /// What the NoCloud seed of a cloud-init image holds besides the boot test's own login.
+    pub seed: cloud::SeedInput,
+    /// Commands run over SSH after the login; each must exit 0.
+    pub checks: Vec<String>,
 }
 
 /// The VM for an image directory: its hardware and firmware from the manifest (so a copied
@@ -57,6 +62,7 @@ pub fn vm_spec(image: &ImageDir, accel: Option<&str>, src: &Source) -> Result<Vm
         disk_format: None,
         persistent: false,
         media: None,
+        ssh_port: None,
         code,
         vars,
     })
@@ -154,6 +160,18 @@ impl Target {
         }
     }
 
+    /// Whether the image runs cloud-init (then it boots with a NoCloud seed) and OpenSSH
+    /// (then the boot test logs in), by the packages its manifest lists.
+    fn cloud(&self) -> (bool, bool) {
+        match self {
+            Target::Image(i) => (
+                i.manifest.contents.contains_key("cloud-init"),
+                i.manifest.contents.contains_key("openssh-server"),
+            ),
+            Target::Foreign { .. } => (false, false),
+        }
+    }
+
     fn judge(&self, r: &Ready) -> Option<String> {
         match self {
             Target::Image(i) => judge_ready(r, &i.manifest),
@@ -175,6 +193,50 @@ fn test_image(
     let live = crate::progress::live(opts.quiet);
     let dir = image.path().display();
     let mut cases = Vec::new();
+    // A cloud-init image boots as a platform starts it: with a seed (and a login over SSH).
+    let mut spec = spec.clone();
+    let (cloud_init, ssh) = image.cloud();
+    let seed = if cloud_init {
+        let image_name = match image {
+            Target::Image(i) => i.manifest.image.clone(),
+            Target::Foreign { .. } => name.to_string(),
+        };
+        let seed_dir = work.join(format!("seed-{name}"));
+        let made = std::fs::create_dir_all(&seed_dir)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| cloud::make_seed(&seed_dir, &opts.seed, &image_name));
+        match made {
+            Ok(mut s) => {
+                spec.media = Some(s.image.clone());
+                s.checks = opts.checks.clone();
+                Some(s)
+            }
+            Err(e) => {
+                let case = BootCase::new(
+                    1,
+                    0.0,
+                    Some(Failure::Host {
+                        message: format!("making the NoCloud seed: {e:#}"),
+                    }),
+                    None,
+                    None,
+                    Vec::new(),
+                );
+                say(format!(
+                    "{dir}: {}",
+                    case.failure.clone().unwrap_or_default()
+                ));
+                return ImageResult {
+                    image: image.path().to_path_buf(),
+                    boots: vec![case],
+                    machine_id_failure: None,
+                };
+            }
+        }
+    } else {
+        None
+    };
+    let login = seed.as_ref().filter(|_| ssh);
     for n in 1..=opts.boots {
         // Failed attempts of this boot, kept when a retry follows.
         let mut earlier: Vec<BootCase> = Vec::new();
@@ -188,7 +250,10 @@ fn test_image(
                 &format!("{dir} boot {n}/{}", opts.boots),
                 live,
             ));
-            let out = boot::boot_once(spec, opts.timeout, &log, work, image.pattern());
+            if login.is_some() {
+                spec.ssh_port = cloud::free_port().ok();
+            }
+            let out = boot::boot_once(&spec, opts.timeout, &log, work, image.pattern(), login);
             pb.finish_and_clear();
             let mut case = match out {
                 Ok(o) => {
@@ -199,6 +264,7 @@ fn test_image(
                             .map(|reason| Failure::Rejected { reason })
                     });
                     let mut c = BootCase::new(n, o.seconds, cause, o.ready, Some(o.log), o.tail);
+                    c.login = o.login;
                     if let (Some(p), Some(f)) = (image.pattern(), c.failure.as_mut()) {
                         *f = f.replace(
                             "no INGOT-READY line",
@@ -228,8 +294,21 @@ fn test_image(
                 (false, 1) => String::new(),
                 (false, _) => format!(" (attempt {attempt} of {})", opts.retries + 1),
             };
+            let login = case
+                .login
+                .as_ref()
+                .map(|l| {
+                    format!(
+                        "; logged in over SSH as {} at {:.1}s (hostname {}, cloud-init {})",
+                        cloud::USER,
+                        l.seconds,
+                        l.hostname,
+                        l.cloud_init
+                    )
+                })
+                .unwrap_or_default();
             say(format!(
-                "{dir} boot {n}: {what} in {:.1}s{note}",
+                "{dir} boot {n}: {what} in {:.1}s{login}{note}",
                 case.seconds
             ));
             if again {
@@ -256,10 +335,19 @@ fn test_image(
             format!("two boots reported the same machine id {a}: identity was baked into the image")
         })
     });
+    let keys: Vec<&str> = cases
+        .iter()
+        .filter_map(|c| c.login.as_ref().map(|l| l.host_key.as_str()))
+        .collect();
+    let host_key_failure = keys.iter().enumerate().find_map(|(k, a)| {
+        keys[..k].contains(a).then(|| {
+            format!("two boots presented the same SSH host key {a}: host keys were baked into the image")
+        })
+    });
     ImageResult {
         image: image.path().to_path_buf(),
         boots: cases,
-        machine_id_failure,
+        machine_id_failure: machine_id_failure.or(host_key_failure),
     }
 }
 

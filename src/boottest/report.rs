@@ -39,6 +39,9 @@ pub struct BootCase {
     /// Where the time went (a passed boot whose console showed the markers).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub phases: Vec<super::timeline::Phase>,
+    /// The SSH login after the ready line (a cloud-init image with OpenSSH).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login: Option<super::cloud::Login>,
 }
 
 impl BootCase {
@@ -69,6 +72,7 @@ impl BootCase {
             console_log: log,
             flaky: false,
             attempts: Vec::new(),
+            login: None,
         }
     }
 
@@ -84,7 +88,8 @@ pub struct ImageResult {
     pub image: PathBuf,
     /// Its boots, in order; the first failure ends the list.
     pub boots: Vec<BootCase>,
-    /// Two boots reported the same machine id.
+    /// Two boots reported the same machine id, or presented the same SSH host key: identity
+    /// baked into the image.
     pub machine_id_failure: Option<String>,
 }
 

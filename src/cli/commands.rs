@@ -303,6 +303,28 @@ pub struct BootFlags {
     pub attach: super::registry::AttachOpts,
     /// Foreign disks.
     pub foreign: ForeignOpts,
+    /// The NoCloud seed.
+    pub seed: SeedOpts,
+}
+
+/// What the NoCloud seed of a cloud-init image holds. Without these a seed of the boot test's
+/// own is attached (an instance id, the hostname `ingot-IMAGE`); either way the seed adds an
+/// account `ingot-test` with a throwaway SSH key, and the test logs in with it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SeedOpts {
+    /// cloud-init user-data for the seed (the test's own account is merged in after it).
+    #[arg(long, value_name = "FILE")]
+    pub user_data: Option<PathBuf>,
+    /// NoCloud meta-data for the seed (`instance-id`, `local-hostname`).
+    #[arg(long, value_name = "FILE")]
+    pub meta_data: Option<PathBuf>,
+    /// Network configuration for the seed.
+    #[arg(long, value_name = "FILE")]
+    pub network_config: Option<PathBuf>,
+    /// A shell command to run over SSH after the login (repeatable); the boot fails, naming
+    /// it, unless it exits 0.
+    #[arg(long = "check", value_name = "CMD")]
+    pub checks: Vec<String>,
 }
 
 /// Disks another tool made, for `boot-test --disk`.
@@ -336,6 +358,19 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
         )
         .into());
     }
+    for (flag, p) in [
+        ("--user-data", &f.seed.user_data),
+        ("--meta-data", &f.seed.meta_data),
+        ("--network-config", &f.seed.network_config),
+    ] {
+        if let Some(p) = p.as_ref().filter(|p| !p.is_file()) {
+            return Err(crate::registry::BadInput(format!(
+                "{flag} {}: not a readable file",
+                p.display()
+            ))
+            .into());
+        }
+    }
     let attach = f.attach.prepare()?;
     let mut specs = Vec::new();
     let mut dirs = Vec::new();
@@ -346,6 +381,25 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
         let spec = boottest::vm_spec(&dir, f.accel.as_deref(), &src)?;
         dirs.push(dir.clone());
         specs.push((boottest::Target::Image(Box::new(dir)), spec));
+    }
+    if !f.seed.checks.is_empty() {
+        let no_login = dirs.iter().find(|d| {
+            !(d.manifest.contents.contains_key("cloud-init")
+                && d.manifest.contents.contains_key("openssh-server"))
+        });
+        if let Some(d) = no_login {
+            return Err(crate::registry::BadInput(format!(
+                "--check runs over the SSH login the boot test makes through cloud-init, but {} has no cloud-init and OpenSSH",
+                d.path.display()
+            ))
+            .into());
+        }
+        if !f.foreign.disks.is_empty() || f.foreign.matrix.is_some() {
+            return Err(crate::registry::BadInput(
+                "--check needs an Ingot image with cloud-init and OpenSSH; foreign disks have no login yet".into(),
+            )
+            .into());
+        }
     }
     let scratch = crate::base::fsx::scratch_dir("ingot-foreign")?;
     let matrix = f
@@ -427,6 +481,12 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
         jobs: so.jobs,
         log_dir: log_dir.clone(),
         quiet,
+        seed: boottest::cloud::SeedInput {
+            user_data: f.seed.user_data.clone(),
+            meta_data: f.seed.meta_data.clone(),
+            network_config: f.seed.network_config.clone(),
+        },
+        checks: f.seed.checks.clone(),
     };
     let mut report = boottest::run_targets(&specs, &opts)?;
     if let Some(m) = &matrix {
@@ -553,13 +613,43 @@ pub fn run_interactive(
     image: &Path,
     accel: Option<&str>,
     so: &SourceOpts,
+    seed: &SeedOpts,
     quiet: bool,
 ) -> Result<()> {
+    if !seed.checks.is_empty() {
+        return Err(crate::registry::BadInput(
+            "--check is for boot-test; in `run` you are at the console yourself".into(),
+        )
+        .into());
+    }
     let dir = ImageDir::open(image)?;
     crate::qemu::require_binary(dir.manifest.boot.hardware.arch)?;
     let src = source(so, &dir.manifest.boot.firmware.suite, quiet)?;
-    let spec = boottest::vm_spec(&dir, accel, &src)?;
+    let mut spec = boottest::vm_spec(&dir, accel, &src)?;
     let work = fsx::scratch_dir("ingot-run")?;
+    // A cloud-init image starts as a platform would start it: with a NoCloud seed, and SSH
+    // forwarded from a free loopback port for the seed's throwaway key.
+    if dir.manifest.contents.contains_key("cloud-init") {
+        let s = boottest::cloud::make_seed(
+            work.path(),
+            &boottest::cloud::SeedInput {
+                user_data: seed.user_data.clone(),
+                meta_data: seed.meta_data.clone(),
+                network_config: seed.network_config.clone(),
+            },
+            &dir.manifest.image,
+        )?;
+        spec.media = Some(s.image.clone());
+        if dir.manifest.contents.contains_key("openssh-server") {
+            let port = boottest::cloud::free_port()?;
+            spec.ssh_port = Some(port);
+            eprintln!(
+                "log in once cloud-init is done: ssh -i {} -p {port} -o UserKnownHostsFile=/dev/null {}@127.0.0.1",
+                s.key.display(),
+                boottest::cloud::USER
+            );
+        }
+    }
     let code = crate::qemu::run_interactive(&spec, work.path())?;
     if code != 0 {
         bail!("QEMU exited with status {code}");

@@ -135,6 +135,9 @@ pub enum Cmd {
         /// Disks Ingot did not build.
         #[command(flatten)]
         foreign: commands::ForeignOpts,
+        /// The NoCloud seed of cloud-init images.
+        #[command(flatten)]
+        seed: commands::SeedOpts,
     },
     /// Prove OTA updates in QEMU: boot an A/B image, then give the device each bundle in turn.
     #[command(
@@ -189,6 +192,9 @@ pub enum Cmd {
         /// Package source options.
         #[command(flatten)]
         source: SourceOpts,
+        /// The NoCloud seed of a cloud-init image (as for boot-test).
+        #[command(flatten)]
+        seed: commands::SeedOpts,
     },
     /// Resolve and pin every package into PROFILE.lock.
     #[command(
@@ -379,10 +385,12 @@ pub fn run(cli: Cli) -> Result<()> {
             source: so,
             attach,
             foreign,
+            seed,
         } => commands::boot_test(
             &images,
             commands::BootFlags {
                 foreign,
+                seed,
                 timeout,
                 boots,
                 retries,
@@ -430,7 +438,8 @@ pub fn run(cli: Cli) -> Result<()> {
             image,
             accel,
             source: so,
-        } => commands::run_interactive(&image, accel.as_deref(), &so, quiet),
+            seed,
+        } => commands::run_interactive(&image, accel.as_deref(), &so, &seed, quiet),
         Cmd::Audit(a) => audit::audit(&a, quiet),
         Cmd::Diff(a) => audit::diff(&a, quiet),
         Cmd::Report(a) => report::report(&a),

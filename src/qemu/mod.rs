@@ -45,8 +45,10 @@ pub struct VmSpec {
     /// The disk is a qcow2 overlay written in place, so that what the guest writes survives
     /// its reboots (an OTA test's disk; never an image directory's file).
     pub persistent: bool,
-    /// A second disk, read-only: update media.
+    /// A second disk, read-only: update media, or a cloud-init seed.
     pub media: Option<PathBuf>,
+    /// A 127.0.0.1 port QEMU forwards to the guest's SSH port (22).
+    pub ssh_port: Option<u16>,
     /// UEFI code volume.
     pub code: PathBuf,
     /// UEFI variable-store template (copied per boot).
@@ -110,7 +112,10 @@ pub fn args(spec: &VmSpec, vars_copy: &Path, interactive: bool) -> Vec<String> {
         "-device".into(),
         "virtio-blk-pci,drive=disk0,bootindex=0".into(),
         "-netdev".into(),
-        "user,id=net0".into(),
+        match spec.ssh_port {
+            Some(p) => format!("user,id=net0,hostfwd=tcp:127.0.0.1:{p}-:22"),
+            None => "user,id=net0".into(),
+        },
         "-device".into(),
         "virtio-net-pci,netdev=net0".into(),
         "-device".into(),

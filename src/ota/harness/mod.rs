@@ -89,6 +89,7 @@ pub fn run(base: &ImageDir, spec: VmSpec, steps: &[Step], opts: &Options) -> Res
             disk_format: None,
             persistent: true,
             media: None,
+            ssh_port: None,
             ..spec
         },
         vars,

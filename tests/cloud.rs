@@ -1,0 +1,176 @@
+//! `vm-cloud`: a template that takes its identity at first boot from cloud-init. The boot test
+//! attaches a NoCloud seed, waits for INGOT-READY, then logs in with the OpenSSH client through
+//! a forwarded 127.0.0.1 port and a throwaway key the seed installed; the login must see the
+//! seed's hostname and `cloud-init status` `done`, and the host key the guest presents must be
+//! one its console printed and differ between boots. The image itself holds no cloud-init
+//! instance state and no SSH host key (read with debugfs, not from the manifest).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+fn boots(report: &Path) -> Vec<serde_json::Value> {
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
+    v["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|i| i["boots"].as_array().unwrap().clone())
+        .collect()
+}
+
+#[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
+fn vm_cloud_takes_its_identity_from_the_seed_and_a_user_logs_in_over_ssh() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out");
+    let dirs = build(
+        "profiles/vm-cloud.toml",
+        &["hardware/qemu-x86_64.toml", "hardware/qemu-aarch64.toml"],
+        &out,
+        &[],
+    );
+    assert_eq!(dirs.len(), 2);
+
+    // What the image holds, read from its root filesystem.
+    for d in &dirs {
+        let ls = debugfs_root(d, t.path(), "ls -l /var/lib/cloud");
+        assert!(
+            ls.contains("File not found") || !ls.contains("instance"),
+            "cloud-init instance state in the image: {ls}"
+        );
+        let ssh = debugfs_root(d, t.path(), "ls /etc/ssh");
+        assert!(ssh.contains("sshd_config"), "{ssh}");
+        assert!(!ssh.contains("ssh_host_"), "host keys baked in: {ssh}");
+        let pam = debugfs_root(d, t.path(), "cat /etc/pam.d/common-auth");
+        assert!(pam.contains("pam_unix.so"), "no PAM stack: {pam}");
+        let cfg = debugfs_root(d, t.path(), "cat /etc/cloud/cloud.cfg.d/90_dpkg.cfg");
+        assert!(
+            cfg.contains("NoCloud") && cfg.contains("ConfigDrive"),
+            "{cfg}"
+        );
+    }
+
+    // x86_64 with the user's own seed: their hostname, their user, ours merged in.
+    let meta = t.path().join("meta-data");
+    std::fs::write(
+        &meta,
+        "instance-id: iid-cloud-test-1\nlocal-hostname: web-7\n",
+    )
+    .unwrap();
+    let user = t.path().join("user-data");
+    std::fs::write(
+        &user,
+        "#cloud-config\nusers:\n  - name: alice\n    shell: /bin/sh\n    lock_passwd: true\n",
+    )
+    .unwrap();
+    let x86 = dirs
+        .iter()
+        .find(|d| d.ends_with("vm-cloud-1.0.0-x86_64"))
+        .unwrap();
+    let arm = dirs
+        .iter()
+        .find(|d| d.ends_with("vm-cloud-1.0.0-aarch64"))
+        .unwrap();
+    let rx = t.path().join("x86.json");
+    let rarm = t.path().join("arm.json");
+    std::thread::scope(|s| {
+        let a = s.spawn(|| {
+            ingot(&[
+                "boot-test",
+                x86.to_str().unwrap(),
+                "--boots",
+                "2",
+                "--timeout",
+                "400",
+                "--user-data",
+                user.to_str().unwrap(),
+                "--meta-data",
+                meta.to_str().unwrap(),
+                "--check",
+                "id -u alice",
+                "--check",
+                "sudo -n true && test -s /etc/machine-id",
+                "--json",
+                rx.to_str().unwrap(),
+            ])
+        });
+        // aarch64 with the boot test's default seed (hostname ingot-vm-cloud).
+        let b = s.spawn(|| {
+            ingot(&[
+                "boot-test",
+                arm.to_str().unwrap(),
+                "--boots",
+                "1",
+                "--timeout",
+                "600",
+                "--json",
+                rarm.to_str().unwrap(),
+            ])
+        });
+        ok(&a.join().unwrap(), "boot-test vm-cloud x86_64");
+        ok(&b.join().unwrap(), "boot-test vm-cloud aarch64");
+    });
+    let xb = boots(&rx);
+    assert_eq!(xb.len(), 2);
+    for b in &xb {
+        assert_eq!(b["ok"], true, "{b}");
+        assert_eq!(b["login"]["hostname"], "web-7", "{b}");
+        assert_eq!(b["login"]["cloud_init"], "done", "{b}");
+        // The user's account exists beside the test's own (their users were kept), and the
+        // test's account may use sudo without a password.
+        let checks = b["login"]["checks"].as_array().unwrap();
+        assert_eq!(checks.len(), 2, "{b}");
+        assert!(
+            checks[0][1].as_str().unwrap().parse::<u32>().unwrap() >= 1000,
+            "{b}"
+        );
+    }
+    assert_ne!(
+        xb[0]["login"]["host_key"], xb[1]["login"]["host_key"],
+        "two boots presented the same host key"
+    );
+    let ab = boots(&rarm);
+    assert_eq!(ab[0]["ok"], true, "{}", ab[0]);
+    assert_eq!(ab[0]["login"]["hostname"], "ingot-vm-cloud");
+    assert_eq!(ab[0]["login"]["cloud_init"], "done");
+    for b in xb.iter().chain(&ab) {
+        eprintln!(
+            "ready {:.1} s, logged in {:.1} s, host key {}",
+            b["seconds"].as_f64().unwrap(),
+            b["login"]["seconds"].as_f64().unwrap(),
+            b["login"]["host_key"]
+        );
+    }
+}
+
+#[test]
+fn seed_files_that_do_not_exist_stop_the_test_before_any_boot() {
+    let o = ingot(&[
+        "boot-test",
+        "--disk",
+        "/etc/hostname",
+        "--arch",
+        "x86_64",
+        "--ready",
+        "x",
+        "--check",
+        "true",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("--check"), "{err}");
+    let o = ingot(&[
+        "boot-test",
+        "/nonexistent-image",
+        "--user-data",
+        "/nonexistent/user-data",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("--user-data /nonexistent/user-data"), "{err}");
+}
