@@ -345,6 +345,21 @@ pub(super) fn systemd_setup(tree: &mut Tree, profile: &Profile, ab: bool) -> Res
         enable_unit(tree, "ingot-ssh-hostkeys.service", "ingot")?;
     }
     enable_unit(tree, "ingot-ready.service", "ingot")?;
+    // On its first boot (an empty machine id) systemd applies the preset policy, and
+    // Debian's enables every unit a package installs: timers (apt-daily, e2scrub_all,
+    // fstrim, dpkg-db-backup), e2scrub_reap, getty@tty1, systemd-pstore, systemd-sysext.
+    // What starts is the profile's decision (`services`, agents, and the units Ingot itself
+    // enables above and below), so the first boot enables nothing more. The first-boot preset
+    // only ever enables, so the units enabled here stay enabled.
+    put(
+        tree,
+        "etc/systemd/system-preset/00-ingot.preset",
+        "# Written by ingot: the image profile decides which units start (its `services`, its
+# agents' services, and the units Ingot enables); the first boot enables nothing more.
+disable *
+",
+        0o644,
+    )?;
     // A golden image must never stop at an interactive first-boot prompt.
     tree.insert(
         "etc/systemd/system/systemd-firstboot.service",
