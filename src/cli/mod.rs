@@ -2,6 +2,7 @@
 //! (`commands`, `inspect`) over the library's stages. Parsing and printing only.
 
 mod audit;
+mod boot;
 mod commands;
 mod inspect;
 mod ota;
@@ -134,10 +135,10 @@ pub enum Cmd {
         attach: registry::AttachOpts,
         /// Disks Ingot did not build.
         #[command(flatten)]
-        foreign: commands::ForeignOpts,
+        foreign: boot::ForeignOpts,
         /// The NoCloud seed of cloud-init images.
         #[command(flatten)]
-        seed: commands::SeedOpts,
+        seed: boot::SeedOpts,
     },
     /// Prove OTA updates in QEMU: boot an A/B image, then give the device each bundle in turn.
     #[command(
@@ -194,7 +195,7 @@ pub enum Cmd {
         source: SourceOpts,
         /// The NoCloud seed of a cloud-init image (as for boot-test).
         #[command(flatten)]
-        seed: commands::SeedOpts,
+        seed: boot::SeedOpts,
     },
     /// Resolve and pin every package into PROFILE.lock.
     #[command(
@@ -386,9 +387,9 @@ pub fn run(cli: Cli) -> Result<()> {
             attach,
             foreign,
             seed,
-        } => commands::boot_test(
+        } => boot::boot_test(
             &images,
-            commands::BootFlags {
+            boot::BootFlags {
                 foreign,
                 seed,
                 timeout,
@@ -439,7 +440,7 @@ pub fn run(cli: Cli) -> Result<()> {
             accel,
             source: so,
             seed,
-        } => commands::run_interactive(&image, accel.as_deref(), &so, &seed, quiet),
+        } => boot::run_interactive(&image, accel.as_deref(), &so, &seed, quiet),
         Cmd::Audit(a) => audit::audit(&a, quiet),
         Cmd::Diff(a) => audit::diff(&a, quiet),
         Cmd::Report(a) => report::report(&a),

@@ -1,12 +1,37 @@
-//! Checks on what a profile takes from the build host: file sources (inside the profile's
-//! directory, regular files, never a pseudo-filesystem), overlay directories (regular files,
-//! directories and symlinks only) and the image paths files are placed at.
+//! A file a profile places in the image (`[[files]]`, an agent's files), and the checks on
+//! what a profile takes from the build host: file sources (inside the profile's directory,
+//! regular files, never a pseudo-filesystem), overlay directories (regular files, directories
+//! and symlinks only) and the image paths files are placed at.
 
 use std::path::{Path, PathBuf};
 
-use super::profile::FileSpec;
-use super::values::checked;
+use serde::{Deserialize, Serialize};
+
+use super::values::{checked, Mode};
 use super::{rule_at, rule_at_value, ConfigError};
+
+/// A file placed in the image by the profile.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSpec {
+    /// Absolute path inside the image.
+    pub path: String,
+    /// Literal content.
+    pub content: Option<String>,
+    /// Host file, relative to the profile, to copy.
+    pub source: Option<String>,
+    /// Mode (default 0644, or 0755 for `executable = true`).
+    pub mode: Option<Mode>,
+    /// Owner uid.
+    #[serde(default)]
+    pub uid: u32,
+    /// Owner gid.
+    #[serde(default)]
+    pub gid: u32,
+    /// Allow `source` to lie outside the profile's directory (a deliberate host path).
+    #[serde(default)]
+    pub allow_outside: bool,
+}
 
 /// Host paths a profile may never copy from: kernel and device pseudo-filesystems.
 const PSEUDO_FS: &[&str] = &["/proc", "/sys", "/dev", "/run"];

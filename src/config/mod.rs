@@ -14,11 +14,12 @@ use serde::Deserialize;
 
 use profile::{merge_chain, ProfileFile};
 
+pub use checks::FileSpec;
 pub use firmware::Firmware;
 pub use hardware::{AbLayout, DiskLayout, ExtraPartition, Hardware, QemuSettings};
 pub use profile::{
-    Agent, Distribution, FileSpec, Group, ImageMeta, KernelSettings, Network, Ota, Output,
-    Packages, Profile, Sysprep, User, DERIVED_LABELS,
+    Agent, Distribution, Group, ImageMeta, KernelSettings, Network, Ota, Output, Packages, Profile,
+    Sysprep, User, DERIVED_LABELS,
 };
 pub use values::{Arch, ByteSize, Format, InitSystem, Mode, SemVer, ZstdLevel};
 

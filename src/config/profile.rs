@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::checks::{check_file, host_source, overlay_dir};
-use super::values::{checked, ByteSize, Format, InitSystem, Mode, SemVer, ZstdLevel};
+use super::checks::{check_file, host_source, overlay_dir, FileSpec};
+use super::values::{checked, ByteSize, Format, InitSystem, SemVer, ZstdLevel};
 use super::{rule, ConfigError};
 
 /// `[image]` table.
@@ -120,29 +120,6 @@ pub struct Group {
     pub name: String,
     /// Numeric id; chosen from 1000 upwards when absent.
     pub gid: Option<u32>,
-}
-
-/// A file placed in the image by the profile.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileSpec {
-    /// Absolute path inside the image.
-    pub path: String,
-    /// Literal content.
-    pub content: Option<String>,
-    /// Host file, relative to the profile, to copy.
-    pub source: Option<String>,
-    /// Mode (default 0644, or 0755 for `executable = true`).
-    pub mode: Option<Mode>,
-    /// Owner uid.
-    #[serde(default)]
-    pub uid: u32,
-    /// Owner gid.
-    #[serde(default)]
-    pub gid: u32,
-    /// Allow `source` to lie outside the profile's directory (a deliberate host path).
-    #[serde(default)]
-    pub allow_outside: bool,
 }
 
 /// An agent: software that must run and report ready on every boot.

@@ -1,0 +1,388 @@
+//! `boot-test` and `run`: the flags, the image directories, foreign disks and matrix cells
+//! turned into VMs, the boot test run, and its reports printed and written.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+
+use super::{source, SourceOpts};
+use crate::base::fsx;
+use crate::boottest::{self, report::Report};
+use crate::image_dir::ImageDir;
+
+/// Flags of `boot-test`.
+pub struct BootFlags {
+    /// Seconds per boot.
+    pub timeout: u64,
+    /// Boots per image.
+    pub boots: u32,
+    /// Extra attempts.
+    pub retries: u32,
+    /// JUnit report.
+    pub junit: Option<PathBuf>,
+    /// JSON report.
+    pub json: Option<PathBuf>,
+    /// HTML report.
+    pub html: Option<PathBuf>,
+    /// Log directory.
+    pub logs: Option<PathBuf>,
+    /// Forced accelerator.
+    pub accel: Option<String>,
+    /// Where to attach the signed reports.
+    pub attach: super::registry::AttachOpts,
+    /// Foreign disks.
+    pub foreign: ForeignOpts,
+    /// The NoCloud seed.
+    pub seed: SeedOpts,
+}
+
+/// What the NoCloud seed of a cloud-init image holds. Without these a seed of the boot test's
+/// own is attached (an instance id, the hostname `ingot-IMAGE`); either way the seed adds an
+/// account `ingot-test` with a throwaway SSH key, and the test logs in with it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SeedOpts {
+    /// cloud-init user-data for the seed (the test's own account is merged in after it).
+    #[arg(long, value_name = "FILE")]
+    pub user_data: Option<PathBuf>,
+    /// NoCloud meta-data for the seed (`instance-id`, `local-hostname`).
+    #[arg(long, value_name = "FILE")]
+    pub meta_data: Option<PathBuf>,
+    /// Network configuration for the seed.
+    #[arg(long, value_name = "FILE")]
+    pub network_config: Option<PathBuf>,
+    /// A shell command to run over SSH after the login (repeatable); the boot fails, naming
+    /// it, unless it exits 0.
+    #[arg(long = "check", value_name = "CMD")]
+    pub checks: Vec<String>,
+}
+
+/// Disks another tool made, for `boot-test --disk`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ForeignOpts {
+    /// A disk image Ingot did not build (raw, qcow2, vmdk, vhd, vhdx); repeatable. It is
+    /// never written: QEMU writes to a throwaway overlay.
+    #[arg(long = "disk", value_name = "FILE", requires_all = ["arch", "ready"])]
+    pub disks: Vec<PathBuf>,
+    /// The foreign disks' architecture (x86_64 or aarch64).
+    #[arg(long, value_parser = ["x86_64", "aarch64"])]
+    pub arch: Option<String>,
+    /// The foreign disks' format (default: what `qemu-img info` says).
+    #[arg(long, value_parser = ["raw", "qcow2", "vmdk", "vhd", "vhdx"])]
+    pub format: Option<String>,
+    /// Regular expression a console line of a foreign disk's boot must match to count as
+    /// ready (a login prompt, a service's banner).
+    #[arg(long, value_name = "REGEX")]
+    pub ready: Option<String>,
+    /// A TOML file of cells (image directories and disks × arch × readiness) to boot as one
+    /// run, with one JUnit file and one JSON summary; see the README.
+    #[arg(long, value_name = "FILE", conflicts_with = "disks")]
+    pub matrix: Option<PathBuf>,
+}
+
+/// `boot-test DIR...`.
+pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool) -> Result<()> {
+    if !f.foreign.disks.is_empty() && f.attach.attach.is_some() {
+        return Err(crate::registry::BadInput(
+            "--attach: only Ingot image directories carry a signed manifest to attach reports to; drop it for --disk".into(),
+        )
+        .into());
+    }
+    for (flag, p) in [
+        ("--user-data", &f.seed.user_data),
+        ("--meta-data", &f.seed.meta_data),
+        ("--network-config", &f.seed.network_config),
+    ] {
+        if let Some(p) = p.as_ref().filter(|p| !p.is_file()) {
+            return Err(crate::registry::BadInput(format!(
+                "{flag} {}: not a readable file",
+                p.display()
+            ))
+            .into());
+        }
+    }
+    let attach = f.attach.prepare()?;
+    let mut specs = Vec::new();
+    let mut dirs = Vec::new();
+    for i in images {
+        let dir = ImageDir::open(i)?;
+        crate::qemu::require_binary(dir.manifest.boot.hardware.arch)?;
+        let src = source(so, &dir.manifest.boot.firmware.suite, quiet)?;
+        let spec = boottest::vm_spec(&dir, f.accel.as_deref(), &src)?;
+        dirs.push(dir.clone());
+        specs.push((boottest::Target::Image(Box::new(dir)), spec));
+    }
+    if !f.seed.checks.is_empty() {
+        let no_login = dirs.iter().find(|d| {
+            !(d.manifest.contents.contains_key("cloud-init")
+                && d.manifest.contents.contains_key("openssh-server"))
+        });
+        if let Some(d) = no_login {
+            return Err(crate::registry::BadInput(format!(
+                "--check runs over the SSH login the boot test makes through cloud-init, but {} has no cloud-init and OpenSSH",
+                d.path.display()
+            ))
+            .into());
+        }
+        if !f.foreign.disks.is_empty() || f.foreign.matrix.is_some() {
+            return Err(crate::registry::BadInput(
+                "--check needs an Ingot image with cloud-init and OpenSSH; foreign disks have no login yet".into(),
+            )
+            .into());
+        }
+    }
+    let scratch = crate::base::fsx::scratch_dir("ingot-foreign")?;
+    let matrix = f
+        .foreign
+        .matrix
+        .as_deref()
+        .map(boottest::matrix::load)
+        .transpose()?;
+    for c in matrix.iter().flat_map(|m| &m.cells) {
+        match &c.what {
+            boottest::matrix::What::Image(p) => {
+                let dir = ImageDir::open(p)?;
+                crate::qemu::require_binary(dir.manifest.boot.hardware.arch)?;
+                let src = source(so, &dir.manifest.boot.firmware.suite, quiet)?;
+                let spec = boottest::vm_spec(&dir, f.accel.as_deref(), &src)?;
+                dirs.push(dir.clone());
+                specs.push((boottest::Target::Image(Box::new(dir)), spec));
+            }
+            boottest::matrix::What::Disk {
+                disk,
+                arch,
+                format,
+                ready,
+            } => {
+                crate::qemu::require_binary(*arch)?;
+                let src = source(so, "", quiet)?;
+                let spec = boottest::foreign::vm_spec(
+                    disk,
+                    *arch,
+                    format.as_deref(),
+                    f.accel.as_deref(),
+                    &src,
+                    scratch.path(),
+                )?;
+                let ready = regex::Regex::new(ready)
+                    .map_err(|e| crate::registry::BadInput(format!("ready: {e}")))?;
+                specs.push((
+                    boottest::Target::Foreign {
+                        disk: disk.clone(),
+                        ready,
+                    },
+                    spec,
+                ));
+            }
+        }
+    }
+    if let (Some(arch), Some(ready)) = (&f.foreign.arch, &f.foreign.ready) {
+        let arch: crate::config::Arch = match arch.as_str() {
+            "aarch64" => crate::config::Arch::Aarch64,
+            _ => crate::config::Arch::X86_64,
+        };
+        let pattern = regex::Regex::new(ready)
+            .map_err(|e| crate::registry::BadInput(format!("--ready {ready}: {e}")))?;
+        crate::qemu::require_binary(arch)?;
+        let src = source(so, "", quiet)?;
+        for d in &f.foreign.disks {
+            let spec = boottest::foreign::vm_spec(
+                d,
+                arch,
+                f.foreign.format.as_deref(),
+                f.accel.as_deref(),
+                &src,
+                scratch.path(),
+            )?;
+            specs.push((
+                boottest::Target::Foreign {
+                    disk: d.clone(),
+                    ready: pattern.clone(),
+                },
+                spec,
+            ));
+        }
+    }
+    let log_dir = boottest::log_dir(f.logs.as_deref(), f.json.as_deref(), f.junit.as_deref())?;
+    let opts = boottest::Options {
+        timeout: Duration::from_secs(f.timeout),
+        boots: matrix.as_ref().and_then(|m| m.boots).unwrap_or(f.boots),
+        retries: f.retries,
+        jobs: so.jobs,
+        log_dir: log_dir.clone(),
+        quiet,
+        seed: boottest::cloud::SeedInput {
+            user_data: f.seed.user_data.clone(),
+            meta_data: f.seed.meta_data.clone(),
+            network_config: f.seed.network_config.clone(),
+        },
+        checks: f.seed.checks.clone(),
+    };
+    let mut report = boottest::run_targets(&specs, &opts)?;
+    if let Some(m) = &matrix {
+        // Each result is named after its cell (JUnit testcases, summary), in the file's order.
+        let mut cells = Vec::new();
+        let mut named = Vec::new();
+        for c in &m.cells {
+            let path = match &c.what {
+                boottest::matrix::What::Image(p) | boottest::matrix::What::Disk { disk: p, .. } => {
+                    p
+                }
+            };
+            if let Some(mut r) = report.images.iter().find(|r| r.image == *path).cloned() {
+                cells.push(boottest::matrix::summarize(&c.name, &r));
+                r.image = PathBuf::from(&c.name);
+                named.push(r);
+            }
+        }
+        report = Report::new(named);
+        if let Some(p) = &f.json {
+            let v = serde_json::json!({"passed": report.passed, "cells": cells, "report": report});
+            fsx::write(p, serde_json::to_string_pretty(&v)?)?;
+        }
+        for c in &cells {
+            println!(
+                "{:<30} {:<6} {}",
+                c.name,
+                if c.passed { "ready" } else { "FAILED" },
+                match (c.time_to_ready, &c.failure) {
+                    (_, Some(f)) => f.clone(),
+                    (Some(t), None) => format!("{t:.1} s to ready (median)"),
+                    (None, None) => String::new(),
+                }
+            );
+        }
+    } else if let Some(p) = &f.json {
+        fsx::write(p, serde_json::to_string_pretty(&report)?)?;
+    }
+    if let Some(p) = &f.junit {
+        fsx::write(p, boottest::report::junit_xml(&report.images))?;
+    }
+    if let Some(p) = &f.html {
+        let page = crate::report::render(&crate::report::Inputs {
+            images: dirs.clone(),
+            boot_reports: vec![("this run".into(), report.clone())],
+            ..Default::default()
+        })?;
+        super::report::write_page(&page, Some(p))?;
+    }
+    print_failures(&report);
+    if let Some(a) = &attach {
+        let per: Vec<_> = report
+            .images
+            .iter()
+            .map(|r| {
+                let one = Report::new(vec![r.clone()]);
+                (
+                    r.image.clone(),
+                    one.passed,
+                    serde_json::to_value(&one).unwrap_or_default(),
+                )
+            })
+            .collect();
+        a.reports(crate::registry::evidence::Kind::BootReport, &per, quiet)?;
+    }
+    if f.logs.is_none() && f.json.is_none() && f.junit.is_none() && !quiet {
+        eprintln!("console logs: {}", log_dir.display());
+    }
+    if !report.passed {
+        crate::interrupt::check()?;
+        bail!("boot test failed");
+    }
+    println!(
+        "boot test passed: {} image(s), {} boot(s) each{}",
+        report.images.len(),
+        f.boots,
+        match report.flaky() {
+            0 => String::new(),
+            n => format!("; {n} boot(s) passed only on a retry (flaky)"),
+        }
+    );
+    Ok(())
+}
+
+/// FLAKY and FAIL lines, with each failed boot's console tail.
+fn print_failures(report: &Report) {
+    for r in &report.images {
+        let img = r.image.display();
+        for c in &r.boots {
+            if c.flaky {
+                eprintln!(
+                    "FLAKY {img} boot {}: passed on attempt {} after:",
+                    c.boot,
+                    c.attempts.len() + 1
+                );
+            } else if !c.attempts.is_empty() {
+                eprintln!("FAIL {img} boot {}: every attempt failed:", c.boot);
+            }
+            for (k, a) in c.attempts.iter().enumerate() {
+                eprintln!(
+                    "  attempt {}: {} (console: {})",
+                    k + 1,
+                    a.failure.as_deref().unwrap_or(""),
+                    a.console_log
+                        .as_deref()
+                        .map_or("none".to_string(), |p| p.display().to_string())
+                );
+            }
+            if let Some(f) = &c.failure {
+                eprintln!("FAIL {img} boot {}: {f}", c.boot);
+                for l in &c.tail {
+                    eprintln!("  | {l}");
+                }
+            }
+        }
+        if let Some(f) = &r.machine_id_failure {
+            eprintln!("FAIL {img}: {f}");
+        }
+    }
+}
+
+/// `run DIR`: an interactive boot.
+pub fn run_interactive(
+    image: &Path,
+    accel: Option<&str>,
+    so: &SourceOpts,
+    seed: &SeedOpts,
+    quiet: bool,
+) -> Result<()> {
+    if !seed.checks.is_empty() {
+        return Err(crate::registry::BadInput(
+            "--check is for boot-test; in `run` you are at the console yourself".into(),
+        )
+        .into());
+    }
+    let dir = ImageDir::open(image)?;
+    crate::qemu::require_binary(dir.manifest.boot.hardware.arch)?;
+    let src = source(so, &dir.manifest.boot.firmware.suite, quiet)?;
+    let mut spec = boottest::vm_spec(&dir, accel, &src)?;
+    let work = fsx::scratch_dir("ingot-run")?;
+    // A cloud-init image starts as a platform would start it: with a NoCloud seed, and SSH
+    // forwarded from a free loopback port for the seed's throwaway key.
+    if dir.manifest.contents.contains_key("cloud-init") {
+        let s = boottest::cloud::make_seed(
+            work.path(),
+            &boottest::cloud::SeedInput {
+                user_data: seed.user_data.clone(),
+                meta_data: seed.meta_data.clone(),
+                network_config: seed.network_config.clone(),
+            },
+            &dir.manifest.image,
+        )?;
+        spec.media = Some(s.image.clone());
+        if dir.manifest.contents.contains_key("openssh-server") {
+            let port = boottest::cloud::free_port()?;
+            spec.ssh_port = Some(port);
+            eprintln!(
+                "log in once cloud-init is done: ssh -i {} -p {port} -o UserKnownHostsFile=/dev/null {}@127.0.0.1",
+                s.key.display(),
+                boottest::cloud::USER
+            );
+        }
+    }
+    let code = crate::qemu::run_interactive(&spec, work.path())?;
+    if code != 0 {
+        bail!("QEMU exited with status {code}");
+    }
+    Ok(())
+}

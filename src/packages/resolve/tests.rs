@@ -1,0 +1,300 @@
+//! The resolver's unit tests: small indexes written inline, one rule of apt's per test.
+use super::*;
+
+fn idx(text: &str) -> Index {
+    let mut i = Index::default();
+    i.add(text, "test", "amd64").unwrap();
+    i.finish();
+    i
+}
+
+fn pkg(name: &str, version: &str, extra: &str) -> String {
+    format!(
+        "Package: {name}\nVersion: {version}\nArchitecture: amd64\nFilename: pool/{name}.deb\nSize: 1\nSHA256: {}\n{extra}\n",
+        "0".repeat(64)
+    )
+}
+
+fn names(v: &[PackageInfo]) -> Vec<String> {
+    v.iter()
+        .map(|p| format!("{}={}", p.name, p.version))
+        .collect()
+}
+
+#[test]
+fn alternatives_provides_versions() {
+    let i = idx(&[
+        pkg(
+            "app",
+            "1.0",
+            "Depends: libc (>= 2.0), awk, mail-transport-agent | exim",
+        ),
+        pkg("libc", "2.1", ""),
+        pkg("libc", "1.9", ""),
+        pkg("mawk", "1.3", "Provides: awk\nPriority: required"),
+        pkg("gawk", "5", "Provides: awk"),
+        pkg("exim", "4", ""),
+        pkg("unused", "1", ""),
+    ]
+    .join("\n"));
+    let r = resolve(
+        &i,
+        &Request {
+            include: vec!["app".into()],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    // awk: mawk (Priority: required) before gawk, as apt chooses, not by name.
+    assert_eq!(names(&r), ["app=1.0", "exim=4", "libc=2.1", "mawk=1.3"]);
+    // With the essential set, mawk is chosen first and satisfies awk.
+    let r = resolve(
+        &i,
+        &Request {
+            include: vec!["app".into()],
+            essential: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(names(&r).contains(&"mawk=1.3".to_string()));
+    assert!(!names(&r).contains(&"gawk=5".to_string()));
+}
+
+fn req(include: &[&str]) -> Request {
+    Request {
+        include: include.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn conflicts_through_provides_fail_naming_both_packages_and_the_clause() {
+    let i = idx(&[
+        pkg(
+            "chrony",
+            "4.3",
+            "Conflicts: time-daemon\nProvides: time-daemon",
+        ),
+        pkg(
+            "systemd-timesyncd",
+            "252",
+            "Conflicts: time-daemon\nProvides: time-daemon",
+        ),
+    ]
+    .join("\n"));
+    // Each provides and conflicts with time-daemon: alone, each is fine.
+    assert_eq!(
+        names(&resolve(&i, &req(&["chrony"])).unwrap()),
+        ["chrony=4.3"]
+    );
+    let e = resolve(&i, &req(&["chrony", "systemd-timesyncd"])).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "the profile needs `systemd-timesyncd`, but systemd-timesyncd 252 cannot be installed with chrony 4.3: systemd-timesyncd 252 Conflicts: time-daemon"
+    );
+    // Declared the other way round: the chosen package's clause is named.
+    let i = idx(&[
+        pkg("a", "1", "Breaks: b (<< 2)"),
+        pkg("b", "1", ""),
+        pkg("c", "1", "Depends: b"),
+    ]
+    .join("\n"));
+    let e = resolve(&i, &req(&["a", "c"])).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "c 1 needs `b`, but b 1 cannot be installed with a 1: a 1 Breaks: b (<< 2)"
+    );
+    // A Breaks on an older version does not touch the candidate.
+    let i = idx(&[pkg("a", "1", "Breaks: b (<< 1)"), pkg("b", "1", "")].join("\n"));
+    assert_eq!(
+        names(&resolve(&i, &req(&["a", "b"])).unwrap()),
+        ["a=1", "b=1"]
+    );
+}
+
+#[test]
+fn an_alternative_that_would_conflict_is_passed_over_for_the_next() {
+    let i = idx(&[
+        pkg("mta-user", "1", "Depends: exim4 | postfix"),
+        pkg(
+            "exim4",
+            "4",
+            "Conflicts: mail-transport-agent\nProvides: mail-transport-agent",
+        ),
+        pkg(
+            "postfix",
+            "3",
+            "Conflicts: mail-transport-agent\nProvides: mail-transport-agent",
+        ),
+        pkg(
+            "ssmtp",
+            "2",
+            "Conflicts: mail-transport-agent\nProvides: mail-transport-agent",
+        ),
+        pkg("want-mta", "1", "Depends: mail-transport-agent"),
+    ]
+    .join("\n"));
+    // postfix first; exim4 would conflict with it, so the dependency takes... postfix itself.
+    let r = resolve(&i, &req(&["postfix", "mta-user"])).unwrap();
+    assert_eq!(names(&r), ["mta-user=1", "postfix=3"]);
+    // Both asked for by name: the second fails, like apt (exim4-daemon-light + postfix).
+    let e = resolve(&i, &req(&["exim4", "postfix"])).unwrap_err();
+    assert!(matches!(e, ResolveError::Conflict { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains("postfix 3 cannot be installed with exim4 4"),
+        "{e}"
+    );
+    // A virtual package with a provider already chosen adds nothing.
+    let r = resolve(&i, &req(&["ssmtp", "want-mta"])).unwrap();
+    assert_eq!(names(&r), ["ssmtp=2", "want-mta=1"]);
+}
+
+#[test]
+fn recommends_nothing_satisfies_are_skipped_and_noted() {
+    let i = idx(&[
+        pkg(
+            "daemon",
+            "1",
+            "Depends: base\nRecommends: driver-vbox, bad, helper | other",
+        ),
+        pkg("base", "1", "Conflicts: bad, helper"),
+        pkg("helper", "1", ""),
+        pkg("bad", "1", ""),
+        pkg("other", "1", ""),
+    ]
+    .join("\n"));
+    let mut r = req(&["daemon"]);
+    r.recommends = true;
+    let got = resolve_noting(&i, &r).unwrap();
+    // driver-vbox does not exist and bad conflicts with base: both skipped, not fatal;
+    // helper would conflict too, so the next alternative is taken.
+    assert_eq!(names(&got.packages), ["base=1", "daemon=1", "other=1"]);
+    assert_eq!(
+        got.skipped,
+        [
+            "daemon 1 recommends `driver-vbox`: skipped, nothing satisfies it",
+            "daemon 1 recommends `bad`: skipped, nothing satisfies it (bad 1 cannot be installed with base 1)",
+        ]
+    );
+    // As a hard dependency the same clause is an error naming the conflict.
+    let i = idx(&[
+        pkg("x", "1", "Depends: base, bad"),
+        pkg("base", "1", "Conflicts: bad"),
+        pkg("bad", "1", ""),
+    ]
+    .join("\n"));
+    let e = resolve(&i, &req(&["x"])).unwrap_err();
+    assert!(e.to_string().contains("base 1 Conflicts: bad"), "{e}");
+}
+
+#[test]
+fn version_too_old_is_explained() {
+    let i = idx(&[
+        pkg("app", "1", "Depends: libc (>= 3)"),
+        pkg("libc", "2.1", ""),
+    ]
+    .join("\n"));
+    let e = resolve(
+        &i,
+        &Request {
+            include: vec!["app".into()],
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    let s = e.to_string();
+    assert!(
+        s.contains("app 1 needs `libc (>= 3)`") && s.contains("the index has libc 2.1"),
+        "{s}"
+    );
+}
+
+#[test]
+fn unknown_names_get_suggestions() {
+    let i = idx(&[
+        pkg("openssh-server", "1", ""),
+        pkg("openssh-client", "1", ""),
+    ]
+    .join("\n"));
+    let e = resolve(
+        &i,
+        &Request {
+            include: vec!["openssh-sever".into()],
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("did you mean `openssh-server`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn pinned_version() {
+    let i = idx(&[pkg("libc", "2.1", ""), pkg("libc", "1.9", "")].join("\n"));
+    let r = resolve(
+        &i,
+        &Request {
+            include: vec!["libc=1.9".into()],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(names(&r), ["libc=1.9"]);
+}
+
+#[test]
+fn a_not_automatic_suite_is_used_only_when_asked_for_as_apt_does() {
+    let mut i = Index::default();
+    i.add(
+        &[pkg("kernel", "6.1", ""), pkg("logsave", "1.47.0", "")].join("\n"),
+        "bookworm",
+        "amd64",
+    )
+    .unwrap();
+    i.add(
+        &[
+            pkg("kernel", "6.12", ""),
+            pkg("logsave", "1.47.2", ""),
+            pkg("only-bpo", "2.0", ""),
+        ]
+        .join("\n"),
+        "bookworm-backports",
+        "amd64",
+    )
+    .unwrap();
+    i.not_automatic.insert("bookworm-backports".into());
+    i.finish();
+    let r = |inc: &[&str]| {
+        names(
+            &resolve(
+                &i,
+                &Request {
+                    include: inc.iter().map(|s| s.to_string()).collect(),
+                    ..Default::default()
+                },
+            )
+            .unwrap(),
+        )
+    };
+    assert_eq!(r(&["kernel", "logsave"]), ["kernel=6.1", "logsave=1.47.0"]);
+    assert_eq!(
+        r(&["kernel", "logsave/bookworm-backports"]),
+        ["kernel=6.1", "logsave=1.47.2"]
+    );
+    // A package only the backports suite has is its candidate.
+    assert_eq!(r(&["only-bpo"]), ["only-bpo=2.0"]);
+    let e = resolve(
+        &i,
+        &Request {
+            include: vec!["kernel/sid".into()],
+            ..Default::default()
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("suite sid has no kernel"), "{e}");
+}
