@@ -153,7 +153,7 @@ fn pick(lock: Lockfile, hardware: Option<&str>, path: &Path) -> Result<LockTarge
             .into_iter()
             .next()
             .unwrap_or_else(|| unreachable!("one target"))),
-        None => Err(crate::registry::BadInput(format!(
+        None => Err(crate::base::BadInput(format!(
             "{}: {} targets ({}); name one with --hardware",
             path.display(),
             names.len(),

@@ -131,6 +131,26 @@ pub fn read_regular(path: &Path) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// A tar header for a regular file `name` of `size` bytes: mode 0644, owned by root, dated
+/// `mtime` (the build's epoch), so an archive's bytes depend on its contents only. `h` is the
+/// format's empty header (`new_ustar`, `new_gnu`).
+pub fn tar_file_header(
+    mut h: tar::Header,
+    name: &str,
+    size: u64,
+    mtime: i64,
+) -> io::Result<tar::Header> {
+    h.set_path(name)?;
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(u64::try_from(mtime).unwrap_or(0));
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_cksum();
+    Ok(h)
+}
+
 /// What a file type is, in words.
 pub fn kind_of(t: &fs::FileType) -> &'static str {
     use std::os::unix::fs::FileTypeExt;

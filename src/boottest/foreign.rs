@@ -63,13 +63,13 @@ pub fn detect_format(disk: &Path) -> Result<String> {
 }
 
 /// QEMU's driver name for a format given on the command line (`vhd` is `vpc`).
-pub fn driver(format: &str) -> Result<&'static str, crate::registry::BadInput> {
+pub fn driver(format: &str) -> Result<&'static str, crate::base::BadInput> {
     FORMATS
         .iter()
         .find(|(n, _)| *n == format)
         .map(|(_, d)| *d)
         .ok_or_else(|| {
-            crate::registry::BadInput(format!(
+            crate::base::BadInput(format!(
                 "--format {format}: one of raw, qcow2, vmdk, vhd, vhdx"
             ))
         })
@@ -87,7 +87,7 @@ pub fn vm_spec(
 ) -> Result<VmSpec> {
     if !disk.is_file() {
         return Err(
-            crate::registry::BadInput(format!("--disk {}: no such file", disk.display())).into(),
+            crate::base::BadInput(format!("--disk {}: no such file", disk.display())).into(),
         );
     }
     let format = match format {

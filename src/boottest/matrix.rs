@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::registry::BadInput;
+use crate::base::BadInput;
 
 /// The file.
 #[derive(Debug, Clone, Deserialize)]

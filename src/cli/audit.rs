@@ -8,8 +8,8 @@ use anyhow::{Context, Result};
 use super::SourceOpts;
 use crate::audit::{self, diff, Audit, Gate, Subject};
 use crate::base::identity::{now_secs, rfc3339};
+use crate::base::BadInput;
 use crate::image_dir::ImageDir;
-use crate::registry::BadInput;
 
 /// The gate failed: exit status 1, after the report.
 #[derive(Debug, thiserror::Error)]

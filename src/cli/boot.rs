@@ -83,7 +83,7 @@ pub struct ForeignOpts {
 /// `boot-test DIR...`.
 pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool) -> Result<()> {
     if !f.foreign.disks.is_empty() && f.attach.attach.is_some() {
-        return Err(crate::registry::BadInput(
+        return Err(crate::base::BadInput(
             "--attach: only Ingot image directories carry a signed manifest to attach reports to; drop it for --disk".into(),
         )
         .into());
@@ -94,7 +94,7 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
         ("--network-config", &f.seed.network_config),
     ] {
         if let Some(p) = p.as_ref().filter(|p| !p.is_file()) {
-            return Err(crate::registry::BadInput(format!(
+            return Err(crate::base::BadInput(format!(
                 "{flag} {}: not a readable file",
                 p.display()
             ))
@@ -118,14 +118,14 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
                 && d.manifest.contents.contains_key("openssh-server"))
         });
         if let Some(d) = no_login {
-            return Err(crate::registry::BadInput(format!(
+            return Err(crate::base::BadInput(format!(
                 "--check runs over the SSH login the boot test makes through cloud-init, but {} has no cloud-init and OpenSSH",
                 d.path.display()
             ))
             .into());
         }
         if !f.foreign.disks.is_empty() || f.foreign.matrix.is_some() {
-            return Err(crate::registry::BadInput(
+            return Err(crate::base::BadInput(
                 "--check needs an Ingot image with cloud-init and OpenSSH; foreign disks have no login yet".into(),
             )
             .into());
@@ -165,7 +165,7 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
                     scratch.path(),
                 )?;
                 let ready = regex::Regex::new(ready)
-                    .map_err(|e| crate::registry::BadInput(format!("ready: {e}")))?;
+                    .map_err(|e| crate::base::BadInput(format!("ready: {e}")))?;
                 specs.push((
                     boottest::Target::Foreign {
                         disk: disk.clone(),
@@ -182,7 +182,7 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
             _ => crate::config::Arch::X86_64,
         };
         let pattern = regex::Regex::new(ready)
-            .map_err(|e| crate::registry::BadInput(format!("--ready {ready}: {e}")))?;
+            .map_err(|e| crate::base::BadInput(format!("--ready {ready}: {e}")))?;
         crate::qemu::require_binary(arch)?;
         let src = source(so, "", quiet)?;
         for d in &f.foreign.disks {
@@ -347,7 +347,7 @@ pub fn run_interactive(
     quiet: bool,
 ) -> Result<()> {
     if !seed.checks.is_empty() {
-        return Err(crate::registry::BadInput(
+        return Err(crate::base::BadInput(
             "--check is for boot-test; in `run` you are at the console yourself".into(),
         )
         .into());

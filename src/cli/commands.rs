@@ -66,7 +66,7 @@ pub fn build(
     for d in &f.delta_from {
         let m = ImageDir::open(d)?.manifest;
         if m.image != p.image.name || !hws.iter().any(|h| h.name == m.hardware.name) {
-            return Err(crate::registry::BadInput(format!(
+            return Err(crate::base::BadInput(format!(
                 "--delta-from {}: {} for {}, but this build makes {} for {}",
                 d.display(),
                 m.image,

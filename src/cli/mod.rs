@@ -303,7 +303,7 @@ pub enum Cmd {
 pub fn exit_code(e: &anyhow::Error) -> i32 {
     if e.chain().any(|c| {
         c.downcast_ref::<ConfigError>().is_some()
-            || c.downcast_ref::<crate::registry::BadInput>().is_some()
+            || c.downcast_ref::<crate::base::BadInput>().is_some()
             || c.downcast_ref::<crate::audit::Unreachable>().is_some()
     }) {
         2

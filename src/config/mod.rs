@@ -194,20 +194,7 @@ pub(crate) fn rule_at_value(
     value: &str,
     message: impl Into<String>,
 ) -> ConfigError {
-    for f in files {
-        let found = std::fs::read_to_string(f)
-            .ok()
-            .and_then(|t| find_assignment(&t, key, value));
-        if let Some((line, column)) = found {
-            return ConfigError::Invalid {
-                path: f.to_path_buf(),
-                line,
-                column,
-                message: message.into(),
-            };
-        }
-    }
-    rule(files.first().copied().unwrap_or(Path::new("")), message)
+    rule_where(files, message, |t| find_assignment(t, key, value))
 }
 
 /// A rule broken at a place the files can show: the first of `files` (a profile, then the
@@ -219,11 +206,18 @@ pub(crate) fn rule_at(
     key: &str,
     message: impl Into<String>,
 ) -> ConfigError {
+    rule_where(files, message, |t| find_key(t, after, key))
+}
+
+/// The rule at the first place `find` shows in the first of `files` where it shows one.
+fn rule_where(
+    files: &[&Path],
+    message: impl Into<String>,
+    find: impl Fn(&str) -> Option<(usize, usize)>,
+) -> ConfigError {
     for f in files {
-        let Ok(text) = std::fs::read_to_string(f) else {
-            continue;
-        };
-        if let Some((line, column)) = find_key(&text, after, key) {
+        let found = std::fs::read_to_string(f).ok().and_then(|t| find(&t));
+        if let Some((line, column)) = found {
             return ConfigError::Invalid {
                 path: f.to_path_buf(),
                 line,

@@ -112,17 +112,8 @@ pub fn pin_vhd_footer(footer: &mut [u8; 512], identity: &str, epoch: i64) -> Res
     Ok(())
 }
 
-/// A tar header for `name` of `size` bytes at `epoch`, owned by root, mode 0644.
-fn header(mut h: tar::Header, name: &str, size: u64, epoch: i64) -> Result<tar::Header> {
-    h.set_path(name)?;
-    h.set_size(size);
-    h.set_mode(0o644);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_mtime(u64::try_from(epoch).unwrap_or(0));
-    h.set_entry_type(tar::EntryType::Regular);
-    h.set_cksum();
-    Ok(h)
+fn header(h: tar::Header, name: &str, size: u64, epoch: i64) -> Result<tar::Header> {
+    Ok(crate::base::fsx::tar_file_header(h, name, size, epoch)?)
 }
 
 /// Write `disk.raw` alone into a GNU tar, gzip'd, at `out` (what Compute Engine imports).

@@ -21,11 +21,7 @@ pub use reference::Reference;
 
 use anyhow::Result;
 
-/// Input that is wrong before any registry is asked (a reference that does not parse, a tag
-/// that is not a version): exit status 2.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct BadInput(pub String);
+pub use crate::base::BadInput;
 
 /// Blobs sent or fetched at once (the registry's per-request work overlaps; oras also uses 3).
 pub const PARALLEL: usize = 3;
