@@ -114,11 +114,11 @@ pub fn ready_line(data: &[u8]) {
 
 /// An update bundle: the tar walk, member hashing, the manifest parser and the checks.
 pub fn update_bundle(data: &[u8]) {
-    if let Ok(b) = crate::ota::bundle::Bundle::read_from(Cursor::new(data), Path::new("fuzz")) {
+    if let Ok(b) = crate::bundle::Bundle::read_from(Cursor::new(data), Path::new("fuzz")) {
         let _ = b.check(None);
         let _ = b.payload_bytes();
     }
-    let _ = crate::ota::bundle::Manifest::parse(&String::from_utf8_lossy(data));
+    let _ = crate::bundle::Manifest::parse(&String::from_utf8_lossy(data));
 }
 
 /// VMDK and VHDX header reads (the identifier pinning after qemu-img convert).

@@ -31,8 +31,20 @@ pub const SBOM_SPDX: &str = "sbom.spdx.json";
 pub const SBOM_CDX: &str = "sbom.cdx.json";
 /// in-toto provenance in a DSSE envelope.
 pub const PROVENANCE: &str = "provenance.intoto.jsonl";
-/// The update bundle of an A/B image (format: `ota::bundle`).
-pub const BUNDLE: &str = crate::ota::bundle::FILE;
+/// The update bundle of an A/B image (format: `bundle`).
+pub const BUNDLE: &str = crate::bundle::FILE;
+
+/// The file name of the delta bundle from `base_version` (made by `ota::delta`).
+pub fn delta_bundle(base_version: &str) -> String {
+    format!("update-from-{base_version}.bundle")
+}
+
+/// Is this an image directory file name of a delta bundle?
+pub fn is_delta_bundle(name: &str) -> bool {
+    name.strip_prefix("update-from-")
+        .and_then(|r| r.strip_suffix(".bundle"))
+        .is_some_and(|v| !v.is_empty() && !v.contains('/'))
+}
 
 /// Every file a build may write, in the order a reproducibility check compares them (disk
 /// first, so a difference in a derived file is explained by the disk).
@@ -61,7 +73,7 @@ pub fn is_artifact(name: &str) -> bool {
         || name == LOCKFILE
         || name == PROVENANCE
         || name == BUNDLE
-        || crate::ota::delta::is_delta_file(name)
+        || is_delta_bundle(name)
 }
 
 /// Digest and size of one artifact.
@@ -275,10 +287,10 @@ impl ImageDir {
         let manifest = Manifest::parse(&bytes, &mp)?;
         check_artifacts(path, &manifest, known)?;
         for name in manifest.artifacts.keys() {
-            if name == BUNDLE || crate::ota::delta::is_delta_file(name) {
+            if name == BUNDLE || is_delta_bundle(name) {
                 // The digest above covers the file; the device checks the manifest's own
                 // signature.
-                crate::ota::bundle::Bundle::read(&path.join(name))?
+                crate::bundle::Bundle::read(&path.join(name))?
                     .check(Some(key))
                     .with_context(|| path.join(name).display().to_string())?;
             }

@@ -2,6 +2,7 @@
 //! boot-tested in QEMU. The modules follow the build from top to bottom:
 //! config → packages → tree → assemble (system) and boot (kernel, initramfs, boot loader) →
 //! sysprep → fs → disk → trust → qemu, with `build` running the pipeline and `cli` on top.
+//! `image_dir` is the typed image directory and `bundle` the update bundle format in it.
 //! After the build, reading the image directory only: `boottest`, `ota`, `registry`, `audit`, `report`.
 
 pub mod assemble;
@@ -10,6 +11,7 @@ pub mod base;
 pub mod boot;
 pub mod boottest;
 pub mod build;
+pub mod bundle;
 pub mod cli;
 pub mod config;
 pub mod disk;

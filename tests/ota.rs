@@ -83,7 +83,7 @@ fn flipped(bundle: &Path, into: &Path) -> PathBuf {
 
 /// The root image digest and size a bundle's manifest records.
 fn bundle_rootfs(bundle: &Path) -> (String, u64) {
-    let b = ingot::ota::bundle::Bundle::read(bundle).unwrap();
+    let b = ingot::bundle::Bundle::read(bundle).unwrap();
     b.manifest.rootfs
 }
 

@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ingot::ota::bundle::{self, Manifest, Member};
+use ingot::bundle::{self, Manifest, Member};
 use ingot::trust::minisign::SecretKey;
 use sha2::{Digest, Sha256};
 

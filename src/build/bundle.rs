@@ -12,8 +12,8 @@ use super::image::DiskImage;
 use super::system::System;
 use crate::base::identity::Identity;
 use crate::boot;
+use crate::bundle::{self, Manifest, Member};
 use crate::config::{Hardware, Profile};
-use crate::ota::bundle::{self, Manifest, Member};
 use crate::progress::Stages;
 use crate::trust::minisign;
 

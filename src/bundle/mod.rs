@@ -39,7 +39,7 @@ use sha2::{Digest, Sha256};
 use crate::base::fsx;
 use crate::trust::minisign;
 
-/// The bundle's file name in an image directory.
+/// The bundle's file name in an image directory (`image_dir::BUNDLE`).
 pub const FILE: &str = "update.bundle";
 /// Member names, in archive order.
 pub const MANIFEST: &str = "manifest";
@@ -66,16 +66,12 @@ mod manifest;
 pub use manifest::{BundleError, Delta, Manifest, Member};
 
 fn header(name: &str, size: u64, mtime: i64) -> Result<tar::Header> {
-    let mut h = tar::Header::new_ustar();
-    h.set_path(name)?;
-    h.set_size(size);
-    h.set_mode(0o644);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_mtime(u64::try_from(mtime).unwrap_or(0));
-    h.set_entry_type(tar::EntryType::Regular);
-    h.set_cksum();
-    Ok(h)
+    Ok(crate::base::fsx::tar_file_header(
+        tar::Header::new_ustar(),
+        name,
+        size,
+        mtime,
+    )?)
 }
 
 /// Write a bundle to `path` (through a temporary name): the manifest, its signature when

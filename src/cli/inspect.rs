@@ -6,9 +6,9 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
+use crate::bundle::Bundle;
 use crate::config::ByteSize;
 use crate::image_dir::ImageDir;
-use crate::ota::bundle::Bundle;
 
 /// Print an image directory's report (text, or JSON with `as_json`).
 pub fn inspect(image: &Path, as_json: bool) -> Result<()> {
@@ -33,7 +33,7 @@ pub fn inspect(image: &Path, as_json: bool) -> Result<()> {
     // Delta bundles: (file, bundle, bytes of the file).
     let mut deltas = Vec::new();
     for (name, a) in &m.artifacts {
-        if crate::ota::delta::is_delta_file(name) {
+        if crate::image_dir::is_delta_bundle(name) {
             deltas.push((name.clone(), Bundle::read(&dir.file(name))?, a.size));
         }
     }

@@ -12,22 +12,15 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
-use super::bundle::{self, Bundle, Delta, Manifest, Member};
+use crate::bundle::{self, Bundle, Delta, Manifest, Member};
 
 /// Compression level of the patch (the CLI's `--patch-from` default is 3; 9 finds more of the
 /// moved blocks for a little more build time).
 pub const LEVEL: i32 = 9;
 
-/// The file name of the delta bundle from `base_version`.
+/// The file name of the delta bundle from `base_version` (the name's home is `image_dir`).
 pub fn file_name(base_version: &str) -> String {
-    format!("update-from-{base_version}.bundle")
-}
-
-/// Is this an image directory file name of a delta bundle?
-pub fn is_delta_file(name: &str) -> bool {
-    name.strip_prefix("update-from-")
-        .and_then(|r| r.strip_suffix(".bundle"))
-        .is_some_and(|v| !v.is_empty() && !v.contains('/'))
+    crate::image_dir::delta_bundle(base_version)
 }
 
 /// The window log of a patch: a block of the target matches the base mostly at the same offset,
@@ -213,7 +206,9 @@ mod tests {
         assert_eq!(window_log(45 << 20, 45 << 20), 26);
         assert_eq!(window_log(300 << 20, 310 << 20), 29);
         assert_eq!(memory_needed(48 << 20, 48 << 20), 176 << 20);
-        assert!(is_delta_file("update-from-1.0.0.bundle"));
-        assert!(!is_delta_file("update.bundle"));
+        assert!(crate::image_dir::is_delta_bundle(
+            "update-from-1.0.0.bundle"
+        ));
+        assert!(!crate::image_dir::is_delta_bundle("update.bundle"));
     }
 }

@@ -1,8 +1,8 @@
-//! Over-the-air updates, after the build: the update bundle format (written by the build,
-//! read by `inspect`, `verify` and `sign`), delta bundles against an earlier version and `ota-test`, which proves update, rollback,
-//! rejection and power loss in QEMU. The device side is `device/ingot-update`, installed by
+//! Over-the-air updates, after the build: delta bundles against an earlier version and
+//! `ota-test`, which proves update, rollback, rejection and power loss in QEMU. The bundle
+//! format itself is `crate::bundle` (written by the build, read by `inspect`, `verify` and the
+//! image directory's checks). The device side is `device/ingot-update`, installed by
 //! `assemble::ota`.
 
-pub mod bundle;
 pub mod delta;
 pub mod harness;

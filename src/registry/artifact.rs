@@ -28,7 +28,7 @@ pub const AB: &str = "dev.ingot.ab";
 
 /// The media type of each file of an image directory.
 pub fn media_type(name: &str) -> &'static str {
-    if crate::ota::delta::is_delta_file(name) {
+    if crate::image_dir::is_delta_bundle(name) {
         return "application/vnd.ingot.update-bundle.v1.tar";
     }
     match name {

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::boottest::console::Ready;
+use crate::bundle::Bundle;
 use crate::image_dir::ImageDir;
-use crate::ota::bundle::Bundle;
 use crate::qemu::{self, VmSpec};
 use device::{Device, Until};
 use report::{agents_ok, describe};
