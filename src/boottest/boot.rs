@@ -173,10 +173,11 @@ fn login_phase(
 ) -> std::result::Result<super::cloud::Login, Failure> {
     let left = timeout.saturating_sub(start.elapsed()).max(MIN_LOGIN);
     let deadline = Instant::now() + left;
-    let read = |all: &mut Vec<String>, wait: Duration| {
-        if let Ok(Some(line)) = rx.recv_timeout(wait) {
-            all.push(format!("[{:8.3}] {line}", start.elapsed().as_secs_f64()));
-        }
+    let read = |all: &mut Vec<String>, wait: Duration| match rx.recv_timeout(wait) {
+        Ok(Some(line)) => all.push(format!("[{:8.3}] {line}", start.elapsed().as_secs_f64())),
+        Ok(None) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+        // The console closed (QEMU exited): nothing more will come; do not spin.
+        Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(wait),
     };
     let outcome = std::thread::scope(|s| {
         let h = s.spawn(|| super::cloud::login(seed, port, work, start, deadline));

@@ -40,6 +40,26 @@ pub struct Seed {
     pub checks: Vec<String>,
 }
 
+/// What a cloud-init image needs at boot, read from the packages its manifest lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Needs {
+    /// cloud-init: boot it with a NoCloud seed, as a platform would.
+    pub seed: bool,
+    /// cloud-init and OpenSSH: log in over SSH with the seed's key.
+    pub login: bool,
+}
+
+impl Needs {
+    /// For an image's manifest.
+    pub fn of(m: &crate::image_dir::Manifest) -> Needs {
+        let seed = m.contents.contains_key("cloud-init");
+        Needs {
+            seed,
+            login: seed && m.contents.contains_key("openssh-server"),
+        }
+    }
+}
+
 /// What a login found.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Login {

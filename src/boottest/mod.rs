@@ -160,15 +160,14 @@ impl Target {
         }
     }
 
-    /// Whether the image runs cloud-init (then it boots with a NoCloud seed) and OpenSSH
-    /// (then the boot test logs in), by the packages its manifest lists.
-    fn cloud(&self) -> (bool, bool) {
+    /// What a cloud-init image needs at boot (nothing for a foreign disk).
+    fn cloud(&self) -> cloud::Needs {
         match self {
-            Target::Image(i) => (
-                i.manifest.contents.contains_key("cloud-init"),
-                i.manifest.contents.contains_key("openssh-server"),
-            ),
-            Target::Foreign { .. } => (false, false),
+            Target::Image(i) => cloud::Needs::of(&i.manifest),
+            Target::Foreign { .. } => cloud::Needs {
+                seed: false,
+                login: false,
+            },
         }
     }
 
@@ -195,8 +194,8 @@ fn test_image(
     let mut cases = Vec::new();
     // A cloud-init image boots as a platform starts it: with a seed (and a login over SSH).
     let mut spec = spec.clone();
-    let (cloud_init, ssh) = image.cloud();
-    let seed = if cloud_init {
+    let needs = image.cloud();
+    let seed = if needs.seed {
         let image_name = match image {
             Target::Image(i) => i.manifest.image.clone(),
             Target::Foreign { .. } => name.to_string(),
@@ -236,7 +235,7 @@ fn test_image(
     } else {
         None
     };
-    let login = seed.as_ref().filter(|_| ssh);
+    let login = seed.as_ref().filter(|_| needs.login);
     for n in 1..=opts.boots {
         // Failed attempts of this boot, kept when a retry follows.
         let mut earlier: Vec<BootCase> = Vec::new();

@@ -57,6 +57,17 @@ pub struct SeedOpts {
     pub checks: Vec<String>,
 }
 
+impl SeedOpts {
+    /// The seed's inputs, for the library.
+    fn input(&self) -> boottest::cloud::SeedInput {
+        boottest::cloud::SeedInput {
+            user_data: self.user_data.clone(),
+            meta_data: self.meta_data.clone(),
+            network_config: self.network_config.clone(),
+        }
+    }
+}
+
 /// Disks another tool made, for `boot-test --disk`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ForeignOpts {
@@ -113,10 +124,9 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
         specs.push((boottest::Target::Image(Box::new(dir)), spec));
     }
     if !f.seed.checks.is_empty() {
-        let no_login = dirs.iter().find(|d| {
-            !(d.manifest.contents.contains_key("cloud-init")
-                && d.manifest.contents.contains_key("openssh-server"))
-        });
+        let no_login = dirs
+            .iter()
+            .find(|d| !boottest::cloud::Needs::of(&d.manifest).login);
         if let Some(d) = no_login {
             return Err(crate::base::BadInput(format!(
                 "--check runs over the SSH login the boot test makes through cloud-init, but {} has no cloud-init and OpenSSH",
@@ -211,11 +221,7 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
         jobs: so.jobs,
         log_dir: log_dir.clone(),
         quiet,
-        seed: boottest::cloud::SeedInput {
-            user_data: f.seed.user_data.clone(),
-            meta_data: f.seed.meta_data.clone(),
-            network_config: f.seed.network_config.clone(),
-        },
+        seed: f.seed.input(),
         checks: f.seed.checks.clone(),
     };
     let mut report = boottest::run_targets(&specs, &opts)?;
@@ -359,18 +365,11 @@ pub fn run_interactive(
     let work = fsx::scratch_dir("ingot-run")?;
     // A cloud-init image starts as a platform would start it: with a NoCloud seed, and SSH
     // forwarded from a free loopback port for the seed's throwaway key.
-    if dir.manifest.contents.contains_key("cloud-init") {
-        let s = boottest::cloud::make_seed(
-            work.path(),
-            &boottest::cloud::SeedInput {
-                user_data: seed.user_data.clone(),
-                meta_data: seed.meta_data.clone(),
-                network_config: seed.network_config.clone(),
-            },
-            &dir.manifest.image,
-        )?;
+    let needs = boottest::cloud::Needs::of(&dir.manifest);
+    if needs.seed {
+        let s = boottest::cloud::make_seed(work.path(), &seed.input(), &dir.manifest.image)?;
         spec.media = Some(s.image.clone());
-        if dir.manifest.contents.contains_key("openssh-server") {
+        if needs.login {
             let port = boottest::cloud::free_port()?;
             spec.ssh_port = Some(port);
             eprintln!(
