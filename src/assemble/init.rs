@@ -365,17 +365,8 @@ disable *
         "etc/systemd/system/systemd-firstboot.service",
         Entry::symlink("/dev/null"),
     )?;
-    // kmod needs modules.dep.bin, whose format only depmod writes: make it on first boot, before
-    // udev and modules-load look anything up (the text modules.dep is already in the image).
-    if tree.exists("usr/sbin/depmod") || tree.exists("usr/bin/depmod") {
-        put(
-            tree,
-            "usr/lib/systemd/system/ingot-depmod.service",
-            "[Unit]\nDescription=Index kernel modules for this kernel\nDefaultDependencies=no\nBefore=systemd-udevd.service systemd-modules-load.service sysinit.target\nConditionPathExists=!/usr/lib/modules/%v/modules.dep.bin\n\n[Service]\nType=oneshot\nExecStart=/sbin/depmod -a %v\n\n[Install]\nWantedBy=sysinit.target\n",
-            0o644,
-        )?;
-        enable_unit(tree, "ingot-depmod.service", "ingot")?;
-    }
+    // kmod's binary indexes (modules.dep.bin and the rest) are made at build time
+    // (`boot::kmod::binary_indexes`), so nothing indexes modules at first boot.
     systemd_network(tree, profile)?;
     for s in &profile.services {
         enable_unit(tree, s, &profile.path.display().to_string())?;

@@ -162,7 +162,9 @@ pub fn binary_indexes(tree: &mut Tree, release: &str) -> Result<usize> {
         if let Some(d) = dest.parent() {
             std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
         }
-        let data = tree.read(p).unwrap_or_default();
+        let data = tree
+            .read(p)
+            .with_context(|| format!("reading /{p} from the image tree"))?;
         std::fs::write(&dest, data).with_context(|| format!("writing {}", dest.display()))?;
     }
     let depmod = ["/usr/sbin/depmod", "/sbin/depmod"]
