@@ -458,6 +458,77 @@ fn aarch64_updates_over_http_rolls_back_and_refuses_bad_bundles() {
     update_rollback_and_refusals("aarch64", "http");
 }
 
+/// The two ways a release can fail before any agent runs: an init the root does not have (the
+/// kernel panics and reboots) and an init that hangs (only the watchdog the initramfs armed
+/// resets it). Each must run down its tries and fall back to 2.0.0 with the rollback flag.
+#[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
+fn x86_64_falls_back_from_a_missing_init_and_from_a_hang() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let key = format!("{}.key", f.dir.path().join("release").display());
+    let out = tmp.path().join("broken");
+    let mut bundles = Vec::new();
+    for profile in [
+        "tests/profiles/edge-broken-init.toml",
+        "tests/profiles/edge-hang.toml",
+    ] {
+        let dirs = build(
+            profile,
+            &["hardware/qemu-x86_64-ab.toml"],
+            &out,
+            &["--key", &key],
+        );
+        bundles.push(dirs[0].join("update.bundle"));
+    }
+    let options = ingot::bundle::Bundle::read(&bundles[1])
+        .unwrap()
+        .manifest
+        .options;
+    assert!(
+        options.contains("ingot.watchdog=15") && options.ends_with("init=/usr/lib/ingot-test/hang"),
+        "{options}"
+    );
+    let steps = [
+        format!("{}:rolled-back", bundles[0].display()),
+        format!("{}:rolled-back", bundles[1].display()),
+    ];
+    let slots = [
+        ("root-a", f.bundle("out", "2.0.0", "x86_64")),
+        ("root-b", bundles[1].clone()),
+    ];
+    let r = ota_test(
+        &f.image("out", "2.0.0", "x86_64"),
+        &steps,
+        tmp.path(),
+        &[],
+        &slots,
+    );
+    for (n, cause) in [
+        (0, "Attempted to kill init"),
+        (1, "the watchdog reset the machine"),
+    ] {
+        let s = step(&r, n);
+        assert_eq!(s["to_version"], "2.0.0", "{s:#}");
+        assert_eq!(s["failed_attempts"], 3, "{s:#}");
+        let boots = s["boots"].as_array().unwrap();
+        let failed: Vec<_> = boots
+            .iter()
+            .filter(|b| b["end"] == "exited" && b["install_seconds"].is_null())
+            .collect();
+        assert_eq!(failed.len(), 3, "{s:#}");
+        for b in failed {
+            assert!(
+                b["cause"].as_str().unwrap_or("").contains(cause),
+                "step {n}: a failed boot's cause is not `{cause}`: {b:#}"
+            );
+        }
+        assert_eq!(boots.last().unwrap()["ready"]["rollback"], true, "{s:#}");
+        assert!(s["message"].as_str().unwrap().contains(cause), "{s:#}");
+        eprintln!("step {n}: {}", s["message"].as_str().unwrap());
+    }
+}
+
 fn power_cuts(arch: &str) {
     let f = fixture();
     for point in ["power-cut", "power-cut@kernel", "power-cut@entry"] {

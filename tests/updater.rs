@@ -191,13 +191,20 @@ fn refused(dev: &Device, bundle: &Path, why: &str) {
 }
 
 #[test]
-fn the_updater_passes_shellcheck() {
-    let o = Command::new("shellcheck")
-        .args(["-s", "sh", "-S", "style"])
-        .arg(common::root().join("device/ingot-update"))
-        .output()
-        .expect("shellcheck (Debian package shellcheck; .ci/host-deps installs it)");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+fn the_code_that_runs_on_the_device_passes_shellcheck() {
+    // The updater, and the initramfs's /init, which every image boots through.
+    for script in ["device/ingot-update", "src/boot/initramfs-init.sh"] {
+        let o = Command::new("shellcheck")
+            .args(["-s", "sh", "-S", "style"])
+            .arg(common::root().join(script))
+            .output()
+            .expect("shellcheck (Debian package shellcheck; .ci/host-deps installs it)");
+        assert!(
+            o.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+    }
 }
 
 #[test]

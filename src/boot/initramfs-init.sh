@@ -14,22 +14,47 @@ read -r started _ < /proc/uptime
 
 say() { echo "ingot-initramfs: $*" > /dev/console; }
 
-while read -r m; do
-  [ -n "$m" ] && insmod "$m" 2>/dev/null
-done < /etc/modules.order
-
-root="" ; data="" ; init=/sbin/init ; wait=30 ; rootflags=rw
+root="" ; data="" ; init=/sbin/init ; wait=30 ; rootflags=rw ; slot="" ; watchdog=0
 read -r cmdline < /proc/cmdline
 for arg in $cmdline; do
   case "$arg" in
     root=PARTUUID=*) root="${arg#root=PARTUUID=}" ;;
     ingot.data=*) data="${arg#ingot.data=}" ;;
+    ingot.slot=*) slot="${arg#ingot.slot=}" ;;
+    ingot.watchdog=*) watchdog="${arg#ingot.watchdog=}" ;;
     init=*) init="${arg#init=}" ;;
     rootwait=*) wait="${arg#rootwait=}" ;;
     ro) rootflags=ro ;;
   esac
 done
-[ -n "$root" ] || { say "FATAL: no root=PARTUUID=... on the kernel command line"; sleep 2; poweroff -f; }
+case "$watchdog" in ''|*[!0-9]*) watchdog=0 ;; esac
+
+# A boot that cannot go on: a plain image powers off (the boot test sees it at once); an A/B
+# slot reboots, so its boot counter runs down and the firmware falls back to the good slot.
+fatal() {
+  say "FATAL: $*"
+  sleep 2
+  if [ -n "$slot" ]; then reboot -f; else poweroff -f; fi
+}
+
+while read -r m; do
+  [ -n "$m" ] || continue
+  case "$m" in
+    */softdog.ko*) [ "$watchdog" -gt 0 ] && insmod "$m" soft_margin="$watchdog" 2>/dev/null ;;
+    *) insmod "$m" 2>/dev/null ;;
+  esac
+done < /etc/modules.order
+# An A/B boot is watched from here on: opening the watchdog starts it, and closing it without
+# the magic character leaves it running, so a boot that hangs anywhere before the updater's
+# watchdog daemon takes over (in this script, the kernel or init) resets the machine.
+if [ "$watchdog" -gt 0 ]; then
+  if [ -c /dev/watchdog ] && echo armed > /dev/watchdog; then
+    say "watchdog armed: ${watchdog}s"
+  else
+    say "no watchdog device: a hung boot will not reset by itself"
+  fi
+fi
+[ -n "$root" ] || fatal "no root=PARTUUID=... on the kernel command line"
 
 # GPT stores a GUID's first three fields little-endian.
 gpt_bytes() {
@@ -63,20 +88,18 @@ while [ $i -lt $((wait * 10)) ]; do
   i=$((i + 1))
 done
 if [ -z "$dev" ]; then
-  say "FATAL: root partition PARTUUID=$root not found after ${wait}s"
-  say "block devices seen: $(ls /sys/class/block | tr '\n' ' ')"
+  seen=""
+  for b in /sys/class/block/*; do seen="$seen ${b##*/}"; done
+  say "block devices seen:$seen"
   say "modules loaded: $(cut -d' ' -f1 /proc/modules | tr '\n' ' ')"
-  sleep 2
-  poweroff -f
+  fatal "root partition PARTUUID=$root not found after ${wait}s"
 fi
 # A read-only root (an A/B slot) is never written, not even by the kernel's own mount work:
 # its bytes must stay those of the image it was installed from.
 [ "$rootflags" = ro ] && blockdev --setro "$dev"
-if ! mount -t ext4 -o "$rootflags" "$dev" /newroot; then
-  say "FATAL: cannot mount $dev (PARTUUID=$root) as ext4"
-  sleep 2
-  poweroff -f
-fi
+mount -t ext4 -o "$rootflags" "$dev" /newroot || fatal "cannot mount $dev (PARTUUID=$root) as ext4"
+# switch_root fails on a missing init (and the kernel then panics): say which.
+[ -x "/newroot$init" ] || [ -L "/newroot$init" ] || say "the root has no executable $init: this boot will fail"
 # An A/B root is read-only: the data partition (which survives updates) holds the state, with
 # /etc and /var as overlays whose upper layers live there.
 if [ -n "$data" ]; then
@@ -95,9 +118,11 @@ fi
 # kmod needs modules.dep.bin, which depmod makes at first boot: on a read-only root it writes it
 # into a tmpfs overlay of the module tree (made again at every boot, so never stale).
 if [ "$rootflags" = ro ] && [ -d /newroot/usr/lib/modules ]; then
-  mount -t tmpfs -o mode=0755 tmpfs /newroot/run && mkdir -p /newroot/run/ingot-modules/upper /newroot/run/ingot-modules/work \
-    && mount -t overlay overlay -o lowerdir=/newroot/usr/lib/modules,upperdir=/newroot/run/ingot-modules/upper,workdir=/newroot/run/ingot-modules/work /newroot/usr/lib/modules \
-    || say "cannot overlay /usr/lib/modules: modules.dep.bin cannot be made"
+  m=/newroot/run/ingot-modules
+  if ! { mount -t tmpfs -o mode=0755 tmpfs /newroot/run && mkdir -p "$m/upper" "$m/work" \
+    && mount -t overlay overlay -o "lowerdir=/newroot/usr/lib/modules,upperdir=$m/upper,workdir=$m/work" /newroot/usr/lib/modules; }; then
+    say "cannot overlay /usr/lib/modules: modules.dep.bin cannot be made"
+  fi
 fi
 # One line for the boot timeline (boot-test reads it): when this script started and ended.
 read -r ended _ < /proc/uptime

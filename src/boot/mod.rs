@@ -187,6 +187,7 @@ const INITRAMFS_APPLETS: &[&str] = &[
     "usleep",
     "sleep",
     "poweroff",
+    "reboot",
     "switch_root",
     "blockdev",
     "mkdir",
@@ -207,12 +208,23 @@ pub fn initramfs(
         // The writable /etc and /var of a read-only A/B root.
         wanted.push("overlay".into());
     }
-    let modules = resolve_modules(
+    let mut modules = resolve_modules(
         image,
         &kernel.release,
         &wanted,
         &hw.path.display().to_string(),
     )?;
+    if hw.ab.is_some() {
+        // The watchdog /init arms for a counted boot (`ingot.watchdog=`), when the kernel has
+        // it as a module; one built in needs nothing, and without it a hang cannot reset.
+        if let Ok(files) = resolve_modules(image, &kernel.release, &["softdog".into()], "") {
+            for f in files {
+                if !modules.contains(&f) {
+                    modules.push(f);
+                }
+            }
+        }
+    }
     let mut t = Tree::new();
     let bb = busybox
         .read("/bin/busybox")
@@ -320,32 +332,51 @@ fn prune_modules(tree: &mut Tree, release: &str, keep_files: &[String], keep_dir
     }
 }
 
+/// What an A/B slot's command line carries beyond a plain one.
+#[derive(Debug, Clone, Copy)]
+pub struct AbArgs<'a> {
+    /// The slot (`a` or `b`), named by `ingot.slot=` so the updater and the ready line know
+    /// which slot runs.
+    pub slot: char,
+    /// The data partition's GUID (`ingot.data=`): the initramfs mounts it at `/data` and puts
+    /// writable overlays of `/etc` and `/var` on it.
+    pub data: Option<&'a str>,
+    /// The watchdog timeout in seconds (`ingot.watchdog=`, 0 for none): the initramfs arms
+    /// softdog with it before the root is even mounted, so a boot that hangs anywhere resets.
+    pub watchdog: u32,
+}
+
 /// The kernel command line: the root partition by PARTUUID, the console, then the hardware
-/// profile's own arguments (checked to be one line when the profile was read). An A/B slot
-/// (`Some('a')`) is mounted read-only and named by `ingot.slot=`, so the updater and the ready
-/// line know which slot runs; `data` is the A/B data partition's GUID (see [`cmdline_tail`]).
-pub fn cmdline(root_guid: &str, hw: &Hardware, slot: Option<char>, data: Option<&str>) -> String {
+/// profile's own arguments (checked to be one line when the profile was read), then the image
+/// profile's `[kernel] cmdline`. An A/B slot is mounted read-only (see [`AbArgs`]).
+pub fn cmdline(root_guid: &str, hw: &Hardware, extra: &str, ab: Option<&AbArgs>) -> String {
     let guid = root_guid.to_lowercase();
-    match slot {
+    match ab {
         // The device's updater writes the same line for the slot it installs to.
-        Some(s) => format!(
-            "root=PARTUUID={guid} ro ingot.slot={s} {}",
-            cmdline_tail(hw, data)
+        Some(a) => format!(
+            "root=PARTUUID={guid} ro ingot.slot={} {}",
+            a.slot,
+            cmdline_tail(hw, extra, ab)
         ),
-        None => format!("root=PARTUUID={guid} rw {}", cmdline_tail(hw, None)),
+        None => format!("root=PARTUUID={guid} rw {}", cmdline_tail(hw, extra, None)),
     }
 }
 
-/// The part of an A/B command line after `root=PARTUUID=… ro ingot.slot=…`: what an update
-/// bundle's boot entry template carries. `ingot.data=` names the data partition, which the
-/// initramfs mounts at `/data` and puts under writable overlays of `/etc` and `/var`.
-pub fn cmdline_tail(hw: &Hardware, data: Option<&str>) -> String {
-    let data = data
-        .map(|d| format!(" ingot.data={}", d.to_lowercase()))
-        .unwrap_or_default();
-    format!("console={}{data} {}", hw.console, hw.cmdline)
-        .trim()
-        .to_string()
+/// The part of a command line after `root=PARTUUID=… ro ingot.slot=…`: what an update
+/// bundle's boot entry template carries.
+pub fn cmdline_tail(hw: &Hardware, extra: &str, ab: Option<&AbArgs>) -> String {
+    let mut words = vec![format!("console={}", hw.console)];
+    if let Some(a) = ab {
+        if let Some(d) = a.data {
+            words.push(format!("ingot.data={}", d.to_lowercase()));
+        }
+        if a.watchdog > 0 {
+            words.push(format!("ingot.watchdog={}", a.watchdog));
+        }
+    }
+    words.extend(hw.cmdline.split_whitespace().map(str::to_string));
+    words.extend(extra.split_whitespace().map(str::to_string));
+    words.join(" ")
 }
 
 /// Modules an A/B image needs beyond its hardware's: overlayfs for the initramfs's writable

@@ -118,9 +118,19 @@ pub enum Failure {
         /// The line that shows it.
         line: String,
     },
+    /// The BIOS (SeaBIOS) found no boot loader on any disk.
+    BiosNothingBootable {
+        /// SeaBIOS's line.
+        line: String,
+    },
     /// A boot option failed (firmware message).
     BootOptionFailed {
         /// The firmware's line.
+        line: String,
+    },
+    /// The watchdog reset the machine: the boot hung for the watchdog's whole timeout.
+    WatchdogReset {
+        /// The kernel's line.
         line: String,
     },
     /// QEMU ended before the ready line.
@@ -167,6 +177,14 @@ impl std::fmt::Display for Failure {
                 f,
                 "UEFI found nothing bootable on the disk and fell back to its shell{}; check that the ESP holds {loader} (systemd-boot)",
                 detail.as_deref().map(|b| format!(" ({b})")).unwrap_or_default()
+            ),
+            Failure::WatchdogReset { line } => write!(
+                f,
+                "the watchdog reset the machine (nothing kept it alive for its whole timeout: the boot hung): {line}"
+            ),
+            Failure::BiosNothingBootable { line } => write!(
+                f,
+                "the BIOS found no boot loader on the disk (no boot code in its first sector, or no partition marked legacy-BIOS-bootable): {line}"
             ),
             Failure::QemuExited => f.write_str("QEMU exited before the INGOT-READY line"),
             Failure::Interrupted => f.write_str("interrupted"),
@@ -253,6 +271,10 @@ impl Console {
                 loader: self.arch.removable_loader(),
                 detail: self.bds.clone(),
             })
+        } else if line.contains("softdog: Initiating system reboot") {
+            Some(Failure::WatchdogReset {
+                line: line.trim().to_string(),
+            })
         } else if line.contains("Kernel panic") {
             Some(Failure::KernelPanic {
                 line: line.trim().to_string(),
@@ -271,6 +293,10 @@ impl Console {
             || line.contains("Dropping to a shell")
         {
             Some(Failure::RescueShell {
+                line: line.trim().to_string(),
+            })
+        } else if line.contains("No bootable device.") {
+            Some(Failure::BiosNothingBootable {
                 line: line.trim().to_string(),
             })
         } else if lower.contains("no bootable option")
@@ -356,6 +382,22 @@ mod tests {
         );
         assert!(parse_ready("nothing").is_none());
         assert!(parse_ready("INGOT-READY image").is_none());
+    }
+
+    #[test]
+    fn a_watchdog_reset_and_a_bios_without_a_loader_are_named() {
+        let mut c = Console::new(Arch::X86_64);
+        let Seen::Fatal(f) = c.feed("[   21.5] softdog: Initiating system reboot", 21.6) else {
+            panic!("a watchdog reset is fatal")
+        };
+        assert!(matches!(f, Failure::WatchdogReset { .. }));
+        assert!(f.to_string().contains("the boot hung"), "{f}");
+        let mut c = Console::new(Arch::X86_64);
+        assert_eq!(c.feed("Boot failed: not a bootable disk", 1.0), Seen::Line);
+        let Seen::Fatal(f) = c.feed("No bootable device.", 1.2) else {
+            panic!("SeaBIOS giving up is fatal")
+        };
+        assert!(f.to_string().contains("legacy-BIOS-bootable"), "{f}");
     }
 
     #[test]

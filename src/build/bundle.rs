@@ -64,11 +64,8 @@ pub fn write(
         min_version: profile.ota.min_version.0.clone(),
         options: boot::cmdline_tail(
             hw,
-            img.layout
-                .partitions
-                .iter()
-                .find(|p| p.name == "data")
-                .map(|p| p.guid.as_str()),
+            &profile.kernel.cmdline,
+            super::image::ab_args(profile, hw, &img.layout, 'b').as_ref(),
         ),
         rootfs: (root.sha256.clone(), root.size),
         kernel: (

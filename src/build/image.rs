@@ -64,6 +64,25 @@ fn sha256_range(f: &std::fs::File, offset: u64, len: u64) -> Result<String> {
 /// for `ingot-update status --verify`.
 pub const ROOTFS_SHA256: &str = "rootfs.sha256";
 
+/// What an A/B command line for `slot` carries, from the layout's data partition and the
+/// profile's `[ota]` watchdog; `None` without A/B slots.
+pub(super) fn ab_args<'a>(
+    profile: &Profile,
+    hw: &Hardware,
+    layout: &'a disk::Layout,
+    slot: char,
+) -> Option<boot::AbArgs<'a>> {
+    hw.ab.as_ref().map(|_| boot::AbArgs {
+        slot,
+        data: layout
+            .partitions
+            .iter()
+            .find(|p| p.name == "data")
+            .map(|p| p.guid.as_str()),
+        watchdog: profile.ota.watchdog,
+    })
+}
+
 /// Run the stage, writing into `work`.
 pub fn write_disk(
     sys: &System,
@@ -117,13 +136,12 @@ pub fn write_disk(
         params.size = Some(layout.partitions[1].size);
         plan = ext4::plan(tree, &params)?;
     }
-    let slot = hw.ab.as_ref().map(|_| 'a');
-    let data = layout.partitions.iter().find(|p| p.name == "data");
+    // The image boots slot a; an update's entry for slot b gets the same line but the slot.
     let cmdline = boot::cmdline(
         &layout.partitions[1].guid,
         hw,
-        slot,
-        data.map(|p| p.guid.as_str()),
+        &profile.kernel.cmdline,
+        ab_args(profile, hw, &layout, 'a').as_ref(),
     );
     let mut esp = boot::esp_tree(
         sd_boot,

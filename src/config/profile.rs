@@ -174,6 +174,10 @@ pub struct KernelSettings {
     /// the ESP (default: the ESP copy only).
     #[serde(default)]
     pub keep_boot_files: bool,
+    /// Arguments appended to the kernel command line after the hardware profile's (`quiet`,
+    /// `init=/sbin/my-init`, …). Ingot writes `root=`, `ro`/`rw` and `ingot.*` itself.
+    #[serde(default, deserialize_with = "checked::kernel_args")]
+    pub cmdline: String,
 }
 
 /// `[network]` table: how the running system gets an address.

@@ -402,6 +402,33 @@ pub mod checked {
         }
     }
 
+    /// Why extra kernel arguments may not stand, if they may not: one line, and none of the
+    /// arguments Ingot writes itself (the root partition, its mode, the A/B and watchdog
+    /// settings), which a second copy would silently override or contradict.
+    pub fn kernel_args_error(s: &str) -> Option<String> {
+        if let Some(e) = field_error(s, false) {
+            return Some(e);
+        }
+        s.split_whitespace()
+            .find(|a| {
+                matches!(*a, "ro" | "rw") || a.starts_with("root=") || a.starts_with("ingot.")
+            })
+            .map(|a| {
+                format!(
+                    "`{a}` is set by Ingot itself (root=, ro/rw and ingot.* follow the disk layout); leave it out"
+                )
+            })
+    }
+
+    /// Extra kernel command-line arguments (see [`kernel_args_error`]).
+    pub fn kernel_args<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        let s = String::deserialize(d)?;
+        match kernel_args_error(&s) {
+            Some(e) => Err(serde::de::Error::custom(e)),
+            None => Ok(s),
+        }
+    }
+
     /// Lines of a generated file, one each.
     pub fn one_line_each<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
         let v = Vec::<String>::deserialize(d)?;
@@ -473,6 +500,30 @@ pub mod checked {
             assert!(field_error("/home/a:b", true).is_some());
             assert_eq!(field_error("/home/a:b", false), None);
             assert_eq!(field_error("quiet panic=-1", false), None);
+        }
+
+        #[test]
+        fn extra_kernel_arguments_leave_what_ingot_writes_alone() {
+            for good in [
+                "",
+                "quiet",
+                "init=/sbin/my-init loglevel=3",
+                "rootwait=5",
+                "ingot",
+            ] {
+                assert_eq!(kernel_args_error(good), None, "{good:?}");
+            }
+            for bad in [
+                "ro",
+                "quiet rw",
+                "root=/dev/vda2",
+                "root=PARTUUID=0",
+                "ingot.slot=b",
+                "ingot.watchdog=0",
+                "quiet\ninit=/bin/sh",
+            ] {
+                assert!(kernel_args_error(bad).is_some(), "{bad:?}");
+            }
         }
     }
 }

@@ -29,6 +29,8 @@ pub(super) enum Until {
 const INSTALLED: &str = "ingot-update: installed ";
 /// The line `ingot-update auto` prints when an install from a source it found did not happen.
 const AUTO_DONE: &str = "ingot-update: auto: no update installed";
+/// What the updater says when a counted boot was not good and it reboots.
+const NOT_GOOD: &str = "ingot-update: boot of ";
 /// The line it prints when it starts on a source it found.
 const FOUND: &str = "ingot-update: found an update source";
 
@@ -66,6 +68,7 @@ impl Device<'_> {
         let mut cut_at: Option<Instant> = None;
         let (mut verdict, mut verdict_at): (Option<End>, Option<Instant>) = (None, None);
         let mut last_line = String::new();
+        let mut not_good: Option<String> = None;
         let end = loop {
             if crate::interrupt::requested() {
                 break End::Interrupted;
@@ -119,6 +122,9 @@ impl Device<'_> {
                         }
                         continue;
                     }
+                    if let Some(p) = line.find(NOT_GOOD).filter(|_| line.contains("is not good")) {
+                        not_good.get_or_insert_with(|| line[p..].trim().to_string());
+                    }
                     if line.contains(FOUND) {
                         found_at = Some(at);
                     }
@@ -165,6 +171,10 @@ impl Device<'_> {
         let seconds = start.elapsed().as_secs_f64();
         std::fs::write(&log, all.join("\n") + "\n")
             .with_context(|| format!("writing {}", log.display()))?;
+        let cause = match end {
+            End::Ready => None,
+            _ => console.failure().map(|f| f.to_string()).or(not_good),
+        };
         let run = BootRun {
             log,
             media: media.is_some(),
@@ -176,6 +186,7 @@ impl Device<'_> {
                 _ => None,
             },
             seconds,
+            cause,
         };
         (self.say)(format!(
             "  boot {}{}: {} in {:.1}s{}",

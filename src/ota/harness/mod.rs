@@ -73,9 +73,7 @@ pub fn run(base: &ImageDir, spec: VmSpec, steps: &[Step], opts: &Options) -> Res
         );
     }
     let vars = work.path().join("vars.fd");
-    let template = qemu::vars_template(&spec);
-    std::fs::copy(&template, &vars)
-        .with_context(|| format!("copying UEFI variables {}", template.display()))?;
+    qemu::copy_vars(&spec, &vars)?;
     std::fs::create_dir_all(&opts.log_dir)
         .with_context(|| format!("creating {}", opts.log_dir.display()))?;
     let server = match opts.via {
@@ -350,9 +348,10 @@ fn run_step(
                         r.passed = x.version == current.version && x.rollback;
                         r.message = if r.passed {
                             format!(
-                                "{} failed {} boot(s); back on {} with the rollback flag after {secs:.1}s",
+                                "{} failed {} boot(s){}; back on {} with the rollback flag after {secs:.1}s",
                                 bundle_version.as_deref().unwrap_or("the new version"),
                                 r.failed_attempts,
+                                causes(&r.boots),
                                 x.version
                             )
                         } else if x.version != current.version {
@@ -384,6 +383,25 @@ fn run_step(
             Ok(r)
         }
         _ => Ok(r),
+    }
+}
+
+/// Why the failed boots failed, each cause once, in the order they came: ` (cause; cause)`.
+fn causes(boots: &[BootRun]) -> String {
+    let mut seen: Vec<&str> = Vec::new();
+    for c in boots
+        .iter()
+        .filter(|b| b.end == End::Exited && b.install_seconds.is_none())
+        .filter_map(|b| b.cause.as_deref())
+    {
+        if !seen.contains(&c) {
+            seen.push(c);
+        }
+    }
+    if seen.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", seen.join("; "))
     }
 }
 

@@ -59,6 +59,9 @@ pub struct BootRun {
     pub install_seconds: Option<f64>,
     /// Seconds QEMU ran.
     pub seconds: f64,
+    /// Why a boot that did not come up ended: the kernel's panic, the watchdog's reset, the
+    /// initramfs's fatal line or the updater's verdict on a boot that was not good.
+    pub cause: Option<String>,
 }
 
 /// What one step came to.
@@ -189,7 +192,10 @@ pub(super) fn describe(r: &BootRun) -> String {
     match &r.end {
         End::Ready => "ready".into(),
         End::Exited if r.install_seconds.is_some() => "installed, rebooted".into(),
-        End::Exited => "rebooted".into(),
+        End::Exited => match &r.cause {
+            Some(c) => format!("rebooted: {c}"),
+            None => "rebooted".into(),
+        },
         End::Rejected { line } | End::Failed { line } => line.clone(),
         End::Cut { late: false } => "power cut".into(),
         End::Cut { late: true } => "power cut (late)".into(),
