@@ -661,6 +661,61 @@ fn real_archive_an_image_without_security_updates_lists_each_and_one_with_them_n
             );
         }
     }
+    // The HTML report's audit section shows the same findings, one row each.
+    let audit_json = tmp.path().join("audit.json");
+    std::fs::write(
+        &audit_json,
+        ok(&ingot(&["audit", old.to_str().unwrap(), "--json"]), "audit"),
+    )
+    .unwrap();
+    let page_file = tmp.path().join("old.html");
+    ok(
+        &ingot(&[
+            "report",
+            old.to_str().unwrap(),
+            "--audit",
+            audit_json.to_str().unwrap(),
+            "--out",
+            page_file.to_str().unwrap(),
+        ]),
+        "report --audit",
+    );
+    let page = std::fs::read_to_string(&page_file).unwrap();
+    let section = between(&page, "<section class=\"audit\">", "</section>");
+    assert!(
+        section.contains(&format!("{} of ", findings.len())),
+        "{section}"
+    );
+    let rows: Vec<Vec<String>> = section
+        .split("<tr><td>")
+        .skip(1)
+        .map(|r| {
+            r.split("</td>")
+                .map(|c| {
+                    c.trim_start_matches("<td>")
+                        .trim_start_matches("<td class=\"mono\">")
+                        .to_string()
+                })
+                .take(5)
+                .collect()
+        })
+        .collect();
+    assert_eq!(rows.len(), findings.len(), "{section}");
+    for f in findings {
+        let row = rows
+            .iter()
+            .find(|r| r[0] == f["package"].as_str().unwrap())
+            .unwrap_or_else(|| panic!("{} has no row: {section}", f["package"]));
+        assert_eq!(row[1], f["installed"].as_str().unwrap());
+        assert_eq!(row[2], f["available"].as_str().unwrap());
+        for c in f["cves"].as_array().unwrap() {
+            assert!(
+                row[4].split(' ').any(|x| x == c.as_str().unwrap()),
+                "{row:?}"
+            );
+        }
+    }
+
     let o = ingot(&["audit", old.to_str().unwrap(), "--fail-on", "security"]);
     assert_eq!(
         o.status.code(),
@@ -756,4 +811,61 @@ fn diff_names_exactly_the_added_package_and_the_changed_label() {
     // An image against itself: nothing.
     let o = ingot(&["diff", old.to_str().unwrap(), old.to_str().unwrap()]);
     assert!(ok(&o, "diff").contains("no change in packages"));
+    // The HTML report of the new image against the old shows the same two changes, and
+    // nothing else.
+    let page_file = tmp.path().join("new.html");
+    ok(
+        &ingot(&[
+            "report",
+            new.to_str().unwrap(),
+            "--previous",
+            old.to_str().unwrap(),
+            "--out",
+            page_file.to_str().unwrap(),
+        ]),
+        "report --previous",
+    );
+    let page = std::fs::read_to_string(&page_file).unwrap();
+    let section = between(&page, "<section class=\"diff\">", "</section>");
+    assert!(
+        section.contains("Changes from edge-minimal-1.0.0-x86_64"),
+        "{section}"
+    );
+    let rows: Vec<&str> = section.split("<tr>").skip(1).collect();
+    assert_eq!(rows.len(), 2, "{section}");
+    assert!(
+        rows[0].starts_with("<th>added netbase</th><td>"),
+        "{section}"
+    );
+    assert_eq!(
+        rows[1].split("</tr>").next().unwrap(),
+        "<th>dev.ingot.support</th><td>#edge-oncall → #edge-oncall-2</td>",
+        "{section}"
+    );
+    // Against itself: the section says there is no change.
+    let o = ingot(&[
+        "report",
+        old.to_str().unwrap(),
+        "--previous",
+        old.to_str().unwrap(),
+        "--out",
+        page_file.to_str().unwrap(),
+    ]);
+    ok(&o, "report --previous itself");
+    let page = std::fs::read_to_string(&page_file).unwrap();
+    assert!(
+        between(&page, "<section class=\"diff\">", "</section>").contains("No change in packages")
+    );
+}
+
+/// The text from `start` to the first `end` after it (both included).
+fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
+    let from = text
+        .find(start)
+        .unwrap_or_else(|| panic!("no `{start}` in the page"));
+    let to = text[from..]
+        .find(end)
+        .map(|e| from + e + end.len())
+        .unwrap();
+    &text[from..to]
 }
