@@ -1,8 +1,9 @@
 //! `boot-test --disk`: disks Ingot did not build, made here by tests/foreign/make-disk.sh with
 //! Debian's tools (sgdisk, mkfs.vfat, mtools, cpio) from Debian's kernel, busybox and
-//! systemd-boot packages. Ready means a console line matching `--ready`; the broken disks (a
-//! kernel that panics, an ESP with nothing to boot) fail fast with the cause named; and no disk
-//! file changes by a byte.
+//! systemd-boot packages, and Debian's syslinux for a BIOS disk. Ready means a console line
+//! matching `--ready`; the broken disks (a kernel that panics, an ESP with nothing to boot, a
+//! blank disk under a BIOS) fail fast with the cause named; and no
+//! disk file changes by a byte.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -103,13 +104,16 @@ fn foreign_disks_boot_to_a_console_pattern_and_broken_ones_fail_fast_unchanged()
     make(&panic, "x86_64", &x86, "panic");
     make(&empty, "x86_64", &x86, "empty");
     make(&arm_ok, "aarch64", &arm, "ok");
-    let files = [&ok_qcow2, &panic, &empty, &arm_ok];
+    // The same system for a BIOS: SYSLINUX in the GPT MBR, no ESP loader at all.
+    let bios = t.join("bios.raw");
+    make(&bios, "x86_64", &x86, "bios");
+    let files = [&ok_qcow2, &panic, &empty, &arm_ok, &bios];
     let before: Vec<String> = files
         .iter()
         .map(|f| hex_sha256(&std::fs::read(f).unwrap()))
         .collect();
 
-    let run = |disks: &[&PathBuf], arch: &str, json: &Path, boots: &str| {
+    let run = |disks: &[&PathBuf], arch: &str, json: &Path, boots: &str, firmware: &str| {
         let mut a: Vec<String> = vec!["boot-test".into()];
         for d in disks {
             a.extend(["--disk".into(), d.display().to_string()]);
@@ -118,6 +122,8 @@ fn foreign_disks_boot_to_a_console_pattern_and_broken_ones_fail_fast_unchanged()
             [
                 "--arch",
                 arch,
+                "--firmware",
+                firmware,
                 "--ready",
                 r"FOREIGN-BOOT-OK kernel=\S+",
                 "--boots",
@@ -141,6 +147,7 @@ fn foreign_disks_boot_to_a_console_pattern_and_broken_ones_fail_fast_unchanged()
         "x86_64",
         &t.join("x86.json"),
         "2",
+        "uefi",
     );
     assert_eq!(o.status.code(), Some(1), "the broken disks fail the run");
     let by: std::collections::BTreeMap<String, &serde_json::Value> = v["images"]
@@ -171,16 +178,43 @@ fn foreign_disks_boot_to_a_console_pattern_and_broken_ones_fail_fast_unchanged()
     assert_eq!(junit.matches("<testcase").count(), 4, "{junit}");
     assert_eq!(junit.matches("<failure").count(), 2, "{junit}");
 
-    let (o, v) = run(&[&arm_ok], "aarch64", &t.join("arm.json"), "1");
+    let (o, v) = run(&[&arm_ok], "aarch64", &t.join("arm.json"), "1", "uefi");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(v["images"][0]["boots"][0]["ok"], true);
+
+    // Under SeaBIOS: the SYSLINUX disk boots to the pattern; a blank disk (no boot sector)
+    // fails fast, the BIOS's own words named.
+    let blank = t.join("blank.raw");
+    std::fs::write(&blank, vec![0u8; 1 << 20]).unwrap();
+    let (o, v) = run(
+        &[&bios, &blank],
+        "x86_64",
+        &t.join("bios.json"),
+        "1",
+        "bios",
+    );
+    assert_eq!(o.status.code(), Some(1), "the blank disk fails the run");
+    let b = &v["images"][0]["boots"][0];
+    assert_eq!(b["ok"], true, "{b}");
+    assert!(b["ready"]["matched"]
+        .as_str()
+        .unwrap()
+        .contains("FOREIGN-BOOT-OK kernel=6."));
+    let log = std::fs::read_to_string(b["console_log"].as_str().unwrap()).unwrap();
+    assert!(
+        log.contains("SYSLINUX 6."),
+        "not booted by SYSLINUX:\n{log}"
+    );
+    let b = &v["images"][1]["boots"][0];
+    assert_eq!(b["cause"]["kind"], "bios-nothing-bootable", "{b}");
+    assert!(b["seconds"].as_f64().unwrap() < 60.0, "{b}");
 
     // The same disks as a three-cell matrix: one JUnit file, one testcase per cell, a
     // time-to-ready per cell in the JSON summary.
     let m = t.join("matrix.toml");
     std::fs::write(
         &m,
-        "ready = 'FOREIGN-BOOT-OK kernel=\\S+'\n[[cell]]\nname = \"x86-qcow2\"\ndisk = \"ok.qcow2\"\narch = \"x86_64\"\n[[cell]]\nname = \"x86-raw\"\ndisk = \"ok.raw\"\narch = \"x86_64\"\nformat = \"raw\"\nfirmware = \"uefi\"\n[[cell]]\nname = \"arm\"\ndisk = \"arm.raw\"\narch = \"aarch64\"\n",
+        "ready = 'FOREIGN-BOOT-OK kernel=\\S+'\n[[cell]]\nname = \"x86-qcow2\"\ndisk = \"ok.qcow2\"\narch = \"x86_64\"\n[[cell]]\nname = \"x86-raw\"\ndisk = \"ok.raw\"\narch = \"x86_64\"\nformat = \"raw\"\nfirmware = \"uefi\"\n[[cell]]\nname = \"arm\"\ndisk = \"arm.raw\"\narch = \"aarch64\"\n[[cell]]\nname = \"x86-bios\"\ndisk = \"bios.raw\"\narch = \"x86_64\"\nfirmware = \"bios\"\n",
     )
     .unwrap();
     let (mj, mx) = (t.join("m.json"), t.join("m.xml"));
@@ -211,7 +245,7 @@ fn foreign_disks_boot_to_a_console_pattern_and_broken_ones_fail_fast_unchanged()
         .collect();
     assert_eq!(
         cells.iter().map(|c| c.0).collect::<Vec<_>>(),
-        ["x86-qcow2", "x86-raw", "arm"]
+        ["x86-qcow2", "x86-raw", "arm", "x86-bios"]
     );
     assert!(cells.iter().all(|c| c.1 && c.2 > 0.0), "{cells:?}");
     // Python's XML parser (not Ingot) reads the JUnit file.
@@ -223,14 +257,14 @@ fn foreign_disks_boot_to_a_console_pattern_and_broken_ones_fail_fast_unchanged()
     assert!(good, "{out}");
     assert_eq!(
         out.trim(),
-        "['arm boot 1', 'x86-qcow2 boot 1', 'x86-raw boot 1'] 0"
+        "['arm boot 1', 'x86-bios boot 1', 'x86-qcow2 boot 1', 'x86-raw boot 1'] 0"
     );
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(
         stdout.contains("x86-raw") && stdout.contains("to ready (median)"),
         "{stdout}"
     );
-    let files = [&ok_qcow2, &panic, &empty, &arm_ok];
+    let files = [&ok_qcow2, &panic, &empty, &arm_ok, &bios];
     let after: Vec<String> = files
         .iter()
         .map(|f| hex_sha256(&std::fs::read(f).unwrap()))
@@ -269,4 +303,19 @@ fn foreign_disk_flags_are_checked_before_any_boot() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent.raw"));
     let o = ingot(&["boot-test", "--disk", f, "--arch", "sparc", "--ready", "x"]);
     assert_eq!(o.status.code(), Some(2));
+    // A BIOS is for x86_64 disks only, said before anything is fetched or booted.
+    let o = ingot(&[
+        "boot-test",
+        "--disk",
+        f,
+        "--arch",
+        "aarch64",
+        "--firmware",
+        "bios",
+        "--ready",
+        "x",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("BIOS boots are for x86_64 disks"), "{err}");
 }

@@ -78,9 +78,7 @@ pub fn boot_once(
         std::process::id(),
         std::thread::current().id()
     ));
-    let template = qemu::vars_template(spec);
-    std::fs::copy(&template, &vars)
-        .with_context(|| format!("copying UEFI variables {}", template.display()))?;
+    qemu::copy_vars(spec, &vars)?;
     let start = Instant::now();
     let (mut child, _registered) =
         qemu::start_vm(spec, &qemu::args(spec, &vars, false), Stdio::piped())?;

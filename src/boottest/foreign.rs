@@ -22,20 +22,53 @@ const FORMATS: &[(&str, &str)] = &[
     ("vhdx", "vhdx"),
 ];
 
-/// The machine Ingot tests its own images on, per arch.
-fn builtin(arch: Arch) -> (&'static str, &'static str, &'static str, &'static str) {
+/// The firmware a foreign disk boots with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Firmware {
+    /// UEFI (OVMF, AAVMF): the disk's ESP holds a loader at the removable path.
+    Uefi,
+    /// BIOS (SeaBIOS, x86_64 only): the disk's first sector holds a boot loader.
+    Bios,
+}
+
+impl Firmware {
+    /// `uefi` or `bios` for `arch`, as a flag or a matrix cell gives it.
+    pub fn parse(name: &str, arch: Arch) -> Result<Self, crate::base::BadInput> {
+        match (name, arch) {
+            ("uefi", _) => Ok(Firmware::Uefi),
+            ("bios", Arch::X86_64) => Ok(Firmware::Bios),
+            ("bios", a) => Err(crate::base::BadInput(format!(
+                "firmware bios: BIOS boots are for x86_64 disks; {a} boots UEFI"
+            ))),
+            (f, _) => Err(crate::base::BadInput(format!(
+                "firmware `{f}`: uefi or bios"
+            ))),
+        }
+    }
+}
+
+/// The machine Ingot tests its own images on, per arch, and its firmware descriptor.
+fn builtin(
+    arch: Arch,
+    firmware: Firmware,
+) -> (&'static str, &'static str, &'static str, &'static str) {
+    let (fw_name, fw_text) = match (arch, firmware) {
+        (Arch::X86_64, Firmware::Bios) => ("seabios", include_str!("../../firmware/seabios.toml")),
+        (Arch::X86_64, Firmware::Uefi) => ("ovmf", include_str!("../../firmware/ovmf.toml")),
+        (Arch::Aarch64, _) => ("aavmf", include_str!("../../firmware/aavmf.toml")),
+    };
     match arch {
         Arch::X86_64 => (
             "qemu-x86_64",
             include_str!("../../hardware/qemu-x86_64.toml"),
-            "ovmf",
-            include_str!("../../firmware/ovmf.toml"),
+            fw_name,
+            fw_text,
         ),
         Arch::Aarch64 => (
             "qemu-aarch64",
             include_str!("../../hardware/qemu-aarch64.toml"),
-            "aavmf",
-            include_str!("../../firmware/aavmf.toml"),
+            fw_name,
+            fw_text,
         ),
     }
 }
@@ -75,11 +108,12 @@ pub fn driver(format: &str) -> Result<&'static str, crate::base::BadInput> {
         })
 }
 
-/// The VM for a foreign disk: Ingot's machine for `arch`, UEFI from the archive through `src`,
-/// the disk in `format` (detected when `None`). `work` holds the built-in profiles.
+/// The VM for a foreign disk: Ingot's machine for `arch`, its firmware from the archive through
+/// `src`, the disk in `format` (detected when `None`). `work` holds the built-in profiles.
 pub fn vm_spec(
     disk: &Path,
     arch: Arch,
+    firmware: Firmware,
     format: Option<&str>,
     accel: Option<&str>,
     src: &Source,
@@ -99,7 +133,7 @@ pub fn vm_spec(
                 .to_string()
         }
     };
-    let (hw_name, hw_text, fw_name, fw_text) = builtin(arch);
+    let (hw_name, hw_text, fw_name, fw_text) = builtin(arch, firmware);
     let root = work.join(format!("profiles-{hw_name}"));
     std::fs::create_dir_all(root.join("hardware"))?;
     std::fs::create_dir_all(root.join("firmware"))?;
@@ -109,9 +143,10 @@ pub fn vm_spec(
         root.join("firmware").join(format!("{fw_name}.toml")),
         fw_text,
     )?;
-    let hw = crate::config::load_hardware(&hw_path)?;
+    let mut hw = crate::config::load_hardware(&hw_path)?;
+    hw.firmware = fw_name.to_string();
     let fw = crate::config::firmware_for(&hw)?;
-    let (code, vars) = packages::fetch_firmware(src, &fw).context("UEFI firmware")?;
+    let (code, vars) = packages::fetch_firmware(src, &fw).context("firmware")?;
     Ok(VmSpec {
         arch,
         accel: qemu::pick_accel(arch, accel),

@@ -57,6 +57,8 @@ pub enum What {
         arch: crate::config::Arch,
         /// Its format, when given.
         format: Option<String>,
+        /// UEFI or BIOS.
+        firmware: super::foreign::Firmware,
         /// Readiness pattern.
         ready: String,
     },
@@ -124,17 +126,17 @@ pub fn load(path: &Path) -> Result<Matrix, BadInput> {
         if cells.iter().any(|x| x.name == c.name) {
             return Err(here("two cells have this name".into()));
         }
-        if let Some(fw) = c.firmware.as_deref().filter(|f| *f != "uefi") {
-            return Err(here(format!(
-                "firmware `{fw}`: only uefi is supported (BIOS boots are not in this Ingot yet)"
-            )));
-        }
         let what = match (c.image, c.disk) {
             (Some(i), None) => {
                 if c.arch.is_some() || c.format.is_some() || c.ready.is_some() {
                     return Err(here(
                         "an image directory brings its own arch and ready line; `arch`, `format` and `ready` are for `disk` cells".into(),
                     ));
+                }
+                if let Some(fw) = c.firmware.as_deref().filter(|f| *f != "uefi") {
+                    return Err(here(format!(
+                        "firmware `{fw}`: an Ingot image directory boots UEFI, as its manifest records"
+                    )));
                 }
                 What::Image(base.join(i))
             }
@@ -148,6 +150,9 @@ pub fn load(path: &Path) -> Result<Matrix, BadInput> {
                 if let Some(fmt) = c.format.as_deref() {
                     super::foreign::driver(fmt).map_err(|e| here(e.0))?;
                 }
+                let firmware =
+                    super::foreign::Firmware::parse(c.firmware.as_deref().unwrap_or("uefi"), arch)
+                        .map_err(|e| here(e.0))?;
                 let ready = c
                     .ready
                     .or_else(|| f.ready.clone())
@@ -157,6 +162,7 @@ pub fn load(path: &Path) -> Result<Matrix, BadInput> {
                     disk: base.join(d),
                     arch,
                     format: c.format,
+                    firmware,
                     ready,
                 }
             }

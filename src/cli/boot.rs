@@ -81,6 +81,10 @@ pub struct ForeignOpts {
     /// The foreign disks' format (default: what `qemu-img info` says).
     #[arg(long, value_parser = ["raw", "qcow2", "vmdk", "vhd", "vhdx"])]
     pub format: Option<String>,
+    /// The firmware the foreign disks boot with: UEFI (OVMF/AAVMF) or, on x86_64, BIOS
+    /// (SeaBIOS), both from the Debian archive.
+    #[arg(long, value_parser = ["uefi", "bios"], default_value = "uefi", requires = "disks")]
+    pub firmware: String,
     /// Regular expression a console line of a foreign disk's boot must match to count as
     /// ready (a login prompt, a service's banner).
     #[arg(long, value_name = "REGEX")]
@@ -162,6 +166,7 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
                 disk,
                 arch,
                 format,
+                firmware,
                 ready,
             } => {
                 crate::qemu::require_binary(*arch)?;
@@ -169,6 +174,7 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
                 let spec = boottest::foreign::vm_spec(
                     disk,
                     *arch,
+                    *firmware,
                     format.as_deref(),
                     f.accel.as_deref(),
                     &src,
@@ -193,12 +199,14 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
         };
         let pattern = regex::Regex::new(ready)
             .map_err(|e| crate::base::BadInput(format!("--ready {ready}: {e}")))?;
+        let firmware = boottest::foreign::Firmware::parse(&f.foreign.firmware, arch)?;
         crate::qemu::require_binary(arch)?;
         let src = source(so, "", quiet)?;
         for d in &f.foreign.disks {
             let spec = boottest::foreign::vm_spec(
                 d,
                 arch,
+                firmware,
                 f.foreign.format.as_deref(),
                 f.accel.as_deref(),
                 &src,

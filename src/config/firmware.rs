@@ -1,5 +1,6 @@
-//! UEFI firmware descriptors (`firmware/*.toml`): which Debian package ships the code volume
-//! and the variable-store template for an architecture.
+//! Firmware descriptors (`firmware/*.toml`): which Debian package ships the code volume and,
+//! for UEFI, the variable-store template for an architecture. A descriptor without `vars` is a
+//! BIOS (SeaBIOS), loaded with `-bios`.
 
 use std::path::PathBuf;
 
@@ -7,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::values::Arch;
 
-/// A UEFI firmware descriptor.
+/// A firmware descriptor.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Firmware {
@@ -22,7 +23,9 @@ pub struct Firmware {
     pub suite: String,
     /// Path of the code volume inside the package.
     pub code: String,
-    /// Path of the variable-store template inside the package.
+    /// Path of the variable-store template inside the package; absent for a BIOS (SeaBIOS),
+    /// which keeps no variables.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub vars: String,
     /// Where the file was loaded from (never written out: it is the build host's path).
     #[serde(skip)]

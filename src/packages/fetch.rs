@@ -124,8 +124,8 @@ fn check_control(l: &Locked, control: &str) -> Result<()> {
 }
 
 /// Fetch a firmware descriptor's package and return the paths of its code and variable files
-/// (cached under the extraction cache).
-pub fn fetch_firmware(src: &Source, fw: &Firmware) -> Result<(PathBuf, PathBuf)> {
+/// (cached under the extraction cache); no variable file for a BIOS.
+pub fn fetch_firmware(src: &Source, fw: &Firmware) -> Result<(PathBuf, Option<PathBuf>)> {
     let keys = repo::load_keyring(&src.keyring)?;
     let rel = repo::fetch_release(&src.cache, &src.mirror, &fw.suite, &src.keyring, &keys)?;
     let mut index = Index::default();
@@ -155,7 +155,7 @@ pub fn fetch_firmware(src: &Source, fw: &Firmware) -> Result<(PathBuf, PathBuf)>
     let dir = src.cache.root().join("firmware").join(&info.sha256);
     std::fs::create_dir_all(&dir)?;
     let mut out = Vec::new();
-    for f in [&fw.code, &fw.vars] {
+    for f in [&fw.code, &fw.vars].into_iter().filter(|f| !f.is_empty()) {
         let data = tree.read(f).with_context(|| {
             format!(
                 "{}: `{f}` is not in package {}",
@@ -169,7 +169,7 @@ pub fn fetch_firmware(src: &Source, fw: &Firmware) -> Result<(PathBuf, PathBuf)>
         }
         out.push(p);
     }
-    let vars = out.pop().unwrap_or_default();
-    let code = out.pop().unwrap_or_default();
-    Ok((code, vars))
+    let mut out = out.into_iter();
+    let code = out.next().unwrap_or_default();
+    Ok((code, out.next()))
 }

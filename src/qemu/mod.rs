@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use crate::config::{Arch, Hardware};
 
 pub use accel::{accel_runs_guest, pick_accel, Accel};
-pub use vars::vars_template;
+pub use vars::copy_vars;
 
 /// Check the QEMU binary exists, naming the Debian package otherwise.
 pub fn require_binary(arch: Arch) -> Result<()> {
@@ -49,15 +49,16 @@ pub struct VmSpec {
     pub media: Option<PathBuf>,
     /// A 127.0.0.1 port QEMU forwards to the guest's SSH port (22).
     pub ssh_port: Option<u16>,
-    /// UEFI code volume.
+    /// Firmware code: a UEFI code volume, or a BIOS image when `vars` is `None`.
     pub code: PathBuf,
-    /// UEFI variable-store template (copied per boot).
-    pub vars: PathBuf,
+    /// UEFI variable-store template (copied per boot); `None` boots the BIOS in `code`.
+    pub vars: Option<PathBuf>,
     /// Acceleration.
     pub accel: Accel,
 }
 
-/// Build the argument list; `vars_copy` is this boot's private variable store.
+/// Build the argument list; `vars_copy` is this boot's private firmware state (see
+/// [`copy_vars`]).
 pub fn args(spec: &VmSpec, vars_copy: &Path, interactive: bool) -> Vec<String> {
     let q = &spec.hw.qemu;
     let mut a: Vec<String> = vec![
@@ -92,13 +93,25 @@ pub fn args(spec: &VmSpec, vars_copy: &Path, interactive: bool) -> Vec<String> {
         "-display".into(),
         "none".into(),
         "-no-reboot".into(),
-        "-drive".into(),
-        format!(
-            "if=pflash,format=raw,unit=0,readonly=on,file={}",
-            spec.code.display()
-        ),
-        "-drive".into(),
-        format!("if=pflash,format=raw,unit=1,file={}", vars_copy.display()),
+    ];
+    match spec.vars {
+        Some(_) => a.extend([
+            "-drive".into(),
+            format!(
+                "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                spec.code.display()
+            ),
+            "-drive".into(),
+            format!("if=pflash,format=raw,unit=1,file={}", vars_copy.display()),
+        ]),
+        None => a.extend([
+            "-bios".into(),
+            spec.code.display().to_string(),
+            "-fw_cfg".into(),
+            format!("name=etc/sercon-port,file={}", vars_copy.display()),
+        ]),
+    }
+    a.extend([
         "-drive".into(),
         if spec.persistent {
             format!("if=none,id=disk0,format=qcow2,file={}", spec.disk.display())
@@ -117,10 +130,16 @@ pub fn args(spec: &VmSpec, vars_copy: &Path, interactive: bool) -> Vec<String> {
             None => "user,id=net0".into(),
         },
         "-device".into(),
-        "virtio-net-pci,netdev=net0".into(),
+        // Under a BIOS the NIC's option ROM (iPXE) would try a network boot after the disks
+        // and keep a disk with no boot loader from ever saying so: no ROM.
+        if spec.vars.is_some() {
+            "virtio-net-pci,netdev=net0".into()
+        } else {
+            "virtio-net-pci,netdev=net0,romfile=".into()
+        },
         "-device".into(),
         "virtio-rng-pci".into(),
-    ];
+    ]);
     if let Some(m) = &spec.media {
         a.extend([
             "-drive".into(),
@@ -177,7 +196,7 @@ pub fn start_vm(
 /// Boot interactively with the console on the terminal.
 pub fn run_interactive(spec: &VmSpec, work: &Path) -> Result<i32> {
     let vars = work.join(format!("vars-run-{}.fd", std::process::id()));
-    std::fs::copy(vars_template(spec), &vars)?;
+    copy_vars(spec, &vars)?;
     eprintln!(
         "booting {} ({:?}); Ctrl-A X quits",
         spec.disk.display(),

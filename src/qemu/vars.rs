@@ -1,7 +1,7 @@
 //! The UEFI variable store each boot starts from: a copy of the firmware's template, primed once
 //! per firmware and machine type by starting the firmware alone (no disk, no network).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -16,14 +16,31 @@ use super::VmSpec;
 /// any image. Made once and kept beside the template; measured here under TCG, OVMF reaches
 /// the boot loader about 1 s sooner from it. Falls back to the pristine template when the
 /// firmware does not reach its shell.
-pub fn vars_template(spec: &VmSpec) -> PathBuf {
-    match primed_vars(spec) {
+fn vars_template(spec: &VmSpec, pristine: &Path) -> PathBuf {
+    match primed_vars(spec, pristine) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("note: using the pristine UEFI variable store: {e:#}");
-            spec.vars.clone()
+            pristine.to_path_buf()
         }
     }
+}
+
+/// This boot's private firmware state at `dest`, which [`super::args`] hands to QEMU: for UEFI
+/// the variable store, copied from [`vars_template`]; for a BIOS, SeaBIOS's serial-console port
+/// (`etc/sercon-port`, COM1 as a little-endian u16), so that its messages ("No bootable
+/// device.") reach the console the boot test reads.
+pub fn copy_vars(spec: &VmSpec, dest: &Path) -> Result<()> {
+    match &spec.vars {
+        Some(pristine) => {
+            let template = vars_template(spec, pristine);
+            std::fs::copy(&template, dest)
+                .with_context(|| format!("copying UEFI variables {}", template.display()))?;
+        }
+        None => std::fs::write(dest, 0x3f8u16.to_le_bytes())
+            .with_context(|| format!("writing {}", dest.display()))?,
+    }
+    Ok(())
 }
 
 /// Text every boot of this machine configuration shares, naming the primed store.
@@ -42,15 +59,12 @@ fn machine_key(spec: &VmSpec) -> String {
     hex::encode(&Sha256::digest(text.as_bytes())[..8])
 }
 
-fn primed_vars(spec: &VmSpec) -> Result<PathBuf> {
-    let name = spec
-        .vars
+fn primed_vars(spec: &VmSpec, pristine: &Path) -> Result<PathBuf> {
+    let name = pristine
         .file_name()
         .context("variable store has no file name")?
         .to_string_lossy();
-    let dest = spec
-        .vars
-        .with_file_name(format!("{name}.primed-{}", machine_key(spec)));
+    let dest = pristine.with_file_name(format!("{name}.primed-{}", machine_key(spec)));
     if dest.exists() {
         return Ok(dest);
     }
@@ -60,7 +74,7 @@ fn primed_vars(spec: &VmSpec) -> Result<PathBuf> {
         std::thread::current().id()
     ));
     let _cleanup = crate::interrupt::TempGuard::new(tmp.clone());
-    std::fs::copy(&spec.vars, &tmp).with_context(|| format!("copying {}", spec.vars.display()))?;
+    std::fs::copy(pristine, &tmp).with_context(|| format!("copying {}", pristine.display()))?;
     let mut a = super::args(spec, &tmp, false);
     // Firmware only: no disk, network or rng device, so no boot entry can be recorded.
     strip_devices(&mut a);
