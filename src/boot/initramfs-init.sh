@@ -115,6 +115,11 @@ if [ -n "$data" ]; then
     say "data partition PARTUUID=$data not mounted: /etc and /var stay read-only"
   fi
 fi
+# /tmp on a read-only root would be read-only too: systemd's sandboxing (PrivateDevices= makes
+# its private /dev in a directory under /tmp) and every agent need it writable.
+if [ "$rootflags" = ro ]; then
+  mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /newroot/tmp || say "cannot mount a tmpfs on /tmp: it stays read-only"
+fi
 # kmod needs modules.dep.bin, which depmod makes at first boot: on a read-only root it writes it
 # into a tmpfs overlay of the module tree (made again at every boot, so never stale).
 if [ "$rootflags" = ro ] && [ -d /newroot/usr/lib/modules ]; then
