@@ -174,3 +174,134 @@ fn seed_files_that_do_not_exist_stop_the_test_before_any_boot() {
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("--user-data /nonexistent/user-data"), "{err}");
 }
+
+/// `boot-test --disk --ssh`: the same login for disks Ingot did not build. vm-cloud's disk,
+/// converted to qcow2 and given as a bare file (no manifest: the boot test knows nothing of
+/// it), is logged in to as `debian` through a seed with a throwaway key, after cloud-init is
+/// done; a vm-base variant that already trusts a key for `ops` is logged in to with that key
+/// and no seed. `--check` runs over both logins, and neither file changes.
+#[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
+fn foreign_disks_log_in_over_ssh_through_a_seed_or_with_a_key_they_trust() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out");
+    let key = t.path().join("ops-key");
+    let (good, o) = tool(
+        "ssh-keygen",
+        &["-q", "-t", "ed25519", "-N", "", "-f", key.to_str().unwrap()],
+    );
+    assert!(good, "{o}");
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let trusting = t.path().join("vm-trusting.toml");
+    std::fs::write(
+        &trusting,
+        format!(
+            "extends = \"{}\"\n[image]\nname = \"vm-trusting\"\nversion = \"1.0.0\"\n[[users]]\nname = \"deploy\"\nshell = \"/bin/sh\"\nssh_authorized_keys = [\"{}\"]\n",
+            root().join("profiles/vm-base.toml").display(),
+            public.trim()
+        ),
+    )
+    .unwrap();
+    let cloud = build_x86_64("profiles/vm-cloud.toml", &out);
+    let trust = build_x86_64(trusting.to_str().unwrap(), &out);
+    let vendor = t.path().join("vendor.qcow2");
+    let (good, o) = tool(
+        "qemu-img",
+        &[
+            "convert",
+            "-O",
+            "qcow2",
+            cloud.join("disk.raw").to_str().unwrap(),
+            vendor.to_str().unwrap(),
+        ],
+    );
+    assert!(good, "{o}");
+    let plain = t.path().join("plain.raw");
+    std::fs::copy(trust.join("disk.raw"), &plain).unwrap();
+    let before = [
+        hex_sha256(&std::fs::read(&vendor).unwrap()),
+        hex_sha256(&std::fs::read(&plain).unwrap()),
+    ];
+    let (rs, rk) = (t.path().join("seeded.json"), t.path().join("keyed.json"));
+    std::thread::scope(|s| {
+        let a = s.spawn(|| {
+            ingot(&[
+                "boot-test",
+                "--disk",
+                vendor.to_str().unwrap(),
+                "--arch",
+                "x86_64",
+                "--ready",
+                "login:",
+                "--ssh",
+                "debian",
+                "--cloud-init",
+                "--check",
+                "id -un",
+                "--check",
+                "sudo -n true",
+                "--boots",
+                "1",
+                "--timeout",
+                "400",
+                "--json",
+                rs.to_str().unwrap(),
+                "--junit",
+                rs.with_extension("xml").to_str().unwrap(),
+            ])
+        });
+        let b = s.spawn(|| {
+            ingot(&[
+                "boot-test",
+                "--disk",
+                plain.to_str().unwrap(),
+                "--arch",
+                "x86_64",
+                "--ready",
+                "login:",
+                "--ssh",
+                "deploy",
+                "--ssh-key",
+                key.to_str().unwrap(),
+                "--check",
+                "id -un",
+                "--boots",
+                "1",
+                "--timeout",
+                "400",
+                "--json",
+                rk.to_str().unwrap(),
+            ])
+        });
+        ok(&a.join().unwrap(), "boot-test --disk --ssh with a seed");
+        ok(&b.join().unwrap(), "boot-test --disk --ssh --ssh-key");
+    });
+    let seeded = &boots(&rs)[0];
+    assert_eq!(seeded["ok"], true, "{seeded}");
+    assert_eq!(seeded["login"]["cloud_init"], "done", "{seeded}");
+    assert_eq!(seeded["login"]["checks"][0][1], "debian", "{seeded}");
+    // One JUnit testcase for the boot and one for each check.
+    let junit = std::fs::read_to_string(rs.with_extension("xml")).unwrap();
+    assert!(junit.contains("tests=\"3\" failures=\"0\""), "{junit}");
+    assert!(
+        junit.contains("vendor.qcow2 boot 1 check id -un"),
+        "{junit}"
+    );
+    let keyed = &boots(&rk)[0];
+    assert_eq!(keyed["ok"], true, "{keyed}");
+    assert_eq!(keyed["login"]["checks"][0][1], "deploy", "{keyed}");
+    for b in [seeded, keyed] {
+        eprintln!(
+            "foreign: ready {:.1} s, logged in {:.1} s",
+            b["seconds"].as_f64().unwrap(),
+            b["login"]["seconds"].as_f64().unwrap()
+        );
+    }
+    let after = [
+        hex_sha256(&std::fs::read(&vendor).unwrap()),
+        hex_sha256(&std::fs::read(&plain).unwrap()),
+    ];
+    assert_eq!(before, after, "a disk file changed");
+    no_qemu_left(&vendor);
+    no_qemu_left(&plain);
+}

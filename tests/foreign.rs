@@ -318,4 +318,22 @@ fn foreign_disk_flags_are_checked_before_any_boot() {
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("BIOS boots are for x86_64 disks"), "{err}");
+    // --check runs over an SSH login, which a foreign disk only gets with --ssh; a key that
+    // is not there is named.
+    let base = ["boot-test", "--disk", f, "--arch", "x86_64", "--ready", "x"];
+    for (extra, words) in [
+        (&["--check", "true"][..], "give --ssh USER"),
+        (
+            &["--ssh", "debian", "--ssh-key", "/nonexistent/key"][..],
+            "/nonexistent/key",
+        ),
+        (&["--ssh-key", "/nonexistent/key"][..], "--ssh"),
+        (&["--cloud-init"][..], "--ssh"),
+    ] {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        let o = ingot(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {err}");
+        assert!(err.contains(words), "{extra:?}: {err}");
+    }
 }

@@ -27,13 +27,19 @@ pub struct SeedInput {
     pub network_config: Option<PathBuf>,
 }
 
-/// A seed made for one run, and how to log in to a guest booted from it.
+/// How to log in to a guest after its ready line, and the seed (if any) that made that
+/// possible.
 #[derive(Debug, Clone)]
 pub struct Seed {
-    /// The FAT volume.
-    pub image: PathBuf,
-    /// The private key the seed's public half belongs to.
+    /// The NoCloud seed's FAT volume; `None` when the key is already in the image (`--ssh-key`).
+    pub image: Option<PathBuf>,
+    /// The private key to log in with (the seed's throwaway one, or the user's).
     pub key: PathBuf,
+    /// The account to log in as.
+    pub user: String,
+    /// Wait for `cloud-init status --wait` to say `done`, and then require the host key the
+    /// guest presents to be one cloud-init printed on the console.
+    pub cloud_init: bool,
     /// The hostname the meta-data asks for.
     pub hostname: String,
     /// Commands to run over SSH after the login (`--check`); each must exit 0.
@@ -94,17 +100,17 @@ pub fn meta_hostname(meta: &str) -> Option<String> {
 /// The boot test's own cloud-config: the login account with the throwaway key, allowed sudo
 /// without a password so `--check` commands can look anywhere (the boot's disk is a
 /// throwaway overlay).
-fn own_part(public_key: &str) -> String {
+fn own_part(public_key: &str, user: &str) -> String {
     format!(
-        "#cloud-config\n# Added by ingot boot-test: the account its SSH login uses.\nmerge_how:\n  - name: list\n    settings: [append]\n  - name: dict\n    settings: [no_replace, recurse_list]\nusers:\n  - default\n  - name: {USER}\n    shell: /bin/sh\n    lock_passwd: true\n    sudo: \"ALL=(ALL) NOPASSWD:ALL\"\n    ssh_authorized_keys:\n      - {}\n",
+        "#cloud-config\n# Added by ingot boot-test: the account its SSH login uses.\nmerge_how:\n  - name: list\n    settings: [append]\n  - name: dict\n    settings: [no_replace, recurse_list]\nusers:\n  - default\n  - name: {user}\n    shell: /bin/sh\n    lock_passwd: true\n    sudo: \"ALL=(ALL) NOPASSWD:ALL\"\n    ssh_authorized_keys:\n      - {}\n",
         public_key.trim()
     )
 }
 
 /// The seed's user-data: the boot test's own cloud-config alone, or the user's first and ours
 /// after it in a MIME multipart, merged by appending (so the user's `users` stay).
-pub fn user_data(user: Option<&str>, public_key: &str) -> String {
-    let ours = own_part(public_key);
+pub fn user_data(user: Option<&str>, public_key: &str, account: &str) -> String {
+    let ours = own_part(public_key, account);
     let Some(theirs) = user else {
         return ours;
     };
@@ -127,8 +133,11 @@ pub fn user_data(user: Option<&str>, public_key: &str) -> String {
 }
 
 /// Make the run's seed in `work`: a throwaway key (ssh-keygen), the user-data and meta-data
-/// (the user's, with the boot test's account added), on a FAT volume labelled `cidata`.
-pub fn make_seed(work: &Path, input: &SeedInput, image_name: &str) -> Result<Seed> {
+/// (the user's, with the account `user` and the key added), on a FAT volume labelled `cidata`.
+pub fn make_seed(work: &Path, input: &SeedInput, image_name: &str, user: &str) -> Result<Seed> {
+    if !valid_user(user) {
+        bail!("--ssh {user}: not a user name (lowercase letters, digits, `_`, `-`)");
+    }
     let key = work.join("ssh-key");
     let _ = std::fs::remove_file(&key);
     let _ = std::fs::remove_file(key.with_extension("pub"));
@@ -155,7 +164,7 @@ pub fn make_seed(work: &Path, input: &SeedInput, image_name: &str) -> Result<See
     }
     let public = std::fs::read_to_string(key.with_extension("pub"))
         .with_context(|| format!("reading {}.pub", key.display()))?;
-    let user = read_input(&input.user_data, "--user-data")?;
+    let user_text = read_input(&input.user_data, "--user-data")?;
     let meta = read_input(&input.meta_data, "--meta-data")?;
     let network = read_input(&input.network_config, "--network-config")?;
     let default_host = format!("ingot-{}", image_name.replace(['_', '.'], "-"));
@@ -174,7 +183,7 @@ pub fn make_seed(work: &Path, input: &SeedInput, image_name: &str) -> Result<See
         )
         .with_context(|| format!("seed file {name}"))
     };
-    add("user-data", &user_data(user.as_deref(), &public))?;
+    add("user-data", &user_data(user_text.as_deref(), &public, user))?;
     add("meta-data", &meta)?;
     if let Some(n) = &network {
         add("network-config", n)?;
@@ -191,11 +200,40 @@ pub fn make_seed(work: &Path, input: &SeedInput, image_name: &str) -> Result<See
     crate::fs::fat::write(&f, &tree, 0x1c1d_a7a0, "cidata", 0)
         .with_context(|| format!("writing the seed {}", image.display()))?;
     Ok(Seed {
-        image,
+        image: Some(image),
         key,
+        user: user.to_string(),
+        cloud_init: true,
         hostname,
         checks: Vec::new(),
     })
+}
+
+/// A login with a key the image already trusts (`--ssh-key`): no seed.
+pub fn with_key(key: &Path, user: &str, cloud_init: bool) -> Result<Seed> {
+    if !valid_user(user) {
+        bail!("--ssh {user}: not a user name (lowercase letters, digits, `_`, `-`)");
+    }
+    if !key.is_file() {
+        bail!("--ssh-key {}: not a readable file", key.display());
+    }
+    Ok(Seed {
+        image: None,
+        key: key.to_path_buf(),
+        user: user.to_string(),
+        cloud_init,
+        hostname: String::new(),
+        checks: Vec::new(),
+    })
+}
+
+/// A user name as useradd takes it, which also keeps it out of ssh's option parsing.
+fn valid_user(u: &str) -> bool {
+    !u.is_empty()
+        && u.len() <= 32
+        && !u.starts_with('-')
+        && u.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 /// A free TCP port on 127.0.0.1 for QEMU to forward to the guest's SSH port.
@@ -234,7 +272,7 @@ fn ssh(
             "ConnectTimeout=10",
             "-o",
             "LogLevel=ERROR",
-            &format!("{USER}@127.0.0.1"),
+            &format!("{}@127.0.0.1", seed.user),
             command,
         ])
         .stdin(Stdio::null())
@@ -280,13 +318,12 @@ pub fn login(
     let mut last = ("ssh connection".to_string(), "never tried".to_string());
     while Instant::now() < deadline && !crate::interrupt::requested() {
         let left = deadline.saturating_duration_since(Instant::now());
-        let r = ssh(
-            seed,
-            port,
-            &known_hosts,
-            "hostname; cloud-init status --wait",
-            left,
-        );
+        let command = if seed.cloud_init {
+            "hostname; cloud-init status --wait"
+        } else {
+            "hostname"
+        };
+        let r = ssh(seed, port, &known_hosts, command, left);
         let (code, out, err) = match r {
             Ok(x) => x,
             Err(e) => return Err(("ssh client".into(), format!("{e:#}"))),
@@ -319,7 +356,7 @@ pub fn login(
             .find_map(|l| l.trim().strip_prefix("status:"))
             .map(|s| s.trim().to_string())
             .unwrap_or_default();
-        if status != "done" {
+        if seed.cloud_init && status != "done" {
             return Err((
                 "cloud-init status".into(),
                 format!(
@@ -414,18 +451,37 @@ mod tests {
 
     #[test]
     fn the_users_data_comes_first_and_ours_appends() {
-        assert!(user_data(None, "ssh-ed25519 AAAA k\n").starts_with("#cloud-config\n"));
+        assert!(user_data(None, "ssh-ed25519 AAAA k\n", USER).starts_with("#cloud-config\n"));
+        assert!(user_data(None, "k", "debian").contains("  - name: debian\n"));
         let u = user_data(
             Some("#cloud-config\nusers:\n  - name: alice\n"),
             "ssh-ed25519 AAAA k",
+            USER,
         );
         let alice = u.find("name: alice").unwrap();
         let ours = u.find(&format!("name: {USER}")).unwrap();
         assert!(alice < ours, "{u}");
         assert!(u.contains("Content-Type: text/cloud-config"));
         assert!(u.contains("settings: [append]"));
-        let s = user_data(Some("#!/bin/sh\necho hi\n"), "k");
+        let s = user_data(Some("#!/bin/sh\necho hi\n"), "k", USER);
         assert!(s.contains("Content-Type: text/x-shellscript"));
+    }
+
+    #[test]
+    fn login_names_are_plain_user_names() {
+        for good in ["debian", "ops_1", "a-b"] {
+            assert!(valid_user(good), "{good}");
+        }
+        for bad in [
+            "",
+            "-oProxyCommand=x",
+            "Root",
+            "a b",
+            "a@b",
+            &"a".repeat(33),
+        ] {
+            assert!(!valid_user(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -43,6 +43,21 @@ pub struct Options {
     pub seed: cloud::SeedInput,
     /// Commands run over SSH after the login; each must exit 0.
     pub checks: Vec<String>,
+    /// How to log in to foreign disks (`--ssh`); Ingot images with cloud-init and OpenSSH
+    /// are always logged in to.
+    pub ssh: Option<SshLogin>,
+}
+
+/// An SSH login into a foreign disk after its ready pattern.
+#[derive(Debug, Clone)]
+pub struct SshLogin {
+    /// The account.
+    pub user: String,
+    /// A private key the image already trusts; without one, a NoCloud seed installs a
+    /// throwaway key for `user` (the image must run cloud-init).
+    pub key: Option<PathBuf>,
+    /// Wait for cloud-init to report `done`.
+    pub cloud_init: bool,
 }
 
 /// The VM for an image directory: its hardware and firmware from the manifest (so a copied
@@ -160,13 +175,20 @@ impl Target {
         }
     }
 
-    /// What a cloud-init image needs at boot (nothing for a foreign disk).
-    fn cloud(&self) -> cloud::Needs {
-        match self {
-            Target::Image(i) => cloud::Needs::of(&i.manifest),
-            Target::Foreign { .. } => cloud::Needs {
+    /// What a cloud-init image needs at boot; for a foreign disk, what `--ssh` asks for: a
+    /// seed unless the key is already in the image (or the user gave seed files anyway).
+    fn cloud(&self, opts: &Options) -> cloud::Needs {
+        match (self, &opts.ssh) {
+            (Target::Image(i), _) => cloud::Needs::of(&i.manifest),
+            (Target::Foreign { .. }, None) => cloud::Needs {
                 seed: false,
                 login: false,
+            },
+            (Target::Foreign { .. }, Some(l)) => cloud::Needs {
+                seed: l.key.is_none()
+                    || opts.seed.user_data.is_some()
+                    || opts.seed.meta_data.is_some(),
+                login: true,
             },
         }
     }
@@ -194,19 +216,41 @@ fn test_image(
     let mut cases = Vec::new();
     // A cloud-init image boots as a platform starts it: with a seed (and a login over SSH).
     let mut spec = spec.clone();
-    let needs = image.cloud();
-    let seed = if needs.seed {
+    let needs = image.cloud(opts);
+    let foreign = match image {
+        Target::Image(_) => None,
+        Target::Foreign { .. } => opts.ssh.as_ref(),
+    };
+    let user = foreign.map_or(cloud::USER, |l| l.user.as_str());
+    let made = if needs.seed {
         let image_name = match image {
             Target::Image(i) => i.manifest.image.clone(),
             Target::Foreign { .. } => name.to_string(),
         };
         let seed_dir = work.join(format!("seed-{name}"));
-        let made = std::fs::create_dir_all(&seed_dir)
-            .map_err(anyhow::Error::from)
-            .and_then(|()| cloud::make_seed(&seed_dir, &opts.seed, &image_name));
+        Some(
+            std::fs::create_dir_all(&seed_dir)
+                .map_err(anyhow::Error::from)
+                .and_then(|()| cloud::make_seed(&seed_dir, &opts.seed, &image_name, user)),
+        )
+    } else {
+        foreign.and_then(|l| {
+            l.key
+                .as_deref()
+                .map(|k| cloud::with_key(k, user, l.cloud_init))
+        })
+    };
+    let seed = if let Some(made) = made {
         match made {
             Ok(mut s) => {
-                spec.media = Some(s.image.clone());
+                spec.media = s.image.clone();
+                if let Some(l) = foreign {
+                    // A key the image already trusts wins over the seed's throwaway one.
+                    if let Some(k) = &l.key {
+                        s.key = k.clone();
+                    }
+                    s.cloud_init = l.cloud_init;
+                }
                 s.checks = opts.checks.clone();
                 Some(s)
             }

@@ -185,6 +185,30 @@ pub fn junit_xml(results: &[ImageResult]) -> String {
                 "    <system-out>{}</system-out>\n  </testcase>\n",
                 xml_escape(&log_text(&c.console_log))
             ));
+            // Each `--check` is a testcase of its own: those that passed with what they
+            // printed, and the one that failed (which also failed the boot).
+            for (cmd, out) in c.login.iter().flat_map(|l| &l.checks) {
+                total += 1;
+                cases.push_str(&format!(
+                    "  <testcase classname=\"ingot.check\" name=\"{}\">\n    <system-out>{}</system-out>\n  </testcase>\n",
+                    xml_escape(&format!("{name} check {cmd}")),
+                    xml_escape(out)
+                ));
+            }
+            if let Some(Failure::Login { step, detail }) = &c.cause {
+                if let Some(cmd) = step
+                    .strip_prefix("check `")
+                    .and_then(|s| s.strip_suffix('`'))
+                {
+                    total += 1;
+                    failures += 1;
+                    cases.push_str(&format!(
+                        "  <testcase classname=\"ingot.check\" name=\"{}\">\n    <failure message=\"{}\"/>\n  </testcase>\n",
+                        xml_escape(&format!("{name} check {cmd}")),
+                        xml_escape(detail)
+                    ));
+                }
+            }
         }
         if let Some(f) = &r.machine_id_failure {
             total += 1;
@@ -198,6 +222,49 @@ pub fn junit_xml(results: &[ImageResult]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_check_is_a_testcase_of_its_own() {
+        let mut good = BootCase::new(1, 30.0, None, None, None, vec![]);
+        good.login = Some(super::super::cloud::Login {
+            seconds: 31.0,
+            hostname: "h".into(),
+            cloud_init: "done".into(),
+            host_key: "SHA256:x".into(),
+            checks: vec![
+                ("id -un".into(), "debian".into()),
+                ("echo '<a>'".into(), "<a>".into()),
+            ],
+        });
+        let bad = BootCase::new(
+            2,
+            40.0,
+            Some(Failure::Login {
+                step: "check `systemctl is-failed x`".into(),
+                detail: "exit 1: active".into(),
+            }),
+            None,
+            None,
+            vec![],
+        );
+        let xml = junit_xml(&[ImageResult {
+            image: "/d/vendor.qcow2".into(),
+            boots: vec![good, bad],
+            machine_id_failure: None,
+        }]);
+        assert!(
+            xml.contains("<testsuite name=\"ingot boot-test\" tests=\"5\" failures=\"2\">"),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(
+                "name=\"vendor.qcow2 boot 1 check id -un\">\n    <system-out>debian</system-out>"
+            ),
+            "{xml}"
+        );
+        assert!(xml.contains("<system-out>&lt;a&gt;</system-out>"), "{xml}");
+        assert!(xml.contains("name=\"vendor.qcow2 boot 2 check systemctl is-failed x\">\n    <failure message=\"exit 1: active\"/>"), "{xml}");
+    }
 
     #[test]
     fn junit_reports_reruns_the_way_ci_servers_read_them() {

@@ -81,6 +81,19 @@ pub struct ForeignOpts {
     /// The foreign disks' format (default: what `qemu-img info` says).
     #[arg(long, value_parser = ["raw", "qcow2", "vmdk", "vhd", "vhdx"])]
     pub format: Option<String>,
+    /// Log in to the foreign disks over SSH as USER after the ready pattern (through a port
+    /// QEMU forwards from 127.0.0.1): with a NoCloud seed that installs a throwaway key for
+    /// USER (the disk must run cloud-init), or with --ssh-key. --check runs over this login.
+    #[arg(long, value_name = "USER", requires = "disks")]
+    pub ssh: Option<String>,
+    /// A private key the foreign disk already trusts for the --ssh user: no seed is made
+    /// (unless --user-data or --meta-data are given).
+    #[arg(long, value_name = "FILE", requires = "ssh")]
+    pub ssh_key: Option<PathBuf>,
+    /// With --ssh: wait for `cloud-init status --wait` to report done, and require the host key
+    /// the guest presents to be one cloud-init printed on the console.
+    #[arg(long, requires = "ssh")]
+    pub cloud_init: bool,
     /// The firmware the foreign disks boot with: UEFI (OVMF/AAVMF) or, on x86_64, BIOS
     /// (SeaBIOS), both from the Debian archive.
     #[arg(long, value_parser = ["uefi", "bios"], default_value = "uefi", requires = "disks")]
@@ -138,12 +151,25 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
             ))
             .into());
         }
-        if !f.foreign.disks.is_empty() || f.foreign.matrix.is_some() {
+        if f.foreign.matrix.is_some() {
             return Err(crate::base::BadInput(
-                "--check needs an Ingot image with cloud-init and OpenSSH; foreign disks have no login yet".into(),
+                "--check: a matrix's cells have no SSH login yet; give the disk with --disk and --ssh".into(),
             )
             .into());
         }
+        if !f.foreign.disks.is_empty() && f.foreign.ssh.is_none() {
+            return Err(crate::base::BadInput(
+                "--check runs over an SSH login: give --ssh USER (and --ssh-key FILE when the disk does not run cloud-init)".into(),
+            )
+            .into());
+        }
+    }
+    if let Some(k) = f.foreign.ssh_key.as_ref().filter(|k| !k.is_file()) {
+        return Err(crate::base::BadInput(format!(
+            "--ssh-key {}: not a readable file",
+            k.display()
+        ))
+        .into());
     }
     let scratch = crate::base::fsx::scratch_dir("ingot-foreign")?;
     let matrix = f
@@ -231,6 +257,11 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
         quiet,
         seed: f.seed.input(),
         checks: f.seed.checks.clone(),
+        ssh: f.foreign.ssh.clone().map(|user| boottest::SshLogin {
+            user,
+            key: f.foreign.ssh_key.clone(),
+            cloud_init: f.foreign.cloud_init,
+        }),
     };
     let mut report = boottest::run_targets(&specs, &opts)?;
     if let Some(m) = &matrix {
@@ -375,8 +406,13 @@ pub fn run_interactive(
     // forwarded from a free loopback port for the seed's throwaway key.
     let needs = boottest::cloud::Needs::of(&dir.manifest);
     if needs.seed {
-        let s = boottest::cloud::make_seed(work.path(), &seed.input(), &dir.manifest.image)?;
-        spec.media = Some(s.image.clone());
+        let s = boottest::cloud::make_seed(
+            work.path(),
+            &seed.input(),
+            &dir.manifest.image,
+            boottest::cloud::USER,
+        )?;
+        spec.media = s.image.clone();
         if needs.login {
             let port = boottest::cloud::free_port()?;
             spec.ssh_port = Some(port);

@@ -51,6 +51,8 @@ pub struct SourceOpts {
 }
 
 /// Subcommands.
+// Parsed once per run: boot-test's many flags make its variant large, which costs nothing here.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// Build one image per hardware profile into OUT/<name>-<version>-<arch>/.
