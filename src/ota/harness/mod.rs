@@ -386,14 +386,17 @@ fn run_step(
     }
 }
 
-/// Why the failed boots failed, each cause once, in the order they came: ` (cause; cause)`.
+/// Why the failed boots failed, each cause once (the kernel's `[  3.6]` stamps left out, so
+/// three identical panics read as one), in the order they came: ` (cause; cause)`.
 fn causes(boots: &[BootRun]) -> String {
-    let mut seen: Vec<&str> = Vec::new();
+    let stamp = regex::Regex::new(r"\[\s*\d+\.\d+\]\s*").expect("a valid pattern");
+    let mut seen: Vec<String> = Vec::new();
     for c in boots
         .iter()
         .filter(|b| b.end == End::Exited && b.install_seconds.is_none())
         .filter_map(|b| b.cause.as_deref())
     {
+        let c = stamp.replace_all(c, "").into_owned();
         if !seen.contains(&c) {
             seen.push(c);
         }
@@ -458,4 +461,43 @@ fn finish_update(
         _ => r.message = format!("the new version did not come up ready: {desc}"),
     }
     Ok(r.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_cause_at_another_uptime_is_named_once() {
+        let run = |cause: Option<&str>, end: End| BootRun {
+            log: PathBuf::new(),
+            media: false,
+            ready: None,
+            ready_seconds: None,
+            end,
+            install_seconds: None,
+            seconds: 6.0,
+            cause: cause.map(str::to_string),
+        };
+        let boots = [
+            run(
+                Some("[    3.63] Kernel panic - not syncing: Attempted to kill init!"),
+                End::Exited,
+            ),
+            run(
+                Some("[    3.04] Kernel panic - not syncing: Attempted to kill init!"),
+                End::Exited,
+            ),
+            run(
+                Some("the watchdog reset the machine: [   17.6] softdog: Initiating system reboot"),
+                End::Exited,
+            ),
+            run(None, End::Ready),
+        ];
+        assert_eq!(
+            causes(&boots),
+            " (Kernel panic - not syncing: Attempted to kill init!; the watchdog reset the machine: softdog: Initiating system reboot)"
+        );
+        assert_eq!(causes(&boots[3..]), "");
+    }
 }
