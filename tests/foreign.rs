@@ -329,6 +329,8 @@ fn foreign_disk_flags_are_checked_before_any_boot() {
         ),
         (&["--ssh-key", "/nonexistent/key"][..], "--ssh"),
         (&["--cloud-init"][..], "--ssh"),
+        (&["--ssh=-oProxyCommand=x"][..], "not a user name"),
+        (&["--ssh", "Root"][..], "not a user name"),
     ] {
         let args: Vec<&str> = base.iter().chain(extra).copied().collect();
         let o = ingot(&args);

@@ -134,10 +134,8 @@ pub fn user_data(user: Option<&str>, public_key: &str, account: &str) -> String 
 
 /// Make the run's seed in `work`: a throwaway key (ssh-keygen), the user-data and meta-data
 /// (the user's, with the account `user` and the key added), on a FAT volume labelled `cidata`.
+/// `user` is one [`valid_user`] accepts (the caller checks it once, before any boot).
 pub fn make_seed(work: &Path, input: &SeedInput, image_name: &str, user: &str) -> Result<Seed> {
-    if !valid_user(user) {
-        bail!("--ssh {user}: not a user name (lowercase letters, digits, `_`, `-`)");
-    }
     let key = work.join("ssh-key");
     let _ = std::fs::remove_file(&key);
     let _ = std::fs::remove_file(key.with_extension("pub"));
@@ -209,26 +207,21 @@ pub fn make_seed(work: &Path, input: &SeedInput, image_name: &str, user: &str) -
     })
 }
 
-/// A login with a key the image already trusts (`--ssh-key`): no seed.
-pub fn with_key(key: &Path, user: &str, cloud_init: bool) -> Result<Seed> {
-    if !valid_user(user) {
-        bail!("--ssh {user}: not a user name (lowercase letters, digits, `_`, `-`)");
-    }
-    if !key.is_file() {
-        bail!("--ssh-key {}: not a readable file", key.display());
-    }
-    Ok(Seed {
+/// A login with a key the image already trusts (`--ssh-key`): no seed. The caller has checked
+/// the user name ([`valid_user`]) and that the key file exists.
+pub fn with_key(key: &Path, user: &str, cloud_init: bool) -> Seed {
+    Seed {
         image: None,
         key: key.to_path_buf(),
         user: user.to_string(),
         cloud_init,
         hostname: String::new(),
         checks: Vec::new(),
-    })
+    }
 }
 
 /// A user name as useradd takes it, which also keeps it out of ssh's option parsing.
-fn valid_user(u: &str) -> bool {
+pub fn valid_user(u: &str) -> bool {
     !u.is_empty()
         && u.len() <= 32
         && !u.starts_with('-')

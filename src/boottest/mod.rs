@@ -237,7 +237,7 @@ fn test_image(
         foreign.and_then(|l| {
             l.key
                 .as_deref()
-                .map(|k| cloud::with_key(k, user, l.cloud_init))
+                .map(|k| Ok(cloud::with_key(k, user, l.cloud_init)))
         })
     };
     let seed = if let Some(made) = made {

@@ -164,6 +164,17 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
             .into());
         }
     }
+    if let Some(u) = f
+        .foreign
+        .ssh
+        .as_ref()
+        .filter(|u| !boottest::cloud::valid_user(u))
+    {
+        return Err(crate::base::BadInput(format!(
+            "--ssh {u}: not a user name (lowercase letters, digits, `_`, `-`)"
+        ))
+        .into());
+    }
     if let Some(k) = f.foreign.ssh_key.as_ref().filter(|k| !k.is_file()) {
         return Err(crate::base::BadInput(format!(
             "--ssh-key {}: not a readable file",
