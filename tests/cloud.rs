@@ -177,9 +177,11 @@ fn seed_files_that_do_not_exist_stop_the_test_before_any_boot() {
 
 /// `boot-test --disk --ssh`: the same login for disks Ingot did not build. vm-cloud's disk,
 /// converted to qcow2 and given as a bare file (no manifest: the boot test knows nothing of
-/// it), is logged in to as `debian` through a seed with a throwaway key, after cloud-init is
-/// done; a vm-base variant that already trusts a key for `ops` is logged in to with that key
-/// and no seed. `--check` runs over both logins, and neither file changes.
+/// it), is logged in to as `debian` through a seed with a throwaway key once cloud-init is
+/// done, with no console pattern at all (the login is the readiness); a vm-base variant that
+/// already trusts a key for `deploy` is a matrix cell, logged in to with that key and no seed
+/// after its login prompt. Checks run over both logins, each its own JUnit testcase, and
+/// neither file changes.
 #[test]
 #[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
 fn foreign_disks_log_in_over_ssh_through_a_seed_or_with_a_key_they_trust() {
@@ -223,6 +225,12 @@ fn foreign_disks_log_in_over_ssh_through_a_seed_or_with_a_key_they_trust() {
         hex_sha256(&std::fs::read(&plain).unwrap()),
     ];
     let (rs, rk) = (t.path().join("seeded.json"), t.path().join("keyed.json"));
+    let matrix = t.path().join("matrix.toml");
+    std::fs::write(
+        &matrix,
+        "[[cell]]\nname = \"keyed\"\ndisk = \"plain.raw\"\narch = \"x86_64\"\nready = \"login:\"\nssh = \"deploy\"\nssh_key = \"ops-key\"\nchecks = [\"id -un\", \"test ! -e /etc/cloud\"]\n",
+    )
+    .unwrap();
     std::thread::scope(|s| {
         let a = s.spawn(|| {
             ingot(&[
@@ -231,8 +239,6 @@ fn foreign_disks_log_in_over_ssh_through_a_seed_or_with_a_key_they_trust() {
                 vendor.to_str().unwrap(),
                 "--arch",
                 "x86_64",
-                "--ready",
-                "login:",
                 "--ssh",
                 "debian",
                 "--cloud-init",
@@ -253,28 +259,23 @@ fn foreign_disks_log_in_over_ssh_through_a_seed_or_with_a_key_they_trust() {
         let b = s.spawn(|| {
             ingot(&[
                 "boot-test",
-                "--disk",
-                plain.to_str().unwrap(),
-                "--arch",
-                "x86_64",
-                "--ready",
-                "login:",
-                "--ssh",
-                "deploy",
-                "--ssh-key",
-                key.to_str().unwrap(),
-                "--check",
-                "id -un",
+                "--matrix",
+                matrix.to_str().unwrap(),
                 "--boots",
                 "1",
                 "--timeout",
                 "400",
                 "--json",
                 rk.to_str().unwrap(),
+                "--junit",
+                rk.with_extension("xml").to_str().unwrap(),
             ])
         });
         ok(&a.join().unwrap(), "boot-test --disk --ssh with a seed");
-        ok(&b.join().unwrap(), "boot-test --disk --ssh --ssh-key");
+        ok(
+            &b.join().unwrap(),
+            "boot-test --matrix with an ssh_key cell",
+        );
     });
     let seeded = &boots(&rs)[0];
     assert_eq!(seeded["ok"], true, "{seeded}");
@@ -287,9 +288,27 @@ fn foreign_disks_log_in_over_ssh_through_a_seed_or_with_a_key_they_trust() {
         junit.contains("vendor.qcow2 boot 1 check id -un"),
         "{junit}"
     );
-    let keyed = &boots(&rk)[0];
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&rk).unwrap()).unwrap();
+    assert_eq!(v["cells"][0]["name"], "keyed", "{v}");
+    assert_eq!(v["cells"][0]["passed"], true, "{v}");
+    let keyed = &v["report"]["images"][0]["boots"][0];
     assert_eq!(keyed["ok"], true, "{keyed}");
     assert_eq!(keyed["login"]["checks"][0][1], "deploy", "{keyed}");
+    assert!(keyed["ready"]["matched"]
+        .as_str()
+        .unwrap()
+        .contains("login:"));
+    let junit = std::fs::read_to_string(rk.with_extension("xml")).unwrap();
+    assert!(junit.contains("tests=\"3\" failures=\"0\""), "{junit}");
+    assert!(
+        junit.contains("keyed boot 1 check test ! -e /etc/cloud"),
+        "{junit}"
+    );
+    // Ready by login alone: the readiness is the login, and it came after cloud-init.
+    assert_eq!(
+        seeded["ready"]["matched"], "ssh login as debian",
+        "{seeded}"
+    );
     for b in [seeded, keyed] {
         eprintln!(
             "foreign: ready {:.1} s, logged in {:.1} s",

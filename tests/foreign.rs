@@ -1,7 +1,7 @@
 //! `boot-test --disk`: disks Ingot did not build, made here by tests/foreign/make-disk.sh with
 //! Debian's tools (sgdisk, mkfs.vfat, mtools, cpio) from Debian's kernel, busybox and
-//! systemd-boot packages, and Debian's syslinux for a BIOS disk. Ready means a console line
-//! matching `--ready`; the broken disks (a kernel that panics, an ESP with nothing to boot, a
+//! systemd-boot packages, and Debian's syslinux for a disk that also boots under a BIOS. Ready
+//! means a console line matching `--ready`; the broken disks (a kernel that panics, an ESP with nothing to boot, a
 //! blank disk under a BIOS) fail fast with the cause named; and no
 //! disk file changes by a byte.
 #![allow(clippy::unwrap_used)]
@@ -104,9 +104,9 @@ fn foreign_disks_boot_to_a_console_pattern_and_broken_ones_fail_fast_unchanged()
     make(&panic, "x86_64", &x86, "panic");
     make(&empty, "x86_64", &x86, "empty");
     make(&arm_ok, "aarch64", &arm, "ok");
-    // The same system for a BIOS: SYSLINUX in the GPT MBR, no ESP loader at all.
-    let bios = t.join("bios.raw");
-    make(&bios, "x86_64", &x86, "bios");
+    // The same system that also boots under a BIOS: SYSLINUX in the GPT MBR and on the ESP.
+    let bios = t.join("hybrid.raw");
+    make(&bios, "x86_64", &x86, "hybrid");
     let files = [&ok_qcow2, &panic, &empty, &arm_ok, &bios];
     let before: Vec<String> = files
         .iter()
@@ -178,6 +178,36 @@ fn foreign_disks_boot_to_a_console_pattern_and_broken_ones_fail_fast_unchanged()
     assert_eq!(junit.matches("<testcase").count(), 4, "{junit}");
     assert_eq!(junit.matches("<failure").count(), 2, "{junit}");
 
+    // Ready by SSH login alone still watches the console: the panicking disk fails fast,
+    // named, long before the login would time out.
+    let key = t.join("key");
+    let (good, o) = tool(
+        "ssh-keygen",
+        &["-q", "-t", "ed25519", "-N", "", "-f", key.to_str().unwrap()],
+    );
+    assert!(good, "{o}");
+    let sj = t.join("ssh.json");
+    let o = ingot(&[
+        "boot-test",
+        "--disk",
+        panic.to_str().unwrap(),
+        "--arch",
+        "x86_64",
+        "--ssh",
+        "root",
+        "--ssh-key",
+        key.to_str().unwrap(),
+        "--timeout",
+        "300",
+        "--json",
+        sj.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&sj).unwrap()).unwrap();
+    let b = &v["images"][0]["boots"][0];
+    assert_eq!(b["cause"]["kind"], "kernel-panic", "{b}");
+    assert!(b["seconds"].as_f64().unwrap() < 60.0, "{b}");
+
     let (o, v) = run(&[&arm_ok], "aarch64", &t.join("arm.json"), "1", "uefi");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(v["images"][0]["boots"][0]["ok"], true);
@@ -194,7 +224,16 @@ fn foreign_disks_boot_to_a_console_pattern_and_broken_ones_fail_fast_unchanged()
         "bios",
     );
     assert_eq!(o.status.code(), Some(1), "the blank disk fails the run");
-    let b = &v["images"][0]["boots"][0];
+    let of = |disk: &Path| {
+        v["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["image"] == disk.to_str().unwrap())
+            .unwrap()["boots"][0]
+            .clone()
+    };
+    let b = &of(&bios);
     assert_eq!(b["ok"], true, "{b}");
     assert!(b["ready"]["matched"]
         .as_str()
@@ -205,16 +244,16 @@ fn foreign_disks_boot_to_a_console_pattern_and_broken_ones_fail_fast_unchanged()
         log.contains("SYSLINUX 6."),
         "not booted by SYSLINUX:\n{log}"
     );
-    let b = &v["images"][1]["boots"][0];
+    let b = &of(&blank);
     assert_eq!(b["cause"]["kind"], "bios-nothing-bootable", "{b}");
     assert!(b["seconds"].as_f64().unwrap() < 60.0, "{b}");
 
-    // The same disks as a three-cell matrix: one JUnit file, one testcase per cell, a
-    // time-to-ready per cell in the JSON summary.
+    // The same disks as a matrix: one JUnit file, one testcase per cell, a time-to-ready per
+    // cell in the JSON summary; the hybrid disk in two cells, under UEFI and under a BIOS.
     let m = t.join("matrix.toml");
     std::fs::write(
         &m,
-        "ready = 'FOREIGN-BOOT-OK kernel=\\S+'\n[[cell]]\nname = \"x86-qcow2\"\ndisk = \"ok.qcow2\"\narch = \"x86_64\"\n[[cell]]\nname = \"x86-raw\"\ndisk = \"ok.raw\"\narch = \"x86_64\"\nformat = \"raw\"\nfirmware = \"uefi\"\n[[cell]]\nname = \"arm\"\ndisk = \"arm.raw\"\narch = \"aarch64\"\n[[cell]]\nname = \"x86-bios\"\ndisk = \"bios.raw\"\narch = \"x86_64\"\nfirmware = \"bios\"\n",
+        "ready = 'FOREIGN-BOOT-OK kernel=\\S+'\n[[cell]]\nname = \"x86-qcow2\"\ndisk = \"ok.qcow2\"\narch = \"x86_64\"\n[[cell]]\nname = \"hybrid-uefi\"\ndisk = \"hybrid.raw\"\narch = \"x86_64\"\nformat = \"raw\"\nfirmware = \"uefi\"\n[[cell]]\nname = \"arm\"\ndisk = \"arm.raw\"\narch = \"aarch64\"\n[[cell]]\nname = \"hybrid-bios\"\ndisk = \"hybrid.raw\"\narch = \"x86_64\"\nfirmware = \"bios\"\n",
     )
     .unwrap();
     let (mj, mx) = (t.join("m.json"), t.join("m.xml"));
@@ -245,9 +284,24 @@ fn foreign_disks_boot_to_a_console_pattern_and_broken_ones_fail_fast_unchanged()
         .collect();
     assert_eq!(
         cells.iter().map(|c| c.0).collect::<Vec<_>>(),
-        ["x86-qcow2", "x86-raw", "arm", "x86-bios"]
+        ["x86-qcow2", "hybrid-uefi", "arm", "hybrid-bios"]
     );
     assert!(cells.iter().all(|c| c.1 && c.2 > 0.0), "{cells:?}");
+    // Each cell's console log is named after it; the hybrid disk's two cells booted through
+    // different loaders.
+    let log_of = |cell: &str| {
+        let r = v["report"]["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["image"] == cell)
+            .unwrap();
+        let p = r["boots"][0]["console_log"].as_str().unwrap();
+        assert!(p.ends_with(&format!("{cell}.boot-1.console.log")), "{p}");
+        std::fs::read_to_string(p).unwrap()
+    };
+    assert!(log_of("hybrid-bios").contains("SYSLINUX 6."));
+    assert!(!log_of("hybrid-uefi").contains("SYSLINUX"));
     // Python's XML parser (not Ingot) reads the JUnit file.
     let py = format!(
         "import xml.etree.ElementTree as E\nr=E.parse('{}').getroot()\nprint(sorted(c.get('name') for c in r.iter('testcase')), len(list(r.iter('failure'))))",
@@ -257,11 +311,11 @@ fn foreign_disks_boot_to_a_console_pattern_and_broken_ones_fail_fast_unchanged()
     assert!(good, "{out}");
     assert_eq!(
         out.trim(),
-        "['arm boot 1', 'x86-bios boot 1', 'x86-qcow2 boot 1', 'x86-raw boot 1'] 0"
+        "['arm boot 1', 'hybrid-bios boot 1', 'hybrid-uefi boot 1', 'x86-qcow2 boot 1'] 0"
     );
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(
-        stdout.contains("x86-raw") && stdout.contains("to ready (median)"),
+        stdout.contains("hybrid-bios") && stdout.contains("to ready (median)"),
         "{stdout}"
     );
     let files = [&ok_qcow2, &panic, &empty, &arm_ok, &bios];
@@ -279,9 +333,16 @@ fn foreign_disk_flags_are_checked_before_any_boot() {
     let f = tmp.path().join("x.raw");
     std::fs::write(&f, vec![0u8; 4096]).unwrap();
     let f = f.to_str().unwrap();
-    // --disk needs --arch and --ready.
+    // --disk needs --arch, and --ready or --ssh (or both).
     let o = ingot(&["boot-test", "--disk", f]);
     assert_eq!(o.status.code(), Some(2));
+    let o = ingot(&["boot-test", "--disk", f, "--arch", "x86_64"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--ready REGEX") && err.contains("--ssh USER"),
+        "{err}"
+    );
     let o = ingot(&["boot-test", "--disk", f, "--arch", "x86_64", "--ready", "("]);
     assert_eq!(
         o.status.code(),

@@ -5,6 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -62,17 +63,37 @@ pub fn console_lines(child: &mut qemu::KillOnDrop) -> Result<mpsc::Receiver<Opti
     Ok(rx)
 }
 
-/// Boot once and wait for the ready line (or, with `pattern`, a console line it matches: a
-/// foreign image's readiness). `work` holds this boot's variable store. With `login` (a seed
-/// and the forwarded port in `spec`), log in over SSH after the ready line.
+/// What makes a boot ready.
+#[derive(Debug, Clone, Copy)]
+pub enum Wait<'a> {
+    /// Ingot's `INGOT-READY` line.
+    IngotReady,
+    /// A console line this pattern matches (a foreign disk's readiness).
+    Pattern(&'a regex::Regex),
+    /// The SSH login itself (a foreign disk with `--ssh` and no pattern); the console is still
+    /// read for fatal lines.
+    Login,
+}
+
+/// Boot once and wait until `wait` says ready. `work` holds this boot's variable store. With
+/// `login` (a seed and the forwarded port in `spec`), log in over SSH after the ready line
+/// (or, for [`Wait::Login`], as the readiness).
 pub fn boot_once(
     spec: &VmSpec,
     timeout: Duration,
     log: &Path,
     work: &Path,
-    pattern: Option<&regex::Regex>,
+    wait: Wait<'_>,
     login: Option<&super::cloud::Seed>,
 ) -> Result<BootOutcome> {
+    let pattern = match wait {
+        Wait::Pattern(p) => Some(p),
+        _ => None,
+    };
+    let by_login = matches!(wait, Wait::Login);
+    if by_login && (login.is_none() || spec.ssh_port.is_none()) {
+        anyhow::bail!("a boot whose readiness is the SSH login needs a login and a forwarded port");
+    }
     let vars = work.join(format!(
         "vars-{}-{:?}.fd",
         std::process::id(),
@@ -89,7 +110,11 @@ pub fn boot_once(
     let mut failure: Option<Failure> = None;
     let mut seconds = 0.0;
     let mut fatal_at: Option<Instant> = None;
+    // Ready by login: the console is read (for fatal lines) while the login is tried.
     loop {
+        if by_login {
+            break;
+        }
         if crate::interrupt::requested() {
             failure = Some(Failure::Interrupted);
             break;
@@ -135,10 +160,32 @@ pub fn boot_once(
         }
     }
     let mut logged_in = None;
-    if let (Some(seed), Some(port), Some(_), None) = (login, spec.ssh_port, &ready, &failure) {
-        match login_phase(seed, port, work, start, timeout, &rx, &mut all) {
-            Ok(l) => logged_in = Some(l),
-            Err(f) => failure = Some(f),
+    let go = by_login || (ready.is_some() && failure.is_none());
+    if let (Some(seed), Some(port), true) = (login, spec.ssh_port, go) {
+        let ph = Phase {
+            seed,
+            port,
+            work,
+            start,
+            timeout,
+        };
+        match ph.run(&rx, &mut console, &mut all, by_login) {
+            Ok(l) => {
+                if by_login {
+                    ready = Some(crate::boottest::console::Ready::matched(&format!(
+                        "ssh login as {}",
+                        seed.user
+                    )));
+                    seconds = l.seconds;
+                }
+                logged_in = Some(l);
+            }
+            Err((f, at)) => {
+                failure = Some(f);
+                if by_login {
+                    seconds = at;
+                }
+            }
         }
     }
     drop(child);
@@ -158,60 +205,126 @@ pub fn boot_once(
     })
 }
 
-/// Log in while the console is still read (the guest prints its host keys meanwhile); then
-/// the key the guest presented must be one its console printed.
-fn login_phase(
-    seed: &super::cloud::Seed,
+/// The login after the ready line (or as the readiness).
+struct Phase<'a> {
+    seed: &'a super::cloud::Seed,
     port: u16,
-    work: &Path,
+    work: &'a Path,
     start: Instant,
     timeout: Duration,
-    rx: &mpsc::Receiver<Option<String>>,
-    all: &mut Vec<String>,
-) -> std::result::Result<super::cloud::Login, Failure> {
-    let left = timeout.saturating_sub(start.elapsed()).max(MIN_LOGIN);
-    let deadline = Instant::now() + left;
-    let read = |all: &mut Vec<String>, wait: Duration| match rx.recv_timeout(wait) {
-        Ok(Some(line)) => all.push(format!("[{:8.3}] {line}", start.elapsed().as_secs_f64())),
-        Ok(None) | Err(mpsc::RecvTimeoutError::Timeout) => {}
-        // The console closed (QEMU exited): nothing more will come; do not spin.
-        Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(wait),
-    };
-    let outcome = std::thread::scope(|s| {
-        let h = s.spawn(|| super::cloud::login(seed, port, work, start, deadline));
-        while !h.is_finished() {
-            read(all, Duration::from_millis(200));
-        }
-        h.join()
-    });
-    // Whatever the console still has to say about the keys.
-    let settle = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < settle {
-        read(all, Duration::from_millis(200));
-    }
-    let fail = |step: &str, detail: String| Failure::Login {
-        step: step.to_string(),
-        detail,
-    };
-    let l = match outcome {
-        Ok(Ok(l)) => l,
-        Ok(Err((step, detail))) => return Err(fail(&step, detail)),
-        Err(_) => return Err(fail("ssh client", "the login thread panicked".into())),
-    };
-    let printed = super::cloud::console_host_keys(all.iter().map(String::as_str));
-    if seed.cloud_init && !printed.contains(&l.host_key) {
-        return Err(fail(
-            "host key",
-            format!(
-                "the guest presented {} but its console printed {}",
-                l.host_key,
-                if printed.is_empty() {
-                    "no host key fingerprints".to_string()
-                } else {
-                    printed.join(", ")
+}
+
+impl Phase<'_> {
+    /// Log in while the console is still read: the guest prints its host keys meanwhile, and
+    /// a fatal line or QEMU's exit ends the login at once. Then the key the guest presented
+    /// must be one its console printed. On failure, also the seconds at which it was seen.
+    fn run(
+        &self,
+        rx: &mpsc::Receiver<Option<String>>,
+        console: &mut Console,
+        all: &mut Vec<String>,
+        by_login: bool,
+    ) -> std::result::Result<super::cloud::Login, (Failure, f64)> {
+        let start = self.start;
+        let left = self
+            .timeout
+            .saturating_sub(start.elapsed())
+            .max(if by_login { Duration::ZERO } else { MIN_LOGIN });
+        let deadline = Instant::now() + left;
+        let stop = AtomicBool::new(false);
+        let mut fatal: Option<(Failure, f64, Instant)> = None;
+        // One console line (or none within `wait`), fed to the classifier: whether the console
+        // is still open, and since when a fatal line (or QEMU's exit) has been seen.
+        let mut read = |all: &mut Vec<String>, wait: Duration| -> (bool, Option<Instant>) {
+            let open = match rx.recv_timeout(wait) {
+                Ok(Some(line)) => {
+                    let at = start.elapsed().as_secs_f64();
+                    all.push(format!("[{at:8.3}] {line}"));
+                    if let (Seen::Fatal(f), None) = (console.feed(&line, at), &fatal) {
+                        fatal = Some((f, at, Instant::now()));
+                    }
+                    true
                 }
-            ),
-        ));
+                Ok(None) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    if fatal.is_none() {
+                        let at = start.elapsed().as_secs_f64();
+                        fatal = Some((Failure::QemuExited, at, Instant::now()));
+                    }
+                    std::thread::sleep(wait);
+                    false
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => true,
+            };
+            (open, fatal.as_ref().map(|f| f.2))
+        };
+        let outcome = std::thread::scope(|s| {
+            let h = s.spawn(|| {
+                super::cloud::login(self.seed, self.port, self.work, start, deadline, &stop)
+            });
+            while !h.is_finished() {
+                let (open, since) = read(all, Duration::from_millis(200));
+                // A few seconds more of console after a fatal line, for the report's tail;
+                // none after QEMU's exit.
+                if since.is_some_and(|t| !open || t.elapsed() > AFTER_FATAL) {
+                    stop.store(true, Ordering::SeqCst);
+                }
+            }
+            h.join()
+        });
+        // Whatever the console still has to say about the keys.
+        let settle = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < settle {
+            if !read(all, Duration::from_millis(200)).0 {
+                break;
+            }
+        }
+        let fatal = fatal.map(|(f, at, _)| (f, at));
+        let fail = |step: &str, detail: String| {
+            (
+                Failure::Login {
+                    step: step.to_string(),
+                    detail,
+                },
+                start.elapsed().as_secs_f64(),
+            )
+        };
+        let l = match outcome {
+            Ok(Ok(l)) => l,
+            Ok(Err((step, detail))) => {
+                if let Some(f) = fatal {
+                    return Err(f);
+                }
+                let connected =
+                    !step.starts_with("ssh connection") && !step.starts_with("ssh authentication");
+                if by_login && !connected {
+                    return Err((
+                        Failure::NoLogin {
+                            seconds: self.timeout.as_secs(),
+                            step,
+                            detail,
+                        },
+                        start.elapsed().as_secs_f64(),
+                    ));
+                }
+                return Err(fail(&step, detail));
+            }
+            Err(_) => return Err(fail("ssh client", "the login thread panicked".into())),
+        };
+        let printed = super::cloud::console_host_keys(all.iter().map(String::as_str));
+        if self.seed.cloud_init && !printed.contains(&l.host_key) {
+            return Err(fail(
+                "host key",
+                format!(
+                    "the guest presented {} but its console printed {}",
+                    l.host_key,
+                    if printed.is_empty() {
+                        "no host key fingerprints".to_string()
+                    } else {
+                        printed.join(", ")
+                    }
+                ),
+            ));
+        }
+        Ok(l)
     }
-    Ok(l)
 }

@@ -8,6 +8,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -235,13 +236,15 @@ pub fn free_port() -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-/// One run of the OpenSSH client, killed after `limit`: (exit code, stdout, stderr).
+/// One run of the OpenSSH client, killed after `limit` or once `stop` is set: (exit code,
+/// stdout, stderr).
 fn ssh(
     seed: &Seed,
     port: u16,
     known_hosts: &Path,
     command: &str,
     limit: Duration,
+    stop: &AtomicBool,
 ) -> Result<(Option<i32>, String, String)> {
     let mut child = Command::new("ssh")
         .args(["-i"])
@@ -279,7 +282,7 @@ fn ssh(
         if let Some(st) = child.try_wait()? {
             break st.code();
         }
-        if start.elapsed() > limit || crate::interrupt::requested() {
+        if start.elapsed() > limit || crate::interrupt::requested() || stop.load(Ordering::SeqCst) {
             let _ = child.kill();
             let _ = child.wait();
             break None;
@@ -298,25 +301,30 @@ fn ssh(
     Ok((code, out, err))
 }
 
-/// Log in until it works or `deadline`: the step that failed last and its words on failure.
+/// Log in until it works, `deadline` or `stop` (the console saw the boot fail): the step that
+/// failed last and its words on failure.
 pub fn login(
     seed: &Seed,
     port: u16,
     work: &Path,
     started: Instant,
     deadline: Instant,
+    stop: &AtomicBool,
 ) -> std::result::Result<Login, (String, String)> {
     let known_hosts = work.join(format!("known_hosts-{port}"));
     let _ = std::fs::remove_file(&known_hosts);
     let mut last = ("ssh connection".to_string(), "never tried".to_string());
-    while Instant::now() < deadline && !crate::interrupt::requested() {
+    while Instant::now() < deadline
+        && !crate::interrupt::requested()
+        && !stop.load(Ordering::SeqCst)
+    {
         let left = deadline.saturating_duration_since(Instant::now());
         let command = if seed.cloud_init {
             "hostname; cloud-init status --wait"
         } else {
             "hostname"
         };
-        let r = ssh(seed, port, &known_hosts, command, left);
+        let r = ssh(seed, port, &known_hosts, command, left, stop);
         let (code, out, err) = match r {
             Ok(x) => x,
             Err(e) => return Err(("ssh client".into(), format!("{e:#}"))),
@@ -378,7 +386,7 @@ pub fn login(
             let left = deadline
                 .saturating_duration_since(Instant::now())
                 .max(Duration::from_secs(30));
-            let (code, out, err) = ssh(seed, port, &known_hosts, c, left)
+            let (code, out, err) = ssh(seed, port, &known_hosts, c, left, stop)
                 .map_err(|e| ("ssh client".to_string(), format!("{e:#}")))?;
             if code != Some(0) {
                 return Err((

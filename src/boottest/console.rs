@@ -149,6 +149,16 @@ pub enum Failure {
         /// What it said.
         detail: String,
     },
+    /// No SSH login worked within the timeout (the readiness of a foreign disk booted
+    /// with `--ssh` and no console pattern).
+    NoLogin {
+        /// The timeout.
+        seconds: u64,
+        /// The step the last attempt failed at (connection, authentication).
+        step: String,
+        /// What it said.
+        detail: String,
+    },
     /// The boot could not be run (QEMU did not start, a file could not be written).
     Host {
         /// The error chain.
@@ -192,6 +202,14 @@ impl std::fmt::Display for Failure {
             Failure::Login { step, detail } => {
                 write!(f, "ready, but the SSH login failed at {step}: {detail}")
             }
+            Failure::NoLogin {
+                seconds,
+                step,
+                detail,
+            } => write!(
+                f,
+                "timeout: no SSH login within {seconds}s; the last attempt failed at {step}: {detail}"
+            ),
             Failure::Host { message } => f.write_str(message),
         }
     }

@@ -1,6 +1,7 @@
 //! A boot-test matrix for CI (`boot-test --matrix FILE`): cells of image directories and
-//! foreign disks × arch × firmware × readiness, in one TOML file, run as one boot test with one
-//! JUnit file and one JSON summary. Paths are relative to the file.
+//! foreign disks × arch × firmware × readiness × checks, in one TOML file, run as one boot
+//! test with one JUnit file and one JSON summary. Paths are relative to the file; one disk may
+//! be in several cells (each boots its own throwaway overlay).
 //!
 //! ```toml
 //! ready = 'login:'            # default for foreign cells
@@ -8,6 +9,14 @@
 //! name = "packer-x86"
 //! disk = "output/debian.qcow2"
 //! arch = "x86_64"
+//! ssh = "debian"              # log in (a seed installs a throwaway key) after the pattern
+//! cloud_init = true
+//! checks = ["systemctl is-system-running --wait"]
+//! [[cell]]
+//! name = "packer-x86-bios"
+//! disk = "output/debian.qcow2"
+//! arch = "x86_64"
+//! firmware = "bios"
 //! [[cell]]
 //! name = "edge"
 //! image = "out/edge-minimal-1.0.0-x86_64"
@@ -42,13 +51,23 @@ struct RawCell {
     format: Option<String>,
     firmware: Option<String>,
     ready: Option<String>,
+    ssh: Option<String>,
+    ssh_key: Option<PathBuf>,
+    cloud_init: Option<bool>,
+    #[serde(default)]
+    checks: Vec<String>,
 }
 
 /// What one cell boots.
 #[derive(Debug, Clone, PartialEq)]
 pub enum What {
     /// An Ingot image directory.
-    Image(PathBuf),
+    Image {
+        /// The directory.
+        dir: PathBuf,
+        /// Commands run over its SSH login (a cloud-init image).
+        checks: Vec<String>,
+    },
     /// A foreign disk.
     Disk {
         /// The file.
@@ -59,8 +78,10 @@ pub enum What {
         format: Option<String>,
         /// UEFI or BIOS.
         firmware: super::foreign::Firmware,
-        /// Readiness pattern.
-        ready: String,
+        /// Readiness pattern; without one, the SSH login is the readiness.
+        ready: Option<String>,
+        /// The SSH login and its checks.
+        login: Option<super::SshLogin>,
     },
 }
 
@@ -133,12 +154,20 @@ pub fn load(path: &Path) -> Result<Matrix, BadInput> {
                         "an image directory brings its own arch and ready line; `arch`, `format` and `ready` are for `disk` cells".into(),
                     ));
                 }
+                if c.ssh.is_some() || c.ssh_key.is_some() || c.cloud_init.is_some() {
+                    return Err(here(
+                        "an image directory with cloud-init and OpenSSH is always logged in to; `ssh`, `ssh_key` and `cloud_init` are for `disk` cells".into(),
+                    ));
+                }
                 if let Some(fw) = c.firmware.as_deref().filter(|f| *f != "uefi") {
                     return Err(here(format!(
                         "firmware `{fw}`: an Ingot image directory boots UEFI, as its manifest records"
                     )));
                 }
-                What::Image(base.join(i))
+                What::Image {
+                    dir: base.join(i),
+                    checks: c.checks,
+                }
             }
             (None, Some(d)) => {
                 let arch = match c.arch.as_deref() {
@@ -153,32 +182,57 @@ pub fn load(path: &Path) -> Result<Matrix, BadInput> {
                 let firmware =
                     super::foreign::Firmware::parse(c.firmware.as_deref().unwrap_or("uefi"), arch)
                         .map_err(|e| here(e.0))?;
-                let ready = c
-                    .ready
-                    .or_else(|| f.ready.clone())
-                    .ok_or_else(|| here("a disk cell needs `ready` (or a top-level one)".into()))?;
-                regex::Regex::new(&ready).map_err(|e| here(format!("ready: {e}")))?;
+                let login = match c.ssh {
+                    Some(user) => {
+                        if !super::cloud::valid_user(&user) {
+                            return Err(here(format!(
+                                "ssh `{user}`: not a user name (lowercase letters, digits, `_`, `-`)"
+                            )));
+                        }
+                        let key = c.ssh_key.map(|k| base.join(k));
+                        if let Some(k) = key.as_ref().filter(|k| !k.is_file()) {
+                            return Err(here(format!(
+                                "ssh_key {}: not a readable file",
+                                k.display()
+                            )));
+                        }
+                        Some(super::SshLogin {
+                            user,
+                            key,
+                            cloud_init: c.cloud_init.unwrap_or(false),
+                            checks: c.checks,
+                        })
+                    }
+                    None if c.ssh_key.is_some() || c.cloud_init.is_some() => {
+                        return Err(here("`ssh_key` and `cloud_init` need `ssh = USER`".into()))
+                    }
+                    None if !c.checks.is_empty() => {
+                        return Err(here(
+                            "`checks` run over an SSH login: give `ssh = USER` (and `ssh_key` when the disk does not run cloud-init)".into(),
+                        ))
+                    }
+                    None => None,
+                };
+                let ready = c.ready.or_else(|| f.ready.clone());
+                if ready.is_none() && login.is_none() {
+                    return Err(here(
+                        "a disk cell needs `ready` (or a top-level one), `ssh`, or both".into(),
+                    ));
+                }
+                if let Some(r) = &ready {
+                    regex::Regex::new(r).map_err(|e| here(format!("ready: {e}")))?;
+                }
                 What::Disk {
                     disk: base.join(d),
                     arch,
                     format: c.format,
                     firmware,
                     ready,
+                    login,
                 }
             }
             _ => return Err(here("give exactly one of `image` and `disk`".into())),
         };
-        let target = match &what {
-            What::Image(p) | What::Disk { disk: p, .. } => p.clone(),
-        };
-        if cells.iter().any(|x| match &x.what {
-            What::Image(p) | What::Disk { disk: p, .. } => *p == target,
-        }) {
-            return Err(here(format!(
-                "{} is already another cell's",
-                target.display()
-            )));
-        }
         cells.push(Cell { name: c.name, what });
     }
     Ok(Matrix {
@@ -223,12 +277,42 @@ mod tests {
                 disk, ready, arch, ..
             } => {
                 assert!(disk.ends_with("x.qcow2") && disk.is_absolute());
-                assert_eq!(ready, "login:");
+                assert_eq!(ready.as_deref(), Some("login:"));
                 assert_eq!(*arch, crate::config::Arch::Aarch64);
             }
             w => panic!("{w:?}"),
         }
-        assert!(matches!(&m.cells[1].what, What::Image(p) if p.ends_with("out/e")));
+        assert!(matches!(&m.cells[1].what, What::Image { dir, .. } if dir.ends_with("out/e")));
+    }
+
+    #[test]
+    fn a_login_can_be_the_readiness_and_one_disk_can_be_in_two_cells() {
+        let m = parse("[[cell]]\nname = \"uefi\"\ndisk = \"d.qcow2\"\narch = \"x86_64\"\nssh = \"debian\"\ncloud_init = true\nchecks = [\"id -un\", \"true\"]\n[[cell]]\nname = \"bios\"\ndisk = \"d.qcow2\"\narch = \"x86_64\"\nfirmware = \"bios\"\nready = \"login:\"\n[[cell]]\nname = \"img\"\nimage = \"out/c\"\nchecks = [\"true\"]\n").unwrap();
+        match &m.cells[0].what {
+            What::Disk { ready, login, .. } => {
+                assert_eq!(*ready, None);
+                assert_eq!(
+                    login.as_ref().unwrap(),
+                    &crate::boottest::SshLogin {
+                        user: "debian".into(),
+                        key: None,
+                        cloud_init: true,
+                        checks: vec!["id -un".into(), "true".into()],
+                    }
+                );
+            }
+            w => panic!("{w:?}"),
+        }
+        match (&m.cells[0].what, &m.cells[1].what) {
+            (What::Disk { disk: a, .. }, What::Disk { disk: b, login, .. }) => {
+                assert_eq!(a, b);
+                assert!(login.is_none());
+            }
+            w => panic!("{w:?}"),
+        }
+        assert!(
+            matches!(&m.cells[2].what, What::Image { checks, .. } if checks == &["true".to_string()])
+        );
     }
 
     #[test]
@@ -240,6 +324,12 @@ mod tests {
             ("[[cell]]\nname = \"a\"\nimage = \"i\"\ndisk = \"d\"\n", "exactly one of"),
             ("[[cell]]\nname = \"a\"\nimage = \"i\"\ncolour = 1\n", "D/m.toml:4:1: unknown field `colour`"),
             ("boots = 1\n", "no [[cell]]"),
+            ("[[cell]]\nname = \"a\"\ndisk = \"x\"\narch = \"x86_64\"\n", "needs `ready` (or a top-level one), `ssh`, or both"),
+            ("ready = 'x'\n[[cell]]\nname = \"a\"\ndisk = \"x\"\narch = \"x86_64\"\nchecks = [\"true\"]\n", "cell `a`: `checks` run over an SSH login"),
+            ("ready = 'x'\n[[cell]]\nname = \"a\"\ndisk = \"x\"\narch = \"x86_64\"\ncloud_init = true\n", "need `ssh = USER`"),
+            ("[[cell]]\nname = \"a\"\ndisk = \"x\"\narch = \"x86_64\"\nssh = \"Root\"\n", "ssh `Root`: not a user name"),
+            ("[[cell]]\nname = \"a\"\ndisk = \"x\"\narch = \"x86_64\"\nssh = \"ops\"\nssh_key = \"nokey\"\n", "ssh_key D/nokey: not a readable file"),
+            ("[[cell]]\nname = \"a\"\nimage = \"i\"\nssh = \"ops\"\n", "always logged in to"),
         ] {
             let e = parse(text).unwrap_err().0;
             assert!(e.contains(want), "{e}");

@@ -41,15 +41,10 @@ pub struct Options {
     pub quiet: bool,
     /// What the NoCloud seed of a cloud-init image holds besides the boot test's own login.
     pub seed: cloud::SeedInput,
-    /// Commands run over SSH after the login; each must exit 0.
-    pub checks: Vec<String>,
-    /// How to log in to foreign disks (`--ssh`); Ingot images with cloud-init and OpenSSH
-    /// are always logged in to.
-    pub ssh: Option<SshLogin>,
 }
 
-/// An SSH login into a foreign disk after its ready pattern.
-#[derive(Debug, Clone)]
+/// An SSH login into a foreign disk: after its ready pattern, or as its readiness.
+#[derive(Debug, Clone, PartialEq)]
 pub struct SshLogin {
     /// The account.
     pub user: String,
@@ -58,6 +53,8 @@ pub struct SshLogin {
     pub key: Option<PathBuf>,
     /// Wait for cloud-init to report `done`.
     pub cloud_init: bool,
+    /// Commands run over the login; each must exit 0.
+    pub checks: Vec<String>,
 }
 
 /// The VM for an image directory: its hardware and firmware from the manifest (so a copied
@@ -124,14 +121,19 @@ pub fn log_dir(logs: Option<&Path>, json: Option<&Path>, junit: Option<&Path>) -
 /// One log-name stem per image: the directory's name (`edge-minimal-1.0.0-x86_64`), with `-2`,
 /// `-3`… when two image directories share a name.
 pub fn log_names(images: &[PathBuf]) -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
-    for i in images {
-        let base = i
-            .canonicalize()
+    distinct(images.iter().map(|i| {
+        i.canonicalize()
             .unwrap_or_else(|_| i.clone())
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "image".into());
+            .unwrap_or_else(|| "image".into())
+    }))
+}
+
+/// The stems, each made distinct from those before it by `-2`, `-3`…
+pub fn distinct(stems: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for base in stems {
         let mut name = base.clone();
         let mut k = 2;
         while names.contains(&name) {
@@ -149,42 +151,74 @@ pub fn log_names(images: &[PathBuf]) -> Vec<String> {
 #[derive(Debug, Clone)]
 pub enum Target {
     /// An image directory.
-    Image(Box<ImageDir>),
+    Image {
+        /// The directory.
+        dir: Box<ImageDir>,
+        /// Commands run over the SSH login of a cloud-init image; each must exit 0.
+        checks: Vec<String>,
+    },
     /// A foreign disk file.
     Foreign {
         /// The file (never written: QEMU writes to a throwaway overlay).
         disk: PathBuf,
-        /// The readiness pattern.
-        ready: regex::Regex,
+        /// The readiness pattern; without one, the SSH login is the readiness.
+        ready: Option<regex::Regex>,
+        /// The SSH login, when asked for.
+        login: Option<SshLogin>,
     },
 }
 
 impl Target {
+    /// An image directory, with no checks.
+    pub fn image(dir: ImageDir) -> Self {
+        Target::Image {
+            dir: Box::new(dir),
+            checks: Vec::new(),
+        }
+    }
+
     /// The directory or file.
     pub fn path(&self) -> &Path {
         match self {
-            Target::Image(i) => &i.path,
+            Target::Image { dir, .. } => &dir.path,
             Target::Foreign { disk, .. } => disk,
         }
     }
 
-    fn pattern(&self) -> Option<&regex::Regex> {
+    /// What the boot waits for on the console.
+    fn wait(&self) -> boot::Wait<'_> {
         match self {
-            Target::Image(_) => None,
-            Target::Foreign { ready, .. } => Some(ready),
+            Target::Image { .. } => boot::Wait::IngotReady,
+            Target::Foreign { ready: Some(p), .. } => boot::Wait::Pattern(p),
+            Target::Foreign { ready: None, .. } => boot::Wait::Login,
+        }
+    }
+
+    /// The foreign disk's login.
+    fn login(&self) -> Option<&SshLogin> {
+        match self {
+            Target::Image { .. } => None,
+            Target::Foreign { login, .. } => login.as_ref(),
+        }
+    }
+
+    fn checks(&self) -> &[String] {
+        match self {
+            Target::Image { checks, .. } => checks,
+            Target::Foreign { login, .. } => login.as_ref().map_or(&[], |l| &l.checks),
         }
     }
 
     /// What a cloud-init image needs at boot; for a foreign disk, what `--ssh` asks for: a
     /// seed unless the key is already in the image (or the user gave seed files anyway).
     fn cloud(&self, opts: &Options) -> cloud::Needs {
-        match (self, &opts.ssh) {
-            (Target::Image(i), _) => cloud::Needs::of(&i.manifest),
-            (Target::Foreign { .. }, None) => cloud::Needs {
+        match self {
+            Target::Image { dir, .. } => cloud::Needs::of(&dir.manifest),
+            Target::Foreign { login: None, .. } => cloud::Needs {
                 seed: false,
                 login: false,
             },
-            (Target::Foreign { .. }, Some(l)) => cloud::Needs {
+            Target::Foreign { login: Some(l), .. } => cloud::Needs {
                 seed: l.key.is_none()
                     || opts.seed.user_data.is_some()
                     || opts.seed.meta_data.is_some(),
@@ -195,7 +229,7 @@ impl Target {
 
     fn judge(&self, r: &Ready) -> Option<String> {
         match self {
-            Target::Image(i) => judge_ready(r, &i.manifest),
+            Target::Image { dir, .. } => judge_ready(r, &dir.manifest),
             Target::Foreign { .. } => None,
         }
     }
@@ -217,14 +251,11 @@ fn test_image(
     // A cloud-init image boots as a platform starts it: with a seed (and a login over SSH).
     let mut spec = spec.clone();
     let needs = image.cloud(opts);
-    let foreign = match image {
-        Target::Image(_) => None,
-        Target::Foreign { .. } => opts.ssh.as_ref(),
-    };
+    let foreign = image.login();
     let user = foreign.map_or(cloud::USER, |l| l.user.as_str());
     let made = if needs.seed {
         let image_name = match image {
-            Target::Image(i) => i.manifest.image.clone(),
+            Target::Image { dir, .. } => dir.manifest.image.clone(),
             Target::Foreign { .. } => name.to_string(),
         };
         let seed_dir = work.join(format!("seed-{name}"));
@@ -251,7 +282,7 @@ fn test_image(
                     }
                     s.cloud_init = l.cloud_init;
                 }
-                s.checks = opts.checks.clone();
+                s.checks = image.checks().to_vec();
                 Some(s)
             }
             Err(e) => {
@@ -296,7 +327,7 @@ fn test_image(
             if login.is_some() {
                 spec.ssh_port = cloud::free_port().ok();
             }
-            let out = boot::boot_once(&spec, opts.timeout, &log, work, image.pattern(), login);
+            let out = boot::boot_once(&spec, opts.timeout, &log, work, image.wait(), login);
             pb.finish_and_clear();
             let mut case = match out {
                 Ok(o) => {
@@ -308,7 +339,7 @@ fn test_image(
                     });
                     let mut c = BootCase::new(n, o.seconds, cause, o.ready, Some(o.log), o.tail);
                     c.login = o.login;
-                    if let (Some(p), Some(f)) = (image.pattern(), c.failure.as_mut()) {
+                    if let (boot::Wait::Pattern(p), Some(f)) = (image.wait(), c.failure.as_mut()) {
                         *f = f.replace(
                             "no INGOT-READY line",
                             &format!("no console line matching /{p}/"),
@@ -342,11 +373,8 @@ fn test_image(
                 .as_ref()
                 .map(|l| {
                     format!(
-                        "; logged in over SSH as {} at {:.1}s (hostname {}, cloud-init {})",
-                        cloud::USER,
-                        l.seconds,
-                        l.hostname,
-                        l.cloud_init
+                        "; logged in over SSH as {user} at {:.1}s (hostname {}, cloud-init {})",
+                        l.seconds, l.hostname, l.cloud_init
                     )
                 })
                 .unwrap_or_default();
@@ -398,7 +426,7 @@ fn test_image(
 pub fn run(images: &[(ImageDir, VmSpec)], opts: &Options) -> Result<Report> {
     let targets: Vec<(Target, VmSpec)> = images
         .iter()
-        .map(|(i, s)| (Target::Image(Box::new(i.clone())), s.clone()))
+        .map(|(i, s)| (Target::image(i.clone()), s.clone()))
         .collect();
     run_targets(&targets, opts)
 }
@@ -406,7 +434,22 @@ pub fn run(images: &[(ImageDir, VmSpec)], opts: &Options) -> Result<Report> {
 /// Boot every target (image directories and foreign disks alike).
 pub fn run_targets(images: &[(Target, VmSpec)], opts: &Options) -> Result<Report> {
     let paths: Vec<PathBuf> = images.iter().map(|(i, _)| i.path().to_path_buf()).collect();
-    let names = log_names(&paths);
+    Ok(Report::new(run_named(images, &log_names(&paths), opts)?))
+}
+
+/// Boot every target, its console logs named after `names` (one per target, distinct); the
+/// results in the targets' order.
+pub fn run_named(
+    images: &[(Target, VmSpec)],
+    names: &[String],
+    opts: &Options,
+) -> Result<Vec<ImageResult>> {
+    anyhow::ensure!(
+        names.len() == images.len(),
+        "{} log names for {} targets",
+        names.len(),
+        images.len()
+    );
     // Per-boot scratch files (UEFI variable copies) live here, never in an image directory.
     let work = crate::base::fsx::scratch_dir("ingot-boot-test")?;
     let next = AtomicUsize::new(0);
@@ -432,15 +475,16 @@ pub fn run_targets(images: &[(Target, VmSpec)], opts: &Options) -> Result<Report
                 };
                 let r = test_image(image, spec, &names[i], opts, work.path(), &multi, &say);
                 if let Ok(mut g) = results.lock() {
-                    g.push(r);
+                    g.push((i, r));
                 }
             });
         }
     });
-    let results = results
+    let mut results = results
         .into_inner()
         .map_err(|_| anyhow::anyhow!("a boot thread panicked"))?;
-    Ok(Report::new(results))
+    results.sort_by_key(|(i, _)| *i);
+    Ok(results.into_iter().map(|(_, r)| r).collect())
 }
 
 #[cfg(test)]

@@ -73,7 +73,7 @@ impl SeedOpts {
 pub struct ForeignOpts {
     /// A disk image Ingot did not build (raw, qcow2, vmdk, vhd, vhdx); repeatable. It is
     /// never written: QEMU writes to a throwaway overlay.
-    #[arg(long = "disk", value_name = "FILE", requires_all = ["arch", "ready"])]
+    #[arg(long = "disk", value_name = "FILE", requires = "arch")]
     pub disks: Vec<PathBuf>,
     /// The foreign disks' architecture (x86_64 or aarch64).
     #[arg(long, value_parser = ["x86_64", "aarch64"])]
@@ -81,9 +81,10 @@ pub struct ForeignOpts {
     /// The foreign disks' format (default: what `qemu-img info` says).
     #[arg(long, value_parser = ["raw", "qcow2", "vmdk", "vhd", "vhdx"])]
     pub format: Option<String>,
-    /// Log in to the foreign disks over SSH as USER after the ready pattern (through a port
-    /// QEMU forwards from 127.0.0.1): with a NoCloud seed that installs a throwaway key for
-    /// USER (the disk must run cloud-init), or with --ssh-key. --check runs over this login.
+    /// Log in to the foreign disks over SSH as USER (through a port QEMU forwards from
+    /// 127.0.0.1): after the --ready line, or without --ready as the readiness itself. A
+    /// NoCloud seed installs a throwaway key for USER (the disk must run cloud-init), or
+    /// --ssh-key names a key the disk trusts. --check runs over this login.
     #[arg(long, value_name = "USER", requires = "disks")]
     pub ssh: Option<String>,
     /// A private key the foreign disk already trusts for the --ssh user: no seed is made
@@ -99,10 +100,11 @@ pub struct ForeignOpts {
     #[arg(long, value_parser = ["uefi", "bios"], default_value = "uefi", requires = "disks")]
     pub firmware: String,
     /// Regular expression a console line of a foreign disk's boot must match to count as
-    /// ready (a login prompt, a service's banner).
-    #[arg(long, value_name = "REGEX")]
+    /// ready (a login prompt, a service's banner). Give it, --ssh, or both.
+    #[arg(long, value_name = "REGEX", requires = "disks")]
     pub ready: Option<String>,
-    /// A TOML file of cells (image directories and disks × arch × readiness) to boot as one
+    /// A TOML file of cells (image directories and disks × arch × firmware × readiness ×
+    /// checks) to boot as one
     /// run, with one JUnit file and one JSON summary; see the README.
     #[arg(long, value_name = "FILE", conflicts_with = "disks")]
     pub matrix: Option<PathBuf>,
@@ -132,28 +134,32 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
     let attach = f.attach.prepare()?;
     let mut specs = Vec::new();
     let mut dirs = Vec::new();
+    // An image directory's checks run over the login its cloud-init and OpenSSH give it.
+    let image_target = |dir: ImageDir, checks: Vec<String>| -> Result<boottest::Target> {
+        if !checks.is_empty() && !boottest::cloud::Needs::of(&dir.manifest).login {
+            return Err(crate::base::BadInput(format!(
+                "--check runs over the SSH login the boot test makes through cloud-init, but {} has no cloud-init and OpenSSH",
+                dir.path.display()
+            ))
+            .into());
+        }
+        Ok(boottest::Target::Image {
+            dir: Box::new(dir),
+            checks,
+        })
+    };
     for i in images {
         let dir = ImageDir::open(i)?;
         crate::qemu::require_binary(dir.manifest.boot.hardware.arch)?;
         let src = source(so, &dir.manifest.boot.firmware.suite, quiet)?;
         let spec = boottest::vm_spec(&dir, f.accel.as_deref(), &src)?;
         dirs.push(dir.clone());
-        specs.push((boottest::Target::Image(Box::new(dir)), spec));
+        specs.push((image_target(dir, f.seed.checks.clone())?, spec));
     }
     if !f.seed.checks.is_empty() {
-        let no_login = dirs
-            .iter()
-            .find(|d| !boottest::cloud::Needs::of(&d.manifest).login);
-        if let Some(d) = no_login {
-            return Err(crate::base::BadInput(format!(
-                "--check runs over the SSH login the boot test makes through cloud-init, but {} has no cloud-init and OpenSSH",
-                d.path.display()
-            ))
-            .into());
-        }
-        if f.foreign.matrix.is_some() {
+        if f.foreign.matrix.is_some() && images.is_empty() {
             return Err(crate::base::BadInput(
-                "--check: a matrix's cells have no SSH login yet; give the disk with --disk and --ssh".into(),
+                "--check: a matrix's cells name their own `checks`; --check is for the image directories and disks on the command line".into(),
             )
             .into());
         }
@@ -163,6 +169,12 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
             )
             .into());
         }
+    }
+    if !f.foreign.disks.is_empty() && f.foreign.ready.is_none() && f.foreign.ssh.is_none() {
+        return Err(crate::base::BadInput(
+            "--disk: say when the disk is ready with --ready REGEX (a console line), --ssh USER (a login), or both".into(),
+        )
+        .into());
     }
     if let Some(u) = f
         .foreign
@@ -189,15 +201,24 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
         .as_deref()
         .map(boottest::matrix::load)
         .transpose()?;
+    // Log names: the command line's targets by their file names, the cells by theirs.
+    let mut names = boottest::log_names(
+        &specs
+            .iter()
+            .map(|(t, _)| t.path().to_path_buf())
+            .collect::<Vec<_>>(),
+    );
     for c in matrix.iter().flat_map(|m| &m.cells) {
         match &c.what {
-            boottest::matrix::What::Image(p) => {
-                let dir = ImageDir::open(p)?;
+            boottest::matrix::What::Image { dir, checks } => {
+                let dir = ImageDir::open(dir)?;
                 crate::qemu::require_binary(dir.manifest.boot.hardware.arch)?;
                 let src = source(so, &dir.manifest.boot.firmware.suite, quiet)?;
                 let spec = boottest::vm_spec(&dir, f.accel.as_deref(), &src)?;
                 dirs.push(dir.clone());
-                specs.push((boottest::Target::Image(Box::new(dir)), spec));
+                let t = image_target(dir, checks.clone())
+                    .map_err(|e| anyhow::anyhow!("matrix cell `{}`: {e:#}", c.name))?;
+                specs.push((t, spec));
             }
             boottest::matrix::What::Disk {
                 disk,
@@ -205,6 +226,7 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
                 format,
                 firmware,
                 ready,
+                login,
             } => {
                 crate::qemu::require_binary(*arch)?;
                 let src = source(so, "", quiet)?;
@@ -217,25 +239,37 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
                     &src,
                     scratch.path(),
                 )?;
-                let ready = regex::Regex::new(ready)
+                let ready = ready
+                    .as_deref()
+                    .map(regex::Regex::new)
+                    .transpose()
                     .map_err(|e| crate::base::BadInput(format!("ready: {e}")))?;
                 specs.push((
                     boottest::Target::Foreign {
                         disk: disk.clone(),
                         ready,
+                        login: login.clone(),
                     },
                     spec,
                 ));
             }
         }
+        names.push(c.name.clone());
     }
-    if let (Some(arch), Some(ready)) = (&f.foreign.arch, &f.foreign.ready) {
+    let names = boottest::distinct(names);
+    if let Some(arch) = &f.foreign.arch {
         let arch: crate::config::Arch = match arch.as_str() {
             "aarch64" => crate::config::Arch::Aarch64,
             _ => crate::config::Arch::X86_64,
         };
-        let pattern = regex::Regex::new(ready)
-            .map_err(|e| crate::base::BadInput(format!("--ready {ready}: {e}")))?;
+        let pattern = f
+            .foreign
+            .ready
+            .as_deref()
+            .map(|r| {
+                regex::Regex::new(r).map_err(|e| crate::base::BadInput(format!("--ready {r}: {e}")))
+            })
+            .transpose()?;
         let firmware = boottest::foreign::Firmware::parse(&f.foreign.firmware, arch)?;
         crate::qemu::require_binary(arch)?;
         let src = source(so, "", quiet)?;
@@ -253,6 +287,12 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
                 boottest::Target::Foreign {
                     disk: d.clone(),
                     ready: pattern.clone(),
+                    login: f.foreign.ssh.clone().map(|user| boottest::SshLogin {
+                        user,
+                        key: f.foreign.ssh_key.clone(),
+                        cloud_init: f.foreign.cloud_init,
+                        checks: f.seed.checks.clone(),
+                    }),
                 },
                 spec,
             ));
@@ -267,29 +307,22 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
         log_dir: log_dir.clone(),
         quiet,
         seed: f.seed.input(),
-        checks: f.seed.checks.clone(),
-        ssh: f.foreign.ssh.clone().map(|user| boottest::SshLogin {
-            user,
-            key: f.foreign.ssh_key.clone(),
-            cloud_init: f.foreign.cloud_init,
-        }),
     };
-    let mut report = boottest::run_targets(&specs, &opts)?;
+    let report;
     if let Some(m) = &matrix {
-        // Each result is named after its cell (JUnit testcases, summary), in the file's order.
+        // Each cell's result is named after the cell (JUnit testcases, summary), in the
+        // file's order; the command line's image directories keep their paths. (--disk
+        // conflicts with --matrix: the cells are the last targets.)
+        let all = boottest::run_named(&specs, &names, &opts)?;
+        let first = specs.len() - m.cells.len();
         let mut cells = Vec::new();
         let mut named = Vec::new();
-        for c in &m.cells {
-            let path = match &c.what {
-                boottest::matrix::What::Image(p) | boottest::matrix::What::Disk { disk: p, .. } => {
-                    p
-                }
-            };
-            if let Some(mut r) = report.images.iter().find(|r| r.image == *path).cloned() {
+        for (k, mut r) in all.into_iter().enumerate() {
+            if let Some(c) = k.checked_sub(first).and_then(|j| m.cells.get(j)) {
                 cells.push(boottest::matrix::summarize(&c.name, &r));
                 r.image = PathBuf::from(&c.name);
-                named.push(r);
             }
+            named.push(r);
         }
         report = Report::new(named);
         if let Some(p) = &f.json {
@@ -308,8 +341,11 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
                 }
             );
         }
-    } else if let Some(p) = &f.json {
-        fsx::write(p, serde_json::to_string_pretty(&report)?)?;
+    } else {
+        report = boottest::run_targets(&specs, &opts)?;
+        if let Some(p) = &f.json {
+            fsx::write(p, serde_json::to_string_pretty(&report)?)?;
+        }
     }
     if let Some(p) = &f.junit {
         fsx::write(p, boottest::report::junit_xml(&report.images))?;

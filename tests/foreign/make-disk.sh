@@ -2,11 +2,12 @@
 # Makes a bootable disk the way another tool would, with Debian's own tools and none of
 # Ingot's writers: a GPT (sgdisk) holding one FAT partition (mkfs.vfat, mtools) with a Debian
 # kernel and an initramfs (cpio) whose /init prints a banner and powers off, booted by
-# systemd-boot (UEFI) or by SYSLINUX from its GPT MBR (BIOS).
+# systemd-boot (UEFI) and, on a hybrid disk, also by SYSLINUX from its GPT MBR (BIOS).
 #   make-disk.sh OUT ARCH KERNEL.deb BUSYBOX.deb SYSTEMD-BOOT.deb MODE
 # ARCH is x86_64 or aarch64. MODE is `ok`, `panic` (no initramfs and a root that does not
-# exist: the kernel panics), `empty` (an ESP with nothing to boot) or `bios` (x86_64: the `ok`
-# system for a BIOS, with Debian's syslinux installed by its own rootless installer).
+# exist: the kernel panics), `empty` (an ESP with nothing to boot) or `hybrid` (x86_64: the
+# `ok` disk that also boots under a BIOS, with Debian's syslinux installed by its own rootless
+# installer and the ESP marked legacy-BIOS-bootable).
 set -eu
 out=$1 arch=$2 kdeb=$3 bdeb=$4 sdeb=$5 mode=$6
 case "$arch" in
@@ -34,15 +35,14 @@ chmod 0755 "$w/i/init"
 truncate -s 64M "$w/esp.img"
 # The partition starts at sector 2048: a BIOS boot sector finds its files from there.
 mkfs.vfat -F 32 -h 2048 -n ESP "$w/esp.img" >/dev/null
-if [ "$mode" = bios ]; then
-  [ "$arch" = x86_64 ] || { echo "bios: x86_64 only" >&2; exit 2; }
+if [ "$mode" = hybrid ]; then
+  [ "$arch" = x86_64 ] || { echo "hybrid: x86_64 only" >&2; exit 2; }
   syslinux --install "$w/esp.img"
   mcopy -o -i "$w/esp.img" /usr/lib/syslinux/modules/bios/ldlinux.c32 ::/ldlinux.c32
-  mcopy -i "$w/esp.img" "$w"/k/boot/vmlinuz-* ::/vmlinuz
-  mcopy -i "$w/esp.img" "$w/initrd" ::/initrd
   printf 'SERIAL 0 115200\nPROMPT 0\nTIMEOUT 0\nDEFAULT foreign\nLABEL foreign\n  LINUX /vmlinuz\n  INITRD /initrd\n  APPEND console=%s quiet panic=-1\n' "$console" > "$w/syslinux.cfg"
   mcopy -i "$w/esp.img" "$w/syslinux.cfg" ::/syslinux.cfg
-elif [ "$mode" != empty ]; then
+fi
+if [ "$mode" != empty ]; then
   mmd -i "$w/esp.img" ::/EFI ::/EFI/BOOT ::/loader ::/loader/entries
   mcopy -i "$w/esp.img" "$w/s/usr/lib/systemd/boot/efi/systemd-boot$efi.efi" "::/EFI/BOOT/BOOT$EFI.EFI"
   mcopy -i "$w/esp.img" "$w"/k/boot/vmlinuz-* ::/vmlinuz
@@ -58,11 +58,10 @@ elif [ "$mode" != empty ]; then
 fi
 rm -f "$out"
 truncate -s 80M "$out"
-if [ "$mode" = bios ]; then
-  # A Linux data partition marked legacy-BIOS-bootable, which SYSLINUX's GPT MBR starts.
-  sgdisk -n 1:2048:+64M -t 1:8300 -c 1:boot -A 1:set:2 "$out" >/dev/null
+sgdisk -n 1:2048:+64M -t 1:ef00 -c 1:ESP "$out" >/dev/null
+if [ "$mode" = hybrid ]; then
+  # The ESP marked legacy-BIOS-bootable: SYSLINUX's GPT MBR starts that partition.
+  sgdisk -A 1:set:2 "$out" >/dev/null
   dd if=/usr/lib/syslinux/mbr/gptmbr.bin of="$out" bs=440 count=1 conv=notrunc status=none
-else
-  sgdisk -n 1:2048:+64M -t 1:ef00 -c 1:ESP "$out" >/dev/null
 fi
 dd if="$w/esp.img" of="$out" bs=1M seek=1 conv=notrunc status=none
