@@ -78,6 +78,9 @@ fn vm_cloud_takes_its_identity_from_the_seed_and_a_user_logs_in_over_ssh() {
         .unwrap();
     let rx = t.path().join("x86.json");
     let rarm = t.path().join("arm.json");
+    // apt keeps managing the image: its dpkg database has every dependency met (the kernel's
+    // included), and apt installs a package made on the spot that needs the kernel's helpers.
+    let probe = "set -e; d=$(mktemp -d); mkdir \"$d/DEBIAN\"; printf 'Package: ingot-probe\\nVersion: 1\\nArchitecture: all\\nMaintainer: Ingot tests <tests@invalid>\\nDepends: kmod, linux-base\\nDescription: probe\\n probe\\n' > \"$d/DEBIAN/control\"; dpkg-deb -b \"$d\" /tmp/ingot-probe.deb >/dev/null; sudo apt-get install -y /tmp/ingot-probe.deb >/dev/null; dpkg-query -W -f='${Status}' ingot-probe";
     std::thread::scope(|s| {
         let a = s.spawn(|| {
             ingot(&[
@@ -95,6 +98,10 @@ fn vm_cloud_takes_its_identity_from_the_seed_and_a_user_logs_in_over_ssh() {
                 "id -u alice",
                 "--check",
                 "sudo -n true && test -s /etc/machine-id",
+                "--check",
+                "sudo apt-get check",
+                "--check",
+                probe,
                 "--json",
                 rx.to_str().unwrap(),
             ])
@@ -124,7 +131,8 @@ fn vm_cloud_takes_its_identity_from_the_seed_and_a_user_logs_in_over_ssh() {
         // The user's account exists beside the test's own (their users were kept), and the
         // test's account may use sudo without a password.
         let checks = b["login"]["checks"].as_array().unwrap();
-        assert_eq!(checks.len(), 2, "{b}");
+        assert_eq!(checks.len(), 4, "{b}");
+        assert_eq!(checks[3][1], "install ok installed", "{b}");
         assert!(
             checks[0][1].as_str().unwrap().parse::<u32>().unwrap() >= 1000,
             "{b}"

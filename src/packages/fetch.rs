@@ -76,6 +76,26 @@ pub fn fetch_all(src: &Source, set: &[Locked]) -> Result<Vec<Ready>> {
 
 fn fetch_one(src: &Source, l: &Locked, progress: &dyn Fn(u64)) -> Result<Ready> {
     let info = &l.info;
+    if l.role == Role::Generated {
+        // Made here, nothing to download: the lock entry must be one Ingot makes.
+        if !super::generated::is_generated(info) {
+            bail!(
+                "package {} {}: the lock says it is generated, but Ingot generates no such package (an edited lockfile?)",
+                info.name,
+                info.version
+            );
+        }
+        return Ok(Ready {
+            locked: l.clone(),
+            extracted: deb::Extracted {
+                control: super::generated::control(info),
+                data_len: 0,
+                data_sha256: String::new(),
+                licenses: Vec::new(),
+            },
+            data_tar: super::generated::empty_tar(&src.cache)?,
+        });
+    }
     let url = format!("{}/{}", src.mirror_for(&info.suite), info.filename);
     let what = format!("package {} {}", info.name, info.version);
     let deb = src

@@ -17,6 +17,8 @@ pub enum Role {
     Image,
     /// Used at build time only (initramfs busybox, boot loader binary).
     Boot,
+    /// Made by Ingot (see `packages::generated`): a dpkg database entry with no .deb.
+    Generated,
 }
 
 /// A locked package.
@@ -45,7 +47,8 @@ pub struct LockTarget {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub release_dates: BTreeMap<String, String>,
     /// `Recommends` the resolver skipped because nothing could satisfy them (apt skips them
-    /// too), one line each: the lock's log of what was left out.
+    /// too), and the kernel's helpers left out of an image without dpkg, one line each: the
+    /// lock's log of what was left out.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<String>,
     /// Packages, sorted by role then name.

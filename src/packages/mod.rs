@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod control;
 pub mod deb;
+pub mod generated;
 pub mod http;
 pub mod index;
 pub mod repo;
@@ -130,11 +131,29 @@ pub fn image_request(profile: &Profile, hw: &Hardware) -> resolve::Request {
         include.push("busybox-static".into());
     }
     include.dedup();
+    // The kernel is resolved with the rest: its Provides, Conflicts and Breaks count, and its
+    // dependencies are installed, except what Ingot's build does in its place.
+    if !include.contains(&hw.kernel_package) {
+        include.push(hw.kernel_package.clone());
+    }
     resolve::Request {
         include,
         essential: profile.packages.essential(),
         recommends: profile.packages.recommends(),
         exclude: profile.packages.exclude.clone(),
+        preinstalled: vec![generated::INITRAMFS.into()],
+        left_out: Vec::new(),
+    }
+}
+
+/// The kernel's helpers for its maintainer scripts (`linux-base`: linux-update-symlinks;
+/// `kmod`: depmod in the postinst), which Ingot runs none of: left out of an image that has no
+/// dpkg to run them (nothing could ever configure the kernel there), installed in one that has.
+fn kernel_helpers_left_out() -> resolve::LeftOut {
+    resolve::LeftOut {
+        owner_prefix: "linux-image-".into(),
+        deps: vec!["linux-base".into(), "kmod".into()],
+        why: "the kernel's maintainer-script helper; this image has no dpkg to run maintainer scripts, and Ingot indexes the modules itself".into(),
     }
 }
 
@@ -185,42 +204,42 @@ pub fn load_index(
 
 /// Resolve the full package set for one hardware target.
 pub fn resolve_target(src: &Source, profile: &Profile, hw: &Hardware) -> Result<LockTarget> {
-    let (index, releases) = load_index(src, profile, hw.arch)?;
-    let resolution = resolve::resolve_noting(&index, &image_request(profile, hw))
-        .with_context(|| format!("resolving {} for {}", profile.path.display(), hw.name))?;
+    let (mut index, releases) = load_index(src, profile, hw.arch)?;
+    let gen = generated::initramfs();
+    index.packages.insert(gen.name.clone(), vec![gen]);
+    index.finish();
+    if index.best(&hw.kernel_package).is_none() {
+        bail!(
+            "{}: kernel_package `{}` is not in the index",
+            hw.path.display(),
+            hw.kernel_package
+        );
+    }
+    let mut req = image_request(profile, hw);
+    let resolve = |req: &resolve::Request| {
+        resolve::resolve_noting(&index, req)
+            .with_context(|| format!("resolving {} for {}", profile.path.display(), hw.name))
+    };
+    // First as for an image without dpkg; if dpkg is in the set after all, the kernel's
+    // helpers are installed too.
+    req.left_out.push(kernel_helpers_left_out());
+    let mut resolution = resolve(&req)?;
+    if resolution.packages.iter().any(|p| p.name == "dpkg") {
+        req.left_out.clear();
+        resolution = resolve(&req)?;
+    }
     let mut set: Vec<Locked> = resolution
         .packages
         .into_iter()
         .map(|info| Locked {
-            role: Role::Image,
+            role: if generated::is_generated(&info) {
+                Role::Generated
+            } else {
+                Role::Image
+            },
             info,
         })
         .collect();
-    // The kernel is taken without its dependencies: its maintainer-script helpers
-    // (initramfs-tools, linux-base) are replaced by Ingot's own initramfs.
-    let mut kernel = vec![hw.kernel_package.clone()];
-    let mut seen = 0;
-    while seen < kernel.len() {
-        let name = kernel[seen].clone();
-        seen += 1;
-        let p = index.best(&name).cloned().ok_or_else(|| {
-            anyhow::anyhow!(
-                "{}: kernel_package `{name}` is not in the index",
-                hw.path.display()
-            )
-        })?;
-        for clause in index::parse_deps(&p.depends).unwrap_or_default() {
-            if let Some(d) = clause.iter().find(|d| d.name.starts_with("linux-image-")) {
-                kernel.push(d.name.clone());
-            }
-        }
-        if !set.iter().any(|l| l.info.name == p.name) {
-            set.push(Locked {
-                role: Role::Image,
-                info: p,
-            });
-        }
-    }
     for name in ["busybox-static", "systemd-boot-efi"] {
         let p = index
             .best(name)

@@ -22,13 +22,18 @@ pub fn merged_usr(tree: &mut Tree, arch: Arch) -> Result<()> {
 }
 
 /// Unpack the image packages into a tree (sorted by name, so the result never depends on
-/// download order) and record them in the dpkg database.
+/// download order) and record them, and Ingot's generated entries, in the dpkg database.
 pub fn unpack_image(ready: &[Ready], arch: Arch) -> Result<Tree> {
     let mut tree = Tree::new();
     merged_usr(&mut tree, arch)?;
     let mut status = String::new();
     let mut lists: Vec<(String, String)> = Vec::new();
-    for r in ready.iter().filter(|r| r.locked.role == Role::Image) {
+    let mut ready: Vec<&Ready> = ready
+        .iter()
+        .filter(|r| matches!(r.locked.role, Role::Image | Role::Generated))
+        .collect();
+    ready.sort_by(|a, b| a.locked.info.name.cmp(&b.locked.info.name));
+    for r in ready {
         let name = &r.locked.info.name;
         let listed = deb::unpack(&r.data_tar, name, &mut tree)?;
         let mut control = r.extracted.control.trim_end().to_string();

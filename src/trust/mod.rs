@@ -147,6 +147,22 @@ pub fn spdx(
         }));
         rels.push(json!({"spdxElementId": "SPDXRef-Image", "relationshipType": "CONTAINS", "relatedSpdxElement": id}));
     }
+    // Ingot's generated dpkg entries: in the image's dpkg database, so listed too, with Ingot
+    // as supplier and no Debian package URL or .deb digest (there is no .deb).
+    for r in pkgs
+        .iter()
+        .filter(|r| r.locked.role == crate::packages::Role::Generated)
+    {
+        let i = &r.locked.info;
+        let id = format!("SPDXRef-Generated-{}", spdx_id(&i.name));
+        packages.push(json!({
+            "SPDXID": id, "name": i.name, "versionInfo": i.version, "downloadLocation": "NONE",
+            "filesAnalyzed": false, "supplier": format!("Organization: {}", i.maintainer),
+            "licenseConcluded": "NOASSERTION", "licenseDeclared": "NOASSERTION", "copyrightText": "NOASSERTION",
+            "comment": "A dpkg database entry Ingot writes for what its build does in place of a Debian package (no .deb).",
+        }));
+        rels.push(json!({"spdxElementId": "SPDXRef-Image", "relationshipType": "CONTAINS", "relatedSpdxElement": id}));
+    }
     let mut file_list = Vec::new();
     for (k, f) in files.iter().enumerate() {
         let id = format!("SPDXRef-File-{k}");
@@ -263,6 +279,18 @@ pub fn cyclonedx(
             );
         }
         comps.push(c);
+    }
+    for r in pkgs
+        .iter()
+        .filter(|r| r.locked.role == crate::packages::Role::Generated)
+    {
+        let i = &r.locked.info;
+        comps.push(json!({
+            "type": "library", "bom-ref": format!("generated:{}", i.name), "name": i.name, "version": i.version,
+            "supplier": {"name": i.maintainer},
+            "description": "A dpkg database entry Ingot writes for what its build does in place of a Debian package (no .deb).",
+            "properties": [{"name": "dev.ingot:generated", "value": "true"}],
+        }));
     }
     for f in files {
         comps.push(json!({"type": "file", "bom-ref": format!("file:{}", f.path), "name": f.path, "hashes": [{"alg": "SHA-256", "content": f.sha256}, {"alg": "SHA-1", "content": f.sha1}]}));

@@ -8,6 +8,9 @@
 //! `Conflicts` with or `Breaks` a chosen package (or is conflicted by one), by name or through
 //! `Provides`, is passed over for the next alternative; when none is left the error names both
 //! packages and the clause. `Recommends` are soft: one nothing can satisfy is skipped and noted.
+//! Packages named `preinstalled` (Ingot's generated entries, already in the index) are chosen
+//! before anything, as installed packages are for apt; a `left_out` rule skips, with a note,
+//! the hard dependencies it names of the packages it names.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -73,6 +76,23 @@ pub struct Request {
     pub recommends: bool,
     /// Never choose these.
     pub exclude: Vec<String>,
+    /// Chosen first, as if installed (they must be in the index).
+    pub preinstalled: Vec<String>,
+    /// Hard dependencies deliberately not installed.
+    pub left_out: Vec<LeftOut>,
+}
+
+/// Hard dependencies a build does not install, and why: a `Depends` clause of a package whose
+/// name starts with `owner_prefix`, every alternative of which is in `deps`, is skipped and
+/// noted in [`Resolution::skipped`].
+#[derive(Debug, Clone, Default)]
+pub struct LeftOut {
+    /// Whose clauses (`linux-image-`).
+    pub owner_prefix: String,
+    /// Which dependencies.
+    pub deps: Vec<String>,
+    /// Why, for the note.
+    pub why: String,
 }
 
 /// A resolved set and what was left out on the way.
@@ -80,7 +100,8 @@ pub struct Request {
 pub struct Resolution {
     /// Packages sorted by name.
     pub packages: Vec<PackageInfo>,
-    /// `Recommends` skipped because nothing could satisfy them, one line each.
+    /// `Recommends` skipped because nothing could satisfy them, and dependencies left out by
+    /// a [`LeftOut`] rule, one line each.
     pub skipped: Vec<String>,
 }
 
@@ -169,6 +190,13 @@ pub fn resolve_noting(index: &Index, req: &Request) -> Result<Resolution, Resolv
     let mut skipped: Vec<String> = Vec::new();
     // (who asked, alternatives, soft: a Recommends)
     let mut queue: VecDeque<(String, Vec<Dep>, bool)> = VecDeque::new();
+    for name in &req.preinstalled {
+        let p = index
+            .best(name)
+            .cloned()
+            .ok_or_else(|| unknown(index, name, "the image builder"))?;
+        chosen.insert(p.name.clone(), p);
+    }
     for spec in &req.include {
         let (name, constraint) = match (spec.split_once('='), spec.split_once('/')) {
             (Some((n, v)), _) => (
@@ -229,6 +257,19 @@ pub fn resolve_noting(index: &Index, req: &Request) -> Result<Resolution, Resolv
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(" | ");
+        if !soft {
+            let rule = req.left_out.iter().find(|r| {
+                needed_by.starts_with(&r.owner_prefix)
+                    && alts.iter().all(|d| r.deps.contains(&d.name))
+            });
+            if let Some(r) = rule {
+                skipped.push(format!(
+                    "{needed_by} depends on `{dep}`: left out, {}",
+                    r.why
+                ));
+                continue;
+            }
+        }
         // The first candidate passed over for a conflict, for the error.
         let mut first_clash = None;
         let mut pick = None;

@@ -298,3 +298,57 @@ fn a_not_automatic_suite_is_used_only_when_asked_for_as_apt_does() {
     .to_string();
     assert!(e.contains("suite sid has no kernel"), "{e}");
 }
+
+#[test]
+fn a_preinstalled_provider_satisfies_the_kernel_and_left_out_helpers_are_noted() {
+    let i = idx(&[
+        pkg(
+            "linux-image-6.1.0-9-amd64",
+            "6.1.1",
+            "Depends: kmod, linux-base (>= 4.3~), initramfs-tools (>= 0.120) | linux-initramfs-tool\nProvides: wireguard-modules (= 1.0.0)",
+        ),
+        pkg("linux-image-amd64", "6.1.1", "Depends: linux-image-6.1.0-9-amd64 (= 6.1.1)"),
+        pkg("kmod", "30", "Depends: libc"),
+        pkg("linux-base", "4.9", ""),
+        pkg("initramfs-tools", "0.142", "Depends: udev"),
+        pkg("udev", "252", ""),
+        pkg("libc", "2.36", ""),
+        pkg("ingot-initramfs", "1", "Provides: linux-initramfs-tool"),
+        pkg("wireguard", "1.0", "Depends: wireguard-modules (>= 0.0.20171001) | wireguard-dkms"),
+        pkg("wireguard-dkms", "1.0", ""),
+        pkg("kmod-user", "1", "Depends: kmod"),
+    ]
+    .join("\n"));
+    let mut r = req(&["linux-image-amd64", "wireguard"]);
+    r.preinstalled = vec!["ingot-initramfs".into()];
+    // Real dependencies: kmod and linux-base installed; initramfs-tools not, the generated
+    // entry provides linux-initramfs-tool; the kernel's Provides satisfy wireguard.
+    let got = resolve_noting(&i, &r).unwrap();
+    assert_eq!(
+        names(&got.packages),
+        [
+            "ingot-initramfs=1",
+            "kmod=30",
+            "libc=2.36",
+            "linux-base=4.9",
+            "linux-image-6.1.0-9-amd64=6.1.1",
+            "linux-image-amd64=6.1.1",
+            "wireguard=1.0"
+        ]
+    );
+    // Left out: only the kernel's own clauses on them, each noted; another package's
+    // dependency on kmod still installs it.
+    r.left_out = vec![LeftOut {
+        owner_prefix: "linux-image-".into(),
+        deps: vec!["kmod".into(), "linux-base".into()],
+        why: "no dpkg".into(),
+    }];
+    let got = resolve_noting(&i, &r).unwrap();
+    assert!(!names(&got.packages).iter().any(|n| n.starts_with("kmod")));
+    assert_eq!(got.skipped.len(), 2, "{:?}", got.skipped);
+    assert!(got.skipped[0]
+        .contains("linux-image-6.1.0-9-amd64 6.1.1 depends on `kmod`: left out, no dpkg"));
+    r.include.push("kmod-user".into());
+    let got = resolve_noting(&i, &r).unwrap();
+    assert!(names(&got.packages).contains(&"kmod=30".to_string()));
+}
