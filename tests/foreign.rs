@@ -216,8 +216,10 @@ fn foreign_disks_boot_to_a_console_pattern_and_broken_ones_fail_fast_unchanged()
     // fails fast, the BIOS's own words named.
     let blank = t.join("blank.raw");
     std::fs::write(&blank, vec![0u8; 1 << 20]).unwrap();
+    // A GPT disk whose protective MBR has no boot code (the UEFI-only qcow2) is named before
+    // any boot: SeaBIOS would start it and hang.
     let (o, v) = run(
-        &[&bios, &blank],
+        &[&bios, &blank, &ok_qcow2],
         "x86_64",
         &t.join("bios.json"),
         "1",
@@ -243,6 +245,12 @@ fn foreign_disks_boot_to_a_console_pattern_and_broken_ones_fail_fast_unchanged()
     assert!(
         log.contains("SYSLINUX 6."),
         "not booted by SYSLINUX:\n{log}"
+    );
+    let b = &of(&ok_qcow2);
+    assert_eq!(b["cause"]["kind"], "bios-nothing-bootable", "{b}");
+    assert!(
+        b["failure"].as_str().unwrap().contains("no boot code"),
+        "{b}"
     );
     let b = &of(&blank);
     assert_eq!(b["cause"]["kind"], "bios-nothing-bootable", "{b}");

@@ -138,11 +138,14 @@ pub fn boot_once(
                     break;
                 }
                 match console.feed(&line, at) {
-                    Seen::Ready(r) => {
+                    // Only Ingot's own images are ready at INGOT-READY: a foreign disk (which
+                    // may well be an Ingot image) is ready at its pattern.
+                    Seen::Ready(r) if pattern.is_none() => {
                         ready = Some(r);
                         seconds = at;
                         break;
                     }
+                    Seen::Ready(_) => {}
                     Seen::Fatal(f) => {
                         failure = Some(f);
                         seconds = at;

@@ -389,6 +389,8 @@ mod tests {
 
     #[test]
     fn ready_line() {
+        // The decoy tests/foreign/make-disk.sh prints before its pattern is a ready line.
+        assert!(parse_ready("INGOT-READY image=decoy version=0 machine-id=00000000000000000000000000000000 uptime=1").is_some());
         let r = parse_ready("[  3.1] INGOT-READY image=edge version=1.0.0 machine-id=abc agents=hb:ok,x:fail uptime=3.2").unwrap();
         assert_eq!(r.image, "edge");
         assert_eq!(

@@ -73,6 +73,55 @@ fn builtin(
     }
 }
 
+/// Under a BIOS: what is wrong with the disk's first sector, read before booting. A partition
+/// table (the 0x55AA signature) in front of no boot code at all (440 zero bytes, as `sgdisk`
+/// leaves a GPT's protective MBR) is started by SeaBIOS, which then hangs until the timeout:
+/// named here instead, at once. `None` for a UEFI boot or a first sector with code.
+pub fn bios_preflight(spec: &VmSpec, work: &Path) -> Result<Option<String>> {
+    if spec.vars.is_some() {
+        return Ok(None);
+    }
+    let format = spec.disk_format.as_deref().unwrap_or("raw");
+    let sector = if format == "raw" {
+        let mut b = vec![0u8; 512];
+        let mut f = std::fs::File::open(&spec.disk)
+            .with_context(|| format!("reading {}", spec.disk.display()))?;
+        let n = std::io::Read::read(&mut f, &mut b)?;
+        b.truncate(n);
+        b
+    } else {
+        let out = work.join(format!(
+            "sector0-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let o = std::process::Command::new("qemu-img")
+            .args(["dd", "-f", format, "-O", "raw", "bs=512", "count=1"])
+            .arg(format!("if={}", spec.disk.display()))
+            .arg(format!("of={}", out.display()))
+            .output()
+            .context("running qemu-img dd (Debian package qemu-utils)")?;
+        if !o.status.success() {
+            bail!(
+                "{}: qemu-img dd: {}",
+                spec.disk.display(),
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+        }
+        let b = std::fs::read(&out)?;
+        let _ = std::fs::remove_file(&out);
+        b
+    };
+    Ok(no_boot_code(&sector).then(|| {
+        "the disk's first sector has a partition table but no boot code (its first 440 bytes are zero); SeaBIOS would start it and hang".to_string()
+    }))
+}
+
+/// A first sector with the boot signature and nothing in the boot code area.
+fn no_boot_code(sector: &[u8]) -> bool {
+    sector.len() >= 512 && sector[510..512] == [0x55, 0xAA] && sector[..440].iter().all(|b| *b == 0)
+}
+
 /// `qemu-img info`'s name for the file's format.
 pub fn detect_format(disk: &Path) -> Result<String> {
     let o = std::process::Command::new("qemu-img")
@@ -159,4 +208,23 @@ pub fn vm_spec(
         code,
         vars,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_protective_mbr_without_code_is_named_and_one_with_code_is_not() {
+        let mut s = vec![0u8; 512];
+        assert!(!no_boot_code(&s), "no signature: SeaBIOS says so itself");
+        s[510] = 0x55;
+        s[511] = 0xAA;
+        s[446] = 0x00;
+        s[450] = 0xEE;
+        assert!(no_boot_code(&s));
+        s[0] = 0xEB;
+        assert!(!no_boot_code(&s));
+        assert!(!no_boot_code(&s[..100]));
+    }
 }

@@ -235,6 +235,22 @@ impl Target {
     }
 }
 
+/// The result of a target that failed before its first boot (no seed, a disk a BIOS would
+/// hang on): one failed boot, said once.
+fn failed_before_boot(image: &Target, f: Failure, say: &(dyn Fn(String) + Sync)) -> ImageResult {
+    let case = BootCase::new(1, 0.0, Some(f), None, None, Vec::new());
+    say(format!(
+        "{} boot 1: {}",
+        image.path().display(),
+        case.failure.clone().unwrap_or_default()
+    ));
+    ImageResult {
+        image: image.path().to_path_buf(),
+        boots: vec![case],
+        machine_id_failure: None,
+    }
+}
+
 /// Boot one target `opts.boots` times, retrying failed boots; `say` reports each result.
 fn test_image(
     image: &Target,
@@ -286,31 +302,29 @@ fn test_image(
                 Some(s)
             }
             Err(e) => {
-                let case = BootCase::new(
-                    1,
-                    0.0,
-                    Some(Failure::Host {
-                        message: format!("making the NoCloud seed: {e:#}"),
-                    }),
-                    None,
-                    None,
-                    Vec::new(),
-                );
-                say(format!(
-                    "{dir}: {}",
-                    case.failure.clone().unwrap_or_default()
-                ));
-                return ImageResult {
-                    image: image.path().to_path_buf(),
-                    boots: vec![case],
-                    machine_id_failure: None,
+                let f = Failure::Host {
+                    message: format!("making the NoCloud seed: {e:#}"),
                 };
+                return failed_before_boot(image, f, say);
             }
         }
     } else {
         None
     };
     let login = seed.as_ref().filter(|_| needs.login);
+    if let Target::Foreign { .. } = image {
+        // A disk a BIOS would hang on is named before any boot.
+        let pre = match foreign::bios_preflight(&spec, work) {
+            Ok(None) => None,
+            Ok(Some(line)) => Some(Failure::BiosNothingBootable { line }),
+            Err(e) => Some(Failure::Host {
+                message: format!("{e:#}"),
+            }),
+        };
+        if let Some(f) = pre {
+            return failed_before_boot(image, f, say);
+        }
+    }
     for n in 1..=opts.boots {
         // Failed attempts of this boot, kept when a retry follows.
         let mut earlier: Vec<BootCase> = Vec::new();

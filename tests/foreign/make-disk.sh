@@ -1,7 +1,8 @@
 #!/bin/sh
 # Makes a bootable disk the way another tool would, with Debian's own tools and none of
 # Ingot's writers: a GPT (sgdisk) holding one FAT partition (mkfs.vfat, mtools) with a Debian
-# kernel and an initramfs (cpio) whose /init prints a banner and powers off, booted by
+# kernel and an initramfs (cpio) whose /init prints a banner and powers off (after an
+# INGOT-READY line, which must not count for a foreign disk), booted by
 # systemd-boot (UEFI) and, on a hybrid disk, also by SYSLINUX from its GPT MBR (BIOS).
 #   make-disk.sh OUT ARCH KERNEL.deb BUSYBOX.deb SYSTEMD-BOOT.deb MODE
 # ARCH is x86_64 or aarch64. MODE is `ok`, `panic` (no initramfs and a root that does not
@@ -26,6 +27,8 @@ for a in sh mount echo poweroff uname sleep; do ln -s busybox "$w/i/bin/$a"; don
 cat > "$w/i/init" <<'INIT'
 #!/bin/sh
 mount -t proc proc /proc
+echo "INGOT-READY image=decoy version=0 machine-id=00000000000000000000000000000000 uptime=1"
+sleep 1
 echo "FOREIGN-BOOT-OK kernel=$(uname -r)"
 sleep 2
 poweroff -f
