@@ -183,13 +183,14 @@ fn seed_files_that_do_not_exist_stop_the_test_before_any_boot() {
     assert!(err.contains("--user-data /nonexistent/user-data"), "{err}");
 }
 
-/// `boot-test --disk --ssh`: the same login for disks Ingot did not build. vm-cloud's disk,
-/// converted to qcow2 and given as a bare file (no manifest: the boot test knows nothing of
-/// it), is logged in to as `debian` through a seed with a throwaway key once cloud-init is
-/// done, with no console pattern at all (the login is the readiness); a vm-base variant that
-/// already trusts a key for `deploy` is a matrix cell, logged in to with that key and no seed
-/// after its login prompt. Checks run over both logins, each its own JUnit testcase, and
-/// neither file changes.
+/// `boot-test --disk --ssh`: the same login for disks Ingot did not build. A Debian cloud-init
+/// system made by mmdebstrap, mke2fs -d, mkfs.vfat, mtools and sgdisk
+/// (`tests/foreign/make-cloud-disk.sh`, none of Ingot's code) and shipped as qcow2 is logged in
+/// to as `debian` through a seed with a throwaway key once cloud-init is done: by the flags
+/// after its login prompt, and as a matrix cell with no console pattern at all (the login is
+/// the readiness). A vm-base variant that already trusts a key for `deploy` is two more cells,
+/// logged in to with that key and no seed, after its login prompt and by login alone. Checks
+/// run over every login, each its own JUnit testcase, and neither file changes.
 #[test]
 #[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
 fn foreign_disks_log_in_over_ssh_through_a_seed_or_with_a_key_they_trust() {
@@ -212,8 +213,36 @@ fn foreign_disks_log_in_over_ssh_through_a_seed_or_with_a_key_they_trust() {
         ),
     )
     .unwrap();
-    let cloud = build_x86_64("profiles/vm-cloud.toml", &out);
+    // The mirrors Ingot itself takes from the host's apt sources (or INGOT_MIRROR).
+    let sources = t.path().join("sources");
+    std::fs::write(
+        &sources,
+        ["bookworm", "bookworm-updates", "bookworm-security"]
+            .iter()
+            .map(|s| {
+                let m = ingot::packages::repo::mirror_url(None, s).unwrap();
+                format!(
+                    "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {m} {s} main\n"
+                )
+            })
+            .collect::<String>(),
+    )
+    .unwrap();
+    let raw = t.path().join("mmdebstrap.raw");
+    let script = root().join("tests/foreign/make-cloud-disk.sh");
+    let (good, o) = tool(
+        "sh",
+        &[
+            script.to_str().unwrap(),
+            raw.to_str().unwrap(),
+            sources.to_str().unwrap(),
+        ],
+    );
+    assert!(good, "make-cloud-disk.sh: {o}");
+    let (good, o) = tool("sgdisk", &["-v", raw.to_str().unwrap()]);
+    assert!(good && o.contains("No problems found"), "sgdisk -v: {o}");
     let trust = build_x86_64(trusting.to_str().unwrap(), &out);
+    // Shipped as qcow2, as a pipeline would get it from Packer.
     let vendor = t.path().join("vendor.qcow2");
     let (good, o) = tool(
         "qemu-img",
@@ -221,11 +250,12 @@ fn foreign_disks_log_in_over_ssh_through_a_seed_or_with_a_key_they_trust() {
             "convert",
             "-O",
             "qcow2",
-            cloud.join("disk.raw").to_str().unwrap(),
+            raw.to_str().unwrap(),
             vendor.to_str().unwrap(),
         ],
     );
     assert!(good, "{o}");
+    std::fs::remove_file(&raw).unwrap();
     let plain = t.path().join("plain.raw");
     std::fs::copy(trust.join("disk.raw"), &plain).unwrap();
     let before = [
@@ -233,13 +263,18 @@ fn foreign_disks_log_in_over_ssh_through_a_seed_or_with_a_key_they_trust() {
         hex_sha256(&std::fs::read(&plain).unwrap()),
     ];
     let (rs, rk) = (t.path().join("seeded.json"), t.path().join("keyed.json"));
+    // Three cells, one disk in two of them: the mmdebstrap disk ready by login alone; the
+    // trusting disk after its login prompt, and again by login alone.
     let matrix = t.path().join("matrix.toml");
     std::fs::write(
         &matrix,
-        "[[cell]]\nname = \"keyed\"\ndisk = \"plain.raw\"\narch = \"x86_64\"\nready = \"login:\"\nssh = \"deploy\"\nssh_key = \"ops-key\"\nchecks = [\"id -un\", \"test ! -e /etc/cloud\"]\n",
+        "[[cell]]\nname = \"vendor\"\ndisk = \"vendor.qcow2\"\narch = \"x86_64\"\nssh = \"debian\"\ncloud_init = true\nchecks = [\"id -un\", \"sudo -n true\"]\n\
+         [[cell]]\nname = \"keyed\"\ndisk = \"plain.raw\"\narch = \"x86_64\"\nready = \"login:\"\nssh = \"deploy\"\nssh_key = \"ops-key\"\nchecks = [\"id -un\", \"test ! -e /etc/cloud\"]\n\
+         [[cell]]\nname = \"keyed-by-login\"\ndisk = \"plain.raw\"\narch = \"x86_64\"\nssh = \"deploy\"\nssh_key = \"ops-key\"\nchecks = [\"test -s /etc/machine-id\"]\n",
     )
     .unwrap();
     std::thread::scope(|s| {
+        // The flags: after the console's login prompt, through a seed, once cloud-init is done.
         let a = s.spawn(|| {
             ingot(&[
                 "boot-test",
@@ -247,13 +282,13 @@ fn foreign_disks_log_in_over_ssh_through_a_seed_or_with_a_key_they_trust() {
                 vendor.to_str().unwrap(),
                 "--arch",
                 "x86_64",
+                "--ready",
+                "login:",
                 "--ssh",
                 "debian",
                 "--cloud-init",
                 "--check",
                 "id -un",
-                "--check",
-                "sudo -n true",
                 "--boots",
                 "1",
                 "--timeout",
@@ -269,6 +304,8 @@ fn foreign_disks_log_in_over_ssh_through_a_seed_or_with_a_key_they_trust() {
                 "boot-test",
                 "--matrix",
                 matrix.to_str().unwrap(),
+                "--jobs",
+                "2",
                 "--boots",
                 "1",
                 "--timeout",
@@ -280,44 +317,72 @@ fn foreign_disks_log_in_over_ssh_through_a_seed_or_with_a_key_they_trust() {
             ])
         });
         ok(&a.join().unwrap(), "boot-test --disk --ssh with a seed");
-        ok(
-            &b.join().unwrap(),
-            "boot-test --matrix with an ssh_key cell",
-        );
+        ok(&b.join().unwrap(), "boot-test --matrix with ssh cells");
     });
     let seeded = &boots(&rs)[0];
     assert_eq!(seeded["ok"], true, "{seeded}");
     assert_eq!(seeded["login"]["cloud_init"], "done", "{seeded}");
     assert_eq!(seeded["login"]["checks"][0][1], "debian", "{seeded}");
+    assert!(seeded["ready"]["matched"]
+        .as_str()
+        .unwrap()
+        .contains("login:"));
     // One JUnit testcase for the boot and one for each check.
     let junit = std::fs::read_to_string(rs.with_extension("xml")).unwrap();
-    assert!(junit.contains("tests=\"3\" failures=\"0\""), "{junit}");
+    assert!(junit.contains("tests=\"2\" failures=\"0\""), "{junit}");
     assert!(
         junit.contains("vendor.qcow2 boot 1 check id -un"),
         "{junit}"
     );
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&rk).unwrap()).unwrap();
-    assert_eq!(v["cells"][0]["name"], "keyed", "{v}");
-    assert_eq!(v["cells"][0]["passed"], true, "{v}");
-    let keyed = &v["report"]["images"][0]["boots"][0];
-    assert_eq!(keyed["ok"], true, "{keyed}");
+    let cells: Vec<(&str, bool)> = v["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["passed"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        cells,
+        [("vendor", true), ("keyed", true), ("keyed-by-login", true)],
+        "{v}"
+    );
+    let cell = |name: &str| {
+        v["report"]["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["image"] == name)
+            .unwrap()["boots"][0]
+            .clone()
+    };
+    let vendor_cell = cell("vendor");
+    assert_eq!(vendor_cell["login"]["cloud_init"], "done", "{vendor_cell}");
+    assert_eq!(vendor_cell["login"]["checks"][0][1], "debian");
+    // Ready by login alone: the readiness is the login, and it came after cloud-init.
+    assert_eq!(vendor_cell["ready"]["matched"], "ssh login as debian");
+    let keyed = &cell("keyed");
     assert_eq!(keyed["login"]["checks"][0][1], "deploy", "{keyed}");
     assert!(keyed["ready"]["matched"]
         .as_str()
         .unwrap()
         .contains("login:"));
-    let junit = std::fs::read_to_string(rk.with_extension("xml")).unwrap();
-    assert!(junit.contains("tests=\"3\" failures=\"0\""), "{junit}");
-    assert!(
-        junit.contains("keyed boot 1 check test ! -e /etc/cloud"),
-        "{junit}"
-    );
-    // Ready by login alone: the readiness is the login, and it came after cloud-init.
     assert_eq!(
-        seeded["ready"]["matched"], "ssh login as debian",
-        "{seeded}"
+        cell("keyed-by-login")["ready"]["matched"],
+        "ssh login as deploy"
     );
-    for b in [seeded, keyed] {
+    // One JUnit file for the matrix, read by Python's XML parser: a testcase per cell and
+    // per check.
+    let py = format!(
+        "import xml.etree.ElementTree as E\nr=E.parse('{}').getroot()\nprint(sorted(c.get('name') for c in r.iter('testcase')), len(list(r.iter('failure'))))",
+        rk.with_extension("xml").display()
+    );
+    let (good, out) = tool("python3", &["-c", &py]);
+    assert!(good, "{out}");
+    assert_eq!(
+        out.trim(),
+        "['keyed boot 1', 'keyed boot 1 check id -un', 'keyed boot 1 check test ! -e /etc/cloud', 'keyed-by-login boot 1', 'keyed-by-login boot 1 check test -s /etc/machine-id', 'vendor boot 1', 'vendor boot 1 check id -un', 'vendor boot 1 check sudo -n true'] 0"
+    );
+    for b in [seeded, &vendor_cell, keyed] {
         eprintln!(
             "foreign: ready {:.1} s, logged in {:.1} s",
             b["seconds"].as_f64().unwrap(),
