@@ -355,3 +355,35 @@ fn ingot_resolves_every_case_as_apt_does() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// apt keeps managing an image: a vm-base whose one extra agent's readiness probe is
+/// `apt-get check` reaches INGOT-READY with that agent `ok` (the boot test rejects a ready line
+/// with a failed probe). Before the kernel was resolved with the rest, the dpkg database
+/// recorded it with unmet dependencies and `apt-get check` failed.
+#[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
+fn a_booted_vm_base_passes_apt_get_check() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = build_x86_64("tests/profiles/vm-apt-check.toml", &t.path().join("out"));
+    let json = t.path().join("boot.json");
+    ok(
+        &ingot(&[
+            "boot-test",
+            dir.to_str().unwrap(),
+            "--boots",
+            "1",
+            "--timeout",
+            "400",
+            "--json",
+            json.to_str().unwrap(),
+        ]),
+        "boot-test vm-apt-check",
+    );
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let ready = &v["images"][0]["boots"][0]["ready"];
+    let agents = ready["agents"].as_array().unwrap();
+    assert!(
+        agents.iter().any(|a| a[0] == "apt-check" && a[1] == "ok"),
+        "{ready}"
+    );
+}
