@@ -213,6 +213,21 @@ impl Index {
         }
     }
 
+    /// Add a package Ingot makes itself to a finished index (its only candidate, its Provides
+    /// recorded), without sorting the whole index again.
+    pub fn add_finished(&mut self, info: PackageInfo) {
+        for clause in parse_deps(&info.provides).unwrap_or_default() {
+            for d in clause {
+                let v = d.constraint.map(|(_, v)| v);
+                self.provides
+                    .entry(d.name)
+                    .or_default()
+                    .push((info.name.clone(), v));
+            }
+        }
+        self.packages.insert(info.name.clone(), vec![info]);
+    }
+
     /// Best candidate of a real package.
     pub fn best(&self, name: &str) -> Option<&PackageInfo> {
         self.packages.get(name).and_then(|l| l.first())

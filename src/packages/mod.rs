@@ -205,9 +205,7 @@ pub fn load_index(
 /// Resolve the full package set for one hardware target.
 pub fn resolve_target(src: &Source, profile: &Profile, hw: &Hardware) -> Result<LockTarget> {
     let (mut index, releases) = load_index(src, profile, hw.arch)?;
-    let gen = generated::initramfs();
-    index.packages.insert(gen.name.clone(), vec![gen]);
-    index.finish();
+    index.add_finished(generated::initramfs());
     if index.best(&hw.kernel_package).is_none() {
         bail!(
             "{}: kernel_package `{}` is not in the index",
