@@ -200,31 +200,14 @@ impl Index {
         }
         for list in self.packages.values() {
             // Only the best candidate's Provides count: it is the one the resolver installs.
-            let best = &list[0];
-            for clause in parse_deps(&best.provides).unwrap_or_default() {
-                for d in clause {
-                    let v = d.constraint.map(|(_, v)| v);
-                    self.provides
-                        .entry(d.name)
-                        .or_default()
-                        .push((best.name.clone(), v));
-                }
-            }
+            record_provides(&mut self.provides, &list[0]);
         }
     }
 
     /// Add a package Ingot makes itself to a finished index (its only candidate, its Provides
     /// recorded), without sorting the whole index again.
     pub fn add_finished(&mut self, info: PackageInfo) {
-        for clause in parse_deps(&info.provides).unwrap_or_default() {
-            for d in clause {
-                let v = d.constraint.map(|(_, v)| v);
-                self.provides
-                    .entry(d.name)
-                    .or_default()
-                    .push((info.name.clone(), v));
-            }
-        }
+        record_provides(&mut self.provides, &info);
         self.packages.insert(info.name.clone(), vec![info]);
     }
 
@@ -242,6 +225,22 @@ impl Index {
                 Some((r, v)) => r.holds(&p.version, v),
                 None => true,
             })
+    }
+}
+
+/// Record what `p` provides (virtual name → its name and the provided version).
+fn record_provides(
+    provides: &mut BTreeMap<String, Vec<(String, Option<String>)>>,
+    p: &PackageInfo,
+) {
+    for clause in parse_deps(&p.provides).unwrap_or_default() {
+        for d in clause {
+            let v = d.constraint.map(|(_, v)| v);
+            provides
+                .entry(d.name)
+                .or_default()
+                .push((p.name.clone(), v));
+        }
     }
 }
 
