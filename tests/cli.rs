@@ -455,6 +455,23 @@ fn everything_checkable_is_checked_before_any_work() {
         );
         exit2(&["validate", p.to_str().unwrap()], needle);
     }
+    // A BIOS boots only x86_64 disks with one root.
+    for (file, needle) in [
+        ("hardware/qemu-aarch64.toml", "this is aarch64"),
+        ("hardware/qemu-x86_64-ab.toml", "with [ab] slots"),
+    ] {
+        let text = std::fs::read_to_string(root().join(file))
+            .unwrap()
+            .replacen("root_fs = \"ext4\"", "root_fs = \"ext4\"\nbios = true", 1);
+        let line = text.lines().position(|l| l == "bios = true").unwrap() + 1;
+        let p = d.join("bios.toml");
+        std::fs::write(&p, &text).unwrap();
+        exit2(
+            &["validate", p.to_str().unwrap()],
+            &format!("bios.toml:{line}:"),
+        );
+        exit2(&["validate", p.to_str().unwrap()], needle);
+    }
     // SOURCE_DATE_EPOCH and the signing key are checked before the build starts.
     let good = root().join("profiles/edge-minimal.toml");
     let out = d.join("out");

@@ -124,6 +124,15 @@ fn vm_cloud_takes_its_identity_from_the_seed_and_a_user_logs_in_over_ssh() {
     });
     let xb = boots(&rx);
     assert_eq!(xb.len(), 2);
+    // vm-cloud x86_64 is a hybrid disk: the second boot (SeaBIOS, GRUB from the MBR) logs in
+    // just as the first (OVMF, systemd-boot) does.
+    let firmwares: Vec<&str> = xb.iter().map(|b| b["firmware"].as_str().unwrap()).collect();
+    assert_eq!(firmwares, ["uefi", "bios"]);
+    let bios_log = std::fs::read_to_string(xb[1]["console_log"].as_str().unwrap()).unwrap();
+    assert!(
+        bios_log.contains("Ingot: GRUB (BIOS) loading vm-cloud 1.0.0"),
+        "{bios_log}"
+    );
     for b in &xb {
         assert_eq!(b["ok"], true, "{b}");
         assert_eq!(b["login"]["hostname"], "web-7", "{b}");

@@ -246,6 +246,21 @@ fn boots_on_both_arches_with_distinct_machine_ids_and_leaves_images_untouched() 
             let text =
                 std::fs::read_to_string(log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
             assert!(text.contains("INGOT-READY image=edge-minimal"), "{text}");
+            // The x86_64 disk is hybrid: boot 1 is OVMF starting systemd-boot, boot 2 SeaBIOS
+            // starting GRUB from the MBR; aarch64 boots UEFI only.
+            let grub = text.contains("Ingot: GRUB (BIOS) loading edge-minimal 1.0.0");
+            let seabios = text.contains("SeaBIOS (version");
+            match (name.ends_with("x86_64"), n) {
+                (true, 0) => {
+                    assert_eq!(b["firmware"], "uefi", "{b}");
+                    assert!(!grub && !seabios, "{text}");
+                }
+                (true, _) => {
+                    assert_eq!(b["firmware"], "bios", "{b}");
+                    assert!(grub && seabios, "{text}");
+                }
+                (false, _) => assert!(b.get("firmware").is_none() && !grub, "{b}"),
+            }
         }
     }
     assert_eq!(

@@ -587,7 +587,11 @@ fn hardware_profiles_add_partitions_and_qemu_img_is_required_for_conversions() {
         })
         .collect();
     let names: Vec<&str> = parts.iter().map(|p| p.0.as_str()).collect();
-    assert_eq!(names, ["esp", "root", "root-b", "data"], "{parts:?}");
+    assert_eq!(
+        names,
+        ["esp", "root", "root-b", "data", "bios-boot"],
+        "{parts:?}"
+    );
     let x86_root = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709";
     assert_eq!(parts[1].1, x86_root);
     assert_eq!((parts[2].1.as_str(), parts[2].2), (x86_root, 128 << 20));

@@ -3,6 +3,7 @@
 //! the root partition by PARTUUID), systemd-boot as the removable-media boot loader, and a Boot
 //! Loader Specification entry.
 
+pub mod bios;
 pub mod cpio;
 pub mod kmod;
 

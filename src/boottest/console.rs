@@ -240,6 +240,7 @@ pub struct Console {
     arch: Arch,
     stall: Option<String>,
     bds: Option<String>,
+    grub_error: Option<String>,
     failure: Option<Failure>,
 }
 
@@ -250,6 +251,7 @@ impl Console {
             arch,
             stall: None,
             bds: None,
+            grub_error: None,
             failure: None,
         }
     }
@@ -279,6 +281,13 @@ impl Console {
         if let Some(at) = line.find("BdsDxe: failed to load") {
             self.bds = Some(line[at..].trim().to_string());
         }
+        if self.grub_error.is_none() {
+            // GRUB's first complaint (a kernel file it did not find), kept for the rescue
+            // prompt that follows it.
+            if let Some(at) = line.find("error: ") {
+                self.grub_error = Some(format!("GRUB: {}", line[at..].trim()));
+            }
+        }
         if self.failure.is_some() {
             return Seen::Line;
         }
@@ -303,6 +312,13 @@ impl Console {
         {
             Some(Failure::RootNotFound {
                 line: line.trim().to_string(),
+            })
+        } else if line.contains("Entering rescue mode...") {
+            Some(Failure::RescueShell {
+                line: self
+                    .grub_error
+                    .clone()
+                    .unwrap_or_else(|| line.trim().to_string()),
             })
         } else if line.contains("grub rescue>")
             || line.contains("You are in emergency mode")
@@ -418,6 +434,27 @@ mod tests {
             panic!("SeaBIOS giving up is fatal")
         };
         assert!(f.to_string().contains("legacy-BIOS-bootable"), "{f}");
+    }
+
+    #[test]
+    fn grub_without_its_kernel_names_the_missing_file() {
+        let mut c = Console::new(Arch::X86_64);
+        for line in [
+            "GRUB loading.",
+            "Welcome to GRUB!",
+            "Ingot: GRUB (BIOS) loading vm 1.0.0",
+            "error: file `/vm/1.0.0/linux' not found.",
+            "error: you need to load the kernel first.",
+        ] {
+            assert_eq!(c.feed(line, 1.0), Seen::Line, "{line}");
+        }
+        let Seen::Fatal(f) = c.feed("Entering rescue mode...", 1.5) else {
+            panic!("GRUB's rescue mode is fatal")
+        };
+        assert_eq!(
+            f.to_string(),
+            "the boot ended in a rescue or emergency shell: GRUB: error: file `/vm/1.0.0/linux' not found."
+        );
     }
 
     #[test]

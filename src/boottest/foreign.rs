@@ -157,6 +157,18 @@ pub fn driver(format: &str) -> Result<&'static str, crate::base::BadInput> {
         })
 }
 
+/// SeaBIOS from the archive (the built-in `firmware/seabios.toml`), for the BIOS boots of a
+/// hybrid Ingot image: the path of its BIOS image in the cache.
+pub fn seabios(src: &Source) -> Result<std::path::PathBuf> {
+    let work = crate::base::fsx::scratch_dir("ingot-seabios")?;
+    let path = work.path().join("seabios.toml");
+    std::fs::write(&path, include_str!("../../firmware/seabios.toml"))
+        .with_context(|| format!("writing {}", path.display()))?;
+    let fw = crate::config::load_firmware(&path)?;
+    let (code, _) = packages::fetch_firmware(src, &fw).context("SeaBIOS")?;
+    Ok(code)
+}
+
 /// The VM for a foreign disk: Ingot's machine for `arch`, its firmware from the archive through
 /// `src`, the disk in `format` (detected when `None`). `work` holds the built-in profiles.
 pub fn vm_spec(
@@ -207,6 +219,7 @@ pub fn vm_spec(
         ssh_port: None,
         code,
         vars,
+        bios: None,
     })
 }
 

@@ -66,6 +66,12 @@ pub fn vm_spec(image: &ImageDir, accel: Option<&str>, src: &Source) -> Result<Vm
     let fw = &image.manifest.boot.firmware;
     let (code, vars) = packages::fetch_firmware(src, fw)
         .with_context(|| format!("firmware for {}", image.path.display()))?;
+    // A hybrid disk boots under its BIOS too (every second boot).
+    let bios = if hw.disk.bios {
+        Some(foreign::seabios(src).with_context(|| format!("BIOS for {}", image.path.display()))?)
+    } else {
+        None
+    };
     Ok(VmSpec {
         arch: hw.arch,
         accel: qemu::pick_accel(hw.arch, accel),
@@ -77,6 +83,7 @@ pub fn vm_spec(image: &ImageDir, accel: Option<&str>, src: &Source) -> Result<Vm
         ssh_port: None,
         code,
         vars,
+        bios,
     })
 }
 
@@ -325,7 +332,25 @@ fn test_image(
             return failed_before_boot(image, f, say);
         }
     }
-    for n in 1..=opts.boots {
+    // A hybrid disk boots under UEFI and under its BIOS in turn, at least once each.
+    let hybrid = spec.under_bios();
+    let boots = if hybrid.is_some() {
+        opts.boots.max(2)
+    } else {
+        opts.boots
+    };
+    let uefi = spec.clone();
+    for n in 1..=boots {
+        let firmware = hybrid.as_ref().map(|b| {
+            let (name, s) = if n % 2 == 0 {
+                ("bios", b)
+            } else {
+                ("uefi", &uefi)
+            };
+            spec.code = s.code.clone();
+            spec.vars = s.vars.clone();
+            name
+        });
         // Failed attempts of this boot, kept when a retry follows.
         let mut earlier: Vec<BootCase> = Vec::new();
         let case = loop {
@@ -335,7 +360,7 @@ fn test_image(
                 a => format!("{name}.boot-{n}.retry-{}.console.log", a - 1),
             });
             let pb = multi.add(crate::progress::spinner(
-                &format!("{dir} boot {n}/{}", opts.boots),
+                &format!("{dir} boot {n}/{boots}"),
                 live,
             ));
             if login.is_some() {
@@ -353,6 +378,7 @@ fn test_image(
                     });
                     let mut c = BootCase::new(n, o.seconds, cause, o.ready, Some(o.log), o.tail);
                     c.login = o.login;
+                    c.firmware = firmware.map(str::to_string);
                     if let (boot::Wait::Pattern(p), Some(f)) = (image.wait(), c.failure.as_mut()) {
                         *f = f.replace(
                             "no INGOT-READY line",
@@ -392,8 +418,9 @@ fn test_image(
                     )
                 })
                 .unwrap_or_default();
+            let under = firmware.map(|f| format!(" ({f})")).unwrap_or_default();
             say(format!(
-                "{dir} boot {n}: {what} in {:.1}s{login}{note}",
+                "{dir} boot {n}{under}: {what} in {:.1}s{login}{note}",
                 case.seconds
             ));
             if again {

@@ -94,6 +94,12 @@ pub fn write_disk(
 ) -> Result<DiskImage> {
     let (arch, epoch, ident) = (hw.arch, id.epoch, id.id());
     let (tree, sd_boot) = (&sys.tree, &sys.sd_boot);
+    if hw.disk.bios && sys.grub.is_none() {
+        bail!(
+            "{}: disk.bios without grub-pc-bin in the package set",
+            hw.path.display()
+        );
+    }
     let (kernel_bytes, initrd) = (&sys.kernel_bytes, &sys.initrd);
     // Root filesystem and disk layout.
     let fixed = match hw.disk.size.as_str() {
@@ -130,6 +136,7 @@ pub fn write_disk(
             plan.size_bytes(),
             &hw.disk.partitions,
             fixed,
+            hw.disk.bios,
         )?,
     };
     if fixed.is_some() {
@@ -220,6 +227,9 @@ pub fn write_disk(
         )
         .context("writing the ESP")?;
         disk::write_gpt(&mut f, &layout)?;
+        if let Some(grub) = &sys.grub {
+            write_bios_boot(&f, grub, &layout, id, &cmdline)?;
+        }
         f.sync_all()
             .with_context(|| format!("writing {}", raw.display()))?;
     }
@@ -299,5 +309,35 @@ fn write_data_fs(f: &std::fs::File, part: &disk::Part, stable: &str, epoch: i64)
             base: part.offset,
         })
         .context("writing the data filesystem")?;
+    Ok(())
+}
+
+/// A hybrid disk's BIOS path: GRUB's core image (loading the ESP's kernel and initramfs of this
+/// version with the UEFI entry's command line) in the BIOS boot partition, and the boot code
+/// that loads it in front of the protective MBR's partition table.
+fn write_bios_boot(
+    f: &std::fs::File,
+    grub: &crate::tree::Tree,
+    layout: &disk::Layout,
+    id: &Identity,
+    cmdline: &str,
+) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    let part = layout
+        .partitions
+        .iter()
+        .find(|p| p.type_guid == boot::bios::BIOS_BOOT_TYPE)
+        .context("the layout has no BIOS boot partition")?;
+    let cfg = boot::bios::config(
+        &format!("{}/{}", id.name, id.version),
+        cmdline,
+        &format!("{} {}", id.name, id.version),
+    );
+    let mut core = boot::bios::core_image(grub, &cfg)?;
+    let code = boot::bios::place(&boot::bios::boot_img(grub)?, &mut core, part.offset / 512)?;
+    f.write_all_at(&core, part.offset)
+        .context("writing GRUB's core image")?;
+    f.write_all_at(&code, 0)
+        .context("writing the MBR boot code")?;
     Ok(())
 }

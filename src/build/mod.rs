@@ -127,19 +127,19 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
     let ident = id.id();
     // Converted formats need qemu-img: say so before any work, not after the disk is written.
     if let Some(f) = profile.output.formats.first() {
-        let found = std::process::Command::new("qemu-img")
-            .arg("--version")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !found {
+        if !host_has("qemu-img") {
             bail!(
                 "{}: [output] formats asks for {}, which needs qemu-img: install the Debian package qemu-utils",
                 profile.path.display(),
                 f.file_name()
             );
         }
+    }
+    if hw.disk.bios && !host_has("grub-mkimage") {
+        bail!(
+            "{}: disk.bios needs grub-mkimage on the build host: install the Debian package grub-common",
+            hw.path.display()
+        );
     }
     if hw.ab.is_some() && opts.key.is_none() {
         return Err(config::ConfigError::Rule {
@@ -233,4 +233,14 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
         root_plan: Arc::new(img.plan),
         manifest,
     })
+}
+
+/// Does the build host run `tool --version`?
+fn host_has(tool: &str) -> bool {
+    std::process::Command::new(tool)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }

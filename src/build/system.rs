@@ -22,6 +22,8 @@ pub struct System {
     pub initrd: Vec<u8>,
     /// systemd-boot's files.
     pub sd_boot: Tree,
+    /// grub-pc-bin's files, for a disk a BIOS boots too.
+    pub grub: Option<Tree>,
 }
 
 fn stamp_times(tree: &mut Tree, epoch: i64) {
@@ -60,6 +62,11 @@ pub fn system(
     assemble::system(&mut tree, profile, hw, id, labels, update_key)?;
     let busybox = packages::unpack_boot(ready, "busybox-static")?;
     let sd_boot = packages::unpack_boot(ready, "systemd-boot-efi")?;
+    let grub = if hw.disk.bios {
+        Some(packages::unpack_boot(ready, packages::GRUB_PC)?)
+    } else {
+        None
+    };
     let initrd = boot::initramfs(&tree, &busybox, &kernel, hw, epoch)?;
     let kernel_bytes = boot::take_kernel(&mut tree, &kernel, profile.kernel.keep_boot_files)?;
 
@@ -79,5 +86,6 @@ pub fn system(
         kernel_bytes,
         initrd,
         sd_boot,
+        grub,
     })
 }

@@ -102,7 +102,8 @@ pub enum Cmd {
         /// Seconds to wait for each boot.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
-        /// Boots per image (machine ids must differ).
+        /// Boots per image (machine ids must differ). A hybrid x86_64 image boots under UEFI
+        /// and SeaBIOS in turn, at least once each.
         #[arg(long, default_value_t = 2)]
         boots: u32,
         /// Boot a failed boot again, up to N more times, from the pristine image. A boot that

@@ -37,6 +37,11 @@ pub struct DiskLayout {
     /// Partitions after root.
     #[serde(default)]
     pub partitions: Vec<ExtraPartition>,
+    /// A hybrid disk that a BIOS boots too (x86_64, one root): GRUB's i386-pc boot code in the
+    /// protective MBR and its core image in a BIOS boot partition after the others, loading
+    /// the same kernel, initramfs and command line from the ESP as systemd-boot does.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bios: bool,
 }
 
 fn default_esp() -> ByteSize {

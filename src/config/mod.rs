@@ -351,6 +351,21 @@ pub fn load_hardware(path: &Path) -> Result<Hardware, ConfigError> {
             ));
         }
     }
+    if hw.disk.bios && (hw.arch != Arch::X86_64 || hw.ab.is_some()) {
+        return Err(at(
+            "disk",
+            "bios",
+            format!(
+                "disk.bios: a BIOS boots x86_64 disks with one root; this is {}{}",
+                hw.arch,
+                if hw.ab.is_some() {
+                    " with [ab] slots (the updater switches slots through systemd-boot's entries)"
+                } else {
+                    ""
+                }
+            ),
+        ));
+    }
     if hw.disk.esp_size.0 < 33 << 20 {
         return Err(at(
             "disk",

@@ -192,6 +192,7 @@ mod tests {
             100 << 20,
             &[],
             None,
+            true,
         )
         .unwrap();
         let d = tempfile::tempdir().unwrap();

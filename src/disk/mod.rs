@@ -68,8 +68,8 @@ fn type_for(kind: &str, arch: Arch) -> Result<String> {
     })
 }
 
-/// Plan the disk: ESP first, root second, extras after; `fixed` is the whole disk size when the
-/// hardware profile sets one.
+/// Plan the disk: ESP first, root second, extras after, and last a BIOS boot partition when
+/// `bios`; `fixed` is the whole disk size when the hardware profile sets one.
 pub fn layout(
     identity: &str,
     arch: Arch,
@@ -77,6 +77,7 @@ pub fn layout(
     root_size: u64,
     extras: &[ExtraPartition],
     fixed: Option<u64>,
+    bios: bool,
 ) -> Result<Layout> {
     let align = |v: u64| v.div_ceil(MIB) * MIB;
     let mut parts = Vec::new();
@@ -93,7 +94,12 @@ pub fn layout(
         *at += size;
     };
     push("esp", ESP_TYPE.to_string(), esp_size, "esp", &mut at);
-    let extras_size: u64 = extras.iter().map(|e| align(e.size.0)).sum();
+    let bios_size = if bios {
+        crate::boot::bios::BIOS_BOOT_SIZE
+    } else {
+        0
+    };
+    let extras_size: u64 = extras.iter().map(|e| align(e.size.0)).sum::<u64>() + bios_size;
     let root_size = match fixed {
         Some(total) => {
             let room = total.saturating_sub(at + extras_size + MIB);
@@ -120,6 +126,15 @@ pub fn layout(
             type_for(&e.kind, arch)?,
             e.size.0,
             &format!("part:{}", e.name),
+            &mut at,
+        );
+    }
+    if bios {
+        push(
+            "bios-boot",
+            crate::boot::bios::BIOS_BOOT_TYPE.to_string(),
+            bios_size,
+            "bios-boot",
             &mut at,
         );
     }
@@ -322,7 +337,30 @@ mod tests {
 
     #[test]
     fn layout_aligns_and_rejects_small_fixed_disks() {
-        let l = layout("id", Arch::X86_64, 64 * MIB, 100 * MIB + 5, &[], None).unwrap();
+        let l = layout(
+            "id",
+            Arch::X86_64,
+            64 * MIB,
+            100 * MIB + 5,
+            &[],
+            None,
+            false,
+        )
+        .unwrap();
+        let hybrid = layout(
+            "id",
+            Arch::X86_64,
+            64 * MIB,
+            100 * MIB,
+            &[],
+            Some(300 * MIB),
+            true,
+        )
+        .unwrap();
+        let last = hybrid.partitions.last().unwrap();
+        assert_eq!((last.name.as_str(), last.size), ("bios-boot", MIB));
+        assert_eq!(last.offset + last.size, 299 * MIB);
+        assert_eq!(hybrid.partitions[1].size, 300 * MIB - 3 * MIB - 64 * MIB);
         assert!(l
             .partitions
             .iter()
@@ -361,7 +399,8 @@ mod tests {
             64 * MIB,
             500 * MIB,
             &[],
-            Some(256 * MIB)
+            Some(256 * MIB),
+            false
         )
         .is_err());
     }

@@ -29,6 +29,9 @@ use crate::config::{Arch, Hardware, Profile};
 use cache::Cache;
 use index::Index;
 
+/// The build-time package that holds GRUB's BIOS (i386-pc) images and modules.
+pub const GRUB_PC: &str = "grub-pc-bin";
+
 /// Where packages come from and where they are kept.
 #[derive(Debug, Clone)]
 pub struct Source {
@@ -238,7 +241,12 @@ pub fn resolve_target(src: &Source, profile: &Profile, hw: &Hardware) -> Result<
             info,
         })
         .collect();
-    for name in ["busybox-static", "systemd-boot-efi"] {
+    let mut build_time = vec!["busybox-static", "systemd-boot-efi"];
+    if hw.disk.bios {
+        // GRUB's i386-pc boot code and modules, assembled into the disk, never installed.
+        build_time.push(GRUB_PC);
+    }
+    for name in build_time {
         let p = index
             .best(name)
             .cloned()

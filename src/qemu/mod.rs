@@ -53,8 +53,22 @@ pub struct VmSpec {
     pub code: PathBuf,
     /// UEFI variable-store template (copied per boot); `None` boots the BIOS in `code`.
     pub vars: Option<PathBuf>,
+    /// A BIOS image the disk boots with too (a hybrid disk): see [`VmSpec::under_bios`].
+    pub bios: Option<PathBuf>,
     /// Acceleration.
     pub accel: Accel,
+}
+
+impl VmSpec {
+    /// The same VM started by its BIOS instead of UEFI, for a hybrid disk.
+    pub fn under_bios(&self) -> Option<VmSpec> {
+        self.bios.as_ref().map(|b| VmSpec {
+            code: b.clone(),
+            vars: None,
+            bios: None,
+            ..self.clone()
+        })
+    }
 }
 
 /// Build the argument list; `vars_copy` is this boot's private firmware state (see

@@ -172,6 +172,46 @@ pub fn check_disk(dir: &Path, tmp: &Path) {
     assert!(good, "e2fsck -fn: {out}");
     let _ = std::fs::remove_file(esp);
     let _ = std::fs::remove_file(root);
+    check_bios_boot(dir);
+}
+
+/// A hybrid disk: sgdisk names its last partition a BIOS boot partition, the MBR holds boot
+/// code that names that partition's first sector, whose blocklist names the next one.
+fn check_bios_boot(dir: &Path) {
+    let m = manifest(dir);
+    let parts = m["disk"]["partitions"].as_array().unwrap();
+    let Some(n) = parts.iter().position(|p| p["name"] == "bios-boot") else {
+        assert!(!m["boot"]["hardware"]["disk"]["bios"]
+            .as_bool()
+            .unwrap_or(false));
+        return;
+    };
+    assert_eq!(n + 1, parts.len(), "the BIOS boot partition comes last");
+    let raw = dir.join("disk.raw");
+    let (good, out) = tool(
+        "sgdisk",
+        &["-i", &(n + 1).to_string(), raw.to_str().unwrap()],
+    );
+    assert!(good && out.contains("BIOS boot partition"), "{out}");
+    let lba = parts[n]["offset"].as_u64().unwrap() / 512;
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(&raw).unwrap();
+    let mut mbr = [0u8; 512];
+    f.read_exact(&mut mbr).unwrap();
+    assert_eq!(&mbr[510..], &[0x55, 0xaa]);
+    assert_eq!(mbr[0x1c2], 0xee, "a protective MBR");
+    assert!(
+        mbr[..0x1b8].iter().any(|b| *b != 0),
+        "no boot code in the MBR"
+    );
+    assert_eq!(u64::from_le_bytes(mbr[0x5c..0x64].try_into().unwrap()), lba);
+    let mut first = [0u8; 512];
+    f.seek(SeekFrom::Start(lba * 512)).unwrap();
+    f.read_exact(&mut first).unwrap();
+    assert_eq!(
+        u64::from_le_bytes(first[500..508].try_into().unwrap()),
+        lba + 1
+    );
 }
 
 /// Run a debugfs request against the image's root filesystem (extracted to `tmp`): an
