@@ -6,6 +6,7 @@ mod files;
 mod init;
 pub mod ota;
 mod pam;
+pub mod python;
 pub mod users;
 
 use files::{install_file, overlay};

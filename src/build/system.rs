@@ -60,6 +60,9 @@ pub fn system(
         assemble::strip_docs(&mut tree);
     }
     assemble::system(&mut tree, profile, hw, id, labels, update_key)?;
+    if profile.packages.byte_compile() {
+        assemble::python::byte_compile(&mut tree)?;
+    }
     let busybox = packages::unpack_boot(ready, "busybox-static")?;
     let sd_boot = packages::unpack_boot(ready, "systemd-boot-efi")?;
     let grub = if hw.disk.bios {

@@ -67,9 +67,19 @@ pub struct Packages {
     /// effect: a dependency that needs an excluded package fails resolution).
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// Compile the image's Python modules to byte code at build time, as the packages'
+    /// postinst (py3compile) would (unset: as the profile it extends says, else yes). Needs the
+    /// image's Python version on the build host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub byte_compile: Option<bool>,
 }
 
 impl Packages {
+    /// Whether Python modules are byte-compiled.
+    pub fn byte_compile(&self) -> bool {
+        self.byte_compile.unwrap_or(true)
+    }
+
     /// Whether the Essential/required set is installed.
     pub fn essential(&self) -> bool {
         self.essential.unwrap_or(false)
@@ -363,6 +373,7 @@ pub(super) fn merge_chain(
                 // A child that says nothing keeps its parent's choice.
                 a.essential = b.essential.or(a.essential);
                 a.recommends = b.recommends.or(a.recommends);
+                a.byte_compile = b.byte_compile.or(a.byte_compile);
                 Some(a)
             }
             (a, b) => b.or(a),
