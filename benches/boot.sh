@@ -7,7 +7,8 @@
 #   INGOTS="old=/path/ingot new=/path/ingot" benches/boot.sh   (default: this tree's debug build)
 #     each binary builds the images; the last one boot-tests them all (the tester only gains
 #     features, such as the NoCloud seed a cloud-init image needs to start as on a platform)
-#   BOOTS=3 ARCHES="x86_64 aarch64"
+#   BOOTS=3 ARCHES="x86_64 aarch64"   (a hybrid x86_64 image alternates UEFI and SeaBIOS boots:
+#   the median to ready is over its UEFI boots, with the SeaBIOS median after it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BOOTS=${BOOTS:-3}
@@ -27,11 +28,17 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 boots = r["images"][0]["boots"]
 bad = [b["failure"] for b in boots if not b["ok"]]
-s = sorted(b["seconds"] for b in boots)
-login = sorted(b["login"]["seconds"] for b in boots if b.get("login"))
-m = s[len(s) // 2]
-extra = ", SSH login median %.1f s" % login[len(login) // 2] if login else ""
-print("%.1f|%d|%s%s" % (m, len(s), extra, ("; FAILED: %s" % bad) if bad else ""))
+def med(v):
+    v = sorted(v)
+    return v[len(v) // 2]
+# A hybrid disk boots under UEFI and SeaBIOS in turn: the headline is UEFI's, BIOS's follows.
+uefi = [b for b in boots if b.get("firmware", "uefi") == "uefi"]
+bios = [b for b in boots if b.get("firmware") == "bios"]
+login = [b["login"]["seconds"] for b in uefi if b.get("login")]
+extra = ", SSH login median %.1f s" % med(login) if login else ""
+if bios:
+    extra += "; under SeaBIOS median %.1f s over %d" % (med([b["seconds"] for b in bios]), len(bios))
+print("%.1f|%d|%s%s" % (med([b["seconds"] for b in uefi]), len(uefi), extra, ("; FAILED: %s" % bad) if bad else ""))
 PY
 }
 
