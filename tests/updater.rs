@@ -192,8 +192,13 @@ fn refused(dev: &Device, bundle: &Path, why: &str) {
 
 #[test]
 fn the_code_that_runs_on_the_device_passes_shellcheck() {
-    // The updater, and the initramfs's /init, which every image boots through.
-    for script in ["device/ingot-update", "src/boot/initramfs-init.sh"] {
+    // The updater, the first boot's SSH host keys, and the initramfs's /init, which every
+    // image boots through.
+    for script in [
+        "device/ingot-update",
+        "device/ingot-ssh-hostkeys",
+        "src/boot/initramfs-init.sh",
+    ] {
         let o = Command::new("shellcheck")
             .args(["-s", "sh", "-S", "style"])
             .arg(common::root().join(script))

@@ -10,6 +10,10 @@ use crate::base::identity::Identity;
 use crate::config::{Agent, Profile};
 use crate::tree::{Entry, Tree};
 
+/// Makes the SSH host keys of the types it is given that are missing, each renamed into place
+/// only when ssh-keygen has written it whole (runs on the device: `device/`).
+const SSH_HOSTKEYS: &str = include_str!("../../device/ingot-ssh-hostkeys");
+
 /// Enable a systemd unit from its `[Install]` section (WantedBy/RequiredBy/Alias/Also).
 pub fn enable_unit(tree: &mut Tree, unit: &str, origin: &str) -> Result<()> {
     enable_unit_once(tree, unit, origin, &mut Vec::new())
@@ -335,14 +339,30 @@ pub(super) fn systemd_setup(tree: &mut Tree, profile: &Profile, ab: bool) -> Res
         }
     }
     // ssh host keys are made at first boot, never baked in (Debian's ssh.service does not).
+    // Ed25519 and ECDSA keys take milliseconds and come before sshd starts; the RSA key
+    // (3072 bits: about 9 s of a TCG guest's first boot, on its critical path when it came
+    // first) follows once sshd runs, which then reloads to offer it too. A key file is renamed
+    // into place only when whole, so a power cut leaves no empty key that would stop either.
+    // Both come after cloud-init's network stage, which makes the keys itself where it runs
+    // (its ssh module deletes and remakes them): they then only fill in what it left out.
     if tree.exists("usr/sbin/sshd") {
+        put(tree, "usr/lib/ingot/ssh-hostkeys", SSH_HOSTKEYS, 0o755)?;
         put(
             tree,
             "usr/lib/systemd/system/ingot-ssh-hostkeys.service",
-            "[Unit]\nDescription=Create SSH host keys for this machine\nBefore=ssh.service\nConditionPathExists=!/etc/ssh/ssh_host_ed25519_key\n\n[Service]\nType=oneshot\nExecStart=/usr/bin/ssh-keygen -A\n\n[Install]\nWantedBy=multi-user.target ssh.service\n",
+            "[Unit]\nDescription=Create SSH host keys for this machine (Ed25519, ECDSA)\nAfter=cloud-init.service\nBefore=ssh.service\n\n[Service]\nType=oneshot\nExecStart=/usr/lib/ingot/ssh-hostkeys ed25519 ecdsa\n\n[Install]\nWantedBy=multi-user.target ssh.service\n",
+            0o644,
+        )?;
+        // No default dependencies: multi-user.target (and the ready line after it) does not
+        // wait for the RSA key; sshd serves the other two meanwhile.
+        put(
+            tree,
+            "usr/lib/systemd/system/ingot-ssh-hostkey-rsa.service",
+            "[Unit]\nDescription=Create this machine's RSA SSH host key, then reload sshd\nDefaultDependencies=no\nAfter=ssh.service sysinit.target cloud-init.service\nConflicts=shutdown.target\nBefore=shutdown.target\nConditionPathExists=!/etc/ssh/ssh_host_rsa_key\n\n[Service]\nType=oneshot\nExecStart=/usr/lib/ingot/ssh-hostkeys rsa\nExecStartPost=-/bin/systemctl try-reload-or-restart ssh.service\n\n[Install]\nWantedBy=multi-user.target\n",
             0o644,
         )?;
         enable_unit(tree, "ingot-ssh-hostkeys.service", "ingot")?;
+        enable_unit(tree, "ingot-ssh-hostkey-rsa.service", "ingot")?;
     }
     enable_unit(tree, "ingot-ready.service", "ingot")?;
     // On its first boot (an empty machine id) systemd applies the preset policy, and
