@@ -53,6 +53,40 @@ fn vm_cloud_takes_its_identity_from_the_seed_and_a_user_logs_in_over_ssh() {
             cfg.contains("NoCloud") && cfg.contains("ConfigDrive"),
             "{cfg}"
         );
+        // Byte code as py3compile would leave it, checked by the host's Python 3.11 against
+        // the source it was compiled from: a hash-checked .pyc (PEP 552) whose hash is the
+        // source's, for a cloud-init module and a standard-library one.
+        for (src, pyc) in [
+            (
+                "/usr/lib/python3/dist-packages/cloudinit/util.py",
+                "/usr/lib/python3/dist-packages/cloudinit/__pycache__/util.cpython-311.pyc",
+            ),
+            (
+                "/usr/lib/python3.11/json/decoder.py",
+                "/usr/lib/python3.11/json/__pycache__/decoder.cpython-311.pyc",
+            ),
+        ] {
+            let (s_out, p_out) = (t.path().join("src.py"), t.path().join("mod.pyc"));
+            for (what, to) in [(src, &s_out), (pyc, &p_out)] {
+                let _ = std::fs::remove_file(to);
+                debugfs_root(d, t.path(), &format!("dump {what} {}", to.display()));
+                assert!(to.exists(), "{what} is not in {}", d.display());
+            }
+            let (good, o) = tool(
+                "python3.11",
+                &[
+                    "-c",
+                    "import importlib.util as u, sys\n\
+                     p = open(sys.argv[2], 'rb').read()\n\
+                     assert p[:4] == u.MAGIC_NUMBER, 'magic'\n\
+                     assert int.from_bytes(p[4:8], 'little') == 3, 'not checked-hash'\n\
+                     assert p[8:16] == u.source_hash(open(sys.argv[1], 'rb').read()), 'hash'\n",
+                    s_out.to_str().unwrap(),
+                    p_out.to_str().unwrap(),
+                ],
+            );
+            assert!(good, "{pyc}: {o}");
+        }
     }
 
     // x86_64 with the user's own seed: their hostname, their user, ours merged in.
@@ -102,6 +136,9 @@ fn vm_cloud_takes_its_identity_from_the_seed_and_a_user_logs_in_over_ssh() {
                 "sudo apt-get check",
                 "--check",
                 probe,
+                // The RSA host key follows once sshd runs (Ed25519 and ECDSA came first).
+                "--check",
+                "timeout 120 sh -c 'until test -s /etc/ssh/ssh_host_rsa_key.pub; do sleep 1; done'",
                 "--json",
                 rx.to_str().unwrap(),
             ])
@@ -140,11 +177,21 @@ fn vm_cloud_takes_its_identity_from_the_seed_and_a_user_logs_in_over_ssh() {
         // The user's account exists beside the test's own (their users were kept), and the
         // test's account may use sudo without a password.
         let checks = b["login"]["checks"].as_array().unwrap();
-        assert_eq!(checks.len(), 4, "{b}");
+        assert_eq!(checks.len(), 5, "{b}");
         assert_eq!(checks[3][1], "install ok installed", "{b}");
         assert!(
             checks[0][1].as_str().unwrap().parse::<u32>().unwrap() >= 1000,
             "{b}"
+        );
+        // Where the boot's time went, in systemd's words, in the report and beside the log.
+        let analyze = b["login"]["analyze"].as_str().unwrap();
+        assert!(analyze.contains("Startup finished in"), "{analyze}");
+        assert!(analyze.contains("cloud-final.service"), "{analyze}");
+        let log = b["console_log"].as_str().unwrap();
+        let beside = log.replace(".console.log", ".systemd-analyze.txt");
+        assert_eq!(
+            std::fs::read_to_string(&beside).unwrap().trim_end(),
+            analyze
         );
     }
     assert_ne!(

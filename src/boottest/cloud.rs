@@ -81,7 +81,15 @@ pub struct Login {
     /// Each `--check` command and what it printed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<(String, String)>,
+    /// Where a systemd guest's boot went: `systemd-analyze time`, `critical-chain` and the top
+    /// of `blame`, read after the checks (empty when the guest has no systemd-analyze).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub analyze: String,
 }
+
+/// What the login runs after the checks to say where the boot's time went: systemd's own
+/// account, once the boot has finished (bounded; nothing when the guest has no systemd).
+const ANALYZE: &str = "command -v systemd-analyze >/dev/null || exit 0;      timeout 60 systemctl is-system-running --wait >/dev/null 2>&1;      systemd-analyze time --no-pager; echo;      systemd-analyze critical-chain --no-pager; echo;      systemd-analyze blame --no-pager | head -n 30";
 
 fn read_input(p: &Option<PathBuf>, what: &str) -> Result<Option<String>> {
     p.as_ref()
@@ -400,12 +408,22 @@ pub fn login(
             }
             checks.push((c.clone(), out.trim().to_string()));
         }
+        // Diagnostics only: a guest that cannot say does not fail the boot.
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(30))
+            .min(Duration::from_secs(120));
+        let analyze = match ssh(seed, port, &known_hosts, ANALYZE, left, stop) {
+            Ok((Some(0), out, _)) => out.trim_end().to_string(),
+            _ => String::new(),
+        };
         return Ok(Login {
             seconds,
             hostname,
             cloud_init: status,
             host_key,
             checks,
+            analyze,
         });
     }
     Err(last)

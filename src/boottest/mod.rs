@@ -376,6 +376,14 @@ fn test_image(
                             .and_then(|r| image.judge(r))
                             .map(|reason| Failure::Rejected { reason })
                     });
+                    // systemd's account of the boot goes beside its console log.
+                    if let Some(l) = o.login.as_ref().filter(|l| !l.analyze.is_empty()) {
+                        let name = o.log.to_string_lossy().replace(".console.log", "");
+                        let _ = std::fs::write(
+                            format!("{name}.systemd-analyze.txt"),
+                            format!("{}\n", l.analyze),
+                        );
+                    }
                     let mut c = BootCase::new(n, o.seconds, cause, o.ready, Some(o.log), o.tail);
                     c.login = o.login;
                     c.firmware = firmware.map(str::to_string);

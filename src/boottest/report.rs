@@ -239,6 +239,7 @@ mod tests {
                 ("id -un".into(), "debian".into()),
                 ("echo '<a>'".into(), "<a>".into()),
             ],
+            analyze: String::new(),
         });
         let bad = BootCase::new(
             2,
