@@ -2,7 +2,7 @@
 //! the classifier until the ready line, a fatal line (then three seconds more for context), QEMU's
 //! exit, Ctrl-C or the timeout; write the timed console log; always kill the VM.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,26 +38,64 @@ pub struct BootOutcome {
 /// cloud-init's last stage often finishes after the guest's own check-in.
 const MIN_LOGIN: Duration = Duration::from_secs(120);
 
+/// What the console reader hands on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConsoleEvent {
+    /// A whole line (without its newline and carriage returns).
+    Line(String),
+    /// The line so far, when the console paused in the middle of it: a prompt such as
+    /// `login: ` waits for input and never ends its line. The same text comes again as part
+    /// of a [`ConsoleEvent::Line`] if the line is ever finished.
+    Partial(String),
+    /// The console closed (QEMU exited).
+    Closed,
+}
+
+/// The longest unfinished line kept back; beyond it the text so far is a line of its own.
+const MAX_PENDING: usize = 64 << 10;
+
 /// A started VM's serial console (its stdout) and QEMU's own stderr (prefixed `[qemu]`) as
-/// lines on one channel; `None` arrives when the console closes (QEMU exited).
-pub fn console_lines(child: &mut qemu::KillOnDrop) -> Result<mpsc::Receiver<Option<String>>> {
+/// events on one channel.
+pub fn console_lines(child: &mut qemu::KillOnDrop) -> Result<mpsc::Receiver<ConsoleEvent>> {
     let stdout = child.0.stdout.take().context("QEMU has no stdout")?;
     let stderr = child.0.stderr.take().context("QEMU has no stderr")?;
-    let (tx, rx) = mpsc::channel::<Option<String>>();
+    let (tx, rx) = mpsc::channel::<ConsoleEvent>();
     let tx2 = tx.clone();
     std::thread::spawn(move || {
-        for line in BufReader::new(stdout).split(b'\n') {
-            let Ok(l) = line else { break };
-            let s = String::from_utf8_lossy(&l).replace('\r', "");
-            if tx.send(Some(s)).is_err() {
+        let text = |b: &[u8]| String::from_utf8_lossy(b).replace('\r', "");
+        let mut out = stdout;
+        let mut buf = vec![0u8; 8192];
+        let mut pending: Vec<u8> = Vec::new();
+        loop {
+            let n = match out.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            pending.extend_from_slice(&buf[..n]);
+            while let Some(i) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=i).collect();
+                if tx.send(ConsoleEvent::Line(text(&line[..i]))).is_err() {
+                    return;
+                }
+            }
+            if pending.len() > MAX_PENDING {
+                let line = std::mem::take(&mut pending);
+                if tx.send(ConsoleEvent::Line(text(&line))).is_err() {
+                    return;
+                }
+            } else if !pending.is_empty() && tx.send(ConsoleEvent::Partial(text(&pending))).is_err()
+            {
                 return;
             }
         }
-        let _ = tx.send(None);
+        if !pending.is_empty() {
+            let _ = tx.send(ConsoleEvent::Line(text(&pending)));
+        }
+        let _ = tx.send(ConsoleEvent::Closed);
     });
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx2.send(Some(format!("[qemu] {line}")));
+            let _ = tx2.send(ConsoleEvent::Line(format!("[qemu] {line}")));
         }
     });
     Ok(rx)
@@ -128,7 +166,17 @@ pub fn boot_once(
             (Some(l), _) => l.min(Duration::from_millis(500)),
         };
         match rx.recv_timeout(wait) {
-            Ok(Some(line)) => {
+            // A foreign disk's prompt (`login: `) is ready before its line ends, if ever.
+            Ok(ConsoleEvent::Partial(part)) => {
+                if pattern.is_some_and(|p| p.is_match(&part)) {
+                    let at = start.elapsed().as_secs_f64();
+                    all.push(format!("[{at:8.3}] {part}"));
+                    ready = Some(crate::boottest::console::Ready::matched(&part));
+                    seconds = at;
+                    break;
+                }
+            }
+            Ok(ConsoleEvent::Line(line)) => {
                 let at = start.elapsed().as_secs_f64();
                 // Host seconds since QEMU started: shows where a slow boot spends its time.
                 all.push(format!("[{at:8.3}] {line}"));
@@ -154,7 +202,7 @@ pub fn boot_once(
                     Seen::Line => {}
                 }
             }
-            Ok(None) => {
+            Ok(ConsoleEvent::Closed) => {
                 failure.get_or_insert(Failure::QemuExited);
                 break;
             }
@@ -223,7 +271,7 @@ impl Phase<'_> {
     /// must be one its console printed. On failure, also the seconds at which it was seen.
     fn run(
         &self,
-        rx: &mpsc::Receiver<Option<String>>,
+        rx: &mpsc::Receiver<ConsoleEvent>,
         console: &mut Console,
         all: &mut Vec<String>,
         by_login: bool,
@@ -240,7 +288,7 @@ impl Phase<'_> {
         // is still open, and since when a fatal line (or QEMU's exit) has been seen.
         let mut read = |all: &mut Vec<String>, wait: Duration| -> (bool, Option<Instant>) {
             let open = match rx.recv_timeout(wait) {
-                Ok(Some(line)) => {
+                Ok(ConsoleEvent::Line(line)) => {
                     let at = start.elapsed().as_secs_f64();
                     all.push(format!("[{at:8.3}] {line}"));
                     if let (Seen::Fatal(f), None) = (console.feed(&line, at), &fatal) {
@@ -248,7 +296,7 @@ impl Phase<'_> {
                     }
                     true
                 }
-                Ok(None) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                Ok(ConsoleEvent::Closed) | Err(mpsc::RecvTimeoutError::Disconnected) => {
                     if fatal.is_none() {
                         let at = start.elapsed().as_secs_f64();
                         fatal = Some((Failure::QemuExited, at, Instant::now()));
@@ -256,7 +304,7 @@ impl Phase<'_> {
                     std::thread::sleep(wait);
                     false
                 }
-                Err(mpsc::RecvTimeoutError::Timeout) => true,
+                Ok(ConsoleEvent::Partial(_)) | Err(mpsc::RecvTimeoutError::Timeout) => true,
             };
             (open, fatal.as_ref().map(|f| f.2))
         };
@@ -329,5 +377,52 @@ impl Phase<'_> {
             ));
         }
         Ok(l)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prompt_that_never_ends_its_line_still_reaches_the_reader() {
+        // A getty prompt: a line, then `login: ` with no newline, then silence.
+        let child = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "printf 'Debian 12 host ttyS0\\r\\n\\nhost login: '; exec sleep 30",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut child = qemu::KillOnDrop(child);
+        let rx = console_lines(&mut child).unwrap();
+        let mut seen = Vec::new();
+        while let Ok(e) = rx.recv_timeout(Duration::from_secs(3)) {
+            let partial = matches!(e, ConsoleEvent::Partial(_));
+            seen.push(e);
+            if partial {
+                break;
+            }
+        }
+        assert_eq!(
+            seen,
+            [
+                ConsoleEvent::Line("Debian 12 host ttyS0".into()),
+                ConsoleEvent::Line(String::new()),
+                ConsoleEvent::Partial("host login: ".into()),
+            ]
+        );
+        // Killed: the unfinished line is kept as the last line, then the console closes.
+        drop(child);
+        let rest: Vec<ConsoleEvent> = rx.iter().collect();
+        assert_eq!(
+            rest,
+            [
+                ConsoleEvent::Line("host login: ".into()),
+                ConsoleEvent::Closed
+            ]
+        );
     }
 }

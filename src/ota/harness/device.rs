@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use super::report::{describe, BootRun, End};
 use super::step::Cut;
 use super::Options;
-use crate::boottest::boot::console_lines;
+use crate::boottest::boot::{console_lines, ConsoleEvent};
 use crate::boottest::console::{Console, Seen};
 use crate::qemu::{self, VmSpec};
 
@@ -108,7 +108,7 @@ impl Device<'_> {
                 };
             };
             match rx.recv_timeout(left.min(Duration::from_millis(100))) {
-                Ok(Some(line)) => {
+                Ok(ConsoleEvent::Line(line)) => {
                     let at = start.elapsed().as_secs_f64();
                     all.push(format!("[{at:8.3}] {line}"));
                     if !line.trim().is_empty() {
@@ -161,8 +161,8 @@ impl Device<'_> {
                         }
                     }
                 }
-                Ok(None) => break End::Exited,
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Ok(ConsoleEvent::Closed) => break End::Exited,
+                Ok(ConsoleEvent::Partial(_)) | Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => break End::Exited,
             }
         };
