@@ -288,6 +288,22 @@ fn boots_on_both_arches_with_distinct_machine_ids_and_leaves_images_untouched() 
 
 #[test]
 #[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
+fn only_a_hybrid_disk_runs_under_the_bios() {
+    // The aarch64 image has no BIOS path: `run --bios` says so before starting anything.
+    let f = fixture();
+    let arm = f
+        .dirs
+        .iter()
+        .find(|d| d.ends_with("edge-minimal-1.0.0-aarch64"))
+        .unwrap();
+    let o = ingot(&["run", arm.to_str().unwrap(), "--bios"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("is not a hybrid disk"), "{err}");
+}
+
+#[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
 fn the_image_holds_no_machine_id() {
     // The manifest says so, and debugfs reading the root filesystem agrees.
     let f = fixture();

@@ -436,6 +436,7 @@ pub fn run_interactive(
     accel: Option<&str>,
     so: &SourceOpts,
     seed: &SeedOpts,
+    bios: bool,
     quiet: bool,
 ) -> Result<()> {
     if !seed.checks.is_empty() {
@@ -448,6 +449,14 @@ pub fn run_interactive(
     crate::qemu::require_binary(dir.manifest.boot.hardware.arch)?;
     let src = source(so, &dir.manifest.boot.firmware.suite, quiet)?;
     let mut spec = boottest::vm_spec(&dir, accel, &src)?;
+    if bios {
+        spec = spec.under_bios().ok_or_else(|| {
+            crate::base::BadInput(format!(
+                "--bios: {} is not a hybrid disk (its hardware profile has no disk.bios = true)",
+                image.display()
+            ))
+        })?;
+    }
     let work = fsx::scratch_dir("ingot-run")?;
     // A cloud-init image starts as a platform would start it: with a NoCloud seed, and SSH
     // forwarded from a free loopback port for the seed's throwaway key.

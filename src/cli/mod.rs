@@ -199,6 +199,9 @@ pub enum Cmd {
         /// The NoCloud seed of a cloud-init image (as for boot-test).
         #[command(flatten)]
         seed: boot::SeedOpts,
+        /// Start a hybrid x86_64 image under SeaBIOS instead of UEFI.
+        #[arg(long)]
+        bios: bool,
     },
     /// Resolve and pin every package into PROFILE.lock.
     #[command(
@@ -443,7 +446,8 @@ pub fn run(cli: Cli) -> Result<()> {
             accel,
             source: so,
             seed,
-        } => boot::run_interactive(&image, accel.as_deref(), &so, &seed, quiet),
+            bios,
+        } => boot::run_interactive(&image, accel.as_deref(), &so, &seed, bios, quiet),
         Cmd::Audit(a) => audit::audit(&a, quiet),
         Cmd::Diff(a) => audit::diff(&a, quiet),
         Cmd::Report(a) => report::report(&a),
