@@ -427,6 +427,22 @@ impl Tree {
         }
     }
 
+    /// Write the regular file at `path` to `dest` on the build host (parents created): for the
+    /// host tools that work on a copy (depmod, grub-mkimage, compileall).
+    pub fn copy_out(&self, path: &str, dest: &std::path::Path) -> anyhow::Result<()> {
+        use anyhow::Context;
+        if let Some(d) = dest.parent() {
+            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+        }
+        let data = self.read(path).with_context(|| {
+            format!(
+                "reading /{} from the image tree",
+                path.trim_start_matches('/')
+            )
+        })?;
+        std::fs::write(dest, data).with_context(|| format!("writing {}", dest.display()))
+    }
+
     /// Does this path exist (following symlinks)?
     pub fn exists(&self, path: &str) -> bool {
         self.resolve(path)

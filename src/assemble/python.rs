@@ -74,14 +74,7 @@ pub fn byte_compile(tree: &mut Tree) -> Result<usize> {
         let scratch = crate::base::fsx::scratch_dir("ingot-pyc")?;
         let root = scratch.path().canonicalize()?;
         for p in &sources {
-            let dest = root.join(p);
-            if let Some(d) = dest.parent() {
-                std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
-            }
-            let data = tree
-                .read(p)
-                .with_context(|| format!("reading /{p} from the image tree"))?;
-            std::fs::write(&dest, data).with_context(|| format!("writing {}", dest.display()))?;
+            tree.copy_out(p, &root.join(p))?;
         }
         added += compile(tree, &python, &version, &root)?;
     }

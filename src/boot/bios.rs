@@ -72,11 +72,7 @@ pub fn core_image(grub: &Tree, cfg: &str) -> Result<Vec<u8>> {
         if name.contains('/') || !matches!(e.kind, Kind::File(_)) {
             continue;
         }
-        let data = grub
-            .read(path)
-            .with_context(|| format!("reading /{path} from grub-pc-bin"))?;
-        std::fs::write(dir.join(name), data)
-            .with_context(|| format!("writing {}", dir.join(name).display()))?;
+        grub.copy_out(path, &dir.join(name))?;
         n += 1;
     }
     for need in ["boot.img", "diskboot.img", "kernel.img", "moddep.lst"] {

@@ -158,14 +158,7 @@ pub fn binary_indexes(tree: &mut Tree, release: &str) -> Result<usize> {
         {
             continue;
         }
-        let dest = root.join(rel);
-        if let Some(d) = dest.parent() {
-            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
-        }
-        let data = tree
-            .read(p)
-            .with_context(|| format!("reading /{p} from the image tree"))?;
-        std::fs::write(&dest, data).with_context(|| format!("writing {}", dest.display()))?;
+        tree.copy_out(p, &root.join(rel))?;
     }
     let depmod = ["/usr/sbin/depmod", "/sbin/depmod"]
         .into_iter()
