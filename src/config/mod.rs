@@ -5,6 +5,7 @@
 mod checks;
 mod firmware;
 mod hardware;
+mod merge;
 mod profile;
 mod values;
 
@@ -12,7 +13,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use profile::{merge_chain, ProfileFile};
+use merge::merge_chain;
+use profile::ProfileFile;
 
 pub use checks::FileSpec;
 pub use firmware::Firmware;

@@ -1,0 +1,268 @@
+//! How a profile's `extends` chain is merged into one [`Profile`]: from the root ancestor down
+//! to the child, a child file winning over its ancestors key by key, and the rules over the
+//! merged profile, each pointing at the file and line that set the value.
+
+use std::path::{Path, PathBuf};
+
+use super::checks::{check_file, host_source, overlay_dir};
+use super::profile::{Profile, ProfileFile, DERIVED_LABELS};
+use super::values::{checked, InitSystem};
+use super::{rule, ConfigError};
+
+pub(super) fn merge_chain(
+    path: &Path,
+    chain: Vec<(PathBuf, ProfileFile)>,
+) -> Result<Profile, ConfigError> {
+    let sources: Vec<PathBuf> = chain.iter().map(|(p, _)| p.clone()).collect();
+    // Rules over the merged profile point at the file and line that set the value.
+    let chain_files: Vec<&Path> = sources.iter().map(PathBuf::as_path).collect();
+    let at = |after: Option<&str>, key: &str, message: String| {
+        super::rule_at(&chain_files, after, key, message)
+    };
+    let mut acc = ProfileFile::default();
+    let mut files = Vec::new();
+    let mut overlays = Vec::new();
+    // Apply from the root ancestor down to the child; later files win.
+    for (p, f) in chain.into_iter().rev() {
+        let dir = p.parent().unwrap_or(Path::new(".")).to_path_buf();
+        acc.image = f.image.or(acc.image);
+        acc.distribution = f.distribution.or(acc.distribution);
+        acc.packages = match (acc.packages.take(), f.packages) {
+            (Some(mut a), Some(b)) => {
+                a.include.extend(b.include);
+                a.exclude.extend(b.exclude);
+                // A child that says nothing keeps its parent's choice.
+                a.essential = b.essential.or(a.essential);
+                a.recommends = b.recommends.or(a.recommends);
+                a.byte_compile = b.byte_compile.or(a.byte_compile);
+                Some(a)
+            }
+            (a, b) => b.or(a),
+        };
+        acc.init = f.init.or(acc.init);
+        acc.users.extend(f.users);
+        acc.groups.extend(f.groups);
+        for mut spec in f.files {
+            check_file(&p, &spec)?;
+            if let Some(src) = spec.source.clone() {
+                spec.source = Some(host_source(&p, &dir, &spec, &src)?);
+            }
+            files.push(spec);
+        }
+        let mut agents = f.agent;
+        for a in &mut agents {
+            for spec in &mut a.files {
+                check_file(&p, spec)?;
+                if let Some(src) = spec.source.clone() {
+                    spec.source = Some(host_source(&p, &dir, spec, &src)?);
+                }
+            }
+        }
+        for o in &f.overlays {
+            overlays.push(overlay_dir(&p, &dir, o)?);
+        }
+        acc.services.extend(f.services);
+        acc.labels.extend(f.labels);
+        acc.agent.extend(agents);
+        acc.kernel = f.kernel.or(acc.kernel);
+        acc.network = f.network.or(acc.network);
+        acc.sysprep = f.sysprep.or(acc.sysprep);
+        acc.output = f.output.or(acc.output);
+        acc.ota = f.ota.or(acc.ota);
+    }
+    let image = acc
+        .image
+        .ok_or_else(|| rule(path, "missing table `[image]` (name, version)"))?;
+    if image.name.is_empty()
+        || !image
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(at(
+            Some("[image]"),
+            "name",
+            format!(
+                "image.name `{}` must be lowercase letters, digits and dashes",
+                image.name
+            ),
+        ));
+    }
+    let distribution = acc.distribution.ok_or_else(|| {
+        rule(
+            path,
+            "missing table `[distribution]` (suite = \"bookworm\"); the mirror is never set in a profile",
+        )
+    })?;
+    if distribution.name != "debian" {
+        return Err(at(
+            Some("[distribution]"),
+            "name",
+            format!(
+                "distribution.name `{}` is not supported (expected \"debian\")",
+                distribution.name
+            ),
+        ));
+    }
+    let suite_ok = |x: &str| {
+        !x.is_empty()
+            && x.len() <= 64
+            && x.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    for sname in std::iter::once(&distribution.suite).chain(&distribution.extra_suites) {
+        if !suite_ok(sname) {
+            return Err(at(
+                Some("[distribution]"),
+                if *sname == distribution.suite {
+                    "suite"
+                } else {
+                    "extra_suites"
+                },
+                format!(
+                    "distribution suite `{}` must be lowercase letters, digits and dashes (like bookworm-security)",
+                    sname.escape_debug()
+                ),
+            ));
+        }
+    }
+    for c in &distribution.components {
+        if !suite_ok(c) {
+            return Err(at(
+                Some("[distribution]"),
+                "components",
+                format!(
+                    "distribution component `{}` is not a component name",
+                    c.escape_debug()
+                ),
+            ));
+        }
+    }
+    if image.name.len() > 64 {
+        return Err(at(
+            Some("[image]"),
+            "name",
+            "image.name is longer than 64 characters".into(),
+        ));
+    }
+    for (k, v) in &acc.labels {
+        if let Some(e) = checked::field_error(k, false).or_else(|| checked::field_error(v, false)) {
+            return Err(at(
+                Some("[labels]"),
+                k,
+                format!("label `{}`: {e}", k.escape_debug()),
+            ));
+        }
+        let derived = DERIVED_LABELS.contains(&k.as_str())
+            || k == "org.opencontainers.image.version" && *v != image.version.0;
+        if derived {
+            return Err(at(
+                Some("[labels]"),
+                k,
+                format!(
+                    "[labels] `{k}` = `{v}`: Ingot derives this label from the build (image version, SOURCE_DATE_EPOCH, builder); remove it from the profile"
+                ),
+            ));
+        }
+    }
+    for u in &acc.users {
+        let after = format!("\"{}\"", u.name);
+        match u.uid {
+            Some(0) if !u.allow_uid0 => {
+                return Err(at(
+                    Some(&after),
+                    "uid",
+                    format!(
+                        "user `{}`: uid 0 would be a second root account; set allow_uid0 = true if that is meant",
+                        u.name
+                    ),
+                ))
+            }
+            Some(id) => {
+                if let Some(e) = checked::id_error(id) {
+                    return Err(at(Some(&after), "uid", format!("user `{}`: uid {e}", u.name)));
+                }
+            }
+            None => {}
+        }
+    }
+    for g in &acc.groups {
+        if let Some(e) = g.gid.and_then(checked::id_error) {
+            let after = format!("\"{}\"", g.name);
+            return Err(at(
+                Some(&after),
+                "gid",
+                format!("group `{}`: gid {e}", g.name),
+            ));
+        }
+    }
+    if let Some(o) = &acc.ota {
+        if !(1..=10).contains(&o.tries) || o.watchdog > 3600 {
+            let key = if (1..=10).contains(&o.tries) {
+                "watchdog"
+            } else {
+                "tries"
+            };
+            return Err(at(
+                Some("[ota]"),
+                key,
+                format!(
+                    "[ota] tries = {} must be 1 to 10 and watchdog = {} at most 3600 seconds",
+                    o.tries, o.watchdog
+                ),
+            ));
+        }
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for a in &acc.agent {
+        if !names.insert(a.name.clone()) {
+            return Err(super::rule_at_value(
+                &chain_files,
+                "name",
+                &a.name,
+                format!("agent `{}` is declared twice (first here)", a.name),
+            ));
+        }
+        if a.name.is_empty() || a.name.contains([' ', ',', ':', '=']) {
+            return Err(super::rule_at_value(
+                &chain_files,
+                "name",
+                &a.name,
+                format!(
+                    "agent name `{}` may not be empty or contain spaces, `,`, `:` or `=`",
+                    a.name
+                ),
+            ));
+        }
+    }
+    if acc.init.unwrap_or(InitSystem::Busybox) == InitSystem::Busybox && !acc.services.is_empty() {
+        return Err(at(
+            None,
+            "services",
+            format!(
+                "`services` ({}) names systemd units, but this image uses busybox init; start programs as agents' `service` instead",
+                acc.services.join(", ")
+            ),
+        ));
+    }
+    Ok(Profile {
+        path: path.to_path_buf(),
+        sources,
+        image,
+        distribution,
+        packages: acc.packages.unwrap_or_default(),
+        init: acc.init.unwrap_or(InitSystem::Busybox),
+        users: acc.users,
+        groups: acc.groups,
+        files,
+        overlays,
+        services: acc.services,
+        labels: acc.labels,
+        agents: acc.agent,
+        kernel: acc.kernel.unwrap_or_default(),
+        network: acc.network.unwrap_or_default(),
+        sysprep: acc.sysprep.unwrap_or_default(),
+        output: acc.output.unwrap_or_default(),
+        ota: acc.ota.unwrap_or_default(),
+    })
+}
