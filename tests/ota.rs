@@ -795,9 +795,22 @@ fn delta_bundles_install_from_the_running_slot_and_refuse_another_base() {
             "{report:#}"
         );
         assert_eq!(step(&report, 1)["to_version"], "1.0.1", "{report:#}");
+        // The updater measured the rebuild on the device: zstd's peak resident memory plus the
+        // base copy stays within what the bundle states (and checked before it started).
+        let applied = &step(&report, 1)["delta"];
+        let peak = applied["peak_bytes"]
+            .as_u64()
+            .expect("peak memory measured");
+        let stated = applied["stated_bytes"].as_u64().unwrap();
+        assert_eq!(stated, db["memory"].as_u64().unwrap(), "{applied}");
+        assert!(
+            peak <= stated,
+            "{arch}: peak {peak} over the stated {stated}"
+        );
         eprintln!(
-            "{arch}: delta install {}s, reboot to ready {}s",
+            "{arch}: delta install {}s (rebuild {}s, peak memory {peak} of {stated} stated), reboot to ready {}s",
             step(&report, 1)["install_seconds"],
+            applied["seconds"],
             step(&report, 1)["reboot_to_ready_seconds"]
         );
         let tmp = tempfile::tempdir().unwrap();

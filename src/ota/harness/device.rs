@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::report::{describe, BootRun, End};
+use super::report::{describe, BootRun, DeltaApplied, End};
 use super::step::Cut;
 use super::Options;
 use crate::boottest::boot::{console_lines, ConsoleEvent};
@@ -65,6 +65,7 @@ impl Device<'_> {
         let mut all: Vec<String> = Vec::new();
         let (mut ready, mut ready_at) = (None, None);
         let (mut found_at, mut installed_at) = (None, None);
+        let mut delta = None;
         let mut cut_at: Option<Instant> = None;
         let (mut verdict, mut verdict_at): (Option<End>, Option<Instant>) = (None, None);
         let mut last_line = String::new();
@@ -128,6 +129,9 @@ impl Device<'_> {
                     if line.contains(FOUND) {
                         found_at = Some(at);
                     }
+                    if let Some(d) = DeltaApplied::parse(&line) {
+                        delta = Some(d);
+                    }
                     if line.contains(INSTALLED) {
                         installed_at = Some(at);
                     }
@@ -185,6 +189,7 @@ impl Device<'_> {
                 (Some(a), Some(b)) => Some(b - a),
                 _ => None,
             },
+            delta,
             seconds,
             cause,
         };

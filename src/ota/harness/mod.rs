@@ -167,10 +167,14 @@ pub fn run(base: &ImageDir, spec: VmSpec, steps: &[Step], opts: &Options) -> Res
         }
         r.seconds = t.elapsed().as_secs_f64();
         say(format!(
-            "step {}: {} — {}",
+            "step {}: {} — {}{}",
             i + 1,
             if r.passed { "ok" } else { "FAILED" },
-            r.message
+            r.message,
+            r.delta
+                .as_ref()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default()
         ));
         if let Some(last) = r.boots.iter().rev().find_map(|b| b.ready.clone()) {
             current = last;
@@ -212,6 +216,7 @@ fn run_step(
         to_version: None,
         bundle_version: bundle_version.clone(),
         install_seconds: None,
+        delta: None,
         reboot_to_ready_seconds: None,
         rollback_seconds: None,
         failed_attempts: 0,
@@ -224,6 +229,7 @@ fn run_step(
     };
     let install = dev.boot(Some(media), Until::Install(cut))?;
     r.install_seconds = install.install_seconds;
+    r.delta = install.delta.clone();
     let end = install.end.clone();
     let ready_before = install.ready.clone();
     r.boots.push(install);
@@ -302,6 +308,7 @@ fn run_step(
             let again = dev.boot(Some(media), Until::Install(None))?;
             let again_end = again.end.clone();
             r.install_seconds = again.install_seconds.or(r.install_seconds);
+            r.delta = again.delta.clone().or(r.delta.take());
             r.boots.push(again);
             if again_end != End::Exited {
                 r.message = format!(
@@ -476,6 +483,7 @@ mod tests {
             ready_seconds: None,
             end,
             install_seconds: None,
+            delta: None,
             seconds: 6.0,
             cause: cause.map(str::to_string),
         };

@@ -57,12 +57,68 @@ pub struct BootRun {
     pub end: End,
     /// Seconds the install took on the device (update source found to installed), if one ran.
     pub install_seconds: Option<f64>,
+    /// What applying a delta bundle took on the device, as the updater measured it.
+    pub delta: Option<DeltaApplied>,
     /// Seconds QEMU ran.
     pub seconds: f64,
     /// Why a boot that did not come up ended: the kernel's panic, the watchdog's reset, the
     /// initramfs's fatal line or the updater's verdict on a boot that was not good.
     pub cause: Option<String>,
 }
+
+/// A delta bundle applied on the device: the updater's own figures.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeltaApplied {
+    /// Seconds zstd took to rebuild the root image into the inactive slot.
+    pub seconds: f64,
+    /// Peak memory: zstd's peak resident set plus the base copy in tmpfs (none when the device
+    /// has no busybox `time` to measure it).
+    pub peak_bytes: Option<u64>,
+    /// The memory the bundle states it needs.
+    pub stated_bytes: Option<u64>,
+}
+
+impl DeltaApplied {
+    /// Read the updater's line `delta applied in S.SSs[, peak memory N bytes (… the bundle
+    /// states M)]`.
+    pub fn parse(line: &str) -> Option<DeltaApplied> {
+        let rest = &line[line.find(DELTA_APPLIED)? + DELTA_APPLIED.len()..];
+        let seconds = rest.split('s').next()?.parse().ok()?;
+        let number_after = |key: &str| -> Option<u64> {
+            let at = rest.find(key)? + key.len();
+            let digits: String = rest[at..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            digits.parse().ok()
+        };
+        Some(DeltaApplied {
+            seconds,
+            peak_bytes: number_after(", peak memory "),
+            stated_bytes: number_after("the bundle states "),
+        })
+    }
+}
+
+impl std::fmt::Display for DeltaApplied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mib = |b: u64| b as f64 / f64::from(1u32 << 20);
+        write!(f, "delta rebuilt on the device in {:.2}s", self.seconds)?;
+        match (self.peak_bytes, self.stated_bytes) {
+            (Some(p), Some(s)) => write!(
+                f,
+                ", peak memory {:.1} MiB of the {:.1} MiB the bundle states",
+                mib(p),
+                mib(s)
+            ),
+            (Some(p), None) => write!(f, ", peak memory {:.1} MiB", mib(p)),
+            _ => write!(f, ", peak memory not measured"),
+        }
+    }
+}
+
+/// How the updater's line on an applied delta begins.
+pub const DELTA_APPLIED: &str = "ingot-update: delta applied in ";
 
 /// What one step came to.
 #[derive(Debug, Clone, Serialize)]
@@ -83,6 +139,8 @@ pub struct StepResult {
     pub bundle_version: Option<String>,
     /// Install time on the device.
     pub install_seconds: Option<f64>,
+    /// A delta bundle's reconstruction on the device.
+    pub delta: Option<DeltaApplied>,
     /// Reboot after the install to ready on the new version.
     pub reboot_to_ready_seconds: Option<f64>,
     /// From the reboot after a broken install to ready on the previous version.
@@ -207,4 +265,35 @@ pub(super) fn describe(r: &BootRun) -> String {
 /// Every agent reported ok.
 pub(super) fn agents_ok(r: &Ready) -> bool {
     !r.agents.is_empty() && r.agents.iter().all(|(_, s)| s == "ok")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_updaters_delta_line_is_read() {
+        let d = DeltaApplied::parse(
+            "[  41.2] ingot-update: delta applied in 12.07s, peak memory 141557760 bytes (zstd 91226112 resident + base copy 50331648 in tmpfs; the bundle states 203423744)",
+        )
+        .unwrap();
+        assert_eq!(
+            d,
+            DeltaApplied {
+                seconds: 12.07,
+                peak_bytes: Some(141_557_760),
+                stated_bytes: Some(203_423_744),
+            }
+        );
+        assert_eq!(
+            d.to_string(),
+            "delta rebuilt on the device in 12.07s, peak memory 135.0 MiB of the 194.0 MiB the bundle states"
+        );
+        let d = DeltaApplied::parse(
+            "ingot-update: delta applied in 3.50s (peak memory not measured: no busybox time)",
+        )
+        .unwrap();
+        assert_eq!((d.seconds, d.peak_bytes), (3.5, None));
+        assert!(DeltaApplied::parse("ingot-update: installed 1.0.1").is_none());
+    }
 }
