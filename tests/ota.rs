@@ -773,7 +773,7 @@ fn delta_bundles_install_from_the_running_slot_and_refuse_another_base() {
         );
 
         let tmp = tempfile::tempdir().unwrap();
-        let flipped = flipped_member(&delta, "rootfs.img.zst-patch", tmp.path());
+        let flipped = flipped_member(&delta, "rootfs.img.zst-patch.1", tmp.path());
         let report = ota_test(
             base,
             &[

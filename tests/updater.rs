@@ -414,12 +414,25 @@ fn boots_are_blessed_judged_and_repaired() {
     );
 }
 
-/// A delta bundle from the running 1.0.0 to 1.0.1: the root image as a zstd patch made by
+/// Segments small enough that the test's images take three.
+const SEGMENTS: bundle::Segments = bundle::Segments {
+    size: 1 << 20,
+    margin: 1 << 20,
+};
+
+/// A delta bundle from the running 1.0.0 to 1.0.1: the root image as zstd patches made by
 /// Ingot's library, the kernel and initrd left out as unchanged; `edit` may change the manifest
 /// before it is signed.
 fn delta_bundle(dev: &Device, base: &[u8], target: &[u8], edit: impl Fn(&mut Manifest)) -> PathBuf {
-    let patch = ingot::ota::delta::patch(base, target).unwrap();
-    let payload: [(&str, &[u8]); 1] = [(bundle::ROOTFS_PATCH, &patch)];
+    let patches = ingot::ota::delta::patch_segments(&SEGMENTS, base, target).unwrap();
+    let names: Vec<String> = (0..patches.len() as u64)
+        .map(bundle::patch_member)
+        .collect();
+    let payload: Vec<(&str, &[u8])> = names
+        .iter()
+        .zip(&patches)
+        .map(|(n, p)| (n.as_str(), p.as_slice()))
+        .collect();
     let mut m = Manifest {
         image: "edge".into(),
         version: "1.0.1".into(),
@@ -433,13 +446,17 @@ fn delta_bundle(dev: &Device, base: &[u8], target: &[u8], edit: impl Fn(&mut Man
             base_version: "1.0.0".into(),
             base_rootfs: (sha(base), base.len() as u64),
             memory: 64 << 20,
+            segments: SEGMENTS,
             same_initrd: Some(sha(b"old initrd")),
         }),
-        members: vec![Member {
-            name: bundle::ROOTFS_PATCH.into(),
-            sha256: sha(&patch),
-            size: patch.len() as u64,
-        }],
+        members: payload
+            .iter()
+            .map(|(n, p)| Member {
+                name: n.to_string(),
+                sha256: sha(p),
+                size: p.len() as u64,
+            })
+            .collect(),
     };
     edit(&mut m);
     // Parse what was made: the Rust reader accepts exactly what the device will read.
@@ -456,15 +473,19 @@ fn delta_bundle(dev: &Device, base: &[u8], target: &[u8], edit: impl Fn(&mut Man
 fn a_delta_bundle_is_rebuilt_from_the_running_slot_and_refused_on_another_base() {
     let dev = Device::new("1.0.0", 'a');
     std::fs::write(dev.p("esp/edge/1.0.0/initrd"), "old initrd").unwrap();
-    let base: Vec<u8> = (0..200 * 1024u32)
+    // 2.5 MiB images in three segments; 100 KiB inserted at 1.5 MiB moves every later byte
+    // across a segment boundary. The slots are larger than the images; slot b holds junk.
+    let base: Vec<u8> = (0u32..5 << 19)
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
         .collect();
     let mut slot = base.clone();
-    slot.resize(1 << 20, 0);
+    slot.resize(4 << 20, 0);
     std::fs::write(dev.p("slot-a"), &slot).unwrap();
-    let mut target = base.clone();
+    std::fs::write(dev.p("slot-b"), vec![0xeeu8; 4 << 20]).unwrap();
+    let mut target = base[..3 << 19].to_vec();
+    target.extend((0..100u32 << 10).map(|i| (i % 251) as u8));
+    target.extend_from_slice(&base[3 << 19..]);
     target[50_000..54_096].fill(0x5a);
-    target.extend_from_slice(b"one more file");
 
     // Memory the device does not have: refused before writing.
     let p = delta_bundle(&dev, &base, &target, |m| {
@@ -492,7 +513,7 @@ fn a_delta_bundle_is_rebuilt_from_the_running_slot_and_refused_on_another_base()
     let (code, _, err) = dev.run(&["install", p.to_str().unwrap(), "--no-reboot"]);
     assert_eq!(code, 0, "{err}");
     assert!(
-        err.contains("rebuilding 1.0.1's root image from slot a"),
+        err.contains("rebuilding 1.0.1's root image from slot a") && err.contains("; 3 segments)"),
         "{err}"
     );
     let b = std::fs::read(dev.p("slot-b")).unwrap();

@@ -3,7 +3,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::{INITRD, KNOWN_MEMBERS, PAYLOAD, ROOTFS, ROOTFS_PATCH};
+use super::{is_known_member, patch_index, patch_member, INITRD, PAYLOAD, ROOTFS};
 
 /// Why a bundle cannot be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -84,8 +84,57 @@ pub struct Delta {
     pub base_rootfs: (String, u64),
     /// Bytes of memory the device needs free to apply the patch.
     pub memory: u64,
+    /// How the patch is cut into segments.
+    pub segments: Segments,
     /// The initrd's SHA-256 when it is left out (the base's is the same).
     pub same_initrd: Option<String>,
+}
+
+/// How a delta's patch is cut: segment `i` rebuilds bytes `[i·size, (i+1)·size)` of the new
+/// root image from a window of the base root image `margin` either side of the same offset.
+/// Both are whole MiB, so the device reads the window with `dd bs=1M`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segments {
+    /// Bytes of the new root image one segment rebuilds.
+    pub size: u64,
+    /// How far either side of its own offset a segment's base window reaches.
+    pub margin: u64,
+}
+
+/// The unit of segment sizes and margins.
+const MIB: u64 = 1 << 20;
+/// Most segments a delta may have (a 128 GiB root image in 32 MiB segments).
+pub const MAX_SEGMENTS: u64 = 4096;
+
+impl Segments {
+    /// How many segments a root image of `target` bytes takes.
+    pub fn count(&self, target: u64) -> u64 {
+        target.div_ceil(self.size)
+    }
+
+    /// Bytes `[start, end)` of the new root image segment `i` rebuilds.
+    pub fn target_range(&self, i: u64, target: u64) -> (u64, u64) {
+        let start = (i * self.size).min(target);
+        (start, (start + self.size).min(target))
+    }
+
+    /// Bytes `[start, end)` of the base root image segment `i` is patched against: `margin`
+    /// either side of the segment's own offset (`size + 2·margin` bytes), slid back to stay
+    /// full where the base ends. `start` is a whole MiB; the last window, from the last whole
+    /// MiB that leaves room for a full one, runs to the end of the base.
+    pub fn base_range(&self, i: u64, base: u64) -> (u64, u64) {
+        let span = self.size + 2 * self.margin;
+        let last = base.saturating_sub(span) / MIB * MIB;
+        let start = (i * self.size).saturating_sub(self.margin).min(last);
+        (start, if start == last { base } else { start + span })
+    }
+
+    fn check(&self) -> Result<(), &'static str> {
+        if self.size == 0 || !self.size.is_multiple_of(MIB) || !self.margin.is_multiple_of(MIB) {
+            return Err("segment size and margin must be whole MiB, the size not 0");
+        }
+        Ok(())
+    }
 }
 
 fn word(s: &str) -> bool {
@@ -110,8 +159,13 @@ impl Manifest {
         );
         if let Some(d) = &self.delta {
             t.push_str(&format!(
-                "base {} {} {}\nmemory {}\n",
-                d.base_version, d.base_rootfs.0, d.base_rootfs.1, d.memory
+                "base {} {} {}\nmemory {}\nsegments {} {}\n",
+                d.base_version,
+                d.base_rootfs.0,
+                d.base_rootfs.1,
+                d.memory,
+                d.segments.size,
+                d.segments.margin
             ));
             if let Some(i) = &d.same_initrd {
                 t.push_str(&format!("same-initrd {i}\n"));
@@ -146,7 +200,7 @@ impl Manifest {
         let (mut image, mut version, mut arch, mut hardware, mut min, mut options) =
             (None, None, None, None, None, None);
         let (mut rootfs, mut kernel) = (None, None);
-        let (mut base, mut memory, mut same_initrd) = (None, None, None);
+        let (mut base, mut memory, mut same_initrd, mut segments) = (None, None, None, None);
         let mut members = Vec::new();
         for (i, line) in lines {
             let bad = |what: &str| BundleError::BadLine {
@@ -189,6 +243,21 @@ impl Manifest {
                             .map_err(|_| bad("memory is not a number"))?,
                     )
                 }
+                "segments" => {
+                    let seg = match val.split(' ').collect::<Vec<_>>().as_slice() {
+                        [size, margin] if segments.is_none() => Segments {
+                            size: size
+                                .parse()
+                                .map_err(|_| bad("segment size is not a number"))?,
+                            margin: margin
+                                .parse()
+                                .map_err(|_| bad("segment margin is not a number"))?,
+                        },
+                        _ => return Err(bad("expected `segments SIZE MARGIN`")),
+                    };
+                    seg.check().map_err(bad)?;
+                    segments = Some((i + 1, seg));
+                }
                 "same-initrd" if hex64(val) => same_initrd = Some(val.to_string()),
                 "same-initrd" => return Err(bad("SHA-256 is not 64 lowercase hex digits")),
                 "rootfs" | "kernel" | "member" => {
@@ -206,7 +275,7 @@ impl Manifest {
                         rootfs = Some((sha.to_string(), size));
                     } else if key == "kernel" {
                         kernel = Some((sha.to_string(), size));
-                    } else if KNOWN_MEMBERS.contains(&name)
+                    } else if is_known_member(name)
                         && !members.iter().any(|m: &Member| m.name == name)
                     {
                         members.push(Member {
@@ -222,25 +291,48 @@ impl Manifest {
             }
         }
         let has = |n: &str| members.iter().any(|m| m.name == n);
+        let patches = members
+            .iter()
+            .filter(|m| patch_index(&m.name).is_some())
+            .count() as u64;
+        let rootfs = rootfs.ok_or(BundleError::Missing("rootfs"))?;
         let delta = match base {
             None => {
-                if !PAYLOAD.iter().all(|p| has(p)) || has(ROOTFS_PATCH) {
+                if !PAYLOAD.iter().all(|p| has(p)) || patches > 0 {
                     return Err(BundleError::Missing("member"));
                 }
-                if memory.is_some() || same_initrd.is_some() {
+                if memory.is_some() || same_initrd.is_some() || segments.is_some() {
                     return Err(BundleError::Missing("base"));
                 }
                 None
             }
             Some((v, sha, size)) => {
-                // A patch instead of the image; the initrd either carried or named as the same.
-                if !has(ROOTFS_PATCH) || has(ROOTFS) || has(INITRD) == same_initrd.is_some() {
+                let (seg_line, segments) = segments.ok_or(BundleError::Missing("segments"))?;
+                // Patches instead of the image, one per segment; the initrd either carried or
+                // named as the same.
+                let n = segments.count(rootfs.1);
+                if n > MAX_SEGMENTS {
+                    return Err(BundleError::BadLine {
+                        line: seg_line,
+                        what: format!(
+                            "{n} segments of the {}-byte root image, more than {MAX_SEGMENTS}",
+                            rootfs.1
+                        ),
+                    });
+                }
+                if n == 0
+                    || patches != n
+                    || !(0..n).all(|i| has(&patch_member(i)))
+                    || has(ROOTFS)
+                    || has(INITRD) == same_initrd.is_some()
+                {
                     return Err(BundleError::Missing("member"));
                 }
                 Some(Delta {
                     base_version: v,
                     base_rootfs: (sha, size),
                     memory: memory.ok_or(BundleError::Missing("memory"))?,
+                    segments,
                     same_initrd,
                 })
             }
@@ -252,7 +344,7 @@ impl Manifest {
             hardware: hardware.ok_or(BundleError::Missing("hardware"))?,
             min_version: min.ok_or(BundleError::Missing("min-version"))?,
             options: options.ok_or(BundleError::Missing("options"))?,
-            rootfs: rootfs.ok_or(BundleError::Missing("rootfs"))?,
+            rootfs,
             kernel: kernel.ok_or(BundleError::Missing("kernel"))?,
             delta,
             members,

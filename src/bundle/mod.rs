@@ -26,9 +26,15 @@
 //! ```text
 //! base <base version> <sha256 of the base root image> <bytes>
 //! memory <bytes the device needs free to apply it>
+//! segments <segment bytes> <margin bytes>
 //! same-initrd <sha256>                  (when the initrd member is left out)
-//! member rootfs.img.zst-patch <sha256> <bytes>
+//! member rootfs.img.zst-patch.0 <sha256> <bytes>
+//! member rootfs.img.zst-patch.1 <sha256> <bytes>
 //! ```
+//!
+//! The patch comes in segments so that the device's memory does not grow with the image: patch
+//! `i` rebuilds bytes `[i·S, (i+1)·S)` of the new root image against a window of the base root
+//! image reaching the margin either side of the same offset (`Segments::base_range`).
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -53,17 +59,34 @@ pub const INITRD: &str = "initrd";
 pub const ROOTFS: &str = "rootfs.img.gz";
 /// The payload members of a full bundle, in archive order.
 pub const PAYLOAD: [&str; 3] = [LINUX, INITRD, ROOTFS];
-/// The root image as a zstd patch against the base root image (delta bundles).
-pub const ROOTFS_PATCH: &str = "rootfs.img.zst-patch";
-/// Every member name a manifest may list.
-pub const KNOWN_MEMBERS: [&str; 4] = [LINUX, INITRD, ROOTFS, ROOTFS_PATCH];
+/// The root image as zstd patches against the base root image (delta bundles): the name of
+/// segment `i`'s patch is this and `i` in decimal.
+pub const ROOTFS_PATCH: &str = "rootfs.img.zst-patch.";
+/// Member names a manifest may list besides the patches.
+const FIXED_MEMBERS: [&str; 3] = [LINUX, INITRD, ROOTFS];
+
+/// The member holding segment `i`'s patch.
+pub fn patch_member(i: u64) -> String {
+    format!("{ROOTFS_PATCH}{i}")
+}
+
+/// The segment a patch member rebuilds, if `name` is one (plain decimal, no leading zeros).
+pub fn patch_index(name: &str) -> Option<u64> {
+    let i: u64 = name.strip_prefix(ROOTFS_PATCH)?.parse().ok()?;
+    (patch_member(i) == name).then_some(i)
+}
+
+/// A member name a manifest may list.
+pub fn is_known_member(name: &str) -> bool {
+    FIXED_MEMBERS.contains(&name) || patch_index(name).is_some()
+}
 
 /// Largest manifest or signature member read (both are a few hundred bytes).
 const MAX_SMALL: u64 = 64 << 10;
 
 mod manifest;
 
-pub use manifest::{BundleError, Delta, Manifest, Member};
+pub use manifest::{BundleError, Delta, Manifest, Member, Segments};
 
 fn header(name: &str, size: u64, mtime: i64) -> Result<tar::Header> {
     Ok(crate::base::fsx::tar_file_header(
@@ -256,7 +279,7 @@ impl Bundle {
     pub fn payload_bytes(&self) -> u64 {
         self.members
             .iter()
-            .filter(|m| KNOWN_MEMBERS.contains(&m.name.as_str()))
+            .filter(|m| is_known_member(&m.name))
             .map(|m| m.size)
             .sum()
     }
@@ -384,6 +407,59 @@ mod tests {
         assert_eq!(
             Manifest::parse(&short).unwrap_err(),
             BundleError::Missing("rootfs")
+        );
+    }
+
+    #[test]
+    fn a_delta_manifest_lists_one_patch_per_segment() {
+        let mut m = manifest(&[
+            (LINUX, b"k"),
+            ("rootfs.img.zst-patch.0", b"p0"),
+            ("rootfs.img.zst-patch.1", b"p1"),
+        ]);
+        m.rootfs.1 = (1 << 20) + 1;
+        m.delta = Some(Delta {
+            base_version: "1.0.0".into(),
+            base_rootfs: (hex::encode(Sha256::digest(b"base")), 1 << 20),
+            memory: 64 << 20,
+            segments: Segments {
+                size: 1 << 20,
+                margin: 0,
+            },
+            same_initrd: Some(hex::encode(Sha256::digest(b"i"))),
+        });
+        let text = m.to_text();
+        assert!(text.contains("\nsegments 1048576 0\n"), "{text}");
+        assert_eq!(Manifest::parse(&text).unwrap(), m);
+        assert_eq!(patch_index("rootfs.img.zst-patch.12"), Some(12));
+        assert_eq!(patch_index("rootfs.img.zst-patch.012"), None);
+        assert_eq!(patch_index("rootfs.img.zst-patch."), None);
+        // A missing, extra or out-of-range patch; segments not in whole MiB; none at all.
+        let no_second: String = text
+            .lines()
+            .filter(|l| !l.starts_with("member rootfs.img.zst-patch.1"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(
+            Manifest::parse(&no_second).unwrap_err(),
+            BundleError::Missing("member")
+        );
+        let third = format!("{text}member rootfs.img.zst-patch.2 {} 2\n", "0".repeat(64));
+        assert_eq!(
+            Manifest::parse(&third).unwrap_err(),
+            BundleError::Missing("member")
+        );
+        let odd = text.replace("segments 1048576 0", "segments 1048577 0");
+        assert!(matches!(
+            Manifest::parse(&odd),
+            Err(BundleError::BadLine { line: 12, .. })
+        ));
+        let tiny = text.replace("segments 1048576 0", "segments 0 0");
+        assert!(Manifest::parse(&tiny).is_err());
+        let none = text.replace("segments 1048576 0\n", "");
+        assert_eq!(
+            Manifest::parse(&none).unwrap_err(),
+            BundleError::Missing("segments")
         );
     }
 }
