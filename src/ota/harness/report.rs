@@ -69,9 +69,10 @@ pub struct BootRun {
 /// A delta bundle applied on the device: the updater's own figures.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeltaApplied {
-    /// Seconds zstd took to rebuild the root image into the inactive slot.
+    /// Seconds the rebuild of the root image into the inactive slot took (reading the base
+    /// windows and running zstd on each segment).
     pub seconds: f64,
-    /// Peak memory: zstd's peak resident set plus the base copy in tmpfs (none when the device
+    /// Peak memory: zstd's peak resident set plus the base window in tmpfs (none when the device
     /// has no busybox `time` to measure it).
     pub peak_bytes: Option<u64>,
     /// The memory the bundle states it needs.
