@@ -16,6 +16,9 @@ use crate::qemu::{self, VmSpec};
 
 /// How long the console is still read after a fatal line, for the report's tail.
 const AFTER_FATAL: Duration = Duration::from_secs(3);
+/// How long the console must stay quiet before a matching unfinished line counts as the
+/// foreign disk's ready pattern (a prompt waits; a line split in transit goes on at once).
+const PARTIAL_QUIET: Duration = Duration::from_millis(300);
 
 /// Result of one boot.
 #[derive(Debug, Clone)]
@@ -148,6 +151,7 @@ pub fn boot_once(
     let mut failure: Option<Failure> = None;
     let mut seconds = 0.0;
     let mut fatal_at: Option<Instant> = None;
+    let mut partial_match: Option<(String, f64, Instant)> = None;
     // Ready by login: the console is read (for fatal lines) while the login is tried.
     loop {
         if by_login {
@@ -157,24 +161,38 @@ pub fn boot_once(
             failure = Some(Failure::Interrupted);
             break;
         }
+        // A partial line that matched is taken once the console is quiet for a moment: the
+        // rest of a line that was only split in transit comes with it.
+        if let Some((part, at, when)) = &partial_match {
+            if when.elapsed() >= PARTIAL_QUIET {
+                all.push(format!("[{at:8.3}] {part}"));
+                ready = Some(crate::boottest::console::Ready::matched(part));
+                seconds = *at;
+                break;
+            }
+        }
         let wait = match (timeout.checked_sub(start.elapsed()), fatal_at) {
             (None, _) => {
                 failure.get_or_insert_with(|| console.timeout(timeout.as_secs()));
                 break;
             }
             (Some(_), Some(t)) if t.elapsed() > AFTER_FATAL => break,
-            (Some(l), _) => l.min(Duration::from_millis(500)),
+            (Some(l), _) => l.min(Duration::from_millis(if partial_match.is_some() {
+                50
+            } else {
+                500
+            })),
         };
         match rx.recv_timeout(wait) {
             // A foreign disk's prompt (`login: `) is ready before its line ends, if ever.
             Ok(ConsoleEvent::Partial(part)) => {
-                if pattern.is_some_and(|p| p.is_match(&part)) {
-                    let at = start.elapsed().as_secs_f64();
-                    all.push(format!("[{at:8.3}] {part}"));
-                    ready = Some(crate::boottest::console::Ready::matched(&part));
-                    seconds = at;
-                    break;
-                }
+                partial_match = if pattern.is_some_and(|p| p.is_match(&part)) {
+                    let at =
+                        partial_match.map_or_else(|| start.elapsed().as_secs_f64(), |(_, a, _)| a);
+                    Some((part, at, Instant::now()))
+                } else {
+                    None
+                };
             }
             Ok(ConsoleEvent::Line(line)) => {
                 let at = start.elapsed().as_secs_f64();
@@ -182,9 +200,11 @@ pub fn boot_once(
                 all.push(format!("[{at:8.3}] {line}"));
                 if pattern.is_some_and(|p| p.is_match(&line)) {
                     ready = Some(crate::boottest::console::Ready::matched(&line));
-                    seconds = at;
+                    // Ready when its first part was seen.
+                    seconds = partial_match.take().map_or(at, |(_, a, _)| a);
                     break;
                 }
+                partial_match = None;
                 match console.feed(&line, at) {
                     // Only Ingot's own images are ready at INGOT-READY: a foreign disk (which
                     // may well be an Ingot image) is ready at its pattern.
