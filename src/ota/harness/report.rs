@@ -275,7 +275,7 @@ mod tests {
     #[test]
     fn the_updaters_delta_line_is_read() {
         let d = DeltaApplied::parse(
-            "[  41.2] ingot-update: delta applied in 12.07s, peak memory 141557760 bytes (zstd 91226112 resident + base copy 50331648 in tmpfs; the bundle states 203423744)",
+            "[  41.2] ingot-update: delta applied in 12.07s, peak memory 141557760 bytes (zstd 91226112 resident + base window 50331648 in tmpfs; the bundle states 203423744; 2 segments)",
         )
         .unwrap();
         assert_eq!(
@@ -291,7 +291,7 @@ mod tests {
             "delta rebuilt on the device in 12.07s, peak memory 135.0 MiB of the 194.0 MiB the bundle states"
         );
         let d = DeltaApplied::parse(
-            "ingot-update: delta applied in 3.50s (peak memory not measured: no busybox time)",
+            "ingot-update: delta applied in 3.50s (peak memory not measured: no busybox time; 1 segments)",
         )
         .unwrap();
         assert_eq!((d.seconds, d.peak_bytes), (3.5, None));
