@@ -209,11 +209,31 @@ pub fn pull(client: &Client, dest: &Path, opts: &PullOptions<'_>) -> Result<Stri
         .iter()
         .any(|l| l.title() == Some(image_dir::DISK_RAW));
     let raw_path = work.join(image_dir::DISK_RAW);
-    let rebuilt = super::parallel(&m.layers, |d| {
+    // manifest.json first (a few kB): it says whether disk.raw.zst is a file of the image or
+    // only its transfer form, which is then decompressed without being kept. Unverified here;
+    // the signature check below reads these same bytes, so a manifest that lied would fail.
+    let (first, rest): (Vec<&Descriptor>, Vec<&Descriptor>) = m
+        .layers
+        .iter()
+        .partition(|d| d.title() == Some(image_dir::MANIFEST));
+    let fetch = |d: &Descriptor, keep: bool| {
         let title = d.title().unwrap_or_default();
         let bar = multi.add(crate::progress::transfer(title, d.size, live));
         let unpack = (rebuild && title == image_dir::DISK_ZST).then_some(raw_path.as_path());
-        fetch_blob(client, d, &work.join(title), unpack, &bar)
+        let path = work.join(title);
+        fetch_blob(client, d, keep.then_some(path.as_path()), unpack, &bar)
+    };
+    for d in &first {
+        fetch(d, true)?;
+    }
+    let mp = work.join(image_dir::MANIFEST);
+    let zst_listed = std::fs::read(&mp)
+        .ok()
+        .and_then(|b| image_dir::Manifest::parse(&b, &mp).ok())
+        .is_none_or(|m| m.artifacts.contains_key(image_dir::DISK_ZST));
+    let rebuilt = super::parallel(&rest, |d| {
+        let keep = !(rebuild && d.title() == Some(image_dir::DISK_ZST)) || zst_listed;
+        fetch(d, keep)
     })?;
     // Each blob was hashed as it streamed and matched its descriptor: those digests are what
     // the signed manifest is checked against, with disk.raw hashed as it was rebuilt.
@@ -224,12 +244,6 @@ pub fn pull(client: &Client, dest: &Path, opts: &PullOptions<'_>) -> Result<Stri
     }
     if let Some(raw) = rebuilt.into_iter().flatten().next() {
         known.hashed.insert(image_dir::DISK_RAW.to_string(), raw);
-    }
-    let dir = ImageDir::open(&work)?;
-    let zst = work.join(image_dir::DISK_ZST);
-    if zst.exists() && !dir.manifest.artifacts.contains_key(image_dir::DISK_ZST) {
-        // Derived for the transfer only: the image as built has no such file.
-        std::fs::remove_file(&zst).with_context(|| format!("removing {}", zst.display()))?;
     }
     let dir = ImageDir::open_verified_with(&work, opts.key, &known)
         .with_context(|| format!("{r}: the pulled image does not verify"))?;
@@ -249,14 +263,18 @@ pub fn pull(client: &Client, dest: &Path, opts: &PullOptions<'_>) -> Result<Stri
 fn fetch_blob(
     client: &Client,
     d: &Descriptor,
-    path: &Path,
+    path: Option<&Path>,
     unpack_to: Option<&Path>,
     bar: &indicatif::ProgressBar,
 ) -> Result<Option<(String, u64)>> {
     let name = d.title().unwrap_or("blob");
     let reader = bar.wrap_read(client.get_blob(&d.digest)?.take(d.size + 1));
     let mut hr = HashingReader::new(reader);
-    let mut f = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    // No path: the blob is only the transfer form of what `unpack_to` rebuilds.
+    let mut f = match path {
+        Some(p) => Some(File::create(p).with_context(|| format!("creating {}", p.display()))?),
+        None => None,
+    };
     // disk.raw.zst is decompressed into disk.raw as it arrives: one pass, no second read.
     let mut unpack = match unpack_to {
         Some(raw) => Some(zstd::stream::write::Decoder::new(SparseWriter::create(
@@ -274,8 +292,10 @@ fn fetch_blob(
         if n == 0 {
             break;
         }
-        f.write_all(&buf[..n])
-            .with_context(|| format!("writing {}", path.display()))?;
+        if let (Some(f), Some(p)) = (f.as_mut(), path) {
+            f.write_all(&buf[..n])
+                .with_context(|| format!("writing {}", p.display()))?;
+        }
         if let Some(u) = unpack.as_mut() {
             if let Err(e) = u.write_all(&buf[..n]) {
                 // Go on hashing: a blob that is not what the manifest names is the better
@@ -305,6 +325,14 @@ fn fetch_blob(
         }
         None => Ok(None),
     }
+}
+
+/// Whether `buf` holds only zero bytes. Folds 4 KiB at a time without an early exit inside a
+/// block, which the compiler vectorises (a byte-at-a-time `all` is several times slower, and a
+/// rebuilt disk is mostly zeros).
+fn is_zero(buf: &[u8]) -> bool {
+    buf.chunks(4096)
+        .all(|c| c.iter().fold(0u8, |acc, b| acc | b) == 0)
 }
 
 /// A file written with holes where the data is zero, hashing everything written.
@@ -337,7 +365,7 @@ impl SparseWriter {
 impl Write for SparseWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         sha2::Digest::update(&mut self.sha, buf);
-        if buf.iter().all(|b| *b == 0) {
+        if is_zero(buf) {
             self.file.seek(SeekFrom::Current(buf.len() as i64))?;
         } else {
             self.file.write_all(buf)?;
@@ -347,5 +375,46 @@ impl Write for SparseWriter {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         self.file.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_blocks_become_holes_and_everything_is_hashed() {
+        assert!(is_zero(&[]));
+        assert!(is_zero(&[0u8; 10_000]));
+        let mut b = vec![0u8; 10_000];
+        b[9_999] = 1;
+        assert!(!is_zero(&b));
+        b[9_999] = 0;
+        b[0] = 0x80;
+        assert!(!is_zero(&b));
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("disk.raw");
+        let mut w = SparseWriter::create(&path).unwrap();
+        let data = [
+            vec![7u8; 4096],
+            vec![0u8; 1 << 20],
+            vec![9u8; 100],
+            vec![0u8; 8192],
+        ];
+        for d in &data {
+            w.write_all(d).unwrap();
+        }
+        let (hex, size) = w.finish().unwrap();
+        let all = data.concat();
+        assert_eq!(size, all.len() as u64);
+        assert_eq!(
+            hex,
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&all))
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), all);
+        // The megabyte of zeros was skipped, not written.
+        use std::os::unix::fs::MetadataExt;
+        assert!(std::fs::metadata(&path).unwrap().blocks() * 512 < 512 * 1024);
     }
 }
