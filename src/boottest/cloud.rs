@@ -309,6 +309,31 @@ fn ssh(
     Ok((code, out, err))
 }
 
+/// [`ssh`] once more, within `limit`, when the connection itself failed (exit 255 without an
+/// authentication refusal): after the first login the guest's sshd can still reload (for
+/// example once its RSA host key is made) and refuse a connection for a moment.
+fn ssh_again(
+    seed: &Seed,
+    port: u16,
+    known_hosts: &Path,
+    command: &str,
+    limit: Duration,
+    stop: &AtomicBool,
+) -> Result<(Option<i32>, String, String)> {
+    let until = Instant::now() + limit;
+    let mut tries = 0;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        let r = ssh(seed, port, known_hosts, command, left, stop)?;
+        tries += 1;
+        let refused = r.0 == Some(255) && !r.2.contains("Permission denied");
+        if !refused || tries >= 3 || left < Duration::from_secs(5) || stop.load(Ordering::SeqCst) {
+            return Ok(r);
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
 /// Log in until it works, `deadline` or `stop` (the console saw the boot fail): the step that
 /// failed last and its words on failure.
 pub fn login(
@@ -394,7 +419,7 @@ pub fn login(
             let left = deadline
                 .saturating_duration_since(Instant::now())
                 .max(Duration::from_secs(30));
-            let (code, out, err) = ssh(seed, port, &known_hosts, c, left, stop)
+            let (code, out, err) = ssh_again(seed, port, &known_hosts, c, left, stop)
                 .map_err(|e| ("ssh client".to_string(), format!("{e:#}")))?;
             if code != Some(0) {
                 return Err((
@@ -413,9 +438,15 @@ pub fn login(
             .saturating_duration_since(Instant::now())
             .max(Duration::from_secs(30))
             .min(Duration::from_secs(120));
-        let analyze = match ssh(seed, port, &known_hosts, ANALYZE, left, stop) {
+        let analyze = match ssh_again(seed, port, &known_hosts, ANALYZE, left, stop) {
             Ok((Some(0), out, _)) => out.trim_end().to_string(),
-            _ => String::new(),
+            // Said in the report, so a missing analysis explains itself.
+            Ok((code, out, err)) => format!(
+                "(systemd-analyze over SSH: exit {}: {})",
+                code.map_or("none, killed at the deadline".into(), |c| c.to_string()),
+                format!("{}{}", out.trim(), err.trim()).trim()
+            ),
+            Err(e) => format!("(systemd-analyze over SSH: {e:#})"),
         };
         return Ok(Login {
             seconds,
