@@ -95,7 +95,7 @@ pub(super) fn shell_quote(s: &str) -> String {
 /// `rollback=1` to the line), or reboots one that is not while its entry has tries left.
 pub(super) fn ready_script(id: &Identity, agents: &[Agent], ab: bool) -> String {
     let mut s = String::from(
-        "#!/bin/sh\n# Ingot check-in agent: waits for each agent's readiness probe, then prints one line\n# to the console for boot tests and fleet tooling.\nPATH=/usr/sbin:/usr/bin:/sbin:/bin\nread -r start _ < /proc/uptime\nprobe() {\n  # Poll twenty times a second (agents usually come up within a fraction of one) for t seconds.\n  t=$1; shift\n  i=0\n  while [ \"$i\" -lt \"$((t * 20))\" ]; do\n    if sh -c \"$1\" >/dev/null 2>&1; then read -r u _ < /proc/uptime; echo \"ok $u\"; return; fi\n    sleep 0.05 2>/dev/null || { sleep 1; i=$((i + 19)); }\n    i=$((i + 1))\n  done\n  echo fail\n}\nd=${INGOT_READY_DIR:-/run/ingot-ready}\nrm -rf \"$d\"; mkdir -p \"$d\"\n",
+        "#!/bin/sh\n# Ingot check-in agent: waits for each agent's readiness probe, then prints one line\n# to the console for boot tests and fleet tooling.\nPATH=/usr/sbin:/usr/bin:/sbin:/bin\nread -r start _ < /proc/uptime\nprobe() {\n  # For t seconds: twenty polls a second for the first half second (most agents are up by\n  # then), then four: every poll starts processes, and on a slow or emulated machine a tighter\n  # loop takes the CPU the agent still starting needs. i counts twentieths of a second.\n  t=$1; shift\n  i=0\n  while [ \"$i\" -lt \"$((t * 20))\" ]; do\n    if sh -c \"$1\" >/dev/null 2>&1; then read -r u _ < /proc/uptime; echo \"ok $u\"; return; fi\n    if [ \"$i\" -lt 10 ]; then s=1; p=0.05; else s=5; p=0.25; fi\n    sleep \"$p\" 2>/dev/null || { sleep 1; s=20; }\n    i=$((i + s))\n  done\n  echo fail\n}\nd=${INGOT_READY_DIR:-/run/ingot-ready}\nrm -rf \"$d\"; mkdir -p \"$d\"\n",
     );
     for (n, a) in agents.iter().enumerate() {
         s.push_str(&format!(
@@ -295,11 +295,92 @@ pub(super) fn systemd_network(tree: &mut Tree, profile: &Profile) -> Result<()> 
     Ok(())
 }
 
+/// systemd generators that would find nothing to do in this image, with what they read: each
+/// is a process started before the first unit on every boot (80-200 ms apiece in a TCG guest,
+/// where they all share one host thread). A generator stays when the image or the hardware
+/// profile's kernel command line holds its input; one given it later (a crypttab added on the
+/// machine, an option typed at the boot menu) finds it masked, so that is in the boot log's
+/// reach: `/etc/systemd/system-generators/NAME -> /dev/null`, removed to restore it.
+const IDLE_GENERATORS: &[(&str, &[&str], &[&str])] = &[
+    // (generator, files in the image it reads, kernel command-line words it reads)
+    ("systemd-cryptsetup-generator", &["etc/crypttab"], &["luks"]),
+    (
+        "systemd-veritysetup-generator",
+        &["etc/veritytab"],
+        &["verity"],
+    ),
+    (
+        "systemd-integritysetup-generator",
+        &["etc/integritytab"],
+        &["integrity"],
+    ),
+    ("systemd-hibernate-resume-generator", &[], &["resume"]),
+    ("systemd-rc-local-generator", &["etc/rc.local"], &[]),
+];
+
+/// Mask the generators of [`IDLE_GENERATORS`] whose inputs are absent, and the SysV generator
+/// when every script in `/etc/init.d` has a native unit (it then makes no unit either: Ingot
+/// runs no maintainer scripts, so no `rc?.d` link enables one anyway).
+pub(super) fn mask_idle_generators(tree: &mut Tree, cmdline: &str) -> Result<()> {
+    let dir = "usr/lib/systemd/system-generators";
+    let mask = |tree: &mut Tree, name: &str| -> Result<()> {
+        if tree.exists(&format!("{dir}/{name}"))
+            && !tree.exists(&format!("etc/systemd/system-generators/{name}"))
+        {
+            tree.insert(
+                &format!("etc/systemd/system-generators/{name}"),
+                Entry::symlink("/dev/null"),
+            )?;
+        }
+        Ok(())
+    };
+    for (name, files, words) in IDLE_GENERATORS {
+        let used = files.iter().any(|f| tree.exists(f))
+            || cmdline.split_whitespace().any(|w| {
+                let key = w.split('=').next().unwrap_or(w);
+                words.iter().any(|x| key.contains(x))
+            });
+        if !used {
+            mask(tree, name)?;
+        }
+    }
+    let scripts: Vec<String> = tree
+        .children("etc/init.d")
+        .filter_map(|p| p.rsplit('/').next())
+        .filter(|n| !n.starts_with('.') && *n != "README" && *n != "skeleton")
+        .map(str::to_string)
+        .collect();
+    // A unit of the script's name, even a link (Debian masks hwclock.sh's with /dev/null and
+    // aliases kmod's and procps's to systemd's own), makes the generator skip the script.
+    let native = |s: &str| {
+        let unit = s.strip_suffix(".sh").unwrap_or(s);
+        [
+            "etc/systemd/system",
+            "usr/lib/systemd/system",
+            "lib/systemd/system",
+        ]
+        .iter()
+        .any(|d| {
+            tree.resolve_parent(&format!("{d}/{unit}.service"))
+                .is_ok_and(|p| tree.get(&p).is_some())
+        })
+    };
+    if scripts.iter().all(|s| native(s)) {
+        mask(tree, "systemd-sysv-generator")?;
+    }
+    Ok(())
+}
+
 /// systemd: units enabled the way `systemctl enable` would, the ready check, first-boot units.
 /// On an A/B disk (`ab`) the ready check is ordered before `boot-complete.target` and decides
 /// the boot (blessing it, or rebooting while the entry has tries left), then `ingot-update
 /// auto` looks for an update; `ingot-ota-setup.service` starts the watchdog.
-pub(super) fn systemd_setup(tree: &mut Tree, profile: &Profile, ab: bool) -> Result<()> {
+pub(super) fn systemd_setup(
+    tree: &mut Tree,
+    profile: &Profile,
+    cmdline: &str,
+    ab: bool,
+) -> Result<()> {
     if !tree.exists("usr/lib/systemd/systemd") {
         bail!(
             "{}: init = \"systemd\" needs the `systemd` package in the package list",
@@ -341,7 +422,9 @@ pub(super) fn systemd_setup(tree: &mut Tree, profile: &Profile, ab: bool) -> Res
     // ssh host keys are made at first boot, never baked in (Debian's ssh.service does not).
     // Ed25519 and ECDSA keys take milliseconds and come before sshd starts; the RSA key
     // (3072 bits: about 9 s of a TCG guest's first boot, on its critical path when it came
-    // first) follows once sshd runs, which then reloads to offer it too. A key file is renamed
+    // first) follows once the ready line is out (made while the last units and the agents'
+    // probes started, it still took their CPU: x86_64 TCG runs every vCPU on one host
+    // thread), and sshd then reloads to offer it too. A key file is renamed
     // into place only when whole, so a power cut leaves no empty key that would stop either.
     // Both come after cloud-init's network stage, which makes the keys itself where it runs
     // (its ssh module deletes and remakes them): they then only fill in what it left out.
@@ -353,12 +436,12 @@ pub(super) fn systemd_setup(tree: &mut Tree, profile: &Profile, ab: bool) -> Res
             "[Unit]\nDescription=Create SSH host keys for this machine (Ed25519, ECDSA)\nAfter=cloud-init.service\nBefore=ssh.service\n\n[Service]\nType=oneshot\nExecStart=/usr/lib/ingot/ssh-hostkeys ed25519 ecdsa\n\n[Install]\nWantedBy=multi-user.target ssh.service\n",
             0o644,
         )?;
-        // No default dependencies: multi-user.target (and the ready line after it) does not
-        // wait for the RSA key; sshd serves the other two meanwhile.
+        // No default dependencies: multi-user.target does not wait for the RSA key (which
+        // waits for the ready line); sshd serves the other two meanwhile.
         put(
             tree,
             "usr/lib/systemd/system/ingot-ssh-hostkey-rsa.service",
-            "[Unit]\nDescription=Create this machine's RSA SSH host key, then reload sshd\nDefaultDependencies=no\nAfter=ssh.service sysinit.target cloud-init.service\nConflicts=shutdown.target\nBefore=shutdown.target\nConditionPathExists=!/etc/ssh/ssh_host_rsa_key\n\n[Service]\nType=oneshot\nExecStart=/usr/lib/ingot/ssh-hostkeys rsa\nExecStartPost=-/bin/systemctl try-reload-or-restart ssh.service\n\n[Install]\nWantedBy=multi-user.target\n",
+            "[Unit]\nDescription=Create this machine's RSA SSH host key, then reload sshd\nDefaultDependencies=no\nAfter=ssh.service sysinit.target cloud-init.service ingot-ready.service\nConflicts=shutdown.target\nBefore=shutdown.target\nConditionPathExists=!/etc/ssh/ssh_host_rsa_key\n\n[Service]\nType=oneshot\nExecStart=/usr/lib/ingot/ssh-hostkeys rsa\nExecStartPost=-/bin/systemctl try-reload-or-restart ssh.service\n\n[Install]\nWantedBy=multi-user.target\n",
             0o644,
         )?;
         enable_unit(tree, "ingot-ssh-hostkeys.service", "ingot")?;
@@ -385,6 +468,7 @@ disable *
         "etc/systemd/system/systemd-firstboot.service",
         Entry::symlink("/dev/null"),
     )?;
+    mask_idle_generators(tree, cmdline)?;
     // kmod's binary indexes (modules.dep.bin and the rest) are made at build time
     // (`boot::kmod::binary_indexes`), so nothing indexes modules at first boot.
     systemd_network(tree, profile)?;

@@ -235,7 +235,10 @@ pub fn system(
     pam::common_stacks(tree)?;
     match profile.init {
         InitSystem::Busybox => busybox_init(tree, profile, &hw.console, ab)?,
-        InitSystem::Systemd => systemd_setup(tree, profile, ab)?,
+        InitSystem::Systemd => {
+            let cmdline = format!("{} {}", hw.cmdline, profile.kernel.cmdline);
+            systemd_setup(tree, profile, &cmdline, ab)?
+        }
     }
     Ok(())
 }
@@ -310,7 +313,8 @@ mod tests {
             .env("INGOT_CONSOLE", &console)
             .spawn()
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(300));
+        // Late enough for the slower polls that follow the first half second.
+        std::thread::sleep(std::time::Duration::from_millis(800));
         std::fs::write(&flag, "").unwrap();
         assert!(child.wait().unwrap().success());
         let line = std::fs::read_to_string(&console).unwrap();
@@ -322,6 +326,71 @@ mod tests {
         assert!(
             !t.path().join("probes").exists(),
             "probe results left behind"
+        );
+    }
+
+    #[test]
+    fn generators_without_input_are_masked() {
+        let gens = [
+            "systemd-cryptsetup-generator",
+            "systemd-veritysetup-generator",
+            "systemd-integritysetup-generator",
+            "systemd-hibernate-resume-generator",
+            "systemd-rc-local-generator",
+            "systemd-sysv-generator",
+            "systemd-getty-generator",
+        ];
+        let base = || {
+            let mut t = Tree::new();
+            for g in gens {
+                t.insert(
+                    &format!("usr/lib/systemd/system-generators/{g}"),
+                    Entry::file("", 0o755),
+                )
+                .unwrap();
+            }
+            t.insert("etc/init.d/ssh", Entry::file("", 0o755)).unwrap();
+            t.insert("lib/systemd/system/ssh.service", Entry::file("", 0o644))
+                .unwrap();
+            // Masked by a link to /dev/null, which the tree does not hold.
+            t.insert("etc/init.d/hwclock.sh", Entry::file("", 0o755))
+                .unwrap();
+            t.insert(
+                "lib/systemd/system/hwclock.service",
+                Entry::symlink("/dev/null"),
+            )
+            .unwrap();
+            t
+        };
+        let masked = |t: &Tree| -> Vec<&str> {
+            gens.iter()
+                .copied()
+                .filter(|g| {
+                    matches!(
+                        t.get(&format!("etc/systemd/system-generators/{g}")),
+                        Some(e) if matches!(&e.kind, crate::tree::Kind::Symlink(l) if l == "/dev/null")
+                    )
+                })
+                .collect()
+        };
+        let mut t = base();
+        init::mask_idle_generators(&mut t, "quiet panic=-1").unwrap();
+        assert_eq!(masked(&t), &gens[..6]);
+
+        // Each input keeps its generator: a crypttab, a resume= word, an rc.local, an init
+        // script without a native unit.
+        let mut t = base();
+        t.insert("etc/crypttab", Entry::file("", 0o644)).unwrap();
+        t.insert("etc/rc.local", Entry::file("", 0o755)).unwrap();
+        t.insert("etc/init.d/legacy", Entry::file("", 0o755))
+            .unwrap();
+        init::mask_idle_generators(&mut t, "quiet resume=/dev/vda3 rd.luks.uuid=x").unwrap();
+        assert_eq!(
+            masked(&t),
+            [
+                "systemd-veritysetup-generator",
+                "systemd-integritysetup-generator"
+            ]
         );
     }
 
