@@ -297,17 +297,17 @@ pub(super) fn systemd_network(tree: &mut Tree, profile: &Profile) -> Result<()> 
 
 /// systemd generators that would find nothing to do in this image, with what they read: each
 /// is a process started before the first unit on every boot (80-200 ms apiece in a TCG guest,
-/// where they all share one host thread). A generator stays when the image or the hardware
-/// profile's kernel command line holds its input; one given it later (a crypttab added on the
-/// machine, an option typed at the boot menu) finds it masked, so that is in the boot log's
-/// reach: `/etc/systemd/system-generators/NAME -> /dev/null`, removed to restore it.
+/// where they all share one host thread). A generator stays when the image or the kernel
+/// command line (hardware and image profile) holds its input; input given only later (a
+/// crypttab added on the machine, an option typed at the boot menu) finds it masked by
+/// `/etc/systemd/system-generators/NAME -> /dev/null`, which is removed to restore it.
 const IDLE_GENERATORS: &[(&str, &[&str], &[&str])] = &[
     // (generator, files in the image it reads, kernel command-line words it reads)
     ("systemd-cryptsetup-generator", &["etc/crypttab"], &["luks"]),
     (
         "systemd-veritysetup-generator",
         &["etc/veritytab"],
-        &["verity"],
+        &["verity", "roothash", "usrhash"],
     ),
     (
         "systemd-integritysetup-generator",

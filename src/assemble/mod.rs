@@ -392,6 +392,10 @@ mod tests {
                 "systemd-integritysetup-generator"
             ]
         );
+        // A dm-verity root hash on the command line keeps the veritysetup generator.
+        let mut t = base();
+        init::mask_idle_generators(&mut t, "quiet roothash=ab12").unwrap();
+        assert!(!masked(&t).contains(&"systemd-veritysetup-generator"));
     }
 
     #[test]
