@@ -324,8 +324,12 @@ const IDLE_GENERATORS: &[(&str, &[&str], &[&str])] = &[
 pub(super) fn mask_idle_generators(tree: &mut Tree, cmdline: &str) -> Result<()> {
     let dir = "usr/lib/systemd/system-generators";
     let mask = |tree: &mut Tree, name: &str| -> Result<()> {
+        // Leaves alone anything already at the path (a profile's own file or link, which
+        // `exists` would look through to a /dev/null the tree does not hold).
         if tree.exists(&format!("{dir}/{name}"))
-            && !tree.exists(&format!("etc/systemd/system-generators/{name}"))
+            && tree
+                .get(&format!("etc/systemd/system-generators/{name}"))
+                .is_none()
         {
             tree.insert(
                 &format!("etc/systemd/system-generators/{name}"),

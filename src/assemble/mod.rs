@@ -392,6 +392,15 @@ mod tests {
                 "systemd-integritysetup-generator"
             ]
         );
+        // A profile's own entry at the mask's path is left as it is.
+        let mut t = base();
+        t.insert(
+            "etc/systemd/system-generators/systemd-rc-local-generator",
+            Entry::symlink("/usr/local/lib/my-generator"),
+        )
+        .unwrap();
+        init::mask_idle_generators(&mut t, "quiet").unwrap();
+        assert!(!masked(&t).contains(&"systemd-rc-local-generator"));
         // A dm-verity root hash on the command line keeps the veritysetup generator.
         let mut t = base();
         init::mask_idle_generators(&mut t, "quiet roothash=ab12").unwrap();
