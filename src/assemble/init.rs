@@ -375,6 +375,98 @@ pub(super) fn mask_idle_generators(tree: &mut Tree, cmdline: &str) -> Result<()>
     Ok(())
 }
 
+/// Kernel command-line options `systemd-network-generator` turns into network units (systemd
+/// 252's table; the names its binary carries).
+const NETWORK_GENERATOR_WORDS: &[&str] = &[
+    "ip",
+    "rd.route",
+    "nameserver",
+    "rd.peerdns",
+    "vlan",
+    "bridge",
+    "bond",
+    "ifname",
+    "net.ifname-policy",
+];
+
+/// `modprobe@` instances other units only want (a `Wants=`, never a `Requires=`): systemd-logind
+/// wants drm, systemd-pstore efi_pstore, systemd-repart loop and dm_mod.
+const WANTED_MODPROBES: &[&str] = &["drm", "efi_pstore", "dm_mod", "loop"];
+
+/// Is module `name` in the image's kernel (a file, built in, or an alias)? None when the tree
+/// holds no module index to tell.
+fn kernel_has_module(tree: &Tree, name: &str) -> Option<bool> {
+    let canon = |s: &str| s.replace('-', "_");
+    let want = canon(name);
+    let release = tree
+        .children("usr/lib/modules")
+        .find(|d| tree.exists(&format!("{d}/modules.dep")))?;
+    let text = |f: &str| {
+        tree.read(&format!("{release}/{f}"))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    };
+    let file_name = |path: &str| {
+        let base = path.rsplit('/').next().unwrap_or(path);
+        canon(base.split(".ko").next().unwrap_or(base))
+    };
+    let listed = text("modules.dep")
+        .lines()
+        .filter_map(|l| l.split_once(':').map(|(m, _)| m.to_string()))
+        .chain(text("modules.builtin").lines().map(str::to_string))
+        .any(|m| file_name(&m) == want);
+    let aliased = text("modules.alias").lines().any(|l| {
+        let mut w = l.split_whitespace();
+        w.next() == Some("alias") && w.next().is_some_and(|a| canon(a) == want)
+    });
+    Some(listed || aliased)
+}
+
+/// Mask units that would start on every boot only to find nothing to do: the network
+/// generator without a network option on the kernel command line (it runs before udevd),
+/// systemd-repart without a `repart.d` definition (its condition fails, but its wants still
+/// start `modprobe@loop` and `modprobe@dm_mod`), and the wanted `modprobe@` instances of
+/// modules this kernel does not have (pruned from the image). A unit the profile names in
+/// `services`, or any entry already at the mask's path, is left alone; removing the
+/// `/etc/systemd/system/NAME -> /dev/null` link restores a unit.
+pub(super) fn mask_idle_units(tree: &mut Tree, cmdline: &str, services: &[String]) -> Result<()> {
+    let mut idle: Vec<String> = Vec::new();
+    let words: Vec<&str> = cmdline
+        .split_whitespace()
+        .map(|w| w.split('=').next().unwrap_or(w))
+        .collect();
+    if !words.iter().any(|w| NETWORK_GENERATOR_WORDS.contains(w)) {
+        idle.push("systemd-network-generator.service".into());
+    }
+    let repart = ["etc", "usr/lib", "usr/local/lib", "lib"]
+        .iter()
+        .any(|d| tree.children(&format!("{d}/repart.d")).next().is_some());
+    if !repart {
+        idle.push("systemd-repart.service".into());
+    }
+    for m in WANTED_MODPROBES {
+        if kernel_has_module(tree, m) == Some(false) {
+            idle.push(format!("modprobe@{m}.service"));
+        }
+    }
+    for unit in idle {
+        let shipped = ["usr/lib/systemd/system", "lib/systemd/system"]
+            .iter()
+            .any(|d| {
+                let template = match unit.split_once('@') {
+                    Some((t, _)) => format!("{t}@.service"),
+                    None => unit.clone(),
+                };
+                tree.exists(&format!("{d}/{template}"))
+            });
+        let at = format!("etc/systemd/system/{unit}");
+        if shipped && !services.contains(&unit) && tree.get(&at).is_none() {
+            tree.insert(&at, Entry::symlink("/dev/null"))?;
+        }
+    }
+    Ok(())
+}
+
 /// systemd: units enabled the way `systemctl enable` would, the ready check, first-boot units.
 /// On an A/B disk (`ab`) the ready check is ordered before `boot-complete.target` and decides
 /// the boot (blessing it, or rebooting while the entry has tries left), then `ingot-update
@@ -484,6 +576,7 @@ disable *
             enable_unit(tree, s, &format!("agent {}", a.name))?;
         }
     }
+    mask_idle_units(tree, cmdline, &profile.services)?;
     tree.insert(
         "etc/systemd/system/default.target",
         Entry::symlink("/usr/lib/systemd/system/multi-user.target"),

@@ -408,6 +408,96 @@ mod tests {
     }
 
     #[test]
+    fn units_with_nothing_to_do_are_masked() {
+        let base = || {
+            let mut t = Tree::new();
+            for u in [
+                "systemd-network-generator.service",
+                "systemd-repart.service",
+                "modprobe@.service",
+            ] {
+                t.insert(
+                    &format!("usr/lib/systemd/system/{u}"),
+                    Entry::file("[Unit]\n", 0o644),
+                )
+                .unwrap();
+            }
+            let k = "usr/lib/modules/6.1.0-1-amd64";
+            // loop as a file, efi_pstore built in, dm_mod by an alias; drm pruned away.
+            t.insert(
+                &format!("{k}/modules.dep"),
+                Entry::file(
+                    "kernel/drivers/block/loop.ko.xz:\nkernel/drivers/md/dm-bufio.ko.xz:\n",
+                    0o644,
+                ),
+            )
+            .unwrap();
+            t.insert(
+                &format!("{k}/modules.builtin"),
+                Entry::file("kernel/drivers/firmware/efi/efi-pstore.ko\n", 0o644),
+            )
+            .unwrap();
+            t.insert(
+                &format!("{k}/modules.alias"),
+                Entry::file("alias dm-mod dm_bufio\n", 0o644),
+            )
+            .unwrap();
+            t
+        };
+        let masked = |t: &Tree| -> Vec<String> {
+            t.children("etc/systemd/system")
+                .filter(|p| {
+                    matches!(t.get(p), Some(e) if matches!(&e.kind, crate::tree::Kind::Symlink(l) if l == "/dev/null"))
+                })
+                .map(|p| p.rsplit('/').next().unwrap().to_string())
+                .collect()
+        };
+        let mut t = base();
+        init::mask_idle_units(&mut t, "quiet panic=-1", &[]).unwrap();
+        assert_eq!(
+            masked(&t),
+            [
+                "modprobe@drm.service",
+                "systemd-network-generator.service",
+                "systemd-repart.service"
+            ]
+        );
+        // A network option, a repart.d definition, a drm module, a profile's own choice:
+        // each keeps its unit.
+        let mut t = base();
+        t.insert("etc/repart.d/50-root.conf", Entry::file("", 0o644))
+            .unwrap();
+        t.insert(
+            "usr/lib/modules/6.1.0-1-amd64/modules.dep",
+            Entry::file(
+                "kernel/drivers/gpu/drm/drm.ko.xz:\nkernel/drivers/block/loop.ko.xz:\nkernel/drivers/md/dm-bufio.ko.xz:\n",
+                0o644,
+            ),
+        )
+        .unwrap();
+        init::mask_idle_units(&mut t, "quiet ip=dhcp", &[]).unwrap();
+        assert!(masked(&t).is_empty(), "{:?}", masked(&t));
+        let mut t = base();
+        init::mask_idle_units(
+            &mut t,
+            "quiet ifname=lan0:52:54:00:12:34:56",
+            &["systemd-repart.service".to_string()],
+        )
+        .unwrap();
+        assert_eq!(masked(&t), ["modprobe@drm.service"]);
+        // Without a module index nothing is known about modules, so no modprobe@ is masked;
+        // nor is a unit the image does not ship.
+        let mut t = Tree::new();
+        t.insert(
+            "usr/lib/systemd/system/modprobe@.service",
+            Entry::file("", 0o644),
+        )
+        .unwrap();
+        init::mask_idle_units(&mut t, "quiet", &[]).unwrap();
+        assert!(masked(&t).is_empty());
+    }
+
+    #[test]
     fn units_enabled_from_install_section() {
         let mut t = Tree::new();
         t.insert(
