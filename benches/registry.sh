@@ -76,18 +76,25 @@ now() { date +%s.%N; }
 median() { sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 
 ip=(); op=(); il=(); ol=(); second=""
-for _ in $(seq 1 "$RUNS"); do
+# Each timed step starts after `sync`, so the previous step's writes (the registries and the
+# pulls write hundreds of MiB) are not flushed on its clock; the two tools take turns going
+# first, so neither always runs just after the other.
+timed() { sync; local s e; s=$(now); "$@" >/dev/null; e=$(now); echo "$e - $s" | bc; }
+ingot_push() { $ING push -q "$DIR" "$A/bench/img:$VERSION" --key "$WORK/k.pub"; }
+oras_push() { (cd "$DIR" && "$ORAS" push --plain-http "$B/bench/img:$VERSION" \
+    --artifact-type application/vnd.ingot.image.v1 "${FILES[@]}"); }
+ingot_pull() { $ING pull -q "$A/bench/img:$VERSION" "$WORK/pull-ingot" --key "$WORK/k.pub"; }
+oras_pull() { "$ORAS" pull --plain-http "$B/bench/img:$VERSION" -o "$WORK/pull-oras"; }
+for run in $(seq 1 "$RUNS"); do
   A=$(registry); B=$(registry)
-  s=$(now); $ING push -q "$DIR" "$A/bench/img:$VERSION" --key "$WORK/k.pub" >/dev/null; e=$(now)
-  ip+=("$(echo "$e - $s" | bc)")
-  s=$(now); (cd "$DIR" && "$ORAS" push --plain-http "$B/bench/img:$VERSION" \
-      --artifact-type application/vnd.ingot.image.v1 "${FILES[@]}" >/dev/null); e=$(now)
-  op+=("$(echo "$e - $s" | bc)")
   rm -rf "$WORK/pull-ingot" "$WORK/pull-oras"
-  s=$(now); $ING pull -q "$A/bench/img:$VERSION" "$WORK/pull-ingot" --key "$WORK/k.pub" >/dev/null; e=$(now)
-  il+=("$(echo "$e - $s" | bc)")
-  s=$(now); "$ORAS" pull --plain-http "$B/bench/img:$VERSION" -o "$WORK/pull-oras" >/dev/null; e=$(now)
-  ol+=("$(echo "$e - $s" | bc)")
+  if [ $((run % 2)) -eq 1 ]; then
+    ip+=("$(timed ingot_push)"); op+=("$(timed oras_push)")
+    il+=("$(timed ingot_pull)"); ol+=("$(timed oras_pull)")
+  else
+    op+=("$(timed oras_push)"); ip+=("$(timed ingot_push)")
+    ol+=("$(timed oras_pull)"); il+=("$(timed ingot_pull)")
+  fi
   [ -n "$second" ] || second=$($ING push "$DIR" "$A/bench/img:$VERSION" --key "$WORK/k.pub" 2>&1 | grep 'blob(s) uploaded')
 done
 mi=$(printf '%s\n' "${ip[@]}" | median); mo=$(printf '%s\n' "${op[@]}" | median)
