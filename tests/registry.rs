@@ -285,6 +285,43 @@ fn push_and_pull_round_trip_with_reproducible_digests_and_write_once_tags() {
     );
 }
 
+/// `ingot push` started in the background with `env`; the receiver gets a message once a line
+/// of its progress starts with `signal`, and the thread returns everything it printed.
+fn push_in_background(
+    img: &str,
+    tag: &str,
+    pubk: &str,
+    env: &[(&str, &str)],
+    signal: &'static str,
+) -> (
+    std::process::Child,
+    std::sync::mpsc::Receiver<()>,
+    std::thread::JoinHandle<String>,
+) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ingot"))
+        .args(["push", img, tag, "--key", pubk])
+        .envs(env.iter().copied())
+        .current_dir(root())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let err = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            if line.starts_with(signal) {
+                let _ = tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    (child, rx, reader)
+}
+
 #[test]
 #[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
 fn an_interrupted_push_resumes_and_a_tampered_blob_is_refused() {
@@ -298,31 +335,8 @@ fn an_interrupted_push_resumes_and_a_tampered_blob_is_refused() {
         ("INGOT_REGISTRY_CHUNK", "1MiB"),
     ];
     let img = f.s("out", "1.0.0", "x86_64");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ingot"))
-        .args(["push", &img, &tag, "--key", &pubk])
-        .envs(env)
-        .current_dir(root())
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
     // Stop it with SIGINT once three chunks of the disk are in the registry.
-    let err = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        let mut sent = false;
-        for line in BufReader::new(err).lines() {
-            let line = line.unwrap();
-            if !sent && line.starts_with("disk.raw.zst: 3 of") {
-                tx.send(()).unwrap();
-                sent = true;
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
+    let (mut child, rx, reader) = push_in_background(&img, &tag, &pubk, &env, "disk.raw.zst: 3 of");
     let got = rx.recv_timeout(Duration::from_secs(120)).is_ok();
     let _ = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -415,27 +429,7 @@ fn a_push_killed_outright_ends_with_the_same_image_on_the_next_push() {
         ("INGOT_REGISTRY_CHUNK", "1MiB"),
     ];
     let img = f.s("out", "1.0.0", "x86_64");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ingot"))
-        .args(["push", &img, &tag, "--key", &pubk])
-        .envs(env)
-        .current_dir(root())
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let err = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(err).lines().map_while(Result::ok) {
-            if line.starts_with("disk.raw.zst: 2 of") {
-                let _ = tx.send(());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
+    let (mut child, rx, reader) = push_in_background(&img, &tag, &pubk, &env, "disk.raw.zst: 2 of");
     // The third chunk is on its way when the second is reported: kill at once.
     let got = rx.recv_timeout(Duration::from_secs(120)).is_ok();
     let _ = child.kill();
