@@ -273,8 +273,8 @@ fn state_path(client: &Client, digest: &str) -> Option<PathBuf> {
         )
         .as_bytes(),
     );
+    // The folder is made when the first chunk's state is saved, not for every push.
     let dir = cache.root().join("registry-uploads").join(&key[..16]);
-    std::fs::create_dir_all(&dir).ok()?;
     Some(dir.join(digest.replace(':', "-")))
 }
 
@@ -340,6 +340,9 @@ fn chunked(
         url = client.patch(&url, start, &buf[..want])?;
         start += want as u64;
         if let Some(p) = &state {
+            if let Some(dir) = p.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
             let _ = fsx::write_atomic(p, format!("{url}\n{start}\n").as_bytes());
         }
         bar.set_position(start);
@@ -353,6 +356,10 @@ fn chunked(
     client.finish_upload(&url, &d.digest, Body::Empty)?;
     if let Some(p) = &state {
         let _ = std::fs::remove_file(p);
+        // Gone too once no other upload to that repository is unfinished (fails otherwise).
+        if let Some(dir) = p.parent() {
+            let _ = std::fs::remove_dir(dir);
+        }
     }
     Ok(d.size - resumed_at)
 }
