@@ -394,32 +394,13 @@ const NETWORK_GENERATOR_WORDS: &[&str] = &[
 const WANTED_MODPROBES: &[&str] = &["drm", "efi_pstore", "dm_mod", "loop"];
 
 /// Is module `name` in the image's kernel (a file, built in, or an alias)? None when the tree
-/// holds no module index to tell.
+/// holds no kernel and module index to tell.
 fn kernel_has_module(tree: &Tree, name: &str) -> Option<bool> {
-    let canon = |s: &str| s.replace('-', "_");
-    let want = canon(name);
-    let release = tree
-        .children("usr/lib/modules")
-        .find(|d| tree.exists(&format!("{d}/modules.dep")))?;
-    let text = |f: &str| {
-        tree.read(&format!("{release}/{f}"))
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
-    };
-    let file_name = |path: &str| {
-        let base = path.rsplit('/').next().unwrap_or(path);
-        canon(base.split(".ko").next().unwrap_or(base))
-    };
-    let listed = text("modules.dep")
-        .lines()
-        .filter_map(|l| l.split_once(':').map(|(m, _)| m.to_string()))
-        .chain(text("modules.builtin").lines().map(str::to_string))
-        .any(|m| file_name(&m) == want);
-    let aliased = text("modules.alias").lines().any(|l| {
-        let mut w = l.split_whitespace();
-        w.next() == Some("alias") && w.next().is_some_and(|a| canon(a) == want)
-    });
-    Some(listed || aliased)
+    let kernel = crate::boot::find_kernel(tree).ok()?;
+    if !tree.exists(&format!("usr/lib/modules/{}/modules.dep", kernel.release)) {
+        return None;
+    }
+    Some(crate::boot::resolve_modules(tree, &kernel.release, &[name.to_string()], "").is_ok())
 }
 
 /// Mask units that would start on every boot only to find nothing to do: the network

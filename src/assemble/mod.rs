@@ -422,12 +422,15 @@ mod tests {
                 )
                 .unwrap();
             }
+            t.insert("boot/vmlinuz-6.1.0-1-amd64", Entry::file("", 0o644))
+                .unwrap();
             let k = "usr/lib/modules/6.1.0-1-amd64";
-            // loop as a file, efi_pstore built in, dm_mod by an alias; drm pruned away.
+            // loop as a file, efi_pstore built in, dm_mod as dm-mod.ko (names match across `-`
+            // and `_`); drm pruned away.
             t.insert(
                 &format!("{k}/modules.dep"),
                 Entry::file(
-                    "kernel/drivers/block/loop.ko.xz:\nkernel/drivers/md/dm-bufio.ko.xz:\n",
+                    "kernel/drivers/block/loop.ko.xz:\nkernel/drivers/md/dm-mod.ko.xz: kernel/drivers/md/dm-bufio.ko.xz\nkernel/drivers/md/dm-bufio.ko.xz:\n",
                     0o644,
                 ),
             )
@@ -439,7 +442,7 @@ mod tests {
             .unwrap();
             t.insert(
                 &format!("{k}/modules.alias"),
-                Entry::file("alias dm-mod dm_bufio\n", 0o644),
+                Entry::file("alias devname:mapper/control dm_mod\n", 0o644),
             )
             .unwrap();
             t
@@ -470,7 +473,7 @@ mod tests {
         t.insert(
             "usr/lib/modules/6.1.0-1-amd64/modules.dep",
             Entry::file(
-                "kernel/drivers/gpu/drm/drm.ko.xz:\nkernel/drivers/block/loop.ko.xz:\nkernel/drivers/md/dm-bufio.ko.xz:\n",
+                "kernel/drivers/gpu/drm/drm.ko.xz:\nkernel/drivers/block/loop.ko.xz:\nkernel/drivers/md/dm-mod.ko.xz:\n",
                 0o644,
             ),
         )
