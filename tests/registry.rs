@@ -322,6 +322,21 @@ fn push_in_background(
     (child, rx, reader)
 }
 
+/// The push that printed `second` left edge-minimal 1.0.0 (x86_64) under `tag`, as skopeo
+/// reads it, and a pull of it into `dest` verifies and holds the same files.
+fn pushed_and_pulled(f: &Fixture, tag: &str, pubk: &str, second: &str, dest: &str) {
+    assert_eq!(skopeo_raw(tag).1, pushed_digest(second));
+    let dest = f.dir.path().join(dest);
+    ok(
+        &ingot(&["pull", tag, dest.to_str().unwrap(), "--key", pubk]),
+        "pull after the interrupted push",
+    );
+    assert_eq!(
+        tree_digests(&dest),
+        tree_digests(&f.image("out", "1.0.0", "x86_64"))
+    );
+}
+
 #[test]
 #[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
 fn an_interrupted_push_resumes_and_a_tampered_blob_is_refused() {
@@ -367,17 +382,7 @@ fn an_interrupted_push_resumes_and_a_tampered_blob_is_refused() {
         .unwrap_or_else(|| panic!("no resume:\n{second}"));
     let at: u64 = at.split_whitespace().next().unwrap().parse().unwrap();
     assert!(at >= 3 << 20, "resumed at {at}");
-    let digest = pushed_digest(&second);
-    assert_eq!(skopeo_raw(&tag).1, digest);
-    let dest = f.dir.path().join("pulled-resumed");
-    ok(
-        &ingot(&["pull", &tag, dest.to_str().unwrap(), "--key", &pubk]),
-        "pull after resume",
-    );
-    assert_eq!(
-        tree_digests(&dest),
-        tree_digests(&f.image("out", "1.0.0", "x86_64"))
-    );
+    pushed_and_pulled(f, &tag, &pubk, &second, "pulled-resumed");
 
     // The registry serves a corrupted blob as it is: pull must refuse it and leave nothing.
     let zst = manifest(&f.image("out", "1.0.0", "x86_64"))["artifacts"]["disk.raw.zst"]["sha256"]
@@ -456,17 +461,7 @@ fn a_push_killed_outright_ends_with_the_same_image_on_the_next_push() {
             "resumed at a chunk boundary"
         }
     );
-    let digest = pushed_digest(&second);
-    assert_eq!(skopeo_raw(&tag).1, digest);
-    let dest = f.dir.path().join("pulled-after-kill");
-    ok(
-        &ingot(&["pull", &tag, dest.to_str().unwrap(), "--key", &pubk]),
-        "pull after the kill",
-    );
-    assert_eq!(
-        tree_digests(&dest),
-        tree_digests(&f.image("out", "1.0.0", "x86_64"))
-    );
+    pushed_and_pulled(f, &tag, &pubk, &second, "pulled-after-kill");
 }
 
 fn boot_attach(img: &str, repo: &str, key: &str) -> (Option<i32>, String) {
