@@ -285,41 +285,79 @@ fn push_and_pull_round_trip_with_reproducible_digests_and_write_once_tags() {
     );
 }
 
-/// `ingot push` started in the background with `env`; the receiver gets a message once a line
-/// of its progress starts with `signal`, and the thread returns everything it printed.
-fn push_in_background(
-    img: &str,
-    tag: &str,
-    pubk: &str,
-    env: &[(&str, &str)],
-    signal: &'static str,
-) -> (
-    std::process::Child,
-    std::sync::mpsc::Receiver<()>,
-    std::thread::JoinHandle<String>,
-) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ingot"))
-        .args(["push", img, tag, "--key", pubk])
-        .envs(env.iter().copied())
-        .current_dir(root())
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let err = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(err).lines().map_while(Result::ok) {
-            if line.starts_with(signal) {
-                let _ = tx.send(());
-            }
-            all.push_str(&line);
-            all.push('\n');
+/// edge-minimal 1.0.0 (x86_64) pushed to a fresh registry in 1 MiB chunks, with an upload-state
+/// cache of its own: what the interrupted-push tests start, stop and push again.
+struct ChunkedPush {
+    reg: Registry,
+    tag: String,
+    pubk: String,
+    img: String,
+    cache: tempfile::TempDir,
+}
+
+impl ChunkedPush {
+    fn new(f: &Fixture, repo_and_tag: &str) -> Self {
+        let reg = Registry::start();
+        ChunkedPush {
+            tag: reg.at(repo_and_tag),
+            reg,
+            pubk: f.key("release", "pub"),
+            img: f.s("out", "1.0.0", "x86_64"),
+            cache: tempfile::tempdir().unwrap(),
         }
-        all
-    });
-    (child, rx, reader)
+    }
+
+    fn env(&self) -> [(&'static str, &str); 2] {
+        [
+            ("INGOT_CACHE", self.cache.path().to_str().unwrap()),
+            ("INGOT_REGISTRY_CHUNK", "1MiB"),
+        ]
+    }
+
+    /// The push started in the background; the receiver gets a message once a line of its
+    /// progress starts with `signal`, and the thread returns everything it printed.
+    fn start(
+        &self,
+        signal: &'static str,
+    ) -> (
+        std::process::Child,
+        std::sync::mpsc::Receiver<()>,
+        std::thread::JoinHandle<String>,
+    ) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ingot"))
+            .args(["push", &self.img, &self.tag, "--key", &self.pubk])
+            .envs(self.env())
+            .current_dir(root())
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let err = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if line.starts_with(signal) {
+                    let _ = tx.send(());
+                }
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        });
+        (child, rx, reader)
+    }
+
+    /// The same push run again to its end; what it printed.
+    fn again(&self, what: &str) -> String {
+        ok(
+            &ingot_env(
+                &["push", &self.img, &self.tag, "--key", &self.pubk],
+                &self.env(),
+            ),
+            what,
+        )
+    }
 }
 
 /// The push that printed `second` left edge-minimal 1.0.0 (x86_64) under `tag`, as skopeo
@@ -341,17 +379,10 @@ fn pushed_and_pulled(f: &Fixture, tag: &str, pubk: &str, second: &str, dest: &st
 #[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
 fn an_interrupted_push_resumes_and_a_tampered_blob_is_refused() {
     let f = fixture();
-    let reg = Registry::start();
-    let tag = reg.at("golden/resume:1.0.0");
-    let pubk = f.key("release", "pub");
-    let cache = tempfile::tempdir().unwrap();
-    let env = [
-        ("INGOT_CACHE", cache.path().to_str().unwrap()),
-        ("INGOT_REGISTRY_CHUNK", "1MiB"),
-    ];
-    let img = f.s("out", "1.0.0", "x86_64");
+    let push = ChunkedPush::new(f, "golden/resume:1.0.0");
+    let (tag, pubk) = (&push.tag, &push.pubk);
     // Stop it with SIGINT once three chunks of the disk are in the registry.
-    let (mut child, rx, reader) = push_in_background(&img, &tag, &pubk, &env, "disk.raw.zst: 3 of");
+    let (mut child, rx, reader) = push.start("disk.raw.zst: 3 of");
     let got = rx.recv_timeout(Duration::from_secs(120)).is_ok();
     let _ = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -372,30 +403,27 @@ fn an_interrupted_push_resumes_and_a_tampered_blob_is_refused() {
     assert_eq!(status.code(), Some(130), "{first}");
     assert!(!skopeo(&["inspect", "--raw", &format!("docker://{tag}")]).0);
 
-    let second = ok(
-        &ingot_env(&["push", &img, &tag, "--key", &pubk], &env),
-        "resumed push",
-    );
+    let second = push.again("resumed push");
     let at = second
         .lines()
         .find_map(|l| l.strip_prefix("resuming disk.raw.zst at byte "))
         .unwrap_or_else(|| panic!("no resume:\n{second}"));
     let at: u64 = at.split_whitespace().next().unwrap().parse().unwrap();
     assert!(at >= 3 << 20, "resumed at {at}");
-    pushed_and_pulled(f, &tag, &pubk, &second, "pulled-resumed");
+    pushed_and_pulled(f, tag, pubk, &second, "pulled-resumed");
 
     // The registry serves a corrupted blob as it is: pull must refuse it and leave nothing.
     let zst = manifest(&f.image("out", "1.0.0", "x86_64"))["artifacts"]["disk.raw.zst"]["sha256"]
         .as_str()
         .unwrap()
         .to_string();
-    let blob = reg.blob_file(&zst);
+    let blob = push.reg.blob_file(&zst);
     let mut bytes = std::fs::read(&blob).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x40;
     std::fs::write(&blob, bytes).unwrap();
     let dest = f.dir.path().join("pulled-tampered");
-    let (code, err) = run(&["pull", &tag, dest.to_str().unwrap(), "--key", &pubk]);
+    let (code, err) = run(&["pull", tag, dest.to_str().unwrap(), "--key", pubk]);
     assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains("disk.raw.zst") && err.contains("refusing"),
@@ -407,10 +435,10 @@ fn an_interrupted_push_resumes_and_a_tampered_blob_is_refused() {
     let before = tree_digests(&f.dir.path().join("pulled-resumed"));
     let (code, _) = run(&[
         "pull",
-        &tag,
+        tag,
         f.dir.path().join("pulled-resumed").to_str().unwrap(),
         "--key",
-        &pubk,
+        pubk,
     ]);
     assert_eq!(code, Some(1));
     assert_eq!(tree_digests(&f.dir.path().join("pulled-resumed")), before);
@@ -425,16 +453,9 @@ fn an_interrupted_push_resumes_and_a_tampered_blob_is_refused() {
 #[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
 fn a_push_killed_outright_ends_with_the_same_image_on_the_next_push() {
     let f = fixture();
-    let reg = Registry::start();
-    let tag = reg.at("golden/killed:1.0.0");
-    let pubk = f.key("release", "pub");
-    let cache = tempfile::tempdir().unwrap();
-    let env = [
-        ("INGOT_CACHE", cache.path().to_str().unwrap()),
-        ("INGOT_REGISTRY_CHUNK", "1MiB"),
-    ];
-    let img = f.s("out", "1.0.0", "x86_64");
-    let (mut child, rx, reader) = push_in_background(&img, &tag, &pubk, &env, "disk.raw.zst: 2 of");
+    let push = ChunkedPush::new(f, "golden/killed:1.0.0");
+    let (tag, pubk) = (&push.tag, &push.pubk);
+    let (mut child, rx, reader) = push.start("disk.raw.zst: 2 of");
     // The third chunk is on its way when the second is reported: kill at once.
     let got = rx.recv_timeout(Duration::from_secs(120)).is_ok();
     let _ = child.kill();
@@ -443,10 +464,7 @@ fn a_push_killed_outright_ends_with_the_same_image_on_the_next_push() {
     assert!(got, "no second chunk seen:\n{first}");
     assert!(!skopeo(&["inspect", "--raw", &format!("docker://{tag}")]).0);
 
-    let second = ok(
-        &ingot_env(&["push", &img, &tag, "--key", &pubk], &env),
-        "push after the kill",
-    );
+    let second = push.again("push after the kill");
     let again = second.contains("disk.raw.zst: the registry no longer has the interrupted upload");
     let resumed = second.contains("resuming disk.raw.zst at byte");
     assert!(
@@ -461,7 +479,7 @@ fn a_push_killed_outright_ends_with_the_same_image_on_the_next_push() {
             "resumed at a chunk boundary"
         }
     );
-    pushed_and_pulled(f, &tag, &pubk, &second, "pulled-after-kill");
+    pushed_and_pulled(f, tag, pubk, &second, "pulled-after-kill");
 }
 
 fn boot_attach(img: &str, repo: &str, key: &str) -> (Option<i32>, String) {
