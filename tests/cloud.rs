@@ -48,6 +48,34 @@ fn vm_cloud_takes_its_identity_from_the_seed_and_a_user_logs_in_over_ssh() {
         assert!(!ssh.contains("ssh_host_"), "host keys baked in: {ssh}");
         let pam = debugfs_root(d, t.path(), "cat /etc/pam.d/common-auth");
         assert!(pam.contains("pam_unix.so"), "no PAM stack: {pam}");
+        // Every user and group the image's sysusers.d fragments ask for is already there
+        // (systemd-sysusers on the host, told to change nothing, has nothing to do), which
+        // is what the /etc/.updated stamp tells the boot.
+        let root = t.path().join("sysusers-root");
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("usr/lib")).unwrap();
+        let etc = debugfs_root(d, t.path(), &format!("rdump /etc {}", root.display()));
+        let frag = debugfs_root(
+            d,
+            t.path(),
+            &format!(
+                "rdump /usr/lib/sysusers.d {}",
+                root.join("usr/lib").display()
+            ),
+        );
+        assert!(root.join("etc/.updated").is_file(), "{etc}");
+        assert!(
+            root.join("usr/lib/sysusers.d/basic.conf").is_file(),
+            "{frag}"
+        );
+        let (good, o) = tool(
+            "systemd-sysusers",
+            &["--dry-run", &format!("--root={}", root.display())],
+        );
+        assert!(
+            good && o.trim().is_empty(),
+            "sysusers would change the image: {o}"
+        );
         let cfg = debugfs_root(d, t.path(), "cat /etc/cloud/cloud.cfg.d/90_dpkg.cfg");
         assert!(
             cfg.contains("NoCloud") && cfg.contains("ConfigDrive"),
@@ -139,6 +167,9 @@ fn vm_cloud_takes_its_identity_from_the_seed_and_a_user_logs_in_over_ssh() {
                 // The RSA host key follows once sshd runs (Ed25519 and ECDSA came first).
                 "--check",
                 "timeout 120 sh -c 'until test -s /etc/ssh/ssh_host_rsa_key.pub; do sleep 1; done'",
+                // The image's /etc/.updated stamp made this boot skip systemd-sysusers.
+                "--check",
+                "systemctl show -P ConditionResult systemd-sysusers.service",
                 "--json",
                 rx.to_str().unwrap(),
             ])
@@ -177,8 +208,9 @@ fn vm_cloud_takes_its_identity_from_the_seed_and_a_user_logs_in_over_ssh() {
         // The user's account exists beside the test's own (their users were kept), and the
         // test's account may use sudo without a password.
         let checks = b["login"]["checks"].as_array().unwrap();
-        assert_eq!(checks.len(), 5, "{b}");
+        assert_eq!(checks.len(), 6, "{b}");
         assert_eq!(checks[3][1], "install ok installed", "{b}");
+        assert_eq!(checks[5][1], "no", "{b}");
         assert!(
             checks[0][1].as_str().unwrap().parse::<u32>().unwrap() >= 1000,
             "{b}"

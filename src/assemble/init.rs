@@ -448,6 +448,30 @@ pub(super) fn mask_idle_units(tree: &mut Tree, cmdline: &str, services: &[String
     Ok(())
 }
 
+/// `/etc/.updated` and `/var/.updated`, as systemd-update-done would leave them after the
+/// first boot of an up-to-date system (Debian's systemd 252 does not ship that unit, so
+/// nothing ever writes them). Units with `ConditionNeedsUpdate=` (in bookworm,
+/// systemd-sysusers) then skip: the image's users and groups were made from every
+/// sysusers.d fragment at build time, so on each boot sysusers would only read them again
+/// (a process on the critical path before `sysinit.target`). The stamps take the build's
+/// epoch as mtime, which no file under `/usr` exceeds; an image whose `/usr` changes later
+/// (a package installed on the machine) makes the condition true again, as systemd intends.
+fn updated_stamps(tree: &mut Tree) -> Result<()> {
+    for d in ["etc", "var"] {
+        if tree.get(&format!("{d}/.updated")).is_some() {
+            continue;
+        }
+        put(
+            tree,
+            &format!("{d}/.updated"),
+            "# Written by ingot: this directory was brought up to date with /usr when the image\n\
+             # was built (see ConditionNeedsUpdate= in systemd.unit(5)).\n",
+            0o644,
+        )?;
+    }
+    Ok(())
+}
+
 /// systemd: units enabled the way `systemctl enable` would, the ready check, first-boot units.
 /// On an A/B disk (`ab`) the ready check is ordered before `boot-complete.target` and decides
 /// the boot (blessing it, or rebooting while the entry has tries left), then `ingot-update
@@ -457,6 +481,7 @@ pub(super) fn systemd_setup(
     profile: &Profile,
     cmdline: &str,
     ab: bool,
+    users_current: bool,
 ) -> Result<()> {
     if !tree.exists("usr/lib/systemd/systemd") {
         bail!(
@@ -546,6 +571,9 @@ disable *
         Entry::symlink("/dev/null"),
     )?;
     mask_idle_generators(tree, cmdline)?;
+    if users_current {
+        updated_stamps(tree)?;
+    }
     // kmod's binary indexes (modules.dep.bin and the rest) are made at build time
     // (`boot::kmod::binary_indexes`), so nothing indexes modules at first boot.
     systemd_network(tree, profile)?;

@@ -163,6 +163,7 @@ pub fn system(
     }
     // Debian's ldconfig trigger would write ld.so.cache; the loader works without it.
     users::apply(tree, profile, id.epoch / 86400)?;
+    let applied = users::fragments(tree);
     alternatives(tree)?;
     ca_bundle(tree)?;
     // os-release with the image identity.
@@ -237,7 +238,11 @@ pub fn system(
         InitSystem::Busybox => busybox_init(tree, profile, &hw.console, ab)?,
         InitSystem::Systemd => {
             let cmdline = format!("{} {}", hw.cmdline, profile.kernel.cmdline);
-            systemd_setup(tree, profile, &cmdline, ab)?
+            // Users are current when every fragment is one `users::apply` read, unchanged.
+            let now = users::fragments(tree);
+            let users_current =
+                now == applied && now.iter().all(|(p, _)| p.starts_with("usr/lib/"));
+            systemd_setup(tree, profile, &cmdline, ab, users_current)?
         }
     }
     Ok(())
@@ -327,6 +332,62 @@ mod tests {
             !t.path().join("probes").exists(),
             "probe results left behind"
         );
+    }
+
+    #[test]
+    fn updated_stamps_only_when_every_sysusers_fragment_was_applied() {
+        let hw = crate::config::load_hardware(std::path::Path::new("hardware/qemu-x86_64.toml"))
+            .unwrap();
+        let id = Identity {
+            name: "stamps".into(),
+            version: "1.0.0".into(),
+            arch: "x86_64".into(),
+            epoch: 1_700_000_000,
+        };
+        let base = |extra: &str| {
+            let text = format!(
+                "init = \"systemd\"\n[image]\nname = \"stamps\"\nversion = \"1.0.0\"\n\
+                 [distribution]\nsuite = \"bookworm\"\n[network]\ndhcp = false\n{extra}"
+            );
+            crate::config::profile_from_str(std::path::Path::new("stamps.toml"), &text).unwrap()
+        };
+        let tree = || {
+            let mut t = Tree::new();
+            for (p, data) in [
+                ("usr/lib/systemd/systemd", ""),
+                ("usr/bin/dash", ""),
+                (
+                    "usr/lib/sysusers.d/basic.conf",
+                    "g tty 5 -\nu daemon 1 \"daemon\" /usr/sbin\n",
+                ),
+            ] {
+                t.insert(p, Entry::file(data, 0o755)).unwrap();
+            }
+            t
+        };
+        let labels = BTreeMap::new();
+        // Every fragment came from the packages and was applied: both stamps, and the users.
+        let mut t = tree();
+        system(&mut t, &base(""), &hw, &id, &labels, None).unwrap();
+        assert!(t.exists("etc/.updated") && t.exists("var/.updated"));
+        let passwd = String::from_utf8(t.read("etc/passwd").unwrap()).unwrap();
+        assert!(passwd.contains("daemon:x:1:"), "{passwd}");
+        // A fragment the profile adds after the users were made: sysusers must run at boot.
+        for path in [
+            "/etc/sysusers.d/extra.conf",
+            "/usr/lib/sysusers.d/extra.conf",
+        ] {
+            let mut t = tree();
+            let p = base(&format!(
+                "[[files]]\npath = \"{path}\"\ncontent = \"u late - \\\"late\\\"\"\n"
+            ));
+            system(&mut t, &p, &hw, &id, &labels, None).unwrap();
+            assert!(t.exists(&path[1..]), "{path}");
+            assert!(
+                !t.exists("etc/.updated") && !t.exists("var/.updated"),
+                "{path}"
+            );
+        }
     }
 
     #[test]

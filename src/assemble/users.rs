@@ -92,6 +92,24 @@ fn parse_master(text: &str) -> (Vec<PwEnt>, Vec<GrEnt>) {
     (users, groups)
 }
 
+/// Every sysusers.d fragment in the image, with its bytes: what `systemd-sysusers` would read
+/// at boot. [`apply`] reads those in `/usr/lib/sysusers.d`; comparing this list before and
+/// after the profile's files and overlays tells whether the build left any unapplied.
+pub(super) fn fragments(tree: &Tree) -> Vec<(String, Vec<u8>)> {
+    ["etc", "usr/local/lib", "usr/lib"]
+        .iter()
+        .flat_map(|d| {
+            tree.children(&format!("{d}/sysusers.d"))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .map(|p| {
+            let bytes = tree.read(&p).unwrap_or_default();
+            (p, bytes)
+        })
+        .collect()
+}
+
 /// Split a sysusers.d line into fields, honouring double quotes.
 fn fields(line: &str) -> Vec<String> {
     let mut out = Vec::new();
