@@ -83,7 +83,8 @@ fn vm_cloud_takes_its_identity_from_the_seed_and_a_user_logs_in_over_ssh() {
         );
         // Byte code as py3compile would leave it, checked by the host's Python 3.11 against
         // the source it was compiled from: a hash-checked .pyc (PEP 552) whose hash is the
-        // source's, for a cloud-init module and a standard-library one.
+        // source's, so the guest's interpreter uses it, and that holds the code the source
+        // compiles to, for a cloud-init module and a standard-library one.
         for (src, pyc) in [
             (
                 "/usr/lib/python3/dist-packages/cloudinit/util.py",
@@ -104,13 +105,16 @@ fn vm_cloud_takes_its_identity_from_the_seed_and_a_user_logs_in_over_ssh() {
                 "python3.11",
                 &[
                     "-c",
-                    "import importlib.util as u, sys\n\
+                    "import importlib.util as u, marshal, sys\n\
                      p = open(sys.argv[2], 'rb').read()\n\
                      assert p[:4] == u.MAGIC_NUMBER, 'magic'\n\
                      assert int.from_bytes(p[4:8], 'little') == 3, 'not checked-hash'\n\
-                     assert p[8:16] == u.source_hash(open(sys.argv[1], 'rb').read()), 'hash'\n",
+                     assert p[8:16] == u.source_hash(open(sys.argv[1], 'rb').read()), 'hash'\n\
+                     code = compile(open(sys.argv[1], 'rb').read(), sys.argv[3], 'exec', dont_inherit=True)\n\
+                     assert marshal.loads(p[16:]) == code, 'code'\n",
                     s_out.to_str().unwrap(),
                     p_out.to_str().unwrap(),
+                    src,
                 ],
             );
             assert!(good, "{pyc}: {o}");
