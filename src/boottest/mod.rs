@@ -504,10 +504,7 @@ pub fn run_named(
     let next = AtomicUsize::new(0);
     let results = Mutex::new(Vec::new());
     let live = crate::progress::live(opts.quiet);
-    let multi = indicatif::MultiProgress::new();
-    if !live {
-        multi.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
+    let multi = crate::progress::multi(live);
     let say = |line: String| {
         if live {
             let _ = multi.println(line);

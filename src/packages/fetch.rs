@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressStyle};
 
 use super::index::Index;
 use super::{deb, repo, unpack_boot, Locked, Role, Source};
@@ -32,10 +32,7 @@ fn bar_style() -> ProgressStyle {
 /// Download (in parallel, verified) and decompress every package in the set.
 pub fn fetch_all(src: &Source, set: &[Locked]) -> Result<Vec<Ready>> {
     let total: u64 = set.iter().map(|l| l.info.size).sum();
-    let multi = MultiProgress::new();
-    if !src.progress {
-        multi.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
+    let multi = crate::progress::multi(src.progress);
     let overall = multi.add(ProgressBar::new(total));
     overall.set_style(bar_style());
     overall.set_prefix("packages");

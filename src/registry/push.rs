@@ -151,7 +151,7 @@ pub fn push(client: &Client, dirs: &[ImageDir], opts: &PushOptions<'_>) -> Resul
         }
     }
     let live = crate::progress::live(opts.quiet);
-    let multi = indicatif::MultiProgress::new();
+    let multi = crate::progress::multi(live);
     let outcomes = super::parallel(&blobs, |(d, src)| -> Result<Sent> {
         crate::interrupt::check()?;
         if client.has_blob(&d.digest)? {
