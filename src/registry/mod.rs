@@ -15,6 +15,7 @@ pub mod reference;
 pub mod retention;
 pub mod status;
 pub mod types;
+mod unpack;
 
 pub use client::{Client, Options};
 pub use reference::Reference;
