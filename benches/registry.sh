@@ -75,7 +75,7 @@ registry() { # start a fresh registry; prints its host:port
 now() { date +%s.%N; }
 median() { sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 
-ip=(); op=(); il=(); ol=(); second=""
+ip=(); op=(); il=(); ol=(); ow=(); second=""
 # Each timed step starts after `sync`, so the previous step's writes (the registries and the
 # pulls write hundreds of MiB) are not flushed on its clock; the two tools take turns going
 # first, so neither always runs just after the other.
@@ -85,6 +85,20 @@ oras_push() { (cd "$DIR" && "$ORAS" push --plain-http "$B/bench/img:$VERSION" \
     --artifact-type application/vnd.ingot.image.v1 "${FILES[@]}"); }
 ingot_pull() { $ING pull -q "$A/bench/img:$VERSION" "$WORK/pull-ingot" --key "$WORK/k.pub"; }
 oras_pull() { "$ORAS" pull --plain-http "$B/bench/img:$VERSION" -o "$WORK/pull-oras"; }
+# The same job as ingot pull, done with oras and standard tools: pull, rebuild disk.raw from
+# disk.raw.zst (sparse), check the signature and every digest manifest.json lists (Python's
+# hashlib, which uses the CPU's SHA instructions as Ingot does). A reference, not the target.
+oras_whole() {
+  oras_pull
+  (cd "$WORK/pull-oras" && z=disk.raw.zst && if [ -e .bench-disk.raw.zst ]; then z=.bench-disk.raw.zst; fi \
+    && zstd -q -d --sparse "$z" -o disk.raw && rm -f .bench-disk.raw.zst \
+    && minisign -V -q -p "$WORK/k.pub" -m manifest.json -x manifest.json.sig \
+    && python3 -c 'import hashlib, json, sys
+for name, a in json.load(open("manifest.json"))["artifacts"].items():
+    with open(name, "rb") as f:
+        if hashlib.file_digest(f, "sha256").hexdigest() != a["sha256"]:
+            sys.exit(name + ": digest differs")')
+}
 for run in $(seq 1 "$RUNS"); do
   A=$(registry); B=$(registry)
   rm -rf "$WORK/pull-ingot" "$WORK/pull-oras"
@@ -95,6 +109,7 @@ for run in $(seq 1 "$RUNS"); do
     op+=("$(timed oras_push)"); ip+=("$(timed ingot_push)")
     ol+=("$(timed oras_pull)"); il+=("$(timed ingot_pull)")
   fi
+  rm -rf "$WORK/pull-oras"; ow+=("$(timed oras_whole)")
   [ -n "$second" ] || second=$($ING push "$DIR" "$A/bench/img:$VERSION" --key "$WORK/k.pub" 2>&1 | grep 'blob(s) uploaded')
 done
 mi=$(printf '%s\n' "${ip[@]}" | median); mo=$(printf '%s\n' "${op[@]}" | median)
@@ -103,4 +118,7 @@ printf 'push (median of %d): ingot %.2f s, oras %.2f s, ratio ingot/oras %.2f  [
   "$RUNS" "$mi" "$mo" "$(echo "$mi / $mo" | bc -l)" "${ip[*]}" "${op[*]}"
 printf 'pull (median of %d): ingot %.2f s (verifies, rebuilds disk.raw), oras %.2f s, ratio %.2f  [ingot: %s | oras: %s]\n' \
   "$RUNS" "$li" "$lo" "$(echo "$li / $lo" | bc -l)" "${il[*]}" "${ol[*]}"
+wo=$(printf '%s\n' "${ow[@]}" | median)
+printf 'same job with oras (pull, zstd -d, minisign -V, every digest checked): %.2f s, ratio ingot pull/that %.2f  [%s]\n' \
+  "$wo" "$(echo "$li / $wo" | bc -l)" "${ow[*]}"
 echo "second push of the unchanged image: $second"
