@@ -9,7 +9,7 @@ use crate::tree::{Entry, Kind, Tree};
 
 /// The virt-sysprep operations Ingot performs, and how.
 pub const OPERATIONS: &[(&str, &str)] = &[
-    ("machine-id", "/etc/machine-id emptied (busybox) or `uninitialized` (systemd first boot); /var/lib/dbus/machine-id removed"),
+    ("machine-id", "/etc/machine-id emptied (`uninitialized` when a systemd unit of the image runs only on a first boot); /var/lib/dbus/machine-id removed"),
     ("ssh-hostkeys", "/etc/ssh/ssh_host_* removed; created at first boot"),
     ("ssh-userdir", "root's ~/.ssh removed (profile users' authorized_keys are intended and kept)"),
     ("logfiles", "/var/log contents removed"),
@@ -87,13 +87,52 @@ pub fn strip(tree: &mut Tree, profile: &Profile) -> Result<Vec<String>> {
         tree.remove(&p);
         removed.push(format!("/{p}"));
     }
+    // Empty: every machine started from the image makes its own id at its first start (busybox
+    // rcS, or systemd before any unit). For systemd, `uninitialized` would also make that start
+    // a "first boot", and on a first boot systemd 252 applies the preset policy to every unit
+    // file before loading any unit: with Ingot's `disable *` preset that enables nothing, yet
+    // it held up vm-base's TCG boot by 1.0-1.4 s (GeneratorsFinish to UnitsLoadStart) and made
+    // the unit load itself 0.5 s longer. Kept only when a unit of the image waits for a first
+    // boot (`ConditionFirstBoot=`), which then still fires.
     let mid = match profile.init {
-        InitSystem::Systemd => "uninitialized\n",
-        InitSystem::Busybox => "",
+        InitSystem::Systemd if first_boot_unit(tree).is_some() => "uninitialized\n",
+        InitSystem::Systemd | InitSystem::Busybox => "",
     };
     tree.insert("etc/machine-id", Entry::file(mid, 0o444))?;
     tree.insert("etc/hostname", Entry::file("", 0o644))?;
     Ok(removed)
+}
+
+/// systemd's own units whose first-boot condition changes nothing in an Ingot image: a point
+/// other units order against, and the interactive first-boot prompt (masked).
+const INERT_FIRST_BOOT_UNITS: &[&str] =
+    &["first-boot-complete.target", "systemd-firstboot.service"];
+
+/// The first unit file or drop-in of the tree that runs (or asserts) only on a first boot.
+fn first_boot_unit(tree: &Tree) -> Option<String> {
+    const UNIT_DIRS: &[&str] = &[
+        "etc/systemd/system/",
+        "usr/local/lib/systemd/system/",
+        "usr/lib/systemd/system/",
+        "lib/systemd/system/",
+    ];
+    tree.iter().find_map(|(p, e)| {
+        if !UNIT_DIRS.iter().any(|d| p.starts_with(d)) {
+            return None;
+        }
+        if INERT_FIRST_BOOT_UNITS.contains(&p.rsplit('/').next()?) {
+            return None;
+        }
+        let Kind::File(c) = &e.kind else {
+            return None;
+        };
+        let text = c.read_all().ok()?;
+        String::from_utf8_lossy(&text)
+            .lines()
+            .map(str::trim_start)
+            .any(|l| l.starts_with("ConditionFirstBoot=") || l.starts_with("AssertFirstBoot="))
+            .then(|| format!("/{p}"))
+    })
 }
 
 /// A secret found in the tree.
@@ -263,6 +302,57 @@ pub fn identity_report(tree: &Tree) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn machine_id_is_uninitialized_only_when_a_unit_waits_for_a_first_boot() {
+        let profile = |init: &str| {
+            crate::config::profile_from_str(
+                std::path::Path::new("p.toml"),
+                &format!("init = \"{init}\"\n[image]\nname = \"p\"\nversion = \"1.0.0\"\n[distribution]\nsuite = \"bookworm\"\n"),
+            )
+            .unwrap()
+        };
+        let mid = |t: &Tree| t.read("etc/machine-id").unwrap();
+        let mut t = Tree::new();
+        // systemd's own first-boot units change nothing: the id file is empty.
+        for (p, c) in [
+            (
+                "usr/lib/systemd/system/first-boot-complete.target",
+                "[Unit]\nConditionFirstBoot=yes\n",
+            ),
+            (
+                "usr/lib/systemd/system/systemd-firstboot.service",
+                "[Unit]\nConditionFirstBoot=yes\n",
+            ),
+            (
+                "usr/lib/systemd/system/ssh.service",
+                "[Unit]\nDescription=ssh\n",
+            ),
+            ("etc/machine-id", "4f0c3a0d9d6e4c0f8a1b2c3d4e5f6a7b\n"),
+        ] {
+            t.insert(p, Entry::file(c, 0o644)).unwrap();
+        }
+        strip(&mut t, &profile("systemd")).unwrap();
+        assert_eq!(mid(&t), b"");
+        // A profile's unit (or drop-in) that runs once per machine keeps first-boot semantics.
+        for p in [
+            "etc/systemd/system/enroll.service",
+            "usr/lib/systemd/system/ssh.service.d/once.conf",
+        ] {
+            let mut u = t.clone();
+            u.insert(p, Entry::file("[Unit]\n  ConditionFirstBoot=yes\n", 0o644))
+                .unwrap();
+            assert_eq!(
+                first_boot_unit(&u).as_deref(),
+                Some(format!("/{p}").as_str())
+            );
+            strip(&mut u, &profile("systemd")).unwrap();
+            assert_eq!(mid(&u), b"uninitialized\n", "{p}");
+            // busybox init has no such notion: always empty.
+            strip(&mut u, &profile("busybox")).unwrap();
+            assert_eq!(mid(&u), b"");
+        }
+    }
 
     #[test]
     fn finds_keys_outside_allow_list() {
