@@ -46,14 +46,13 @@ fn vm_base_boots_on_both_arches() {
         logs.to_str().unwrap(),
     ];
     ok(&ingot(&args), "boot-test vm-base");
-    // No identity baked in, read back independently: machine-id is `uninitialized` or empty,
-    // no SSH host keys, no random seed.
+    // No identity baked in, read back independently: machine-id empty (no unit of vm-base
+    // waits for a first boot, so no `uninitialized`), no SSH host keys, no random seed.
     for d in &dirs {
         let id = debugfs_root(d, t.path(), "cat /etc/machine-id");
         let id: Vec<&str> = id.lines().filter(|l| !l.starts_with("debugfs ")).collect();
         assert!(
-            id.iter()
-                .all(|l| l.trim().is_empty() || l.trim() == "uninitialized"),
+            id.iter().all(|l| l.trim().is_empty()),
             "/etc/machine-id: {id:?}"
         );
         let ssh = debugfs_root(d, t.path(), "ls /etc/ssh");
@@ -63,6 +62,7 @@ fn vm_base_boots_on_both_arches() {
         );
         let seed = debugfs_root(d, t.path(), "stat /var/lib/systemd/random-seed");
         assert!(seed.contains("not found"), "{seed}");
+        trust_store_matches_openssl(d, t.path());
     }
     // Reproducible: a second build elsewhere with other --jobs gives the same bytes.
     let again = build(
@@ -99,6 +99,91 @@ fn vm_base_boots_on_both_arches() {
         );
         dsse_independent(&d.join("provenance.intoto.jsonl"), &pubk);
     }
+}
+
+/// /etc/ssl/certs as update-ca-certificates and `openssl rehash` would make it, read back with
+/// debugfs and checked with the openssl command: every certificate has its NAME.pem link and a
+/// HASH.N link whose HASH is `openssl x509 -subject_hash` of it, and every HASH.N link leads
+/// to a certificate with that hash.
+fn trust_store_matches_openssl(dir: &Path, tmp: &Path) {
+    let root = tmp.join("root-for-certs.img");
+    extract_partition(dir, "root", &root);
+    let dump = tmp.join("certs-dump");
+    let _ = std::fs::remove_dir_all(&dump);
+    std::fs::create_dir_all(&dump).unwrap();
+    for req in ["rdump /etc/ssl/certs", "rdump /usr/share/ca-certificates"] {
+        let req = format!("{req} {}", dump.display());
+        let (good, o) = tool("debugfs", &["-R", &req, root.to_str().unwrap()]);
+        assert!(good, "debugfs {req}: {o}");
+    }
+    std::fs::remove_file(&root).unwrap();
+    let certs = dump.join("certs");
+    let (mut hashed, mut pems) = (0, 0);
+    for e in std::fs::read_dir(&certs).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Ok(target) = std::fs::read_link(e.path()) else {
+            continue; // the bundle
+        };
+        let target = target.to_string_lossy().into_owned();
+        let crt = if let Some(rel) = target.strip_prefix("/usr/share/") {
+            pems += 1;
+            assert!(name.ends_with(".pem"), "{name} -> {target}");
+            dump.join(rel)
+        } else {
+            // HASH.N -> NAME.pem, relative as openssl rehash makes it.
+            hashed += 1;
+            let pem = std::fs::read_link(certs.join(&target)).unwrap();
+            dump.join(pem.to_string_lossy().strip_prefix("/usr/share/").unwrap())
+        };
+        let (good, h) = tool(
+            "openssl",
+            &[
+                "x509",
+                "-noout",
+                "-subject_hash",
+                "-in",
+                crt.to_str().unwrap(),
+            ],
+        );
+        assert!(good, "openssl x509 {}: {h}", crt.display());
+        if !name.ends_with(".pem") {
+            assert_eq!(name.split('.').next(), Some(h.trim()), "{name} -> {target}");
+        } else {
+            let linked = std::fs::read_dir(&certs).unwrap().any(|l| {
+                let l = l.unwrap();
+                l.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("{}.", h.trim()))
+                    && std::fs::read_link(l.path()).is_ok_and(|t| t.to_string_lossy() == name)
+            });
+            assert!(
+                linked,
+                "{name} (subject hash {}) has no hash link",
+                h.trim()
+            );
+        }
+    }
+    let crts = walk_count(&dump.join("ca-certificates"), "crt");
+    assert!(
+        crts > 100 && pems == crts && hashed == crts,
+        "{crts} certificates, {pems} NAME.pem and {hashed} HASH.N links"
+    );
+    std::fs::remove_dir_all(&dump).unwrap();
+}
+
+fn walk_count(dir: &Path, ext: &str) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk_count(&p, ext)
+            } else {
+                usize::from(p.extension().is_some_and(|x| x == ext))
+            }
+        })
+        .sum()
 }
 
 #[test]

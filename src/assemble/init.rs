@@ -271,7 +271,13 @@ pub(super) fn resolv_conf_link(tree: &mut Tree, target: &str) -> Result<()> {
 
 /// systemd images: DHCP on every Ethernet interface through systemd-networkd, names through
 /// systemd-resolved when the profile installs it.
-pub(super) fn systemd_network(tree: &mut Tree, profile: &Profile) -> Result<()> {
+/// With `hashed_store` (Ingot made `/etc/ssl/certs` with its hash links), systemd-resolved
+/// finds DNS-over-TLS issuers there instead of parsing the bundle at every start.
+pub(super) fn systemd_network(
+    tree: &mut Tree,
+    profile: &Profile,
+    hashed_store: bool,
+) -> Result<()> {
     if !profile.network.dhcp {
         return Ok(());
     }
@@ -291,6 +297,18 @@ pub(super) fn systemd_network(tree: &mut Tree, profile: &Profile) -> Result<()> 
     if tree.exists("usr/lib/systemd/systemd-resolved") {
         enable_unit(tree, "systemd-resolved.service", "[network] dhcp")?;
         resolv_conf_link(tree, "../run/systemd/resolve/stub-resolv.conf")?;
+        if hashed_store {
+            // resolved 252 sets up DNS-over-TLS at start whether a server uses it or not, and
+            // OpenSSL then parses all of ca-certificates.crt (0.6-0.9 s of CPU in a vm-base
+            // TCG boot, while sysinit.target waits for resolved). With no bundle file it looks
+            // an issuer up in /etc/ssl/certs by subject hash when it verifies a server.
+            put(
+                tree,
+                "usr/lib/systemd/system/systemd-resolved.service.d/ingot-trust-store.conf",
+                "# Written by ingot: certificates from /etc/ssl/certs/HASH.N, read when needed.\n[Service]\nEnvironment=SSL_CERT_FILE=/dev/null\n",
+                0o644,
+            )?;
+        }
     }
     Ok(())
 }
@@ -482,6 +500,7 @@ pub(super) fn systemd_setup(
     cmdline: &str,
     ab: bool,
     users_current: bool,
+    hashed_store: bool,
 ) -> Result<()> {
     if !tree.exists("usr/lib/systemd/systemd") {
         bail!(
@@ -576,7 +595,7 @@ disable *
     }
     // kmod's binary indexes (modules.dep.bin and the rest) are made at build time
     // (`boot::kmod::binary_indexes`), so nothing indexes modules at first boot.
-    systemd_network(tree, profile)?;
+    systemd_network(tree, profile, hashed_store)?;
     for s in &profile.services {
         enable_unit(tree, s, &profile.path.display().to_string())?;
     }

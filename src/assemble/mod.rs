@@ -2,6 +2,7 @@
 //! users, services, networking, alternatives, CA bundle, os-release, labels, agents, the
 //! check-in agent. The boot chain (kernel, initramfs, systemd-boot) is `crate::boot`.
 
+mod certs;
 mod files;
 mod init;
 pub mod ota;
@@ -101,35 +102,6 @@ fn alternatives(tree: &mut Tree) -> Result<()> {
     Ok(())
 }
 
-fn ca_bundle(tree: &mut Tree) -> Result<()> {
-    if tree.get("usr/share/ca-certificates").is_none() {
-        return Ok(());
-    }
-    let mut certs: Vec<String> = tree
-        .iter()
-        .filter(|(p, e)| {
-            p.starts_with("usr/share/ca-certificates/")
-                && p.ends_with(".crt")
-                && matches!(e.kind, Kind::File(_))
-        })
-        .map(|(p, _)| p.clone())
-        .collect();
-    certs.sort();
-    let mut bundle = Vec::new();
-    let mut conf = String::from("# Written by ingot: every certificate shipped is trusted.\n");
-    for c in &certs {
-        let mut data = tree.read(c).unwrap_or_default();
-        if !data.ends_with(b"\n") {
-            data.push(b'\n');
-        }
-        bundle.extend(data);
-        conf.push_str(c.trim_start_matches("usr/share/ca-certificates/"));
-        conf.push('\n');
-    }
-    put(tree, "etc/ssl/certs/ca-certificates.crt", bundle, 0o644)?;
-    put(tree, "etc/ca-certificates.conf", conf, 0o644)
-}
-
 /// Assemble the system in place: everything except the boot chain and sysprep. An A/B image
 /// (hardware `[ab]`) also gets the updater, trusting `update_key`.
 pub fn system(
@@ -165,7 +137,6 @@ pub fn system(
     users::apply(tree, profile, id.epoch / 86400)?;
     let applied = users::fragments(tree);
     alternatives(tree)?;
-    ca_bundle(tree)?;
     // os-release with the image identity.
     let base = tree
         .read("/usr/lib/os-release")
@@ -215,6 +186,7 @@ pub fn system(
     for o in &profile.overlays {
         overlay(tree, o)?;
     }
+    let hashed_store = certs::trust_store(tree)?;
     let ab = hw.ab.is_some();
     if ab {
         let key = update_key.with_context(|| {
@@ -242,7 +214,7 @@ pub fn system(
             let now = users::fragments(tree);
             let users_current =
                 now == applied && now.iter().all(|(p, _)| p.starts_with("usr/lib/"));
-            systemd_setup(tree, profile, &cmdline, ab, users_current)?
+            systemd_setup(tree, profile, &cmdline, ab, users_current, hashed_store)?
         }
     }
     Ok(())
