@@ -140,6 +140,9 @@ fn fields(line: &str) -> Vec<String> {
     out
 }
 
+/// `addgroup --system` in udev's postinst (Debian 12), in its order.
+const UDEV_POSTINST_GROUPS: &[&str] = &["input", "sgx", "kvm", "render"];
+
 /// Write the account databases into the tree. `days` is the build date in days since the epoch
 /// (shadow's last-change field).
 pub fn apply(tree: &mut Tree, profile: &Profile, days: i64) -> Result<()> {
@@ -226,6 +229,14 @@ pub fn apply(tree: &mut Tree, profile: &Profile, days: i64) -> Result<()> {
                 }
                 _ => {}
             }
+        }
+    }
+    // The groups udev's rules give device nodes to, which its postinst adds (Ingot runs no
+    // maintainer scripts). Without them udevd ignores those GROUP= settings ("Unknown group
+    // 'kvm', ignoring" at every boot) and /dev/kvm, input devices and render nodes stay root's.
+    if tree.exists("usr/lib/udev/rules.d/50-udev-default.rules") {
+        for g in UDEV_POSTINST_GROUPS {
+            db.add_group(g, None, true);
         }
     }
     for g in &profile.groups {
@@ -331,6 +342,41 @@ pub fn apply(tree: &mut Tree, profile: &Profile, days: i64) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use crate::tree::{Entry, Tree};
+
+    #[test]
+    fn udev_images_get_the_groups_its_postinst_adds() {
+        let profile = crate::config::profile_from_str(
+            std::path::Path::new("p.toml"),
+            "[image]\nname = \"p\"\nversion = \"1.0.0\"\n[distribution]\nsuite = \"bookworm\"\n",
+        )
+        .unwrap();
+        let groups = |udev: bool| {
+            let mut t = Tree::new();
+            if udev {
+                t.insert(
+                    "usr/lib/udev/rules.d/50-udev-default.rules",
+                    Entry::file("KERNEL==\"kvm\", GROUP=\"kvm\", MODE=\"0660\"\n", 0o644),
+                )
+                .unwrap();
+            }
+            super::apply(&mut t, &profile, 0).unwrap();
+            let g = String::from_utf8(t.read("etc/group").unwrap()).unwrap();
+            g.lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .filter(|f| super::UDEV_POSTINST_GROUPS.contains(&f[0]))
+                .map(|f| (f[0].to_string(), f[2].parse::<u32>().unwrap()))
+                .collect::<Vec<_>>()
+        };
+        let with = groups(true);
+        assert_eq!(with.len(), 4, "{with:?}");
+        assert!(
+            with.iter().all(|(_, gid)| (100..1000).contains(gid)),
+            "{with:?}"
+        );
+        assert!(groups(false).is_empty());
+    }
+
     #[test]
     fn sysusers_fields() {
         assert_eq!(
