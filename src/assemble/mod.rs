@@ -4,6 +4,7 @@
 
 mod certs;
 mod files;
+mod idle;
 mod init;
 pub mod ota;
 mod pam;

@@ -157,7 +157,7 @@ fn generators_without_input_are_masked() {
             .collect()
     };
     let mut t = base();
-    init::mask_idle_generators(&mut t, "quiet panic=-1").unwrap();
+    idle::mask_idle_generators(&mut t, "quiet panic=-1").unwrap();
     assert_eq!(masked(&t), &gens[..6]);
 
     // Each input keeps its generator: a crypttab, a resume= word, an rc.local, an init
@@ -167,7 +167,7 @@ fn generators_without_input_are_masked() {
     t.insert("etc/rc.local", Entry::file("", 0o755)).unwrap();
     t.insert("etc/init.d/legacy", Entry::file("", 0o755))
         .unwrap();
-    init::mask_idle_generators(&mut t, "quiet resume=/dev/vda3 rd.luks.uuid=x").unwrap();
+    idle::mask_idle_generators(&mut t, "quiet resume=/dev/vda3 rd.luks.uuid=x").unwrap();
     assert_eq!(
         masked(&t),
         [
@@ -182,11 +182,11 @@ fn generators_without_input_are_masked() {
         Entry::symlink("/usr/local/lib/my-generator"),
     )
     .unwrap();
-    init::mask_idle_generators(&mut t, "quiet").unwrap();
+    idle::mask_idle_generators(&mut t, "quiet").unwrap();
     assert!(!masked(&t).contains(&"systemd-rc-local-generator"));
     // A dm-verity root hash on the command line keeps the veritysetup generator.
     let mut t = base();
-    init::mask_idle_generators(&mut t, "quiet roothash=ab12").unwrap();
+    idle::mask_idle_generators(&mut t, "quiet roothash=ab12").unwrap();
     assert!(!masked(&t).contains(&"systemd-veritysetup-generator"));
 }
 
@@ -239,7 +239,7 @@ fn units_with_nothing_to_do_are_masked() {
             .collect()
     };
     let mut t = base();
-    init::mask_idle_units(&mut t, "quiet panic=-1", &[]).unwrap();
+    idle::mask_idle_units(&mut t, "quiet panic=-1", &[]).unwrap();
     assert_eq!(
         masked(&t),
         [
@@ -261,10 +261,10 @@ fn units_with_nothing_to_do_are_masked() {
         ),
     )
     .unwrap();
-    init::mask_idle_units(&mut t, "quiet ip=dhcp", &[]).unwrap();
+    idle::mask_idle_units(&mut t, "quiet ip=dhcp", &[]).unwrap();
     assert!(masked(&t).is_empty(), "{:?}", masked(&t));
     let mut t = base();
-    init::mask_idle_units(
+    idle::mask_idle_units(
         &mut t,
         "quiet ifname=lan0:52:54:00:12:34:56",
         &["systemd-repart.service".to_string()],
@@ -279,7 +279,7 @@ fn units_with_nothing_to_do_are_masked() {
         Entry::file("", 0o644),
     )
     .unwrap();
-    init::mask_idle_units(&mut t, "quiet", &[]).unwrap();
+    idle::mask_idle_units(&mut t, "quiet", &[]).unwrap();
     assert!(masked(&t).is_empty());
 }
 
