@@ -33,13 +33,14 @@ pub(super) fn trust_store(tree: &mut Tree) -> Result<bool> {
         v.sort();
         v
     };
-    let mut certs = crts(SHARE);
-    let local = crts(LOCAL);
+    // The shipped certificates (listed in the conf), then the local ones, as
+    // update-ca-certificates bundles them.
+    let certs = [crts(SHARE), crts(LOCAL)].concat();
     let mut bundle = Vec::new();
     let mut conf = String::from("# Written by ingot: every certificate shipped is trusted.\n");
-    // (subject hash, link name) in the order `openssl rehash` numbers them: by file name.
+    // (link name, subject hash), sorted below into the order `openssl rehash` numbers equal
+    // hashes in: by file name.
     let mut pems: Vec<(String, String)> = Vec::new();
-    certs.extend(local);
     for c in &certs {
         let mut data = tree.read(c).unwrap_or_default();
         let hash = subject_hash_pem(&data).with_context(|| format!("/{c}"))?;
@@ -87,7 +88,7 @@ fn pem_name(path: &str) -> String {
 
 /// OpenSSL's subject name hash (`openssl x509 -subject_hash`) of the first certificate in a PEM
 /// file.
-pub fn subject_hash_pem(pem: &[u8]) -> Result<u32> {
+fn subject_hash_pem(pem: &[u8]) -> Result<u32> {
     let text = String::from_utf8_lossy(pem);
     let body = text
         .split("-----BEGIN CERTIFICATE-----")
@@ -103,7 +104,7 @@ pub fn subject_hash_pem(pem: &[u8]) -> Result<u32> {
 
 /// The hash of the subject of a DER certificate: the first four bytes, little-endian, of the
 /// SHA-1 of the name's canonical encoding (OpenSSL's `X509_NAME_hash_ex`).
-pub fn subject_hash(der: &[u8]) -> Result<u32> {
+fn subject_hash(der: &[u8]) -> Result<u32> {
     let (cert, _) = tlv(der, 0x30)?;
     let (mut tbs, _) = tlv(cert, 0x30)?;
     if tbs.first() == Some(&0xa0) {
