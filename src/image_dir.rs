@@ -272,7 +272,8 @@ impl ImageDir {
     /// [`ImageDir::open_verified`] for a caller that has hashed some files already (a pull
     /// hashes each blob while it streams) or does not need some (a push does not send
     /// `disk.raw` when `disk.raw.zst` carries it): `known` gives those digests and sizes, and
-    /// `skip` the files not to check. The signature, bundle and provenance are always checked.
+    /// `skip` the files not to check (or `caller_checks_all`, all of them). The signature,
+    /// bundle and provenance are always checked.
     pub fn open_verified_with(
         path: &Path,
         key: &minisign::PublicKey,
@@ -307,12 +308,6 @@ impl ImageDir {
             manifest,
             bytes,
         })
-    }
-
-    /// Check every artifact's digest and size against the manifest (no signature: for
-    /// unsigned images, whose digests are all there is to check).
-    pub fn check_files(&self) -> Result<()> {
-        check_artifacts(&self.path, &self.manifest, &Known::default())
     }
 
     /// A file of the directory.
@@ -389,6 +384,19 @@ pub struct Known {
     pub hashed: BTreeMap<String, (String, u64)>,
     /// Files not to check.
     pub skip: Vec<String>,
+    /// Check no artifact's digest here: the caller checks each file as it reads it (a push
+    /// hashes every file on its way to the registry and publishes nothing until all match).
+    pub caller_checks_all: bool,
+}
+
+/// The one verdict on a file's digest: it must be the signed manifest's, size included.
+pub fn check_digest(name: &str, got: &str, size: u64, want: &str, want_size: u64) -> Result<()> {
+    if got != want || size != want_size {
+        bail!(
+            "{name}: SHA-256 {got} ({size} bytes) does not match the signed manifest ({want}, {want_size} bytes)"
+        );
+    }
+    Ok(())
 }
 
 /// Check every artifact against the manifest: the files not already known are hashed, two at
@@ -397,7 +405,7 @@ fn check_artifacts(path: &Path, manifest: &Manifest, known: &Known) -> Result<()
     let todo: Vec<(&String, &Artifact)> = manifest
         .artifacts
         .iter()
-        .filter(|(n, _)| !known.skip.contains(n))
+        .filter(|(n, _)| !known.caller_checks_all && !known.skip.contains(n))
         .collect();
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results: Vec<Result<()>> = std::thread::scope(|sc| {
@@ -417,13 +425,7 @@ fn check_artifacts(path: &Path, manifest: &Manifest, known: &Known) -> Result<()
                                     .with_context(|| format!("{}: cannot read", p.display()))?
                             }
                         };
-                        if got != a.sha256 || size != a.size {
-                            bail!(
-                                "{name}: SHA-256 {got} ({size} bytes) does not match the signed manifest ({}, {} bytes)",
-                                a.sha256,
-                                a.size
-                            );
-                        }
+                        check_digest(name, &got, size, &a.sha256, a.size)?;
                     }
                 })
             })

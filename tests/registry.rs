@@ -1,7 +1,7 @@
 //! Registry distribution end to end, against Debian's real `docker-registry` started by each
 //! test on a free loopback port, with `skopeo` as the independent client: push and pull, the
 //! reproducible OCI digest, write-once version tags, a resumed upload, a push killed outright,
-//! a tampered blob, promotion on signed evidence (refused without it, with a failed or
+//! a tampered blob (in the registry, or a changed file on the way up), promotion on signed evidence (refused without it, with a failed or
 //! foreign-key report, for a revoked digest, over a size budget), the legacy channel, history,
 //! and retention. Runs when INGOT_E2E=1 is set.
 #![allow(clippy::unwrap_used)]
@@ -283,6 +283,79 @@ fn push_and_pull_round_trip_with_reproducible_digests_and_write_once_tags() {
         !has_temp_entries(f.dir.path()),
         "a temporary directory was left"
     );
+}
+
+/// push checks every file against the signed manifest as it reads it for the registry: a
+/// changed file is refused (sent whole or in chunks, or already in the registry), and nothing
+/// is published: no tag, and a blob sent in chunks is never completed.
+#[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
+fn a_changed_file_is_never_pushed() {
+    let f = fixture();
+    let reg = Registry::start();
+    let tag = reg.at("golden/changed:1.0.0");
+    let pubk = f.key("release", "pub");
+    let copy = tempfile::tempdir().unwrap();
+    let img = copy_image(&f.image("out", "1.0.0", "x86_64"), copy.path());
+    let flip = |name: &str| {
+        let p = img.join(name);
+        let mut b = std::fs::read(&p).unwrap();
+        let mid = b.len() / 2;
+        b[mid] ^= 0x01;
+        std::fs::write(&p, b).unwrap();
+    };
+    let push = |what: &str| {
+        let o = ingot_env(
+            &["push", img.to_str().unwrap(), &tag, "--key", &pubk],
+            &[("INGOT_REGISTRY_CHUNK", "1MiB")],
+        );
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(1), "{what}: {err}");
+        assert!(
+            err.contains(&format!("{what}: SHA-256"))
+                && err.contains("does not match the signed manifest")
+                && err.contains("refusing to push"),
+            "{what}: {err}"
+        );
+        assert!(
+            !skopeo(&["inspect", "--raw", &format!("docker://{tag}")]).0,
+            "{what}: the tag was written"
+        );
+    };
+    let zst = manifest(&img)["artifacts"]["disk.raw.zst"].clone();
+    assert!(zst["size"].as_u64().unwrap() > 2 << 20, "{zst}");
+    // The disk, sent in 1 MiB chunks: the last chunk is never followed by the completing PUT,
+    // so the registry (which had no blob yet) still has none under the signed digest.
+    flip("disk.raw.zst");
+    push("disk.raw.zst");
+    let (found, _) = tool(
+        "curl",
+        &[
+            "-fsI",
+            &format!(
+                "http://{}/v2/golden/changed/blobs/sha256:{}",
+                reg.at("").trim_end_matches('/'),
+                zst["sha256"].as_str().unwrap()
+            ),
+        ],
+    );
+    assert!(!found, "the changed disk's upload was completed");
+    flip("disk.raw.zst");
+    // A small file, sent in one request.
+    flip("sbom.spdx.json");
+    push("sbom.spdx.json");
+    flip("sbom.spdx.json");
+    // Restored, it pushes; changed again, it is refused though the registry has every blob.
+    ok(
+        &ingot(&["push", img.to_str().unwrap(), &tag, "--key", &pubk]),
+        "push of the restored copy",
+    );
+    let digest = skopeo_raw(&tag).1;
+    flip("sbom.cdx.json");
+    let (code, err) = run(&["push", img.to_str().unwrap(), &tag, "--key", &pubk]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("sbom.cdx.json: SHA-256"), "{err}");
+    assert_eq!(skopeo_raw(&tag).1, digest);
 }
 
 /// edge-minimal 1.0.0 (x86_64) pushed to a fresh registry in 1 MiB chunks, with an upload-state

@@ -10,6 +10,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
 
 use super::artifact::{self, LocalImage};
 use super::client::{Body, Client};
@@ -58,26 +59,20 @@ pub struct PushOptions<'a> {
     pub no_index: bool,
 }
 
-/// Open and check the directories: signature and every digest with a key; the digests alone
-/// when unsigned images are allowed.
+/// Open the directories and check their signatures (with a key), or refuse unsigned ones
+/// unless they are allowed. The digests are checked by [`push`], which hashes every file as
+/// it reads it for the registry: one pass over each file, and nothing is published (no image
+/// manifest, no tag) until every file matches the manifest.
 pub fn open_dirs(dirs: &[PathBuf], opts: &PushOptions<'_>) -> Result<Vec<ImageDir>> {
+    let later = crate::image_dir::Known {
+        caller_checks_all: true,
+        ..Default::default()
+    };
     let mut out = Vec::new();
     for d in dirs {
         let dir = match opts.key {
-            // disk.raw never travels (disk.raw.zst does; a derived one is checked when made).
-            Some(k) => ImageDir::open_verified_with(
-                d,
-                k,
-                &crate::image_dir::Known {
-                    skip: vec![crate::image_dir::DISK_RAW.to_string()],
-                    ..Default::default()
-                },
-            )?,
-            None if opts.allow_unsigned => {
-                let dir = ImageDir::open(d)?;
-                dir.check_files()?;
-                dir
-            }
+            Some(k) => ImageDir::open_verified_with(d, k, &later)?,
+            None if opts.allow_unsigned => ImageDir::open(d)?,
             None => {
                 return Err(BadInput(format!(
                     "{}: push verifies the signature first: give --key PUB (or --allow-unsigned to push an unsigned image)",
@@ -143,10 +138,23 @@ pub fn push(client: &Client, dirs: &[ImageDir], opts: &PushOptions<'_>) -> Resul
     let mounts = MountRecord::open(&reference.registry);
     let empty = types::empty_config();
     let mut blobs: Vec<(Descriptor, Source)> = vec![(empty, Source::Bytes(types::EMPTY_BLOB))];
-    for img in &images {
-        for (d, p) in &img.files {
-            if !blobs.iter().any(|(b, _)| b.digest == d.digest) {
-                blobs.push((d.clone(), Source::File(p.clone())));
+    let mut twins = Vec::new();
+    for (img, dir) in images.iter().zip(dirs) {
+        for (d, path) in &img.files {
+            // An artifact's digest is the signed manifest's claim, checked as the file is
+            // read; the other layers' digests were just hashed from the files themselves.
+            let check = d
+                .title()
+                .is_some_and(|t| dir.manifest.artifacts.contains_key(t));
+            let src = Source::File {
+                path: path.clone(),
+                check,
+            };
+            if blobs.iter().any(|(b, _)| b.digest == d.digest) {
+                // The same content in another directory travels once; its file is hashed too.
+                twins.push((d.clone(), src));
+            } else {
+                blobs.push((d.clone(), src));
             }
         }
     }
@@ -155,10 +163,14 @@ pub fn push(client: &Client, dirs: &[ImageDir], opts: &PushOptions<'_>) -> Resul
     let outcomes = super::parallel(&blobs, |(d, src)| -> Result<Sent> {
         crate::interrupt::check()?;
         if client.has_blob(&d.digest)? {
+            src.check_whole(d)?;
             return Ok(Sent::Skipped);
         }
         if let Some(from) = mounts.source_for(&d.digest, &reference.repository) {
+            // Checked once mounted (the record is only a hint): the registry's copy is
+            // whatever has that digest, but a push stands for the local directory.
             if client.mount(&d.digest, &from)? {
+                src.check_whole(d)?;
                 mounts.record(&d.digest, &reference.repository);
                 return Ok(Sent::Mounted);
             }
@@ -169,6 +181,7 @@ pub fn push(client: &Client, dirs: &[ImageDir], opts: &PushOptions<'_>) -> Resul
         mounts.record(&d.digest, &reference.repository);
         Ok(Sent::Uploaded(n))
     })?;
+    super::parallel(&twins, |(d, src)| src.check_whole(d))?;
     for o in outcomes {
         match o {
             Sent::Skipped => done.skipped += 1,
@@ -208,7 +221,29 @@ enum Sent {
 /// Where a blob's bytes come from.
 enum Source {
     Bytes(&'static [u8]),
-    File(PathBuf),
+    /// A file; `check`: its digest is a claim of the signed manifest, to be checked.
+    File {
+        path: PathBuf,
+        check: bool,
+    },
+}
+
+impl Source {
+    /// For a blob that is not uploaded (the registry has it, or mounts it): hash the file
+    /// all the same, since the push stands for the directory.
+    fn check_whole(&self, d: &Descriptor) -> Result<()> {
+        if let Source::File { path, check: true } = self {
+            let (got, size) = fsx::sha256_path(path)?;
+            check_file(d, path, &got, size)?;
+        }
+        Ok(())
+    }
+}
+
+/// A file's digest against the signed manifest's (the same verdict `verify` gives).
+fn check_file(d: &Descriptor, path: &Path, got: &str, size: u64) -> Result<()> {
+    crate::image_dir::check_digest(d.title().unwrap_or("blob"), got, size, d.hex(), d.size)
+        .with_context(|| format!("refusing to push {}", path.display()))
 }
 
 fn chunk_size() -> Result<u64> {
@@ -235,28 +270,41 @@ fn upload(
     quiet: bool,
     bar: &indicatif::ProgressBar,
 ) -> Result<u64> {
-    let path = match src {
+    let (path, check) = match src {
         Source::Bytes(b) => {
             let url = client.start_upload()?;
             client.finish_upload(&url, &d.digest, Body::Bytes(b))?;
             return Ok(b.len() as u64);
         }
-        Source::File(p) => p,
+        Source::File { path, check } => (path, *check),
     };
+    // A file of another length fails before a byte is sent (reads below stop at the size).
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("opening {}", path.display()))?
+        .len();
+    if len != d.size {
+        src.check_whole(d)?;
+    }
     let live = crate::progress::live(quiet);
     let result = if d.size <= chunk {
         crate::progress::log(
             quiet || live,
             &format!("uploading {name} ({} bytes)", d.size),
         );
+        // Small enough to hold: hashed before it is sent, then sent in one request.
+        let bytes = fsx::read(path)?;
+        if check {
+            check_file(d, path, &fsx::sha256_hex(&bytes), bytes.len() as u64)?;
+        }
         let url = client.start_upload()?;
-        let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        let r = bar.wrap_read(f.take(d.size));
         client
-            .finish_upload(&url, &d.digest, Body::Reader(Box::new(r), d.size))
-            .map(|()| d.size)
+            .finish_upload(&url, &d.digest, Body::Bytes(&bytes))
+            .map(|()| {
+                bar.set_position(d.size);
+                d.size
+            })
     } else {
-        chunked(client, d, path, name, chunk, quiet, live, bar)
+        chunked(client, d, path, check, name, chunk, quiet, live, bar)
     };
     bar.finish_and_clear();
     result
@@ -283,6 +331,7 @@ fn chunked(
     client: &Client,
     d: &Descriptor,
     path: &Path,
+    check: bool,
     name: &str,
     chunk: u64,
     quiet: bool,
@@ -326,10 +375,27 @@ fn chunked(
         &format!("uploading {name} ({} bytes) in {chunks} chunks", d.size),
     );
     let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    f.seek(SeekFrom::Start(start))
-        .with_context(|| format!("seeking in {}", path.display()))?;
-    bar.set_position(start);
     let mut buf = vec![0u8; usize::try_from(chunk).unwrap_or(usize::MAX)];
+    // The digest covers the whole file: what the registry already holds is hashed from the
+    // file here, the rest as each chunk is read.
+    let mut hash = check.then(Sha256::new);
+    match hash.as_mut() {
+        Some(h) => {
+            let mut held = start;
+            while held > 0 {
+                let want = usize::try_from(held.min(chunk)).unwrap_or(buf.len());
+                f.read_exact(&mut buf[..want])
+                    .with_context(|| format!("reading {}", path.display()))?;
+                h.update(&buf[..want]);
+                held -= want as u64;
+            }
+        }
+        None => {
+            f.seek(SeekFrom::Start(start))
+                .with_context(|| format!("seeking in {}", path.display()))?;
+        }
+    }
+    bar.set_position(start);
     while start < d.size {
         // Stop only between chunks: the registry then holds whole chunks, and the saved
         // session resumes exactly there.
@@ -337,7 +403,18 @@ fn chunked(
         let want = usize::try_from((d.size - start).min(chunk)).unwrap_or(buf.len());
         f.read_exact(&mut buf[..want])
             .with_context(|| format!("reading {}", path.display()))?;
-        url = client.patch(&url, start, &buf[..want])?;
+        let data = &buf[..want];
+        // Hashed on a second thread while the registry takes the chunk: the registry is the
+        // slow side of a push, so the check costs it no time.
+        url = std::thread::scope(|sc| {
+            let hashing = hash.as_mut().map(|h| sc.spawn(move || h.update(data)));
+            let sent = client.patch(&url, start, data);
+            if let Some(t) = hashing {
+                t.join()
+                    .map_err(|_| anyhow::anyhow!("the hashing thread panicked"))?;
+            }
+            sent
+        })?;
         start += want as u64;
         if let Some(p) = &state {
             if let Some(dir) = p.parent() {
@@ -351,6 +428,16 @@ fn chunked(
                 "{name}: {} of {chunks} chunks sent",
                 start.div_ceil(chunk).min(chunks)
             );
+        }
+    }
+    if let Some(h) = hash {
+        if let Err(e) = check_file(d, path, &hex::encode(h.finalize()), d.size) {
+            // Never completed: the registry drops the session (asked here; best effort).
+            let _ = client.send("DELETE", &url, &[], Body::Empty, "cancelling an upload");
+            if let Some(p) = &state {
+                let _ = std::fs::remove_file(p);
+            }
+            return Err(e);
         }
     }
     client.finish_upload(&url, &d.digest, Body::Empty)?;
