@@ -118,6 +118,10 @@ printf 'push (median of %d): ingot %.2f s, oras %.2f s, ratio ingot/oras %.2f  [
   "$RUNS" "$mi" "$mo" "$(echo "$mi / $mo" | bc -l)" "${ip[*]}" "${op[*]}"
 printf 'pull (median of %d): ingot %.2f s (verifies, rebuilds disk.raw), oras %.2f s, ratio %.2f  [ingot: %s | oras: %s]\n' \
   "$RUNS" "$li" "$lo" "$(echo "$li / $lo" | bc -l)" "${il[*]}" "${ol[*]}"
+# Each run's two steps ran back to back, so the ratio within a run is steadier than the ratio
+# of medians when the host's speed drifts between runs.
+pairs() { local -n a=$1 b=$2; for i in "${!a[@]}"; do echo "${a[$i]} / ${b[$i]}" | bc -l; done | median; }
+printf 'median of the per-run ratios ingot/oras: push %.2f, pull %.2f\n' "$(pairs ip op)" "$(pairs il ol)"
 wo=$(printf '%s\n' "${ow[@]}" | median)
 printf 'same job with oras (pull, zstd -d, minisign -V, every digest checked): %.2f s, ratio ingot pull/that %.2f  [%s]\n' \
   "$wo" "$(echo "$li / $wo" | bc -l)" "${ow[*]}"
