@@ -270,10 +270,9 @@ impl ImageDir {
     }
 
     /// [`ImageDir::open_verified`] for a caller that has hashed some files already (a pull
-    /// hashes each blob while it streams) or does not need some (a push does not send
-    /// `disk.raw` when `disk.raw.zst` carries it): `known` gives those digests and sizes, and
-    /// `skip` the files not to check (or `caller_checks_all`, all of them). The signature,
-    /// bundle and provenance are always checked.
+    /// hashes each blob while it streams: `known.hashed` gives those digests and sizes) or
+    /// checks every file itself as it reads it (a push: `known.caller_checks_all`). The
+    /// signature, bundle and provenance are always checked.
     pub fn open_verified_with(
         path: &Path,
         key: &minisign::PublicKey,
@@ -382,8 +381,6 @@ impl ImageDir {
 pub struct Known {
     /// File name → (hex SHA-256, size), hashed by the caller.
     pub hashed: BTreeMap<String, (String, u64)>,
-    /// Files not to check.
-    pub skip: Vec<String>,
     /// Check no artifact's digest here: the caller checks each file as it reads it (a push
     /// hashes every file on its way to the registry and publishes nothing until all match).
     pub caller_checks_all: bool,
@@ -402,11 +399,10 @@ pub fn check_digest(name: &str, got: &str, size: u64, want: &str, want_size: u64
 /// Check every artifact against the manifest: the files not already known are hashed, two at
 /// a time (the big ones dominate, and the build hosts have at least two cores).
 fn check_artifacts(path: &Path, manifest: &Manifest, known: &Known) -> Result<()> {
-    let todo: Vec<(&String, &Artifact)> = manifest
-        .artifacts
-        .iter()
-        .filter(|(n, _)| !known.caller_checks_all && !known.skip.contains(n))
-        .collect();
+    if known.caller_checks_all {
+        return Ok(());
+    }
+    let todo: Vec<(&String, &Artifact)> = manifest.artifacts.iter().collect();
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results: Vec<Result<()>> = std::thread::scope(|sc| {
         let workers: Vec<_> = (0..2)

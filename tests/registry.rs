@@ -1,9 +1,10 @@
 //! Registry distribution end to end, against Debian's real `docker-registry` started by each
 //! test on a free loopback port, with `skopeo` as the independent client: push and pull, the
 //! reproducible OCI digest, write-once version tags, a resumed upload, a push killed outright,
-//! a tampered blob (in the registry, or a changed file on the way up), promotion on signed evidence (refused without it, with a failed or
-//! foreign-key report, for a revoked digest, over a size budget), the legacy channel, history,
-//! and retention. Runs when INGOT_E2E=1 is set.
+//! a tampered blob (in the registry, or a changed file on its way up), promotion on signed
+//! evidence (refused without it, with a failed or foreign-key report, for a revoked digest,
+//! over a size budget), the legacy channel, history, and retention. Runs when INGOT_E2E=1 is
+//! set.
 #![allow(clippy::unwrap_used)]
 
 mod common;

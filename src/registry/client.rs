@@ -84,8 +84,6 @@ pub enum Body<'a> {
     Empty,
     /// Bytes in memory.
     Bytes(&'a [u8]),
-    /// A reader of exactly this many bytes (never retried).
-    Reader(Box<dyn Read + 'a>, u64),
 }
 
 impl Client {
@@ -157,14 +155,6 @@ impl Client {
             Body::Bytes(b) => build(&current)
                 .set("Content-Length", &b.len().to_string())
                 .send_bytes(b),
-            Body::Reader(r, len) => {
-                return self.finish(
-                    build(&current)
-                        .set("Content-Length", &len.to_string())
-                        .send(r),
-                    what,
-                );
-            }
         };
         match first {
             Err(ureq::Error::Status(401, resp)) => {
