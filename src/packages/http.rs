@@ -82,14 +82,41 @@ pub fn get(url: &str, max_bytes: u64) -> Result<Vec<u8>> {
 }
 
 fn agent() -> ureq::Agent {
-    ureq::AgentBuilder::new()
-        .timeout_connect(Duration::from_secs(15))
+    let cfg = ureq::Agent::config_builder()
+        .timeout_connect(Some(Duration::from_secs(15)))
         // A stalled connection is noticed within this; the overall deadline bounds a trickle.
-        .timeout_read(Duration::from_secs(15))
-        .redirects(0)
+        .timeout_per_read(Some(Duration::from_secs(15)))
+        .max_redirects(0)
         .user_agent(concat!("ingot/", env!("CARGO_PKG_VERSION")))
-        .build()
+        .build();
+    ureq::Agent::with_parts(
+        cfg,
+        ureq::unversioned::transport::DefaultConnector::new(),
+        Lookup(ureq::unversioned::resolver::DefaultResolver::default()),
+    )
 }
+
+/// A resolver whose failure to find a host is final: the standard one reports a name that
+/// does not resolve as an I/O error, like a dropped connection, and that one is not retried.
+#[derive(Debug)]
+struct Lookup<R>(R);
+
+impl<R: ureq::unversioned::resolver::Resolver> ureq::unversioned::resolver::Resolver for Lookup<R> {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        match self.0.resolve(uri, config, timeout) {
+            Err(ureq::Error::Io(_)) => Err(ureq::Error::HostNotFound),
+            other => other,
+        }
+    }
+}
+
+/// An answer from a mirror.
+type Response = ureq::http::Response<ureq::Body>;
 
 /// Why one GET failed.
 enum CallError {
@@ -100,20 +127,25 @@ enum CallError {
 }
 
 /// One GET, following redirects to http/https only.
-fn call(agent: &ureq::Agent, url: &str) -> Result<ureq::Response, CallError> {
+fn call(agent: &ureq::Agent, url: &str) -> Result<Response, CallError> {
     let mut here = url.to_string();
     for _ in 0..=MAX_REDIRECTS {
         let resp = agent
             .get(&here)
             .call()
             .map_err(|e| CallError::Ureq(Box::new(e)))?;
-        if !(300..400).contains(&resp.status()) {
+        if !resp.status().is_redirection() {
             return Ok(resp);
         }
-        let Some(loc) = resp.header("location").map(str::to_string) else {
+        let Some(loc) = resp
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+        else {
             return Ok(resp);
         };
-        let next = url::Url::parse(resp.get_url())
+        let next = url::Url::parse(&here)
             .and_then(|base| base.join(&loc))
             .map(|u| u.to_string())
             .unwrap_or(loc);
@@ -163,13 +195,15 @@ fn open_within(url: &str, max_bytes: u64, allowed: Duration) -> Result<Box<dyn R
         attempt += 1;
         crate::interrupt::check()?;
         let e = match call(&agent, url) {
-            Ok(resp) if resp.status() < 300 => return Ok(wrap(Box::new(resp.into_reader()))),
-            Ok(resp) => bail!("{url}: HTTP {} {}", resp.status(), resp.status_text()),
+            Ok(resp) if resp.status().is_success() => {
+                return Ok(wrap(Box::new(resp.into_body().into_reader())))
+            }
+            Ok(resp) => bail!("{url}: HTTP {}", resp.status()),
             Err(CallError::Refused(why)) => bail!("{url}: {why}"),
             Err(CallError::Ureq(e)) => *e,
         };
         match e {
-            ureq::Error::Status(code, _) if code < 500 && code != 429 => {
+            ureq::Error::StatusCode(code) if code < 500 && code != 429 => {
                 bail!("{url}: HTTP {code} (permanent; not retried)")
             }
             e if attempt < 4 && transient(&e) => {
@@ -189,11 +223,9 @@ fn open_within(url: &str, max_bytes: u64, allowed: Duration) -> Result<Box<dyn R
 /// a host name that does not resolve, or an answer such as 404 that will not change.
 fn transient(e: &ureq::Error) -> bool {
     match e {
-        ureq::Error::Status(code, _) => *code >= 500 || *code == 408 || *code == 429,
-        ureq::Error::Transport(t) => !matches!(
-            t.kind(),
-            ureq::ErrorKind::InvalidUrl | ureq::ErrorKind::UnknownScheme | ureq::ErrorKind::Dns
-        ),
+        ureq::Error::StatusCode(code) => *code >= 500 || *code == 408 || *code == 429,
+        ureq::Error::BadUri(_) | ureq::Error::Http(_) | ureq::Error::HostNotFound => false,
+        _ => true,
     }
 }
 
@@ -203,34 +235,56 @@ mod tests {
     use std::io::{BufRead, BufReader, Write};
     use std::net::TcpListener;
 
+    /// A resolver that finds nothing, the way the system's does for an unknown name: no
+    /// lookup leaves the machine.
+    #[derive(Debug)]
+    struct Nowhere;
+
+    impl ureq::unversioned::resolver::Resolver for Nowhere {
+        fn resolve(
+            &self,
+            _: &ureq::http::Uri,
+            _: &ureq::config::Config,
+            _: ureq::unversioned::transport::NextTimeout,
+        ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+            Err(ureq::Error::Io(std::io::Error::other(
+                "failed to lookup address information: Name or service not known",
+            )))
+        }
+    }
+
     #[test]
     fn only_answers_that_may_change_are_retried() {
-        let status = |c: u16| ureq::Error::Status(c, ureq::Response::new(c, "x", "").unwrap());
         for c in [500, 502, 503, 408, 429] {
-            assert!(transient(&status(c)), "{c}");
+            assert!(transient(&ureq::Error::StatusCode(c)), "{c}");
         }
         for c in [400, 403, 404, 410] {
-            assert!(!transient(&status(c)), "{c}");
+            assert!(!transient(&ureq::Error::StatusCode(c)), "{c}");
         }
-        // A host name that does not resolve is not retried (a resolver that finds nothing:
-        // no lookup leaves the machine).
-        let agent = ureq::AgentBuilder::new()
-            .resolver(|_: &str| -> std::io::Result<Vec<std::net::SocketAddr>> {
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "no such host",
-                ))
-            })
-            .build();
+        // A dropped connection is worth another try.
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(transient(&ureq::Error::Io(reset)));
+        // A host name that does not resolve is not, through the resolver `agent` uses.
+        let agent = ureq::Agent::with_parts(
+            ureq::Agent::config_builder().build(),
+            ureq::unversioned::transport::DefaultConnector::new(),
+            Lookup(Nowhere),
+        );
         let e = agent
             .get("http://no-such-host.invalid/")
             .call()
             .unwrap_err();
-        assert!(
-            matches!(&e, ureq::Error::Transport(t) if t.kind() == ureq::ErrorKind::Dns),
-            "{e}"
-        );
+        assert!(matches!(e, ureq::Error::HostNotFound), "{e}");
         assert!(!transient(&e), "{e}");
+        // A 404 from a real server comes back as a status, not retried.
+        let (url, h) = serve(1, |s| {
+            let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+        });
+        let started = Instant::now();
+        let e = get(&format!("{url}/gone"), 1 << 20).unwrap_err();
+        assert!(format!("{e:#}").contains("HTTP 404"), "{e:#}");
+        assert!(started.elapsed() < Duration::from_secs(1), "retried a 404");
+        h.join().unwrap();
     }
 
     /// A one-connection-at-a-time HTTP server on 127.0.0.1 answering each request with

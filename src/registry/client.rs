@@ -36,19 +36,24 @@ pub struct Options {
 }
 
 /// TLS settings trusting the built-in roots plus the certificates in `pem`.
-fn tls_with_ca(pem: &std::path::Path) -> Result<std::sync::Arc<rustls::ClientConfig>> {
+fn tls_with_ca(pem: &std::path::Path) -> Result<ureq::tls::TlsConfig> {
     use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let mut roots: Vec<ureq::tls::Certificate<'static>> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+        .iter()
+        .map(|c| ureq::tls::Certificate::from_der(c.as_ref()))
+        .collect();
+    let mut check = rustls::RootCertStore::empty();
     let mut n = 0;
     for cert in rustls_pki_types::CertificateDer::pem_file_iter(pem)
         .with_context(|| format!("{}: cannot read the CA bundle", pem.display()))?
     {
         let cert =
             cert.with_context(|| format!("{}: not a PEM certificate bundle", pem.display()))?;
-        roots
-            .add(cert)
+        // ureq skips a root it cannot parse; refuse it here, naming the file.
+        check
+            .add(cert.clone())
             .with_context(|| format!("{}: a certificate rustls does not accept", pem.display()))?;
+        roots.push(ureq::tls::Certificate::from_der(cert.as_ref()).to_owned());
         n += 1;
     }
     if n == 0 {
@@ -58,13 +63,17 @@ fn tls_with_ca(pem: &std::path::Path) -> Result<std::sync::Arc<rustls::ClientCon
         ))
         .into());
     }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("TLS settings")?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(std::sync::Arc::new(cfg))
+    Ok(ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::new_with_certs(&roots))
+        .build())
+}
+
+/// An answer from the registry.
+pub type Response = ureq::http::Response<ureq::Body>;
+
+/// A header of an answer, when present and text.
+pub fn header<'a>(resp: &'a Response, name: &str) -> Option<&'a str> {
+    resp.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
 /// One connection's worth of state for one repository.
@@ -94,17 +103,18 @@ impl Client {
         } else {
             "https"
         };
-        let mut agent = ureq::AgentBuilder::new();
+        let mut cfg = ureq::Agent::config_builder()
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .timeout_per_read(Some(Duration::from_secs(120)))
+            .timeout_per_write(Some(Duration::from_secs(120)))
+            .max_redirects(5)
+            // Statuses are answers to read (a 401's challenge, an error's JSON), not failures.
+            .http_status_as_error(false)
+            .user_agent(concat!("ingot/", env!("CARGO_PKG_VERSION")));
         if let Some(ca) = &opts.ca_file {
-            agent = agent.tls_config(tls_with_ca(ca)?);
+            cfg = cfg.tls_config(tls_with_ca(ca)?);
         }
-        let agent = agent
-            .timeout_connect(Duration::from_secs(10))
-            .timeout_read(Duration::from_secs(120))
-            .timeout_write(Duration::from_secs(120))
-            .redirects(5)
-            .user_agent(concat!("ingot/", env!("CARGO_PKG_VERSION")))
-            .build();
+        let agent = ureq::Agent::new_with_config(cfg.build());
         Ok(Client {
             agent,
             base: format!("{scheme}://{}", reference.registry),
@@ -138,78 +148,74 @@ impl Client {
         headers: &[(&str, &str)],
         body: Body<'_>,
         what: &str,
-    ) -> Result<ureq::Response> {
-        let build = |auth: &Option<String>| {
-            let mut req = self.agent.request(method, url);
+    ) -> Result<Response> {
+        let call = |auth: &Option<String>| -> Result<Response, ureq::Error> {
+            let mut req = ureq::http::Request::builder().method(method).uri(url);
             for (k, v) in headers {
-                req = req.set(k, v);
+                req = req.header(*k, *v);
             }
             if let Some(a) = auth {
-                req = req.set("Authorization", a);
+                req = req.header("Authorization", a.as_str());
             }
-            req
+            match body {
+                Body::Empty => self.agent.run(req.body(())?),
+                Body::Bytes(b) => self.agent.run(req.body(b)?),
+            }
         };
         let current = self.auth.lock().map(|g| g.clone()).unwrap_or_default();
-        let first = match body {
-            Body::Empty => build(&current).call(),
-            Body::Bytes(b) => build(&current)
-                .set("Content-Length", &b.len().to_string())
-                .send_bytes(b),
-        };
+        let first = call(&current);
         match first {
-            Err(ureq::Error::Status(401, resp)) => {
-                let challenge = resp.header("WWW-Authenticate").unwrap_or("").to_string();
+            Ok(resp) if resp.status() == 401 => {
+                let challenge = header(&resp, "WWW-Authenticate").unwrap_or("").to_string();
                 let auth = self.authorize(&challenge, what)?;
                 if let Ok(mut g) = self.auth.lock() {
                     *g = Some(auth.clone());
                 }
-                let again = match body {
-                    Body::Bytes(b) => build(&Some(auth))
-                        .set("Content-Length", &b.len().to_string())
-                        .send_bytes(b),
-                    _ => build(&Some(auth)).call(),
-                };
-                self.finish(again, what)
+                self.finish(call(&Some(auth)), what)
             }
             other => self.finish(other, what),
         }
     }
 
-    fn finish(&self, r: Result<ureq::Response, ureq::Error>, what: &str) -> Result<ureq::Response> {
-        match r {
-            Ok(resp) => Ok(resp),
-            Err(ureq::Error::Status(status, resp)) => {
-                let mut text = String::new();
-                let _ = resp.into_reader().take(64 << 10).read_to_string(&mut text);
-                let mut detail = oci_errors(&text);
-                if status == 400 && text.contains("HTTP request to an HTTPS server") {
-                    detail.push_str(
-                        " (the registry speaks HTTPS: give --ca-file with its CA to use it on loopback)",
-                    );
-                }
-                if status == 401 {
-                    detail.push_str(&format!(
-                        " (no usable credentials for {}: log in with `docker login` or `podman login`, or point REGISTRY_AUTH_FILE at an auth file)",
-                        self.reference.registry
-                    ));
-                }
-                Err(StatusError {
-                    what: what.to_string(),
-                    status,
-                    detail,
-                }
-                .into())
-            }
-            Err(ureq::Error::Transport(t)) => {
+    fn finish(&self, r: Result<Response, ureq::Error>, what: &str) -> Result<Response> {
+        let resp = match r {
+            Ok(resp) if resp.status().as_u16() < 400 => return Ok(resp),
+            Ok(resp) => resp,
+            Err(e) => {
                 if crate::interrupt::requested() {
                     return Err(crate::interrupt::Interrupted.into());
                 }
-                Err(anyhow!(
-                    "{what}: cannot reach the registry at {}: {t}",
+                return Err(anyhow!(
+                    "{what}: cannot reach the registry at {}: {e}",
                     self.base
-                ))
+                ));
             }
+        };
+        let status = resp.status().as_u16();
+        let mut text = String::new();
+        let _ = resp
+            .into_body()
+            .into_reader()
+            .take(64 << 10)
+            .read_to_string(&mut text);
+        let mut detail = oci_errors(&text);
+        if status == 400 && text.contains("HTTP request to an HTTPS server") {
+            detail.push_str(
+                " (the registry speaks HTTPS: give --ca-file with its CA to use it on loopback)",
+            );
         }
+        if status == 401 {
+            detail.push_str(&format!(
+                " (no usable credentials for {}: log in with `docker login` or `podman login`, or point REGISTRY_AUTH_FILE at an auth file)",
+                self.reference.registry
+            ));
+        }
+        Err(StatusError {
+            what: what.to_string(),
+            status,
+            detail,
+        }
+        .into())
     }
 
     /// Answer a `WWW-Authenticate` challenge: Basic with the stored credentials, or the
@@ -266,15 +272,22 @@ impl Client {
         }
         let mut req = self.agent.get(url.as_str());
         if let Some(b) = &basic {
-            req = req.set("Authorization", b);
+            req = req.header("Authorization", b.as_str());
         }
         let resp = match req.call() {
+            Ok(r) if matches!(r.status().as_u16(), 401 | 403) => return Err(no_creds().into()),
+            Ok(r) if r.status().as_u16() >= 400 => {
+                bail!(
+                    "{what}: token request to {realm} failed: HTTP {}",
+                    r.status()
+                )
+            }
             Ok(r) => r,
-            Err(ureq::Error::Status(401 | 403, _)) => return Err(no_creds().into()),
             Err(e) => bail!("{what}: token request to {realm} failed: {e}"),
         };
         let mut text = String::new();
-        resp.into_reader()
+        resp.into_body()
+            .into_reader()
             .take(1 << 20)
             .read_to_string(&mut text)
             .with_context(|| format!("{what}: reading the token from {realm}"))?;
@@ -313,7 +326,7 @@ impl Client {
             return Ok(true);
         }
         // An upload session was opened instead: cancel it (best effort).
-        if let Some(loc) = resp.header("Location") {
+        if let Some(loc) = header(&resp, "Location") {
             let _ = self.send(
                 "DELETE",
                 &self.absolute(loc),
@@ -334,8 +347,7 @@ impl Client {
             Body::Bytes(&[]),
             "starting an upload",
         )?;
-        let loc = resp
-            .header("Location")
+        let loc = header(&resp, "Location")
             .ok_or_else(|| anyhow!("starting an upload: no Location in the answer"))?;
         Ok(self.absolute(loc))
     }
@@ -345,9 +357,8 @@ impl Client {
     pub fn upload_status(&self, url: &str) -> Result<Option<(u64, String)>> {
         match self.send("GET", url, &[], Body::Empty, "asking an upload's state") {
             Ok(resp) => {
-                let next = resp.header("Location").map(|l| self.absolute(l));
-                let held = resp
-                    .header("Range")
+                let next = header(&resp, "Location").map(|l| self.absolute(l));
+                let held = header(&resp, "Range")
                     .and_then(|r| r.split_once('-'))
                     .and_then(|(_, end)| end.parse::<u64>().ok())
                     .map_or(0, |end| end + 1);
@@ -371,8 +382,7 @@ impl Client {
             Body::Bytes(data),
             "uploading a chunk",
         )?;
-        Ok(resp
-            .header("Location")
+        Ok(header(&resp, "Location")
             .map(|l| self.absolute(l))
             .unwrap_or_else(|| url.to_string()))
     }
@@ -400,7 +410,7 @@ impl Client {
             Body::Empty,
             &format!("fetching blob {digest}"),
         )?;
-        Ok(resp.into_reader())
+        Ok(Box::new(resp.into_body().into_reader()))
     }
 
     /// A manifest by tag or digest: (media type, bytes, digest of the bytes); None if absent.
@@ -418,8 +428,7 @@ impl Client {
             Err(e) if status_of(&e) == Some(404) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let media = resp
-            .header("Content-Type")
+        let media = header(&resp, "Content-Type")
             .unwrap_or("")
             .split(';')
             .next()
@@ -427,7 +436,8 @@ impl Client {
             .trim()
             .to_string();
         let mut bytes = Vec::new();
-        resp.into_reader()
+        resp.into_body()
+            .into_reader()
             .take(MANIFEST_CAP + 1)
             .read_to_end(&mut bytes)
             .with_context(|| what.clone())?;
@@ -451,7 +461,7 @@ impl Client {
             Body::Bytes(bytes),
             &format!("putting manifest {}:{target}", self.reference.repository),
         )?;
-        Ok(resp.header("OCI-Subject").is_some())
+        Ok(header(&resp, "OCI-Subject").is_some())
     }
 
     /// Delete a manifest by digest (every tag on it goes too).
@@ -479,9 +489,10 @@ impl Client {
                 Err(e) if status_of(&e) == Some(404) => return Ok(Vec::new()),
                 Err(e) => return Err(e),
             };
-            let next = resp.header("Link").and_then(next_link);
+            let next = header(&resp, "Link").and_then(next_link);
             let mut text = String::new();
-            resp.into_reader()
+            resp.into_body()
+                .into_reader()
                 .take(16 << 20)
                 .read_to_string(&mut text)
                 .context("listing tags")?;
@@ -515,9 +526,10 @@ impl Client {
             Err(e) if matches!(status_of(&e), Some(404 | 405)) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let ct = resp.header("Content-Type").unwrap_or("").to_string();
+        let ct = header(&resp, "Content-Type").unwrap_or("").to_string();
         let mut bytes = Vec::new();
-        resp.into_reader()
+        resp.into_body()
+            .into_reader()
             .take(MANIFEST_CAP)
             .read_to_end(&mut bytes)
             .context("listing referrers")?;
