@@ -108,6 +108,9 @@ impl Client {
             .timeout_per_read(Some(Duration::from_secs(120)))
             .timeout_per_write(Some(Duration::from_secs(120)))
             .max_redirects(5)
+            // A token goes along a redirect only to the same host over HTTPS (blob storage
+            // elsewhere signs its own URLs).
+            .redirect_auth_headers(ureq::config::RedirectAuthHeaders::SameHost)
             // Statuses are answers to read (a 401's challenge, an error's JSON), not failures.
             .http_status_as_error(false)
             .user_agent(concat!("ingot/", env!("CARGO_PKG_VERSION")));
