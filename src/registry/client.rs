@@ -72,7 +72,7 @@ fn tls_with_ca(pem: &std::path::Path) -> Result<ureq::tls::TlsConfig> {
 pub type Response = ureq::http::Response<ureq::Body>;
 
 /// A header of an answer, when present and text.
-pub fn header<'a>(resp: &'a Response, name: &str) -> Option<&'a str> {
+fn header<'a>(resp: &'a Response, name: &str) -> Option<&'a str> {
     resp.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
