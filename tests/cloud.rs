@@ -2,8 +2,9 @@
 //! attaches a NoCloud seed, waits for INGOT-READY, then logs in with the OpenSSH client through
 //! a forwarded 127.0.0.1 port and a throwaway key the seed installed; the login must see the
 //! seed's hostname and `cloud-init status` `done`, and the host key the guest presents must be
-//! one its console printed and differ between boots. The image itself holds no cloud-init
-//! instance state and no SSH host key (read with debugfs, not from the manifest).
+//! one its console printed and differ between boots; a template that keeps its built-in name
+//! fails at the hostname step. The image itself holds no cloud-init instance state and no SSH
+//! host key (read with debugfs, not from the manifest).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -142,8 +143,21 @@ fn vm_cloud_takes_its_identity_from_the_seed_and_a_user_logs_in_over_ssh() {
         .iter()
         .find(|d| d.ends_with("vm-cloud-1.0.0-aarch64"))
         .unwrap();
+    // A template that keeps the name it was built with (cloud-init told to preserve it) did
+    // not take its identity from the seed: its login fails at the hostname step.
+    let keeps = t.path().join("vm-keepname.toml");
+    std::fs::write(
+        &keeps,
+        format!(
+            "extends = \"{}\"\n[image]\nname = \"vm-keepname\"\nversion = \"1.0.0\"\n[[files]]\npath = \"/etc/cloud/cloud.cfg.d/99_keep_name.cfg\"\ncontent = \"preserve_hostname: true\\n\"\n",
+            root().join("profiles/vm-cloud.toml").display()
+        ),
+    )
+    .unwrap();
+    let keeper = build_x86_64(keeps.to_str().unwrap(), &out);
     let rx = t.path().join("x86.json");
     let rarm = t.path().join("arm.json");
+    let rkeep = t.path().join("keep.json");
     // apt keeps managing the image: its dpkg database has every dependency met (the kernel's
     // included), and apt installs a package made on the spot that needs the kernel's helpers.
     let probe = "set -e; d=$(mktemp -d); mkdir \"$d/DEBIAN\"; printf 'Package: ingot-probe\\nVersion: 1\\nArchitecture: all\\nMaintainer: Ingot tests <tests@invalid>\\nDepends: kmod, linux-base\\nDescription: probe\\n probe\\n' > \"$d/DEBIAN/control\"; dpkg-deb -b \"$d\" /tmp/ingot-probe.deb >/dev/null; sudo apt-get install -y /tmp/ingot-probe.deb >/dev/null; dpkg-query -W -f='${Status}' ingot-probe";
@@ -191,9 +205,37 @@ fn vm_cloud_takes_its_identity_from_the_seed_and_a_user_logs_in_over_ssh() {
                 rarm.to_str().unwrap(),
             ])
         });
+        let c = s.spawn(|| {
+            ingot(&[
+                "boot-test",
+                keeper.to_str().unwrap(),
+                "--boots",
+                "1",
+                "--timeout",
+                "400",
+                "--meta-data",
+                meta.to_str().unwrap(),
+                "--json",
+                rkeep.to_str().unwrap(),
+            ])
+        });
         ok(&a.join().unwrap(), "boot-test vm-cloud x86_64");
         ok(&b.join().unwrap(), "boot-test vm-cloud aarch64");
+        let c = c.join().unwrap();
+        assert_eq!(
+            c.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&c.stderr)
+        );
     });
+    let kb = &boots(&rkeep)[0];
+    assert_eq!(kb["ok"], false, "{kb}");
+    let why = kb["failure"].as_str().unwrap();
+    assert!(
+        why.contains("SSH login failed at hostname") && why.contains("the seed names it `web-7`"),
+        "{kb}"
+    );
     let xb = boots(&rx);
     assert_eq!(xb.len(), 2);
     // vm-cloud x86_64 is a hybrid disk: the second boot (SeaBIOS, GRUB from the MBR) logs in
@@ -279,6 +321,7 @@ fn seed_files_that_do_not_exist_stop_the_test_before_any_boot() {
 /// system made by mmdebstrap, mke2fs -d, mkfs.vfat, mtools and sgdisk
 /// (`tests/foreign/make-cloud-disk.sh`, none of Ingot's code) and shipped as qcow2 is logged in
 /// to as `debian` through a seed with a throwaway key once cloud-init is done: by the flags
+/// (the seed's user-data a gzip'd MIME multipart whose parts must both have run)
 /// after its login prompt, and as a matrix cell with no console pattern at all (the login is
 /// the readiness). A vm-base variant that already trusts a key for `deploy` is two more cells,
 /// logged in to with that key and no seed, after its login prompt and by login alone. Checks
@@ -355,6 +398,16 @@ fn foreign_disks_log_in_over_ssh_through_a_seed_or_with_a_key_they_trust() {
         hex_sha256(&std::fs::read(&plain).unwrap()),
     ];
     let (rs, rk) = (t.path().join("seeded.json"), t.path().join("keyed.json"));
+    // The seeded boot's user-data is a gzip'd MIME multipart (as clouds take it): a
+    // cloud-config part that writes a file and a script part; both must have run.
+    let mime = "Content-Type: multipart/mixed; boundary=\"PARTS\"\nMIME-Version: 1.0\n\n--PARTS\nContent-Type: text/cloud-config\nMIME-Version: 1.0\n\n#cloud-config\nwrite_files:\n  - path: /etc/ingot-mime-probe\n    content: \"from a cloud-config part\\n\"\n--PARTS\nContent-Type: text/x-shellscript\nMIME-Version: 1.0\n\n#!/bin/sh\necho 'from a script part' > /var/tmp/ingot-script-ran\n--PARTS--\n";
+    let user_data = t.path().join("user-data.gz");
+    {
+        use std::io::Write;
+        let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(mime.as_bytes()).unwrap();
+        std::fs::write(&user_data, z.finish().unwrap()).unwrap();
+    }
     // Three cells, one disk in two of them: the mmdebstrap disk ready by login alone; the
     // trusting disk after its login prompt, and again by login alone.
     let matrix = t.path().join("matrix.toml");
@@ -379,8 +432,12 @@ fn foreign_disks_log_in_over_ssh_through_a_seed_or_with_a_key_they_trust() {
                 "--ssh",
                 "debian",
                 "--cloud-init",
+                "--user-data",
+                user_data.to_str().unwrap(),
                 "--check",
                 "id -un",
+                "--check",
+                "cat /etc/ingot-mime-probe /var/tmp/ingot-script-ran",
                 "--boots",
                 "1",
                 "--timeout",
@@ -415,13 +472,17 @@ fn foreign_disks_log_in_over_ssh_through_a_seed_or_with_a_key_they_trust() {
     assert_eq!(seeded["ok"], true, "{seeded}");
     assert_eq!(seeded["login"]["cloud_init"], "done", "{seeded}");
     assert_eq!(seeded["login"]["checks"][0][1], "debian", "{seeded}");
+    assert_eq!(
+        seeded["login"]["checks"][1][1], "from a cloud-config part\nfrom a script part",
+        "{seeded}"
+    );
     assert!(seeded["ready"]["matched"]
         .as_str()
         .unwrap()
         .contains("login:"));
     // One JUnit testcase for the boot and one for each check.
     let junit = std::fs::read_to_string(rs.with_extension("xml")).unwrap();
-    assert!(junit.contains("tests=\"2\" failures=\"0\""), "{junit}");
+    assert!(junit.contains("tests=\"3\" failures=\"0\""), "{junit}");
     assert!(
         junit.contains("vendor.qcow2 boot 1 check id -un"),
         "{junit}"

@@ -2,8 +2,9 @@
 //! labelled `cidata` holding `user-data`, `meta-data` and optional `network-config`) on a
 //! second drive, a throwaway ed25519 key whose public half the seed installs, and, once the
 //! guest is ready, a login with the OpenSSH client through a port QEMU forwards from
-//! 127.0.0.1 to the guest's port 22. The login runs `hostname` and `cloud-init status --wait`;
-//! the host key the guest presents must be one its console printed.
+//! 127.0.0.1 to the guest's port 22. The login runs `cloud-init status --wait` and `hostname`:
+//! cloud-init must be done and the name the seed's (when that can be told); the host key the
+//! guest presents must be one its console printed.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -41,8 +42,9 @@ pub struct Seed {
     /// Wait for `cloud-init status --wait` to say `done`, and then require the host key the
     /// guest presents to be one cloud-init printed on the console.
     pub cloud_init: bool,
-    /// The hostname the meta-data asks for.
-    pub hostname: String,
+    /// The short hostname the seed gives the machine, when it can be told for certain
+    /// ([`expected_hostname`]); the login fails when the guest calls itself otherwise.
+    pub hostname: Option<String>,
     /// Commands to run over SSH after the login (`--check`); each must exit 0.
     pub checks: Vec<String>,
 }
@@ -97,13 +99,171 @@ fn read_input(p: &Option<PathBuf>, what: &str) -> Result<Option<String>> {
         .transpose()
 }
 
+/// The most user-data a seed carries (its FAT volume is 8 MiB); clouds take far less.
+const USER_DATA_MAX: usize = 4 << 20;
+
+/// The user's user-data as cloud-init reads it: gzip'd data unpacked (cloud-init unpacks it
+/// too, and the seed then says what kind of data it is), at most [`USER_DATA_MAX`] bytes.
+pub fn read_user_data(p: &Path) -> Result<Vec<u8>> {
+    let what = || format!("--user-data {}", p.display());
+    let raw = std::fs::read(p).with_context(what)?;
+    let data = if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(raw.as_slice())
+            .take(USER_DATA_MAX as u64 + 1)
+            .read_to_end(&mut out)
+            .with_context(|| format!("{}: gzip data that does not unpack", what()))?;
+        out
+    } else {
+        raw
+    };
+    if data.len() > USER_DATA_MAX {
+        bail!(
+            "{}: more than {} MiB of user-data",
+            what(),
+            USER_DATA_MAX >> 20
+        );
+    }
+    Ok(data)
+}
+
+/// Check the seed's files before any boot: each readable, the user-data unpacks, the
+/// meta-data and network configuration are text.
+pub fn check_inputs(input: &SeedInput) -> Result<()> {
+    if let Some(p) = &input.user_data {
+        read_user_data(p)?;
+    }
+    read_input(&input.meta_data, "--meta-data")?;
+    read_input(&input.network_config, "--network-config")?;
+    Ok(())
+}
+
+/// A top-level key's value in a YAML document of the simple block form cloud-init's examples
+/// use.
+#[derive(Debug, PartialEq)]
+enum Scalar {
+    Absent,
+    Plain(String),
+    /// There, or perhaps there, in a form this reader does not follow (a flow mapping, a
+    /// block or quoted-escape value, an anchor, a key given twice).
+    Unsure,
+}
+
+fn top_level(doc: &str, key: &str) -> Scalar {
+    let mut found = Scalar::Absent;
+    for line in doc.lines() {
+        let t = line.trim_end();
+        if t.is_empty() || t.starts_with('#') || t.starts_with("---") || t.starts_with("...") {
+            continue;
+        }
+        if t.starts_with(['{', '[', '?', '%', '"', '\'']) {
+            // A flow mapping, a complex or quoted key: not followed here.
+            if t.contains(key) {
+                return Scalar::Unsure;
+            }
+            continue;
+        }
+        if line.starts_with([' ', '\t', '-']) {
+            continue;
+        }
+        let Some(v) = t.strip_prefix(key).and_then(|r| r.strip_prefix(':')) else {
+            continue;
+        };
+        if !matches!(found, Scalar::Absent) {
+            return Scalar::Unsure;
+        }
+        let v = match v.find(" #") {
+            Some(i) => &v[..i],
+            None => v,
+        }
+        .trim();
+        let quoted = |q: char| v.len() >= 2 && v.starts_with(q) && v.ends_with(q);
+        found = if quoted('\'') || quoted('"') {
+            let inner = &v[1..v.len() - 1];
+            if inner.contains(['\\', '\'', '"']) {
+                Scalar::Unsure
+            } else {
+                Scalar::Plain(inner.to_string())
+            }
+        } else if v.is_empty() || v.starts_with(['|', '>', '&', '*', '!', '{', '[', '"', '\'']) {
+            Scalar::Unsure
+        } else {
+            Scalar::Plain(v.to_string())
+        };
+    }
+    found
+}
+
 /// `local-hostname:` of a NoCloud meta-data text (YAML; the simple `key: value` form).
 pub fn meta_hostname(meta: &str) -> Option<String> {
-    meta.lines().find_map(|l| {
-        let v = l.trim().strip_prefix("local-hostname:")?;
-        let v = v.trim().trim_matches(['"', '\'']);
-        (!v.is_empty()).then(|| v.to_string())
-    })
+    match top_level(meta, "local-hostname") {
+        Scalar::Plain(h) if !h.is_empty() => Some(h),
+        _ => None,
+    }
+}
+
+/// The short hostname cloud-init gives a machine booted with this seed, as its
+/// `set_hostname` module works it out: the user's cloud-config `fqdn` (with its `hostname`,
+/// else its first label), else its `hostname` (up to a dot), else the meta-data's
+/// `local-hostname` (up to a dot). `None` when that cannot be told for certain: user-data
+/// that is not one plain `#cloud-config` document (a script, a MIME multipart or a template
+/// may set the name its own way), a key in a form this reader does not follow, a
+/// configuration that keeps the image's name or prefers the FQDN, or no name at all.
+pub fn expected_hostname(user: Option<&[u8]>, meta: &str) -> Option<String> {
+    let short = |h: &str| h.split('.').next().unwrap_or(h).to_string();
+    let ip = |h: &str| h.parse::<std::net::IpAddr>().is_ok();
+    let (fqdn, host) = match user {
+        None => (Scalar::Absent, Scalar::Absent),
+        Some(u) => {
+            let text = std::str::from_utf8(u).ok()?;
+            if text.lines().next().map(str::trim_end) != Some("#cloud-config") {
+                return None;
+            }
+            // A command or file that may set the name (`runcmd`, `write_files` to
+            // /etc/hostname, ...): what the guest ends up called is the user's business.
+            let keys = [
+                "hostname",
+                "fqdn",
+                "preserve_hostname",
+                "prefer_fqdn_over_hostname",
+            ];
+            let elsewhere = text.lines().any(|l| {
+                let lower = l.to_ascii_lowercase();
+                (lower.contains("hostname") || lower.contains("fqdn"))
+                    && !keys
+                        .iter()
+                        .any(|k| l.strip_prefix(k).is_some_and(|r| r.starts_with(':')))
+            });
+            if elsewhere {
+                return None;
+            }
+            for key in ["preserve_hostname", "prefer_fqdn_over_hostname"] {
+                match top_level(text, key) {
+                    Scalar::Absent => {}
+                    Scalar::Plain(v) if ["false", "False", "no", "off"].contains(&v.as_str()) => {}
+                    _ => return None,
+                }
+            }
+            (top_level(text, "fqdn"), top_level(text, "hostname"))
+        }
+    };
+    let name = match (fqdn, host) {
+        (Scalar::Unsure, _) | (_, Scalar::Unsure) => return None,
+        (Scalar::Plain(_), Scalar::Plain(h)) => h,
+        (Scalar::Plain(f), Scalar::Absent) => short(&f),
+        (Scalar::Absent, Scalar::Plain(h)) => short(&h),
+        (Scalar::Absent, Scalar::Absent) => {
+            if meta.trim_start().starts_with('{') {
+                return None;
+            }
+            let h = meta_hostname(meta)?;
+            if ip(&h) {
+                return None;
+            }
+            short(&h)
+        }
+    };
+    (!name.is_empty()).then_some(name)
 }
 
 /// The boot test's own cloud-config: the login account with the throwaway key, allowed sudo
@@ -117,28 +277,44 @@ fn own_part(public_key: &str, user: &str) -> String {
 }
 
 /// The seed's user-data: the boot test's own cloud-config alone, or the user's first and ours
-/// after it in a MIME multipart, merged by appending (so the user's `users` stay).
-pub fn user_data(user: Option<&str>, public_key: &str, account: &str) -> String {
+/// after it in a MIME multipart, merged by appending (so the user's `users` stay). User-data
+/// that is itself a MIME message (cloud-init's test: `MIME-Version:` in its first 4 KiB) goes
+/// in as a part with its own headers, so cloud-init walks into its parts; any other is a part
+/// typed by its first line (cloud-init looks again at a `text/plain` one: templates,
+/// `#include`, archives).
+pub fn user_data(user: Option<&[u8]>, public_key: &str, account: &str) -> Vec<u8> {
     let ours = own_part(public_key, account);
     let Some(theirs) = user else {
-        return ours;
+        return ours.into_bytes();
     };
     let boundary = "==INGOT-BOOT-TEST-SEED==";
-    let kind = |text: &str| {
-        if text.starts_with("#cloud-config") {
+    let head = &theirs[..theirs.len().min(4096)];
+    let mime = head
+        .windows(13)
+        .any(|w| w.eq_ignore_ascii_case(b"mime-version:"));
+    let mut out = format!(
+        "Content-Type: multipart/mixed; boundary=\"{boundary}\"\nMIME-Version: 1.0\n\n--{boundary}\n"
+    )
+    .into_bytes();
+    if !mime {
+        let kind = if theirs.starts_with(b"#cloud-config\n") || theirs == b"#cloud-config" {
             "text/cloud-config"
-        } else if text.starts_with("#!") {
+        } else if theirs.starts_with(b"#!") {
             "text/x-shellscript"
-        } else if text.starts_with("#cloud-boothook") {
+        } else if theirs.starts_with(b"#cloud-boothook") {
             "text/cloud-boothook"
         } else {
             "text/plain"
-        }
-    };
-    format!(
-        "Content-Type: multipart/mixed; boundary=\"{boundary}\"\nMIME-Version: 1.0\n\n--{boundary}\nContent-Type: {}; charset=\"utf-8\"\nMIME-Version: 1.0\n\n{theirs}\n--{boundary}\nContent-Type: text/cloud-config; charset=\"utf-8\"\nMIME-Version: 1.0\n\n{ours}\n--{boundary}--\n",
-        kind(theirs)
-    )
+        };
+        out.extend_from_slice(
+            format!("Content-Type: {kind}; charset=\"utf-8\"\nMIME-Version: 1.0\n\n").as_bytes(),
+        );
+    }
+    out.extend_from_slice(theirs);
+    out.extend_from_slice(
+        format!("\n--{boundary}\nContent-Type: text/cloud-config; charset=\"utf-8\"\nMIME-Version: 1.0\n\n{ours}\n--{boundary}--\n").as_bytes(),
+    );
+    out
 }
 
 /// Make the run's seed in `work`: a throwaway key (ssh-keygen), the user-data and meta-data
@@ -171,7 +347,7 @@ pub fn make_seed(work: &Path, input: &SeedInput, image_name: &str, user: &str) -
     }
     let public = std::fs::read_to_string(key.with_extension("pub"))
         .with_context(|| format!("reading {}.pub", key.display()))?;
-    let user_text = read_input(&input.user_data, "--user-data")?;
+    let user_text = input.user_data.as_deref().map(read_user_data).transpose()?;
     let meta = read_input(&input.meta_data, "--meta-data")?;
     let network = read_input(&input.network_config, "--network-config")?;
     let default_host = format!("ingot-{}", image_name.replace(['_', '.'], "-"));
@@ -181,19 +357,16 @@ pub fn make_seed(work: &Path, input: &SeedInput, image_name: &str, user: &str) -
             std::process::id()
         )
     });
-    let hostname = meta_hostname(&meta).unwrap_or(default_host);
+    let hostname = expected_hostname(user_text.as_deref(), &meta);
     let mut tree = crate::tree::Tree::new();
-    let mut add = |name: &str, text: &str| {
-        tree.insert(
-            name,
-            crate::tree::Entry::file(text.as_bytes().to_vec(), 0o644),
-        )
-        .with_context(|| format!("seed file {name}"))
+    let mut add = |name: &str, bytes: Vec<u8>| {
+        tree.insert(name, crate::tree::Entry::file(bytes, 0o644))
+            .with_context(|| format!("seed file {name}"))
     };
-    add("user-data", &user_data(user_text.as_deref(), &public, user))?;
-    add("meta-data", &meta)?;
-    if let Some(n) = &network {
-        add("network-config", n)?;
+    add("user-data", user_data(user_text.as_deref(), &public, user))?;
+    add("meta-data", meta.into_bytes())?;
+    if let Some(n) = network {
+        add("network-config", n.into_bytes())?;
     }
     let image = work.join("seed-cidata.img");
     let f = std::fs::OpenOptions::new()
@@ -224,7 +397,7 @@ pub fn with_key(key: &Path, user: &str, cloud_init: bool) -> Seed {
         key: key.to_path_buf(),
         user: user.to_string(),
         cloud_init,
-        hostname: String::new(),
+        hostname: None,
         checks: Vec::new(),
     }
 }
@@ -352,8 +525,9 @@ pub fn login(
         && !stop.load(Ordering::SeqCst)
     {
         let left = deadline.saturating_duration_since(Instant::now());
+        // The name once cloud-init is done: its last stage runs the user's commands.
         let command = if seed.cloud_init {
-            "hostname; cloud-init status --wait"
+            "cloud-init status --wait; hostname"
         } else {
             "hostname"
         };
@@ -383,8 +557,12 @@ pub fn login(
             }
             _ => {}
         }
-        let mut lines = out.lines();
-        let hostname = lines.next().unwrap_or("").trim().to_string();
+        let hostname = out
+            .lines()
+            .rfind(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim()
+            .to_string();
         let status = out
             .lines()
             .find_map(|l| l.trim().strip_prefix("status:"))
@@ -408,6 +586,16 @@ pub fn login(
                     }
                 ),
             ));
+        }
+        if let Some(want) = seed.hostname.as_deref() {
+            if !hostname.eq_ignore_ascii_case(want) {
+                return Err((
+                    "hostname".into(),
+                    format!(
+                        "the guest calls itself `{hostname}`; the seed names it `{want}` (its meta-data's local-hostname, or the user-data's hostname or fqdn)"
+                    ),
+                ));
+            }
         }
         let host_key = match host_key(&known_hosts) {
             Ok(k) => k,
@@ -499,22 +687,150 @@ pub fn console_host_keys<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<String
 mod tests {
     use super::*;
 
+    fn text(b: Vec<u8>) -> String {
+        String::from_utf8(b).unwrap()
+    }
+
     #[test]
     fn the_users_data_comes_first_and_ours_appends() {
-        assert!(user_data(None, "ssh-ed25519 AAAA k\n", USER).starts_with("#cloud-config\n"));
-        assert!(user_data(None, "k", "debian").contains("  - name: debian\n"));
-        let u = user_data(
-            Some("#cloud-config\nusers:\n  - name: alice\n"),
+        assert!(text(user_data(None, "ssh-ed25519 AAAA k\n", USER)).starts_with("#cloud-config\n"));
+        assert!(text(user_data(None, "k", "debian")).contains("  - name: debian\n"));
+        let u = text(user_data(
+            Some(b"#cloud-config\nusers:\n  - name: alice\n"),
             "ssh-ed25519 AAAA k",
             USER,
-        );
+        ));
         let alice = u.find("name: alice").unwrap();
         let ours = u.find(&format!("name: {USER}")).unwrap();
         assert!(alice < ours, "{u}");
         assert!(u.contains("Content-Type: text/cloud-config"));
         assert!(u.contains("settings: [append]"));
-        let s = user_data(Some("#!/bin/sh\necho hi\n"), "k", USER);
+        let s = text(user_data(Some(b"#!/bin/sh\necho hi\n"), "k", USER));
         assert!(s.contains("Content-Type: text/x-shellscript"));
+        // A template is left for cloud-init to recognise by its first line.
+        let j = text(user_data(
+            Some(b"## template: jinja\n#cloud-config\n"),
+            "k",
+            USER,
+        ));
+        assert!(j.contains("Content-Type: text/plain"), "{j}");
+    }
+
+    #[test]
+    fn a_users_mime_message_is_a_part_with_its_own_headers() {
+        let theirs = "Content-Type: multipart/mixed; boundary=\"XYZ\"\nMIME-Version: 1.0\n\n--XYZ\nContent-Type: text/cloud-config\n\n#cloud-config\nhostname: a\n--XYZ--\n";
+        let u = text(user_data(Some(theirs.as_bytes()), "k", USER));
+        assert!(
+            u.starts_with(&format!(
+                "Content-Type: multipart/mixed; boundary=\"==INGOT-BOOT-TEST-SEED==\"\nMIME-Version: 1.0\n\n--==INGOT-BOOT-TEST-SEED==\n{theirs}\n--==INGOT-BOOT-TEST-SEED==\nContent-Type: text/cloud-config"
+            )),
+            "{u}"
+        );
+        assert!(u.ends_with("--==INGOT-BOOT-TEST-SEED==--\n"), "{u}");
+        // Bytes that are not UTF-8 go through untouched.
+        let b = user_data(Some(&[b'#', b'!', 0xff, b'\n']), "k", USER);
+        assert!(b.windows(4).any(|w| w == [b'#', b'!', 0xff, b'\n']));
+    }
+
+    #[test]
+    fn gzipped_user_data_is_unpacked_and_bounded() {
+        use std::io::Write;
+        let t = tempfile::tempdir().unwrap();
+        let gz = |data: &[u8]| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            e.write_all(data).unwrap();
+            e.finish().unwrap()
+        };
+        let p = t.path().join("user-data.gz");
+        std::fs::write(&p, gz(b"#cloud-config\nhostname: gz\n")).unwrap();
+        assert_eq!(
+            read_user_data(&p).unwrap(),
+            b"#cloud-config\nhostname: gz\n"
+        );
+        let mut broken = gz(b"#cloud-config\n");
+        broken.truncate(broken.len() / 2);
+        std::fs::write(&p, broken).unwrap();
+        let e = format!("{:#}", read_user_data(&p).unwrap_err());
+        assert!(
+            e.contains("user-data.gz") && e.contains("does not unpack"),
+            "{e}"
+        );
+        // A small file that unpacks to more than a seed holds.
+        std::fs::write(&p, gz(&vec![b'#'; USER_DATA_MAX + 1])).unwrap();
+        let e = format!("{:#}", read_user_data(&p).unwrap_err());
+        assert!(e.contains("more than 4 MiB"), "{e}");
+        let input = SeedInput {
+            user_data: Some(p),
+            ..Default::default()
+        };
+        assert!(check_inputs(&input).is_err());
+    }
+
+    #[test]
+    fn the_expected_hostname_is_cloud_inits_choice_or_nothing() {
+        let meta = "instance-id: i-1\nlocal-hostname: web-7.example.org\n";
+        let e = |u: Option<&str>, m: &str| expected_hostname(u.map(str::as_bytes), m);
+        assert_eq!(e(None, meta).as_deref(), Some("web-7"));
+        assert_eq!(
+            e(None, "instance-id: i\nlocal-hostname: \"db\"  # comment\n").as_deref(),
+            Some("db")
+        );
+        assert_eq!(
+            e(Some("#cloud-config\nusers: []\n"), meta).as_deref(),
+            Some("web-7")
+        );
+        assert_eq!(
+            e(Some("#cloud-config\nhostname: app.x.y\n"), meta).as_deref(),
+            Some("app")
+        );
+        assert_eq!(
+            e(Some("#cloud-config\nfqdn: f.x.y\n"), meta).as_deref(),
+            Some("f")
+        );
+        assert_eq!(
+            e(Some("#cloud-config\nfqdn: f.x.y\nhostname: h\n"), meta).as_deref(),
+            Some("h")
+        );
+        assert_eq!(
+            e(Some("#cloud-config\npreserve_hostname: false\n"), meta).as_deref(),
+            Some("web-7")
+        );
+        // Nothing certain: the check is left out.
+        for (u, m) in [
+            (Some("#cloud-config\npreserve_hostname: true\n"), meta),
+            (
+                Some("#cloud-config\nprefer_fqdn_over_hostname: true\n"),
+                meta,
+            ),
+            (Some("#cloud-config\nhostname: a\nhostname: b\n"), meta),
+            (Some("#cloud-config\nhostname: *anchor\n"), meta),
+            (Some("#cloud-config\n{hostname: a}\n"), meta),
+            (Some("#!/bin/sh\nhostnamectl set-hostname x\n"), meta),
+            (
+                Some("#cloud-config\nruncmd:\n  - hostnamectl set-hostname x\n"),
+                meta,
+            ),
+            (
+                Some("#cloud-config\nwrite_files:\n  - path: /etc/hostname\n"),
+                meta,
+            ),
+            (
+                Some("#cloud-config\nphone_home:\n  post: [hostname]\n"),
+                meta,
+            ),
+            (
+                Some("## template: jinja\n#cloud-config\nhostname: {{ v1.x }}\n"),
+                meta,
+            ),
+            (
+                None,
+                "{\"instance-id\": \"i\", \"local-hostname\": \"j\"}\n",
+            ),
+            (None, "instance-id: i\nlocal-hostname: 10.0.0.5\n"),
+            (None, "instance-id: i\n"),
+        ] {
+            assert_eq!(e(u, m), None, "{u:?} {m:?}");
+        }
     }
 
     #[test]

@@ -144,7 +144,8 @@ pub enum Failure {
     },
     /// Ready, but the SSH login after it failed.
     Login {
-        /// The step that failed: connection, authentication, cloud-init status, host key.
+        /// The step that failed: connection, authentication, cloud-init status, hostname, host
+        /// key.
         step: String,
         /// What it said.
         detail: String,

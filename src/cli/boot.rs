@@ -131,6 +131,9 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
             .into());
         }
     }
+    // Read now, so a user-data that does not unpack stops the run before any boot.
+    boottest::cloud::check_inputs(&f.seed.input())
+        .map_err(|e| crate::base::BadInput(format!("{e:#}")))?;
     let attach = f.attach.prepare()?;
     let mut specs = Vec::new();
     let mut dirs = Vec::new();
@@ -445,6 +448,8 @@ pub fn run_interactive(
         )
         .into());
     }
+    boottest::cloud::check_inputs(&seed.input())
+        .map_err(|e| crate::base::BadInput(format!("{e:#}")))?;
     let dir = ImageDir::open(image)?;
     crate::qemu::require_binary(dir.manifest.boot.hardware.arch)?;
     let src = source(so, &dir.manifest.boot.firmware.suite, quiet)?;
