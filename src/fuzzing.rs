@@ -20,6 +20,8 @@ pub const TARGETS: &[&str] = &[
     "ready_line",
     "disk_headers",
     "update_bundle",
+    "registry",
+    "cloud_seed",
 ];
 
 /// Run the named target on `data`; false for an unknown name.
@@ -35,6 +37,8 @@ pub fn run(target: &str, data: &[u8]) -> bool {
         "ready_line" => ready_line(data),
         "disk_headers" => disk_headers(data),
         "update_bundle" => update_bundle(data),
+        "registry" => registry(data),
+        "cloud_seed" => cloud_seed(data),
         _ => return false,
     }
     true
@@ -127,6 +131,50 @@ pub fn disk_headers(data: &[u8]) {
         let mut d = data.to_vec();
         let _ = crate::disk::pin_bytes(&mut d, fmt, "fuzz-1.0.0-x86_64");
     }
+}
+
+/// What a registry (or the user) hands the registry commands: a reference, a
+/// `WWW-Authenticate` challenge, an OCI image manifest or index and the choice of one image of
+/// an index, an evidence statement, and two tags (the first two lines) ordered as versions.
+pub fn registry(data: &[u8]) {
+    use crate::registry::{auth, evidence, pull, reference, retention, types};
+    let text = String::from_utf8_lossy(data);
+    if let Ok(r) = reference::Reference::parse(&text) {
+        let _ = (r.to_string(), r.is_loopback(), r.target().map(str::len));
+        let _ = r.with_tag("1.0.0").to_string();
+    }
+    let _ = reference::Reference::parse_repository(&text);
+    let _ = reference::valid_tag(&text);
+    let _ = auth::challenge_params(&text);
+    if let Ok(m) = serde_json::from_slice::<types::ImageManifest>(data) {
+        for l in &m.layers {
+            let _ = (l.title(), l.hex());
+        }
+    }
+    if let Ok(i) = serde_json::from_slice::<types::Index>(data) {
+        let _ = pull::select(&i, Some("x86_64"), None, "fuzz");
+        let _ = pull::select(&i, None, Some("qemu-x86_64"), "fuzz");
+    }
+    if let Ok(st) = serde_json::from_slice::<evidence::Statement>(data) {
+        let _ = evidence::is_fallback_tag(&evidence::fallback_tag(&st.subject));
+    }
+    let mut lines = text.lines();
+    if let (Some(a), Some(b)) = (lines.next(), lines.next()) {
+        let _ = retention::semver_cmp(a, b);
+    }
+}
+
+/// A NoCloud seed's inputs: the user's user-data put together with the boot test's own part,
+/// the hostname cloud-init would take from user-data and meta-data (split at a `---` line, or
+/// the whole input as either), and host-key fingerprints read from a console.
+pub fn cloud_seed(data: &[u8]) {
+    use crate::boottest::cloud;
+    let _ = cloud::user_data(Some(data), "ssh-ed25519 AAAA fuzz", cloud::USER);
+    let text = String::from_utf8_lossy(data);
+    let (user, meta) = text.split_once("\n---\n").unwrap_or((&text, &text));
+    let _ = cloud::expected_hostname(Some(user.as_bytes()), meta);
+    let _ = cloud::expected_hostname(None, &text);
+    let _ = cloud::console_host_keys(text.lines());
 }
 
 fn fixed_key() -> crate::trust::minisign::PublicKey {

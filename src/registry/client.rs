@@ -364,7 +364,7 @@ impl Client {
                 let held = header(&resp, "Range")
                     .and_then(|r| r.split_once('-'))
                     .and_then(|(_, end)| end.parse::<u64>().ok())
-                    .map_or(0, |end| end + 1);
+                    .map_or(0, |end| end.saturating_add(1));
                 Ok(Some((held, next.unwrap_or_else(|| url.to_string()))))
             }
             Err(e) if matches!(status_of(&e), Some(400 | 404 | 416)) => Ok(None),

@@ -270,7 +270,7 @@ fn fetch_blob(
     bar: &indicatif::ProgressBar,
 ) -> Result<Option<(String, u64)>> {
     let name = d.title().unwrap_or("blob");
-    let reader = bar.wrap_read(client.get_blob(&d.digest)?.take(d.size + 1));
+    let reader = bar.wrap_read(client.get_blob(&d.digest)?.take(d.size.saturating_add(1)));
     let mut hr = HashingReader::new(reader);
     // No path: the blob is only the transfer form of what `unpack_to` rebuilds.
     let mut f = match path {
