@@ -35,11 +35,15 @@ pub struct BootOutcome {
     pub log: PathBuf,
     /// The SSH login after the ready line, when one was asked for and worked.
     pub login: Option<super::cloud::Login>,
+    /// The guest agent's answer, when the VM has its channel and it answered.
+    pub agent: Option<super::agent::Agent>,
 }
 
 /// How long a login may still take after the ready line, whatever is left of the timeout:
 /// cloud-init's last stage often finishes after the guest's own check-in.
 const MIN_LOGIN: Duration = Duration::from_secs(120);
+/// How long the guest agent may still take to answer after the ready line (and login).
+const MIN_AGENT: Duration = Duration::from_secs(60);
 
 /// What the console reader hands on.
 #[derive(Debug, Clone, PartialEq)]
@@ -232,6 +236,13 @@ pub fn boot_once(
     }
     let mut logged_in = None;
     let go = by_login || (ready.is_some() && failure.is_none());
+    let mut watch = Watch {
+        rx: &rx,
+        console: &mut console,
+        all: &mut all,
+        start,
+        fatal: None,
+    };
     if let (Some(seed), Some(port), true) = (login, spec.ssh_port, go) {
         let ph = Phase {
             seed,
@@ -240,7 +251,7 @@ pub fn boot_once(
             start,
             timeout,
         };
-        match ph.run(&rx, &mut console, &mut all, by_login) {
+        match ph.run(&mut watch, by_login) {
             Ok(l) => {
                 if by_login {
                     ready = Some(crate::boottest::console::Ready::matched(&format!(
@@ -259,7 +270,26 @@ pub fn boot_once(
             }
         }
     }
+    let mut agent = None;
+    if let (Some(sock), true) = (&spec.agent, ready.is_some() && failure.is_none()) {
+        match agent_phase(sock, &mut watch, timeout) {
+            Ok(a) if a.machine != spec.arch.name() => {
+                failure = Some(Failure::Agent {
+                    detail: format!(
+                        "it reports the machine `{}` in a {} VM",
+                        a.machine,
+                        spec.arch.name()
+                    ),
+                });
+            }
+            Ok(a) => agent = Some(a),
+            Err(f) => failure = Some(f),
+        }
+    }
     drop(child);
+    if let Some(sock) = &spec.agent {
+        let _ = std::fs::remove_file(sock);
+    }
     let _ = std::fs::remove_file(&vars);
     if seconds == 0.0 {
         seconds = start.elapsed().as_secs_f64();
@@ -273,7 +303,86 @@ pub fn boot_once(
         tail: all.iter().rev().take(40).rev().cloned().collect(),
         log: log.to_path_buf(),
         login: logged_in,
+        agent,
     })
+}
+
+/// Ask the guest agent while the console is still read: a fatal line or QEMU's exit ends the
+/// wait, and the console log misses nothing of this part of the boot.
+fn agent_phase(
+    sock: &Path,
+    watch: &mut Watch<'_>,
+    timeout: Duration,
+) -> std::result::Result<super::agent::Agent, Failure> {
+    let start = watch.start;
+    let deadline = Instant::now() + timeout.saturating_sub(start.elapsed()).max(MIN_AGENT);
+    let stop = AtomicBool::new(false);
+    let answer = watch.beside(&stop, || super::agent::query(sock, start, deadline, &stop));
+    match (answer, watch.fatal.take()) {
+        (Some(Ok(a)), _) => Ok(a),
+        (_, Some((f, _, _))) => Err(f),
+        (Some(Err(detail)), None) => Err(Failure::Agent { detail }),
+        (None, None) => Err(Failure::Agent {
+            detail: "the agent thread panicked".into(),
+        }),
+    }
+}
+
+/// The console after the ready line, read while something else goes on (the login, the guest
+/// agent): each line goes to the log and the classifier, and the first fatal line (or QEMU's
+/// exit) is kept with when it came.
+struct Watch<'a> {
+    rx: &'a mpsc::Receiver<ConsoleEvent>,
+    console: &'a mut Console,
+    all: &'a mut Vec<String>,
+    start: Instant,
+    /// The failure, its second since QEMU started, and when it was seen.
+    fatal: Option<(Failure, f64, Instant)>,
+}
+
+impl Watch<'_> {
+    /// One console line (or none within `wait`); false once the console has closed.
+    fn read(&mut self, wait: Duration) -> bool {
+        match self.rx.recv_timeout(wait) {
+            Ok(ConsoleEvent::Line(line)) => {
+                let at = self.start.elapsed().as_secs_f64();
+                self.all.push(format!("[{at:8.3}] {line}"));
+                if let (Seen::Fatal(f), None) = (self.console.feed(&line, at), &self.fatal) {
+                    self.fatal = Some((f, at, Instant::now()));
+                }
+                true
+            }
+            Ok(ConsoleEvent::Closed) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                if self.fatal.is_none() {
+                    let at = self.start.elapsed().as_secs_f64();
+                    self.fatal = Some((Failure::QemuExited, at, Instant::now()));
+                }
+                std::thread::sleep(wait);
+                false
+            }
+            Ok(ConsoleEvent::Partial(_)) | Err(mpsc::RecvTimeoutError::Timeout) => true,
+        }
+    }
+
+    /// Run `job` on a thread of its own while the console is read; `stop` (which the job
+    /// watches) is set a few seconds after a fatal line, for the report's tail, or at once
+    /// when QEMU has exited. `None` when the job panicked.
+    fn beside<T: Send>(&mut self, stop: &AtomicBool, job: impl FnOnce() -> T + Send) -> Option<T> {
+        std::thread::scope(|s| {
+            let h = s.spawn(job);
+            while !h.is_finished() {
+                let open = self.read(Duration::from_millis(200));
+                if self
+                    .fatal
+                    .as_ref()
+                    .is_some_and(|f| !open || f.2.elapsed() > AFTER_FATAL)
+                {
+                    stop.store(true, Ordering::SeqCst);
+                }
+            }
+            h.join().ok()
+        })
+    }
 }
 
 /// The login after the ready line (or as the readiness).
@@ -291,9 +400,7 @@ impl Phase<'_> {
     /// must be one its console printed. On failure, also the seconds at which it was seen.
     fn run(
         &self,
-        rx: &mpsc::Receiver<ConsoleEvent>,
-        console: &mut Console,
-        all: &mut Vec<String>,
+        watch: &mut Watch<'_>,
         by_login: bool,
     ) -> std::result::Result<super::cloud::Login, (Failure, f64)> {
         let start = self.start;
@@ -303,53 +410,17 @@ impl Phase<'_> {
             .max(if by_login { Duration::ZERO } else { MIN_LOGIN });
         let deadline = Instant::now() + left;
         let stop = AtomicBool::new(false);
-        let mut fatal: Option<(Failure, f64, Instant)> = None;
-        // One console line (or none within `wait`), fed to the classifier: whether the console
-        // is still open, and since when a fatal line (or QEMU's exit) has been seen.
-        let mut read = |all: &mut Vec<String>, wait: Duration| -> (bool, Option<Instant>) {
-            let open = match rx.recv_timeout(wait) {
-                Ok(ConsoleEvent::Line(line)) => {
-                    let at = start.elapsed().as_secs_f64();
-                    all.push(format!("[{at:8.3}] {line}"));
-                    if let (Seen::Fatal(f), None) = (console.feed(&line, at), &fatal) {
-                        fatal = Some((f, at, Instant::now()));
-                    }
-                    true
-                }
-                Ok(ConsoleEvent::Closed) | Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    if fatal.is_none() {
-                        let at = start.elapsed().as_secs_f64();
-                        fatal = Some((Failure::QemuExited, at, Instant::now()));
-                    }
-                    std::thread::sleep(wait);
-                    false
-                }
-                Ok(ConsoleEvent::Partial(_)) | Err(mpsc::RecvTimeoutError::Timeout) => true,
-            };
-            (open, fatal.as_ref().map(|f| f.2))
-        };
-        let outcome = std::thread::scope(|s| {
-            let h = s.spawn(|| {
-                super::cloud::login(self.seed, self.port, self.work, start, deadline, &stop)
-            });
-            while !h.is_finished() {
-                let (open, since) = read(all, Duration::from_millis(200));
-                // A few seconds more of console after a fatal line, for the report's tail;
-                // none after QEMU's exit.
-                if since.is_some_and(|t| !open || t.elapsed() > AFTER_FATAL) {
-                    stop.store(true, Ordering::SeqCst);
-                }
-            }
-            h.join()
+        let outcome = watch.beside(&stop, || {
+            super::cloud::login(self.seed, self.port, self.work, start, deadline, &stop)
         });
         // Whatever the console still has to say about the keys.
         let settle = Instant::now() + Duration::from_secs(2);
         while Instant::now() < settle {
-            if !read(all, Duration::from_millis(200)).0 {
+            if !watch.read(Duration::from_millis(200)) {
                 break;
             }
         }
-        let fatal = fatal.map(|(f, at, _)| (f, at));
+        let fatal = watch.fatal.take().map(|(f, at, _)| (f, at));
         let fail = |step: &str, detail: String| {
             (
                 Failure::Login {
@@ -360,8 +431,8 @@ impl Phase<'_> {
             )
         };
         let l = match outcome {
-            Ok(Ok(l)) => l,
-            Ok(Err((step, detail))) => {
+            Some(Ok(l)) => l,
+            Some(Err((step, detail))) => {
                 if let Some(f) = fatal {
                     return Err(f);
                 }
@@ -379,9 +450,9 @@ impl Phase<'_> {
                 }
                 return Err(fail(&step, detail));
             }
-            Err(_) => return Err(fail("ssh client", "the login thread panicked".into())),
+            None => return Err(fail("ssh client", "the login thread panicked".into())),
         };
-        let printed = super::cloud::console_host_keys(all.iter().map(String::as_str));
+        let printed = super::cloud::console_host_keys(watch.all.iter().map(String::as_str));
         if self.seed.cloud_init && !printed.contains(&l.host_key) {
             return Err(fail(
                 "host key",

@@ -56,6 +56,8 @@ pub struct Needs {
     pub seed: bool,
     /// cloud-init and OpenSSH: log in over SSH with the seed's key.
     pub login: bool,
+    /// qemu-guest-agent: give it its channel and ask it who it is.
+    pub agent: bool,
 }
 
 impl Needs {
@@ -65,6 +67,7 @@ impl Needs {
         Needs {
             seed,
             login: seed && m.contents.contains_key("openssh-server"),
+            agent: m.contents.contains_key("qemu-guest-agent"),
         }
     }
 }

@@ -142,6 +142,11 @@ pub enum Failure {
         /// What is wrong.
         reason: String,
     },
+    /// Ready, but the QEMU guest agent the image ships did not answer.
+    Agent {
+        /// The last problem.
+        detail: String,
+    },
     /// Ready, but the SSH login after it failed.
     Login {
         /// The step that failed: connection, authentication, cloud-init status, hostname, host
@@ -202,6 +207,9 @@ impl std::fmt::Display for Failure {
             Failure::Rejected { reason } => f.write_str(reason),
             Failure::Login { step, detail } => {
                 write!(f, "ready, but the SSH login failed at {step}: {detail}")
+            }
+            Failure::Agent { detail } => {
+                write!(f, "ready, but the QEMU guest agent did not answer: {detail}")
             }
             Failure::NoLogin {
                 seconds,

@@ -217,6 +217,7 @@ pub fn vm_spec(
         persistent: false,
         media: None,
         ssh_port: None,
+        agent: None,
         code,
         vars,
         bios: None,

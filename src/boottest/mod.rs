@@ -3,6 +3,7 @@
 //! against the image's manifest, check that machine ids differ between boots, and return typed
 //! results. The CLI only parses arguments, prints and writes the reports.
 
+pub mod agent;
 pub mod boot;
 pub mod cloud;
 pub mod console;
@@ -81,6 +82,7 @@ pub fn vm_spec(image: &ImageDir, accel: Option<&str>, src: &Source) -> Result<Vm
         persistent: false,
         media: None,
         ssh_port: None,
+        agent: None,
         code,
         vars,
         bios,
@@ -224,12 +226,14 @@ impl Target {
             Target::Foreign { login: None, .. } => cloud::Needs {
                 seed: false,
                 login: false,
+                agent: false,
             },
             Target::Foreign { login: Some(l), .. } => cloud::Needs {
                 seed: l.key.is_none()
                     || opts.seed.user_data.is_some()
                     || opts.seed.meta_data.is_some(),
                 login: true,
+                agent: false,
             },
         }
     }
@@ -366,6 +370,15 @@ fn test_image(
             if login.is_some() {
                 spec.ssh_port = cloud::free_port().ok();
             }
+            if needs.agent {
+                // Short (a Unix socket's path has at most 107 bytes) and one per boot of
+                // every target of the run.
+                static BOOTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+                let k = BOOTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let sock = work.join(format!("qga-{k}.sock"));
+                let _ = std::fs::remove_file(&sock);
+                spec.agent = Some(sock);
+            }
             let out = boot::boot_once(&spec, opts.timeout, &log, work, image.wait(), login);
             pb.finish_and_clear();
             let mut case = match out {
@@ -386,6 +399,7 @@ fn test_image(
                     }
                     let mut c = BootCase::new(n, o.seconds, cause, o.ready, Some(o.log), o.tail);
                     c.login = o.login;
+                    c.agent = o.agent;
                     c.firmware = firmware.map(str::to_string);
                     if let (boot::Wait::Pattern(p), Some(f)) = (image.wait(), c.failure.as_mut()) {
                         *f = f.replace(
@@ -426,6 +440,12 @@ fn test_image(
                     )
                 })
                 .unwrap_or_default();
+            let agent = case
+                .agent
+                .as_ref()
+                .map(|a| format!("; guest agent {} answered at {:.1}s", a.version, a.seconds))
+                .unwrap_or_default();
+            let login = login + &agent;
             let under = firmware.map(|f| format!(" ({f})")).unwrap_or_default();
             say(format!(
                 "{dir} boot {n}{under}: {what} in {:.1}s{login}{note}",

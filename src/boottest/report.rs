@@ -42,6 +42,9 @@ pub struct BootCase {
     /// The SSH login after the ready line (a cloud-init image with OpenSSH).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub login: Option<super::cloud::Login>,
+    /// What the QEMU guest agent said (an image that ships it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<super::agent::Agent>,
     /// `uefi` or `bios`: which firmware started a hybrid disk in this boot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firmware: Option<String>,
@@ -76,6 +79,7 @@ impl BootCase {
             flaky: false,
             attempts: Vec::new(),
             login: None,
+            agent: None,
             firmware: None,
         }
     }

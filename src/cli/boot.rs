@@ -484,6 +484,14 @@ pub fn run_interactive(
             );
         }
     }
+    if needs.agent {
+        let sock = work.path().join("qga.sock");
+        eprintln!(
+            "QEMU guest agent: socat - UNIX-CONNECT:{} (then {{\"execute\":\"guest-info\"}})",
+            sock.display()
+        );
+        spec.agent = Some(sock);
+    }
     let code = crate::qemu::run_interactive(&spec, work.path())?;
     if code != 0 {
         bail!("QEMU exited with status {code}");

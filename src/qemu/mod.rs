@@ -49,6 +49,9 @@ pub struct VmSpec {
     pub media: Option<PathBuf>,
     /// A 127.0.0.1 port QEMU forwards to the guest's SSH port (22).
     pub ssh_port: Option<u16>,
+    /// A Unix socket QEMU listens on for the guest agent's virtio-serial channel
+    /// (`org.qemu.guest_agent.0`), for an image that ships qemu-guest-agent.
+    pub agent: Option<PathBuf>,
     /// Firmware code: a UEFI code volume, or a BIOS image when `vars` is `None`.
     pub code: PathBuf,
     /// UEFI variable-store template (copied per boot); `None` boots the BIOS in `code`.
@@ -175,6 +178,19 @@ pub fn args(spec: &VmSpec, vars_copy: &Path, interactive: bool) -> Vec<String> {
             "virtio-blk-pci,drive=media0".into(),
         ]);
     }
+    if let Some(sock) = &spec.agent {
+        a.extend([
+            "-device".into(),
+            "virtio-serial-pci,id=ingot-vser".into(),
+            "-chardev".into(),
+            format!(
+                "socket,id=ingot-qga,path={},server=on,wait=off",
+                sock.display()
+            ),
+            "-device".into(),
+            "virtserialport,bus=ingot-vser.0,chardev=ingot-qga,name=org.qemu.guest_agent.0".into(),
+        ]);
+    }
     if interactive {
         a.extend(["-serial".into(), "mon:stdio".into()]);
     } else {
@@ -248,6 +264,7 @@ mod tests {
             persistent: false,
             media: None,
             ssh_port: None,
+            agent: None,
             code: "code.fd".into(),
             vars: vars.then(|| "vars.fd".into()),
             bios: None,

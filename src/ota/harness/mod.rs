@@ -88,6 +88,7 @@ pub fn run(base: &ImageDir, spec: VmSpec, steps: &[Step], opts: &Options) -> Res
             persistent: true,
             media: None,
             ssh_port: None,
+            agent: None,
             ..spec
         },
         vars,
