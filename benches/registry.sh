@@ -62,7 +62,8 @@ if [ -L "$DIR/.bench-disk.raw.zst" ]; then FILES+=(.bench-disk.raw.zst); fi
 bytes=$(cd "$DIR" && du -cbL "${FILES[@]}" | tail -1 | cut -f1)
 echo "image $(basename "$DIR"): ${#FILES[@]} files, $((bytes >> 20)) MiB pushed"
 
-registry() { # start a fresh registry; prints its host:port
+# Not called through $(...): that subshell's PIDS would be lost, and its registry never killed.
+registry() { # start a fresh registry; sets REG to its host:port
   local d port
   d=$(mktemp -d -p "$WORK")
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -70,7 +71,7 @@ registry() { # start a fresh registry; prints its host:port
   docker-registry serve "$d/c.yml" >/dev/null 2>&1 &
   PIDS+=($!)
   for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
-  echo "127.0.0.1:$port"
+  REG="127.0.0.1:$port"
 }
 now() { date +%s.%N; }
 median() { sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
@@ -100,7 +101,7 @@ for name, a in json.load(open("manifest.json"))["artifacts"].items():
             sys.exit(name + ": digest differs")')
 }
 for run in $(seq 1 "$RUNS"); do
-  A=$(registry); B=$(registry)
+  registry; A=$REG; registry; B=$REG
   rm -rf "$WORK/pull-ingot" "$WORK/pull-oras"
   if [ $((run % 2)) -eq 1 ]; then
     ip+=("$(timed ingot_push)"); op+=("$(timed oras_push)")
