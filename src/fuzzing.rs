@@ -168,12 +168,12 @@ pub fn registry(data: &[u8]) {
 /// the hostname cloud-init would take from user-data and meta-data (split at a `---` line, or
 /// the whole input as either), and host-key fingerprints read from a console.
 pub fn cloud_seed(data: &[u8]) {
-    use crate::boottest::cloud;
-    let _ = cloud::user_data(Some(data), "ssh-ed25519 AAAA fuzz", cloud::USER);
+    use crate::boottest::{cloud, seed};
+    let _ = seed::user_data(Some(data), "ssh-ed25519 AAAA fuzz", cloud::USER);
     let text = String::from_utf8_lossy(data);
     let (user, meta) = text.split_once("\n---\n").unwrap_or((&text, &text));
-    let _ = cloud::expected_hostname(Some(user.as_bytes()), meta);
-    let _ = cloud::expected_hostname(None, &text);
+    let _ = seed::expected_hostname(Some(user.as_bytes()), meta);
+    let _ = seed::expected_hostname(None, &text);
     let _ = cloud::console_host_keys(text.lines());
 }
 

@@ -10,6 +10,7 @@ pub mod console;
 pub mod foreign;
 pub mod matrix;
 pub mod report;
+pub mod seed;
 pub mod timeline;
 
 use std::path::{Path, PathBuf};
@@ -41,7 +42,7 @@ pub struct Options {
     /// No progress output.
     pub quiet: bool,
     /// What the NoCloud seed of a cloud-init image holds besides the boot test's own login.
-    pub seed: cloud::SeedInput,
+    pub seed: seed::SeedInput,
 }
 
 /// An SSH login into a foreign disk: after its ready pattern, or as its readiness.
@@ -289,13 +290,13 @@ fn test_image(
         Some(
             std::fs::create_dir_all(&seed_dir)
                 .map_err(anyhow::Error::from)
-                .and_then(|()| cloud::make_seed(&seed_dir, &opts.seed, &image_name, user)),
+                .and_then(|()| seed::make_seed(&seed_dir, &opts.seed, &image_name, user)),
         )
     } else {
         foreign.and_then(|l| {
             l.key
                 .as_deref()
-                .map(|k| Ok(cloud::with_key(k, user, l.cloud_init)))
+                .map(|k| Ok(seed::with_key(k, user, l.cloud_init)))
         })
     };
     let seed = if let Some(made) = made {

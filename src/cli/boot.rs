@@ -59,8 +59,8 @@ pub struct SeedOpts {
 
 impl SeedOpts {
     /// The seed's inputs, for the library.
-    fn input(&self) -> boottest::cloud::SeedInput {
-        boottest::cloud::SeedInput {
+    fn input(&self) -> boottest::seed::SeedInput {
+        boottest::seed::SeedInput {
             user_data: self.user_data.clone(),
             meta_data: self.meta_data.clone(),
             network_config: self.network_config.clone(),
@@ -132,7 +132,7 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
         }
     }
     // Read now, so a user-data that does not unpack stops the run before any boot.
-    boottest::cloud::check_inputs(&f.seed.input())
+    boottest::seed::check_inputs(&f.seed.input())
         .map_err(|e| crate::base::BadInput(format!("{e:#}")))?;
     let attach = f.attach.prepare()?;
     let mut specs = Vec::new();
@@ -448,7 +448,7 @@ pub fn run_interactive(
         )
         .into());
     }
-    boottest::cloud::check_inputs(&seed.input())
+    boottest::seed::check_inputs(&seed.input())
         .map_err(|e| crate::base::BadInput(format!("{e:#}")))?;
     let dir = ImageDir::open(image)?;
     crate::qemu::require_binary(dir.manifest.boot.hardware.arch)?;
@@ -467,7 +467,7 @@ pub fn run_interactive(
     // forwarded from a free loopback port for the seed's throwaway key.
     let needs = boottest::cloud::Needs::of(&dir.manifest);
     if needs.seed {
-        let s = boottest::cloud::make_seed(
+        let s = boottest::seed::make_seed(
             work.path(),
             &seed.input(),
             &dir.manifest.image,
