@@ -304,11 +304,13 @@ pub fn login(
             }
             checks.push((c.clone(), out.trim().to_string()));
         }
-        // Diagnostics only: a guest that cannot say does not fail the boot.
+        // Diagnostics only: a guest that cannot say does not fail the boot. On a loaded host
+        // an emulated guest took over two minutes for `critical-chain` and `blame` once its
+        // start-up had ended, so they get up to five.
         let left = deadline
             .saturating_duration_since(Instant::now())
             .max(Duration::from_secs(30))
-            .min(Duration::from_secs(120));
+            .min(Duration::from_secs(300));
         let analyze = match ssh_again(seed, port, &known_hosts, ANALYZE, left, stop) {
             Ok((Some(0), out, _)) => out.trim_end().to_string(),
             // Said in the report, so a missing analysis explains itself.
