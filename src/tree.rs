@@ -114,6 +114,16 @@ pub struct Entry {
     pub origin: Arc<str>,
 }
 
+/// The time a file with modification time `mtime` has in an image built at `epoch`: times
+/// after the epoch, and the unset time zero of entries Ingot made, become the epoch.
+pub fn stamped(mtime: i64, epoch: i64) -> i64 {
+    if mtime == 0 || mtime > epoch {
+        epoch
+    } else {
+        mtime
+    }
+}
+
 impl Entry {
     /// A root-owned directory.
     pub fn dir(mode: u32) -> Self {

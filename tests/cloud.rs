@@ -84,9 +84,10 @@ fn vm_cloud_takes_its_identity_from_the_seed_and_a_user_logs_in_over_ssh() {
             "{cfg}"
         );
         // Byte code as py3compile would leave it, checked by the host's Python 3.11 against
-        // the source it was compiled from: a hash-checked .pyc (PEP 552) whose hash is the
-        // source's, so the guest's interpreter uses it, and that holds the code the source
-        // compiles to, for a cloud-init module and a standard-library one.
+        // the source it was compiled from: a timestamp-checked .pyc that records the time and
+        // size the source has in the image (read with debugfs), so the guest's interpreter
+        // uses it, and that holds the code the source compiles to, for a cloud-init module
+        // and a standard-library one.
         for (src, pyc) in [
             (
                 "/usr/lib/python3/dist-packages/cloudinit/util.py",
@@ -103,20 +104,30 @@ fn vm_cloud_takes_its_identity_from_the_seed_and_a_user_logs_in_over_ssh() {
                 debugfs_root(d, t.path(), &format!("dump {what} {}", to.display()));
                 assert!(to.exists(), "{what} is not in {}", d.display());
             }
+            let stat = debugfs_root(d, t.path(), &format!("stat {src}"));
+            let mtime = stat
+                .split(" mtime: 0x")
+                .nth(1)
+                .and_then(|r| u32::from_str_radix(&r[..8], 16).ok())
+                .unwrap_or_else(|| panic!("no mtime for {src}: {stat}"));
             let (good, o) = tool(
                 "python3.11",
                 &[
                     "-c",
                     "import importlib.util as u, marshal, sys\n\
+                     s = open(sys.argv[1], 'rb').read()\n\
                      p = open(sys.argv[2], 'rb').read()\n\
+                     word = lambda i: int.from_bytes(p[i:i + 4], 'little')\n\
                      assert p[:4] == u.MAGIC_NUMBER, 'magic'\n\
-                     assert int.from_bytes(p[4:8], 'little') == 3, 'not checked-hash'\n\
-                     assert p[8:16] == u.source_hash(open(sys.argv[1], 'rb').read()), 'hash'\n\
-                     code = compile(open(sys.argv[1], 'rb').read(), sys.argv[3], 'exec', dont_inherit=True)\n\
+                     assert word(4) == 0, 'not timestamp-checked'\n\
+                     assert word(8) == int(sys.argv[4]), ('time', word(8), sys.argv[4])\n\
+                     assert word(12) == len(s), ('size', word(12), len(s))\n\
+                     code = compile(s, sys.argv[3], 'exec', dont_inherit=True)\n\
                      assert marshal.loads(p[16:]) == code, 'code'\n",
                     s_out.to_str().unwrap(),
                     p_out.to_str().unwrap(),
                     src,
+                    &mtime.to_string(),
                 ],
             );
             assert!(good, "{pyc}: {o}");

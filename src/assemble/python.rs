@@ -2,8 +2,12 @@
 //! does not run. Without it every Python process of a booted image (cloud-init runs four) compiles
 //! each module it imports from source, every boot. The build host's interpreter of the image's
 //! Python version compiles the standard library and `dist-packages` at build time: byte code is
-//! the same on every arch, and hash-checked `.pyc` files (PEP 552) do not depend on file times,
-//! so two builds give the same bytes.
+//! the same on every arch. The `.pyc` files are timestamp-checked, as py3compile leaves them:
+//! each records the modification time and size its source has in the image (its package's time,
+//! stamped as the build stamps every file), so the guest's interpreter checks it with the `stat`
+//! it makes anyway, where a hash-checked one (PEP 552) would read and hash every source at every
+//! import; and since those times come from the packages and the build's epoch, two builds give
+//! the same bytes.
 
 use std::path::Path;
 
@@ -58,8 +62,9 @@ fn in_scope(path: &str, version: &str) -> bool {
         && !path.contains("/__pycache__/")
 }
 
-/// Compile every module of every Python in the tree; the number of `.pyc` files added.
-pub fn byte_compile(tree: &mut Tree) -> Result<usize> {
+/// Compile every module of every Python in the tree, for an image whose times are stamped at
+/// `epoch`; the number of `.pyc` files added.
+pub fn byte_compile(tree: &mut Tree, epoch: i64) -> Result<usize> {
     let mut added = 0;
     for version in versions(tree) {
         let sources: Vec<String> = tree
@@ -74,11 +79,34 @@ pub fn byte_compile(tree: &mut Tree) -> Result<usize> {
         let scratch = crate::base::fsx::scratch_dir("ingot-pyc")?;
         let root = scratch.path().canonicalize()?;
         for p in &sources {
-            tree.copy_out(p, &root.join(p))?;
+            let to = root.join(p);
+            tree.copy_out(p, &to)?;
+            // The time the source will have in the image is the one its .pyc records.
+            let mtime = tree
+                .get(p)
+                .map_or(0, |e| crate::tree::stamped(e.mtime, epoch));
+            set_mtime(&to, mtime)?;
         }
         added += compile(tree, &python, &version, &root)?;
     }
     Ok(added)
+}
+
+/// Give the file at `path` the modification time `secs` (seconds since 1970).
+fn set_mtime(path: &Path, secs: i64) -> Result<()> {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    let off = Duration::from_secs(secs.unsigned_abs());
+    let t = if secs >= 0 {
+        UNIX_EPOCH.checked_add(off)
+    } else {
+        UNIX_EPOCH.checked_sub(off)
+    };
+    let t: SystemTime = t.context("a file time out of range")?;
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(t))
+        .with_context(|| format!("setting the time of {}", path.display()))
 }
 
 /// Run compileall over the copies under `root` and put each `.pyc` beside its source in the
@@ -96,17 +124,12 @@ fn compile(tree: &mut Tree, python: &str, version: &str, root: &Path) -> Result<
     }
     let out = std::process::Command::new(python)
         .args(["-E", "-s", "-m", "compileall", "-q", "-j", "0"])
-        .args([
-            "--invalidation-mode",
-            "checked-hash",
-            "-s",
-            &strip,
-            "-p",
-            "/",
-        ])
+        .args(["--invalidation-mode", "timestamp", "-s", &strip, "-p", "/"])
         .args(&dirs)
         .env("LC_ALL", "C.UTF-8")
         .env_remove("PYTHONPYCACHEPREFIX")
+        // Would make py_compile's default hash-checked; the mode is given above anyway.
+        .env_remove("SOURCE_DATE_EPOCH")
         .output()
         .with_context(|| format!("running {python} -m compileall"))?;
     // 1: some file did not compile (as py3compile, it then has no byte code); more: no run.
@@ -184,5 +207,46 @@ mod tests {
         t.insert("usr/bin/python3.11-config", Entry::file("sh", 0o755))
             .unwrap();
         assert_eq!(versions(&t), ["3.11"]);
+    }
+
+    /// The `.pyc` header of `path` in `t`: (flags, recorded source time, recorded size).
+    fn header(t: &Tree, path: &str) -> (u32, u32, u32) {
+        let b = t.read(path).unwrap();
+        let word = |at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+        (word(4), word(8), word(12))
+    }
+
+    /// Needs the build host's python3.11 (Debian's python3.11-minimal, which .ci/host-deps
+    /// installs), as a build of a Python image does.
+    #[test]
+    fn byte_code_records_the_time_and_size_its_source_has_in_the_image() {
+        let epoch = 1_700_000_000;
+        let mut t = Tree::new();
+        t.insert("usr/bin/python3.11", Entry::file("elf", 0o755))
+            .unwrap();
+        let mut old = Entry::file("X = 1\n", 0o644);
+        old.mtime = 1_600_000_000;
+        old.origin = "pkg-a".into();
+        t.insert("usr/lib/python3/dist-packages/a/old.py", old)
+            .unwrap();
+        // Newer than the epoch, and made by Ingot (time zero): both get the epoch.
+        let mut new = Entry::file("Y = [1, 2]\n", 0o644);
+        new.mtime = 1_800_000_000;
+        t.insert("usr/lib/python3.11/new.py", new).unwrap();
+        t.insert("usr/lib/python3.11/made.py", Entry::file("Z = 3\n", 0o644))
+            .unwrap();
+        assert_eq!(byte_compile(&mut t, epoch).unwrap(), 3);
+        let pyc = |dir: &str, m: &str| format!("{dir}/__pycache__/{m}.cpython-311.pyc");
+        let a = pyc("usr/lib/python3/dist-packages/a", "old");
+        assert_eq!(header(&t, &a), (0, 1_600_000_000, 6));
+        assert_eq!(t.get(&a).unwrap().origin.as_ref(), "pkg-a");
+        assert_eq!(
+            header(&t, &pyc("usr/lib/python3.11", "new")),
+            (0, epoch as u32, 11)
+        );
+        assert_eq!(
+            header(&t, &pyc("usr/lib/python3.11", "made")),
+            (0, epoch as u32, 6)
+        );
     }
 }

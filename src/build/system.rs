@@ -28,9 +28,7 @@ pub struct System {
 
 fn stamp_times(tree: &mut Tree, epoch: i64) {
     for (_, e) in tree.iter_mut() {
-        if e.mtime == 0 || e.mtime > epoch {
-            e.mtime = epoch;
-        }
+        e.mtime = crate::tree::stamped(e.mtime, epoch);
     }
 }
 
@@ -61,7 +59,7 @@ pub fn system(
     }
     assemble::system(&mut tree, profile, hw, id, labels, update_key)?;
     if profile.packages.byte_compile() {
-        assemble::python::byte_compile(&mut tree)?;
+        assemble::python::byte_compile(&mut tree, epoch)?;
     }
     let busybox = packages::unpack_boot(ready, "busybox-static")?;
     let sd_boot = packages::unpack_boot(ready, "systemd-boot-efi")?;
