@@ -175,6 +175,7 @@ fn vm_cloud_takes_its_identity_from_the_seed_and_a_user_logs_in_over_ssh() {
     let probe = "set -e; d=$(mktemp -d); mkdir \"$d/DEBIAN\"; printf 'Package: ingot-probe\\nVersion: 1\\nArchitecture: all\\nMaintainer: Ingot tests <tests@invalid>\\nDepends: kmod, linux-base\\nDescription: probe\\n probe\\n' > \"$d/DEBIAN/control\"; dpkg-deb -b \"$d\" /tmp/ingot-probe.deb >/dev/null; sudo apt-get install -y /tmp/ingot-probe.deb >/dev/null; dpkg-query -W -f='${Status}' ingot-probe";
     std::thread::scope(|s| {
         let a = s.spawn(|| {
+            let _place = guests(1);
             ingot(&[
                 "boot-test",
                 x86.to_str().unwrap(),
@@ -208,6 +209,7 @@ fn vm_cloud_takes_its_identity_from_the_seed_and_a_user_logs_in_over_ssh() {
         // x86_64 boots its second time (two machines on two host cores, not three), the
         // template that keeps its name.
         let b = s.spawn(|| {
+            let _place = guests(1);
             let arm_run = ingot(&[
                 "boot-test",
                 arm.to_str().unwrap(),
@@ -446,6 +448,7 @@ fn foreign_disks_log_in_over_ssh_through_a_seed_or_with_a_key_they_trust() {
     std::thread::scope(|s| {
         // The flags: after the console's login prompt, through a seed, once cloud-init is done.
         let a = s.spawn(|| {
+            let _place = guests(1);
             ingot(&[
                 "boot-test",
                 "--disk",
@@ -474,6 +477,7 @@ fn foreign_disks_log_in_over_ssh_through_a_seed_or_with_a_key_they_trust() {
             ])
         });
         let b = s.spawn(|| {
+            let _places = guests(2);
             ingot(&[
                 "boot-test",
                 "--matrix",

@@ -45,7 +45,11 @@ fn vm_base_boots_on_both_arches() {
         "--logs",
         logs.to_str().unwrap(),
     ];
-    ok(&ingot(&args), "boot-test vm-base");
+    let run = {
+        let _places = guests(2);
+        ingot(&args)
+    };
+    ok(&run, "boot-test vm-base");
     // No identity baked in, read back independently: machine-id empty (no unit of vm-base
     // waits for a first boot, so no `uninitialized`), no SSH host keys, no random seed.
     for d in &dirs {
@@ -212,6 +216,8 @@ fn broken_root_and_wiped_esp_fail_fast_with_console_tail_and_no_stray_qemu() {
         &out,
         &[],
     );
+    // One guest at a time here, for both boots below.
+    let _place = guests(1);
     // With one retry: both attempts fail, each within the timeout, and the report keeps both.
     let junit = t.path().join("broken.xml");
     let start = std::time::Instant::now();
@@ -525,6 +531,7 @@ fn profile_mistakes_fail_the_build_and_failed_probes_reach_the_ready_line() {
     let dirs = build(flaky.to_str().unwrap(), &[], &out, &[]);
     let report = t.path().join("flaky.json");
     let junit = t.path().join("flaky.xml");
+    let _place = guests(1);
     let o = ingot(&[
         "boot-test",
         dirs[0].to_str().unwrap(),
@@ -694,6 +701,7 @@ fn hardware_profiles_add_partitions_and_qemu_img_is_required_for_conversions() {
         "{out}"
     );
     // The extra partitions do not confuse the initramfs: it still boots root by PARTUUID.
+    let place = guests(1);
     ok(
         &ingot(&[
             "boot-test",
@@ -705,6 +713,7 @@ fn hardware_profiles_add_partitions_and_qemu_img_is_required_for_conversions() {
         ]),
         "boot-test of the A/B layout",
     );
+    drop(place);
 
     // Without QEMU on PATH, boot-test names the Debian package to install.
     let empty_path = t.path().join("empty-path");

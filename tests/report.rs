@@ -90,6 +90,7 @@ fn rows(dom: &str) -> Vec<(String, Vec<String>, Vec<f64>)> {
 }
 
 fn boot(dir: &Path, boots: &str, json: &Path) {
+    let _place = guests(1);
     ok(
         &ingot(&[
             "boot-test",

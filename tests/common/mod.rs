@@ -22,6 +22,48 @@ pub fn ingot(args: &[&str]) -> Output {
         .expect("running ingot")
 }
 
+/// Places for QEMU guests, one per host core. The end-to-end tests that boot several guests
+/// at once take as many places as they start guests, so that tests cargo runs side by side never
+/// put more guests on the host than it has cores: on two cores, four guests (two of them
+/// two-vCPU aarch64) once slowed a vm-cloud boot's userspace to six minutes.
+pub struct Guests(Vec<std::fs::File>);
+
+/// Wait (up to an hour, then panic) for `n` places, capped at the host's cores; they are held
+/// until the returned value is dropped. Places are `flock`s on files in the temporary
+/// directory, so they hold across threads and test binaries alike.
+pub fn guests(n: usize) -> Guests {
+    let cores = std::thread::available_parallelism().map_or(2, |c| c.get());
+    let want = n.clamp(1, cores);
+    let dir = std::env::temp_dir().join("ingot-test-guests");
+    std::fs::create_dir_all(&dir).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3600);
+    loop {
+        let mut held = Vec::new();
+        for i in 0..cores {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(dir.join(format!("place-{i}")))
+                .unwrap();
+            if f.try_lock().is_ok() {
+                held.push(f);
+                if held.len() == want {
+                    return Guests(held);
+                }
+            }
+        }
+        // Not enough free: give back what was taken (so two waiters never hold one each of
+        // the two a pair needs) and try again.
+        drop(held);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {want} free QEMU guest places in an hour"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
 /// Run ingot with extra environment variables.
 pub fn ingot_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ingot"));
