@@ -83,30 +83,20 @@ pub fn core_image(grub: &Tree, cfg: &str) -> Result<Vec<u8>> {
     let cfg_path = scratch.path().join("embedded.cfg");
     std::fs::write(&cfg_path, cfg).with_context(|| format!("writing {}", cfg_path.display()))?;
     let out = scratch.path().join("core.img");
-    let run = std::process::Command::new("grub-mkimage")
-        .args(["-O", "i386-pc", "-p", "(,gpt1)/"])
-        .arg("-d")
-        .arg(&dir)
-        .arg("-c")
-        .arg(&cfg_path)
-        .arg("-o")
-        .arg(&out)
-        .args(MODULES)
-        .env("LC_ALL", "C")
-        .output();
-    let run = match run {
-        Ok(o) => o,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
-            "disk.bios needs grub-mkimage on the build host: install the Debian package grub-common"
-        ),
-        Err(e) => return Err(e).context("running grub-mkimage"),
-    };
-    if !run.status.success() {
-        bail!(
-            "grub-mkimage failed: {}",
-            String::from_utf8_lossy(&run.stderr).trim()
-        );
-    }
+    crate::base::tool::run(
+        std::process::Command::new("grub-mkimage")
+            .args(["-O", "i386-pc", "-p", "(,gpt1)/"])
+            .arg("-d")
+            .arg(&dir)
+            .arg("-c")
+            .arg(&cfg_path)
+            .arg("-o")
+            .arg(&out)
+            .args(MODULES)
+            .env("LC_ALL", "C"),
+        "grub-common",
+        "grub-mkimage failed",
+    )?;
     read_core(&out)
 }
 

@@ -139,7 +139,7 @@ pub fn depmod(tree: &mut Tree, release: &str) -> Result<usize> {
 /// tree, so a systemd image does not spend its first boot indexing modules (12.7 s of a
 /// vm-cloud boot under TCG). depmod reads modules of any architecture.
 pub fn binary_indexes(tree: &mut Tree, release: &str) -> Result<usize> {
-    use anyhow::{bail, Context};
+    use anyhow::Context;
     let base = format!("usr/lib/modules/{release}/");
     let scratch = crate::base::fsx::scratch_dir("ingot-depmod")?;
     let root = scratch.path().join("lib/modules").join(release);
@@ -164,21 +164,15 @@ pub fn binary_indexes(tree: &mut Tree, release: &str) -> Result<usize> {
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
         .unwrap_or("depmod");
-    let out = std::process::Command::new(depmod)
-        .arg("-b")
-        .arg(scratch.path())
-        .arg(release)
-        .env("LC_ALL", "C")
-        .output()
-        .with_context(|| {
-            format!("running {depmod} for kernel {release} (install the Debian package kmod)")
-        })?;
-    if !out.status.success() {
-        bail!(
-            "depmod for kernel {release} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    crate::base::tool::run(
+        std::process::Command::new(depmod)
+            .arg("-b")
+            .arg(scratch.path())
+            .arg(release)
+            .env("LC_ALL", "C"),
+        "kmod",
+        &format!("depmod for kernel {release} failed"),
+    )?;
     let mut n = 0;
     let mut made: Vec<String> = std::fs::read_dir(&root)
         .with_context(|| format!("reading {}", root.display()))?

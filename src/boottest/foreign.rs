@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use crate::config::Arch;
 use crate::packages::{self, Source};
@@ -95,19 +95,14 @@ pub fn bios_preflight(spec: &VmSpec, work: &Path) -> Result<Option<String>> {
             std::process::id(),
             std::thread::current().id()
         ));
-        let o = std::process::Command::new("qemu-img")
-            .args(["dd", "-f", format, "-O", "raw", "bs=512", "count=1"])
-            .arg(format!("if={}", spec.disk.display()))
-            .arg(format!("of={}", out.display()))
-            .output()
-            .context("running qemu-img dd (Debian package qemu-utils)")?;
-        if !o.status.success() {
-            bail!(
-                "{}: qemu-img dd: {}",
-                spec.disk.display(),
-                String::from_utf8_lossy(&o.stderr).trim()
-            );
-        }
+        crate::base::tool::run(
+            std::process::Command::new("qemu-img")
+                .args(["dd", "-f", format, "-O", "raw", "bs=512", "count=1"])
+                .arg(format!("if={}", spec.disk.display()))
+                .arg(format!("of={}", out.display())),
+            "qemu-utils",
+            &format!("{}: qemu-img dd", spec.disk.display()),
+        )?;
         let b = std::fs::read(&out)?;
         let _ = std::fs::remove_file(&out);
         b
@@ -124,18 +119,13 @@ fn no_boot_code(sector: &[u8]) -> bool {
 
 /// `qemu-img info`'s name for the file's format.
 pub fn detect_format(disk: &Path) -> Result<String> {
-    let o = std::process::Command::new("qemu-img")
-        .args(["info", "--output=json"])
-        .arg(disk)
-        .output()
-        .context("running qemu-img (Debian package qemu-utils)")?;
-    if !o.status.success() {
-        bail!(
-            "{}: qemu-img info: {}",
-            disk.display(),
-            String::from_utf8_lossy(&o.stderr).trim()
-        );
-    }
+    let o = crate::base::tool::run(
+        std::process::Command::new("qemu-img")
+            .args(["info", "--output=json"])
+            .arg(disk),
+        "qemu-utils",
+        &format!("{}: qemu-img info", disk.display()),
+    )?;
     let v: serde_json::Value = serde_json::from_slice(&o.stdout)
         .with_context(|| format!("{}: qemu-img info gave no JSON", disk.display()))?;
     v["format"]

@@ -260,27 +260,23 @@ pub fn make_seed(work: &Path, input: &SeedInput, image_name: &str, user: &str) -
     let key = work.join("ssh-key");
     let _ = std::fs::remove_file(&key);
     let _ = std::fs::remove_file(key.with_extension("pub"));
-    let out = Command::new("ssh-keygen")
-        .args([
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            "ingot-boot-test",
-            "-f",
-        ])
-        .arg(&key)
-        .stdin(Stdio::null())
-        .output()
-        .context("running ssh-keygen (install the Debian package openssh-client)")?;
-    if !out.status.success() {
-        bail!(
-            "ssh-keygen failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    crate::base::tool::run(
+        Command::new("ssh-keygen")
+            .args([
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "ingot-boot-test",
+                "-f",
+            ])
+            .arg(&key)
+            .stdin(Stdio::null()),
+        "openssh-client",
+        "ssh-keygen failed",
+    )?;
     let public = std::fs::read_to_string(key.with_extension("pub"))
         .with_context(|| format!("reading {}.pub", key.display()))?;
     let user_text = input.user_data.as_deref().map(read_user_data).transpose()?;

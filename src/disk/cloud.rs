@@ -36,15 +36,14 @@ pub struct Machine {
 }
 
 fn qemu_img(args: &[&str], raw: &Path, out: &Path) -> Result<()> {
-    let st = std::process::Command::new("qemu-img")
-        .args(args)
-        .arg(raw)
-        .arg(out)
-        .status()
-        .context("running qemu-img (install the Debian package qemu-utils)")?;
-    if !st.success() {
-        bail!("qemu-img {} of {} failed", args.join(" "), raw.display());
-    }
+    crate::base::tool::run(
+        std::process::Command::new("qemu-img")
+            .args(args)
+            .arg(raw)
+            .arg(out),
+        "qemu-utils",
+        &format!("qemu-img {} of {} failed", args.join(" "), raw.display()),
+    )?;
     Ok(())
 }
 

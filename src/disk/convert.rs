@@ -40,15 +40,14 @@ const ZSTD_WORKERS: u32 = 4;
 /// `qemu-img convert` the raw disk to `format` (`qcow2`, `vmdk`, `vhdx`) at `out`, then pin
 /// the identifiers it stamps at random.
 pub fn convert(raw: &Path, out: &Path, format: &str, identity: &str) -> Result<()> {
-    let st = std::process::Command::new("qemu-img")
-        .args(["convert", "-f", "raw", "-O", format])
-        .arg(raw)
-        .arg(out)
-        .status()
-        .context("running qemu-img (install the Debian package qemu-utils)")?;
-    if !st.success() {
-        bail!("qemu-img convert of {} to {format} failed", raw.display());
-    }
+    crate::base::tool::run(
+        std::process::Command::new("qemu-img")
+            .args(["convert", "-f", "raw", "-O", format])
+            .arg(raw)
+            .arg(out),
+        "qemu-utils",
+        &format!("qemu-img convert of {} to {format} failed", raw.display()),
+    )?;
     pin_converted(out, format, identity)
 }
 

@@ -19,7 +19,7 @@ mod step;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use crate::boottest::console::Ready;
 use crate::bundle::Bundle;
@@ -60,18 +60,14 @@ pub fn run(base: &ImageDir, spec: VmSpec, steps: &[Step], opts: &Options) -> Res
         .disk()
         .canonicalize()
         .with_context(|| format!("{}: no disk.raw", base.path.display()))?;
-    let out = std::process::Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
-        .arg(&raw)
-        .arg(&overlay)
-        .output()
-        .context("running qemu-img (Debian package qemu-utils)")?;
-    if !out.status.success() {
-        bail!(
-            "qemu-img create failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    crate::base::tool::run(
+        std::process::Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+            .arg(&raw)
+            .arg(&overlay),
+        "qemu-utils",
+        "qemu-img create failed",
+    )?;
     let vars = work.path().join("vars.fd");
     qemu::copy_vars(&spec, &vars)?;
     std::fs::create_dir_all(&opts.log_dir)
