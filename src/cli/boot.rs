@@ -306,7 +306,9 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
         timeout: Duration::from_secs(f.timeout),
         boots: matrix.as_ref().and_then(|m| m.boots).unwrap_or(f.boots),
         retries: f.retries,
-        jobs: so.jobs,
+        jobs: so.jobs.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        }),
         log_dir: log_dir.clone(),
         quiet,
         seed: f.seed.input(),

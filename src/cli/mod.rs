@@ -45,10 +45,14 @@ pub struct SourceOpts {
     /// Package cache (default: INGOT_CACHE or $XDG_CACHE_HOME/ingot).
     #[arg(long)]
     pub cache: Option<PathBuf>,
-    /// Parallel downloads.
-    #[arg(long, short, default_value_t = 4)]
-    pub jobs: usize,
+    /// Parallel downloads (default 4); for boot-test, also how many images boot at once
+    /// (default: one per host core, as each emulated guest keeps a core busy).
+    #[arg(long, short)]
+    pub jobs: Option<usize>,
 }
+
+/// Parallel downloads when `--jobs` is not given.
+const DOWNLOAD_JOBS: usize = 4;
 
 /// Subcommands.
 // Parsed once per run: boot-test's many flags make its variant large, which costs nothing here.
@@ -130,7 +134,7 @@ pub enum Cmd {
         #[arg(long)]
         accel: Option<String>,
         /// Package source options (firmware comes from the Debian archive); `--jobs` is also
-        /// how many images boot at once.
+        /// how many images boot at once (default: the host's cores).
         #[command(flatten)]
         source: SourceOpts,
         /// Attach the signed report to the tested images in a registry.
@@ -330,7 +334,7 @@ fn source(o: &SourceOpts, suite: &str, quiet: bool) -> Result<Source> {
         suite,
         o.keyring.as_deref(),
         o.cache.as_deref(),
-        o.jobs,
+        o.jobs.unwrap_or(DOWNLOAD_JOBS),
         !quiet && std::io::stderr().is_terminal(),
     )
 }
