@@ -24,8 +24,8 @@ pub fn ingot(args: &[&str]) -> Output {
 
 /// Places for QEMU guests, one per host core. The end-to-end tests that boot several guests
 /// at once take as many places as they start guests, so that tests cargo runs side by side never
-/// put more guests on the host than it has cores: on two cores, four guests (two of them
-/// two-vCPU aarch64) once slowed a vm-cloud boot's userspace to six minutes.
+/// put more guests on the host than it has cores: on two cores, five guests at once (the
+/// two cloud tests side by side) once slowed a vm-cloud boot's userspace to six minutes.
 pub struct Guests(Vec<std::fs::File>);
 
 /// Wait (up to an hour, then panic) for `n` places, capped at the host's cores; they are held
