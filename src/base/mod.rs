@@ -1,7 +1,8 @@
 //! The ground floor: small pieces every stage may use and that use no stage. Image identity
 //! (names, derived GUIDs, epoch and date formatting), file helpers (atomic writes, one hashing
-//! reader, scratch directories), an ordered parallel map, host tools run with errors that name their package, Debian
-//! version ordering, and the error for input that is wrong before any work starts.
+//! reader, scratch directories), an ordered parallel map, host tools run with errors that
+//! name their package, Debian version ordering, and the error for input that is wrong before
+//! any work starts.
 
 pub mod debversion;
 pub mod fsx;
