@@ -24,7 +24,7 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = shared_tempdir();
         let keyp = dir.path().join("release");
         ok(
             &ingot(&["keygen", "--out", keyp.to_str().unwrap()]),

@@ -36,7 +36,7 @@ impl Fixture {
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = shared_tempdir();
         let mut keys = Vec::new();
         for k in ["release", "other"] {
             let p = dir.path().join(k);
@@ -585,7 +585,7 @@ fn aarch64_survives_a_power_cut_at_each_point_of_an_install() {
 fn vm_fixture() -> &'static (tempfile::TempDir, PathBuf) {
     static F: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
     F.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = shared_tempdir();
         let key = dir.path().join("release");
         ok(
             &ingot(&["keygen", "--out", key.to_str().unwrap()]),

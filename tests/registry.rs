@@ -42,7 +42,7 @@ impl Fixture {
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = shared_tempdir();
         for k in ["release", "other"] {
             let p = dir.path().join(k);
             ok(&ingot(&["keygen", "--out", p.to_str().unwrap()]), "keygen");

@@ -64,6 +64,38 @@ pub fn guests(n: usize) -> Guests {
     }
 }
 
+/// A temporary directory for a fixture kept in a `static` (built once, shared by a binary's
+/// tests). Rust never drops statics, so a `TempDir` there alone would stay behind in the
+/// temporary directory: four such fixtures left about 4 GB per run of the suite. Its path is
+/// removed when the test binary exits (libtest returns from `main` or calls `exit`, and both
+/// run the C library's exit handlers); a binary killed by a signal still leaves it.
+pub fn shared_tempdir() -> tempfile::TempDir {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    let dir = tempfile::tempdir().unwrap();
+    AT_EXIT.lock().unwrap().push(dir.path().to_path_buf());
+    HOOK.call_once(|| {
+        // The one C call of the tests: registering a plain function with no state of its own.
+        #[allow(unsafe_code)]
+        // SAFETY: `remove_shared` is an `extern "C" fn()` that lives as long as the program.
+        let failed = unsafe { libc::atexit(remove_shared) } != 0;
+        assert!(
+            !failed,
+            "atexit refused the clean-up of shared test directories"
+        );
+    });
+    dir
+}
+
+static AT_EXIT: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+extern "C" fn remove_shared() {
+    if let Ok(mut dirs) = AT_EXIT.lock() {
+        for d in dirs.drain(..) {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
 /// Run ingot with extra environment variables.
 pub fn ingot_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ingot"));
