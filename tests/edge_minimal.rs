@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 use common::*;
@@ -333,10 +332,9 @@ fn ctrl_c_leaves_the_previous_image_and_no_qemu() {
     let out = t.path().join("out");
     let prev = copy_image(&f.dirs[0], &out);
     let before = tree_digests(&out);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ingot"))
+    let mut child = ingot_command()
         .args(["build", "-q", "profiles/edge-minimal.toml", "--out"])
         .arg(&out)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1500));
@@ -345,11 +343,10 @@ fn ctrl_c_leaves_the_previous_image_and_no_qemu() {
     assert_eq!(tree_digests(&out), before, "the output directory changed");
     assert!(prev.join("disk.raw").exists());
     // The copy, not the shared image: another test boots that one at the same time.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ingot"))
+    let mut child = ingot_command()
         .args(["boot-test", "-q", "--boots", "1", "--logs"])
         .arg(t.path().join("interrupted-logs"))
         .arg(&prev)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(2500));

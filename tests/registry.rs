@@ -398,10 +398,9 @@ impl ChunkedPush {
         std::sync::mpsc::Receiver<()>,
         std::thread::JoinHandle<String>,
     ) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ingot"))
+        let mut child = ingot_command()
             .args(["push", &self.img, &self.tag, "--key", &self.pubk])
             .envs(self.env())
-            .current_dir(root())
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()

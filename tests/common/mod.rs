@@ -13,13 +13,20 @@ pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The ingot binary, run from the project root with its temporary directory inside one this
+/// test binary removes when it exits: what ingot keeps there for the user (`boot-test`'s console
+/// logs when no `--logs` is given) would otherwise pile up in the system's, run after run.
+pub fn ingot_command() -> Command {
+    static SCRATCH: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let tmp = SCRATCH.get_or_init(shared_tempdir);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ingot"));
+    cmd.current_dir(root()).env("TMPDIR", tmp.path());
+    cmd
+}
+
 /// Run ingot from the project root.
 pub fn ingot(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ingot"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("running ingot")
+    ingot_command().args(args).output().expect("running ingot")
 }
 
 /// Places for QEMU guests, one per host core. The end-to-end tests that boot several guests
@@ -98,8 +105,8 @@ extern "C" fn remove_shared() {
 
 /// Run ingot with extra environment variables.
 pub fn ingot_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ingot"));
-    cmd.args(args).current_dir(root());
+    let mut cmd = ingot_command();
+    cmd.args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -109,8 +116,8 @@ pub fn ingot_env(args: &[&str], env: &[(&str, &str)]) -> Output {
 /// Run ingot (with PATH replaced when given, to hide host tools), expecting exit status 1;
 /// return its stderr.
 pub fn ingot_fails(args: &[&str], path: Option<&Path>) -> String {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ingot"));
-    cmd.args(args).current_dir(root());
+    let mut cmd = ingot_command();
+    cmd.args(args);
     if let Some(p) = path {
         cmd.env("PATH", p);
     }
