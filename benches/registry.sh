@@ -3,7 +3,8 @@
 # image directory against `oras push`/`oras pull` of the same files, each on its own fresh
 # Debian docker-registry on loopback, measured in the same run; then a second push of the
 # unchanged image (which must upload no blob).
-#   benches/registry.sh [PROFILE] [HARDWARE]     (default: vm-base, qemu-x86_64; RUNS=N, default 3)
+#   benches/registry.sh [PROFILE] [HARDWARE]    (default: vm-base, qemu-x86_64)
+#   RUNS=N: runs (default 4; even, so that each tool goes first as often)
 # oras comes from Debian 13's package (its binary runs on Debian 12): fetched from the host's
 # own mirror, its InRelease checked with gpgv against Debian's archive keyring, the Packages
 # index and the .deb checked by SHA-256, unpacked under the cache. No host name is written here.
@@ -11,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PROFILE=${1:-vm-base}
 HW=${2:-qemu-x86_64}
-RUNS=${RUNS:-3}
+RUNS=${RUNS:-4}
 cargo build --release -q
 ING=$PWD/target/release/ingot
 WORK=$(mktemp -d)
@@ -69,7 +70,7 @@ registry() { # start a fresh registry; sets REG to its host:port
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:%s\n' "$d/s" "$port" > "$d/c.yml"
   docker-registry serve "$d/c.yml" >/dev/null 2>&1 &
-  PIDS+=($!)
+  PIDS+=($!); RUN_PIDS+=($!); RUN_DIRS+=("$d")
   for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
   REG="127.0.0.1:$port"
 }
@@ -100,9 +101,18 @@ for name, a in json.load(open("manifest.json"))["artifacts"].items():
         if hashlib.file_digest(f, "sha256").hexdigest() != a["sha256"]:
             sys.exit(name + ": digest differs")')
 }
+# Each run ends by stopping its two registries and deleting their storage and the pulls:
+# left to pile up (over 2 GB a run), they slowed every later step, and the second pull of
+# a run by up to a second whichever tool made it.
+RUN_PIDS=(); RUN_DIRS=()
+end_run() {
+  kill "${RUN_PIDS[@]}" 2>/dev/null || true
+  wait "${RUN_PIDS[@]}" 2>/dev/null || true
+  rm -rf "${RUN_DIRS[@]}" "$WORK/pull-ingot" "$WORK/pull-oras"
+  RUN_PIDS=(); RUN_DIRS=()
+}
 for run in $(seq 1 "$RUNS"); do
   registry; A=$REG; registry; B=$REG
-  rm -rf "$WORK/pull-ingot" "$WORK/pull-oras"
   if [ $((run % 2)) -eq 1 ]; then
     ip+=("$(timed ingot_push)"); op+=("$(timed oras_push)")
     il+=("$(timed ingot_pull)"); ol+=("$(timed oras_pull)")
@@ -112,6 +122,7 @@ for run in $(seq 1 "$RUNS"); do
   fi
   rm -rf "$WORK/pull-oras"; ow+=("$(timed oras_whole)")
   [ -n "$second" ] || second=$($ING push "$DIR" "$A/bench/img:$VERSION" --key "$WORK/k.pub" 2>&1 | grep 'blob(s) uploaded')
+  end_run
 done
 mi=$(printf '%s\n' "${ip[@]}" | median); mo=$(printf '%s\n' "${op[@]}" | median)
 li=$(printf '%s\n' "${il[@]}" | median); lo=$(printf '%s\n' "${ol[@]}" | median)
