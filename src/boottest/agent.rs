@@ -33,6 +33,23 @@ pub struct Agent {
     pub machine: String,
 }
 
+/// The longest path a Unix socket may have (`sun_path` holds 108 bytes with the final NUL).
+const SOCKET_PATH_MAX: usize = 107;
+
+/// The path of a guest-agent socket named `name` in `dir`, or an error saying why QEMU could
+/// not listen there: a Unix socket's path is at most 107 bytes, and the directory comes from
+/// the temporary directory (`TMPDIR`), which CI runners often put deep in a workspace.
+pub fn socket_path(dir: &Path, name: &str) -> anyhow::Result<std::path::PathBuf> {
+    let path = dir.join(name);
+    let len = path.as_os_str().len();
+    anyhow::ensure!(
+        len <= SOCKET_PATH_MAX,
+        "the guest agent's socket {} would be {len} bytes long, and a Unix socket's path holds at most {SOCKET_PATH_MAX}: set TMPDIR to a shorter directory (for example /tmp)",
+        path.display()
+    );
+    Ok(path)
+}
+
 /// The most a single answer may hold.
 const MAX_ANSWER: usize = 1 << 20;
 /// How long one attempt waits for an answer.
@@ -218,6 +235,24 @@ mod tests {
             };
             s.write_all(answer.as_bytes()).unwrap();
         }
+    }
+
+    #[test]
+    fn a_socket_path_too_long_for_unix_sockets_is_refused_naming_tmpdir() {
+        let short = Path::new("/tmp/ingot-boot-test-abc123");
+        assert_eq!(
+            socket_path(short, "qga-0.sock").unwrap(),
+            short.join("qga-0.sock")
+        );
+        // 107 bytes exactly is the longest that fits.
+        let dir = format!("/{}", "d".repeat(107 - "/x.sock".len() - 1));
+        let fits = socket_path(Path::new(&dir), "x.sock").unwrap();
+        assert_eq!(fits.as_os_str().len(), 107);
+        let deep = format!("/{}", "d".repeat(120));
+        let e = socket_path(Path::new(&deep), "qga-0.sock")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("132 bytes") && e.contains("TMPDIR"), "{e}");
     }
 
     #[test]

@@ -324,6 +324,15 @@ fn test_image(
         None
     };
     let login = seed.as_ref().filter(|_| needs.login);
+    if needs.agent {
+        // The longest name the boots below give a socket, checked before any boot.
+        if let Err(e) = agent::socket_path(work, &format!("qga-{}.sock", u32::MAX)) {
+            let f = Failure::Host {
+                message: format!("{e:#}"),
+            };
+            return failed_before_boot(image, f, say);
+        }
+    }
     if let Target::Foreign { .. } = image {
         // A disk a BIOS would hang on is named before any boot.
         let pre = match foreign::bios_preflight(&spec, work) {
@@ -372,8 +381,8 @@ fn test_image(
                 spec.ssh_port = cloud::free_port().ok();
             }
             if needs.agent {
-                // Short (a Unix socket's path has at most 107 bytes) and one per boot of
-                // every target of the run.
+                // Short (a Unix socket's path has at most 107 bytes: checked above) and one
+                // per boot of every target of the run.
                 static BOOTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
                 let k = BOOTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let sock = work.join(format!("qga-{k}.sock"));

@@ -487,7 +487,7 @@ pub fn run_interactive(
         }
     }
     if needs.agent {
-        let sock = work.path().join("qga.sock");
+        let sock = boottest::agent::socket_path(work.path(), "qga.sock")?;
         eprintln!(
             "QEMU guest agent: socat - UNIX-CONNECT:{} (then {{\"execute\":\"guest-info\"}})",
             sock.display()
