@@ -50,6 +50,12 @@ pub fn socket_path(dir: &Path, name: &str) -> anyhow::Result<std::path::PathBuf>
     Ok(path)
 }
 
+/// The name of boot `k`'s agent socket in a boot test's scratch directory (one per boot of
+/// every target of the run, short for the limit above).
+pub fn boot_socket_name(k: u32) -> String {
+    format!("qga-{k}.sock")
+}
+
 /// The most a single answer may hold.
 const MAX_ANSWER: usize = 1 << 20;
 /// How long one attempt waits for an answer.

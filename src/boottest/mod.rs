@@ -326,7 +326,7 @@ fn test_image(
     let login = seed.as_ref().filter(|_| needs.login);
     if needs.agent {
         // The longest name the boots below give a socket, checked before any boot.
-        if let Err(e) = agent::socket_path(work, &format!("qga-{}.sock", u32::MAX)) {
+        if let Err(e) = agent::socket_path(work, &agent::boot_socket_name(u32::MAX)) {
             let f = Failure::Host {
                 message: format!("{e:#}"),
             };
@@ -381,11 +381,10 @@ fn test_image(
                 spec.ssh_port = cloud::free_port().ok();
             }
             if needs.agent {
-                // Short (a Unix socket's path has at most 107 bytes: checked above) and one
-                // per boot of every target of the run.
+                // Its length was checked above, for the longest name.
                 static BOOTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
                 let k = BOOTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let sock = work.join(format!("qga-{k}.sock"));
+                let sock = work.join(agent::boot_socket_name(k));
                 let _ = std::fs::remove_file(&sock);
                 spec.agent = Some(sock);
             }
