@@ -812,41 +812,111 @@ fn promotion_rests_on_signed_evidence_and_retention_keeps_what_channels_name() {
 fn retention_refuses_a_version_tag_it_cannot_order() {
     let f = fixture();
     let reg = Registry::start();
-    let repo = reg.at("golden/odd");
     let pubk = f.key("release", "pub");
-    ok(
-        &ingot(&[
+    // Someone retags the version with another client: as `1.2`, as `v1.0.0`.
+    for (n, odd) in ["1.2", "v1.0.0"].into_iter().enumerate() {
+        let repo = reg.at(&format!("golden/odd{n}"));
+        ok(
+            &ingot(&[
+                "push",
+                &f.s("out", "1.0.0", "x86_64"),
+                &format!("{repo}:1.0.0"),
+                "--key",
+                &pubk,
+            ]),
             "push",
-            &f.s("out", "1.0.0", "x86_64"),
+        );
+        let (good, _, err) = skopeo(&[
+            "copy",
+            "--all",
+            "--preserve-digests",
+            &format!("docker://{repo}:1.0.0"),
+            &format!("docker://{repo}:{odd}"),
+        ]);
+        if !good {
+            // skopeo 1.9 cannot copy an artifact index; put the same bytes with ingot's own
+            // client instead (the registry check below is still skopeo's).
+            let r = ingot::registry::Reference::parse(&format!("{repo}:1.0.0")).unwrap();
+            let c = ingot::registry::Client::new(&r, &Default::default(), true).unwrap();
+            let (media, bytes, _) = c.get_manifest("1.0.0").unwrap().unwrap();
+            c.put_manifest(odd, &media, &bytes).unwrap();
+            eprintln!("skopeo copy failed ({err}); tagged with ingot's client");
+        }
+        assert!(skopeo_tags(&repo).contains(&odd.to_string()));
+        let before = skopeo_tags(&repo);
+        let (code, err) = run(&["retention", &repo, "--keep", "1"]);
+        assert_eq!(code, Some(2), "{err}");
+        assert!(
+            err.contains(&format!("tag {odd} is not a semantic version")),
+            "{err}"
+        );
+        assert_eq!(skopeo_tags(&repo), before);
+        // Nor can such a tag become a channel.
+        let (code, err) = run(&[
+            "promote",
             &format!("{repo}:1.0.0"),
+            odd,
             "--key",
             &pubk,
-        ]),
-        "push",
-    );
-    // Someone retags the version as `1.2` with another client.
-    let (good, _, err) = skopeo(&[
-        "copy",
-        "--all",
-        "--preserve-digests",
-        &format!("docker://{repo}:1.0.0"),
-        &format!("docker://{repo}:1.2"),
-    ]);
-    if !good {
-        // skopeo 1.9 cannot copy an artifact index; put the same bytes with ingot's own
-        // client instead (the registry check below is still skopeo's).
-        let r = ingot::registry::Reference::parse(&format!("{repo}:1.0.0")).unwrap();
-        let c = ingot::registry::Client::new(&r, &Default::default(), true).unwrap();
-        let (media, bytes, _) = c.get_manifest("1.0.0").unwrap().unwrap();
-        c.put_manifest("1.2", &media, &bytes).unwrap();
-        eprintln!("skopeo copy failed ({err}); tagged with ingot's client");
+            "--sign-key",
+            &f.key("release", "key"),
+        ]);
+        assert_eq!(code, Some(2), "{err}");
+        assert!(err.contains("looks like a version"), "{err}");
     }
-    assert!(skopeo_tags(&repo).contains(&"1.2".to_string()));
-    let before = skopeo_tags(&repo);
-    let (code, err) = run(&["retention", &repo, "--keep", "1"]);
-    assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("tag 1.2 is not a semantic version"), "{err}");
-    assert_eq!(skopeo_tags(&repo), before);
+}
+
+/// A channel that names one image of a version (as `promote REF@sha256:<image>` leaves it)
+/// keeps the whole version: deleting the version would delete that image too.
+#[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
+fn retention_keeps_a_version_whose_one_image_a_channel_names() {
+    let f = fixture();
+    let reg = Registry::start();
+    let repo = reg.at("golden/pinned");
+    let pubk = f.key("release", "pub");
+    for v in ["1.0.0", "1.1.0", "2.0.0"] {
+        ok(
+            &ingot(&[
+                "push",
+                &f.s("out", v, "x86_64"),
+                &format!("{repo}:{v}"),
+                "--key",
+                &pubk,
+            ]),
+            "push",
+        );
+    }
+    let image_10 = skopeo_raw(&format!("{repo}:1.0.0")).0["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The channel is put with ingot's client (a promotion would need a boot report; which
+    // client moved the tag does not matter to retention).
+    let r = ingot::registry::Reference::parse(&format!("{repo}:1.0.0")).unwrap();
+    let c = ingot::registry::Client::new(&r, &Default::default(), true).unwrap();
+    let (media, bytes, _) = c.get_manifest(&image_10).unwrap().unwrap();
+    c.put_manifest("golden-pinned", &media, &bytes).unwrap();
+    assert_eq!(skopeo_raw(&format!("{repo}:golden-pinned")).1, image_10);
+
+    let (code, out) = run(&["retention", &repo, "--keep", "1"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("keep 1.0.0") && out.contains("image named by channel golden-pinned"),
+        "{out}"
+    );
+    assert!(out.contains("delete 1.1.0"), "{out}");
+    let after = skopeo_tags(&repo);
+    for t in ["1.0.0", "2.0.0", "golden-pinned"] {
+        assert!(after.contains(&t.to_string()), "{t} gone: {after:?}");
+    }
+    assert!(!after.contains(&"1.1.0".to_string()), "{after:?}");
+    assert_eq!(skopeo_raw(&format!("{repo}:golden-pinned")).1, image_10);
+
+    // A repository with no tags at all is said to be one, not passed over in silence.
+    let (code, out) = run(&["retention", &reg.at("golden/misspelt"), "--keep", "1"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("no version tags"), "{out}");
 }
 
 #[test]

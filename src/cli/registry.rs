@@ -511,6 +511,10 @@ pub fn run(cmd: RegistryCmd, quiet: bool) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&d)?);
                 return Ok(());
             }
+            if d.is_empty() {
+                // Said, so that a misspelt repository is not mistaken for a tidy one.
+                eprintln!("{reference}: no versions to keep or delete (the repository has no version tags)");
+            }
             for x in &d {
                 println!(
                     "{}{} {} {}: {}{}",

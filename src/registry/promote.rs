@@ -51,7 +51,9 @@ pub fn check_channel(channel: &str) -> Result<(), BadInput> {
             "channel `{channel}`: a tag is 1-128 characters of [A-Za-z0-9_.-]"
         )));
     }
-    if crate::config::SemVer::parse(channel).is_ok() || evidence::is_fallback_tag(channel) {
+    if super::reference::tag_kind(channel) != super::reference::TagKind::Channel
+        || evidence::is_fallback_tag(channel)
+    {
         return Err(BadInput(format!(
             "channel `{channel}` looks like a version or a referrers tag; name channels like golden-stable"
         )));

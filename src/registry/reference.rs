@@ -160,6 +160,31 @@ pub fn valid_tag(t: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
+/// What a tag is in a repository Ingot pushes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagKind {
+    /// A semantic version: write-once, ordered by retention.
+    Version,
+    /// Looks like a version but is not semver (`1.2`, `v1.2.0`, `2024.01`): nothing can order
+    /// it, so retention refuses it and promote will not make it a channel.
+    NotSemver,
+    /// Anything else names a channel (`golden-stable`).
+    Channel,
+}
+
+/// Read `t` as a version, a version-like tag that is not semver, or a channel.
+pub fn tag_kind(t: &str) -> TagKind {
+    if crate::config::SemVer::parse(t).is_ok() {
+        return TagKind::Version;
+    }
+    let digits = t.strip_prefix(['v', 'V']).unwrap_or(t);
+    if digits.starts_with(|c: char| c.is_ascii_digit()) {
+        TagKind::NotSemver
+    } else {
+        TagKind::Channel
+    }
+}
+
 fn valid_host(h: &str) -> bool {
     let (host, port) = match h.rsplit_once(':') {
         Some((host, port)) if !host.ends_with(']') || h.starts_with('[') => (host, Some(port)),
@@ -248,5 +273,25 @@ mod tests {
         }
         assert!(Reference::parse_repository("localhost:5000/a:1").is_err());
         assert!(Reference::parse_repository("localhost:5000/a__b/c-d.e").is_ok());
+    }
+
+    #[test]
+    fn tags_are_versions_channels_or_version_like_tags_nothing_can_order() {
+        for t in ["1.0.0", "10.2.3-rc.1", "0.0.1-alpha"] {
+            assert_eq!(tag_kind(t), TagKind::Version, "{t}");
+        }
+        for t in ["1.2", "v1.2.0", "V2", "2024.01.15", "01.2.3", "1.0.0_rc1"] {
+            assert_eq!(tag_kind(t), TagKind::NotSemver, "{t}");
+        }
+        for t in [
+            "golden-stable",
+            "latest",
+            "golden-legacy",
+            "vm",
+            "v",
+            "_1.0.0",
+        ] {
+            assert_eq!(tag_kind(t), TagKind::Channel, "{t}");
+        }
     }
 }

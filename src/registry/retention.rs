@@ -15,6 +15,7 @@ use anyhow::{Context, Result};
 use super::artifact;
 use super::client::Client;
 use super::evidence;
+use super::reference::TagKind;
 use super::types::{self, Index};
 use super::BadInput;
 
@@ -113,16 +114,18 @@ pub fn retention(client: &Client, opts: &RetentionOptions) -> Result<Vec<Decisio
             ))
             .into());
         }
-        let is_version = crate::config::SemVer::parse(&tag).is_ok();
-        if !is_version {
-            if tag.starts_with(|c: char| c.is_ascii_digit()) {
+        match super::reference::tag_kind(&tag) {
+            TagKind::Version => {}
+            TagKind::NotSemver => {
                 return Err(BadInput(format!(
-                    "tag {tag} is not a semantic version (MAJOR.MINOR.PATCH), so retention cannot order it; delete or retag it"
+                    "tag {tag} is not a semantic version (MAJOR.MINOR.PATCH, no leading v), so retention cannot order it; delete or retag it"
                 ))
                 .into());
             }
-            channels.entry(digest).or_default().push(tag);
-            continue;
+            TagKind::Channel => {
+                channels.entry(digest).or_default().push(tag);
+                continue;
+            }
         }
         let ann = |k: &str| {
             v.pointer(&format!("/annotations/{}", k.replace('/', "~1")))
@@ -178,8 +181,18 @@ pub fn retention(client: &Client, opts: &RetentionOptions) -> Result<Vec<Decisio
     });
     let mut out = Vec::new();
     for (i, v) in versions.iter().enumerate() {
+        // A channel may name one image of the version (a promotion of `REF@sha256:<image>`):
+        // deleting the version would delete that image with it, so the whole version stays.
+        let named_image = v.children.iter().find_map(|(arch, d)| {
+            channels
+                .get(d)
+                .filter(|_| *d != v.digest)
+                .map(|ch| format!("its {arch} image named by channel {}", ch.join(", ")))
+        });
         let why_keep = if let Some(ch) = channels.get(&v.digest) {
             Some(format!("named by channel {}", ch.join(", ")))
+        } else if let Some(w) = named_image {
+            Some(w)
         } else if let Some(w) = kept_for.get(&i) {
             Some(w.clone())
         } else {
