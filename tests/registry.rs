@@ -280,6 +280,22 @@ fn push_and_pull_round_trip_with_reproducible_digests_and_write_once_tags() {
     ]);
     assert_eq!(code, Some(1), "{err}");
     assert!(!dest.exists());
+    // A directory holding the user's own files is not replaced (nor anything fetched).
+    let mine = f.dir.path().join("my-images");
+    std::fs::create_dir_all(&mine).unwrap();
+    std::fs::write(mine.join("notes.txt"), "mine").unwrap();
+    let (code, err) = run(&[
+        "pull",
+        &tag,
+        mine.to_str().unwrap(),
+        "--key",
+        &pubk,
+        "--arch",
+        "x86_64",
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("holds `notes.txt`"), "{err}");
+    assert_eq!(std::fs::read(mine.join("notes.txt")).unwrap(), b"mine");
     assert!(
         !has_temp_entries(f.dir.path()),
         "a temporary directory was left"

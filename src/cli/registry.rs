@@ -137,7 +137,8 @@ pub enum RegistryCmd {
     Pull {
         /// REGISTRY/REPOSITORY:TAG or @sha256:DIGEST.
         reference: String,
-        /// Directory to write (replaced only by a complete, verified image).
+        /// Directory to write: new, empty, or an image directory to replace (only by a complete,
+        /// verified image; a directory holding other files is refused).
         dir: PathBuf,
         /// Public key the image must be signed with.
         #[arg(long)]
