@@ -376,7 +376,13 @@ pub fn run(cmd: RegistryCmd, quiet: bool) -> Result<()> {
                     quiet,
                 },
             )?;
-            println!("{} ← {reference}@{digest} (verified)", dir.display());
+            // `REPO:TAG@DIGEST` names the image; a pinned index gets its image's digest beside it.
+            let what = match reference.digest.as_deref() {
+                Some(d) if d == digest => reference.to_string(),
+                Some(_) => format!("{reference} (image {digest})"),
+                None => format!("{reference}@{digest}"),
+            };
+            println!("{} ← {what} (verified)", dir.display());
             Ok(())
         }
         RegistryCmd::Promote {
