@@ -35,6 +35,19 @@ impl Fixture {
     fn s(&self, out: &str, version: &str, arch: &str) -> String {
         self.image(out, version, arch).display().to_string()
     }
+    /// Push the x86_64 build of `version` (from `out`) as `repo:version`; push's output.
+    fn push_version(&self, repo: &str, version: &str) -> String {
+        ok(
+            &ingot(&[
+                "push",
+                &self.s("out", version, "x86_64"),
+                &format!("{repo}:{version}"),
+                "--key",
+                &self.key("release", "pub"),
+            ]),
+            "push",
+        )
+    }
 }
 
 /// Two keys; edge-minimal 1.0.0 for both arches twice (out, out2) and once with another build
@@ -595,17 +608,7 @@ fn promotion_rests_on_signed_evidence_and_retention_keeps_what_channels_name() {
     let (pubk, seck) = (f.key("release", "pub"), f.key("release", "key"));
     let mut digests = std::collections::BTreeMap::new();
     for v in ["1.0.0", "1.1.0", "2.0.0", "3.0.0"] {
-        let text = ok(
-            &ingot(&[
-                "push",
-                &f.s("out", v, "x86_64"),
-                &format!("{repo}:{v}"),
-                "--key",
-                &pubk,
-            ]),
-            "push",
-        );
-        digests.insert(v, pushed_digest(&text));
+        digests.insert(v, pushed_digest(&f.push_version(&repo, v)));
     }
     let promote = |v: &str, channel: &str, extra: &[&str]| {
         let r = format!("{repo}:{v}");
@@ -832,16 +835,7 @@ fn retention_refuses_a_version_tag_it_cannot_order() {
     // Someone retags the version with another client: as `1.2`, as `v1.0.0`.
     for (n, odd) in ["1.2", "v1.0.0"].into_iter().enumerate() {
         let repo = reg.at(&format!("golden/odd{n}"));
-        ok(
-            &ingot(&[
-                "push",
-                &f.s("out", "1.0.0", "x86_64"),
-                &format!("{repo}:1.0.0"),
-                "--key",
-                &pubk,
-            ]),
-            "push",
-        );
+        f.push_version(&repo, "1.0.0");
         let (good, _, err) = skopeo(&[
             "copy",
             "--all",
@@ -890,18 +884,8 @@ fn retention_keeps_a_version_whose_one_image_a_channel_names() {
     let f = fixture();
     let reg = Registry::start();
     let repo = reg.at("golden/pinned");
-    let pubk = f.key("release", "pub");
     for v in ["1.0.0", "1.1.0", "2.0.0"] {
-        ok(
-            &ingot(&[
-                "push",
-                &f.s("out", v, "x86_64"),
-                &format!("{repo}:{v}"),
-                "--key",
-                &pubk,
-            ]),
-            "push",
-        );
+        f.push_version(&repo, v);
     }
     let image_10 = skopeo_raw(&format!("{repo}:1.0.0")).0["manifests"][0]["digest"]
         .as_str()
