@@ -826,6 +826,111 @@ fn promotion_rests_on_signed_evidence_and_retention_keeps_what_channels_name() {
     );
 }
 
+/// Whoever can push to the registry can put any signed image under any tag. pull and
+/// promote check the signed manifest against what the tag and the index claim: another
+/// release under a version tag, or an index that lists one arch's image as another's, is
+/// refused, and so is `--arch` naming another arch than a pinned image's.
+#[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
+fn a_signed_image_under_a_tag_or_arch_it_is_not_is_refused() {
+    let f = fixture();
+    let reg = Registry::start();
+    let repo = reg.at("golden/claims");
+    let (pubk, seck) = (f.key("release", "pub"), f.key("release", "key"));
+    ok(
+        &ingot(&[
+            "push",
+            &f.s("out", "1.0.0", "x86_64"),
+            &f.s("out", "1.0.0", "aarch64"),
+            &format!("{repo}:1.0.0"),
+            "--key",
+            &pubk,
+        ]),
+        "push",
+    );
+    let r = ingot::registry::Reference::parse(&format!("{repo}:1.0.0")).unwrap();
+    let c = ingot::registry::Client::new(&r, &Default::default(), true).unwrap();
+    let (media, bytes, _) = c.get_manifest("1.0.0").unwrap().unwrap();
+    // 1.0.0's index put under the version tag of a release that was never signed.
+    c.put_manifest("1.2.0", &media, &bytes).unwrap();
+    let dest = f.dir.path().join("pulled-claims");
+    let pull = |reference: &str, arch: &str| {
+        run(&[
+            "pull",
+            reference,
+            dest.to_str().unwrap(),
+            "--key",
+            &pubk,
+            "--arch",
+            arch,
+        ])
+    };
+    let (code, err) = pull(&format!("{repo}:1.2.0"), "x86_64");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("edge-minimal 1.0.0, not version 1.2.0"),
+        "{err}"
+    );
+    assert!(!dest.exists());
+    let (code, err) = run(&[
+        "promote",
+        &format!("{repo}:1.2.0"),
+        "golden-stable",
+        "--key",
+        &pubk,
+        "--sign-key",
+        &seck,
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("not version 1.2.0"), "{err}");
+    assert!(!skopeo_tags(&repo).contains(&"golden-stable".to_string()));
+
+    // The index with the two images' arch annotations swapped, under a channel tag.
+    let mut index: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let key = "dev.ingot.arch";
+    let a0 = index["manifests"][0]["annotations"][key].clone();
+    let a1 = index["manifests"][1]["annotations"][key].clone();
+    assert_ne!(a0, a1);
+    index["manifests"][0]["annotations"][key] = a1;
+    index["manifests"][1]["annotations"][key] = a0;
+    c.put_manifest(
+        "golden-swapped",
+        &media,
+        &serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
+    let (code, err) = pull(&format!("{repo}:golden-swapped"), "aarch64");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("listed as architecture aarch64, but its signed manifest says x86_64"),
+        "{err}"
+    );
+    assert!(!dest.exists());
+
+    // A pinned x86_64 image asked for as aarch64.
+    let (index, _) = skopeo_raw(&format!("{repo}:1.0.0"));
+    let x86 = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["annotations"][key] == "x86_64")
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (code, err) = pull(&format!("{repo}@{x86}"), "aarch64");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("--arch aarch64"), "{err}");
+    assert!(!dest.exists());
+    // The honest tag still pulls.
+    let (code, err) = pull(&format!("{repo}:1.0.0"), "aarch64");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        !has_temp_entries(f.dir.path()),
+        "a temporary directory was left"
+    );
+}
+
 #[test]
 #[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
 fn retention_refuses_a_version_tag_it_cannot_order() {

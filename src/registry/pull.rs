@@ -3,7 +3,8 @@
 //!
 //! The manifest's digest is checked against the reference, every blob is hashed while it
 //! streams, `disk.raw` is rebuilt (sparse) from `disk.raw.zst`, and the whole directory is then
-//! verified against its signed manifest before it is renamed into place.
+//! verified against its signed manifest, which must also be the version, arch and hardware the
+//! tag and the index claim, before it is renamed into place.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -14,9 +15,11 @@ use anyhow::{anyhow, bail, Context, Result};
 use super::artifact;
 use super::client::Client;
 use super::evidence;
+use super::reference::{tag_kind, TagKind};
 use super::types::{self, Descriptor, ImageManifest, Index};
+use super::Reference;
 use crate::base::fsx::HashingReader;
-use crate::image_dir::{self, ImageDir};
+use crate::image_dir::{self, ImageDir, Manifest};
 use crate::trust::minisign::PublicKey;
 
 /// What a reference resolved to.
@@ -163,10 +166,11 @@ pub fn pull(client: &Client, dest: &Path, opts: &PullOptions<'_>) -> Result<Stri
     // Before any transfer: a pull that could not be put in place is better refused at once.
     replaceable(dest)?;
     let res = resolve(client)?;
-    let chosen = match &res.index {
-        Some(i) => select(i, opts.arch, opts.hardware, &r.to_string())?.digest,
-        None => res.top.0.clone(),
+    let listed = match &res.index {
+        Some(i) => select(i, opts.arch, opts.hardware, &r.to_string())?,
+        None => res.descriptor(),
     };
+    let chosen = listed.digest.clone();
     let (m, _) = image_manifest(client, &chosen)?;
     let mut subjects = vec![res.top.0.as_str()];
     if chosen != res.top.0 {
@@ -251,6 +255,20 @@ pub fn pull(client: &Client, dest: &Path, opts: &PullOptions<'_>) -> Result<Stri
     }
     let dir = ImageDir::open_verified_with(&work, opts.key, &known)
         .with_context(|| format!("{r}: the pulled image does not verify"))?;
+    check_claims(r, &listed, &dir.manifest)?;
+    let signed = &dir.manifest;
+    if let Some(a) = opts.arch.filter(|a| *a != signed.arch) {
+        bail!(
+            "--arch {a}: {r} is a {} image by its signed manifest",
+            signed.arch
+        );
+    }
+    if let Some(h) = opts.hardware.filter(|h| *h != signed.hardware.name) {
+        bail!(
+            "--hardware {h}: {r} is built for {} by its signed manifest",
+            signed.hardware.name
+        );
+    }
     let extra = dir.unlisted_files()?;
     let extra: Vec<&String> = extra
         .iter()
@@ -261,6 +279,35 @@ pub fn pull(client: &Client, dest: &Path, opts: &PullOptions<'_>) -> Result<Stri
     }
     staging.publish()?;
     Ok(chosen)
+}
+
+/// The signed manifest of an image must be what the reference and the index said it was. A
+/// registry, or anyone who can push to it, can put any image's signed bytes under any tag: a
+/// valid signature alone would let it serve an older release under a newer version tag, or
+/// one architecture's image as another's.
+pub fn check_claims(r: &Reference, listed: &Descriptor, signed: &Manifest) -> Result<()> {
+    if let Some(t) = r.tag.as_deref() {
+        if tag_kind(t) == TagKind::Version && signed.version != t {
+            bail!(
+                "{r}: the signed manifest is {} {}, not version {t}: the tag names another release (refused)",
+                signed.image,
+                signed.version
+            );
+        }
+    }
+    let claims = [
+        ("architecture", artifact::ARCH, &signed.arch),
+        ("hardware", artifact::HARDWARE, &signed.hardware.name),
+    ];
+    for (what, key, truth) in claims {
+        if let Some(c) = listed.annotations.get(key).filter(|c| *c != truth) {
+            bail!(
+                "{r}: {} is listed as {what} {c}, but its signed manifest says {truth} (refused)",
+                listed.digest
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Whether a pulled image may take the place of `dest`: it does not exist, or it is a
