@@ -210,7 +210,7 @@ pub fn promote(client: &Client, channel: &str, opts: &PromoteOptions<'_>) -> Res
     let mut evidence_used = Vec::new();
     for img in &images {
         let man = verify_signed(client, &img.digest, opts.key)?;
-        pull::check_claims(&client.reference, img, &man)?;
+        pull::check_listing(&client.reference, img, &man)?;
         evidence_used.push(passing_report(client, &img.digest, Kind::BootReport, opts.key)?.digest);
         if man.boot.hardware.ab.is_some() {
             evidence_used

@@ -215,13 +215,14 @@ pub fn pull(client: &Client, dest: &Path, opts: &PullOptions<'_>) -> Result<Stri
         .iter()
         .any(|l| l.title() == Some(image_dir::DISK_RAW));
     let raw_path = work.join(image_dir::DISK_RAW);
-    // manifest.json first (a few kB): it says whether disk.raw.zst is a file of the image or
-    // only its transfer form, which is then decompressed without being kept. Unverified here;
-    // the signature check below reads these same bytes, so a manifest that lied would fail.
-    let (first, mut rest): (Vec<&Descriptor>, Vec<&Descriptor>) = m
-        .layers
-        .iter()
-        .partition(|d| d.title() == Some(image_dir::MANIFEST));
+    // manifest.json and its signature first (a few kB): an image that is not what the tag and
+    // the index claim is refused before hundreds of megabytes are fetched, and the manifest
+    // says whether disk.raw.zst is a file of the image or only its transfer form, which is
+    // then decompressed without being kept. The full verification below reads these same
+    // bytes again.
+    let (first, mut rest): (Vec<&Descriptor>, Vec<&Descriptor>) = m.layers.iter().partition(|d| {
+        d.title() == Some(image_dir::MANIFEST) || d.title() == Some(image_dir::SIGNATURE)
+    });
     let fetch = |d: &Descriptor, keep: bool| {
         let title = d.title().unwrap_or_default();
         let bar = multi.add(crate::progress::transfer(title, d.size, live));
@@ -233,9 +234,16 @@ pub fn pull(client: &Client, dest: &Path, opts: &PullOptions<'_>) -> Result<Stri
         fetch(d, true)?;
     }
     let mp = work.join(image_dir::MANIFEST);
-    let zst_listed = std::fs::read(&mp)
+    let early = std::fs::read(&mp)
         .ok()
-        .and_then(|b| image_dir::Manifest::parse(&b, &mp).ok())
+        .zip(std::fs::read_to_string(work.join(image_dir::SIGNATURE)).ok())
+        .filter(|(bytes, sig)| opts.key.verify_bytes(bytes, sig).is_ok())
+        .and_then(|(bytes, _)| image_dir::Manifest::parse(&bytes, &mp).ok());
+    if let Some(signed) = &early {
+        check_claims(r, &listed, signed, opts)?;
+    }
+    let zst_listed = early
+        .as_ref()
         .is_none_or(|m| m.artifacts.contains_key(image_dir::DISK_ZST));
     // The largest first: they are the longest paths, and the small ones fill in beside them.
     rest.sort_by_key(|d| std::cmp::Reverse(d.size));
@@ -255,20 +263,7 @@ pub fn pull(client: &Client, dest: &Path, opts: &PullOptions<'_>) -> Result<Stri
     }
     let dir = ImageDir::open_verified_with(&work, opts.key, &known)
         .with_context(|| format!("{r}: the pulled image does not verify"))?;
-    check_claims(r, &listed, &dir.manifest)?;
-    let signed = &dir.manifest;
-    if let Some(a) = opts.arch.filter(|a| *a != signed.arch) {
-        bail!(
-            "--arch {a}: {r} is a {} image by its signed manifest",
-            signed.arch
-        );
-    }
-    if let Some(h) = opts.hardware.filter(|h| *h != signed.hardware.name) {
-        bail!(
-            "--hardware {h}: {r} is built for {} by its signed manifest",
-            signed.hardware.name
-        );
-    }
+    check_claims(r, &listed, &dir.manifest, opts)?;
     let extra = dir.unlisted_files()?;
     let extra: Vec<&String> = extra
         .iter()
@@ -284,8 +279,33 @@ pub fn pull(client: &Client, dest: &Path, opts: &PullOptions<'_>) -> Result<Stri
 /// The signed manifest of an image must be what the reference and the index said it was. A
 /// registry, or anyone who can push to it, can put any image's signed bytes under any tag: a
 /// valid signature alone would let it serve an older release under a newer version tag, or
-/// one architecture's image as another's.
-pub fn check_claims(r: &Reference, listed: &Descriptor, signed: &Manifest) -> Result<()> {
+/// one architecture's image as another's. The user's `--arch` and `--hardware` are held to it
+/// too (a pinned image digest is picked from no index).
+fn check_claims(
+    r: &Reference,
+    listed: &Descriptor,
+    signed: &Manifest,
+    opts: &PullOptions<'_>,
+) -> Result<()> {
+    check_listing(r, listed, signed)?;
+    if let Some(a) = opts.arch.filter(|a| *a != signed.arch) {
+        bail!(
+            "--arch {a}: {r} is a {} image by its signed manifest",
+            signed.arch
+        );
+    }
+    if let Some(h) = opts.hardware.filter(|h| *h != signed.hardware.name) {
+        bail!(
+            "--hardware {h}: {r} is built for {} by its signed manifest",
+            signed.hardware.name
+        );
+    }
+    Ok(())
+}
+
+/// [`check_claims`] without the user's `--arch` and `--hardware`: what the tag and the index
+/// say (promote checks each image of a version with it).
+pub fn check_listing(r: &Reference, listed: &Descriptor, signed: &Manifest) -> Result<()> {
     if let Some(t) = r.tag.as_deref() {
         if tag_kind(t) == TagKind::Version && signed.version != t {
             bail!(
