@@ -292,6 +292,7 @@ fn push_and_pull_round_trip_with_reproducible_digests_and_write_once_tags() {
         "x86_64",
     ]);
     assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("does not verify"), "{err}");
     assert!(!dest.exists());
     // A directory holding the user's own files is not replaced (nor anything fetched).
     let mine = f.dir.path().join("my-images");

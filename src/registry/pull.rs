@@ -234,11 +234,22 @@ pub fn pull(client: &Client, dest: &Path, opts: &PullOptions<'_>) -> Result<Stri
         fetch(d, true)?;
     }
     let mp = work.join(image_dir::MANIFEST);
-    let early = std::fs::read(&mp)
+    // Both arrived: a signature that does not verify fails the pull now as it would at the
+    // end. Without one of them, the full verification says what is missing.
+    let early = match std::fs::read(&mp)
         .ok()
         .zip(std::fs::read_to_string(work.join(image_dir::SIGNATURE)).ok())
-        .filter(|(bytes, sig)| opts.key.verify_bytes(bytes, sig).is_ok())
-        .and_then(|(bytes, _)| image_dir::Manifest::parse(&bytes, &mp).ok());
+    {
+        Some((bytes, sig)) => {
+            opts.key
+                .verify_bytes(&bytes, &sig)
+                .map_err(anyhow::Error::from)
+                .context("manifest.json's signature")
+                .with_context(|| format!("{r}: the pulled image does not verify"))?;
+            Some(image_dir::Manifest::parse(&bytes, &mp)?)
+        }
+        None => None,
+    };
     if let Some(signed) = &early {
         check_claims(r, &listed, signed, opts)?;
     }
