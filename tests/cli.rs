@@ -184,6 +184,112 @@ fn names_and_fields_that_would_inject_into_generated_files_are_refused() {
 }
 
 #[test]
+fn accounts_and_files_given_twice_or_ambiguously_are_refused_at_their_line() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    // Each built before: passwd held both (or a shell no login can start), or a file was
+    // silently the last one written.
+    refused(
+        d,
+        "user2",
+        "[[users]]\nname = \"ops\"\n[[users]]\nname = \"ops\"\n",
+        7,
+        "user `ops` is declared twice",
+    );
+    refused(
+        d,
+        "uid2",
+        "[[users]]\nname = \"a\"\nuid = 1000\n[[users]]\nname = \"b\"\nuid = 1000\n",
+        11,
+        "uid 1000 is user `a`'s already",
+    );
+    refused(
+        d,
+        "relshell",
+        "[[users]]\nname = \"a\"\nshell = \"bin/sh\"\n",
+        8,
+        "must be an absolute path",
+    );
+    refused(
+        d,
+        "rootuser",
+        "[[users]]\nname = \"root\"\n",
+        7,
+        "user `root` is always in the image",
+    );
+    refused(
+        d,
+        "group2",
+        "[[groups]]\nname = \"g\"\n[[groups]]\nname = \"g\"\n",
+        7,
+        "group `g` is declared twice",
+    );
+    refused(
+        d,
+        "gid2",
+        "[[groups]]\nname = \"g\"\ngid = 1500\n[[groups]]\nname = \"k\"\ngid = 1500\n",
+        11,
+        "gid 1500 is group `g`'s already",
+    );
+    refused(
+        d,
+        "gid0",
+        "[[groups]]\nname = \"wheel\"\ngid = 0\n",
+        8,
+        "gid 0 would be a second root group",
+    );
+    refused(
+        d,
+        "file2",
+        "[[files]]\npath = \"/etc/motd\"\ncontent = \"a\"\n[[files]]\npath = \"/etc/motd\"\ncontent = \"b\"\n",
+        7,
+        "file `/etc/motd` is declared twice",
+    );
+    refused(
+        d,
+        "agentfile2",
+        "[[files]]\npath = \"/etc/motd\"\ncontent = \"a\"\n[[agent]]\nname = \"x\"\nprobe = \"true\"\n[[agent.files]]\npath = \"/etc/motd\"\ncontent = \"b\"\n",
+        7,
+        "file `/etc/motd` is declared twice",
+    );
+    for (name, path) in [
+        ("slash", "/"),
+        ("dslash", "/etc//motd"),
+        ("dot", "/etc/./motd"),
+        ("trail", "/etc/motd/"),
+    ] {
+        refused(
+            d,
+            name,
+            &format!("[[files]]\npath = \"{path}\"\ncontent = \"a\"\n"),
+            7,
+            "must name a file plainly",
+        );
+    }
+}
+
+#[test]
+fn a_profile_replaces_the_file_its_parent_writes_at_the_same_path() {
+    let t = tempfile::tempdir().unwrap();
+    let head = "[image]\nname = \"x\"\nversion = \"1.0.0\"\n[distribution]\nsuite = \"bookworm\"\n";
+    std::fs::write(
+        t.path().join("base.toml"),
+        format!("{head}[[files]]\npath = \"/etc/motd\"\ncontent = \"parent\"\n"),
+    )
+    .unwrap();
+    let child = t.path().join("child.toml");
+    std::fs::write(
+        &child,
+        "extends = \"base.toml\"\n[[files]]\npath = \"/etc/motd\"\ncontent = \"child\"\n",
+    )
+    .unwrap();
+    let p = ingot::config::load_profile(&child).unwrap();
+    let motd: Vec<_> = p.files.iter().filter(|f| f.path == "/etc/motd").collect();
+    assert_eq!(motd.len(), 1, "{motd:?}");
+    assert_eq!(motd[0].content.as_deref(), Some("child"));
+}
+
+#[test]
 fn hardware_strings_that_reach_boot_config_are_checked() {
     let t = tempfile::tempdir().unwrap();
     let base = std::fs::read_to_string(root().join("hardware/qemu-x86_64.toml")).unwrap();

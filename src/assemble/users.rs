@@ -240,8 +240,27 @@ pub fn apply(tree: &mut Tree, profile: &Profile, days: i64) -> Result<()> {
         }
     }
     for g in &profile.groups {
-        if db.group_id(&g.name).is_none() {
-            db.add_group(&g.name, g.gid, g.gid.is_some_and(|x| x < 1000));
+        match (db.group_id(&g.name), g.gid) {
+            // The image's group of that name already: the profile asks for it, fine, unless it
+            // asks for another number than the one files and packages were given.
+            (Some(have), Some(want)) if have != want => bail!(
+                "{}: group `{}` already exists in the image with gid {have} (from base-passwd or sysusers.d), not {want}; leave its gid out",
+                profile.path.display(),
+                g.name
+            ),
+            (Some(_), _) => {}
+            (None, gid) => {
+                if let Some(other) = gid.and_then(|id| db.groups.iter().find(|x| x.gid == id)) {
+                    bail!(
+                        "{}: group `{}`: gid {} is taken in the image by group `{}` (from base-passwd or sysusers.d)",
+                        profile.path.display(),
+                        g.name,
+                        other.gid,
+                        other.name
+                    );
+                }
+                db.add_group(&g.name, gid, gid.is_some_and(|x| x < 1000));
+            }
         }
     }
     for u in &profile.users {
@@ -250,6 +269,17 @@ pub fn apply(tree: &mut Tree, profile: &Profile, days: i64) -> Result<()> {
                 "{}: user `{}` already exists in the image (from base-passwd or sysusers.d)",
                 profile.path.display(),
                 u.name
+            );
+        }
+        // (A second uid 0 is refused by the profile's rules unless it says allow_uid0.)
+        let claimed = u.uid.filter(|id| *id != 0);
+        if let Some(other) = claimed.and_then(|id| db.users.iter().find(|x| x.uid == id)) {
+            bail!(
+                "{}: user `{}`: uid {} is taken in the image by `{}` (from base-passwd or sysusers.d)",
+                profile.path.display(),
+                u.name,
+                other.uid,
+                other.name
             );
         }
         let system = u.uid.is_some_and(|x| x < 1000);
@@ -375,6 +405,54 @@ mod tests {
             "{with:?}"
         );
         assert!(groups(false).is_empty());
+    }
+
+    #[test]
+    fn ids_the_image_already_gives_are_not_given_twice() {
+        let build = |accounts: &str| {
+            let profile = crate::config::profile_from_str(
+                std::path::Path::new("p.toml"),
+                &format!("[image]\nname = \"p\"\nversion = \"1.0.0\"\n[distribution]\nsuite = \"bookworm\"\n{accounts}"),
+            )
+            .unwrap();
+            let mut t = Tree::new();
+            for (f, text) in [
+                ("passwd.master", "root:*:0:0:root:/root:/bin/bash\nnobody:*:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"),
+                ("group.master", "root:*:0:\nusers:*:100:\nnogroup:*:65534:\n"),
+            ] {
+                t.insert(&format!("usr/share/base-passwd/{f}"), Entry::file(text, 0o644))
+                    .unwrap();
+            }
+            super::apply(&mut t, &profile, 0)
+                .map(|()| String::from_utf8(t.read("etc/group").unwrap()).unwrap())
+                .map_err(|e| e.to_string())
+        };
+        let e = build("[[users]]\nname = \"a\"\nuid = 65534\n").unwrap_err();
+        assert!(
+            e.contains("uid 65534 is taken in the image by `nobody`"),
+            "{e}"
+        );
+        let e = build("[[groups]]\nname = \"g\"\ngid = 100\n").unwrap_err();
+        assert!(
+            e.contains("gid 100 is taken in the image by group `users`"),
+            "{e}"
+        );
+        let e = build("[[groups]]\nname = \"users\"\ngid = 2000\n").unwrap_err();
+        assert!(
+            e.contains("already exists in the image with gid 100"),
+            "{e}"
+        );
+        // Naming the image's own group, or giving its own number, is no conflict.
+        let g = build(
+            "[[groups]]\nname = \"users\"\ngid = 100\n[[groups]]\nname = \"g\"\ngid = 2000\n",
+        )
+        .unwrap();
+        assert!(
+            g.contains("users:x:100:\n") && g.contains("g:x:2000:\n"),
+            "{g}"
+        );
+        // The one second root account a profile may ask for.
+        build("[[users]]\nname = \"toor\"\nuid = 0\nallow_uid0 = true\n").unwrap();
     }
 
     #[test]

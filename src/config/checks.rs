@@ -136,6 +136,14 @@ pub(super) fn check_file(path: &Path, f: &FileSpec) -> Result<(), ConfigError> {
     if let Some(e) = checked::field_error(&f.path, false) {
         return Err(at_path(format!("file path: {e}")));
     }
+    // One spelling per file: `/etc//x`, `/etc/./x` and `/etc/x/` would each be a second entry
+    // for `/etc/x` that the duplicate check could not see, and `/` is no file at all.
+    if f.path[1..].split('/').any(|c| c.is_empty() || c == ".") {
+        return Err(at_path(format!(
+            "file path `{}` must name a file plainly: no empty or `.` components and no trailing `/`",
+            f.path
+        )));
+    }
     if PSEUDO_FS[..3]
         .iter()
         .any(|p| f.path == *p || f.path.starts_with(&format!("{p}/")))

@@ -42,17 +42,38 @@ pub(super) fn merge_chain(
         acc.init = f.init.or(acc.init);
         acc.users.extend(f.users);
         acc.groups.extend(f.groups);
+        // A path written twice in one file is a mistake (which one would the image get?); a
+        // profile that extends another replaces its ancestor's file at the same path.
+        let mut here = std::collections::BTreeSet::new();
+        let mut once = |spec: &super::checks::FileSpec| {
+            if here.insert(spec.path.clone()) {
+                Ok(())
+            } else {
+                Err(super::rule_at_value(
+                    &[p.as_path()],
+                    "path",
+                    &spec.path,
+                    format!(
+                        "file `{}` is declared twice in this profile (first here)",
+                        spec.path
+                    ),
+                ))
+            }
+        };
         for mut spec in f.files {
             check_file(&p, &spec)?;
+            once(&spec)?;
             if let Some(src) = spec.source.clone() {
                 spec.source = Some(host_source(&p, &dir, &spec, &src)?);
             }
+            files.retain(|s: &super::checks::FileSpec| s.path != spec.path);
             files.push(spec);
         }
         let mut agents = f.agent;
         for a in &mut agents {
             for spec in &mut a.files {
                 check_file(&p, spec)?;
+                once(spec)?;
                 if let Some(src) = spec.source.clone() {
                     spec.source = Some(host_source(&p, &dir, spec, &src)?);
                 }
@@ -165,8 +186,39 @@ pub(super) fn merge_chain(
             ));
         }
     }
+    let mut user_names = std::collections::BTreeSet::new();
+    let mut uids = std::collections::BTreeMap::new();
     for u in &acc.users {
         let after = format!("\"{}\"", u.name);
+        if u.name == "root" || !user_names.insert(u.name.as_str()) {
+            let why = if u.name == "root" {
+                "user `root` is always in the image; give root's settings by files, or choose another name".to_string()
+            } else {
+                format!("user `{}` is declared twice (first here)", u.name)
+            };
+            return Err(super::rule_at_value(&chain_files, "name", &u.name, why));
+        }
+        if !u.shell.starts_with('/') {
+            return Err(at(
+                Some(&after),
+                "shell",
+                format!(
+                    "user `{}`: shell `{}` must be an absolute path (like /bin/sh)",
+                    u.name, u.shell
+                ),
+            ));
+        }
+        if let Some(other) = u.uid.and_then(|id| uids.insert(id, u.name.as_str())) {
+            return Err(at(
+                Some(&after),
+                "uid",
+                format!(
+                    "user `{}`: uid {} is user `{other}`'s already; two accounts would share files and processes",
+                    u.name,
+                    u.uid.unwrap_or_default()
+                ),
+            ));
+        }
         match u.uid {
             Some(0) if !u.allow_uid0 => {
                 return Err(at(
@@ -186,14 +238,33 @@ pub(super) fn merge_chain(
             None => {}
         }
     }
+    let mut group_names = std::collections::BTreeSet::new();
+    let mut gids = std::collections::BTreeMap::new();
     for g in &acc.groups {
-        if let Some(e) = g.gid.and_then(checked::id_error) {
-            let after = format!("\"{}\"", g.name);
-            return Err(at(
-                Some(&after),
-                "gid",
-                format!("group `{}`: gid {e}", g.name),
-            ));
+        let after = format!("\"{}\"", g.name);
+        if g.name == "root" || !group_names.insert(g.name.as_str()) {
+            let why = if g.name == "root" {
+                "group `root` is always in the image; list it in a user's `groups` to add the user to it".to_string()
+            } else {
+                format!("group `{}` is declared twice (first here)", g.name)
+            };
+            return Err(super::rule_at_value(&chain_files, "name", &g.name, why));
+        }
+        let Some(gid) = g.gid else { continue };
+        let why = match (gid, checked::id_error(gid), gids.insert(gid, g.name.as_str())) {
+            (0, _, _) => Some(format!(
+                "group `{}`: gid 0 would be a second root group (members could read and write what only root's group may); list `root` in a user's `groups` if that is meant",
+                g.name
+            )),
+            (_, Some(e), _) => Some(format!("group `{}`: gid {e}", g.name)),
+            (_, None, Some(other)) => Some(format!(
+                "group `{}`: gid {gid} is group `{other}`'s already",
+                g.name
+            )),
+            _ => None,
+        };
+        if let Some(why) = why {
+            return Err(at(Some(&after), "gid", why));
         }
     }
     if let Some(o) = &acc.ota {
