@@ -316,6 +316,73 @@ fn hardware_strings_that_reach_boot_config_are_checked() {
 }
 
 #[test]
+fn hardware_names_and_words_are_checked_where_they_are_written() {
+    let t = tempfile::tempdir().unwrap();
+    let base = std::fs::read_to_string(root().join("hardware/qemu-x86_64.toml")).unwrap();
+    // Each was accepted by validate: the name reaches the image's labels, the firmware name a
+    // file path, the rest the resolver, the module tree, the GPT and QEMU's options.
+    let extra = "\n[[disk.partitions]]\nname = \"root\"\ntype = \"linux\"\nsize = \"8MiB\"\n";
+    let bad_type = "\n[[disk.partitions]]\nname = \"scratch\"\ntype = \"ntfs\"\nsize = \"8MiB\"\n";
+    for (what, from, to, line) in [
+        (
+            "name",
+            "name = \"qemu-x86_64\"",
+            "name = \"../x\\nEVIL=1\"",
+            0,
+        ),
+        (
+            "firmware",
+            "firmware = \"ovmf\"",
+            "firmware = \"../../etc/x\"",
+            9,
+        ),
+        (
+            "kernel",
+            "kernel_package = \"linux-image-cloud-amd64\"",
+            "kernel_package = \"linux-image-cloud-amd64 evil\"",
+            4,
+        ),
+        ("modules", "\"virtio_blk\"]", "\"../x\"]", 6),
+        (
+            "keep",
+            "keep_module_dirs = [",
+            "keep_module_dirs = [\"../../etc\", ",
+            12,
+        ),
+        (
+            "machine",
+            "machine = \"q35\"",
+            "machine = \"q35 -monitor stdio\"",
+            23,
+        ),
+        ("partname", "smp = 2", &format!("smp = 2{extra}"), 34),
+        ("parttype", "smp = 2", &format!("smp = 2{bad_type}"), 35),
+    ] {
+        assert!(base.contains(from), "{what}");
+        let p = t.path().join(format!("{what}.toml"));
+        std::fs::write(&p, base.replace(from, to)).unwrap();
+        let o = ingot(&["validate", p.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{what}: {err}");
+        let place = match line {
+            0 => format!("{what}.toml: "),
+            n => format!("{what}.toml:{n}:"),
+        };
+        assert!(
+            err.contains(&place) && err.contains(" is not "),
+            "{what}: {err}"
+        );
+    }
+    // Inside hardware/, a bare file name still finds firmware/ beside it.
+    let o = ingot_command()
+        .current_dir(root().join("hardware"))
+        .args(["validate", "qemu-x86_64.toml"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
 fn keygen_never_overwrites_a_public_key() {
     let t = tempfile::tempdir().unwrap();
     let prefix = t.path().join("k");
