@@ -742,6 +742,29 @@ fn promotion_rests_on_signed_evidence_and_retention_keeps_what_channels_name() {
         text.contains("(2.0.0)") && text.contains("(1.0.0)"),
         "{text}"
     );
+    // golden-legacy got 1.0.0 by 2.0.0's promotion, and its history says so.
+    let (code, out) = run(&[
+        "history",
+        &format!("{repo}:golden-legacy"),
+        "--key",
+        &pubk,
+        "--json",
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    let h: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(h.as_array().unwrap().len(), 1, "{out}");
+    assert_eq!(h[0]["digest"], digests["1.0.0"]);
+    assert_eq!(h[0]["moved_by"], "golden-stable");
+    // A channel that does not exist, and a version tag, are errors, not an empty history.
+    let (code, err) = run(&["history", &format!("{repo}:golden-stabel")]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("no such channel") && err.contains("golden-legacy, golden-stable"),
+        "{err}"
+    );
+    let (code, err) = run(&["history", &format!("{repo}:2.0.0")]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("not a channel tag"), "{err}");
 
     // Revoked: promote and pull refuse, naming the reason.
     let reason = "CVE-2026-0001 in busybox";
@@ -824,6 +847,22 @@ fn promotion_rests_on_signed_evidence_and_retention_keeps_what_channels_name() {
     assert_eq!(
         skopeo_raw(&format!("{repo}:golden-legacy")).1,
         digests["1.0.0"]
+    );
+
+    // golden-stable moved by hand (anyone who can push can): history prints the records and
+    // fails, naming what the tag holds and what the records put there.
+    let r = ingot::registry::Reference::parse(&format!("{repo}:3.0.0")).unwrap();
+    let c = ingot::registry::Client::new(&r, &Default::default(), true).unwrap();
+    let (media, bytes, _) = c.get_manifest("3.0.0").unwrap().unwrap();
+    c.put_manifest("golden-stable", &media, &bytes).unwrap();
+    let (code, out) = run(&["history", &format!("{repo}:golden-stable"), "--key", &pubk]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("(2.0.0)")
+            && out.contains(&format!("the tag names {}", digests["3.0.0"]))
+            && out.contains(&format!("record put {} there", digests["2.0.0"]))
+            && out.contains("moved outside `ingot promote`"),
+        "{out}"
     );
 }
 

@@ -465,17 +465,21 @@ pub fn run(cmd: RegistryCmd, quiet: bool) -> Result<()> {
             let reference = Reference::parse(&reference)?;
             let key = key.as_deref().map(public_key).transpose()?;
             let client = Client::new(&reference, &options(&ro), false)?;
-            let h = promote::history(&client, key.as_ref())?;
+            let (h, state) = promote::history(&client, key.as_ref())?;
+            if let promote::ChannelState::NoTag(channels) = &state {
+                anyhow::bail!(
+                    "{reference}: no such channel in the repository and no promotion to it recorded; its channels: {}",
+                    if channels.is_empty() { "none".to_string() } else { channels.join(", ") }
+                );
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&h)?);
-                return Ok(());
-            }
-            if h.is_empty() {
+            } else if h.is_empty() {
                 println!("{reference}: no promotions recorded");
             }
-            for e in &h {
+            for e in h.iter().filter(|_| !json) {
                 println!(
-                    "{}  {}  {} → {} ({}){}  by {}{}  evidence {}",
+                    "{}  {}  {} → {} ({}){}  by {}{}  {}",
                     e.created,
                     reference.tag.as_deref().unwrap_or(""),
                     e.previous.as_deref().map_or("(none)", short),
@@ -491,7 +495,21 @@ pub fn run(cmd: RegistryCmd, quiet: bool) -> Result<()> {
                     } else {
                         " [signature NOT verified]"
                     },
-                    e.evidence.len()
+                    match &e.moved_by {
+                        Some(c) => format!("moved here by the promotion to {c}"),
+                        None => format!("evidence {}", e.evidence.len()),
+                    }
+                );
+            }
+            // An auditor reads the records to learn what the channel serves: a tag moved by
+            // hand (or by anyone who can push) is not what they say, and must not pass.
+            if let promote::ChannelState::Moved { now, recorded } = state {
+                anyhow::bail!(
+                    "{reference}: the tag names {now}, but {}: it was moved outside `ingot promote`",
+                    match recorded {
+                        Some(r) => format!("its last {}promotion record put {r} there", if key.is_some() { "verified " } else { "" }),
+                        None => format!("no {}promotion record ever put anything there", if key.is_some() { "verified " } else { "" }),
+                    }
                 );
             }
             Ok(())

@@ -12,6 +12,7 @@ use super::artifact;
 use super::client::Client;
 use super::evidence::{self, Found, Kind, Statement};
 use super::pull::{self, Resolved};
+use super::reference::{tag_kind, TagKind};
 use super::types::Descriptor;
 use super::BadInput;
 use crate::image_dir::{self, Manifest};
@@ -374,20 +375,61 @@ pub struct HistoryEntry {
     pub verified: bool,
     /// The record.
     pub record: String,
+    /// The channel whose promotion moved this digest here (`--previous-to`), when it came so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub moved_by: Option<String>,
 }
 
-/// The promotions of the client's tag (a channel), oldest first.
-pub fn history(client: &Client, key: Option<&PublicKey>) -> Result<Vec<HistoryEntry>> {
+/// What a channel's tag names now against what its promotion records put there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelState {
+    /// The tag names what the last record about the channel put there (or there are no
+    /// records and no tag).
+    Recorded,
+    /// The repository has no such tag; these are the channel tags it has.
+    NoTag(Vec<String>),
+    /// The tag names `now`, but the records last put `recorded` there (None: no record ever
+    /// named the channel): it was moved outside `ingot promote`.
+    Moved {
+        /// The tag's digest.
+        now: String,
+        /// The digest the records say.
+        recorded: Option<String>,
+    },
+}
+
+/// The promotions of the client's tag (a channel), oldest first, and whether the tag still
+/// names what they say. Records count towards that check only when they verify with `key`
+/// (all of them when no key is given).
+pub fn history(
+    client: &Client,
+    key: Option<&PublicKey>,
+) -> Result<(Vec<HistoryEntry>, ChannelState)> {
     let channel =
         client.reference.tag.clone().ok_or_else(|| {
             BadInput(format!("{}: name the channel as the tag", client.reference))
         })?;
+    if tag_kind(&channel) != TagKind::Channel {
+        return Err(BadInput(format!(
+            "{}: `{channel}` is not a channel tag (a version or digest tag has no promotions; name a channel such as golden-stable)",
+            client.reference
+        ))
+        .into());
+    }
     let mut digests: Vec<(String, Option<String>)> = Vec::new();
+    let mut now = None;
+    let mut channels = Vec::new();
     for t in client.tags()? {
         if evidence::is_fallback_tag(&t) {
             continue;
         }
         if let Some((_, bytes, d)) = client.get_manifest(&t)? {
+            if t == channel {
+                now = Some(d.clone());
+            }
+            if tag_kind(&t) == TagKind::Channel {
+                channels.push(t.clone());
+            }
             if !digests.iter().any(|(x, _)| *x == d) {
                 let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
                 let version = v
@@ -399,24 +441,62 @@ pub fn history(client: &Client, key: Option<&PublicKey>) -> Result<Vec<HistoryEn
         }
     }
     let mut out = Vec::new();
+    let version_of = |d: &str| {
+        digests
+            .iter()
+            .find(|(x, _)| x == d)
+            .and_then(|(_, v)| v.clone())
+    };
     for (d, version) in &digests {
         for f in evidence::find(client, d, Kind::Promotion, key)? {
-            if f.statement.channel.as_deref() != Some(channel.as_str()) {
-                continue;
-            }
-            out.push(HistoryEntry {
-                created: f.statement.created.clone(),
-                by: f.statement.by.clone(),
-                previous: f.statement.previous.clone(),
-                digest: d.clone(),
-                version: version.clone(),
-                previous_to: f.statement.previous_to.clone(),
-                evidence: f.statement.evidence.clone(),
+            let st = &f.statement;
+            let entry = |digest: &str, version: Option<String>| HistoryEntry {
+                created: st.created.clone(),
+                by: st.by.clone(),
+                previous: st.previous.clone(),
+                digest: digest.to_string(),
+                version,
+                previous_to: st.previous_to.clone(),
+                evidence: st.evidence.clone(),
                 verified: f.verified,
                 record: f.digest.clone(),
-            });
+                moved_by: None,
+            };
+            if st.channel.as_deref() == Some(channel.as_str()) {
+                out.push(entry(d, version.clone()));
+            }
+            // A promotion elsewhere that moved that channel's holder here (`--previous-to`).
+            if let (Some(prev), Some(to)) = (&st.previous, &st.previous_to) {
+                if *to == channel {
+                    out.push(HistoryEntry {
+                        previous: None,
+                        previous_to: None,
+                        evidence: Vec::new(),
+                        moved_by: st.channel.clone(),
+                        ..entry(prev, version_of(prev))
+                    });
+                }
+            }
         }
     }
     out.sort_by(|a, b| a.created.cmp(&b.created).then(a.record.cmp(&b.record)));
-    Ok(out)
+    // A holder moved here replaced whatever the channel held before it.
+    for i in 1..out.len() {
+        if out[i].moved_by.is_some() {
+            out[i].previous = Some(out[i - 1].digest.clone());
+        }
+    }
+    let recorded = out
+        .iter()
+        .rev()
+        .find(|e| e.verified || key.is_none())
+        .map(|e| e.digest.clone());
+    let state = match now {
+        None if out.is_empty() => ChannelState::NoTag(channels),
+        Some(now) if recorded.as_deref() != Some(now.as_str()) => {
+            ChannelState::Moved { now, recorded }
+        }
+        _ => ChannelState::Recorded,
+    };
+    Ok((out, state))
 }
