@@ -864,6 +864,19 @@ fn promotion_rests_on_signed_evidence_and_retention_keeps_what_channels_name() {
             && out.contains("moved outside `ingot promote`"),
         "{out}"
     );
+    // pull holds the channel to its records too, before any transfer; the version itself
+    // still pulls.
+    let dest = f.dir.path().join("pulled-moved");
+    let pull = |reference: &str| run(&["pull", reference, dest.to_str().unwrap(), "--key", &pubk]);
+    let (code, err) = pull(&format!("{repo}:golden-stable"));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("moved outside `ingot promote`") && err.contains(&digests["2.0.0"]),
+        "{err}"
+    );
+    assert!(!dest.exists());
+    let (code, out) = pull(&format!("{repo}:3.0.0"));
+    assert_eq!(code, Some(0), "{out}");
 }
 
 /// Whoever can push to the registry can put any signed image under any tag. pull and

@@ -198,6 +198,9 @@ pub fn promote(client: &Client, channel: &str, opts: &PromoteOptions<'_>) -> Res
     }
     let res: Resolved = pull::resolve(client)?;
     let top = res.top.0.clone();
+    if let Some(w) = check_channel_tag(client, &top, opts.key)? {
+        eprintln!("warning: {w}");
+    }
     let images = res.images();
     let mut subjects: Vec<&str> = vec![top.as_str()];
     subjects.extend(images.iter().map(|d| d.digest.as_str()));
@@ -378,6 +381,36 @@ pub struct HistoryEntry {
     /// The channel whose promotion moved this digest here (`--previous-to`), when it came so.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub moved_by: Option<String>,
+}
+
+/// A channel tag (not pinned by a digest) must name what the last promotion record of that
+/// channel that verifies with `key` put there: anyone who can push can move the tag to another
+/// signed image, an older one with a known flaw above all, and the image's own signature
+/// would not show it. Refused when it does not; when no record verifies (none made, or signed
+/// with another key), the returned warning says the tag went unchecked.
+pub fn check_channel_tag(client: &Client, digest: &str, key: &PublicKey) -> Result<Option<String>> {
+    let r = &client.reference;
+    let Some(tag) = r
+        .tag
+        .as_deref()
+        .filter(|t| r.digest.is_none() && tag_kind(t) == TagKind::Channel)
+    else {
+        return Ok(None);
+    };
+    let (h, _) = history(client, Some(key))?;
+    match h.iter().rev().find(|e| e.verified) {
+        Some(e) if e.digest == digest => Ok(None),
+        Some(e) => bail!(
+            "{r}: the tag names {digest}, but the last promotion record of {tag} that verifies put {} there: the tag was moved outside `ingot promote` (refused; name a version or a digest to take it anyway)",
+            e.digest
+        ),
+        None if h.is_empty() => Ok(Some(format!(
+            "{r}: no promotion to {tag} is recorded; what the tag names is not checked against one"
+        ))),
+        None => Ok(Some(format!(
+            "{r}: no promotion record of {tag} verifies with the key; what the tag names is not checked against them"
+        ))),
+    }
 }
 
 /// What a channel's tag names now against what its promotion records put there.

@@ -166,6 +166,11 @@ pub fn pull(client: &Client, dest: &Path, opts: &PullOptions<'_>) -> Result<Stri
     // Before any transfer: a pull that could not be put in place is better refused at once.
     replaceable(dest)?;
     let res = resolve(client)?;
+    if let Some(w) = super::promote::check_channel_tag(client, &res.top.0, opts.key)? {
+        if !opts.quiet {
+            eprintln!("warning: {w}");
+        }
+    }
     let listed = match &res.index {
         Some(i) => select(i, opts.arch, opts.hardware, &r.to_string())?,
         None => res.descriptor(),
