@@ -1034,6 +1034,56 @@ fn retention_refuses_a_version_tag_it_cannot_order() {
     }
 }
 
+/// A version with semver build metadata (`1.0.0+b5`) cannot be a tag as written (OCI tags
+/// have no `+`): it travels as `1.0.0_b5`, as Helm writes chart versions, and pull, the
+/// version check and retention read it back as that version.
+#[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
+fn build_metadata_travels_after_an_underscore_in_the_tag() {
+    let f = fixture();
+    let reg = Registry::start();
+    let repo = reg.at("golden/meta");
+    let pubk = f.key("release", "pub");
+    let profile = f.dir.path().join("edge-meta.toml");
+    let text = std::fs::read_to_string(root().join("profiles/edge-minimal.toml")).unwrap();
+    assert!(text.contains("version = \"1.0.0\""));
+    std::fs::write(
+        &profile,
+        text.replace("version = \"1.0.0\"", "version = \"1.0.0+b5\""),
+    )
+    .unwrap();
+    let dir = build(
+        profile.to_str().unwrap(),
+        &["hardware/qemu-x86_64.toml"],
+        &f.dir.path().join("out-meta"),
+        &["--key", &f.key("release", "key")],
+    )
+    .pop()
+    .unwrap();
+    let d = dir.to_str().unwrap();
+    for (tag, needle) in [("1.0.0+b5", ":1.0.0_b5"), ("1.0.0", "version 1.0.0_b5")] {
+        let (code, err) = run(&["push", d, &format!("{repo}:{tag}"), "--key", &pubk]);
+        assert_eq!(code, Some(2), "{err}");
+        assert!(err.contains(needle), "{err}");
+    }
+    let (code, out) = run(&["push", d, &format!("{repo}:1.0.0_b5"), "--key", &pubk]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(skopeo_tags(&repo).contains(&"1.0.0_b5".to_string()));
+    let dest = f.dir.path().join("pulled-meta");
+    let (code, out) = run(&[
+        "pull",
+        &format!("{repo}:1.0.0_b5"),
+        dest.to_str().unwrap(),
+        "--key",
+        &pubk,
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(manifest(&dest)["version"], "1.0.0+b5");
+    let (code, out) = run(&["retention", &repo, "--keep", "1", "--dry-run"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("would keep 1.0.0_b5"), "{out}");
+}
+
 /// A channel that names one image of a version (as `promote REF@sha256:<image>` leaves it)
 /// keeps the whole version: deleting the version would delete that image too.
 #[test]

@@ -577,6 +577,7 @@ fn matrix(profiles: &[PathBuf], hardware: &[PathBuf]) -> Result<()> {
                 "hardware": h.display().to_string(),
                 "image": prof.image.name,
                 "version": prof.image.version.0,
+                "tag": crate::registry::reference::version_tag(&prof.image.version.0),
                 "arch": hw.arch.name(),
                 "hardware_name": hw.name,
                 "id": format!("{}-{}-{}", prof.image.name, prof.image.version.0, hw.arch.name()),

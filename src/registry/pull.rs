@@ -15,7 +15,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use super::artifact;
 use super::client::Client;
 use super::evidence;
-use super::reference::{tag_kind, TagKind};
+use super::reference::{tag_kind, version_tag, TagKind};
 use super::types::{self, Descriptor, ImageManifest, Index};
 use super::Reference;
 use crate::base::fsx::HashingReader;
@@ -323,7 +323,7 @@ fn check_claims(
 /// say (promote checks each image of a version with it).
 pub fn check_listing(r: &Reference, listed: &Descriptor, signed: &Manifest) -> Result<()> {
     if let Some(t) = r.tag.as_deref() {
-        if tag_kind(t) == TagKind::Version && signed.version != t {
+        if tag_kind(t) == TagKind::Version && version_tag(&signed.version) != t {
             bail!(
                 "{r}: the signed manifest is {} {}, not version {t}: the tag names another release (refused)",
                 signed.image,

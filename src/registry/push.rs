@@ -95,19 +95,25 @@ pub fn push(client: &Client, dirs: &[ImageDir], opts: &PushOptions<'_>) -> Resul
     let images: Vec<LocalImage> = dirs.iter().map(artifact::image).collect::<Result<_>>()?;
     let (_, index_bytes) = artifact::index(&images)?;
     let version = &dirs[0].manifest.version;
+    let want = super::reference::version_tag(version);
     let tag = match (&reference.tag, opts.no_index) {
         (Some(t), _) => t.clone(),
-        (None, true) => version.clone(),
+        (None, true) => want.clone(),
         (None, false) => {
             return Err(BadInput(format!(
-                "{reference}: push needs a tag, the images' version (for example :{version})"
+                "{reference}: push needs a tag, the images' version (for example :{want})"
             ))
             .into())
         }
     };
-    if &tag != version {
+    if tag != want {
+        let spelt = if want != *version {
+            format!(" (`{version}` as a tag: OCI tags have no `+`, so build metadata follows `_`)")
+        } else {
+            String::new()
+        };
         return Err(BadInput(format!(
-            "{reference}: the tag must be the images' version {version} (version tags are write-once; channels move with `ingot promote`)"
+            "{reference}: the tag must be the images' version {want}{spelt} (version tags are write-once; channels move with `ingot promote`)"
         ))
         .into());
     }

@@ -69,9 +69,17 @@ impl Reference {
         }
         if let Some(t) = tag {
             if !valid_tag(t) {
-                return Err(bad(
-                    "a tag is 1-128 characters of [A-Za-z0-9_.-] and starts with a letter, digit or _",
-                ));
+                let hint = if t.contains('+') && valid_tag(&version_tag(t)) {
+                    format!(
+                        "; a version's build metadata follows `_` in a tag: :{}",
+                        version_tag(t)
+                    )
+                } else {
+                    String::new()
+                };
+                return Err(bad(&format!(
+                    "a tag is 1-128 characters of [A-Za-z0-9_.-] and starts with a letter, digit or _{hint}"
+                )));
             }
         }
         Ok(Reference {
@@ -172,9 +180,17 @@ pub enum TagKind {
     Channel,
 }
 
-/// Read `t` as a version, a version-like tag that is not semver, or a channel.
+/// The tag that names a version. OCI tags have no `+`, so semver build metadata
+/// (`1.0.0+b5`) is written with `_` (`1.0.0_b5`), as Helm does for charts in OCI registries;
+/// no semantic version holds a `_`, so the tag reads back as one version only.
+pub fn version_tag(version: &str) -> String {
+    version.replace('+', "_")
+}
+
+/// Read `t` as a version (its build metadata after `_`), a version-like tag that is not
+/// semver, or a channel.
 pub fn tag_kind(t: &str) -> TagKind {
-    if crate::config::SemVer::parse(t).is_ok() {
+    if crate::config::SemVer::parse(&t.replace('_', "+")).is_ok() {
         return TagKind::Version;
     }
     let digits = t.strip_prefix(['v', 'V']).unwrap_or(t);
@@ -277,10 +293,26 @@ mod tests {
 
     #[test]
     fn tags_are_versions_channels_or_version_like_tags_nothing_can_order() {
-        for t in ["1.0.0", "10.2.3-rc.1", "0.0.1-alpha"] {
+        // Build metadata follows `_` in a tag (`1.0.0+b5` is pushed as `1.0.0_b5`).
+        for t in [
+            "1.0.0",
+            "10.2.3-rc.1",
+            "0.0.1-alpha",
+            "1.0.0_rc1",
+            "2.1.0-rc.1_b.7",
+        ] {
             assert_eq!(tag_kind(t), TagKind::Version, "{t}");
         }
-        for t in ["1.2", "v1.2.0", "V2", "2024.01.15", "01.2.3", "1.0.0_rc1"] {
+        assert_eq!(version_tag("2.1.0-rc.1+b.7"), "2.1.0-rc.1_b.7");
+        for t in [
+            "1.2",
+            "v1.2.0",
+            "V2",
+            "2024.01.15",
+            "01.2.3",
+            "1.0.0_",
+            "1.0.0_a_b",
+        ] {
             assert_eq!(tag_kind(t), TagKind::NotSemver, "{t}");
         }
         for t in [

@@ -56,7 +56,8 @@ struct Version {
 /// Compare two semantic versions (semver 2.0 precedence; build metadata ignored).
 pub fn semver_cmp(a: &str, b: &str) -> Ordering {
     fn split(v: &str) -> (Vec<u64>, Option<&str>) {
-        let v = v.split('+').next().unwrap_or(v);
+        // A tag writes build metadata after `_` (see `version_tag`).
+        let v = v.split(['+', '_']).next().unwrap_or(v);
         let (core, pre) = match v.split_once('-') {
             Some((c, p)) => (c, Some(p)),
             None => (v, None),
@@ -256,6 +257,7 @@ mod tests {
             "1.10.0",
             "1.2.0",
             "1.0.0-rc.1",
+            "1.1.0_b5",
         ];
         v.sort_by(|a, b| semver_cmp(a, b));
         assert_eq!(
@@ -268,6 +270,7 @@ mod tests {
                 "1.0.0-beta.11",
                 "1.0.0-rc.1",
                 "1.0.0",
+                "1.1.0_b5",
                 "1.2.0",
                 "1.10.0"
             ]
