@@ -249,7 +249,7 @@ impl ImageDir {
     /// Read the manifest (unverified: for inspection and boot tests).
     pub fn open(path: &Path) -> Result<Self> {
         let mp = path.join(MANIFEST);
-        let bytes = std::fs::read(&mp).with_context(|| {
+        let bytes = fsx::read(&mp).with_context(|| {
             format!(
                 "{}: not an image directory (no readable {MANIFEST})",
                 path.display()
@@ -280,7 +280,8 @@ impl ImageDir {
     ) -> Result<Self> {
         let mp = path.join(MANIFEST);
         let bytes = fsx::read(&mp)?;
-        let sig = std::fs::read_to_string(path.join(SIGNATURE))
+        let sig = fsx::read(&path.join(SIGNATURE))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
             .with_context(|| format!("{}: no {SIGNATURE} (image not signed)", path.display()))?;
         key.verify_bytes(&bytes, &sig)
             .with_context(|| mp.display().to_string())?;
@@ -297,8 +298,7 @@ impl ImageDir {
         }
         let prov = path.join(PROVENANCE);
         if manifest.artifacts.contains_key(PROVENANCE) {
-            let text = std::fs::read_to_string(&prov)
-                .with_context(|| format!("reading {}", prov.display()))?;
+            let text = String::from_utf8_lossy(&fsx::read(&prov)?).into_owned();
             crate::trust::verify_dsse_line(text.lines().next().unwrap_or(""), key)
                 .with_context(|| prov.display().to_string())?;
         }

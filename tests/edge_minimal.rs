@@ -192,6 +192,60 @@ fn verify_catches_a_flipped_byte_a_wrong_key_an_edited_manifest_and_unlisted_fil
     assert!(String::from_utf8_lossy(&o.stderr).contains("disk.qcow2"));
 }
 
+/// A file of the directory that is a FIFO or leads to a device was opened and read: the open
+/// of a FIFO blocked forever and /dev/zero was hashed without end, neither stopping for
+/// SIGTERM. Only regular files are read; a symlink to one is still followed.
+#[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
+fn verify_reads_only_regular_files_and_never_hangs() {
+    let f = fixture();
+    let t = tempfile::tempdir().unwrap();
+    let d = &copy_image(&f.dirs[0], t.path());
+    let raw = d.join("disk.raw");
+    let kept = t.path().join("disk.raw.kept");
+    std::fs::rename(&raw, &kept).unwrap();
+    let verify = || {
+        let mut child = ingot_command()
+            .args(["verify", d.to_str().unwrap(), "--key", &f.pubk])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("verify still running after 60 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        child.wait_with_output().unwrap()
+    };
+    for (what, make) in [("a FIFO", "fifo"), ("a character device", "/dev/zero")] {
+        if make == "fifo" {
+            assert!(std::process::Command::new("mkfifo")
+                .arg(&raw)
+                .status()
+                .unwrap()
+                .success());
+        } else {
+            std::os::unix::fs::symlink(make, &raw).unwrap();
+        }
+        let o = verify();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{what}: {err}");
+        assert!(
+            err.contains("disk.raw") && err.contains(&format!("not a regular file ({what})")),
+            "{what}: {err}"
+        );
+        std::fs::remove_file(&raw).unwrap();
+    }
+    std::os::unix::fs::symlink(&kept, &raw).unwrap();
+    let o = verify();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 #[test]
 #[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
 fn boots_on_both_arches_with_distinct_machine_ids_and_leaves_images_untouched() {

@@ -65,9 +65,37 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-/// SHA-256 (hex) and size of a file, streamed.
+/// SHA-256 (hex) and size of a file, streamed. Only a regular file (a symlink is followed to
+/// one) is read: a FIFO would block the open and a device never end, neither answering
+/// Ctrl-C. Opened without blocking and checked on the open descriptor, so it cannot be
+/// swapped between a check and the read; a signal stops the hashing between blocks.
 pub fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
-    HashingReader::new(io::BufReader::with_capacity(1 << 20, File::open(path)?)).drain()
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::other(format!(
+            "{} is not a regular file ({})",
+            path.display(),
+            kind_of(&meta.file_type())
+        )));
+    }
+    let mut hr = HashingReader::new(f);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        if crate::interrupt::requested() {
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                crate::interrupt::Interrupted,
+            ));
+        }
+        if hr.read(&mut buf)? == 0 {
+            return Ok(hr.finish());
+        }
+    }
 }
 
 /// SHA-256 and size of a file, with the path in the error.
@@ -96,8 +124,26 @@ pub fn write(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
 }
 
 /// `fs::read` with the path in the error.
+/// Like [`sha256_file`], only a regular file is read (a FIFO or a device would hang it).
 pub fn read(path: &Path) -> Result<Vec<u8>> {
-    fs::read(path).with_context(|| format!("reading {}", path.display()))
+    use std::os::unix::fs::OpenOptionsExt;
+    let what = || format!("reading {}", path.display());
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .with_context(what)?;
+    let meta = f.metadata().with_context(what)?;
+    if !meta.is_file() {
+        anyhow::bail!(
+            "{} is not a regular file ({})",
+            path.display(),
+            kind_of(&meta.file_type())
+        );
+    }
+    let mut out = Vec::with_capacity(meta.len() as usize);
+    f.read_to_end(&mut out).with_context(what)?;
+    Ok(out)
 }
 
 /// `fs::rename` with both paths in the error.

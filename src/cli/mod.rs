@@ -317,10 +317,12 @@ pub fn exit_code(e: &anyhow::Error) -> i32 {
             || c.downcast_ref::<crate::audit::Unreachable>().is_some()
     }) {
         2
-    } else if e
-        .chain()
-        .any(|c| c.downcast_ref::<crate::interrupt::Interrupted>().is_some())
-    {
+    } else if e.chain().any(|c| {
+        c.downcast_ref::<crate::interrupt::Interrupted>().is_some()
+            || c.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .is_some_and(|inner| inner.is::<crate::interrupt::Interrupted>())
+    }) {
         130
     } else {
         1
