@@ -68,6 +68,10 @@ pub const ARTIFACTS_IN_ORDER: &[&str] = &[
 /// Is this file name one the manifest lists with a digest (everything but the manifest and
 /// its signature)?
 pub fn is_artifact(name: &str) -> bool {
+    // A file of the directory itself: `disk./../x` is no artifact.
+    if name.contains(['/', '\\', '\0']) {
+        return false;
+    }
     name.starts_with("disk.")
         || name.starts_with("sbom.")
         || name == LOCKFILE
@@ -225,12 +229,22 @@ impl Manifest {
 
     /// Parse manifest bytes, naming the file in errors.
     pub fn parse(bytes: &[u8], path: &Path) -> Result<Self> {
-        serde_json::from_slice(bytes).with_context(|| {
+        let m: Manifest = serde_json::from_slice(bytes).with_context(|| {
             format!(
                 "{}: not a manifest this Ingot reads (rebuild the image with this Ingot)",
                 path.display()
             )
-        })
+        })?;
+        // Every name is a file of the directory: verify, push and the rest join it to the
+        // directory's path, so `../x` would reach outside it.
+        if let Some(n) = m.artifacts.keys().find(|n| !is_artifact(n)) {
+            anyhow::bail!(
+                "{}: artifacts: `{}` is not a file of an image directory (disk.*, sbom.*, packages.lock, provenance.intoto.jsonl, update bundles)",
+                path.display(),
+                n.escape_debug()
+            );
+        }
+        Ok(m)
     }
 }
 
@@ -448,5 +462,7 @@ mod tests {
         }
         assert!(!is_artifact(SIGNATURE));
         assert!(!is_artifact("notes.txt"));
+        assert!(!is_artifact("disk./../../etc/shadow"));
+        assert!(!is_artifact("update-from-1.0.0/../x.bundle"));
     }
 }

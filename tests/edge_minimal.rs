@@ -244,6 +244,23 @@ fn verify_reads_only_regular_files_and_never_hangs() {
     std::os::unix::fs::symlink(&kept, &raw).unwrap();
     let o = verify();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // A manifest, signed with the right key, that lists a file outside the directory (it was
+    // hashed, and push would have uploaded it) is refused for the name alone.
+    let mp = d.join("manifest.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&mp).unwrap()).unwrap();
+    let host = std::fs::read("/etc/hostname").unwrap();
+    m["artifacts"]["disk./../../../../../etc/hostname"] = serde_json::json!({
+        "sha256": hex_sha256(&host),
+        "size": host.len(),
+    });
+    let bytes = serde_json::to_vec(&m).unwrap();
+    std::fs::write(&mp, &bytes).unwrap();
+    let key = ingot::trust::minisign::SecretKey::from_file(Path::new(&f.key)).unwrap();
+    std::fs::write(d.join("manifest.json.sig"), key.sign_bytes(&bytes, "test")).unwrap();
+    let o = verify();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("is not a file of an image directory"), "{err}");
 }
 
 #[test]
