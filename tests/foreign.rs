@@ -335,6 +335,60 @@ fn foreign_disks_boot_to_a_console_pattern_and_broken_ones_fail_fast_unchanged()
     no_qemu_left(&ok_qcow2);
 }
 
+/// A foreign disk that makes QEMU open another file (a qcow2's backing file, a VMDK
+/// descriptor's extent) would hand the guest that host file; it is refused before any boot,
+/// and the same data in one self-contained file is not.
+#[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
+fn a_foreign_disk_that_reaches_other_files_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = tmp.path().join("host-secret");
+    std::fs::write(&secret, vec![b's'; 1 << 20]).unwrap();
+    let backed = tmp.path().join("backed.qcow2");
+    let (good, out) = tool(
+        "qemu-img",
+        &[
+            "create",
+            "-f",
+            "qcow2",
+            "-F",
+            "raw",
+            "-b",
+            secret.to_str().unwrap(),
+            backed.to_str().unwrap(),
+            "1M",
+        ],
+    );
+    assert!(good, "{out}");
+    let flat = tmp.path().join("flat.vmdk");
+    std::fs::write(
+        &flat,
+        format!(
+            "# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType=\"monolithicFlat\"\nRW 2048 FLAT \"{}\" 0\n",
+            secret.display()
+        ),
+    )
+    .unwrap();
+    for (disk, words) in [(&backed, "has a backing file"), (&flat, "is another file")] {
+        let o = ingot(&[
+            "boot-test",
+            "--disk",
+            disk.to_str().unwrap(),
+            "--arch",
+            "x86_64",
+            "--ready",
+            "login:",
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{}: {err}", disk.display());
+        assert!(
+            err.contains(words) && err.contains(secret.to_str().unwrap()),
+            "{}: {err}",
+            disk.display()
+        );
+    }
+}
+
 #[test]
 fn foreign_disk_flags_are_checked_before_any_boot() {
     let tmp = tempfile::tempdir().unwrap();

@@ -134,6 +134,53 @@ pub fn detect_format(disk: &Path) -> Result<String> {
         .with_context(|| format!("{}: qemu-img info names no format", disk.display()))
 }
 
+/// A disk another tool built may name other files for QEMU to open: a qcow2's backing file,
+/// a VMDK descriptor's extents. Boot-tested as given, such a disk would hand the guest a host
+/// file (`/etc/shadow` as a backing file, a VMDK extent on `/dev/sda`). Only a disk whose data
+/// is all in its own file is booted; `qemu-img convert` makes one of any other.
+fn self_contained(disk: &Path, format: &str) -> Result<()> {
+    let o = crate::base::tool::run(
+        std::process::Command::new("qemu-img")
+            .args(["info", "--output=json", "-f", format])
+            .arg(disk),
+        "qemu-utils",
+        &format!("{}: qemu-img info", disk.display()),
+    )?;
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .with_context(|| format!("{}: qemu-img info gave no JSON", disk.display()))?;
+    let refuse = |what: String| -> Result<()> {
+        Err(crate::base::BadInput(format!(
+            "--disk {}: {what}; boot-test takes a disk whose data is all in its own file (make one with `qemu-img convert -O qcow2 {} self-contained.qcow2`)",
+            disk.display(),
+            disk.display()
+        ))
+        .into())
+    };
+    for key in ["backing-filename", "full-backing-filename"] {
+        if let Some(b) = v[key].as_str() {
+            return refuse(format!("it has a backing file, {b}"));
+        }
+    }
+    let own = disk.canonicalize().ok();
+    let mut todo = vec![&v];
+    while let Some(node) = todo.pop() {
+        for child in node["children"].as_array().into_iter().flatten() {
+            let info = &child["info"];
+            if let Some(f) = info["filename"].as_str() {
+                let same = Path::new(f).canonicalize().ok() == own || Path::new(f) == disk;
+                if !same {
+                    return refuse(format!(
+                        "its {} is another file, {f}",
+                        child["name"].as_str().unwrap_or("data")
+                    ));
+                }
+            }
+            todo.push(info);
+        }
+    }
+    Ok(())
+}
+
 /// QEMU's driver name for a format given on the command line (`vhd` is `vpc`).
 pub fn driver(format: &str) -> Result<&'static str, crate::base::BadInput> {
     FORMATS
@@ -184,6 +231,7 @@ pub fn vm_spec(
                 .to_string()
         }
     };
+    self_contained(disk, &format)?;
     let (hw_name, hw_text, fw_name, fw_text) = builtin(arch, firmware);
     let root = work.join(format!("profiles-{hw_name}"));
     std::fs::create_dir_all(root.join("hardware"))?;
