@@ -117,10 +117,10 @@ pub fn args(spec: &VmSpec, vars_copy: &Path, interactive: bool) -> Vec<String> {
                 "-drive".into(),
                 format!(
                     "if=pflash,format=raw,unit=0,readonly=on,file={}",
-                    spec.code.display()
+                    opt_path(&spec.code)
                 ),
                 "-drive".into(),
-                format!("if=pflash,format=raw,unit=1,file={}", vars_copy.display()),
+                format!("if=pflash,format=raw,unit=1,file={}", opt_path(vars_copy)),
             ]);
             // AAVMF (edk2's ArmVirtQemu) waits its boot-menu timeout, 5 s, for a key before
             // it boots; QEMU's boot-menu wait (fw_cfg `etc/boot-menu-wait`) overrides it.
@@ -135,18 +135,21 @@ pub fn args(spec: &VmSpec, vars_copy: &Path, interactive: bool) -> Vec<String> {
             "-bios".into(),
             spec.code.display().to_string(),
             "-fw_cfg".into(),
-            format!("name=etc/sercon-port,file={}", vars_copy.display()),
+            format!("name=etc/sercon-port,file={}", opt_path(vars_copy)),
         ]),
     }
     a.extend([
         "-drive".into(),
         if spec.persistent {
-            format!("if=none,id=disk0,format=qcow2,file={}", spec.disk.display())
+            format!(
+                "if=none,id=disk0,format=qcow2,file={}",
+                opt_path(&spec.disk)
+            )
         } else {
             format!(
                 "if=none,id=disk0,format={},snapshot=on,file={}",
                 spec.disk_format.as_deref().unwrap_or("raw"),
-                spec.disk.display()
+                opt_path(&spec.disk)
             )
         },
         "-device".into(),
@@ -172,7 +175,7 @@ pub fn args(spec: &VmSpec, vars_copy: &Path, interactive: bool) -> Vec<String> {
             "-drive".into(),
             format!(
                 "if=none,id=media0,format=raw,readonly=on,file={}",
-                m.display()
+                opt_path(m)
             ),
             "-device".into(),
             "virtio-blk-pci,drive=media0".into(),
@@ -249,9 +252,31 @@ pub fn run_interactive(spec: &VmSpec, work: &Path) -> Result<i32> {
     Ok(status.code().unwrap_or(1))
 }
 
+/// A path as the value of a QEMU option: a comma there ends the value (`file=/a,b` would
+/// read `b` as another option), so it is doubled, as QEMU's option syntax escapes it.
+fn opt_path(p: &std::path::Path) -> String {
+    p.display().to_string().replace(',', ",,")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_comma_in_a_path_stays_in_the_option_value() {
+        assert_eq!(
+            opt_path(Path::new("/tmp/a,b/disk.raw")),
+            "/tmp/a,,b/disk.raw"
+        );
+        let mut s = spec("qemu-x86_64.toml", true);
+        s.disk = "/tmp/x,snapshot=off/disk.raw".into();
+        let a = args(&s, Path::new("vars.fd"), false);
+        assert!(
+            a.iter()
+                .any(|x| x.ends_with("file=/tmp/x,,snapshot=off/disk.raw")),
+            "{a:?}"
+        );
+    }
 
     fn spec(hw: &str, vars: bool) -> VmSpec {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
