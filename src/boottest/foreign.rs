@@ -117,17 +117,25 @@ fn no_boot_code(sector: &[u8]) -> bool {
     sector.len() >= 512 && sector[510..512] == [0x55, 0xAA] && sector[..440].iter().all(|b| *b == 0)
 }
 
-/// `qemu-img info`'s name for the file's format.
-pub fn detect_format(disk: &Path) -> Result<String> {
+/// `qemu-img info --output=json` of `disk`, read as `format` when given.
+fn qemu_img_info(disk: &Path, format: Option<&str>) -> Result<serde_json::Value> {
+    let mut cmd = std::process::Command::new("qemu-img");
+    cmd.args(["info", "--output=json"]);
+    if let Some(f) = format {
+        cmd.args(["-f", f]);
+    }
     let o = crate::base::tool::run(
-        std::process::Command::new("qemu-img")
-            .args(["info", "--output=json"])
-            .arg(disk),
+        cmd.arg(disk),
         "qemu-utils",
         &format!("{}: qemu-img info", disk.display()),
     )?;
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
-        .with_context(|| format!("{}: qemu-img info gave no JSON", disk.display()))?;
+    serde_json::from_slice(&o.stdout)
+        .with_context(|| format!("{}: qemu-img info gave no JSON", disk.display()))
+}
+
+/// `qemu-img info`'s name for the file's format.
+pub fn detect_format(disk: &Path) -> Result<String> {
+    let v = qemu_img_info(disk, None)?;
     v["format"]
         .as_str()
         .map(str::to_string)
@@ -139,15 +147,7 @@ pub fn detect_format(disk: &Path) -> Result<String> {
 /// file (`/etc/shadow` as a backing file, a VMDK extent on `/dev/sda`). Only a disk whose data
 /// is all in its own file is booted; `qemu-img convert` makes one of any other.
 fn self_contained(disk: &Path, format: &str) -> Result<()> {
-    let o = crate::base::tool::run(
-        std::process::Command::new("qemu-img")
-            .args(["info", "--output=json", "-f", format])
-            .arg(disk),
-        "qemu-utils",
-        &format!("{}: qemu-img info", disk.display()),
-    )?;
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
-        .with_context(|| format!("{}: qemu-img info gave no JSON", disk.display()))?;
+    let v = qemu_img_info(disk, Some(format))?;
     let refuse = |what: String| -> Result<()> {
         Err(crate::base::BadInput(format!(
             "--disk {}: {what}; boot-test takes a disk whose data is all in its own file (make one with `qemu-img convert -O qcow2 {} self-contained.qcow2`)",
