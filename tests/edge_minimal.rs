@@ -263,6 +263,23 @@ fn verify_reads_only_regular_files_and_never_hangs() {
     assert!(err.contains("is not a file of an image directory"), "{err}");
 }
 
+/// ota-test of a single-root image booted it first and only then failed on its ready line;
+/// the manifest already says it has no slots.
+#[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
+fn ota_test_refuses_a_single_root_base_before_booting_it() {
+    let f = fixture();
+    let d = f.dirs[0].to_str().unwrap();
+    let bundle = format!("{d}/disk.raw.zst:updated");
+    let o = ingot(&["ota-test", d, &bundle]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("not an A/B image") && !err.contains("first boot"),
+        "{err}"
+    );
+}
+
 #[test]
 #[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
 fn boots_on_both_arches_with_distinct_machine_ids_and_leaves_images_untouched() {

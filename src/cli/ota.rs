@@ -42,6 +42,16 @@ pub fn ota_test(
     quiet: bool,
 ) -> Result<()> {
     let dir = ImageDir::open(base)?;
+    // Said before anything boots (the harness also checks the ready line of the image it
+    // booted): a single-root image has no second slot to update.
+    if dir.manifest.boot.hardware.ab.is_none() {
+        return Err(crate::base::BadInput(format!(
+            "{}: not an A/B image (built for {}, which has no [ab] table); ota-test needs a base built for hardware with [ab] slots, such as hardware/qemu-x86_64-ab.toml",
+            base.display(),
+            dir.manifest.boot.hardware.name
+        ))
+        .into());
+    }
     let attach = f.attach.prepare()?;
     crate::qemu::require_binary(dir.manifest.boot.hardware.arch)?;
     for s in steps {
