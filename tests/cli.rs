@@ -383,6 +383,30 @@ fn hardware_names_and_words_are_checked_where_they_are_written() {
 }
 
 #[test]
+fn two_hardware_profiles_of_one_arch_are_not_built_into_one_directory() {
+    // Both make OUT/edge-minimal-1.0.0-x86_64: the second silently replaced the first.
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out");
+    let o = ingot(&[
+        "build",
+        "profiles/edge-minimal.toml",
+        "--hardware",
+        "hardware/qemu-x86_64.toml",
+        "--hardware",
+        "hardware/qemu-x86_64-ab.toml",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("are both x86_64") && err.contains("separate --out"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}
+
+#[test]
 fn keygen_never_overwrites_a_public_key() {
     let t = tempfile::tempdir().unwrap();
     let prefix = t.path().join("k");

@@ -275,6 +275,29 @@ fn matrix_lists_one_entry_per_profile_and_hardware() {
     assert_eq!(inc[1]["arch"], "aarch64");
     assert_eq!(inc[1]["ab"], true);
     assert_eq!(inc[3]["id"], "vm-base-1.0.0-aarch64");
+    assert_eq!(inc[3]["artifact"], "vm-base-1.0.0-aarch64");
+    // Two hardware profiles of one arch build the same directory name; the names their
+    // runners upload under still differ, so a later job gathers both.
+    let (code, out) = run(
+        &[
+            "matrix",
+            "profiles/edge-minimal.toml",
+            "--hardware",
+            "hardware/qemu-x86_64.toml",
+            "--hardware",
+            "hardware/qemu-x86_64-ab.toml",
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let inc = v["include"].as_array().unwrap();
+    assert_eq!(inc[0]["id"], inc[1]["id"]);
+    assert_eq!(inc[0]["artifact"], "edge-minimal-1.0.0-x86_64-qemu-x86_64");
+    assert_eq!(
+        inc[1]["artifact"],
+        "edge-minimal-1.0.0-x86_64-qemu-x86_64-ab"
+    );
     let (code, err) = run(&["matrix", "profiles/nope.toml"], &[]);
     assert_eq!(code, Some(2), "{err}");
 }

@@ -55,6 +55,22 @@ pub fn build(
         .iter()
         .map(|h| config::load_hardware(h))
         .collect::<Result<Vec<_>, _>>()?;
+    // One image directory per arch (`OUT/<name>-<version>-<arch>`): two hardware profiles of
+    // one arch in one build would have the second silently replace the first.
+    for (i, a) in hws.iter().enumerate() {
+        if let Some(b) = hws[..i].iter().find(|b| b.arch == a.arch) {
+            return Err(crate::base::BadInput(format!(
+                "--hardware {} and --hardware {} are both {}: their images would be the same directory, {}-{}-{}; build them into separate --out directories",
+                b.path.display(),
+                a.path.display(),
+                a.arch,
+                p.image.name,
+                p.image.version.0,
+                a.arch
+            ))
+            .into());
+        }
+    }
     // Everything checkable before any work: the key, the epoch.
     let key = f
         .key

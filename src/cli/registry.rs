@@ -585,6 +585,22 @@ fn matrix(profiles: &[PathBuf], hardware: &[PathBuf]) -> Result<()> {
             }));
         }
     }
+    // The name to upload a runner's image directory under: its id, unless two entries share
+    // it (two hardware profiles of one arch build the same directory name), then with the
+    // hardware's name, so neither replaces the other when a later job gathers them.
+    let ids: Vec<String> = include
+        .iter()
+        .map(|e| e["id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    for e in &mut include {
+        let id = e["id"].as_str().unwrap_or_default().to_string();
+        let artifact = if ids.iter().filter(|i| **i == id).count() > 1 {
+            format!("{id}-{}", e["hardware_name"].as_str().unwrap_or_default())
+        } else {
+            id
+        };
+        e["artifact"] = serde_json::Value::String(artifact);
+    }
     println!(
         "{}",
         serde_json::to_string_pretty(&serde_json::json!({ "include": include }))?
