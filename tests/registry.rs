@@ -877,6 +877,18 @@ fn promotion_rests_on_signed_evidence_and_retention_keeps_what_channels_name() {
     assert!(!dest.exists());
     let (code, out) = pull(&format!("{repo}:3.0.0"));
     assert_eq!(code, Some(0), "{out}");
+    // A channel made by hand has no record to hold it to: history says so without failing,
+    // and pull takes it with a warning that it went unchecked.
+    c.put_manifest("golden-hand", &media, &bytes).unwrap();
+    let (code, out) = run(&["history", &format!("{repo}:golden-hand"), "--key", &pubk]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("no promotions recorded"), "{out}");
+    let (code, out) = pull(&format!("{repo}:golden-hand"));
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("no promotion to golden-hand is recorded"),
+        "{out}"
+    );
 }
 
 /// Whoever can push to the registry can put any signed image under any tag. pull and

@@ -475,7 +475,9 @@ pub fn run(cmd: RegistryCmd, quiet: bool) -> Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&h)?);
             } else if h.is_empty() {
-                println!("{reference}: no promotions recorded");
+                println!(
+                    "{reference}: no promotions recorded (the tag was made without `ingot promote`, or its records went with the versions retention deleted)"
+                );
             }
             for e in h.iter().filter(|_| !json) {
                 println!(

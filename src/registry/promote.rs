@@ -416,11 +416,12 @@ pub fn check_channel_tag(client: &Client, digest: &str, key: &PublicKey) -> Resu
 /// What a channel's tag names now against what its promotion records put there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChannelState {
-    /// The tag names what the last record about the channel put there (or there are no
-    /// records and no tag).
+    /// The tag names what the last record about the channel put there.
     Recorded,
     /// The repository has no such tag; these are the channel tags it has.
     NoTag(Vec<String>),
+    /// The tag exists but no promotion record speaks of the channel.
+    Unrecorded,
     /// The tag names `now`, but the records last put `recorded` there (None: no record ever
     /// named the channel): it was moved outside `ingot promote`.
     Moved {
@@ -526,6 +527,9 @@ pub fn history(
         .map(|e| e.digest.clone());
     let state = match now {
         None if out.is_empty() => ChannelState::NoTag(channels),
+        // Nothing to hold the tag to: made by hand, or its records went with the versions
+        // retention deleted (a record lives on the version it promoted).
+        Some(_) if out.is_empty() => ChannelState::Unrecorded,
         Some(now) if recorded.as_deref() != Some(now.as_str()) => {
             ChannelState::Moved { now, recorded }
         }
