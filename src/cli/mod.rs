@@ -5,6 +5,7 @@ mod audit;
 mod boot;
 mod commands;
 mod inspect;
+mod matrix;
 mod ota;
 mod registry;
 mod report;

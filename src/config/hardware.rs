@@ -1,11 +1,12 @@
 //! Hardware profiles (`hardware/*.toml`): the board or VM an image is built for: arch, kernel,
 //! initramfs modules, command line, console, disk layout, firmware and QEMU settings.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::values::{checked, Arch, ByteSize};
+use super::{rule_at, rule_at_value, ConfigError, MAX_DISK};
 
 /// Disk partition added by a hardware profile beyond the ESP and root.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -135,4 +136,124 @@ pub struct Hardware {
     /// Where the file was loaded from (never written out: it is the build host's path).
     #[serde(skip)]
     pub path: PathBuf,
+}
+
+/// The hardware's names and words, each checked where it is written: they reach file names
+/// (`firmware/<firmware>.toml`), the image's labels and the updater's configuration (`name`),
+/// the resolver (`kernel_package`), the module tree (`modules`, `keep_module_dirs`), the GPT
+/// (partition names and types) and QEMU's options (`machine`, `cpu`). A value that could not
+/// be what its key means is refused here, before a build fetches anything.
+pub(super) fn check_words(path: &Path, hw: &Hardware) -> Result<(), ConfigError> {
+    let word = |s: &str, more: &[char]| {
+        !s.is_empty()
+            && s.len() <= 64
+            && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && s.chars().all(|c| {
+                c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') || more.contains(&c)
+            })
+    };
+    let bad = |key: &str, value: &str, what: &str| {
+        rule_at_value(
+            &[path],
+            key,
+            value,
+            format!("{key} `{}` is not {what}", value.escape_debug()),
+        )
+    };
+    // An item of a list: at the line of its key.
+    let bad_item = |key: &str, value: &str, what: &str| {
+        rule_at(
+            &[path],
+            None,
+            key,
+            format!("{key}: `{}` is not {what}", value.escape_debug()),
+        )
+    };
+    if !word(&hw.name, &[]) {
+        return Err(bad(
+            "name",
+            &hw.name,
+            "a plain name (letters, digits, `.`, `_`, `-`; at most 64), like qemu-x86_64",
+        ));
+    }
+    if !word(&hw.firmware, &[]) {
+        return Err(bad(
+            "firmware",
+            &hw.firmware,
+            "the name of a file in firmware/ (letters, digits, `.`, `_`, `-`)",
+        ));
+    }
+    let package = |s: &str| {
+        s.len() >= 2
+            && word(s, &['+'])
+            && !s.contains('_')
+            && s.chars().all(|c| !c.is_ascii_uppercase())
+    };
+    if !package(&hw.kernel_package) {
+        return Err(bad(
+            "kernel_package",
+            &hw.kernel_package,
+            "a Debian package name (like linux-image-cloud-amd64)",
+        ));
+    }
+    for m in &hw.modules {
+        if !word(m, &[]) {
+            return Err(bad_item(
+                "modules",
+                m,
+                "a kernel module name (like virtio_blk)",
+            ));
+        }
+    }
+    for d in &hw.keep_module_dirs {
+        if !d.split('/').all(|c| word(c, &[]) && c != "..") {
+            return Err(bad_item(
+                "keep_module_dirs",
+                d,
+                "a directory under the kernel's module tree (like drivers/net)",
+            ));
+        }
+    }
+    for (key, v) in [("machine", &hw.qemu.machine), ("cpu", &hw.qemu.cpu)] {
+        if !word(v, &[',', '=', '+']) {
+            return Err(bad(
+                key,
+                v,
+                "a QEMU model with its options (letters, digits and `._-,=+`)",
+            ));
+        }
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for p in &hw.disk.partitions {
+        // The GPT holds 36 UTF-16 units of name; Ingot's own partitions' names are taken.
+        let taken = ["esp", "root", "bios-boot"];
+        if !word(&p.name, &[])
+            || p.name.len() > 36
+            || taken.contains(&p.name.as_str())
+            || !names.insert(p.name.as_str())
+        {
+            return Err(bad("name", &p.name, "a free partition name (letters, digits, `.`, `_`, `-`; at most 36; not esp, root, bios-boot or one given before)"));
+        }
+        let known = ["root", "linux", "data", "home", "var", "swap"];
+        if !known.contains(&p.kind.as_str()) && uuid::Uuid::parse_str(&p.kind).is_err() {
+            return Err(bad(
+                "type",
+                &p.kind,
+                "root, linux, data, home, var, swap or a partition type GUID",
+            ));
+        }
+        if p.size.0 == 0 || p.size.0 > MAX_DISK {
+            return Err(rule_at(
+                &[path],
+                Some(&format!("\"{}\"", p.name)),
+                "size",
+                format!(
+                    "partition `{}`: size must be above 0 and at most {}",
+                    p.name,
+                    ByteSize(MAX_DISK)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
