@@ -449,6 +449,50 @@ fn ctrl_c_leaves_the_previous_image_and_no_qemu() {
 
 #[test]
 #[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
+fn a_build_for_other_hardware_says_it_will_replace_the_image_there() {
+    // A plain and an A/B build of one arch share OUT/edge-minimal-1.0.0-x86_64: the second
+    // replaced the first without a word. The build is made to fail at its mirror (an empty
+    // cache, a mirror that does not exist), after the warning, so it is quick and shows the
+    // image untouched by a failed run too.
+    let f = fixture();
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out");
+    copy_image(&f.dirs[0], &out);
+    let before = tree_digests(&out);
+    let attempt = |hw: &str| {
+        let cache = tempfile::tempdir().unwrap();
+        let o = ingot(&[
+            "build",
+            "profiles/edge-minimal.toml",
+            "--hardware",
+            hw,
+            "--key",
+            &f.key,
+            "--out",
+            out.to_str().unwrap(),
+            "--cache",
+            cache.path().to_str().unwrap(),
+            "--mirror",
+            &format!("file://{}/no-mirror", t.path().display()),
+        ]);
+        assert_ne!(o.status.code(), Some(0), "{hw}: built from no mirror");
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let err = attempt("hardware/qemu-x86_64-ab.toml");
+    assert!(
+        err.contains("built for hardware qemu-x86_64;")
+            && err.contains("this build for qemu-x86_64-ab replaces it"),
+        "{err}"
+    );
+    assert_eq!(tree_digests(&out), before, "the output directory changed");
+    // A rebuild for the same hardware replaces its own image, as always: no warning.
+    let err = attempt("hardware/qemu-x86_64.toml");
+    assert!(!err.contains("replaces it"), "{err}");
+    assert_eq!(tree_digests(&out), before, "the output directory changed");
+}
+
+#[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
 fn a_rebuild_with_a_cold_cache_and_other_jobs_is_byte_identical() {
     let f = fixture();
     let out2 = f.dir.path().join("out2");

@@ -148,6 +148,14 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
         }
         .into());
     }
+    if let Some(other) = replaces_other_hardware(&opts.out.join(&ident), &hw.name) {
+        // Not quiet-able: an image is about to be lost, said before the minutes of work.
+        eprintln!(
+            "warning: {} holds {ident} built for hardware {other}; this build for {} replaces it when done (give --out another directory to keep both)",
+            opts.out.join(&ident).display(),
+            hw.name
+        );
+    }
     let staging = publish::Staging::create(&opts.out, &ident)?;
     let work = staging.path().to_path_buf();
 
@@ -243,4 +251,12 @@ fn host_has(tool: &str) -> bool {
         .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
+}
+
+/// The hardware name of the image already at `dir` when it is not `hw` (the directory name
+/// holds the image's name, version and arch, but not its hardware: a plain and an A/B build of
+/// one arch share it).
+fn replaces_other_hardware(dir: &Path, hw: &str) -> Option<String> {
+    let prev = crate::image_dir::ImageDir::open(dir).ok()?;
+    (prev.manifest.hardware.name != hw).then_some(prev.manifest.hardware.name)
 }
