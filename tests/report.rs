@@ -313,4 +313,27 @@ fn boot_test_html_writes_the_same_page_for_its_run() {
     // The same page but for the report's name in the heading.
     let again = std::fs::read_to_string(&again).unwrap();
     assert_eq!(page.replace("this run", "b.json"), again);
+    // A page that cannot be written: exit 1, the path named once (it was said twice), and no
+    // temporary file left beside a directory given as --out.
+    for (dest, why) in [
+        (tmp.path().join("no-such-dir/p.html"), "No such file"),
+        (tmp.path().join("out"), "Is a directory"),
+    ] {
+        let o = ingot(&[
+            "report",
+            edge.to_str().unwrap(),
+            "--out",
+            dest.to_str().unwrap(),
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert_eq!(err.matches(dest.to_str().unwrap()).count(), 1, "{err}");
+        assert!(err.contains(why), "{err}");
+    }
+    let hidden: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert_eq!(hidden, Vec::<String>::new());
 }

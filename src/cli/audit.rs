@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::SourceOpts;
 use crate::audit::{self, diff, Audit, Gate, Subject};
@@ -141,8 +141,7 @@ pub fn audit(a: &AuditArgs, quiet: bool) -> Result<()> {
     let weekly = since.map(|t| audit::gate::weekly(&found, t, now));
     if let Some(path) = &a.cyclonedx {
         let doc = audit::cyclonedx::document(&found, now);
-        crate::base::fsx::write_atomic(path, serde_json::to_string_pretty(&doc)?.as_bytes())
-            .with_context(|| format!("writing {}", path.display()))?;
+        crate::base::fsx::write_atomic(path, serde_json::to_string_pretty(&doc)?.as_bytes())?;
     }
     if a.json {
         let v = serde_json::json!({

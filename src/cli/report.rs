@@ -48,8 +48,7 @@ fn name(p: &Path) -> String {
 /// Write the page atomically, or print it.
 pub fn write_page(page: &str, out: Option<&Path>) -> Result<()> {
     match out {
-        Some(p) => crate::base::fsx::write_atomic(p, page.as_bytes())
-            .with_context(|| format!("writing {}", p.display())),
+        Some(p) => crate::base::fsx::write_atomic(p, page.as_bytes()),
         None => {
             print!("{page}");
             Ok(())

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::cache::Cache;
 use super::index::PackageInfo;
@@ -73,8 +73,7 @@ pub fn empty_tar(cache: &Cache) -> Result<PathBuf> {
     let p = cache.extract_path("empty", "tar");
     let bytes = vec![0u8; 10240];
     if std::fs::read(&p).ok().as_deref() != Some(&bytes[..]) {
-        crate::base::fsx::write_atomic(&p, &bytes)
-            .with_context(|| format!("writing {}", p.display()))?;
+        crate::base::fsx::write_atomic(&p, &bytes)?;
     }
     Ok(p)
 }
