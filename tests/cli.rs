@@ -819,3 +819,33 @@ fn every_failed_build_leaves_out_exactly_as_it_was() {
         assert_eq!(tree_digests(&out), before, "{args:?} changed --out");
     }
 }
+
+#[test]
+fn counts_that_would_test_nothing_are_usage_errors() {
+    // `boot-test --boots 0` of a UEFI-only image passed with no boot at all (a JUnit file of
+    // zero tests); a zero timeout or job count can never do the work either.
+    for args in [
+        &["boot-test", "out/x", "--boots", "0"][..],
+        &["boot-test", "out/x", "--timeout", "0"],
+        &["boot-test", "out/x", "-j", "0"],
+        &["ota-test", "out/x", "b.bundle:updated", "--timeout", "0"],
+        &[
+            "build",
+            "profiles/edge-minimal.toml",
+            "--jobs",
+            "0",
+            "--out",
+            "/nonexistent/o",
+        ],
+        &["fetch", "profiles/edge-minimal.toml", "-j", "0"],
+    ] {
+        let o = ingot(args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("invalid value '0'")
+                && (err.contains("not in 1..") || err.contains("at least 1")),
+            "{args:?}: {err}"
+        );
+    }
+}

@@ -138,6 +138,14 @@ pub fn load(path: &Path) -> Result<Matrix, BadInput> {
     if f.cell.is_empty() {
         return Err(bad(path, &text, None, "no [[cell]]".into()));
     }
+    if f.boots == Some(0) {
+        // A run of no boots would pass every cell.
+        let at = text
+            .match_indices("boots")
+            .find(|(i, _)| text[..*i].trim_end_matches([' ', '\t']).ends_with('\n') || *i == 0)
+            .map(|(i, _)| i..i + 5);
+        return Err(bad(path, &text, at, "`boots` must be at least 1".into()));
+    }
     for (n, c) in f.cell.into_iter().enumerate() {
         let at = || cell_at(&text, n);
         let here = |m: String| bad(path, &text, at(), format!("cell `{}`: {m}", c.name));
@@ -324,6 +332,7 @@ mod tests {
             ("[[cell]]\nname = \"a\"\nimage = \"i\"\ndisk = \"d\"\n", "exactly one of"),
             ("[[cell]]\nname = \"a\"\nimage = \"i\"\ncolour = 1\n", "D/m.toml:4:1: unknown field `colour`"),
             ("boots = 1\n", "no [[cell]]"),
+            ("# nobootsat all\nready = 'x'\n  boots = 0\n[[cell]]\nname = \"a\"\nimage = \"i\"\n", "D/m.toml:3:3: `boots` must be at least 1"),
             ("[[cell]]\nname = \"a\"\ndisk = \"x\"\narch = \"x86_64\"\n", "needs `ready` (or a top-level one), `ssh`, or both"),
             ("ready = 'x'\n[[cell]]\nname = \"a\"\ndisk = \"x\"\narch = \"x86_64\"\nchecks = [\"true\"]\n", "cell `a`: `checks` run over an SSH login"),
             ("ready = 'x'\n[[cell]]\nname = \"a\"\ndisk = \"x\"\narch = \"x86_64\"\ncloud_init = true\n", "need `ssh = USER`"),

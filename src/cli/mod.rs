@@ -48,7 +48,7 @@ pub struct SourceOpts {
     pub cache: Option<PathBuf>,
     /// Parallel downloads (default 4); for boot-test, also how many images boot at once
     /// (default: one per host core, as each emulated guest keeps a core busy).
-    #[arg(long, short)]
+    #[arg(long, short, value_parser = at_least_one)]
     pub jobs: Option<usize>,
 }
 
@@ -105,11 +105,11 @@ pub enum Cmd {
         #[arg(required_unless_present_any = ["disks", "matrix"])]
         images: Vec<PathBuf>,
         /// Seconds to wait for each boot.
-        #[arg(long, default_value_t = 120)]
+        #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
         timeout: u64,
         /// Boots per image (machine ids must differ). A hybrid x86_64 image boots under UEFI
         /// and SeaBIOS in turn, at least once each.
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
         boots: u32,
         /// Boot a failed boot again, up to N more times, from the pristine image. A boot that
         /// passes only on a retry counts as passed but is reported as flaky (JUnit
@@ -160,7 +160,7 @@ pub enum Cmd {
         #[arg(required = true)]
         steps: Vec<crate::ota::harness::Step>,
         /// Seconds one boot may take to report ready; an install gets four times as long.
-        #[arg(long, default_value_t = 120)]
+        #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
         timeout: u64,
         /// How bundles reach the device: a second read-only disk, or HTTP from 127.0.0.1.
         #[arg(long, value_enum, default_value = "disk")]
@@ -307,6 +307,16 @@ pub enum Cmd {
     /// Registry commands.
     #[command(flatten)]
     Registry(registry::RegistryCmd),
+}
+
+/// `--jobs`: a count of parallel downloads or guests, so at least one (0 was taken as 1
+/// without a word).
+fn at_least_one(s: &str) -> std::result::Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Exit code for an error: 2 for bad input or an archive an audit could not reach, 130 after
