@@ -849,3 +849,51 @@ fn counts_that_would_test_nothing_are_usage_errors() {
         );
     }
 }
+
+#[test]
+fn a_build_never_replaces_a_directory_of_the_users_own() {
+    // OUT/edge-minimal-1.0.0-x86_64 holding a file of the user's was moved aside and deleted
+    // when the build finished. Now refused before any work, and --out as a file is named.
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out");
+    let mine = out.join("edge-minimal-1.0.0-x86_64");
+    std::fs::create_dir_all(&mine).unwrap();
+    std::fs::write(mine.join("notes.txt"), "mine\n").unwrap();
+    let cache = t.path().join("cache");
+    let mirror = format!("file://{}/no-mirror", t.path().display());
+    let build = |out: &std::path::Path| {
+        ingot(&[
+            "build",
+            "profiles/edge-minimal.toml",
+            "--out",
+            out.to_str().unwrap(),
+            "--cache",
+            cache.to_str().unwrap(),
+            "--mirror",
+            &mirror,
+        ])
+    };
+    let o = build(&out);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("edge-minimal-1.0.0-x86_64: holds `notes.txt`")
+            && err.contains("move it away or give another --out"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(mine.join("notes.txt")).unwrap(),
+        "mine\n"
+    );
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 1);
+    let file = t.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let o = build(&file);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("a-file: exists and is not a directory"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "x");
+}

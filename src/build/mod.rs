@@ -148,6 +148,19 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
         }
         .into());
     }
+    if opts.out.exists() && !opts.out.is_dir() {
+        return Err(crate::base::BadInput(format!(
+            "--out {}: exists and is not a directory",
+            opts.out.display()
+        ))
+        .into());
+    }
+    // The finished image replaces OUT/IDENT: never a directory of the user's own.
+    publish::replaceable(
+        &opts.out.join(&ident),
+        "the build",
+        "move it away or give another --out",
+    )?;
     if let Some(other) = replaces_other_hardware(&opts.out.join(&ident), &hw.name) {
         // Not quiet-able: an image is about to be lost, said before the minutes of work.
         eprintln!(

@@ -124,6 +124,45 @@ impl Drop for Staging {
     }
 }
 
+/// Whether an image directory may take the place of `dest` (for `who`, the command that
+/// writes it): `dest` does not exist, or it is a directory holding nothing but files of an
+/// image directory (an earlier build or pull of it). A directory with anything else in it
+/// (`ingot pull REF ~/images` meant as "into", or a user's own directory under a build's
+/// `--out` that happens to have the image's name) would be lost with its contents, so it is
+/// refused, naming what it holds and what to do `instead`.
+pub fn replaceable(dest: &Path, who: &str, instead: &str) -> Result<(), crate::base::BadInput> {
+    use crate::base::BadInput;
+    use crate::image_dir;
+    let meta = match std::fs::symlink_metadata(dest) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(BadInput(format!("{}: {e}", dest.display()))),
+    };
+    if !meta.is_dir() {
+        return Err(BadInput(format!(
+            "{}: exists and is not a directory; {who} writes a whole image directory there, so {instead}",
+            dest.display()
+        )));
+    }
+    let entries =
+        std::fs::read_dir(dest).map_err(|e| BadInput(format!("{}: {e}", dest.display())))?;
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let is_file = e.file_type().is_ok_and(|t| t.is_file());
+        let ours = image_dir::is_artifact(&name)
+            || name == image_dir::MANIFEST
+            || name == image_dir::SIGNATURE
+            || name == MARKER;
+        if !(is_file && ours) {
+            return Err(BadInput(format!(
+                "{}: holds `{name}`, which is not a file of an image directory; {who} replaces the whole directory, so {instead}",
+                dest.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Remove the temporary directories of builds that were killed, and put back a previous image
 /// that a killed build had moved aside. Only marked directories whose lock is free are touched.
 pub fn clean_stale(out: &Path) {
@@ -195,5 +234,38 @@ mod tests {
         );
         let done = live.publish().unwrap();
         assert!(done.is_dir() && !done.join(MARKER).exists());
+    }
+
+    fn replaceable_here(p: &Path) -> Result<(), crate::base::BadInput> {
+        replaceable(p, "pull", "give a new path")
+    }
+
+    #[test]
+    fn only_a_missing_empty_or_image_directory_is_replaced() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path();
+        assert!(replaceable_here(&p.join("new")).is_ok());
+        std::fs::create_dir(p.join("empty")).unwrap();
+        assert!(replaceable_here(&p.join("empty")).is_ok());
+        let img = p.join("img");
+        std::fs::create_dir(&img).unwrap();
+        for f in [
+            "manifest.json",
+            "manifest.json.sig",
+            "disk.raw",
+            "sbom.cdx.json",
+        ] {
+            std::fs::write(img.join(f), "x").unwrap();
+        }
+        assert!(replaceable_here(&img).is_ok());
+        std::fs::write(img.join("notes.txt"), "mine").unwrap();
+        let e = replaceable_here(&img).unwrap_err().to_string();
+        assert!(e.contains("holds `notes.txt`"), "{e}");
+        std::fs::remove_file(img.join("notes.txt")).unwrap();
+        std::fs::create_dir(img.join("disk.d")).unwrap();
+        assert!(replaceable_here(&img).is_err(), "a subdirectory");
+        std::fs::write(p.join("file"), "x").unwrap();
+        let e = replaceable_here(&p.join("file")).unwrap_err().to_string();
+        assert!(e.contains("is not a directory"), "{e}");
     }
 }

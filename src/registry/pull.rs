@@ -164,7 +164,11 @@ pub struct PullOptions<'a> {
 pub fn pull(client: &Client, dest: &Path, opts: &PullOptions<'_>) -> Result<String> {
     let r = &client.reference;
     // Before any transfer: a pull that could not be put in place is better refused at once.
-    replaceable(dest)?;
+    crate::build::publish::replaceable(
+        dest,
+        "pull",
+        "give a new path (or an image directory to replace)",
+    )?;
     let res = resolve(client)?;
     if let Some(w) = super::promote::check_channel_tag(client, &res.top.0, opts.key)? {
         if !opts.quiet {
@@ -346,41 +350,6 @@ pub fn check_listing(r: &Reference, listed: &Descriptor, signed: &Manifest) -> R
     Ok(())
 }
 
-/// Whether a pulled image may take the place of `dest`: it does not exist, or it is a
-/// directory holding nothing but files of an image directory (an earlier pull or build of it).
-/// A directory with anything else in it (`ingot pull REF ~/images` meant as "into") would be
-/// lost with its contents, so it is refused, naming what it holds.
-fn replaceable(dest: &Path) -> Result<(), super::BadInput> {
-    let meta = match std::fs::symlink_metadata(dest) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(super::BadInput(format!("{}: {e}", dest.display()))),
-    };
-    if !meta.is_dir() {
-        return Err(super::BadInput(format!(
-            "{}: exists and is not a directory; pull writes a whole image directory there",
-            dest.display()
-        )));
-    }
-    let entries =
-        std::fs::read_dir(dest).map_err(|e| super::BadInput(format!("{}: {e}", dest.display())))?;
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let is_file = e.file_type().is_ok_and(|t| t.is_file());
-        let ours = image_dir::is_artifact(&name)
-            || name == image_dir::MANIFEST
-            || name == image_dir::SIGNATURE
-            || name == crate::build::publish::MARKER;
-        if !(is_file && ours) {
-            return Err(super::BadInput(format!(
-                "{}: holds `{name}`, which is not a file of an image directory; pull replaces the whole directory, so give a new path (or an image directory to replace)",
-                dest.display()
-            )));
-        }
-    }
-    Ok(())
-}
-
 /// Stream one blob to `path`, hashing it, bounded by its descriptor's size.
 fn fetch_blob(
     client: &Client,
@@ -443,39 +412,5 @@ fn fetch_blob(
                 .with_context(|| format!("{name}: decompressing"))?,
         )),
         None => Ok(None),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_a_missing_empty_or_image_directory_is_replaced_by_a_pull() {
-        let t = tempfile::tempdir().unwrap();
-        let p = t.path();
-        assert!(replaceable(&p.join("new")).is_ok());
-        std::fs::create_dir(p.join("empty")).unwrap();
-        assert!(replaceable(&p.join("empty")).is_ok());
-        let img = p.join("img");
-        std::fs::create_dir(&img).unwrap();
-        for f in [
-            "manifest.json",
-            "manifest.json.sig",
-            "disk.raw",
-            "sbom.cdx.json",
-        ] {
-            std::fs::write(img.join(f), "x").unwrap();
-        }
-        assert!(replaceable(&img).is_ok());
-        std::fs::write(img.join("notes.txt"), "mine").unwrap();
-        let e = replaceable(&img).unwrap_err().to_string();
-        assert!(e.contains("holds `notes.txt`"), "{e}");
-        std::fs::remove_file(img.join("notes.txt")).unwrap();
-        std::fs::create_dir(img.join("disk.d")).unwrap();
-        assert!(replaceable(&img).is_err(), "a subdirectory");
-        std::fs::write(p.join("file"), "x").unwrap();
-        let e = replaceable(&p.join("file")).unwrap_err().to_string();
-        assert!(e.contains("is not a directory"), "{e}");
     }
 }
