@@ -229,6 +229,49 @@ fn step(report: &serde_json::Value, n: usize) -> &serde_json::Value {
 
 #[test]
 #[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
+fn keep_disk_never_replaces_a_file_it_did_not_keep() {
+    // The device's disk is renamed to --keep-disk after the test: onto a device or pipe
+    // (`/dev/null`, as root), a user's file, or the base's own disk.raw (the overlay's backing
+    // file) before. Each is refused before anything boots.
+    let f = fixture();
+    let t = tempfile::tempdir().unwrap();
+    let base = f.image("out", "1.0.0", "x86_64");
+    let bundle = f.bundle("out", "1.0.0", "x86_64");
+    let notes = t.path().join("notes.txt");
+    std::fs::write(&notes, "mine\n").unwrap();
+    let fifo = t.path().join("fifo");
+    assert!(tool("mkfifo", &[fifo.to_str().unwrap()]).0);
+    let before = tree_digests(&base);
+    for (keep, why) in [
+        (fifo.clone(), "is not a regular file"),
+        (t.path().to_path_buf(), "is not a regular file"),
+        (notes.clone(), "is not a disk an earlier run kept"),
+        (base.join("disk.raw"), "inside the base image directory"),
+        (
+            t.path().join("no-dir/kept.qcow2"),
+            "its directory does not exist",
+        ),
+    ] {
+        let step = format!("{}:updated", bundle.display());
+        let o = ingot(&[
+            "ota-test",
+            base.to_str().unwrap(),
+            &step,
+            "--keep-disk",
+            keep.to_str().unwrap(),
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{}: {err}", keep.display());
+        assert!(err.contains(why), "{}: {err}", keep.display());
+    }
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+    assert_eq!(std::fs::read_to_string(&notes).unwrap(), "mine\n");
+    assert_eq!(tree_digests(&base), before);
+}
+
+#[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
 fn bundles_reproduce_verify_with_minisign_and_carry_what_the_manifest_says() {
     let f = fixture();
     let tmp = tempfile::tempdir().unwrap();

@@ -103,8 +103,12 @@ pub fn sha256_path(path: &Path) -> Result<(String, u64)> {
     sha256_file(path).with_context(|| format!("hashing {}", path.display()))
 }
 
-/// Write a file atomically: temporary name in the same directory, sync, then rename.
+/// Write a file atomically: temporary name in the same directory, sync, then rename. A
+/// device or pipe (`--json /dev/stdout`) is written as it is: it cannot be replaced.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    if fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+        return write(path, bytes);
+    }
     let tmp = temp_beside(path);
     let res = (|| -> io::Result<()> {
         let mut f = File::create(&tmp)?;
@@ -229,6 +233,32 @@ pub fn scratch_dir(prefix: &str) -> Result<tempfile::TempDir> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_atomic_write_to_a_pipe_or_device_writes_into_it() {
+        // `report --out /dev/null` run as root renamed a regular file over /dev/null.
+        let d = scratch_dir("ingot-fsx").unwrap();
+        let fifo = d.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read(&fifo).unwrap())
+        };
+        write_atomic(&fifo, b"page").unwrap();
+        // Checked before waiting for the reader, which a replaced pipe would leave waiting.
+        use std::os::unix::fs::FileTypeExt;
+        assert!(fs::metadata(&fifo).unwrap().file_type().is_fifo());
+        assert_eq!(reader.join().unwrap(), b"page");
+        assert_eq!(
+            fs::read_dir(d.path()).unwrap().count(),
+            1,
+            "a temporary file was left"
+        );
+    }
 
     #[test]
     fn hashing_reader_and_atomic_write() {

@@ -332,7 +332,7 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
         report = Report::new(named);
         if let Some(p) = &f.json {
             let v = serde_json::json!({"passed": report.passed, "cells": cells, "report": report});
-            fsx::write(p, serde_json::to_string_pretty(&v)?)?;
+            fsx::write_atomic(p, serde_json::to_string_pretty(&v)?.as_bytes())?;
         }
         for c in &cells {
             println!(
@@ -349,11 +349,11 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
     } else {
         report = boottest::run_targets(&specs, &opts)?;
         if let Some(p) = &f.json {
-            fsx::write(p, serde_json::to_string_pretty(&report)?)?;
+            fsx::write_atomic(p, serde_json::to_string_pretty(&report)?.as_bytes())?;
         }
     }
     if let Some(p) = &f.junit {
-        fsx::write(p, boottest::report::junit_xml(&report.images))?;
+        fsx::write_atomic(p, boottest::report::junit_xml(&report.images).as_bytes())?;
     }
     if let Some(p) = &f.html {
         let page = crate::report::render(&crate::report::Inputs {

@@ -59,6 +59,9 @@ pub fn ota_test(
             bail!("step `{}`: {} is not a file", s.text, s.bundle.display());
         }
     }
+    if let Some(k) = &f.keep_disk {
+        keepable(k, base)?;
+    }
     let src = source(so, &dir.manifest.boot.firmware.suite, quiet)?;
     let spec = boottest::vm_spec(&dir, f.accel.as_deref(), &src)?;
     let log_dir = boottest::log_dir(f.logs.as_deref(), f.json.as_deref(), f.junit.as_deref())?;
@@ -71,10 +74,13 @@ pub fn ota_test(
     };
     let report = harness::run(&dir, spec, steps, &opts)?;
     if let Some(p) = &f.json {
-        fsx::write(p, serde_json::to_string_pretty(&report)? + "\n")?;
+        fsx::write_atomic(
+            p,
+            (serde_json::to_string_pretty(&report)? + "\n").as_bytes(),
+        )?;
     }
     if let Some(p) = &f.junit {
-        fsx::write(p, report.junit_xml())?;
+        fsx::write_atomic(p, report.junit_xml().as_bytes())?;
     }
     if let Some(p) = &f.html {
         let page = crate::report::render(&crate::report::Inputs {
@@ -116,4 +122,45 @@ pub fn ota_test(
         report.seconds
     );
     Ok(())
+}
+
+/// `--keep-disk FILE`, checked before anything boots: the device's disk is renamed to FILE at
+/// the end, so FILE may be new or a disk an earlier run kept (a qcow2 file), never a device,
+/// a directory, another file of the user's, or a file inside the base image (its disk.raw is
+/// the kept disk's backing file).
+fn keepable(k: &Path, base: &Path) -> Result<(), crate::base::BadInput> {
+    let bad = |why: &str| crate::base::BadInput(format!("--keep-disk {}: {why}", k.display()));
+    let parent = match k.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let (Ok(parent), Ok(base)) = (parent.canonicalize(), base.canonicalize()) else {
+        return Err(bad("its directory does not exist"));
+    };
+    if parent.starts_with(&base) {
+        return Err(bad(
+            "inside the base image directory, whose disk.raw the kept disk is an overlay of",
+        ));
+    }
+    match std::fs::symlink_metadata(k) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(bad(&e.to_string())),
+        Ok(m) if !m.is_file() => Err(bad(
+            "exists and is not a regular file; give a new file name",
+        )),
+        Ok(_) => {
+            let mut magic = [0u8; 4];
+            let qcow2 = std::fs::File::open(k)
+                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+                .is_ok()
+                && magic == *b"QFI\xfb";
+            if qcow2 {
+                Ok(())
+            } else {
+                Err(bad(
+                    "exists and is not a disk an earlier run kept (a qcow2 file); give a new file name",
+                ))
+            }
+        }
+    }
 }
