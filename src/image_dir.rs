@@ -364,8 +364,7 @@ impl ImageDir {
         let mut dir = ImageDir::open(path)?;
         if dir.manifest.artifacts.contains_key(PROVENANCE) {
             let prov = dir.file(PROVENANCE);
-            let text = std::fs::read_to_string(&prov)
-                .with_context(|| format!("reading {}", prov.display()))?;
+            let text = fsx::read_to_string(&prov)?;
             let env: serde_json::Value = serde_json::from_str(text.lines().next().unwrap_or(""))
                 .with_context(|| format!("{}: not a DSSE envelope", prov.display()))?;
             let signed = crate::trust::dsse_add_signature(&env, key)

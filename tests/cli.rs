@@ -897,3 +897,47 @@ fn a_build_never_replaces_a_directory_of_the_users_own() {
     );
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "x");
 }
+
+#[test]
+fn a_pipe_given_as_an_input_file_is_refused_at_once() {
+    // A matrix file, a lockfile or a key that is a FIFO (or /dev/zero) was read for ever.
+    let t = tempfile::tempdir().unwrap();
+    let fifo = t.path().join("fifo");
+    assert!(tool("mkfifo", &[fifo.to_str().unwrap()]).0);
+    let f = fifo.to_str().unwrap();
+    let out = t.path().join("out");
+    for args in [
+        &["boot-test", "--matrix", f][..],
+        &["audit", f],
+        &[
+            "build",
+            "profiles/edge-minimal.toml",
+            "--key",
+            f,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &["validate", f],
+    ] {
+        let mut child = ingot_command()
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("{args:?}: still reading the pipe after 30 s");
+        }
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(err.contains("not a regular file"), "{args:?}: {err}");
+    }
+    assert!(!out.exists());
+}

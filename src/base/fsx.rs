@@ -150,6 +150,13 @@ pub fn read(path: &Path) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// [`read`] as UTF-8 text: a user's file (profile, key, lockfile, report, seed input) that
+/// is a FIFO or a device is refused at once instead of being read for ever.
+pub fn read_to_string(path: &Path) -> Result<String> {
+    String::from_utf8(read(path)?)
+        .map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", path.display()))
+}
+
 /// `fs::rename` with both paths in the error.
 pub fn rename(from: &Path, to: &Path) -> Result<()> {
     fs::rename(from, to).with_context(|| format!("renaming {} to {}", from.display(), to.display()))

@@ -129,8 +129,7 @@ fn cell_at(text: &str, n: usize) -> Option<std::ops::Range<usize>> {
 
 /// Read a matrix file.
 pub fn load(path: &Path) -> Result<Matrix, BadInput> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| BadInput(format!("{}: {e}", path.display())))?;
+    let text = crate::base::fsx::read_to_string(path).map_err(|e| BadInput(format!("{e:#}")))?;
     let f: File =
         toml::from_str(&text).map_err(|e| bad(path, &text, e.span(), e.message().to_string()))?;
     let base = path.parent().unwrap_or(Path::new("."));

@@ -61,7 +61,7 @@ impl BootCase {
         tail: Vec<String>,
     ) -> Self {
         let phases = match (&ready, &log) {
-            (Some(r), Some(l)) if cause.is_none() => std::fs::read_to_string(l)
+            (Some(r), Some(l)) if cause.is_none() => crate::base::fsx::read_to_string(l)
                 .map(|text| super::timeline::phases(&text, r, seconds))
                 .unwrap_or_default(),
             _ => Vec::new(),

@@ -24,7 +24,9 @@ pub struct SeedInput {
 
 fn read_input(p: &Option<PathBuf>, what: &str) -> Result<Option<String>> {
     p.as_ref()
-        .map(|p| std::fs::read_to_string(p).with_context(|| format!("{what} {}", p.display())))
+        .map(|p| {
+            crate::base::fsx::read_to_string(p).with_context(|| format!("{what} {}", p.display()))
+        })
         .transpose()
 }
 
@@ -35,7 +37,7 @@ const USER_DATA_MAX: usize = 4 << 20;
 /// too, and the seed then says what kind of data it is), at most 4 MiB.
 pub fn read_user_data(p: &Path) -> Result<Vec<u8>> {
     let what = || format!("--user-data {}", p.display());
-    let raw = std::fs::read(p).with_context(what)?;
+    let raw = crate::base::fsx::read(p).with_context(what)?;
     let data = if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         flate2::read::MultiGzDecoder::new(raw.as_slice())

@@ -35,7 +35,7 @@ pub struct ReportArgs {
 }
 
 fn json(p: &Path) -> Result<serde_json::Value> {
-    let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+    let bytes = crate::base::fsx::read(p)?;
     serde_json::from_slice(&bytes).with_context(|| format!("{}: not JSON", p.display()))
 }
 

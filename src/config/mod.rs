@@ -73,7 +73,13 @@ pub(crate) fn read(path: &Path) -> Result<String, ConfigError> {
         path: path.to_path_buf(),
         error,
     };
-    let f = std::fs::File::open(path).map_err(io_err)?;
+    // Without blocking: opening a FIFO for reading waits for a writer.
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(io_err)?;
     let meta = f.metadata().map_err(io_err)?;
     if !meta.is_file() {
         return Err(rule(path, "not a regular file"));

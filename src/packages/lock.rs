@@ -67,8 +67,8 @@ pub struct Lockfile {
 impl Lockfile {
     /// Read a lockfile.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading lockfile {}", path.display()))?;
+        let text = crate::base::fsx::read_to_string(path)
+            .with_context(|| format!("lockfile {}", path.display()))?;
         Self::parse(&text, path)
     }
 

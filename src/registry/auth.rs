@@ -58,7 +58,7 @@ fn auth_files() -> Vec<PathBuf> {
 /// User and password for `registry` from the first auth file that names it.
 pub fn credentials(registry: &str) -> Result<Option<(String, String)>> {
     for f in auth_files() {
-        let Ok(text) = std::fs::read_to_string(&f) else {
+        let Ok(text) = crate::base::fsx::read_to_string(&f) else {
             continue;
         };
         let v: serde_json::Value = serde_json::from_str(&text)

@@ -207,7 +207,7 @@ fn allocated(p: &std::path::Path) -> Option<u64> {
 }
 
 fn packages_table(b: &mut String, d: &ImageDir) {
-    let Ok(text) = std::fs::read(d.file(SBOM_SPDX)) else {
+    let Ok(text) = crate::base::fsx::read(&d.file(SBOM_SPDX)) else {
         return;
     };
     let Ok(v) = serde_json::from_slice::<Value>(&text) else {
@@ -382,7 +382,7 @@ fn phases_of(c: &crate::boottest::report::BootCase) -> Vec<Phase> {
         return c.phases.clone();
     }
     match (&c.ready, &c.console_log) {
-        (Some(r), Some(l)) if c.ok => std::fs::read_to_string(l)
+        (Some(r), Some(l)) if c.ok => crate::base::fsx::read_to_string(l)
             .map(|t| timeline::phases(&t, r, c.seconds))
             .unwrap_or_default(),
         _ => Vec::new(),

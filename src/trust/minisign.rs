@@ -173,8 +173,8 @@ impl SecretKey {
 
     /// Read and parse a secret key file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading secret key {}", path.display()))?;
+        let text = crate::base::fsx::read_to_string(path)
+            .with_context(|| format!("secret key {}", path.display()))?;
         Self::parse(&text).with_context(|| format!("secret key {}", path.display()))
     }
 
@@ -268,8 +268,8 @@ impl PublicKey {
 
     /// Read and parse a public key file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading public key {}", path.display()))?;
+        let text = crate::base::fsx::read_to_string(path)
+            .with_context(|| format!("public key {}", path.display()))?;
         Self::parse(&text).with_context(|| format!("public key {}", path.display()))
     }
 

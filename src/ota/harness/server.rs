@@ -99,8 +99,7 @@ pub(super) fn pointer_media(path: &Path, port: u16) -> Result<()> {
 /// The media disk for `--via disk`: a copy of the bundle padded to whole sectors (QEMU
 /// attaches a raw file whose size is not a sector multiple with a warning and rounds down).
 pub(super) fn bundle_media(bundle: &Path, path: &Path) -> Result<()> {
-    let mut data =
-        std::fs::read(bundle).with_context(|| format!("reading {}", bundle.display()))?;
+    let mut data = crate::base::fsx::read(bundle)?;
     let len = data.len().div_ceil(512).max(1) * 512;
     data.resize(len, 0);
     crate::base::fsx::write(path, data)
