@@ -852,11 +852,12 @@ fn counts_that_would_test_nothing_are_usage_errors() {
 
 #[test]
 fn a_build_never_replaces_a_directory_of_the_users_own() {
-    // OUT/edge-minimal-1.0.0-x86_64 holding a file of the user's was moved aside and deleted
-    // when the build finished. Now refused before any work, and --out as a file is named.
+    // OUT/edge-minimal-1.0.0-aarch64 holding a file of the user's was moved aside and deleted
+    // when the build finished. Now refused before any work (before the x86_64 image of the
+    // same run is built), and --out as a file is named.
     let t = tempfile::tempdir().unwrap();
     let out = t.path().join("out");
-    let mine = out.join("edge-minimal-1.0.0-x86_64");
+    let mine = out.join("edge-minimal-1.0.0-aarch64");
     std::fs::create_dir_all(&mine).unwrap();
     std::fs::write(mine.join("notes.txt"), "mine\n").unwrap();
     let cache = t.path().join("cache");
@@ -865,6 +866,10 @@ fn a_build_never_replaces_a_directory_of_the_users_own() {
         ingot(&[
             "build",
             "profiles/edge-minimal.toml",
+            "--hardware",
+            "hardware/qemu-x86_64.toml",
+            "--hardware",
+            "hardware/qemu-aarch64.toml",
             "--out",
             out.to_str().unwrap(),
             "--cache",
@@ -877,7 +882,7 @@ fn a_build_never_replaces_a_directory_of_the_users_own() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("edge-minimal-1.0.0-x86_64: holds `notes.txt`")
+        err.contains("edge-minimal-1.0.0-aarch64: holds `notes.txt`")
             && err.contains("move it away or give another --out"),
         "{err}"
     );

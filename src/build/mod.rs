@@ -148,27 +148,6 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
         }
         .into());
     }
-    if opts.out.exists() && !opts.out.is_dir() {
-        return Err(crate::base::BadInput(format!(
-            "--out {}: exists and is not a directory",
-            opts.out.display()
-        ))
-        .into());
-    }
-    // The finished image replaces OUT/IDENT: never a directory of the user's own.
-    publish::replaceable(
-        &opts.out.join(&ident),
-        "the build",
-        "move it away or give another --out",
-    )?;
-    if let Some(other) = replaces_other_hardware(&opts.out.join(&ident), &hw.name) {
-        // Not quiet-able: an image is about to be lost, said before the minutes of work.
-        eprintln!(
-            "warning: {} holds {ident} built for hardware {other}; this build for {} replaces it when done (give --out another directory to keep both)",
-            opts.out.join(&ident).display(),
-            hw.name
-        );
-    }
     let staging = publish::Staging::create(&opts.out, &ident)?;
     let work = staging.path().to_path_buf();
 
@@ -264,6 +243,41 @@ fn host_has(tool: &str) -> bool {
         .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
+}
+
+/// What `--out` must be for images of `profile` on each of `hws`, checked before any work:
+/// a directory (or nothing yet), where each image replaces only an image directory, never a
+/// directory of the user's own that has the image's name. A build that replaces another
+/// hardware profile's image of the same name, version and arch (a plain and an A/B build of
+/// one arch) says so first.
+pub fn check_out(out: &Path, profile: &Profile, hws: &[Hardware]) -> Result<()> {
+    if out.exists() && !out.is_dir() {
+        return Err(crate::base::BadInput(format!(
+            "--out {}: exists and is not a directory",
+            out.display()
+        ))
+        .into());
+    }
+    for hw in hws {
+        let ident = Identity {
+            name: profile.image.name.clone(),
+            version: profile.image.version.0.clone(),
+            arch: hw.arch.name().to_string(),
+            epoch: 0,
+        }
+        .id();
+        let dir = out.join(&ident);
+        publish::replaceable(&dir, "the build", "move it away or give another --out")?;
+        if let Some(other) = replaces_other_hardware(&dir, &hw.name) {
+            // Not quiet-able: an image is about to be lost, said before the minutes of work.
+            eprintln!(
+                "warning: {} holds {ident} built for hardware {other}; this build for {} replaces it when done (give --out another directory to keep both)",
+                dir.display(),
+                hw.name
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The hardware name of the image already at `dir` when it is not `hw` (the directory name

@@ -96,6 +96,7 @@ pub fn build(
             .into());
         }
     }
+    build::check_out(&f.out, &p, &hws)?;
     let src = source(so, &p.distribution.suite, quiet)?;
     let mut report = Vec::new();
     for hw in &hws {
