@@ -241,11 +241,22 @@ fn keep_disk_never_replaces_a_file_it_did_not_keep() {
     std::fs::write(&notes, "mine\n").unwrap();
     let fifo = t.path().join("fifo");
     assert!(tool("mkfifo", &[fifo.to_str().unwrap()]).0);
+    // A user's own qcow2 VM disk (no backing file) is not a kept disk either.
+    let vm = t.path().join("vm.qcow2");
+    assert!(
+        tool(
+            "qemu-img",
+            &["create", "-q", "-f", "qcow2", vm.to_str().unwrap(), "1M"]
+        )
+        .0
+    );
+    let vm_bytes = std::fs::read(&vm).unwrap();
     let before = tree_digests(&base);
     for (keep, why) in [
         (fifo.clone(), "is not a regular file"),
         (t.path().to_path_buf(), "is not a regular file"),
         (notes.clone(), "is not a disk an earlier run kept"),
+        (vm.clone(), "is not a disk an earlier run kept"),
         (base.join("disk.raw"), "inside the base image directory"),
         (
             t.path().join("no-dir/kept.qcow2"),
@@ -267,6 +278,7 @@ fn keep_disk_never_replaces_a_file_it_did_not_keep() {
     use std::os::unix::fs::FileTypeExt;
     assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
     assert_eq!(std::fs::read_to_string(&notes).unwrap(), "mine\n");
+    assert_eq!(std::fs::read(&vm).unwrap(), vm_bytes);
     assert_eq!(tree_digests(&base), before);
 }
 

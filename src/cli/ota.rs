@@ -148,19 +148,72 @@ fn keepable(k: &Path, base: &Path) -> Result<(), crate::base::BadInput> {
         Ok(m) if !m.is_file() => Err(bad(
             "exists and is not a regular file; give a new file name",
         )),
-        Ok(_) => {
-            let mut magic = [0u8; 4];
-            let qcow2 = std::fs::File::open(k)
-                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
-                .is_ok()
-                && magic == *b"QFI\xfb";
-            if qcow2 {
-                Ok(())
-            } else {
-                Err(bad(
-                    "exists and is not a disk an earlier run kept (a qcow2 file); give a new file name",
-                ))
-            }
+        Ok(_) if kept_by_ota_test(k) => Ok(()),
+        Ok(_) => Err(bad(
+            "exists and is not a disk an earlier run kept (a qcow2 overlay of an image's disk.raw); give a new file name",
+        )),
+    }
+}
+
+/// Whether `k` is a disk `--keep-disk` kept: a qcow2 file whose backing file is an image
+/// directory's disk.raw (a user's own qcow2 VM disk has none, or another).
+fn kept_by_ota_test(k: &Path) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(k) else {
+        return false;
+    };
+    // The header: magic, version, then the backing file name's offset (u64) and size (u32).
+    let mut h = [0u8; 20];
+    if f.read_exact(&mut h).is_err() || h[..4] != *b"QFI\xfb" {
+        return false;
+    }
+    let offset = u64::from_be_bytes(h[8..16].try_into().unwrap_or_default());
+    let size = u32::from_be_bytes(h[16..20].try_into().unwrap_or_default());
+    if offset == 0 || size == 0 || size > 4096 {
+        return false;
+    }
+    let mut name = vec![0u8; size as usize];
+    f.seek(SeekFrom::Start(offset)).is_ok()
+        && f.read_exact(&mut name).is_ok()
+        && name.ends_with(b"/disk.raw")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A qcow2 header (as `qemu-img create -b`) naming `backing`, or none.
+    fn qcow2(dir: &Path, name: &str, backing: Option<&str>) -> PathBuf {
+        let mut d = vec![0u8; 1024];
+        d[..4].copy_from_slice(b"QFI\xfb");
+        d[4..8].copy_from_slice(&3u32.to_be_bytes());
+        if let Some(b) = backing {
+            d[8..16].copy_from_slice(&512u64.to_be_bytes());
+            d[16..20].copy_from_slice(&(b.len() as u32).to_be_bytes());
+            d[512..512 + b.len()].copy_from_slice(b.as_bytes());
         }
+        let p = dir.join(name);
+        std::fs::write(&p, d).unwrap();
+        p
+    }
+
+    #[test]
+    fn only_a_qcow2_over_an_images_disk_raw_counts_as_kept() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        assert!(kept_by_ota_test(&qcow2(
+            d,
+            "kept.qcow2",
+            Some("/srv/out/edge-minimal-1.0.0-x86_64/disk.raw")
+        )));
+        assert!(!kept_by_ota_test(&qcow2(d, "vm.qcow2", None)));
+        assert!(!kept_by_ota_test(&qcow2(
+            d,
+            "other.qcow2",
+            Some("/srv/base.img")
+        )));
+        std::fs::write(d.join("notes.txt"), "QFI").unwrap();
+        assert!(!kept_by_ota_test(&d.join("notes.txt")));
+        assert!(!kept_by_ota_test(&d.join("missing.qcow2")));
     }
 }
