@@ -424,6 +424,24 @@ fn foreign_disk_flags_are_checked_before_any_boot() {
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent.raw"));
+    // A FIFO or a device is named as what it is (it was called "no such file").
+    let fifo = tmp.path().join("disk.fifo");
+    assert!(tool("mkfifo", &[fifo.to_str().unwrap()]).0);
+    let o = ingot(&[
+        "boot-test",
+        "--disk",
+        fifo.to_str().unwrap(),
+        "--arch",
+        "x86_64",
+        "--ready",
+        "x",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("disk.fifo: not a regular file (a FIFO)"),
+        "{err}"
+    );
     let o = ingot(&["boot-test", "--disk", f, "--arch", "sparc", "--ready", "x"]);
     assert_eq!(o.status.code(), Some(2));
     // A BIOS is for x86_64 disks only, said before anything is fetched or booted.

@@ -217,10 +217,19 @@ pub fn vm_spec(
     src: &Source,
     work: &Path,
 ) -> Result<VmSpec> {
-    if !disk.is_file() {
-        return Err(
-            crate::base::BadInput(format!("--disk {}: no such file", disk.display())).into(),
-        );
+    match std::fs::metadata(disk) {
+        Ok(m) if m.is_file() => {}
+        Ok(m) => {
+            return Err(crate::base::BadInput(format!(
+                "--disk {}: not a regular file ({}); give a disk image file",
+                disk.display(),
+                crate::base::fsx::kind_of(&m.file_type())
+            ))
+            .into())
+        }
+        Err(e) => {
+            return Err(crate::base::BadInput(format!("--disk {}: {e}", disk.display())).into())
+        }
     }
     let format = match format {
         Some(f) => driver(f)?.to_string(),

@@ -197,13 +197,13 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
         ))
         .into());
     }
-    let scratch = crate::base::fsx::scratch_dir("ingot-foreign")?;
     let matrix = f
         .foreign
         .matrix
         .as_deref()
         .map(boottest::matrix::load)
         .transpose()?;
+    let scratch = crate::base::fsx::scratch_dir("ingot-foreign")?;
     // Log names: the command line's targets by their file names, the cells by theirs.
     let mut names = boottest::log_names(
         &specs
