@@ -112,18 +112,24 @@ pub fn source_date_epoch() -> Result<Option<i64>, config::ConfigError> {
     }
 }
 
+/// The identity of `profile`'s image for `arch`, whose `id()` names its directory in `--out`
+/// (the epoch is 0 until the packages are unpacked and give it).
+pub fn identity(profile: &Profile, arch: config::Arch) -> Identity {
+    Identity {
+        name: profile.image.name.clone(),
+        version: profile.image.version.0.clone(),
+        arch: arch.name().to_string(),
+        epoch: 0,
+    }
+}
+
 /// Build one image for one hardware profile: the stages in order, each handing the next a
 /// typed value (package set and fetched packages → unpacked tree → [`system::System`] →
 /// [`image::DiskImage`] → the manifest), all written into a staging directory that replaces the
 /// previous image only when complete.
 pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> Result<Built> {
     let arch = hw.arch;
-    let id = Identity {
-        name: profile.image.name.clone(),
-        version: profile.image.version.0.clone(),
-        arch: arch.name().to_string(),
-        epoch: 0,
-    };
+    let id = identity(profile, arch);
     let ident = id.id();
     // Converted formats need qemu-img: say so before any work, not after the disk is written.
     if let Some(f) = profile.output.formats.first() {
@@ -259,13 +265,7 @@ pub fn check_out(out: &Path, profile: &Profile, hws: &[Hardware]) -> Result<()> 
         .into());
     }
     for hw in hws {
-        let ident = Identity {
-            name: profile.image.name.clone(),
-            version: profile.image.version.0.clone(),
-            arch: hw.arch.name().to_string(),
-            epoch: 0,
-        }
-        .id();
+        let ident = identity(profile, hw.arch).id();
         let dir = out.join(&ident);
         publish::replaceable(&dir, "the build", "move it away or give another --out")?;
         if let Some(other) = replaces_other_hardware(&dir, &hw.name) {

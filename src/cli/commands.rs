@@ -60,13 +60,11 @@ pub fn build(
     for (i, a) in hws.iter().enumerate() {
         if let Some(b) = hws[..i].iter().find(|b| b.arch == a.arch) {
             return Err(crate::base::BadInput(format!(
-                "--hardware {} and --hardware {} are both {}: their images would be the same directory, {}-{}-{}; build them into separate --out directories",
+                "--hardware {} and --hardware {} are both {}: their images would be the same directory, {}; build them into separate --out directories",
                 b.path.display(),
                 a.path.display(),
                 a.arch,
-                p.image.name,
-                p.image.version.0,
-                a.arch
+                build::identity(&p, a.arch).id()
             ))
             .into());
         }
