@@ -260,8 +260,25 @@ pub struct ImageDir {
 }
 
 impl ImageDir {
+    /// A path the user gave as an image directory must be one: a path that does not exist,
+    /// a file, or a directory without a `manifest.json` is bad input (exit 2), said before
+    /// anything is read. A manifest that is there but unreadable, malformed or unsigned is the
+    /// image's own failure and is reported by what reads it.
+    pub fn check_given(path: &Path) -> Result<(), crate::base::BadInput> {
+        let bad = |why: &str| Err(crate::base::BadInput(format!("{}: {why}", path.display())));
+        match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bad("no such image directory"),
+            Ok(m) if !m.is_dir() => bad("not an image directory (not a directory)"),
+            Ok(_) if std::fs::symlink_metadata(path.join(MANIFEST)).is_err() => {
+                bad(&format!("not an image directory (it holds no {MANIFEST})"))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Read the manifest (unverified: for inspection and boot tests).
     pub fn open(path: &Path) -> Result<Self> {
+        Self::check_given(path)?;
         let mp = path.join(MANIFEST);
         let bytes = fsx::read(&mp).with_context(|| {
             format!(
@@ -280,6 +297,7 @@ impl ImageDir {
     /// Read the manifest once, check its signature over exactly those bytes, then check every
     /// artifact's digest and size, and the provenance's DSSE signature.
     pub fn open_verified(path: &Path, key: &minisign::PublicKey) -> Result<Self> {
+        Self::check_given(path)?;
         Self::open_verified_with(path, key, &Known::default())
     }
 

@@ -696,7 +696,7 @@ fn everything_checkable_is_checked_before_any_work() {
         "--key",
         "/nonexistent/key",
     ]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/key"));
     assert!(
         !out.exists(),
@@ -764,7 +764,7 @@ fn every_failed_build_leaves_out_exactly_as_it_was() {
         (
             vec!["build", g, "--out", o, "--key", "/nonexistent/key"],
             vec![],
-            1,
+            2,
             "/nonexistent/key",
         ),
         (
@@ -945,4 +945,100 @@ fn a_pipe_given_as_an_input_file_is_refused_at_once() {
         assert!(err.contains("not a regular file"), "{args:?}: {err}");
     }
     assert!(!out.exists());
+}
+
+#[test]
+fn a_key_that_cannot_be_used_is_bad_input() {
+    // A missing key, the other half of the pair, a directory or a device is bad input
+    // (exit 2) like any other input file, named once; it exited 1, as a failed verification does.
+    let t = tempfile::tempdir().unwrap();
+    let prefix = t.path().join("k");
+    assert!(ingot(&["keygen", "--out", prefix.to_str().unwrap()])
+        .status
+        .success());
+    let (sk, pk) = (t.path().join("k.key"), t.path().join("k.pub"));
+    let (sk, pk) = (sk.to_str().unwrap(), pk.to_str().unwrap());
+    let missing = t.path().join("nope.key");
+    let missing = missing.to_str().unwrap();
+    let dir = t.path().join("image");
+    let dir = dir.to_str().unwrap();
+    let here = t.path().to_str().unwrap();
+    for (args, needle) in [
+        (vec!["sign", dir, "--key", missing], "secret key: reading"),
+        (
+            vec!["sign", dir, "--key", pk],
+            "not a minisign ed25519 secret key",
+        ),
+        (
+            vec!["sign", dir, "--key", "/dev/null"],
+            "not a regular file",
+        ),
+        (
+            vec!["verify", dir, "--key", sk],
+            "not a minisign ed25519 public key",
+        ),
+        (
+            vec!["verify", dir, "--key", here],
+            "not a regular file (a directory)",
+        ),
+        (
+            vec![
+                "build",
+                "profiles/edge-minimal.toml",
+                "--key",
+                pk,
+                "--out",
+                here,
+            ],
+            "not a minisign ed25519 secret key",
+        ),
+    ] {
+        let o = ingot(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        let named = args[3];
+        assert_eq!(err.matches(named).count(), 1, "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn a_path_that_is_not_an_image_directory_is_bad_input() {
+    // Every command that reads an image directory: a missing path, a file, or a directory
+    // without manifest.json is bad input (exit 2), said before anything else is read. It was
+    // exit 1, as a failed verification or boot is.
+    let t = tempfile::tempdir().unwrap();
+    let prefix = t.path().join("k");
+    assert!(ingot(&["keygen", "--out", prefix.to_str().unwrap()])
+        .status
+        .success());
+    let (sk, pk) = (t.path().join("k.key"), t.path().join("k.pub"));
+    let (sk, pk) = (sk.to_str().unwrap(), pk.to_str().unwrap());
+    let empty = t.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let missing = t.path().join("missing");
+    for (given, why) in [
+        (missing.to_str().unwrap(), "no such image directory"),
+        (pk, "not an image directory (not a directory)"),
+        (
+            empty.to_str().unwrap(),
+            "not an image directory (it holds no manifest.json)",
+        ),
+    ] {
+        for args in [
+            vec!["inspect", given],
+            vec!["verify", given, "--key", pk],
+            vec!["sign", given, "--key", sk],
+            vec!["boot-test", given],
+            vec!["report", given],
+            vec!["diff", given, given],
+            vec!["push", given, "127.0.0.1:9/x/y:1.0.0", "--key", pk],
+        ] {
+            let o = ingot(&args);
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+            assert!(err.contains(&format!("{given}: {why}")), "{args:?}: {err}");
+        }
+    }
+    assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
 }

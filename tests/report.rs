@@ -330,6 +330,27 @@ fn boot_test_html_writes_the_same_page_for_its_run() {
         assert_eq!(err.matches(dest.to_str().unwrap()).count(), 1, "{err}");
         assert!(err.contains(why), "{err}");
     }
+    // A report to draw that is missing, a device or not JSON is bad input (exit 2); it was
+    // exit 1, as a page that cannot be written still is.
+    let not_json = tmp.path().join("not.json");
+    std::fs::write(&not_json, "{\n").unwrap();
+    let missing = tmp.path().join("missing.json");
+    for (flag, given, why) in [
+        ("--boot-test", missing.as_path(), "No such file"),
+        ("--ota-test", Path::new("/dev/null"), "not a regular file"),
+        ("--audit", not_json.as_path(), "not JSON"),
+    ] {
+        let o = ingot(&[
+            "report",
+            edge.to_str().unwrap(),
+            flag,
+            given.to_str().unwrap(),
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{flag}: {err}");
+        assert!(err.contains(why), "{flag}: {err}");
+        assert!(o.stdout.is_empty(), "{flag}: a page was printed");
+    }
     let hidden: Vec<_> = std::fs::read_dir(tmp.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use crate::base::BadInput;
 use crate::image_dir::ImageDir;
 use crate::report::{render, Inputs};
 
@@ -34,9 +35,11 @@ pub struct ReportArgs {
     pub out: Option<PathBuf>,
 }
 
+/// A report given to draw: one that cannot be read or is not JSON is bad input (exit 2).
 fn json(p: &Path) -> Result<serde_json::Value> {
-    let bytes = crate::base::fsx::read(p)?;
-    serde_json::from_slice(&bytes).with_context(|| format!("{}: not JSON", p.display()))
+    let bytes = crate::base::fsx::read(p).map_err(|e| BadInput(format!("{e:#}")))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| BadInput(format!("{}: not JSON: {e}", p.display())).into())
 }
 
 fn name(p: &Path) -> String {

@@ -70,6 +70,7 @@ pub fn open_dirs(dirs: &[PathBuf], opts: &PushOptions<'_>) -> Result<Vec<ImageDi
     };
     let mut out = Vec::new();
     for d in dirs {
+        ImageDir::check_given(d)?;
         let dir = match opts.key {
             Some(k) => ImageDir::open_verified_with(d, k, &later)?,
             None if opts.allow_unsigned => ImageDir::open(d)?,

@@ -7,6 +7,7 @@
 use std::io::Read;
 use std::path::Path;
 
+use crate::base::BadInput;
 use anyhow::{Context, Result};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -115,6 +116,13 @@ fn sig_of(b: &[u8]) -> Result<ed25519_dalek::Signature, MinisignError> {
     ed25519_dalek::Signature::from_slice(b).map_err(|_| MinisignError::WrongKind("signature"))
 }
 
+/// The text of a key file the user named. A key that cannot be read (missing, a directory, a
+/// device, not text) or does not parse is bad input (exit 2), as any other input file is: only
+/// a signature that does not verify is a failed verification.
+fn read_key(path: &Path, kind: &str) -> Result<String> {
+    crate::base::fsx::read_to_string(path).map_err(|e| BadInput(format!("{kind}: {e:#}")).into())
+}
+
 impl SecretKey {
     /// A fresh random key.
     pub fn generate() -> Self {
@@ -173,9 +181,9 @@ impl SecretKey {
 
     /// Read and parse a secret key file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = crate::base::fsx::read_to_string(path)
-            .with_context(|| format!("secret key {}", path.display()))?;
-        Self::parse(&text).with_context(|| format!("secret key {}", path.display()))
+        let text = read_key(path, "secret key")?;
+        Self::parse(&text)
+            .map_err(|e| BadInput(format!("secret key {}: {e}", path.display())).into())
     }
 
     /// Sign a BLAKE2b-512 prehash with a trusted comment: the `.minisig` text.
@@ -268,9 +276,9 @@ impl PublicKey {
 
     /// Read and parse a public key file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = crate::base::fsx::read_to_string(path)
-            .with_context(|| format!("public key {}", path.display()))?;
-        Self::parse(&text).with_context(|| format!("public key {}", path.display()))
+        let text = read_key(path, "public key")?;
+        Self::parse(&text)
+            .map_err(|e| BadInput(format!("public key {}: {e}", path.display())).into())
     }
 
     /// Check a parsed signature against a BLAKE2b-512 prehash; returns the trusted comment.
