@@ -773,6 +773,27 @@ fn every_failed_build_leaves_out_exactly_as_it_was() {
             2,
             "qemu.smp",
         ),
+        // A mirror Ingot cannot fetch from: refused as given, not when the first index is
+        // fetched (it was exit 1 after resolving began).
+        (
+            vec![
+                "build",
+                g,
+                "--out",
+                o,
+                "--mirror",
+                "ftp://deb.invalid/debian",
+            ],
+            vec![],
+            2,
+            "--mirror ftp://deb.invalid/debian: not a mirror Ingot can fetch from",
+        ),
+        (
+            vec!["build", g, "--out", o],
+            vec![("INGOT_MIRROR", "file://relative/debian")],
+            2,
+            "INGOT_MIRROR file://relative/debian: not a mirror",
+        ),
         (
             vec!["build", g, "--out", o, "--hardware", ab],
             vec![],

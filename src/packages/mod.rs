@@ -66,6 +66,14 @@ impl Source {
             .map(Path::to_path_buf)
             .or_else(|| std::env::var_os("INGOT_KEYRING").map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from(repo::DEFAULT_KEYRING));
+        if let Ok(m) = std::env::var("INGOT_SECURITY_MIRROR") {
+            if !m.is_empty() && !repo::supported_mirror(m.trim_end_matches('/')) {
+                return Err(crate::base::BadInput(format!(
+                    "INGOT_SECURITY_MIRROR {m}: not a mirror Ingot can fetch from (http://HOST/PATH, https://HOST/PATH or file:///ABSOLUTE/PATH)"
+                ))
+                .into());
+            }
+        }
         let explicit_mirror = mirror.is_some_and(|m| !m.is_empty())
             || std::env::var("INGOT_MIRROR").is_ok_and(|m| !m.is_empty());
         Ok(Source {

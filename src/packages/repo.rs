@@ -82,11 +82,17 @@ pub enum RepoError {
 /// can fetch trixie's firmware without a new apt entry.
 pub fn mirror_url(explicit: Option<&str>, suite: &str) -> Result<String> {
     if let Some(m) = explicit.filter(|m| !m.is_empty()) {
-        return Ok(m.trim_end_matches('/').to_string());
+        // The command line's --mirror takes INGOT_MIRROR as its default value.
+        let from = if std::env::var("INGOT_MIRROR").is_ok_and(|e| e == m) {
+            "INGOT_MIRROR"
+        } else {
+            "--mirror"
+        };
+        return given_mirror(from, m);
     }
     if let Ok(m) = std::env::var("INGOT_MIRROR") {
         if !m.is_empty() {
-            return Ok(m.trim_end_matches('/').to_string());
+            return given_mirror("INGOT_MIRROR", &m);
         }
     }
     let apt = std::env::var("INGOT_APT_DIR").unwrap_or_else(|_| "/etc/apt".into());
@@ -98,9 +104,42 @@ pub fn mirror_url(explicit: Option<&str>, suite: &str) -> Result<String> {
     )
 }
 
-/// The first apt entry serving `suite`, else the first for a Debian release with `main`.
+/// Can Ingot fetch from this mirror address? http:// and https:// with a host, or file://
+/// with an absolute path (apt's own `file:/path` is not a URL Ingot reads).
+pub fn supported_mirror(url: &str) -> bool {
+    let host = |rest: &str| !rest.is_empty() && !rest.starts_with('/');
+    match url.split_once("://") {
+        Some(("http" | "https", rest)) => host(rest),
+        Some(("file", rest)) => rest.starts_with('/'),
+        _ => false,
+    }
+}
+
+/// A mirror the user gave (`from`: the option or variable): one Ingot cannot fetch from is bad
+/// input, refused before any work rather than when the first index is fetched.
+fn given_mirror(from: &str, m: &str) -> Result<String> {
+    let given = m;
+    let m = m.trim_end_matches('/');
+    if !supported_mirror(m) {
+        return Err(crate::base::BadInput(format!(
+            "{from} {given}: not a mirror Ingot can fetch from (http://HOST/PATH, https://HOST/PATH or file:///ABSOLUTE/PATH)"
+        ))
+        .into());
+    }
+    Ok(m.to_string())
+}
+
+/// The first apt entry serving `suite`, else the first for a Debian release with `main`;
+/// entries Ingot cannot fetch from (`cdrom:`, `mirror+file:`, `tor+http://`) are passed over.
 fn mirror_from_apt(apt: &Path, suite: &str) -> Option<String> {
-    let entries = apt_entries(apt);
+    let mut entries = apt_entries(apt);
+    for e in &mut entries {
+        // apt writes a local archive as `file:/srv/debian`.
+        if let Some(path) = e.uri.strip_prefix("file:").filter(|p| !p.starts_with("//")) {
+            e.uri = format!("file://{path}");
+        }
+    }
+    entries.retain(|e| supported_mirror(&e.uri));
     let release =
         |e: &&AptEntry| !e.suite.contains('-') && e.components.iter().any(|c| c == "main");
     entries
@@ -520,6 +559,49 @@ mod tests {
         );
         std::fs::write(d.path().join("sources.list.d/debian.sources"), "").unwrap();
         assert_eq!(mirror_from_apt(d.path(), "trixie"), None);
+        // Entries Ingot cannot fetch from are passed over; apt's `file:/path` is read as the
+        // file:// URL it means.
+        std::fs::write(
+            d.path().join("sources.list"),
+            "deb cdrom:[Debian 12]/ bookworm main
+deb mirror+file:/etc/apt/mirrors.txt bookworm main
+deb file:/srv/debian bookworm main
+",
+        )
+        .unwrap();
+        assert_eq!(
+            mirror_from_apt(d.path(), "bookworm").as_deref(),
+            Some("file:///srv/debian")
+        );
+    }
+
+    #[test]
+    fn a_mirror_ingot_cannot_fetch_from_is_refused_as_given() {
+        for ok in [
+            "http://deb.invalid/debian",
+            "https://deb.invalid",
+            "file:///srv/debian",
+            "http://127.0.0.1:8080/debian",
+        ] {
+            assert!(supported_mirror(ok), "{ok}");
+            assert_eq!(given_mirror("--mirror", &format!("{ok}/")).unwrap(), ok);
+        }
+        for bad in [
+            "ftp://deb.invalid/debian",
+            "notaurl",
+            "http://",
+            "http:///debian",
+            "file://relative/path",
+            "file:/srv/debian",
+            "",
+        ] {
+            assert!(!supported_mirror(bad), "{bad}");
+        }
+        let e = given_mirror("INGOT_MIRROR", "ftp://deb.invalid/debian").unwrap_err();
+        assert!(e.downcast_ref::<crate::base::BadInput>().is_some());
+        assert!(e
+            .to_string()
+            .starts_with("INGOT_MIRROR ftp://deb.invalid/debian: not a mirror"));
     }
 
     #[test]
