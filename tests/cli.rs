@@ -968,17 +968,23 @@ fn a_pipe_given_as_an_input_file_is_refused_at_once() {
     assert!(!out.exists());
 }
 
+/// A key pair made by `ingot keygen` in `dir`: (secret key path, public key path).
+fn key_pair(dir: &std::path::Path) -> (String, String) {
+    let prefix = dir.join("k");
+    assert!(ingot(&["keygen", "--out", prefix.to_str().unwrap()])
+        .status
+        .success());
+    let path = |ext: &str| dir.join(format!("k.{ext}")).display().to_string();
+    (path("key"), path("pub"))
+}
+
 #[test]
 fn a_key_that_cannot_be_used_is_bad_input() {
     // A missing key, the other half of the pair, a directory or a device is bad input
     // (exit 2) like any other input file, named once; it exited 1, as a failed verification does.
     let t = tempfile::tempdir().unwrap();
-    let prefix = t.path().join("k");
-    assert!(ingot(&["keygen", "--out", prefix.to_str().unwrap()])
-        .status
-        .success());
-    let (sk, pk) = (t.path().join("k.key"), t.path().join("k.pub"));
-    let (sk, pk) = (sk.to_str().unwrap(), pk.to_str().unwrap());
+    let (sk, pk) = key_pair(t.path());
+    let (sk, pk) = (sk.as_str(), pk.as_str());
     let missing = t.path().join("nope.key");
     let missing = missing.to_str().unwrap();
     let dir = t.path().join("image");
@@ -1029,12 +1035,8 @@ fn a_path_that_is_not_an_image_directory_is_bad_input() {
     // without manifest.json is bad input (exit 2), said before anything else is read. It was
     // exit 1, as a failed verification or boot is.
     let t = tempfile::tempdir().unwrap();
-    let prefix = t.path().join("k");
-    assert!(ingot(&["keygen", "--out", prefix.to_str().unwrap()])
-        .status
-        .success());
-    let (sk, pk) = (t.path().join("k.key"), t.path().join("k.pub"));
-    let (sk, pk) = (sk.to_str().unwrap(), pk.to_str().unwrap());
+    let (sk, pk) = key_pair(t.path());
+    let (sk, pk) = (sk.as_str(), pk.as_str());
     let empty = t.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
     let missing = t.path().join("missing");
