@@ -1065,3 +1065,59 @@ fn a_path_that_is_not_an_image_directory_is_bad_input() {
     }
     assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
 }
+
+#[test]
+fn a_report_that_could_not_be_written_is_refused_before_any_boot() {
+    // boot-test and ota-test write their reports when the run ends: a report path that is a
+    // directory, or lies under a file, failed only then, after every boot. Now exit 2 at once,
+    // before even the image is read (the image here does not exist, and is not named).
+    let t = tempfile::tempdir().unwrap();
+    let file = t.path().join("file");
+    std::fs::write(&file, "x").unwrap();
+    let dir = t.path().display().to_string();
+    let under = file.join("r.xml").display().to_string();
+    let image = t.path().join("no-image").display().to_string();
+    let filename = file.display().to_string();
+    for (args, needle) in [
+        (
+            vec!["boot-test", &image, "--json", &dir],
+            format!("--json {dir}: is a directory"),
+        ),
+        (
+            vec!["boot-test", &image, "--junit", &under],
+            format!("--junit {under}: {filename} is not a directory"),
+        ),
+        (
+            vec!["boot-test", &image, "--html", &dir],
+            format!("--html {dir}: is a directory"),
+        ),
+        (
+            vec!["boot-test", &image, "--logs", &filename],
+            format!("--logs {filename}: exists and is not a directory"),
+        ),
+        (
+            vec!["ota-test", &image, "b.bundle:updated", "--json", &dir],
+            format!("--json {dir}: is a directory"),
+        ),
+        (
+            vec!["ota-test", &image, "b.bundle:updated", "--html", &under],
+            format!("--html {under}: {filename} is not a directory"),
+        ),
+    ] {
+        let o = ingot(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(&needle), "{args:?}: {err}");
+    }
+    // A report's missing directories are still made when it is written; naming them is not
+    // an error (the missing image is).
+    let nested = t.path().join("a/b/r.json").display().to_string();
+    let o = ingot(&["boot-test", &image, "--json", &nested]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("no such image directory"), "{err}");
+    assert!(
+        !t.path().join("a").exists(),
+        "made a directory for a run that never ran"
+    );
+}

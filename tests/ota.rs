@@ -275,6 +275,12 @@ fn keep_disk_never_replaces_a_file_it_did_not_keep() {
         assert_eq!(o.status.code(), Some(2), "{}: {err}", keep.display());
         assert!(err.contains(why), "{}: {err}", keep.display());
     }
+    // A step whose bundle is not there is bad input too (it was exit 1).
+    let missing = format!("{}:updated", t.path().join("missing.bundle").display());
+    let o = ingot(&["ota-test", base.to_str().unwrap(), &missing]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("missing.bundle is not a file"), "{err}");
     use std::os::unix::fs::FileTypeExt;
     assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
     assert_eq!(std::fs::read_to_string(&notes).unwrap(), "mine\n");

@@ -110,6 +110,64 @@ pub fn judge_ready(r: &Ready, m: &Manifest) -> Option<String> {
     }
 }
 
+/// The reports a test run writes when it ends (`--json`, `--junit`, `--html`) and its log
+/// directory, checked before anything boots: a run of many minutes must not end without its
+/// report because the path was a directory or lay under a file. Nothing is made here (a
+/// report's missing directories are made when it is written, by [`write_report`]). Bad input
+/// (exit 2), naming the flag.
+pub fn check_outputs(reports: &[(&str, Option<&Path>)], logs: Option<&Path>) -> Result<()> {
+    let bad = |flag: &str, p: &Path, why: String| -> anyhow::Error {
+        crate::base::BadInput(format!("{flag} {}: {why}", p.display())).into()
+    };
+    let under_a_file = |p: &Path| {
+        let mut a = p.parent();
+        while let Some(d) = a.filter(|d| !d.as_os_str().is_empty()) {
+            match std::fs::metadata(d) {
+                Ok(m) if m.is_dir() => return None,
+                Ok(_) => return Some(d.to_path_buf()),
+                Err(_) => a = d.parent(),
+            }
+        }
+        None
+    };
+    if let Some(l) = logs {
+        if l.exists() && !l.is_dir() {
+            return Err(bad("--logs", l, "exists and is not a directory".into()));
+        }
+        if let Some(f) = under_a_file(l) {
+            return Err(bad(
+                "--logs",
+                l,
+                format!("{} is not a directory", f.display()),
+            ));
+        }
+    }
+    for (flag, p) in reports {
+        let Some(p) = p else { continue };
+        if p.is_dir() {
+            return Err(bad(
+                flag,
+                p,
+                "is a directory; give the report's file name".into(),
+            ));
+        }
+        if let Some(f) = under_a_file(p) {
+            return Err(bad(flag, p, format!("{} is not a directory", f.display())));
+        }
+    }
+    Ok(())
+}
+
+/// Write a report the run was asked for, making its missing directories first (as the log
+/// directory beside a report is made), atomically.
+pub fn write_report(p: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(parent) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    crate::base::fsx::write_atomic(p, bytes)
+}
+
 /// Where boot-test keeps console logs: `--logs`, else beside the JSON or JUnit report, else a
 /// new directory under the system's temporary directory (kept: it is the only copy).
 pub fn log_dir(logs: Option<&Path>, json: Option<&Path>, junit: Option<&Path>) -> Result<PathBuf> {

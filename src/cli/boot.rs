@@ -112,6 +112,14 @@ pub struct ForeignOpts {
 
 /// `boot-test DIR...`.
 pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool) -> Result<()> {
+    boottest::check_outputs(
+        &[
+            ("--json", f.json.as_deref()),
+            ("--junit", f.junit.as_deref()),
+            ("--html", f.html.as_deref()),
+        ],
+        f.logs.as_deref(),
+    )?;
     if !f.foreign.disks.is_empty() && f.attach.attach.is_some() {
         return Err(crate::base::BadInput(
             "--attach: only Ingot image directories carry a signed manifest to attach reports to; drop it for --disk".into(),
@@ -332,7 +340,7 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
         report = Report::new(named);
         if let Some(p) = &f.json {
             let v = serde_json::json!({"passed": report.passed, "cells": cells, "report": report});
-            fsx::write_atomic(p, serde_json::to_string_pretty(&v)?.as_bytes())?;
+            boottest::write_report(p, serde_json::to_string_pretty(&v)?.as_bytes())?;
         }
         for c in &cells {
             println!(
@@ -349,11 +357,11 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
     } else {
         report = boottest::run_targets(&specs, &opts)?;
         if let Some(p) = &f.json {
-            fsx::write_atomic(p, serde_json::to_string_pretty(&report)?.as_bytes())?;
+            boottest::write_report(p, serde_json::to_string_pretty(&report)?.as_bytes())?;
         }
     }
     if let Some(p) = &f.junit {
-        fsx::write_atomic(p, boottest::report::junit_xml(&report.images).as_bytes())?;
+        boottest::write_report(p, boottest::report::junit_xml(&report.images).as_bytes())?;
     }
     if let Some(p) = &f.html {
         let page = crate::report::render(&crate::report::Inputs {
@@ -361,7 +369,7 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
             boot_reports: vec![("this run".into(), report.clone())],
             ..Default::default()
         })?;
-        super::report::write_page(&page, Some(p))?;
+        boottest::write_report(p, page.as_bytes())?;
     }
     print_failures(&report);
     if let Some(a) = &attach {

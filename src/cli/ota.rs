@@ -6,7 +6,6 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 
 use super::{source, SourceOpts};
-use crate::base::fsx;
 use crate::boottest;
 use crate::image_dir::ImageDir;
 use crate::ota::harness::{self, Step, Via};
@@ -41,6 +40,14 @@ pub fn ota_test(
     so: &SourceOpts,
     quiet: bool,
 ) -> Result<()> {
+    boottest::check_outputs(
+        &[
+            ("--json", f.json.as_deref()),
+            ("--junit", f.junit.as_deref()),
+            ("--html", f.html.as_deref()),
+        ],
+        f.logs.as_deref(),
+    )?;
     let dir = ImageDir::open(base)?;
     // Said before anything boots (the harness also checks the ready line of the image it
     // booted): a single-root image has no second slot to update.
@@ -56,7 +63,12 @@ pub fn ota_test(
     crate::qemu::require_binary(dir.manifest.boot.hardware.arch)?;
     for s in steps {
         if !s.bundle.is_file() {
-            bail!("step `{}`: {} is not a file", s.text, s.bundle.display());
+            return Err(crate::base::BadInput(format!(
+                "step `{}`: {} is not a file",
+                s.text,
+                s.bundle.display()
+            ))
+            .into());
         }
     }
     if let Some(k) = &f.keep_disk {
@@ -74,13 +86,13 @@ pub fn ota_test(
     };
     let report = harness::run(&dir, spec, steps, &opts)?;
     if let Some(p) = &f.json {
-        fsx::write_atomic(
+        boottest::write_report(
             p,
             (serde_json::to_string_pretty(&report)? + "\n").as_bytes(),
         )?;
     }
     if let Some(p) = &f.junit {
-        fsx::write_atomic(p, report.junit_xml().as_bytes())?;
+        boottest::write_report(p, report.junit_xml().as_bytes())?;
     }
     if let Some(p) = &f.html {
         let page = crate::report::render(&crate::report::Inputs {
@@ -88,7 +100,7 @@ pub fn ota_test(
             ota_reports: vec![("this run".into(), serde_json::to_value(&report)?)],
             ..Default::default()
         })?;
-        super::report::write_page(&page, Some(p))?;
+        boottest::write_report(p, page.as_bytes())?;
     }
     if f.logs.is_none() && f.json.is_none() && f.junit.is_none() && !quiet {
         eprintln!("console logs: {}", log_dir.display());
