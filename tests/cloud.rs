@@ -382,7 +382,7 @@ fn foreign_disks_log_in_over_ssh_through_a_seed_or_with_a_key_they_trust() {
         ["bookworm", "bookworm-updates", "bookworm-security"]
             .iter()
             .map(|s| {
-                let m = ingot::packages::repo::mirror_url(None, s).unwrap();
+                let m = ingot::packages::mirror::mirror_url(None, s).unwrap();
                 format!(
                     "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {m} {s} main\n"
                 )

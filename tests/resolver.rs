@@ -153,7 +153,7 @@ impl Apt {
         let sources: String = suites
             .iter()
             .map(|s| {
-                let m = ingot::packages::repo::mirror_url(None, s).unwrap();
+                let m = ingot::packages::mirror::mirror_url(None, s).unwrap();
                 format!(
                     "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {m} {s} main\n"
                 )

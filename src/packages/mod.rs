@@ -7,6 +7,7 @@ pub mod deb;
 pub mod generated;
 pub mod http;
 pub mod index;
+pub mod mirror;
 pub mod repo;
 pub mod resolve;
 
@@ -67,7 +68,7 @@ impl Source {
             .or_else(|| std::env::var_os("INGOT_KEYRING").map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from(repo::DEFAULT_KEYRING));
         if let Ok(m) = std::env::var("INGOT_SECURITY_MIRROR") {
-            if !m.is_empty() && !repo::supported_mirror(m.trim_end_matches('/')) {
+            if !m.is_empty() && !mirror::supported_mirror(m.trim_end_matches('/')) {
                 return Err(crate::base::BadInput(format!(
                     "INGOT_SECURITY_MIRROR {m}: not a mirror Ingot can fetch from (http://HOST/PATH, https://HOST/PATH or file:///ABSOLUTE/PATH)"
                 ))
@@ -78,7 +79,7 @@ impl Source {
             || std::env::var("INGOT_MIRROR").is_ok_and(|m| !m.is_empty());
         Ok(Source {
             explicit_mirror,
-            mirror: repo::mirror_url(mirror, suite)?,
+            mirror: self::mirror::mirror_url(mirror, suite)?,
             keyring,
             cache: Cache::open(cache)?,
             jobs: jobs.max(1),
@@ -112,7 +113,7 @@ impl Source {
             }
         }
         if !self.explicit_mirror {
-            if let Ok(m) = repo::mirror_url(None, suite) {
+            if let Ok(m) = mirror::mirror_url(None, suite) {
                 return m;
             }
         }
