@@ -357,11 +357,63 @@ pub fn same_bytes(a: &[PathBuf], b: &[PathBuf]) {
             }
             assert!(
                 std::fs::read(x.join(f)).unwrap() == std::fs::read(y.join(f)).unwrap(),
-                "{f} differs between two builds of {}",
-                x.display()
+                "{f} differs between two builds of {}{}",
+                x.display(),
+                if f == "manifest.json" {
+                    manifest_difference(x, y)
+                } else {
+                    String::new()
+                }
             );
         }
     }
+}
+
+/// What differs between two image directories' manifests, to say why a reproducibility check
+/// failed: the top-level fields, the artifacts whose digests differ, and, when the provenance
+/// differs, the archive indexes (InRelease digests) each build recorded.
+fn manifest_difference(x: &Path, y: &Path) -> String {
+    let read = |d: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(d.join("manifest.json")).unwrap()).unwrap()
+    };
+    let (a, b) = (read(x), read(y));
+    let empty = serde_json::Map::new();
+    let (ao, bo) = (
+        a.as_object().unwrap_or(&empty),
+        b.as_object().unwrap_or(&empty),
+    );
+    let fields: std::collections::BTreeSet<&String> = ao
+        .keys()
+        .chain(bo.keys())
+        .filter(|k| ao.get(*k) != bo.get(*k))
+        .collect();
+    let arts = |m: &serde_json::Value| m["artifacts"].as_object().cloned().unwrap_or_default();
+    let (aa, ba) = (arts(&a), arts(&b));
+    let artifacts: std::collections::BTreeSet<&String> = aa
+        .keys()
+        .chain(ba.keys())
+        .filter(|k| aa.get(*k) != ba.get(*k))
+        .collect();
+    let mut out = format!(": fields {fields:?}, artifacts {artifacts:?}");
+    if artifacts.iter().any(|k| k.starts_with("provenance")) {
+        for d in [x, y] {
+            let deps = std::fs::read_to_string(d.join("provenance.intoto.jsonl"))
+                .ok()
+                .and_then(|t| {
+                    let env: serde_json::Value =
+                        serde_json::from_str(t.lines().next().unwrap_or("")).ok()?;
+                    use base64::Engine;
+                    let payload = base64::engine::general_purpose::STANDARD
+                        .decode(env["payload"].as_str()?)
+                        .ok()?;
+                    let st: serde_json::Value = serde_json::from_slice(&payload).ok()?;
+                    Some(st["predicate"]["buildDefinition"]["resolvedDependencies"].to_string())
+                })
+                .unwrap_or_default();
+            out.push_str(&format!("\n{}: provenance inputs {deps}", d.display()));
+        }
+    }
+    out
 }
 
 pub fn dsse_independent(path: &Path, pubkey_file: &str) {
