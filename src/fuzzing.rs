@@ -22,6 +22,7 @@ pub const TARGETS: &[&str] = &[
     "update_bundle",
     "registry",
     "cloud_seed",
+    "qcow2",
 ];
 
 /// Run the named target on `data`; false for an unknown name.
@@ -39,6 +40,7 @@ pub fn run(target: &str, data: &[u8]) -> bool {
         "update_bundle" => update_bundle(data),
         "registry" => registry(data),
         "cloud_seed" => cloud_seed(data),
+        "qcow2" => qcow2(data),
         _ => return false,
     }
     true
@@ -130,6 +132,20 @@ pub fn disk_headers(data: &[u8]) {
     for fmt in ["vmdk", "vhdx"] {
         let mut d = data.to_vec();
         let _ = crate::disk::pin_bytes(&mut d, fmt, "fuzz-1.0.0-x86_64");
+    }
+}
+
+/// A pulled disk.qcow2 read front to back into disk.raw, fed in pieces of several sizes, for
+/// a disk of the size its seeds describe (16 KiB) and for the size the header claims (capped:
+/// in a pull, that size comes from the signed manifest).
+pub fn qcow2(data: &[u8]) {
+    let claimed = data
+        .get(24..32)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u64::from_be_bytes)
+        .min(1 << 20);
+    for (size, step) in [(16 << 10, 4096), (16 << 10, 7), (claimed, 1 << 16)] {
+        let _ = crate::disk::raw_of_qcow2(data, size, step);
     }
 }
 

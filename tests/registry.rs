@@ -547,6 +547,137 @@ fn an_interrupted_push_resumes_and_a_tampered_blob_is_refused() {
     assert_eq!(tree_digests(&f.dir.path().join("pulled-resumed")), before);
 }
 
+/// The OCI layer digest of `title` in the one image `tag` names (an index of one).
+fn layer_digest(tag: &str, title: &str) -> String {
+    let (index, _) = skopeo_raw(tag);
+    let image = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let repo = tag.rsplit_once(':').unwrap().0;
+    let (m, _) = skopeo_raw(&format!("{repo}@{image}"));
+    m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["annotations"]["org.opencontainers.image.title"] == title)
+        .unwrap_or_else(|| panic!("no {title} layer in {m}"))["digest"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// An image that keeps disk.qcow2 but not disk.raw.zst (as vm-base does): pull rebuilds
+/// disk.raw from the qcow2 file as it arrives and never reads disk.raw.zst, whose blob can
+/// be corrupted in the registry without effect. A qcow2 file it cannot read front to back
+/// (compressed clusters here; still a valid, signed file of the image) makes it fetch
+/// disk.raw.zst instead, which the corrupted blob then fails.
+#[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
+fn pull_rebuilds_disk_raw_from_the_qcow2_file_or_else_from_disk_raw_zst() {
+    let f = fixture();
+    let t = tempfile::tempdir().unwrap();
+    let profile = t.path().join("qcow2-only.toml");
+    std::fs::write(
+        &profile,
+        format!(
+            "extends = \"{}\"\n[output]\nzstd = false\nformats = [\"qcow2\"]\n",
+            root().join("profiles/edge-minimal.toml").display()
+        ),
+    )
+    .unwrap();
+    let (key, pubk) = (f.key("release", "key"), f.key("release", "pub"));
+    let img = build(
+        profile.to_str().unwrap(),
+        &["hardware/qemu-x86_64.toml"],
+        &t.path().join("out"),
+        &["--key", &key],
+    )
+    .remove(0);
+    let listed = manifest(&img)["artifacts"].clone();
+    assert!(listed.get("disk.qcow2").is_some() && listed.get("disk.raw.zst").is_none());
+
+    // The same image with a compressed qcow2 file, listed and signed.
+    let other = copy_image(&img, &t.path().join("compressed"));
+    let q = other.join("disk.qcow2");
+    std::fs::remove_file(&q).unwrap();
+    let (good, o) = tool(
+        "qemu-img",
+        &[
+            "convert",
+            "-c",
+            "-f",
+            "raw",
+            "-O",
+            "qcow2",
+            other.join("disk.raw").to_str().unwrap(),
+            q.to_str().unwrap(),
+        ],
+    );
+    assert!(good, "{o}");
+    let bytes = std::fs::read(&q).unwrap();
+    let mut m = manifest(&other);
+    m["artifacts"]["disk.qcow2"] = serde_json::json!({
+        "sha256": hex_sha256(&bytes),
+        "size": bytes.len(),
+    });
+    std::fs::write(other.join("manifest.json"), serde_json::to_vec(&m).unwrap()).unwrap();
+    ok(
+        &ingot(&["sign", other.to_str().unwrap(), "--key", &key]),
+        "sign",
+    );
+
+    let reg = Registry::start();
+    let (plain, compressed) = (
+        reg.at("golden/qcow2:1.0.0"),
+        reg.at("golden/compressed:1.0.0"),
+    );
+    for (dir, tag) in [(&img, &plain), (&other, &compressed)] {
+        ok(
+            &ingot(&["push", dir.to_str().unwrap(), tag, "--key", &pubk]),
+            "push",
+        );
+    }
+    let pull = |tag: &str, dest: &str| {
+        let dest = t.path().join(dest);
+        let (code, text) = run(&["pull", tag, dest.to_str().unwrap(), "--key", &pubk]);
+        (code, text, dest)
+    };
+    // Both rebuild disk.raw: one from the qcow2 file, one from disk.raw.zst after the qcow2
+    // file turned out compressed.
+    let (code, text, dest) = pull(&plain, "p1");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(!text.contains("not rebuilt"), "{text}");
+    assert_eq!(tree_digests(&dest), tree_digests(&img));
+    let (code, text, dest) = pull(&compressed, "p2");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("disk.raw not rebuilt from disk.qcow2") && text.contains("compressed"),
+        "{text}"
+    );
+    assert_eq!(tree_digests(&dest), tree_digests(&other));
+
+    // One disk.raw.zst blob serves both repositories (the same disk): corrupt it.
+    let zst = layer_digest(&plain, "disk.raw.zst");
+    assert_eq!(zst, layer_digest(&compressed, "disk.raw.zst"));
+    let blob = reg.blob_file(&zst);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&blob, bytes).unwrap();
+    let (code, text, dest) = pull(&plain, "p3");
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(tree_digests(&dest), tree_digests(&img));
+    let (code, text, dest) = pull(&compressed, "p4");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("disk.raw.zst") && text.contains("refusing"),
+        "{text}"
+    );
+    assert!(!dest.exists());
+    assert!(!has_temp_entries(t.path()));
+}
+
 /// A push killed outright (SIGKILL: no chance to stop between chunks, as after a power cut)
 /// may leave a chunk half sent. Debian's registry then drops the whole session when asked for
 /// it (its size no longer matches the session's offset), so the next push starts that blob

@@ -17,10 +17,12 @@ use crate::config::{Arch, ExtraPartition};
 mod cloud;
 mod convert;
 mod gpt_read;
+mod qcow2;
 
 pub use cloud::{fixed_vhd, gce_tarball, ova, ovf, pin_vhd_footer, Machine};
 pub use convert::{compress_zstd, convert, pin_bytes, pin_converted, PosIo};
 pub use gpt_read::{read_gpt, GptEntry};
+pub use qcow2::{raw_of_qcow2, Qcow2Stream, RawSink};
 
 const MIB: u64 = 1 << 20;
 const SECTOR: u64 = 512;

@@ -2,9 +2,9 @@
 //! accepts, or nothing at all.
 //!
 //! The manifest's digest is checked against the reference, every blob is hashed while it
-//! streams, `disk.raw` is rebuilt (sparse) from `disk.raw.zst`, and the whole directory is then
-//! verified against its signed manifest, which must also be the version, arch and hardware the
-//! tag and the index claim, before it is renamed into place.
+//! streams, `disk.raw` is rebuilt (sparse) from `disk.qcow2` or `disk.raw.zst` as it arrives,
+//! and the whole directory is then verified against its signed manifest, which must also be
+//! the version, arch and hardware the tag and the index claim, before it is renamed into place.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -17,10 +17,14 @@ use super::client::Client;
 use super::evidence;
 use super::reference::{tag_kind, version_tag, TagKind};
 use super::types::{self, Descriptor, ImageManifest, Index};
+use super::unpack::Rebuild;
 use super::Reference;
 use crate::base::fsx::HashingReader;
 use crate::image_dir::{self, ImageDir, Manifest};
 use crate::trust::minisign::PublicKey;
+
+/// The converted format disk.raw can be rebuilt from as it arrives.
+const QCOW2: &str = "disk.qcow2";
 
 /// What a reference resolved to.
 #[derive(Debug, Clone)]
@@ -229,18 +233,17 @@ pub fn pull(client: &Client, dest: &Path, opts: &PullOptions<'_>) -> Result<Stri
     // says whether disk.raw.zst is a file of the image or only its transfer form, which is
     // then decompressed without being kept. The full verification below reads these same
     // bytes again.
-    let (first, mut rest): (Vec<&Descriptor>, Vec<&Descriptor>) = m.layers.iter().partition(|d| {
+    let (first, rest): (Vec<&Descriptor>, Vec<&Descriptor>) = m.layers.iter().partition(|d| {
         d.title() == Some(image_dir::MANIFEST) || d.title() == Some(image_dir::SIGNATURE)
     });
-    let fetch = |d: &Descriptor, keep: bool| {
+    let fetch = |d: &Descriptor, keep: bool, unpack: Option<Rebuild>| {
         let title = d.title().unwrap_or_default();
         let bar = multi.add(crate::progress::transfer(title, d.size, live));
-        let unpack = (rebuild && title == image_dir::DISK_ZST).then_some(raw_path.as_path());
         let path = work.join(title);
         fetch_blob(client, d, keep.then_some(path.as_path()), unpack, &bar)
     };
     for d in &first {
-        fetch(d, true)?;
+        fetch(d, true, None)?;
     }
     let mp = work.join(image_dir::MANIFEST);
     // Both arrived: a signature that does not verify fails the pull now as it would at the
@@ -265,12 +268,56 @@ pub fn pull(client: &Client, dest: &Path, opts: &PullOptions<'_>) -> Result<Stri
     let zst_listed = early
         .as_ref()
         .is_none_or(|m| m.artifacts.contains_key(image_dir::DISK_ZST));
+    // Where disk.raw comes from. disk.qcow2 (a file of the image, so fetched anyway) holds
+    // the same data, uncompressed: copying its clusters out costs less than decompressing
+    // disk.raw.zst, and disk.raw.zst, when only disk.raw's transfer form, is then not
+    // fetched at all. disk.raw.zst remains the way when it is a file of the image itself, or
+    // when the qcow2 file turns out not to be readable front to back.
+    let raw_size = early
+        .as_ref()
+        .and_then(|m| m.artifacts.get(image_dir::DISK_RAW))
+        .map(|a| a.size);
+    let qcow2 = |d: &Descriptor| d.title() == Some(QCOW2);
+    let from_qcow2 = match raw_size {
+        Some(size) if rebuild && !zst_listed && rest.iter().any(|d| qcow2(d)) => Some(size),
+        _ => None,
+    };
+    let zst = |d: &Descriptor| rebuild && d.title() == Some(image_dir::DISK_ZST);
+    let (later, mut now): (Vec<&Descriptor>, Vec<&Descriptor>) = rest
+        .into_iter()
+        .partition(|d| from_qcow2.is_some() && zst(d));
     // The largest first: they are the longest paths, and the small ones fill in beside them.
-    rest.sort_by_key(|d| std::cmp::Reverse(d.size));
-    let rebuilt = super::parallel(&rest, |d| {
-        let keep = !(rebuild && d.title() == Some(image_dir::DISK_ZST)) || zst_listed;
-        fetch(d, keep)
+    now.sort_by_key(|d| std::cmp::Reverse(d.size));
+    let rebuilt = super::parallel(&now, |d| {
+        let unpack = match from_qcow2 {
+            Some(size) if qcow2(d) => Some(Rebuild::qcow2(&raw_path, size)?),
+            _ if zst(d) => Some(Rebuild::zstd(&raw_path)?),
+            _ => None,
+        };
+        let rebuilt = fetch(d, !zst(d) || zst_listed, unpack)?;
+        Ok((qcow2(d), rebuilt))
     })?;
+    let note = |e: &anyhow::Error| {
+        if !opts.quiet {
+            eprintln!("note: disk.raw not rebuilt from {QCOW2} ({e:#}); fetching disk.raw.zst");
+        }
+    };
+    let mut raw = None;
+    for (from_qcow2, r) in rebuilt {
+        match r {
+            Some(Ok(r)) => raw = Some(r),
+            Some(Err(e)) if from_qcow2 && !later.is_empty() => note(&e),
+            Some(Err(e)) => return Err(e),
+            None => {}
+        }
+    }
+    if raw.is_none() {
+        for d in &later {
+            if let Some(r) = fetch(d, zst_listed, Some(Rebuild::zstd(&raw_path)?))? {
+                raw = Some(r?);
+            }
+        }
+    }
     // Each blob was hashed as it streamed and matched its descriptor: those digests are what
     // the signed manifest is checked against, with disk.raw hashed as it was rebuilt.
     let mut known = image_dir::Known::default();
@@ -278,7 +325,7 @@ pub fn pull(client: &Client, dest: &Path, opts: &PullOptions<'_>) -> Result<Stri
         let title = d.title().unwrap_or_default().to_string();
         known.hashed.insert(title, (d.hex().to_string(), d.size));
     }
-    if let Some(raw) = rebuilt.into_iter().flatten().next() {
+    if let Some(raw) = raw {
         known.hashed.insert(image_dir::DISK_RAW.to_string(), raw);
     }
     let dir = ImageDir::open_verified_with(&work, opts.key, &known)
@@ -350,27 +397,25 @@ pub fn check_listing(r: &Reference, listed: &Descriptor, signed: &Manifest) -> R
     Ok(())
 }
 
-/// Stream one blob to `path`, hashing it, bounded by its descriptor's size.
+/// Stream one blob to `path`, hashing it, bounded by its descriptor's size, and feeding it to
+/// `unpack` when given. The blob must be what its descriptor names; then comes what `unpack`
+/// made of it (the hex SHA-256 and size of the file it rebuilt), or why it made nothing.
 fn fetch_blob(
     client: &Client,
     d: &Descriptor,
     path: Option<&Path>,
-    unpack_to: Option<&Path>,
+    mut unpack: Option<Rebuild>,
     bar: &indicatif::ProgressBar,
-) -> Result<Option<(String, u64)>> {
+) -> Result<Option<Result<(String, u64)>>> {
     let name = d.title().unwrap_or("blob");
     let reader = bar.wrap_read(client.get_blob(&d.digest)?.take(d.size.saturating_add(1)));
     let mut hr = HashingReader::new(reader);
-    // No path: the blob is only the transfer form of what `unpack_to` rebuilds.
+    // No path: the blob is only the transfer form of what `unpack` rebuilds.
     let mut f = match path {
         Some(p) => Some(File::create(p).with_context(|| format!("creating {}", p.display()))?),
         None => None,
     };
-    // disk.raw.zst is decompressed into disk.raw as it arrives: one pass, no second read.
-    let mut unpack = match unpack_to {
-        Some(raw) => Some(super::unpack::rebuild(raw)?),
-        None => None,
-    };
+    // disk.raw is rebuilt as the blob arrives: one pass, no second read.
     let mut unpack_error = None;
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -404,13 +449,12 @@ fn fetch_blob(
         );
     }
     if let Some(e) = unpack_error {
-        bail!("{name}: decompressing into disk.raw: {e}");
+        return Ok(Some(Err(
+            e.context(format!("{name}: rebuilding disk.raw from it"))
+        )));
     }
-    match unpack {
-        Some(u) => Ok(Some(
-            u.finish()
-                .with_context(|| format!("{name}: decompressing"))?,
-        )),
-        None => Ok(None),
-    }
+    Ok(unpack.map(|u| {
+        u.finish()
+            .with_context(|| format!("{name}: rebuilding disk.raw from it"))
+    }))
 }

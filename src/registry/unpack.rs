@@ -1,5 +1,6 @@
-//! disk.raw rebuilt from disk.raw.zst as the blob streams in: decompressed straight into
-//! buffers that a second thread hashes and writes, with holes where the data is zero.
+//! disk.raw rebuilt as a blob streams in, from disk.raw.zst (decompressed straight into
+//! buffers) or from disk.qcow2 (its clusters copied out in disk order), with a second thread
+//! hashing and writing those buffers, leaving holes where the data is zero.
 
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
@@ -7,9 +8,48 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-/// Start rebuilding the file at `raw`; feed it the compressed stream, then `finish`.
-pub(super) fn rebuild(raw: &Path) -> Result<Unzstd> {
-    Unzstd::new(Handoff::spawn(SparseWriter::create(raw)?))
+/// disk.raw being rebuilt from the blob that streams in: `feed` it the blob, then `finish`.
+pub(super) enum Rebuild {
+    /// From disk.raw.zst.
+    Zstd(Unzstd),
+    /// From disk.qcow2, which must describe a disk of the given size.
+    Qcow2(Box<crate::disk::Qcow2Stream>, Handoff),
+}
+
+impl Rebuild {
+    /// Rebuild the file at `raw` from disk.raw.zst.
+    pub(super) fn zstd(raw: &Path) -> Result<Self> {
+        Ok(Rebuild::Zstd(Unzstd::new(Handoff::spawn(
+            SparseWriter::create(raw)?,
+        ))?))
+    }
+
+    /// Rebuild the file at `raw`, `size` bytes, from disk.qcow2.
+    pub(super) fn qcow2(raw: &Path, size: u64) -> Result<Self> {
+        Ok(Rebuild::Qcow2(
+            Box::new(crate::disk::Qcow2Stream::new(size)),
+            Handoff::spawn(SparseWriter::create(raw)?),
+        ))
+    }
+
+    /// The next bytes of the blob.
+    pub(super) fn feed(&mut self, data: &[u8]) -> Result<()> {
+        match self {
+            Rebuild::Zstd(u) => Ok(u.feed(data)?),
+            Rebuild::Qcow2(q, out) => q.feed(data, out),
+        }
+    }
+
+    /// The blob ended: the hex SHA-256 and size of what was written.
+    pub(super) fn finish(self) -> Result<(String, u64)> {
+        match self {
+            Rebuild::Zstd(u) => u.finish(),
+            Rebuild::Qcow2(q, mut out) => {
+                q.finish(&mut out)?;
+                out.finish()
+            }
+        }
+    }
 }
 
 /// Whether `buf` holds only zero bytes. Folds 4 KiB at a time without an early exit inside a
@@ -29,7 +69,7 @@ const HOLE: usize = 128 << 10;
 /// decompression: on one thread those three were the pull's longest path (about 60 % of its
 /// CPU time for vm-base, against under 40 % for the largest other blob). A fixed set of
 /// buffers goes round between the two threads (fresh ones would each cost page faults).
-struct Handoff {
+pub(super) struct Handoff {
     buf: Vec<u8>,
     free: Vec<Vec<u8>>,
     tx: Option<std::sync::mpsc::Sender<Vec<u8>>>,
@@ -99,6 +139,33 @@ impl Handoff {
             Some(Err(_)) => bail!("the disk.raw writer panicked"),
             None => bail!("the disk.raw writer stopped"),
         }
+    }
+}
+
+impl crate::disk::RawSink for Handoff {
+    fn data(&mut self, mut bytes: &[u8]) -> std::io::Result<()> {
+        while !bytes.is_empty() {
+            let n = (self.buf.capacity() - self.buf.len()).min(bytes.len());
+            self.buf.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+            if self.buf.len() == self.buf.capacity() {
+                self.hand_over()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn zeros(&mut self, mut n: u64) -> std::io::Result<()> {
+        while n > 0 {
+            let room = self.buf.capacity() - self.buf.len();
+            let k = usize::try_from(n).unwrap_or(usize::MAX).min(room);
+            self.buf.resize(self.buf.len() + k, 0);
+            n -= k as u64;
+            if self.buf.len() == self.buf.capacity() {
+                self.hand_over()?;
+            }
+        }
+        Ok(())
     }
 }
 
