@@ -412,13 +412,47 @@ fn keygen_never_overwrites_a_public_key() {
     let prefix = t.path().join("k");
     std::fs::write(t.path().join("k.pub"), "someone's trusted key\n").unwrap();
     let o = ingot(&["keygen", "--out", prefix.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("k.pub exists"));
     assert_eq!(
         std::fs::read_to_string(t.path().join("k.pub")).unwrap(),
         "someone's trusted key\n"
     );
     assert!(!t.path().join("k.key").exists());
+    // Nor a secret key, even one that is a dangling link; and a prefix in no directory is
+    // bad input too. Each leaves nothing behind.
+    let other = t.path().join("o");
+    std::os::unix::fs::symlink(t.path().join("nowhere"), t.path().join("o.key")).unwrap();
+    let o = ingot(&["keygen", "--out", other.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("o.key exists"));
+    let missing = t.path().join("no-such-dir").join("k");
+    let o = ingot(&["keygen", "--out", missing.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("is not a directory"), "{err}");
+    let mut left: Vec<String> = std::fs::read_dir(t.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["k.pub", "o.key"]);
+    // A fresh prefix gets both halves, the secret one readable by its owner alone.
+    let fresh = t.path().join("fresh");
+    assert!(ingot(&["keygen", "--out", fresh.to_str().unwrap()])
+        .status
+        .success());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(t.path().join("fresh.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let mode = std::fs::metadata(t.path().join("fresh.pub"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o644);
 }
 
 #[test]

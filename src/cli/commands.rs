@@ -221,31 +221,63 @@ pub fn fetch(
 /// `keygen --out PREFIX`.
 pub fn keygen(out: &Path) -> Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let sk = minisign::SecretKey::generate();
+    let bad = |m: String| -> anyhow::Error { crate::base::BadInput(m).into() };
     let skp = PathBuf::from(format!("{}.key", out.display()));
     let pkp = PathBuf::from(format!("{}.pub", out.display()));
-    if skp.exists() {
-        bail!(
+    if skp.symlink_metadata().is_ok() {
+        return Err(bad(format!(
             "{} exists; refusing to overwrite a secret key",
             skp.display()
-        );
+        )));
     }
-    if pkp.exists() {
-        bail!(
+    if pkp.symlink_metadata().is_ok() {
+        return Err(bad(format!(
             "{} exists; refusing to overwrite a public key others may trust (move it away first)",
             pkp.display()
-        );
+        )));
     }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&skp)
+    let dir = match skp.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        return Err(bad(format!(
+            "--out {}: {} is not a directory",
+            out.display(),
+            dir.display()
+        )));
+    }
+    // Both halves are written under temporary names (the secret one mode 0600, as tempfile
+    // creates it; the public one 0644) and linked into place without overwriting: a key pair is all there or
+    // not at all, and a file that appeared meanwhile is never replaced.
+    let sk = minisign::SecretKey::generate();
+    let half = |text: String, what: &str| -> Result<tempfile::NamedTempFile> {
+        let mut f = tempfile::Builder::new()
+            .prefix(".ingot-keygen-")
+            .tempfile_in(&dir)
+            .with_context(|| format!("creating the {what} key in {}", dir.display()))?;
+        f.write_all(text.as_bytes())
+            .and_then(|()| f.as_file().sync_all())
+            .with_context(|| format!("writing the {what} key in {}", dir.display()))?;
+        Ok(f)
+    };
+    let secret = half(sk.to_file(), "secret")?;
+    let public = half(sk.public().to_file(), "public")?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        public
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .with_context(|| format!("writing the public key in {}", dir.display()))?;
+    }
+    secret
+        .persist_noclobber(&skp)
+        .map_err(|e| e.error)
         .with_context(|| format!("creating {}", skp.display()))?;
-    f.write_all(sk.to_file().as_bytes())
-        .with_context(|| format!("writing {}", skp.display()))?;
-    fsx::write(&pkp, sk.public().to_file())?;
+    if let Err(e) = public.persist_noclobber(&pkp) {
+        let _ = std::fs::remove_file(&skp);
+        return Err(e.error).with_context(|| format!("creating {}", pkp.display()));
+    }
     println!(
         "secret key: {} (mode 0600)\npublic key: {}\nkey id: {}",
         skp.display(),
