@@ -1155,3 +1155,39 @@ fn a_report_that_could_not_be_written_is_refused_before_any_boot() {
         "made a directory for a run that never ran"
     );
 }
+
+/// No --mirror, no INGOT_MIRROR and apt sources that name no mirror: a usage error (exit 2)
+/// that says where to name one, before anything is written.
+#[test]
+fn a_host_that_names_no_mirror_is_told_where_to_name_one() {
+    let t = tempfile::tempdir().unwrap();
+    let apt = t.path().join("apt");
+    std::fs::create_dir_all(apt.join("sources.list.d")).unwrap();
+    let out = t.path().join("out");
+    let lock = root().join("profiles/edge-minimal.lock");
+    let lock_before = std::fs::read(&lock).ok();
+    for args in [
+        vec![
+            "build",
+            "profiles/edge-minimal.toml",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        vec!["lock", "profiles/edge-minimal.toml"],
+    ] {
+        let o = ingot_command()
+            .args(&args)
+            .env_remove("INGOT_MIRROR")
+            .env("INGOT_APT_DIR", &apt)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("no Debian mirror") && err.contains("--mirror"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(!out.exists());
+    assert_eq!(std::fs::read(&lock).ok(), lock_before);
+}

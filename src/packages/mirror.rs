@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
 use super::control;
 
@@ -31,9 +31,11 @@ pub fn mirror_url(explicit: Option<&str>, suite: &str) -> Result<String> {
     if let Some(m) = mirror_from_apt(Path::new(&apt), suite) {
         return Ok(m);
     }
-    bail!(
+    // Nothing was given and the host names no mirror: a usage error, like a missing option.
+    Err(crate::base::BadInput(format!(
         "no Debian mirror: pass --mirror URL, set INGOT_MIRROR, or add a `{suite}` entry to the host's apt sources ({apt}/sources.list.d/*.sources)"
-    )
+    ))
+    .into())
 }
 
 /// Can Ingot fetch from this mirror address? http:// and https:// with a host, or file://
