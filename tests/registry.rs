@@ -570,8 +570,9 @@ fn layer_digest(tag: &str, title: &str) -> String {
 /// An image that keeps disk.qcow2 but not disk.raw.zst (as vm-base does): pull rebuilds
 /// disk.raw from the qcow2 file as it arrives and never reads disk.raw.zst, whose blob can
 /// be corrupted in the registry without effect. A qcow2 file it cannot read front to back
-/// (compressed clusters here; still a valid, signed file of the image) makes it fetch
-/// disk.raw.zst instead, which the corrupted blob then fails.
+/// (compressed clusters here; still a valid, signed file of the image), or one whose disk is
+/// not the signed disk.raw, makes it fetch disk.raw.zst instead, which the corrupted blob then
+/// fails.
 #[test]
 #[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
 fn pull_rebuilds_disk_raw_from_the_qcow2_file_or_else_from_disk_raw_zst() {
@@ -597,42 +598,48 @@ fn pull_rebuilds_disk_raw_from_the_qcow2_file_or_else_from_disk_raw_zst() {
     let listed = manifest(&img)["artifacts"].clone();
     assert!(listed.get("disk.qcow2").is_some() && listed.get("disk.raw.zst").is_none());
 
-    // The same image with a compressed qcow2 file, listed and signed.
-    let other = copy_image(&img, &t.path().join("compressed"));
-    let q = other.join("disk.qcow2");
-    std::fs::remove_file(&q).unwrap();
-    let (good, o) = tool(
-        "qemu-img",
-        &[
-            "convert",
-            "-c",
-            "-f",
-            "raw",
-            "-O",
-            "qcow2",
-            other.join("disk.raw").to_str().unwrap(),
-            q.to_str().unwrap(),
-        ],
-    );
-    assert!(good, "{o}");
-    let bytes = std::fs::read(&q).unwrap();
-    let mut m = manifest(&other);
-    m["artifacts"]["disk.qcow2"] = serde_json::json!({
-        "sha256": hex_sha256(&bytes),
-        "size": bytes.len(),
-    });
-    std::fs::write(other.join("manifest.json"), serde_json::to_vec(&m).unwrap()).unwrap();
-    ok(
-        &ingot(&["sign", other.to_str().unwrap(), "--key", &key]),
-        "sign",
-    );
+    // The same image with another qcow2 file, listed and signed: a compressed one, and one
+    // of a disk one byte off disk.raw (a build whose two disks disagree, signed all the same).
+    let variant = |name: &str, compress: bool| {
+        let dir = copy_image(&img, &t.path().join(name));
+        let (raw, q) = (t.path().join(format!("{name}.raw")), dir.join("disk.qcow2"));
+        let mut disk = std::fs::read(dir.join("disk.raw")).unwrap();
+        if !compress {
+            let mid = disk.len() / 2;
+            disk[mid] ^= 0x01;
+        }
+        std::fs::write(&raw, disk).unwrap();
+        std::fs::remove_file(&q).unwrap();
+        let mut args = vec!["convert", "-f", "raw", "-O", "qcow2"];
+        if compress {
+            args.push("-c");
+        }
+        args.extend([raw.to_str().unwrap(), q.to_str().unwrap()]);
+        let (good, o) = tool("qemu-img", &args);
+        assert!(good, "{o}");
+        let bytes = std::fs::read(&q).unwrap();
+        let mut m = manifest(&dir);
+        m["artifacts"]["disk.qcow2"] = serde_json::json!({
+            "sha256": hex_sha256(&bytes),
+            "size": bytes.len(),
+        });
+        std::fs::write(dir.join("manifest.json"), serde_json::to_vec(&m).unwrap()).unwrap();
+        ok(
+            &ingot(&["sign", dir.to_str().unwrap(), "--key", &key]),
+            "sign",
+        );
+        dir
+    };
+    let other = variant("compressed", true);
+    let askew = variant("askew", false);
 
     let reg = Registry::start();
-    let (plain, compressed) = (
+    let (plain, compressed, off) = (
         reg.at("golden/qcow2:1.0.0"),
         reg.at("golden/compressed:1.0.0"),
+        reg.at("golden/askew:1.0.0"),
     );
-    for (dir, tag) in [(&img, &plain), (&other, &compressed)] {
+    for (dir, tag) in [(&img, &plain), (&other, &compressed), (&askew, &off)] {
         ok(
             &ingot(&["push", dir.to_str().unwrap(), tag, "--key", &pubk]),
             "push",
@@ -643,8 +650,8 @@ fn pull_rebuilds_disk_raw_from_the_qcow2_file_or_else_from_disk_raw_zst() {
         let (code, text) = run(&["pull", tag, dest.to_str().unwrap(), "--key", &pubk]);
         (code, text, dest)
     };
-    // Both rebuild disk.raw: one from the qcow2 file, one from disk.raw.zst after the qcow2
-    // file turned out compressed.
+    // Each rebuilds disk.raw: the first from the qcow2 file, the others from disk.raw.zst
+    // after the qcow2 file turned out compressed, or to hold another disk.
     let (code, text, dest) = pull(&plain, "p1");
     assert_eq!(code, Some(0), "{text}");
     assert!(!text.contains("not rebuilt"), "{text}");
@@ -656,6 +663,10 @@ fn pull_rebuilds_disk_raw_from_the_qcow2_file_or_else_from_disk_raw_zst() {
         "{text}"
     );
     assert_eq!(tree_digests(&dest), tree_digests(&other));
+    let (code, text, dest) = pull(&off, "p2b");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("not the signed disk.raw"), "{text}");
+    assert_eq!(tree_digests(&dest), tree_digests(&askew));
 
     // One disk.raw.zst blob serves both repositories (the same disk): corrupt it.
     let zst = layer_digest(&plain, "disk.raw.zst");

@@ -273,13 +273,16 @@ pub fn pull(client: &Client, dest: &Path, opts: &PullOptions<'_>) -> Result<Stri
     // disk.raw.zst, and disk.raw.zst, when only disk.raw's transfer form, is then not
     // fetched at all. disk.raw.zst remains the way when it is a file of the image itself, or
     // when the qcow2 file turns out not to be readable front to back.
-    let raw_size = early
+    // A disk.raw the qcow2 file gave that is not the signed one (a qcow2 file read otherwise
+    // than the builder's tools read it) is a reason to take disk.raw.zst too, not a failed
+    // pull: the verification below holds whichever way disk.raw came.
+    let signed_raw = early
         .as_ref()
         .and_then(|m| m.artifacts.get(image_dir::DISK_RAW))
-        .map(|a| a.size);
+        .map(|a| (a.sha256.clone(), a.size));
     let qcow2 = |d: &Descriptor| d.title() == Some(QCOW2);
-    let from_qcow2 = match raw_size {
-        Some(size) if rebuild && !zst_listed && rest.iter().any(|d| qcow2(d)) => Some(size),
+    let from_qcow2 = match &signed_raw {
+        Some((_, size)) if rebuild && !zst_listed && rest.iter().any(|d| qcow2(d)) => Some(*size),
         _ => None,
     };
     let zst = |d: &Descriptor| rebuild && d.title() == Some(image_dir::DISK_ZST);
@@ -304,9 +307,15 @@ pub fn pull(client: &Client, dest: &Path, opts: &PullOptions<'_>) -> Result<Stri
     };
     let mut raw = None;
     for (from_qcow2, r) in rebuilt {
+        let fallback = from_qcow2 && !later.is_empty();
         match r {
+            Some(Ok(r)) if fallback && signed_raw.as_ref() != Some(&r) => note(&anyhow!(
+                "the disk it describes hashes to sha256:{}, {} bytes, not the signed disk.raw",
+                r.0,
+                r.1
+            )),
             Some(Ok(r)) => raw = Some(r),
-            Some(Err(e)) if from_qcow2 && !later.is_empty() => note(&e),
+            Some(Err(e)) if fallback => note(&e),
             Some(Err(e)) => return Err(e),
             None => {}
         }
