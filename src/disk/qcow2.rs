@@ -4,9 +4,9 @@
 //! guest order. A file laid out otherwise (a cluster ahead of the table that maps it, or out
 //! of guest order), or one that needs more than its own clusters to read (a backing file,
 //! encryption, compressed clusters, an external data file, extended L2 entries), is an error,
-//! and the caller gets the raw disk another way. Every offset and count is bounded by the raw
-//! size the caller expects, so a hostile file cannot make it allocate more than that size
-//! bounds.
+//! and the caller gets the raw disk another way. Every table and cluster must lie inside the
+//! file's length, which the caller gives, and the disk must be the size the caller expects: a
+//! hostile file cannot make it hold more than a small fraction of the bytes it must send.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -63,6 +63,8 @@ struct Geometry {
 pub struct Qcow2Stream {
     /// The raw disk's size: the header must say so.
     size: u64,
+    /// The file's length: every table and cluster lies inside it.
+    file_len: u64,
     /// Bytes of the file seen so far.
     pos: u64,
     head: Vec<u8>,
@@ -88,10 +90,11 @@ fn be32(b: &[u8], at: usize) -> u32 {
 }
 
 impl Qcow2Stream {
-    /// Read a qcow2 file whose raw disk must be `size` bytes.
-    pub fn new(size: u64) -> Self {
+    /// Read a qcow2 file of `file_len` bytes whose raw disk must be `size` bytes.
+    pub fn new(size: u64, file_len: u64) -> Self {
         Qcow2Stream {
             size,
+            file_len,
             pos: 0,
             head: Vec::with_capacity(HEADER),
             geometry: None,
@@ -256,7 +259,15 @@ impl Qcow2Stream {
             "the table at byte {at} comes before what points to it (byte {}): not laid out front to back",
             self.pos
         );
-        let end = at + len as u64;
+        let end = at
+            .checked_add(len as u64)
+            .filter(|e| *e <= self.file_len)
+            .with_context(|| {
+                format!(
+                    "the table at byte {at} ends past the file's {} bytes",
+                    self.file_len
+                )
+            })?;
         let overlaps = self
             .tables
             .range(..end)
@@ -319,6 +330,12 @@ impl Qcow2Stream {
             at >= self.pos,
             "disk byte {guest} is at byte {at}, before the table that maps it: not laid out front to back"
         );
+        // Its first byte inside the file (the last cluster may be cut short at the file's end).
+        ensure!(
+            at < self.file_len,
+            "disk byte {guest} is at byte {at}, past the file's {} bytes",
+            self.file_len
+        );
         let in_table = self
             .tables
             .range(..at + cluster)
@@ -351,7 +368,7 @@ pub fn raw_of_qcow2(file: &[u8], size: u64, step: usize) -> Result<Vec<u8>> {
             Ok(())
         }
     }
-    let mut s = Qcow2Stream::new(size);
+    let mut s = Qcow2Stream::new(size, file.len() as u64);
     let mut out = Bytes(Vec::new(), size);
     for piece in file.chunks(step.max(1)) {
         s.feed(piece, &mut out)?;
@@ -363,6 +380,17 @@ pub fn raw_of_qcow2(file: &[u8], size: u64, step: usize) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl RawSink for Vec<u8> {
+        fn data(&mut self, bytes: &[u8]) -> io::Result<()> {
+            self.extend_from_slice(bytes);
+            Ok(())
+        }
+        fn zeros(&mut self, n: u64) -> io::Result<()> {
+            self.resize(self.len() + n as usize, 0);
+            Ok(())
+        }
+    }
     use std::path::Path;
     use std::process::Command;
 
@@ -438,7 +466,13 @@ mod tests {
         };
         let err = |q: &[u8], size: u64| format!("{:#}", raw_of_qcow2(q, size, 4096).unwrap_err());
         assert!(err(&plain, 2 << 20).contains("not the 2097152 expected"));
-        assert!(err(&plain[..plain.len() - 4096], 1 << 20).contains("ends"));
+        // Cut short of the length it was announced with, and cut with its true length.
+        let mut cut = Qcow2Stream::new(1 << 20, plain.len() as u64);
+        let mut sink = Vec::new();
+        cut.feed(&plain[..plain.len() - 4096], &mut sink).unwrap();
+        let e = format!("{:#}", cut.finish(&mut sink).unwrap_err());
+        assert!(e.contains("ends at byte"), "{e}");
+        assert!(err(&plain[..plain.len() - 4096], 1 << 20).contains("past the file"));
         assert!(err(&plain[..50], 1 << 20).contains("inside its header"));
         assert!(err(&raw, 1 << 20).contains("not a qcow2 file"));
         let compressed = convert(dir.path(), &raw, &["-c"]).unwrap();
@@ -466,5 +500,24 @@ mod tests {
         moved.resize(to + 4096, 0);
         moved[40..48].copy_from_slice(&(to as u64).to_be_bytes());
         assert!(err(&moved, 1 << 20).contains("front to back"));
+        // Offsets past the file's end, up to the top of the address space, are errors (an
+        // L1 table there once overflowed the end offset).
+        for l1_at in [!4095u64, 1 << 40] {
+            let mut far = plain.clone();
+            far[40..48].copy_from_slice(&l1_at.to_be_bytes());
+            assert!(
+                err(&far, 1 << 20).contains("past the file"),
+                "L1 at {l1_at}"
+            );
+        }
+        let mut far = plain.clone();
+        let first = l2
+            + (0..512)
+                .map(|i| i * 8)
+                .find(|o| be64(&far, l2 + o) != 0)
+                .unwrap();
+        let entry = be64(&far, first) & !OFFSET_MASK | (1 << 40);
+        far[first..first + 8].copy_from_slice(&entry.to_be_bytes());
+        assert!(err(&far, 1 << 20).contains("past the file"));
     }
 }

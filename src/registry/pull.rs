@@ -293,7 +293,7 @@ pub fn pull(client: &Client, dest: &Path, opts: &PullOptions<'_>) -> Result<Stri
     now.sort_by_key(|d| std::cmp::Reverse(d.size));
     let rebuilt = super::parallel(&now, |d| {
         let unpack = match from_qcow2 {
-            Some(size) if qcow2(d) => Some(Rebuild::qcow2(&raw_path, size)?),
+            Some(size) if qcow2(d) => Some(Rebuild::qcow2(&raw_path, size, d.size)?),
             _ if zst(d) => Some(Rebuild::zstd(&raw_path)?),
             _ => None,
         };

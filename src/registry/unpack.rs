@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 pub(super) enum Rebuild {
     /// From disk.raw.zst.
     Zstd(Unzstd),
-    /// From disk.qcow2, which must describe a disk of the given size.
+    /// From disk.qcow2.
     Qcow2(Box<crate::disk::Qcow2Stream>, Handoff),
 }
 
@@ -24,10 +24,10 @@ impl Rebuild {
         ))?))
     }
 
-    /// Rebuild the file at `raw`, `size` bytes, from disk.qcow2.
-    pub(super) fn qcow2(raw: &Path, size: u64) -> Result<Self> {
+    /// Rebuild the file at `raw`, `size` bytes, from disk.qcow2 (`file_len` bytes).
+    pub(super) fn qcow2(raw: &Path, size: u64, file_len: u64) -> Result<Self> {
         Ok(Rebuild::Qcow2(
-            Box::new(crate::disk::Qcow2Stream::new(size)),
+            Box::new(crate::disk::Qcow2Stream::new(size, file_len)),
             Handoff::spawn(SparseWriter::create(raw)?),
         ))
     }
