@@ -352,6 +352,11 @@ impl Qcow2Stream {
 
 /// The raw disk of a whole qcow2 file held in memory (tests and fuzzing).
 pub fn raw_of_qcow2(file: &[u8], size: u64, step: usize) -> Result<Vec<u8>> {
+    raw_announced(file, size, file.len() as u64, step)
+}
+
+/// `raw_of_qcow2` of bytes announced as `file_len` long (a stream cut short when more).
+fn raw_announced(file: &[u8], size: u64, file_len: u64, step: usize) -> Result<Vec<u8>> {
     struct Bytes(Vec<u8>, u64);
     impl RawSink for Bytes {
         fn data(&mut self, bytes: &[u8]) -> io::Result<()> {
@@ -368,7 +373,7 @@ pub fn raw_of_qcow2(file: &[u8], size: u64, step: usize) -> Result<Vec<u8>> {
             Ok(())
         }
     }
-    let mut s = Qcow2Stream::new(size, file.len() as u64);
+    let mut s = Qcow2Stream::new(size, file_len);
     let mut out = Bytes(Vec::new(), size);
     for piece in file.chunks(step.max(1)) {
         s.feed(piece, &mut out)?;
@@ -380,17 +385,6 @@ pub fn raw_of_qcow2(file: &[u8], size: u64, step: usize) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    impl RawSink for Vec<u8> {
-        fn data(&mut self, bytes: &[u8]) -> io::Result<()> {
-            self.extend_from_slice(bytes);
-            Ok(())
-        }
-        fn zeros(&mut self, n: u64) -> io::Result<()> {
-            self.resize(self.len() + n as usize, 0);
-            Ok(())
-        }
-    }
     use std::path::Path;
     use std::process::Command;
 
@@ -467,10 +461,11 @@ mod tests {
         let err = |q: &[u8], size: u64| format!("{:#}", raw_of_qcow2(q, size, 4096).unwrap_err());
         assert!(err(&plain, 2 << 20).contains("not the 2097152 expected"));
         // Cut short of the length it was announced with, and cut with its true length.
-        let mut cut = Qcow2Stream::new(1 << 20, plain.len() as u64);
-        let mut sink = Vec::new();
-        cut.feed(&plain[..plain.len() - 4096], &mut sink).unwrap();
-        let e = format!("{:#}", cut.finish(&mut sink).unwrap_err());
+        let cut = &plain[..plain.len() - 4096];
+        let e = format!(
+            "{:#}",
+            raw_announced(cut, 1 << 20, plain.len() as u64, 4096).unwrap_err()
+        );
         assert!(e.contains("ends at byte"), "{e}");
         assert!(err(&plain[..plain.len() - 4096], 1 << 20).contains("past the file"));
         assert!(err(&plain[..50], 1 << 20).contains("inside its header"));

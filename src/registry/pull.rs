@@ -20,11 +20,9 @@ use super::types::{self, Descriptor, ImageManifest, Index};
 use super::unpack::Rebuild;
 use super::Reference;
 use crate::base::fsx::HashingReader;
+use crate::config::Format;
 use crate::image_dir::{self, ImageDir, Manifest};
 use crate::trust::minisign::PublicKey;
-
-/// The converted format disk.raw can be rebuilt from as it arrives.
-const QCOW2: &str = "disk.qcow2";
 
 /// What a reference resolved to.
 #[derive(Debug, Clone)]
@@ -280,7 +278,7 @@ pub fn pull(client: &Client, dest: &Path, opts: &PullOptions<'_>) -> Result<Stri
         .as_ref()
         .and_then(|m| m.artifacts.get(image_dir::DISK_RAW))
         .map(|a| (a.sha256.clone(), a.size));
-    let qcow2 = |d: &Descriptor| d.title() == Some(QCOW2);
+    let qcow2 = |d: &Descriptor| d.title() == Some(Format::Qcow2.file_name());
     let from_qcow2 = match &signed_raw {
         Some((_, size)) if rebuild && !zst_listed && rest.iter().any(|d| qcow2(d)) => Some(*size),
         _ => None,
@@ -302,7 +300,10 @@ pub fn pull(client: &Client, dest: &Path, opts: &PullOptions<'_>) -> Result<Stri
     })?;
     let note = |e: &anyhow::Error| {
         if !opts.quiet {
-            eprintln!("note: disk.raw not rebuilt from {QCOW2} ({e:#}); fetching disk.raw.zst");
+            eprintln!(
+                "note: disk.raw not rebuilt from {} ({e:#}); fetching disk.raw.zst",
+                Format::Qcow2.file_name()
+            );
         }
     };
     let mut raw = None;
