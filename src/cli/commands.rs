@@ -248,8 +248,8 @@ pub fn keygen(out: &Path) -> Result<()> {
         )));
     }
     // Both halves are written under temporary names (the secret one mode 0600, as tempfile
-    // creates it; the public one 0644) and linked into place without overwriting: a key pair is all there or
-    // not at all, and a file that appeared meanwhile is never replaced.
+    // creates it; the public one 0644) and linked into place without overwriting: a key pair
+    // is all there or not at all, and a file that appeared meanwhile is never replaced.
     let sk = minisign::SecretKey::generate();
     let half = |text: String, what: &str| -> Result<tempfile::NamedTempFile> {
         let mut f = tempfile::Builder::new()
