@@ -201,6 +201,10 @@ fn vm_cloud_takes_its_identity_from_the_seed_and_a_user_logs_in_over_ssh() {
                 // The image's /etc/.updated stamp made this boot skip systemd-sysusers.
                 "--check",
                 "systemctl show -P ConditionResult systemd-sysusers.service",
+                // cloud-init made the Ed25519 and ECDSA keys, so Ingot's unit for them was
+                // skipped before it started a shell.
+                "--check",
+                "systemctl show -P ConditionResult ingot-ssh-hostkeys.service",
                 "--json",
                 rx.to_str().unwrap(),
             ])
@@ -276,9 +280,10 @@ fn vm_cloud_takes_its_identity_from_the_seed_and_a_user_logs_in_over_ssh() {
         // The user's account exists beside the test's own (their users were kept), and the
         // test's account may use sudo without a password.
         let checks = b["login"]["checks"].as_array().unwrap();
-        assert_eq!(checks.len(), 6, "{b}");
+        assert_eq!(checks.len(), 7, "{b}");
         assert_eq!(checks[3][1], "install ok installed", "{b}");
         assert_eq!(checks[5][1], "no", "{b}");
+        assert_eq!(checks[6][1], "no", "{b}");
         assert!(
             checks[0][1].as_str().unwrap().parse::<u32>().unwrap() >= 1000,
             "{b}"
