@@ -376,7 +376,8 @@ pub(super) fn systemd_setup(
     // anyway, it held sshd back by 0.4-0.7 s of a TCG guest's path to ready (vm-cloud).
     if tree.exists("usr/sbin/sshd") {
         put(tree, "usr/lib/ingot/ssh-hostkeys", SSH_HOSTKEYS, 0o755)?;
-        let missing: String = ["ed25519", "ecdsa"]
+        let types = ["ed25519", "ecdsa"];
+        let missing: String = types
             .iter()
             .flat_map(|t| {
                 let k = format!("/etc/ssh/ssh_host_{t}_key");
@@ -389,7 +390,7 @@ pub(super) fn systemd_setup(
         put(
             tree,
             "usr/lib/systemd/system/ingot-ssh-hostkeys.service",
-            format!("[Unit]\nDescription=Create SSH host keys for this machine (Ed25519, ECDSA)\nAfter=cloud-init.service\nBefore=ssh.service\n{missing}\n[Service]\nType=oneshot\nExecStart=/usr/lib/ingot/ssh-hostkeys ed25519 ecdsa\n\n[Install]\nWantedBy=multi-user.target ssh.service\n"),
+            format!("[Unit]\nDescription=Create SSH host keys for this machine (Ed25519, ECDSA)\nAfter=cloud-init.service\nBefore=ssh.service\n{missing}\n[Service]\nType=oneshot\nExecStart=/usr/lib/ingot/ssh-hostkeys {}\n\n[Install]\nWantedBy=multi-user.target ssh.service\n", types.join(" ")),
             0o644,
         )?;
         // No default dependencies: multi-user.target does not wait for the RSA key (which
