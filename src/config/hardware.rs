@@ -266,3 +266,40 @@ pub(super) fn check_words(path: &Path, hw: &Hardware) -> Result<(), ConfigError>
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load_hardware;
+
+    #[test]
+    fn a_hardware_profile_without_cpu_gets_the_model_its_arch_ships_with() {
+        let d = tempfile::tempdir().unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        std::os::unix::fs::symlink(root.join("firmware"), d.path().join("firmware")).unwrap();
+        std::fs::create_dir(d.path().join("hardware")).unwrap();
+        for file in ["qemu-x86_64.toml", "qemu-aarch64.toml"] {
+            let text = std::fs::read_to_string(root.join("hardware").join(file)).unwrap();
+            let shipped = load_hardware(&root.join("hardware").join(file)).unwrap();
+            let cpu_line = text
+                .lines()
+                .find(|l| l.starts_with("cpu = "))
+                .unwrap_or_else(|| panic!("{file}: no cpu line"));
+            let dir = d.path().join("hardware");
+            let without = dir.join(file);
+            std::fs::write(&without, text.replace(&format!("{cpu_line}\n"), "")).unwrap();
+            let hw = load_hardware(&without).unwrap();
+            assert_eq!(hw.qemu.cpu, shipped.qemu.cpu, "{file}");
+            assert_eq!(hw.qemu.cpu, default_cpu(hw.arch), "{file}");
+            // Said, but empty: refused at its line.
+            let empty = dir.join(file);
+            std::fs::write(&empty, text.replace(cpu_line, "cpu = \"\"")).unwrap();
+            let line = text.lines().position(|l| l == cpu_line).unwrap() + 1;
+            let e = load_hardware(&empty).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("{file}:{line}:")) && e.contains("cpu"),
+                "{e}"
+            );
+        }
+    }
+}
