@@ -81,7 +81,20 @@ ip=(); op=(); il=(); ol=(); ow=(); second=""
 # Each timed step starts after `sync`, so the previous step's writes (the registries and the
 # pulls write hundreds of MiB) are not flushed on its clock; the two tools take turns going
 # first, so neither always runs just after the other.
-timed() { sync; local s e; s=$(now); "$@" >/dev/null; e=$(now); echo "$e - $s" | bc; }
+# Each also adds the CPU time its command took (user + system, the whole process tree; the
+# registry's own is not counted) to $WORK/cpu-NAME: a tool that does more work shows it there
+# whatever the wall time, and so does a step slowed by the system (fresh page-cache pages cost
+# system time on some virtual machines). `times` is written to a file, not piped: a pipe would
+# run it in a subshell of its own, which has no children yet.
+cpu_of() { tail -n1 "$1" | sed -E 's/([0-9]+)m([0-9.]+)s/(\1*60+\2)/g; s/ /+/' | bc; }
+timed() {
+  sync
+  times > "$WORK/times0"
+  local s e; s=$(now); "$@" >/dev/null; e=$(now)
+  times > "$WORK/times1"
+  echo "$(cpu_of "$WORK/times1") - $(cpu_of "$WORK/times0")" | bc >> "$WORK/cpu-$1"
+  echo "$e - $s" | bc
+}
 ingot_push() { $ING push -q "$DIR" "$A/bench/img:$VERSION" --key "$WORK/k.pub"; }
 oras_push() { (cd "$DIR" && "$ORAS" push --plain-http "$B/bench/img:$VERSION" \
     --artifact-type application/vnd.ingot.image.v1 "${FILES[@]}"); }
@@ -137,4 +150,7 @@ printf 'median of the per-run ratios ingot/oras: push %.2f, pull %.2f\n' "$(pair
 wo=$(printf '%s\n' "${ow[@]}" | median)
 printf 'same job with oras (pull, zstd -d, minisign -V, every digest checked): %.2f s, ratio ingot pull/that %.2f  [%s]\n' \
   "$wo" "$(echo "$li / $wo" | bc -l)" "${ow[*]}"
+cpu() { median < "$WORK/cpu-$1"; }
+printf 'CPU time (user + system, median): push ingot %.2f s, oras %.2f s; pull ingot %.2f s, oras %.2f s; same job with oras %.2f s\n' \
+  "$(cpu ingot_push)" "$(cpu oras_push)" "$(cpu ingot_pull)" "$(cpu oras_pull)" "$(cpu oras_whole)"
 echo "second push of the unchanged image: $second"
