@@ -181,6 +181,28 @@ fn names_and_fields_that_would_inject_into_generated_files_are_refused() {
     let o = ingot(&["validate", p.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("second root account"));
+    // Unit names become file names under the unit directories: a path is not one.
+    for (name, top, agent, line) in [
+        ("units", "services = [\"../../../etc/passwd\"]\n", "", 2),
+        ("unit-nl", "services = [\"ssh.service\\nx\"]\n", "", 2),
+        (
+            "agent-unit",
+            "",
+            "[[agent]]\nname = \"a\"\nservice = \"../a.service\"\nprobe = \"true\"\n",
+            9,
+        ),
+    ] {
+        let p = d.join(format!("{name}.toml"));
+        std::fs::write(&p, format!("init = \"systemd\"\n{top}[image]\nname = \"x\"\nversion = \"1.0.0\"\n[distribution]\nsuite = \"bookworm\"\n{agent}")).unwrap();
+        let o = ingot(&["validate", p.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{name}: {err}");
+        assert!(
+            err.contains(&format!("{name}.toml:{line}:"))
+                && err.contains("not a systemd unit name"),
+            "{name}: {err}"
+        );
+    }
 }
 
 #[test]

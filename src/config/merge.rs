@@ -294,6 +294,20 @@ pub(super) fn merge_chain(
                 format!("agent `{}` is declared twice (first here)", a.name),
             ));
         }
+        let systemd = acc.init == Some(InitSystem::Systemd);
+        if let Some(e) = a
+            .service
+            .as_deref()
+            .filter(|_| systemd)
+            .and_then(super::values::checked::unit_name_error)
+        {
+            return Err(super::rule_at_value(
+                &chain_files,
+                "service",
+                a.service.as_deref().unwrap_or_default(),
+                format!("agent `{}`: service {e}", a.name),
+            ));
+        }
         if a.name.is_empty() || a.name.contains([' ', ',', ':', '=']) {
             return Err(super::rule_at_value(
                 &chain_files,

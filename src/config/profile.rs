@@ -292,7 +292,7 @@ pub(super) struct ProfileFile {
     pub(super) files: Vec<FileSpec>,
     #[serde(default)]
     pub(super) overlays: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "checked::unit_names")]
     pub(super) services: Vec<String>,
     #[serde(default)]
     pub(super) labels: BTreeMap<String, String>,

@@ -456,6 +456,55 @@ pub mod checked {
         }
     }
 
+    /// The unit types systemd knows, by the suffix of a unit's name.
+    const UNIT_SUFFIXES: [&str; 11] = [
+        "service",
+        "socket",
+        "target",
+        "timer",
+        "path",
+        "mount",
+        "automount",
+        "swap",
+        "slice",
+        "scope",
+        "device",
+    ];
+
+    /// Why a name is not a systemd unit name, if it is not: letters, digits and `:-_.\\`,
+    /// at most one `@` (a template or its instance), a known type suffix, at most 255
+    /// characters. Such a name is also a plain file name, which is how Ingot looks it up.
+    pub fn unit_name_error(n: &str) -> Option<String> {
+        let body = n
+            .rsplit_once('.')
+            .and_then(|(stem, suffix)| UNIT_SUFFIXES.contains(&suffix).then_some(stem));
+        let ok = n.len() <= 255
+            && body.is_some_and(|stem| {
+                let (prefix, instance) = stem.split_once('@').unwrap_or((stem, ""));
+                let chars_ok = |t: &str| {
+                    t.chars().all(|c| {
+                        c.is_ascii_alphanumeric() || matches!(c, ':' | '-' | '_' | '.' | '\\')
+                    })
+                };
+                !prefix.is_empty() && chars_ok(prefix) && chars_ok(instance)
+            });
+        (!ok).then(|| {
+            format!(
+                "`{}` is not a systemd unit name (letters, digits, `:-_.\\`, at most one `@`, and a type such as `.service` or `.timer`)",
+                n.escape_debug()
+            )
+        })
+    }
+
+    /// A list of systemd unit names (see [`unit_name_error`]).
+    pub fn unit_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        let v = Vec::<String>::deserialize(d)?;
+        if let Some(e) = v.iter().find_map(|s| unit_name_error(s)) {
+            return Err(serde::de::Error::custom(e));
+        }
+        Ok(v)
+    }
+
     /// A console device name as the kernel's `console=` takes it: `ttyS0`, `ttyAMA0`,
     /// `hvc0`, optionally with `,115200n8` options.
     pub fn console<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -500,6 +549,35 @@ pub mod checked {
             assert!(field_error("/home/a:b", true).is_some());
             assert_eq!(field_error("/home/a:b", false), None);
             assert_eq!(field_error("quiet panic=-1", false), None);
+        }
+
+        #[test]
+        fn unit_names_are_what_systemd_accepts() {
+            for good in [
+                "ssh.service",
+                "getty@ttyS0.service",
+                "getty@.service",
+                "dev-vda2.device",
+                "system-serial\\x2dgetty.slice",
+                "cloud-init.target",
+            ] {
+                assert_eq!(unit_name_error(good), None, "{good}");
+            }
+            for bad in [
+                "",
+                "ssh",
+                ".service",
+                "@x.service",
+                "a@b@c.service",
+                "../../../etc/passwd",
+                "x/y.service",
+                "ssh.service\nfoo",
+                "a b.service",
+                "ssh.conf",
+            ] {
+                assert!(unit_name_error(bad).is_some(), "{bad:?}");
+            }
+            assert!(unit_name_error(&format!("{}.service", "a".repeat(250))).is_some());
         }
 
         #[test]
