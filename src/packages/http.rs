@@ -16,6 +16,81 @@ pub const INDEX_CAP: u64 = 64 << 20;
 /// Redirect hops followed.
 pub const MAX_REDIRECTS: u32 = 5;
 
+/// User names and passwords that came in mirror addresses, as `Authorization` header values
+/// keyed by origin (`scheme://host:port`).
+static CREDENTIALS: std::sync::Mutex<std::collections::BTreeMap<String, String>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// A mirror address without the user name and password it may carry
+/// (`https://USER:TOKEN@HOST/debian`, as apt's sources allow). They are kept here and sent (HTTP
+/// Basic) only with requests to that same origin, never to a host a redirect names; everything
+/// that records or prints an address (provenance, cache keys, errors) gets it without them.
+pub fn keep_credentials(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some((userinfo, host)) = rest[..end].rsplit_once('@') else {
+        return url.to_string();
+    };
+    let clean = format!("{scheme}://{host}{}", &rest[end..]);
+    if scheme == "http" || scheme == "https" {
+        let (user, pass) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+        let pair = format!("{}:{}", percent_decoded(user), percent_decoded(pass));
+        let value = format!(
+            "Basic {}",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, pair)
+        );
+        if let (Some(o), Ok(mut known)) = (origin(&clean), CREDENTIALS.lock()) {
+            known.insert(o, value);
+        }
+    }
+    clean
+}
+
+/// `%XX` escapes of a URL's user name or password, decoded.
+fn percent_decoded(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match hex
+            .filter(|_| b[i] == b'%')
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            Some(v) => {
+                out.push(v);
+                i += 3;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `scheme://host:port` of an http(s) URL, the port written out.
+fn origin(url: &str) -> Option<String> {
+    let u = url::Url::parse(url).ok()?;
+    Some(format!(
+        "{}://{}:{}",
+        u.scheme(),
+        u.host_str()?,
+        u.port_or_known_default()?
+    ))
+}
+
+/// The `Authorization` header for a request to `url`, when its mirror address carried one.
+fn authorization(url: &str) -> Option<String> {
+    let o = origin(url)?;
+    CREDENTIALS.lock().ok()?.get(&o).cloned()
+}
+
 /// How long one download may take in all: `INGOT_HTTP_TIMEOUT` seconds, else 10 minutes plus
 /// one second per 256 KiB expected.
 fn deadline_for(max_bytes: u64) -> Duration {
@@ -130,10 +205,11 @@ enum CallError {
 fn call(agent: &ureq::Agent, url: &str) -> Result<Response, CallError> {
     let mut here = url.to_string();
     for _ in 0..=MAX_REDIRECTS {
-        let resp = agent
-            .get(&here)
-            .call()
-            .map_err(|e| CallError::Ureq(Box::new(e)))?;
+        let mut req = agent.get(&here);
+        if let Some(auth) = authorization(&here) {
+            req = req.header("Authorization", auth);
+        }
+        let resp = req.call().map_err(|e| CallError::Ureq(Box::new(e)))?;
         if !resp.status().is_redirection() {
             return Ok(resp);
         }
@@ -285,6 +361,70 @@ mod tests {
         assert!(format!("{e:#}").contains("HTTP 404"), "{e:#}");
         assert!(started.elapsed() < Duration::from_secs(1), "retried a 404");
         h.join().unwrap();
+    }
+
+    /// A server on 127.0.0.1 that answers one request with `answer` and sends the request's
+    /// `Authorization` header (or "none") down the channel.
+    fn serve_recording(
+        answer: String,
+    ) -> (
+        String,
+        std::sync::mpsc::Receiver<String>,
+        std::thread::JoinHandle<()>,
+    ) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let h = std::thread::spawn(move || {
+            let Some(Ok(mut s)) = l.incoming().next() else {
+                return;
+            };
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut line = String::new();
+            let mut auth = "none".to_string();
+            while r.read_line(&mut line).is_ok_and(|n| n > 2) {
+                if let Some((k, v)) = line.split_once(':') {
+                    if k.eq_ignore_ascii_case("authorization") {
+                        auth = v.trim().to_string();
+                    }
+                }
+                line.clear();
+            }
+            let _ = s.write_all(answer.as_bytes());
+            let _ = tx.send(auth);
+        });
+        (url, rx, h)
+    }
+
+    #[test]
+    fn credentials_in_a_mirror_address_go_to_its_origin_only() {
+        // The second server is where the first redirects; it must not see the password.
+        let (other, other_auth, h2) =
+            serve_recording("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".into());
+        let (mirror, auth, h1) = serve_recording(format!(
+            "HTTP/1.1 302 Found\r\nLocation: {other}/moved\r\nContent-Length: 0\r\n\r\n"
+        ));
+        let with = mirror.replace("http://", "http://ci%2Dbot:s3cr%40t@");
+        let clean = keep_credentials(&format!("{with}/debian"));
+        assert_eq!(clean, format!("{mirror}/debian"));
+        assert_eq!(
+            get(&format!("{clean}/dists/x/InRelease"), 1 << 10).unwrap(),
+            b"ok"
+        );
+        // "ci-bot:s3cr@t", decoded, in Basic form.
+        assert_eq!(auth.recv().unwrap(), "Basic Y2ktYm90OnMzY3JAdA==");
+        assert_eq!(other_auth.recv().unwrap(), "none");
+        h1.join().unwrap();
+        h2.join().unwrap();
+        // Addresses without credentials, and other schemes, pass unchanged.
+        for plain in [
+            "http://h/debian",
+            "file:///srv/debian",
+            "https://h:8443/a@b",
+        ] {
+            assert_eq!(keep_credentials(plain), plain);
+        }
+        assert_eq!(keep_credentials("file://u@/srv"), "file:///srv");
     }
 
     /// A one-connection-at-a-time HTTP server on 127.0.0.1 answering each request with

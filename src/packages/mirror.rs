@@ -13,6 +13,11 @@ use super::control;
 /// component) stands in: the archive serves every release from one address, so a bookworm host
 /// can fetch trixie's firmware without a new apt entry.
 pub fn mirror_url(explicit: Option<&str>, suite: &str) -> Result<String> {
+    chosen_mirror(explicit, suite).map(|m| super::http::keep_credentials(&m))
+}
+
+/// [`mirror_url`] as given, credentials and all.
+fn chosen_mirror(explicit: Option<&str>, suite: &str) -> Result<String> {
     if let Some(m) = explicit.filter(|m| !m.is_empty()) {
         // The command line's --mirror takes INGOT_MIRROR as its default value.
         let from = if std::env::var("INGOT_MIRROR").is_ok_and(|e| e == m) {
@@ -56,7 +61,8 @@ fn given_mirror(from: &str, m: &str) -> Result<String> {
     let m = m.trim_end_matches('/');
     if !supported_mirror(m) {
         return Err(crate::base::BadInput(format!(
-            "{from} {given}: not a mirror Ingot can fetch from (http://HOST/PATH, https://HOST/PATH or file:///ABSOLUTE/PATH)"
+            "{from} {}: not a mirror Ingot can fetch from (http://HOST/PATH, https://HOST/PATH or file:///ABSOLUTE/PATH)",
+            super::http::keep_credentials(given)
         ))
         .into());
     }

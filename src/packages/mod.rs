@@ -70,7 +70,8 @@ impl Source {
         if let Ok(m) = std::env::var("INGOT_SECURITY_MIRROR") {
             if !m.is_empty() && !mirror::supported_mirror(m.trim_end_matches('/')) {
                 return Err(crate::base::BadInput(format!(
-                    "INGOT_SECURITY_MIRROR {m}: not a mirror Ingot can fetch from (http://HOST/PATH, https://HOST/PATH or file:///ABSOLUTE/PATH)"
+                    "INGOT_SECURITY_MIRROR {}: not a mirror Ingot can fetch from (http://HOST/PATH, https://HOST/PATH or file:///ABSOLUTE/PATH)",
+                    http::keep_credentials(&m)
                 ))
                 .into());
             }
@@ -109,7 +110,7 @@ impl Source {
     fn security_mirror_uncached(&self, suite: &str) -> String {
         if let Ok(m) = std::env::var("INGOT_SECURITY_MIRROR") {
             if !m.is_empty() {
-                return m.trim_end_matches('/').to_string();
+                return http::keep_credentials(m.trim_end_matches('/'));
             }
         }
         if !self.explicit_mirror {
