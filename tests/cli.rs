@@ -36,6 +36,21 @@ fn bad_input_exits_2_naming_file_line_column() {
     let o = ingot(&["validate", p.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("typo.toml:3:11"));
+    // The name becomes directory, repository and host names: no dash at either end.
+    for name in ["-rf", "edge-", "Edge", "a_b"] {
+        std::fs::write(
+            &p,
+            format!("[image]\nname = \"{name}\"\nversion = \"1.0.0\"\n[distribution]\nsuite = \"bookworm\"\n"),
+        )
+        .unwrap();
+        let o = ingot(&["validate", p.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{name}: {err}");
+        assert!(
+            err.contains("typo.toml:2:") && err.contains("image.name"),
+            "{name}: {err}"
+        );
+    }
     ok(
         &ingot(&[
             "validate",

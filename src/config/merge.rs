@@ -94,17 +94,18 @@ pub(super) fn merge_chain(
     let image = acc
         .image
         .ok_or_else(|| rule(path, "missing table `[image]` (name, version)"))?;
-    if image.name.is_empty()
-        || !image
-            .name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    // It names directories, OCI repositories and the default host name, where a leading or
+    // trailing dash is not allowed (and a leading one reads as an option).
+    let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    if !image.name.bytes().all(|b| alnum(&b) || b == b'-')
+        || !image.name.as_bytes().first().is_some_and(alnum)
+        || !image.name.as_bytes().last().is_some_and(alnum)
     {
         return Err(at(
             Some("[image]"),
             "name",
             format!(
-                "image.name `{}` must be lowercase letters, digits and dashes",
+                "image.name `{}` must be lowercase letters, digits and dashes, starting and ending with a letter or digit",
                 image.name
             ),
         ));
