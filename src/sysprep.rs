@@ -12,20 +12,20 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ("machine-id", "/etc/machine-id emptied (`uninitialized` when a systemd unit of the image runs only on a first boot); /var/lib/dbus/machine-id removed"),
     ("ssh-hostkeys", "/etc/ssh/ssh_host_* removed; created at first boot"),
     ("ssh-userdir", "root's ~/.ssh removed (profile users' authorized_keys are intended and kept)"),
-    ("logfiles", "/var/log contents removed"),
+    ("logfiles", "files under /var/log removed (the directories packages ship stay)"),
     ("tmp-files", "/tmp and /var/tmp emptied"),
     ("bash-history", "*/.bash_history removed"),
     ("zsh-history", "*/.zsh_history removed"),
     ("backup-files", "*~ and *.bak under /etc removed"),
     ("passwd-backups", "/etc/passwd-, group-, shadow-, gshadow- removed"),
-    ("package-manager-cache", "/var/cache/apt, /var/lib/apt/lists emptied"),
-    ("dhcp-client-state", "/var/lib/dhcp emptied"),
+    ("package-manager-cache", "files under /var/cache/apt and /var/lib/apt/lists removed"),
+    ("dhcp-client-state", "files under /var/lib/dhcp removed"),
     ("utmp", "/var/run/utmp, /var/log/wtmp, btmp, lastlog removed"),
     ("udev-persistent-net", "/etc/udev/rules.d/70-persistent-net.rules removed"),
     ("net-hostname", "/etc/hostname empty"),
-    ("crash-data", "/var/crash emptied"),
-    ("mail-spool", "/var/spool/mail, /var/mail emptied"),
-    ("cron-spool", "/var/spool/cron emptied"),
+    ("crash-data", "files under /var/crash removed"),
+    ("mail-spool", "files under /var/spool/mail and /var/mail removed"),
+    ("cron-spool", "files under /var/spool/cron removed (crontabs/ stays)"),
     ("random-seed", "/var/lib/systemd/random-seed, credential.secret removed"),
     ("machine-info", "/etc/machine-info removed"),
 ];
@@ -46,10 +46,14 @@ const REMOVE_FILES: &[&str] = &[
     "etc/udev/rules.d/70-persistent-net.rules",
     "root/.ssh",
 ];
-const EMPTY_DIRS: &[&str] = &[
+/// Emptied whole.
+const EMPTY_DIRS: &[&str] = &["tmp", "var/tmp"];
+/// State and logs: their files are removed, their directories kept. Packages ship directories
+/// here that their programs expect and do not create (`/var/log/nginx`, cron's
+/// `/var/spool/cron/crontabs`); their maintainer scripts, which Ingot does not run, never
+/// remove them either.
+const EMPTY_OF_FILES: &[&str] = &[
     "var/log",
-    "tmp",
-    "var/tmp",
     "var/cache/apt",
     "var/lib/apt/lists",
     "var/lib/dhcp",
@@ -70,6 +74,11 @@ pub fn strip(tree: &mut Tree, profile: &Profile) -> Result<Vec<String>> {
     for d in EMPTY_DIRS {
         if tree.get(d).is_some() && tree.clear_dir(d) > 0 {
             removed.push(format!("/{d}/*"));
+        }
+    }
+    for d in EMPTY_OF_FILES {
+        if tree.get(d).is_some_and(|e| e.kind == Kind::Dir) && tree.remove_files_below(d) > 0 {
+            removed.push(format!("/{d}/**"));
         }
     }
     let doomed: Vec<String> = tree
@@ -352,6 +361,44 @@ mod tests {
             strip(&mut u, &profile("busybox")).unwrap();
             assert_eq!(mid(&u), b"");
         }
+    }
+
+    #[test]
+    fn logs_and_spools_lose_their_files_but_keep_the_directories_packages_ship() {
+        let mut t = Tree::new();
+        for (p, mode) in [
+            ("var/log/nginx", 0o755),
+            ("var/spool/cron/crontabs", 0o1730),
+            ("tmp/build", 0o755),
+        ] {
+            t.insert(p, Entry::dir(mode)).unwrap();
+        }
+        for p in [
+            "var/log/nginx/error.log",
+            "var/log/dpkg.log",
+            "var/spool/cron/crontabs/root",
+            "tmp/build/x",
+        ] {
+            t.insert(p, Entry::file("x", 0o644)).unwrap();
+        }
+        let p = crate::config::profile_from_str(
+            std::path::Path::new("p.toml"),
+            "[image]\nname = \"p\"\nversion = \"1.0.0\"\n[distribution]\nsuite = \"bookworm\"\n",
+        )
+        .unwrap();
+        let removed = strip(&mut t, &p).unwrap();
+        for gone in [
+            "var/log/nginx/error.log",
+            "var/log/dpkg.log",
+            "var/spool/cron/crontabs/root",
+            "tmp/build",
+        ] {
+            assert!(t.get(gone).is_none(), "{gone} survived");
+        }
+        assert!(t.get("var/log/nginx").is_some_and(|e| e.kind == Kind::Dir));
+        let crontabs = t.get("var/spool/cron/crontabs").unwrap();
+        assert!(crontabs.kind == Kind::Dir && crontabs.mode == 0o1730);
+        assert!(removed.contains(&"/var/log/**".to_string()), "{removed:?}");
     }
 
     #[test]

@@ -284,6 +284,16 @@ impl Tree {
         children.iter().map(|c| self.remove(c)).sum()
     }
 
+    /// Remove every entry below a directory that is not itself a directory (files, links,
+    /// device nodes), at any depth, keeping the directories. Returns how many went.
+    pub fn remove_files_below(&mut self, path: &str) -> usize {
+        let prefix = format!("{}/", path.trim_start_matches('/').trim_end_matches('/'));
+        let before = self.entries.len();
+        self.entries
+            .retain(|k, e| !(k.starts_with(&prefix) && e.kind != Kind::Dir));
+        before - self.entries.len()
+    }
+
     /// Direct children of a stored directory path, as full paths, sorted.
     pub fn children<'a>(&'a self, dir: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         let prefix = if dir.is_empty() {
