@@ -196,6 +196,34 @@ fn names_and_fields_that_would_inject_into_generated_files_are_refused() {
     let o = ingot(&["validate", p.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("second root account"));
+    // A leading `_` is Debian's mark of a system account (SYS_NAME_REGEX), refused otherwise.
+    refused(
+        d,
+        "underscore",
+        "[[users]]\nname = \"_svc\"\n",
+        7,
+        "add system = true",
+    );
+    refused(
+        d,
+        "underscore-group",
+        "[[groups]]\nname = \"_svc\"\ngid = 2000\n",
+        7,
+        "add system = true",
+    );
+    refused(
+        d,
+        "system-uid",
+        "[[users]]\nname = \"_svc\"\nsystem = true\nuid = 1500\n",
+        9,
+        "a system account's uid is below 1000",
+    );
+    let p = d.join("system.toml");
+    std::fs::write(&p, "[image]\nname = \"x\"\nversion = \"1.0.0\"\n[distribution]\nsuite = \"bookworm\"\n[[users]]\nname = \"_chrony\"\nsystem = true\n[[groups]]\nname = \"_g\"\ngid = 990\n").unwrap();
+    ok(
+        &ingot(&["validate", p.to_str().unwrap()]),
+        "system accounts",
+    );
     // Unit names become file names under the unit directories: a path is not one.
     for (name, top, agent, line) in [
         ("units", "services = [\"../../../etc/passwd\"]\n", "", 2),

@@ -356,14 +356,45 @@ fn ingot_resolves_every_case_as_apt_does() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// apt keeps managing an image: a vm-base whose one extra agent's readiness probe is
-/// `apt-get check` reaches INGOT-READY with that agent `ok` (the boot test rejects a ready line
-/// with a failed probe). Before the kernel was resolved with the rest, the dpkg database
-/// recorded it with unmet dependencies and `apt-get check` failed.
+/// apt keeps managing an image: a vm-base whose extra agent's readiness probe is `apt-get
+/// check` reaches INGOT-READY with that agent `ok` (the boot test rejects a ready line with a
+/// failed probe). Before the kernel was resolved with the rest, the dpkg database recorded it
+/// with unmet dependencies and `apt-get check` failed. The same image starts chrony and nginx,
+/// Debian services whose maintainer scripts Ingot does not run: chrony runs as `_chrony`, which
+/// only the profile's `system = true` user gives it (a build without that user stops, naming
+/// it), and nginx needs its packaged log directory, which sysprep once removed.
 #[test]
 #[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
-fn a_booted_vm_base_passes_apt_get_check() {
+fn a_booted_vm_base_with_debian_services_passes_apt_get_check() {
     let t = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lacking = t.path().join("no-user.toml");
+    std::fs::write(
+        &lacking,
+        format!(
+            "extends = \"{}\"\nservices = [\"chrony.service\"]\n[image]\nname = \"no-user\"\nversion = \"1.0.0\"\n[packages]\ninclude = [\"chrony\"]\n",
+            root.join("profiles/vm-base.toml").display()
+        ),
+    )
+    .unwrap();
+    let o = ingot(&[
+        "build",
+        "-q",
+        lacking.to_str().unwrap(),
+        "--hardware",
+        "hardware/qemu-x86_64.toml",
+        "--out",
+        t.path().join("refused").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("unit `chrony.service` runs as User=_chrony")
+            && err.contains("name = \"_chrony\"")
+            && err.contains("system = true"),
+        "{err}"
+    );
+    assert!(!t.path().join("refused/no-user-1.0.0-x86_64").exists());
     let dir = build_x86_64("tests/profiles/vm-apt-check.toml", &t.path().join("out"));
     let json = t.path().join("boot.json");
     ok(
@@ -380,10 +411,14 @@ fn a_booted_vm_base_passes_apt_get_check() {
         "boot-test vm-apt-check",
     );
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    let ready = &v["images"][0]["boots"][0]["ready"];
-    let agents = ready["agents"].as_array().unwrap();
-    assert!(
-        agents.iter().any(|a| a[0] == "apt-check" && a[1] == "ok"),
-        "{ready}"
-    );
+    for boot in v["images"][0]["boots"].as_array().unwrap() {
+        let ready = &boot["ready"];
+        let agents = ready["agents"].as_array().unwrap();
+        for name in ["apt-check", "chrony", "nginx"] {
+            assert!(
+                agents.iter().any(|a| a[0] == name && a[1] == "ok"),
+                "{name}: {ready}"
+            );
+        }
+    }
 }

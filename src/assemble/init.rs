@@ -440,6 +440,16 @@ disable *
             enable_unit(tree, s, &format!("agent {}", a.name))?;
         }
     }
+    let started: Vec<(String, String)> = profile
+        .services
+        .iter()
+        .map(|s| (s.clone(), profile.path.display().to_string()))
+        .chain(profile.agents.iter().filter_map(|a| {
+            let s = a.service.as_ref()?;
+            Some((s.clone(), format!("agent {}", a.name)))
+        }))
+        .collect();
+    super::unit_accounts::check(tree, &started)?;
     super::idle::mask_idle_units(tree, cmdline, &profile.services)?;
     tree.insert(
         "etc/systemd/system/default.target",

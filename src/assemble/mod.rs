@@ -9,6 +9,7 @@ mod init;
 pub mod ota;
 mod pam;
 pub mod python;
+mod unit_accounts;
 pub mod users;
 
 use files::{install_file, overlay};

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::config::Profile;
 use crate::tree::{Entry, Tree};
@@ -259,7 +259,7 @@ pub fn apply(tree: &mut Tree, profile: &Profile, days: i64) -> Result<()> {
                         other.name
                     );
                 }
-                db.add_group(&g.name, gid, gid.is_some_and(|x| x < 1000));
+                db.add_group(&g.name, gid, g.system || gid.is_some_and(|x| x < 1000));
             }
         }
     }
@@ -282,12 +282,22 @@ pub fn apply(tree: &mut Tree, profile: &Profile, days: i64) -> Result<()> {
                 other.name
             );
         }
-        let system = u.uid.is_some_and(|x| x < 1000);
-        let uid = u.uid.unwrap_or_else(|| {
-            (1000..60000)
+        let system = u.is_system();
+        let uid = match u.uid {
+            Some(id) => id,
+            // As adduser --system and systemd-sysusers choose: the highest free id below 1000
+            // that is free as a gid too, so the account's own group can share the number.
+            None if system => db.free_id(100, 1000, true).with_context(|| {
+                format!(
+                    "{}: user `{}`: no free system uid left in 100-999",
+                    profile.path.display(),
+                    u.name
+                )
+            })?,
+            None => (1000..60000)
                 .find(|i| !db.users.iter().any(|x| x.uid == *i))
-                .unwrap_or(65534)
-        });
+                .unwrap_or(65534),
+        };
         let gid = db.add_group(
             &u.name,
             Some(uid).filter(|id| db.groups.iter().all(|g| g.gid != *id)),
@@ -310,7 +320,7 @@ pub fn apply(tree: &mut Tree, profile: &Profile, days: i64) -> Result<()> {
             gid,
             gecos: u.comment.clone(),
             home: home.clone(),
-            shell: u.shell.clone(),
+            shell: u.login_shell().to_string(),
         });
         if !system {
             let mut d = Entry::dir(0o750);
@@ -405,6 +415,48 @@ mod tests {
             "{with:?}"
         );
         assert!(groups(false).is_empty());
+    }
+
+    #[test]
+    fn system_accounts_are_made_as_adduser_system_makes_them() {
+        let profile = crate::config::profile_from_str(
+            std::path::Path::new("p.toml"),
+            "[image]\nname = \"p\"\nversion = \"1.0.0\"\n[distribution]\nsuite = \"bookworm\"\n[[users]]\nname = \"_chrony\"\nsystem = true\n[[users]]\nname = \"ops\"\n[[groups]]\nname = \"_sock\"\nsystem = true\n",
+        )
+        .unwrap();
+        let mut t = Tree::new();
+        super::apply(&mut t, &profile, 0).unwrap();
+        let passwd = String::from_utf8(t.read("etc/passwd").unwrap()).unwrap();
+        let group = String::from_utf8(t.read("etc/group").unwrap()).unwrap();
+        let shadow = String::from_utf8(t.read("etc/shadow").unwrap()).unwrap();
+        let field = |text: &str, name: &str| -> Vec<String> {
+            let line = text.lines().find(|l| l.starts_with(&format!("{name}:")));
+            line.unwrap_or_else(|| panic!("no {name} in {text}"))
+                .split(':')
+                .map(String::from)
+                .collect()
+        };
+        let chrony = field(&passwd, "_chrony");
+        let uid: u32 = chrony[2].parse().unwrap();
+        assert!((100..1000).contains(&uid), "{passwd}");
+        assert_eq!(
+            chrony[3], chrony[2],
+            "its own group shares the number: {passwd}"
+        );
+        assert_eq!(
+            (chrony[5].as_str(), chrony[6].as_str()),
+            ("/nonexistent", "/usr/sbin/nologin")
+        );
+        assert_eq!(field(&shadow, "_chrony")[1], "*");
+        assert!(t.get("nonexistent").is_none());
+        // A person: from 1000, a home, the default shell.
+        let ops = field(&passwd, "ops");
+        assert_eq!(
+            (ops[2].as_str(), ops[5].as_str(), ops[6].as_str()),
+            ("1000", "/home/ops", "/bin/sh")
+        );
+        let sock: u32 = field(&group, "_sock")[2].parse().unwrap();
+        assert!((100..1000).contains(&sock), "{group}");
     }
 
     #[test]

@@ -199,13 +199,36 @@ pub(super) fn merge_chain(
             };
             return Err(super::rule_at_value(&chain_files, "name", &u.name, why));
         }
-        if !u.shell.starts_with('/') {
+        if !u.login_shell().starts_with('/') {
             return Err(at(
                 Some(&after),
                 "shell",
                 format!(
                     "user `{}`: shell `{}` must be an absolute path (like /bin/sh)",
-                    u.name, u.shell
+                    u.name,
+                    u.login_shell()
+                ),
+            ));
+        }
+        if u.system && u.uid.is_some_and(|id| id >= 1000) {
+            return Err(at(
+                Some(&after),
+                "uid",
+                format!(
+                    "user `{}`: a system account's uid is below 1000, not {}",
+                    u.name,
+                    u.uid.unwrap_or_default()
+                ),
+            ));
+        }
+        if u.name.starts_with('_') && !u.is_system() {
+            return Err(super::rule_at_value(
+                &chain_files,
+                "name",
+                &u.name,
+                format!(
+                    "user `{}`: a name that begins with `_` is for system accounts (Debian's SYS_NAME_REGEX); add system = true",
+                    u.name
                 ),
             ));
         }
@@ -251,7 +274,29 @@ pub(super) fn merge_chain(
             };
             return Err(super::rule_at_value(&chain_files, "name", &g.name, why));
         }
+        let system = g.system || g.gid.is_some_and(|id| id < 1000);
+        if g.name.starts_with('_') && !system {
+            return Err(super::rule_at_value(
+                &chain_files,
+                "name",
+                &g.name,
+                format!(
+                    "group `{}`: a name that begins with `_` is for system groups (Debian's SYS_NAME_REGEX); add system = true",
+                    g.name
+                ),
+            ));
+        }
         let Some(gid) = g.gid else { continue };
+        if g.system && gid >= 1000 {
+            return Err(at(
+                Some(&after),
+                "gid",
+                format!(
+                    "group `{}`: a system group's gid is below 1000, not {gid}",
+                    g.name
+                ),
+            ));
+        }
         let why = match (gid, checked::id_error(gid), gids.insert(gid, g.name.as_str())) {
             (0, _, _) => Some(format!(
                 "group `{}`: gid 0 would be a second root group (members could read and write what only root's group may); list `root` in a user's `groups` if that is meant",

@@ -93,17 +93,22 @@ impl Packages {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct User {
-    /// Login name (Debian adduser's rules).
+    /// Login name (Debian adduser's rules; a leading `_` only for a system account).
     #[serde(deserialize_with = "checked::account_name")]
     pub name: String,
-    /// Numeric id; chosen from 1000 upwards when absent.
+    /// Numeric id; chosen from 1000 upwards when absent (from 999 down for a system account).
     pub uid: Option<u32>,
+    /// A system account, as `adduser --system` makes one (what packages' maintainer scripts
+    /// do, which Ingot does not run): a uid below 1000, no home, a locked password, and
+    /// `/usr/sbin/nologin` unless a shell is given. A uid below 1000 means the same.
+    #[serde(default)]
+    pub system: bool,
     /// Supplementary groups (created when missing).
     #[serde(default, deserialize_with = "checked::account_names")]
     pub groups: Vec<String>,
-    /// Login shell.
-    #[serde(default = "default_shell", deserialize_with = "checked::passwd_field")]
-    pub shell: String,
+    /// Login shell: `/bin/sh` unless given, `/usr/sbin/nologin` for a system account.
+    #[serde(default, deserialize_with = "checked::passwd_field_opt")]
+    pub shell: Option<String>,
     /// SSH public keys written to `~/.ssh/authorized_keys`, one line each.
     #[serde(default, deserialize_with = "checked::one_line_each")]
     pub ssh_authorized_keys: Vec<String>,
@@ -115,19 +120,34 @@ pub struct User {
     pub allow_uid0: bool,
 }
 
-fn default_shell() -> String {
-    "/bin/sh".into()
+impl User {
+    /// A system account: `system = true`, or a uid below 1000 given.
+    pub fn is_system(&self) -> bool {
+        self.system || self.uid.is_some_and(|id| id < 1000)
+    }
+
+    /// The login shell written to passwd.
+    pub fn login_shell(&self) -> &str {
+        match &self.shell {
+            Some(s) => s,
+            None if self.is_system() => "/usr/sbin/nologin",
+            None => "/bin/sh",
+        }
+    }
 }
 
 /// A group created in the image.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Group {
-    /// Group name (Debian adduser's rules).
+    /// Group name (Debian adduser's rules; a leading `_` only for a system group).
     #[serde(deserialize_with = "checked::account_name")]
     pub name: String,
-    /// Numeric id; chosen from 1000 upwards when absent.
+    /// Numeric id; chosen from 1000 upwards when absent (from 999 down for a system group).
     pub gid: Option<u32>,
+    /// A system group (`addgroup --system`): a gid below 1000. A gid below 1000 means the same.
+    #[serde(default)]
+    pub system: bool,
 }
 
 /// An agent: software that must run and report ready on every boot.

@@ -313,11 +313,14 @@ pub mod checked {
         }
     }
 
-    /// Why an account name is refused, if it is (Debian adduser's `NAME_REGEX`,
-    /// `^[a-z][-a-z0-9_]*\$?$`, and its length limit).
+    /// Why an account name is refused, if it is (Debian adduser's `SYS_NAME_REGEX`,
+    /// `^[a-z_][-a-z0-9_]*\$?$`, and its length limit; the profile's rules allow the leading
+    /// `_` of `NAME_REGEX`'s superset only for system accounts).
     pub fn account_name_error(n: &str) -> Option<String> {
         let mut chars = n.chars();
-        let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
+        let first_ok = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
         let body = n.strip_suffix('$').unwrap_or(n);
         let rest_ok = body
             .chars()
@@ -325,7 +328,7 @@ pub mod checked {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
         if n.is_empty() || !first_ok || !rest_ok {
             Some(format!(
-                "`{}` is not a valid user or group name (Debian's adduser accepts ^[a-z][-a-z0-9_]*$?, as in `edge-agent`)",
+                "`{}` is not a valid user or group name (Debian's adduser accepts ^[a-z][-a-z0-9_]*$?, as in `edge-agent`, and a leading `_` for system accounts)",
                 n.escape_debug()
             ))
         } else if n.len() > MAX_NAME {
@@ -379,6 +382,15 @@ pub mod checked {
     pub fn passwd_field<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
         let s = String::deserialize(d)?;
         match field_error(&s, true) {
+            Some(e) => Err(serde::de::Error::custom(e)),
+            None => Ok(s),
+        }
+    }
+
+    /// Optional [`passwd_field`].
+    pub fn passwd_field_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        let s = Option::<String>::deserialize(d)?;
+        match s.as_deref().and_then(|s| field_error(s, true)) {
             Some(e) => Err(serde::de::Error::custom(e)),
             None => Ok(s),
         }
@@ -530,7 +542,7 @@ pub mod checked {
 
         #[test]
         fn names_follow_adduser_and_fields_refuse_separators() {
-            for good in ["edge", "edge-agent", "a_b9", "machine$", "x"] {
+            for good in ["edge", "edge-agent", "a_b9", "machine$", "x", "_chrony"] {
                 assert_eq!(account_name_error(good), None, "{good}");
             }
             for bad in [
