@@ -181,7 +181,9 @@ pub fn fetch_firmware(src: &Source, fw: &Firmware) -> Result<(PathBuf, Option<Pa
             )
         })?;
         let p = dir.join(Path::new(f).file_name().unwrap_or_default());
-        if std::fs::metadata(&p).map(|m| m.len()).ok() != Some(data.len() as u64) {
+        // The copy QEMU is given must be the verified package's bytes, whatever a shared or
+        // stale cache holds (a file of the same length is not enough).
+        if std::fs::read(&p).ok().as_deref() != Some(&data[..]) {
             crate::base::fsx::write_atomic(&p, &data)?;
         }
         out.push(p);

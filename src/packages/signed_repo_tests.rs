@@ -302,3 +302,37 @@ fn a_locked_entry_whose_fields_were_edited_is_refused() {
         "{e}"
     );
 }
+
+#[test]
+fn an_edited_cached_firmware_file_is_replaced_by_the_packages_bytes() {
+    let mut r = TestRepo::new();
+    r.add(
+        "ovmf",
+        "1",
+        "",
+        &[
+            (
+                "./usr/share/OVMF/CODE.fd",
+                Regular,
+                b"genuine firmware code",
+                "",
+            ),
+            ("./usr/share/OVMF/VARS.fd", Regular, b"variable store", ""),
+        ],
+    );
+    r.publish();
+    let fw: crate::config::Firmware = toml::from_str(&format!(
+        "name = \"ovmf\"\narch = \"x86_64\"\npackage = \"ovmf\"\nsuite = \"{}\"\ncode = \"/usr/share/OVMF/CODE.fd\"\nvars = \"/usr/share/OVMF/VARS.fd\"\n",
+        super::testrepo::SUITE
+    ))
+    .unwrap();
+    let src = r.source();
+    let (code, vars) = fetch_firmware(&src, &fw).unwrap();
+    assert_eq!(std::fs::read(&code).unwrap(), b"genuine firmware code");
+    assert_eq!(std::fs::read(vars.unwrap()).unwrap(), b"variable store");
+    // The same length, other bytes: QEMU must still be given the package's.
+    flip_byte(&code);
+    let (again, _) = fetch_firmware(&src, &fw).unwrap();
+    assert_eq!(again, code);
+    assert_eq!(std::fs::read(&again).unwrap(), b"genuine firmware code");
+}
