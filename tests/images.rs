@@ -575,6 +575,77 @@ fn profile_mistakes_fail_the_build_and_failed_probes_reach_the_ready_line() {
     no_qemu_left(&dirs[0].join("disk.raw"));
 }
 
+/// A unit the profile's `services` start that fails makes the boot test fail, naming it, even
+/// when every agent is ready; another failed unit is reported beside it, not judged.
+#[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
+fn a_failed_service_of_the_profile_fails_the_boot_test() {
+    let t = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let unit = |what: &str, wants: &str| {
+        format!(
+            "[[files]]\npath = \"/etc/systemd/system/{what}.service\"\ncontent = \"\"\"[Unit]\nDescription=fails on purpose\n{wants}[Service]\nType=oneshot\nExecStart=/bin/false\n[Install]\nWantedBy=multi-user.target\n\"\"\"\n"
+        )
+    };
+    let p = t.path().join("vm-failing.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "extends = \"{}\"\nservices = [\"ssh.service\", \"asked-fails.service\"]\n[image]\nname = \"vm-failing\"\nversion = \"1.0.0\"\n{}{}",
+            root.join("profiles/vm-base.toml").display(),
+            unit(
+                "asked-fails",
+                "Wants=pulled-fails.service\nAfter=pulled-fails.service\n"
+            ),
+            unit("pulled-fails", "")
+        ),
+    )
+    .unwrap();
+    let dir = build_x86_64(p.to_str().unwrap(), &t.path().join("out"));
+    let report = t.path().join("r.json");
+    let _place = guests(1);
+    let o = ingot(&[
+        "boot-test",
+        dir.to_str().unwrap(),
+        "--boots",
+        "1",
+        "--json",
+        report.to_str().unwrap(),
+    ]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("service asked-fails.service failed")
+            && text.contains("other failed units: pulled-fails.service"),
+        "{text}"
+    );
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let ready = &r["images"][0]["boots"][0]["ready"];
+    assert_eq!(
+        ready["failed"],
+        serde_json::json!(["asked-fails.service"]),
+        "{ready}"
+    );
+    assert_eq!(
+        ready["degraded"],
+        serde_json::json!(["pulled-fails.service"]),
+        "{ready}"
+    );
+    assert!(
+        ready["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a[1] == "ok"),
+        "{ready}"
+    );
+    no_qemu_left(&dir.join("disk.raw"));
+}
+
 #[test]
 #[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
 fn converted_formats_pass_qemu_img_check_match_the_raw_disk_and_reproduce() {

@@ -93,7 +93,18 @@ pub(super) fn shell_quote(s: &str) -> String {
 /// On an A/B disk (`ab`), the ready check also decides the boot: `ingot-update boot-result`
 /// blesses a boot whose agents are all ready (and adds `slot=` and, after a fallback,
 /// `rollback=1` to the line), or reboots one that is not while its entry has tries left.
-pub(super) fn ready_script(id: &Identity, agents: &[Agent], ab: bool) -> String {
+///
+/// A systemd image (`units` given: the profile's `services`) also reports the units that had
+/// failed when the check began (the units it is ordered after have ended by then):
+/// `failed=` those the profile starts (a boot test fails on them, and on an A/B disk they make
+/// the boot bad like a failed probe), `degraded=` any other (reported only). Both are left out
+/// when empty.
+pub(super) fn ready_script(
+    id: &Identity,
+    agents: &[Agent],
+    ab: bool,
+    units: Option<&[String]>,
+) -> String {
     let mut s = String::from(
         "#!/bin/sh\n# Ingot check-in agent: waits for each agent's readiness probe, then prints one line\n# to the console for boot tests and fleet tooling.\nPATH=/usr/sbin:/usr/bin:/sbin:/bin\nread -r start _ < /proc/uptime\nprobe() {\n  # For t seconds: twenty polls a second for the first half second (most agents are up by\n  # then), then four: every poll starts processes, and on a slow or emulated machine a tighter\n  # loop takes the CPU the agent still starting needs. i counts twentieths of a second.\n  t=$1; shift\n  i=0\n  while [ \"$i\" -lt \"$((t * 20))\" ]; do\n    if sh -c \"$1\" >/dev/null 2>&1; then read -r u _ < /proc/uptime; echo \"ok $u\"; return; fi\n    if [ \"$i\" -lt 10 ]; then s=1; p=0.05; else s=5; p=0.25; fi\n    sleep \"$p\" 2>/dev/null || { sleep 1; s=20; }\n    i=$((i + s))\n  done\n  echo fail\n}\nd=${INGOT_READY_DIR:-/run/ingot-ready}\nrm -rf \"$d\"; mkdir -p \"$d\"\n",
     );
@@ -104,6 +115,11 @@ pub(super) fn ready_script(id: &Identity, agents: &[Agent], ab: bool) -> String 
             shell_quote(&a.probe)
         ));
     }
+    if units.is_some() {
+        // Listed while the probes run (its CPU is spent while they mostly sleep): the units the
+        // ready check comes after (multi-user.target and what it waits for) have ended by now.
+        s.push_str("systemctl list-units --state=failed --plain --no-legend --no-pager > \"$d/units\" 2>/dev/null &\n");
+    }
     s.push_str("wait\nagents=\"\"\nprobes=\"\"\n");
     for (n, a) in agents.iter().enumerate() {
         s.push_str(&format!(
@@ -111,14 +127,29 @@ pub(super) fn ready_script(id: &Identity, agents: &[Agent], ab: bool) -> String 
             a.name
         ));
     }
+    let mut units_out = "";
+    if let Some(wanted) = units {
+        // One systemctl call (above): on an emulated machine each costs tens of milliseconds.
+        let list: Vec<String> = wanted.iter().map(|u| format!(",{u},")).collect();
+        s.push_str(&format!(
+            "# Failed units: the profile's own ({}), and the rest.\nwanted={}\nfailed=\"\"; degraded=\"\"\nwhile read -r u _; do\n  case $wanted in\n    *\",$u,\"*) failed=\"$failed${{failed:+,}}$u\" ;;\n    *) degraded=\"$degraded${{degraded:+,}}$u\" ;;\n  esac\ndone < \"$d/units\"\n",
+            if wanted.is_empty() { "none".to_string() } else { wanted.join(" ") },
+            shell_quote(&list.concat()),
+        ));
+        units_out = "${failed:+ failed=$failed}${degraded:+ degraded=$degraded}";
+    }
     s.push_str("rm -rf \"$d\"\n");
     let mut ota = "";
     if ab {
-        s.push_str("case \"$agents\" in *:fail*) verdict=fail ;; *) verdict=ok ;; esac\n# Blesses a good boot; reboots a bad one that has tries left (then nothing below runs).\nota=$(/usr/sbin/ingot-update boot-result \"$verdict\" 2>/dev/console) || ota=\"\"\n");
+        s.push_str("case \"$agents\" in *:fail*) verdict=fail ;; *) verdict=ok ;; esac\n");
+        if units.is_some() {
+            s.push_str("[ -z \"$failed\" ] || verdict=fail\n");
+        }
+        s.push_str("# Blesses a good boot; reboots a bad one that has tries left (then nothing below runs).\nota=$(/usr/sbin/ingot-update boot-result \"$verdict\" 2>/dev/console) || ota=\"\"\n");
         ota = " $ota";
     }
     s.push_str(&format!(
-        "mid=$(cat /etc/machine-id 2>/dev/null)\nread -r up _ < /proc/uptime\necho \"INGOT-READY image={} version={} machine-id=$mid agents=$agents{ota} uptime=$up start=$start probes=$probes\" > \"${{INGOT_CONSOLE:-/dev/console}}\"\n",
+        "mid=$(cat /etc/machine-id 2>/dev/null)\nread -r up _ < /proc/uptime\necho \"INGOT-READY image={} version={} machine-id=$mid agents=$agents{ota} uptime=$up start=$start probes=$probes{units_out}\" > \"${{INGOT_CONSOLE:-/dev/console}}\"\n",
         id.name, id.version
     ));
     s

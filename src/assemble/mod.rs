@@ -129,7 +129,12 @@ pub fn system(
         let sh = ["usr/bin/dash", "usr/bin/bash", "usr/bin/busybox"]
             .into_iter()
             .find(|p| tree.exists(p))
-            .context("no shell in the image (dash, bash or busybox)")?;
+            .with_context(|| {
+                format!(
+                    "{}: the image has no shell (dash, bash or busybox): set `essential = true` under [packages] (Debian's required set brings dash) or include a shell package",
+                    profile.path.display()
+                )
+            })?;
         tree.insert(
             "usr/bin/sh",
             Entry::symlink(sh.rsplit('/').next().unwrap_or(sh)),
@@ -204,7 +209,12 @@ pub fn system(
     put(
         tree,
         "usr/lib/ingot/ready",
-        ready_script(id, &agents, ab),
+        ready_script(
+            id,
+            &agents,
+            ab,
+            (profile.init == InitSystem::Systemd).then_some(&profile.services[..]),
+        ),
         0o755,
     )?;
     pam::common_stacks(tree)?;

@@ -213,7 +213,7 @@ pub fn boot_once(
                     // Only Ingot's own images are ready at INGOT-READY: a foreign disk (which
                     // may well be an Ingot image) is ready at its pattern.
                     Seen::Ready(r) if pattern.is_none() => {
-                        ready = Some(r);
+                        ready = Some(*r);
                         seconds = at;
                         break;
                     }

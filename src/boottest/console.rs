@@ -32,6 +32,12 @@ pub struct Ready {
     /// agent → guest uptime when its probe first passed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub probes: Vec<(String, String)>,
+    /// Units the profile's `services` start that had failed by the ready line (systemd).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<String>,
+    /// Other units that had failed by the ready line (systemd; reported, not judged).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub degraded: Vec<String>,
     /// For a foreign image: the console line that matched `--ready`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matched: Option<String>,
@@ -69,10 +75,20 @@ pub fn parse_ready(line: &str) -> Option<Ready> {
             "start" => r.start = Some(v.into()),
             "agents" => r.agents = pairs(v),
             "probes" => r.probes = pairs(v),
+            "failed" => r.failed = names(v),
+            "degraded" => r.degraded = names(v),
             _ => {}
         }
     }
     Some(r)
+}
+
+/// `a,b` as names.
+fn names(v: &str) -> Vec<String> {
+    v.split(',')
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 /// `a:x,b:y` as pairs.
@@ -228,7 +244,7 @@ impl std::fmt::Display for Failure {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Seen {
     /// The ready line: the boot is over.
-    Ready(Ready),
+    Ready(Box<Ready>),
     /// The first fatal line: the boot has failed (a few more lines may follow).
     Fatal(Failure),
     /// Anything else.
@@ -281,7 +297,7 @@ impl Console {
     /// Read one console line, `at` seconds after QEMU started.
     pub fn feed(&mut self, line: &str, at: f64) -> Seen {
         if let Some(r) = parse_ready(line) {
-            return Seen::Ready(r);
+            return Seen::Ready(Box::new(r));
         }
         let lower = line.to_ascii_lowercase();
         if self.stall.is_none() && reports_stall(&lower) {
@@ -373,7 +389,7 @@ pub fn classify_log(text: &str, arch: Arch) -> Option<Result<Ready, Failure>> {
             _ => (0.0, raw),
         };
         match c.feed(line, at) {
-            Seen::Ready(r) => return Some(Ok(r)),
+            Seen::Ready(r) => return Some(Ok(*r)),
             Seen::Fatal(_) | Seen::Line => {}
         }
     }

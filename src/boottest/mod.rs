@@ -103,6 +103,11 @@ pub fn judge_ready(r: &Ready, m: &Manifest) -> Option<String> {
         ))
     } else if let Some((a, _)) = r.agents.iter().find(|(_, s)| s != "ok") {
         Some(format!("agent {a} failed its readiness probe"))
+    } else if !r.failed.is_empty() {
+        Some(format!(
+            "service {} failed (the profile's `services` start it; its log is in the guest's journal)",
+            r.failed.join(", ")
+        ))
     } else if r.machine_id.len() != 32 {
         Some(format!(
             "machine id `{}` is not 32 hex digits",
@@ -412,7 +417,13 @@ fn test_image(
                 .as_ref()
                 .map(|a| format!("; guest agent {} answered at {:.1}s", a.version, a.seconds))
                 .unwrap_or_default();
-            let login = login + &agent;
+            let degraded = case
+                .ready
+                .as_ref()
+                .filter(|r| !r.degraded.is_empty())
+                .map(|r| format!("; other failed units: {}", r.degraded.join(", ")))
+                .unwrap_or_default();
+            let login = login + &agent + &degraded;
             let under = firmware.map(|f| format!(" ({f})")).unwrap_or_default();
             say(format!(
                 "{dir} boot {n}{under}: {what} in {:.1}s{login}{note}",

@@ -116,7 +116,7 @@ impl Device<'_> {
                         last_line = line.clone();
                     }
                     if let Seen::Ready(r) = console.feed(&line, at) {
-                        ready = Some(r);
+                        ready = Some(*r);
                         ready_at = Some(at);
                         if until == Until::Ready {
                             break End::Ready;
