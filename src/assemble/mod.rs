@@ -140,6 +140,18 @@ pub fn system(
             Entry::symlink(sh.rsplit('/').next().unwrap_or(sh)),
         )?;
     }
+    // The ready check (and nearly every unit) runs these; busybox images have them as applets.
+    if profile.init == InitSystem::Systemd {
+        if let Some(tool) = ["cat", "cut", "mkdir", "rm", "sleep"]
+            .iter()
+            .find(|t| !tree.exists(&format!("usr/bin/{t}")) && !tree.exists(&format!("bin/{t}")))
+        {
+            anyhow::bail!(
+                "{}: the image has no `{tool}` (coreutils), which Ingot's ready check and most units run: set `essential = true` under [packages] or include coreutils",
+                profile.path.display()
+            );
+        }
+    }
     // Debian's ldconfig trigger would write ld.so.cache; the loader works without it.
     users::apply(tree, profile, id.epoch / 86400)?;
     let applied = users::fragments(tree);

@@ -200,6 +200,11 @@ fn updated_stamps_only_when_every_sysusers_fragment_was_applied() {
         for (p, data) in [
             ("usr/lib/systemd/systemd", ""),
             ("usr/bin/dash", ""),
+            ("usr/bin/cat", ""),
+            ("usr/bin/cut", ""),
+            ("usr/bin/mkdir", ""),
+            ("usr/bin/rm", ""),
+            ("usr/bin/sleep", ""),
             (
                 "usr/lib/sysusers.d/basic.conf",
                 "g tty 5 -\nu daemon 1 \"daemon\" /usr/sbin\n",
@@ -216,6 +221,14 @@ fn updated_stamps_only_when_every_sysusers_fragment_was_applied() {
     assert!(t.exists("etc/.updated") && t.exists("var/.updated"));
     let passwd = String::from_utf8(t.read("etc/passwd").unwrap()).unwrap();
     assert!(passwd.contains("daemon:x:1:"), "{passwd}");
+    // Without coreutils, which the ready check runs, the build stops and says what to add.
+    let mut bare = tree();
+    bare.remove("usr/bin/sleep");
+    let e = system(&mut bare, &base(""), &hw, &id, &labels, None).unwrap_err();
+    assert!(
+        format!("{e:#}").contains("stamps.toml: the image has no `sleep` (coreutils)"),
+        "{e:#}"
+    );
     // A fragment the profile adds after the users were made: sysusers must run at boot.
     for path in [
         "/etc/sysusers.d/extra.conf",
