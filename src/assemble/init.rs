@@ -30,15 +30,27 @@ pub(super) fn enable_unit_once(
         return Ok(());
     }
     seen.push(unit.to_string());
-    let dirs = ["etc/systemd/system", "usr/lib/systemd/system"];
-    let (path, text) = dirs
+    // An instance (`serial-getty@ttyS1.service`) is enabled from its template's file, as
+    // systemctl does: the links carry the instance's name and point at the template.
+    let file = template_of(unit).unwrap_or_else(|| unit.to_string());
+    let (path, text) = UNIT_FILE_DIRS
         .iter()
         .find_map(|d| {
-            let p = format!("{d}/{unit}");
+            let p = format!("{d}/{file}");
             tree.read(&p)
                 .map(|t| (p, String::from_utf8_lossy(&t).into_owned()))
         })
         .with_context(|| format!("{origin}: service `{unit}` has no unit file in the image"))?;
+    // A template named alone is enabled for its DefaultInstance=.
+    let mut unit = unit.to_string();
+    if let Some((prefix, suffix)) = unit.split_once("@.") {
+        let instance = install_values(&text, "DefaultInstance").into_iter().next();
+        let instance = instance.with_context(|| {
+            format!("{origin}: `{unit}` is a template without DefaultInstance=; name an instance, like {prefix}@NAME.{suffix}")
+        })?;
+        unit = format!("{prefix}@{instance}.{suffix}");
+    }
+    let unit = unit.as_str();
     let mut in_install = false;
     let mut any = false;
     for line in text.lines().map(str::trim) {
@@ -67,6 +79,14 @@ pub(super) fn enable_unit_once(
                     any = true;
                 }
                 "Alias" => {
+                    // A template's alias, for an instance, names that instance.
+                    let target = match (unit.split_once('@'), target.split_once("@.")) {
+                        (Some((_, rest)), Some((p, sfx))) => match rest.rsplit_once('.') {
+                            Some((inst, _)) => format!("{p}@{inst}.{sfx}"),
+                            None => target.to_string(),
+                        },
+                        _ => target.to_string(),
+                    };
                     tree.insert(
                         &format!("etc/systemd/system/{target}"),
                         Entry::symlink(&format!("/{path}")),
@@ -82,6 +102,33 @@ pub(super) fn enable_unit_once(
         bail!("{origin}: unit `{unit}` has no [Install] section to enable it by");
     }
     Ok(())
+}
+
+/// Where unit files are, the administrator's first.
+pub(super) const UNIT_FILE_DIRS: [&str; 2] = ["etc/systemd/system", "usr/lib/systemd/system"];
+
+/// The template an instance's name comes from (`a@b.service` → `a@.service`); `None` for a
+/// name that is not an instance.
+pub(super) fn template_of(unit: &str) -> Option<String> {
+    let (prefix, rest) = unit.split_once('@')?;
+    let (instance, suffix) = rest.rsplit_once('.')?;
+    (!instance.is_empty()).then(|| format!("{prefix}@.{suffix}"))
+}
+
+/// The values of one key of a unit's `[Install]` section, words split.
+fn install_values(text: &str, key: &str) -> Vec<String> {
+    let mut in_install = false;
+    let mut out = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_install = line == "[Install]";
+        } else if let Some((k, v)) = line.split_once('=').filter(|_| in_install) {
+            if k.trim() == key {
+                out.extend(v.split_whitespace().map(String::from));
+            }
+        }
+    }
+    out
 }
 
 pub(super) fn shell_quote(s: &str) -> String {

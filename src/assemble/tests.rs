@@ -447,6 +447,57 @@ fn units_enabled_from_install_section() {
 }
 
 #[test]
+fn instances_are_enabled_from_their_template() {
+    let mut t = Tree::new();
+    for (u, text) in [
+        (
+            "serial-getty@.service",
+            "[Install]\nWantedBy=getty.target\nAlias=console@.service\n",
+        ),
+        (
+            "getty@.service",
+            "[Install]\nWantedBy=getty.target\nDefaultInstance=tty1\n",
+        ),
+        ("w@.service", "[Install]\nWantedBy=multi-user.target\n"),
+    ] {
+        t.insert(
+            &format!("usr/lib/systemd/system/{u}"),
+            Entry::file(text, 0o644),
+        )
+        .unwrap();
+    }
+    let link = |t: &Tree, p: &str| match t.get(p).map(|e| &e.kind) {
+        Some(crate::tree::Kind::Symlink(to)) => Some(to.clone()),
+        _ => None,
+    };
+    enable_unit(&mut t, "serial-getty@ttyS1.service", "p").unwrap();
+    assert_eq!(
+        link(
+            &t,
+            "etc/systemd/system/getty.target.wants/serial-getty@ttyS1.service"
+        )
+        .as_deref(),
+        Some("/usr/lib/systemd/system/serial-getty@.service")
+    );
+    assert!(link(&t, "etc/systemd/system/console@ttyS1.service").is_some());
+    // A template named alone: its DefaultInstance=, or an error saying to name one.
+    enable_unit(&mut t, "getty@.service", "p").unwrap();
+    assert!(link(
+        &t,
+        "etc/systemd/system/getty.target.wants/getty@tty1.service"
+    )
+    .is_some());
+    let e = enable_unit(&mut t, "w@.service", "p")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("template without DefaultInstance"), "{e}");
+    assert!(enable_unit(&mut t, "nope@x.service", "p")
+        .unwrap_err()
+        .to_string()
+        .contains("no unit file"));
+}
+
+#[test]
 fn also_cycles_end() {
     let mut t = Tree::new();
     for (u, other) in [("x.service", "x.socket"), ("x.socket", "x.service")] {

@@ -11,8 +11,7 @@ use anyhow::{bail, Result};
 
 use crate::tree::Tree;
 
-/// Where unit files and their drop-ins are, highest precedence first.
-const UNIT_DIRS: &[&str] = &["etc/systemd/system", "usr/lib/systemd/system"];
+use super::init::{template_of, UNIT_FILE_DIRS as UNIT_DIRS};
 
 /// The accounts a unit names: users, groups, and whether systemd makes a dynamic user for it.
 #[derive(Debug, Default, PartialEq)]
@@ -24,25 +23,32 @@ struct Accounts {
 }
 
 /// The unit file and its drop-ins, in the order systemd reads them: the file from the first
-/// directory that has it, then every `UNIT.d/*.conf` by file name (one in `/etc` hiding the
-/// same name in `/usr/lib`).
+/// directory that has it (an instance's from its template), then every `UNIT.d/*.conf` by file
+/// name (one in `/etc` hiding the same name in `/usr/lib`; an instance's hiding its template's).
 fn unit_texts(tree: &Tree, unit: &str) -> Vec<String> {
     let read = |p: &str| {
         tree.read(p)
             .map(|b| String::from_utf8_lossy(&b).into_owned())
     };
-    let mut texts: Vec<String> = UNIT_DIRS
+    let names: Vec<String> = template_of(unit)
+        .into_iter()
+        .chain([unit.to_string()])
+        .collect();
+    let mut texts: Vec<String> = names
         .iter()
-        .find_map(|d| read(&format!("{d}/{unit}")))
+        .rev()
+        .find_map(|n| UNIT_DIRS.iter().find_map(|d| read(&format!("{d}/{n}"))))
         .into_iter()
         .collect();
     let mut dropins = std::collections::BTreeMap::new();
-    for d in UNIT_DIRS.iter().rev() {
-        let dir = format!("{d}/{unit}.d");
-        for p in tree.children(&dir) {
-            let name = &p[dir.len() + 1..];
-            if name.ends_with(".conf") {
-                dropins.insert(name.to_string(), p.to_string());
+    for n in &names {
+        for d in UNIT_DIRS.iter().rev() {
+            let dir = format!("{d}/{n}.d");
+            for p in tree.children(&dir) {
+                let name = &p[dir.len() + 1..];
+                if name.ends_with(".conf") {
+                    dropins.insert(name.to_string(), p.to_string());
+                }
             }
         }
     }
@@ -168,6 +174,30 @@ mod tests {
                 user: None,
                 group: Some("_g".into()),
                 supplementary: vec!["z".into()],
+                dynamic: false
+            }
+        );
+    }
+
+    #[test]
+    fn an_instance_reads_its_templates_file_and_both_drop_in_folders() {
+        let t = tree(&[
+            ("usr/lib/systemd/system/w@.service", "[Service]\nUser=_w\n"),
+            (
+                "usr/lib/systemd/system/w@.service.d/a.conf",
+                "[Service]\nGroup=_t\n",
+            ),
+            (
+                "etc/systemd/system/w@x.service.d/b.conf",
+                "[Service]\nSupplementaryGroups=_i\n",
+            ),
+        ]);
+        assert_eq!(
+            accounts(&unit_texts(&t, "w@x.service")),
+            Accounts {
+                user: Some("_w".into()),
+                group: Some("_t".into()),
+                supplementary: vec!["_i".into()],
                 dynamic: false
             }
         );
