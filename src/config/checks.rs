@@ -20,7 +20,7 @@ pub struct FileSpec {
     pub content: Option<String>,
     /// Host file, relative to the profile, to copy.
     pub source: Option<String>,
-    /// Mode (default 0644, or 0755 for `executable = true`).
+    /// Mode (default 0644).
     pub mode: Option<Mode>,
     /// Owner uid.
     #[serde(default)]
