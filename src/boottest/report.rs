@@ -231,6 +231,25 @@ pub fn junit_xml(results: &[ImageResult]) -> String {
 mod tests {
     use super::*;
 
+    /// `ingot report` reads the times back from the JSON a run wrote and must draw the page
+    /// that run drew: every time survives the round trip bit for bit. (The default JSON float
+    /// parser was one unit in the last place off for some, which turned a 1.55 s phase into
+    /// "1.5 s" on one page and "1.6 s" on the other.)
+    #[test]
+    fn times_survive_the_json_round_trip_exactly() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            // Host seconds with millisecond steps and their differences, as phases have.
+            let a = (x >> 40) as f64 / 1000.0;
+            let b = ((x >> 20) & 0xfffff) as f64 / 1000.0;
+            for v in [a, b, a - b, a + b, a * 1.000_001] {
+                let back: f64 = serde_json::from_str(&serde_json::to_string(&v).unwrap()).unwrap();
+                assert_eq!(back.to_bits(), v.to_bits(), "{v:?}");
+            }
+        }
+    }
+
     #[test]
     fn each_check_is_a_testcase_of_its_own() {
         let mut good = BootCase::new(1, 30.0, None, None, None, vec![]);
