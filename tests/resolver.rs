@@ -361,8 +361,9 @@ fn ingot_resolves_every_case_as_apt_does() {
 /// failed probe). Before the kernel was resolved with the rest, the dpkg database recorded it
 /// with unmet dependencies and `apt-get check` failed. The same image starts chrony and nginx,
 /// Debian services whose maintainer scripts Ingot does not run: chrony runs as `_chrony`, which
-/// only the profile's `system = true` user gives it (a build without that user stops, naming
-/// it), and nginx needs its packaged log directory, which sysprep once removed.
+/// Ingot makes from chrony's postinst (`adduser --system`), and nginx needs its packaged log
+/// directory, which sysprep once removed. A unit whose user nobody makes stops the build,
+/// naming the account and the lines that add it.
 #[test]
 #[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
 fn a_booted_vm_base_with_debian_services_passes_apt_get_check() {
@@ -372,7 +373,7 @@ fn a_booted_vm_base_with_debian_services_passes_apt_get_check() {
     std::fs::write(
         &lacking,
         format!(
-            "extends = \"{}\"\nservices = [\"chrony.service\"]\n[image]\nname = \"no-user\"\nversion = \"1.0.0\"\n[packages]\ninclude = [\"chrony\"]\n",
+            "extends = \"{}\"\nservices = [\"needs-user.service\"]\n[image]\nname = \"no-user\"\nversion = \"1.0.0\"\n[[files]]\npath = \"/etc/systemd/system/needs-user.service\"\ncontent = \"[Service]\\nUser=_svc\\nExecStart=/bin/true\\n[Install]\\nWantedBy=multi-user.target\\n\"\n",
             root.join("profiles/vm-base.toml").display()
         ),
     )
@@ -389,8 +390,8 @@ fn a_booted_vm_base_with_debian_services_passes_apt_get_check() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("unit `chrony.service` runs as User=_chrony")
-            && err.contains("name = \"_chrony\"")
+        err.contains("unit `needs-user.service` runs as User=_svc")
+            && err.contains("name = \"_svc\"")
             && err.contains("system = true"),
         "{err}"
     );

@@ -105,7 +105,8 @@ fn alternatives(tree: &mut Tree) -> Result<()> {
 }
 
 /// Assemble the system in place: everything except the boot chain and sysprep. An A/B image
-/// (hardware `[ab]`) also gets the updater, trusting `update_key`.
+/// (hardware `[ab]`) also gets the updater, trusting `update_key`. `accounts` are the system
+/// accounts the packages' maintainer scripts would have made.
 pub fn system(
     tree: &mut Tree,
     profile: &Profile,
@@ -113,6 +114,7 @@ pub fn system(
     id: &Identity,
     labels: &BTreeMap<String, String>,
     update_key: Option<&PublicKey>,
+    accounts: &[crate::packages::accounts::Account],
 ) -> Result<()> {
     for d in [
         "proc", "sys", "dev", "run", "tmp", "root", "home", "etc", "var/tmp", "var/log", "mnt",
@@ -153,7 +155,7 @@ pub fn system(
         }
     }
     // Debian's ldconfig trigger would write ld.so.cache; the loader works without it.
-    users::apply(tree, profile, id.epoch / 86400)?;
+    users::apply(tree, profile, accounts, id.epoch / 86400)?;
     let applied = users::fragments(tree);
     alternatives(tree)?;
     // os-release with the image identity.

@@ -1,11 +1,13 @@
 //! The accounts the units an image starts run as must be in the image.
 //!
 //! A Debian package whose service runs as its own user (chrony's `User=_chrony`) makes that
-//! user in its maintainer script, which Ingot does not run. Without the account the unit
-//! fails at every boot (status 217/USER) while the build and, unless an agent probes that
-//! service, the boot test say nothing. So every unit the profile starts is read (unit file and
-//! drop-ins) for the users and groups it names, and a name the image's passwd or group lacks
-//! stops the build with the line to add to the profile.
+//! user in its maintainer script, which Ingot does not run; Ingot makes the accounts such
+//! scripts name literally (`packages::accounts`), not one a script names through a variable or
+//! a unit a profile brings. Without the account the unit fails at every boot (status
+//! 217/USER) while the build and, unless an agent probes that service, the boot test say
+//! nothing. So every unit the profile starts is read (unit file and drop-ins) for the users
+//! and groups it names, and a name the image's passwd or group lacks stops the build with the
+//! lines to add to the profile.
 
 use anyhow::{bail, Result};
 
@@ -120,7 +122,7 @@ pub fn check(tree: &Tree, units: &[(String, String)]) -> Result<()> {
         }
         if let Some(u) = a.user.as_ref().filter(|u| !users.contains(u)) {
             bail!(
-                "{origin}: unit `{unit}` runs as User={u}, but the image has no such user (its package makes it in a maintainer script, which Ingot does not run); add it to the profile:\n  [[users]]\n  name = \"{u}\"\n  system = true"
+                "{origin}: unit `{unit}` runs as User={u}, but the image has no such user (neither the profile nor a package's maintainer script, as far as Ingot can read it, makes one); add it to the profile:\n  [[users]]\n  name = \"{u}\"\n  system = true"
             );
         }
         if let Some(g) = a
@@ -130,7 +132,7 @@ pub fn check(tree: &Tree, units: &[(String, String)]) -> Result<()> {
             .find(|g| !groups.contains(g))
         {
             bail!(
-                "{origin}: unit `{unit}` names group {g}, but the image has no such group (its package makes it in a maintainer script, which Ingot does not run); add it to the profile:\n  [[groups]]\n  name = \"{g}\"\n  system = true"
+                "{origin}: unit `{unit}` names group {g}, but the image has no such group (neither the profile nor a package's maintainer script, as far as Ingot can read it, makes one); add it to the profile:\n  [[groups]]\n  name = \"{g}\"\n  system = true"
             );
         }
     }

@@ -145,7 +145,12 @@ const UDEV_POSTINST_GROUPS: &[&str] = &["input", "sgx", "kvm", "render"];
 
 /// Write the account databases into the tree. `days` is the build date in days since the epoch
 /// (shadow's last-change field).
-pub fn apply(tree: &mut Tree, profile: &Profile, days: i64) -> Result<()> {
+pub fn apply(
+    tree: &mut Tree,
+    profile: &Profile,
+    accounts: &[crate::packages::accounts::Account],
+    days: i64,
+) -> Result<()> {
     let mut db = Db::default();
     if let (Some(p), Some(g)) = (
         tree.read("/usr/share/base-passwd/passwd.master"),
@@ -342,6 +347,44 @@ pub fn apply(tree: &mut Tree, profile: &Profile, days: i64) -> Result<()> {
             }
         }
     }
+    // What the packages' maintainer scripts make with `adduser --system` and the like, after
+    // the profile's own accounts (which may give one a fixed id): as adduser --system makes
+    // them, with what each script says of the account's group, home, shell and GECOS.
+    for a in accounts {
+        if !a.user {
+            db.add_group(&a.name, None, true);
+            continue;
+        }
+        if db.users.iter().any(|x| x.name == a.name) {
+            continue;
+        }
+        let uid = db.free_id(100, 1000, true).with_context(|| {
+            format!(
+                "user `{}` (a package's maintainer script makes it): no free system uid left in 100-999",
+                a.name
+            )
+        })?;
+        let gid = match (&a.group, a.own_group) {
+            (Some(g), _) => db.add_group(g, None, true),
+            (None, true) => db.add_group(
+                &a.name,
+                Some(uid).filter(|id| db.groups.iter().all(|g| g.gid != *id)),
+                true,
+            ),
+            (None, false) => db.group_id("nogroup").unwrap_or(65534),
+        };
+        db.users.push(PwEnt {
+            name: a.name.clone(),
+            uid,
+            gid,
+            gecos: a.gecos.clone().unwrap_or_default(),
+            home: a.home.clone().unwrap_or_else(|| "/nonexistent".into()),
+            shell: a
+                .shell
+                .clone()
+                .unwrap_or_else(|| "/usr/sbin/nologin".into()),
+        });
+    }
     let mut passwd = String::new();
     let mut shadow = String::new();
     for u in &db.users {
@@ -384,6 +427,15 @@ pub fn apply(tree: &mut Tree, profile: &Profile, days: i64) -> Result<()> {
 mod tests {
     use crate::tree::{Entry, Tree};
 
+    /// The fields of `name`'s line in a passwd- or group-like text.
+    fn entry(text: &str, name: &str) -> Vec<String> {
+        let l = text.lines().find(|l| l.starts_with(&format!("{name}:")));
+        l.unwrap_or_else(|| panic!("no {name} in {text}"))
+            .split(':')
+            .map(String::from)
+            .collect()
+    }
+
     #[test]
     fn udev_images_get_the_groups_its_postinst_adds() {
         let profile = crate::config::profile_from_str(
@@ -400,7 +452,7 @@ mod tests {
                 )
                 .unwrap();
             }
-            super::apply(&mut t, &profile, 0).unwrap();
+            super::apply(&mut t, &profile, &[], 0).unwrap();
             let g = String::from_utf8(t.read("etc/group").unwrap()).unwrap();
             g.lines()
                 .map(|l| l.split(':').collect::<Vec<_>>())
@@ -425,18 +477,11 @@ mod tests {
         )
         .unwrap();
         let mut t = Tree::new();
-        super::apply(&mut t, &profile, 0).unwrap();
+        super::apply(&mut t, &profile, &[], 0).unwrap();
         let passwd = String::from_utf8(t.read("etc/passwd").unwrap()).unwrap();
         let group = String::from_utf8(t.read("etc/group").unwrap()).unwrap();
         let shadow = String::from_utf8(t.read("etc/shadow").unwrap()).unwrap();
-        let field = |text: &str, name: &str| -> Vec<String> {
-            let line = text.lines().find(|l| l.starts_with(&format!("{name}:")));
-            line.unwrap_or_else(|| panic!("no {name} in {text}"))
-                .split(':')
-                .map(String::from)
-                .collect()
-        };
-        let chrony = field(&passwd, "_chrony");
+        let chrony = entry(&passwd, "_chrony");
         let uid: u32 = chrony[2].parse().unwrap();
         assert!((100..1000).contains(&uid), "{passwd}");
         assert_eq!(
@@ -447,16 +492,62 @@ mod tests {
             (chrony[5].as_str(), chrony[6].as_str()),
             ("/nonexistent", "/usr/sbin/nologin")
         );
-        assert_eq!(field(&shadow, "_chrony")[1], "*");
+        assert_eq!(entry(&shadow, "_chrony")[1], "*");
         assert!(t.get("nonexistent").is_none());
         // A person: from 1000, a home, the default shell.
-        let ops = field(&passwd, "ops");
+        let ops = entry(&passwd, "ops");
         assert_eq!(
             (ops[2].as_str(), ops[5].as_str(), ops[6].as_str()),
             ("1000", "/home/ops", "/bin/sh")
         );
-        let sock: u32 = field(&group, "_sock")[2].parse().unwrap();
+        let sock: u32 = entry(&group, "_sock")[2].parse().unwrap();
         assert!((100..1000).contains(&sock), "{group}");
+    }
+
+    #[test]
+    fn accounts_maintainer_scripts_make_are_made_after_the_profiles() {
+        use crate::packages::accounts::from_script;
+        let profile = crate::config::profile_from_str(
+            std::path::Path::new("p.toml"),
+            "[image]\nname = \"p\"\nversion = \"1.0.0\"\n[distribution]\nsuite = \"bookworm\"\n[[users]]\nname = \"sshd\"\nuid = 101\n",
+        )
+        .unwrap();
+        let accounts = from_script(
+            "adduser --quiet --system --no-create-home --home /run/sshd --shell /usr/sbin/nologin sshd\n\
+             adduser --system --group --home /var/lib/chrony _chrony\n\
+             addgroup --system _ssh\n\
+             adduser --system --ingroup daemon --gecos 'X daemon' xd\n",
+        );
+        let mut t = Tree::new();
+        super::apply(&mut t, &profile, &accounts, 0).unwrap();
+        let passwd = String::from_utf8(t.read("etc/passwd").unwrap()).unwrap();
+        let group = String::from_utf8(t.read("etc/group").unwrap()).unwrap();
+        // The profile's sshd stands; the script's is not made again.
+        assert_eq!(entry(&passwd, "sshd")[2], "101");
+        assert_eq!(
+            passwd.matches("\nsshd:").count() + usize::from(passwd.starts_with("sshd:")),
+            1
+        );
+        let chrony = entry(&passwd, "_chrony");
+        let uid: u32 = chrony[2].parse().unwrap();
+        assert!((100..1000).contains(&uid), "{passwd}");
+        assert_eq!(
+            entry(&group, "_chrony")[2],
+            chrony[3],
+            "its own group: {group}"
+        );
+        assert_eq!(chrony[5], "/var/lib/chrony");
+        assert_eq!(chrony[6], "/usr/sbin/nologin");
+        let ssh: u32 = entry(&group, "_ssh")[2].parse().unwrap();
+        assert!((100..1000).contains(&ssh), "{group}");
+        assert!(
+            passwd.lines().all(|l| !l.starts_with("_ssh:")),
+            "a group only"
+        );
+        let xd = entry(&passwd, "xd");
+        assert_eq!(entry(&group, "daemon")[2], xd[3]);
+        assert_eq!(xd[4], "X daemon");
+        assert_eq!(xd[5], "/nonexistent");
     }
 
     #[test]
@@ -475,7 +566,7 @@ mod tests {
                 t.insert(&format!("usr/share/base-passwd/{f}"), Entry::file(text, 0o644))
                     .unwrap();
             }
-            super::apply(&mut t, &profile, 0)
+            super::apply(&mut t, &profile, &[], 0)
                 .map(|()| String::from_utf8(t.read("etc/group").unwrap()).unwrap())
                 .map_err(|e| e.to_string())
         };

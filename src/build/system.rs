@@ -57,7 +57,13 @@ pub fn system(
     if !profile.sysprep.keep_docs {
         assemble::strip_docs(&mut tree);
     }
-    assemble::system(&mut tree, profile, hw, id, labels, update_key)?;
+    // The system accounts the image's packages' maintainer scripts make, in package order.
+    let accounts: Vec<packages::accounts::Account> = ready
+        .iter()
+        .filter(|r| r.locked.role == packages::Role::Image)
+        .flat_map(|r| r.extracted.accounts.iter().flatten().cloned())
+        .collect();
+    assemble::system(&mut tree, profile, hw, id, labels, update_key, &accounts)?;
     if profile.packages.byte_compile() {
         assemble::python::byte_compile(&mut tree, epoch)?;
     }

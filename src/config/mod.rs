@@ -23,6 +23,7 @@ pub use profile::{
     Agent, Distribution, Group, ImageMeta, KernelSettings, Network, Ota, Output, Packages, Profile,
     Sysprep, User, DERIVED_LABELS,
 };
+pub use values::checked::account_name_error;
 pub use values::{Arch, ByteSize, Format, InitSystem, Mode, SemVer, ZstdLevel};
 
 /// A configuration file that could not be read or is not valid.

@@ -112,6 +112,39 @@ pub struct Extracted {
     /// Machine-readable licence names from `/usr/share/doc/*/copyright`, if any.
     #[serde(default)]
     pub licenses: Vec<String>,
+    /// System accounts its `preinst` and `postinst` make (`None` in a cache entry written
+    /// before they were read: they are then read from the .deb again).
+    #[serde(default)]
+    pub accounts: Option<Vec<super::accounts::Account>>,
+}
+
+/// The `control` file and the accounts the maintainer scripts make, from a .deb's control.tar.
+fn read_control(
+    f: &mut File,
+    member: &ArMember,
+) -> Result<(String, Vec<super::accounts::Account>)> {
+    f.seek(SeekFrom::Start(member.offset))?;
+    let mut control = String::new();
+    let mut accounts = Vec::new();
+    let mut ar = tar::Archive::new(decoder(&member.name, f.take(member.size))?);
+    for e in ar.entries()? {
+        let mut e = e?;
+        let name = normalize(&e.path()?.to_string_lossy(), true).ok();
+        match name.as_deref() {
+            Some("control") => {
+                e.read_to_string(&mut control)?;
+            }
+            Some("preinst" | "postinst") => {
+                let mut text = String::new();
+                // A script that is not text (none in Debian) makes no account Ingot can read.
+                if e.read_to_string(&mut text).is_ok() {
+                    accounts.extend(super::accounts::from_script(&text));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok((control, accounts))
 }
 
 /// Decompress a verified .deb into the extraction cache (once) and return its description and
@@ -124,6 +157,21 @@ pub fn extract(deb: &Path, tar_path: &Path, meta_path: &Path) -> Result<(Extract
             // again, never shipped under the package's genuine digests.
             match crate::base::fsx::sha256_file(tar_path) {
                 Ok((h, n)) if h == meta.data_sha256 && n == meta.data_len => {
+                    let mut meta = meta;
+                    if meta.accounts.is_none() {
+                        let mut f = File::open(deb)
+                            .with_context(|| format!("opening {}", deb.display()))?;
+                        let members = ar_members(&mut f)?;
+                        let control_m = members
+                            .iter()
+                            .find(|m| m.name.starts_with("control.tar"))
+                            .context("no control.tar member")?;
+                        meta.accounts = Some(read_control(&mut f, control_m)?.1);
+                        crate::base::fsx::write_atomic(
+                            meta_path,
+                            serde_json::to_string(&meta)?.as_bytes(),
+                        )?;
+                    }
                     return Ok((meta, tar_path.to_path_buf()));
                 }
                 Ok(_) => eprintln!(
@@ -145,21 +193,7 @@ pub fn extract(deb: &Path, tar_path: &Path, meta_path: &Path) -> Result<(Extract
         .iter()
         .find(|m| m.name.starts_with("data.tar"))
         .context("no data.tar member")?;
-    f.seek(SeekFrom::Start(control_m.offset))?;
-    let mut control = String::new();
-    {
-        let mut ar = tar::Archive::new(decoder(&control_m.name, (&mut f).take(control_m.size))?);
-        for e in ar.entries()? {
-            let mut e = e?;
-            if normalize(&e.path()?.to_string_lossy(), true)
-                .ok()
-                .as_deref()
-                == Some("control")
-            {
-                e.read_to_string(&mut control)?;
-            }
-        }
-    }
+    let (control, accounts) = read_control(&mut f, control_m)?;
     if control.is_empty() {
         bail!("control.tar has no control file");
     }
@@ -188,6 +222,7 @@ pub fn extract(deb: &Path, tar_path: &Path, meta_path: &Path) -> Result<(Extract
         data_len,
         data_sha256,
         licenses,
+        accounts: Some(accounts),
     };
     crate::base::fsx::write_atomic(meta_path, serde_json::to_string(&meta)?.as_bytes())?;
     Ok((meta, tar_path.to_path_buf()))

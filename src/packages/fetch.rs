@@ -89,6 +89,7 @@ fn fetch_one(src: &Source, l: &Locked, progress: &dyn Fn(u64)) -> Result<Ready> 
                 data_len: 0,
                 data_sha256: String::new(),
                 licenses: Vec::new(),
+                accounts: Some(Vec::new()),
             },
             data_tar: super::generated::empty_tar(&src.cache)?,
         });

@@ -1,6 +1,7 @@
 //! Package source: verified repository client, resolver, lockfile, cache and unpacking.
 //! From a profile's package list to a file tree, with no root, apt or dpkg on the host.
 
+pub mod accounts;
 pub mod cache;
 pub mod control;
 pub mod deb;

@@ -1,0 +1,247 @@
+//! The system accounts a package's maintainer scripts make (`adduser --system`, `addgroup
+//! --system`, `useradd -r`, `groupadd -r`), read from its `preinst` and `postinst`. Ingot runs no
+//! maintainer scripts, so the users and groups step makes these accounts itself, as Debian's
+//! own would be made on an installed system: only what a script names literally (a name in a
+//! variable is not guessed at), with the options that shape the account.
+
+use serde::{Deserialize, Serialize};
+
+/// One account a maintainer script makes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    /// The account's name.
+    pub name: String,
+    /// A user (else a group only).
+    pub user: bool,
+    /// For a user: also a group of the same name as its primary group (`--group`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub own_group: bool,
+    /// For a user: the primary group named (`--ingroup`, `-g`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// For a user: its home (`--home`, `-d`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home: Option<String>,
+    /// For a user: its shell (`--shell`, `-s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<String>,
+    /// For a user: its GECOS field (`--gecos`, `--comment`, `-c`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gecos: Option<String>,
+}
+
+/// Options of the account tools that take a value, so that the value is not taken for the name.
+const VALUED: &[&str] = &[
+    "--home",
+    "--shell",
+    "--uid",
+    "--gid",
+    "--ingroup",
+    "--gecos",
+    "--comment",
+    "--firstuid",
+    "--lastuid",
+    "--firstgid",
+    "--lastgid",
+    "--conf",
+    "--home-dir",
+    "--groups",
+    "--key",
+    "--password",
+    "--expiredate",
+    "--inactive",
+    "--skel",
+    "-d",
+    "-s",
+    "-u",
+    "-g",
+    "-G",
+    "-c",
+    "-k",
+    "-K",
+    "-e",
+    "-f",
+    "-p",
+];
+
+/// Split one shell command into words, honouring single and double quotes (no expansion).
+fn words(cmd: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    let mut any = false;
+    for c in cmd.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => cur.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                any = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if any || !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            (None, c) => cur.push(c),
+        }
+    }
+    if any || !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// A word the script wrote out, not one a variable, a command or a glob supplies.
+fn literal(w: &str) -> bool {
+    !w.is_empty() && !w.contains(['$', '`', '*', '?', '(', ')', '<', '>'])
+}
+
+/// The accounts one script makes.
+pub fn from_script(script: &str) -> Vec<Account> {
+    let joined = script.replace("\\\n", " ");
+    let mut out: Vec<Account> = Vec::new();
+    for line in joined.lines() {
+        let line = line.split(" #").next().unwrap_or(line);
+        for cmd in line.split([';', '|', '&']) {
+            let w = words(cmd);
+            let Some(at) = w.iter().position(|t| {
+                matches!(
+                    t.rsplit('/').next(),
+                    Some("adduser" | "addgroup" | "useradd" | "groupadd")
+                )
+            }) else {
+                continue;
+            };
+            let tool = w[at].rsplit('/').next().unwrap_or_default().to_string();
+            let args = &w[at + 1..];
+            let shadow_tool = tool == "useradd" || tool == "groupadd";
+            let system = args.iter().any(|a| {
+                a == "--system"
+                    || (shadow_tool && (a == "-r" || a.starts_with("-r") && !a.starts_with("--")))
+            });
+            if !system {
+                continue;
+            }
+            let value = |opt: &[&str]| {
+                args.windows(2)
+                    .find(|p| opt.contains(&p[0].as_str()))
+                    .map(|p| p[1].clone())
+                    .or_else(|| {
+                        args.iter().find_map(|a| {
+                            let (k, v) = a.split_once('=')?;
+                            opt.contains(&k).then(|| v.to_string())
+                        })
+                    })
+                    .filter(|v| literal(v))
+            };
+            let home = value(&["--home", "--home-dir", "-d"]);
+            let shell = value(&["--shell", "-s"]);
+            let gecos = value(&["--gecos", "--comment", "-c"]);
+            let group = value(&["--ingroup", "-g"]);
+            // The name: the last word that is neither an option nor an option's value.
+            let mut names = Vec::new();
+            let mut skip = false;
+            for a in args {
+                if skip {
+                    skip = false;
+                } else if a.starts_with('-') {
+                    skip = VALUED.contains(&a.as_str());
+                } else {
+                    names.push(a.clone());
+                }
+            }
+            // `adduser --system NAME` makes a user; `adduser --system --group NAME` a user and
+            // its group; `addgroup --system NAME` (or `adduser --system --group` with no user
+            // options, which is the same) and `groupadd -r NAME` a group.
+            let Some(name) = names.first().filter(|n| names.len() == 1 && literal(n)) else {
+                continue;
+            };
+            if crate::config::account_name_error(name).is_some() {
+                continue;
+            }
+            let user = tool == "adduser" || tool == "useradd";
+            let own_group = user
+                && (args.iter().any(|a| a == "--group")
+                    || (tool == "useradd"
+                        && args.iter().any(|a| a == "-U" || a == "--user-group")));
+            let acct = Account {
+                name: name.clone(),
+                user,
+                own_group,
+                group: group.filter(|_| user),
+                home: home.filter(|_| user),
+                shell: shell.filter(|_| user),
+                gecos: gecos.filter(|_| user),
+            };
+            if !out
+                .iter()
+                .any(|a| a.name == acct.name && a.user == acct.user)
+            {
+                out.push(acct);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accounts_from_debian_maintainer_scripts() {
+        // chrony's, openssh-server's, prometheus-node-exporter's, openssh-client's and udev's
+        // forms (bookworm), and what must not count.
+        let script = r#"#!/bin/sh
+set -e
+if ! getent passwd _chrony > /dev/null; then
+        adduser --force-badname \
+                --system \
+                --quiet \
+                --group \
+                --home /var/lib/chrony \
+                --no-create-home _chrony
+fi
+adduser --quiet --system --no-create-home --home /run/sshd --shell /usr/sbin/nologin sshd
+    adduser --quiet --system --home /var/lib/prometheus --no-create-home \
+        --group --gecos "Prometheus daemon" prometheus || true
+                addgroup --system --quiet --force-badname _ssh
+    addgroup --quiet --system input
+useradd -r -g daemon -d /var/lib/x -s /bin/false xsvc
+groupadd --system grp1
+adduser --system "$USER"
+adduser ops sudo
+addgroup somebody
+"#;
+        let got = from_script(script);
+        let summary: Vec<String> = got
+            .iter()
+            .map(|a| {
+                format!(
+                    "{}:{}:{}:{:?}:{:?}:{:?}:{:?}",
+                    a.name,
+                    if a.user { "u" } else { "g" },
+                    a.own_group,
+                    a.group,
+                    a.home,
+                    a.shell,
+                    a.gecos
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                "_chrony:u:true:None:Some(\"/var/lib/chrony\"):None:None",
+                "sshd:u:false:None:Some(\"/run/sshd\"):Some(\"/usr/sbin/nologin\"):None",
+                "prometheus:u:true:None:Some(\"/var/lib/prometheus\"):None:Some(\"Prometheus daemon\")",
+                "_ssh:g:false:None:None:None:None",
+                "input:g:false:None:None:None:None",
+                "xsvc:u:false:Some(\"daemon\"):Some(\"/var/lib/x\"):Some(\"/bin/false\"):None",
+                "grp1:g:false:None:None:None:None",
+            ]
+        );
+    }
+}
