@@ -1,0 +1,187 @@
+//! The users and groups step on hand-made trees.
+
+use crate::tree::{Entry, Tree};
+
+/// The fields of `name`'s line in a passwd- or group-like text.
+fn entry(text: &str, name: &str) -> Vec<String> {
+    let l = text.lines().find(|l| l.starts_with(&format!("{name}:")));
+    l.unwrap_or_else(|| panic!("no {name} in {text}"))
+        .split(':')
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn udev_images_get_the_groups_its_postinst_adds() {
+    let profile = crate::config::profile_from_str(
+        std::path::Path::new("p.toml"),
+        "[image]\nname = \"p\"\nversion = \"1.0.0\"\n[distribution]\nsuite = \"bookworm\"\n",
+    )
+    .unwrap();
+    let groups = |udev: bool| {
+        let mut t = Tree::new();
+        if udev {
+            t.insert(
+                "usr/lib/udev/rules.d/50-udev-default.rules",
+                Entry::file("KERNEL==\"kvm\", GROUP=\"kvm\", MODE=\"0660\"\n", 0o644),
+            )
+            .unwrap();
+        }
+        super::apply(&mut t, &profile, &[], 0).unwrap();
+        let g = String::from_utf8(t.read("etc/group").unwrap()).unwrap();
+        g.lines()
+            .map(|l| l.split(':').collect::<Vec<_>>())
+            .filter(|f| super::UDEV_POSTINST_GROUPS.contains(&f[0]))
+            .map(|f| (f[0].to_string(), f[2].parse::<u32>().unwrap()))
+            .collect::<Vec<_>>()
+    };
+    let with = groups(true);
+    assert_eq!(with.len(), 4, "{with:?}");
+    assert!(
+        with.iter().all(|(_, gid)| (100..1000).contains(gid)),
+        "{with:?}"
+    );
+    assert!(groups(false).is_empty());
+}
+
+#[test]
+fn system_accounts_are_made_as_adduser_system_makes_them() {
+    let profile = crate::config::profile_from_str(
+        std::path::Path::new("p.toml"),
+        "[image]\nname = \"p\"\nversion = \"1.0.0\"\n[distribution]\nsuite = \"bookworm\"\n[[users]]\nname = \"_chrony\"\nsystem = true\n[[users]]\nname = \"ops\"\n[[groups]]\nname = \"_sock\"\nsystem = true\n",
+    )
+    .unwrap();
+    let mut t = Tree::new();
+    super::apply(&mut t, &profile, &[], 0).unwrap();
+    let passwd = String::from_utf8(t.read("etc/passwd").unwrap()).unwrap();
+    let group = String::from_utf8(t.read("etc/group").unwrap()).unwrap();
+    let shadow = String::from_utf8(t.read("etc/shadow").unwrap()).unwrap();
+    let chrony = entry(&passwd, "_chrony");
+    let uid: u32 = chrony[2].parse().unwrap();
+    assert!((100..1000).contains(&uid), "{passwd}");
+    assert_eq!(
+        chrony[3], chrony[2],
+        "its own group shares the number: {passwd}"
+    );
+    assert_eq!(
+        (chrony[5].as_str(), chrony[6].as_str()),
+        ("/nonexistent", "/usr/sbin/nologin")
+    );
+    assert_eq!(entry(&shadow, "_chrony")[1], "*");
+    assert!(t.get("nonexistent").is_none());
+    // A person: from 1000, a home, the default shell.
+    let ops = entry(&passwd, "ops");
+    assert_eq!(
+        (ops[2].as_str(), ops[5].as_str(), ops[6].as_str()),
+        ("1000", "/home/ops", "/bin/sh")
+    );
+    let sock: u32 = entry(&group, "_sock")[2].parse().unwrap();
+    assert!((100..1000).contains(&sock), "{group}");
+}
+
+#[test]
+fn accounts_maintainer_scripts_make_are_made_after_the_profiles() {
+    use crate::packages::accounts::from_script;
+    let profile = crate::config::profile_from_str(
+        std::path::Path::new("p.toml"),
+        "[image]\nname = \"p\"\nversion = \"1.0.0\"\n[distribution]\nsuite = \"bookworm\"\n[[users]]\nname = \"sshd\"\nuid = 101\n",
+    )
+    .unwrap();
+    let accounts = from_script(
+        "adduser --quiet --system --no-create-home --home /run/sshd --shell /usr/sbin/nologin sshd\n\
+         adduser --system --group --home /var/lib/chrony _chrony\n\
+         addgroup --system _ssh\n\
+         adduser --system --ingroup daemon --gecos 'X daemon' xd\n",
+    );
+    let mut t = Tree::new();
+    super::apply(&mut t, &profile, &accounts, 0).unwrap();
+    let passwd = String::from_utf8(t.read("etc/passwd").unwrap()).unwrap();
+    let group = String::from_utf8(t.read("etc/group").unwrap()).unwrap();
+    // The profile's sshd stands; the script's is not made again.
+    assert_eq!(entry(&passwd, "sshd")[2], "101");
+    assert_eq!(
+        passwd.matches("\nsshd:").count() + usize::from(passwd.starts_with("sshd:")),
+        1
+    );
+    let chrony = entry(&passwd, "_chrony");
+    let uid: u32 = chrony[2].parse().unwrap();
+    assert!((100..1000).contains(&uid), "{passwd}");
+    assert_eq!(
+        entry(&group, "_chrony")[2],
+        chrony[3],
+        "its own group: {group}"
+    );
+    assert_eq!(chrony[5], "/var/lib/chrony");
+    assert_eq!(chrony[6], "/usr/sbin/nologin");
+    let ssh: u32 = entry(&group, "_ssh")[2].parse().unwrap();
+    assert!((100..1000).contains(&ssh), "{group}");
+    assert!(
+        passwd.lines().all(|l| !l.starts_with("_ssh:")),
+        "a group only"
+    );
+    let xd = entry(&passwd, "xd");
+    assert_eq!(entry(&group, "daemon")[2], xd[3]);
+    assert_eq!(xd[4], "X daemon");
+    assert_eq!(xd[5], "/nonexistent");
+}
+
+#[test]
+fn ids_the_image_already_gives_are_not_given_twice() {
+    let build = |accounts: &str| {
+        let profile = crate::config::profile_from_str(
+            std::path::Path::new("p.toml"),
+            &format!("[image]\nname = \"p\"\nversion = \"1.0.0\"\n[distribution]\nsuite = \"bookworm\"\n{accounts}"),
+        )
+        .unwrap();
+        let mut t = Tree::new();
+        for (f, text) in [
+            ("passwd.master", "root:*:0:0:root:/root:/bin/bash\nnobody:*:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"),
+            ("group.master", "root:*:0:\nusers:*:100:\nnogroup:*:65534:\n"),
+        ] {
+            t.insert(&format!("usr/share/base-passwd/{f}"), Entry::file(text, 0o644))
+                .unwrap();
+        }
+        super::apply(&mut t, &profile, &[], 0)
+            .map(|()| String::from_utf8(t.read("etc/group").unwrap()).unwrap())
+            .map_err(|e| e.to_string())
+    };
+    let e = build("[[users]]\nname = \"a\"\nuid = 65534\n").unwrap_err();
+    assert!(
+        e.contains("uid 65534 is taken in the image by `nobody`"),
+        "{e}"
+    );
+    let e = build("[[groups]]\nname = \"g\"\ngid = 100\n").unwrap_err();
+    assert!(
+        e.contains("gid 100 is taken in the image by group `users`"),
+        "{e}"
+    );
+    let e = build("[[groups]]\nname = \"users\"\ngid = 2000\n").unwrap_err();
+    assert!(
+        e.contains("already exists in the image with gid 100"),
+        "{e}"
+    );
+    // Naming the image's own group, or giving its own number, is no conflict.
+    let g =
+        build("[[groups]]\nname = \"users\"\ngid = 100\n[[groups]]\nname = \"g\"\ngid = 2000\n")
+            .unwrap();
+    assert!(
+        g.contains("users:x:100:\n") && g.contains("g:x:2000:\n"),
+        "{g}"
+    );
+    // The one second root account a profile may ask for.
+    build("[[users]]\nname = \"toor\"\nuid = 0\nallow_uid0 = true\n").unwrap();
+}
+
+#[test]
+fn sysusers_fields() {
+    assert_eq!(
+        super::fields("u systemd-network 998 \"systemd Network Management\" -"),
+        vec![
+            "u",
+            "systemd-network",
+            "998",
+            "systemd Network Management",
+            "-"
+        ]
+    );
+}
