@@ -6,6 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The version of this reader, recorded with what it read into the extraction cache: a change
+/// to what it reads must raise it, so that cached packages are read again.
+pub const READER: u32 = 2;
+
 /// One account a maintainer script makes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
@@ -93,6 +97,24 @@ fn words(cmd: &str) -> Vec<String> {
     out
 }
 
+/// The words of a command without its redirections (`>/dev/null`, `2>&1`, `> file`).
+fn without_redirections(words: Vec<String>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut target_next = false;
+    for w in words {
+        if std::mem::take(&mut target_next) {
+            continue;
+        }
+        let bare = w.trim_start_matches(|c: char| c.is_ascii_digit() || c == '&');
+        if matches!(bare, ">" | ">>" | "<" | ">|") {
+            target_next = true;
+        } else if !w.contains(['>', '<']) {
+            out.push(w);
+        }
+    }
+    out
+}
+
 /// A word the script wrote out, not one a variable, a command or a glob supplies.
 fn literal(w: &str) -> bool {
     !w.is_empty() && !w.contains(['$', '`', '*', '?', '(', ')', '<', '>'])
@@ -104,8 +126,8 @@ pub fn from_script(script: &str) -> Vec<Account> {
     let mut out: Vec<Account> = Vec::new();
     for line in joined.lines() {
         let line = line.split(" #").next().unwrap_or(line);
-        for cmd in line.split([';', '|', '&']) {
-            let w = words(cmd);
+        for cmd in line.split("&&").flat_map(|c| c.split([';', '|'])) {
+            let w = without_redirections(words(cmd));
             let Some(at) = w.iter().position(|t| {
                 matches!(
                     t.rsplit('/').next(),
@@ -214,6 +236,8 @@ groupadd --system grp1
 adduser --system "$USER"
 adduser ops sudo
 addgroup somebody
+adduser --system --home /srv/r redir >/dev/null 2>&1
+addgroup --system redir2 > /dev/null && echo made
 "#;
         let got = from_script(script);
         let summary: Vec<String> = got
@@ -241,6 +265,8 @@ addgroup somebody
                 "input:g:false:None:None:None:None",
                 "xsvc:u:false:Some(\"daemon\"):Some(\"/var/lib/x\"):Some(\"/bin/false\"):None",
                 "grp1:g:false:None:None:None:None",
+                "redir:u:false:None:Some(\"/srv/r\"):None:None",
+                "redir2:g:false:None:None:None:None",
             ]
         );
     }

@@ -116,6 +116,10 @@ pub struct Extracted {
     /// before they were read: they are then read from the .deb again).
     #[serde(default)]
     pub accounts: Option<Vec<super::accounts::Account>>,
+    /// The [`super::accounts::READER`] that read them: a cache entry read by another is read
+    /// again.
+    #[serde(default)]
+    pub accounts_reader: u32,
 }
 
 /// The `control` file and the accounts the maintainer scripts make, from a .deb's control.tar.
@@ -158,7 +162,7 @@ pub fn extract(deb: &Path, tar_path: &Path, meta_path: &Path) -> Result<(Extract
             match crate::base::fsx::sha256_file(tar_path) {
                 Ok((h, n)) if h == meta.data_sha256 && n == meta.data_len => {
                     let mut meta = meta;
-                    if meta.accounts.is_none() {
+                    if meta.accounts.is_none() || meta.accounts_reader != super::accounts::READER {
                         let mut f = File::open(deb)
                             .with_context(|| format!("opening {}", deb.display()))?;
                         let members = ar_members(&mut f)?;
@@ -167,6 +171,7 @@ pub fn extract(deb: &Path, tar_path: &Path, meta_path: &Path) -> Result<(Extract
                             .find(|m| m.name.starts_with("control.tar"))
                             .context("no control.tar member")?;
                         meta.accounts = Some(read_control(&mut f, control_m)?.1);
+                        meta.accounts_reader = super::accounts::READER;
                         crate::base::fsx::write_atomic(
                             meta_path,
                             serde_json::to_string(&meta)?.as_bytes(),
@@ -223,6 +228,7 @@ pub fn extract(deb: &Path, tar_path: &Path, meta_path: &Path) -> Result<(Extract
         data_sha256,
         licenses,
         accounts: Some(accounts),
+        accounts_reader: super::accounts::READER,
     };
     crate::base::fsx::write_atomic(meta_path, serde_json::to_string(&meta)?.as_bytes())?;
     Ok((meta, tar_path.to_path_buf()))
@@ -350,6 +356,42 @@ pub fn unpack(tar_path: &Path, package: &str, tree: &mut Tree) -> Result<Vec<Str
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn accounts_of_the_maintainer_scripts_are_read_and_read_again_by_a_newer_reader() {
+        let t = tempfile::tempdir().unwrap();
+        let deb = t.path().join("p.deb");
+        std::fs::write(
+            &deb,
+            super::super::testrepo::make_deb_with_scripts(
+                "Package: p\nVersion: 1\nArchitecture: amd64\n",
+                &[(
+                    "postinst",
+                    "#!/bin/sh\nadduser --system --group _p >/dev/null\n",
+                )],
+                &[("./usr/", tar::EntryType::Directory, b"", "")],
+            ),
+        )
+        .unwrap();
+        let (tar, meta) = (t.path().join("p.tar"), t.path().join("p.json"));
+        let names = |e: &Extracted| -> Vec<String> {
+            e.accounts
+                .iter()
+                .flatten()
+                .map(|a| a.name.clone())
+                .collect()
+        };
+        let (first, _) = extract(&deb, &tar, &meta).unwrap();
+        assert_eq!(names(&first), ["_p"]);
+        // A cache entry an older reader wrote (here: one that found nothing) is read again.
+        let mut old = first.clone();
+        old.accounts = Some(Vec::new());
+        old.accounts_reader = 0;
+        std::fs::write(&meta, serde_json::to_string(&old).unwrap()).unwrap();
+        let (again, _) = extract(&deb, &tar, &meta).unwrap();
+        assert_eq!(names(&again), ["_p"]);
+        assert_eq!(again.accounts_reader, super::super::accounts::READER);
+    }
 
     pub use crate::packages::testrepo::make_deb;
 

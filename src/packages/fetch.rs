@@ -90,6 +90,7 @@ fn fetch_one(src: &Source, l: &Locked, progress: &dyn Fn(u64)) -> Result<Ready> 
                 data_sha256: String::new(),
                 licenses: Vec::new(),
                 accounts: Some(Vec::new()),
+                accounts_reader: super::accounts::READER,
             },
             data_tar: super::generated::empty_tar(&src.cache)?,
         });

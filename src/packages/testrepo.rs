@@ -233,6 +233,15 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
 /// Build a .deb in memory: `entries` are (path, kind, data, link) tar entries for
 /// data.tar.gz, written byte for byte (hostile names included).
 pub fn make_deb(control: &str, entries: &[TarEntry<'_>]) -> Vec<u8> {
+    make_deb_with_scripts(control, &[], entries)
+}
+
+/// [`make_deb`] with maintainer scripts (`postinst`, ...) beside the control file.
+pub fn make_deb_with_scripts(
+    control: &str,
+    scripts: &[(&str, &str)],
+    entries: &[TarEntry<'_>],
+) -> Vec<u8> {
     fn tar_of(entries: &[TarEntry<'_>]) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
         for (path, ty, data, link) in entries {
@@ -256,12 +265,12 @@ pub fn make_deb(control: &str, entries: &[TarEntry<'_>]) -> Vec<u8> {
         }
         b.into_inner().unwrap()
     }
-    let control_tar = gzip(&tar_of(&[(
-        "./control",
-        tar::EntryType::Regular,
-        control.as_bytes(),
-        "",
-    )]));
+    let names: Vec<String> = scripts.iter().map(|(n, _)| format!("./{n}")).collect();
+    let mut control_entries = vec![("./control", tar::EntryType::Regular, control.as_bytes(), "")];
+    for (name, (_, text)) in names.iter().zip(scripts) {
+        control_entries.push((name.as_str(), tar::EntryType::Regular, text.as_bytes(), ""));
+    }
+    let control_tar = gzip(&tar_of(&control_entries));
     let data_tar = gzip(&tar_of(entries));
     let mut out = b"!<arch>\n".to_vec();
     for (name, data) in [
