@@ -142,6 +142,19 @@ pub fn system(
             Entry::symlink(sh.rsplit('/').next().unwrap_or(sh)),
         )?;
     }
+    // systemd waits for device units (the serial console's getty, the root's fsck) that only
+    // udev makes appear: without it every boot stalls 90 s per device and then fails them.
+    // Debian's systemd does not depend on it. `exclude = ["udev"]` says it is meant.
+    if profile.init == InitSystem::Systemd
+        && !tree.exists("usr/lib/systemd/systemd-udevd")
+        && !tree.exists("lib/systemd/systemd-udevd")
+        && !profile.packages.exclude.iter().any(|p| p == "udev")
+    {
+        anyhow::bail!(
+            "{}: a systemd image needs udev (without it systemd waits 90 s for each device, the serial console's among them, and then fails what needs it): add \"udev\" to [packages] include, or exclude = [\"udev\"] if that is meant",
+            profile.path.display()
+        );
+    }
     // The ready check (and nearly every unit) runs these; busybox images have them as applets.
     if profile.init == InitSystem::Systemd {
         if let Some(tool) = ["cat", "cut", "mkdir", "rm", "sleep"]

@@ -205,6 +205,7 @@ fn updated_stamps_only_when_every_sysusers_fragment_was_applied() {
             ("usr/bin/mkdir", ""),
             ("usr/bin/rm", ""),
             ("usr/bin/sleep", ""),
+            ("usr/lib/systemd/systemd-udevd", ""),
             (
                 "usr/lib/sysusers.d/basic.conf",
                 "g tty 5 -\nu daemon 1 \"daemon\" /usr/sbin\n",
@@ -221,6 +222,26 @@ fn updated_stamps_only_when_every_sysusers_fragment_was_applied() {
     assert!(t.exists("etc/.updated") && t.exists("var/.updated"));
     let passwd = String::from_utf8(t.read("etc/passwd").unwrap()).unwrap();
     assert!(passwd.contains("daemon:x:1:"), "{passwd}");
+    // Without udev the build stops and says what to add, unless the profile excludes it.
+    let mut no_udev = tree();
+    no_udev.remove("usr/lib/systemd/systemd-udevd");
+    let e = system(&mut no_udev, &base(""), &hw, &id, &labels, None, &[]).unwrap_err();
+    assert!(
+        format!("{e:#}").contains("stamps.toml: a systemd image needs udev"),
+        "{e:#}"
+    );
+    let mut no_udev = tree();
+    no_udev.remove("usr/lib/systemd/systemd-udevd");
+    system(
+        &mut no_udev,
+        &base("[packages]\nexclude = [\"udev\"]\n"),
+        &hw,
+        &id,
+        &labels,
+        None,
+        &[],
+    )
+    .unwrap();
     // Without coreutils, which the ready check runs, the build stops and says what to add.
     let mut bare = tree();
     bare.remove("usr/bin/sleep");

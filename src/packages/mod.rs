@@ -144,15 +144,6 @@ pub fn image_request(profile: &Profile, hw: &Hardware) -> resolve::Request {
     {
         include.push("busybox-static".into());
     }
-    // systemd waits for device units (the serial console's getty, the root's fsck) that only
-    // udev makes appear: without it every boot stalls 90 s per device and then fails them.
-    // Debian's systemd does not depend on it; a profile can still `exclude` it.
-    if profile.init == crate::config::InitSystem::Systemd
-        && !include.iter().any(|p| p == "udev")
-        && !profile.packages.exclude.iter().any(|p| p == "udev")
-    {
-        include.push("udev".into());
-    }
     include.dedup();
     // The kernel is resolved with the rest: its Provides, Conflicts and Breaks count, and its
     // dependencies are installed, except what Ingot's build does in its place.

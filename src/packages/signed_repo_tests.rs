@@ -336,19 +336,3 @@ fn an_edited_cached_firmware_file_is_replaced_by_the_packages_bytes() {
     assert_eq!(again, code);
     assert_eq!(std::fs::read(&again).unwrap(), b"genuine firmware code");
 }
-
-#[test]
-fn systemd_images_get_udev_unless_the_profile_excludes_it() {
-    let hw = crate::config::load_hardware(Path::new("hardware/qemu-x86_64.toml")).unwrap();
-    let include = |init: &str, extra: &str| {
-        let p = crate::config::profile_from_str(
-            Path::new("p.toml"),
-            &format!("init = \"{init}\"\n[image]\nname = \"p\"\nversion = \"1.0.0\"\n[distribution]\nsuite = \"bookworm\"\n[packages]\ninclude = [\"systemd\"]\n{extra}"),
-        )
-        .unwrap();
-        image_request(&p, &hw).include
-    };
-    assert!(include("systemd", "").contains(&"udev".to_string()));
-    assert!(!include("systemd", "exclude = [\"udev\"]\n").contains(&"udev".to_string()));
-    assert!(!include("busybox", "").contains(&"udev".to_string()));
-}
