@@ -6,9 +6,11 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The version of this reader, recorded with what it read into the extraction cache: a change
-/// to what it reads must raise it, so that cached packages are read again.
-pub const READER: u32 = 2;
+/// The version of the maintainer-script readers (this one, `super::nss` and
+/// `super::alternatives`), recorded with
+/// what they read into the extraction cache: a change to what either reads must raise it, so
+/// that cached packages are read again.
+pub const READER: u32 = 4;
 
 /// One account a maintainer script makes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,93 +118,101 @@ fn without_redirections(words: Vec<String>) -> Vec<String> {
 }
 
 /// A word the script wrote out, not one a variable, a command or a glob supplies.
-fn literal(w: &str) -> bool {
+pub(super) fn literal(w: &str) -> bool {
     !w.is_empty() && !w.contains(['$', '`', '*', '?', '(', ')', '<', '>'])
+}
+
+/// The simple commands of a script as words: continued lines joined, comments, redirections
+/// and the `&&`, `;` and `|` between commands dropped (no expansion).
+pub(super) fn commands(script: &str) -> Vec<Vec<String>> {
+    let joined = script.replace("\\\n", " ");
+    let mut out = Vec::new();
+    for line in joined.lines() {
+        let line = line.split(" #").next().unwrap_or(line);
+        for cmd in line.split("&&").flat_map(|c| c.split([';', '|'])) {
+            out.push(without_redirections(words(cmd)));
+        }
+    }
+    out
 }
 
 /// The accounts one script makes.
 pub fn from_script(script: &str) -> Vec<Account> {
-    let joined = script.replace("\\\n", " ");
     let mut out: Vec<Account> = Vec::new();
-    for line in joined.lines() {
-        let line = line.split(" #").next().unwrap_or(line);
-        for cmd in line.split("&&").flat_map(|c| c.split([';', '|'])) {
-            let w = without_redirections(words(cmd));
-            let Some(at) = w.iter().position(|t| {
-                matches!(
-                    t.rsplit('/').next(),
-                    Some("adduser" | "addgroup" | "useradd" | "groupadd")
-                )
-            }) else {
-                continue;
-            };
-            let tool = w[at].rsplit('/').next().unwrap_or_default().to_string();
-            let args = &w[at + 1..];
-            let shadow_tool = tool == "useradd" || tool == "groupadd";
-            let system = args.iter().any(|a| {
-                a == "--system"
-                    || (shadow_tool && (a == "-r" || a.starts_with("-r") && !a.starts_with("--")))
-            });
-            if !system {
-                continue;
-            }
-            let value = |opt: &[&str]| {
-                args.windows(2)
-                    .find(|p| opt.contains(&p[0].as_str()))
-                    .map(|p| p[1].clone())
-                    .or_else(|| {
-                        args.iter().find_map(|a| {
-                            let (k, v) = a.split_once('=')?;
-                            opt.contains(&k).then(|| v.to_string())
-                        })
+    for w in commands(script) {
+        let Some(at) = w.iter().position(|t| {
+            matches!(
+                t.rsplit('/').next(),
+                Some("adduser" | "addgroup" | "useradd" | "groupadd")
+            )
+        }) else {
+            continue;
+        };
+        let tool = w[at].rsplit('/').next().unwrap_or_default().to_string();
+        let args = &w[at + 1..];
+        let shadow_tool = tool == "useradd" || tool == "groupadd";
+        let system = args.iter().any(|a| {
+            a == "--system"
+                || (shadow_tool && (a == "-r" || a.starts_with("-r") && !a.starts_with("--")))
+        });
+        if !system {
+            continue;
+        }
+        let value = |opt: &[&str]| {
+            args.windows(2)
+                .find(|p| opt.contains(&p[0].as_str()))
+                .map(|p| p[1].clone())
+                .or_else(|| {
+                    args.iter().find_map(|a| {
+                        let (k, v) = a.split_once('=')?;
+                        opt.contains(&k).then(|| v.to_string())
                     })
-                    .filter(|v| literal(v))
-            };
-            let home = value(&["--home", "--home-dir", "-d"]);
-            let shell = value(&["--shell", "-s"]);
-            let gecos = value(&["--gecos", "--comment", "-c"]);
-            let group = value(&["--ingroup", "-g"]);
-            // The name: the last word that is neither an option nor an option's value.
-            let mut names = Vec::new();
-            let mut skip = false;
-            for a in args {
-                if skip {
-                    skip = false;
-                } else if a.starts_with('-') {
-                    skip = VALUED.contains(&a.as_str());
-                } else {
-                    names.push(a.clone());
-                }
+                })
+                .filter(|v| literal(v))
+        };
+        let home = value(&["--home", "--home-dir", "-d"]);
+        let shell = value(&["--shell", "-s"]);
+        let gecos = value(&["--gecos", "--comment", "-c"]);
+        let group = value(&["--ingroup", "-g"]);
+        // The name: the last word that is neither an option nor an option's value.
+        let mut names = Vec::new();
+        let mut skip = false;
+        for a in args {
+            if skip {
+                skip = false;
+            } else if a.starts_with('-') {
+                skip = VALUED.contains(&a.as_str());
+            } else {
+                names.push(a.clone());
             }
-            // `adduser --system NAME` makes a user; `adduser --system --group NAME` a user and
-            // its group; `addgroup --system NAME` (or `adduser --system --group` with no user
-            // options, which is the same) and `groupadd -r NAME` a group.
-            let Some(name) = names.first().filter(|n| names.len() == 1 && literal(n)) else {
-                continue;
-            };
-            if crate::config::account_name_error(name).is_some() {
-                continue;
-            }
-            let user = tool == "adduser" || tool == "useradd";
-            let own_group = user
-                && (args.iter().any(|a| a == "--group")
-                    || (tool == "useradd"
-                        && args.iter().any(|a| a == "-U" || a == "--user-group")));
-            let acct = Account {
-                name: name.clone(),
-                user,
-                own_group,
-                group: group.filter(|_| user),
-                home: home.filter(|_| user),
-                shell: shell.filter(|_| user),
-                gecos: gecos.filter(|_| user),
-            };
-            if !out
-                .iter()
-                .any(|a| a.name == acct.name && a.user == acct.user)
-            {
-                out.push(acct);
-            }
+        }
+        // `adduser --system NAME` makes a user; `adduser --system --group NAME` a user and
+        // its group; `addgroup --system NAME` (or `adduser --system --group` with no user
+        // options, which is the same) and `groupadd -r NAME` a group.
+        let Some(name) = names.first().filter(|n| names.len() == 1 && literal(n)) else {
+            continue;
+        };
+        if crate::config::account_name_error(name).is_some() {
+            continue;
+        }
+        let user = tool == "adduser" || tool == "useradd";
+        let own_group = user
+            && (args.iter().any(|a| a == "--group")
+                || (tool == "useradd" && args.iter().any(|a| a == "-U" || a == "--user-group")));
+        let acct = Account {
+            name: name.clone(),
+            user,
+            own_group,
+            group: group.filter(|_| user),
+            home: home.filter(|_| user),
+            shell: shell.filter(|_| user),
+            gecos: gecos.filter(|_| user),
+        };
+        if !out
+            .iter()
+            .any(|a| a.name == acct.name && a.user == acct.user)
+        {
+            out.push(acct);
         }
     }
     out

@@ -120,16 +120,32 @@ pub struct Extracted {
     /// again.
     #[serde(default)]
     pub accounts_reader: u32,
+    /// The NSS services its `postinst` adds to `/etc/nsswitch.conf` (read with the accounts,
+    /// by the same reader).
+    #[serde(default)]
+    pub nss: Vec<super::nss::NssEntry>,
+    /// The alternatives its `postinst` registers (read by the same reader).
+    #[serde(default)]
+    pub alternatives: Vec<super::alternatives::Alternative>,
 }
 
-/// The `control` file and the accounts the maintainer scripts make, from a .deb's control.tar.
-fn read_control(
-    f: &mut File,
-    member: &ArMember,
-) -> Result<(String, Vec<super::accounts::Account>)> {
+/// What Ingot reads from a package's maintainer scripts.
+struct Scripts {
+    accounts: Vec<super::accounts::Account>,
+    nss: Vec<super::nss::NssEntry>,
+    alternatives: Vec<super::alternatives::Alternative>,
+}
+
+/// The `control` file, and the accounts and NSS services the maintainer scripts add, from a
+/// .deb's control.tar.
+fn read_control(f: &mut File, member: &ArMember) -> Result<(String, Scripts)> {
     f.seek(SeekFrom::Start(member.offset))?;
     let mut control = String::new();
-    let mut accounts = Vec::new();
+    let mut scripts = Scripts {
+        accounts: Vec::new(),
+        nss: Vec::new(),
+        alternatives: Vec::new(),
+    };
     let mut ar = tar::Archive::new(decoder(&member.name, f.take(member.size))?);
     for e in ar.entries()? {
         let mut e = e?;
@@ -142,13 +158,19 @@ fn read_control(
                 let mut text = String::new();
                 // A script that is not text (none in Debian) makes no account Ingot can read.
                 if e.read_to_string(&mut text).is_ok() {
-                    accounts.extend(super::accounts::from_script(&text));
+                    scripts.accounts.extend(super::accounts::from_script(&text));
+                    if name.as_deref() == Some("postinst") {
+                        scripts.nss.extend(super::nss::from_script(&text));
+                        scripts
+                            .alternatives
+                            .extend(super::alternatives::from_script(&text));
+                    }
                 }
             }
             _ => {}
         }
     }
-    Ok((control, accounts))
+    Ok((control, scripts))
 }
 
 /// Decompress a verified .deb into the extraction cache (once) and return its description and
@@ -170,7 +192,10 @@ pub fn extract(deb: &Path, tar_path: &Path, meta_path: &Path) -> Result<(Extract
                             .iter()
                             .find(|m| m.name.starts_with("control.tar"))
                             .context("no control.tar member")?;
-                        meta.accounts = Some(read_control(&mut f, control_m)?.1);
+                        let scripts = read_control(&mut f, control_m)?.1;
+                        meta.accounts = Some(scripts.accounts);
+                        meta.nss = scripts.nss;
+                        meta.alternatives = scripts.alternatives;
                         meta.accounts_reader = super::accounts::READER;
                         crate::base::fsx::write_atomic(
                             meta_path,
@@ -198,7 +223,7 @@ pub fn extract(deb: &Path, tar_path: &Path, meta_path: &Path) -> Result<(Extract
         .iter()
         .find(|m| m.name.starts_with("data.tar"))
         .context("no data.tar member")?;
-    let (control, accounts) = read_control(&mut f, control_m)?;
+    let (control, scripts) = read_control(&mut f, control_m)?;
     if control.is_empty() {
         bail!("control.tar has no control file");
     }
@@ -227,8 +252,10 @@ pub fn extract(deb: &Path, tar_path: &Path, meta_path: &Path) -> Result<(Extract
         data_len,
         data_sha256,
         licenses,
-        accounts: Some(accounts),
+        accounts: Some(scripts.accounts),
         accounts_reader: super::accounts::READER,
+        nss: scripts.nss,
+        alternatives: scripts.alternatives,
     };
     crate::base::fsx::write_atomic(meta_path, serde_json::to_string(&meta)?.as_bytes())?;
     Ok((meta, tar_path.to_path_buf()))

@@ -91,6 +91,8 @@ fn fetch_one(src: &Source, l: &Locked, progress: &dyn Fn(u64)) -> Result<Ready> 
                 licenses: Vec::new(),
                 accounts: Some(Vec::new()),
                 accounts_reader: super::accounts::READER,
+                nss: Vec::new(),
+                alternatives: Vec::new(),
             },
             data_tar: super::generated::empty_tar(&src.cache)?,
         });

@@ -2,6 +2,7 @@
 //! From a profile's package list to a file tree, with no root, apt or dpkg on the host.
 
 pub mod accounts;
+pub mod alternatives;
 pub mod cache;
 pub mod control;
 pub mod deb;
@@ -9,6 +10,7 @@ pub mod generated;
 pub mod http;
 pub mod index;
 pub mod mirror;
+pub mod nss;
 pub mod repo;
 pub mod resolve;
 
