@@ -2,7 +2,9 @@
 //! users, services, networking, alternatives, CA bundle, os-release, labels, agents, the
 //! check-in agent. The boot chain (kernel, initramfs, systemd-boot) is `crate::boot`.
 
+mod alternatives;
 mod certs;
+mod defaults;
 mod files;
 mod idle;
 mod init;
@@ -72,41 +74,20 @@ fn put(tree: &mut Tree, path: &str, data: impl Into<Vec<u8>>, mode: u32) -> Resu
     Ok(())
 }
 
-/// Alternatives the packages would register: (link, candidates in priority order).
-const ALTERNATIVES: &[(&str, &[&str])] = &[
-    (
-        "usr/bin/awk",
-        &["/usr/bin/mawk", "/usr/bin/gawk", "/usr/bin/original-awk"],
-    ),
-    ("usr/bin/which", &["/usr/bin/which.debianutils"]),
-    ("usr/bin/pager", &["/usr/bin/less", "/usr/bin/more"]),
-    (
-        "usr/bin/editor",
-        &["/usr/bin/nano", "/usr/bin/vim.basic", "/usr/bin/vim.tiny"],
-    ),
-    (
-        "usr/bin/nc",
-        &["/usr/bin/nc.openbsd", "/usr/bin/nc.traditional"],
-    ),
-];
-
-fn alternatives(tree: &mut Tree) -> Result<()> {
-    for (link, cands) in ALTERNATIVES {
-        if tree.get(link).is_some() {
-            continue;
-        }
-        if let Some(c) = cands.iter().find(|c| tree.exists(c)) {
-            let name = link.rsplit('/').next().unwrap_or(link);
-            tree.insert(&format!("etc/alternatives/{name}"), Entry::symlink(c))?;
-            tree.insert(link, Entry::symlink(&format!("/etc/alternatives/{name}")))?;
-        }
-    }
-    Ok(())
+/// What the maintainer scripts of the image's packages would add, in package order.
+#[derive(Debug, Default)]
+pub struct Scripts {
+    /// The system accounts they make.
+    pub accounts: Vec<crate::packages::accounts::Account>,
+    /// The NSS services they add to `/etc/nsswitch.conf`.
+    pub nss: Vec<crate::packages::nss::NssEntry>,
+    /// The alternatives they register.
+    pub alternatives: Vec<crate::packages::alternatives::Alternative>,
 }
 
 /// Assemble the system in place: everything except the boot chain and sysprep. An A/B image
-/// (hardware `[ab]`) also gets the updater, trusting `update_key`. `accounts` are the system
-/// accounts the packages' maintainer scripts would have made.
+/// (hardware `[ab]`) also gets the updater, trusting `update_key`. `scripts` is what the
+/// packages' maintainer scripts would have added.
 pub fn system(
     tree: &mut Tree,
     profile: &Profile,
@@ -114,7 +95,7 @@ pub fn system(
     id: &Identity,
     labels: &BTreeMap<String, String>,
     update_key: Option<&PublicKey>,
-    accounts: &[crate::packages::accounts::Account],
+    scripts: &Scripts,
 ) -> Result<()> {
     for d in [
         "proc", "sys", "dev", "run", "tmp", "root", "home", "etc", "var/tmp", "var/log", "mnt",
@@ -168,9 +149,10 @@ pub fn system(
         }
     }
     // Debian's ldconfig trigger would write ld.so.cache; the loader works without it.
-    users::apply(tree, profile, accounts, id.epoch / 86400)?;
+    users::apply(tree, profile, &scripts.accounts, id.epoch / 86400)?;
     let applied = users::fragments(tree);
-    alternatives(tree)?;
+    alternatives::apply(tree, &scripts.alternatives)?;
+    defaults::apply(tree, &scripts.nss)?;
     // os-release with the image identity.
     let base = tree
         .read("/usr/lib/os-release")

@@ -218,14 +218,32 @@ fn updated_stamps_only_when_every_sysusers_fragment_was_applied() {
     let labels = BTreeMap::new();
     // Every fragment came from the packages and was applied: both stamps, and the users.
     let mut t = tree();
-    system(&mut t, &base(""), &hw, &id, &labels, None, &[]).unwrap();
+    system(
+        &mut t,
+        &base(""),
+        &hw,
+        &id,
+        &labels,
+        None,
+        &Scripts::default(),
+    )
+    .unwrap();
     assert!(t.exists("etc/.updated") && t.exists("var/.updated"));
     let passwd = String::from_utf8(t.read("etc/passwd").unwrap()).unwrap();
     assert!(passwd.contains("daemon:x:1:"), "{passwd}");
     // Without udev the build stops and says what to add, unless the profile excludes it.
     let mut no_udev = tree();
     no_udev.remove("usr/lib/systemd/systemd-udevd");
-    let e = system(&mut no_udev, &base(""), &hw, &id, &labels, None, &[]).unwrap_err();
+    let e = system(
+        &mut no_udev,
+        &base(""),
+        &hw,
+        &id,
+        &labels,
+        None,
+        &Scripts::default(),
+    )
+    .unwrap_err();
     assert!(
         format!("{e:#}").contains("stamps.toml: a systemd image needs udev"),
         "{e:#}"
@@ -239,13 +257,22 @@ fn updated_stamps_only_when_every_sysusers_fragment_was_applied() {
         &id,
         &labels,
         None,
-        &[],
+        &Scripts::default(),
     )
     .unwrap();
     // Without coreutils, which the ready check runs, the build stops and says what to add.
     let mut bare = tree();
     bare.remove("usr/bin/sleep");
-    let e = system(&mut bare, &base(""), &hw, &id, &labels, None, &[]).unwrap_err();
+    let e = system(
+        &mut bare,
+        &base(""),
+        &hw,
+        &id,
+        &labels,
+        None,
+        &Scripts::default(),
+    )
+    .unwrap_err();
     assert!(
         format!("{e:#}").contains("stamps.toml: the image has no `sleep` (coreutils)"),
         "{e:#}"
@@ -259,7 +286,7 @@ fn updated_stamps_only_when_every_sysusers_fragment_was_applied() {
         let p = base(&format!(
             "[[files]]\npath = \"{path}\"\ncontent = \"u late - \\\"late\\\"\"\n"
         ));
-        system(&mut t, &p, &hw, &id, &labels, None, &[]).unwrap();
+        system(&mut t, &p, &hw, &id, &labels, None, &Scripts::default()).unwrap();
         assert!(t.exists(&path[1..]), "{path}");
         assert!(
             !t.exists("etc/.updated") && !t.exists("var/.updated"),

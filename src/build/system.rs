@@ -57,13 +57,24 @@ pub fn system(
     if !profile.sysprep.keep_docs {
         assemble::strip_docs(&mut tree);
     }
-    // The system accounts the image's packages' maintainer scripts make, in package order.
-    let accounts: Vec<packages::accounts::Account> = ready
-        .iter()
-        .filter(|r| r.locked.role == packages::Role::Image)
-        .flat_map(|r| r.extracted.accounts.iter().flatten().cloned())
-        .collect();
-    assemble::system(&mut tree, profile, hw, id, labels, update_key, &accounts)?;
+    // What the image's packages' maintainer scripts would add, in package order.
+    let image_pkgs = || {
+        ready
+            .iter()
+            .filter(|r| r.locked.role == packages::Role::Image)
+    };
+    let scripts = assemble::Scripts {
+        accounts: image_pkgs()
+            .flat_map(|r| r.extracted.accounts.iter().flatten().cloned())
+            .collect(),
+        nss: image_pkgs()
+            .flat_map(|r| r.extracted.nss.iter().cloned())
+            .collect(),
+        alternatives: image_pkgs()
+            .flat_map(|r| r.extracted.alternatives.iter().cloned())
+            .collect(),
+    };
+    assemble::system(&mut tree, profile, hw, id, labels, update_key, &scripts)?;
     if profile.packages.byte_compile() {
         assemble::python::byte_compile(&mut tree, epoch)?;
     }

@@ -1,0 +1,342 @@
+//! What the `postinst` of Debian's essential packages makes on a first install, from files the
+//! packages ship for the purpose (Ingot runs no maintainer scripts):
+//!
+//! - base-files: `/etc/profile`, `/etc/motd`, root's `.profile` and `.bashrc` (copies of
+//!   `/usr/share/base-files/*`), `/var/run` and `/var/lock` as links into `/run`, the
+//!   `/usr/local` hierarchy, `/var/mail`, `/etc/opt`, `/var/opt`, `/media` and the dpkg
+//!   origin;
+//! - readline-common: `/etc/inputrc`; netbase: `/etc/networks`; kmod: `/etc/modules`;
+//!   ca-certificates: `/usr/local/share/ca-certificates` (for the machine's own CAs);
+//! - libc-bin: `/etc/nsswitch.conf`, with the services the NSS module packages add
+//!   (`dh_installnss`, read from their postinst by `packages::nss`);
+//! - debianutils and the shells: `/etc/shells` and `/var/lib/shells.state`, as
+//!   `update-shells` writes them;
+//! - libpam-modules: an empty `/etc/environment` and `/etc/security/opasswd`;
+//! - tzdata: `/etc/localtime` and `/etc/timezone` for its default answer, UTC.
+//!
+//! Each is made only when its source is in the tree and the target is not: a profile's own
+//! `[[files]]` are installed afterwards and replace any of them.
+
+use anyhow::{Context, Result};
+
+use crate::packages::nss::{NssEntry, Position};
+use crate::tree::{Entry, Kind, Tree};
+
+/// Files a postinst copies from the package's own default when the target is missing.
+const COPIED: &[(&str, &str)] = &[
+    ("usr/share/base-files/dot.profile", "root/.profile"),
+    ("usr/share/base-files/dot.bashrc", "root/.bashrc"),
+    ("usr/share/base-files/profile", "etc/profile"),
+    ("usr/share/base-files/motd", "etc/motd"),
+    ("usr/share/readline/inputrc", "etc/inputrc"),
+];
+
+/// The networks file netbase's postinst writes (RFC 1122 and RFC 3927 names).
+const NETWORKS: &str = "default\t\t0.0.0.0\nloopback\t127.0.0.0\nlink-local\t169.254.0.0\n\n";
+
+/// The modules file kmod's postinst writes: none, and how to name one.
+const MODULES: &str =
+    "# /etc/modules: kernel modules to load at boot time, one per line (read by\n\
+    # systemd-modules-load through /etc/modules-load.d/modules.conf). Lines starting with \"#\"\n\
+    # are ignored; parameters may follow a module's name.\n\n";
+
+pub(super) fn apply(tree: &mut Tree, nss: &[NssEntry]) -> Result<()> {
+    for (src, dst) in COPIED {
+        install_from_default(tree, src, dst)?;
+    }
+    // netbase ships /etc/services and /etc/protocols; its postinst writes this one.
+    if tree.exists("etc/services")
+        && tree.exists("etc/protocols")
+        && tree.get("etc/networks").is_none()
+    {
+        tree.insert("etc/networks", Entry::file(NETWORKS, 0o644))?;
+    }
+    if tree.exists("usr/bin/kmod") && tree.get("etc/modules").is_none() {
+        tree.insert("etc/modules", Entry::file(MODULES, 0o644))?;
+    }
+    base_files(tree)?;
+    if tree.exists("usr/sbin/update-ca-certificates")
+        && matches!(
+            tree.get("usr/local/share").map(|e| &e.kind),
+            Some(Kind::Dir)
+        )
+        && tree.get("usr/local/share/ca-certificates").is_none()
+    {
+        tree.insert("usr/local/share/ca-certificates", Entry::dir(0o755))?;
+    }
+    nsswitch(tree, nss)?;
+    shells(tree)?;
+    if tree.exists("etc/security/pam_env.conf") {
+        // pam_env reads /etc/environment at every login and logs an error when it is missing.
+        if tree.get("etc/environment").is_none() {
+            tree.insert("etc/environment", Entry::file("", 0o644))?;
+        }
+        if tree.get("etc/security/opasswd").is_none() {
+            tree.insert("etc/security/opasswd", Entry::file("", 0o600))?;
+        }
+    }
+    if tree.exists("usr/share/zoneinfo/Etc/UTC") && tree.get("etc/localtime").is_none() {
+        tree.insert(
+            "etc/localtime",
+            Entry::symlink("/usr/share/zoneinfo/Etc/UTC"),
+        )?;
+        if tree.get("etc/timezone").is_none() {
+            tree.insert("etc/timezone", Entry::file("Etc/UTC\n", 0o644))?;
+        }
+    }
+    Ok(())
+}
+
+/// Copy `src` to `dst` as `cp -p` would (content, mode, owner, time), when `dst` is absent
+/// and `src` a regular file. Whether it was copied.
+fn install_from_default(tree: &mut Tree, src: &str, dst: &str) -> Result<bool> {
+    if tree.get(dst).is_some() {
+        return Ok(false);
+    }
+    let Ok(at) = tree.resolve(src) else {
+        return Ok(false);
+    };
+    let Some(e) = tree.get(&at).filter(|e| matches!(e.kind, Kind::File(_))) else {
+        return Ok(false);
+    };
+    let e = e.clone();
+    tree.insert(dst, e)
+        .with_context(|| format!("writing /{dst}"))?;
+    Ok(true)
+}
+
+/// The gid of group `name` in the tree's `/etc/group`.
+fn group_id(tree: &Tree, name: &str) -> Option<u32> {
+    let group = tree.read("etc/group")?;
+    String::from_utf8_lossy(&group).lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next() == Some(name))
+            .then(|| f.nth(1)?.parse().ok())
+            .flatten()
+    })
+}
+
+fn base_files(tree: &mut Tree) -> Result<()> {
+    const SHARE: &str = "usr/share/base-files";
+    if !matches!(tree.get(SHARE).map(|e| &e.kind), Some(Kind::Dir)) {
+        return Ok(());
+    }
+    let mail = group_id(tree, "mail").unwrap_or(0);
+    for (dir, mode, gid) in [
+        ("mnt", 0o755, 0),
+        ("srv", 0o755, 0),
+        ("opt", 0o755, 0),
+        ("etc/opt", 0o755, 0),
+        ("var/opt", 0o755, 0),
+        ("media", 0o755, 0),
+        ("var/mail", 0o2775, mail),
+    ] {
+        if tree.get(dir).is_none() {
+            let mut e = Entry::dir(mode);
+            e.gid = gid;
+            tree.insert(dir, e)?;
+        }
+    }
+    if tree.get("var/spool/mail").is_none() {
+        tree.insert("var/spool/mail", Entry::symlink("../mail"))?;
+    }
+    // base-files ships /var/run and /var/lock as directories and its postinst makes them
+    // links into /run, which is a tmpfs at boot: left as directories, what programs write
+    // there would persist on the root filesystem across boots, apart from /run. Anything a
+    // package put below them goes where dpkg would have put it through the links.
+    for (dir, target) in [("var/run", "/run"), ("var/lock", "/run/lock")] {
+        if !matches!(tree.get(dir).map(|e| &e.kind), Some(Kind::Dir)) {
+            continue;
+        }
+        let below: Vec<(String, Entry)> = tree
+            .iter()
+            .filter(|(p, _)| p.starts_with(&format!("{dir}/")))
+            .map(|(p, e)| (p.clone(), e.clone()))
+            .collect();
+        tree.remove(dir);
+        let dest = target.trim_start_matches('/');
+        tree.mkdir_p(dest)?;
+        for (p, e) in below {
+            let to = format!("{dest}{}", &p[dir.len()..]);
+            if tree.get(&to).is_none() {
+                tree.insert(&to, e)?;
+            }
+        }
+        tree.insert(dir, Entry::symlink(target))?;
+    }
+    for dir in [
+        "usr/local",
+        "usr/local/share",
+        "usr/local/share/man",
+        "usr/local/bin",
+        "usr/local/games",
+        "usr/local/lib",
+        "usr/local/include",
+        "usr/local/sbin",
+        "usr/local/src",
+        "usr/local/etc",
+    ] {
+        if tree.get(dir).is_none() {
+            tree.insert(dir, Entry::dir(0o755))?;
+        }
+    }
+    if tree.get("usr/local/man").is_none() {
+        tree.insert("usr/local/man", Entry::symlink("share/man"))?;
+    }
+    if tree.get("etc/dpkg/origins/default").is_none() && tree.exists("etc/dpkg/origins/debian") {
+        tree.insert("etc/dpkg/origins/default", Entry::symlink("debian"))?;
+    }
+    Ok(())
+}
+
+/// One database line split into its prefix (`hosts:` and the spacing after it), its services
+/// (each with the actions that follow it) and its comment.
+fn add_service(line: &str, e: &NssEntry) -> Option<String> {
+    let (body, comment) = match line.split_once('#') {
+        Some((b, c)) => (b, Some(c)),
+        None => (line, None),
+    };
+    let rest = body.strip_prefix(&format!("{}:", e.db))?;
+    if !rest.starts_with(char::is_whitespace) {
+        return None;
+    }
+    let lead = rest.len() - rest.trim_start().len();
+    let prefix = &body[..e.db.len() + 1 + lead];
+    let mut items: Vec<String> = Vec::new();
+    let mut open = false;
+    for w in rest.split_whitespace() {
+        match items.last_mut() {
+            Some(last) if open || w.starts_with('[') => {
+                last.push(' ');
+                last.push_str(w);
+            }
+            _ => items.push(w.to_string()),
+        }
+        open = if open || w.starts_with('[') {
+            !w.contains(']')
+        } else {
+            false
+        };
+    }
+    let name = |item: &str| item.split_whitespace().next().unwrap_or("").to_string();
+    if items.iter().any(|i| name(i) == e.service) {
+        return None;
+    }
+    let new = match &e.action {
+        Some(a) => format!("{} {a}", e.service),
+        None => e.service.clone(),
+    };
+    let at = match &e.position {
+        Position::First => 0,
+        Position::Last => items.len(),
+        Position::Before(s) => items.iter().position(|i| name(i) == *s)?,
+        Position::After(s) => items.iter().position(|i| name(i) == *s)? + 1,
+    };
+    items.insert(at, new);
+    let mut out = format!("{prefix}{}", items.join(" "));
+    if let Some(c) = comment {
+        out.push_str(" #");
+        out.push_str(c);
+    }
+    Some(out)
+}
+
+fn nsswitch(tree: &mut Tree, nss: &[NssEntry]) -> Result<()> {
+    const CONF: &str = "etc/nsswitch.conf";
+    if !install_from_default(tree, "usr/share/libc-bin/nsswitch.conf", CONF)? || nss.is_empty() {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(&tree.read(CONF).unwrap_or_default()).into_owned();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    for e in nss {
+        for l in lines.iter_mut() {
+            if let Some(new) = add_service(l, e) {
+                *l = new;
+            }
+        }
+    }
+    let mut out = lines.join("\n");
+    if text.ends_with('\n') {
+        out.push('\n');
+    }
+    let at = tree.resolve(CONF)?;
+    if let Some(entry) = tree.get_mut(&at) {
+        entry.kind = Kind::File(crate::tree::Content::bytes(out));
+    }
+    Ok(())
+}
+
+/// `/etc/shells` and `/var/lib/shells.state` as debianutils' `update-shells` writes them on a
+/// system that has neither: the template's lines, then every shell the template and
+/// `/usr/share/debianutils/shells.d/*` list (in name order), each also under its directory's
+/// real path (`/bin/bash` and `/usr/bin/bash` on a merged-/usr system).
+fn shells(tree: &mut Tree) -> Result<()> {
+    const TEMPLATE: &str = "usr/share/debianutils/shells";
+    const PKG_DIR: &str = "usr/share/debianutils/shells.d";
+    if tree.get("etc/shells").is_some() {
+        return Ok(());
+    }
+    let Some(template) = tree.read(TEMPLATE) else {
+        return Ok(());
+    };
+    let template = String::from_utf8_lossy(&template).into_owned();
+    let mut sources = vec![template.clone()];
+    let listed: Vec<String> = tree.children(PKG_DIR).map(str::to_string).collect();
+    for f in listed {
+        if let Some(text) = tree.read(&f) {
+            sources.push(String::from_utf8_lossy(&text).into_owned());
+        }
+    }
+    let mut packaged: Vec<String> = Vec::new();
+    for text in &sources {
+        for raw in text.lines() {
+            let line = raw.split('#').next().unwrap_or("");
+            if line.is_empty() {
+                continue;
+            }
+            packaged.push(line.to_string());
+            let (dir, base) = match line.rsplit_once('/') {
+                Some(("", b)) => ("/", b),
+                Some((d, b)) => (d, b),
+                None => (".", line),
+            };
+            if let Ok(real) = tree.resolve(dir) {
+                let real = if real.is_empty() {
+                    String::new()
+                } else {
+                    format!("/{real}")
+                };
+                let realshell = format!("{real}/{base}");
+                if realshell != line {
+                    packaged.push(realshell);
+                }
+            }
+        }
+    }
+    let mut out = String::new();
+    let mut listed: Vec<&str> = Vec::new();
+    for line in template.lines() {
+        let shell = line.split('#').next().unwrap_or("");
+        if shell.is_empty() || !listed.contains(&shell) {
+            out.push_str(line);
+            out.push('\n');
+            listed.push(shell);
+        }
+    }
+    let mut state = String::new();
+    for shell in &packaged {
+        state.push_str(shell);
+        state.push('\n');
+        if !listed.contains(&shell.as_str()) {
+            out.push_str(shell);
+            out.push('\n');
+        }
+    }
+    let mode = tree.get(&tree.resolve(TEMPLATE)?).map_or(0o644, |e| e.mode);
+    tree.insert("etc/shells", Entry::file(out, mode))?;
+    tree.insert("var/lib/shells.state", Entry::file(state, 0o644))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
