@@ -380,19 +380,10 @@ fn foreign_disks_log_in_over_ssh_through_a_seed_or_with_a_key_they_trust() {
         ),
     )
     .unwrap();
-    // The mirrors Ingot itself takes from the host's apt sources (or INGOT_MIRROR).
     let sources = t.path().join("sources");
     std::fs::write(
         &sources,
-        ["bookworm", "bookworm-updates", "bookworm-security"]
-            .iter()
-            .map(|s| {
-                let m = ingot::packages::mirror::mirror_url(None, s).unwrap();
-                format!(
-                    "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {m} {s} main\n"
-                )
-            })
-            .collect::<String>(),
+        apt_sources(&["bookworm", "bookworm-updates", "bookworm-security"]),
     )
     .unwrap();
     let raw = t.path().join("mmdebstrap.raw");

@@ -475,3 +475,16 @@ pub fn copy_image(src: &Path, into: &Path) -> PathBuf {
     assert!(good, "cp: {o}");
     into.join(src.file_name().unwrap())
 }
+
+/// apt `deb` lines for `suites`, from the mirrors Ingot itself takes (the host's apt sources,
+/// or INGOT_MIRROR): for apt and mmdebstrap, the oracles some tests hold Ingot to.
+#[allow(dead_code)]
+pub fn apt_sources(suites: &[&str]) -> String {
+    suites
+        .iter()
+        .map(|s| {
+            let m = ingot::packages::mirror::mirror_url(None, s).unwrap();
+            format!("deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {m} {s} main\n")
+        })
+        .collect()
+}
