@@ -8,6 +8,7 @@ mod defaults;
 mod files;
 mod idle;
 mod init;
+mod ldcache;
 pub mod ota;
 mod pam;
 pub mod python;
@@ -202,6 +203,8 @@ pub fn system(
     for o in &profile.overlays {
         overlay(tree, o)?;
     }
+    // After the profile's files: a library or ld.so.conf.d file of its own is listed too.
+    ldcache::write(tree, hw.arch)?;
     let hashed_store = certs::trust_store(tree)?;
     let ab = hw.ab.is_some();
     if ab {
