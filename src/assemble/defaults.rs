@@ -12,6 +12,9 @@
 //! - debianutils and the shells: `/etc/shells` and `/var/lib/shells.state`, as
 //!   `update-shells` writes them;
 //! - libpam-modules: an empty `/etc/environment` and `/etc/security/opasswd`;
+//! - libwrap0: `/etc/hosts.allow` and `/etc/hosts.deny`, comments only (all allowed);
+//! - login: `/etc/subuid` and `/etc/subgid`, with the range `useradd` gives each user of a
+//!   uid from `UID_MIN` to `UID_MAX` (the profile's people, for rootless containers);
 //! - tzdata: `/etc/localtime` and `/etc/timezone` for its default answer, UTC.
 //!
 //! Each is made only when its source is in the tree and the target is not: a profile's own
@@ -51,6 +54,19 @@ pub(super) fn apply(tree: &mut Tree, nss: &[NssEntry]) -> Result<()> {
     {
         tree.insert("etc/networks", Entry::file(NETWORKS, 0o644))?;
     }
+    let wrap = ["x86_64-linux-gnu", "aarch64-linux-gnu"]
+        .iter()
+        .any(|t| tree.exists(&format!("usr/lib/{t}/libwrap.so.0")));
+    for (file, what) in [("hosts.allow", "allowed"), ("hosts.deny", "denied")] {
+        let path = format!("etc/{file}");
+        if wrap && tree.get(&path).is_none() {
+            let text = format!(
+                "# /etc/{file}: hosts {what} access to services built with tcp_wrappers\n\
+                 # (libwrap); see hosts_access(5). Nothing is listed.\n"
+            );
+            tree.insert(&path, Entry::file(text, 0o644))?;
+        }
+    }
     if tree.exists("usr/bin/kmod") && tree.get("etc/modules").is_none() {
         tree.insert("etc/modules", Entry::file(MODULES, 0o644))?;
     }
@@ -66,6 +82,7 @@ pub(super) fn apply(tree: &mut Tree, nss: &[NssEntry]) -> Result<()> {
     }
     nsswitch(tree, nss)?;
     shells(tree)?;
+    subordinate_ids(tree)?;
     if tree.exists("etc/security/pam_env.conf") {
         // pam_env reads /etc/environment at every login and logs an error when it is missing.
         if tree.get("etc/environment").is_none() {
@@ -185,6 +202,63 @@ fn base_files(tree: &mut Tree) -> Result<()> {
     }
     if tree.get("etc/dpkg/origins/default").is_none() && tree.exists("etc/dpkg/origins/debian") {
         tree.insert("etc/dpkg/origins/default", Entry::symlink("debian"))?;
+    }
+    Ok(())
+}
+
+/// A number `/etc/login.defs` sets, else `default`.
+fn login_def(defs: &str, key: &str, default: u64) -> u64 {
+    defs.lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some(key))
+                .then(|| w.next()?.parse().ok())
+                .flatten()
+        })
+        .last()
+        .unwrap_or(default)
+}
+
+/// `/etc/subuid` and `/etc/subgid` as login's postinst makes them and `useradd` fills them:
+/// each user whose uid is from `UID_MIN` to `UID_MAX`, in `/etc/passwd` order, gets the next
+/// `SUB_UID_COUNT` ids from `SUB_UID_MIN` (and likewise for groups).
+fn subordinate_ids(tree: &mut Tree) -> Result<()> {
+    let Some(defs) = tree.read("etc/login.defs") else {
+        return Ok(());
+    };
+    let defs = String::from_utf8_lossy(&defs).into_owned();
+    let passwd = String::from_utf8_lossy(&tree.read("etc/passwd").unwrap_or_default()).into_owned();
+    let (min, max) = (
+        login_def(&defs, "UID_MIN", 1000),
+        login_def(&defs, "UID_MAX", 60000),
+    );
+    let people: Vec<&str> = passwd
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            let uid: u64 = f.nth(1)?.parse().ok()?;
+            (min..=max).contains(&uid).then_some(name)
+        })
+        .collect();
+    for (file, kind) in [("etc/subuid", "UID"), ("etc/subgid", "GID")] {
+        if tree.get(file).is_some() {
+            continue;
+        }
+        let first = login_def(&defs, &format!("SUB_{kind}_MIN"), 100_000);
+        let count = login_def(&defs, &format!("SUB_{kind}_COUNT"), 65_536);
+        let last = login_def(&defs, &format!("SUB_{kind}_MAX"), 600_100_000);
+        let mut text = String::new();
+        if count > 0 {
+            for (k, name) in people.iter().enumerate() {
+                let start = first + k as u64 * count;
+                if start + count - 1 > last {
+                    break;
+                }
+                text.push_str(&format!("{name}:{start}:{count}\n"));
+            }
+        }
+        tree.insert(file, Entry::file(text, 0o644))?;
     }
     Ok(())
 }

@@ -49,6 +49,11 @@ fn base_files_defaults_are_copied_and_var_run_becomes_a_link_into_run() {
     file(&mut t, "etc/services", "ssh 22/tcp\n");
     file(&mut t, "etc/protocols", "ip 0 IP\n");
     t.insert("usr/bin/kmod", Entry::file("", 0o755)).unwrap();
+    t.insert(
+        "usr/lib/x86_64-linux-gnu/libwrap.so.0",
+        Entry::file("", 0o644),
+    )
+    .unwrap();
     t.insert("usr/sbin/update-ca-certificates", Entry::file("", 0o755))
         .unwrap();
     file(&mut t, "etc/motd", "the profile's own motd\n");
@@ -93,6 +98,8 @@ fn base_files_defaults_are_copied_and_var_run_becomes_a_link_into_run() {
     }
     assert_eq!(link(&t, "usr/local/man"), "share/man");
     assert!(text(&t, "etc/modules").starts_with("# /etc/modules: "));
+    assert!(text(&t, "etc/hosts.deny").starts_with("# /etc/hosts.deny: "));
+    assert!(text(&t, "etc/hosts.allow").starts_with("# /etc/hosts.allow: "));
     let own_cas = t.get("usr/local/share/ca-certificates").unwrap();
     assert_eq!((&own_cas.kind, own_cas.mode), (&Kind::Dir, 0o755));
     assert_eq!(link(&t, "etc/dpkg/origins/default"), "debian");
@@ -238,4 +245,28 @@ fn pam_and_tzdata_defaults() {
     let mut t = Tree::new();
     apply(&mut t, &[]).unwrap();
     assert!(t.get("etc/environment").is_none() && t.get("etc/localtime").is_none());
+}
+
+#[test]
+fn people_get_subordinate_ids_as_useradd_gives_them() {
+    let mut t = Tree::new();
+    file(
+        &mut t,
+        "etc/login.defs",
+        "# login.defs\nUID_MIN\t\t\t 1000\nUID_MAX\t\t\t60000\nSUB_UID_MIN\t\t   100000\nSUB_UID_COUNT\t\t    65536\nSUB_GID_COUNT 0\n",
+    );
+    file(
+        &mut t,
+        "etc/passwd",
+        "root:x:0:0:root:/root:/bin/bash\nsshd:x:101:65534::/run/sshd:/usr/sbin/nologin\n\
+         ops:x:1000:1000:Operations:/home/ops:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n\
+         dev:x:1001:1001::/home/dev:/bin/sh\n",
+    );
+    apply(&mut t, &[]).unwrap();
+    assert_eq!(
+        text(&t, "etc/subuid"),
+        "ops:100000:65536\ndev:165536:65536\n"
+    );
+    assert_eq!(text(&t, "etc/subgid"), "", "SUB_GID_COUNT 0 gives none");
+    assert_eq!(t.get("etc/subuid").unwrap().mode, 0o644);
 }
