@@ -270,7 +270,7 @@ pub(super) fn busybox_init(
         0o644,
     )?;
     let mut rcs = String::from(
-        "#!/bin/sh\n# Written by ingot: bring the system up, start the agents, check in.\nPATH=/usr/sbin:/usr/bin:/sbin:/bin\nmount -t proc proc /proc\nmount -t sysfs sysfs /sys\nmount -t devtmpfs devtmpfs /dev 2>/dev/null\nmkdir -p /dev/pts /run /tmp\nmount -t devpts devpts /dev/pts\nmount -t tmpfs -o mode=0755 tmpfs /run\nmount -t tmpfs -o mode=1777 tmpfs /tmp\n",
+        "#!/bin/sh\n# Written by ingot: bring the system up, start the agents, check in.\nPATH=/usr/sbin:/usr/bin:/sbin:/bin\nmount -t proc proc /proc\nmount -t sysfs sysfs /sys\nmount -t devtmpfs devtmpfs /dev 2>/dev/null\nmkdir -p /dev/pts /run /tmp\nmount -t devpts devpts /dev/pts\nmount -t tmpfs -o mode=0755 tmpfs /run\n# /var/lock leads here (base-files makes it a link).\nmkdir -m 1777 /run/lock\nmount -t tmpfs -o mode=1777 tmpfs /tmp\n",
     );
     if ab {
         rcs.push_str("# A/B slot: the root stays read-only; /data, the machine id and the watchdog.\n/usr/sbin/ingot-update boot-setup\n");
