@@ -205,6 +205,9 @@ fn vm_cloud_takes_its_identity_from_the_seed_and_a_user_logs_in_over_ssh() {
                 // skipped before it started a shell.
                 "--check",
                 "systemctl show -P ConditionResult ingot-ssh-hostkeys.service",
+                // The loader finds libraries through the ld.so.cache Ingot wrote.
+                "--check",
+                "LD_DEBUG=libs /usr/bin/true 2>&1 | grep -q 'search cache=/etc/ld.so.cache'",
                 "--json",
                 rx.to_str().unwrap(),
             ])
