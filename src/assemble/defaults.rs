@@ -215,7 +215,7 @@ fn login_def(defs: &str, key: &str, default: u64) -> u64 {
                 .then(|| w.next()?.parse().ok())
                 .flatten()
         })
-        .last()
+        .next_back()
         .unwrap_or(default)
 }
 
