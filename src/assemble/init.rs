@@ -33,13 +33,7 @@ pub(super) fn enable_unit_once(
     // An instance (`serial-getty@ttyS1.service`) is enabled from its template's file, as
     // systemctl does: the links carry the instance's name and point at the template.
     let file = template_of(unit).unwrap_or_else(|| unit.to_string());
-    let (path, text) = UNIT_FILE_DIRS
-        .iter()
-        .find_map(|d| {
-            let p = format!("{d}/{file}");
-            tree.read(&p)
-                .map(|t| (p, String::from_utf8_lossy(&t).into_owned()))
-        })
+    let (path, text) = unit_file(tree, &file)
         .with_context(|| format!("{origin}: service `{unit}` has no unit file in the image"))?;
     // A template named alone is enabled for its DefaultInstance=.
     let mut unit = unit.to_string();
@@ -51,51 +45,34 @@ pub(super) fn enable_unit_once(
         unit = format!("{prefix}@{instance}.{suffix}");
     }
     let unit = unit.as_str();
-    let mut in_install = false;
     let mut any = false;
-    for line in text.lines().map(str::trim) {
-        if line.starts_with('[') {
-            in_install = line == "[Install]";
-            continue;
-        }
-        if !in_install {
-            continue;
-        }
-        let Some((k, v)) = line.split_once('=') else {
-            continue;
-        };
-        for target in v.split_whitespace() {
-            match k.trim() {
-                "WantedBy" | "RequiredBy" => {
-                    let kind = if k.trim() == "WantedBy" {
-                        "wants"
-                    } else {
-                        "requires"
-                    };
-                    tree.insert(
-                        &format!("etc/systemd/system/{target}.{kind}/{unit}"),
-                        Entry::symlink(&format!("/{path}")),
-                    )?;
-                    any = true;
-                }
-                "Alias" => {
-                    // A template's alias, for an instance, names that instance.
-                    let target = match (unit.split_once('@'), target.split_once("@.")) {
-                        (Some((_, rest)), Some((p, sfx))) => match rest.rsplit_once('.') {
-                            Some((inst, _)) => format!("{p}@{inst}.{sfx}"),
-                            None => target.to_string(),
-                        },
-                        _ => target.to_string(),
-                    };
-                    tree.insert(
-                        &format!("etc/systemd/system/{target}"),
-                        Entry::symlink(&format!("/{path}")),
-                    )?;
-                    any = true;
-                }
-                "Also" => enable_unit_once(tree, target, origin, seen)?,
-                _ => {}
+    for (k, target) in install_entries(&text) {
+        match k.as_str() {
+            "WantedBy" | "RequiredBy" => {
+                let kind = if k == "WantedBy" { "wants" } else { "requires" };
+                tree.insert(
+                    &format!("etc/systemd/system/{target}.{kind}/{unit}"),
+                    Entry::symlink(&format!("/{path}")),
+                )?;
+                any = true;
             }
+            "Alias" => {
+                // A template's alias, for an instance, names that instance.
+                let target = match (unit.split_once('@'), target.split_once("@.")) {
+                    (Some((_, rest)), Some((p, sfx))) => match rest.rsplit_once('.') {
+                        Some((inst, _)) => format!("{p}@{inst}.{sfx}"),
+                        None => target.clone(),
+                    },
+                    _ => target.clone(),
+                };
+                tree.insert(
+                    &format!("etc/systemd/system/{target}"),
+                    Entry::symlink(&format!("/{path}")),
+                )?;
+                any = true;
+            }
+            "Also" => enable_unit_once(tree, &target, origin, seen)?,
+            _ => {}
         }
     }
     if !any {
@@ -115,20 +92,40 @@ pub(super) fn template_of(unit: &str) -> Option<String> {
     (!instance.is_empty()).then(|| format!("{prefix}@.{suffix}"))
 }
 
-/// The values of one key of a unit's `[Install]` section, words split.
-fn install_values(text: &str, key: &str) -> Vec<String> {
+/// The file of a unit (by its file name) from the first directory that has it: its path and
+/// text.
+pub(super) fn unit_file(tree: &Tree, name: &str) -> Option<(String, String)> {
+    UNIT_FILE_DIRS.iter().find_map(|d| {
+        let p = format!("{d}/{name}");
+        tree.read(&p)
+            .map(|t| (p, String::from_utf8_lossy(&t).into_owned()))
+    })
+}
+
+/// The settings of a unit's `[Install]` section in order, one (key, word) per word of a value.
+fn install_entries(text: &str) -> Vec<(String, String)> {
     let mut in_install = false;
     let mut out = Vec::new();
     for line in text.lines().map(str::trim) {
         if line.starts_with('[') {
             in_install = line == "[Install]";
         } else if let Some((k, v)) = line.split_once('=').filter(|_| in_install) {
-            if k.trim() == key {
-                out.extend(v.split_whitespace().map(String::from));
-            }
+            out.extend(
+                v.split_whitespace()
+                    .map(|w| (k.trim().to_string(), w.to_string())),
+            );
         }
     }
     out
+}
+
+/// The values of one key of a unit's `[Install]` section, words split.
+fn install_values(text: &str, key: &str) -> Vec<String> {
+    install_entries(text)
+        .into_iter()
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v)
+        .collect()
 }
 
 pub(super) fn shell_quote(s: &str) -> String {

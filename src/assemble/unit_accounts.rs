@@ -13,7 +13,7 @@ use anyhow::{bail, Result};
 
 use crate::tree::Tree;
 
-use super::init::{template_of, UNIT_FILE_DIRS as UNIT_DIRS};
+use super::init::{template_of, unit_file, UNIT_FILE_DIRS as UNIT_DIRS};
 
 /// The accounts a unit names: users, groups, and whether systemd makes a dynamic user for it.
 #[derive(Debug, Default, PartialEq)]
@@ -39,7 +39,8 @@ fn unit_texts(tree: &Tree, unit: &str) -> Vec<String> {
     let mut texts: Vec<String> = names
         .iter()
         .rev()
-        .find_map(|n| UNIT_DIRS.iter().find_map(|d| read(&format!("{d}/{n}"))))
+        .find_map(|n| unit_file(tree, n))
+        .map(|(_, text)| text)
         .into_iter()
         .collect();
     let mut dropins = std::collections::BTreeMap::new();
