@@ -414,33 +414,86 @@ fn a_booted_vm_base_with_debian_services_passes_apt_get_check() {
     }
 }
 
-/// Every path under `dir` (relative), with what it is: `d`, `f`, or `-> target` for a link.
-fn listing(root: &Path, under: &[&str]) -> BTreeMap<String, String> {
-    fn walk(root: &Path, at: &Path, out: &mut BTreeMap<String, String>) {
+/// Call `f` with every path under `under` (relative to `root`) and its metadata, links not
+/// followed.
+fn walk(root: &Path, under: &[&str], f: &mut dyn FnMut(String, &std::fs::Metadata)) {
+    fn go(root: &Path, at: &Path, f: &mut dyn FnMut(String, &std::fs::Metadata)) {
         let Ok(meta) = std::fs::symlink_metadata(at) else {
             return;
         };
+        if meta.is_dir() {
+            for e in std::fs::read_dir(at).unwrap() {
+                go(root, &e.unwrap().path(), f);
+            }
+        }
         let rel = at
             .strip_prefix(root)
             .unwrap()
             .to_string_lossy()
             .into_owned();
+        f(rel, &meta);
+    }
+    for u in under {
+        go(root, &root.join(u), f);
+    }
+}
+
+/// Every path under `under`, with what it is: `d`, `f`, or `-> target` for a link.
+fn listing(root: &Path, under: &[&str]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    walk(root, under, &mut |rel, meta| {
         let kind = if meta.file_type().is_symlink() {
-            format!("-> {}", std::fs::read_link(at).unwrap().display())
+            format!(
+                "-> {}",
+                std::fs::read_link(root.join(&rel)).unwrap().display()
+            )
         } else if meta.is_dir() {
-            for e in std::fs::read_dir(at).unwrap() {
-                walk(root, &e.unwrap().path(), out);
-            }
             "d".to_string()
         } else {
             "f".to_string()
         };
         out.insert(rel, kind);
-    }
+    });
+    out
+}
+
+/// Every file and directory under `under` with its mode, owner and group, the owner and
+/// group by name in the tree's own /etc/passwd and /etc/group (the ids of system accounts
+/// differ between two installs). `of` gives a path's mode, uid and gid.
+fn stats(
+    root: &Path,
+    under: &[&str],
+    of: &dyn Fn(&str, &std::fs::Metadata) -> (u32, u32, u32),
+) -> BTreeMap<String, String> {
+    let names = |db: &str| -> BTreeMap<u32, String> {
+        std::fs::read_to_string(root.join(db))
+            .unwrap()
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                Some((f.get(2)?.parse().ok()?, f[0].to_string()))
+            })
+            .collect()
+    };
+    let (users, groups) = (names("etc/passwd"), names("etc/group"));
+    let who = |db: &BTreeMap<u32, String>, id: u32| {
+        db.get(&id).cloned().unwrap_or_else(|| format!("#{id}"))
+    };
     let mut out = BTreeMap::new();
-    for u in under {
-        walk(root, &root.join(u), &mut out);
-    }
+    walk(root, under, &mut |rel, meta| {
+        if !meta.file_type().is_symlink() {
+            let (mode, uid, gid) = of(&rel, meta);
+            out.insert(
+                rel,
+                format!(
+                    "{:04o} {}:{}",
+                    mode & 0o7777,
+                    who(&users, uid),
+                    who(&groups, gid)
+                ),
+            );
+        }
+    });
     out
 }
 
@@ -452,7 +505,8 @@ fn listing(root: &Path, under: &[&str]) -> BTreeMap<String, String> {
 /// target, unless named below as a difference Ingot means. /etc/nsswitch.conf (the NSS
 /// modules' services), /etc/profile, /etc/inputrc, /etc/networks, /etc/timezone, root's dot
 /// files and every alternatives record must be byte for byte dpkg's, /etc/shells must list
-/// the same shells, and /etc/ld.so.cache the same libraries in the same order.
+/// the same shells, /etc/ld.so.cache the same libraries in the same order, and every file and
+/// directory both have there and under /usr the same mode, owner and group.
 #[test]
 #[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
 fn an_image_holds_what_its_packages_maintainer_scripts_make() {
@@ -549,6 +603,12 @@ fn an_image_holds_what_its_packages_maintainer_scripts_make() {
             || (p.starts_with("etc/alternatives/") && name.contains(".gz"))
             // root's .ssh, which mmdebstrap makes, not a package or its scripts.
             || p == "root/.ssh"
+            // An image's machine id is made at first boot; until then the file is read-only,
+            // as systemd makes it.
+            || p == "etc/machine-id"
+            // mmdebstrap's copy of the build host's /etc/hostname (Ingot's is empty, for
+            // the machine to fill).
+            || p == "etc/hostname"
     };
     // On a merged-/usr system a link into /lib is one into /usr/lib.
     let merged = |k: &str| -> String {
@@ -628,4 +688,35 @@ fn an_image_holds_what_its_packages_maintainer_scripts_make() {
     assert!(listed.len() > 50, "{listed:?}");
     assert_eq!(listed, cache(&dpkg_root));
     assert!(shells(&ingot_root).contains("/usr/bin/zsh"));
+    // Modes, owners and groups: what the packages ship, and what their postinst sets with
+    // dpkg-statoverride or chgrp and chmod (ssh-agent is setgid _ssh).
+    // Ingot's are read from the file system itself by ext4-view (debugfs's rdump leaves out
+    // setuid, setgid and sticky bits).
+    let whole = [&under[..], &["usr"]].concat();
+    let theirs = stats(&dpkg_root, &whole, &|_, m| {
+        use std::os::unix::fs::MetadataExt;
+        (m.mode(), m.uid(), m.gid())
+    });
+    let fs = ext4_view::Ext4::load(Box::new(std::fs::File::open(&img).unwrap())).unwrap();
+    let ours = stats(&ingot_root, &whole, &|p, _| {
+        let m = fs.symlink_metadata(format!("/{p}").as_str()).unwrap();
+        (u32::from(m.mode()), m.uid(), m.gid())
+    });
+    let differ: Vec<String> = theirs
+        .iter()
+        .filter(|(p, _)| !meant(p))
+        .filter_map(|(p, t)| {
+            let o = ours.get(p)?;
+            (o != t).then(|| format!("/{p}: dpkg {t}, Ingot {o}"))
+        })
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "modes and owners that differ:\n{}",
+        differ.join("\n")
+    );
+    assert_eq!(
+        ours.get("usr/bin/ssh-agent").map(String::as_str),
+        Some("2755 root:_ssh")
+    );
 }

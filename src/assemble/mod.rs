@@ -12,6 +12,7 @@ mod ldcache;
 pub mod ota;
 mod pam;
 pub mod python;
+mod statoverride;
 mod unit_accounts;
 pub mod users;
 
@@ -84,6 +85,8 @@ pub struct Scripts {
     pub nss: Vec<crate::packages::nss::NssEntry>,
     /// The alternatives they register.
     pub alternatives: Vec<crate::packages::alternatives::Alternative>,
+    /// The owners, groups and modes they set.
+    pub statoverrides: Vec<crate::packages::statoverride::Override>,
 }
 
 /// Assemble the system in place: everything except the boot chain and sysprep. An A/B image
@@ -153,6 +156,7 @@ pub fn system(
     users::apply(tree, profile, &scripts.accounts, id.epoch / 86400)?;
     let applied = users::fragments(tree);
     alternatives::apply(tree, &scripts.alternatives)?;
+    statoverride::apply(tree, &scripts.statoverrides)?;
     defaults::apply(tree, &scripts.nss)?;
     // os-release with the image identity.
     let base = tree

@@ -73,6 +73,9 @@ pub fn system(
         alternatives: image_pkgs()
             .flat_map(|r| r.extracted.alternatives.iter().cloned())
             .collect(),
+        statoverrides: image_pkgs()
+            .flat_map(|r| r.extracted.statoverrides.iter().cloned())
+            .collect(),
     };
     assemble::system(&mut tree, profile, hw, id, labels, update_key, &scripts)?;
     if profile.packages.byte_compile() {

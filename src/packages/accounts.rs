@@ -6,11 +6,11 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The version of the maintainer-script readers (this one, `super::nss` and
-/// `super::alternatives`), recorded with
+/// The version of the maintainer-script readers (this one, `super::nss`,
+/// `super::alternatives` and `super::statoverride`), recorded with
 /// what they read into the extraction cache: a change to what either reads must raise it, so
 /// that cached packages are read again.
-pub const READER: u32 = 4;
+pub const READER: u32 = 5;
 
 /// One account a maintainer script makes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

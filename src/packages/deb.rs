@@ -127,6 +127,9 @@ pub struct Extracted {
     /// The alternatives its `postinst` registers (read by the same reader).
     #[serde(default)]
     pub alternatives: Vec<super::alternatives::Alternative>,
+    /// The owners, groups and modes its `postinst` sets (read by the same reader).
+    #[serde(default)]
+    pub statoverrides: Vec<super::statoverride::Override>,
 }
 
 /// What Ingot reads from a package's maintainer scripts.
@@ -134,6 +137,7 @@ struct Scripts {
     accounts: Vec<super::accounts::Account>,
     nss: Vec<super::nss::NssEntry>,
     alternatives: Vec<super::alternatives::Alternative>,
+    statoverrides: Vec<super::statoverride::Override>,
 }
 
 /// The `control` file, and the accounts and NSS services the maintainer scripts add, from a
@@ -145,6 +149,7 @@ fn read_control(f: &mut File, member: &ArMember) -> Result<(String, Scripts)> {
         accounts: Vec::new(),
         nss: Vec::new(),
         alternatives: Vec::new(),
+        statoverrides: Vec::new(),
     };
     let mut ar = tar::Archive::new(decoder(&member.name, f.take(member.size))?);
     for e in ar.entries()? {
@@ -164,6 +169,9 @@ fn read_control(f: &mut File, member: &ArMember) -> Result<(String, Scripts)> {
                         scripts
                             .alternatives
                             .extend(super::alternatives::from_script(&text));
+                        scripts
+                            .statoverrides
+                            .extend(super::statoverride::from_script(&text));
                     }
                 }
             }
@@ -196,6 +204,7 @@ pub fn extract(deb: &Path, tar_path: &Path, meta_path: &Path) -> Result<(Extract
                         meta.accounts = Some(scripts.accounts);
                         meta.nss = scripts.nss;
                         meta.alternatives = scripts.alternatives;
+                        meta.statoverrides = scripts.statoverrides;
                         meta.accounts_reader = super::accounts::READER;
                         crate::base::fsx::write_atomic(
                             meta_path,
@@ -256,6 +265,7 @@ pub fn extract(deb: &Path, tar_path: &Path, meta_path: &Path) -> Result<(Extract
         accounts_reader: super::accounts::READER,
         nss: scripts.nss,
         alternatives: scripts.alternatives,
+        statoverrides: scripts.statoverrides,
     };
     crate::base::fsx::write_atomic(meta_path, serde_json::to_string(&meta)?.as_bytes())?;
     Ok((meta, tar_path.to_path_buf()))

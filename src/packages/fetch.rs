@@ -93,6 +93,7 @@ fn fetch_one(src: &Source, l: &Locked, progress: &dyn Fn(u64)) -> Result<Ready> 
                 accounts_reader: super::accounts::READER,
                 nss: Vec::new(),
                 alternatives: Vec::new(),
+                statoverrides: Vec::new(),
             },
             data_tar: super::generated::empty_tar(&src.cache)?,
         });

@@ -13,6 +13,7 @@ pub mod mirror;
 pub mod nss;
 pub mod repo;
 pub mod resolve;
+pub mod statoverride;
 
 mod fetch;
 mod lock;

@@ -1,0 +1,379 @@
+//! The owner, group and mode a package's `postinst` gives files it ships, as Debian policy
+//! 10.9.1 has it done: `dpkg-statoverride --update --add USER GROUP MODE PATH` (ssl-cert's
+//! `/etc/ssl/private`, dbus's launch helper), or `chgrp`/`chown`/`chmod` inside an
+//! `if ! dpkg-statoverride --list PATH` block (openssh-client's setgid `ssh-agent`). Ingot
+//! runs no maintainer scripts, so the assembly applies what this reads (see
+//! `assemble::statoverride`). Only literal words count, and variables the script sets once to
+//! a literal (`LAUNCHER=/usr/lib/...`); a path or mode a loop or a function's argument gives
+//! is not guessed at.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// What one script does to one file's owner, group and mode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Override {
+    /// The absolute path.
+    pub path: String,
+    /// The new owner (a name, or `#UID`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// The new group (a name, or `#GID`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// The new permission bits (setuid, setgid and sticky included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+    /// Recorded in dpkg's database of overrides (`dpkg-statoverride --add`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recorded: bool,
+    /// Applied to the file at configure time (`--update`, or the script's own chown/chmod);
+    /// a recorded override without `--update` only takes effect at the next unpack.
+    pub applied: bool,
+}
+
+/// The variables a script sets to one literal value and to nothing else.
+fn variables(commands: &[Vec<String>]) -> BTreeMap<String, String> {
+    let mut known: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let name_ok = |n: &str| {
+        n.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    let poison = |known: &mut BTreeMap<String, Option<String>>, n: &str| {
+        known.insert(n.to_string(), None);
+    };
+    for w in commands {
+        let Some(first) = w.first() else { continue };
+        match first.as_str() {
+            // Set by a loop, `read`, or inside a function: not one value.
+            "for" => {
+                if let Some(n) = w.get(1) {
+                    poison(&mut known, n);
+                }
+            }
+            "read" | "local" | "getopts" => {
+                for a in &w[1..] {
+                    let n = a.split_once('=').map_or(a.as_str(), |(n, _)| n);
+                    poison(&mut known, n);
+                }
+            }
+            _ => {}
+        }
+        let assignment = match first.as_str() {
+            "export" | "readonly" => w.get(1),
+            _ => Some(first),
+        };
+        let Some((n, v)) = assignment.and_then(|a| a.split_once('=')) else {
+            continue;
+        };
+        if !name_ok(n) {
+            continue;
+        }
+        let value = (w.len() <= 2 && super::accounts::literal(v)).then(|| v.to_string());
+        match known.get(n) {
+            Some(prev) if *prev != value => poison(&mut known, n),
+            _ => {
+                known.insert(n.to_string(), value);
+            }
+        }
+    }
+    known
+        .into_iter()
+        .filter_map(|(n, v)| Some((n, v?)))
+        .collect()
+}
+
+/// `word` with `$NAME` and `${NAME}` replaced from `vars`; `None` when it is not then
+/// literal.
+fn expand(word: &str, vars: &BTreeMap<String, String>) -> Option<String> {
+    let mut out = String::new();
+    let mut rest = word;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let (name, tail) = match after.strip_prefix('{') {
+            Some(b) => {
+                let end = b.find('}')?;
+                (&b[..end], &b[end + 1..])
+            }
+            None => {
+                let end = after
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(after.len());
+                (&after[..end], &after[end..])
+            }
+        };
+        out.push_str(vars.get(name)?);
+        rest = tail;
+    }
+    out.push_str(rest);
+    super::accounts::literal(&out).then_some(out)
+}
+
+/// An absolute path that names one file.
+fn path_ok(p: &str) -> bool {
+    p.starts_with('/') && !p.contains("/../") && !p.ends_with("/..") && p.len() > 1
+}
+
+/// Octal permission bits (`2755`, `0640`).
+fn mode(m: &str) -> Option<u32> {
+    if m.is_empty() || m.len() > 5 || !m.chars().all(|c| c.is_digit(8)) {
+        return None;
+    }
+    u32::from_str_radix(m, 8).ok().filter(|m| *m <= 0o7777)
+}
+
+/// A user or group as dpkg-statoverride and chown take it: a name, or `#ID`.
+fn who(w: &str) -> Option<String> {
+    let ok = match w.strip_prefix('#') {
+        Some(id) => !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()),
+        None => crate::config::account_name_error(w).is_none(),
+    };
+    ok.then(|| w.to_string())
+}
+
+/// The overrides one script makes, in its order.
+pub fn from_script(script: &str) -> Vec<Override> {
+    let commands = super::accounts::commands(script);
+    let vars = variables(&commands);
+    let mut out: Vec<Override> = Vec::new();
+    // The path of the `if ! dpkg-statoverride --list PATH` block the script is in.
+    let mut guard: Option<String> = None;
+    for w in &commands {
+        let Some(first) = w.first() else { continue };
+        if matches!(
+            first.as_str(),
+            "fi" | "else" | "elif" | "}" | "done" | "esac"
+        ) {
+            guard = None;
+        }
+        // `then chmod ...` on the line of its `if`.
+        let skip = w
+            .iter()
+            .take_while(|x| matches!(x.as_str(), "then" | "do" | "{"))
+            .count();
+        let w = &w[skip..];
+        let w: Vec<Option<String>> = w.iter().map(|x| expand(x, &vars)).collect();
+        let word = |i: usize| w.get(i).cloned().flatten();
+        let tool = |t: &Option<String>| {
+            t.as_deref()
+                .map(|t| t.rsplit('/').next().unwrap_or(t).to_string())
+        };
+        if let Some(at) = w
+            .iter()
+            .position(|t| tool(t).as_deref() == Some("dpkg-statoverride"))
+        {
+            let args: Vec<Option<String>> = w[at + 1..].to_vec();
+            let has = |o: &str| args.iter().any(|a| a.as_deref() == Some(o));
+            let after = |o: &str| {
+                args.iter()
+                    .position(|a| a.as_deref() == Some(o))
+                    .map(|i| i + at + 2)
+            };
+            if let Some(i) = after("--list") {
+                guard = word(i).filter(|p| path_ok(p));
+            } else if let Some(i) = after("--add") {
+                let (Some(u), Some(g), Some(m), Some(p)) = (
+                    word(i).and_then(|u| who(&u)),
+                    word(i + 1).and_then(|g| who(&g)),
+                    word(i + 2).and_then(|m| mode(&m)),
+                    word(i + 3).filter(|p| path_ok(p)),
+                ) else {
+                    continue;
+                };
+                out.retain(|o| o.path != p);
+                out.push(Override {
+                    path: p,
+                    owner: Some(u),
+                    group: Some(g),
+                    mode: Some(m),
+                    recorded: true,
+                    applied: has("--update"),
+                });
+            }
+            continue;
+        }
+        // chown/chgrp/chmod of the guarded path, without options.
+        let Some(path) = guard.clone() else { continue };
+        let Some(t) = w.first().and_then(tool) else {
+            continue;
+        };
+        if w.len() != 3 || word(2).as_deref() != Some(path.as_str()) {
+            continue;
+        }
+        let Some(arg) = word(1) else { continue };
+        if arg.starts_with('-') {
+            continue;
+        }
+        let (owner, group, m) = match t.as_str() {
+            "chown" => {
+                let (u, g) = match arg.split_once([':', '.']) {
+                    Some((u, g)) => (u.to_string(), Some(g.to_string())),
+                    None => (arg.clone(), None),
+                };
+                let Some(u) = who(&u) else { continue };
+                let g = match g {
+                    Some(g) => match who(&g) {
+                        Some(g) => Some(g),
+                        None => continue,
+                    },
+                    None => None,
+                };
+                (Some(u), g, None)
+            }
+            "chgrp" => match who(&arg) {
+                Some(g) => (None, Some(g), None),
+                None => continue,
+            },
+            "chmod" => match mode(&arg) {
+                Some(m) => (None, None, Some(m)),
+                None => continue,
+            },
+            _ => continue,
+        };
+        // A recorded override of the same path wins, as dpkg-statoverride --list would then
+        // have skipped the block.
+        if out.iter().any(|o| o.path == path && o.recorded) {
+            continue;
+        }
+        match out.iter_mut().find(|o| o.path == path) {
+            Some(o) => {
+                o.owner = owner.or(o.owner.take());
+                o.group = group.or(o.group.take());
+                o.mode = m.or(o.mode);
+            }
+            None => out.push(Override {
+                path,
+                owner,
+                group,
+                mode: m,
+                recorded: false,
+                applied: true,
+            }),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ov(
+        path: &str,
+        o: Option<&str>,
+        g: Option<&str>,
+        m: Option<u32>,
+        rec: bool,
+        app: bool,
+    ) -> Override {
+        Override {
+            path: path.into(),
+            owner: o.map(Into::into),
+            group: g.map(Into::into),
+            mode: m,
+            recorded: rec,
+            applied: app,
+        }
+    }
+
+    #[test]
+    fn the_forms_debian_postinsts_use_are_read() {
+        // openssh-client: chgrp and chmod in a guarded block, inside a function.
+        let ssh = "#!/bin/sh\nset -e\naction=\"$1\"\n\
+            set_ssh_agent_permissions() {\n\
+            \tif ! getent group _ssh >/dev/null; then\n\
+            \t\taddgroup --system --quiet --force-badname _ssh\n\
+            \tfi\n\
+            \tif ! dpkg-statoverride --list /usr/bin/ssh-agent >/dev/null; then\n\
+            \t\tchgrp _ssh /usr/bin/ssh-agent\n\
+            \t\tchmod 2755 /usr/bin/ssh-agent\n\
+            \tfi\n\
+            }\n\
+            chmod 600 /etc/elsewhere\n";
+        assert_eq!(
+            from_script(ssh),
+            [ov(
+                "/usr/bin/ssh-agent",
+                None,
+                Some("_ssh"),
+                Some(0o2755),
+                false,
+                true
+            )]
+        );
+        // dbus: --add with --update, through variables set once.
+        let dbus = "#!/bin/sh\nset -e\nMESSAGEUSER=messagebus\n\
+            LAUNCHER=/usr/lib/dbus-1.0/dbus-daemon-launch-helper\n\
+            if [ \"$1\" = configure ]; then\n\
+            \tif ! dpkg-statoverride --list \"$LAUNCHER\" >/dev/null; then\n\
+            \t\tdpkg-statoverride --update --add root \"$MESSAGEUSER\" 4754 \"${LAUNCHER}\"\n\
+            \tfi\nfi\n";
+        assert_eq!(
+            from_script(dbus),
+            [ov(
+                "/usr/lib/dbus-1.0/dbus-daemon-launch-helper",
+                Some("root"),
+                Some("messagebus"),
+                Some(0o4754),
+                true,
+                true
+            )]
+        );
+        // ssl-cert: --add on its own line after `then` on the next; and without --update, a
+        // record only.
+        let ssl = "if ! dpkg-statoverride --list /etc/ssl/private >/dev/null 2>&1\nthen\n\
+            \tdpkg-statoverride --update --add root ssl-cert 710 /etc/ssl/private\nfi\n\
+            dpkg-statoverride --add root root 0600 /etc/later\n\
+            if ! dpkg-statoverride --list /usr/bin/x; then chown root:staff /usr/bin/x; chmod 4755 /usr/bin/x; fi\n";
+        assert_eq!(
+            from_script(ssl),
+            [
+                ov(
+                    "/etc/ssl/private",
+                    Some("root"),
+                    Some("ssl-cert"),
+                    Some(0o710),
+                    true,
+                    true
+                ),
+                ov(
+                    "/etc/later",
+                    Some("root"),
+                    Some("root"),
+                    Some(0o600),
+                    true,
+                    false
+                ),
+                ov(
+                    "/usr/bin/x",
+                    Some("root"),
+                    Some("staff"),
+                    Some(0o4755),
+                    false,
+                    true
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn what_a_loop_a_function_or_a_second_value_gives_is_not_guessed() {
+        let s = "set_perms() {\n USER=$1\n FILE=$4\n\
+            if ! dpkg-statoverride --list \"$FILE\" > /dev/null 2>&1; then\n\
+            chown \"$USER\" \"$FILE\"\n chmod \"$3\" \"$FILE\"\n fi\n}\n\
+            set_perms root root 4755 /usr/lib/polkit-1/helper\n\
+            for x in $maybesetuid; do\n\
+            if ! dpkg-statoverride --list \"/usr/bin/$x\" >/dev/null; then\n\
+            chown man \"/usr/bin/$x\"\n chmod 4755 \"/usr/bin/$x\"\n fi\ndone\n\
+            P=/a\nP=/b\ndpkg-statoverride --update --add root root 4755 $P\n\
+            dpkg-statoverride --update --add root root u+s /usr/bin/y\n\
+            dpkg-statoverride --update --add root root 4755 relative/z\n\
+            dpkg-statoverride --update --add 'bad name' root 4755 /usr/bin/z\n\
+            if ! dpkg-statoverride --list /usr/bin/w; then chmod -R 4755 /usr/bin/w; chmod 4755 /usr/bin/v; fi\n";
+        assert_eq!(from_script(s), []);
+    }
+}
