@@ -208,6 +208,9 @@ fn vm_cloud_takes_its_identity_from_the_seed_and_a_user_logs_in_over_ssh() {
                 // The loader finds libraries through the ld.so.cache Ingot wrote.
                 "--check",
                 "LD_DEBUG=libs /usr/bin/true 2>&1 | grep -q 'search cache=/etc/ld.so.cache'",
+                // The modes and groups the packages' postinst set (openssh-client, dbus).
+                "--check",
+                "stat -c '%a %G' /usr/bin/ssh-agent /usr/lib/dbus-1.0/dbus-daemon-launch-helper",
                 "--json",
                 rx.to_str().unwrap(),
             ])
@@ -283,10 +286,11 @@ fn vm_cloud_takes_its_identity_from_the_seed_and_a_user_logs_in_over_ssh() {
         // The user's account exists beside the test's own (their users were kept), and the
         // test's account may use sudo without a password.
         let checks = b["login"]["checks"].as_array().unwrap();
-        assert_eq!(checks.len(), 7, "{b}");
+        assert_eq!(checks.len(), 9, "{b}");
         assert_eq!(checks[3][1], "install ok installed", "{b}");
         assert_eq!(checks[5][1], "no", "{b}");
         assert_eq!(checks[6][1], "no", "{b}");
+        assert_eq!(checks[8][1], "2755 _ssh\n4754 messagebus", "{b}");
         assert!(
             checks[0][1].as_str().unwrap().parse::<u32>().unwrap() >= 1000,
             "{b}"
