@@ -62,9 +62,10 @@ fn variables(commands: &[Vec<String>]) -> BTreeMap<String, String> {
             }
             _ => {}
         }
-        let assignment = match first.as_str() {
-            "export" | "readonly" => w.get(1),
-            _ => Some(first),
+        // `NAME=value` alone (before a command it only sets that command's environment).
+        let (assignment, alone) = match first.as_str() {
+            "export" | "readonly" => (w.get(1), w.len() == 2),
+            _ => (Some(first), w.len() == 1),
         };
         let Some((n, v)) = assignment.and_then(|a| a.split_once('=')) else {
             continue;
@@ -72,7 +73,7 @@ fn variables(commands: &[Vec<String>]) -> BTreeMap<String, String> {
         if !name_ok(n) {
             continue;
         }
-        let value = (w.len() <= 2 && super::accounts::literal(v)).then(|| v.to_string());
+        let value = (alone && super::accounts::literal(v)).then(|| v.to_string());
         match known.get(n) {
             Some(prev) if *prev != value => poison(&mut known, n),
             _ => {
@@ -370,6 +371,7 @@ mod tests {
             if ! dpkg-statoverride --list \"/usr/bin/$x\" >/dev/null; then\n\
             chown man \"/usr/bin/$x\"\n chmod 4755 \"/usr/bin/$x\"\n fi\ndone\n\
             P=/a\nP=/b\ndpkg-statoverride --update --add root root 4755 $P\n\
+            Q=/c\nQ=/d true\ndpkg-statoverride --update --add root root 4755 $Q\n\
             dpkg-statoverride --update --add root root u+s /usr/bin/y\n\
             dpkg-statoverride --update --add root root 4755 relative/z\n\
             dpkg-statoverride --update --add 'bad name' root 4755 /usr/bin/z\n\
