@@ -719,4 +719,18 @@ fn an_image_holds_what_its_packages_maintainer_scripts_make() {
         ours.get("usr/bin/ssh-agent").map(String::as_str),
         Some("2755 root:_ssh")
     );
+    assert_eq!(
+        ours.get("var/spool/cron/crontabs").map(String::as_str),
+        Some("1730 root:crontab")
+    );
+    // What dpkg-statoverride --add recorded (dbus, cron), in dpkg's own database.
+    let records = |root: &Path| -> BTreeSet<String> {
+        String::from_utf8(read(root, "var/lib/dpkg/statoverride"))
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(records(&ingot_root), records(&dpkg_root));
+    assert!(records(&ingot_root).contains("root crontab 2755 /usr/bin/crontab"));
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 /// `super::alternatives` and `super::statoverride`), recorded with
 /// what they read into the extraction cache: a change to what either reads must raise it, so
 /// that cached packages are read again.
-pub const READER: u32 = 5;
+pub const READER: u32 = 7;
 
 /// One account a maintainer script makes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,7 +1,8 @@
 //! The owner, group and mode a package's `postinst` gives files it ships, as Debian policy
 //! 10.9.1 has it done: `dpkg-statoverride --update --add USER GROUP MODE PATH` (ssl-cert's
 //! `/etc/ssl/private`, dbus's launch helper), or `chgrp`/`chown`/`chmod` inside an
-//! `if ! dpkg-statoverride --list PATH` block (openssh-client's setgid `ssh-agent`). Ingot
+//! `if ! dpkg-statoverride --list PATH` block (openssh-client's setgid `ssh-agent`), and the
+//! same commands inside `if [ -d PATH ]` (cron's crontabs directory). Ingot
 //! runs no maintainer scripts, so the assembly applies what this reads (see
 //! `assemble::statoverride`). Only literal words count, and variables the script sets once to
 //! a literal (`LAUNCHER=/usr/lib/...`); a path or mode a loop or a function's argument gives
@@ -163,6 +164,19 @@ pub fn from_script(script: &str) -> Vec<Override> {
             t.as_deref()
                 .map(|t| t.rsplit('/').next().unwrap_or(t).to_string())
         };
+        // `if [ -d PATH ]` (or -e, -f; `test`): what follows changes PATH only where it is,
+        // which is how the assembly applies it anyway (cron-daemon-common's crontabs).
+        if let Some(at) = w
+            .iter()
+            .position(|t| matches!(t.as_deref(), Some("[" | "test")))
+        {
+            let is = matches!(word(at + 1).as_deref(), Some("-d" | "-e" | "-f"));
+            let end = word(at + 3);
+            if is && (end.is_none() || end.as_deref() == Some("]")) && w.len() <= at + 4 {
+                guard = word(at + 2).filter(|p| path_ok(p));
+            }
+            continue;
+        }
         if let Some(at) = w
             .iter()
             .position(|t| tool(t).as_deref() == Some("dpkg-statoverride"))
@@ -215,7 +229,12 @@ pub fn from_script(script: &str) -> Vec<Override> {
                     Some((u, g)) => (u.to_string(), Some(g.to_string())),
                     None => (arg.clone(), None),
                 };
-                let Some(u) = who(&u) else { continue };
+                // `chown :GROUP` changes only the group.
+                let u = match who(&u) {
+                    Some(u) => Some(u),
+                    None if u.is_empty() && g.is_some() => None,
+                    None => continue,
+                };
                 let g = match g {
                     Some(g) => match who(&g) {
                         Some(g) => Some(g),
@@ -223,7 +242,7 @@ pub fn from_script(script: &str) -> Vec<Override> {
                     },
                     None => None,
                 };
-                (Some(u), g, None)
+                (u, g, None)
             }
             "chgrp" => match who(&arg) {
                 Some(g) => (None, Some(g), None),
@@ -295,6 +314,29 @@ mod tests {
             \tfi\n\
             }\n\
             chmod 600 /etc/elsewhere\n";
+        // cron-daemon-common: chown and chmod of a directory where it is.
+        let cron = "crondir=\"/var/spool/cron\"\n\
+            getent group crontab > /dev/null 2>&1 || addgroup --system crontab\n\
+            if [ -d $crondir/crontabs ] ; then\n\
+            \tchown root:crontab $crondir/crontabs\n\tchmod 1730 $crondir/crontabs\n\
+            \tcd $crondir/crontabs\n\tfor tab_name in *\n\tdo\n\
+            \t\tchown \"$tab_owner:crontab\" \"$tab_name\"\n\tdone\nfi\n\
+            [ -e /var/x ] && chmod 0750 /var/x\n\
+            if [ ! -d /var/y ]; then chmod 0750 /var/y; fi\n";
+        assert_eq!(
+            from_script(cron),
+            [
+                ov(
+                    "/var/spool/cron/crontabs",
+                    Some("root"),
+                    Some("crontab"),
+                    Some(0o1730),
+                    false,
+                    true
+                ),
+                ov("/var/x", None, None, Some(0o750), false, true),
+            ]
+        );
         assert_eq!(
             from_script(ssh),
             [ov(
@@ -329,7 +371,8 @@ mod tests {
         let ssl = "if ! dpkg-statoverride --list /etc/ssl/private >/dev/null 2>&1\nthen\n\
             \tdpkg-statoverride --update --add root ssl-cert 710 /etc/ssl/private\nfi\n\
             dpkg-statoverride --add root root 0600 /etc/later\n\
-            if ! dpkg-statoverride --list /usr/bin/x; then chown root:staff /usr/bin/x; chmod 4755 /usr/bin/x; fi\n";
+            if ! dpkg-statoverride --list /usr/bin/x; then chown root:staff /usr/bin/x; chmod 4755 /usr/bin/x; fi\n\
+            if ! dpkg-statoverride --list /var/lib/y; then chown :adm /var/lib/y; fi\n";
         assert_eq!(
             from_script(ssl),
             [
@@ -357,6 +400,7 @@ mod tests {
                     false,
                     true
                 ),
+                ov("/var/lib/y", None, Some("adm"), None, false, true),
             ]
         );
     }
