@@ -663,13 +663,15 @@ fn an_image_holds_what_its_packages_maintainer_scripts_make() {
             "/{p}"
         );
     }
-    let shells = |root: &Path| -> BTreeSet<String> {
-        String::from_utf8(read(root, "etc/shells"))
+    // A file's lines, as a set.
+    let lines = |root: &Path, p: &str| -> BTreeSet<String> {
+        String::from_utf8(read(root, p))
             .unwrap()
             .lines()
             .map(str::to_string)
             .collect()
     };
+    let shells = |root: &Path| lines(root, "etc/shells");
     assert_eq!(shells(&ingot_root), shells(&dpkg_root));
     // The loader's cache: glibc's own ldconfig lists the same libraries in the same order
     // from Ingot's as from the one dpkg's trigger wrote (only its generator line differs).
@@ -724,13 +726,7 @@ fn an_image_holds_what_its_packages_maintainer_scripts_make() {
         Some("1730 root:crontab")
     );
     // What dpkg-statoverride --add recorded (dbus, cron), in dpkg's own database.
-    let records = |root: &Path| -> BTreeSet<String> {
-        String::from_utf8(read(root, "var/lib/dpkg/statoverride"))
-            .unwrap()
-            .lines()
-            .map(str::to_string)
-            .collect()
-    };
+    let records = |root: &Path| lines(root, "var/lib/dpkg/statoverride");
     assert_eq!(records(&ingot_root), records(&dpkg_root));
     assert!(records(&ingot_root).contains("root crontab 2755 /usr/bin/crontab"));
 }

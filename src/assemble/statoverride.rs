@@ -84,25 +84,8 @@ pub(super) fn apply(tree: &mut Tree, overrides: &[Override]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::packages::statoverride::ov;
     use crate::tree::Entry;
-
-    fn ov(
-        path: &str,
-        o: Option<&str>,
-        g: Option<&str>,
-        m: Option<u32>,
-        rec: bool,
-        app: bool,
-    ) -> Override {
-        Override {
-            path: path.into(),
-            owner: o.map(Into::into),
-            group: g.map(Into::into),
-            mode: m,
-            recorded: rec,
-            applied: app,
-        }
-    }
 
     #[test]
     fn owners_groups_and_modes_are_set_and_dpkg_records_them() {

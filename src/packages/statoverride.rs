@@ -278,27 +278,29 @@ pub fn from_script(script: &str) -> Vec<Override> {
     out
 }
 
+/// An override spelled out, for tests here and in the assembly.
+#[cfg(test)]
+pub(crate) fn ov(
+    path: &str,
+    o: Option<&str>,
+    g: Option<&str>,
+    m: Option<u32>,
+    rec: bool,
+    app: bool,
+) -> Override {
+    Override {
+        path: path.into(),
+        owner: o.map(Into::into),
+        group: g.map(Into::into),
+        mode: m,
+        recorded: rec,
+        applied: app,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ov(
-        path: &str,
-        o: Option<&str>,
-        g: Option<&str>,
-        m: Option<u32>,
-        rec: bool,
-        app: bool,
-    ) -> Override {
-        Override {
-            path: path.into(),
-            owner: o.map(Into::into),
-            group: g.map(Into::into),
-            mode: m,
-            recorded: rec,
-            applied: app,
-        }
-    }
 
     #[test]
     fn the_forms_debian_postinsts_use_are_read() {
