@@ -10,7 +10,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -113,6 +113,9 @@ fn push_and_pull_round_trip_with_reproducible_digests_and_write_once_tags() {
     let repo = reg.at("golden/edge-minimal");
     let pubk = f.key("release", "pub");
     let tag = format!("{repo}:1.0.0");
+    // Pulls go to a directory of this test's own: the others pull beside the fixture at the
+    // same time, so a temporary directory there may be theirs.
+    let own = tempfile::tempdir().unwrap();
 
     let text = ok(
         &ingot(&[
@@ -146,7 +149,7 @@ fn push_and_pull_round_trip_with_reproducible_digests_and_write_once_tags() {
         let (m, d) = skopeo_raw(&child);
         assert_eq!(d, e["digest"].as_str().unwrap());
         assert_eq!(m["artifactType"], "application/vnd.ingot.image.v1");
-        let into = f.dir.path().join(format!("skopeo-{arch}"));
+        let into = own.path().join(format!("skopeo-{arch}"));
         let (good, _, err) = skopeo(&[
             "copy",
             &format!("docker://{child}"),
@@ -242,7 +245,7 @@ fn push_and_pull_round_trip_with_reproducible_digests_and_write_once_tags() {
 
     // Pull each arch back: byte-identical directories that verify.
     for arch in ["aarch64", "x86_64"] {
-        let dest = f.dir.path().join(format!("pulled-{arch}"));
+        let dest = own.path().join(format!("pulled-{arch}"));
         ok(
             &ingot(&[
                 "pull",
@@ -268,7 +271,7 @@ fn push_and_pull_round_trip_with_reproducible_digests_and_write_once_tags() {
     }
     // A pinned digest pulls exactly that manifest; a version with two arches needs --arch.
     let pinned = format!("{repo}@{}", entries[1]["digest"].as_str().unwrap());
-    let dest = f.dir.path().join("pulled-pinned");
+    let dest = own.path().join("pulled-pinned");
     ok(
         &ingot(&["pull", &pinned, dest.to_str().unwrap(), "--key", &pubk]),
         "pull pinned",
@@ -281,7 +284,7 @@ fn push_and_pull_round_trip_with_reproducible_digests_and_write_once_tags() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("--arch"), "{err}");
     // The wrong key: nothing is written.
-    let dest = f.dir.path().join("pulled-wrong-key");
+    let dest = own.path().join("pulled-wrong-key");
     let (code, err) = run(&[
         "pull",
         &tag,
@@ -295,7 +298,7 @@ fn push_and_pull_round_trip_with_reproducible_digests_and_write_once_tags() {
     assert!(err.contains("does not verify"), "{err}");
     assert!(!dest.exists());
     // A directory holding the user's own files is not replaced (nor anything fetched).
-    let mine = f.dir.path().join("my-images");
+    let mine = own.path().join("my-images");
     std::fs::create_dir_all(&mine).unwrap();
     std::fs::write(mine.join("notes.txt"), "mine").unwrap();
     let (code, err) = run(&[
@@ -311,7 +314,7 @@ fn push_and_pull_round_trip_with_reproducible_digests_and_write_once_tags() {
     assert!(err.contains("holds `notes.txt`"), "{err}");
     assert_eq!(std::fs::read(mine.join("notes.txt")).unwrap(), b"mine");
     assert!(
-        !has_temp_entries(f.dir.path()),
+        !has_temp_entries(own.path()),
         "a temporary directory was left"
     );
 }
@@ -465,15 +468,14 @@ impl ChunkedPush {
 
 /// The push that printed `second` left edge-minimal 1.0.0 (x86_64) under `tag`, as skopeo
 /// reads it, and a pull of it into `dest` verifies and holds the same files.
-fn pushed_and_pulled(f: &Fixture, tag: &str, pubk: &str, second: &str, dest: &str) {
+fn pushed_and_pulled(f: &Fixture, tag: &str, pubk: &str, second: &str, dest: &Path) {
     assert_eq!(skopeo_raw(tag).1, pushed_digest(second));
-    let dest = f.dir.path().join(dest);
     ok(
         &ingot(&["pull", tag, dest.to_str().unwrap(), "--key", pubk]),
         "pull after the interrupted push",
     );
     assert_eq!(
-        tree_digests(&dest),
+        tree_digests(dest),
         tree_digests(&f.image("out", "1.0.0", "x86_64"))
     );
 }
@@ -484,6 +486,7 @@ fn an_interrupted_push_resumes_and_a_tampered_blob_is_refused() {
     let f = fixture();
     let push = ChunkedPush::new(f, "golden/resume:1.0.0");
     let (tag, pubk) = (&push.tag, &push.pubk);
+    let own = tempfile::tempdir().unwrap();
     // Stop it with SIGINT once three chunks of the disk are in the registry.
     let (mut child, rx, reader) = push.start("disk.raw.zst: 3 of");
     let got = rx.recv_timeout(Duration::from_secs(120)).is_ok();
@@ -513,7 +516,7 @@ fn an_interrupted_push_resumes_and_a_tampered_blob_is_refused() {
         .unwrap_or_else(|| panic!("no resume:\n{second}"));
     let at: u64 = at.split_whitespace().next().unwrap().parse().unwrap();
     assert!(at >= 3 << 20, "resumed at {at}");
-    pushed_and_pulled(f, tag, pubk, &second, "pulled-resumed");
+    pushed_and_pulled(f, tag, pubk, &second, &own.path().join("pulled-resumed"));
 
     // The registry serves a corrupted blob as it is: pull must refuse it and leave nothing.
     let zst = manifest(&f.image("out", "1.0.0", "x86_64"))["artifacts"]["disk.raw.zst"]["sha256"]
@@ -525,7 +528,7 @@ fn an_interrupted_push_resumes_and_a_tampered_blob_is_refused() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x40;
     std::fs::write(&blob, bytes).unwrap();
-    let dest = f.dir.path().join("pulled-tampered");
+    let dest = own.path().join("pulled-tampered");
     let (code, err) = run(&["pull", tag, dest.to_str().unwrap(), "--key", pubk]);
     assert_eq!(code, Some(1), "{err}");
     assert!(
@@ -533,18 +536,18 @@ fn an_interrupted_push_resumes_and_a_tampered_blob_is_refused() {
         "{err}"
     );
     assert!(!dest.exists());
-    assert!(!has_temp_entries(f.dir.path()));
+    assert!(!has_temp_entries(own.path()));
     // An existing directory is left as it was.
-    let before = tree_digests(&f.dir.path().join("pulled-resumed"));
+    let before = tree_digests(&own.path().join("pulled-resumed"));
     let (code, _) = run(&[
         "pull",
         tag,
-        f.dir.path().join("pulled-resumed").to_str().unwrap(),
+        own.path().join("pulled-resumed").to_str().unwrap(),
         "--key",
         pubk,
     ]);
     assert_eq!(code, Some(1));
-    assert_eq!(tree_digests(&f.dir.path().join("pulled-resumed")), before);
+    assert_eq!(tree_digests(&own.path().join("pulled-resumed")), before);
 }
 
 /// The OCI layer digest of `title` in the one image `tag` names (an index of one).
@@ -724,7 +727,8 @@ fn a_push_killed_outright_ends_with_the_same_image_on_the_next_push() {
             "resumed at a chunk boundary"
         }
     );
-    pushed_and_pulled(f, tag, pubk, &second, "pulled-after-kill");
+    let own = tempfile::tempdir().unwrap();
+    pushed_and_pulled(f, tag, pubk, &second, &own.path().join("pulled-after-kill"));
 }
 
 fn boot_attach(img: &str, repo: &str, key: &str) -> (Option<i32>, String) {
@@ -1060,7 +1064,8 @@ fn a_signed_image_under_a_tag_or_arch_it_is_not_is_refused() {
     let (media, bytes, _) = c.get_manifest("1.0.0").unwrap().unwrap();
     // 1.0.0's index put under the version tag of a release that was never signed.
     c.put_manifest("1.2.0", &media, &bytes).unwrap();
-    let dest = f.dir.path().join("pulled-claims");
+    let own = tempfile::tempdir().unwrap();
+    let dest = own.path().join("pulled-claims");
     let pull = |reference: &str, arch: &str| {
         run(&[
             "pull",
@@ -1133,7 +1138,7 @@ fn a_signed_image_under_a_tag_or_arch_it_is_not_is_refused() {
     let (code, err) = pull(&format!("{repo}:1.0.0"), "aarch64");
     assert_eq!(code, Some(0), "{err}");
     assert!(
-        !has_temp_entries(f.dir.path()),
+        !has_temp_entries(own.path()),
         "a temporary directory was left"
     );
 }
