@@ -432,12 +432,6 @@ pub(super) fn systemd_setup(
         )?;
         enable_unit(tree, "ingot-ota-setup.service", "ingot")?;
     }
-    // openssh-server's postinst installs the default sshd_config from /usr/share/openssh.
-    if !tree.exists("etc/ssh/sshd_config") {
-        if let Some(c) = tree.read("/usr/share/openssh/sshd_config") {
-            put(tree, "etc/ssh/sshd_config", c, 0o644)?;
-        }
-    }
     // ssh host keys are made at first boot, never baked in (Debian's ssh.service does not).
     // Ed25519 and ECDSA keys take milliseconds and come before sshd starts; the RSA key
     // (3072 bits: about 9 s of a TCG guest's first boot, on its critical path when it came

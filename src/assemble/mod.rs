@@ -13,6 +13,7 @@ pub mod ota;
 mod pam;
 pub mod python;
 mod statoverride;
+mod ucf;
 mod unit_accounts;
 pub mod users;
 
@@ -76,6 +77,12 @@ fn put(tree: &mut Tree, path: &str, data: impl Into<Vec<u8>>, mode: u32) -> Resu
     Ok(())
 }
 
+fn put_entry(tree: &mut Tree, path: &str, entry: Entry) -> Result<()> {
+    tree.insert(path, entry)
+        .with_context(|| format!("writing /{}", path.trim_start_matches('/')))?;
+    Ok(())
+}
+
 /// What the maintainer scripts of the image's packages would add, in package order.
 #[derive(Debug, Default)]
 pub struct Scripts {
@@ -87,6 +94,8 @@ pub struct Scripts {
     pub alternatives: Vec<crate::packages::alternatives::Alternative>,
     /// The owners, groups and modes they set.
     pub statoverrides: Vec<crate::packages::statoverride::Override>,
+    /// The configuration files they install with ucf.
+    pub ucf: Vec<crate::packages::ucf::UcfFile>,
 }
 
 /// Assemble the system in place: everything except the boot chain and sysprep. An A/B image
@@ -156,6 +165,8 @@ pub fn system(
     users::apply(tree, profile, &scripts.accounts, id.epoch / 86400)?;
     let applied = users::fragments(tree);
     alternatives::apply(tree, &scripts.alternatives)?;
+    // Before the overrides: chrony's postinst sets the group of the keys ucf copied.
+    ucf::apply(tree, &scripts.ucf)?;
     statoverride::apply(tree, &scripts.statoverrides)?;
     defaults::apply(tree, &scripts.nss)?;
     // os-release with the image identity.

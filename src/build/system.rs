@@ -76,6 +76,9 @@ pub fn system(
         statoverrides: image_pkgs()
             .flat_map(|r| r.extracted.statoverrides.iter().cloned())
             .collect(),
+        ucf: image_pkgs()
+            .flat_map(|r| r.extracted.ucf.iter().cloned())
+            .collect(),
     };
     assemble::system(&mut tree, profile, hw, id, labels, update_key, &scripts)?;
     if profile.packages.byte_compile() {

@@ -7,10 +7,10 @@
 use serde::{Deserialize, Serialize};
 
 /// The version of the maintainer-script readers (this one, `super::nss`,
-/// `super::alternatives` and `super::statoverride`), recorded with
+/// `super::alternatives`, `super::statoverride` and `super::ucf`), recorded with
 /// what they read into the extraction cache: a change to what either reads must raise it, so
 /// that cached packages are read again.
-pub const READER: u32 = 7;
+pub const READER: u32 = 8;
 
 /// One account a maintainer script makes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,6 +120,33 @@ fn without_redirections(words: Vec<String>) -> Vec<String> {
 /// A word the script wrote out, not one a variable, a command or a glob supplies.
 pub(super) fn literal(w: &str) -> bool {
     !w.is_empty() && !w.contains(['$', '`', '*', '?', '(', ')', '<', '>'])
+}
+
+/// `word` with each `$NAME` and `${NAME}` replaced by what `value` gives for NAME; `None`
+/// when it gives nothing for one (no other expansion is done).
+pub(super) fn substitute(word: &str, value: impl Fn(&str) -> Option<String>) -> Option<String> {
+    let mut out = String::new();
+    let mut rest = word;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let (name, tail) = match after.strip_prefix('{') {
+            Some(b) => {
+                let end = b.find('}')?;
+                (&b[..end], &b[end + 1..])
+            }
+            None => {
+                let end = after
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(after.len());
+                (&after[..end], &after[end..])
+            }
+        };
+        out.push_str(&value(name)?);
+        rest = tail;
+    }
+    out.push_str(rest);
+    Some(out)
 }
 
 /// The simple commands of a script as words: continued lines joined, comments, redirections

@@ -130,6 +130,9 @@ pub struct Extracted {
     /// The owners, groups and modes its `postinst` sets (read by the same reader).
     #[serde(default)]
     pub statoverrides: Vec<super::statoverride::Override>,
+    /// The configuration files its `postinst` installs with ucf (read by the same reader).
+    #[serde(default)]
+    pub ucf: Vec<super::ucf::UcfFile>,
 }
 
 /// What Ingot reads from a package's maintainer scripts.
@@ -138,6 +141,7 @@ struct Scripts {
     nss: Vec<super::nss::NssEntry>,
     alternatives: Vec<super::alternatives::Alternative>,
     statoverrides: Vec<super::statoverride::Override>,
+    ucf: Vec<super::ucf::UcfFile>,
 }
 
 /// The `control` file, and the accounts and NSS services the maintainer scripts add, from a
@@ -150,7 +154,10 @@ fn read_control(f: &mut File, member: &ArMember) -> Result<(String, Scripts)> {
         nss: Vec::new(),
         alternatives: Vec::new(),
         statoverrides: Vec::new(),
+        ucf: Vec::new(),
     };
+    // The postinst and the debconf templates whose defaults it may read.
+    let (mut postinst, mut templates) = (None, String::new());
     let mut ar = tar::Archive::new(decoder(&member.name, f.take(member.size))?);
     for e in ar.entries()? {
         let mut e = e?;
@@ -172,11 +179,20 @@ fn read_control(f: &mut File, member: &ArMember) -> Result<(String, Scripts)> {
                         scripts
                             .statoverrides
                             .extend(super::statoverride::from_script(&text));
+                        postinst = Some(text);
                     }
                 }
             }
+            Some("templates") => {
+                // Not text: no defaults Ingot can read.
+                let _ = e.read_to_string(&mut templates);
+            }
             _ => {}
         }
+    }
+    if let Some(text) = postinst {
+        let defaults = super::ucf::template_defaults(&templates);
+        scripts.ucf = super::ucf::from_script(&text, &defaults);
     }
     Ok((control, scripts))
 }
@@ -205,6 +221,7 @@ pub fn extract(deb: &Path, tar_path: &Path, meta_path: &Path) -> Result<(Extract
                         meta.nss = scripts.nss;
                         meta.alternatives = scripts.alternatives;
                         meta.statoverrides = scripts.statoverrides;
+                        meta.ucf = scripts.ucf;
                         meta.accounts_reader = super::accounts::READER;
                         crate::base::fsx::write_atomic(
                             meta_path,
@@ -266,6 +283,7 @@ pub fn extract(deb: &Path, tar_path: &Path, meta_path: &Path) -> Result<(Extract
         nss: scripts.nss,
         alternatives: scripts.alternatives,
         statoverrides: scripts.statoverrides,
+        ucf: scripts.ucf,
     };
     crate::base::fsx::write_atomic(meta_path, serde_json::to_string(&meta)?.as_bytes())?;
     Ok((meta, tar_path.to_path_buf()))

@@ -94,6 +94,7 @@ fn fetch_one(src: &Source, l: &Locked, progress: &dyn Fn(u64)) -> Result<Ready> 
                 nss: Vec::new(),
                 alternatives: Vec::new(),
                 statoverrides: Vec::new(),
+                ucf: Vec::new(),
             },
             data_tar: super::generated::empty_tar(&src.cache)?,
         });

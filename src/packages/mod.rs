@@ -14,6 +14,7 @@ pub mod nss;
 pub mod repo;
 pub mod resolve;
 pub mod statoverride;
+pub mod ucf;
 
 mod fetch;
 mod lock;

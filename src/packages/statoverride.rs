@@ -91,27 +91,7 @@ fn variables(commands: &[Vec<String>]) -> BTreeMap<String, String> {
 /// `word` with `$NAME` and `${NAME}` replaced from `vars`; `None` when it is not then
 /// literal.
 fn expand(word: &str, vars: &BTreeMap<String, String>) -> Option<String> {
-    let mut out = String::new();
-    let mut rest = word;
-    while let Some(at) = rest.find('$') {
-        out.push_str(&rest[..at]);
-        let after = &rest[at + 1..];
-        let (name, tail) = match after.strip_prefix('{') {
-            Some(b) => {
-                let end = b.find('}')?;
-                (&b[..end], &b[end + 1..])
-            }
-            None => {
-                let end = after
-                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                    .unwrap_or(after.len());
-                (&after[..end], &after[end..])
-            }
-        };
-        out.push_str(vars.get(name)?);
-        rest = tail;
-    }
-    out.push_str(rest);
+    let out = super::accounts::substitute(word, |n| vars.get(n).cloned())?;
     super::accounts::literal(&out).then_some(out)
 }
 

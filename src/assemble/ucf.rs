@@ -1,0 +1,219 @@
+//! The configuration files the packages' postinst would install with ucf (see
+//! `packages::ucf`): each new version is copied from where its package ships it to its place
+//! under `/etc`, as ucf does on a first install, and ucf's own records are written the way ucf
+//! and ucfr write them (`/var/lib/ucf/hashfile` with each file's MD5, `registry` with the
+//! package it belongs to, and for `--three-way` a copy of the new version in `cache`), so that
+//! on the machine an upgrade of the package sees the file as unchanged and replaces it.
+
+use anyhow::Result;
+use md5::{Digest, Md5};
+
+use crate::packages::ucf::UcfFile;
+use crate::tree::{Entry, Kind, Tree};
+
+/// Where ucf keeps its state.
+const STATE: &str = "var/lib/ucf";
+
+/// Files a postinst writes to a temporary file before it hands them to ucf, which
+/// `packages::ucf` does not follow: (package, what it ships, where ucf puts it). On a first
+/// install with debconf's default answers each is what the package ships, unchanged
+/// (openssh-server edits its copy only for other answers).
+const THROUGH_A_TEMPORARY: &[(&str, &str, &str)] = &[(
+    "openssh-server",
+    "/usr/share/openssh/sshd_config",
+    "/etc/ssh/sshd_config",
+)];
+
+pub(super) fn apply(tree: &mut Tree, files: &[UcfFile]) -> Result<()> {
+    // Without ucf the scripts would not run it (they ask `command -v ucf`, or depend on it).
+    if !(tree.exists("usr/bin/ucf") || tree.exists("bin/ucf")) {
+        return Ok(());
+    }
+    let known = THROUGH_A_TEMPORARY
+        .iter()
+        .filter(|(_, source, _)| tree.exists(source))
+        .map(|(pkg, source, dest)| UcfFile {
+            source: source.to_string(),
+            dest: dest.to_string(),
+            three_way: true,
+            registered: Some(pkg.to_string()),
+        });
+    let files: Vec<UcfFile> = files.iter().cloned().chain(known).collect();
+    let text = |p: &str| String::from_utf8_lossy(&tree.read(p).unwrap_or_default()).into_owned();
+    let (mut hashes, mut registry) = (text("var/lib/ucf/hashfile"), text("var/lib/ucf/registry"));
+    let mut installed = 0;
+    for u in &files {
+        let (Ok(dest), Ok(source)) = (tree.resolve(&u.dest), tree.resolve(&u.source)) else {
+            continue;
+        };
+        // ucf keeps a file that is already there; a first install has none, unless another
+        // package or the profile put it there.
+        if tree.get(&dest).is_some() {
+            continue;
+        }
+        let Some(new) = tree.get(&source).cloned() else {
+            continue;
+        };
+        let Kind::File(content) = &new.kind else {
+            continue;
+        };
+        let parent = dest.rsplit_once('/').map_or("", |(d, _)| d);
+        if !matches!(tree.get(parent).map(|e| &e.kind), Some(Kind::Dir)) {
+            eprintln!(
+                "warning: a maintainer script installs {} with ucf, but the image has no directory /{parent}; left out",
+                u.dest
+            );
+            continue;
+        }
+        let data = content.read_all()?;
+        // `cp -p`: the new version's mode, owner and time.
+        let copy = |tree: &mut Tree, at: &str| -> Result<()> {
+            let mut e = Entry::file(data.clone(), new.mode);
+            e.uid = new.uid;
+            e.gid = new.gid;
+            e.mtime = new.mtime;
+            super::put_entry(tree, at, e)
+        };
+        copy(tree, &dest)?;
+        if u.three_way {
+            copy(tree, &format!("{STATE}/cache/{}", u.dest.replace('/', ":")))?;
+        }
+        hashes.push_str(&format!(
+            "{}  {}\n",
+            hex::encode(Md5::digest(&data)),
+            u.dest
+        ));
+        if let Some(pkg) = &u.registered {
+            registry.push_str(&format!("{pkg} \t {}\n", u.dest));
+        }
+        installed += 1;
+    }
+    if installed > 0 {
+        super::put(tree, "var/lib/ucf/hashfile", hashes, 0o644)?;
+        if !registry.is_empty() {
+            super::put(tree, "var/lib/ucf/registry", registry, 0o644)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(source: &str, dest: &str, three_way: bool, pkg: Option<&str>) -> UcfFile {
+        UcfFile {
+            source: source.into(),
+            dest: dest.into(),
+            three_way,
+            registered: pkg.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn new_versions_are_copied_and_recorded_as_ucf_does() {
+        let mut t = Tree::new();
+        t.insert("usr/bin/ucf", Entry::file("#!/bin/sh", 0o755))
+            .unwrap();
+        t.mkdir_p("var/lib/ucf").unwrap();
+        t.mkdir_p("etc/chrony").unwrap();
+        let mut keys = Entry::file("1 MD5 secret\n", 0o640);
+        keys.mtime = 1_700_000_000;
+        t.insert("usr/share/chrony/chrony.keys", keys).unwrap();
+        t.insert(
+            "usr/share/chrony/chrony.conf",
+            Entry::file("pool x\n", 0o644),
+        )
+        .unwrap();
+        t.insert("usr/share/u/20auto", Entry::file("on\n", 0o644))
+            .unwrap();
+        t.insert("etc/kept", Entry::file("mine\n", 0o600)).unwrap();
+        t.insert(
+            "usr/share/openssh/sshd_config",
+            Entry::file("Port 22\n", 0o644),
+        )
+        .unwrap();
+        t.mkdir_p("etc/ssh").unwrap();
+        t.insert("usr/share/u/kept", Entry::file("theirs\n", 0o644))
+            .unwrap();
+        apply(
+            &mut t,
+            &[
+                file(
+                    "/usr/share/chrony/chrony.conf",
+                    "/etc/chrony/chrony.conf",
+                    true,
+                    Some("chrony"),
+                ),
+                file(
+                    "/usr/share/chrony/chrony.keys",
+                    "/etc/chrony/chrony.keys",
+                    true,
+                    Some("chrony"),
+                ),
+                // Not registered, no cache copy.
+                file("/usr/share/u/20auto", "/etc/20auto", false, None),
+                // Already there: kept as it is, and not recorded.
+                file("/usr/share/u/kept", "/etc/kept", false, Some("u")),
+                // No such directory, or no such new version: nothing.
+                file("/usr/share/u/20auto", "/etc/nodir/x", false, Some("u")),
+                file("/usr/share/u/none", "/etc/none", false, Some("u")),
+            ],
+        )
+        .unwrap();
+        let keys = t.get("etc/chrony/chrony.keys").unwrap();
+        assert_eq!((keys.mode, keys.mtime), (0o640, 1_700_000_000));
+        assert_eq!(t.read("etc/chrony/chrony.keys").unwrap(), b"1 MD5 secret\n");
+        assert_eq!(
+            t.read("var/lib/ucf/cache/:etc:chrony:chrony.keys").unwrap(),
+            b"1 MD5 secret\n"
+        );
+        assert_eq!(
+            t.get("var/lib/ucf/cache/:etc:chrony:chrony.keys")
+                .unwrap()
+                .mode,
+            0o640
+        );
+        assert_eq!(t.read("etc/20auto").unwrap(), b"on\n");
+        assert!(!t.exists("var/lib/ucf/cache/:etc:20auto"));
+        assert_eq!(t.read("etc/kept").unwrap(), b"mine\n");
+        assert!(!t.exists("etc/nodir/x") && !t.exists("etc/none"));
+        // md5sum's own output for "pool x\n", "1 MD5 secret\n" and "on\n".
+        assert_eq!(
+            String::from_utf8(t.read("var/lib/ucf/hashfile").unwrap()).unwrap(),
+            format!(
+                "{}  /etc/chrony/chrony.conf\n{}  /etc/chrony/chrony.keys\n{}  /etc/20auto\n{}  /etc/ssh/sshd_config\n",
+                hex::encode(Md5::digest(b"pool x\n")),
+                hex::encode(Md5::digest(b"1 MD5 secret\n")),
+                hex::encode(Md5::digest(b"on\n")),
+                hex::encode(Md5::digest(b"Port 22\n")),
+            )
+        );
+        assert_eq!(
+            hex::encode(Md5::digest(b"on\n")),
+            "1f681635c89df401ef18598ffe3a0694"
+        );
+        assert_eq!(
+            String::from_utf8(t.read("var/lib/ucf/registry").unwrap()).unwrap(),
+            "chrony \t /etc/chrony/chrony.conf\nchrony \t /etc/chrony/chrony.keys\n\
+             openssh-server \t /etc/ssh/sshd_config\n"
+        );
+        // openssh-server's, which its script writes through a temporary file first.
+        assert_eq!(t.read("etc/ssh/sshd_config").unwrap(), b"Port 22\n");
+        assert!(t.exists("var/lib/ucf/cache/:etc:ssh:sshd_config"));
+    }
+
+    #[test]
+    fn without_ucf_in_the_image_nothing_is_installed() {
+        let mut t = Tree::new();
+        t.insert("usr/share/c/conf", Entry::file("x", 0o644))
+            .unwrap();
+        t.mkdir_p("etc").unwrap();
+        apply(
+            &mut t,
+            &[file("/usr/share/c/conf", "/etc/conf", true, Some("c"))],
+        )
+        .unwrap();
+        assert!(!t.exists("etc/conf") && !t.exists("var/lib/ucf/hashfile"));
+    }
+}
