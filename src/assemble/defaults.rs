@@ -15,7 +15,10 @@
 //! - libwrap0: `/etc/hosts.allow` and `/etc/hosts.deny`, comments only (all allowed);
 //! - login: `/etc/subuid` and `/etc/subgid`, with the range `useradd` gives each user of a
 //!   uid from `UID_MIN` to `UID_MAX` (the profile's people, for rootless containers);
-//! - tzdata: `/etc/localtime` and `/etc/timezone` for its default answer, UTC.
+//! - tzdata: `/etc/localtime` and `/etc/timezone` for its default answer, UTC;
+//! - any package with an AppArmor profile (`dh_apparmor`): an empty
+//!   `/etc/apparmor.d/local/NAME` for each profile that includes `<local/NAME>`, so the
+//!   profile loads once AppArmor's tools are there.
 //!
 //! Each is made only when its source is in the tree and the target is not: a profile's own
 //! `[[files]]` are installed afterwards and replace any of them.
@@ -101,6 +104,47 @@ pub(super) fn apply(tree: &mut Tree, nss: &[NssEntry]) -> Result<()> {
             tree.insert("etc/timezone", Entry::file("Etc/UTC\n", 0o644))?;
         }
     }
+    apparmor_locals(tree)?;
+    Ok(())
+}
+
+/// The site-specific include each AppArmor profile names (`#include <local/NAME>`, `include
+/// if exists <local/NAME>`), made empty where missing, as `dh_apparmor`'s postinst does with
+/// `install --mode 644 /dev/null`.
+fn apparmor_locals(tree: &mut Tree) -> Result<()> {
+    let dir = "etc/apparmor.d";
+    let profiles: Vec<String> = tree
+        .children(dir)
+        .filter(|p| matches!(tree.get(p).map(|e| &e.kind), Some(Kind::File(_))))
+        .map(str::to_string)
+        .collect();
+    for p in profiles {
+        let text = String::from_utf8_lossy(&tree.read(&p).unwrap_or_default()).into_owned();
+        for line in text.lines() {
+            let l = line.trim_start();
+            let rest = l
+                .strip_prefix("#include")
+                .or_else(|| l.strip_prefix("include if exists"))
+                .or_else(|| l.strip_prefix("include"));
+            let Some(name) = rest
+                .map(str::trim)
+                .and_then(|r| r.strip_prefix("<local/"))
+                .and_then(|r| r.strip_suffix('>'))
+            else {
+                continue;
+            };
+            let ok = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c))
+                && !name.starts_with('.');
+            let local = format!("{dir}/local/{name}");
+            if ok && tree.get(&local).is_none() {
+                tree.insert(&local, Entry::file(Vec::new(), 0o644))
+                    .with_context(|| format!("writing /{local}"))?;
+            }
+        }
+    }
     Ok(())
 }
 
@@ -123,7 +167,7 @@ fn install_from_default(tree: &mut Tree, src: &str, dst: &str) -> Result<bool> {
 }
 
 /// The gid of group `name` in the tree's `/etc/group`.
-fn group_id(tree: &Tree, name: &str) -> Option<u32> {
+pub(super) fn group_id(tree: &Tree, name: &str) -> Option<u32> {
     let group = tree.read("etc/group")?;
     String::from_utf8_lossy(&group).lines().find_map(|l| {
         let mut f = l.split(':');

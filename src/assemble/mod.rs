@@ -169,6 +169,7 @@ pub fn system(
     ucf::apply(tree, &scripts.ucf)?;
     statoverride::apply(tree, &scripts.statoverrides)?;
     defaults::apply(tree, &scripts.nss)?;
+    python::runtime_defaults(tree)?;
     // os-release with the image identity.
     let base = tree
         .read("/usr/lib/os-release")

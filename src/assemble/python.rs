@@ -32,6 +32,46 @@ fn versions(tree: &Tree) -> Vec<String> {
     v
 }
 
+/// What the Python runtime packages' maintainer scripts make on a first install: for each
+/// interpreter `python3.N`, the marker `/var/lib/python/python3.N_installed` its `preinst`
+/// leaves and the empty `/usr/local/lib/python3.N/dist-packages` its `postinst` makes for the
+/// machine's own modules (setgid `staff` where `/etc/staff-group-for-usr-local` asks for it, as
+/// base-files does for `/usr/local`), and python3's `/etc/python3/debian_config`.
+pub(super) fn runtime_defaults(tree: &mut Tree) -> Result<()> {
+    let staff = tree
+        .exists("etc/staff-group-for-usr-local")
+        .then(|| super::defaults::group_id(tree, "staff"))
+        .flatten();
+    let (mode, gid) = staff.map_or((0o755, 0), |g| (0o2755, g));
+    for v in versions(tree) {
+        let marker = format!("var/lib/python/python{v}_installed");
+        if tree.get(&marker).is_none() {
+            tree.insert(&marker, Entry::file(Vec::new(), 0o644))?;
+        }
+        let lib = format!("usr/local/lib/python{v}");
+        for d in [lib.clone(), format!("{lib}/dist-packages")] {
+            if tree.get(&d).is_none() {
+                let mut e = Entry::dir(mode);
+                e.gid = gid;
+                tree.insert(&d, e)?;
+            }
+        }
+    }
+    if tree.exists("usr/share/python3/debian_defaults")
+        && tree.get("etc/python3/debian_config").is_none()
+    {
+        tree.insert(
+            "etc/python3/debian_config",
+            Entry::file(DEBIAN_CONFIG, 0o644),
+        )?;
+    }
+    Ok(())
+}
+
+/// The configuration python3's postinst writes: byte-compile as py3compile does by default.
+const DEBIAN_CONFIG: &str =
+    "[DEFAULT]\n# how to byte-compile (comma separated: standard, optimize)\nbyte-compile = standard\n";
+
 /// The build host's interpreter for `version`: Debian's `/usr/bin/python3.N`, else `python3.N`
 /// on PATH, checked to say that version.
 fn host_interpreter(version: &str) -> Result<String> {
@@ -207,6 +247,40 @@ mod tests {
         t.insert("usr/bin/python3.11-config", Entry::file("sh", 0o755))
             .unwrap();
         assert_eq!(versions(&t), ["3.11"]);
+    }
+
+    #[test]
+    fn a_python_runtime_gets_what_its_scripts_make_on_a_first_install() {
+        let mut t = Tree::new();
+        t.insert("usr/bin/python3.11", Entry::file("elf", 0o755))
+            .unwrap();
+        t.insert("usr/share/python3/debian_defaults", Entry::file("", 0o644))
+            .unwrap();
+        runtime_defaults(&mut t).unwrap();
+        let dir = t.get("usr/local/lib/python3.11/dist-packages").unwrap();
+        assert_eq!((dir.mode, dir.gid), (0o755, 0));
+        assert!(t.get("var/lib/python/python3.11_installed").is_some());
+        assert_eq!(
+            String::from_utf8(t.read("etc/python3/debian_config").unwrap()).unwrap(),
+            "[DEFAULT]\n# how to byte-compile (comma separated: standard, optimize)\nbyte-compile = standard\n"
+        );
+        // Where /usr/local is the staff group's, so is the machine's Python directory; a
+        // configuration already there stays.
+        let mut t = Tree::new();
+        t.insert("usr/bin/python3.11", Entry::file("elf", 0o755))
+            .unwrap();
+        t.insert("etc/staff-group-for-usr-local", Entry::file("", 0o644))
+            .unwrap();
+        t.insert("etc/group", Entry::file("root:x:0:\nstaff:x:50:\n", 0o644))
+            .unwrap();
+        t.insert("usr/share/python3/debian_defaults", Entry::file("", 0o644))
+            .unwrap();
+        t.insert("etc/python3/debian_config", Entry::file("mine", 0o644))
+            .unwrap();
+        runtime_defaults(&mut t).unwrap();
+        let dir = t.get("usr/local/lib/python3.11").unwrap();
+        assert_eq!((dir.mode, dir.gid), (0o2755, 50));
+        assert_eq!(t.read("etc/python3/debian_config").unwrap(), b"mine");
     }
 
     /// The `.pyc` header of `path` in `t`: (flags, recorded source time, recorded size).

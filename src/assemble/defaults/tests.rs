@@ -270,3 +270,33 @@ fn people_get_subordinate_ids_as_useradd_gives_them() {
     assert_eq!(text(&t, "etc/subgid"), "", "SUB_GID_COUNT 0 gives none");
     assert_eq!(t.get("etc/subuid").unwrap().mode, 0o644);
 }
+
+#[test]
+fn each_apparmor_profile_gets_the_local_include_it_names() {
+    let mut t = merged_usr();
+    file(
+        &mut t,
+        "etc/apparmor.d/usr.sbin.chronyd",
+        "profile chronyd {\n  # Site-specific additions.\n  #include <local/usr.sbin.chronyd>\n}\n",
+    );
+    file(
+        &mut t,
+        "etc/apparmor.d/nginx",
+        "abi <abi/3.0>,\ninclude <tunables/global>\nprofile nginx {\n  include if exists <local/nginx>\n}\n",
+    );
+    // The administrator's own additions stay; names that leave the directory are not made.
+    file(&mut t, "etc/apparmor.d/local/kept", "deny /x r,\n");
+    file(
+        &mut t,
+        "etc/apparmor.d/other",
+        "#include <local/kept>\n#include <local/../escape>\n#include <abstractions/base>\n",
+    );
+    apply(&mut t, &[]).unwrap();
+    for name in ["usr.sbin.chronyd", "nginx"] {
+        let e = t.get(&format!("etc/apparmor.d/local/{name}")).unwrap();
+        assert_eq!(e.mode, 0o644);
+        assert_eq!(text(&t, &format!("etc/apparmor.d/local/{name}")), "");
+    }
+    assert_eq!(text(&t, "etc/apparmor.d/local/kept"), "deny /x r,\n");
+    assert!(!t.exists("etc/apparmor.d/escape") && !t.exists("etc/apparmor.d/local/base"));
+}
