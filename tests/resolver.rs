@@ -499,7 +499,8 @@ fn stats(
 
 /// What dpkg and the packages' own maintainer scripts make of a package set, Ingot makes
 /// without running them: the same set (vm-base with NSS modules, zsh, tools that register
-/// alternatives, cron, chrony and unattended-upgrades) is installed by mmdebstrap into a directory, and every file, directory and
+/// alternatives, cron, chrony, unattended-upgrades, apache2 and redis) is installed by
+/// mmdebstrap into a directory, and every file, directory and
 /// link it has under /etc, /var, /root, /usr/local, /media, /srv, /opt and /mnt must be in
 /// Ingot's image (read back with debugfs), of the same kind and, for a link, to the same
 /// target, unless named below as a difference Ingot means. /etc/nsswitch.conf (the NSS
@@ -641,6 +642,25 @@ fn an_image_holds_what_its_packages_maintainer_scripts_make() {
         "what dpkg made and Ingot did not:\n{}",
         missing.join("\n")
     );
+    // apache2's helpers, run from functions and loops of its postinst: the event MPM, the
+    // default site.
+    for (p, to) in [
+        (
+            "etc/apache2/mods-enabled/mpm_event.load",
+            "../mods-available/mpm_event.load",
+        ),
+        (
+            "etc/apache2/sites-enabled/000-default.conf",
+            "../sites-available/000-default.conf",
+        ),
+    ] {
+        assert_eq!(
+            ours.get(p).map(String::as_str),
+            Some(format!("-> {to}").as_str()),
+            "/{p}"
+        );
+    }
+    assert!(ours.contains_key("var/lib/apache2/module/enabled_by_maint/mpm_event"));
     let read =
         |root: &Path, p: &str| std::fs::read(root.join(p)).unwrap_or_else(|e| panic!("/{p}: {e}"));
     let mut same: Vec<String> = [
@@ -655,6 +675,8 @@ fn an_image_holds_what_its_packages_maintainer_scripts_make() {
         "etc/ssh/sshd_config",
         "var/lib/ucf/cache/:etc:ssh:sshd_config",
         "etc/python3/debian_config",
+        // Copied by apache2's postinst where no index page is.
+        "var/www/html/index.html",
         "etc/nsswitch.conf",
         "etc/profile",
         "etc/inputrc",
@@ -754,6 +776,11 @@ fn an_image_holds_what_its_packages_maintainer_scripts_make() {
     assert_eq!(
         ours.get("var/spool/cron/crontabs").map(String::as_str),
         Some("1730 root:crontab")
+    );
+    // redis-tools' account and directories, named by variables and made by a function.
+    assert_eq!(
+        ours.get("var/lib/redis").map(String::as_str),
+        Some("0750 redis:redis")
     );
     // What dpkg-statoverride --add recorded (dbus, cron), in dpkg's own database.
     let records = |root: &Path| {

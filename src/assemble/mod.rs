@@ -3,7 +3,9 @@
 //! check-in agent. The boot chain (kernel, initramfs, systemd-boot) is `crate::boot`.
 
 mod alternatives;
+mod apache;
 mod certs;
+mod commands;
 mod defaults;
 mod files;
 mod idle;
@@ -11,6 +13,8 @@ mod init;
 mod ldcache;
 pub mod ota;
 mod pam;
+mod paths;
+mod postinst;
 pub mod python;
 mod statoverride;
 mod ucf;
@@ -94,8 +98,20 @@ pub struct Scripts {
     pub alternatives: Vec<crate::packages::alternatives::Alternative>,
     /// The owners, groups and modes they set.
     pub statoverrides: Vec<crate::packages::statoverride::Override>,
-    /// The configuration files they install with ucf.
-    pub ucf: Vec<crate::packages::ucf::UcfFile>,
+    /// Their `postinst`, in package order.
+    pub postinsts: Vec<Postinst>,
+}
+
+/// A package's `postinst`, evaluated against the image being assembled (see
+/// `packages::script`).
+#[derive(Debug)]
+pub struct Postinst {
+    /// The package's name.
+    pub package: String,
+    /// The script.
+    pub script: String,
+    /// The defaults of the package's debconf templates.
+    pub debconf: BTreeMap<String, String>,
 }
 
 /// Assemble the system in place: everything except the boot chain and sysprep. An A/B image
@@ -162,12 +178,11 @@ pub fn system(
         }
     }
     // Debian's ldconfig trigger would write ld.so.cache; the loader works without it.
-    users::apply(tree, profile, &scripts.accounts, id.epoch / 86400)?;
+    let accounts = postinst::accounts(tree, scripts);
+    users::apply(tree, profile, &accounts, id.epoch / 86400)?;
     let applied = users::fragments(tree);
     alternatives::apply(tree, &scripts.alternatives)?;
-    // Before the overrides: chrony's postinst sets the group of the keys ucf copied.
-    ucf::apply(tree, &scripts.ucf)?;
-    statoverride::apply(tree, &scripts.statoverrides)?;
+    postinst::apply(tree, scripts)?;
     defaults::apply(tree, &scripts.nss)?;
     python::runtime_defaults(tree)?;
     // os-release with the image identity.

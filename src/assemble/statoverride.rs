@@ -9,7 +9,7 @@ use crate::packages::statoverride::Override;
 use crate::tree::{Kind, Tree};
 
 /// The id of `who` (a name, or `#ID`) in the image's `/etc/passwd` or `/etc/group`.
-fn id_of(tree: &Tree, db: &str, who: &str) -> Option<u32> {
+pub(super) fn id_of(tree: &Tree, db: &str, who: &str) -> Option<u32> {
     if let Some(id) = who.strip_prefix('#') {
         return id.parse().ok();
     }

@@ -1,15 +1,83 @@
-//! The configuration files the packages' postinst would install with ucf (see
-//! `packages::ucf`): each new version is copied from where its package ships it to its place
-//! under `/etc`, as ucf does on a first install, and ucf's own records are written the way ucf
-//! and ucfr write them (`/var/lib/ucf/hashfile` with each file's MD5, `registry` with the
-//! package it belongs to, and for `--three-way` a copy of the new version in `cache`), so that
-//! on the machine an upgrade of the package sees the file as unchanged and replaces it.
+//! The configuration files the packages' postinst would install with ucf rather than ship
+//! as conffiles (chrony's `/etc/chrony/chrony.conf`, unattended-upgrades'
+//! `/etc/apt/apt.conf.d/50unattended-upgrades`): `ucf [--three-way] NEW DEST` copies the new
+//! version the package ships under `/usr/share` into place on a first install, and `ucfr
+//! PACKAGE DEST` registers it. From the commands a first configure certainly runs (see
+//! `packages::script`), each new version is copied into place as ucf does, and ucf's own
+//! records are written the way ucf and ucfr write them (`/var/lib/ucf/hashfile` with each
+//! file's MD5, `registry` with the package it belongs to, and for `--three-way` a copy of the
+//! new version in `cache`), so that on the machine an upgrade of the package sees the file as
+//! unchanged and replaces it.
 
 use anyhow::Result;
 use md5::{Digest, Md5};
 
-use crate::packages::ucf::UcfFile;
 use crate::tree::{Entry, Kind, Tree};
+
+/// One file a script installs with ucf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct UcfFile {
+    /// The new version the package ships (an absolute path).
+    pub source: String,
+    /// Where ucf puts it.
+    pub dest: String,
+    /// `--three-way`: ucf also keeps a copy of the new version in its cache for later merges.
+    pub three_way: bool,
+    /// The package `ucfr` registers it to (none when the script does not register it).
+    pub registered: Option<String>,
+}
+
+/// An absolute path that names one file.
+fn path_ok(p: &str) -> bool {
+    p.starts_with('/') && !p.split('/').any(|c| c == "..") && p.len() > 1
+}
+
+/// The files `ucf` installs among `commands`, with the package `ucfr` registers each to.
+pub(super) fn files(commands: &[Vec<String>]) -> Vec<UcfFile> {
+    let mut out: Vec<UcfFile> = Vec::new();
+    for c in commands {
+        match c[0].rsplit('/').next() {
+            Some("ucf") => {
+                let mut three_way = false;
+                let mut plain = Vec::new();
+                let mut it = c[1..].iter();
+                let mut install = true;
+                while let Some(w) = it.next() {
+                    match w.as_str() {
+                        "--three-way" | "-3" => three_way = true,
+                        "--debconf-ok" | "--verbose" | "-v" => {}
+                        "--sum-file" => {
+                            it.next();
+                        }
+                        // --purge, --no-action, another state directory...: not an install.
+                        o if o.starts_with('-') => install = false,
+                        _ => plain.push(w.clone()),
+                    }
+                }
+                if let (true, [source, dest]) = (install, plain.as_slice()) {
+                    if path_ok(source) && path_ok(dest) {
+                        out.retain(|u| &u.dest != dest);
+                        out.push(UcfFile {
+                            source: source.clone(),
+                            dest: dest.clone(),
+                            three_way,
+                            registered: None,
+                        });
+                    }
+                }
+            }
+            Some("ucfr") => {
+                if let [_, pkg, dest] = c.as_slice() {
+                    if let Some(u) = out.iter_mut().find(|u| &u.dest == dest) {
+                        u.registered = Some(pkg.clone());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
 
 /// Where ucf keeps its state.
 const STATE: &str = "var/lib/ucf";
@@ -24,12 +92,9 @@ const THROUGH_A_TEMPORARY: &[(&str, &str, &str)] = &[(
     "/etc/ssh/sshd_config",
 )];
 
-pub(super) fn apply(tree: &mut Tree, files: &[UcfFile]) -> Result<()> {
-    // Without ucf the scripts would not run it (they ask `command -v ucf`, or depend on it).
-    if !(tree.exists("usr/bin/ucf") || tree.exists("bin/ucf")) {
-        return Ok(());
-    }
-    let known = THROUGH_A_TEMPORARY
+/// The files of [`THROUGH_A_TEMPORARY`] whose package the image has.
+pub(super) fn through_a_temporary(tree: &Tree) -> Vec<UcfFile> {
+    THROUGH_A_TEMPORARY
         .iter()
         .filter(|(_, source, _)| tree.exists(source))
         .map(|(pkg, source, dest)| UcfFile {
@@ -37,12 +102,19 @@ pub(super) fn apply(tree: &mut Tree, files: &[UcfFile]) -> Result<()> {
             dest: dest.to_string(),
             three_way: true,
             registered: Some(pkg.to_string()),
-        });
-    let files: Vec<UcfFile> = files.iter().cloned().chain(known).collect();
+        })
+        .collect()
+}
+
+pub(super) fn apply(tree: &mut Tree, files: &[UcfFile]) -> Result<()> {
+    // Without ucf the scripts would not run it (they ask `command -v ucf`, or depend on it).
+    if files.is_empty() || !(tree.exists("usr/bin/ucf") || tree.exists("bin/ucf")) {
+        return Ok(());
+    }
     let text = |p: &str| String::from_utf8_lossy(&tree.read(p).unwrap_or_default()).into_owned();
     let (mut hashes, mut registry) = (text("var/lib/ucf/hashfile"), text("var/lib/ucf/registry"));
     let mut installed = 0;
-    for u in &files {
+    for u in files {
         let (Ok(dest), Ok(source)) = (tree.resolve(&u.dest), tree.resolve(&u.source)) else {
             continue;
         };
@@ -111,6 +183,28 @@ mod tests {
     }
 
     #[test]
+    fn ucf_commands_name_the_files_and_ucfr_their_package() {
+        let c = |s: &str| s.split(' ').map(str::to_string).collect::<Vec<_>>();
+        let commands = [
+            c("ucf --three-way /usr/share/c/c.conf /etc/c/c.conf"),
+            c("ucfr c /etc/c/c.conf"),
+            c("ucf --debconf-ok --sum-file /usr/share/s.md5 /usr/share/s /etc/s"),
+            c("ucf --purge /etc/purged"),
+            c("ucf /usr/share/a /etc/a /etc/too-many"),
+            c("ucf relative /etc/relative"),
+            c("ucf /usr/share/../etc/shadow /etc/x"),
+            c("ucfr other /etc/not-installed"),
+        ];
+        assert_eq!(
+            files(&commands),
+            [
+                file("/usr/share/c/c.conf", "/etc/c/c.conf", true, Some("c")),
+                file("/usr/share/s", "/etc/s", false, None),
+            ]
+        );
+    }
+
+    #[test]
     fn new_versions_are_copied_and_recorded_as_ucf_does() {
         let mut t = Tree::new();
         t.insert("usr/bin/ucf", Entry::file("#!/bin/sh", 0o755))
@@ -161,6 +255,8 @@ mod tests {
             ],
         )
         .unwrap();
+        let ssh = through_a_temporary(&t);
+        apply(&mut t, &ssh).unwrap();
         let keys = t.get("etc/chrony/chrony.keys").unwrap();
         assert_eq!((keys.mode, keys.mtime), (0o640, 1_700_000_000));
         assert_eq!(t.read("etc/chrony/chrony.keys").unwrap(), b"1 MD5 secret\n");

@@ -76,8 +76,14 @@ pub fn system(
         statoverrides: image_pkgs()
             .flat_map(|r| r.extracted.statoverrides.iter().cloned())
             .collect(),
-        ucf: image_pkgs()
-            .flat_map(|r| r.extracted.ucf.iter().cloned())
+        postinsts: image_pkgs()
+            .filter_map(|r| {
+                Some(assemble::Postinst {
+                    package: r.locked.info.name.clone(),
+                    script: r.extracted.postinst.clone()?,
+                    debconf: r.extracted.debconf.clone(),
+                })
+            })
             .collect(),
     };
     assemble::system(&mut tree, profile, hw, id, labels, update_key, &scripts)?;

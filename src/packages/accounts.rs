@@ -7,10 +7,10 @@
 use serde::{Deserialize, Serialize};
 
 /// The version of the maintainer-script readers (this one, `super::nss`,
-/// `super::alternatives`, `super::statoverride` and `super::ucf`), recorded with
+/// `super::alternatives`, `super::statoverride` and `super::script`), recorded with
 /// what they read into the extraction cache: a change to what either reads must raise it, so
 /// that cached packages are read again.
-pub const READER: u32 = 8;
+pub const READER: u32 = 9;
 
 /// One account a maintainer script makes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,8 +165,14 @@ pub(super) fn commands(script: &str) -> Vec<Vec<String>> {
 
 /// The accounts one script makes.
 pub fn from_script(script: &str) -> Vec<Account> {
+    from_commands(commands(script))
+}
+
+/// The accounts a list of commands makes (a script's, or the commands `super::script` finds
+/// it certainly runs, their variables expanded).
+pub fn from_commands(commands: impl IntoIterator<Item = Vec<String>>) -> Vec<Account> {
     let mut out: Vec<Account> = Vec::new();
-    for w in commands(script) {
+    for w in commands {
         let Some(at) = w.iter().position(|t| {
             matches!(
                 t.rsplit('/').next(),

@@ -130,9 +130,13 @@ pub struct Extracted {
     /// The owners, groups and modes its `postinst` sets (read by the same reader).
     #[serde(default)]
     pub statoverrides: Vec<super::statoverride::Override>,
-    /// The configuration files its `postinst` installs with ucf (read by the same reader).
-    #[serde(default)]
-    pub ucf: Vec<super::ucf::UcfFile>,
+    /// Its `postinst`, which the assembly evaluates against the image (see
+    /// `super::script`), and the defaults of its debconf templates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postinst: Option<String>,
+    /// The `Default` of each of its debconf templates.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub debconf: std::collections::BTreeMap<String, String>,
 }
 
 /// What Ingot reads from a package's maintainer scripts.
@@ -141,7 +145,8 @@ struct Scripts {
     nss: Vec<super::nss::NssEntry>,
     alternatives: Vec<super::alternatives::Alternative>,
     statoverrides: Vec<super::statoverride::Override>,
-    ucf: Vec<super::ucf::UcfFile>,
+    postinst: Option<String>,
+    debconf: std::collections::BTreeMap<String, String>,
 }
 
 /// The `control` file, and the accounts and NSS services the maintainer scripts add, from a
@@ -154,7 +159,8 @@ fn read_control(f: &mut File, member: &ArMember) -> Result<(String, Scripts)> {
         nss: Vec::new(),
         alternatives: Vec::new(),
         statoverrides: Vec::new(),
-        ucf: Vec::new(),
+        postinst: None,
+        debconf: Default::default(),
     };
     // The postinst and the debconf templates whose defaults it may read.
     let (mut postinst, mut templates) = (None, String::new());
@@ -190,10 +196,8 @@ fn read_control(f: &mut File, member: &ArMember) -> Result<(String, Scripts)> {
             _ => {}
         }
     }
-    if let Some(text) = postinst {
-        let defaults = super::ucf::template_defaults(&templates);
-        scripts.ucf = super::ucf::from_script(&text, &defaults);
-    }
+    scripts.debconf = super::script::template_defaults(&templates);
+    scripts.postinst = postinst;
     Ok((control, scripts))
 }
 
@@ -221,7 +225,8 @@ pub fn extract(deb: &Path, tar_path: &Path, meta_path: &Path) -> Result<(Extract
                         meta.nss = scripts.nss;
                         meta.alternatives = scripts.alternatives;
                         meta.statoverrides = scripts.statoverrides;
-                        meta.ucf = scripts.ucf;
+                        meta.postinst = scripts.postinst;
+                        meta.debconf = scripts.debconf;
                         meta.accounts_reader = super::accounts::READER;
                         crate::base::fsx::write_atomic(
                             meta_path,
@@ -283,7 +288,8 @@ pub fn extract(deb: &Path, tar_path: &Path, meta_path: &Path) -> Result<(Extract
         nss: scripts.nss,
         alternatives: scripts.alternatives,
         statoverrides: scripts.statoverrides,
-        ucf: scripts.ucf,
+        postinst: scripts.postinst,
+        debconf: scripts.debconf,
     };
     crate::base::fsx::write_atomic(meta_path, serde_json::to_string(&meta)?.as_bytes())?;
     Ok((meta, tar_path.to_path_buf()))

@@ -94,7 +94,8 @@ fn fetch_one(src: &Source, l: &Locked, progress: &dyn Fn(u64)) -> Result<Ready> 
                 nss: Vec::new(),
                 alternatives: Vec::new(),
                 statoverrides: Vec::new(),
-                ucf: Vec::new(),
+                postinst: None,
+                debconf: Default::default(),
             },
             data_tar: super::generated::empty_tar(&src.cache)?,
         });

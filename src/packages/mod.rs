@@ -13,8 +13,8 @@ pub mod mirror;
 pub mod nss;
 pub mod repo;
 pub mod resolve;
+pub mod script;
 pub mod statoverride;
-pub mod ucf;
 
 mod fetch;
 mod lock;

@@ -117,6 +117,46 @@ fn who(w: &str) -> Option<String> {
     ok.then(|| w.to_string())
 }
 
+/// The override `dpkg-statoverride [--update] --add USER GROUP MODE PATH` records.
+fn added(
+    u: Option<String>,
+    g: Option<String>,
+    m: Option<String>,
+    p: Option<String>,
+    update: bool,
+) -> Option<Override> {
+    Some(Override {
+        owner: Some(who(&u?)?),
+        group: Some(who(&g?)?),
+        mode: Some(mode(&m?)?),
+        path: p.filter(|p| path_ok(p))?,
+        recorded: true,
+        applied: update,
+    })
+}
+
+/// The overrides `dpkg-statoverride --add` records among commands a script certainly runs
+/// (see `super::script`: its variables expanded, where [`from_script`] takes only literal
+/// words and variables set once).
+pub fn from_commands(commands: &[Vec<String>]) -> Vec<Override> {
+    let mut out: Vec<Override> = Vec::new();
+    for c in commands {
+        if c[0].rsplit('/').next() != Some("dpkg-statoverride") {
+            continue;
+        }
+        let Some(i) = c.iter().position(|w| w == "--add") else {
+            continue;
+        };
+        let at = |n: usize| c.get(i + n).cloned();
+        let update = c.iter().any(|w| w == "--update");
+        if let Some(o) = added(at(1), at(2), at(3), at(4), update) {
+            out.retain(|x| x.path != o.path);
+            out.push(o);
+        }
+    }
+    out
+}
+
 /// The overrides one script makes, in its order.
 pub fn from_script(script: &str) -> Vec<Override> {
     let commands = super::accounts::commands(script);
@@ -171,23 +211,17 @@ pub fn from_script(script: &str) -> Vec<Override> {
             if let Some(i) = after("--list") {
                 guard = word(i).filter(|p| path_ok(p));
             } else if let Some(i) = after("--add") {
-                let (Some(u), Some(g), Some(m), Some(p)) = (
-                    word(i).and_then(|u| who(&u)),
-                    word(i + 1).and_then(|g| who(&g)),
-                    word(i + 2).and_then(|m| mode(&m)),
-                    word(i + 3).filter(|p| path_ok(p)),
+                let Some(o) = added(
+                    word(i),
+                    word(i + 1),
+                    word(i + 2),
+                    word(i + 3),
+                    has("--update"),
                 ) else {
                     continue;
                 };
-                out.retain(|o| o.path != p);
-                out.push(Override {
-                    path: p,
-                    owner: Some(u),
-                    group: Some(g),
-                    mode: Some(m),
-                    recorded: true,
-                    applied: has("--update"),
-                });
+                out.retain(|x| x.path != o.path);
+                out.push(o);
             }
             continue;
         }
@@ -281,6 +315,38 @@ pub(crate) fn ov(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn added_overrides_are_read_from_evaluated_commands() {
+        let c = |s: &str| s.split(' ').map(str::to_string).collect::<Vec<_>>();
+        assert_eq!(
+            from_commands(&[
+                c("dpkg-statoverride --list /etc/redis/redis.conf"),
+                c("dpkg-statoverride --update --add redis redis 640 /etc/redis/redis.conf"),
+                c("dpkg-statoverride --add root adm 9999 /etc/bad-mode"),
+                c("dpkg-statoverride --add root adm 0640 relative"),
+                c("dpkg-statoverride --quiet --add root crontab 2755 /usr/bin/crontab"),
+            ]),
+            [
+                ov(
+                    "/etc/redis/redis.conf",
+                    Some("redis"),
+                    Some("redis"),
+                    Some(0o640),
+                    true,
+                    true
+                ),
+                ov(
+                    "/usr/bin/crontab",
+                    Some("root"),
+                    Some("crontab"),
+                    Some(0o2755),
+                    true,
+                    false
+                ),
+            ]
+        );
+    }
 
     #[test]
     fn the_forms_debian_postinsts_use_are_read() {

@@ -1,0 +1,539 @@
+//! The plain file commands a package's postinst certainly runs on a first install (see
+//! `packages::script`), done to the tree as the commands would do them on the machine:
+//! `mkdir`, `touch`, `chmod` with an octal mode, `chown` and `chgrp` by name, `ln -s`, `cp`,
+//! `install` (a directory, or a file, `/dev/null` making an empty one) and `rm` of a file. Only
+//! absolute paths count (a script that `cd`s first names paths relative to a directory this
+//! does not follow), never under `/proc`, `/sys`, `/dev` or `/run`, and only the options each
+//! command is read with here; a command with any other option is left out. bind9's
+//! `/var/lib/bind` (775 `root:bind`), apache2's log files and ntpsec's state directory come
+//! from here.
+
+use anyhow::{Context, Result};
+
+use crate::tree::{Entry, Kind, Tree};
+
+/// A command's options: each as its short letter, with its value where it takes one.
+type Opts = Vec<(char, String)>;
+
+/// A command's options and its operands; `None` when it has an option not in `flags` or
+/// `valued` (or `long`, the long names of both).
+fn options(
+    args: &[String],
+    flags: &str,
+    valued: &str,
+    long: &[(&str, char)],
+) -> Option<(Opts, Vec<String>)> {
+    let mut opts = Vec::new();
+    let mut operands = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--" {
+            operands.extend(it.by_ref().cloned());
+            break;
+        }
+        if let Some(l) = a.strip_prefix("--") {
+            let (name, value) = match l.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_string())),
+                None => (l, None),
+            };
+            let c = long.iter().find(|(n, _)| *n == name)?.1;
+            let value = match (valued.contains(c), value) {
+                (true, Some(v)) => v,
+                (true, None) => it.next()?.clone(),
+                (false, None) => String::new(),
+                (false, Some(_)) => return None,
+            };
+            opts.push((c, value));
+        } else if a.len() > 1 && a.starts_with('-') {
+            let chars: Vec<char> = a[1..].chars().collect();
+            for (i, c) in chars.iter().enumerate() {
+                if valued.contains(*c) {
+                    let rest: String = chars[i + 1..].iter().collect();
+                    let v = if rest.is_empty() {
+                        it.next()?.clone()
+                    } else {
+                        rest
+                    };
+                    opts.push((*c, v));
+                    break;
+                }
+                if !flags.contains(*c) {
+                    return None;
+                }
+                opts.push((*c, String::new()));
+            }
+        } else {
+            operands.push(a.clone());
+        }
+    }
+    Some((opts, operands))
+}
+
+/// The tree path of an absolute path a command may change.
+fn target(p: &str) -> Option<String> {
+    let rel = p.strip_prefix('/')?.trim_end_matches('/');
+    let first = rel.split('/').next().unwrap_or_default();
+    let ok = !rel.is_empty()
+        && !rel
+            .split('/')
+            .any(|c| c == ".." || c == "." || c.is_empty())
+        && !matches!(first, "proc" | "sys" | "dev" | "run");
+    ok.then(|| rel.to_string())
+}
+
+fn octal(m: &str) -> Option<u32> {
+    if m.is_empty() || m.len() > 5 || !m.chars().all(|c| c.is_digit(8)) {
+        return None;
+    }
+    u32::from_str_radix(m, 8).ok().filter(|m| *m <= 0o7777)
+}
+
+/// The id of `who` (a name, or a number as chown takes one) in the tree's `/etc/passwd` or
+/// `/etc/group`.
+fn id_of(tree: &Tree, db: &str, who: &str) -> Option<u32> {
+    if !who.is_empty() && who.bytes().all(|b| b.is_ascii_digit()) {
+        return super::statoverride::id_of(tree, db, &format!("#{who}"));
+    }
+    super::statoverride::id_of(tree, db, who)
+}
+
+fn kind_at(tree: &Tree, rel: &str) -> Option<Kind> {
+    let at = tree.resolve(rel).ok()?;
+    tree.get(&at).map(|e| e.kind.clone())
+}
+
+fn parent_is_dir(tree: &Tree, rel: &str) -> bool {
+    let parent = rel.rsplit_once('/').map_or("", |(d, _)| d);
+    parent.is_empty() || kind_at(tree, parent) == Some(Kind::Dir)
+}
+
+/// Set owner and group (either may stay), as chown does: setuid and setgid go from an
+/// executable file.
+fn set_owner(tree: &mut Tree, rel: &str, uid: Option<u32>, gid: Option<u32>) {
+    let Ok(at) = tree.resolve(rel) else { return };
+    if let Some(e) = tree.get_mut(&at) {
+        if matches!(e.kind, Kind::File(_)) && e.mode & 0o111 != 0 {
+            e.mode &= !0o6000;
+        }
+        if let Some(u) = uid {
+            e.uid = u;
+        }
+        if let Some(g) = gid {
+            e.gid = g;
+        }
+    }
+}
+
+fn set_mode(tree: &mut Tree, rel: &str, mode: u32) {
+    let Ok(at) = tree.resolve(rel) else { return };
+    if let Some(e) = tree.get_mut(&at) {
+        e.mode = mode;
+    }
+}
+
+/// `USER[:GROUP]` (or `USER.GROUP`, `:GROUP`) as ids; `None` when a name has no account.
+fn owner_group(tree: &Tree, spec: &str) -> Option<(Option<u32>, Option<u32>)> {
+    let (u, g) = match spec.split_once([':', '.']) {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let uid = match u {
+        "" => None,
+        u => Some(id_of(tree, "etc/passwd", u)?),
+    };
+    let gid = match g {
+        None | Some("") => None,
+        Some(g) => Some(id_of(tree, "etc/group", g)?),
+    };
+    Some((uid, gid))
+}
+
+pub(super) fn apply(tree: &mut Tree, package: &str, commands: &[Vec<String>]) -> Result<()> {
+    for c in commands {
+        let tool = c[0].rsplit('/').next().unwrap_or_default();
+        let args = &c[1..];
+        let done = match tool {
+            "mkdir" => mkdir(tree, args)?,
+            "touch" => touch(tree, args)?,
+            "chmod" => chmod(tree, args),
+            "chown" | "chgrp" => chown(tree, tool == "chgrp", args),
+            "ln" => ln(tree, args)?,
+            "cp" => cp(tree, args)?,
+            "install" => install(tree, args)?,
+            "rm" => rm(tree, args),
+            _ => continue,
+        };
+        if !done {
+            eprintln!(
+                "note: {package}'s postinst runs `{}`, which the build does not do (an option or path it does not read, or an account the image lacks)",
+                c.join(" ")
+            );
+        }
+    }
+    Ok(())
+}
+
+fn mkdir(tree: &mut Tree, args: &[String]) -> Result<bool> {
+    let Some((opts, paths)) = options(args, "pvZ", "m", &[("parents", 'p'), ("mode", 'm')]) else {
+        return Ok(false);
+    };
+    let parents = opts.iter().any(|(c, _)| *c == 'p');
+    let mode = match opts.iter().find(|(c, _)| *c == 'm') {
+        Some((_, m)) => match octal(m) {
+            Some(m) => m,
+            None => return Ok(false),
+        },
+        None => 0o755,
+    };
+    for p in &paths {
+        let Some(rel) = target(p) else {
+            return Ok(false);
+        };
+        if kind_at(tree, &rel).is_some() {
+            continue;
+        }
+        if !parents && !parent_is_dir(tree, &rel) {
+            return Ok(false);
+        }
+        tree.mkdir_p(&rel)
+            .with_context(|| format!("making /{rel}"))?;
+        set_mode(tree, &rel, mode);
+    }
+    Ok(true)
+}
+
+fn touch(tree: &mut Tree, args: &[String]) -> Result<bool> {
+    let Some((_, paths)) = options(args, "", "", &[]) else {
+        return Ok(false);
+    };
+    for p in &paths {
+        let Some(rel) = target(p) else {
+            return Ok(false);
+        };
+        if kind_at(tree, &rel).is_none() {
+            if !parent_is_dir(tree, &rel) {
+                return Ok(false);
+            }
+            tree.insert(&rel, Entry::file(Vec::new(), 0o644))
+                .with_context(|| format!("making /{rel}"))?;
+        }
+    }
+    Ok(true)
+}
+
+fn chmod(tree: &mut Tree, args: &[String]) -> bool {
+    let Some((_, ops)) = options(args, "", "", &[]) else {
+        return false;
+    };
+    let Some((m, paths)) = ops.split_first() else {
+        return false;
+    };
+    let Some(mode) = octal(m) else { return false };
+    let Some(rels) = paths.iter().map(|p| target(p)).collect::<Option<Vec<_>>>() else {
+        return false;
+    };
+    for rel in rels {
+        set_mode(tree, &rel, mode);
+    }
+    true
+}
+
+fn chown(tree: &mut Tree, group_only: bool, args: &[String]) -> bool {
+    let Some((_, ops)) = options(args, "", "", &[]) else {
+        return false;
+    };
+    let Some((spec, paths)) = ops.split_first() else {
+        return false;
+    };
+    let spec = if group_only {
+        format!(":{spec}")
+    } else {
+        spec.clone()
+    };
+    let Some((uid, gid)) = owner_group(tree, &spec) else {
+        return false;
+    };
+    let Some(rels) = paths.iter().map(|p| target(p)).collect::<Option<Vec<_>>>() else {
+        return false;
+    };
+    for rel in rels {
+        set_owner(tree, &rel, uid, gid);
+    }
+    true
+}
+
+fn ln(tree: &mut Tree, args: &[String]) -> Result<bool> {
+    let Some((opts, ops)) = options(
+        args,
+        "sfnT",
+        "",
+        &[("symbolic", 's'), ("force", 'f'), ("no-dereference", 'n')],
+    ) else {
+        return Ok(false);
+    };
+    let has = |c: char| opts.iter().any(|(o, _)| *o == c);
+    let [to, link] = ops.as_slice() else {
+        return Ok(false);
+    };
+    let Some(rel) = target(link) else {
+        return Ok(false);
+    };
+    if !has('s') || to.is_empty() || !parent_is_dir(tree, &rel) {
+        return Ok(false);
+    }
+    let at = tree.resolve_parent(&rel).unwrap_or(rel.clone());
+    match tree.get(&at).map(|e| &e.kind) {
+        None => {}
+        // Into a directory that is there: not what these scripts mean.
+        Some(Kind::Dir) => return Ok(false),
+        Some(_) if has('f') => {
+            tree.remove(&at);
+        }
+        Some(_) => return Ok(true),
+    }
+    tree.insert(&rel, Entry::symlink(to.as_str()))
+        .with_context(|| format!("linking /{rel}"))?;
+    Ok(true)
+}
+
+/// The bytes and metadata of the regular file at absolute path `src` (`/dev/null`: empty).
+fn source(tree: &Tree, src: &str) -> Option<Entry> {
+    if src == "/dev/null" {
+        return Some(Entry::file(Vec::new(), 0o644));
+    }
+    let at = tree.resolve(src.strip_prefix('/')?).ok()?;
+    let e = tree.get(&at)?;
+    matches!(e.kind, Kind::File(_)).then(|| e.clone())
+}
+
+/// Where a copy of `src` goes for the operand `dest` (into it when it is a directory).
+fn destination(tree: &Tree, src: &str, dest: &str) -> Option<String> {
+    let rel = target(dest)?;
+    if kind_at(tree, &rel) == Some(Kind::Dir) {
+        let name = src.rsplit('/').next()?;
+        return target(&format!("/{rel}/{name}"));
+    }
+    parent_is_dir(tree, &rel).then_some(rel)
+}
+
+fn cp(tree: &mut Tree, args: &[String]) -> Result<bool> {
+    let Some((opts, ops)) = options(
+        args,
+        "pafZ",
+        "",
+        &[("archive", 'a'), ("force", 'f'), ("preserve", 'p')],
+    ) else {
+        return Ok(false);
+    };
+    let keep = opts.iter().any(|(c, _)| matches!(c, 'p' | 'a'));
+    let [src, dest] = ops.as_slice() else {
+        return Ok(false);
+    };
+    let (Some(mut e), Some(rel)) = (source(tree, src), destination(tree, src, dest)) else {
+        return Ok(false);
+    };
+    if !keep {
+        // A new file: the source's mode under the scripts' umask (022), root's.
+        e.mode &= 0o755;
+        e.uid = 0;
+        e.gid = 0;
+        e.mtime = 0;
+    }
+    e.origin = "".into();
+    tree.insert(&rel, e)
+        .with_context(|| format!("copying to /{rel}"))?;
+    Ok(true)
+}
+
+fn install(tree: &mut Tree, args: &[String]) -> Result<bool> {
+    let Some((opts, ops)) = options(
+        args,
+        "dDpvZ",
+        "mog",
+        &[
+            ("directory", 'd'),
+            ("mode", 'm'),
+            ("owner", 'o'),
+            ("group", 'g'),
+        ],
+    ) else {
+        return Ok(false);
+    };
+    let get = |c: char| opts.iter().find(|(o, _)| *o == c).map(|(_, v)| v.as_str());
+    let mode = match get('m').map(octal) {
+        Some(None) => return Ok(false),
+        Some(Some(m)) => Some(m),
+        None => None,
+    };
+    let spec = format!("{}:{}", get('o').unwrap_or(""), get('g').unwrap_or(""));
+    let Some((uid, gid)) = owner_group(tree, &spec) else {
+        return Ok(false);
+    };
+    if get('d').is_some() {
+        for p in &ops {
+            let Some(rel) = target(p) else {
+                return Ok(false);
+            };
+            tree.mkdir_p(&rel)
+                .with_context(|| format!("making /{rel}"))?;
+            set_mode(tree, &rel, mode.unwrap_or(0o755));
+            set_owner(tree, &rel, uid, gid);
+        }
+        return Ok(true);
+    }
+    let [src, dest] = ops.as_slice() else {
+        return Ok(false);
+    };
+    let Some(mut e) = source(tree, src) else {
+        return Ok(false);
+    };
+    let rel = match (get('D'), target(dest)) {
+        (Some(_), Some(rel)) => {
+            if let Some((d, _)) = rel.rsplit_once('/') {
+                tree.mkdir_p(d).with_context(|| format!("making /{d}"))?;
+            }
+            rel
+        }
+        _ => match destination(tree, src, dest) {
+            Some(rel) => rel,
+            None => return Ok(false),
+        },
+    };
+    e.mode = mode.unwrap_or(0o755);
+    e.uid = uid.unwrap_or(0);
+    e.gid = gid.unwrap_or(0);
+    e.mtime = 0;
+    e.origin = "".into();
+    tree.insert(&rel, e)
+        .with_context(|| format!("installing /{rel}"))?;
+    Ok(true)
+}
+
+fn rm(tree: &mut Tree, args: &[String]) -> bool {
+    let Some((_, paths)) = options(args, "f", "", &[("force", 'f')]) else {
+        return false;
+    };
+    let Some(rels) = paths.iter().map(|p| target(p)).collect::<Option<Vec<_>>>() else {
+        return false;
+    };
+    for rel in rels {
+        let at = tree.resolve_parent(&rel).unwrap_or(rel);
+        // A directory needs -r, which is not read here.
+        if matches!(tree.get(&at).map(|e| &e.kind), Some(k) if *k != Kind::Dir) {
+            tree.remove(&at);
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<String> {
+        s.split(' ').map(str::to_string).collect()
+    }
+
+    fn image() -> Tree {
+        let mut t = Tree::new();
+        t.insert(
+            "etc/passwd",
+            Entry::file(
+                "root:x:0:0::/root:/bin/sh\nntpsec:x:105:107::/:/usr/sbin/nologin\n",
+                0o644,
+            ),
+        )
+        .unwrap();
+        t.insert(
+            "etc/group",
+            Entry::file("root:x:0:\nadm:x:4:\nbind:x:106:\nntpsec:x:107:\n", 0o644),
+        )
+        .unwrap();
+        t.mkdir_p("var/lib").unwrap();
+        t.mkdir_p("var/log/apache2").unwrap();
+        t.mkdir_p("etc/systemd/system").unwrap();
+        t.mkdir_p("var/www/html").unwrap();
+        t.insert(
+            "usr/share/apache2/default-site/index.html",
+            Entry::file("<html>", 0o640),
+        )
+        .unwrap();
+        t.insert("usr/bin/tool", Entry::file("elf", 0o4755))
+            .unwrap();
+        t.insert("lib/modules/6.1/.fresh-install", Entry::file("", 0o644))
+            .unwrap();
+        t
+    }
+
+    fn meta(t: &Tree, p: &str) -> (u32, u32, u32) {
+        let e = t.get(p).unwrap_or_else(|| panic!("no /{p}"));
+        (e.mode, e.uid, e.gid)
+    }
+
+    #[test]
+    fn file_commands_do_to_the_tree_what_they_do_on_a_machine() {
+        let mut t = image();
+        let cmds: Vec<Vec<String>> = [
+            "mkdir -p /var/lib/bind",
+            "chown root:bind /var/lib/bind",
+            "chmod 775 /var/lib/bind",
+            "mkdir -pZ /etc/ssh",
+            "touch /var/log/apache2/error.log /var/log/apache2/access.log",
+            "chown root:adm /var/log/apache2/error.log",
+            "chmod 0640 /var/log/apache2/error.log",
+            "install -o ntpsec -g ntpsec -d /var/lib/ntpsec",
+            "mkdir -p /etc/apparmor.d/local",
+            "install --mode 644 /dev/null /etc/apparmor.d/local/x",
+            "ln -sf /dev/null /etc/systemd/system/ntpsec.timer",
+            "cp /usr/share/apache2/default-site/index.html /var/www/html/index.html",
+            "chgrp adm /usr/bin/tool",
+            "rm -f /lib/modules/6.1/.fresh-install",
+        ]
+        .iter()
+        .map(|c| words(c))
+        .collect();
+        apply(&mut t, "test", &cmds).unwrap();
+        assert_eq!(meta(&t, "var/lib/bind"), (0o775, 0, 106));
+        assert_eq!(meta(&t, "etc/ssh"), (0o755, 0, 0));
+        assert_eq!(meta(&t, "var/log/apache2/error.log"), (0o640, 0, 4));
+        assert_eq!(meta(&t, "var/log/apache2/access.log"), (0o644, 0, 0));
+        assert_eq!(meta(&t, "var/lib/ntpsec"), (0o755, 105, 107));
+        assert_eq!(meta(&t, "etc/apparmor.d/local/x"), (0o644, 0, 0));
+        assert_eq!(
+            t.get("etc/systemd/system/ntpsec.timer").unwrap().kind,
+            Kind::Symlink("/dev/null".into())
+        );
+        assert_eq!(t.read("var/www/html/index.html").unwrap(), b"<html>");
+        assert_eq!(meta(&t, "var/www/html/index.html"), (0o640, 0, 0));
+        // chgrp takes setuid off, as on a machine.
+        assert_eq!(meta(&t, "usr/bin/tool"), (0o755, 0, 4));
+        assert!(t.get("lib/modules/6.1/.fresh-install").is_none());
+    }
+
+    #[test]
+    fn what_these_do_not_read_is_left_alone() {
+        let mut t = image();
+        let before = format!("{:?}", t.iter().collect::<Vec<_>>());
+        let cmds: Vec<Vec<String>> = [
+            // Relative (after a cd), recursive, symbolic modes, unknown accounts, the
+            // machine's runtime directories, a directory for rm, a parent that is missing.
+            "chmod 700 active",
+            "chown -R root:adm /var/www",
+            "chmod u+x /usr/bin/tool",
+            "chown nobody-here /var/www",
+            "mkdir /run/x",
+            "touch /dev/x",
+            "rm -f /var/www",
+            "mkdir /var/none/x",
+            "touch /var/none/file",
+            "ln /usr/bin/tool /usr/bin/hard",
+            "cp -r /usr/share /var/www",
+            "install -m 0644 /usr/share/none /etc/none",
+        ]
+        .iter()
+        .map(|c| words(c))
+        .collect();
+        apply(&mut t, "test", &cmds).unwrap();
+        assert_eq!(format!("{:?}", t.iter().collect::<Vec<_>>()), before);
+    }
+}

@@ -1,0 +1,95 @@
+//! What the image being assembled answers about a path, for the maintainer scripts
+//! `packages::script` evaluates: `[ -e PATH ]` and its kin, and `command -v NAME`.
+
+use crate::packages::script::Known;
+use crate::tree::{Kind, Tree};
+
+/// Where `command -v` looks (root's `PATH` in a maintainer script).
+const PATH: &[&str] = &[
+    "usr/local/sbin",
+    "usr/local/bin",
+    "usr/sbin",
+    "usr/bin",
+    "sbin",
+    "bin",
+];
+
+/// `[ -OP PATH ]` for `op` one of `e f d L h x s r w`, or for `c` whether `command -v PATH`
+/// finds it. The tree is as the packages unpacked it, before the scripts run.
+pub(super) fn test(tree: &Tree, path: &str, op: char) -> Known {
+    if op == 'c' {
+        if path.contains('/') {
+            return test(tree, path, 'x');
+        }
+        return Some(PATH.iter().any(|d| {
+            let p = format!("{d}/{path}");
+            test(tree, &p, 'x') == Some(true) && test(tree, &p, 'f') == Some(true)
+        }));
+    }
+    let rel = path.trim_start_matches('/');
+    if op == 'L' || op == 'h' {
+        let at = tree.resolve_parent(rel).ok()?;
+        return Some(matches!(
+            tree.get(&at).map(|e| &e.kind),
+            Some(Kind::Symlink(_))
+        ));
+    }
+    // A link that leads outside the root or nowhere is a file that does not exist.
+    let Ok(at) = tree.resolve(rel) else {
+        return Some(false);
+    };
+    let Some(mut e) = tree.get(&at) else {
+        return Some(false);
+    };
+    if let Kind::HardLink(t) = &e.kind {
+        e = tree.get(t)?;
+    }
+    Some(match op {
+        'e' | 'r' | 'w' => true,
+        'f' => matches!(e.kind, Kind::File(_)),
+        'd' => e.kind == Kind::Dir,
+        'x' => e.mode & 0o111 != 0 && matches!(e.kind, Kind::File(_) | Kind::Dir),
+        's' => match &e.kind {
+            Kind::File(c) => !c.is_empty(),
+            _ => true,
+        },
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::Entry;
+
+    #[test]
+    fn tests_follow_links_as_test_does_and_commands_are_found_on_path() {
+        let mut t = Tree::new();
+        t.mkdir_p("usr/bin").unwrap();
+        t.insert("bin", Entry::symlink("usr/bin")).unwrap();
+        t.insert("usr/sbin/a2enmod", Entry::file("#!/usr/bin/perl", 0o755))
+            .unwrap();
+        t.insert("etc/a/conf", Entry::file("", 0o644)).unwrap();
+        t.insert("etc/a/enabled", Entry::symlink("conf")).unwrap();
+        t.insert("etc/a/dangling", Entry::symlink("none")).unwrap();
+        for (op, p, want) in [
+            ('e', "/etc/a/conf", true),
+            ('s', "/etc/a/conf", false),
+            ('f', "/etc/a/enabled", true),
+            ('L', "/etc/a/enabled", true),
+            ('L', "/etc/a/conf", false),
+            ('e', "/etc/a/dangling", false),
+            ('h', "/etc/a/dangling", true),
+            ('d', "/bin", true),
+            ('d', "/etc/a/conf", false),
+            ('x', "/usr/sbin/a2enmod", true),
+            ('x', "/etc/a/conf", false),
+            ('e', "/etc/none", false),
+            ('c', "a2enmod", true),
+            ('c', "ucf", false),
+            ('c', "/usr/sbin/a2enmod", true),
+        ] {
+            assert_eq!(test(&t, p, op), Some(want), "-{op} {p}");
+        }
+    }
+}

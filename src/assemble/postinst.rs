@@ -1,0 +1,62 @@
+//! What the image's packages' `postinst` certainly do on a first install, evaluated against
+//! the tree being assembled (see `packages::script`): a file test or `command -v` is what the
+//! image answers, `dpkg-statoverride --list` what the scripts record. Each package's commands
+//! go, in package order, to the parts that stand in for the tools they run: ucf, apache2's
+//! helpers, the plain file commands, `dpkg-statoverride --add` and `adduser --system`.
+
+use anyhow::Result;
+
+use super::{apache, commands, paths, statoverride, ucf, Postinst, Scripts};
+use crate::packages::accounts::Account;
+use crate::tree::Tree;
+
+/// The commands `p` certainly runs, with the tree as it is now.
+fn evaluate(tree: &Tree, scripts: &Scripts, p: &Postinst) -> Vec<Vec<String>> {
+    crate::packages::script::first_configure(&p.script, &p.debconf, &|path, op| {
+        if op == 'o' {
+            Some(
+                scripts
+                    .statoverrides
+                    .iter()
+                    .any(|o| o.recorded && o.path == path),
+            )
+        } else {
+            paths::test(tree, path, op)
+        }
+    })
+}
+
+/// The system accounts to make: those the readers found, then those a script makes under a
+/// name it takes from a variable (redis-tools' `adduser --system ... ${USER}`).
+pub(super) fn accounts(tree: &Tree, scripts: &Scripts) -> Vec<Account> {
+    let mut out = scripts.accounts.clone();
+    for p in &scripts.postinsts {
+        for a in crate::packages::accounts::from_commands(evaluate(tree, scripts, p)) {
+            if !out.iter().any(|b| b.name == a.name && b.user == a.user) {
+                out.push(a);
+            }
+        }
+    }
+    out
+}
+
+/// Do what the scripts do once the accounts exist; the owners, groups and modes they set
+/// (the readers' and `dpkg-statoverride --add` of a path named by a variable, redis-server's
+/// `${CONFFILE}`) come last, after ucf has copied the files some of them are for (chrony's
+/// keys).
+pub(super) fn apply(tree: &mut Tree, scripts: &Scripts) -> Result<()> {
+    let mut overrides = scripts.statoverrides.clone();
+    for p in &scripts.postinsts {
+        let ran = evaluate(tree, scripts, p);
+        ucf::apply(tree, &ucf::files(&ran))?;
+        apache::apply(tree, &p.package, &ran)?;
+        commands::apply(tree, &p.package, &ran)?;
+        for o in crate::packages::statoverride::from_commands(&ran) {
+            if !overrides.iter().any(|x| x.path == o.path) {
+                overrides.push(o);
+            }
+        }
+    }
+    ucf::apply(tree, &ucf::through_a_temporary(tree))?;
+    statoverride::apply(tree, &overrides)
+}
