@@ -1,0 +1,217 @@
+//! Splitting a shell script into words and operators, as the evaluator reads it.
+
+/// A token of a shell script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Tok {
+    /// A word, quotes removed, `$(...)`, `${...}` and backquotes kept as written.
+    Word(String),
+    /// An operator: `;;`, `;`, `&&`, `||`, `|`, `&`, `(`, `)`, or `>` for any redirection.
+    Op(&'static str),
+    /// The end of a line.
+    Nl,
+}
+
+/// Copy a `$(...)`, `${...}` or backquoted part into `word`, through its closing character.
+fn nested(chars: &[char], mut i: usize, word: &mut String) -> usize {
+    let (open, close) = match (chars[i], chars.get(i + 1)) {
+        ('`', _) => ('`', '`'),
+        ('$', Some('(')) => ('(', ')'),
+        _ => ('{', '}'),
+    };
+    if open == '`' {
+        word.push('`');
+        i += 1;
+        while i < chars.len() && chars[i] != '`' {
+            word.push(chars[i]);
+            i += 1;
+        }
+        if i < chars.len() {
+            word.push('`');
+            i += 1;
+        }
+        return i;
+    }
+    word.push('$');
+    word.push(open);
+    i += 2;
+    let mut depth = 1;
+    while i < chars.len() && depth > 0 {
+        let c = chars[i];
+        if c == open {
+            depth += 1;
+        } else if c == close {
+            depth -= 1;
+        }
+        word.push(c);
+        i += 1;
+    }
+    i
+}
+
+/// Split a script into tokens (no expansion). Comments and line continuations go.
+pub(super) fn lex(script: &str) -> Vec<Tok> {
+    let chars: Vec<char> = script.chars().collect();
+    let mut out = Vec::new();
+    let mut word = String::new();
+    // A word was started (so an empty quoted word counts).
+    let mut started = false;
+    // Here-documents whose lines start at the next new line: delimiter, `<<-`.
+    let mut heredocs: Vec<(String, bool)> = Vec::new();
+    let mut i = 0;
+    let flush = |out: &mut Vec<Tok>, word: &mut String, started: &mut bool| {
+        if *started {
+            out.push(Tok::Word(std::mem::take(word)));
+            *started = false;
+        }
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            '\\' if chars.get(i + 1) == Some(&'\n') => i += 2,
+            '\\' => {
+                if let Some(n) = chars.get(i + 1) {
+                    word.push(*n);
+                }
+                started = true;
+                i += 2;
+            }
+            '#' if !started => {
+                while i < chars.len() && chars[i] != '\n' {
+                    i += 1;
+                }
+            }
+            ' ' | '\t' | '\r' => {
+                flush(&mut out, &mut word, &mut started);
+                i += 1;
+            }
+            '\n' => {
+                flush(&mut out, &mut word, &mut started);
+                out.push(Tok::Nl);
+                i += 1;
+                for (delim, strip) in std::mem::take(&mut heredocs) {
+                    while i < chars.len() {
+                        let end = chars[i..]
+                            .iter()
+                            .position(|c| *c == '\n')
+                            .map_or(chars.len(), |n| i + n);
+                        let line: String = chars[i..end].iter().collect();
+                        i = (end + 1).min(chars.len());
+                        let line = if strip {
+                            line.trim_start_matches('\t')
+                        } else {
+                            &line
+                        };
+                        if line == delim {
+                            break;
+                        }
+                    }
+                }
+            }
+            '\'' => {
+                started = true;
+                i += 1;
+                while i < chars.len() && chars[i] != '\'' {
+                    word.push(chars[i]);
+                    i += 1;
+                }
+                i += 1;
+            }
+            '"' => {
+                started = true;
+                i += 1;
+                while i < chars.len() && chars[i] != '"' {
+                    match chars[i] {
+                        '\\' if matches!(chars.get(i + 1), Some('"' | '\\' | '$' | '`')) => {
+                            word.push(chars[i + 1]);
+                            i += 2;
+                        }
+                        '\\' if chars.get(i + 1) == Some(&'\n') => i += 2,
+                        '`' => i = nested(&chars, i, &mut word),
+                        '$' if matches!(chars.get(i + 1), Some('(' | '{')) => {
+                            i = nested(&chars, i, &mut word)
+                        }
+                        ch => {
+                            word.push(ch);
+                            i += 1;
+                        }
+                    }
+                }
+                i += 1;
+            }
+            '`' => {
+                started = true;
+                i = nested(&chars, i, &mut word);
+            }
+            '$' if matches!(chars.get(i + 1), Some('(' | '{')) => {
+                started = true;
+                i = nested(&chars, i, &mut word);
+            }
+            '<' if chars.get(i + 1) == Some(&'<') && chars.get(i + 2) != Some(&'<') => {
+                // A here-document: its lines are data, never commands. They start at the
+                // next line and end at the delimiter's own line (tabs before it go with `<<-`).
+                flush(&mut out, &mut word, &mut started);
+                i += 2;
+                let strip = chars.get(i) == Some(&'-');
+                if strip {
+                    i += 1;
+                }
+                while i < chars.len() && matches!(chars[i], ' ' | '\t') {
+                    i += 1;
+                }
+                let mut delim = String::new();
+                while i < chars.len()
+                    && !matches!(
+                        chars[i],
+                        ' ' | '\t' | '\n' | ';' | '|' | '&' | '>' | '<' | ')'
+                    )
+                {
+                    if !matches!(chars[i], '\'' | '"' | '\\') {
+                        delim.push(chars[i]);
+                    }
+                    i += 1;
+                }
+                out.push(Tok::Op(">"));
+                out.push(Tok::Word(delim.clone()));
+                heredocs.push((delim, strip));
+            }
+            '>' | '<' => {
+                // A file descriptor number before it belongs to the redirection.
+                if started && !word.is_empty() && word.chars().all(|d| d.is_ascii_digit()) {
+                    word.clear();
+                    started = false;
+                }
+                flush(&mut out, &mut word, &mut started);
+                i += 1;
+                while i < chars.len() && matches!(chars[i], '>' | '&' | '|') {
+                    i += 1;
+                }
+                out.push(Tok::Op(">"));
+            }
+            ';' | '&' | '|' | '(' | ')' => {
+                flush(&mut out, &mut word, &mut started);
+                let two: String = chars[i..chars.len().min(i + 2)].iter().collect();
+                let op = match two.as_str() {
+                    ";;" => ";;",
+                    "&&" => "&&",
+                    "||" => "||",
+                    _ => match c {
+                        ';' => ";",
+                        '&' => "&",
+                        '|' => "|",
+                        '(' => "(",
+                        _ => ")",
+                    },
+                };
+                i += op.len();
+                out.push(Tok::Op(op));
+            }
+            _ => {
+                word.push(c);
+                started = true;
+                i += 1;
+            }
+        }
+    }
+    flush(&mut out, &mut word, &mut started);
+    out
+}

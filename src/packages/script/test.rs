@@ -1,0 +1,120 @@
+//! Conditions: what `test`, `[`, `command -v`, `dpkg --compare-versions` and a function's
+//! status say, where the evaluation can know it.
+
+use super::*;
+
+impl Eval<'_> {
+    /// What a command used as a condition returns, where known (a function's status comes
+    /// from its call).
+    pub(super) fn test(&self, words: &[String]) -> Known {
+        let (neg, w) = match words.split_first() {
+            Some((b, rest)) if b == "!" => (true, rest),
+            _ => (false, words),
+        };
+        // `if $flag`: the command a variable names.
+        let expanded;
+        let w = match w.first() {
+            Some(f) if f.contains('$') => {
+                expanded = [vec![self.expand(f)?], w[1..].to_vec()].concat();
+                &expanded[..]
+            }
+            _ => w,
+        };
+        let k = self.test_plain(w);
+        if neg {
+            not(k)
+        } else {
+            k
+        }
+    }
+
+    fn test_plain(&self, w: &[String]) -> Known {
+        let first = w.first()?.as_str();
+        // The tool `$(command -v NAME)` or a path names.
+        let tool = |x: &str| -> Option<String> {
+            let x = x.strip_prefix("$(command -v ")?.strip_suffix(')')?;
+            Some(x.trim().to_string())
+        };
+        match first {
+            "true" | ":" => return Some(true),
+            "false" => return Some(false),
+            "command" if w.get(1).map(String::as_str) == Some("-v") => {
+                return (self.paths)(&self.expand(w.get(2)?)?, 'c');
+            }
+            "which" => return (self.paths)(&self.expand(w.get(1)?)?, 'c'),
+            "dpkg" if w.get(1).map(String::as_str) == Some("--compare-versions") => {
+                // An empty version (no old version on a first install) is earlier than any.
+                let (a, op, b) = (self.expand(w.get(2)?)?, w.get(3)?, self.expand(w.get(4)?)?);
+                if !a.is_empty() || b.is_empty() {
+                    return None;
+                }
+                return match op.as_str() {
+                    "lt" | "le" | "<<" | "<=" | "ne" => Some(true),
+                    "gt" | "ge" | ">>" | ">=" | "eq" => Some(false),
+                    _ => None,
+                };
+            }
+            // Whether an override of the path is recorded: on a first install, only one an
+            // earlier script added.
+            "dpkg-statoverride" if w.get(1).map(String::as_str) == Some("--list") => {
+                return (self.paths)(&self.expand(w.get(2)?)?, 'o');
+            }
+            "[" | "test" => {}
+            f if self.functions.contains_key(f) => return self.returned,
+            _ => return None,
+        }
+        let mut args: Vec<&str> = w[1..].iter().map(String::as_str).collect();
+        if first == "[" {
+            if args.last() != Some(&"]") {
+                return None;
+            }
+            args.pop();
+        }
+        // `-x "$(command -v NAME)"`: whether NAME is there to run.
+        if let ["-x", p] = args.as_slice() {
+            if let Some(t) = tool(p) {
+                return (self.paths)(&t, 'c');
+            }
+        }
+        self.expression(&args)
+    }
+
+    /// A `test` expression: `-o` joins `-a` joins terms, each maybe after `!`.
+    fn expression(&self, args: &[&str]) -> Known {
+        if let Some(at) = args.iter().position(|a| *a == "-o") {
+            return or(
+                self.expression(&args[..at]),
+                self.expression(&args[at + 1..]),
+            );
+        }
+        if let Some(at) = args.iter().position(|a| *a == "-a") {
+            return and(
+                self.expression(&args[..at]),
+                self.expression(&args[at + 1..]),
+            );
+        }
+        match args {
+            ["!", rest @ ..] => not(self.expression(rest)),
+            [a] => Some(!self.expand(a)?.is_empty()),
+            ["-n", a] => Some(!self.expand(a)?.is_empty()),
+            ["-z", a] => Some(self.expand(a)?.is_empty()),
+            [op, p] if op.len() == 2 && op.starts_with('-') => {
+                let c = op.chars().nth(1)?;
+                if !"efdLhxsrw".contains(c) {
+                    return None;
+                }
+                let p = self.expand(p)?;
+                if p.starts_with('/') {
+                    (self.paths)(&p, c)
+                } else {
+                    None
+                }
+            }
+            [a, op @ ("=" | "==" | "!="), b] => {
+                let same = self.expand(a)? == self.expand(b)?;
+                Some(if *op == "!=" { !same } else { same })
+            }
+            _ => None,
+        }
+    }
+}

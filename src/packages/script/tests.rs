@@ -1,0 +1,346 @@
+//! The evaluator against the forms Debian's postinst scripts use (chrony, unattended-upgrades,
+//! apache2, redis-tools, dh_apparmor), and what it must leave out.
+
+use super::*;
+
+/// The commands of `script` that start with one of `tools`, as single strings.
+fn ran(script: &str, defaults: &BTreeMap<String, String>, tools: &[&str]) -> Vec<String> {
+    // An image with ucf and apache's helpers, that cannot say what else it has.
+    let helpers = |p: &str, op: char| match op {
+        'c' => Some(matches!(
+            p,
+            "ucf" | "ucfr" | "a2enmod" | "a2enconf" | "a2ensite"
+        )),
+        _ => None,
+    };
+    ran_in(script, defaults, &helpers, tools)
+}
+
+/// [`ran`] in an image that answers path questions with `paths`.
+fn ran_in(
+    script: &str,
+    defaults: &BTreeMap<String, String>,
+    paths: Paths,
+    tools: &[&str],
+) -> Vec<String> {
+    first_configure(script, defaults, paths)
+        .into_iter()
+        .filter(|c| tools.contains(&c[0].as_str()))
+        .map(|c| c.join(" "))
+        .collect()
+}
+
+#[test]
+fn the_lexer_keeps_quotes_substitutions_and_operators_apart() {
+    let t = lex("a \"b c\" 'd;e' $(x \"y\") ${z} 2>/dev/null;; f&&g||h|i # c\n(j)");
+    let w = |s: &str| Tok::Word(s.into());
+    assert_eq!(
+        t,
+        [
+            w("a"),
+            w("b c"),
+            w("d;e"),
+            w("$(x \"y\")"),
+            w("${z}"),
+            Tok::Op(">"),
+            w("/dev/null"),
+            Tok::Op(";;"),
+            w("f"),
+            Tok::Op("&&"),
+            w("g"),
+            Tok::Op("||"),
+            w("h"),
+            Tok::Op("|"),
+            w("i"),
+            Tok::Nl,
+            Tok::Op("("),
+            w("j"),
+            Tok::Op(")"),
+        ]
+    );
+}
+
+#[test]
+fn here_documents_are_data() {
+    let script = "cat > /etc/x <<-EOF\n\trm -f /etc/passwd\n\tEOF\ntouch /a\n\
+        grep -q x <<'END' && touch /b\nrm -f /etc/shadow\nEND\ntouch /c\n";
+    assert_eq!(
+        ran(script, &BTreeMap::new(), &["rm", "touch"]),
+        ["touch /a", "touch /c"]
+    );
+}
+
+#[test]
+fn the_configure_arm_runs_and_conditions_it_cannot_decide_are_left_out() {
+    // As chrony's postinst: ucf behind `command -v ucf`, statoverrides behind another
+    // command's output, a migration only for upgrades, other arms.
+    let script = r#"#!/bin/sh
+set -e
+case "$1" in
+configure)
+    adduser --system --group --home /var/lib/chrony --no-create-home _chrony
+    if command -v ucf >/dev/null
+    then
+        ucf --three-way /usr/share/chrony/chrony.conf /etc/chrony/chrony.conf
+        if [ -x "$(command -v ucfr)" ]; then
+            ucfr chrony /etc/chrony/chrony.conf
+        fi
+    fi
+    if ! chronyd -p | grep -q "^user"; then
+        dpkg-statoverride --update --add _chrony _chrony 0750 /var/lib/chrony
+    fi
+    if [ -n "$2" ] && dpkg --compare-versions "$2" lt 4.0~pre4-1; then
+        ucf /usr/share/chrony/old /etc/chrony/old
+    fi
+;;
+abort-upgrade|abort-remove|abort-deconfigure)
+    ucf /usr/share/chrony/abort /etc/chrony/abort
+;;
+*)
+    echo "postinst called with unknown argument \`$1'" >&2
+    exit 1
+;;
+esac
+exit 0
+ucf /after/exit /etc/never
+"#;
+    assert_eq!(
+        ran(
+            script,
+            &BTreeMap::new(),
+            &["adduser", "ucf", "ucfr", "dpkg-statoverride", "echo"]
+        ),
+        [
+            "adduser --system --group --home /var/lib/chrony --no-create-home _chrony",
+            "ucf --three-way /usr/share/chrony/chrony.conf /etc/chrony/chrony.conf",
+            "ucfr chrony /etc/chrony/chrony.conf",
+        ]
+    );
+}
+
+#[test]
+fn a_debconf_answer_picks_the_branch_and_variables_follow_the_script() {
+    // As unattended-upgrades' postinst: the file to install depends on a debconf
+    // boolean; the same variables name another file further down.
+    let script = r#"#!/bin/sh
+set -e
+. /usr/share/debconf/confmodule
+case "$1" in
+configure)
+    db_get unattended-upgrades/enable_auto_updates || true
+	CONFIG="/etc/apt/apt.conf.d/20auto-upgrades"
+    if [ "${RET}" = "true" ]; then
+	    NEWFILE="/usr/share/unattended-upgrades/20auto-upgrades"
+	    ucf --three-way --debconf-ok "$NEWFILE" "$CONFIG"
+    elif [ "${RET}" = "false" ] && [ -e "$CONFIG" ]; then
+	    NEWFILE="/usr/share/unattended-upgrades/20auto-upgrades-disabled"
+	    ucf --three-way --debconf-ok "$NEWFILE" "$CONFIG"
+    fi
+	CONFIG="/etc/apt/apt.conf.d/50unattended-upgrades"
+	NEWFILE="/usr/share/unattended-upgrades/50unattended-upgrades"
+    if dpkg --compare-versions "$2" lt "1.8~" \
+	        && [ -e $CONFIG.ucftmp ]; then
+	    mv $CONFIG.ucftmp $CONFIG
+	fi
+	ucf --three-way --debconf-ok "$NEWFILE" "$CONFIG"
+    ;;
+esac
+"#;
+    let templates = "Template: unattended-upgrades/enable_auto_updates\nType: boolean\n\
+        Default: true\nDescription: Automatically?\n Long text.\n\n\
+        Template: other/x\nType: string\n";
+    let defaults = template_defaults(templates);
+    assert_eq!(
+        defaults.get("unattended-upgrades/enable_auto_updates"),
+        Some(&"true".to_string())
+    );
+    let first = "ucf --three-way --debconf-ok /usr/share/unattended-upgrades/20auto-upgrades /etc/apt/apt.conf.d/20auto-upgrades";
+    let second = "ucf --three-way --debconf-ok /usr/share/unattended-upgrades/50unattended-upgrades /etc/apt/apt.conf.d/50unattended-upgrades";
+    assert_eq!(ran(script, &defaults, &["ucf", "mv"]), [first, second]);
+    // Answered false, the disabled file would go in only over an existing one: unknown.
+    let off: BTreeMap<String, String> = [(
+        "unattended-upgrades/enable_auto_updates".to_string(),
+        "false".to_string(),
+    )]
+    .into();
+    assert_eq!(ran(script, &off, &["ucf"]), [second]);
+    // Without the template the answer is not known, and neither is the first file.
+    assert_eq!(ran(script, &BTreeMap::new(), &["ucf"]), [second]);
+}
+
+#[test]
+fn functions_run_with_their_arguments_and_loops_over_known_words_unroll() {
+    // As apache2's postinst: helpers called with "$@", a fresh-install test returning a
+    // status, loops over module names, a loop left early.
+    let script = r#"#!/bin/sh
+set -e
+is_fresh_install()
+{
+	if [ -z "$2" ] ; then
+		return 0
+	fi
+	return 1
+}
+enable_default_modules()
+{
+	if is_fresh_install $@; then
+		for module in authz_host auth_basic \
+				alias dir ; do
+			a2enmod -m -q $module
+		done
+	fi
+}
+has_index() {
+	[ -e /var/www/html/index.html ] && return 0
+	return 1
+}
+site() {
+	local name="$1" copy=true
+	if $copy; then
+		a2ensite -q "$name"
+	fi
+}
+case "$1" in
+	configure)
+		enable_default_modules $@
+		if has_index; then a2enconf never; fi
+		if ! is_fresh_install $@; then a2enmod upgrade-only; fi
+		site 000-default
+		for conf in charset security; do
+			a2enconf -m -q $conf
+			if [ "$conf" = charset ]; then break; fi
+		done
+		for f in $(ls /x); do a2enconf unknown-$f; done
+		while true; do a2enconf in-a-while; break; done
+	;;
+esac
+"#;
+    assert_eq!(
+        ran(
+            script,
+            &BTreeMap::new(),
+            &["a2enmod", "a2ensite", "a2enconf"]
+        ),
+        [
+            "a2enmod -m -q authz_host",
+            "a2enmod -m -q auth_basic",
+            "a2enmod -m -q alias",
+            "a2enmod -m -q dir",
+            "a2ensite -q 000-default",
+            "a2enconf -m -q charset",
+        ]
+    );
+}
+
+#[test]
+fn file_tests_and_command_lookups_are_what_the_image_answers() {
+    let script = r#"
+if [ ! -L /etc/a2/sites-enabled/000.conf -a ! -f /etc/a2/sites-enabled/000.conf ]; then
+a2ensite -q 000
+fi
+if [ -d /etc/present ] || [ -e /etc/absent ]; then a2enconf dir-or-absent; fi
+if [ -e /etc/absent -o -x /usr/bin/tool ]; then a2enconf executable; fi
+if command -v update-binfmts >/dev/null; then update-binfmts --import x; fi
+if [ -x "$(command -v ucf)" ]; then ucf /usr/share/u /etc/u; fi
+[ -e relative ] && a2enconf relative
+LOCAL_APP_PROFILE="/etc/apparmor.d/local/usr.sbin.x"
+test -e "$LOCAL_APP_PROFILE" || {
+mkdir -p `dirname "$LOCAL_APP_PROFILE"`
+install --mode 644 /dev/null "$LOCAL_APP_PROFILE"
+touch /tmp/$(basename $LOCAL_APP_PROFILE) $(dirname /x)
+}
+Setup_dir () {
+	DIR="${1}"
+	mkdir -p ${DIR}
+	if ! dpkg-statoverride --list ${DIR} >/dev/null 2>&1
+	then
+		chown redis ${DIR}
+	fi
+}
+Setup_dir /var/lib/redis
+Setup_dir /var/lib/overridden
+"#;
+    let image = |p: &str, op: char| -> Known {
+        Some(match (op, p) {
+            ('L' | 'f' | 'e', "/etc/a2/sites-enabled/000.conf") => false,
+            ('d', "/etc/present") => true,
+            ('e', "/etc/absent") => false,
+            ('x', "/usr/bin/tool") => true,
+            ('c', "ucf") => true,
+            ('c', _) => false,
+            ('o', p) => p == "/var/lib/overridden",
+            ('e', "/etc/apparmor.d/local/usr.sbin.x") => false,
+            _ => return None,
+        })
+    };
+    assert_eq!(
+        ran_in(
+            script,
+            &BTreeMap::new(),
+            &image,
+            &[
+                "a2ensite",
+                "a2enconf",
+                "update-binfmts",
+                "ucf",
+                "mkdir",
+                "chown",
+                "install",
+                "touch"
+            ]
+        ),
+        [
+            "a2ensite -q 000",
+            "a2enconf dir-or-absent",
+            "a2enconf executable",
+            "ucf /usr/share/u /etc/u",
+            "mkdir -p /etc/apparmor.d/local",
+            "install --mode 644 /dev/null /etc/apparmor.d/local/usr.sbin.x",
+            "mkdir -p /var/lib/redis",
+            "chown redis /var/lib/redis",
+            "mkdir -p /var/lib/overridden",
+        ]
+    );
+    // Where the image cannot say, nothing behind a file test runs.
+    assert!(ran_in(
+        script,
+        &BTreeMap::new(),
+        &|_, _| None,
+        &["a2ensite", "a2enconf"]
+    )
+    .is_empty());
+}
+
+#[test]
+fn what_a_script_does_not_certainly_run_is_left_out() {
+    let script = r#"
+tmp=$(mktemp)
+ucf --debconf-ok $tmp /etc/from-a-temp-file
+if [ -d /etc/x ]; then ucf /usr/share/x /etc/x/conf; fi
+[ -e /etc/y ] && ucf /usr/share/y /etc/y
+true && ucf /usr/share/z /etc/z
+false || ucf /usr/share/w /etc/w
+if [ "$1" = "configure" ]; then ucf /usr/share/v /etc/v; else ucf /usr/share/nv /etc/nv; fi
+( ucf /usr/share/sub /etc/sub )
+X=/usr/share/one
+X=/usr/share/two
+ucf $X /etc/two
+Y=/usr/share/y1
+if [ -e /etc/q ]; then Y=/usr/share/y2; fi
+ucf $Y /etc/maybe
+f() { return 0; }
+g() { ucf /usr/share/g /etc/g; }
+if [ -e /etc/r ]; then return 0; fi
+ucf /usr/share/after-a-maybe-return /etc/m
+"#;
+    assert_eq!(
+        ran(script, &BTreeMap::new(), &["ucf"]),
+        [
+            "ucf /usr/share/z /etc/z",
+            "ucf /usr/share/w /etc/w",
+            "ucf /usr/share/v /etc/v",
+            "ucf /usr/share/sub /etc/sub",
+            "ucf /usr/share/two /etc/two",
+        ]
+    );
+}
