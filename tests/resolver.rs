@@ -41,6 +41,10 @@ struct Case {
     conflict: Vec<String>,
     #[serde(default)]
     has: Vec<String>,
+    #[serde(default)]
+    lacks: Vec<String>,
+    #[serde(default)]
+    missing: Vec<String>,
 }
 
 /// (name, version, architecture)
@@ -120,6 +124,20 @@ fn ingot_set(dir: &Path, name: &str, c: &Case, packages: &[String]) -> Result<Se
             (s("name"), s("version"), s("arch"))
         })
         .collect())
+}
+
+/// Every package the lock of case `name` installs, Ingot's generated entries included.
+fn lock_names(dir: &Path, name: &str) -> BTreeSet<String> {
+    let lock: toml::Value =
+        toml::from_str(&std::fs::read_to_string(dir.join(format!("{name}.lock"))).unwrap())
+            .unwrap();
+    lock["target"][0]["package"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| matches!(p["role"].as_str(), Some("image" | "generated")))
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect()
 }
 
 /// A throwaway apt root for one architecture and suite list, its lists fetched once.
@@ -231,9 +249,11 @@ fn names(s: &Set) -> Vec<String> {
 #[test]
 #[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
 fn ingot_resolves_every_case_as_apt_does() {
-    let cases: Cases =
-        toml::from_str(&std::fs::read_to_string(root().join("tests/resolver/cases.toml")).unwrap())
-            .unwrap();
+    // INGOT_RESOLVER_CASES names another cases file (one's own package sets, same shape).
+    let file = std::env::var_os("INGOT_RESOLVER_CASES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("tests/resolver/cases.toml"));
+    let cases: Cases = toml::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
     // The kernel chain of an otherwise empty profile (no dpkg) for each hardware.
@@ -251,6 +271,8 @@ fn ingot_resolves_every_case_as_apt_does() {
                 suites: Vec::new(),
                 conflict: Vec::new(),
                 has: Vec::new(),
+                lacks: Vec::new(),
+                missing: Vec::new(),
             };
             ingot_set(t, &format!("kernel-{}", c.arch), &none, &[]).unwrap()
         });
@@ -269,7 +291,8 @@ fn ingot_resolves_every_case_as_apt_does() {
         } else {
             apt.set(c, &[])
         };
-        match (ours, theirs, c.conflict.is_empty()) {
+        let refused = !c.conflict.is_empty() || !c.missing.is_empty();
+        match (ours, theirs, !refused) {
             (Ok(ours), Ok(theirs), true) => {
                 let ours: Set = if with_dpkg {
                     ours
@@ -303,6 +326,12 @@ fn ingot_resolves_every_case_as_apt_does() {
                         failures.push(format!("{}: the set lacks {h}", c.name));
                     }
                 }
+                let installed = lock_names(t, &c.name);
+                for l in &c.lacks {
+                    if installed.contains(l) {
+                        failures.push(format!("{}: the set holds {l}", c.name));
+                    }
+                }
                 eprintln!(
                     "{}: {} packages, same as apt{}",
                     c.name,
@@ -313,6 +342,22 @@ fn ingot_resolves_every_case_as_apt_does() {
                         ""
                     }
                 );
+            }
+            (Err(ours), Err(theirs), false) if !c.missing.is_empty() => {
+                // apt: "E: Unable to locate package NAME"; Ingot: "package `NAME` ... does
+                // not exist in the index".
+                for m in &c.missing {
+                    if !theirs.contains(&format!("Unable to locate package {m}"))
+                        || !ours.contains(&format!("package `{m}`"))
+                        || !ours.contains("does not exist")
+                    {
+                        failures.push(format!(
+                            "{}: both refused, but not naming {m} as missing\n  ingot: {ours}\n  apt: {theirs}",
+                            c.name
+                        ));
+                    }
+                }
+                eprintln!("{}: refused by both: {}", c.name, ours.trim());
             }
             (Err(ours), Err(theirs), false) => {
                 // apt: " chrony : Conflicts: time-daemon"; Ingot names both and the clause.
@@ -333,11 +378,7 @@ fn ingot_resolves_every_case_as_apt_does() {
             (ours, theirs, _) => failures.push(format!(
                 "{}: expected {}; ingot: {:?}; apt: {:?}",
                 c.name,
-                if c.conflict.is_empty() {
-                    "a set"
-                } else {
-                    "a refusal"
-                },
+                if refused { "a refusal" } else { "a set" },
                 ours.map(|s| s.len()),
                 theirs.map(|s| s.len())
             )),

@@ -1,7 +1,9 @@
 //! Dependency resolution: from a profile's package list to the set of packages to install.
 //!
-//! Greedy and deterministic, choosing as apt does: requests are taken in order; a dependency
-//! already satisfied by a chosen package (by name and version, or through `Provides`) adds
+//! Greedy and deterministic, choosing as apt does: every package asked for is chosen first
+//! (the essential set, then the profile's list in order), then each one's dependencies are
+//! settled depth first, as apt's `MarkInstall` recurses, so what a clause finds already
+//! chosen is what apt would have marked by then. A dependency already satisfied by a chosen package (by name and version, or through `Provides`) adds
 //! nothing; otherwise the first alternative as written that a real package satisfies wins, and
 //! for a virtual package a provider already chosen, else the provider of highest `Priority`
 //! (required, important, standard, optional, extra), ties broken by name. A candidate that
@@ -9,12 +11,16 @@
 //! `Provides`, is passed over for the next alternative; when none is left the error names both
 //! packages and the clause. `Recommends` are soft: one nothing can satisfy is skipped and noted.
 //! Packages named `preinstalled` (Ingot's generated entries, already in the index) are chosen
-//! before anything, as installed packages are for apt; a `left_out` rule skips, with a note,
-//! the hard dependencies it names of the packages it names.
+//! before anything, as installed packages are for apt, and give way, with a note, to a package
+//! that conflicts with them, as apt removes an installed one; a `left_out` rule skips, with a
+//! note, the hard dependencies it names of the packages it names.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::index::{parse_deps, Dep, Index, PackageInfo};
+
+mod rules;
+use rules::{clash, priority_rank, satisfied, who, Against, Clash};
 
 /// Why resolution failed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -110,147 +116,160 @@ pub fn resolve(index: &Index, req: &Request) -> Result<Vec<PackageInfo>, Resolve
     resolve_noting(index, req).map(|r| r.packages)
 }
 
-/// One `Conflicts`/`Breaks` clause of a chosen package.
-struct Against {
-    /// Declaring package's name and version.
-    owner: (String, String),
-    field: &'static str,
-    dep: Dep,
-}
-
-/// Why `pkg` may not join `chosen`: (other package, declarer, field, clause).
-fn clash(
-    index: &Index,
-    chosen: &BTreeMap<String, PackageInfo>,
-    against: &[Against],
-    pkg: &PackageInfo,
-) -> Result<Option<(String, String, &'static str, String)>, ResolveError> {
-    let holds = |d: &Dep, version: Option<&str>| match (&d.constraint, version) {
-        (None, _) => true,
-        (Some((r, v)), Some(have)) => r.holds(have, v),
-        (Some(_), None) => false,
-    };
-    let malformed = |message| ResolveError::Malformed {
-        package: pkg.name.clone(),
-        message,
-    };
-    // What the candidate declares against chosen packages.
-    for (field, text) in [("Conflicts", &pkg.conflicts), ("Breaks", &pkg.breaks)] {
-        for d in parse_deps(text).map_err(malformed)?.into_iter().flatten() {
-            if let Some(c) = chosen.get(&d.name) {
-                if c.name != pkg.name && holds(&d, Some(&c.version)) {
-                    return Ok(Some((who(c), who(pkg), field, d.to_string())));
-                }
-            }
-            for (n, pv) in index.provides.get(&d.name).into_iter().flatten() {
-                if *n != pkg.name && holds(&d, pv.as_deref()) {
-                    if let Some(c) = chosen.get(n) {
-                        return Ok(Some((who(c), who(pkg), field, d.to_string())));
-                    }
-                }
-            }
-        }
-    }
-    // What chosen packages declare against the candidate, by its name or what it provides.
-    let provided = parse_deps(&pkg.provides).map_err(malformed)?;
-    for a in against.iter().filter(|a| a.owner.0 != pkg.name) {
-        let by_name = a.dep.name == pkg.name && holds(&a.dep, Some(&pkg.version));
-        let by_provides = provided.iter().flatten().any(|p| {
-            p.name == a.dep.name && holds(&a.dep, p.constraint.as_ref().map(|(_, v)| v.as_str()))
-        });
-        if by_name || by_provides {
-            let owner = format!("{} {}", a.owner.0, a.owner.1);
-            return Ok(Some((owner.clone(), owner, a.field, a.dep.to_string())));
-        }
-    }
-    Ok(None)
-}
-
-fn who(p: &PackageInfo) -> String {
-    format!("{} {}", p.name, p.version)
-}
-
-/// apt's order of `Priority`: a lower rank is preferred among providers.
-fn priority_rank(priority: &str) -> u8 {
-    match priority {
-        "required" => 0,
-        "important" => 1,
-        "standard" => 2,
-        "optional" => 3,
-        "extra" => 4,
-        _ => 5,
-    }
-}
-
 /// [`resolve`], also returning the `Recommends` it skipped.
 pub fn resolve_noting(index: &Index, req: &Request) -> Result<Resolution, ResolveError> {
-    let excluded: BTreeSet<&str> = req.exclude.iter().map(String::as_str).collect();
-    let mut chosen: BTreeMap<String, PackageInfo> = BTreeMap::new();
-    let mut against: Vec<Against> = Vec::new();
-    let mut skipped: Vec<String> = Vec::new();
-    // (who asked, alternatives, soft: a Recommends)
-    let mut queue: VecDeque<(String, Vec<Dep>, bool)> = VecDeque::new();
+    let mut r = Resolver {
+        index,
+        req,
+        excluded: req.exclude.iter().map(String::as_str).collect(),
+        chosen: BTreeMap::new(),
+        against: Vec::new(),
+        skipped: Vec::new(),
+    };
     for name in &req.preinstalled {
         let p = index
             .best(name)
             .cloned()
             .ok_or_else(|| unknown(index, name, "the image builder"))?;
-        chosen.insert(p.name.clone(), p);
+        r.chosen.insert(p.name.clone(), p);
     }
-    for spec in &req.include {
-        let (name, constraint) = match (spec.split_once('='), spec.split_once('/')) {
-            (Some((n, v)), _) => (
-                n,
-                Some((crate::base::debversion::Relation::Eq, v.to_string())),
-            ),
-            // apt's `name/suite`: that suite's version (how backports are asked for).
-            (None, Some((n, suite))) => {
-                let v = index
-                    .packages
-                    .get(n)
-                    .and_then(|l| l.iter().find(|p| p.suite == suite))
-                    .ok_or_else(|| ResolveError::Unsatisfiable {
-                        needed_by: "the profile".into(),
-                        dep: spec.clone(),
-                        detail: format!("; suite {suite} has no {n} (is it in extra_suites?)"),
-                    })?;
-                (
-                    n,
-                    Some((crate::base::debversion::Relation::Eq, v.version.clone())),
-                )
-            }
-            (None, None) => (spec.as_str(), None),
-        };
-        if !index.packages.contains_key(name) && !index.provides.contains_key(name) {
-            return Err(unknown(index, name, "the profile"));
-        }
-        queue.push_back((
-            "the profile".into(),
-            vec![Dep {
-                name: name.to_string(),
-                constraint,
-            }],
-            false,
-        ));
-    }
+    // What is asked for, the essential set first (as mmdebstrap installs it before the rest).
+    let mut asked: Vec<(String, Dep)> = Vec::new();
     if req.essential {
         for (name, list) in &index.packages {
             let p = &list[0];
             if p.essential || p.priority == "required" {
-                queue.push_back((
+                asked.push((
                     "essential set".into(),
-                    vec![Dep {
+                    Dep {
                         name: name.clone(),
                         constraint: None,
-                    }],
-                    false,
+                    },
                 ));
             }
         }
     }
-    while let Some((needed_by, alts, soft)) = queue.pop_front() {
-        if alts.iter().any(|d| satisfied(index, &chosen, d)) {
-            continue;
+    for spec in &req.include {
+        asked.push(("the profile".into(), requested(index, spec)?));
+    }
+    // apt marks every package asked for before it installs the dependencies of any, then
+    // settles each one's dependencies in turn.
+    let mut marked = Vec::new();
+    for (needed_by, dep) in asked {
+        if let Some(name) = r.choose(&needed_by, &[dep], false)? {
+            marked.push(name);
+        }
+    }
+    for name in marked {
+        r.install_dependencies(&name)?;
+    }
+    Ok(Resolution {
+        packages: r.chosen.into_values().collect(),
+        skipped: r.skipped,
+    })
+}
+
+/// A profile's request as a dependency: `name`, `name=version`, or apt's `name/suite` (that
+/// suite's version, how backports are asked for).
+fn requested(index: &Index, spec: &str) -> Result<Dep, ResolveError> {
+    let (name, constraint) = match (spec.split_once('='), spec.split_once('/')) {
+        (Some((n, v)), _) => (
+            n,
+            Some((crate::base::debversion::Relation::Eq, v.to_string())),
+        ),
+        (None, Some((n, suite))) => {
+            let v = index
+                .packages
+                .get(n)
+                .and_then(|l| l.iter().find(|p| p.suite == suite))
+                .ok_or_else(|| ResolveError::Unsatisfiable {
+                    needed_by: "the profile".into(),
+                    dep: spec.to_string(),
+                    detail: format!("; suite {suite} has no {n} (is it in extra_suites?)"),
+                })?;
+            (
+                n,
+                Some((crate::base::debversion::Relation::Eq, v.version.clone())),
+            )
+        }
+        (None, None) => (spec, None),
+    };
+    if !index.packages.contains_key(name) && !index.provides.contains_key(name) {
+        return Err(unknown(index, name, "the profile"));
+    }
+    Ok(Dep {
+        name: name.to_string(),
+        constraint,
+    })
+}
+
+/// The resolution under way.
+struct Resolver<'a> {
+    index: &'a Index,
+    req: &'a Request,
+    excluded: BTreeSet<&'a str>,
+    chosen: BTreeMap<String, PackageInfo>,
+    against: Vec<Against>,
+    skipped: Vec<String>,
+}
+
+impl Resolver<'_> {
+    /// Settle the dependencies of the chosen package `root` depth first, as apt's
+    /// `MarkInstall` does: each clause in the order `Pre-Depends`, `Depends`, `Recommends`,
+    /// and a package chosen for a clause has its own dependencies settled before the next
+    /// clause is looked at. The order decides what a later clause finds already satisfied
+    /// (sysstat's `Recommends: systemd | cron` is met by the cron that logrotate, pulled in
+    /// earlier, brought).
+    fn install_dependencies(&mut self, root: &str) -> Result<(), ResolveError> {
+        let first = self.clauses(&self.chosen[root])?;
+        let mut stack = vec![(who(&self.chosen[root]), first.into_iter())];
+        while let Some((me, clauses)) = stack.last_mut() {
+            let Some((alts, soft)) = clauses.next() else {
+                stack.pop();
+                continue;
+            };
+            let me = me.clone();
+            if let Some(name) = self.choose(&me, &alts, soft)? {
+                let p = &self.chosen[&name];
+                let next = self.clauses(p)?;
+                stack.push((who(p), next.into_iter()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The clauses of `pkg` to satisfy, with whether each is soft (a `Recommends`).
+    fn clauses(&self, pkg: &PackageInfo) -> Result<Vec<(Vec<Dep>, bool)>, ResolveError> {
+        let mut fields = vec![
+            (pkg.pre_depends.as_str(), false),
+            (pkg.depends.as_str(), false),
+        ];
+        if self.req.recommends {
+            fields.push((pkg.recommends.as_str(), true));
+        }
+        let mut out = Vec::new();
+        for (field, soft) in fields {
+            let clauses = parse_deps(field).map_err(|message| ResolveError::Malformed {
+                package: pkg.name.clone(),
+                message,
+            })?;
+            out.extend(clauses.into_iter().map(|c| (c, soft)));
+        }
+        Ok(out)
+    }
+
+    /// Satisfy one clause: nothing when a chosen package already does, else the first
+    /// candidate that clashes with nothing chosen, which joins the set (its dependencies
+    /// not yet looked at). Returns the name of the package that joined.
+    fn choose(
+        &mut self,
+        needed_by: &str,
+        alts: &[Dep],
+        soft: bool,
+    ) -> Result<Option<String>, ResolveError> {
+        let index = self.index;
+        if alts.iter().any(|d| satisfied(index, &self.chosen, d)) {
+            return Ok(None);
         }
         let dep = alts
             .iter()
@@ -258,54 +277,28 @@ pub fn resolve_noting(index: &Index, req: &Request) -> Result<Resolution, Resolv
             .collect::<Vec<_>>()
             .join(" | ");
         if !soft {
-            let rule = req.left_out.iter().find(|r| {
+            let rule = self.req.left_out.iter().find(|r| {
                 needed_by.starts_with(&r.owner_prefix)
                     && alts.iter().all(|d| r.deps.contains(&d.name))
             });
             if let Some(r) = rule {
-                skipped.push(format!(
+                self.skipped.push(format!(
                     "{needed_by} depends on `{dep}`: left out, {}",
                     r.why
                 ));
-                continue;
+                return Ok(None);
             }
         }
         // The first candidate passed over for a conflict, for the error.
         let mut first_clash = None;
         let mut pick = None;
-        for d in alts.iter().filter(|d| !excluded.contains(d.name.as_str())) {
-            // A name chosen at a version that does not fit cannot be chosen again: try the
-            // next alternative.
-            let mut candidates: Vec<PackageInfo> = Vec::new();
-            if !chosen.contains_key(&d.name) {
-                candidates.extend(index.best_matching(d).cloned());
-            }
-            // A virtual package: a provider already chosen, else by priority, then by name.
-            let mut provs: Vec<(bool, u8, &str)> = index
-                .provides
-                .get(&d.name)
-                .into_iter()
-                .flatten()
-                .filter(|(_, pv)| match (&d.constraint, pv) {
-                    (None, _) => true,
-                    (Some((r, v)), Some(pv)) => r.holds(pv, v),
-                    (Some(_), None) => false,
-                })
-                .filter(|(n, _)| !excluded.contains(n.as_str()))
-                .filter_map(|(n, _)| {
-                    let p = index.best(n)?;
-                    Some((
-                        !chosen.contains_key(n),
-                        priority_rank(&p.priority),
-                        n.as_str(),
-                    ))
-                })
-                .collect();
-            provs.sort();
-            provs.dedup();
-            candidates.extend(provs.iter().filter_map(|(_, _, n)| index.best(n).cloned()));
-            for c in candidates {
-                match clash(index, &chosen, &against, &c)? {
+        let usable: Vec<&Dep> = alts
+            .iter()
+            .filter(|d| !self.excluded.contains(d.name.as_str()))
+            .collect();
+        for d in usable {
+            for c in self.candidates(d) {
+                match self.clash_displacing(needed_by, &c)? {
                     None => {
                         pick = Some(c);
                         break;
@@ -320,121 +313,163 @@ pub fn resolve_noting(index: &Index, req: &Request) -> Result<Resolution, Resolv
             }
         }
         let Some(pkg) = pick else {
-            if soft {
-                skipped.push(format!(
-                    "{needed_by} recommends `{dep}`: skipped, nothing satisfies it{}",
-                    match &first_clash {
-                        Some((p, (other, ..))) =>
-                            format!(" ({p} cannot be installed with {other})"),
-                        None => String::new(),
-                    }
-                ));
-                continue;
-            }
-            if let Some((package, (other, declarer, field, clause))) = first_clash {
-                return Err(ResolveError::Conflict {
-                    needed_by,
-                    dep,
-                    package,
-                    other,
-                    clause: format!("{declarer} {field}: {clause}"),
-                });
-            }
-            if let Some(prev) = alts.iter().find_map(|d| chosen.get(&d.name)) {
-                return Err(ResolveError::Unsatisfiable {
-                    needed_by,
-                    dep,
-                    detail: format!("; {} {} was already chosen", prev.name, prev.version),
-                });
-            }
-            if alts.len() == 1
-                && !index.packages.contains_key(&alts[0].name)
-                && !index.provides.contains_key(&alts[0].name)
-            {
-                return Err(unknown(index, &alts[0].name, &needed_by));
-            }
-            let detail = alts
-                .iter()
-                .map(|d| match index.best(&d.name) {
-                    Some(p) if excluded.contains(d.name.as_str()) => {
-                        format!("; {} {} is excluded by the profile", p.name, p.version)
-                    }
-                    Some(p) => format!("; the index has {} {}", p.name, p.version),
-                    None => format!("; nothing provides {}", d.name),
-                })
-                .collect::<String>();
-            return Err(ResolveError::Unsatisfiable {
-                needed_by,
-                dep,
-                detail,
-            });
+            return self.unsatisfied(needed_by, alts, dep, soft, first_clash);
         };
-        if let Some(prev) = chosen.get(&pkg.name) {
+        if let Some(prev) = self.chosen.get(&pkg.name) {
             // Chosen before at another version: the request conflicts with it.
             if soft {
-                continue;
+                return Ok(None);
             }
+            return Err(ResolveError::Unsatisfiable {
+                needed_by: needed_by.to_string(),
+                dep,
+                detail: format!("; {} {} was already chosen", prev.name, prev.version),
+            });
+        }
+        for (field, text) in [("Conflicts", &pkg.conflicts), ("Breaks", &pkg.breaks)] {
+            let clauses = parse_deps(text).map_err(|message| ResolveError::Malformed {
+                package: pkg.name.clone(),
+                message,
+            })?;
+            self.against
+                .extend(clauses.into_iter().flatten().map(|dep| Against {
+                    owner: (pkg.name.clone(), pkg.version.clone()),
+                    field,
+                    dep,
+                }));
+        }
+        let name = pkg.name.clone();
+        self.chosen.insert(name.clone(), pkg);
+        Ok(Some(name))
+    }
+
+    /// The candidates for one alternative, in apt's order: the real package (unless a name
+    /// chosen at a version that does not fit), then providers, one already chosen first, then
+    /// by `Priority`, then by name.
+    fn candidates(&self, d: &Dep) -> Vec<PackageInfo> {
+        let index = self.index;
+        let mut candidates: Vec<PackageInfo> = Vec::new();
+        if !self.chosen.contains_key(&d.name) {
+            candidates.extend(index.best_matching(d).cloned());
+        }
+        let mut provs: Vec<(bool, u8, &str)> = index
+            .provides
+            .get(&d.name)
+            .into_iter()
+            .flatten()
+            .filter(|(_, pv)| match (&d.constraint, pv) {
+                (None, _) => true,
+                (Some((r, v)), Some(pv)) => r.holds(pv, v),
+                (Some(_), None) => false,
+            })
+            .filter(|(n, _)| !self.excluded.contains(n.as_str()))
+            .filter_map(|(n, _)| {
+                let p = index.best(n)?;
+                Some((
+                    !self.chosen.contains_key(n),
+                    priority_rank(&p.priority),
+                    n.as_str(),
+                ))
+            })
+            .collect();
+        provs.sort();
+        provs.dedup();
+        candidates.extend(provs.iter().filter_map(|(_, _, n)| index.best(n).cloned()));
+        candidates
+    }
+
+    /// [`clash`], except that a package the image builder put in first (Ingot's generated
+    /// entries) gives way, as apt removes an installed package that a new one conflicts with:
+    /// initramfs-tools, which a profile may ask for (flash-kernel needs it), replaces
+    /// `ingot-initramfs` as what provides `linux-initramfs-tool`. The note says so.
+    fn clash_displacing(
+        &mut self,
+        needed_by: &str,
+        c: &PackageInfo,
+    ) -> Result<Option<Clash>, ResolveError> {
+        loop {
+            let Some(why) = clash(self.index, &self.chosen, &self.against, c)? else {
+                return Ok(None);
+            };
+            let other = why.other.split(' ').next().unwrap_or_default().to_string();
+            if other == c.name || !self.req.preinstalled.contains(&other) {
+                return Ok(Some(why));
+            }
+            let Some(gone) = self.chosen.remove(&other) else {
+                return Ok(Some(why));
+            };
+            self.against.retain(|a| a.owner.0 != other);
+            self.skipped.push(format!(
+                "{} left out: {} (for {needed_by}) cannot be installed with it ({} {}: {}), and \
+                 replaces it",
+                who(&gone),
+                who(c),
+                why.declarer,
+                why.field,
+                why.clause
+            ));
+        }
+    }
+
+    /// The outcome of a clause nothing can satisfy: a note for a `Recommends`, else the error.
+    fn unsatisfied(
+        &mut self,
+        needed_by: &str,
+        alts: &[Dep],
+        dep: String,
+        soft: bool,
+        first_clash: Option<(String, Clash)>,
+    ) -> Result<Option<String>, ResolveError> {
+        let index = self.index;
+        let needed_by = needed_by.to_string();
+        if soft {
+            self.skipped.push(format!(
+                "{needed_by} recommends `{dep}`: skipped, nothing satisfies it{}",
+                match &first_clash {
+                    Some((p, c)) => format!(" ({p} cannot be installed with {})", c.other),
+                    None => String::new(),
+                }
+            ));
+            return Ok(None);
+        }
+        if let Some((package, c)) = first_clash {
+            return Err(ResolveError::Conflict {
+                needed_by,
+                dep,
+                package,
+                other: c.other,
+                clause: format!("{} {}: {}", c.declarer, c.field, c.clause),
+            });
+        }
+        if let Some(prev) = alts.iter().find_map(|d| self.chosen.get(&d.name)) {
             return Err(ResolveError::Unsatisfiable {
                 needed_by,
                 dep,
                 detail: format!("; {} {} was already chosen", prev.name, prev.version),
             });
         }
-        let me = who(&pkg);
-        for (field, text) in [("Conflicts", &pkg.conflicts), ("Breaks", &pkg.breaks)] {
-            let clauses = parse_deps(text).map_err(|message| ResolveError::Malformed {
-                package: pkg.name.clone(),
-                message,
-            })?;
-            against.extend(clauses.into_iter().flatten().map(|dep| Against {
-                owner: (pkg.name.clone(), pkg.version.clone()),
-                field,
-                dep,
-            }));
+        if alts.len() == 1
+            && !index.packages.contains_key(&alts[0].name)
+            && !index.provides.contains_key(&alts[0].name)
+        {
+            return Err(unknown(index, &alts[0].name, &needed_by));
         }
-        let mut fields = vec![
-            (pkg.pre_depends.as_str(), false),
-            (pkg.depends.as_str(), false),
-        ];
-        if req.recommends {
-            fields.push((pkg.recommends.as_str(), true));
-        }
-        for (field, soft) in fields {
-            let clauses = parse_deps(field).map_err(|message| ResolveError::Malformed {
-                package: pkg.name.clone(),
-                message,
-            })?;
-            for c in clauses {
-                queue.push_back((me.clone(), c, soft));
-            }
-        }
-        chosen.insert(pkg.name.clone(), pkg);
-    }
-    Ok(Resolution {
-        packages: chosen.into_values().collect(),
-        skipped,
-    })
-}
-
-fn satisfied(index: &Index, chosen: &BTreeMap<String, PackageInfo>, d: &Dep) -> bool {
-    if let Some(p) = chosen.get(&d.name) {
-        if match &d.constraint {
-            Some((r, v)) => r.holds(&p.version, v),
-            None => true,
-        } {
-            return true;
-        }
-    }
-    index.provides.get(&d.name).is_some_and(|provs| {
-        provs.iter().any(|(n, pv)| {
-            chosen.contains_key(n)
-                && match (&d.constraint, pv) {
-                    (None, _) => true,
-                    (Some((r, v)), Some(pv)) => r.holds(pv, v),
-                    (Some(_), None) => false,
+        let detail = alts
+            .iter()
+            .map(|d| match index.best(&d.name) {
+                Some(p) if self.excluded.contains(d.name.as_str()) => {
+                    format!("; {} {} is excluded by the profile", p.name, p.version)
                 }
+                Some(p) => format!("; the index has {} {}", p.name, p.version),
+                None => format!("; nothing provides {}", d.name),
+            })
+            .collect::<String>();
+        Err(ResolveError::Unsatisfiable {
+            needed_by,
+            dep,
+            detail,
         })
-    })
+    }
 }
 
 fn unknown(index: &Index, name: &str, needed_by: &str) -> ResolveError {

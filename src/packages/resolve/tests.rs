@@ -352,3 +352,103 @@ fn a_preinstalled_provider_satisfies_the_kernel_and_left_out_helpers_are_noted()
     let got = resolve_noting(&i, &r).unwrap();
     assert!(names(&got.packages).contains(&"kmod=30".to_string()));
 }
+
+#[test]
+fn dependencies_are_settled_depth_first_as_apt_does() {
+    // postgresql-15 recommends sysstat (`systemd | cron`) after it depends on
+    // postgresql-common, whose logrotate brings cron. Settled depth first, as apt's
+    // MarkInstall does, cron is in the set before sysstat's clause is looked at, so systemd
+    // is not installed; taken level by level, sysstat's clause came first and chose systemd.
+    let i = idx(&[
+        pkg("postgresql", "15", "Depends: postgresql-15"),
+        pkg(
+            "postgresql-15",
+            "15.1",
+            "Depends: postgresql-common\nRecommends: sysstat",
+        ),
+        pkg("postgresql-common", "248", "Recommends: logrotate"),
+        pkg("logrotate", "3.21", "Depends: cron | systemd-sysv"),
+        pkg("sysstat", "12.6", "Recommends: systemd | cron"),
+        pkg("cron", "3.0", ""),
+        pkg("systemd", "252", ""),
+    ]
+    .join("\n"));
+    let mut r = req(&["postgresql"]);
+    r.recommends = true;
+    assert_eq!(
+        names(&resolve(&i, &r).unwrap()),
+        [
+            "cron=3.0",
+            "logrotate=3.21",
+            "postgresql=15",
+            "postgresql-15=15.1",
+            "postgresql-common=248",
+            "sysstat=12.6"
+        ]
+    );
+    // A virtual package a chosen package provides is met by it, even though a real package
+    // of that name exists (libruby provides ruby-json; hiera depends on ruby-json after ruby).
+    let i = idx(&[
+        pkg("hiera", "3", "Depends: ruby, ruby-json"),
+        pkg("ruby", "3.1", "Depends: libruby"),
+        pkg("libruby", "3.1", "Provides: ruby-json (= 2.6.1)"),
+        pkg("ruby-json", "2.6.3", ""),
+    ]
+    .join("\n"));
+    assert_eq!(
+        names(&resolve(&i, &req(&["hiera"])).unwrap()),
+        ["hiera=3", "libruby=3.1", "ruby=3.1"]
+    );
+}
+
+#[test]
+fn a_package_that_conflicts_with_a_generated_entry_replaces_it_with_a_note() {
+    // flash-kernel needs initramfs-tools, which conflicts with every other
+    // linux-initramfs-tool: apt removes the installed entry; so does the resolver.
+    let i = idx(&[
+        pkg(
+            "linux-image-arm64",
+            "6.1",
+            "Depends: initramfs-tools | linux-initramfs-tool",
+        ),
+        pkg(
+            "flash-kernel",
+            "3.107",
+            "Depends: initramfs-tools (>= 0.92f)",
+        ),
+        pkg(
+            "initramfs-tools",
+            "0.142",
+            "Conflicts: linux-initramfs-tool\nProvides: linux-initramfs-tool",
+        ),
+        pkg("ingot-initramfs", "1", "Provides: linux-initramfs-tool"),
+    ]
+    .join("\n"));
+    let mut r = req(&["flash-kernel", "linux-image-arm64"]);
+    r.preinstalled = vec!["ingot-initramfs".into()];
+    let got = resolve_noting(&i, &r).unwrap();
+    assert_eq!(
+        names(&got.packages),
+        [
+            "flash-kernel=3.107",
+            "initramfs-tools=0.142",
+            "linux-image-arm64=6.1"
+        ]
+    );
+    assert_eq!(got.skipped.len(), 1, "{:?}", got.skipped);
+    assert!(
+        got.skipped[0].starts_with("ingot-initramfs 1 left out: initramfs-tools 0.142"),
+        "{}",
+        got.skipped[0]
+    );
+    // Without it, the generated entry stays and meets the kernel's clause.
+    r.include = vec!["linux-image-arm64".into()];
+    let got = resolve_noting(&i, &r).unwrap();
+    assert_eq!(
+        names(&got.packages),
+        ["ingot-initramfs=1", "linux-image-arm64=6.1"]
+    );
+    // A package the profile asked for is never displaced that way.
+    let i = idx(&[pkg("a", "1", "Conflicts: b"), pkg("b", "1", "")].join("\n"));
+    assert!(resolve(&i, &req(&["b", "a"])).is_err());
+}
