@@ -410,17 +410,27 @@ fn install(tree: &mut Tree, args: &[String]) -> Result<bool> {
 }
 
 fn rm(tree: &mut Tree, args: &[String]) -> bool {
-    let Some((_, paths)) = options(args, "f", "", &[("force", 'f')]) else {
+    let long = [("force", 'f'), ("recursive", 'r'), ("verbose", 'v')];
+    let Some((opts, paths)) = options(args, "frRv", "", &long) else {
         return false;
     };
+    let recursive = opts.iter().any(|(c, _)| matches!(c, 'r' | 'R'));
     let Some(rels) = paths.iter().map(|p| target(p)).collect::<Option<Vec<_>>>() else {
         return false;
     };
+    // A whole top-level directory (`rm -r /etc`) is no postinst's business: left out.
+    if recursive && rels.iter().any(|r| !r.trim_matches('/').contains('/')) {
+        return false;
+    }
     for rel in rels {
         let at = tree.resolve_parent(&rel).unwrap_or(rel);
-        // A directory needs -r, which is not read here.
-        if matches!(tree.get(&at).map(|e| &e.kind), Some(k) if *k != Kind::Dir) {
-            tree.remove(&at);
+        match tree.get(&at).map(|e| &e.kind) {
+            // A directory goes only with -r, as rm does.
+            Some(Kind::Dir) if !recursive => {}
+            Some(_) => {
+                tree.remove(&at);
+            }
+            None => {}
         }
     }
     true
@@ -488,6 +498,11 @@ mod tests {
             "cp /usr/share/apache2/default-site/index.html /var/www/html/index.html",
             "chgrp adm /usr/bin/tool",
             "rm -f /lib/modules/6.1/.fresh-install",
+            "mkdir -p /var/lib/initramfs-tools/old",
+            "touch /var/lib/initramfs-tools/old/6.1",
+            "rm -rf /var/lib/initramfs-tools",
+            "touch /etc/x.dpkg-remove",
+            "rm -v -f /etc/x.dpkg-remove /etc/not-there",
         ]
         .iter()
         .map(|c| words(c))
@@ -508,6 +523,10 @@ mod tests {
         // chgrp takes setuid off, as on a machine.
         assert_eq!(meta(&t, "usr/bin/tool"), (0o755, 0, 4));
         assert!(t.get("lib/modules/6.1/.fresh-install").is_none());
+        assert!(t.get("var/lib/initramfs-tools").is_none());
+        assert!(t.get("var/lib/initramfs-tools/old/6.1").is_none());
+        assert!(t.get("etc/x.dpkg-remove").is_none());
+        assert!(t.get("var/lib").is_some());
     }
 
     #[test]
@@ -524,6 +543,8 @@ mod tests {
             "mkdir /run/x",
             "touch /dev/x",
             "rm -f /var/www",
+            "rm -rf /var",
+            "rm -r /var/www /usr",
             "mkdir /var/none/x",
             "touch /var/none/file",
             "ln /usr/bin/tool /usr/bin/hard",
