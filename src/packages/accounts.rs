@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 /// `super::alternatives`, `super::statoverride` and `super::script`), recorded with
 /// what they read into the extraction cache: a change to what either reads must raise it, so
 /// that cached packages are read again.
-pub const READER: u32 = 9;
+pub const READER: u32 = 10;
 
 /// One account a maintainer script makes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -225,7 +225,21 @@ pub fn from_commands(commands: impl IntoIterator<Item = Vec<String>>) -> Vec<Acc
         let Some(name) = names.first().filter(|n| names.len() == 1 && literal(n)) else {
             continue;
         };
-        if crate::config::account_name_error(name).is_some() {
+        // `--force-badname` (adduser's older spelling of `--allow-bad-names`) lets a package
+        // make a name outside NAME_REGEX, such as snmpd's `Debian-snmp`; what no passwd line
+        // may hold is refused either way.
+        let bad_names_allowed = args.iter().any(|a| {
+            matches!(
+                a.as_str(),
+                "--force-badname" | "--allow-badname" | "--allow-bad-names"
+            )
+        });
+        let refused = if bad_names_allowed {
+            badname_error(name)
+        } else {
+            crate::config::account_name_error(name)
+        };
+        if refused.is_some() {
             continue;
         }
         let user = tool == "adduser" || tool == "useradd";
@@ -249,6 +263,20 @@ pub fn from_commands(commands: impl IntoIterator<Item = Vec<String>>) -> Vec<Acc
         }
     }
     out
+}
+
+/// What even adduser's `--allow-bad-names` refuses: an empty or over-long name, one that
+/// starts with `-`, `+` or `~`, is all digits, or holds a `:`, `,`, `/`, a space or a
+/// control character (each would break or mislead a passwd or group line).
+fn badname_error(name: &str) -> Option<String> {
+    let bad = name.is_empty()
+        || name.len() > 32
+        || name.starts_with(['-', '+', '~'])
+        || name.chars().all(|c| c.is_ascii_digit())
+        || name
+            .chars()
+            .any(|c| matches!(c, ':' | ',' | '/') || c.is_whitespace() || c.is_control());
+    bad.then(|| format!("`{}` cannot be a user or group name", name.escape_debug()))
 }
 
 #[cfg(test)]
@@ -312,5 +340,27 @@ addgroup --system redir2 > /dev/null && echo made
                 "redir2:g:false:None:None:None:None",
             ]
         );
+    }
+
+    #[test]
+    fn a_name_outside_the_usual_pattern_counts_only_with_force_badname() {
+        // snmpd's postinst (bookworm), its variables expanded.
+        let w = |s: &str| s.split(' ').map(str::to_string).collect::<Vec<_>>();
+        let got = from_commands([
+            w("adduser --quiet --system --group --home /var/lib/snmp --disabled-password --disabled-login --shell /bin/false --force-badname Debian-snmp"),
+            w("adduser --system --group Capital"),
+            w("adduser --system --force-badname -lead"),
+            w("adduser --system --allow-bad-names 1234"),
+        ]);
+        let names: Vec<(&str, bool, bool)> = got
+            .iter()
+            .map(|a| (a.name.as_str(), a.user, a.own_group))
+            .collect();
+        assert_eq!(names, [("Debian-snmp", true, true)]);
+        assert_eq!(got[0].home.as_deref(), Some("/var/lib/snmp"));
+        assert_eq!(got[0].shell.as_deref(), Some("/bin/false"));
+        for bad in ["a:b", "a b", "a,b", "a/b", "+x", "~x", "", "x\n"] {
+            assert!(badname_error(bad).is_some(), "{bad:?}");
+        }
     }
 }
