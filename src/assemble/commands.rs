@@ -69,8 +69,22 @@ fn options(
     Some((opts, operands))
 }
 
-/// The tree path of an absolute path a command may change.
-fn target(p: &str) -> Option<String> {
+/// The directory a script's commands run in: `/` (where dpkg starts a maintainer script),
+/// then what a `cd` the script certainly ran with an absolute path set; `None` once it
+/// changed in a way not known (a `cd` that may run, or to a path not known, or a subshell's).
+type Cwd<'a> = Option<&'a str>;
+
+/// `p` made absolute against `cwd`.
+fn absolute(cwd: Cwd, p: &str) -> Option<String> {
+    if p.starts_with('/') {
+        return Some(p.to_string());
+    }
+    Some(format!("{}/{p}", cwd?.trim_end_matches('/')))
+}
+
+/// The tree path of a path a command may change.
+fn target(cwd: Cwd, p: &str) -> Option<String> {
+    let p = absolute(cwd, p)?;
     let rel = p.strip_prefix('/')?.trim_end_matches('/');
     let first = rel.split('/').next().unwrap_or_default();
     let ok = !rel.is_empty()
@@ -109,9 +123,29 @@ fn parent_is_dir(tree: &Tree, rel: &str) -> bool {
 
 /// Set owner and group (either may stay), as chown does: setuid and setgid go from an
 /// executable file.
-fn set_owner(tree: &mut Tree, rel: &str, uid: Option<u32>, gid: Option<u32>) {
-    let Ok(at) = tree.resolve(rel) else { return };
-    if let Some(e) = tree.get_mut(&at) {
+/// The entry a command names (links followed) and, with -R, every entry below it, each with
+/// whether it is below.
+fn operand_entries<'t>(
+    tree: &'t mut Tree,
+    rel: &str,
+    recursive: bool,
+) -> Vec<(bool, &'t mut crate::tree::Entry)> {
+    let Ok(at) = tree.resolve(rel) else {
+        return Vec::new();
+    };
+    if !recursive {
+        return tree.get_mut(&at).map(|e| (false, e)).into_iter().collect();
+    }
+    let prefix = format!("{at}/");
+    tree.iter_mut()
+        .filter(|(p, _)| **p == at || p.starts_with(&prefix))
+        .map(|(p, e)| (*p != at, e))
+        .collect()
+}
+
+fn set_owner(tree: &mut Tree, rel: &str, uid: Option<u32>, gid: Option<u32>, recursive: bool) {
+    // Below the operand, -R changes a link itself (chown's default -P).
+    for (_, e) in operand_entries(tree, rel, recursive) {
         if matches!(e.kind, Kind::File(_)) && e.mode & 0o111 != 0 {
             e.mode &= !0o6000;
         }
@@ -124,10 +158,12 @@ fn set_owner(tree: &mut Tree, rel: &str, uid: Option<u32>, gid: Option<u32>) {
     }
 }
 
-fn set_mode(tree: &mut Tree, rel: &str, mode: u32) {
-    let Ok(at) = tree.resolve(rel) else { return };
-    if let Some(e) = tree.get_mut(&at) {
-        e.mode = mode;
+fn set_mode(tree: &mut Tree, rel: &str, mode: u32, recursive: bool) {
+    for (below, e) in operand_entries(tree, rel, recursive) {
+        // chmod -R passes over the links it meets.
+        if !(below && matches!(e.kind, Kind::Symlink(_))) {
+            e.mode = mode;
+        }
     }
 }
 
@@ -149,18 +185,29 @@ fn owner_group(tree: &Tree, spec: &str) -> Option<(Option<u32>, Option<u32>)> {
 }
 
 pub(super) fn apply(tree: &mut Tree, package: &str, commands: &[Vec<String>]) -> Result<()> {
+    let mut dir = Some("/".to_string());
     for c in commands {
         let tool = c[0].rsplit('/').next().unwrap_or_default();
         let args = &c[1..];
+        let cwd = dir.as_deref();
         let done = match tool {
-            "mkdir" => mkdir(tree, args)?,
-            "touch" => touch(tree, args)?,
-            "chmod" => chmod(tree, args),
-            "chown" | "chgrp" => chown(tree, tool == "chgrp", args),
-            "ln" => ln(tree, args)?,
-            "cp" => cp(tree, args)?,
-            "install" => install(tree, args)?,
-            "rm" => rm(tree, args),
+            "cd" => {
+                // The evaluator passes `cd` with one absolute path, or alone when where the
+                // script now runs is not known.
+                dir = match args {
+                    [d] if target(None, d).is_some() || d == "/" => Some(d.clone()),
+                    _ => None,
+                };
+                continue;
+            }
+            "mkdir" => mkdir(tree, cwd, args)?,
+            "touch" => touch(tree, cwd, args)?,
+            "chmod" => chmod(tree, cwd, args),
+            "chown" | "chgrp" => chown(tree, cwd, tool == "chgrp", args),
+            "ln" => ln(tree, cwd, args)?,
+            "cp" => cp(tree, cwd, args)?,
+            "install" => install(tree, cwd, args)?,
+            "rm" => rm(tree, cwd, args),
             _ => continue,
         };
         if !done {
@@ -173,7 +220,7 @@ pub(super) fn apply(tree: &mut Tree, package: &str, commands: &[Vec<String>]) ->
     Ok(())
 }
 
-fn mkdir(tree: &mut Tree, args: &[String]) -> Result<bool> {
+fn mkdir(tree: &mut Tree, cwd: Cwd, args: &[String]) -> Result<bool> {
     let Some((opts, paths)) = options(args, "pvZ", "m", &[("parents", 'p'), ("mode", 'm')]) else {
         return Ok(false);
     };
@@ -186,7 +233,7 @@ fn mkdir(tree: &mut Tree, args: &[String]) -> Result<bool> {
         None => 0o755,
     };
     for p in &paths {
-        let Some(rel) = target(p) else {
+        let Some(rel) = target(cwd, p) else {
             return Ok(false);
         };
         if kind_at(tree, &rel).is_some() {
@@ -197,17 +244,17 @@ fn mkdir(tree: &mut Tree, args: &[String]) -> Result<bool> {
         }
         tree.mkdir_p(&rel)
             .with_context(|| format!("making /{rel}"))?;
-        set_mode(tree, &rel, mode);
+        set_mode(tree, &rel, mode, false);
     }
     Ok(true)
 }
 
-fn touch(tree: &mut Tree, args: &[String]) -> Result<bool> {
+fn touch(tree: &mut Tree, cwd: Cwd, args: &[String]) -> Result<bool> {
     let Some((_, paths)) = options(args, "", "", &[]) else {
         return Ok(false);
     };
     for p in &paths {
-        let Some(rel) = target(p) else {
+        let Some(rel) = target(cwd, p) else {
             return Ok(false);
         };
         if kind_at(tree, &rel).is_none() {
@@ -221,27 +268,33 @@ fn touch(tree: &mut Tree, args: &[String]) -> Result<bool> {
     Ok(true)
 }
 
-fn chmod(tree: &mut Tree, args: &[String]) -> bool {
-    let Some((_, ops)) = options(args, "", "", &[]) else {
+fn chmod(tree: &mut Tree, cwd: Cwd, args: &[String]) -> bool {
+    let Some((opts, ops)) = options(args, "R", "", &[("recursive", 'R')]) else {
         return false;
     };
+    let recursive = !opts.is_empty();
     let Some((m, paths)) = ops.split_first() else {
         return false;
     };
     let Some(mode) = octal(m) else { return false };
-    let Some(rels) = paths.iter().map(|p| target(p)).collect::<Option<Vec<_>>>() else {
+    let Some(rels) = paths
+        .iter()
+        .map(|p| target(cwd, p))
+        .collect::<Option<Vec<_>>>()
+    else {
         return false;
     };
     for rel in rels {
-        set_mode(tree, &rel, mode);
+        set_mode(tree, &rel, mode, recursive);
     }
     true
 }
 
-fn chown(tree: &mut Tree, group_only: bool, args: &[String]) -> bool {
-    let Some((_, ops)) = options(args, "", "", &[]) else {
+fn chown(tree: &mut Tree, cwd: Cwd, group_only: bool, args: &[String]) -> bool {
+    let Some((opts, ops)) = options(args, "R", "", &[("recursive", 'R')]) else {
         return false;
     };
+    let recursive = !opts.is_empty();
     let Some((spec, paths)) = ops.split_first() else {
         return false;
     };
@@ -253,16 +306,20 @@ fn chown(tree: &mut Tree, group_only: bool, args: &[String]) -> bool {
     let Some((uid, gid)) = owner_group(tree, &spec) else {
         return false;
     };
-    let Some(rels) = paths.iter().map(|p| target(p)).collect::<Option<Vec<_>>>() else {
+    let Some(rels) = paths
+        .iter()
+        .map(|p| target(cwd, p))
+        .collect::<Option<Vec<_>>>()
+    else {
         return false;
     };
     for rel in rels {
-        set_owner(tree, &rel, uid, gid);
+        set_owner(tree, &rel, uid, gid, recursive);
     }
     true
 }
 
-fn ln(tree: &mut Tree, args: &[String]) -> Result<bool> {
+fn ln(tree: &mut Tree, cwd: Cwd, args: &[String]) -> Result<bool> {
     let Some((opts, ops)) = options(
         args,
         "sfnT",
@@ -275,7 +332,7 @@ fn ln(tree: &mut Tree, args: &[String]) -> Result<bool> {
     let [to, link] = ops.as_slice() else {
         return Ok(false);
     };
-    let Some(rel) = target(link) else {
+    let Some(rel) = target(cwd, link) else {
         return Ok(false);
     };
     if !has('s') || to.is_empty() || !parent_is_dir(tree, &rel) {
@@ -297,7 +354,8 @@ fn ln(tree: &mut Tree, args: &[String]) -> Result<bool> {
 }
 
 /// The bytes and metadata of the regular file at absolute path `src` (`/dev/null`: empty).
-fn source(tree: &Tree, src: &str) -> Option<Entry> {
+fn source(tree: &Tree, cwd: Cwd, src: &str) -> Option<Entry> {
+    let src = absolute(cwd, src)?;
     if src == "/dev/null" {
         return Some(Entry::file(Vec::new(), 0o644));
     }
@@ -307,16 +365,16 @@ fn source(tree: &Tree, src: &str) -> Option<Entry> {
 }
 
 /// Where a copy of `src` goes for the operand `dest` (into it when it is a directory).
-fn destination(tree: &Tree, src: &str, dest: &str) -> Option<String> {
-    let rel = target(dest)?;
+fn destination(tree: &Tree, cwd: Cwd, src: &str, dest: &str) -> Option<String> {
+    let rel = target(cwd, dest)?;
     if kind_at(tree, &rel) == Some(Kind::Dir) {
         let name = src.rsplit('/').next()?;
-        return target(&format!("/{rel}/{name}"));
+        return target(cwd, &format!("/{rel}/{name}"));
     }
     parent_is_dir(tree, &rel).then_some(rel)
 }
 
-fn cp(tree: &mut Tree, args: &[String]) -> Result<bool> {
+fn cp(tree: &mut Tree, cwd: Cwd, args: &[String]) -> Result<bool> {
     let Some((opts, ops)) = options(
         args,
         "pafZ",
@@ -329,7 +387,8 @@ fn cp(tree: &mut Tree, args: &[String]) -> Result<bool> {
     let [src, dest] = ops.as_slice() else {
         return Ok(false);
     };
-    let (Some(mut e), Some(rel)) = (source(tree, src), destination(tree, src, dest)) else {
+    let (Some(mut e), Some(rel)) = (source(tree, cwd, src), destination(tree, cwd, src, dest))
+    else {
         return Ok(false);
     };
     if !keep {
@@ -345,7 +404,7 @@ fn cp(tree: &mut Tree, args: &[String]) -> Result<bool> {
     Ok(true)
 }
 
-fn install(tree: &mut Tree, args: &[String]) -> Result<bool> {
+fn install(tree: &mut Tree, cwd: Cwd, args: &[String]) -> Result<bool> {
     let Some((opts, ops)) = options(
         args,
         "dDpvZ",
@@ -371,30 +430,30 @@ fn install(tree: &mut Tree, args: &[String]) -> Result<bool> {
     };
     if get('d').is_some() {
         for p in &ops {
-            let Some(rel) = target(p) else {
+            let Some(rel) = target(cwd, p) else {
                 return Ok(false);
             };
             tree.mkdir_p(&rel)
                 .with_context(|| format!("making /{rel}"))?;
-            set_mode(tree, &rel, mode.unwrap_or(0o755));
-            set_owner(tree, &rel, uid, gid);
+            set_mode(tree, &rel, mode.unwrap_or(0o755), false);
+            set_owner(tree, &rel, uid, gid, false);
         }
         return Ok(true);
     }
     let [src, dest] = ops.as_slice() else {
         return Ok(false);
     };
-    let Some(mut e) = source(tree, src) else {
+    let Some(mut e) = source(tree, cwd, src) else {
         return Ok(false);
     };
-    let rel = match (get('D'), target(dest)) {
+    let rel = match (get('D'), target(cwd, dest)) {
         (Some(_), Some(rel)) => {
             if let Some((d, _)) = rel.rsplit_once('/') {
                 tree.mkdir_p(d).with_context(|| format!("making /{d}"))?;
             }
             rel
         }
-        _ => match destination(tree, src, dest) {
+        _ => match destination(tree, cwd, src, dest) {
             Some(rel) => rel,
             None => return Ok(false),
         },
@@ -409,13 +468,17 @@ fn install(tree: &mut Tree, args: &[String]) -> Result<bool> {
     Ok(true)
 }
 
-fn rm(tree: &mut Tree, args: &[String]) -> bool {
+fn rm(tree: &mut Tree, cwd: Cwd, args: &[String]) -> bool {
     let long = [("force", 'f'), ("recursive", 'r'), ("verbose", 'v')];
     let Some((opts, paths)) = options(args, "frRv", "", &long) else {
         return false;
     };
     let recursive = opts.iter().any(|(c, _)| matches!(c, 'r' | 'R'));
-    let Some(rels) = paths.iter().map(|p| target(p)).collect::<Option<Vec<_>>>() else {
+    let Some(rels) = paths
+        .iter()
+        .map(|p| target(cwd, p))
+        .collect::<Option<Vec<_>>>()
+    else {
         return false;
     };
     // A whole top-level directory (`rm -r /etc`) is no postinst's business: left out.
@@ -503,6 +566,11 @@ mod tests {
             "rm -rf /var/lib/initramfs-tools",
             "touch /etc/x.dpkg-remove",
             "rm -v -f /etc/x.dpkg-remove /etc/not-there",
+            "mkdir -p /var/log/zabbix-agent/old",
+            "touch /var/log/zabbix-agent/old/a.log",
+            "ln -s /etc/passwd /var/log/zabbix-agent/link",
+            "chown ntpsec:ntpsec /var/log/zabbix-agent -R",
+            "chmod -R 750 /var/log/zabbix-agent",
         ]
         .iter()
         .map(|c| words(c))
@@ -527,6 +595,47 @@ mod tests {
         assert!(t.get("var/lib/initramfs-tools/old/6.1").is_none());
         assert!(t.get("etc/x.dpkg-remove").is_none());
         assert!(t.get("var/lib").is_some());
+        // -R, also after the operands as GNU's tools read it; links below are not followed.
+        assert_eq!(meta(&t, "var/log/zabbix-agent"), (0o750, 105, 107));
+        assert_eq!(meta(&t, "var/log/zabbix-agent/old"), (0o750, 105, 107));
+        assert_eq!(
+            meta(&t, "var/log/zabbix-agent/old/a.log"),
+            (0o750, 105, 107)
+        );
+        assert_eq!(t.get("var/log/zabbix-agent/link").unwrap().uid, 105);
+        assert_eq!(t.get("var/log/zabbix-agent/link").unwrap().mode, 0o777);
+        assert_eq!(meta(&t, "etc/passwd"), (0o644, 0, 0));
+    }
+
+    #[test]
+    fn relative_paths_act_where_the_script_last_went() {
+        let mut t = image();
+        let cmds: Vec<Vec<String>> = [
+            "cd /var",
+            "mkdir -p -Z spool/postfix",
+            "cd /var/spool/postfix",
+            "mkdir private",
+            "chown ntpsec:root private",
+            "chmod 700 private",
+            "touch private/x",
+            // Where a `cd` led that may not have run: nothing relative is done.
+            "cd",
+            "mkdir lost",
+            "cd /",
+            "mkdir srv",
+        ]
+        .iter()
+        .map(|c| words(c))
+        .collect();
+        apply(&mut t, "test", &cmds).unwrap();
+        assert_eq!(meta(&t, "var/spool/postfix/private"), (0o700, 105, 0));
+        assert!(t.get("var/spool/postfix/private/x").is_some());
+        assert!(t.get("lost").is_none() && t.get("var/spool/postfix/lost").is_none());
+        assert_eq!(meta(&t, "srv"), (0o755, 0, 0));
+        // Without a cd, a script runs in /, as dpkg starts it.
+        let mut t = image();
+        apply(&mut t, "test", &[words("mkdir opt")]).unwrap();
+        assert!(t.get("opt").is_some());
     }
 
     #[test]
@@ -534,10 +643,11 @@ mod tests {
         let mut t = image();
         let before = format!("{:?}", t.iter().collect::<Vec<_>>());
         let cmds: Vec<Vec<String>> = [
-            // Relative (after a cd), recursive, symbolic modes, unknown accounts, the
+            // Relative to a directory not known, symbolic modes, unknown accounts, the
             // machine's runtime directories, a directory for rm, a parent that is missing.
+            "cd",
             "chmod 700 active",
-            "chown -R root:adm /var/www",
+            "chown -R nobody-here /var/www",
             "chmod u+x /usr/bin/tool",
             "chown nobody-here /var/www",
             "mkdir /run/x",

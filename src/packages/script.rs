@@ -131,6 +131,9 @@ struct Eval<'a> {
     exited: bool,
     /// The token being read (where a `}` closing a function's body is).
     at: usize,
+    /// Where the script runs: `/` at the start, as dpkg starts it; `None` once a `cd` went
+    /// somewhere not known.
+    cwd: Option<String>,
 }
 
 fn name_ok(n: &str) -> bool {
@@ -277,6 +280,7 @@ pub fn first_configure(
         returned: None,
         exited: false,
         at: 0,
+        cwd: Some("/".to_string()),
     };
     e.walk(0, n);
     e.ran

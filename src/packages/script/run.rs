@@ -46,6 +46,18 @@ impl Eval<'_> {
                 }
                 return;
             }
+            "cd" => {
+                // Where later commands with relative paths act: an absolute path known for
+                // certain, else a bare `cd` that says it is not known.
+                let dir = match words {
+                    [_, d] if certain => self.expand(d).filter(|d| d.starts_with('/')),
+                    _ => None,
+                };
+                self.cwd.clone_from(&dir);
+                self.ran
+                    .push(std::iter::once("cd".to_string()).chain(dir).collect());
+                return;
+            }
             "db_get" => {
                 let value = words.get(1).and_then(|t| self.defaults.get(t)).cloned();
                 self.set("RET", value, certain);
@@ -226,7 +238,7 @@ impl Eval<'_> {
                 continue;
             }
             // One and-or list, up to `;`, `;;`, `&`, a new line, or a `(`/`)` that groups.
-            let list_start = i;
+            let mut list_start = i;
             let mut cmds: Vec<(Vec<String>, &'static str)> = Vec::new();
             let mut words: Vec<String> = Vec::new();
             let mut joined: &'static str = "";
@@ -254,9 +266,10 @@ impl Eval<'_> {
                     Tok::Op("(")
                         if words.len() == 1 && self.toks.get(i + 1) == Some(&Tok::Op(")")) =>
                     {
-                        // `name()`: a function's definition.
+                        // `name()`: a function's definition; its `{` is the list's first word.
                         self.function_next = words.pop();
                         i += 2;
+                        list_start = i;
                         continue;
                     }
                     Tok::Op(op) => {
@@ -337,7 +350,9 @@ impl Eval<'_> {
                     "function" => {
                         // `function name {`
                         self.function_next = first.get(1).cloned();
-                        first.drain(..first.len().min(2));
+                        let n = first.len().min(2);
+                        first.drain(..n);
+                        at += n - 1;
                     }
                     "for" => {
                         // `for VAR in WORDS...` (`do` follows); over known words it runs its
@@ -454,6 +469,9 @@ impl Eval<'_> {
                 Some(")") => {
                     if matches!(self.frames.last(), Some(Frame::Block { close: ")", .. })) {
                         self.pop();
+                        // A subshell's `cd` ends with it; where the script was is not kept.
+                        self.cwd = None;
+                        self.ran.push(vec!["cd".to_string()]);
                     }
                 }
                 _ => {}

@@ -107,7 +107,9 @@ impl Eval<'_> {
                 if p.starts_with('/') {
                     (self.paths)(&p, c)
                 } else {
-                    None
+                    // Relative: against where the script went, when that is known.
+                    let dir = self.cwd.as_deref()?.trim_end_matches('/');
+                    (self.paths)(&format!("{dir}/{p}"), c)
                 }
             }
             [a, op @ ("=" | "==" | "!="), b] => {

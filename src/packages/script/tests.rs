@@ -344,3 +344,56 @@ ucf /usr/share/after-a-maybe-return /etc/m
         ]
     );
 }
+
+#[test]
+fn cd_is_passed_on_with_its_directory_or_as_not_known() {
+    // postfix's form (bookworm): a function called with relative paths after `cd ${CHROOT}`.
+    let script = r#"#!/bin/sh
+CHROOT=/var/spool/postfix
+makedir() {
+    if [ ! -d "$1" ]; then
+	mkdir -Z "$1"
+    fi
+    chown $2 "$1"
+    chmod $3 "$1"
+}
+cd ${CHROOT}
+makedir public postfix:root 755
+makedir private root:root 700
+if [ -e /etc/q ]; then cd /elsewhere; fi
+chmod 700 maybe-elsewhere
+cd /etc/postfix
+( cd sasl && chmod 600 x )
+cd $UNSET
+cd relative
+"#;
+    // The image has /var/spool/postfix/public: a relative test is asked about it there.
+    let paths = |p: &str, op: char| match op {
+        'd' => Some(p == "/var/spool/postfix/public"),
+        _ => None,
+    };
+    assert_eq!(
+        ran_in(
+            script,
+            &BTreeMap::new(),
+            &paths,
+            &["cd", "mkdir", "chown", "chmod"]
+        ),
+        [
+            "cd /var/spool/postfix",
+            "chown postfix:root public",
+            "chmod 755 public",
+            "mkdir -Z private",
+            "chown root:root private",
+            "chmod 700 private",
+            "cd",
+            "chmod 700 maybe-elsewhere",
+            "cd /etc/postfix",
+            // `cd sasl`: relative; its `&&` makes the chmod uncertain; the subshell's end.
+            "cd",
+            "cd",
+            "cd",
+            "cd",
+        ]
+    );
+}
