@@ -5,14 +5,17 @@
 //! PACKAGE DEST` registers it. From the commands a first configure certainly runs (see
 //! `packages::script`), each new version is copied into place as ucf does, and ucf's own
 //! records are written the way ucf and ucfr write them (`/var/lib/ucf/hashfile` with each
-//! file's MD5, `registry` with the package it belongs to, and for `--three-way` a copy of the
-//! new version in `cache`), so that on the machine an upgrade of the package sees the file as
+//! file's MD5, `registry` with the package it belongs to, and a copy of the new version in
+//! `cache` for `--three-way` or a file under 25600 bytes), so that on the machine an upgrade of the package sees the file as
 //! unchanged and replaces it.
 
 use anyhow::Result;
 use md5::{Digest, Md5};
 
 use crate::tree::{Entry, Kind, Tree};
+
+/// The size from which ucf caches a new version only when asked (`--three-way`).
+const UNCACHED_SIZE: usize = 25600;
 
 /// One file a script installs with ucf.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,7 +150,9 @@ pub(super) fn apply(tree: &mut Tree, files: &[UcfFile]) -> Result<()> {
             super::put_entry(tree, at, e)
         };
         copy(tree, &dest)?;
-        if u.three_way {
+        // ucf's replace_md5sum keeps the new version in its cache for `--three-way`, and
+        // for any file under 25600 bytes.
+        if u.three_way || data.len() < UNCACHED_SIZE {
             copy(tree, &format!("{STATE}/cache/{}", u.dest.replace('/', ":")))?;
         }
         hashes.push_str(&format!(
@@ -221,6 +226,11 @@ mod tests {
         .unwrap();
         t.insert("usr/share/u/20auto", Entry::file("on\n", 0o644))
             .unwrap();
+        t.insert(
+            "usr/share/u/big",
+            Entry::file(vec![b'#'; UNCACHED_SIZE], 0o644),
+        )
+        .unwrap();
         t.insert("etc/kept", Entry::file("mine\n", 0o600)).unwrap();
         t.insert(
             "usr/share/openssh/sshd_config",
@@ -245,8 +255,10 @@ mod tests {
                     true,
                     Some("chrony"),
                 ),
-                // Not registered, no cache copy.
+                // Not registered; small, so cached without --three-way too.
                 file("/usr/share/u/20auto", "/etc/20auto", false, None),
+                // 25600 bytes without --three-way: not cached.
+                file("/usr/share/u/big", "/etc/big", false, None),
                 // Already there: kept as it is, and not recorded.
                 file("/usr/share/u/kept", "/etc/kept", false, Some("u")),
                 // No such directory, or no such new version: nothing.
@@ -271,14 +283,16 @@ mod tests {
             0o640
         );
         assert_eq!(t.read("etc/20auto").unwrap(), b"on\n");
-        assert!(!t.exists("var/lib/ucf/cache/:etc:20auto"));
+        assert_eq!(t.read("var/lib/ucf/cache/:etc:20auto").unwrap(), b"on\n");
+        assert!(t.exists("etc/big") && !t.exists("var/lib/ucf/cache/:etc:big"));
         assert_eq!(t.read("etc/kept").unwrap(), b"mine\n");
         assert!(!t.exists("etc/nodir/x") && !t.exists("etc/none"));
-        // md5sum's own output for "pool x\n", "1 MD5 secret\n" and "on\n".
+        // md5sum's own output for "pool x\n", "1 MD5 secret\n" and "on\n" (and, from
+        // `head -c 25600 /dev/zero | tr '\0' '#' | md5sum`, the big one).
         assert_eq!(
             String::from_utf8(t.read("var/lib/ucf/hashfile").unwrap()).unwrap(),
             format!(
-                "{}  /etc/chrony/chrony.conf\n{}  /etc/chrony/chrony.keys\n{}  /etc/20auto\n{}  /etc/ssh/sshd_config\n",
+                "{}  /etc/chrony/chrony.conf\n{}  /etc/chrony/chrony.keys\n{}  /etc/20auto\n20456c9470dc11e48a6996dd74aa92fc  /etc/big\n{}  /etc/ssh/sshd_config\n",
                 hex::encode(Md5::digest(b"pool x\n")),
                 hex::encode(Md5::digest(b"1 MD5 secret\n")),
                 hex::encode(Md5::digest(b"on\n")),

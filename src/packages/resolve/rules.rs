@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::packages::index::{parse_deps, Dep, Index, PackageInfo};
 use super::ResolveError;
+use crate::packages::index::{parse_deps, Dep, Index, PackageInfo};
 
 /// One `Conflicts`/`Breaks` clause of a chosen package.
 pub(super) struct Against {
