@@ -10,6 +10,7 @@
 
 use anyhow::{Context, Result};
 
+use crate::packages::script::{APPEND, WRITE};
 use crate::tree::{Entry, Kind, Tree};
 
 /// A command's options: each as its short letter, with its value where it takes one.
@@ -208,12 +209,17 @@ pub(super) fn apply(tree: &mut Tree, package: &str, commands: &[Vec<String>]) ->
             "cp" => cp(tree, cwd, args)?,
             "install" => install(tree, cwd, args)?,
             "rm" => rm(tree, cwd, args),
+            WRITE | APPEND => write(tree, cwd, args, tool == APPEND)?,
             _ => continue,
         };
         if !done {
+            let what = match (tool, args.first()) {
+                (WRITE, Some(f)) => format!("> {f}"),
+                (APPEND, Some(f)) => format!(">> {f}"),
+                _ => c.join(" "),
+            };
             eprintln!(
-                "note: {package}'s postinst runs `{}`, which the build does not do (an option or path it does not read, or an account the image lacks)",
-                c.join(" ")
+                "note: {package}'s postinst runs `{what}`, which the build does not do (an option or path it does not read, or an account the image lacks)"
             );
         }
     }
@@ -265,6 +271,48 @@ fn touch(tree: &mut Tree, cwd: Cwd, args: &[String]) -> Result<bool> {
                 .with_context(|| format!("making /{rel}"))?;
         }
     }
+    Ok(true)
+}
+
+/// `cat <<EOF > FILE`, `echo WORDS >> FILE` (the evaluator's [`WRITE`] and [`APPEND`]): a
+/// new file as the shell makes one (0644 under dpkg's umask 022, root's), or an existing
+/// regular file's text replaced or added to, its mode and owner kept. What goes to a device
+/// or the machine's runtime directories changes nothing in the image.
+fn write(tree: &mut Tree, cwd: Cwd, args: &[String], append: bool) -> Result<bool> {
+    let [file, text] = args else {
+        return Ok(false);
+    };
+    let Some(abs) = absolute(cwd, file) else {
+        return Ok(false);
+    };
+    let first = abs
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    if matches!(first, "dev" | "proc" | "sys" | "run") {
+        return Ok(true);
+    }
+    let Some(rel) = target(cwd, file) else {
+        return Ok(false);
+    };
+    let at = tree.resolve(&rel).unwrap_or(rel);
+    let entry = match tree.get(&at) {
+        None if parent_is_dir(tree, &at) => Entry::file(text.clone().into_bytes(), 0o644),
+        Some(e) => {
+            let Kind::File(old) = &e.kind else {
+                return Ok(false);
+            };
+            let mut data = if append { old.read_all()? } else { Vec::new() };
+            data.extend_from_slice(text.as_bytes());
+            let mut n = Entry::file(data, e.mode);
+            (n.uid, n.gid) = (e.uid, e.gid);
+            n
+        }
+        None => return Ok(false),
+    };
+    tree.insert(&at, entry)
+        .with_context(|| format!("writing /{at}"))?;
     Ok(true)
 }
 
@@ -636,6 +684,50 @@ mod tests {
         let mut t = image();
         apply(&mut t, "test", &[words("mkdir opt")]).unwrap();
         assert!(t.get("opt").is_some());
+    }
+
+    #[test]
+    fn written_text_makes_a_file_or_replaces_or_extends_one() {
+        let mut t = image();
+        let cmds: Vec<Vec<String>> = vec![
+            vec![
+                WRITE.into(),
+                "/etc/aliases".into(),
+                "postmaster: root\n".into(),
+            ],
+            vec![APPEND.into(), "/etc/aliases".into(), "root: ops\n".into()],
+            vec![
+                WRITE.into(),
+                "/etc/passwd".into(),
+                "root:x:0:0::/root:/bin/sh\n".into(),
+            ],
+            vec![WRITE.into(), "/dev/null".into(), "gone\n".into()],
+            vec!["cd".into(), "/var/www".into()],
+            vec![WRITE.into(), "index.html".into(), "<p>\n".into()],
+        ];
+        t.get_mut("etc/passwd").unwrap().mode = 0o600;
+        apply(&mut t, "test", &cmds).unwrap();
+        assert_eq!(
+            t.read("etc/aliases").unwrap(),
+            b"postmaster: root\nroot: ops\n"
+        );
+        assert_eq!(meta(&t, "etc/aliases"), (0o644, 0, 0));
+        // Replaced, its mode kept.
+        assert_eq!(
+            t.read("etc/passwd").unwrap(),
+            b"root:x:0:0::/root:/bin/sh\n"
+        );
+        assert_eq!(meta(&t, "etc/passwd").0, 0o600);
+        assert_eq!(t.read("var/www/index.html").unwrap(), b"<p>\n");
+        // Into a directory that is not there: left alone.
+        let before = format!("{:?}", t.iter().collect::<Vec<_>>());
+        apply(
+            &mut t,
+            "test",
+            &[vec![WRITE.into(), "/etc/none/x".into(), "x".into()]],
+        )
+        .unwrap();
+        assert_eq!(format!("{:?}", t.iter().collect::<Vec<_>>()), before);
     }
 
     #[test]

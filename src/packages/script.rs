@@ -41,8 +41,9 @@ fn or(a: Known, b: Known) -> Known {
 
 /// What the image answers about a path: `test(path, op)` for `[ -OP PATH ]` with `op` one of
 /// `e f d L h x s r w` (following links as `test` does, but for `L` and `h`), for `c`,
-/// whether `command -v PATH` finds it, and for `o`, whether `dpkg-statoverride --list PATH`
-/// does. `None` when it cannot say.
+/// whether `command -v PATH` finds it, for `o`, whether `dpkg-statoverride --list PATH`
+/// does, and for `u` and `g`, whether the user or group of that name is there (`getent`,
+/// `id`). `None` when it cannot say.
 pub type Paths<'a> = &'a dyn Fn(&str, char) -> Known;
 
 /// An open compound command.
@@ -179,7 +180,13 @@ impl Eval<'_> {
                 _ => None,
             };
         }
-        let out = super::accounts::substitute(word, |name| match name {
+        let out = super::accounts::substitute(word, |name| self.lookup(name))?;
+        (!out.contains(['`', '*', '?', '[', '(', ')', '$'])).then_some(out)
+    }
+
+    /// The value of `$name` (a variable or a positional parameter) when it is known.
+    fn lookup(&self, name: &str) -> Option<String> {
+        match name {
             "#" => Some(self.args.len().to_string()),
             n if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
                 let i: usize = n.parse().ok()?;
@@ -188,8 +195,16 @@ impl Eval<'_> {
             }
             n if name_ok(n) => self.vars.get(n)?.value.clone(),
             _ => None,
-        })?;
-        (!out.contains(['`', '*', '?', '[', '(', ')', '$'])).then_some(out)
+        }
+    }
+
+    /// A here-document's lines with `$NAME` expanded; `None` when they hold a command
+    /// substitution, a backslash (an escape) or a name not known.
+    fn expand_text(&self, text: &str) -> Option<String> {
+        if text.contains(['`', '\\']) || text.contains("$(") {
+            return None;
+        }
+        super::accounts::substitute(text, |name| self.lookup(name))
     }
 
     /// A command's words expanded, `$@` and `$*` as the parameters that are not empty (as
@@ -252,6 +267,17 @@ pub fn template_defaults(templates: &str) -> BTreeMap<String, String> {
     }
     out
 }
+
+/// Marks a word that stands for a redirection of the command it came with, followed by `w`
+/// (standard output written to the file named after it), `a` (appended to it), `h` (a
+/// here-document's lines, `$NAME` in them expanded) or `q` (taken as they are).
+const REDIRECT: char = '\u{1}';
+
+/// What the evaluator reports for `cat <<EOF > FILE` or `echo WORDS > FILE` (`>>`: the append
+/// form): the file and the text, when both are known.
+pub const WRITE: &str = "ingot:write";
+/// [`WRITE`] for `>>`.
+pub const APPEND: &str = "ingot:append";
 
 /// The simple commands a `postinst` certainly runs on a first configure, in order, each with
 /// every word known; `defaults` are its package's debconf template defaults, `paths` what the

@@ -5,8 +5,13 @@
 pub(super) enum Tok {
     /// A word, quotes removed, `$(...)`, `${...}` and backquotes kept as written.
     Word(String),
-    /// An operator: `;;`, `;`, `&&`, `||`, `|`, `&`, `(`, `)`, or `>` for any redirection.
+    /// An operator: `;;`, `;`, `&&`, `||`, `|`, `&`, `(`, `)`; `1>` and `1>>` for standard
+    /// output written or appended to the file named next, `<<` before a here-document, and
+    /// `>` for any other redirection.
     Op(&'static str),
+    /// A here-document's lines, and whether `$NAME` in them is expanded (its delimiter was
+    /// not quoted).
+    Here(String, bool),
     /// The end of a line.
     Nl,
 }
@@ -55,8 +60,9 @@ pub(super) fn lex(script: &str) -> Vec<Tok> {
     let mut word = String::new();
     // A word was started (so an empty quoted word counts).
     let mut started = false;
-    // Here-documents whose lines start at the next new line: delimiter, `<<-`.
-    let mut heredocs: Vec<(String, bool)> = Vec::new();
+    // Here-documents whose lines start at the next new line: delimiter, `<<-`, and where
+    // their `Here` token is.
+    let mut heredocs: Vec<(String, bool, usize)> = Vec::new();
     let mut i = 0;
     let flush = |out: &mut Vec<Tok>, word: &mut String, started: &mut bool| {
         if *started {
@@ -88,7 +94,8 @@ pub(super) fn lex(script: &str) -> Vec<Tok> {
                 flush(&mut out, &mut word, &mut started);
                 out.push(Tok::Nl);
                 i += 1;
-                for (delim, strip) in std::mem::take(&mut heredocs) {
+                for (delim, strip, at) in std::mem::take(&mut heredocs) {
+                    let mut body = String::new();
                     while i < chars.len() {
                         let end = chars[i..]
                             .iter()
@@ -104,6 +111,11 @@ pub(super) fn lex(script: &str) -> Vec<Tok> {
                         if line == delim {
                             break;
                         }
+                        body.push_str(line);
+                        body.push('\n');
+                    }
+                    if let Some(Tok::Here(text, _)) = out.get_mut(at) {
+                        *text = body;
                     }
                 }
             }
@@ -159,33 +171,44 @@ pub(super) fn lex(script: &str) -> Vec<Tok> {
                     i += 1;
                 }
                 let mut delim = String::new();
+                let mut quoted = false;
                 while i < chars.len()
                     && !matches!(
                         chars[i],
                         ' ' | '\t' | '\n' | ';' | '|' | '&' | '>' | '<' | ')'
                     )
                 {
-                    if !matches!(chars[i], '\'' | '"' | '\\') {
+                    if matches!(chars[i], '\'' | '"' | '\\') {
+                        quoted = true;
+                    } else {
                         delim.push(chars[i]);
                     }
                     i += 1;
                 }
-                out.push(Tok::Op(">"));
-                out.push(Tok::Word(delim.clone()));
-                heredocs.push((delim, strip));
+                out.push(Tok::Op("<<"));
+                heredocs.push((delim, strip, out.len()));
+                out.push(Tok::Here(String::new(), !quoted));
             }
             '>' | '<' => {
                 // A file descriptor number before it belongs to the redirection.
+                let mut fd = None;
                 if started && !word.is_empty() && word.chars().all(|d| d.is_ascii_digit()) {
-                    word.clear();
+                    fd = Some(std::mem::take(&mut word));
                     started = false;
                 }
                 flush(&mut out, &mut word, &mut started);
+                let start = i;
                 i += 1;
                 while i < chars.len() && matches!(chars[i], '>' | '&' | '|') {
                     i += 1;
                 }
-                out.push(Tok::Op(">"));
+                let op: String = chars[start..i].iter().collect();
+                let stdout = matches!(fd.as_deref(), None | Some("1"));
+                out.push(Tok::Op(match op.as_str() {
+                    ">" | ">|" if stdout => "1>",
+                    ">>" if stdout => "1>>",
+                    _ => ">",
+                }));
             }
             ';' | '&' | '|' | '(' | ')' => {
                 flush(&mut out, &mut word, &mut started);

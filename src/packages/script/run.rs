@@ -5,7 +5,11 @@ use super::*;
 
 impl Eval<'_> {
     /// Run one simple command whose running is `runs`.
-    fn command(&mut self, words: &[String], runs: Known) {
+    fn command(&mut self, all: &[String], runs: Known) {
+        let (redirects, words): (Vec<&String>, Vec<&String>) =
+            all.iter().partition(|w| w.starts_with(REDIRECT));
+        let words: Vec<String> = words.into_iter().cloned().collect();
+        let words = &words[..];
         if runs == Some(false) || words.is_empty() {
             return;
         }
@@ -111,9 +115,43 @@ impl Eval<'_> {
         }
         if certain {
             if let Some(w) = self.expand_all(words) {
+                if let Some(write) = self.written(&w, &redirects) {
+                    self.ran.push(write);
+                }
                 self.ran.push(w);
             }
         }
+    }
+
+    /// What `cat <<EOF > FILE` or `echo WORDS > FILE` (or `>>`) writes, as a [`WRITE`] or
+    /// [`APPEND`] command: the file and the text, when both are known.
+    fn written(&self, w: &[String], redirects: &[&String]) -> Option<Vec<String>> {
+        let marked = |kinds: &[char]| {
+            redirects.iter().rev().find_map(|r| {
+                let mut c = r.chars().skip(1);
+                let kind = c.next()?;
+                kinds.contains(&kind).then(|| (kind, c.collect::<String>()))
+            })
+        };
+        let (kind, file) = marked(&['w', 'a'])?;
+        let file = self.expand(&file)?;
+        let text = match w[0].as_str() {
+            "cat" if w.len() == 1 => match marked(&['h', 'q'])? {
+                ('h', text) => self.expand_text(&text)?,
+                (_, text) => text,
+            },
+            // dash's echo reads backslash escapes and `-n`: only plain words are taken.
+            "echo"
+                if !w[1..]
+                    .iter()
+                    .any(|a| a.starts_with('-') || a.contains('\\')) =>
+            {
+                format!("{}\n", w[1..].join(" "))
+            }
+            _ => return None,
+        };
+        let tool = if kind == 'w' { WRITE } else { APPEND };
+        Some(vec![tool.to_string(), file, text])
     }
 
     /// Run a function's body with `args`.
@@ -243,16 +281,26 @@ impl Eval<'_> {
             let mut words: Vec<String> = Vec::new();
             let mut joined: &'static str = "";
             let mut end: Option<&'static str> = None;
-            let mut redirect = false;
+            // The redirection whose target is the next word: `None` for no redirection,
+            // `Some(None)` for one whose target is dropped, `Some(Some(kind))` for standard
+            // output, kept as a marked word (see `REDIRECT`).
+            let mut redirect: Option<Option<char>> = None;
             let mut piped = false;
             while i < to {
                 match &self.toks[i] {
-                    Tok::Word(w) => {
-                        if !std::mem::take(&mut redirect) {
-                            words.push(w.clone());
-                        }
+                    Tok::Word(w) => match redirect.take() {
+                        None => words.push(w.clone()),
+                        Some(None) => {}
+                        Some(Some(kind)) => words.push(format!("{REDIRECT}{kind}{w}")),
+                    },
+                    Tok::Here(text, expand) => {
+                        let kind = if *expand { 'h' } else { 'q' };
+                        words.push(format!("{REDIRECT}{kind}{text}"));
                     }
-                    Tok::Op(">") => redirect = true,
+                    Tok::Op("<<") => {}
+                    Tok::Op("1>") => redirect = Some(Some('w')),
+                    Tok::Op("1>>") => redirect = Some(Some('a')),
+                    Tok::Op(">") => redirect = Some(None),
                     Tok::Op(op @ ("&&" | "||")) => {
                         cmds.push((std::mem::take(&mut words), joined));
                         joined = op;

@@ -397,3 +397,121 @@ cd relative
         ]
     );
 }
+
+#[test]
+fn here_documents_and_echo_into_a_file_are_reported_with_their_text() {
+    // postfix's /etc/aliases and postgresql-common's root.crt (bookworm), and what must not
+    // count.
+    let script = r#"#!/bin/sh
+if [ ! -f /etc/aliases ]; then
+    cat << EOF > /etc/aliases
+# See man 5 aliases for format
+postmaster:    root
+EOF
+fi
+SSL_ROOT=/etc/postgresql-common/root.crt
+if ! [ -e "$SSL_ROOT" ]; then
+    cat > "$SSL_ROOT" <<EOF
+dummy for $SSL_ROOT
+EOF
+fi
+cat > /etc/q <<'EOF'
+kept $AS_IS
+EOF
+echo "root:	admin" >> /etc/aliases
+echo -n x > /etc/n
+echo 'a\tb' > /etc/escaped
+cat <<EOF > /etc/unknown
+$(hostname)
+EOF
+cat <<EOF > /etc/unset
+$NOT_SET
+EOF
+sed s/a/b/ /etc/x > /etc/y
+echo made 2> /etc/stderr-only
+if [ -e /etc/maybe ]; then echo no > /etc/maybe-not; fi
+"#;
+    let nothing = |_: &str, op: char| match op {
+        'e' | 'f' => Some(false),
+        _ => None,
+    };
+    let got: Vec<Vec<String>> = first_configure(script, &BTreeMap::new(), &nothing)
+        .into_iter()
+        .filter(|c| c[0] == WRITE || c[0] == APPEND)
+        .collect();
+    let w = |t: &str, f: &str, x: &str| vec![t.to_string(), f.to_string(), x.to_string()];
+    assert_eq!(
+        got,
+        [
+            w(
+                WRITE,
+                "/etc/aliases",
+                "# See man 5 aliases for format\npostmaster:    root\n"
+            ),
+            w(
+                WRITE,
+                "/etc/postgresql-common/root.crt",
+                "dummy for /etc/postgresql-common/root.crt\n"
+            ),
+            w(WRITE, "/etc/q", "kept $AS_IS\n"),
+            w(APPEND, "/etc/aliases", "root:\tadmin\n"),
+        ]
+    );
+}
+
+#[test]
+fn debhelpers_service_start_does_not_end_the_script() {
+    // dh_installinit's snippet, then what postfix does after it (bookworm).
+    let script = r#"#!/bin/sh
+if [ "$1" = "configure" ] || [ "$1" = "abort-upgrade" ]; then
+	if [ -z "${DPKG_ROOT:-}" ] && [ -x "/etc/init.d/postfix" ]; then
+		invoke-rc.d --skip-systemd-native postfix start || exit 1
+	fi
+fi
+deb-systemd-invoke start x.service >/dev/null || true
+ln -s /usr/share/postfix/makedefs.out /etc/postfix/makedefs.out
+invoke-rc.d --disclose-deny y start || exit 1
+ln -s /never /etc/after-a-maybe-exit
+"#;
+    assert_eq!(
+        ran(script, &BTreeMap::new(), &["ln"]),
+        ["ln -s /usr/share/postfix/makedefs.out /etc/postfix/makedefs.out"]
+    );
+}
+
+#[test]
+fn account_lookups_are_what_the_image_answers() {
+    // memcached's form (bookworm): the account is made only when getent does not find it.
+    let script = r#"#!/bin/sh
+GROUP="memcache"
+USER="memcache"
+if ! getent group $GROUP >/dev/null ; then
+        addgroup --system $GROUP >/dev/null
+fi
+if ! getent passwd $USER >/dev/null ; then
+        adduser --system --ingroup $GROUP --home /nonexistent $USER >/dev/null
+fi
+if id -u root >/dev/null 2>&1; then echo ok > /etc/root-there; fi
+if getent hosts x; then echo no > /etc/unknown; fi
+"#;
+    let before = |name: &str, op: char| match op {
+        'u' | 'g' => Some(name == "root"),
+        _ => None,
+    };
+    assert_eq!(
+        ran_in(
+            script,
+            &BTreeMap::new(),
+            &before,
+            &["addgroup", "adduser", WRITE]
+        ),
+        [
+            "addgroup --system memcache",
+            "adduser --system --ingroup memcache --home /nonexistent memcache",
+            "ingot:write /etc/root-there ok\n",
+        ]
+    );
+    // Once made, not made again.
+    let after = |_: &str, op: char| matches!(op, 'u' | 'g').then_some(true);
+    assert!(ran_in(script, &BTreeMap::new(), &after, &["addgroup", "adduser"]).is_empty());
+}
