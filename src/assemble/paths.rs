@@ -26,6 +26,17 @@ pub(super) fn test(tree: &Tree, path: &str, op: char) -> Known {
             test(tree, &p, 'x') == Some(true) && test(tree, &p, 'f') == Some(true)
         }));
     }
+    if op == 'u' || op == 'g' {
+        // `getent passwd NAME` / `getent group NAME`: whether the image has the account.
+        let db = if op == 'u' { "etc/passwd" } else { "etc/group" };
+        let text = tree.read(db).unwrap_or_default();
+        let prefix = format!("{path}:");
+        return Some(
+            String::from_utf8_lossy(&text)
+                .lines()
+                .any(|l| l.starts_with(&prefix)),
+        );
+    }
     let rel = path.trim_start_matches('/');
     if op == 'L' || op == 'h' {
         let at = tree.resolve_parent(rel).ok()?;
@@ -91,5 +102,24 @@ mod tests {
         ] {
             assert_eq!(test(&t, p, op), Some(want), "-{op} {p}");
         }
+    }
+
+    #[test]
+    fn accounts_are_looked_up_in_the_images_passwd_and_group() {
+        let mut t = Tree::new();
+        t.insert(
+            "etc/passwd",
+            Entry::file(
+                "root:x:0:0::/root:/bin/sh\nmemcache:x:100:101::/:/bin/false\n",
+                0o644,
+            ),
+        )
+        .unwrap();
+        t.insert("etc/group", Entry::file("root:x:0:\n", 0o644))
+            .unwrap();
+        assert_eq!(test(&t, "memcache", 'u'), Some(true));
+        assert_eq!(test(&t, "memcach", 'u'), Some(false));
+        assert_eq!(test(&t, "memcache", 'g'), Some(false));
+        assert_eq!(test(&t, "root", 'g'), Some(true));
     }
 }
