@@ -142,7 +142,8 @@ pub(super) fn shell_quote(s: &str) -> String {
 /// failed when the check began (the units it is ordered after have ended by then):
 /// `failed=` those the profile starts (a boot test fails on them, and on an A/B disk they make
 /// the boot bad like a failed probe), `degraded=` any other (reported only). Both are left out
-/// when empty.
+/// when empty. A unit of the profile's that systemd restarted (`NRestarts`) counts as failed:
+/// a service that crashes and is restarted in a loop is not always `failed` when listed.
 pub(super) fn ready_script(
     id: &Identity,
     agents: &[Agent],
@@ -164,6 +165,16 @@ pub(super) fn ready_script(
         // ready check comes after (multi-user.target and what it waits for) have ended by now.
         s.push_str("systemctl list-units --state=failed --plain --no-legend --no-pager > \"$d/units\" 2>/dev/null &\n");
     }
+    let wanted_units = units.filter(|w| !w.is_empty());
+    if let Some(wanted) = wanted_units {
+        // How often systemd restarted each of the profile's units: one that crashes and is
+        // restarted (Restart=) can be between two starts when listed, and not `failed`.
+        let quoted: Vec<String> = wanted.iter().map(|u| shell_quote(u)).collect();
+        s.push_str(&format!(
+            "systemctl show -p Id -p NRestarts --no-pager {} > \"$d/restarts\" 2>/dev/null &\n",
+            quoted.join(" ")
+        ));
+    }
     s.push_str("wait\nagents=\"\"\nprobes=\"\"\n");
     for (n, a) in agents.iter().enumerate() {
         s.push_str(&format!(
@@ -180,6 +191,9 @@ pub(super) fn ready_script(
             if wanted.is_empty() { "none".to_string() } else { wanted.join(" ") },
             shell_quote(&list.concat()),
         ));
+        if wanted_units.is_some() {
+            s.push_str("# ... and those of its own that systemd had to restart (a block per unit).\nid=\"\"; n=\"\"\nrestarted() {\n  if [ -n \"$id\" ] && [ \"${n:-0}\" != 0 ]; then\n    case \",$failed,\" in *\",$id,\"*) ;; *) failed=\"$failed${failed:+,}$id\" ;; esac\n  fi\n  id=\"\"; n=\"\"\n}\nwhile read -r l; do\n  case $l in\n    Id=*) id=${l#Id=} ;;\n    NRestarts=*) n=${l#NRestarts=} ;;\n    \"\") restarted ;;\n  esac\ndone < \"$d/restarts\"\nrestarted\n");
+        }
         units_out = "${failed:+ failed=$failed}${degraded:+ degraded=$degraded}";
     }
     s.push_str("rm -rf \"$d\"\n");
