@@ -1,0 +1,211 @@
+//! The file commands against a small image: what each does, and what is left alone.
+use super::*;
+
+fn words(s: &str) -> Vec<String> {
+    s.split(' ').map(str::to_string).collect()
+}
+
+fn image() -> Tree {
+    let mut t = Tree::new();
+    t.insert(
+        "etc/passwd",
+        Entry::file(
+            "root:x:0:0::/root:/bin/sh\nntpsec:x:105:107::/:/usr/sbin/nologin\n",
+            0o644,
+        ),
+    )
+    .unwrap();
+    t.insert(
+        "etc/group",
+        Entry::file("root:x:0:\nadm:x:4:\nbind:x:106:\nntpsec:x:107:\n", 0o644),
+    )
+    .unwrap();
+    t.mkdir_p("var/lib").unwrap();
+    t.mkdir_p("var/log/apache2").unwrap();
+    t.mkdir_p("etc/systemd/system").unwrap();
+    t.mkdir_p("var/www/html").unwrap();
+    t.insert(
+        "usr/share/apache2/default-site/index.html",
+        Entry::file("<html>", 0o640),
+    )
+    .unwrap();
+    t.insert("usr/bin/tool", Entry::file("elf", 0o4755))
+        .unwrap();
+    t.insert("lib/modules/6.1/.fresh-install", Entry::file("", 0o644))
+        .unwrap();
+    t
+}
+
+fn meta(t: &Tree, p: &str) -> (u32, u32, u32) {
+    let e = t.get(p).unwrap_or_else(|| panic!("no /{p}"));
+    (e.mode, e.uid, e.gid)
+}
+
+#[test]
+fn file_commands_do_to_the_tree_what_they_do_on_a_machine() {
+    let mut t = image();
+    let cmds: Vec<Vec<String>> = [
+        "mkdir -p /var/lib/bind",
+        "chown root:bind /var/lib/bind",
+        "chmod 775 /var/lib/bind",
+        "mkdir -pZ /etc/ssh",
+        "touch /var/log/apache2/error.log /var/log/apache2/access.log",
+        "chown root:adm /var/log/apache2/error.log",
+        "chmod 0640 /var/log/apache2/error.log",
+        "install -o ntpsec -g ntpsec -d /var/lib/ntpsec",
+        "mkdir -p /etc/apparmor.d/local",
+        "install --mode 644 /dev/null /etc/apparmor.d/local/x",
+        "ln -sf /dev/null /etc/systemd/system/ntpsec.timer",
+        "cp /usr/share/apache2/default-site/index.html /var/www/html/index.html",
+        "chgrp adm /usr/bin/tool",
+        "rm -f /lib/modules/6.1/.fresh-install",
+        "mkdir -p /var/lib/initramfs-tools/old",
+        "touch /var/lib/initramfs-tools/old/6.1",
+        "rm -rf /var/lib/initramfs-tools",
+        "touch /etc/x.dpkg-remove",
+        "rm -v -f /etc/x.dpkg-remove /etc/not-there",
+        "mkdir -p /var/log/zabbix-agent/old",
+        "touch /var/log/zabbix-agent/old/a.log",
+        "ln -s /etc/passwd /var/log/zabbix-agent/link",
+        "chown ntpsec:ntpsec /var/log/zabbix-agent -R",
+        "chmod -R 750 /var/log/zabbix-agent",
+    ]
+    .iter()
+    .map(|c| words(c))
+    .collect();
+    apply(&mut t, "test", &cmds).unwrap();
+    assert_eq!(meta(&t, "var/lib/bind"), (0o775, 0, 106));
+    assert_eq!(meta(&t, "etc/ssh"), (0o755, 0, 0));
+    assert_eq!(meta(&t, "var/log/apache2/error.log"), (0o640, 0, 4));
+    assert_eq!(meta(&t, "var/log/apache2/access.log"), (0o644, 0, 0));
+    assert_eq!(meta(&t, "var/lib/ntpsec"), (0o755, 105, 107));
+    assert_eq!(meta(&t, "etc/apparmor.d/local/x"), (0o644, 0, 0));
+    assert_eq!(
+        t.get("etc/systemd/system/ntpsec.timer").unwrap().kind,
+        Kind::Symlink("/dev/null".into())
+    );
+    assert_eq!(t.read("var/www/html/index.html").unwrap(), b"<html>");
+    assert_eq!(meta(&t, "var/www/html/index.html"), (0o640, 0, 0));
+    // chgrp takes setuid off, as on a machine.
+    assert_eq!(meta(&t, "usr/bin/tool"), (0o755, 0, 4));
+    assert!(t.get("lib/modules/6.1/.fresh-install").is_none());
+    assert!(t.get("var/lib/initramfs-tools").is_none());
+    assert!(t.get("var/lib/initramfs-tools/old/6.1").is_none());
+    assert!(t.get("etc/x.dpkg-remove").is_none());
+    assert!(t.get("var/lib").is_some());
+    // -R, also after the operands as GNU's tools read it; links below are not followed.
+    assert_eq!(meta(&t, "var/log/zabbix-agent"), (0o750, 105, 107));
+    assert_eq!(meta(&t, "var/log/zabbix-agent/old"), (0o750, 105, 107));
+    assert_eq!(
+        meta(&t, "var/log/zabbix-agent/old/a.log"),
+        (0o750, 105, 107)
+    );
+    assert_eq!(t.get("var/log/zabbix-agent/link").unwrap().uid, 105);
+    assert_eq!(t.get("var/log/zabbix-agent/link").unwrap().mode, 0o777);
+    assert_eq!(meta(&t, "etc/passwd"), (0o644, 0, 0));
+}
+
+#[test]
+fn relative_paths_act_where_the_script_last_went() {
+    let mut t = image();
+    let cmds: Vec<Vec<String>> = [
+        "cd /var",
+        "mkdir -p -Z spool/postfix",
+        "cd /var/spool/postfix",
+        "mkdir private",
+        "chown ntpsec:root private",
+        "chmod 700 private",
+        "touch private/x",
+        // Where a `cd` led that may not have run: nothing relative is done.
+        "cd",
+        "mkdir lost",
+        "cd /",
+        "mkdir srv",
+    ]
+    .iter()
+    .map(|c| words(c))
+    .collect();
+    apply(&mut t, "test", &cmds).unwrap();
+    assert_eq!(meta(&t, "var/spool/postfix/private"), (0o700, 105, 0));
+    assert!(t.get("var/spool/postfix/private/x").is_some());
+    assert!(t.get("lost").is_none() && t.get("var/spool/postfix/lost").is_none());
+    assert_eq!(meta(&t, "srv"), (0o755, 0, 0));
+    // Without a cd, a script runs in /, as dpkg starts it.
+    let mut t = image();
+    apply(&mut t, "test", &[words("mkdir opt")]).unwrap();
+    assert!(t.get("opt").is_some());
+}
+
+#[test]
+fn written_text_makes_a_file_or_replaces_or_extends_one() {
+    let mut t = image();
+    let cmds: Vec<Vec<String>> = vec![
+        vec![
+            WRITE.into(),
+            "/etc/aliases".into(),
+            "postmaster: root\n".into(),
+        ],
+        vec![APPEND.into(), "/etc/aliases".into(), "root: ops\n".into()],
+        vec![
+            WRITE.into(),
+            "/etc/passwd".into(),
+            "root:x:0:0::/root:/bin/sh\n".into(),
+        ],
+        vec![WRITE.into(), "/dev/null".into(), "gone\n".into()],
+        vec!["cd".into(), "/var/www".into()],
+        vec![WRITE.into(), "index.html".into(), "<p>\n".into()],
+    ];
+    t.get_mut("etc/passwd").unwrap().mode = 0o600;
+    apply(&mut t, "test", &cmds).unwrap();
+    assert_eq!(
+        t.read("etc/aliases").unwrap(),
+        b"postmaster: root\nroot: ops\n"
+    );
+    assert_eq!(meta(&t, "etc/aliases"), (0o644, 0, 0));
+    // Replaced, its mode kept.
+    assert_eq!(
+        t.read("etc/passwd").unwrap(),
+        b"root:x:0:0::/root:/bin/sh\n"
+    );
+    assert_eq!(meta(&t, "etc/passwd").0, 0o600);
+    assert_eq!(t.read("var/www/index.html").unwrap(), b"<p>\n");
+    // Into a directory that is not there: left alone.
+    let before = format!("{:?}", t.iter().collect::<Vec<_>>());
+    apply(
+        &mut t,
+        "test",
+        &[vec![WRITE.into(), "/etc/none/x".into(), "x".into()]],
+    )
+    .unwrap();
+    assert_eq!(format!("{:?}", t.iter().collect::<Vec<_>>()), before);
+}
+
+#[test]
+fn what_these_do_not_read_is_left_alone() {
+    let mut t = image();
+    let before = format!("{:?}", t.iter().collect::<Vec<_>>());
+    let cmds: Vec<Vec<String>> = [
+        // Relative to a directory not known, symbolic modes, unknown accounts, the
+        // machine's runtime directories, a directory for rm, a parent that is missing.
+        "cd",
+        "chmod 700 active",
+        "chown -R nobody-here /var/www",
+        "chmod u+x /usr/bin/tool",
+        "chown nobody-here /var/www",
+        "mkdir /run/x",
+        "touch /dev/x",
+        "rm -f /var/www",
+        "rm -rf /var",
+        "rm -r /var/www /usr",
+        "mkdir /var/none/x",
+        "touch /var/none/file",
+        "ln /usr/bin/tool /usr/bin/hard",
+        "cp -r /usr/share /var/www",
+        "install -m 0644 /usr/share/none /etc/none",
+    ]
+    .iter()
+    .map(|c| words(c))
+    .collect();
+    apply(&mut t, "test", &cmds).unwrap();
+    assert_eq!(format!("{:?}", t.iter().collect::<Vec<_>>()), before);
+}
