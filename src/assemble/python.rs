@@ -36,7 +36,8 @@ fn versions(tree: &Tree) -> Vec<String> {
 /// interpreter `python3.N`, the marker `/var/lib/python/python3.N_installed` its `preinst`
 /// leaves and the empty `/usr/local/lib/python3.N/dist-packages` its `postinst` makes for the
 /// machine's own modules (setgid `staff` where `/etc/staff-group-for-usr-local` asks for it, as
-/// base-files does for `/usr/local`), and python3's `/etc/python3/debian_config`.
+/// base-files does for `/usr/local`). python3's `/etc/python3/debian_config` comes from its
+/// postinst's here-document (`assemble::postinst`).
 pub(super) fn runtime_defaults(tree: &mut Tree) -> Result<()> {
     let staff = tree
         .exists("etc/staff-group-for-usr-local")
@@ -57,20 +58,8 @@ pub(super) fn runtime_defaults(tree: &mut Tree) -> Result<()> {
             }
         }
     }
-    if tree.exists("usr/share/python3/debian_defaults")
-        && tree.get("etc/python3/debian_config").is_none()
-    {
-        tree.insert(
-            "etc/python3/debian_config",
-            Entry::file(DEBIAN_CONFIG, 0o644),
-        )?;
-    }
     Ok(())
 }
-
-/// The configuration python3's postinst writes: byte-compile as py3compile does by default.
-const DEBIAN_CONFIG: &str =
-    "[DEFAULT]\n# how to byte-compile (comma separated: standard, optimize)\nbyte-compile = standard\n";
 
 /// The build host's interpreter for `version`: Debian's `/usr/bin/python3.N`, else `python3.N`
 /// on PATH, checked to say that version.
@@ -260,12 +249,7 @@ mod tests {
         let dir = t.get("usr/local/lib/python3.11/dist-packages").unwrap();
         assert_eq!((dir.mode, dir.gid), (0o755, 0));
         assert!(t.get("var/lib/python/python3.11_installed").is_some());
-        assert_eq!(
-            String::from_utf8(t.read("etc/python3/debian_config").unwrap()).unwrap(),
-            "[DEFAULT]\n# how to byte-compile (comma separated: standard, optimize)\nbyte-compile = standard\n"
-        );
-        // Where /usr/local is the staff group's, so is the machine's Python directory; a
-        // configuration already there stays.
+        // Where /usr/local is the staff group's, so is the machine's Python directory.
         let mut t = Tree::new();
         t.insert("usr/bin/python3.11", Entry::file("elf", 0o755))
             .unwrap();
@@ -275,12 +259,9 @@ mod tests {
             .unwrap();
         t.insert("usr/share/python3/debian_defaults", Entry::file("", 0o644))
             .unwrap();
-        t.insert("etc/python3/debian_config", Entry::file("mine", 0o644))
-            .unwrap();
         runtime_defaults(&mut t).unwrap();
         let dir = t.get("usr/local/lib/python3.11").unwrap();
         assert_eq!((dir.mode, dir.gid), (0o2755, 50));
-        assert_eq!(t.read("etc/python3/debian_config").unwrap(), b"mine");
     }
 
     /// The `.pyc` header of `path` in `t`: (flags, recorded source time, recorded size).

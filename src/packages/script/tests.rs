@@ -515,3 +515,27 @@ if getent hosts x; then echo no > /etc/unknown; fi
     let after = |_: &str, op: char| matches!(op, 'u' | 'g').then_some(true);
     assert!(ran_in(script, &BTreeMap::new(), &after, &["addgroup", "adduser"]).is_empty());
 }
+
+#[test]
+fn a_here_document_in_a_function_with_its_tabs_stripped() {
+    // python3's postinst (bookworm): `<<-` strips the leading tabs of each line.
+    let script = "#!/bin/sh\nnew_config_file()\n{\n    cat > /etc/python3/debian_config <<-EOF\n\t[DEFAULT]\n\t# how to byte-compile (comma separated: standard, optimize)\n\tbyte-compile = standard\n\tEOF\n}\ncase \"$1\" in\n    configure)\n\t[ -d /etc/python3 ] || mkdir /etc/python3\n\t[ -f /etc/python3/debian_config ] || new_config_file\n    ;;\nesac\n";
+    let paths = |p: &str, _: char| Some(p == "/etc/python3");
+    let got: Vec<Vec<String>> = first_configure(script, &BTreeMap::new(), &paths)
+        .into_iter()
+        .filter(|c| c[0] == WRITE)
+        .collect();
+    assert_eq!(
+        got,
+        [vec![
+            WRITE.to_string(),
+            "/etc/python3/debian_config".to_string(),
+            "[DEFAULT]\n# how to byte-compile (comma separated: standard, optimize)\nbyte-compile = standard\n".to_string()
+        ]]
+    );
+    // Already there: not written again.
+    let there = |_: &str, _: char| Some(true);
+    assert!(first_configure(script, &BTreeMap::new(), &there)
+        .iter()
+        .all(|c| c[0] != WRITE));
+}
