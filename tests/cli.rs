@@ -597,6 +597,27 @@ fn host_files_come_only_from_the_profile_directory_and_only_regular_ones() {
         7,
         "pseudo-filesystem",
     );
+    refused(
+        d,
+        "link-and-content",
+        "[[files]]\npath = \"/etc/localtime\"\ncontent = \"a\"\nlink = \"/usr/share/zoneinfo/UTC\"\n",
+        7,
+        "exactly one of `content`, `source` or `link`",
+    );
+    refused(
+        d,
+        "link-mode",
+        "[[files]]\npath = \"/etc/localtime\"\nlink = \"/usr/share/zoneinfo/UTC\"\nmode = \"0600\"\n",
+        7,
+        "a link has no mode",
+    );
+    refused(
+        d,
+        "link-empty",
+        "[[files]]\npath = \"/etc/localtime\"\nlink = \"\"\n",
+        8,
+        "1 to 4095 bytes",
+    );
     // Agent files get the same checks as files.
     let agent =
         |f: &str| format!("[[agent]]\nname = \"a\"\nprobe = \"true\"\n[[agent.files]]\n{f}");

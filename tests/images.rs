@@ -823,3 +823,49 @@ fn hardware_profiles_add_partitions_and_qemu_img_is_required_for_conversions() {
         out.display()
     );
 }
+
+#[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
+fn profile_links_land_in_the_root_filesystem_and_resolve_at_boot() {
+    // `[[files]]` with `link`: a relative link (stored in the inode) and one too long for that
+    // (stored in a block), read back with debugfs; the booted guest follows the first.
+    let t = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let long = format!("/usr/lib/heartbeat/{}", "l".repeat(80));
+    let p = t.path().join("links.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "extends = \"{}\"\n[[files]]\npath = \"/usr/bin/heartbeat\"\nlink = \"../lib/heartbeat/heartbeat\"\n[[files]]\npath = \"/etc/long-link\"\nlink = \"{long}\"\nuid = 5\n[[agent]]\nname = \"link\"\nprobe = \"test -x /usr/bin/heartbeat && test \\\"$(readlink -f /usr/bin/heartbeat)\\\" = /usr/lib/heartbeat/heartbeat\"\nprobe_timeout = 30\n",
+            root.join("profiles/edge-minimal.toml").display()
+        ),
+    )
+    .unwrap();
+    let d = build_x86_64(p.to_str().unwrap(), &t.path().join("out"));
+    check_disk(&d, t.path());
+    let short = debugfs_root(&d, t.path(), "stat /usr/bin/heartbeat");
+    assert!(
+        short.contains("Type: symlink")
+            && short.contains("Fast link dest: \"../lib/heartbeat/heartbeat\""),
+        "{short}"
+    );
+    let stat = debugfs_root(&d, t.path(), "stat /etc/long-link");
+    assert!(
+        stat.contains("Type: symlink")
+            && stat.contains("User:     5")
+            && !stat.contains("Fast link"),
+        "{stat}"
+    );
+    let dumped = t.path().join("long-link");
+    debugfs_root(
+        &d,
+        t.path(),
+        &format!("dump /etc/long-link {}", dumped.display()),
+    );
+    assert_eq!(std::fs::read_to_string(&dumped).unwrap(), long);
+    let _place = guests(1);
+    let o = ingot(&["boot-test", d.to_str().unwrap(), "--timeout", "120"]);
+    // The `link` agent's probe fails (and with it the boot test) unless the link resolves.
+    let text = ok(&o, "boot-test of the image with links");
+    assert!(text.contains("boot test passed"), "{text}");
+}

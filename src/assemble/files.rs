@@ -1,5 +1,5 @@
-//! Files from the profile: literal content or a host file (resolved and checked when the
-//! profile was read, opened here without following links or blocking), and overlay
+//! Files from the profile: literal content, a host file (resolved and checked when the
+//! profile was read, opened here without following links or blocking) or a symlink, and overlay
 //! directories copied as regular files, directories and symlinks only.
 
 use anyhow::{bail, Context, Result};
@@ -11,6 +11,15 @@ pub(super) fn install_file(
     f: &crate::config::FileSpec,
     origin: &str,
 ) -> Result<()> {
+    if let Some(target) = &f.link {
+        let mut e = Entry::symlink(target);
+        e.uid = f.uid;
+        e.gid = f.gid;
+        e.origin = std::sync::Arc::from("ingot:profile");
+        tree.insert(&f.path, e)
+            .with_context(|| format!("{origin}: link {}", f.path))?;
+        return Ok(());
+    }
     let data = match (&f.content, &f.source) {
         (Some(c), _) => c.clone().into_bytes(),
         (None, Some(src)) => crate::base::fsx::read_regular(std::path::Path::new(src))

@@ -320,6 +320,19 @@ fn updated_stamps_only_when_every_sysusers_fragment_was_applied() {
             "{path}"
         );
     }
+    // A link the profile asks for replaces what the packages put there, owner and all.
+    let mut t = tree();
+    t.insert("etc/localtime", Entry::file("tz", 0o644)).unwrap();
+    let p = base(
+        "[[files]]\npath = \"/etc/localtime\"\nlink = \"/usr/share/zoneinfo/Europe/Berlin\"\ngid = 7\n",
+    );
+    system(&mut t, &p, &hw, &id, &labels, None, &Scripts::default()).unwrap();
+    let e = t.get("etc/localtime").unwrap();
+    assert_eq!(
+        e.kind,
+        crate::tree::Kind::Symlink("/usr/share/zoneinfo/Europe/Berlin".into())
+    );
+    assert_eq!((e.uid, e.gid), (0, 7));
 }
 
 #[test]

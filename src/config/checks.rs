@@ -20,6 +20,9 @@ pub struct FileSpec {
     pub content: Option<String>,
     /// Host file, relative to the profile, to copy.
     pub source: Option<String>,
+    /// A symbolic link to this target instead of a file (`/etc/localtime` to a zone, say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
     /// Mode (default 0644).
     pub mode: Option<Mode>,
     /// Owner uid.
@@ -153,11 +156,31 @@ pub(super) fn check_file(path: &Path, f: &FileSpec) -> Result<(), ConfigError> {
             f.path
         )));
     }
-    if f.content.is_some() == f.source.is_some() {
+    let given = [&f.content, &f.source, &f.link]
+        .iter()
+        .filter(|v| v.is_some())
+        .count();
+    if given != 1 {
         return Err(at_path(format!(
-            "file `{}` needs exactly one of `content` or `source`",
+            "file `{}` needs exactly one of `content`, `source` or `link`",
             f.path
         )));
+    }
+    if let Some(target) = &f.link {
+        let at_link = |m: String| rule_at_value(&[path], "link", target, m);
+        if f.mode.is_some() {
+            return Err(at_path(format!(
+                "file `{}` is a link: a link has no mode of its own (its target's applies)",
+                f.path
+            )));
+        }
+        // The kernel reads a link's target up to PATH_MAX; a NUL would end it early.
+        if target.is_empty() || target.len() >= 4096 || target.contains('\0') {
+            return Err(at_link(format!(
+                "file `{}`: a link target must be 1 to 4095 bytes with no NUL",
+                f.path
+            )));
+        }
     }
     for (key, id) in [("uid", f.uid), ("gid", f.gid)] {
         if let Some(e) = checked::id_error(id) {
