@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 mod lex;
 mod run;
 mod test;
-use lex::{lex, Tok};
+use lex::{lex, Tok, SPLIT};
 
 /// What is known of a condition or of whether a command runs.
 pub type Known = Option<bool>;
@@ -156,6 +156,7 @@ impl Eval<'_> {
 
     /// `word` with its variables and parameters replaced; `None` when a part is not known.
     fn expand(&self, word: &str) -> Option<String> {
+        let word = word.strip_prefix(SPLIT).unwrap_or(word);
         // `$(dirname PATH)` and `$(basename PATH)` (or in backquotes) as a whole word: what
         // they print, which needs nothing but the word.
         let inner = word
@@ -214,6 +215,9 @@ impl Eval<'_> {
         for w in words {
             if matches!(w.as_str(), "$@" | "$*" | "${@}" | "${*}") {
                 out.extend(self.args.iter().filter(|a| !a.is_empty()).cloned());
+            } else if w.starts_with(SPLIT) {
+                // Split at blanks and new lines (the default IFS); an empty value is no word.
+                out.extend(self.expand(w)?.split_whitespace().map(str::to_string));
             } else {
                 out.push(self.expand(w)?);
             }

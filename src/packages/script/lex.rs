@@ -53,6 +53,25 @@ fn nested(chars: &[char], mut i: usize, word: &mut String) -> usize {
     i
 }
 
+/// Marks a word that is one unquoted `$NAME` or `${NAME}` and nothing else: its value is
+/// split into fields where a list of words is taken (`for x in $LIST`, a command's
+/// arguments), as the shell splits it.
+pub(super) const SPLIT: char = '\u{2}';
+
+/// Whether `w` is exactly `$NAME` or `${NAME}`.
+fn lone_expansion(w: &str) -> bool {
+    let name = w
+        .strip_prefix("${")
+        .and_then(|n| n.strip_suffix('}'))
+        .or_else(|| w.strip_prefix('$'));
+    name.is_some_and(|n| {
+        n.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    })
+}
+
 /// Split a script into tokens (no expansion). Comments and line continuations go.
 pub(super) fn lex(script: &str) -> Vec<Tok> {
     let chars: Vec<char> = script.chars().collect();
@@ -64,17 +83,26 @@ pub(super) fn lex(script: &str) -> Vec<Tok> {
     // their `Here` token is.
     let mut heredocs: Vec<(String, bool, usize)> = Vec::new();
     let mut i = 0;
-    let flush = |out: &mut Vec<Tok>, word: &mut String, started: &mut bool| {
+    // Some part of the word was quoted or escaped (so no field splitting applies to it).
+    let mut quoted = false;
+    let flush = |out: &mut Vec<Tok>, word: &mut String, started: &mut bool, quoted: &mut bool| {
         if *started {
-            out.push(Tok::Word(std::mem::take(word)));
+            let w = std::mem::take(word);
+            out.push(Tok::Word(if !*quoted && lone_expansion(&w) {
+                format!("{SPLIT}{w}")
+            } else {
+                w
+            }));
             *started = false;
         }
+        *quoted = false;
     };
     while i < chars.len() {
         let c = chars[i];
         match c {
             '\\' if chars.get(i + 1) == Some(&'\n') => i += 2,
             '\\' => {
+                quoted = true;
                 if let Some(n) = chars.get(i + 1) {
                     word.push(*n);
                 }
@@ -87,11 +115,11 @@ pub(super) fn lex(script: &str) -> Vec<Tok> {
                 }
             }
             ' ' | '\t' | '\r' => {
-                flush(&mut out, &mut word, &mut started);
+                flush(&mut out, &mut word, &mut started, &mut quoted);
                 i += 1;
             }
             '\n' => {
-                flush(&mut out, &mut word, &mut started);
+                flush(&mut out, &mut word, &mut started, &mut quoted);
                 out.push(Tok::Nl);
                 i += 1;
                 for (delim, strip, at) in std::mem::take(&mut heredocs) {
@@ -121,6 +149,7 @@ pub(super) fn lex(script: &str) -> Vec<Tok> {
             }
             '\'' => {
                 started = true;
+                quoted = true;
                 i += 1;
                 while i < chars.len() && chars[i] != '\'' {
                     word.push(chars[i]);
@@ -130,6 +159,7 @@ pub(super) fn lex(script: &str) -> Vec<Tok> {
             }
             '"' => {
                 started = true;
+                quoted = true;
                 i += 1;
                 while i < chars.len() && chars[i] != '"' {
                     match chars[i] {
@@ -161,7 +191,7 @@ pub(super) fn lex(script: &str) -> Vec<Tok> {
             '<' if chars.get(i + 1) == Some(&'<') && chars.get(i + 2) != Some(&'<') => {
                 // A here-document: its lines are data, never commands. They start at the
                 // next line and end at the delimiter's own line (tabs before it go with `<<-`).
-                flush(&mut out, &mut word, &mut started);
+                flush(&mut out, &mut word, &mut started, &mut quoted);
                 i += 2;
                 let strip = chars.get(i) == Some(&'-');
                 if strip {
@@ -196,7 +226,7 @@ pub(super) fn lex(script: &str) -> Vec<Tok> {
                     fd = Some(std::mem::take(&mut word));
                     started = false;
                 }
-                flush(&mut out, &mut word, &mut started);
+                flush(&mut out, &mut word, &mut started, &mut quoted);
                 let start = i;
                 i += 1;
                 while i < chars.len() && matches!(chars[i], '>' | '&' | '|') {
@@ -211,7 +241,7 @@ pub(super) fn lex(script: &str) -> Vec<Tok> {
                 }));
             }
             ';' | '&' | '|' | '(' | ')' => {
-                flush(&mut out, &mut word, &mut started);
+                flush(&mut out, &mut word, &mut started, &mut quoted);
                 let two: String = chars[i..chars.len().min(i + 2)].iter().collect();
                 let op = match two.as_str() {
                     ";;" => ";;",
@@ -235,6 +265,6 @@ pub(super) fn lex(script: &str) -> Vec<Tok> {
             }
         }
     }
-    flush(&mut out, &mut word, &mut started);
+    flush(&mut out, &mut word, &mut started, &mut quoted);
     out
 }

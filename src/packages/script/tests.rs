@@ -32,7 +32,7 @@ fn ran_in(
 
 #[test]
 fn the_lexer_keeps_quotes_substitutions_and_operators_apart() {
-    let t = lex("a \"b c\" 'd;e' $(x \"y\") ${z} 2>/dev/null;; f&&g||h|i # c\n(j)");
+    let t = lex("a \"b c\" 'd;e' $(x \"y\") ${z} \"$q\" $r $s/t 2>/dev/null;; f&&g||h|i # c\n(j)");
     let w = |s: &str| Tok::Word(s.into());
     assert_eq!(
         t,
@@ -41,7 +41,12 @@ fn the_lexer_keeps_quotes_substitutions_and_operators_apart() {
             w("b c"),
             w("d;e"),
             w("$(x \"y\")"),
-            w("${z}"),
+            // A lone unquoted expansion is marked for field splitting; a quoted one, or
+            // one with more in its word, is not.
+            w("\u{2}${z}"),
+            w("$q"),
+            w("\u{2}$r"),
+            w("$s/t"),
             Tok::Op(">"),
             w("/dev/null"),
             Tok::Op(";;"),
@@ -538,4 +543,20 @@ fn a_here_document_in_a_function_with_its_tabs_stripped() {
     assert!(first_configure(script, &BTreeMap::new(), &there)
         .iter()
         .all(|c| c[0] != WRITE));
+}
+
+#[test]
+fn an_unquoted_variable_splits_into_words_and_a_quoted_one_does_not() {
+    // As dovecot-core's postinst: a list in a variable, continued over lines inside double
+    // quotes, walked with `for` over the unquoted variable.
+    let script = "if [ \"$1\" = configure ]; then\n  FILES=\"a.conf \\\n    conf.d/b.conf\"\n  for f in $FILES ; do\n    ucf --three-way \"/usr/share/x/$f\" \"/etc/x/$f\"\n  done\n  for g in \"$FILES\"; do touch \"/q/$g\"; done\n  EMPTY=\"\"\n  for h in $EMPTY; do touch /never; done\n  touch $FILES\nfi\n";
+    assert_eq!(
+        ran(script, &BTreeMap::new(), &["ucf", "touch"]),
+        [
+            "ucf --three-way /usr/share/x/a.conf /etc/x/a.conf",
+            "ucf --three-way /usr/share/x/conf.d/b.conf /etc/x/conf.d/b.conf",
+            "touch /q/a.conf     conf.d/b.conf",
+            "touch a.conf conf.d/b.conf",
+        ]
+    );
 }
