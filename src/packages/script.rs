@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 mod lex;
 mod run;
 mod test;
-use lex::{lex, Tok, SPLIT};
+use lex::{lex, Tok, DOLLAR, SPLIT};
 
 /// What is known of a condition or of whether a command runs.
 pub type Known = Option<bool>;
@@ -135,6 +135,10 @@ struct Eval<'a> {
     /// Where the script runs: `/` at the start, as dpkg starts it; `None` once a `cd` went
     /// somewhere not known.
     cwd: Option<String>,
+    /// Paths the script's own earlier commands certainly made (`f` a file, `d` a directory,
+    /// `L` a link) or removed (`-`): a later test of one answers from here, not from the
+    /// image as it was before the script.
+    made: BTreeMap<String, char>,
 }
 
 fn name_ok(n: &str) -> bool {
@@ -164,6 +168,9 @@ impl Eval<'_> {
             .and_then(|w| w.strip_suffix(')'))
             .or_else(|| word.strip_prefix('`').and_then(|w| w.strip_suffix('`')));
         if let Some(cmd) = inner {
+            if let Some(cut) = self.echo_cut(cmd) {
+                return Some(cut);
+            }
             let mut parts = cmd.split_whitespace();
             let (tool, arg) = (parts.next()?, parts.next()?);
             if parts.next().is_some() {
@@ -182,7 +189,41 @@ impl Eval<'_> {
             };
         }
         let out = super::accounts::substitute(word, |name| self.lookup(name))?;
-        (!out.contains(['`', '*', '?', '[', '(', ')', '$'])).then_some(out)
+        (!out.contains(['`', '*', '?', '[', '(', ')', '$'])).then(|| out.replace(DOLLAR, "$"))
+    }
+
+    /// `echo WORD | cut -b LIST` (or `-c`) for one range of an ASCII word: what dovecot-core's
+    /// postinst asks of a file name's start.
+    fn echo_cut(&self, cmd: &str) -> Option<String> {
+        let parts: Vec<&str> = cmd.split_whitespace().collect();
+        let (arg, opt, list) = match parts.as_slice() {
+            ["echo", arg, "|", "cut", opt, list] if opt.len() == 2 => (*arg, &opt[1..], *list),
+            ["echo", arg, "|", "cut", opt] if opt.len() > 2 => (*arg, &opt[1..2], &opt[2..]),
+            _ => return None,
+        };
+        if !matches!(opt, "b" | "c") || arg.starts_with('-') {
+            return None;
+        }
+        let value = self.expand(arg.trim_matches('"'))?;
+        if !value.is_ascii() || value.contains('\n') {
+            return None;
+        }
+        let (from, to) = list.split_once('-')?;
+        let from: usize = if from.is_empty() {
+            1
+        } else {
+            from.parse().ok()?
+        };
+        let to: usize = if to.is_empty() {
+            value.len()
+        } else {
+            to.parse().ok()?
+        };
+        if from == 0 {
+            return None;
+        }
+        let end = to.min(value.len());
+        Some(value.get(from - 1..end).unwrap_or_default().to_string())
     }
 
     /// The value of `$name` (a variable or a positional parameter) when it is known.
@@ -311,6 +352,7 @@ pub fn first_configure(
         exited: false,
         at: 0,
         cwd: Some("/".to_string()),
+        made: BTreeMap::new(),
     };
     e.walk(0, n);
     e.ran

@@ -58,6 +58,10 @@ fn nested(chars: &[char], mut i: usize, word: &mut String) -> usize {
 /// arguments), as the shell splits it.
 pub(super) const SPLIT: char = '\u{2}';
 
+/// Stands for a `$` that was quoted (`'$x'`, `\$x`): the text itself, never an expansion.
+/// Expansion turns it back into `$`.
+pub(super) const DOLLAR: char = '\u{3}';
+
 /// Whether `w` is exactly `$NAME` or `${NAME}`.
 fn lone_expansion(w: &str) -> bool {
     let name = w
@@ -104,7 +108,7 @@ pub(super) fn lex(script: &str) -> Vec<Tok> {
             '\\' => {
                 quoted = true;
                 if let Some(n) = chars.get(i + 1) {
-                    word.push(*n);
+                    word.push(if *n == '$' { DOLLAR } else { *n });
                 }
                 started = true;
                 i += 2;
@@ -120,7 +124,10 @@ pub(super) fn lex(script: &str) -> Vec<Tok> {
             }
             '\n' => {
                 flush(&mut out, &mut word, &mut started, &mut quoted);
-                out.push(Tok::Nl);
+                // After `&&`, `||` or `|` the command goes on on the next line.
+                if !matches!(out.last(), Some(Tok::Op("&&" | "||" | "|"))) {
+                    out.push(Tok::Nl);
+                }
                 i += 1;
                 for (delim, strip, at) in std::mem::take(&mut heredocs) {
                     let mut body = String::new();
@@ -152,7 +159,7 @@ pub(super) fn lex(script: &str) -> Vec<Tok> {
                 quoted = true;
                 i += 1;
                 while i < chars.len() && chars[i] != '\'' {
-                    word.push(chars[i]);
+                    word.push(if chars[i] == '$' { DOLLAR } else { chars[i] });
                     i += 1;
                 }
                 i += 1;
@@ -164,7 +171,11 @@ pub(super) fn lex(script: &str) -> Vec<Tok> {
                 while i < chars.len() && chars[i] != '"' {
                     match chars[i] {
                         '\\' if matches!(chars.get(i + 1), Some('"' | '\\' | '$' | '`')) => {
-                            word.push(chars[i + 1]);
+                            word.push(if chars[i + 1] == '$' {
+                                DOLLAR
+                            } else {
+                                chars[i + 1]
+                            });
                             i += 2;
                         }
                         '\\' if chars.get(i + 1) == Some(&'\n') => i += 2,

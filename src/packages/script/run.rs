@@ -116,8 +116,10 @@ impl Eval<'_> {
         if certain {
             if let Some(w) = self.expand_all(words) {
                 if let Some(write) = self.written(&w, &redirects) {
+                    self.note_made(&write);
                     self.ran.push(write);
                 }
+                self.note_made(&w);
                 self.ran.push(w);
             }
         }

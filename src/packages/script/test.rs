@@ -127,11 +127,11 @@ impl Eval<'_> {
                 }
                 let p = self.expand(p)?;
                 if p.starts_with('/') {
-                    (self.paths)(&p, c)
+                    self.path_test(&p, c)
                 } else {
                     // Relative: against where the script went, when that is known.
                     let dir = self.cwd.as_deref()?.trim_end_matches('/');
-                    (self.paths)(&format!("{dir}/{p}"), c)
+                    self.path_test(&format!("{dir}/{p}"), c)
                 }
             }
             [a, op @ ("=" | "==" | "!="), b] => {
@@ -140,5 +140,80 @@ impl Eval<'_> {
             }
             _ => None,
         }
+    }
+
+    /// `[ -OP PATH ]`: what the script's own earlier commands made of the path, else what
+    /// the image says.
+    fn path_test(&self, p: &str, op: char) -> Known {
+        let Some(&kind) = self.made.get(p) else {
+            return (self.paths)(p, op);
+        };
+        match (kind, op) {
+            ('-', _) => Some(false),
+            (_, 'e' | 'r' | 'w') => Some(true),
+            (k, 'f') => Some(k == 'f'),
+            (k, 'd') => Some(k == 'd'),
+            (k, 'L' | 'h') => Some(k == 'L'),
+            // Its size and mode are not known here.
+            _ => None,
+        }
+    }
+
+    /// Note what a command that certainly ran made or removed (see `made`).
+    pub(super) fn note_made(&mut self, w: &[String]) {
+        let Some(tool) = w.first() else { return };
+        // Options that take the next word (mkdir's mode, touch's date or reference file).
+        let valued = ["-m", "-d", "-t", "-r"];
+        let operands: Vec<&String> = w[1..]
+            .iter()
+            .enumerate()
+            .filter(|(i, a)| !a.starts_with('-') && (*i == 0 || !valued.contains(&w[*i].as_str())))
+            .map(|(_, a)| a)
+            .collect();
+        let absolute = |p: &str| -> Option<String> {
+            if p.starts_with('/') {
+                Some(p.trim_end_matches('/').to_string())
+            } else {
+                let dir = self.cwd.as_deref()?.trim_end_matches('/');
+                Some(format!("{dir}/{}", p.trim_end_matches('/')))
+            }
+        };
+        let mut marks: Vec<(String, char)> = Vec::new();
+        match tool.as_str() {
+            // ucf [options] NEW DESTINATION (not --purge, which removes its record).
+            "ucf" if !w.iter().any(|a| a == "--purge") && operands.len() == 2 => {
+                marks.extend(absolute(operands[1]).map(|p| (p, 'f')));
+            }
+            "touch" => marks.extend(
+                operands
+                    .iter()
+                    .filter_map(|p| absolute(p))
+                    .map(|p| (p, 'f')),
+            ),
+            "mkdir" => marks.extend(
+                operands
+                    .iter()
+                    .filter_map(|p| absolute(p))
+                    .map(|p| (p, 'd')),
+            ),
+            "ln" if w[1..]
+                .iter()
+                .any(|a| a.starts_with('-') && !a.starts_with("--") && a.contains('s'))
+                && operands.len() == 2 =>
+            {
+                marks.extend(absolute(operands[1]).map(|p| (p, 'L')));
+            }
+            "rm" => marks.extend(
+                operands
+                    .iter()
+                    .filter_map(|p| absolute(p))
+                    .map(|p| (p, '-')),
+            ),
+            t if t == WRITE || t == APPEND => {
+                marks.extend(w.get(1).and_then(|p| absolute(p)).map(|p| (p, 'f')));
+            }
+            _ => {}
+        }
+        self.made.extend(marks);
     }
 }

@@ -435,6 +435,9 @@ EOF
 sed s/a/b/ /etc/x > /etc/y
 echo made 2> /etc/stderr-only
 if [ -e /etc/maybe ]; then echo no > /etc/maybe-not; fi
+echo 'protocols = $protocols imap' > /usr/share/dovecot/protocols.d/imapd.protocol
+echo "cost \$5 $NOT_SET" > /etc/never
+echo cost \$5 > /etc/escaped-dollar
 "#;
     let nothing = |_: &str, op: char| match op {
         'e' | 'f' => Some(false),
@@ -460,6 +463,13 @@ if [ -e /etc/maybe ]; then echo no > /etc/maybe-not; fi
             ),
             w(WRITE, "/etc/q", "kept $AS_IS\n"),
             w(APPEND, "/etc/aliases", "root:\tadmin\n"),
+            // dovecot-imapd's: a quoted `$` is text.
+            w(
+                WRITE,
+                "/usr/share/dovecot/protocols.d/imapd.protocol",
+                "protocols = $protocols imap\n"
+            ),
+            w(WRITE, "/etc/escaped-dollar", "cost $5\n"),
         ]
     );
 }
@@ -557,6 +567,24 @@ fn an_unquoted_variable_splits_into_words_and_a_quoted_one_does_not() {
             "ucf --three-way /usr/share/x/conf.d/b.conf /etc/x/conf.d/b.conf",
             "touch /q/a.conf     conf.d/b.conf",
             "touch a.conf conf.d/b.conf",
+        ]
+    );
+}
+
+#[test]
+fn a_test_sees_what_the_scripts_own_earlier_commands_made() {
+    // As dovecot-core's postinst: each file ucf just installed, unless it is dovecot.conf or
+    // under conf.d/ (told by `cut`), gets a mode and a group. The image knows none of them.
+    // The condition goes on over a line after `&&`.
+    let script = "FILES=\"dovecot.conf sql.conf.ext conf.d/10-auth.conf\"\nfor f in $FILES; do\n  ucf --three-way \"/usr/share/dovecot/$f\" \"/etc/dovecot/$f\"\n  if [ \"$f\" != \"dovecot.conf\" ] && [ -f \"/etc/dovecot/$f\" ] &&\n      [ \"$(echo \"$f\" | cut -b -7)\" != \"conf.d/\" ]; then\n    chmod 0640 \"/etc/dovecot/$f\"\n  fi\ndone\n[ -f /etc/never ] && touch /a\nmkdir -p -m 0755 /var/lib/x\n[ -d /var/lib/x ] && touch /b\n[ -d /0755 ] && touch /c\ntouch /etc/t\nrm -f /etc/t\n[ -e /etc/t ] || touch /d\n";
+    let unknown = |_: &str, op: char| (op == 'c').then_some(true);
+    assert_eq!(
+        ran_in(script, &BTreeMap::new(), &unknown, &["chmod", "touch"]),
+        [
+            "chmod 0640 /etc/dovecot/sql.conf.ext",
+            "touch /b",
+            "touch /etc/t",
+            "touch /d"
         ]
     );
 }
