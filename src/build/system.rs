@@ -57,7 +57,7 @@ pub fn system(
     if !profile.sysprep.keep_docs {
         assemble::strip_docs(&mut tree);
     }
-    // What the image's packages' maintainer scripts would add, in package order.
+    // What the image's packages' maintainer scripts would add.
     let image_pkgs = || {
         ready
             .iter()
@@ -76,15 +76,22 @@ pub fn system(
         statoverrides: image_pkgs()
             .flat_map(|r| r.extracted.statoverrides.iter().cloned())
             .collect(),
-        postinsts: image_pkgs()
-            .filter_map(|r| {
-                Some(assemble::Postinst {
-                    package: r.locked.info.name.clone(),
-                    script: r.extracted.postinst.clone()?,
-                    debconf: r.extracted.debconf.clone(),
+        postinsts: {
+            // In the order dpkg configures them: each after its dependencies.
+            let pkgs: Vec<_> = image_pkgs().collect();
+            let infos: Vec<_> = pkgs.iter().map(|r| &r.locked.info).collect();
+            packages::configure_order(&infos)
+                .into_iter()
+                .filter_map(|i| {
+                    let r = pkgs[i];
+                    Some(assemble::Postinst {
+                        package: r.locked.info.name.clone(),
+                        script: r.extracted.postinst.clone()?,
+                        debconf: r.extracted.debconf.clone(),
+                    })
                 })
-            })
-            .collect(),
+                .collect()
+        },
     };
     assemble::system(&mut tree, profile, hw, id, labels, update_key, &scripts)?;
     if profile.packages.byte_compile() {

@@ -9,7 +9,7 @@ use super::control;
 use crate::base::debversion::{self as version, Relation};
 
 /// One binary package as the index describes it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PackageInfo {
     /// Package name.
     pub name: String,

@@ -18,10 +18,12 @@ pub mod statoverride;
 
 mod fetch;
 mod lock;
+mod order;
 mod unpack;
 
 pub use fetch::{fetch_all, fetch_firmware, Ready};
 pub use lock::{lock_path, LockTarget, Locked, Lockfile, Role};
+pub use order::configure_order;
 pub use unpack::{merged_usr, unpack_boot, unpack_image};
 
 use std::collections::BTreeMap;
