@@ -290,6 +290,8 @@ pub fn identity_report(tree: &Tree) -> Vec<(String, String)> {
         "var/lib/systemd/random-seed",
         "var/lib/systemd/credential.secret",
         "etc/machine-info",
+        // ssl-cert's key, made at first boot (`assemble::postinst::SNAKEOIL`).
+        "etc/ssl/private/ssl-cert-snakeoil.key",
     ] {
         v.push((format!("/{p}"), state(p)));
     }

@@ -446,7 +446,7 @@ fn a_booted_vm_base_with_debian_services_passes_apt_get_check() {
     for boot in v["images"][0]["boots"].as_array().unwrap() {
         let ready = &boot["ready"];
         let agents = ready["agents"].as_array().unwrap();
-        for name in ["apt-check", "chrony", "nginx"] {
+        for name in ["apt-check", "chrony", "nginx", "dovecot"] {
             assert!(
                 agents.iter().any(|a| a[0] == name && a[1] == "ok"),
                 "{name}: {ready}"
@@ -625,8 +625,11 @@ fn an_image_holds_what_its_packages_maintainer_scripts_make() {
             // Backups and the lock the shadow tools leave, systemd-resolved's backup of the
             // host's resolv.conf, and mmdebstrap's own sources.
             || matches!(p, "etc/passwd-" | "etc/group-" | "etc/shadow-" | "etc/gshadow-" | "etc/.pwd.lock" | "etc/.resolv.conf.systemd-resolved.bak" | "etc/apt/sources.list")
-            // Per-machine identity: host keys are made at first boot (sysprep).
+            // Per-machine identity: host keys are made at first boot (sysprep), and so are
+            // ssl-cert's snakeoil certificate and key, and the certificate's hash link.
             || p.starts_with("etc/ssh/ssh_host_")
+            || matches!(p, "etc/ssl/certs/ssl-cert-snakeoil.pem" | "etc/ssl/private/ssl-cert-snakeoil.key")
+            || theirs.get(p).map(String::as_str) == Some("-> ssl-cert-snakeoil.pem")
             // Services: Ingot's systemd images start what their units and the profile say;
             // SysV and runit links, deb-systemd-helper's records and the timers and getty a
             // template leaves off are not made.
@@ -682,6 +685,23 @@ fn an_image_holds_what_its_packages_maintainer_scripts_make() {
         missing.is_empty(),
         "what dpkg made and Ingot did not:\n{}",
         missing.join("\n")
+    );
+    // ... and the image holds none of that identity: dovecot's links wait for the first boot.
+    let identity = |l: &BTreeMap<String, String>| -> Vec<String> {
+        l.iter()
+            .filter(|(p, k)| {
+                p.starts_with("etc/ssl/")
+                    && (p.contains("snakeoil") || k.as_str() == "-> ssl-cert-snakeoil.pem")
+            })
+            .map(|(p, _)| p.clone())
+            .collect()
+    };
+    assert_eq!(identity(&theirs).len(), 3, "{:?}", identity(&theirs));
+    assert!(identity(&ours).is_empty(), "{:?}", identity(&ours));
+    assert_eq!(
+        ours.get("etc/dovecot/private/dovecot.pem")
+            .map(String::as_str),
+        Some("-> /etc/ssl/certs/ssl-cert-snakeoil.pem")
     );
     // apache2's helpers, run from functions and loops of its postinst: the event MPM, the
     // default site.
@@ -762,8 +782,9 @@ fn an_image_holds_what_its_packages_maintainer_scripts_make() {
     for ucf in ["var/lib/ucf/hashfile", "var/lib/ucf/registry"] {
         assert_eq!(lines(&ingot_root, ucf), lines(&dpkg_root, ucf), "/{ucf}");
     }
-    // chrony's two, unattended-upgrades' two, sshd_config and zabbix_agentd.conf.
-    assert_eq!(lines(&ingot_root, "var/lib/ucf/registry").len(), 6);
+    // chrony's two, unattended-upgrades' two, sshd_config, zabbix_agentd.conf, the 24
+    // dovecot-core installs from a loop over a variable, and dovecot-imapd's one.
+    assert_eq!(lines(&ingot_root, "var/lib/ucf/registry").len(), 31);
     let shells = |root: &Path| lines(root, "etc/shells");
     assert_eq!(shells(&ingot_root), shells(&dpkg_root));
     // The loader's cache: glibc's own ldconfig lists the same libraries in the same order

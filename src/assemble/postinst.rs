@@ -2,7 +2,10 @@
 //! the tree being assembled (see `packages::script`): a file test or `command -v` is what the
 //! image answers, `dpkg-statoverride --list` what the scripts record. Each package's commands
 //! go, in package order, to the parts that stand in for the tools they run: ucf, apache2's
-//! helpers, the plain file commands, `dpkg-statoverride --add` and `adduser --system`.
+//! helpers, the plain file commands, `dpkg-statoverride --add` and `adduser --system`. What
+//! makes a machine's identity (ssl-cert's snakeoil key) is left to its first boot.
+
+use std::collections::BTreeSet;
 
 use anyhow::Result;
 
@@ -10,9 +13,41 @@ use super::{apache, commands, paths, statoverride, ucf, Postinst, Scripts};
 use crate::packages::accounts::Account;
 use crate::tree::Tree;
 
-/// The commands `p` certainly runs, with the tree as it is now.
-fn evaluate(tree: &Tree, scripts: &Scripts, p: &Postinst) -> Vec<Vec<String>> {
+/// ssl-cert's self-signed certificate and its private key, which its postinst makes with
+/// `make-ssl-cert generate-default-snakeoil`: a machine's own identity, so each machine makes
+/// them at its first boot (`init::snakeoil_unit`) and the image never holds them.
+pub(super) const SNAKEOIL: [&str; 2] = [
+    "/etc/ssl/certs/ssl-cert-snakeoil.pem",
+    "/etc/ssl/private/ssl-cert-snakeoil.key",
+];
+
+/// The files `ran` makes that are left to the machine's first boot. Scripts configured
+/// after it see them as there (dovecot links its certificate to them, postfix turns TLS on).
+fn first_boot_files(ran: &[Vec<String>]) -> &'static [&'static str] {
+    let snakeoil = ran.iter().any(|c| {
+        c.first().is_some_and(|t| t == "make-ssl-cert")
+            && c.iter().any(|a| a == "generate-default-snakeoil")
+    });
+    if snakeoil {
+        &SNAKEOIL
+    } else {
+        &[]
+    }
+}
+
+/// The commands `p` certainly runs, with the tree as it is now and the files first boot
+/// will make (`later`).
+fn evaluate(
+    tree: &Tree,
+    scripts: &Scripts,
+    p: &Postinst,
+    later: &BTreeSet<&str>,
+) -> Vec<Vec<String>> {
     crate::packages::script::first_configure(&p.script, &p.debconf, &|path, op| {
+        if later.contains(path) {
+            // A regular, non-empty file, as the tool makes it.
+            return Some(matches!(op, 'e' | 'f' | 's' | 'r' | 'w'));
+        }
         if op == 'o' {
             Some(
                 scripts
@@ -30,8 +65,11 @@ fn evaluate(tree: &Tree, scripts: &Scripts, p: &Postinst) -> Vec<Vec<String>> {
 /// name it takes from a variable (redis-tools' `adduser --system ... ${USER}`).
 pub(super) fn accounts(tree: &Tree, scripts: &Scripts) -> Vec<Account> {
     let mut out = scripts.accounts.clone();
+    let mut later = BTreeSet::new();
     for p in &scripts.postinsts {
-        for a in crate::packages::accounts::from_commands(evaluate(tree, scripts, p)) {
+        let ran = evaluate(tree, scripts, p, &later);
+        later.extend(first_boot_files(&ran));
+        for a in crate::packages::accounts::from_commands(ran) {
             if !out.iter().any(|b| b.name == a.name && b.user == a.user) {
                 out.push(a);
             }
@@ -46,8 +84,10 @@ pub(super) fn accounts(tree: &Tree, scripts: &Scripts) -> Vec<Account> {
 /// keys).
 pub(super) fn apply(tree: &mut Tree, scripts: &Scripts) -> Result<()> {
     let mut overrides = scripts.statoverrides.clone();
+    let mut later = BTreeSet::new();
     for p in &scripts.postinsts {
-        let ran = evaluate(tree, scripts, p);
+        let ran = evaluate(tree, scripts, p, &later);
+        later.extend(first_boot_files(&ran));
         ucf::apply(tree, &ucf::files(&ran))?;
         apache::apply(tree, &p.package, &ran)?;
         commands::apply(tree, &p.package, &ran)?;
