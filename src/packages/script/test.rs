@@ -184,18 +184,19 @@ impl Eval<'_> {
             "ucf" if !w.iter().any(|a| a == "--purge") && operands.len() == 2 => {
                 marks.extend(absolute(operands[1]).map(|p| (p, 'f')));
             }
-            "touch" => marks.extend(
-                operands
-                    .iter()
-                    .filter_map(|p| absolute(p))
-                    .map(|p| (p, 'f')),
-            ),
-            "mkdir" => marks.extend(
-                operands
-                    .iter()
-                    .filter_map(|p| absolute(p))
-                    .map(|p| (p, 'd')),
-            ),
+            "touch" | "mkdir" | "rm" => {
+                let kind = match tool.as_str() {
+                    "touch" => 'f',
+                    "mkdir" => 'd',
+                    _ => '-',
+                };
+                marks.extend(
+                    operands
+                        .iter()
+                        .filter_map(|p| absolute(p))
+                        .map(|p| (p, kind)),
+                );
+            }
             "ln" if w[1..]
                 .iter()
                 .any(|a| a.starts_with('-') && !a.starts_with("--") && a.contains('s'))
@@ -203,12 +204,6 @@ impl Eval<'_> {
             {
                 marks.extend(absolute(operands[1]).map(|p| (p, 'L')));
             }
-            "rm" => marks.extend(
-                operands
-                    .iter()
-                    .filter_map(|p| absolute(p))
-                    .map(|p| (p, '-')),
-            ),
             t if t == WRITE || t == APPEND => {
                 marks.extend(w.get(1).and_then(|p| absolute(p)).map(|p| (p, 'f')));
             }
