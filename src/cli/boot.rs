@@ -19,14 +19,8 @@ pub struct BootFlags {
     pub boots: u32,
     /// Extra attempts.
     pub retries: u32,
-    /// JUnit report.
-    pub junit: Option<PathBuf>,
-    /// JSON report.
-    pub json: Option<PathBuf>,
-    /// HTML report.
-    pub html: Option<PathBuf>,
-    /// Log directory.
-    pub logs: Option<PathBuf>,
+    /// Reports and console logs.
+    pub out: super::report::TestOutputs,
     /// Forced accelerator.
     pub accel: Option<String>,
     /// Where to attach the signed reports.
@@ -112,14 +106,7 @@ pub struct ForeignOpts {
 
 /// `boot-test DIR...`.
 pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool) -> Result<()> {
-    boottest::check_outputs(
-        &[
-            ("--json", f.json.as_deref()),
-            ("--junit", f.junit.as_deref()),
-            ("--html", f.html.as_deref()),
-        ],
-        f.logs.as_deref(),
-    )?;
+    f.out.check()?;
     if !f.foreign.disks.is_empty() && f.attach.attach.is_some() {
         return Err(crate::base::BadInput(
             "--attach: only Ingot image directories carry a signed manifest to attach reports to; drop it for --disk".into(),
@@ -309,7 +296,7 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
             ));
         }
     }
-    let log_dir = boottest::log_dir(f.logs.as_deref(), f.json.as_deref(), f.junit.as_deref())?;
+    let log_dir = f.out.log_dir()?;
     let opts = boottest::Options {
         timeout: Duration::from_secs(f.timeout),
         boots: matrix.as_ref().and_then(|m| m.boots).unwrap_or(f.boots),
@@ -321,8 +308,7 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
         quiet,
         seed: f.seed.input(),
     };
-    let report;
-    if let Some(m) = &matrix {
+    let (report, json) = if let Some(m) = &matrix {
         // Each cell's result is named after the cell (JUnit testcases, summary), in the
         // file's order; the command line's image directories keep their paths. (--disk
         // conflicts with --matrix: the cells are the last targets.)
@@ -337,11 +323,7 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
             }
             named.push(r);
         }
-        report = Report::new(named);
-        if let Some(p) = &f.json {
-            let v = serde_json::json!({"passed": report.passed, "cells": cells, "report": report});
-            boottest::write_report(p, serde_json::to_string_pretty(&v)?.as_bytes())?;
-        }
+        let report = Report::new(named);
         for c in &cells {
             println!(
                 "{:<30} {:<6} {}",
@@ -354,23 +336,21 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
                 }
             );
         }
+        let v = serde_json::json!({"passed": report.passed, "cells": cells, "report": report});
+        (report, serde_json::to_string_pretty(&v)?)
     } else {
-        report = boottest::run_targets(&specs, &opts)?;
-        if let Some(p) = &f.json {
-            boottest::write_report(p, serde_json::to_string_pretty(&report)?.as_bytes())?;
-        }
-    }
-    if let Some(p) = &f.junit {
-        boottest::write_report(p, boottest::report::junit_xml(&report.images).as_bytes())?;
-    }
-    if let Some(p) = &f.html {
-        let page = crate::report::render(&crate::report::Inputs {
-            images: dirs.clone(),
-            boot_reports: vec![("this run".into(), report.clone())],
-            ..Default::default()
+        let report = boottest::run_targets(&specs, &opts)?;
+        let json = serde_json::to_string_pretty(&report)?;
+        (report, json)
+    };
+    f.out
+        .write(&json, &boottest::report::junit_xml(&report.images), || {
+            Ok(crate::report::Inputs {
+                images: dirs.clone(),
+                boot_reports: vec![("this run".into(), report.clone())],
+                ..Default::default()
+            })
         })?;
-        boottest::write_report(p, page.as_bytes())?;
-    }
     print_failures(&report);
     if let Some(a) = &attach {
         let per: Vec<_> = report
@@ -387,9 +367,7 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
             .collect();
         a.reports(crate::registry::evidence::Kind::BootReport, &per, quiet)?;
     }
-    if f.logs.is_none() && f.json.is_none() && f.junit.is_none() && !quiet {
-        eprintln!("console logs: {}", log_dir.display());
-    }
+    f.out.announce(&log_dir, quiet);
     if !report.passed {
         crate::interrupt::check()?;
         bail!("boot test failed");

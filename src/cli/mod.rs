@@ -116,21 +116,9 @@ pub enum Cmd {
         /// `flakyFailure`, JSON `attempts`), with each failed attempt's console log kept.
         #[arg(long, default_value_t = 0)]
         retries: u32,
-        /// JUnit XML report.
-        #[arg(long)]
-        junit: Option<PathBuf>,
-        /// JSON report.
-        #[arg(long)]
-        json: Option<PathBuf>,
-        /// HTML report: the images and this run's boot timelines on one page (as `ingot
-        /// report`).
-        #[arg(long)]
-        html: Option<PathBuf>,
-        /// Directory for each boot's console log, IMAGE.boot-N.console.log (default: beside the
-        /// --json or else the --junit report; without either, a new directory under the system's
-        /// temporary directory, printed at the end). The image directories are never written.
-        #[arg(long)]
-        logs: Option<PathBuf>,
+        /// Reports and console logs.
+        #[command(flatten)]
+        out: report::TestOutputs,
         /// Force `kvm` or `tcg`.
         #[arg(long)]
         accel: Option<String>,
@@ -165,18 +153,9 @@ pub enum Cmd {
         /// How bundles reach the device: a second read-only disk, or HTTP from 127.0.0.1.
         #[arg(long, value_enum, default_value = "disk")]
         via: crate::ota::harness::Via,
-        /// JUnit XML report.
-        #[arg(long)]
-        junit: Option<PathBuf>,
-        /// JSON report (each step's boots, timings and console logs).
-        #[arg(long)]
-        json: Option<PathBuf>,
-        /// HTML report: the base image and each step's outcome and timings (as `ingot report`).
-        #[arg(long)]
-        html: Option<PathBuf>,
-        /// Directory for the console logs (default: beside the report).
-        #[arg(long)]
-        logs: Option<PathBuf>,
+        /// Reports and console logs.
+        #[command(flatten)]
+        out: report::TestOutputs,
         /// Keep the device's disk at the end (qcow2 over the image's disk.raw).
         #[arg(long)]
         keep_disk: Option<PathBuf>,
@@ -401,10 +380,7 @@ pub fn run(cli: Cli) -> Result<()> {
             timeout,
             boots,
             retries,
-            junit,
-            json,
-            html,
-            logs,
+            out,
             accel,
             source: so,
             attach,
@@ -418,10 +394,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 timeout,
                 boots,
                 retries,
-                junit,
-                json,
-                html,
-                logs,
+                out,
                 accel,
                 attach,
             },
@@ -433,10 +406,7 @@ pub fn run(cli: Cli) -> Result<()> {
             steps,
             timeout,
             via,
-            junit,
-            json,
-            html,
-            logs,
+            out,
             keep_disk,
             accel,
             source: so,
@@ -447,10 +417,7 @@ pub fn run(cli: Cli) -> Result<()> {
             ota::OtaFlags {
                 timeout,
                 via,
-                junit,
-                json,
-                html,
-                logs,
+                out,
                 keep_disk,
                 accel,
                 attach,

@@ -16,14 +16,8 @@ pub struct OtaFlags {
     pub timeout: u64,
     /// How bundles reach the device.
     pub via: Via,
-    /// JUnit XML report.
-    pub junit: Option<PathBuf>,
-    /// JSON report.
-    pub json: Option<PathBuf>,
-    /// HTML report.
-    pub html: Option<PathBuf>,
-    /// Log directory.
-    pub logs: Option<PathBuf>,
+    /// Reports and console logs.
+    pub out: super::report::TestOutputs,
     /// Keep the device's disk here.
     pub keep_disk: Option<PathBuf>,
     /// Forced accelerator.
@@ -40,14 +34,7 @@ pub fn ota_test(
     so: &SourceOpts,
     quiet: bool,
 ) -> Result<()> {
-    boottest::check_outputs(
-        &[
-            ("--json", f.json.as_deref()),
-            ("--junit", f.junit.as_deref()),
-            ("--html", f.html.as_deref()),
-        ],
-        f.logs.as_deref(),
-    )?;
+    f.out.check()?;
     let dir = ImageDir::open(base)?;
     // Said before anything boots (the harness also checks the ready line of the image it
     // booted): a single-root image has no second slot to update.
@@ -76,7 +63,7 @@ pub fn ota_test(
     }
     let src = source(so, &dir.manifest.boot.firmware.suite, quiet)?;
     let spec = boottest::vm_spec(&dir, f.accel.as_deref(), &src)?;
-    let log_dir = boottest::log_dir(f.logs.as_deref(), f.json.as_deref(), f.junit.as_deref())?;
+    let log_dir = f.out.log_dir()?;
     let opts = harness::Options {
         timeout: Duration::from_secs(f.timeout),
         via: f.via,
@@ -85,26 +72,18 @@ pub fn ota_test(
         quiet,
     };
     let report = harness::run(&dir, spec, steps, &opts)?;
-    if let Some(p) = &f.json {
-        boottest::write_report(
-            p,
-            (serde_json::to_string_pretty(&report)? + "\n").as_bytes(),
-        )?;
-    }
-    if let Some(p) = &f.junit {
-        boottest::write_report(p, report.junit_xml().as_bytes())?;
-    }
-    if let Some(p) = &f.html {
-        let page = crate::report::render(&crate::report::Inputs {
-            images: vec![dir.clone()],
-            ota_reports: vec![("this run".into(), serde_json::to_value(&report)?)],
-            ..Default::default()
-        })?;
-        boottest::write_report(p, page.as_bytes())?;
-    }
-    if f.logs.is_none() && f.json.is_none() && f.junit.is_none() && !quiet {
-        eprintln!("console logs: {}", log_dir.display());
-    }
+    f.out.write(
+        &serde_json::to_string_pretty(&report)?,
+        &report.junit_xml(),
+        || {
+            Ok(crate::report::Inputs {
+                images: vec![dir.clone()],
+                ota_reports: vec![("this run".into(), serde_json::to_value(&report)?)],
+                ..Default::default()
+            })
+        },
+    )?;
+    f.out.announce(&log_dir, quiet);
     if let Some(a) = &attach {
         a.reports(
             crate::registry::evidence::Kind::OtaReport,

@@ -35,6 +35,75 @@ pub struct ReportArgs {
     pub out: Option<PathBuf>,
 }
 
+/// Where `boot-test` and `ota-test` write their reports and console logs.
+#[derive(Debug, clap::Args)]
+pub struct TestOutputs {
+    /// JUnit XML report.
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+    /// JSON report (each boot's timings, checks and console log).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// HTML report: the images and this run on one page (as `ingot report`).
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+    /// Directory for each boot's console log (default: beside the --json or else the --junit
+    /// report; without either, a new directory under the system's temporary directory, printed
+    /// at the end). The image directories are never written.
+    #[arg(long)]
+    pub logs: Option<PathBuf>,
+}
+
+impl TestOutputs {
+    /// Refuse, before anything boots, a report or log path that cannot be written.
+    pub fn check(&self) -> Result<()> {
+        crate::boottest::check_outputs(
+            &[
+                ("--json", self.json.as_deref()),
+                ("--junit", self.junit.as_deref()),
+                ("--html", self.html.as_deref()),
+            ],
+            self.logs.as_deref(),
+        )
+    }
+
+    /// The console log directory, made if need be.
+    pub fn log_dir(&self) -> Result<PathBuf> {
+        crate::boottest::log_dir(
+            self.logs.as_deref(),
+            self.json.as_deref(),
+            self.junit.as_deref(),
+        )
+    }
+
+    /// Write the reports that were asked for, each atomically; the page is drawn only when
+    /// --html was given.
+    pub fn write(
+        &self,
+        json: &str,
+        junit: &str,
+        html: impl FnOnce() -> Result<Inputs>,
+    ) -> Result<()> {
+        if let Some(p) = &self.json {
+            crate::boottest::write_report(p, format!("{}\n", json.trim_end()).as_bytes())?;
+        }
+        if let Some(p) = &self.junit {
+            crate::boottest::write_report(p, junit.as_bytes())?;
+        }
+        if let Some(p) = &self.html {
+            crate::boottest::write_report(p, render(&html()?)?.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Say where the console logs went when no flag put them in a known place.
+    pub fn announce(&self, log_dir: &Path, quiet: bool) {
+        if self.logs.is_none() && self.json.is_none() && self.junit.is_none() && !quiet {
+            eprintln!("console logs: {}", log_dir.display());
+        }
+    }
+}
+
 /// A report given to draw: one that cannot be read or is not JSON is bad input (exit 2).
 fn json(p: &Path) -> Result<serde_json::Value> {
     let bytes = crate::base::fsx::read(p).map_err(|e| BadInput(format!("{e:#}")))?;
