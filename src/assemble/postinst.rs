@@ -15,7 +15,8 @@ use crate::tree::Tree;
 
 /// ssl-cert's self-signed certificate and its private key, which its postinst makes with
 /// `make-ssl-cert generate-default-snakeoil`: a machine's own identity, so each machine makes
-/// them at its first boot (`init::snakeoil_unit`) and the image never holds them.
+/// them at its first boot (`ingot-snakeoil.service`, written by `init::systemd_setup`) and
+/// the image never holds them.
 pub(super) const SNAKEOIL: [&str; 2] = [
     "/etc/ssl/certs/ssl-cert-snakeoil.pem",
     "/etc/ssl/private/ssl-cert-snakeoil.key",
