@@ -11,30 +11,23 @@ pub(super) fn install_file(
     f: &crate::config::FileSpec,
     origin: &str,
 ) -> Result<()> {
-    if let Some(target) = &f.link {
-        let mut e = Entry::symlink(target);
-        e.uid = f.uid;
-        e.gid = f.gid;
-        e.origin = std::sync::Arc::from("ingot:profile");
-        tree.insert(&f.path, e)
-            .with_context(|| format!("{origin}: link {}", f.path))?;
-        return Ok(());
-    }
-    let data = match (&f.content, &f.source) {
-        (Some(c), _) => c.clone().into_bytes(),
-        (None, Some(src)) => crate::base::fsx::read_regular(std::path::Path::new(src))
-            .with_context(|| format!("{origin}: file {}", f.path))?,
-        (None, None) => Vec::new(),
+    let (what, mut e) = if let Some(target) = &f.link {
+        ("link", Entry::symlink(target))
+    } else {
+        let data = match (&f.content, &f.source) {
+            (Some(c), _) => c.clone().into_bytes(),
+            (None, Some(src)) => crate::base::fsx::read_regular(std::path::Path::new(src))
+                .with_context(|| format!("{origin}: file {}", f.path))?,
+            (None, None) => Vec::new(),
+        };
+        let mode = f.mode.map_or(0o644, |m| m.0);
+        ("file", Entry::new(Kind::File(Content::bytes(data)), mode))
     };
-    let mut e = Entry::new(
-        Kind::File(Content::bytes(data)),
-        f.mode.map_or(0o644, |m| m.0),
-    );
     e.uid = f.uid;
     e.gid = f.gid;
     e.origin = std::sync::Arc::from("ingot:profile");
     tree.insert(&f.path, e)
-        .with_context(|| format!("{origin}: file {}", f.path))?;
+        .with_context(|| format!("{origin}: {what} {}", f.path))?;
     Ok(())
 }
 

@@ -1,9 +1,10 @@
 //! What the image's packages' `postinst` certainly do on a first install, evaluated against
 //! the tree being assembled (see `packages::script`): a file test or `command -v` is what the
 //! image answers, `dpkg-statoverride --list` what the scripts record. Each package's commands
-//! go, in package order, to the parts that stand in for the tools they run: ucf, apache2's
-//! helpers, the plain file commands, `dpkg-statoverride --add` and `adduser --system`. What
-//! makes a machine's identity (ssl-cert's snakeoil key) is left to its first boot.
+//! go, in dpkg's configure order (`packages::configure_order`), to the parts that stand in for
+//! the tools they run: ucf, apache2's helpers, the plain file commands, `dpkg-statoverride
+//! --add` and `adduser --system`. What makes a machine's identity (ssl-cert's snakeoil key) is
+//! left to its first boot.
 
 use std::collections::BTreeSet;
 

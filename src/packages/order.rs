@@ -60,7 +60,8 @@ pub fn configure_order(pkgs: &[&PackageInfo]) -> Vec<usize> {
             match deps[at].get(next) {
                 Some(&d) => {
                     stack.push((at, next + 1));
-                    // A package already on the path is a loop: it is configured first.
+                    // A dependency already on the path closes a loop and is not waited for:
+                    // the package that closed the loop is configured before it.
                     if marks[d] == Mark::New {
                         marks[d] = Mark::Visiting;
                         stack.push((d, 0));
