@@ -151,13 +151,18 @@ pub(super) fn ready_script(
     units: Option<&[String]>,
 ) -> String {
     let mut s = String::from(
-        "#!/bin/sh\n# Ingot check-in agent: waits for each agent's readiness probe, then prints one line\n# to the console for boot tests and fleet tooling.\nPATH=/usr/sbin:/usr/bin:/sbin:/bin\nread -r start _ < /proc/uptime\nprobe() {\n  # For t seconds: twenty polls a second for the first half second (most agents are up by\n  # then), then four: every poll starts processes, and on a slow or emulated machine a tighter\n  # loop takes the CPU the agent still starting needs. i counts twentieths of a second.\n  t=$1; shift\n  i=0\n  while [ \"$i\" -lt \"$((t * 20))\" ]; do\n    if sh -c \"$1\" >/dev/null 2>&1; then read -r u _ < /proc/uptime; echo \"ok $u\"; return; fi\n    if [ \"$i\" -lt 10 ]; then s=1; p=0.05; else s=5; p=0.25; fi\n    sleep \"$p\" 2>/dev/null || { sleep 1; s=20; }\n    i=$((i + s))\n  done\n  echo fail\n}\nd=${INGOT_READY_DIR:-/run/ingot-ready}\nrm -rf \"$d\"; mkdir -p \"$d\"\n",
+        "#!/bin/sh\n# Ingot check-in agent: waits for each agent's readiness probe, then prints one line\n# to the console for boot tests and fleet tooling.\nPATH=/usr/sbin:/usr/bin:/sbin:/bin\nread -r start _ < /proc/uptime\n# now: the uptime in hundredths of a second, without a subshell.\nnow() { read -r u _ < /proc/uptime; now=$((${u%.*} * 100 + 1${u#*.} - 100)); }\nprobe() {\n  # For t seconds of the machine's clock, the probe's own run time included (one poll can\n  # take a second on an emulated machine): twenty polls a second for the first half second\n  # (most agents are up by then), then four: every poll starts processes, and on a slow\n  # machine a tighter loop takes the CPU the agent still starting needs. A systemd unit the\n  # agent names that has failed (a restarting one has not) ends the wait: asked once a\n  # second after the first half second, each question costing a systemctl run.\n  t=$1 unit=$3\n  now; end=$((now + t * 100))\n  i=0\n  while :; do\n    if sh -c \"$2\" >/dev/null 2>&1; then read -r u _ < /proc/uptime; echo \"ok $u\"; return; fi\n    if [ -n \"$unit\" ] && [ \"$i\" -ge 10 ] && [ $((i % 4)) = 2 ] && systemctl is-failed --quiet \"$unit\" 2>/dev/null; then break; fi\n    now; [ \"$now\" -lt \"$end\" ] || break\n    if [ \"$i\" -lt 10 ]; then p=0.05; else p=0.25; fi\n    sleep \"$p\" 2>/dev/null || sleep 1\n    i=$((i + 1))\n  done\n  echo fail\n}\nd=${INGOT_READY_DIR:-/run/ingot-ready}\nrm -rf \"$d\"; mkdir -p \"$d\"\n",
     );
     for (n, a) in agents.iter().enumerate() {
         s.push_str(&format!(
-            "probe {} {} > \"$d/{n}\" &\n",
+            "probe {} {}{} > \"$d/{n}\" &\n",
             a.probe_timeout,
-            shell_quote(&a.probe)
+            shell_quote(&a.probe),
+            // Only a systemd image's service is a unit (a busybox image's is a command).
+            match (&a.service, units) {
+                (Some(u), Some(_)) => format!(" {}", shell_quote(u)),
+                _ => String::new(),
+            }
         ));
     }
     if units.is_some() {

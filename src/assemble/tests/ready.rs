@@ -159,6 +159,103 @@ esac
     assert!(s.contains("[ -z \"$failed\" ] || verdict=fail\n"), "{s}");
 }
 
+/// A probe's timeout is seconds of the machine's clock, the probe's own run time included: one
+/// that takes a second to fail must not stretch a 2 s wait to the 16 polls the loop makes (the
+/// polls used to be counted, so a 120 s timeout of a slow probe waited over 6 minutes). A systemd
+/// unit the agent names that has failed ends its wait early; a busybox image's service (a
+/// command) is never given to systemctl.
+#[test]
+fn probe_timeouts_are_wall_clock_and_a_failed_unit_ends_the_wait() {
+    use std::time::{Duration, Instant};
+    let id = Identity {
+        name: "vm".into(),
+        version: "1.0.0".into(),
+        arch: "x86_64".into(),
+        epoch: 0,
+    };
+    let t = tempfile::tempdir().unwrap();
+    let bin = t.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let calls = t.path().join("calls");
+    // systemctl: `is-failed` answers yes for db.service only and records what it was asked.
+    std::fs::write(
+        bin.join("systemctl"),
+        format!(
+            "#!/bin/sh\ncase $1 in\n  is-failed) echo \"$*\" >> '{}'; [ \"$3\" = db.service ] ;;\n  *) : ;;\nesac\n",
+            calls.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        bin.join("systemctl"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let agent = |name: &str, service: Option<&str>, probe: &str, timeout: u32| Agent {
+        name: name.into(),
+        packages: vec![],
+        files: vec![],
+        service: service.map(Into::into),
+        probe: probe.into(),
+        probe_timeout: timeout,
+    };
+    let run = |agents: &[Agent], units: Option<&[String]>| {
+        let s = ready_script(&id, agents, false, units).replacen(
+            "PATH=/usr/sbin:/usr/bin:/sbin:/bin\n",
+            &format!("PATH={}:/usr/bin:/bin\n", bin.display()),
+            1,
+        );
+        let script = t.path().join("ready");
+        std::fs::write(&script, &s).unwrap();
+        let console = t.path().join("console");
+        let started = Instant::now();
+        let st = std::process::Command::new("sh")
+            .arg(&script)
+            .env("INGOT_READY_DIR", t.path().join("probes"))
+            .env("INGOT_CONSOLE", &console)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        (
+            started.elapsed(),
+            std::fs::read_to_string(&console).unwrap(),
+        )
+    };
+    // A slow failing probe, 2 s allowed: done after about 3 s (the last poll may begin just
+    // before the end), not after 16 one-second polls.
+    let (took, line) = run(&[agent("slow", None, "sleep 1; false", 2)], None);
+    assert!(line.contains(" agents=slow:fail "), "{line}");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(8),
+        "a 2 s probe timeout took {took:?}"
+    );
+    // A failed unit ends a 60 s wait within about a second; a unit that has not failed, and a
+    // busybox image's command, leave the probe to its own result.
+    let units = ["db.service".to_string()];
+    let (took, line) = run(
+        &[
+            agent("db", Some("db.service"), "false", 60),
+            agent("web", Some("web.service"), "true", 60),
+        ],
+        Some(&units),
+    );
+    assert!(line.contains(" agents=db:fail,web:ok "), "{line}");
+    assert!(took < Duration::from_secs(20), "failed unit: took {took:?}");
+    let asked = std::fs::read_to_string(&calls).unwrap();
+    assert!(
+        asked.lines().all(|l| l == "is-failed --quiet db.service"),
+        "{asked}"
+    );
+    std::fs::remove_file(&calls).unwrap();
+    let (took, line) = run(&[agent("cmd", Some("db.service"), "false", 2)], None);
+    assert!(line.contains(" agents=cmd:fail "), "{line}");
+    assert!(took >= Duration::from_secs(2), "busybox: took {took:?}");
+    assert!(
+        !calls.exists(),
+        "a busybox image's service went to systemctl"
+    );
+}
+
 /// The ready check runs on every device: each form of it passes shellcheck like the updater.
 #[test]
 fn ready_scripts_pass_shellcheck() {
@@ -172,7 +269,7 @@ fn ready_scripts_pass_shellcheck() {
         name: "a".into(),
         packages: vec![],
         files: vec![],
-        service: None,
+        service: Some("a.service".into()),
         probe: "test -e '/run/a b'".into(),
         probe_timeout: 5,
     }];
