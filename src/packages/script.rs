@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 mod lex;
 mod run;
 mod test;
-use lex::{lex, Tok, DOLLAR, SPLIT};
+use lex::{lex, unquote, Tok, SPLIT};
 
 /// What is known of a condition or of whether a command runs.
 pub type Known = Option<bool>;
@@ -189,7 +189,7 @@ impl Eval<'_> {
             };
         }
         let out = super::accounts::substitute(word, |name| self.lookup(name))?;
-        (!out.contains(['`', '*', '?', '[', '(', ')', '$'])).then(|| out.replace(DOLLAR, "$"))
+        (!out.contains(['`', '*', '?', '[', '(', ')', '$'])).then(|| unquote(&out))
     }
 
     /// `echo WORD | cut -b LIST` (or `-c`) for one range of an ASCII word: what dovecot-core's

@@ -58,9 +58,30 @@ fn nested(chars: &[char], mut i: usize, word: &mut String) -> usize {
 /// arguments), as the shell splits it.
 pub(super) const SPLIT: char = '\u{2}';
 
-/// Stands for a `$` that was quoted (`'$x'`, `\$x`): the text itself, never an expansion.
-/// Expansion turns it back into `$`.
-pub(super) const DOLLAR: char = '\u{3}';
+/// The characters that mean something to the shell unquoted (an expansion, a pattern, a
+/// command substitution's parentheses) and what stands for each when it was quoted (`'$x'`,
+/// `"[client]"`, `\*`): the text itself, never an expansion or a pattern. Expansion turns
+/// them back ([`unquote`]).
+const QUOTED: [(char, char); 6] = [
+    ('$', '\u{3}'),
+    ('*', '\u{10}'),
+    ('?', '\u{11}'),
+    ('[', '\u{12}'),
+    ('(', '\u{13}'),
+    (')', '\u{14}'),
+];
+
+/// `c` as it is kept when quoted.
+fn literal(c: char) -> char {
+    QUOTED.iter().find(|(q, _)| *q == c).map_or(c, |(_, m)| *m)
+}
+
+/// The text a lexed word stands for, its quoted characters as themselves.
+pub(super) fn unquote(w: &str) -> String {
+    w.chars()
+        .map(|c| QUOTED.iter().find(|(_, m)| *m == c).map_or(c, |(q, _)| *q))
+        .collect()
+}
 
 /// Whether `w` is exactly `$NAME` or `${NAME}`.
 fn lone_expansion(w: &str) -> bool {
@@ -108,7 +129,7 @@ pub(super) fn lex(script: &str) -> Vec<Tok> {
             '\\' => {
                 quoted = true;
                 if let Some(n) = chars.get(i + 1) {
-                    word.push(if *n == '$' { DOLLAR } else { *n });
+                    word.push(literal(*n));
                 }
                 started = true;
                 i += 2;
@@ -159,7 +180,7 @@ pub(super) fn lex(script: &str) -> Vec<Tok> {
                 quoted = true;
                 i += 1;
                 while i < chars.len() && chars[i] != '\'' {
-                    word.push(if chars[i] == '$' { DOLLAR } else { chars[i] });
+                    word.push(literal(chars[i]));
                     i += 1;
                 }
                 i += 1;
@@ -171,11 +192,7 @@ pub(super) fn lex(script: &str) -> Vec<Tok> {
                 while i < chars.len() && chars[i] != '"' {
                     match chars[i] {
                         '\\' if matches!(chars.get(i + 1), Some('"' | '\\' | '$' | '`')) => {
-                            word.push(if chars[i + 1] == '$' {
-                                DOLLAR
-                            } else {
-                                chars[i + 1]
-                            });
+                            word.push(literal(chars[i + 1]));
                             i += 2;
                         }
                         '\\' if chars.get(i + 1) == Some(&'\n') => i += 2,
@@ -183,8 +200,14 @@ pub(super) fn lex(script: &str) -> Vec<Tok> {
                         '$' if matches!(chars.get(i + 1), Some('(' | '{')) => {
                             i = nested(&chars, i, &mut word)
                         }
+                        // `$` stays an expansion inside double quotes; a pattern's
+                        // characters do not.
+                        '$' => {
+                            word.push('$');
+                            i += 1;
+                        }
                         ch => {
-                            word.push(ch);
+                            word.push(literal(ch));
                             i += 1;
                         }
                     }

@@ -438,6 +438,11 @@ if [ -e /etc/maybe ]; then echo no > /etc/maybe-not; fi
 echo 'protocols = $protocols imap' > /usr/share/dovecot/protocols.d/imapd.protocol
 echo "cost \$5 $NOT_SET" > /etc/never
 echo cost \$5 > /etc/escaped-dollar
+dc=/etc/mysql/debian.cnf
+echo "[client]"      >>$dc
+echo 'a (b)?' \* > /etc/literal
+echo [x] > /etc/a-pattern
+echo *.conf > /etc/another
 "#;
     let nothing = |_: &str, op: char| match op {
         'e' | 'f' => Some(false),
@@ -470,6 +475,10 @@ echo cost \$5 > /etc/escaped-dollar
                 "protocols = $protocols imap\n"
             ),
             w(WRITE, "/etc/escaped-dollar", "cost $5\n"),
+            // mariadb-server's section headers (bookworm): quoted, `[` is text; unquoted,
+            // a pattern the image's files would decide.
+            w(APPEND, "/etc/mysql/debian.cnf", "[client]\n"),
+            w(WRITE, "/etc/literal", "a (b)? *\n"),
         ]
     );
 }
