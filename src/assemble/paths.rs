@@ -15,7 +15,8 @@ const PATH: &[&str] = &[
 ];
 
 /// `[ -OP PATH ]` for `op` one of `e f d L h x s r w`, or for `c` whether `command -v PATH`
-/// finds it. The tree is as the packages unpacked it, before the scripts run.
+/// finds it; for `u`/`g` whether the account PATH names is there, for `U`/`G` whether its uid
+/// or primary gid is 0. The tree is as the packages unpacked it, before the scripts run.
 pub(super) fn test(tree: &Tree, path: &str, op: char) -> Known {
     if op == 'c' {
         if path.contains('/') {
@@ -25,6 +26,15 @@ pub(super) fn test(tree: &Tree, path: &str, op: char) -> Known {
             let p = format!("{d}/{path}");
             test(tree, &p, 'x') == Some(true) && test(tree, &p, 'f') == Some(true)
         }));
+    }
+    if op == 'U' || op == 'G' {
+        // Whether the account's uid (`U`) or primary gid (`G`) is 0; not known without it.
+        let text = tree.read("etc/passwd").unwrap_or_default();
+        let prefix = format!("{path}:");
+        let text = String::from_utf8_lossy(&text);
+        let line = text.lines().find(|l| l.starts_with(&prefix))?;
+        let field = line.split(':').nth(if op == 'U' { 2 } else { 3 })?;
+        return Some(field == "0");
     }
     if op == 'u' || op == 'g' {
         // `getent passwd NAME` / `getent group NAME`: whether the image has the account.
@@ -121,5 +131,9 @@ mod tests {
         assert_eq!(test(&t, "memcach", 'u'), Some(false));
         assert_eq!(test(&t, "memcache", 'g'), Some(false));
         assert_eq!(test(&t, "root", 'g'), Some(true));
+        assert_eq!(test(&t, "root", 'U'), Some(true));
+        assert_eq!(test(&t, "memcache", 'U'), Some(false));
+        assert_eq!(test(&t, "memcache", 'G'), Some(false));
+        assert_eq!(test(&t, "nobody-here", 'U'), None);
     }
 }

@@ -42,8 +42,9 @@ fn or(a: Known, b: Known) -> Known {
 /// What the image answers about a path: `test(path, op)` for `[ -OP PATH ]` with `op` one of
 /// `e f d L h x s r w` (following links as `test` does, but for `L` and `h`), for `c`,
 /// whether `command -v PATH` finds it, for `o`, whether `dpkg-statoverride --list PATH`
-/// does, and for `u` and `g`, whether the user or group of that name is there (`getent`,
-/// `id`). `None` when it cannot say.
+/// does, for `u` and `g`, whether the user or group of that name is there (`getent`,
+/// `id`), and for `U` and `G`, whether that user's uid or primary gid is 0 (`$(id -u NAME)`
+/// compared with 0). `None` when it cannot say.
 pub type Paths<'a> = &'a dyn Fn(&str, char) -> Known;
 
 /// An open compound command.

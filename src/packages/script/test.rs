@@ -138,6 +138,38 @@ impl Eval<'_> {
                 let same = self.expand(a)? == self.expand(b)?;
                 Some(if *op == "!=" { !same } else { same })
             }
+            [a, op @ ("-eq" | "-ne"), b] => {
+                let same = match (self.id_of(a), self.id_of(b)) {
+                    // postgresql-common's `[ "`id -u postgres`" -eq 0 ]`: whether the
+                    // account's uid (or primary gid) is root's, which the image answers.
+                    (Some((name, op)), None) if self.expand(b)?.trim() == "0" => {
+                        (self.paths)(&name, op)?
+                    }
+                    (None, Some((name, op))) if self.expand(a)?.trim() == "0" => {
+                        (self.paths)(&name, op)?
+                    }
+                    (None, None) => {
+                        let n = |w: &str| self.expand(w)?.trim().parse::<i64>().ok();
+                        n(a)? == n(b)?
+                    }
+                    _ => return None,
+                };
+                Some(if *op == "-ne" { !same } else { same })
+            }
+            _ => None,
+        }
+    }
+
+    /// `$(id -u NAME)` or `` `id -g NAME` `` as a whole word: NAME and the question whether
+    /// that id is 0 (`U` for the uid, `G` for the primary group).
+    fn id_of(&self, w: &str) -> Option<(String, char)> {
+        let inner = w
+            .strip_prefix("$(")
+            .and_then(|x| x.strip_suffix(')'))
+            .or_else(|| w.strip_prefix('`').and_then(|x| x.strip_suffix('`')))?;
+        match inner.split_whitespace().collect::<Vec<_>>().as_slice() {
+            ["id", "-u", name] => Some((self.expand(name.trim_matches('"'))?, 'U')),
+            ["id", "-g", name] => Some((self.expand(name.trim_matches('"'))?, 'G')),
             _ => None,
         }
     }

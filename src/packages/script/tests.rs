@@ -597,3 +597,30 @@ fn a_test_sees_what_the_scripts_own_earlier_commands_made() {
         ]
     );
 }
+
+#[test]
+fn an_accounts_id_compared_with_zero_is_what_the_image_says() {
+    // postgresql-common's checks (bookworm): the account was just made, so not root, and
+    // the script goes on to what follows them.
+    let script = r#"#!/bin/sh
+if [ "`id -u postgres`" -eq 0 ]; then
+    echo "must not be uid 0" >&2
+    exit 1
+fi
+if [ "$(id -g postgres)" -eq 0 ]; then exit 1; fi
+mkdir -p /var/lib/postgresql
+if [ 0 -ne "`id -u root`" ]; then touch /never; fi
+if [ 3 -eq 3 ] && [ 2 -ne 02 ]; then touch /never-either; fi
+if [ "`id -u nobody-here`" -eq 0 ]; then exit 1; fi
+touch /after-an-unknown-exit
+"#;
+    let image = |p: &str, op: char| match (p, op) {
+        ("postgres", 'U' | 'G') | ("root", 'G') => Some(false),
+        ("root", 'U') => Some(true),
+        _ => None,
+    };
+    assert_eq!(
+        ran_in(script, &BTreeMap::new(), &image, &["mkdir", "touch"]),
+        ["mkdir -p /var/lib/postgresql"]
+    );
+}
