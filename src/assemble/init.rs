@@ -492,19 +492,8 @@ pub(super) fn systemd_setup(
         enable_unit(tree, "ingot-ssh-hostkeys.service", "ingot")?;
         enable_unit(tree, "ingot-ssh-hostkey-rsa.service", "ingot")?;
     }
-    // ssl-cert's snakeoil certificate and key (`postinst::SNAKEOIL`) are this machine's own,
-    // made at its first boot by ssl-cert's own tool, as its postinst makes them on Debian,
-    // and before basic.target, which every service that uses them (dovecot, postfix, a TLS
-    // site) comes after. After cloud-init's local stage, which names the machine.
-    if tree.exists("usr/sbin/make-ssl-cert") {
-        put(
-            tree,
-            "usr/lib/systemd/system/ingot-snakeoil.service",
-            "[Unit]\nDescription=Create this machine's snakeoil TLS certificate and key (ssl-cert)\nDefaultDependencies=no\nAfter=local-fs.target systemd-tmpfiles-setup.service cloud-init-local.service\nBefore=basic.target shutdown.target\nConflicts=shutdown.target\nConditionFileNotEmpty=|!/etc/ssl/certs/ssl-cert-snakeoil.pem\nConditionFileNotEmpty=|!/etc/ssl/private/ssl-cert-snakeoil.key\n\n[Service]\nType=oneshot\nEnvironment=DEBIAN_FRONTEND=noninteractive\nExecStart=/usr/sbin/make-ssl-cert generate-default-snakeoil --force-overwrite\n\n[Install]\nWantedBy=basic.target\n",
-            0o644,
-        )?;
-        enable_unit(tree, "ingot-snakeoil.service", "ingot")?;
-    }
+    // What each machine makes at its first boot (snakeoil, database clusters).
+    super::firstboot::units(tree)?;
     enable_unit(tree, "ingot-ready.service", "ingot")?;
     // On its first boot (an empty machine id) systemd applies the preset policy, and
     // Debian's enables every unit a package installs: timers (apt-daily, e2scrub_all,

@@ -8,6 +8,7 @@ mod certs;
 mod commands;
 mod defaults;
 mod files;
+mod firstboot;
 mod idle;
 mod init;
 mod ldcache;
@@ -22,6 +23,7 @@ mod unit_accounts;
 pub mod users;
 
 use files::{install_file, overlay};
+pub use firstboot::reserve as first_boot_reserve;
 pub use init::enable_unit;
 use init::{busybox_init, ready_script, systemd_setup};
 
@@ -178,11 +180,12 @@ pub fn system(
         }
     }
     // Debian's ldconfig trigger would write ld.so.cache; the loader works without it.
-    let accounts = postinst::accounts(tree, scripts);
+    let systemd = profile.init == InitSystem::Systemd;
+    let accounts = postinst::accounts(tree, scripts, systemd);
     users::apply(tree, profile, &accounts, id.epoch / 86400)?;
     let applied = users::fragments(tree);
     alternatives::apply(tree, &scripts.alternatives)?;
-    postinst::apply(tree, scripts)?;
+    postinst::apply(tree, scripts, systemd)?;
     defaults::apply(tree, &scripts.nss)?;
     python::runtime_defaults(tree)?;
     // os-release with the image identity.

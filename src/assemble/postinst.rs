@@ -16,20 +16,23 @@ use crate::tree::Tree;
 
 /// ssl-cert's self-signed certificate and its private key, which its postinst makes with
 /// `make-ssl-cert generate-default-snakeoil`: a machine's own identity, so each machine makes
-/// them at its first boot (`ingot-snakeoil.service`, written by `init::systemd_setup`) and
+/// them at its first boot (`ingot-snakeoil.service`, written by `firstboot::units`) and
 /// the image never holds them.
 pub(super) const SNAKEOIL: [&str; 2] = [
     "/etc/ssl/certs/ssl-cert-snakeoil.pem",
     "/etc/ssl/private/ssl-cert-snakeoil.key",
 ];
 
-/// The files `ran` makes that are left to the machine's first boot. Scripts configured
-/// after it see them as there (dovecot links its certificate to them, postfix turns TLS on).
-fn first_boot_files(ran: &[Vec<String>]) -> &'static [&'static str] {
-    let snakeoil = ran.iter().any(|c| {
-        c.first().is_some_and(|t| t == "make-ssl-cert")
-            && c.iter().any(|a| a == "generate-default-snakeoil")
-    });
+/// The files `ran` makes that are left to the machine's first boot (`firstboot`), in an image
+/// that makes them there. Scripts configured after it see them as there (dovecot links its
+/// certificate to them, postfix turns TLS on); in one that does not (a busybox image), they
+/// are not, and nothing links to files that never come.
+fn first_boot_files(tree: &Tree, ran: &[Vec<String>], systemd: bool) -> &'static [&'static str] {
+    let snakeoil = super::firstboot::makes_snakeoil(tree, systemd)
+        && ran.iter().any(|c| {
+            c.first().is_some_and(|t| t == "make-ssl-cert")
+                && c.iter().any(|a| a == "generate-default-snakeoil")
+        });
     if snakeoil {
         &SNAKEOIL
     } else {
@@ -65,12 +68,12 @@ fn evaluate(
 
 /// The system accounts to make: those the readers found, then those a script makes under a
 /// name it takes from a variable (redis-tools' `adduser --system ... ${USER}`).
-pub(super) fn accounts(tree: &Tree, scripts: &Scripts) -> Vec<Account> {
+pub(super) fn accounts(tree: &Tree, scripts: &Scripts, systemd: bool) -> Vec<Account> {
     let mut out = scripts.accounts.clone();
     let mut later = BTreeSet::new();
     for p in &scripts.postinsts {
         let ran = evaluate(tree, scripts, p, &later);
-        later.extend(first_boot_files(&ran));
+        later.extend(first_boot_files(tree, &ran, systemd));
         for a in crate::packages::accounts::from_commands(ran) {
             if !out.iter().any(|b| b.name == a.name && b.user == a.user) {
                 out.push(a);
@@ -84,12 +87,12 @@ pub(super) fn accounts(tree: &Tree, scripts: &Scripts) -> Vec<Account> {
 /// (the readers' and `dpkg-statoverride --add` of a path named by a variable, redis-server's
 /// `${CONFFILE}`) come last, after ucf has copied the files some of them are for (chrony's
 /// keys).
-pub(super) fn apply(tree: &mut Tree, scripts: &Scripts) -> Result<()> {
+pub(super) fn apply(tree: &mut Tree, scripts: &Scripts, systemd: bool) -> Result<()> {
     let mut overrides = scripts.statoverrides.clone();
     let mut later = BTreeSet::new();
     for p in &scripts.postinsts {
         let ran = evaluate(tree, scripts, p, &later);
-        later.extend(first_boot_files(&ran));
+        later.extend(first_boot_files(tree, &ran, systemd));
         ucf::apply(tree, &ucf::files(&ran))?;
         apache::apply(tree, &p.package, &ran)?;
         commands::apply(tree, &p.package, &ran)?;

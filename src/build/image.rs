@@ -118,6 +118,11 @@ pub fn write_disk(
         label: "root".into(),
     };
     let mut plan = ext4::plan(tree, &params)?;
+    // A disk sized to its tree also holds what first boot adds (a database's files).
+    if fixed.is_none() && hw.ab.is_none() && sys.first_boot_reserve > 0 {
+        params.size = Some((plan.size_bytes() + sys.first_boot_reserve).div_ceil(1 << 20) << 20);
+        plan = ext4::plan(tree, &params)?;
+    }
     let stable = id.stable();
     let layout = match &hw.ab {
         Some(ab) => disk::layout_ab(

@@ -24,6 +24,8 @@ pub struct System {
     pub sd_boot: Tree,
     /// grub-pc-bin's files, for a disk a BIOS boots too.
     pub grub: Option<Tree>,
+    /// Bytes the data each machine makes at its first boot needs (a database's files).
+    pub first_boot_reserve: u64,
 }
 
 fn stamp_times(tree: &mut Tree, epoch: i64) {
@@ -117,9 +119,11 @@ pub fn system(
         );
     }
     stamp_times(&mut tree, epoch);
+    let first_boot_reserve = assemble::first_boot_reserve(&tree);
 
     Ok(System {
         tree,
+        first_boot_reserve,
         kernel_bytes,
         initrd,
         sd_boot,

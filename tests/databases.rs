@@ -1,0 +1,111 @@
+//! Database servers as Debian's packages set them up: PostgreSQL's main cluster and MariaDB's
+//! system tables are made by each machine at its first boot with the servers' own tools (the
+//! image holds neither), serve queries on that boot, and are kept, not made again, on the next
+//! boot of the same disk. Two machines from one image have clusters of their own.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use ingot::boottest::boot::{boot_once, Wait};
+
+/// The word after `KEY ` on the console (a probe's line may follow the login prompt).
+fn console_value(log: &Path, key: &str) -> String {
+    let text = std::fs::read_to_string(log).unwrap();
+    text.lines()
+        .find_map(|l| {
+            let (_, v) = l.split_once(&format!("{key} "))?;
+            v.split_whitespace().next().map(str::to_string)
+        })
+        .unwrap_or_else(|| panic!("no {key} line in {}:\n{text}", log.display()))
+}
+
+#[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
+fn database_servers_are_set_up_at_each_machines_first_boot_and_kept() {
+    let t = tempfile::tempdir().unwrap();
+    let profile = root().join("tests/profiles/vm-db.toml");
+    let d = build_x86_64(profile.to_str().unwrap(), &t.path().join("out"));
+    check_disk(&d, t.path());
+    for p in [
+        "/etc/postgresql/15",
+        "/var/lib/postgresql/15",
+        "/var/lib/mysql/mysql",
+    ] {
+        let s = debugfs_root(&d, t.path(), &format!("stat {p}"));
+        assert!(s.contains("File not found"), "the image holds {p}: {s}");
+    }
+    // mariadb-server's postinst writes debian.cnf with its section headers.
+    let cnf = debugfs_root(&d, t.path(), "cat /etc/mysql/debian.cnf");
+    assert!(
+        cnf.contains("[client]\nhost     = localhost\nuser     = root\n[mysql_upgrade]\n"),
+        "{cnf}"
+    );
+
+    let _place = guests(1);
+    let image = ingot::image_dir::ImageDir::open(&d).unwrap();
+    let src = ingot::packages::Source::new(None, "bookworm", None, None, 2, false).unwrap();
+    let mut spec = ingot::boottest::vm_spec(&image, None, &src).unwrap();
+    // Each boot writes to its machine's own disk (below), as a real machine does.
+    spec.persistent = true;
+    let boot = |spec: &ingot::qemu::VmSpec, name: &str| {
+        let log = t.path().join(format!("{name}.console.log"));
+        let out = boot_once(
+            spec,
+            Duration::from_secs(400),
+            &log,
+            t.path(),
+            Wait::IngotReady,
+            None,
+        )
+        .unwrap();
+        let ready = out
+            .ready
+            .as_ref()
+            .unwrap_or_else(|| panic!("{name}: {:?}\n{}", out.failure, out.tail.join("\n")));
+        if let Some(why) = ingot::boottest::judge_ready(ready, &image.manifest) {
+            panic!("{name}: {why}\n{}", out.tail.join("\n"));
+        }
+        (
+            console_value(&log, "PGID"),
+            console_value(&log, "FIRSTBOOT"),
+        )
+    };
+    // Machine a, twice on its own disk; machine b, once on another copy of the image.
+    let mut ids = Vec::new();
+    for (m, boots) in [("a", 2), ("b", 1)] {
+        // The machine's disk: a qcow2 file over the image's disk.raw, which stays as built.
+        let disk = t.path().join(format!("{m}.qcow2"));
+        let (made, text) = tool(
+            "qemu-img",
+            &[
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                "-F",
+                "raw",
+                "-b",
+                image.disk().to_str().unwrap(),
+                disk.to_str().unwrap(),
+            ],
+        );
+        assert!(made, "{text}");
+        spec.disk = disk;
+        let first = boot(&spec, &format!("{m}-1"));
+        assert_eq!(first.1, "yes,yes", "machine {m}: the first boot's units");
+        if boots == 2 {
+            let second = boot(&spec, &format!("{m}-2"));
+            assert_eq!(
+                second.1, "no,no",
+                "machine {m}: the second boot made them again"
+            );
+            assert_eq!(second.0, first.0, "machine {m}: the cluster changed");
+        }
+        ids.push(first.0);
+    }
+    assert_ne!(ids[0], ids[1], "two machines share a cluster identifier");
+}
