@@ -2,14 +2,49 @@
 
 use super::*;
 
-#[test]
-fn ready_script_lists_agents_and_quotes_probes() {
-    let id = Identity {
-        name: "edge".into(),
+fn identity(name: &str) -> Identity {
+    Identity {
+        name: name.into(),
         version: "1.0.0".into(),
         arch: "x86_64".into(),
         epoch: 0,
-    };
+    }
+}
+
+/// An executable `systemctl` in `bin` whose body is `script` (sh).
+fn fake_systemctl(bin: &std::path::Path, script: &str) {
+    let fake = bin.join("systemctl");
+    std::fs::write(&fake, format!("#!/bin/sh\n{script}")).unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
+/// Run the ready script `s` in `dir` with `bin` first on the PATH it sets itself; its status,
+/// standard error and console line.
+fn run_ready(s: &str, bin: &std::path::Path, dir: &std::path::Path) -> (bool, String, String) {
+    let s = s.replacen(
+        "PATH=/usr/sbin:/usr/bin:/sbin:/bin\n",
+        &format!("PATH={}:/usr/bin:/bin\n", bin.display()),
+        1,
+    );
+    let script = dir.join("ready");
+    std::fs::write(&script, &s).unwrap();
+    let console = dir.join("console");
+    let out = std::process::Command::new("sh")
+        .arg(&script)
+        .env("INGOT_READY_DIR", dir.join("probes"))
+        .env("INGOT_CONSOLE", &console)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        std::fs::read_to_string(&console).unwrap_or_default(),
+    )
+}
+
+#[test]
+fn ready_script_lists_agents_and_quotes_probes() {
+    let id = identity("edge");
     let t = tempfile::tempdir().unwrap();
     let flag = t.path().join("late flag");
     let agent = |name: &str, probe: String, timeout: u32| Agent {
@@ -56,54 +91,22 @@ fn ready_script_lists_agents_and_quotes_probes() {
 
 #[test]
 fn ready_line_of_a_systemd_image_names_its_failed_units() {
-    let id = Identity {
-        name: "vm".into(),
-        version: "1.0.0".into(),
-        arch: "x86_64".into(),
-        epoch: 0,
-    };
+    let id = identity("vm");
     let t = tempfile::tempdir().unwrap();
     // A systemctl that reports these units failed, as `list-units --plain --no-legend` does.
     let bin = t.path().join("bin");
     std::fs::create_dir(&bin).unwrap();
     let run_restarts = |failed_units: &str, restarts: &str, services: &[String], ab: bool| {
-        let fake = bin.join("systemctl");
-        std::fs::write(
-            &fake,
-            format!(
-                "#!/bin/sh
-case $1 in
-  show) printf '%s' '{restarts}' ;;
-  *) printf '%s' '{failed_units}' ;;
-esac
-"
+        fake_systemctl(
+            &bin,
+            &format!(
+                "case $1 in\n  show) printf '%s' '{restarts}' ;;\n  *) printf '%s' '{failed_units}' ;;\nesac\n"
             ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
+        );
         let s = ready_script(&id, &[], ab, Some(services));
-        // The script sets its own PATH; the test puts the fake first.
-        let s = s.replacen(
-            "PATH=/usr/sbin:/usr/bin:/sbin:/bin\n",
-            &format!("PATH={}:/usr/bin:/bin\n", bin.display()),
-            1,
-        );
-        let script = t.path().join("ready");
-        std::fs::write(&script, &s).unwrap();
-        let console = t.path().join("console");
-        let out = std::process::Command::new("sh")
-            .arg(&script)
-            .env("INGOT_READY_DIR", t.path().join("probes"))
-            .env("INGOT_CONSOLE", &console)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (s, std::fs::read_to_string(&console).unwrap())
+        let (ok, err, line) = run_ready(&s, &bin, t.path());
+        assert!(ok, "{err}");
+        (s, line)
     };
     let run = |failed_units: &str, services: &[String], ab: bool| {
         run_restarts(failed_units, "", services, ab)
@@ -167,30 +170,19 @@ esac
 #[test]
 fn probe_timeouts_are_wall_clock_and_a_failed_unit_ends_the_wait() {
     use std::time::{Duration, Instant};
-    let id = Identity {
-        name: "vm".into(),
-        version: "1.0.0".into(),
-        arch: "x86_64".into(),
-        epoch: 0,
-    };
+    let id = identity("vm");
     let t = tempfile::tempdir().unwrap();
     let bin = t.path().join("bin");
     std::fs::create_dir(&bin).unwrap();
     let calls = t.path().join("calls");
     // systemctl: `is-failed` answers yes for db.service only and records what it was asked.
-    std::fs::write(
-        bin.join("systemctl"),
-        format!(
-            "#!/bin/sh\ncase $1 in\n  is-failed) echo \"$*\" >> '{}'; [ \"$3\" = db.service ] ;;\n  *) : ;;\nesac\n",
+    fake_systemctl(
+        &bin,
+        &format!(
+            "case $1 in\n  is-failed) echo \"$*\" >> '{}'; [ \"$3\" = db.service ] ;;\n  *) : ;;\nesac\n",
             calls.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        bin.join("systemctl"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    );
     let agent = |name: &str, service: Option<&str>, probe: &str, timeout: u32| Agent {
         name: name.into(),
         packages: vec![],
@@ -200,26 +192,11 @@ fn probe_timeouts_are_wall_clock_and_a_failed_unit_ends_the_wait() {
         probe_timeout: timeout,
     };
     let run = |agents: &[Agent], units: Option<&[String]>| {
-        let s = ready_script(&id, agents, false, units).replacen(
-            "PATH=/usr/sbin:/usr/bin:/sbin:/bin\n",
-            &format!("PATH={}:/usr/bin:/bin\n", bin.display()),
-            1,
-        );
-        let script = t.path().join("ready");
-        std::fs::write(&script, &s).unwrap();
-        let console = t.path().join("console");
+        let s = ready_script(&id, agents, false, units);
         let started = Instant::now();
-        let st = std::process::Command::new("sh")
-            .arg(&script)
-            .env("INGOT_READY_DIR", t.path().join("probes"))
-            .env("INGOT_CONSOLE", &console)
-            .status()
-            .unwrap();
-        assert!(st.success());
-        (
-            started.elapsed(),
-            std::fs::read_to_string(&console).unwrap(),
-        )
+        let (ok, err, line) = run_ready(&s, &bin, t.path());
+        assert!(ok, "{err}");
+        (started.elapsed(), line)
     };
     // A slow failing probe, 2 s allowed: done after about 3 s (the last poll may begin just
     // before the end), not after 16 one-second polls.
@@ -259,12 +236,7 @@ fn probe_timeouts_are_wall_clock_and_a_failed_unit_ends_the_wait() {
 /// The ready check runs on every device: each form of it passes shellcheck like the updater.
 #[test]
 fn ready_scripts_pass_shellcheck() {
-    let id = Identity {
-        name: "vm".into(),
-        version: "1.0.0".into(),
-        arch: "x86_64".into(),
-        epoch: 0,
-    };
+    let id = identity("vm");
     let agents = [Agent {
         name: "a".into(),
         packages: vec![],

@@ -1,0 +1,165 @@
+//! Conditions the evaluator decides: file tests and `command -v` the image answers, account
+//! lookups, what the script's own earlier commands made, and an account's id against 0.
+
+use super::*;
+
+#[test]
+fn file_tests_and_command_lookups_are_what_the_image_answers() {
+    let script = r#"
+if [ ! -L /etc/a2/sites-enabled/000.conf -a ! -f /etc/a2/sites-enabled/000.conf ]; then
+a2ensite -q 000
+fi
+if [ -d /etc/present ] || [ -e /etc/absent ]; then a2enconf dir-or-absent; fi
+if [ -e /etc/absent -o -x /usr/bin/tool ]; then a2enconf executable; fi
+if command -v update-binfmts >/dev/null; then update-binfmts --import x; fi
+if [ -x "$(command -v ucf)" ]; then ucf /usr/share/u /etc/u; fi
+[ -e relative ] && a2enconf relative
+LOCAL_APP_PROFILE="/etc/apparmor.d/local/usr.sbin.x"
+test -e "$LOCAL_APP_PROFILE" || {
+mkdir -p `dirname "$LOCAL_APP_PROFILE"`
+install --mode 644 /dev/null "$LOCAL_APP_PROFILE"
+touch /tmp/$(basename $LOCAL_APP_PROFILE) $(dirname /x)
+}
+Setup_dir () {
+	DIR="${1}"
+	mkdir -p ${DIR}
+	if ! dpkg-statoverride --list ${DIR} >/dev/null 2>&1
+	then
+		chown redis ${DIR}
+	fi
+}
+Setup_dir /var/lib/redis
+Setup_dir /var/lib/overridden
+"#;
+    let image = |p: &str, op: char| -> Known {
+        Some(match (op, p) {
+            ('L' | 'f' | 'e', "/etc/a2/sites-enabled/000.conf") => false,
+            ('d', "/etc/present") => true,
+            ('e', "/etc/absent") => false,
+            ('x', "/usr/bin/tool") => true,
+            ('c', "ucf") => true,
+            ('c', _) => false,
+            ('o', p) => p == "/var/lib/overridden",
+            ('e', "/etc/apparmor.d/local/usr.sbin.x") => false,
+            _ => return None,
+        })
+    };
+    assert_eq!(
+        ran_in(
+            script,
+            &BTreeMap::new(),
+            &image,
+            &[
+                "a2ensite",
+                "a2enconf",
+                "update-binfmts",
+                "ucf",
+                "mkdir",
+                "chown",
+                "install",
+                "touch"
+            ]
+        ),
+        [
+            "a2ensite -q 000",
+            "a2enconf dir-or-absent",
+            "a2enconf executable",
+            "ucf /usr/share/u /etc/u",
+            "mkdir -p /etc/apparmor.d/local",
+            "install --mode 644 /dev/null /etc/apparmor.d/local/usr.sbin.x",
+            "mkdir -p /var/lib/redis",
+            "chown redis /var/lib/redis",
+            "mkdir -p /var/lib/overridden",
+        ]
+    );
+    // Where the image cannot say, nothing behind a file test runs.
+    assert!(ran_in(
+        script,
+        &BTreeMap::new(),
+        &|_, _| None,
+        &["a2ensite", "a2enconf"]
+    )
+    .is_empty());
+}
+
+#[test]
+fn account_lookups_are_what_the_image_answers() {
+    // memcached's form (bookworm): the account is made only when getent does not find it.
+    let script = r#"#!/bin/sh
+GROUP="memcache"
+USER="memcache"
+if ! getent group $GROUP >/dev/null ; then
+        addgroup --system $GROUP >/dev/null
+fi
+if ! getent passwd $USER >/dev/null ; then
+        adduser --system --ingroup $GROUP --home /nonexistent $USER >/dev/null
+fi
+if id -u root >/dev/null 2>&1; then echo ok > /etc/root-there; fi
+if getent hosts x; then echo no > /etc/unknown; fi
+"#;
+    let before = |name: &str, op: char| match op {
+        'u' | 'g' => Some(name == "root"),
+        _ => None,
+    };
+    assert_eq!(
+        ran_in(
+            script,
+            &BTreeMap::new(),
+            &before,
+            &["addgroup", "adduser", WRITE]
+        ),
+        [
+            "addgroup --system memcache",
+            "adduser --system --ingroup memcache --home /nonexistent memcache",
+            "ingot:write /etc/root-there ok\n",
+        ]
+    );
+    // Once made, not made again.
+    let after = |_: &str, op: char| matches!(op, 'u' | 'g').then_some(true);
+    assert!(ran_in(script, &BTreeMap::new(), &after, &["addgroup", "adduser"]).is_empty());
+}
+
+#[test]
+fn a_test_sees_what_the_scripts_own_earlier_commands_made() {
+    // As dovecot-core's postinst: each file ucf just installed, unless it is dovecot.conf or
+    // under conf.d/ (told by `cut`), gets a mode and a group. The image knows none of them.
+    // The condition goes on over a line after `&&`.
+    let script = "FILES=\"dovecot.conf sql.conf.ext conf.d/10-auth.conf\"\nfor f in $FILES; do\n  ucf --three-way \"/usr/share/dovecot/$f\" \"/etc/dovecot/$f\"\n  if [ \"$f\" != \"dovecot.conf\" ] && [ -f \"/etc/dovecot/$f\" ] &&\n      [ \"$(echo \"$f\" | cut -b -7)\" != \"conf.d/\" ]; then\n    chmod 0640 \"/etc/dovecot/$f\"\n  fi\ndone\n[ -f /etc/never ] && touch /a\nmkdir -p -m 0755 /var/lib/x\n[ -d /var/lib/x ] && touch /b\n[ -d /0755 ] && touch /c\ntouch /etc/t\nrm -f /etc/t\n[ -e /etc/t ] || touch /d\n";
+    let unknown = |_: &str, op: char| (op == 'c').then_some(true);
+    assert_eq!(
+        ran_in(script, &BTreeMap::new(), &unknown, &["chmod", "touch"]),
+        [
+            "chmod 0640 /etc/dovecot/sql.conf.ext",
+            "touch /b",
+            "touch /etc/t",
+            "touch /d"
+        ]
+    );
+}
+
+#[test]
+fn an_accounts_id_compared_with_zero_is_what_the_image_says() {
+    // postgresql-common's checks (bookworm): the account was just made, so not root, and
+    // the script goes on to what follows them.
+    let script = r#"#!/bin/sh
+if [ "`id -u postgres`" -eq 0 ]; then
+    echo "must not be uid 0" >&2
+    exit 1
+fi
+if [ "$(id -g postgres)" -eq 0 ]; then exit 1; fi
+mkdir -p /var/lib/postgresql
+if [ 0 -ne "`id -u root`" ]; then touch /never; fi
+if [ 3 -eq 3 ] && [ 2 -ne 02 ]; then touch /never-either; fi
+if [ "`id -u nobody-here`" -eq 0 ]; then exit 1; fi
+touch /after-an-unknown-exit
+"#;
+    let image = |p: &str, op: char| match (p, op) {
+        ("postgres", 'U' | 'G') | ("root", 'G') => Some(false),
+        ("root", 'U') => Some(true),
+        _ => None,
+    };
+    assert_eq!(
+        ran_in(script, &BTreeMap::new(), &image, &["mkdir", "touch"]),
+        ["mkdir -p /var/lib/postgresql"]
+    );
+}
