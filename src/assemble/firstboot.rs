@@ -21,13 +21,11 @@ pub(super) fn makes_snakeoil(tree: &Tree, systemd: bool) -> bool {
 /// The PostgreSQL major versions whose server the image holds, oldest first.
 fn postgresql_versions(tree: &Tree) -> Vec<String> {
     let mut v: Vec<String> = tree
-        .iter()
-        .filter_map(|(p, _)| {
-            let rest = p.strip_prefix("usr/lib/postgresql/")?;
-            let (ver, tail) = rest.split_once('/')?;
-            (tail == "bin/initdb" && !ver.is_empty() && ver.chars().all(|c| c.is_ascii_digit()))
-                .then(|| ver.to_string())
-        })
+        .children("usr/lib/postgresql")
+        .filter_map(|p| p.rsplit('/').next())
+        .filter(|ver| !ver.is_empty() && ver.chars().all(|c| c.is_ascii_digit()))
+        .filter(|ver| tree.exists(&format!("usr/lib/postgresql/{ver}/bin/initdb")))
+        .map(str::to_string)
         .collect();
     v.sort_by_key(|s| s.parse::<u32>().unwrap_or(u32::MAX));
     v.dedup();
@@ -107,8 +105,8 @@ pub(super) fn units(tree: &mut Tree) -> Result<()> {
 /// PostgreSQL 15 cluster took 39 MB (16 MB of it its first WAL segment); MariaDB 10.11's
 /// system tables and InnoDB files 110 MB (96 MiB of redo log, a 12 MiB system tablespace).
 pub fn reserve(tree: &Tree) -> u64 {
-    tree.iter()
-        .filter_map(|(p, _)| {
+    tree.children("usr/lib/systemd/system")
+        .filter_map(|p| {
             let unit = p.strip_prefix("usr/lib/systemd/system/ingot-")?;
             if unit == "mariadb-install-db.service" {
                 Some(160 << 20)

@@ -142,6 +142,13 @@ struct Eval<'a> {
     made: BTreeMap<String, char>,
 }
 
+/// The command of a word that is one command substitution, `$(CMD)` or `` `CMD` ``.
+fn substitution(word: &str) -> Option<&str> {
+    word.strip_prefix("$(")
+        .and_then(|w| w.strip_suffix(')'))
+        .or_else(|| word.strip_prefix('`').and_then(|w| w.strip_suffix('`')))
+}
+
 fn name_ok(n: &str) -> bool {
     n.chars()
         .next()
@@ -164,11 +171,7 @@ impl Eval<'_> {
         let word = word.strip_prefix(SPLIT).unwrap_or(word);
         // `$(dirname PATH)` and `$(basename PATH)` (or in backquotes) as a whole word: what
         // they print, which needs nothing but the word.
-        let inner = word
-            .strip_prefix("$(")
-            .and_then(|w| w.strip_suffix(')'))
-            .or_else(|| word.strip_prefix('`').and_then(|w| w.strip_suffix('`')));
-        if let Some(cmd) = inner {
+        if let Some(cmd) = substitution(word) {
             if let Some(cut) = self.echo_cut(cmd) {
                 return Some(cut);
             }

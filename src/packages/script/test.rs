@@ -163,11 +163,11 @@ impl Eval<'_> {
     /// `$(id -u NAME)` or `` `id -g NAME` `` as a whole word: NAME and the question whether
     /// that id is 0 (`U` for the uid, `G` for the primary group).
     fn id_of(&self, w: &str) -> Option<(String, char)> {
-        let inner = w
-            .strip_prefix("$(")
-            .and_then(|x| x.strip_suffix(')'))
-            .or_else(|| w.strip_prefix('`').and_then(|x| x.strip_suffix('`')))?;
-        match inner.split_whitespace().collect::<Vec<_>>().as_slice() {
+        match substitution(w)?
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
             ["id", "-u", name] => Some((self.expand(name.trim_matches('"'))?, 'U')),
             ["id", "-g", name] => Some((self.expand(name.trim_matches('"'))?, 'G')),
             _ => None,
