@@ -44,7 +44,9 @@ fn or(a: Known, b: Known) -> Known {
 /// whether `command -v PATH` finds it, for `o`, whether `dpkg-statoverride --list PATH`
 /// does, for `u` and `g`, whether the user or group of that name is there (`getent`,
 /// `id`), and for `U` and `G`, whether that user's uid or primary gid is 0 (`$(id -u NAME)`
-/// compared with 0). `None` when it cannot say.
+/// compared with 0). Three take `USER WORD` (a space between): `m`, whether `id -Gn USER |
+/// grep -qw WORD` succeeds; `O` and `E`, whether the path WORD is owned by USER, or by USER's
+/// primary group (`su USER -c 'test -O WORD'`, `-G`). `None` when it cannot say.
 pub type Paths<'a> = &'a dyn Fn(&str, char) -> Known;
 
 /// An open compound command.
@@ -321,6 +323,12 @@ pub fn template_defaults(templates: &str) -> BTreeMap<String, String> {
 /// (standard output written to the file named after it), `a` (appended to it), `h` (a
 /// here-document's lines, `$NAME` in them expanded) or `q` (taken as they are).
 const REDIRECT: char = '\u{1}';
+
+/// The word that stands for a `|` between the commands of a pipeline. A pipeline runs in
+/// subshells and none of the tools the assembly stands in for is piped, so no piped command
+/// is taken as run; as a condition, only a pipeline [`Eval::test`] knows the status of
+/// counts (`id -Gn USER | grep -qw GROUP`).
+const PIPE: &str = "\u{3}";
 
 /// What the evaluator reports for `cat <<EOF > FILE` or `echo WORDS > FILE` (`>>`: the append
 /// form): the file and the text, when both are known.

@@ -10,7 +10,7 @@ impl Eval<'_> {
             all.iter().partition(|w| w.starts_with(REDIRECT));
         let words: Vec<String> = words.into_iter().cloned().collect();
         let words = &words[..];
-        if runs == Some(false) || words.is_empty() {
+        if runs == Some(false) || words.is_empty() || words.iter().any(|w| w == PIPE) {
             return;
         }
         let certain = runs == Some(true);
@@ -287,7 +287,6 @@ impl Eval<'_> {
             // `Some(None)` for one whose target is dropped, `Some(Some(kind))` for standard
             // output, kept as a marked word (see `REDIRECT`).
             let mut redirect: Option<Option<char>> = None;
-            let mut piped = false;
             while i < to {
                 match &self.toks[i] {
                     Tok::Word(w) => match redirect.take() {
@@ -307,7 +306,25 @@ impl Eval<'_> {
                         cmds.push((std::mem::take(&mut words), joined));
                         joined = op;
                     }
-                    Tok::Op("|") => piped = true,
+                    Tok::Op("|") => {
+                        words.push(PIPE.to_string());
+                        // `cmd | while read x; do ...; done`: a compound command after the
+                        // `|` is read as a list of its own, so that its keywords open and
+                        // close its frames. A loop's body is never certain; of the others
+                        // (whose variables end with the pipeline's subshell) nothing is
+                        // taken as certain, nor of what follows them.
+                        if let Some(Tok::Word(k)) = self.toks.get(i + 1) {
+                            let k = k.as_str();
+                            if matches!(k, "while" | "until" | "for" | "if" | "case" | "{") {
+                                if !matches!(k, "while" | "until") {
+                                    self.maybe_returned = true;
+                                }
+                                end = Some("|");
+                                i += 1;
+                                break;
+                            }
+                        }
+                    }
                     Tok::Op("(") if words.is_empty() => {
                         end = Some("(");
                         i += 1;
@@ -471,11 +488,7 @@ impl Eval<'_> {
                         (true, Some((Frame::If { taken, .. }, rest))) => (all_run(rest), *taken),
                         _ => (self.here(), Some(false)),
                     };
-                    let cond = if piped {
-                        None
-                    } else {
-                        self.list(&cmds, and(outside, not(taken)))
-                    };
+                    let cond = self.list(&cmds, and(outside, not(taken)));
                     if elif {
                         if let Some(Frame::If { now, taken }) = self.frames.last_mut() {
                             *now = and(not(*taken), cond);
@@ -498,12 +511,10 @@ impl Eval<'_> {
                     });
                 }
                 _ => {
-                    // A pipeline's commands run in subshells: nothing they set stays, and
-                    // none of the helpers the assembly stands in for is piped.
-                    if !piped {
-                        let runs = self.here();
-                        self.list(&cmds, runs);
-                    }
+                    // A pipeline in the list is not run (see `PIPE`), but what it returns
+                    // may be known, and with it whether the rest of the list runs.
+                    let runs = self.here();
+                    self.list(&cmds, runs);
                 }
             }
             match end {

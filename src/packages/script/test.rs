@@ -16,6 +16,10 @@ impl Eval<'_> {
             Some((b, rest)) if b == "!" => (true, rest),
             _ => (false, &words[..]),
         };
+        if w.iter().any(|x| x == PIPE) {
+            let k = self.pipeline(w);
+            return if neg { not(k) } else { k };
+        }
         // `if $flag`: the command a variable names.
         let expanded;
         let w = match w.first() {
@@ -31,6 +35,35 @@ impl Eval<'_> {
         } else {
             k
         }
+    }
+
+    /// What a pipeline returns (its last command's status): only `id -Gn USER | grep -qw
+    /// GROUP`, whether USER is in GROUP (or in a group whose name holds it as a word), which
+    /// postgresql-common asks before it adds postgres to ssl-cert.
+    fn pipeline(&self, w: &[String]) -> Known {
+        let parts: Vec<&[String]> = w.split(|x| x == PIPE).collect();
+        let [id, grep] = parts.as_slice() else {
+            return None;
+        };
+        fn strs(p: &[String]) -> Vec<&str> {
+            p.iter().map(String::as_str).collect()
+        }
+        let user = match strs(id).as_slice() {
+            ["id", "-Gn" | "-nG", user] | ["id", "-G", "-n", user] | ["id", "-n", "-G", user] => {
+                self.expand(user)?
+            }
+            _ => return None,
+        };
+        let group = match strs(grep).as_slice() {
+            ["grep", "-qw" | "-wq", g] | ["grep", "-q", "-w", g] | ["grep", "-w", "-q", g] => {
+                self.expand(g)?
+            }
+            _ => return None,
+        };
+        if user.contains(' ') {
+            return None;
+        }
+        (self.paths)(&format!("{user} {group}"), 'm')
     }
 
     fn test_plain(&self, w: &[String]) -> Known {
@@ -81,6 +114,7 @@ impl Eval<'_> {
             "dpkg-statoverride" if w.get(1).map(String::as_str) == Some("--list") => {
                 return (self.paths)(&self.expand(w.get(2)?)?, 'o');
             }
+            "su" => return self.su(&w[1..]),
             "[" | "test" => {}
             f if self.functions.contains_key(f) => return self.returned,
             _ => return None,
@@ -158,6 +192,62 @@ impl Eval<'_> {
             }
             _ => None,
         }
+    }
+
+    /// `su [-s SHELL] USER -c CMD` where CMD tests who owns a path, `test -O PATH && test -G
+    /// PATH` (postgresql-common's check of postgres's home, which it chowns when that fails):
+    /// whether PATH's owner is USER (`-O`) and its group USER's primary group (`-G`).
+    fn su(&self, args: &[String]) -> Known {
+        let (mut user, mut cmd) = (None, None);
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            match a.as_str() {
+                "-s" | "--shell" => {
+                    let shell = self.expand(it.next()?)?;
+                    if !matches!(shell.as_str(), "/bin/sh" | "/bin/bash" | "/bin/dash") {
+                        return None;
+                    }
+                }
+                "-c" | "--command" => cmd = Some(self.expand(it.next()?)?),
+                "-" | "-l" | "--login" => {}
+                o if o.starts_with('-') => return None,
+                u if user.is_none() => user = Some(self.expand(u)?),
+                _ => return None,
+            }
+        }
+        let (user, cmd) = (user?, cmd?);
+        // Its words are the su'd shell's to expand: only literal ones are read here.
+        if user.contains(' ') || cmd.contains(['$', '`', '\\']) {
+            return None;
+        }
+        let mut result = Some(true);
+        for part in cmd.split("&&") {
+            let words: Vec<&str> = part.split_whitespace().collect();
+            let (op, path) = match words.as_slice() {
+                ["test", op, p] | ["[", op, p, "]"] => (*op, p.to_string()),
+                _ => return None,
+            };
+            let op = match op {
+                "-O" => 'O',
+                "-G" => 'E',
+                _ => return None,
+            };
+            if !path.starts_with('/')
+                || path.contains(['\'', '"', '|', ';', '&', '<', '>', '(', ')', '*', '?', '['])
+            {
+                return None;
+            }
+            let owned = match self.made.get(path.trim_end_matches('/')) {
+                Some('-') => Some(false),
+                // Made by the script (as root) where the image has nothing: root's.
+                Some(_) if (self.paths)(&path, 'e') == Some(false) => {
+                    (self.paths)(&user, if op == 'O' { 'U' } else { 'G' })
+                }
+                _ => (self.paths)(&format!("{user} {path}"), op),
+            };
+            result = and(result, owned);
+        }
+        result
     }
 
     /// `$(id -u NAME)` or `` `id -g NAME` `` as a whole word: NAME and the question whether

@@ -163,3 +163,99 @@ touch /after-an-unknown-exit
         ["mkdir -p /var/lib/postgresql"]
     );
 }
+
+#[test]
+fn group_membership_through_id_and_grep_is_what_the_image_says() {
+    // postgresql-common's (bookworm) on a first install: postgres is in its own group, not
+    // yet in ssl-cert.
+    let script = r#"#!/bin/sh
+quiet="--quiet"
+if ! id -Gn postgres | grep -qw postgres; then
+    adduser $quiet postgres postgres
+fi
+if [ -z "$2" ]; then
+    if getent group ssl-cert >/dev/null; then
+        if ! id -Gn postgres 2> /dev/null | grep -qw ssl-cert; then
+            adduser $quiet postgres ssl-cert
+        fi
+    fi
+fi
+if id -Gn postgres | grep -q ssl-cert; then adduser one two; fi
+if id -Gn postgres | sort | grep -qw x; then adduser three four; fi
+id -Gn postgres | grep -qw ssl-cert || adduser --quiet postgres ssl-cert-again
+"#;
+    let asked = std::cell::RefCell::new(Vec::new());
+    let image = |p: &str, op: char| {
+        asked.borrow_mut().push(format!("{op} {p}"));
+        match (op, p) {
+            ('g', "ssl-cert") => Some(true),
+            ('m', "postgres postgres") => Some(true),
+            ('m', "postgres ssl-cert") => Some(false),
+            _ => None,
+        }
+    };
+    assert_eq!(
+        ran_in(script, &BTreeMap::new(), &image, &["adduser"]),
+        [
+            "adduser --quiet postgres ssl-cert",
+            "adduser --quiet postgres ssl-cert-again"
+        ]
+    );
+    // grep without -w, and a pipeline of three, are not asked about.
+    assert!(!asked
+        .borrow()
+        .iter()
+        .any(|a| a.contains("two") || a.ends_with(" x")));
+}
+
+#[test]
+fn a_pipeline_runs_nothing_and_a_loop_after_it_keeps_the_frames_whole() {
+    let script = r#"#!/bin/sh
+if [ -n "$2" ]; then
+    ls /etc | while read f; do touch /in-loop; done
+    touch /in-upgrade
+fi
+touch /a && ls | touch /piped
+touch /after
+find /x | if true; then touch /in-piped-if; fi
+touch /after-piped-if
+"#;
+    assert_eq!(
+        ran_in(script, &BTreeMap::new(), &|_, _| None, &["touch"]),
+        ["touch /a", "touch /after"]
+    );
+}
+
+#[test]
+fn su_testing_who_owns_a_path_is_what_the_image_says() {
+    // postgresql-common (bookworm) makes postgres's home its own when it is not.
+    let script = r#"#!/bin/sh
+mkdir -p /var/lib/postgresql
+su -s /bin/sh postgres -c "test -O /var/lib/postgresql &&
+        test -G /var/lib/postgresql" || \
+    chown postgres:postgres /var/lib/postgresql
+su -s /bin/sh postgres -c "test -O /srv/owned && test -G /srv/owned" || chown postgres /srv/owned
+su -s /bin/sh postgres -c "test -O /srv/\$X" || chown postgres /srv/variable
+su -s /usr/sbin/nologin postgres -c "test -O /srv/x" || chown postgres /srv/shell
+mkdir /srv/made
+su root -c "test -O /srv/made" || chown root /srv/made
+su postgres -c "[ -G /srv/made ]" || chown postgres /srv/made
+"#;
+    // What the script made itself and the image lacks is root's.
+    let image = |p: &str, op: char| match (op, p) {
+        ('e', "/srv/made") => Some(false),
+        ('U', "root") => Some(true),
+        ('G', "postgres") => Some(false),
+        ('O' | 'E', "postgres /var/lib/postgresql") => Some(false),
+        ('O' | 'E', "postgres /srv/owned") => Some(true),
+        ('O' | 'E', _) => Some(false),
+        _ => None,
+    };
+    assert_eq!(
+        ran_in(script, &BTreeMap::new(), &image, &["chown"]),
+        [
+            "chown postgres:postgres /var/lib/postgresql",
+            "chown postgres /srv/made"
+        ]
+    );
+}
