@@ -44,6 +44,27 @@ fn database_servers_are_set_up_at_each_machines_first_boot_and_kept() {
         cnf.contains("[client]\nhost     = localhost\nuser     = root\n[mysql_upgrade]\n"),
         "{cnf}"
     );
+    // postgresql-common's postinst puts postgres in ssl-cert (so that its clusters use the
+    // machine's snakeoil pair) and makes its home its own.
+    let group = debugfs_root(&d, t.path(), "cat /etc/group");
+    let passwd = debugfs_root(&d, t.path(), "cat /etc/passwd");
+    let ssl_cert = group.lines().find(|l| l.starts_with("ssl-cert:"));
+    assert!(
+        ssl_cert.is_some_and(|l| l
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .split(',')
+            .any(|m| m == "postgres")),
+        "{group}"
+    );
+    let uid = passwd
+        .lines()
+        .find_map(|l| l.strip_prefix("postgres:x:"))
+        .and_then(|l| l.split(':').next())
+        .unwrap_or_else(|| panic!("no postgres in {passwd}"));
+    let home = debugfs_root(&d, t.path(), "stat /var/lib/postgresql");
+    assert!(home.contains(&format!("User: {uid:>5}")), "{home}");
 
     let _place = guests(1);
     let image = ingot::image_dir::ImageDir::open(&d).unwrap();
@@ -53,15 +74,7 @@ fn database_servers_are_set_up_at_each_machines_first_boot_and_kept() {
     spec.persistent = true;
     let boot = |spec: &ingot::qemu::VmSpec, name: &str| {
         let log = t.path().join(format!("{name}.console.log"));
-        let out = boot_once(
-            spec,
-            Duration::from_secs(400),
-            &log,
-            t.path(),
-            Wait::IngotReady,
-            None,
-        )
-        .unwrap();
+        let out = boot_once(spec, timeout, &log, t.path(), Wait::IngotReady, None).unwrap();
         let ready = out
             .ready
             .as_ref()

@@ -1,7 +1,8 @@
 //! The plain file commands a package's postinst certainly runs on a first install (see
 //! `packages::script`), done to the tree as the commands would do them on the machine:
 //! `mkdir`, `touch`, `chmod` with an octal mode, `chown` and `chgrp` by name, `ln -s`, `cp`,
-//! `install` (a directory, or a file, `/dev/null` making an empty one) and `rm` of a file. Only
+//! `install` (a directory, or a file, `/dev/null` making an empty one), `rm` of a file, and
+//! `adduser USER GROUP` (or `usermod -a -G`) adding an account to a group. Only
 //! absolute paths count (a script that `cd`s first names paths relative to a directory this
 //! does not follow), never under `/proc`, `/sys`, `/dev` or `/run`, and only the options each
 //! command is read with here; a command with any other option is left out. bind9's
@@ -210,6 +211,10 @@ pub(super) fn apply(tree: &mut Tree, package: &str, commands: &[Vec<String>]) ->
             "install" => install(tree, cwd, args)?,
             "rm" => rm(tree, cwd, args),
             WRITE | APPEND => write(tree, cwd, args, tool == APPEND)?,
+            "adduser" | "usermod" => match super::users::membership(tool, args) {
+                Some((user, groups)) => super::users::add_member(tree, &user, &groups)?,
+                None => continue,
+            },
             _ => continue,
         };
         if !done {

@@ -185,3 +185,69 @@ fn sysusers_fields() {
         ]
     );
 }
+
+#[test]
+fn adduser_user_group_adds_a_member_as_adduser_does() {
+    let words = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+    let m = |tool: &str, args: &str| super::membership(tool, &words(args));
+    assert_eq!(
+        m("adduser", "--quiet postgres ssl-cert"),
+        Some(("postgres".into(), vec!["ssl-cert".into()]))
+    );
+    assert_eq!(
+        m("usermod", "-a -G video,render gdm"),
+        Some(("gdm".into(), vec!["video".into(), "render".into()]))
+    );
+    assert_eq!(
+        m("usermod", "-aG kvm libvirt-qemu"),
+        Some(("libvirt-qemu".into(), vec!["kvm".into()]))
+    );
+    // Making an account, replacing the group list, or any other option is not this.
+    for (tool, args) in [
+        ("adduser", "--system --group postgres"),
+        ("adduser", "postgres"),
+        ("adduser", "--home /x postgres ssl-cert"),
+        ("usermod", "-G video gdm"),
+        ("usermod", "-a -G video -s /bin/sh gdm"),
+    ] {
+        assert_eq!(m(tool, args), None, "{tool} {args}");
+    }
+
+    let mut t = Tree::new();
+    t.insert(
+        "etc/passwd",
+        Entry::file("postgres:x:105:110::/var/lib/postgresql:/bin/bash\n", 0o644),
+    )
+    .unwrap();
+    t.insert(
+        "etc/group",
+        Entry::file("ssl-cert:x:109:\npostgres:x:110:\nvideo:x:44:gdm\n", 0o644),
+    )
+    .unwrap();
+    let mut gshadow = Entry::file("ssl-cert:*::\npostgres:*::\nvideo:*::gdm\n", 0o640);
+    gshadow.gid = 42;
+    t.insert("etc/gshadow", gshadow).unwrap();
+    let g = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let add =
+        |t: &mut Tree, user: &str, groups: &[&str]| super::add_member(t, user, &g(groups)).unwrap();
+    let read = |t: &Tree, p: &str| String::from_utf8(t.read(p).unwrap()).unwrap();
+    assert!(add(&mut t, "postgres", &["ssl-cert", "video"]));
+    // Its own primary group: already a member, nothing written.
+    assert!(add(&mut t, "postgres", &["postgres", "ssl-cert"]));
+    assert_eq!(
+        read(&t, "etc/group"),
+        "ssl-cert:x:109:postgres\npostgres:x:110:\nvideo:x:44:gdm,postgres\n"
+    );
+    assert_eq!(
+        read(&t, "etc/gshadow"),
+        "ssl-cert:*::postgres\npostgres:*::\nvideo:*::gdm,postgres\n"
+    );
+    let e = t.get("etc/gshadow").unwrap();
+    assert_eq!((e.mode, e.gid), (0o640, 42));
+    // A user or group the image lacks: adduser fails, nothing changes.
+    let before = read(&t, "etc/group");
+    assert!(!add(&mut t, "nobody", &["video"]));
+    assert!(!add(&mut t, "postgres", &["video", "no-such-group"]));
+    assert_eq!(read(&t, "etc/group"), before);
+    assert_eq!(entry(&before, "video")[3], "gdm,postgres");
+}
