@@ -209,9 +209,18 @@ pub struct AgentRecord {
     pub service: Option<String>,
     /// The readiness probe.
     pub probe: String,
+    /// Seconds the ready check waits for the probe to pass (absent in manifests of earlier
+    /// Ingots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_timeout: Option<u32>,
 }
 
 impl Manifest {
+    /// The longest `probe_timeout` of its agents (none recorded: `None`).
+    pub fn longest_probe(&self) -> Option<u32> {
+        self.agents.iter().filter_map(|a| a.probe_timeout).max()
+    }
+
     /// The trusted comment of the manifest's signature: what `minisign -V` prints.
     pub fn trusted_comment(&self) -> String {
         format!(

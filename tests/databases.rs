@@ -68,6 +68,11 @@ fn database_servers_are_set_up_at_each_machines_first_boot_and_kept() {
 
     let _place = guests(1);
     let image = ingot::image_dir::ImageDir::open(&d).unwrap();
+    // The manifest records each probe's timeout (240 s here), and a boot without a timeout
+    // of its own is given a minute more than the longest.
+    assert_eq!(image.manifest.longest_probe(), Some(240));
+    let timeout = ingot::boottest::boot_timeout(None, Some(&image.manifest));
+    assert_eq!(timeout, Duration::from_secs(300));
     let src = ingot::packages::Source::new(None, "bookworm", None, None, 2, false).unwrap();
     let mut spec = ingot::boottest::vm_spec(&image, None, &src).unwrap();
     // Each boot writes to its machine's own disk (below), as a real machine does.

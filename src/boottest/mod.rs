@@ -29,11 +29,28 @@ use crate::qemu::{self, VmSpec};
 use console::{Failure, Ready};
 use report::{BootCase, ImageResult, Report};
 
+/// How long one boot may take before it fails when no timeout is given.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long a boot of the image `m` describes may take: `given`, else [`DEFAULT_TIMEOUT`] or,
+/// when longer, its longest readiness probe's `probe_timeout` plus a minute for the boot
+/// before the ready check starts. A slow agent then fails its probe and is named in the
+/// ready line, rather than the boot being cut off with no line at all.
+pub fn boot_timeout(given: Option<Duration>, m: Option<&Manifest>) -> Duration {
+    timeout_for(given, m.and_then(Manifest::longest_probe))
+}
+
+/// [`boot_timeout`] for an image whose longest probe may take `probe` seconds.
+fn timeout_for(given: Option<Duration>, probe: Option<u32>) -> Duration {
+    let probe = probe.map_or(Duration::ZERO, |t| Duration::from_secs(u64::from(t) + 60));
+    given.unwrap_or(DEFAULT_TIMEOUT.max(probe))
+}
+
 /// How to run a boot test.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Per-boot timeout.
-    pub timeout: Duration,
+    /// Per-boot timeout; `None` for each image's own (see [`boot_timeout`]).
+    pub timeout: Option<Duration>,
     /// Boots per image.
     pub boots: u32,
     /// Extra attempts for a failed boot.
@@ -202,6 +219,14 @@ impl Target {
         }
     }
 
+    /// The image's manifest (a foreign disk has none).
+    fn manifest(&self) -> Option<&Manifest> {
+        match self {
+            Target::Image { dir, .. } => Some(&dir.manifest),
+            Target::Foreign { .. } => None,
+        }
+    }
+
     fn judge(&self, r: &Ready) -> Option<String> {
         match self {
             Target::Image { dir, .. } => judge_ready(r, &dir.manifest),
@@ -317,6 +342,7 @@ fn test_image(
         opts.boots
     };
     let uefi = spec.clone();
+    let timeout = boot_timeout(opts.timeout, image.manifest());
     for n in 1..=boots {
         let firmware = hybrid.as_ref().map(|b| {
             let (name, s) = if n % 2 == 0 {
@@ -351,7 +377,7 @@ fn test_image(
                 let _ = std::fs::remove_file(&sock);
                 spec.agent = Some(sock);
             }
-            let out = boot::boot_once(&spec, opts.timeout, &log, work, image.wait(), login);
+            let out = boot::boot_once(&spec, timeout, &log, work, image.wait(), login);
             pb.finish_and_clear();
             let mut case = match out {
                 Ok(o) => {
@@ -529,4 +555,22 @@ pub fn run_named(
         .map_err(|_| anyhow::anyhow!("a boot thread panicked"))?;
     results.sort_by_key(|(i, _)| *i);
     Ok(results.into_iter().map(|(_, r)| r).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_boot_waits_long_enough_for_the_images_slowest_probe_unless_told() {
+        let s = Duration::from_secs;
+        // No agents, or probes within the default: the default.
+        assert_eq!(timeout_for(None, None), s(120));
+        assert_eq!(timeout_for(None, Some(60)), s(120));
+        // A probe that may take four minutes: the boot gets a minute more than that.
+        assert_eq!(timeout_for(None, Some(240)), s(300));
+        // What the user gives holds, shorter or longer.
+        assert_eq!(timeout_for(Some(s(30)), Some(240)), s(30));
+        assert_eq!(timeout_for(Some(s(900)), None), s(900));
+    }
 }

@@ -263,6 +263,7 @@ fn manifest_json(
                 packages: a.packages.clone(),
                 service: a.service.clone(),
                 probe: a.probe.clone(),
+                probe_timeout: Some(a.probe_timeout),
             })
             .collect(),
         size_budget: profile.output.size_budget.map(|b| b.0),

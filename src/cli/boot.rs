@@ -13,8 +13,8 @@ use crate::image_dir::ImageDir;
 
 /// Flags of `boot-test`.
 pub struct BootFlags {
-    /// Seconds per boot.
-    pub timeout: u64,
+    /// Seconds per boot (else each image's own: `boottest::boot_timeout`).
+    pub timeout: Option<u64>,
     /// Boots per image.
     pub boots: u32,
     /// Extra attempts.
@@ -298,7 +298,7 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
     }
     let log_dir = f.out.log_dir()?;
     let opts = boottest::Options {
-        timeout: Duration::from_secs(f.timeout),
+        timeout: f.timeout.map(Duration::from_secs),
         boots: matrix.as_ref().and_then(|m| m.boots).unwrap_or(f.boots),
         retries: f.retries,
         jobs: so.jobs.unwrap_or_else(|| {

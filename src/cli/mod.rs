@@ -104,9 +104,10 @@ pub enum Cmd {
         /// Image directories.
         #[arg(required_unless_present_any = ["disks", "matrix"])]
         images: Vec<PathBuf>,
-        /// Seconds to wait for each boot.
-        #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
-        timeout: u64,
+        /// Seconds to wait for each boot [default: 120, or an image's longest readiness
+        /// probe timeout plus 60 when that is longer].
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        timeout: Option<u64>,
         /// Boots per image (machine ids must differ). A hybrid x86_64 image boots under UEFI
         /// and SeaBIOS in turn, at least once each.
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
@@ -147,9 +148,11 @@ pub enum Cmd {
         /// BUNDLE:EXPECT steps, in order.
         #[arg(required = true)]
         steps: Vec<crate::ota::harness::Step>,
-        /// Seconds one boot may take to report ready; an install gets four times as long.
-        #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
-        timeout: u64,
+        /// Seconds one boot may take to report ready; an install gets four times as long
+        /// [default: 120, or the image's longest readiness probe timeout plus 60 when that is
+        /// longer].
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        timeout: Option<u64>,
         /// How bundles reach the device: a second read-only disk, or HTTP from 127.0.0.1.
         #[arg(long, value_enum, default_value = "disk")]
         via: crate::ota::harness::Via,

@@ -13,7 +13,7 @@ use crate::ota::harness::{self, Step, Via};
 /// `ota-test`'s flags.
 pub struct OtaFlags {
     /// Seconds one boot may take to report ready (installs get four times as long).
-    pub timeout: u64,
+    pub timeout: Option<u64>,
     /// How bundles reach the device.
     pub via: Via,
     /// Reports and console logs.
@@ -65,7 +65,7 @@ pub fn ota_test(
     let spec = boottest::vm_spec(&dir, f.accel.as_deref(), &src)?;
     let log_dir = f.out.log_dir()?;
     let opts = harness::Options {
-        timeout: Duration::from_secs(f.timeout),
+        timeout: boottest::boot_timeout(f.timeout.map(Duration::from_secs), Some(&dir.manifest)),
         via: f.via,
         log_dir: log_dir.clone(),
         keep_disk: f.keep_disk,
