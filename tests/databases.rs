@@ -65,6 +65,13 @@ fn database_servers_are_set_up_at_each_machines_first_boot_and_kept() {
         .unwrap_or_else(|| panic!("no postgres in {passwd}"));
     let home = debugfs_root(&d, t.path(), "stat /var/lib/postgresql");
     assert!(home.contains(&format!("User: {uid:>5}")), "{home}");
+    // Its createcluster.conf, which it hands to ucf from a temporary copy.
+    let cc = debugfs_root(
+        &d,
+        t.path(),
+        "cat /etc/postgresql-common/createcluster.conf",
+    );
+    assert!(cc.lines().any(|l| l == "ssl = on"), "{cc}");
 
     let _place = guests(1);
     let image = ingot::image_dir::ImageDir::open(&d).unwrap();

@@ -86,25 +86,60 @@ pub(super) fn files(commands: &[Vec<String>]) -> Vec<UcfFile> {
 const STATE: &str = "var/lib/ucf";
 
 /// Files a postinst writes to a temporary file before it hands them to ucf, which
-/// `packages::ucf` does not follow: (package, what it ships, where ucf puts it). On a first
-/// install with debconf's default answers each is what the package ships, unchanged
-/// (openssh-server edits its copy only for other answers).
-const THROUGH_A_TEMPORARY: &[(&str, &str, &str)] = &[(
-    "openssh-server",
-    "/usr/share/openssh/sshd_config",
-    "/etc/ssh/sshd_config",
-)];
+/// `packages::ucf` does not follow.
+struct Temporary {
+    package: &'static str,
+    /// What it ships, and where ucf puts it.
+    source: &'static str,
+    dest: &'static str,
+    /// `ucf --three-way`.
+    three_way: bool,
+    /// The script's edit for debconf's default answer, as (line start, the line it makes):
+    /// the file is taken only when every line so starting already is that line, so that the
+    /// copy is what the script writes.
+    unchanged: Option<(&'static str, &'static str)>,
+}
+
+/// On a first install with debconf's default answers each is what the package ships:
+/// openssh-server edits its copy only for other answers, postgresql-common's sed sets
+/// `ssl = on`, for the default answer, in a template that says so already.
+const THROUGH_A_TEMPORARY: &[Temporary] = &[
+    Temporary {
+        package: "openssh-server",
+        source: "/usr/share/openssh/sshd_config",
+        dest: "/etc/ssh/sshd_config",
+        three_way: true,
+        unchanged: None,
+    },
+    Temporary {
+        package: "postgresql-common",
+        source: "/usr/share/postgresql-common/createcluster.conf",
+        dest: "/etc/postgresql-common/createcluster.conf",
+        three_way: false,
+        unchanged: Some(("ssl =", "ssl = on")),
+    },
+];
 
 /// The files of [`THROUGH_A_TEMPORARY`] whose package the image has.
 pub(super) fn through_a_temporary(tree: &Tree) -> Vec<UcfFile> {
     THROUGH_A_TEMPORARY
         .iter()
-        .filter(|(_, source, _)| tree.exists(source))
-        .map(|(pkg, source, dest)| UcfFile {
-            source: source.to_string(),
-            dest: dest.to_string(),
-            three_way: true,
-            registered: Some(pkg.to_string()),
+        .filter(|t| {
+            let Some(data) = tree.read(t.source) else {
+                return false;
+            };
+            t.unchanged.is_none_or(|(start, line)| {
+                String::from_utf8_lossy(&data)
+                    .lines()
+                    .filter(|l| l.starts_with(start))
+                    .all(|l| l == line)
+            })
+        })
+        .map(|t| UcfFile {
+            source: t.source.to_string(),
+            dest: t.dest.to_string(),
+            three_way: t.three_way,
+            registered: Some(t.package.to_string()),
         })
         .collect()
 }
@@ -325,5 +360,31 @@ mod tests {
         )
         .unwrap();
         assert!(!t.exists("etc/conf") && !t.exists("var/lib/ucf/hashfile"));
+    }
+
+    #[test]
+    fn a_file_a_script_edits_in_a_temporary_is_taken_only_when_the_edit_changes_nothing() {
+        let template = |ssl: &str| {
+            let mut t = Tree::new();
+            t.insert(
+                "usr/share/postgresql-common/createcluster.conf",
+                Entry::file(format!("# ssl\n{ssl}\ncreate_main_cluster = true\n"), 0o644),
+            )
+            .unwrap();
+            through_a_temporary(&t)
+                .into_iter()
+                .map(|u| (u.dest, u.three_way, u.registered))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            template("ssl = on"),
+            [(
+                "/etc/postgresql-common/createcluster.conf".to_string(),
+                false,
+                Some("postgresql-common".to_string())
+            )]
+        );
+        // The script's sed would make this `ssl = on`: not what the package ships.
+        assert!(template("ssl = off").is_empty());
     }
 }
