@@ -23,6 +23,7 @@ pub const TARGETS: &[&str] = &[
     "registry",
     "cloud_seed",
     "qcow2",
+    "postinst",
 ];
 
 /// Run the named target on `data`; false for an unknown name.
@@ -41,9 +42,35 @@ pub fn run(target: &str, data: &[u8]) -> bool {
         "registry" => registry(data),
         "cloud_seed" => cloud_seed(data),
         "qcow2" => qcow2(data),
+        "postinst" => postinst(data),
         _ => return false,
     }
     true
+}
+
+/// A maintainer script: the readers of accounts, alternatives and overrides, and the
+/// evaluation of a first `postinst configure`, with an image that answers each question about
+/// a path yes, no or not known by the path's bytes (so that every kind of branch is taken).
+pub fn postinst(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = crate::packages::accounts::from_script(text);
+    let _ = crate::packages::alternatives::from_script(text);
+    let _ = crate::packages::statoverride::from_script(text);
+    let _ = crate::packages::nss::from_script(text);
+    let defaults = crate::packages::script::template_defaults(text);
+    let answer = |path: &str, op: char| -> crate::packages::script::Known {
+        let h = path.bytes().fold(u32::from(op), |h, b| {
+            h.wrapping_mul(31).wrapping_add(u32::from(b))
+        });
+        match h % 3 {
+            0 => Some(true),
+            1 => Some(false),
+            _ => None,
+        }
+    };
+    let _ = crate::packages::script::first_configure(text, &defaults, &answer);
 }
 
 /// The ar archive of a .deb.
