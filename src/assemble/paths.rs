@@ -16,7 +16,8 @@ const PATH: &[&str] = &[
 
 /// `[ -OP PATH ]` for `op` one of `e f d L h x s r w`, or for `c` whether `command -v PATH`
 /// finds it; for `u`/`g` whether the account PATH names is there, for `U`/`G` whether its uid
-/// or primary gid is 0; for `m`, `O` and `E` (PATH is `USER WORD`) see `account_test`. The
+/// or primary gid is 0; for `R`/`Q` whether the path's owner/group is root's; for `m`, `O`
+/// and `E` (PATH is `USER WORD`) see `account_test`. The
 /// tree is as the packages unpacked it and the scripts configured before this one left it.
 pub(super) fn test(tree: &Tree, path: &str, op: char) -> Known {
     if op == 'c' {
@@ -75,6 +76,8 @@ pub(super) fn test(tree: &Tree, path: &str, op: char) -> Known {
         'f' => matches!(e.kind, Kind::File(_)),
         'd' => e.kind == Kind::Dir,
         'x' => e.mode & 0o111 != 0 && matches!(e.kind, Kind::File(_) | Kind::Dir),
+        'R' => e.uid == 0,
+        'Q' => e.gid == 0,
         's' => match &e.kind {
             Kind::File(c) => !c.is_empty(),
             _ => true,

@@ -46,7 +46,8 @@ fn or(a: Known, b: Known) -> Known {
 /// `id`), and for `U` and `G`, whether that user's uid or primary gid is 0 (`$(id -u NAME)`
 /// compared with 0). Three take `USER WORD` (a space between): `m`, whether `id -Gn USER |
 /// grep -qw WORD` succeeds; `O` and `E`, whether the path WORD is owned by USER, or by USER's
-/// primary group (`su USER -c 'test -O WORD'`, `-G`). `None` when it cannot say.
+/// primary group (`su USER -c 'test -O WORD'`, `-G`); `R` and `Q`, whether the path's owner
+/// (group) is root's (`ls -ln`). `None` when it cannot say.
 pub type Paths<'a> = &'a dyn Fn(&str, char) -> Known;
 
 /// An open compound command.
@@ -177,6 +178,9 @@ impl Eval<'_> {
             if let Some(cut) = self.echo_cut(cmd) {
                 return Some(cut);
             }
+            if let Some(id) = self.ls_owner(cmd) {
+                return Some(id);
+            }
             let mut parts = cmd.split_whitespace();
             let (tool, arg) = (parts.next()?, parts.next()?);
             if parts.next().is_some() {
@@ -230,6 +234,26 @@ impl Eval<'_> {
         }
         let end = to.min(value.len());
         Some(value.get(from - 1..end).unwrap_or_default().to_string())
+    }
+
+    /// `ls -ln PATH | awk '{print $3}'` (or `$4`): the owner's (group's) number, known here
+    /// only when it is root's: bind9's postinst asks it of the rndc key it just made.
+    fn ls_owner(&self, cmd: &str) -> Option<String> {
+        let parts: Vec<&str> = cmd.split_whitespace().collect();
+        let (path, field) = match parts.as_slice() {
+            ["ls", "-ln" | "-nl", p, "|", "awk", "'{print", f] => (*p, *f),
+            _ => return None,
+        };
+        let op = match field {
+            "$3}'" => 'R',
+            "$4}'" => 'Q',
+            _ => return None,
+        };
+        let path = self.expand(path.trim_matches('"'))?;
+        if !path.starts_with('/') {
+            return None;
+        }
+        self.path_test(&path, op)?.then(|| "0".to_string())
     }
 
     /// The value of `$name` (a variable or a positional parameter) when it is known.

@@ -209,3 +209,27 @@ fn what_these_do_not_read_is_left_alone() {
     apply(&mut t, "test", &cmds).unwrap();
     assert_eq!(format!("{:?}", t.iter().collect::<Vec<_>>()), before);
 }
+
+#[test]
+fn symbolic_modes_change_the_bits_they_name() {
+    let f = |m: &str, mode: u32, dir: bool| super::symbolic(m).map(|f| f(mode, dir));
+    // bind9's postinst on its directories and key.
+    assert_eq!(f("g+s", 0o755, true), Some(0o2755));
+    assert_eq!(f("g+rwx", 0o755, true), Some(0o775));
+    assert_eq!(f("g+r", 0o600, false), Some(0o640));
+    assert_eq!(f("u=rw,go=r", 0o777, false), Some(0o644));
+    assert_eq!(f("o-rwx", 0o755, false), Some(0o750));
+    assert_eq!(f("a+X", 0o644, true), Some(0o755));
+    assert_eq!(f("a+X", 0o644, false), Some(0o644));
+    assert_eq!(f("a+X", 0o744, false), Some(0o755));
+    // No ugoa: the umask (022) keeps write from group and others.
+    assert_eq!(f("+w", 0o444, false), Some(0o644));
+    assert_eq!(f("+x", 0o644, false), Some(0o755));
+    assert_eq!(f("+t", 0o777, true), Some(0o1777));
+    // `=` on a file clears the class's set-id bit; a directory keeps it.
+    assert_eq!(f("g=rx", 0o2770, false), Some(0o750));
+    assert_eq!(f("g=rx", 0o2770, true), Some(0o2750));
+    for bad in ["g=u", "g", "u+q", "", "7z"] {
+        assert!(super::symbolic(bad).is_none(), "{bad}");
+    }
+}

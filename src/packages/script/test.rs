@@ -266,12 +266,14 @@ impl Eval<'_> {
 
     /// `[ -OP PATH ]`: what the script's own earlier commands made of the path, else what
     /// the image says.
-    fn path_test(&self, p: &str, op: char) -> Known {
+    pub(super) fn path_test(&self, p: &str, op: char) -> Known {
         let Some(&kind) = self.made.get(p) else {
             return (self.paths)(p, op);
         };
         match (kind, op) {
             ('-', _) => Some(false),
+            // The script runs as root: what it made is root's.
+            (_, 'R' | 'Q') => Some(true),
             (_, 'e' | 'r' | 'w') => Some(true),
             (k, 'f') => Some(k == 'f'),
             (k, 'd') => Some(k == 'd'),
@@ -305,6 +307,14 @@ impl Eval<'_> {
             // ucf [options] NEW DESTINATION (not --purge, which removes its record).
             "ucf" if !w.iter().any(|a| a == "--purge") && operands.len() == 2 => {
                 marks.extend(absolute(operands[1]).map(|p| (p, 'f')));
+            }
+            // bind9's `rndc-confgen -a` writes the rndc key (`-c FILE`: there).
+            "rndc-confgen" if w.iter().any(|a| a == "-a") => {
+                let file = w
+                    .windows(2)
+                    .find(|p| p[0] == "-c")
+                    .map_or("/etc/bind/rndc.key", |p| p[1].as_str());
+                marks.extend(absolute(file).map(|p| (p, 'f')));
             }
             "touch" | "mkdir" | "rm" => {
                 let kind = match tool.as_str() {

@@ -259,3 +259,45 @@ su postgres -c "[ -G /srv/made ]" || chown postgres /srv/made
         ]
     );
 }
+
+#[test]
+fn the_owner_of_a_file_the_script_made_is_root() {
+    // bind9's (bookworm): the key rndc-confgen just made is root's, so the block runs.
+    let script = r#"#!/bin/sh
+if [ ! -s /etc/bind/rndc.key ] && [ ! -s /etc/bind/rndc.conf ]; then
+    rndc-confgen -a
+fi
+uid=$(ls -ln /etc/bind/rndc.key | awk '{print $3}')
+if [ "$uid" = "0" ]; then
+    chown bind /etc/bind/rndc.key
+    chgrp bind /etc/bind
+    chmod g+s /etc/bind
+fi
+other=$(ls -ln /etc/other | awk '{print $3}')
+if [ "$other" = "0" ]; then chgrp bind /etc/other; fi
+shipped=$(ls -ln /etc/shipped | awk '{print $4}')
+if [ "$shipped" = "0" ]; then chgrp bind /etc/shipped; fi
+"#;
+    let image = |p: &str, op: char| match (op, p) {
+        ('s', _) => Some(false),
+        // Not root's; and root's group.
+        ('R', "/etc/other") => Some(false),
+        ('Q', "/etc/shipped") => Some(true),
+        _ => None,
+    };
+    assert_eq!(
+        ran_in(
+            script,
+            &BTreeMap::new(),
+            &image,
+            &["rndc-confgen", "chown", "chgrp", "chmod"]
+        ),
+        [
+            "rndc-confgen -a",
+            "chown bind /etc/bind/rndc.key",
+            "chgrp bind /etc/bind",
+            "chmod g+s /etc/bind",
+            "chgrp bind /etc/shipped"
+        ]
+    );
+}
