@@ -1,7 +1,8 @@
-//! Database servers as Debian's packages set them up: PostgreSQL's main cluster and MariaDB's
-//! system tables are made by each machine at its first boot with the servers' own tools (the
-//! image holds neither), serve queries on that boot, and are kept, not made again, on the next
-//! boot of the same disk. Two machines from one image have clusters of their own.
+//! Servers as Debian's packages set them up: PostgreSQL's main cluster, MariaDB's system
+//! tables and BIND's rndc key are made by each machine at its first boot with the servers' own
+//! tools (the image holds none of them), serve on that boot, and are kept, not made again, on
+//! the next boot of the same disk. Two machines from one image have clusters and keys of their
+//! own.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -34,6 +35,7 @@ fn database_servers_are_set_up_at_each_machines_first_boot_and_kept() {
         "/etc/postgresql/15",
         "/var/lib/postgresql/15",
         "/var/lib/mysql/mysql",
+        "/etc/bind/rndc.key",
     ] {
         let s = debugfs_root(&d, t.path(), &format!("stat {p}"));
         assert!(s.contains("File not found"), "the image holds {p}: {s}");
@@ -65,6 +67,17 @@ fn database_servers_are_set_up_at_each_machines_first_boot_and_kept() {
         .unwrap_or_else(|| panic!("no postgres in {passwd}"));
     let home = debugfs_root(&d, t.path(), "stat /var/lib/postgresql");
     assert!(home.contains(&format!("User: {uid:>5}")), "{home}");
+    // bind9's postinst gives its directories to the group bind (named writes its cache).
+    let bind_gid = group
+        .lines()
+        .find_map(|l| l.strip_prefix("bind:x:"))
+        .and_then(|l| l.split(':').next())
+        .unwrap_or_else(|| panic!("no bind in {group}"));
+    for (p, mode) in [("/etc/bind", "02755"), ("/var/cache/bind", "0775")] {
+        let s = debugfs_root(&d, t.path(), &format!("stat {p}"));
+        assert!(s.contains(&format!("Mode:  {mode}")), "{p}: {s}");
+        assert!(s.contains(&format!("Group: {bind_gid:>5}")), "{p}: {s}");
+    }
     // Its createcluster.conf, which it hands to ucf from a temporary copy.
     let cc = debugfs_root(
         &d,
@@ -95,7 +108,7 @@ fn database_servers_are_set_up_at_each_machines_first_boot_and_kept() {
             panic!("{name}: {why}\n{}", out.tail.join("\n"));
         }
         (
-            console_value(&log, "PGID"),
+            (console_value(&log, "PGID"), console_value(&log, "RNDC")),
             console_value(&log, "FIRSTBOOT"),
         )
     };
@@ -121,16 +134,23 @@ fn database_servers_are_set_up_at_each_machines_first_boot_and_kept() {
         assert!(made, "{text}");
         spec.disk = disk;
         let first = boot(&spec, &format!("{m}-1"));
-        assert_eq!(first.1, "yes,yes", "machine {m}: the first boot's units");
+        assert_eq!(
+            first.1, "yes,yes,yes",
+            "machine {m}: the first boot's units"
+        );
         if boots == 2 {
             let second = boot(&spec, &format!("{m}-2"));
             assert_eq!(
-                second.1, "no,no",
+                second.1, "no,no,no",
                 "machine {m}: the second boot made them again"
             );
-            assert_eq!(second.0, first.0, "machine {m}: the cluster changed");
+            assert_eq!(second.0, first.0, "machine {m}: the cluster or key changed");
         }
         ids.push(first.0);
     }
-    assert_ne!(ids[0], ids[1], "two machines share a cluster identifier");
+    assert_ne!(
+        ids[0].0, ids[1].0,
+        "two machines share a cluster identifier"
+    );
+    assert_ne!(ids[0].1, ids[1].1, "two machines share an rndc key");
 }

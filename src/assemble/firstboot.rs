@@ -2,7 +2,8 @@
 //! running tools Ingot does not run at build time: ssl-cert's snakeoil certificate and key (a
 //! machine's own identity), PostgreSQL's `main` cluster (postgresql-common's
 //! `pg_createcluster`, which runs `initdb`; the cluster's system identifier is the machine's own
-//! too) and MariaDB's system tables (`mariadb-install-db`). A systemd image gets one unit per
+//! too), MariaDB's system tables (`mariadb-install-db`) and bind9's rndc key (`rndc-confgen
+//! -a`, a secret of the machine's own). A systemd image gets one unit per
 //! task, each running the package's own tool once and finding its result there on every later
 //! boot. A busybox image gets none (and its scripts' later tests do not see the files as made).
 
@@ -16,6 +17,11 @@ use crate::tree::Tree;
 /// may take it as there (`postinst::SNAKEOIL`).
 pub(super) fn makes_snakeoil(tree: &Tree, systemd: bool) -> bool {
     systemd && tree.exists("usr/sbin/make-ssl-cert")
+}
+
+/// Whether bind9's rndc key is made at first boot (`postinst::RNDC_KEY`).
+pub(super) fn makes_rndc_key(tree: &Tree, systemd: bool) -> bool {
+    systemd && tree.exists("usr/sbin/rndc-confgen") && tree.exists("usr/sbin/named")
 }
 
 /// The PostgreSQL major versions whose server the image holds, oldest first.
@@ -83,6 +89,17 @@ pub(super) fn units(tree: &mut Tree) -> Result<()> {
             )?;
         }
     }
+    // bind9's postinst makes the rndc key named and rndc share when neither rndc.key nor
+    // rndc.conf is there, and makes it bind's, readable by the group. Here it is written
+    // beside its place and renamed into it only once whole and owned, so a power cut never
+    // leaves a key named cannot read (the unit would not run again). (`$$`: systemd's `$`.)
+    if makes_rndc_key(tree, true) {
+        add(
+            tree,
+            "ingot-bind9-rndc-key.service",
+            "[Unit]\nDescription=Create this machine's rndc key (bind9's postinst)\nAfter=local-fs.target systemd-tmpfiles-setup.service\nBefore=named.service\nConditionFileNotEmpty=!/etc/bind/rndc.key\nConditionFileNotEmpty=!/etc/bind/rndc.conf\n\n[Service]\nType=oneshot\nExecStart=/bin/sh -c 'k=/etc/bind/rndc.key; rm -f $$k.new && rndc-confgen -a -c $$k.new && chown bind:bind $$k.new && chmod g+r $$k.new && sync -f $$k.new && mv -f $$k.new $$k && sync -f $$k'\n\n[Install]\nWantedBy=multi-user.target\n".into(),
+        )?;
+    }
     // mariadb-server's postinst runs `mysql_install_db` (as it does on every configure: the
     // tool leaves a data directory that has its system tables alone).
     let install_db = ["usr/bin/mariadb-install-db", "usr/bin/mysql_install_db"]
@@ -145,6 +162,8 @@ mod tests {
         }
         file(&mut t, "usr/bin/mariadb-install-db", "");
         file(&mut t, "usr/sbin/mariadbd", "");
+        file(&mut t, "usr/sbin/rndc-confgen", "");
+        file(&mut t, "usr/sbin/named", "");
         units(&mut t).unwrap();
         let unit = |n: &str| {
             String::from_utf8(
@@ -169,6 +188,13 @@ mod tests {
         assert!(unit("ingot-mariadb-install-db.service").contains(
             "ExecStart=/usr/bin/mariadb-install-db --rpm --cross-bootstrap --user=mysql"
         ));
+        // The rndc key: written beside its place, owned and readable by bind, then renamed
+        // (`$$`: a literal `$` for the shell, not a variable systemd fills in).
+        let rndc = unit("ingot-bind9-rndc-key.service");
+        assert!(rndc.contains("rndc-confgen -a -c $$k.new && chown bind:bind $$k.new && chmod g+r $$k.new && sync -f $$k.new && mv -f $$k.new $$k"));
+        assert!(rndc.contains("ConditionFileNotEmpty=!/etc/bind/rndc.key\nConditionFileNotEmpty=!/etc/bind/rndc.conf\n"));
+        assert!(rndc.contains("Before=named.service\n"));
+        assert!(makes_rndc_key(&t, true) && !makes_rndc_key(&t, false));
         // Enabled, as the image's other units are.
         assert!(
             t.exists("etc/systemd/system/multi-user.target.wants/ingot-postgresql-15-main.service")

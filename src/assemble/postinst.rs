@@ -23,21 +23,55 @@ pub(super) const SNAKEOIL: [&str; 2] = [
     "/etc/ssl/private/ssl-cert-snakeoil.key",
 ];
 
+/// bind9's rndc key, which its postinst makes with `rndc-confgen -a`: a shared secret of the
+/// machine's own, made at its first boot (`ingot-bind9-rndc-key.service`) with the owner and
+/// mode the script then gives it.
+pub(super) const RNDC_KEY: &str = "/etc/bind/rndc.key";
+
 /// The files `ran` makes that are left to the machine's first boot (`firstboot`), in an image
 /// that makes them there. Scripts configured after it see them as there (dovecot links its
 /// certificate to them, postfix turns TLS on); in one that does not (a busybox image), they
 /// are not, and nothing links to files that never come.
-fn first_boot_files(tree: &Tree, ran: &[Vec<String>], systemd: bool) -> &'static [&'static str] {
-    let snakeoil = super::firstboot::makes_snakeoil(tree, systemd)
-        && ran.iter().any(|c| {
-            c.first().is_some_and(|t| t == "make-ssl-cert")
-                && c.iter().any(|a| a == "generate-default-snakeoil")
-        });
-    if snakeoil {
-        &SNAKEOIL
-    } else {
-        &[]
+fn first_boot_files(tree: &Tree, ran: &[Vec<String>], systemd: bool) -> Vec<&'static str> {
+    let ran_tool = |tool: &str, arg: &str| {
+        ran.iter()
+            .any(|c| c.first().is_some_and(|t| t == tool) && c.iter().any(|a| a == arg))
+    };
+    let mut out = Vec::new();
+    if super::firstboot::makes_snakeoil(tree, systemd)
+        && ran_tool("make-ssl-cert", "generate-default-snakeoil")
+    {
+        out.extend(SNAKEOIL);
     }
+    if super::firstboot::makes_rndc_key(tree, systemd) && ran_tool("rndc-confgen", "-a") {
+        out.push(RNDC_KEY);
+    }
+    out
+}
+
+/// The commands without the operands that are files first boot makes: what a script does to
+/// them (bind9 chowns its rndc key) the first-boot unit does, and a `chgrp` naming one of them
+/// and a directory still changes the directory.
+fn without_first_boot_files(ran: Vec<Vec<String>>, later: &BTreeSet<&str>) -> Vec<Vec<String>> {
+    ran.into_iter()
+        .filter_map(|c| {
+            if !matches!(
+                c.first().map(String::as_str),
+                Some("chown" | "chgrp" | "chmod")
+            ) {
+                return Some(c);
+            }
+            let paths = c[1..].iter().filter(|a| a.starts_with('/')).count();
+            let kept: Vec<String> = c
+                .into_iter()
+                .enumerate()
+                .filter(|(i, a)| *i == 0 || !later.contains(a.as_str()))
+                .map(|(_, a)| a)
+                .collect();
+            let left = kept[1..].iter().filter(|a| a.starts_with('/')).count();
+            (left > 0 || paths == 0).then_some(kept)
+        })
+        .collect()
 }
 
 /// The commands `p` certainly runs, with the tree as it is now and the files first boot
@@ -50,8 +84,12 @@ fn evaluate(
 ) -> Vec<Vec<String>> {
     crate::packages::script::first_configure(&p.script, &p.debconf, &|path, op| {
         if later.contains(path) {
-            // A regular, non-empty file, as the tool makes it.
-            return Some(matches!(op, 'e' | 'f' | 's' | 'r' | 'w'));
+            // A regular, non-empty file, as the tool makes it, running as root.
+            return match op {
+                'e' | 'f' | 's' | 'r' | 'w' | 'R' => Some(true),
+                'Q' => None,
+                _ => Some(false),
+            };
         }
         if op == 'o' {
             Some(
@@ -93,6 +131,7 @@ pub(super) fn apply(tree: &mut Tree, scripts: &Scripts, systemd: bool) -> Result
     for p in &scripts.postinsts {
         let ran = evaluate(tree, scripts, p, &later);
         later.extend(first_boot_files(tree, &ran, systemd));
+        let ran = without_first_boot_files(ran, &later);
         ucf::apply(tree, &ucf::files(&ran))?;
         apache::apply(tree, &p.package, &ran)?;
         commands::apply(tree, &p.package, &ran)?;
@@ -104,4 +143,35 @@ pub(super) fn apply(tree: &mut Tree, scripts: &Scripts, systemd: bool) -> Result
     }
     ucf::apply(tree, &ucf::through_a_temporary(tree))?;
     statoverride::apply(tree, &overrides)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_script_does_to_a_first_boot_file_is_left_to_first_boot() {
+        let c = |s: &str| s.split(' ').map(str::to_string).collect::<Vec<_>>();
+        let later: BTreeSet<&str> = [RNDC_KEY].into_iter().collect();
+        let ran = vec![
+            c("chown bind /etc/bind/rndc.key"),
+            c("chgrp bind /etc/bind/rndc.key /var/cache/bind"),
+            c("chmod g+r /etc/bind/rndc.key"),
+            c("chgrp bind /etc/bind"),
+            c("cp /etc/bind/rndc.key /tmp/x"),
+        ];
+        let kept: Vec<String> = without_first_boot_files(ran, &later)
+            .iter()
+            .map(|c| c.join(" "))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                "chgrp bind /var/cache/bind",
+                "chgrp bind /etc/bind",
+                // Not a command on the file's owner or mode: left to do (or not) as before.
+                "cp /etc/bind/rndc.key /tmp/x"
+            ]
+        );
+    }
 }
