@@ -61,16 +61,9 @@ pub(super) fn test(tree: &Tree, path: &str, op: char) -> Known {
             Some(Kind::Symlink(_))
         ));
     }
-    // A link that leads outside the root or nowhere is a file that does not exist.
-    let Ok(at) = tree.resolve(rel) else {
+    let Some(e) = followed(tree, rel)? else {
         return Some(false);
     };
-    let Some(mut e) = tree.get(&at) else {
-        return Some(false);
-    };
-    if let Kind::HardLink(t) = &e.kind {
-        e = tree.get(t)?;
-    }
     Some(match op {
         'e' | 'r' | 'w' => true,
         'f' => matches!(e.kind, Kind::File(_)),
@@ -84,6 +77,22 @@ pub(super) fn test(tree: &Tree, path: &str, op: char) -> Known {
         },
         _ => return None,
     })
+}
+
+/// The entry at `rel` with links followed as `stat` follows them: `Some(None)` when there is
+/// none (a link that leads outside the root or nowhere is a file that does not exist), `None`
+/// for a hard link to nothing.
+fn followed<'t>(tree: &'t Tree, rel: &str) -> Option<Option<&'t crate::tree::Entry>> {
+    let Ok(at) = tree.resolve(rel) else {
+        return Some(None);
+    };
+    let Some(e) = tree.get(&at) else {
+        return Some(None);
+    };
+    match &e.kind {
+        Kind::HardLink(t) => tree.get(t).map(Some),
+        _ => Some(Some(e)),
+    }
 }
 
 /// The image's `/etc/passwd` or `/etc/group`, as lines split at `:`.
@@ -134,16 +143,9 @@ fn account_test(tree: &Tree, user: &str, word: &str, op: char) -> Known {
         }
         return Some(grep_word(&names.join(" "), word));
     }
-    let rel = word.trim_start_matches('/');
-    let Ok(at) = tree.resolve(rel) else {
+    let Some(e) = followed(tree, word.trim_start_matches('/'))? else {
         return Some(false);
     };
-    let Some(mut e) = tree.get(&at) else {
-        return Some(false);
-    };
-    if let Kind::HardLink(t) = &e.kind {
-        e = tree.get(t)?;
-    }
     Some(if op == 'O' {
         e.uid == uid
     } else {
