@@ -3,7 +3,7 @@ set -e
 . /usr/share/debconf/confmodule
 CONF=/etc/svc/svc.conf
 setup() {
-    local dir="$1"
+    dir="$1"
     db_get svc/enable
     case "$RET" in
         true|yes) ENABLE=on ;;
