@@ -619,8 +619,8 @@ fn an_image_holds_what_its_packages_maintainer_scripts_make() {
     // Differences Ingot means, each with its reason.
     let meant = |p: &str| -> bool {
         let name = p.rsplit('/').next().unwrap_or(p);
-        // dpkg's and apt's own state, caches and logs (the image's dpkg database is checked
-        // by apt in the test above).
+        // dpkg's and apt's own state, caches and logs (the image's dpkg database is held
+        // to dpkg's below, and checked by apt in the test above).
         ["var/lib/dpkg/", "var/lib/apt/", "var/cache/", "var/log/"].iter().any(|d| p.starts_with(d))
             // Backups and the lock the shadow tools leave, systemd-resolved's backup of the
             // host's resolv.conf, and mmdebstrap's own sources.
@@ -856,4 +856,161 @@ fn an_image_holds_what_its_packages_maintainer_scripts_make() {
     };
     assert_eq!(records(&ingot_root), records(&dpkg_root));
     assert!(records(&ingot_root).contains("root crontab 2755 /usr/bin/crontab"));
+    same_dpkg_database(&ingot_root, &dpkg_root);
+}
+
+/// The image's dpkg database is the one dpkg left: dpkg's own audit finds nothing to repair;
+/// every control member dpkg keeps in `info/` (maintainer scripts, md5sums, conffiles,
+/// triggers, shlibs, symbols, templates, and the database format) is byte for byte dpkg's;
+/// each package's `Conffiles` (the hash of each configuration file as shipped) and the
+/// trigger interests are dpkg's; and `dpkg --verify` over the image finds no file changed but
+/// those Ingot means to change. The kernel and Ingot's generated initramfs package are the
+/// image's own (dpkg was not given the kernel).
+fn same_dpkg_database(ours: &Path, theirs: &Path) {
+    let admin = |r: &Path| format!("--admindir={}", r.join("var/lib/dpkg").display());
+    let o = Command::new("dpkg")
+        .args([&admin(ours), "--audit"])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success() && o.stdout.is_empty(),
+        "dpkg --audit: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let own = |k: &str| k.starts_with("linux-image-") || k.starts_with("ingot-");
+    let dir = |r: &Path, d: &str| -> BTreeMap<String, Vec<u8>> {
+        std::fs::read_dir(r.join("var/lib/dpkg").join(d))
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                (name, std::fs::read(e.path()).unwrap())
+            })
+            .collect()
+    };
+    // File lists are dpkg's in content but not in order (dpkg lists what it unpacked as it
+    // went); they are compared as sets.
+    let info = |r: &Path| -> BTreeMap<String, Vec<u8>> {
+        dir(r, "info")
+            .into_iter()
+            .filter(|(k, _)| !own(k))
+            .map(|(k, v)| {
+                if k.ends_with(".list") {
+                    let mut l: Vec<&str> = std::str::from_utf8(&v).unwrap().lines().collect();
+                    l.sort_unstable();
+                    (k, l.join("\n").into_bytes())
+                } else {
+                    (k, v)
+                }
+            })
+            .collect()
+    };
+    let (o, t) = (info(ours), info(theirs));
+    let differ: Vec<&String> = o
+        .keys()
+        .chain(t.keys())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .filter(|k| o.get(*k) != t.get(*k))
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "dpkg database members that differ from dpkg's ({} of {}): {differ:?}",
+        differ.len(),
+        t.len()
+    );
+    assert!(t.len() > 500, "{}", t.len());
+    assert!(t.keys().any(|k| k.ends_with(".conffiles")));
+    // Each package's Conffiles field.
+    let conffiles = |r: &Path| -> BTreeMap<String, String> {
+        let status =
+            String::from_utf8(std::fs::read(r.join("var/lib/dpkg/status")).unwrap()).unwrap();
+        status
+            .split("\n\n")
+            .filter_map(|s| {
+                let name = s.lines().find_map(|l| l.strip_prefix("Package: "))?;
+                let arch = s
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Architecture: "))
+                    .unwrap_or("");
+                let mut c = String::new();
+                let mut inside = false;
+                for l in s.lines() {
+                    if l == "Conffiles:" {
+                        inside = true;
+                    } else if inside && l.starts_with(' ') {
+                        c.push_str(l);
+                        c.push('\n');
+                    } else {
+                        inside = false;
+                    }
+                }
+                (!own(name)).then(|| (format!("{name}:{arch}"), c))
+            })
+            .collect()
+    };
+    let (o, t) = (conffiles(ours), conffiles(theirs));
+    assert_eq!(o, t);
+    assert!(t.values().filter(|c| !c.is_empty()).count() > 20, "{t:?}");
+    // Trigger interests: files and named triggers, as sets of lines.
+    let triggers = |r: &Path| -> BTreeMap<String, BTreeSet<String>> {
+        dir(r, "triggers")
+            .into_iter()
+            .filter(|(k, _)| k != "Lock" && k != "Unincorp")
+            .map(|(k, v)| {
+                let l = String::from_utf8(v)
+                    .unwrap()
+                    .lines()
+                    .map(str::to_string)
+                    .collect();
+                (k, l)
+            })
+            .collect()
+    };
+    let t = triggers(theirs);
+    assert_eq!(triggers(ours), t);
+    assert!(
+        t["File"].contains("/usr/share/man man-db/noawait") || t["File"].len() > 3,
+        "{t:?}"
+    );
+    assert_eq!(t.get("ldconfig").map(|l| l.len()), Some(1));
+    // dpkg --verify: what is changed or missing is what Ingot means to change.
+    let verify = |r: &Path| -> BTreeSet<String> {
+        let o = Command::new("dpkg")
+            .args([&format!("--root={}", r.display()), &admin(r), "--verify"])
+            .output()
+            .unwrap();
+        String::from_utf8(o.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let dpkg_changed = verify(theirs);
+    let unmeant: Vec<String> = verify(ours)
+        .into_iter()
+        .filter(|l| !dpkg_changed.contains(l))
+        .filter(|l| {
+            let path = l.rsplit(' ').next().unwrap_or("");
+            // Documentation, man pages and locales are dropped (`keep_docs`); the kernel
+            // and its modules go to the boot partition and the pruned module tree; the
+            // image names itself in os-release.
+            !(l.starts_with("missing ")
+                && ([
+                    "/usr/share/doc/",
+                    "/usr/share/man/",
+                    "/usr/share/locale/",
+                    "/usr/share/info/",
+                    "/usr/share/lintian/",
+                    "/boot/",
+                    "/lib/modules/",
+                    "/usr/lib/modules/",
+                ]
+                .iter()
+                .any(|d| path.starts_with(d))))
+                && path != "/usr/lib/os-release"
+        })
+        .collect();
+    assert!(unmeant.is_empty(), "dpkg --verify:\n{}", unmeant.join("\n"));
 }

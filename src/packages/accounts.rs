@@ -6,11 +6,11 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The version of the maintainer-script readers (this one, `super::nss`,
-/// `super::alternatives`, `super::statoverride` and `super::script`), recorded with
+/// The version of the control.tar readers (this one, `super::nss`, `super::alternatives`,
+/// `super::statoverride`, `super::script` and the dpkg database members), recorded with
 /// what they read into the extraction cache: a change to what either reads must raise it, so
 /// that cached packages are read again.
-pub const READER: u32 = 10;
+pub const READER: u32 = 11;
 
 /// One account a maintainer script makes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -137,6 +137,22 @@ pub struct Extracted {
     /// The `Default` of each of its debconf templates.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub debconf: std::collections::BTreeMap<String, String>,
+    /// The members of its control.tar that dpkg keeps as `/var/lib/dpkg/info/PKG.NAME`.
+    #[serde(default)]
+    pub info: Vec<InfoFile>,
+}
+
+/// A control.tar member dpkg keeps in its database when it installs the package: maintainer
+/// scripts, `md5sums`, `conffiles`, `triggers`, `shlibs`, `symbols`, `templates`, `config`,
+/// ... (every regular file but `control`, which becomes the package's status entry).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InfoFile {
+    /// Member name (`postinst`).
+    pub name: String,
+    /// Its permission bits in the archive (scripts 0755).
+    pub mode: u32,
+    /// Its text. Debian's members are text; one that is not is left out, with a warning.
+    pub text: String,
 }
 
 /// What Ingot reads from a package's maintainer scripts.
@@ -147,6 +163,7 @@ struct Scripts {
     statoverrides: Vec<super::statoverride::Override>,
     postinst: Option<String>,
     debconf: std::collections::BTreeMap<String, String>,
+    info: Vec<InfoFile>,
 }
 
 /// The `control` file, and the accounts and NSS services the maintainer scripts add, from a
@@ -161,6 +178,7 @@ fn read_control(f: &mut File, member: &ArMember) -> Result<(String, Scripts)> {
         statoverrides: Vec::new(),
         postinst: None,
         debconf: Default::default(),
+        info: Vec::new(),
     };
     // The postinst and the debconf templates whose defaults it may read.
     let (mut postinst, mut templates) = (None, String::new());
@@ -168,34 +186,41 @@ fn read_control(f: &mut File, member: &ArMember) -> Result<(String, Scripts)> {
     for e in ar.entries()? {
         let mut e = e?;
         let name = normalize(&e.path()?.to_string_lossy(), true).ok();
-        match name.as_deref() {
-            Some("control") => {
-                e.read_to_string(&mut control)?;
-            }
-            Some("preinst" | "postinst") => {
-                let mut text = String::new();
-                // A script that is not text (none in Debian) makes no account Ingot can read.
-                if e.read_to_string(&mut text).is_ok() {
-                    scripts.accounts.extend(super::accounts::from_script(&text));
-                    if name.as_deref() == Some("postinst") {
-                        scripts.nss.extend(super::nss::from_script(&text));
-                        scripts
-                            .alternatives
-                            .extend(super::alternatives::from_script(&text));
-                        scripts
-                            .statoverrides
-                            .extend(super::statoverride::from_script(&text));
-                        postinst = Some(text);
-                    }
+        if name.as_deref() == Some("control") {
+            e.read_to_string(&mut control)?;
+            continue;
+        }
+        let (Some(name), true) = (name, e.header().entry_type().is_file()) else {
+            continue;
+        };
+        let mode = e.header().mode().unwrap_or(0o644) & 0o7777;
+        let mut bytes = Vec::new();
+        e.read_to_end(&mut bytes)?;
+        let Ok(text) = String::from_utf8(bytes) else {
+            // Not text (no such member in Debian): nothing Ingot can read or keep.
+            eprintln!("warning: control member `{name}` is not UTF-8 text; not kept in the image's dpkg database");
+            continue;
+        };
+        match name.as_str() {
+            "preinst" | "postinst" => {
+                scripts.accounts.extend(super::accounts::from_script(&text));
+                if name == "postinst" {
+                    scripts.nss.extend(super::nss::from_script(&text));
+                    scripts
+                        .alternatives
+                        .extend(super::alternatives::from_script(&text));
+                    scripts
+                        .statoverrides
+                        .extend(super::statoverride::from_script(&text));
+                    postinst = Some(text.clone());
                 }
             }
-            Some("templates") => {
-                // Not text: no defaults Ingot can read.
-                let _ = e.read_to_string(&mut templates);
-            }
+            "templates" => templates.clone_from(&text),
             _ => {}
         }
+        scripts.info.push(InfoFile { name, mode, text });
     }
+    scripts.info.sort_by(|a, b| a.name.cmp(&b.name));
     scripts.debconf = super::script::template_defaults(&templates);
     scripts.postinst = postinst;
     Ok((control, scripts))
@@ -227,6 +252,7 @@ pub fn extract(deb: &Path, tar_path: &Path, meta_path: &Path) -> Result<(Extract
                         meta.statoverrides = scripts.statoverrides;
                         meta.postinst = scripts.postinst;
                         meta.debconf = scripts.debconf;
+                        meta.info = scripts.info;
                         meta.accounts_reader = super::accounts::READER;
                         crate::base::fsx::write_atomic(
                             meta_path,
@@ -290,6 +316,7 @@ pub fn extract(deb: &Path, tar_path: &Path, meta_path: &Path) -> Result<(Extract
         statoverrides: scripts.statoverrides,
         postinst: scripts.postinst,
         debconf: scripts.debconf,
+        info: scripts.info,
     };
     crate::base::fsx::write_atomic(meta_path, serde_json::to_string(&meta)?.as_bytes())?;
     Ok((meta, tar_path.to_path_buf()))

@@ -96,6 +96,7 @@ fn fetch_one(src: &Source, l: &Locked, progress: &dyn Fn(u64)) -> Result<Ready> 
                 statoverrides: Vec::new(),
                 postinst: None,
                 debconf: Default::default(),
+                info: Vec::new(),
             },
             data_tar: super::generated::empty_tar(&src.cache)?,
         });

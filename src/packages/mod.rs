@@ -6,6 +6,7 @@ pub mod alternatives;
 pub mod cache;
 pub mod control;
 pub mod deb;
+mod dpkgdb;
 pub mod generated;
 pub mod http;
 pub mod index;

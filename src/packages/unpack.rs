@@ -1,5 +1,5 @@
 //! Unpacking: the extracted data.tar of every image package into one file tree (merged /usr,
-//! dpkg's status and file lists), and the boot-only packages into trees of their own.
+//! dpkg's database: `super::dpkgdb`), and the boot-only packages into trees of their own.
 
 use anyhow::{Context, Result};
 
@@ -26,8 +26,7 @@ pub fn merged_usr(tree: &mut Tree, arch: Arch) -> Result<()> {
 pub fn unpack_image(ready: &[Ready], arch: Arch) -> Result<Tree> {
     let mut tree = Tree::new();
     merged_usr(&mut tree, arch)?;
-    let mut status = String::new();
-    let mut lists: Vec<(String, String)> = Vec::new();
+    let mut db = super::dpkgdb::Db::default();
     let mut ready: Vec<&Ready> = ready
         .iter()
         .filter(|r| matches!(r.locked.role, Role::Image | Role::Generated))
@@ -36,42 +35,16 @@ pub fn unpack_image(ready: &[Ready], arch: Arch) -> Result<Tree> {
     for r in ready {
         let name = &r.locked.info.name;
         let listed = deb::unpack(&r.data_tar, name, &mut tree)?;
-        let mut control = r.extracted.control.trim_end().to_string();
-        // dpkg's status file carries Status right after Package.
-        if let Some(pos) = control.find('\n') {
-            control.insert_str(pos + 1, "Status: install ok installed\n");
-        }
-        status.push_str(&control);
-        status.push_str("\n\n");
-        let multi_same = r
-            .extracted
-            .control
-            .lines()
-            .any(|l| l.trim() == "Multi-Arch: same");
-        let list_name = if multi_same {
-            format!("{name}:{}", r.locked.info.arch)
-        } else {
-            name.clone()
-        };
-        let mut text = String::from("/.\n");
-        for p in listed {
-            text.push_str(p.trim_end_matches('/'));
-            text.push('\n');
-        }
-        lists.push((list_name, text));
+        db.add(
+            &tree,
+            &r.extracted.control,
+            &r.extracted.info,
+            name,
+            &r.locked.info.arch,
+            &listed,
+        );
     }
-    tree.insert("var/lib/dpkg/status", Entry::file(status, 0o644))?;
-    tree.insert("var/lib/dpkg/available", Entry::file("", 0o644))?;
-    tree.insert(
-        "var/lib/dpkg/arch",
-        Entry::file(format!("{}\n", arch.debian()), 0o644),
-    )?;
-    for (n, text) in lists {
-        tree.insert(
-            &format!("var/lib/dpkg/info/{n}.list"),
-            Entry::file(text, 0o644),
-        )?;
-    }
+    db.write(&mut tree, arch)?;
     Ok(tree)
 }
 
