@@ -388,9 +388,12 @@ fn ingot_resolves_every_case_as_apt_does() {
 }
 
 /// apt keeps managing an image: a vm-base whose extra agent's readiness probe is `apt-get
-/// check` reaches INGOT-READY with that agent `ok` (the boot test rejects a ready line with a
-/// failed probe). Before the kernel was resolved with the rest, the dpkg database recorded it
-/// with unmet dependencies and `apt-get check` failed. The same image starts chrony and nginx,
+/// check` and an empty `dpkg --audit` reaches INGOT-READY with that agent `ok` (the boot test
+/// rejects a ready line with a failed probe). Before the kernel was resolved with the rest, the
+/// dpkg database recorded it with unmet dependencies and `apt-get check` failed; before the
+/// database had its format file, dpkg took every Multi-Arch: same package for one to
+/// reinstall. postfix delivers a message to root's mailbox (its alias database is built at
+/// first boot). The same image starts chrony and nginx,
 /// Debian services whose maintainer scripts Ingot does not run: chrony runs as `_chrony`, which
 /// Ingot makes from chrony's postinst (`adduser --system`), and nginx needs its packaged log
 /// directory, which sysprep once removed. A unit whose user nobody makes stops the build,
@@ -446,7 +449,7 @@ fn a_booted_vm_base_with_debian_services_passes_apt_get_check() {
     for boot in v["images"][0]["boots"].as_array().unwrap() {
         let ready = &boot["ready"];
         let agents = ready["agents"].as_array().unwrap();
-        for name in ["apt-check", "chrony", "nginx", "dovecot"] {
+        for name in ["apt-check", "chrony", "nginx", "dovecot", "mail"] {
             assert!(
                 agents.iter().any(|a| a[0] == name && a[1] == "ok"),
                 "{name}: {ready}"

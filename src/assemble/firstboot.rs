@@ -2,8 +2,9 @@
 //! running tools Ingot does not run at build time: ssl-cert's snakeoil certificate and key (a
 //! machine's own identity), PostgreSQL's `main` cluster (postgresql-common's
 //! `pg_createcluster`, which runs `initdb`; the cluster's system identifier is the machine's own
-//! too), MariaDB's system tables (`mariadb-install-db`) and bind9's rndc key (`rndc-confgen
-//! -a`, a secret of the machine's own). A systemd image gets one unit per
+//! too), MariaDB's system tables (`mariadb-install-db`), bind9's rndc key (`rndc-confgen
+//! -a`, a secret of the machine's own) and postfix's alias database (`newaliases`). A systemd
+//! image gets one unit per
 //! task, each running the package's own tool once and finding its result there on every later
 //! boot. A busybox image gets none (and its scripts' later tests do not see the files as made).
 
@@ -100,6 +101,18 @@ pub(super) fn units(tree: &mut Tree) -> Result<()> {
             "[Unit]\nDescription=Create this machine's rndc key (bind9's postinst)\nAfter=local-fs.target systemd-tmpfiles-setup.service\nBefore=named.service\nConditionFileNotEmpty=!/etc/bind/rndc.key\nConditionFileNotEmpty=!/etc/bind/rndc.conf\n\n[Service]\nType=oneshot\nExecStart=/bin/sh -c 'k=/etc/bind/rndc.key; rm -f $$k.new && rndc-confgen -a -c $$k.new && chown bind:bind $$k.new && chmod g+r $$k.new && sync -f $$k.new && mv -f $$k.new $$k && sync -f $$k'\n\n[Install]\nWantedBy=multi-user.target\n".into(),
         )?;
     }
+    // postfix's postinst runs newaliases once it has written /etc/aliases: without the
+    // alias database its local delivery defers every message (root's mail from cron and
+    // unattended-upgrades among them). The database is made beside its place from a copy of
+    // the aliases and renamed in once synced, so a power cut leaves none rather than half of
+    // one (the unit would not run again).
+    if tree.exists("usr/sbin/postalias") && tree.exists("etc/aliases") {
+        add(
+            tree,
+            "ingot-postfix-aliases.service",
+            "[Unit]\nDescription=Build this machine's mail alias database (postfix's postinst: newaliases)\nAfter=local-fs.target systemd-tmpfiles-setup.service\nBefore=postfix.service postfix@-.service\nConditionPathExists=/etc/aliases\nConditionPathExists=!/etc/aliases.db\n\n[Service]\nType=oneshot\nExecStart=/bin/sh -c 'n=/etc/aliases.ingot-new; rm -f $$n $$n.db && cp /etc/aliases $$n && /usr/sbin/postalias hash:$$n && sync -f $$n.db && mv -f $$n.db /etc/aliases.db && rm -f $$n && sync -f /etc/aliases.db'\n\n[Install]\nWantedBy=multi-user.target\n".into(),
+        )?;
+    }
     // mariadb-server's postinst runs `mysql_install_db` (as it does on every configure: the
     // tool leaves a data directory that has its system tables alone).
     let install_db = ["usr/bin/mariadb-install-db", "usr/bin/mysql_install_db"]
@@ -164,6 +177,11 @@ mod tests {
         file(&mut t, "usr/sbin/mariadbd", "");
         file(&mut t, "usr/sbin/rndc-confgen", "");
         file(&mut t, "usr/sbin/named", "");
+        file(&mut t, "usr/sbin/postalias", "");
+        units(&mut t).unwrap();
+        // postfix without /etc/aliases (its postinst writes it): nothing to build.
+        assert!(!t.exists("usr/lib/systemd/system/ingot-postfix-aliases.service"));
+        file(&mut t, "etc/aliases", "postmaster: root\n");
         units(&mut t).unwrap();
         let unit = |n: &str| {
             String::from_utf8(
@@ -195,6 +213,11 @@ mod tests {
         assert!(rndc.contains("ConditionFileNotEmpty=!/etc/bind/rndc.key\nConditionFileNotEmpty=!/etc/bind/rndc.conf\n"));
         assert!(rndc.contains("Before=named.service\n"));
         assert!(makes_rndc_key(&t, true) && !makes_rndc_key(&t, false));
+        // The alias database: built from a copy, renamed in once synced, before postfix.
+        let aliases = unit("ingot-postfix-aliases.service");
+        assert!(aliases.contains("cp /etc/aliases $$n && /usr/sbin/postalias hash:$$n && sync -f $$n.db && mv -f $$n.db /etc/aliases.db"));
+        assert!(aliases.contains("ConditionPathExists=!/etc/aliases.db\n"));
+        assert!(aliases.contains("Before=postfix.service postfix@-.service\n"));
         // Enabled, as the image's other units are.
         assert!(
             t.exists("etc/systemd/system/multi-user.target.wants/ingot-postgresql-15-main.service")
