@@ -102,7 +102,8 @@ struct Temporary {
 
 /// On a first install with debconf's default answers each is what the package ships:
 /// openssh-server edits its copy only for other answers, postgresql-common's sed sets
-/// `ssl = on`, for the default answer, in a template that says so already.
+/// `ssl = on`, for the default answer, in a template that says so already, samba-common's
+/// the workgroup its template already names.
 const THROUGH_A_TEMPORARY: &[Temporary] = &[
     Temporary {
         package: "openssh-server",
@@ -117,6 +118,16 @@ const THROUGH_A_TEMPORARY: &[Temporary] = &[
         dest: "/etc/postgresql-common/createcluster.conf",
         three_way: false,
         unchanged: Some(("ssl =", "ssl = on")),
+    },
+    // samba-common copies its template to /run/samba/upgrades, sets the workgroup debconf
+    // answers (WORKGROUP by default) and drops the DHCP include (off by default), then
+    // hands the copy to ucf.
+    Temporary {
+        package: "samba-common",
+        source: "/usr/share/samba/smb.conf",
+        dest: "/etc/samba/smb.conf",
+        three_way: true,
+        unchanged: Some(("   workgroup", "   workgroup = WORKGROUP")),
     },
 ];
 
@@ -386,5 +397,29 @@ mod tests {
         );
         // The script's sed would make this `ssl = on`: not what the package ships.
         assert!(template("ssl = off").is_empty());
+        let samba = |workgroup: &str| {
+            let mut t = Tree::new();
+            t.insert(
+                "usr/share/samba/smb.conf",
+                Entry::file(
+                    format!("[global]\n{workgroup}\n   server string = %h\n"),
+                    0o644,
+                ),
+            )
+            .unwrap();
+            through_a_temporary(&t)
+                .into_iter()
+                .map(|u| (u.dest, u.three_way, u.registered))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            samba("   workgroup = WORKGROUP"),
+            [(
+                "/etc/samba/smb.conf".to_string(),
+                true,
+                Some("samba-common".to_string())
+            )]
+        );
+        assert!(samba("   workgroup = OTHER").is_empty());
     }
 }
