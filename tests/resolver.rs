@@ -393,7 +393,8 @@ fn ingot_resolves_every_case_as_apt_does() {
 /// dpkg database recorded it with unmet dependencies and `apt-get check` failed; before the
 /// database had its format file, dpkg took every Multi-Arch: same package for one to
 /// reinstall. postfix delivers a message to root's mailbox (its alias database is built at
-/// first boot); samba-common's smb.conf is installed and registered with ucf. The same image starts chrony and nginx,
+/// first boot); samba-common's smb.conf is installed and registered with ucf; lvm2 finds the
+/// kernel's device-mapper. The same image starts chrony and nginx,
 /// Debian services whose maintainer scripts Ingot does not run: chrony runs as `_chrony`, which
 /// Ingot makes from chrony's postinst (`adduser --system`), and nginx needs its packaged log
 /// directory, which sysprep once removed. A unit whose user nobody makes stops the build,
@@ -449,7 +450,15 @@ fn a_booted_vm_base_with_debian_services_passes_apt_get_check() {
     for boot in v["images"][0]["boots"].as_array().unwrap() {
         let ready = &boot["ready"];
         let agents = ready["agents"].as_array().unwrap();
-        for name in ["apt-check", "chrony", "nginx", "dovecot", "mail", "smb-conf"] {
+        for name in [
+            "apt-check",
+            "chrony",
+            "nginx",
+            "dovecot",
+            "mail",
+            "smb-conf",
+            "device-mapper",
+        ] {
             assert!(
                 agents.iter().any(|a| a[0] == name && a[1] == "ok"),
                 "{name}: {ready}"

@@ -435,10 +435,46 @@ pub fn prune_modules_for(
         prune_modules(tree, &kernel.release, &keep, &[]);
         kmod::depmod(tree, &kernel.release)?;
     } else if hw.prune_modules {
-        prune_modules(tree, &kernel.release, &init_modules, &hw.keep_module_dirs);
+        let mut dirs = hw.keep_module_dirs.clone();
+        for (tool, package, dir) in tools_module_dirs(tree, &dirs) {
+            eprintln!(
+                "note: {}: keeping the kernel's {dir} modules (device-mapper and md) for {package} (/{tool}), which {} prunes",
+                profile.path.display(),
+                hw.path.display()
+            );
+            dirs.push(dir.to_string());
+        }
+        prune_modules(tree, &kernel.release, &init_modules, &dirs);
         kmod::depmod(tree, &kernel.release)?;
     }
     Ok(())
+}
+
+/// Module directories a tool in the image cannot work without, kept when the hardware prunes
+/// the rest: LVM, dm-crypt and software RAID drive the kernel's device-mapper and md (4.4 MB
+/// of the cloud kernel's modules). Without them `lvm` failed on `/dev/mapper/control`.
+const TOOL_MODULE_DIRS: &[(&str, &str, &str)] = &[
+    ("usr/sbin/lvm", "lvm2", "drivers/md"),
+    ("usr/sbin/cryptsetup", "cryptsetup", "drivers/md"),
+    ("usr/sbin/mdadm", "mdadm", "drivers/md"),
+];
+
+/// The (tool, package, directory) of [`TOOL_MODULE_DIRS`] the image has a tool of and `kept`
+/// lacks, each directory once.
+fn tools_module_dirs(
+    tree: &Tree,
+    kept: &[String],
+) -> Vec<(&'static str, &'static str, &'static str)> {
+    let mut out: Vec<(&str, &str, &str)> = Vec::new();
+    for &(tool, package, dir) in TOOL_MODULE_DIRS {
+        if tree.exists(tool)
+            && !kept.iter().any(|d| d == dir)
+            && !out.iter().any(|(_, _, d)| *d == dir)
+        {
+            out.push((tool, package, dir));
+        }
+    }
+    out
 }
 
 /// The kernel image's bytes for the ESP. Unless `keep` is set, the root filesystem loses its
@@ -459,6 +495,22 @@ pub fn take_kernel(tree: &mut Tree, kernel: &Kernel, keep: bool) -> Result<Vec<u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lvm_and_raid_keep_device_mapper_when_the_hardware_prunes() {
+        let mut t = Tree::new();
+        let kept = vec!["drivers/net".to_string()];
+        assert!(tools_module_dirs(&t, &kept).is_empty());
+        t.insert("usr/sbin/mdadm", Entry::file("", 0o755)).unwrap();
+        t.insert("usr/sbin/lvm", Entry::file("", 0o755)).unwrap();
+        // One directory, named for the first tool that needs it.
+        assert_eq!(
+            tools_module_dirs(&t, &kept),
+            [("usr/sbin/lvm", "lvm2", "drivers/md")]
+        );
+        // A hardware profile that keeps it already needs nothing more.
+        assert!(tools_module_dirs(&t, &["drivers/md".to_string()]).is_empty());
+    }
 
     #[test]
     fn module_resolution_orders_dependencies() {
