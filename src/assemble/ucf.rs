@@ -375,17 +375,20 @@ mod tests {
 
     #[test]
     fn a_file_a_script_edits_in_a_temporary_is_taken_only_when_the_edit_changes_nothing() {
-        let template = |ssl: &str| {
+        // What is taken from an image whose only file is `path` holding `text`.
+        let taken = |path: &str, text: String| {
             let mut t = Tree::new();
-            t.insert(
-                "usr/share/postgresql-common/createcluster.conf",
-                Entry::file(format!("# ssl\n{ssl}\ncreate_main_cluster = true\n"), 0o644),
-            )
-            .unwrap();
+            t.insert(path, Entry::file(text, 0o644)).unwrap();
             through_a_temporary(&t)
                 .into_iter()
                 .map(|u| (u.dest, u.three_way, u.registered))
                 .collect::<Vec<_>>()
+        };
+        let template = |ssl: &str| {
+            taken(
+                "usr/share/postgresql-common/createcluster.conf",
+                format!("# ssl\n{ssl}\ncreate_main_cluster = true\n"),
+            )
         };
         assert_eq!(
             template("ssl = on"),
@@ -398,19 +401,10 @@ mod tests {
         // The script's sed would make this `ssl = on`: not what the package ships.
         assert!(template("ssl = off").is_empty());
         let samba = |workgroup: &str| {
-            let mut t = Tree::new();
-            t.insert(
+            taken(
                 "usr/share/samba/smb.conf",
-                Entry::file(
-                    format!("[global]\n{workgroup}\n   server string = %h\n"),
-                    0o644,
-                ),
+                format!("[global]\n{workgroup}\n   server string = %h\n"),
             )
-            .unwrap();
-            through_a_temporary(&t)
-                .into_iter()
-                .map(|u| (u.dest, u.three_way, u.registered))
-                .collect::<Vec<_>>()
         };
         assert_eq!(
             samba("   workgroup = WORKGROUP"),
