@@ -88,7 +88,7 @@ pub fn system(
                     let r = pkgs[i];
                     Some(assemble::Postinst {
                         package: r.locked.info.name.clone(),
-                        script: r.extracted.postinst.clone()?,
+                        script: r.extracted.postinst()?.to_string(),
                         debconf: r.extracted.debconf.clone(),
                     })
                 })

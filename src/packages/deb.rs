@@ -130,16 +130,22 @@ pub struct Extracted {
     /// The owners, groups and modes its `postinst` sets (read by the same reader).
     #[serde(default)]
     pub statoverrides: Vec<super::statoverride::Override>,
-    /// Its `postinst`, which the assembly evaluates against the image (see
-    /// `super::script`), and the defaults of its debconf templates.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub postinst: Option<String>,
     /// The `Default` of each of its debconf templates.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub debconf: std::collections::BTreeMap<String, String>,
     /// The members of its control.tar that dpkg keeps as `/var/lib/dpkg/info/PKG.NAME`.
     #[serde(default)]
     pub info: Vec<InfoFile>,
+}
+
+impl Extracted {
+    /// Its `postinst`, which the assembly evaluates against the image (see `super::script`).
+    pub fn postinst(&self) -> Option<&str> {
+        self.info
+            .iter()
+            .find(|m| m.name == "postinst")
+            .map(|m| m.text.as_str())
+    }
 }
 
 /// A control.tar member dpkg keeps in its database when it installs the package: maintainer
@@ -161,7 +167,6 @@ struct Scripts {
     nss: Vec<super::nss::NssEntry>,
     alternatives: Vec<super::alternatives::Alternative>,
     statoverrides: Vec<super::statoverride::Override>,
-    postinst: Option<String>,
     debconf: std::collections::BTreeMap<String, String>,
     info: Vec<InfoFile>,
 }
@@ -180,12 +185,11 @@ fn read_control(f: &mut File, member: &ArMember) -> Result<(String, Scripts)> {
         nss: Vec::new(),
         alternatives: Vec::new(),
         statoverrides: Vec::new(),
-        postinst: None,
         debconf: Default::default(),
         info: Vec::new(),
     };
-    // The postinst and the debconf templates whose defaults it may read.
-    let (mut postinst, mut templates) = (None, String::new());
+    // The debconf templates whose defaults the postinst may read.
+    let mut templates = String::new();
     let mut ar = tar::Archive::new(decoder(&member.name, f.take(member.size))?);
     for e in ar.entries()? {
         let mut e = e?;
@@ -220,7 +224,6 @@ fn read_control(f: &mut File, member: &ArMember) -> Result<(String, Scripts)> {
                     scripts
                         .statoverrides
                         .extend(super::statoverride::from_script(&text));
-                    postinst = Some(text.clone());
                 }
             }
             "templates" => templates.clone_from(&text),
@@ -230,7 +233,6 @@ fn read_control(f: &mut File, member: &ArMember) -> Result<(String, Scripts)> {
     }
     scripts.info.sort_by(|a, b| a.name.cmp(&b.name));
     scripts.debconf = super::script::template_defaults(&templates);
-    scripts.postinst = postinst;
     Ok((control, scripts))
 }
 
@@ -258,7 +260,6 @@ pub fn extract(deb: &Path, tar_path: &Path, meta_path: &Path) -> Result<(Extract
                         meta.nss = scripts.nss;
                         meta.alternatives = scripts.alternatives;
                         meta.statoverrides = scripts.statoverrides;
-                        meta.postinst = scripts.postinst;
                         meta.debconf = scripts.debconf;
                         meta.info = scripts.info;
                         meta.accounts_reader = super::accounts::READER;
@@ -322,7 +323,6 @@ pub fn extract(deb: &Path, tar_path: &Path, meta_path: &Path) -> Result<(Extract
         nss: scripts.nss,
         alternatives: scripts.alternatives,
         statoverrides: scripts.statoverrides,
-        postinst: scripts.postinst,
         debconf: scripts.debconf,
         info: scripts.info,
     };

@@ -94,7 +94,6 @@ fn fetch_one(src: &Source, l: &Locked, progress: &dyn Fn(u64)) -> Result<Ready> 
                 nss: Vec::new(),
                 alternatives: Vec::new(),
                 statoverrides: Vec::new(),
-                postinst: None,
                 debconf: Default::default(),
                 info: Vec::new(),
             },
