@@ -130,6 +130,7 @@ if [ -e $r.rc ]; then exit "$(cat $r.rc)"; fi
   test ! -e @GONECONF@
   apt-get check -q
   test -z "$(dpkg --audit)"
+  [ "$(dpkg-divert --listpackage /bin/sh)" = dash ]
 ) > $r.log 2>&1
 echo $? > $r.rc
 { echo ON-DEVICE-BEGIN; cat $r.log; echo ON-DEVICE-END; } > /dev/console

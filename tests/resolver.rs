@@ -987,6 +987,18 @@ fn same_dpkg_database(ours: &Path, theirs: &Path) {
         "{t:?}"
     );
     assert_eq!(t.get("ldconfig").map(|l| l.len()), Some(1));
+    // Diversions, as sets of (path, where it is diverted to, package).
+    let diversions = |r: &Path| -> BTreeSet<Vec<String>> {
+        let text = std::fs::read_to_string(r.join("var/lib/dpkg/diversions")).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        lines.chunks(3).map(<[String]>::to_vec).collect()
+    };
+    let t = diversions(theirs);
+    assert_eq!(diversions(ours), t);
+    assert!(
+        t.iter().any(|d| d[0] == "/bin/sh" && d[2] == "dash"),
+        "{t:?}"
+    );
     // dpkg --verify: what is changed or missing is what Ingot means to change.
     let verify = |r: &Path| -> BTreeSet<String> {
         let o = Command::new("dpkg")

@@ -7,7 +7,8 @@
 //! read an installed system, a later `apt upgrade` on the machine tells a configuration file
 //! someone edited from one they did not, runs the old version's `prerm` and `postrm`, and
 //! installing a library or a man page on the machine runs the triggers of the packages that
-//! asked for them (ldconfig, man-db).
+//! asked for them (ldconfig, man-db). The diversions a package's `postinst` makes when it is
+//! first configured are recorded as `dpkg-divert` records them (`diversions`).
 
 use std::collections::BTreeMap;
 
@@ -28,7 +29,54 @@ pub struct Db {
     file_triggers: Vec<String>,
     /// Named trigger → its interested packages' lines.
     named: BTreeMap<String, Vec<String>>,
+    /// The diversions of [`DIVERSIONS`] whose package and script the image holds.
+    diversions: Vec<&'static Diversion>,
 }
+
+/// A diversion a package's `postinst` makes with `dpkg-divert --add` when it is first
+/// configured. Ingot runs no maintainer script, and the scripts that divert also move and
+/// link the diverted path (dash's removes `/bin/sh` and links it again), which a partial
+/// evaluation must not half do; the diversion alone is recorded, while the script still holds
+/// every line it is recognised by.
+pub(crate) struct Diversion {
+    pub package: &'static str,
+    /// Lines of the `postinst` that make it (each must be there).
+    pub lines: &'static [&'static str],
+    /// The diverted path, and where another package's file of that name goes.
+    pub from: &'static str,
+    pub to: &'static str,
+    /// A directory the script asks for before it diverts (relative to the root).
+    pub only_with_dir: Option<&'static str>,
+}
+
+/// The diversions known. dash ships `/bin/sh` (and `sh.1.gz`) and claims them with a
+/// diversion (`claim_binsh`), so that bash, or a local administrator, can take `/bin/sh` back;
+/// without the record, dpkg would show `/bin/sh` as dash's plain file and dash's next upgrade
+/// would take it for a new claim, delete `/bin/sh` and link it again.
+pub(crate) const DIVERSIONS: &[Diversion] = &[
+    Diversion {
+        package: "dash",
+        lines: &[
+            "claim_binsh /bin/sh dash",
+            "dpkg-divert --package dash --no-rename --divert $distrib --add $dfile",
+        ],
+        from: "/bin/sh",
+        to: "/bin/sh.distrib",
+        only_with_dir: None,
+    },
+    Diversion {
+        package: "dash",
+        lines: &[
+            "if [ -d \"$DPKG_ROOT/usr/share/man/man1/\" ]; then",
+            "claim_binsh /usr/share/man/man1/sh.1.gz dash.1.gz \\",
+            "/usr/share/man/man1/sh.distrib.1.gz",
+            "dpkg-divert --package dash --no-rename --divert $distrib --add $dfile",
+        ],
+        from: "/usr/share/man/man1/sh.1.gz",
+        to: "/usr/share/man/man1/sh.distrib.1.gz",
+        only_with_dir: Some("usr/share/man/man1"),
+    },
+];
 
 impl Db {
     /// Record one package unpacked into `tree` (its files as it shipped them, before any
@@ -68,6 +116,14 @@ impl Db {
             // dpkg makes the file for a package that ships none (Ingot's generated ones).
             self.info
                 .push((key.clone(), "md5sums".into(), 0o644, md5sums(tree, listed)));
+        }
+        if let Some(post) = members.iter().find(|m| m.name == "postinst") {
+            let lines: Vec<&str> = post.text.lines().map(str::trim).collect();
+            self.diversions.extend(
+                DIVERSIONS
+                    .iter()
+                    .filter(|d| d.package == name && d.lines.iter().all(|l| lines.contains(l))),
+            );
         }
         for m in members {
             if m.name == "triggers" {
@@ -111,6 +167,20 @@ impl Db {
         }
         tree.insert("var/lib/dpkg/triggers/File", Entry::file(file, 0o644))?;
         tree.insert("var/lib/dpkg/triggers/Unincorp", Entry::file("", 0o644))?;
+        // Each diversion as three lines, as dpkg-divert writes them; the scripts run after
+        // every package is unpacked, so a directory one asks for is looked for now.
+        let diversions: String = self
+            .diversions
+            .iter()
+            .filter(|d| {
+                d.only_with_dir
+                    .is_none_or(|p| matches!(tree.get(p).map(|e| &e.kind), Some(Kind::Dir)))
+            })
+            .map(|d| format!("{}\n{}\n{}\n", d.from, d.to, d.package))
+            .collect();
+        if !diversions.is_empty() {
+            tree.insert("var/lib/dpkg/diversions", Entry::file(diversions, 0o644))?;
+        }
         for (trigger, who) in self.named {
             let text: String = who.iter().map(|w| format!("{w}\n")).collect();
             tree.insert(
@@ -322,5 +392,42 @@ mod tests {
             stanza("Package: p\nVersion: 1\n\n", &[]),
             "Package: p\nStatus: install ok installed\nVersion: 1"
         );
+    }
+
+    #[test]
+    fn dashs_diversions_are_recorded_only_with_the_script_that_makes_them() {
+        let post = "#!/bin/dash\nclaim_binsh() {\n\tdpkg-divert --package dash --no-rename --divert $distrib --add $dfile\n}\nclaim_binsh /bin/sh dash\nif [ -d \"$DPKG_ROOT/usr/share/man/man1/\" ]; then\n    claim_binsh /usr/share/man/man1/sh.1.gz dash.1.gz \\\n        /usr/share/man/man1/sh.distrib.1.gz\nfi\n";
+        let written = |name: &str, text: &str, man: bool| {
+            let mut t = Tree::new();
+            if man {
+                t.insert("usr/share/man/man1", Entry::dir(0o755)).unwrap();
+            }
+            let mut db = Db::default();
+            db.add(
+                &t,
+                "Package: x\n",
+                &[member("postinst", 0o755, text)],
+                name,
+                "amd64",
+                &[],
+            );
+            db.write(&mut t, Arch::X86_64).unwrap();
+            t.read("var/lib/dpkg/diversions")
+                .map(|b| String::from_utf8(b).unwrap())
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            written("dash", post, true),
+            "/bin/sh\n/bin/sh.distrib\ndash\n/usr/share/man/man1/sh.1.gz\n/usr/share/man/man1/sh.distrib.1.gz\ndash\n"
+        );
+        // The man page's only where the script finds its directory.
+        assert_eq!(
+            written("dash", post, false),
+            "/bin/sh\n/bin/sh.distrib\ndash\n"
+        );
+        // Another package, or a dash whose script no longer diverts: nothing.
+        assert_eq!(written("bash", post, true), "");
+        let no_divert = post.replace("--add $dfile", "--remove $dfile");
+        assert_eq!(written("dash", &no_divert, true), "");
     }
 }
