@@ -115,6 +115,10 @@ if [ -e $r.rc ]; then exit "$(cat $r.rc)"; fi
   apt install @NEW@
   echo '{"a":[1,2]}' | jq -c .a | grep -qx '\[1,2\]'
   ldconfig -p | grep -q 'libjq\.so\.1 '
+  # The image was built without documentation: so is what is installed later.
+  test -e /usr/share/doc/jq/copyright
+  test ! -e /usr/share/man/man1/jq.1.gz
+  test ! -e /usr/share/doc/jq/README
   # An update of a package the image holds: its conffile, unchanged on this machine, is
   # replaced without a question; its maintainer scripts restart the service.
   apt install @UP@

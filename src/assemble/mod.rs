@@ -278,8 +278,24 @@ pub fn system(
     Ok(())
 }
 
-/// Drop documentation, man pages and locales (copyright files stay: licences must ship).
-pub fn strip_docs(tree: &mut Tree) -> u64 {
+/// What an image without documentation tells dpkg, so that packages installed on the machine
+/// later leave out what [`strip_docs`] dropped (as Debian's slim container images do).
+const NO_DOCS: (&str, &str) = (
+    "etc/dpkg/dpkg.cfg.d/ingot-no-docs",
+    "# Written by Ingot: this image was built without documentation, man pages and locales\n\
+     # (the profile's [sysprep] keep_docs = false); packages installed later leave them out\n\
+     # too. Copyright files stay. Delete this file to have dpkg install them again.\n\
+     path-exclude=/usr/share/doc/*\n\
+     path-exclude=/usr/share/man/*\n\
+     path-exclude=/usr/share/info/*\n\
+     path-exclude=/usr/share/locale/*\n\
+     path-exclude=/usr/share/lintian/*\n\
+     path-include=/usr/share/*/copyright\n",
+);
+
+/// Drop documentation, man pages and locales (copyright files stay: licences must ship). An
+/// image with dpkg gets path filters that keep later installs the same. Returns the bytes freed.
+pub fn strip_docs(tree: &mut Tree) -> Result<u64> {
     let doomed: Vec<String> = tree
         .iter()
         .filter(|(p, e)| {
@@ -304,7 +320,10 @@ pub fn strip_docs(tree: &mut Tree) -> u64 {
         }
         tree.remove(&p);
     }
-    freed
+    if tree.get("usr/bin/dpkg").is_some() {
+        tree.insert(NO_DOCS.0, Entry::file(NO_DOCS.1, 0o644))?;
+    }
+    Ok(freed)
 }
 
 #[cfg(test)]

@@ -407,3 +407,41 @@ fn also_cycles_end() {
             .is_some());
     }
 }
+
+#[test]
+fn stripped_docs_stay_out_of_later_installs_on_an_image_with_dpkg() {
+    let tree = |dpkg: bool| {
+        let mut t = Tree::new();
+        for p in [
+            "usr/share/doc/p/copyright",
+            "usr/share/doc/p/changelog.Debian.gz",
+            "usr/share/man/man1/p.1.gz",
+            "usr/share/locale/de/LC_MESSAGES/p.mo",
+            "usr/bin/p",
+        ] {
+            t.insert(p, Entry::file("x", 0o644)).unwrap();
+        }
+        if dpkg {
+            t.insert("usr/bin/dpkg", Entry::file("", 0o755)).unwrap();
+        }
+        t
+    };
+    let mut t = tree(true);
+    assert_eq!(strip_docs(&mut t).unwrap(), 3);
+    assert!(t.get("usr/share/doc/p/copyright").is_some() && t.get("usr/bin/p").is_some());
+    assert!(t.get("usr/share/man/man1/p.1.gz").is_none());
+    let filters = String::from_utf8(t.read(NO_DOCS.0).unwrap()).unwrap();
+    // Every directory the strip empties is excluded, and copyright files are included again
+    // after the excludes (dpkg applies the filters in order).
+    for d in ["doc", "man", "info", "locale", "lintian"] {
+        assert!(
+            filters.contains(&format!("\npath-exclude=/usr/share/{d}/*\n")),
+            "{filters}"
+        );
+    }
+    assert!(filters.ends_with("path-include=/usr/share/*/copyright\n"));
+    // Without dpkg (a busybox image) there is nothing to tell.
+    let mut t = tree(false);
+    strip_docs(&mut t).unwrap();
+    assert!(t.get(NO_DOCS.0).is_none());
+}

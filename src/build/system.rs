@@ -57,7 +57,7 @@ pub fn system(
         boot::kmod::binary_indexes(&mut tree, &kernel.release)?;
     }
     if !profile.sysprep.keep_docs {
-        assemble::strip_docs(&mut tree);
+        assemble::strip_docs(&mut tree)?;
     }
     // What the image's packages' maintainer scripts would add.
     let image_pkgs = || {
