@@ -13,32 +13,24 @@ use std::process::Command;
 
 use common::serve::DirServer;
 use common::*;
+use ingot::packages::cache::Cache;
 use ingot::packages::{Locked, Lockfile};
 
-/// The package cache the builds filled, where ingot looks for it.
-fn cache_dir() -> PathBuf {
-    if let Some(c) = std::env::var_os("INGOT_CACHE") {
-        return c.into();
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache"));
-    base.join("ingot")
-}
-
-/// A locked package's .deb, copied out of the cache into `dir`, its SHA-256 checked.
+/// A locked package's .deb, copied into `dir` from the package cache the builds filled (where
+/// it is kept only while its digest matches).
 fn copy_deb(p: &Locked, dir: &Path) -> PathBuf {
     let i = &p.info;
-    let bytes = std::fs::read(cache_dir().join("sha256").join(&i.sha256))
-        .unwrap_or_else(|e| panic!("{} {}: not in the package cache: {e}", i.name, i.version));
-    assert_eq!(hex_sha256(&bytes), i.sha256, "{}: cached .deb", i.name);
+    let cached = Cache::open(None)
+        .unwrap()
+        .lookup(&i.sha256, i.size)
+        .unwrap_or_else(|| panic!("{} {}: not in the package cache", i.name, i.version));
     let to = dir.join(format!(
         "{}_{}_{}.deb",
         i.name,
         i.version.replace(':', "%3a"),
         i.arch
     ));
-    std::fs::write(&to, bytes).unwrap();
+    std::fs::copy(cached, &to).unwrap();
     to
 }
 
@@ -177,23 +169,19 @@ fn a_booted_image_installs_upgrades_and_removes_packages_with_apt() {
         "fetch",
     );
 
+    let with_jq_set = packages(&with_jq.with_extension("lock"));
     let profile = t.path().join("vm-on-device.toml");
     let up = "prometheus-node-exporter";
     let conf = "/etc/default/prometheus-node-exporter";
     let line = "# raised by the on-device apt test";
-    // The upgrade's version is known only once its .deb is repacked, after the build: the
-    // script reads it from a file the repository serves.
+    // The version the rebuilt package will have (the image's, resolved the same way).
+    let up_from = &with_jq_set.iter().find(|p| p.info.name == up).unwrap().info;
+    let up_version = format!("{}+ingot1", up_from.version);
     let script = ON_DEVICE
         .replace("@PORT@", &server.port.to_string())
         .replace("@NEW@", "jq")
         .replace("@UP@", up)
-        .replace(
-            "@UPVER@",
-            &format!(
-                "$(busybox wget -q -O- http://10.0.2.2:{}/upver)",
-                server.port
-            ),
-        )
+        .replace("@UPVER@", &up_version)
         .replace("@LINE@", line)
         .replace("@CONF@", conf)
         .replace("@GONE@", "iproute2")
@@ -212,7 +200,7 @@ fn a_booted_image_installs_upgrades_and_removes_packages_with_apt() {
     let held = |n: &str| image.iter().any(|p| p.info.name == n);
     assert!(held(up) && held("iproute2") && held("libc-bin") && !held("jq"));
 
-    let added: Vec<Locked> = packages(&with_jq.with_extension("lock"))
+    let added: Vec<Locked> = with_jq_set
         .into_iter()
         .filter(|p| !held(&p.info.name))
         .collect();
@@ -221,8 +209,7 @@ fn a_booted_image_installs_upgrades_and_removes_packages_with_apt() {
         copy_deb(p, &repo);
     }
     let old = copy_deb(image.iter().find(|p| p.info.name == up).unwrap(), t.path());
-    let raised = newer(&old, conf, line, &repo);
-    std::fs::write(repo.join("upver"), &raised).unwrap();
+    assert_eq!(newer(&old, conf, line, &repo), up_version);
     let index = run(
         Command::new("dpkg-scanpackages")
             .args(["-m", "."])
@@ -241,17 +228,12 @@ fn a_booted_image_installs_upgrades_and_removes_packages_with_apt() {
     .unwrap();
 
     let logs = t.path().join("logs");
-    let json = t.path().join("boot.json");
     let _place = guests(1);
     let o = ingot(&[
         "boot-test",
         dir.to_str().unwrap(),
-        "--boots",
-        "1",
-        "--json",
-        json.to_str().unwrap(),
-        "--logs",
-        logs.to_str().unwrap(),
+        "--boots=1",
+        &format!("--logs={}", logs.display()),
     ]);
     let console: String = std::fs::read_dir(&logs)
         .unwrap()
