@@ -278,20 +278,28 @@ pub fn system(
     Ok(())
 }
 
-/// What an image without documentation tells dpkg, so that packages installed on the machine
-/// later leave out what [`strip_docs`] dropped (as Debian's slim container images do).
-const NO_DOCS: (&str, &str) = (
-    "etc/dpkg/dpkg.cfg.d/ingot-no-docs",
-    "# Written by Ingot: this image was built without documentation, man pages and locales\n\
-     # (the profile's [sysprep] keep_docs = false); packages installed later leave them out\n\
-     # too. Copyright files stay. Delete this file to have dpkg install them again.\n\
-     path-exclude=/usr/share/doc/*\n\
-     path-exclude=/usr/share/man/*\n\
-     path-exclude=/usr/share/info/*\n\
-     path-exclude=/usr/share/locale/*\n\
-     path-exclude=/usr/share/lintian/*\n\
-     path-include=/usr/share/*/copyright\n",
-);
+/// The directories under `/usr/share` an image without documentation leaves empty but for
+/// copyright files: documentation, man pages, info pages, translations, lintian overrides.
+const DOC_DIRS: [&str; 5] = ["doc", "man", "info", "locale", "lintian"];
+
+/// Where an image without documentation tells dpkg so: packages installed on the machine later
+/// leave out what [`strip_docs`] dropped (as Debian's slim container images do).
+const NO_DOCS: &str = "etc/dpkg/dpkg.cfg.d/ingot-no-docs";
+
+/// dpkg's path filters for [`DOC_DIRS`], copyright files included again after the excludes
+/// (dpkg applies them in order).
+fn no_docs_filters() -> String {
+    let mut s = String::from(
+        "# Written by Ingot: this image was built without documentation, man pages and locales\n\
+         # (the profile's [sysprep] keep_docs = false); packages installed later leave them out\n\
+         # too. Copyright files stay. Delete this file to have dpkg install them again.\n",
+    );
+    for d in DOC_DIRS {
+        s.push_str(&format!("path-exclude=/usr/share/{d}/*\n"));
+    }
+    s.push_str("path-include=/usr/share/*/copyright\n");
+    s
+}
 
 /// Drop documentation, man pages and locales (copyright files stay: licences must ship). An
 /// image with dpkg gets path filters that keep later installs the same. Returns the bytes freed.
@@ -299,11 +307,9 @@ pub fn strip_docs(tree: &mut Tree) -> Result<u64> {
     let doomed: Vec<String> = tree
         .iter()
         .filter(|(p, e)| {
-            (p.starts_with("usr/share/man/")
-                || p.starts_with("usr/share/info/")
-                || p.starts_with("usr/share/locale/")
-                || p.starts_with("usr/share/doc/")
-                || p.starts_with("usr/share/lintian/"))
+            p.strip_prefix("usr/share/")
+                .and_then(|rest| rest.split_once('/'))
+                .is_some_and(|(dir, _)| DOC_DIRS.contains(&dir))
                 && !p.ends_with("/copyright")
                 && !matches!(e.kind, Kind::Dir)
         })
@@ -321,7 +327,7 @@ pub fn strip_docs(tree: &mut Tree) -> Result<u64> {
         tree.remove(&p);
     }
     if tree.get("usr/bin/dpkg").is_some() {
-        tree.insert(NO_DOCS.0, Entry::file(NO_DOCS.1, 0o644))?;
+        tree.insert(NO_DOCS, Entry::file(no_docs_filters(), 0o644))?;
     }
     Ok(freed)
 }

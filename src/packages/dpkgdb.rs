@@ -38,22 +38,22 @@ pub struct Db {
 /// link the diverted path (dash's removes `/bin/sh` and links it again), which a partial
 /// evaluation must not half do; the diversion alone is recorded, while the script still holds
 /// every line it is recognised by.
-pub(crate) struct Diversion {
-    pub package: &'static str,
+struct Diversion {
+    package: &'static str,
     /// Lines of the `postinst` that make it (each must be there).
-    pub lines: &'static [&'static str],
+    lines: &'static [&'static str],
     /// The diverted path, and where another package's file of that name goes.
-    pub from: &'static str,
-    pub to: &'static str,
+    from: &'static str,
+    to: &'static str,
     /// A directory the script asks for before it diverts (relative to the root).
-    pub only_with_dir: Option<&'static str>,
+    only_with_dir: Option<&'static str>,
 }
 
 /// The diversions known. dash ships `/bin/sh` (and `sh.1.gz`) and claims them with a
 /// diversion (`claim_binsh`), so that bash, or a local administrator, can take `/bin/sh` back;
 /// without the record, dpkg would show `/bin/sh` as dash's plain file and dash's next upgrade
 /// would take it for a new claim, delete `/bin/sh` and link it again.
-pub(crate) const DIVERSIONS: &[Diversion] = &[
+const DIVERSIONS: &[Diversion] = &[
     Diversion {
         package: "dash",
         lines: &[
