@@ -1,7 +1,7 @@
 //! Users and groups, done declaratively: `base-passwd`'s masters, `sysusers.d` fragments that
 //! packages ship, then the profile's users and groups. Writes passwd, group, shadow and gshadow.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{bail, Context, Result};
 
@@ -29,6 +29,9 @@ struct GrEnt {
 struct Db {
     users: Vec<PwEnt>,
     groups: Vec<GrEnt>,
+    /// Accounts a sysusers.d `u!` line made: fully locked (expired), as systemd-sysusers
+    /// writes them.
+    locked: BTreeSet<String>,
 }
 
 impl Db {
@@ -187,7 +190,9 @@ pub fn apply(
         {
             let w = fields(line);
             let get = |i: usize| w.get(i).map(String::as_str).filter(|s| *s != "-");
-            match w.first().map(String::as_str) {
+            // `u!` (systemd 257, Debian 13) is `u` for an account that is also locked.
+            let kind = w.first().map(String::as_str);
+            match kind.map(|k| k.strip_suffix('!').filter(|k| *k == "u").unwrap_or(k)) {
                 Some("g") => {
                     if let Some(name) = get(1) {
                         db.add_group(name, get(2).and_then(|s| s.parse().ok()), true);
@@ -213,6 +218,9 @@ pub fn apply(
                             true,
                         ),
                     };
+                    if kind == Some("u!") {
+                        db.locked.insert(name.to_string());
+                    }
                     db.users.push(PwEnt {
                         name: name.into(),
                         uid,
@@ -398,7 +406,13 @@ pub fn apply(
         } else {
             "*"
         };
-        shadow.push_str(&format!("{}:{lock}:{days}:0:99999:7:::\n", u.name));
+        // A locked account expires on day 1 (1970-01-02), which PAM refuses whatever the
+        // password or key.
+        let expire = if db.locked.contains(&u.name) { "1" } else { "" };
+        shadow.push_str(&format!(
+            "{}:{lock}:{days}:0:99999:7::{expire}:\n",
+            u.name
+        ));
     }
     let mut group = String::new();
     let mut gshadow = String::new();

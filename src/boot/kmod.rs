@@ -65,33 +65,48 @@ fn depends(mi: &[(String, String)]) -> impl Iterator<Item = String> + '_ {
         .flat_map(|(_, v)| v.split(',').filter(|s| !s.is_empty()).map(str::to_string))
 }
 
+/// Module file suffixes: plain, and compressed as kernels built with `MODULE_COMPRESS` ship
+/// them (the kernel or kmod decompresses them when loading).
+const MODULE_SUFFIXES: &[&str] = &[".ko", ".ko.xz", ".ko.zst", ".ko.gz"];
+
+/// Is this path a kernel module file?
+fn is_module(path: &str) -> bool {
+    MODULE_SUFFIXES.iter().any(|s| path.ends_with(s))
+}
+
+/// The module name a file's name gives (`virtio-blk.ko.xz` is `virtio_blk`).
+fn file_module_name(rel: &str) -> String {
+    let file = rel.rsplit('/').next().unwrap_or("");
+    MODULE_SUFFIXES
+        .iter()
+        .find_map(|s| file.strip_suffix(s))
+        .unwrap_or(file)
+        .replace('-', "_")
+}
+
 /// Write `modules.dep` and `modules.alias` for the modules present in the tree.
 pub fn depmod(tree: &mut Tree, release: &str) -> Result<usize> {
     let base = format!("usr/lib/modules/{release}/");
     let files: Vec<String> = tree
         .iter()
-        .filter(|(p, e)| {
-            p.starts_with(&base) && p.ends_with(".ko") && matches!(e.kind, Kind::File(_))
-        })
+        .filter(|(p, e)| p.starts_with(&base) && is_module(p) && matches!(e.kind, Kind::File(_)))
         .map(|(p, _)| p.clone())
         .collect();
     let mut by_name: BTreeMap<String, String> = BTreeMap::new();
     let mut info: Vec<(String, Vec<(String, String)>)> = Vec::new();
     for p in &files {
         let data = tree.read(p).unwrap_or_default();
+        // Debian 13's kernels compress every module (xz): `.modinfo` is read from the
+        // decompressed ELF file. One that does not decompress gets no dependencies, as an
+        // unreadable plain one does.
+        let data = super::decompress_module(p, data).unwrap_or_default();
         let mi = modinfo(&data).unwrap_or_default();
         let rel = p[base.len()..].to_string();
         let name = mi
             .iter()
             .find(|(k, _)| k == "name")
             .map(|(_, v)| v.clone())
-            .unwrap_or_else(|| {
-                rel.rsplit('/')
-                    .next()
-                    .unwrap_or("")
-                    .trim_end_matches(".ko")
-                    .replace('-', "_")
-            });
+            .unwrap_or_else(|| file_module_name(&rel));
         by_name.insert(name.clone(), rel.clone());
         info.push((rel, mi));
     }
@@ -118,12 +133,7 @@ pub fn depmod(tree: &mut Tree, release: &str) -> Result<usize> {
             if closure.is_empty() { "" } else { " " },
             closure.join(" ")
         ));
-        let name = rel
-            .rsplit('/')
-            .next()
-            .unwrap_or("")
-            .trim_end_matches(".ko")
-            .replace('-', "_");
+        let name = file_module_name(rel);
         for (_, a) in mi.iter().filter(|(k, _)| k == "alias") {
             alias.push_str(&format!("alias {a} {name}\n"));
         }
@@ -202,5 +212,123 @@ mod tests {
         e[..6].copy_from_slice(b"\x7fELF\x02\x01");
         e[0x28] = 0xFF; // section headers past the end
         assert!(super::modinfo(&e).is_none());
+    }
+
+    /// A minimal ELF64 little-endian file whose `.modinfo` section holds `fields`.
+    fn module(fields: &[&str]) -> Vec<u8> {
+        let shstrtab = b"\0.shstrtab\0.modinfo\0".to_vec();
+        let modinfo: Vec<u8> = fields
+            .iter()
+            .flat_map(|f| [f.as_bytes(), b"\0"].concat())
+            .collect();
+        let mut elf = vec![0u8; 64];
+        elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        let str_at = elf.len();
+        elf.extend(&shstrtab);
+        let info_at = elf.len();
+        elf.extend(&modinfo);
+        let shoff = elf.len();
+        elf[0x28..0x30].copy_from_slice(&(shoff as u64).to_le_bytes());
+        elf[0x3A..0x3C].copy_from_slice(&64u16.to_le_bytes());
+        elf[0x3C..0x3E].copy_from_slice(&3u16.to_le_bytes());
+        elf[0x3E..0x40].copy_from_slice(&1u16.to_le_bytes());
+        for (name, at, len) in [
+            (0u32, 0, 0),
+            (1, str_at, shstrtab.len()),
+            (11, info_at, modinfo.len()),
+        ] {
+            let mut h = vec![0u8; 64];
+            h[..4].copy_from_slice(&name.to_le_bytes());
+            h[0x18..0x20].copy_from_slice(&(at as u64).to_le_bytes());
+            h[0x20..0x28].copy_from_slice(&(len as u64).to_le_bytes());
+            elf.extend(h);
+        }
+        elf
+    }
+
+    #[test]
+    fn compressed_modules_are_indexed_like_plain_ones() {
+        use crate::tree::{Entry, Tree};
+        use std::io::Write;
+        let xz = |b: Vec<u8>| {
+            let mut e = xz2::write::XzEncoder::new(Vec::new(), 6);
+            e.write_all(&b).unwrap();
+            e.finish().unwrap()
+        };
+        let k = "usr/lib/modules/6.12.0-1-amd64";
+        let mut t = Tree::new();
+        let files = [
+            (
+                "kernel/drivers/virtio/virtio.ko.xz",
+                xz(module(&["name=virtio", "depends="])),
+            ),
+            (
+                "kernel/drivers/block/virtio_blk.ko.xz",
+                xz(module(&[
+                    "alias=virtio:d00000002v*",
+                    "depends=virtio_ring,virtio",
+                    "name=virtio_blk",
+                ])),
+            ),
+            (
+                "kernel/drivers/virtio/virtio_ring.ko.zst",
+                zstd::encode_all(&module(&["depends=virtio"])[..], 3).unwrap(),
+            ),
+            ("kernel/fs/fat/vfat-x.ko", module(&["depends=fat"])),
+            ("kernel/fs/fat/fat.ko.gz", {
+                let mut g = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                g.write_all(&module(&["name=fat"])).unwrap();
+                g.finish().unwrap()
+            }),
+        ];
+        for (p, data) in files {
+            t.insert(&format!("{k}/{p}"), Entry::file(data, 0o644))
+                .unwrap();
+        }
+        assert_eq!(super::depmod(&mut t, "6.12.0-1-amd64").unwrap(), 5);
+        let dep = String::from_utf8(t.read(&format!("{k}/modules.dep")).unwrap()).unwrap();
+        let line = |m: &str| {
+            dep.lines()
+                .find(|l| l.starts_with(&format!("{m}:")))
+                .unwrap_or_else(|| panic!("{m} missing from\n{dep}"))
+                .to_string()
+        };
+        let blk = line("kernel/drivers/block/virtio_blk.ko.xz");
+        assert!(
+            blk.contains("kernel/drivers/virtio/virtio_ring.ko.zst"),
+            "{blk}"
+        );
+        assert!(blk.contains(" kernel/drivers/virtio/virtio.ko.xz"), "{blk}");
+        assert_eq!(
+            line("kernel/drivers/virtio/virtio.ko.xz"),
+            "kernel/drivers/virtio/virtio.ko.xz:"
+        );
+        assert_eq!(
+            line("kernel/fs/fat/vfat-x.ko"),
+            "kernel/fs/fat/vfat-x.ko: kernel/fs/fat/fat.ko.gz"
+        );
+        let alias = String::from_utf8(t.read(&format!("{k}/modules.alias")).unwrap()).unwrap();
+        assert!(
+            alias.contains("alias virtio:d00000002v* virtio_blk\n"),
+            "{alias}"
+        );
+        // The names a boot resolves go through the same index.
+        let order = crate::boot::resolve_modules(
+            &t,
+            "6.12.0-1-amd64",
+            &["virtio_blk".into(), "vfat_x".into()],
+            "hw.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            order,
+            [
+                "kernel/drivers/virtio/virtio.ko.xz",
+                "kernel/drivers/virtio/virtio_ring.ko.zst",
+                "kernel/drivers/block/virtio_blk.ko.xz",
+                "kernel/fs/fat/fat.ko.gz",
+                "kernel/fs/fat/vfat-x.ko",
+            ]
+        );
     }
 }

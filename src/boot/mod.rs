@@ -158,7 +158,7 @@ pub fn resolve_modules(
     Ok(order)
 }
 
-fn decompress_module(path: &str, data: Vec<u8>) -> Result<Vec<u8>> {
+pub(crate) fn decompress_module(path: &str, data: Vec<u8>) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     if path.ends_with(".xz") {
         xz2::read::XzDecoder::new(&data[..]).read_to_end(&mut out)?;

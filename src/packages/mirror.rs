@@ -11,7 +11,8 @@ use super::control;
 /// (deb822 `*.sources` and one-line `sources.list`), taking the first entry that serves `suite`.
 /// When none does, the first entry for a Debian release (a suite without a `-`, with the `main`
 /// component) stands in: the archive serves every release from one address, so a bookworm host
-/// can fetch trixie's firmware without a new apt entry.
+/// can fetch trixie's firmware without a new apt entry. A `-security` suite looks first for
+/// another release's security entry (the security archive, too, serves every release).
 pub fn mirror_url(explicit: Option<&str>, suite: &str) -> Result<String> {
     chosen_mirror(explicit, suite).map(|m| super::http::keep_credentials(&m))
 }
@@ -69,7 +70,8 @@ fn given_mirror(from: &str, m: &str) -> Result<String> {
     Ok(m.to_string())
 }
 
-/// The first apt entry serving `suite`, else the first for a Debian release with `main`;
+/// The first apt entry serving `suite`, else (for a `-security` suite) the first for another
+/// release's security suite, else the first for a Debian release with `main`;
 /// entries Ingot cannot fetch from (`cdrom:`, `mirror+file:`, `tor+http://`) are passed over.
 fn mirror_from_apt(apt: &Path, suite: &str) -> Option<String> {
     let mut entries = apt_entries(apt);
@@ -82,9 +84,18 @@ fn mirror_from_apt(apt: &Path, suite: &str) -> Option<String> {
     entries.retain(|e| supported_mirror(&e.uri));
     let release =
         |e: &&AptEntry| !e.suite.contains('-') && e.components.iter().any(|c| c == "main");
+    // The security archive is an address of its own, serving every release's `-security`
+    // suite: a bookworm host's entry for it serves trixie-security too (the main archive
+    // has no such suite).
+    let security = |e: &&AptEntry| {
+        suite.ends_with("-security")
+            && e.suite.ends_with("-security")
+            && e.components.iter().any(|c| c == "main")
+    };
     entries
         .iter()
         .find(|e| e.suite == suite)
+        .or_else(|| entries.iter().find(security))
         .or_else(|| entries.iter().find(release))
         .map(|e| e.uri.clone())
 }
@@ -204,6 +215,15 @@ mod tests {
         .unwrap();
         assert_eq!(
             mirror_from_apt(d.path(), "trixie").as_deref(),
+            Some("http://mirror.invalid/debian")
+        );
+        // Another release's security suite comes from the security archive the host lists.
+        assert_eq!(
+            mirror_from_apt(d.path(), "trixie-security").as_deref(),
+            Some("http://security.invalid/debian-security")
+        );
+        assert_eq!(
+            mirror_from_apt(d.path(), "trixie-updates").as_deref(),
             Some("http://mirror.invalid/debian")
         );
         std::fs::write(d.path().join("sources.list.d/debian.sources"), "").unwrap();

@@ -251,3 +251,32 @@ fn adduser_user_group_adds_a_member_as_adduser_does() {
     assert_eq!(read(&t, "etc/group"), before);
     assert_eq!(entry(&before, "video")[3], "gdm,postgres");
 }
+
+#[test]
+fn locked_sysusers_accounts_are_made_and_locked() {
+    // Debian 13's systemd makes its service accounts with `u!`: made like `u`, and expired.
+    let profile = crate::config::profile_from_str(
+        std::path::Path::new("p.toml"),
+        "[image]\nname = \"p\"\nversion = \"1.0.0\"\n[distribution]\nsuite = \"trixie\"\n",
+    )
+    .unwrap();
+    let mut t = Tree::new();
+    t.insert(
+        "usr/lib/sysusers.d/systemd-network.conf",
+        Entry::file(
+            "u! systemd-network - \"systemd Network Management\"\nu sshd -:nogroup \"sshd user\" /run/sshd\ng nogroup 65534\n",
+            0o644,
+        ),
+    )
+    .unwrap();
+    super::apply(&mut t, &profile, &[], 0).unwrap();
+    let passwd = String::from_utf8(t.read("etc/passwd").unwrap()).unwrap();
+    let shadow = String::from_utf8(t.read("etc/shadow").unwrap()).unwrap();
+    let net = entry(&passwd, "systemd-network");
+    assert_eq!(net[4], "systemd Network Management");
+    assert!((100..1000).contains(&net[2].parse::<u32>().unwrap()), "{net:?}");
+    assert_eq!(entry(&shadow, "systemd-network")[7], "1", "{shadow}");
+    // A plain `u` account is not expired.
+    assert_eq!(entry(&passwd, "sshd")[5], "/run/sshd");
+    assert_eq!(entry(&shadow, "sshd")[7], "", "{shadow}");
+}
