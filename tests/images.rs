@@ -105,6 +105,106 @@ fn vm_base_boots_on_both_arches() {
     }
 }
 
+/// vm-base on Debian 13 (trixie), the current stable release: its kernel compresses every
+/// module (xz), its systemd makes service accounts with sysusers.d's `u!`, and its security
+/// suite lives in the security archive, which the host's apt sources may list only for
+/// bookworm. Built from the same mirror, booted under UEFI until every agent of vm-base is
+/// ready (sshd, the node exporter and a DHCP lease through systemd-networkd).
+#[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
+fn vm_base_on_debian_13_boots() {
+    let t = tempfile::tempdir().unwrap();
+    let base = std::fs::read_to_string(root().join("profiles/vm-base.toml")).unwrap();
+    let sshd = "[[users]]\nname = \"sshd\"\nuid = 101\nshell = \"/usr/sbin/nologin\"\n\n";
+    let bookworm =
+        "suite = \"bookworm\"\nextra_suites = [\"bookworm-updates\", \"bookworm-security\"]";
+    assert!(base.contains(sshd) && base.contains(bookworm));
+    // Debian 13's openssh-server makes its `sshd` account itself (sysusers.d); a profile
+    // declaring it too is refused as a duplicate.
+    let profile = base
+        .replace(
+            bookworm,
+            "suite = \"trixie\"\nextra_suites = [\"trixie-updates\", \"trixie-security\"]",
+        )
+        .replace(sshd, "")
+        .replace("name = \"vm-base\"", "name = \"vm-trixie\"");
+    let p = t.path().join("vm-trixie.toml");
+    std::fs::write(&p, profile).unwrap();
+    // UEFI only: one boot (the SeaBIOS path is the same on either release).
+    let hw = std::fs::read_to_string(root().join("hardware/qemu-x86_64.toml")).unwrap();
+    assert!(hw.contains("bios = true\n"));
+    // (Beside the repository's firmware directory, which hardware files name relatively.)
+    std::fs::create_dir(t.path().join("hardware")).unwrap();
+    std::os::unix::fs::symlink(root().join("firmware"), t.path().join("firmware")).unwrap();
+    let h = t.path().join("hardware/qemu-x86_64.toml");
+    std::fs::write(&h, hw.replace("bios = true\n", "bios = false\n")).unwrap();
+    let out = t.path().join("out");
+    let d = build(p.to_str().unwrap(), &[h.to_str().unwrap()], &out, &[])
+        .pop()
+        .unwrap();
+    check_disk(&d, t.path());
+    // Debian 13's kernel; its module index lists the compressed modules with their
+    // dependencies, as depmod does.
+    let release = debugfs_root(&d, t.path(), "ls -p /usr/lib/modules");
+    let release = release
+        .lines()
+        .filter_map(|l| l.split('/').nth(5))
+        .find(|n| n.contains("deb13"))
+        .unwrap_or_else(|| panic!("{release}"))
+        .to_string();
+    let dep = debugfs_root(
+        &d,
+        t.path(),
+        &format!("cat /usr/lib/modules/{release}/modules.dep"),
+    );
+    let net = dep
+        .lines()
+        .find(|l| l.starts_with("kernel/drivers/net/virtio_net.ko.xz:"))
+        .unwrap_or_else(|| panic!("virtio_net missing from modules.dep:\n{dep}"));
+    assert!(net.contains("net_failover.ko.xz"), "{net}");
+    // systemd's locked service accounts exist, and are locked (expired) as sysusers makes them.
+    let passwd = debugfs_root(&d, t.path(), "cat /etc/passwd");
+    let shadow = debugfs_root(&d, t.path(), "cat /etc/shadow");
+    for u in ["systemd-network", "systemd-resolve"] {
+        assert!(passwd.contains(&format!("\n{u}:x:")), "{u}: {passwd}");
+        let line = shadow
+            .lines()
+            .find(|l| l.starts_with(&format!("{u}:")))
+            .unwrap_or_else(|| panic!("{u}: {shadow}"));
+        assert_eq!(line.split(':').nth(7), Some("1"), "{line}");
+    }
+    let logs = t.path().join("logs");
+    let run = {
+        let _places = guests(1);
+        ingot(&[
+            "boot-test",
+            d.to_str().unwrap(),
+            "--boots",
+            "1",
+            "--retries",
+            "1",
+            "--timeout",
+            "300",
+            "--logs",
+            logs.to_str().unwrap(),
+        ])
+    };
+    ok(&run, "boot-test vm-base on trixie");
+    let console: String = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    let ready = console
+        .lines()
+        .find(|l| l.contains("INGOT-READY"))
+        .unwrap_or_else(|| panic!("no ready line:\n{console}"));
+    assert!(
+        ready.contains("agents=network:ok,node-exporter:ok,sshd:ok"),
+        "{ready}"
+    );
+    assert!(!ready.contains("degraded="), "{ready}");
+}
+
 /// /etc/ssl/certs as update-ca-certificates and `openssl rehash` would make it, read back with
 /// debugfs and checked with the openssl command: every certificate has its NAME.pem link and a
 /// HASH.N link whose HASH is `openssl x509 -subject_hash` of it, and every HASH.N link leads

@@ -409,10 +409,7 @@ pub fn apply(
         // A locked account expires on day 1 (1970-01-02), which PAM refuses whatever the
         // password or key.
         let expire = if db.locked.contains(&u.name) { "1" } else { "" };
-        shadow.push_str(&format!(
-            "{}:{lock}:{days}:0:99999:7::{expire}:\n",
-            u.name
-        ));
+        shadow.push_str(&format!("{}:{lock}:{days}:0:99999:7::{expire}:\n", u.name));
     }
     let mut group = String::new();
     let mut gshadow = String::new();

@@ -274,7 +274,10 @@ fn locked_sysusers_accounts_are_made_and_locked() {
     let shadow = String::from_utf8(t.read("etc/shadow").unwrap()).unwrap();
     let net = entry(&passwd, "systemd-network");
     assert_eq!(net[4], "systemd Network Management");
-    assert!((100..1000).contains(&net[2].parse::<u32>().unwrap()), "{net:?}");
+    assert!(
+        (100..1000).contains(&net[2].parse::<u32>().unwrap()),
+        "{net:?}"
+    );
     assert_eq!(entry(&shadow, "systemd-network")[7], "1", "{shadow}");
     // A plain `u` account is not expired.
     assert_eq!(entry(&passwd, "sshd")[5], "/run/sshd");
