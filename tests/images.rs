@@ -120,13 +120,18 @@ fn vm_base_on_debian_13_boots() {
         "suite = \"bookworm\"\nextra_suites = [\"bookworm-updates\", \"bookworm-security\"]";
     assert!(base.contains(sshd) && base.contains(bookworm));
     // Debian 13's openssh-server makes its `sshd` account itself (sysusers.d); a profile
-    // declaring it too is refused as a duplicate.
+    // declaring it too is refused as a duplicate. e2fsprogs is no longer of priority
+    // required: named, the image has e2fsck and resize2fs as a Debian 12 one does.
     let profile = base
         .replace(
             bookworm,
             "suite = \"trixie\"\nextra_suites = [\"trixie-updates\", \"trixie-security\"]",
         )
         .replace(sshd, "")
+        .replace(
+            "include = [\"systemd\",",
+            "include = [\"e2fsprogs\", \"systemd\",",
+        )
         .replace("name = \"vm-base\"", "name = \"vm-trixie\"");
     let p = t.path().join("vm-trixie.toml");
     std::fs::write(&p, profile).unwrap();
@@ -162,6 +167,11 @@ fn vm_base_on_debian_13_boots() {
         .find(|l| l.starts_with("kernel/drivers/net/virtio_net.ko.xz:"))
         .unwrap_or_else(|| panic!("virtio_net missing from modules.dep:\n{dep}"));
     assert!(net.contains("net_failover.ko.xz"), "{net}");
+    let sbin = debugfs_root(&d, t.path(), "ls /usr/sbin");
+    assert!(
+        sbin.contains("e2fsck") && sbin.contains("resize2fs"),
+        "{sbin}"
+    );
     // systemd's locked service accounts exist, and are locked (expired) as sysusers makes them.
     let passwd = debugfs_root(&d, t.path(), "cat /etc/passwd");
     let shadow = debugfs_root(&d, t.path(), "cat /etc/shadow");

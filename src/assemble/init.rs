@@ -411,6 +411,25 @@ pub(super) fn systemd_network(
 /// On an A/B disk (`ab`) the ready check is ordered before `boot-complete.target` and decides
 /// the boot (blessing it, or rebooting while the entry has tries left), then `ingot-update
 /// auto` looks for an update; `ingot-ota-setup.service` starts the watchdog.
+/// The note a systemd image without e2fsprogs gets: its root file system is ext4, for which
+/// it then has no e2fsck (systemd-fsck's tool when the root is mounted read-only, and the
+/// administrator's), and which cloud-init's resizefs cannot grow. Debian 12 pulled e2fsprogs
+/// in at priority `required`; Debian 13 lowered it to `important`.
+pub(super) fn no_fsck_note(tree: &Tree, profile: &Profile) -> Option<String> {
+    if tree.exists("usr/sbin/e2fsck") || tree.exists("sbin/e2fsck") {
+        return None;
+    }
+    let grow = if tree.exists("usr/bin/cloud-init") {
+        ", nor cloud-init grow it to the disk"
+    } else {
+        ""
+    };
+    Some(format!(
+        "note: {}: the image has no e2fsprogs: no e2fsck for its ext4 root{grow} (Debian 13 no longer installs e2fsprogs at priority required; add it to [packages] include)",
+        profile.path.display()
+    ))
+}
+
 pub(super) fn systemd_setup(
     tree: &mut Tree,
     profile: &Profile,
@@ -427,6 +446,9 @@ pub(super) fn systemd_setup(
     }
     if !tree.exists("sbin/init") {
         tree.insert("sbin/init", Entry::symlink("/usr/lib/systemd/systemd"))?;
+    }
+    if let Some(n) = no_fsck_note(tree, profile) {
+        eprintln!("{n}");
     }
     let (before, auto) = if ab {
         (

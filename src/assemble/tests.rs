@@ -446,3 +446,30 @@ fn stripped_docs_stay_out_of_later_installs_on_an_image_with_dpkg() {
     strip_docs(&mut t).unwrap();
     assert!(t.get(NO_DOCS).is_none());
 }
+
+#[test]
+fn a_systemd_image_without_e2fsprogs_gets_a_note() {
+    let profile = crate::config::profile_from_str(
+        std::path::Path::new("p.toml"),
+        "[image]\nname = \"p\"\nversion = \"1.0.0\"\n[distribution]\nsuite = \"trixie\"\n",
+    )
+    .unwrap();
+    let mut t = Tree::new();
+    let n = super::init::no_fsck_note(&t, &profile).unwrap();
+    assert!(
+        n.starts_with("note: p.toml: the image has no e2fsprogs"),
+        "{n}"
+    );
+    assert!(!n.contains("cloud-init"), "{n}");
+    t.insert(
+        "usr/bin/cloud-init",
+        Entry::file("#!/usr/bin/python3\n", 0o755),
+    )
+    .unwrap();
+    let n = super::init::no_fsck_note(&t, &profile).unwrap();
+    assert!(n.contains("nor cloud-init grow it"), "{n}");
+    // Debian 12's e2fsprogs, /sbin through usrmerge's link, and Debian 13's.
+    t.insert("sbin", Entry::symlink("usr/sbin")).unwrap();
+    t.insert("usr/sbin/e2fsck", Entry::file("", 0o755)).unwrap();
+    assert_eq!(super::init::no_fsck_note(&t, &profile), None);
+}
