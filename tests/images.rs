@@ -167,6 +167,47 @@ fn vm_base_on_debian_13_boots() {
         .find(|l| l.starts_with("kernel/drivers/net/virtio_net.ko.xz:"))
         .unwrap_or_else(|| panic!("virtio_net missing from modules.dep:\n{dep}"));
     assert!(net.contains("net_failover.ko.xz"), "{net}");
+    // Every module the pruned tree keeps has what it depends on, by kmod's own modinfo:
+    // wireguard its arch/x86 curve25519 code, isofs and udf cdrom, hv_sock hv_vmbus.
+    let img = t.path().join("root.img");
+    extract_partition(&d, "root", &img);
+    let mods = t.path().join("mods");
+    std::fs::create_dir(&mods).unwrap();
+    let (good, o) = tool(
+        "debugfs",
+        &[
+            "-R",
+            &format!("rdump /usr/lib/modules/{release} {}", mods.display()),
+            img.to_str().unwrap(),
+        ],
+    );
+    assert!(good, "{o}");
+    let _ = std::fs::remove_file(&img);
+    let files: Vec<PathBuf> = walk(&mods.join(&release))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains(".ko"))
+        .collect();
+    let name = |p: &Path| {
+        let f = p.file_name().unwrap().to_string_lossy().into_owned();
+        f.split(".ko").next().unwrap().replace('-', "_")
+    };
+    let present: std::collections::BTreeSet<String> = files.iter().map(|p| name(p)).collect();
+    assert!(present.contains("wireguard") && present.contains("isofs"));
+    let mut args = vec!["-F".to_string(), "depends".to_string()];
+    let mut missing = Vec::new();
+    for f in &files {
+        args.truncate(2);
+        args.push(f.to_string_lossy().into_owned());
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (good, deps) = tool("modinfo", &a);
+        assert!(good, "modinfo {}: {deps}", f.display());
+        for dep in deps.trim().split(',').filter(|d| !d.is_empty()) {
+            if !present.contains(&dep.replace('-', "_")) {
+                missing.push(format!("{} needs {dep}", name(f)));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "pruned dependencies: {missing:?}");
     let sbin = debugfs_root(&d, t.path(), "ls /usr/sbin");
     assert!(
         sbin.contains("e2fsck") && sbin.contains("resize2fs"),
@@ -286,18 +327,25 @@ fn trust_store_matches_openssl(dir: &Path, tmp: &Path) {
     std::fs::remove_dir_all(&dump).unwrap();
 }
 
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
 fn walk_count(dir: &Path, ext: &str) -> usize {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk_count(&p, ext)
-            } else {
-                usize::from(p.extension().is_some_and(|x| x == ext))
-            }
-        })
-        .sum()
+    walk(dir)
+        .iter()
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
+        .count()
 }
 
 #[test]

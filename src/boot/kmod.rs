@@ -107,7 +107,9 @@ pub fn depmod(tree: &mut Tree, release: &str) -> Result<usize> {
             .find(|(k, _)| k == "name")
             .map(|(_, v)| v.clone())
             .unwrap_or_else(|| file_module_name(&rel));
-        by_name.insert(name.clone(), rel.clone());
+        // `-` and `_` are one character in module names: `depends=` may spell a name
+        // (curve25519-x86_64) otherwise than the module's own `name=` (curve25519_x86_64).
+        by_name.insert(name.replace('-', "_"), rel.clone());
         info.push((rel, mi));
     }
     let mut dep = String::new();
@@ -117,7 +119,7 @@ pub fn depmod(tree: &mut Tree, release: &str) -> Result<usize> {
         let mut closure: Vec<String> = Vec::new();
         let mut stack: Vec<String> = depends(mi).collect();
         while let Some(d) = stack.pop() {
-            let Some(path) = by_name.get(&d) else {
+            let Some(path) = by_name.get(&d.replace('-', "_")) else {
                 continue;
             };
             if closure.contains(path) {
@@ -275,6 +277,15 @@ mod tests {
                 zstd::encode_all(&module(&["depends=virtio"])[..], 3).unwrap(),
             ),
             ("kernel/fs/fat/vfat-x.ko", module(&["depends=fat"])),
+            // A dependency spelt with `-` whose module names itself with `_`.
+            (
+                "kernel/drivers/net/wireguard/wireguard.ko.xz",
+                xz(module(&["depends=curve25519-x86_64", "name=wireguard"])),
+            ),
+            (
+                "kernel/arch/x86/crypto/curve25519-x86_64.ko.xz",
+                xz(module(&["name=curve25519_x86_64"])),
+            ),
             ("kernel/fs/fat/fat.ko.gz", {
                 let mut g = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
                 g.write_all(&module(&["name=fat"])).unwrap();
@@ -285,7 +296,7 @@ mod tests {
             t.insert(&format!("{k}/{p}"), Entry::file(data, 0o644))
                 .unwrap();
         }
-        assert_eq!(super::depmod(&mut t, "6.12.0-1-amd64").unwrap(), 5);
+        assert_eq!(super::depmod(&mut t, "6.12.0-1-amd64").unwrap(), 7);
         let dep = String::from_utf8(t.read(&format!("{k}/modules.dep")).unwrap()).unwrap();
         let line = |m: &str| {
             dep.lines()
@@ -306,6 +317,10 @@ mod tests {
         assert_eq!(
             line("kernel/fs/fat/vfat-x.ko"),
             "kernel/fs/fat/vfat-x.ko: kernel/fs/fat/fat.ko.gz"
+        );
+        assert_eq!(
+            line("kernel/drivers/net/wireguard/wireguard.ko.xz"),
+            "kernel/drivers/net/wireguard/wireguard.ko.xz: kernel/arch/x86/crypto/curve25519-x86_64.ko.xz"
         );
         let alias = String::from_utf8(t.read(&format!("{k}/modules.alias")).unwrap()).unwrap();
         assert!(

@@ -311,25 +311,41 @@ pub fn esp_tree(
     Ok(t)
 }
 
-/// Remove kernel modules the image does not need (hardware profiles with `prune_modules`).
+/// Remove kernel modules the image does not need (hardware profiles with `prune_modules`):
+/// all but `keep_files`, the modules under `keep_dirs`, and every module those depend on by
+/// the kernel's `modules.dep` (read before the pruning), wherever it lies. A kept module
+/// whose dependency was pruned would fail to load ("Unknown symbol"): wireguard needs the
+/// curve25519 code under arch/, isofs and udf need cdrom, hv_sock needs hv_vmbus.
 fn prune_modules(tree: &mut Tree, release: &str, keep_files: &[String], keep_dirs: &[String]) {
     let base = format!("usr/lib/modules/{release}/");
-    let doomed: Vec<String> = tree
+    let files: Vec<String> = tree
         .iter()
         .filter(|(p, e)| {
             p.starts_with(&base) && p.contains(".ko") && matches!(e.kind, Kind::File(_))
         })
-        .map(|(p, _)| p.clone())
-        .filter(|p| {
-            let rel = &p[base.len()..];
-            !keep_files.iter().any(|k| k == rel)
-                && !keep_dirs
+        .map(|(p, _)| p[base.len()..].to_string())
+        .collect();
+    let mut keep: BTreeSet<String> = files
+        .iter()
+        .filter(|rel| {
+            keep_files.iter().any(|k| k == *rel)
+                || keep_dirs
                     .iter()
                     .any(|d| rel.starts_with(&format!("kernel/{d}")))
         })
+        .cloned()
         .collect();
-    for p in doomed {
-        tree.remove(&p);
+    // modules.dep lists each module's whole dependency closure on its line.
+    let dep = tree.read(&format!("{base}modules.dep")).unwrap_or_default();
+    for line in String::from_utf8_lossy(&dep).lines() {
+        if let Some((m, deps)) = line.split_once(':') {
+            if keep.contains(m) {
+                keep.extend(deps.split_whitespace().map(str::to_string));
+            }
+        }
+    }
+    for rel in files.iter().filter(|r| !keep.contains(*r)) {
+        tree.remove(&format!("{base}{rel}"));
     }
 }
 
@@ -556,6 +572,60 @@ mod tests {
                 && e.contains("virtio_blkk")
                 && e.contains("did you mean `virtio_blk`"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn pruning_keeps_what_kept_modules_depend_on_wherever_it_lies() {
+        let base = "usr/lib/modules/6.12.0-test";
+        let mut t = Tree::new();
+        for m in [
+            "kernel/drivers/net/wireguard/wireguard.ko.xz",
+            "kernel/arch/x86/crypto/curve25519-x86_64.ko.xz",
+            "kernel/lib/crypto/libcurve25519-generic.ko.xz",
+            "kernel/fs/isofs/isofs.ko.xz",
+            "kernel/drivers/cdrom/cdrom.ko.xz",
+            "kernel/drivers/gpu/drm/drm.ko.xz",
+            "kernel/drivers/block/loop.ko.xz",
+        ] {
+            t.insert(&format!("{base}/{m}"), Entry::file("x", 0o644))
+                .unwrap();
+        }
+        t.insert(
+            &format!("{base}/modules.dep"),
+            Entry::file(
+                "kernel/drivers/net/wireguard/wireguard.ko.xz: kernel/arch/x86/crypto/curve25519-x86_64.ko.xz kernel/lib/crypto/libcurve25519-generic.ko.xz\n\
+                 kernel/arch/x86/crypto/curve25519-x86_64.ko.xz: kernel/lib/crypto/libcurve25519-generic.ko.xz\n\
+                 kernel/lib/crypto/libcurve25519-generic.ko.xz:\n\
+                 kernel/fs/isofs/isofs.ko.xz: kernel/drivers/cdrom/cdrom.ko.xz\n\
+                 kernel/drivers/cdrom/cdrom.ko.xz:\n\
+                 kernel/drivers/gpu/drm/drm.ko.xz:\n\
+                 kernel/drivers/block/loop.ko.xz:\n",
+                0o644,
+            ),
+        )
+        .unwrap();
+        prune_modules(
+            &mut t,
+            "6.12.0-test",
+            &["kernel/drivers/block/loop.ko.xz".into()],
+            &["drivers/net".into(), "fs".into()],
+        );
+        let left: Vec<&String> = t
+            .iter()
+            .map(|(p, _)| p)
+            .filter(|p| p.contains(".ko"))
+            .collect();
+        assert_eq!(
+            left,
+            [
+                "usr/lib/modules/6.12.0-test/kernel/arch/x86/crypto/curve25519-x86_64.ko.xz",
+                "usr/lib/modules/6.12.0-test/kernel/drivers/block/loop.ko.xz",
+                "usr/lib/modules/6.12.0-test/kernel/drivers/cdrom/cdrom.ko.xz",
+                "usr/lib/modules/6.12.0-test/kernel/drivers/net/wireguard/wireguard.ko.xz",
+                "usr/lib/modules/6.12.0-test/kernel/fs/isofs/isofs.ko.xz",
+                "usr/lib/modules/6.12.0-test/kernel/lib/crypto/libcurve25519-generic.ko.xz",
+            ]
         );
     }
 }
