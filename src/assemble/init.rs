@@ -480,8 +480,10 @@ pub(super) fn systemd_setup(
     // probes started, it still took their CPU: x86_64 TCG runs every vCPU on one host
     // thread), and sshd then reloads to offer it too. A key file is renamed
     // into place only when whole, so a power cut leaves no empty key that would stop either.
-    // Both come after cloud-init's network stage, which makes the keys itself where it runs
-    // (its ssh module deletes and remakes them): they then only fill in what it left out.
+    // Both come after cloud-init's network stage (`cloud-init.service` up to cloud-init 24.2,
+    // Debian 12's; `cloud-init-network.service` from 24.3, Debian 13's), which makes the keys
+    // itself where it runs (its ssh module deletes and remakes them): they then only fill in
+    // what it left out, and never write a key while it deletes them.
     // When it left nothing out, the unit's conditions skip it without starting a shell: run
     // anyway, it held sshd back by 0.4-0.7 s of a TCG guest's path to ready (vm-cloud).
     if tree.exists("usr/sbin/sshd") {
@@ -500,7 +502,7 @@ pub(super) fn systemd_setup(
         put(
             tree,
             "usr/lib/systemd/system/ingot-ssh-hostkeys.service",
-            format!("[Unit]\nDescription=Create SSH host keys for this machine (Ed25519, ECDSA)\nAfter=cloud-init.service\nBefore=ssh.service\n{missing}\n[Service]\nType=oneshot\nExecStart=/usr/lib/ingot/ssh-hostkeys {}\n\n[Install]\nWantedBy=multi-user.target ssh.service\n", types.join(" ")),
+            format!("[Unit]\nDescription=Create SSH host keys for this machine (Ed25519, ECDSA)\nAfter=cloud-init.service cloud-init-network.service\nBefore=ssh.service\n{missing}\n[Service]\nType=oneshot\nExecStart=/usr/lib/ingot/ssh-hostkeys {}\n\n[Install]\nWantedBy=multi-user.target ssh.service\n", types.join(" ")),
             0o644,
         )?;
         // No default dependencies: multi-user.target does not wait for the RSA key (which
@@ -508,7 +510,7 @@ pub(super) fn systemd_setup(
         put(
             tree,
             "usr/lib/systemd/system/ingot-ssh-hostkey-rsa.service",
-            "[Unit]\nDescription=Create this machine's RSA SSH host key, then reload sshd\nDefaultDependencies=no\nAfter=ssh.service sysinit.target cloud-init.service ingot-ready.service\nConflicts=shutdown.target\nBefore=shutdown.target\nConditionPathExists=!/etc/ssh/ssh_host_rsa_key\n\n[Service]\nType=oneshot\nExecStart=/usr/lib/ingot/ssh-hostkeys rsa\nExecStartPost=-/bin/systemctl try-reload-or-restart ssh.service\n\n[Install]\nWantedBy=multi-user.target\n",
+            "[Unit]\nDescription=Create this machine's RSA SSH host key, then reload sshd\nDefaultDependencies=no\nAfter=ssh.service sysinit.target cloud-init.service cloud-init-network.service ingot-ready.service\nConflicts=shutdown.target\nBefore=shutdown.target\nConditionPathExists=!/etc/ssh/ssh_host_rsa_key\n\n[Service]\nType=oneshot\nExecStart=/usr/lib/ingot/ssh-hostkeys rsa\nExecStartPost=-/bin/systemctl try-reload-or-restart ssh.service\n\n[Install]\nWantedBy=multi-user.target\n",
             0o644,
         )?;
         enable_unit(tree, "ingot-ssh-hostkeys.service", "ingot")?;
