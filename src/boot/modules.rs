@@ -1,0 +1,401 @@
+//! Kernel modules: resolving names and aliases to files in load order through `modules.dep`,
+//! decompressing them for the initramfs, and pruning the module tree to what the image needs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+
+use anyhow::{bail, Context, Result};
+
+use super::{kmod, Kernel};
+use crate::config::Hardware;
+use crate::tree::{Kind, Tree};
+
+fn canon(name: &str) -> String {
+    name.replace('-', "_")
+}
+
+pub(super) fn module_name(path: &str) -> String {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    canon(file.split(".ko").next().unwrap_or(file))
+}
+
+fn glob(pattern: &str, s: &str) -> bool {
+    let (p, s) = (pattern.as_bytes(), s.as_bytes());
+    let (mut pi, mut si, mut star, mut mark) = (0, 0, None, 0);
+    while si < s.len() {
+        if pi < p.len() && (p[pi] == b'?' || p[pi] == s[si]) {
+            pi += 1;
+            si += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some(pi);
+            pi += 1;
+            mark = si;
+        } else if let Some(st) = star {
+            pi = st + 1;
+            mark += 1;
+            si = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == b'*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+/// Resolve module names (or aliases) to module paths in load order, dependencies first.
+pub fn resolve_modules(
+    tree: &Tree,
+    release: &str,
+    wanted: &[String],
+    hw_file: &str,
+) -> Result<Vec<String>> {
+    let base = format!("usr/lib/modules/{release}");
+    let dep_text = tree
+        .read(&format!("{base}/modules.dep"))
+        .with_context(|| format!("kernel {release} has no modules.dep"))?;
+    let dep_text = String::from_utf8_lossy(&dep_text);
+    let mut deps: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
+    for line in dep_text.lines() {
+        if let Some((m, rest)) = line.split_once(':') {
+            let d: Vec<String> = rest.split_whitespace().map(str::to_string).collect();
+            deps.insert(module_name(m), (m.to_string(), d));
+        }
+    }
+    let builtin: BTreeSet<String> = tree
+        .read(&format!("{base}/modules.builtin"))
+        .map(|b| {
+            String::from_utf8_lossy(&b)
+                .lines()
+                .map(module_name)
+                .collect()
+        })
+        .unwrap_or_default();
+    let aliases: Vec<(String, String)> = tree
+        .read(&format!("{base}/modules.alias"))
+        .map(|b| {
+            String::from_utf8_lossy(&b)
+                .lines()
+                .filter_map(|l| {
+                    let mut w = l.split_whitespace();
+                    (w.next() == Some("alias")).then_some(())?;
+                    Some((w.next()?.to_string(), canon(w.next()?)))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut order: Vec<String> = Vec::new();
+    let mut seen = BTreeSet::new();
+    fn visit(
+        m: &str,
+        deps: &BTreeMap<String, (String, Vec<String>)>,
+        seen: &mut BTreeSet<String>,
+        order: &mut Vec<String>,
+    ) {
+        let Some((path, d)) = deps.get(m) else { return };
+        if !seen.insert(m.to_string()) {
+            return;
+        }
+        for dep in d {
+            visit(&module_name(dep), deps, seen, order);
+        }
+        order.push(path.clone());
+    }
+    for w in wanted {
+        let name = canon(w);
+        if deps.contains_key(&name) {
+            visit(&name, &deps, &mut seen, &mut order);
+        } else if builtin.contains(&name) {
+            continue;
+        } else if let Some((_, m)) = aliases.iter().find(|(pat, _)| glob(pat, w)) {
+            let m = m.clone();
+            visit(&m, &deps, &mut seen, &mut order);
+        } else {
+            let mut close: Vec<(f64, &String)> = deps
+                .keys()
+                .map(|k| (strsim::jaro_winkler(&name, k), k))
+                .filter(|(s, _)| *s > 0.85)
+                .collect();
+            close.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let hint = close
+                .first()
+                .map(|(_, k)| format!("; did you mean `{k}`?"))
+                .unwrap_or_default();
+            bail!("{hw_file}: modules: kernel {release} has no module or alias `{w}`{hint}");
+        }
+    }
+    Ok(order)
+}
+
+pub(crate) fn decompress_module(path: &str, data: Vec<u8>) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    if path.ends_with(".xz") {
+        xz2::read::XzDecoder::new(&data[..]).read_to_end(&mut out)?;
+    } else if path.ends_with(".zst") {
+        out = zstd::decode_all(&data[..])?;
+    } else if path.ends_with(".gz") {
+        flate2::read::GzDecoder::new(&data[..]).read_to_end(&mut out)?;
+    } else {
+        return Ok(data);
+    }
+    Ok(out)
+}
+
+/// Remove kernel modules the image does not need (hardware profiles with `prune_modules`):
+/// all but `keep_files`, the modules under `keep_dirs`, and every module those depend on by
+/// the kernel's `modules.dep` (read before the pruning), wherever it lies. A kept module
+/// whose dependency was pruned would fail to load ("Unknown symbol"): wireguard needs the
+/// curve25519 code under arch/, isofs and udf need cdrom, hv_sock needs hv_vmbus.
+fn prune_modules(tree: &mut Tree, release: &str, keep_files: &[String], keep_dirs: &[String]) {
+    let base = format!("usr/lib/modules/{release}/");
+    let files: Vec<String> = tree
+        .iter()
+        .filter(|(p, e)| {
+            p.starts_with(&base) && p.contains(".ko") && matches!(e.kind, Kind::File(_))
+        })
+        .map(|(p, _)| p[base.len()..].to_string())
+        .collect();
+    let mut keep: BTreeSet<String> = files
+        .iter()
+        .filter(|rel| {
+            keep_files.iter().any(|k| k == *rel)
+                || keep_dirs
+                    .iter()
+                    .any(|d| rel.starts_with(&format!("kernel/{d}")))
+        })
+        .cloned()
+        .collect();
+    // modules.dep lists each module's whole dependency closure on its line.
+    let dep = tree.read(&format!("{base}modules.dep")).unwrap_or_default();
+    for line in String::from_utf8_lossy(&dep).lines() {
+        if let Some((m, deps)) = line.split_once(':') {
+            if keep.contains(m) {
+                keep.extend(deps.split_whitespace().map(str::to_string));
+            }
+        }
+    }
+    for rel in files.iter().filter(|r| !keep.contains(*r)) {
+        tree.remove(&format!("{base}{rel}"));
+    }
+}
+
+/// Modules an A/B image needs beyond its hardware's: overlayfs for the initramfs's writable
+/// /etc and /var, FAT for the updater to bless boots and install kernels on the ESP, and the
+/// software watchdog. Those the kernel lacks (or builds in) are skipped.
+pub const OTA_MODULES: &[&str] = &[
+    "overlay",
+    "fat",
+    "vfat",
+    "nls_cp437",
+    "nls_ascii",
+    "nls_utf8",
+    "softdog",
+];
+
+/// The OTA modules this kernel has as loadable files, dependencies first.
+fn ota_module_files(tree: &Tree, release: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for m in OTA_MODULES {
+        if let Ok(files) = resolve_modules(tree, release, &[(*m).to_string()], "") {
+            out.extend(files);
+        }
+    }
+    out
+}
+
+/// Index the kernel's modules, and keep only those the image needs: the profile's `[kernel]
+/// modules` plus the initramfs set when the profile names any, else the initramfs set (and the
+/// hardware's kept directories) when the hardware asks for pruning.
+pub fn prune_modules_for(
+    tree: &mut Tree,
+    kernel: &Kernel,
+    profile: &crate::config::Profile,
+    hw: &Hardware,
+) -> Result<()> {
+    kmod::depmod(tree, &kernel.release)?;
+    let mut init_modules = resolve_modules(
+        tree,
+        &kernel.release,
+        &hw.modules,
+        &hw.path.display().to_string(),
+    )?;
+    if hw.ab.is_some() {
+        init_modules.extend(ota_module_files(tree, &kernel.release));
+    }
+    if let Some(wanted) = &profile.kernel.modules {
+        // The profile names what the running system needs: keep that and the initramfs set.
+        let mut keep = resolve_modules(
+            tree,
+            &kernel.release,
+            wanted,
+            &format!("{} [kernel]", profile.path.display()),
+        )?;
+        keep.extend(init_modules.iter().cloned());
+        prune_modules(tree, &kernel.release, &keep, &[]);
+        kmod::depmod(tree, &kernel.release)?;
+    } else if hw.prune_modules {
+        let mut dirs = hw.keep_module_dirs.clone();
+        for (tool, package, dir) in tools_module_dirs(tree, &dirs) {
+            eprintln!(
+                "note: {}: keeping the kernel's {dir} modules (device-mapper and md) for {package} (/{tool}), which {} prunes",
+                profile.path.display(),
+                hw.path.display()
+            );
+            dirs.push(dir.to_string());
+        }
+        prune_modules(tree, &kernel.release, &init_modules, &dirs);
+        kmod::depmod(tree, &kernel.release)?;
+    }
+    Ok(())
+}
+
+/// Module directories a tool in the image cannot work without, kept when the hardware prunes
+/// the rest: LVM, dm-crypt and software RAID drive the kernel's device-mapper and md (4.4 MB
+/// of the cloud kernel's modules). Without them `lvm` failed on `/dev/mapper/control`.
+const TOOL_MODULE_DIRS: &[(&str, &str, &str)] = &[
+    ("usr/sbin/lvm", "lvm2", "drivers/md"),
+    ("usr/sbin/cryptsetup", "cryptsetup", "drivers/md"),
+    ("usr/sbin/mdadm", "mdadm", "drivers/md"),
+];
+
+/// The (tool, package, directory) of [`TOOL_MODULE_DIRS`] the image has a tool of and `kept`
+/// lacks, each directory once.
+fn tools_module_dirs(
+    tree: &Tree,
+    kept: &[String],
+) -> Vec<(&'static str, &'static str, &'static str)> {
+    let mut out: Vec<(&str, &str, &str)> = Vec::new();
+    for &(tool, package, dir) in TOOL_MODULE_DIRS {
+        if tree.exists(tool)
+            && !kept.iter().any(|d| d == dir)
+            && !out.iter().any(|(_, _, d)| *d == dir)
+        {
+            out.push((tool, package, dir));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::Entry;
+
+    #[test]
+    fn lvm_and_raid_keep_device_mapper_when_the_hardware_prunes() {
+        let mut t = Tree::new();
+        let kept = vec!["drivers/net".to_string()];
+        assert!(tools_module_dirs(&t, &kept).is_empty());
+        t.insert("usr/sbin/mdadm", Entry::file("", 0o755)).unwrap();
+        t.insert("usr/sbin/lvm", Entry::file("", 0o755)).unwrap();
+        // One directory, named for the first tool that needs it.
+        assert_eq!(
+            tools_module_dirs(&t, &kept),
+            [("usr/sbin/lvm", "lvm2", "drivers/md")]
+        );
+        // A hardware profile that keeps it already needs nothing more.
+        assert!(tools_module_dirs(&t, &["drivers/md".to_string()]).is_empty());
+    }
+
+    #[test]
+    fn module_resolution_orders_dependencies() {
+        let mut t = Tree::new();
+        let base = "usr/lib/modules/6.1.0-test";
+        t.insert(&format!("{base}/modules.dep"), Entry::file("kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio_ring.ko kernel/drivers/virtio/virtio.ko\nkernel/drivers/virtio/virtio_ring.ko: kernel/drivers/virtio/virtio.ko\nkernel/drivers/virtio/virtio.ko:\nkernel/drivers/net/virtio_net.ko: kernel/drivers/virtio/virtio.ko\n", 0o644)).unwrap();
+        t.insert(
+            &format!("{base}/modules.alias"),
+            Entry::file("alias virtio:d00000001v* virtio_net\n", 0o644),
+        )
+        .unwrap();
+        t.insert(
+            &format!("{base}/modules.builtin"),
+            Entry::file("kernel/fs/ext4/ext4.ko\n", 0o644),
+        )
+        .unwrap();
+        let hw = "hw.toml";
+        let m = resolve_modules(
+            &t,
+            "6.1.0-test",
+            &[
+                "virtio-blk".into(),
+                "ext4".into(),
+                "virtio:d00000001v00001AF4".into(),
+            ],
+            hw,
+        )
+        .unwrap();
+        assert_eq!(
+            m,
+            vec![
+                "kernel/drivers/virtio/virtio.ko",
+                "kernel/drivers/virtio/virtio_ring.ko",
+                "kernel/drivers/block/virtio_blk.ko",
+                "kernel/drivers/net/virtio_net.ko"
+            ]
+        );
+        let e = resolve_modules(&t, "6.1.0-test", &["virtio_blkk".into()], hw)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("hw.toml")
+                && e.contains("virtio_blkk")
+                && e.contains("did you mean `virtio_blk`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn pruning_keeps_what_kept_modules_depend_on_wherever_it_lies() {
+        let base = "usr/lib/modules/6.12.0-test";
+        let mut t = Tree::new();
+        for m in [
+            "kernel/drivers/net/wireguard/wireguard.ko.xz",
+            "kernel/arch/x86/crypto/curve25519-x86_64.ko.xz",
+            "kernel/lib/crypto/libcurve25519-generic.ko.xz",
+            "kernel/fs/isofs/isofs.ko.xz",
+            "kernel/drivers/cdrom/cdrom.ko.xz",
+            "kernel/drivers/gpu/drm/drm.ko.xz",
+            "kernel/drivers/block/loop.ko.xz",
+        ] {
+            t.insert(&format!("{base}/{m}"), Entry::file("x", 0o644))
+                .unwrap();
+        }
+        t.insert(
+            &format!("{base}/modules.dep"),
+            Entry::file(
+                "kernel/drivers/net/wireguard/wireguard.ko.xz: kernel/arch/x86/crypto/curve25519-x86_64.ko.xz kernel/lib/crypto/libcurve25519-generic.ko.xz\n\
+                 kernel/arch/x86/crypto/curve25519-x86_64.ko.xz: kernel/lib/crypto/libcurve25519-generic.ko.xz\n\
+                 kernel/lib/crypto/libcurve25519-generic.ko.xz:\n\
+                 kernel/fs/isofs/isofs.ko.xz: kernel/drivers/cdrom/cdrom.ko.xz\n\
+                 kernel/drivers/cdrom/cdrom.ko.xz:\n\
+                 kernel/drivers/gpu/drm/drm.ko.xz:\n\
+                 kernel/drivers/block/loop.ko.xz:\n",
+                0o644,
+            ),
+        )
+        .unwrap();
+        prune_modules(
+            &mut t,
+            "6.12.0-test",
+            &["kernel/drivers/block/loop.ko.xz".into()],
+            &["drivers/net".into(), "fs".into()],
+        );
+        let left: Vec<&String> = t
+            .iter()
+            .map(|(p, _)| p)
+            .filter(|p| p.contains(".ko"))
+            .collect();
+        assert_eq!(
+            left,
+            [
+                "usr/lib/modules/6.12.0-test/kernel/arch/x86/crypto/curve25519-x86_64.ko.xz",
+                "usr/lib/modules/6.12.0-test/kernel/drivers/block/loop.ko.xz",
+                "usr/lib/modules/6.12.0-test/kernel/drivers/cdrom/cdrom.ko.xz",
+                "usr/lib/modules/6.12.0-test/kernel/drivers/net/wireguard/wireguard.ko.xz",
+                "usr/lib/modules/6.12.0-test/kernel/fs/isofs/isofs.ko.xz",
+                "usr/lib/modules/6.12.0-test/kernel/lib/crypto/libcurve25519-generic.ko.xz",
+            ]
+        );
+    }
+}
