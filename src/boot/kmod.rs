@@ -2,7 +2,7 @@
 //! depmod). Ingot reads each module's ELF `.modinfo` section and writes `modules.dep` and
 //! `modules.alias` in depmod's text format.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Result;
 
@@ -143,6 +143,40 @@ pub fn depmod(tree: &mut Tree, release: &str) -> Result<usize> {
     tree.insert(&format!("{base}modules.dep"), Entry::file(dep, 0o644))?;
     tree.insert(&format!("{base}modules.alias"), Entry::file(alias, 0o644))?;
     Ok(files.len())
+}
+
+/// After pruning: `modules.dep` and `modules.alias` narrowed to the modules still in the
+/// tree, as [`depmod`] would write them for it, without reading any module again (for a
+/// Debian 13 kernel that would mean decompressing every kept module a second time). Pruning
+/// keeps each kept module's dependencies, so every remaining line stays whole.
+pub fn retain_present(tree: &mut Tree, release: &str) -> Result<()> {
+    let base = format!("usr/lib/modules/{release}/");
+    let read = |name: &str| {
+        String::from_utf8_lossy(&tree.read(&format!("{base}{name}")).unwrap_or_default())
+            .into_owned()
+    };
+    let (dep, alias) = (read("modules.dep"), read("modules.alias"));
+    let mut names = BTreeSet::new();
+    let mut kept_dep = String::new();
+    for line in dep.lines() {
+        let m = line.split(':').next().unwrap_or("");
+        if tree.get(&format!("{base}{m}")).is_some() {
+            names.insert(file_module_name(m));
+            kept_dep.push_str(line);
+            kept_dep.push('\n');
+        }
+    }
+    let kept_alias: String = alias
+        .lines()
+        .filter(|l| l.starts_with('#') || l.rsplit(' ').next().is_some_and(|n| names.contains(n)))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    tree.insert(&format!("{base}modules.dep"), Entry::file(kept_dep, 0o644))?;
+    tree.insert(
+        &format!("{base}modules.alias"),
+        Entry::file(kept_alias, 0o644),
+    )?;
+    Ok(())
 }
 
 /// The binary indexes libkmod reads (`modules.dep.bin`, `modules.alias.bin`,
@@ -326,6 +360,31 @@ mod tests {
         assert!(
             alias.contains("alias virtio:d00000002v* virtio_blk\n"),
             "{alias}"
+        );
+        // Narrowed after a pruning that kept dependencies, the index is what depmod writes
+        // for the pruned tree.
+        let mut pruned = t.clone();
+        for m in [
+            "kernel/fs/fat/vfat-x.ko",
+            "kernel/fs/fat/fat.ko.gz",
+            "kernel/drivers/block/virtio_blk.ko.xz",
+        ] {
+            pruned.remove(&format!("{k}/{m}"));
+        }
+        let mut fresh = pruned.clone();
+        super::retain_present(&mut pruned, "6.12.0-1-amd64").unwrap();
+        super::depmod(&mut fresh, "6.12.0-1-amd64").unwrap();
+        for f in ["modules.dep", "modules.alias"] {
+            let (a, b) = (
+                pruned.read(&format!("{k}/{f}")),
+                fresh.read(&format!("{k}/{f}")),
+            );
+            assert_eq!(a, b, "{f}");
+        }
+        assert!(
+            !String::from_utf8(pruned.read(&format!("{k}/modules.alias")).unwrap())
+                .unwrap()
+                .contains("virtio_blk")
         );
         // The names a boot resolves go through the same index.
         let order = crate::boot::resolve_modules(

@@ -233,7 +233,7 @@ pub fn prune_modules_for(
         )?;
         keep.extend(init_modules.iter().cloned());
         prune_modules(tree, &kernel.release, &keep, &[]);
-        kmod::depmod(tree, &kernel.release)?;
+        kmod::retain_present(tree, &kernel.release)?;
     } else if hw.prune_modules {
         let mut dirs = hw.keep_module_dirs.clone();
         for (tool, package, dir) in tools_module_dirs(tree, &dirs) {
@@ -245,7 +245,7 @@ pub fn prune_modules_for(
             dirs.push(dir.to_string());
         }
         prune_modules(tree, &kernel.release, &init_modules, &dirs);
-        kmod::depmod(tree, &kernel.release)?;
+        kmod::retain_present(tree, &kernel.release)?;
     }
     Ok(())
 }
