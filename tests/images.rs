@@ -148,20 +148,24 @@ fn vm_base_on_debian_13_boots() {
         .pop()
         .unwrap();
     check_disk(&d, t.path());
+    // The root file system, read with debugfs.
+    let img = t.path().join("root.img");
+    extract_partition(&d, "root", &img);
+    let root_fs = |request: &str| {
+        let (good, o) = tool("debugfs", &["-R", request, img.to_str().unwrap()]);
+        assert!(good, "debugfs {request}: {o}");
+        o
+    };
     // Debian 13's kernel; its module index lists the compressed modules with their
     // dependencies, as depmod does.
-    let release = debugfs_root(&d, t.path(), "ls -p /usr/lib/modules");
+    let release = root_fs("ls -p /usr/lib/modules");
     let release = release
         .lines()
         .filter_map(|l| l.split('/').nth(5))
         .find(|n| n.contains("deb13"))
         .unwrap_or_else(|| panic!("{release}"))
         .to_string();
-    let dep = debugfs_root(
-        &d,
-        t.path(),
-        &format!("cat /usr/lib/modules/{release}/modules.dep"),
-    );
+    let dep = root_fs(&format!("cat /usr/lib/modules/{release}/modules.dep"));
     let net = dep
         .lines()
         .find(|l| l.starts_with("kernel/drivers/net/virtio_net.ko.xz:"))
@@ -169,20 +173,12 @@ fn vm_base_on_debian_13_boots() {
     assert!(net.contains("net_failover.ko.xz"), "{net}");
     // Every module the pruned tree keeps has what it depends on, by kmod's own modinfo:
     // wireguard its arch/x86 curve25519 code, isofs and udf cdrom, hv_sock hv_vmbus.
-    let img = t.path().join("root.img");
-    extract_partition(&d, "root", &img);
     let mods = t.path().join("mods");
     std::fs::create_dir(&mods).unwrap();
-    let (good, o) = tool(
-        "debugfs",
-        &[
-            "-R",
-            &format!("rdump /usr/lib/modules/{release} {}", mods.display()),
-            img.to_str().unwrap(),
-        ],
-    );
-    assert!(good, "{o}");
-    let _ = std::fs::remove_file(&img);
+    root_fs(&format!(
+        "rdump /usr/lib/modules/{release} {}",
+        mods.display()
+    ));
     let files: Vec<PathBuf> = walk(&mods.join(&release))
         .into_iter()
         .filter(|p| p.to_string_lossy().contains(".ko"))
@@ -208,14 +204,14 @@ fn vm_base_on_debian_13_boots() {
         }
     }
     assert!(missing.is_empty(), "pruned dependencies: {missing:?}");
-    let sbin = debugfs_root(&d, t.path(), "ls /usr/sbin");
+    let sbin = root_fs("ls /usr/sbin");
     assert!(
         sbin.contains("e2fsck") && sbin.contains("resize2fs"),
         "{sbin}"
     );
     // systemd's locked service accounts exist, and are locked (expired) as sysusers makes them.
-    let passwd = debugfs_root(&d, t.path(), "cat /etc/passwd");
-    let shadow = debugfs_root(&d, t.path(), "cat /etc/shadow");
+    let passwd = root_fs("cat /etc/passwd");
+    let shadow = root_fs("cat /etc/shadow");
     for u in ["systemd-network", "systemd-resolve"] {
         assert!(passwd.contains(&format!("\n{u}:x:")), "{u}: {passwd}");
         let line = shadow
