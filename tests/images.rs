@@ -119,15 +119,14 @@ fn vm_base_on_debian_13_boots() {
     let bookworm =
         "suite = \"bookworm\"\nextra_suites = [\"bookworm-updates\", \"bookworm-security\"]";
     assert!(base.contains(sshd) && base.contains(bookworm));
-    // Debian 13's openssh-server makes its `sshd` account itself (sysusers.d); a profile
-    // declaring it too is refused as a duplicate. e2fsprogs is no longer of priority
+    // Debian 13's openssh-server makes its `sshd` account itself (sysusers.d); the profile's
+    // entry stays and pins its uid, as on Debian 12. e2fsprogs is no longer of priority
     // required: named, the image has e2fsck and resize2fs as a Debian 12 one does.
     let profile = base
         .replace(
             bookworm,
             "suite = \"trixie\"\nextra_suites = [\"trixie-updates\", \"trixie-security\"]",
         )
-        .replace(sshd, "")
         .replace(
             "include = [\"systemd\",",
             "include = [\"e2fsprogs\", \"systemd\",",
@@ -220,6 +219,13 @@ fn vm_base_on_debian_13_boots() {
             .unwrap_or_else(|| panic!("{u}: {shadow}"));
         assert_eq!(line.split(':').nth(7), Some("1"), "{line}");
     }
+    // sshd is openssh-server's account (its home, locked) with the profile's uid.
+    let sshd = passwd
+        .lines()
+        .find(|l| l.starts_with("sshd:"))
+        .unwrap_or_else(|| panic!("no sshd: {passwd}"));
+    assert_eq!(sshd.split(':').nth(2), Some("101"), "{sshd}");
+    assert_eq!(sshd.split(':').nth(5), Some("/run/sshd"), "{sshd}");
     let logs = t.path().join("logs");
     let run = {
         let _places = guests(1);

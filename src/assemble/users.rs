@@ -32,6 +32,11 @@ struct Db {
     /// Accounts a sysusers.d `u!` line made: fully locked (expired), as systemd-sysusers
     /// writes them.
     locked: BTreeSet<String>,
+    /// Accounts a sysusers.d line made (the profile may give them their numbers).
+    from_sysusers: BTreeSet<String>,
+    /// Numbers the profile gives its users and groups: never chosen for another account, so
+    /// a package's account made first cannot take one.
+    reserved: BTreeSet<u32>,
 }
 
 impl Db {
@@ -40,7 +45,8 @@ impl Db {
     }
     fn free_id(&self, lo: u32, hi: u32, user: bool) -> Option<u32> {
         (lo..hi).rev().find(|id| {
-            !self.groups.iter().any(|g| g.gid == *id)
+            !self.reserved.contains(id)
+                && !self.groups.iter().any(|g| g.gid == *id)
                 && (!user || !self.users.iter().any(|u| u.uid == *id))
         })
     }
@@ -53,7 +59,9 @@ impl Db {
                 if system {
                     self.free_id(100, 1000, false)
                 } else {
-                    (1000..60000).find(|i| !self.groups.iter().any(|g| g.gid == *i))
+                    (1000..60000).find(|i| {
+                        !self.reserved.contains(i) && !self.groups.iter().any(|g| g.gid == *i)
+                    })
                 }
             })
             .unwrap_or(65534);
@@ -176,6 +184,26 @@ pub fn apply(
             members: vec![],
         });
     }
+    // The profile's numbers, also for accounts a package's sysusers.d line makes (where the
+    // line leaves the number to the tool): a template pins the ids that files on a data
+    // partition keep across image versions, whoever makes the account.
+    let pinned_uid = |name: &str| {
+        profile
+            .users
+            .iter()
+            .find(|u| u.name == name)
+            .and_then(|u| u.uid)
+    };
+    let pinned_gid = |name: &str| {
+        profile
+            .groups
+            .iter()
+            .find(|g| g.name == name)
+            .and_then(|g| g.gid)
+    };
+    db.reserved = (profile.users.iter().filter_map(|u| u.uid))
+        .chain(profile.groups.iter().filter_map(|g| g.gid))
+        .collect();
     // sysusers.d fragments, in file-name order (the order systemd-sysusers uses).
     let frags: Vec<String> = tree
         .children("usr/lib/sysusers.d")
@@ -192,13 +220,14 @@ pub fn apply(
             let get = |i: usize| w.get(i).map(String::as_str).filter(|s| *s != "-");
             // `u!` (systemd 257, Debian 13) is `u` for an account that is also locked.
             let kind = w.first().map(String::as_str);
-            match kind.map(|k| k.strip_suffix('!').filter(|k| *k == "u").unwrap_or(k)) {
+            match kind {
                 Some("g") => {
                     if let Some(name) = get(1) {
-                        db.add_group(name, get(2).and_then(|s| s.parse().ok()), true);
+                        let gid = get(2).and_then(|s| s.parse().ok());
+                        db.add_group(name, gid.or_else(|| pinned_gid(name)), true);
                     }
                 }
-                Some("u") => {
+                Some("u" | "u!") => {
                     let Some(name) = get(1) else { continue };
                     if db.users.iter().any(|u| u.name == name) {
                         continue;
@@ -208,6 +237,7 @@ pub fn apply(
                     let uid = uid_s
                         .parse()
                         .ok()
+                        .or_else(|| pinned_uid(name))
                         .or_else(|| db.free_id(100, 1000, true))
                         .unwrap_or(65534);
                     let gid = match gid_s.parse().ok() {
@@ -221,6 +251,7 @@ pub fn apply(
                     if kind == Some("u!") {
                         db.locked.insert(name.to_string());
                     }
+                    db.from_sysusers.insert(name.to_string());
                     db.users.push(PwEnt {
                         name: name.into(),
                         uid,
@@ -277,12 +308,9 @@ pub fn apply(
         }
     }
     for u in &profile.users {
-        if db.users.iter().any(|x| x.name == u.name) {
-            bail!(
-                "{}: user `{}` already exists in the image (from base-passwd or sysusers.d)",
-                profile.path.display(),
-                u.name
-            );
+        if let Some(have) = db.users.iter().position(|x| x.name == u.name) {
+            adopt(&mut db, have, u, &profile.path)?;
+            continue;
         }
         // (A second uid 0 is refused by the profile's rules unless it says allow_uid0.)
         let claimed = u.uid.filter(|id| *id != 0);
@@ -430,6 +458,53 @@ pub fn apply(
         let mut e = Entry::file(text, 0o640);
         e.gid = shadow_gid;
         tree.insert(p, e)?;
+    }
+    Ok(())
+}
+
+/// The profile's entry for an account that exists before it: one a package's sysusers.d line
+/// made (as Debian 13's openssh-server makes `sshd`). The package's line stands (home, locked
+/// or not); the profile may say what it says of the account a maintainer script makes: its
+/// uid (given to it already when the line leaves the number to the tool), a shell, a comment
+/// and supplementary groups. Anything else is a clash the build refuses.
+fn adopt(db: &mut Db, at: usize, u: &crate::config::User, path: &std::path::Path) -> Result<()> {
+    let have = db.users[at].clone();
+    if !db.from_sysusers.contains(&have.name) {
+        bail!(
+            "{}: user `{}` already exists in the image (from base-passwd)",
+            path.display(),
+            u.name
+        );
+    }
+    if !u.is_system() {
+        bail!(
+            "{}: user `{}` is a system account a package makes (sysusers.d); a person's account needs another name, or `system = true` to give this one its uid, shell or groups",
+            path.display(),
+            u.name
+        );
+    }
+    if let Some(want) = u.uid.filter(|w| *w != have.uid) {
+        bail!(
+            "{}: user `{}`: a package's sysusers.d line gives it uid {}, not {want}; leave its uid out",
+            path.display(),
+            u.name,
+            have.uid
+        );
+    }
+    let e = &mut db.users[at];
+    if let Some(shell) = &u.shell {
+        e.shell = shell.clone();
+    }
+    if !u.comment.is_empty() {
+        e.gecos = u.comment.clone();
+    }
+    for g in &u.groups {
+        db.add_group(g, None, true);
+        if let Some(gr) = db.groups.iter_mut().find(|x| x.name == *g) {
+            if !gr.members.contains(&u.name) {
+                gr.members.push(u.name.clone());
+            }
+        }
     }
     Ok(())
 }

@@ -283,3 +283,84 @@ fn locked_sysusers_accounts_are_made_and_locked() {
     assert_eq!(entry(&passwd, "sshd")[5], "/run/sshd");
     assert_eq!(entry(&shadow, "sshd")[7], "", "{shadow}");
 }
+
+#[test]
+fn a_profile_pins_the_ids_of_accounts_sysusers_d_makes() {
+    let build = |accounts: &str| {
+        let profile = crate::config::profile_from_str(
+            std::path::Path::new("p.toml"),
+            &format!("[image]\nname = \"p\"\nversion = \"1.0.0\"\n[distribution]\nsuite = \"trixie\"\n{accounts}"),
+        )
+        .unwrap();
+        let mut t = Tree::new();
+        // Debian 13's openssh-server, and systemd's own accounts, one of which is made
+        // before sshd's and would take the highest free number.
+        for (p, text) in [
+            (
+                "share/base-passwd/passwd.master",
+                "root:*:0:0:root:/root:/bin/sh\ndaemon:*:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n",
+            ),
+            ("share/base-passwd/group.master", "root:*:0:\ndaemon:*:1:\n"),
+            (
+                "lib/sysusers.d/basic.conf",
+                "g users 100\nu! systemd-network - \"systemd Network Management\"\n",
+            ),
+            (
+                "lib/sysusers.d/openssh-server.conf",
+                "u! sshd - \"sshd user\" /run/sshd\n",
+            ),
+            ("lib/sysusers.d/x.conf", "g _ssh -\nu svc 990 \"fixed\"\n"),
+        ] {
+            t.insert(&format!("usr/{p}"), Entry::file(text, 0o644))
+                .unwrap();
+        }
+        super::apply(&mut t, &profile, &[], 0)
+            .map(|()| {
+                let r = |p: &str| String::from_utf8(t.read(p).unwrap()).unwrap();
+                (r("etc/passwd"), r("etc/group"), r("etc/shadow"))
+            })
+            .map_err(|e| e.to_string())
+    };
+    // Without pins: numbers from 999 down, systemd-network first.
+    let (passwd, ..) = build("").unwrap();
+    assert_eq!(entry(&passwd, "systemd-network")[2], "999");
+    assert_eq!(entry(&passwd, "sshd")[2], "998");
+    // A bookworm profile's sshd entry (uid 999 pinned, its shell) still builds on trixie: the
+    // package's account with the profile's number, the package's home, still locked; nothing
+    // else takes 999.
+    let (passwd, group, shadow) = build(
+        "[[users]]\nname = \"sshd\"\nuid = 999\nshell = \"/usr/sbin/nologin\"\ngroups = [\"_ssh\"]\n[[groups]]\nname = \"_ssh\"\ngid = 500\n",
+    )
+    .unwrap();
+    let sshd = entry(&passwd, "sshd");
+    assert_eq!(
+        (sshd[2].as_str(), sshd[4].as_str(), sshd[5].as_str()),
+        ("999", "sshd user", "/run/sshd"),
+        "{passwd}"
+    );
+    assert_eq!(entry(&group, "sshd")[2], "999", "{group}");
+    assert_eq!(entry(&shadow, "sshd")[7], "1", "still locked: {shadow}");
+    assert_eq!(entry(&passwd, "systemd-network")[2], "998", "{passwd}");
+    assert_eq!(entry(&group, "_ssh")[2..], ["500", "sshd"], "{group}");
+    assert_eq!(
+        passwd.lines().filter(|l| l.starts_with("sshd:")).count(),
+        1,
+        "{passwd}"
+    );
+    // A number the package's line fixes, a person's account of that name, and a base-passwd
+    // account stay refused.
+    let e = build("[[users]]\nname = \"svc\"\nuid = 991\n").unwrap_err();
+    assert!(
+        e.contains("gives it uid 990, not 991; leave its uid out"),
+        "{e}"
+    );
+    build("[[users]]\nname = \"svc\"\nuid = 990\n").unwrap();
+    let e = build("[[users]]\nname = \"sshd\"\n").unwrap_err();
+    assert!(e.contains("a system account a package makes"), "{e}");
+    build("[[users]]\nname = \"sshd\"\nsystem = true\n").unwrap();
+    let e = build("[[users]]\nname = \"daemon\"\nsystem = true\n").unwrap_err();
+    assert!(
+        e.contains("user `daemon` already exists in the image (from base-passwd)"),
+        "{e}"
+    );
+}
