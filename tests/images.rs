@@ -219,6 +219,16 @@ fn vm_base_on_debian_13_boots() {
             .unwrap_or_else(|| panic!("{u}: {shadow}"));
         assert_eq!(line.split(':').nth(7), Some("1"), "{line}");
     }
+    // What Debian 13's maintainer scripts make with `${DPKG_ROOT:-}` paths, as dpkg's run
+    // makes it: libwtmpdb0's link of the login database into /var/log, base-files' new
+    // /usr/local/libexec.
+    let wtmp = root_fs("stat /var/lib/wtmpdb/wtmp.db");
+    assert!(
+        wtmp.contains("Type: symlink") && wtmp.contains("../../log/wtmp.db"),
+        "{wtmp}"
+    );
+    let local = root_fs("ls -p /usr/local");
+    assert!(local.contains("/libexec/"), "{local}");
     // sshd is openssh-server's account (its home, locked) with the profile's uid.
     let sshd = passwd
         .lines()

@@ -186,10 +186,24 @@ fn owner_group(tree: &Tree, spec: &str) -> Option<(Option<u32>, Option<u32>)> {
 
 pub(super) fn apply(tree: &mut Tree, package: &str, commands: &[Vec<String>]) -> Result<()> {
     let mut dir = Some("/".to_string());
+    // dpkg runs maintainer scripts under umask 022; `umask` changes it for what follows
+    // (libpam-modules makes /etc/security/opasswd under 066). `None`: not known.
+    let mut mask = Some(0o022);
     for c in commands {
         let tool = c[0].rsplit('/').next().unwrap_or_default();
         let args = &c[1..];
         let cwd = dir.as_deref();
+        // /run is a tmpfs at boot: what a script makes there (base-files' /run/lock) the
+        // init and systemd-tmpfiles make at every boot instead.
+        let paths: Vec<&String> = args.iter().filter(|a| a.starts_with('/')).collect();
+        if matches!(
+            tool,
+            "mkdir" | "touch" | "chmod" | "chown" | "chgrp" | "rm" | "rmdir" | "install"
+        ) && !paths.is_empty()
+            && paths.iter().all(|p| *p == "/run" || p.starts_with("/run/"))
+        {
+            continue;
+        }
         let done = match tool {
             "cd" => {
                 // The evaluator passes `cd` with one absolute path, or alone when where the
@@ -200,15 +214,24 @@ pub(super) fn apply(tree: &mut Tree, package: &str, commands: &[Vec<String>]) ->
                 };
                 continue;
             }
-            "mkdir" => mkdir(tree, cwd, args)?,
-            "touch" => touch(tree, cwd, args)?,
+            "umask" => {
+                mask = match args {
+                    [m] => octal(m).filter(|m| *m <= 0o777),
+                    _ => None,
+                };
+                continue;
+            }
+            "mkdir" | "touch" | "cp" | WRITE | APPEND if mask.is_none() => false,
+            "mkdir" => mkdir(tree, cwd, args, mask.unwrap_or(0o022))?,
+            "touch" => touch(tree, cwd, args, mask.unwrap_or(0o022))?,
             "chmod" => chmod(tree, cwd, args),
             "chown" | "chgrp" => chown(tree, cwd, tool == "chgrp", args),
             "ln" => ln(tree, cwd, args)?,
-            "cp" => cp(tree, cwd, args)?,
+            "cp" => cp(tree, cwd, args, mask.unwrap_or(0o022))?,
             "install" => install(tree, cwd, args)?,
             "rm" => rm(tree, cwd, args),
-            WRITE | APPEND => write(tree, cwd, args, tool == APPEND)?,
+            "rmdir" => rmdir(tree, cwd, args),
+            WRITE | APPEND => write(tree, cwd, args, tool == APPEND, mask.unwrap_or(0o022))?,
             "adduser" | "usermod" => match super::users::membership(tool, args) {
                 Some((user, groups)) => super::users::add_member(tree, &user, &groups)?,
                 None => continue,
@@ -229,7 +252,7 @@ pub(super) fn apply(tree: &mut Tree, package: &str, commands: &[Vec<String>]) ->
     Ok(())
 }
 
-fn mkdir(tree: &mut Tree, cwd: Cwd, args: &[String]) -> Result<bool> {
+fn mkdir(tree: &mut Tree, cwd: Cwd, args: &[String], umask: u32) -> Result<bool> {
     let Some((opts, paths)) = options(args, "pvZ", "m", &[("parents", 'p'), ("mode", 'm')]) else {
         return Ok(false);
     };
@@ -239,7 +262,7 @@ fn mkdir(tree: &mut Tree, cwd: Cwd, args: &[String]) -> Result<bool> {
             Some(m) => m,
             None => return Ok(false),
         },
-        None => 0o755,
+        None => 0o777 & !umask,
     };
     for p in &paths {
         let Some(rel) = target(cwd, p) else {
@@ -258,7 +281,7 @@ fn mkdir(tree: &mut Tree, cwd: Cwd, args: &[String]) -> Result<bool> {
     Ok(true)
 }
 
-fn touch(tree: &mut Tree, cwd: Cwd, args: &[String]) -> Result<bool> {
+fn touch(tree: &mut Tree, cwd: Cwd, args: &[String], umask: u32) -> Result<bool> {
     let Some((_, paths)) = options(args, "", "", &[]) else {
         return Ok(false);
     };
@@ -270,7 +293,7 @@ fn touch(tree: &mut Tree, cwd: Cwd, args: &[String]) -> Result<bool> {
             if !parent_is_dir(tree, &rel) {
                 return Ok(false);
             }
-            tree.insert(&rel, Entry::file(Vec::new(), 0o644))
+            tree.insert(&rel, Entry::file(Vec::new(), 0o666 & !umask))
                 .with_context(|| format!("making /{rel}"))?;
         }
     }
@@ -281,7 +304,7 @@ fn touch(tree: &mut Tree, cwd: Cwd, args: &[String]) -> Result<bool> {
 /// new file as the shell makes one (0644 under dpkg's umask 022, root's), or an existing
 /// regular file's text replaced or added to, its mode and owner kept. What goes to a device
 /// or the machine's runtime directories changes nothing in the image.
-fn write(tree: &mut Tree, cwd: Cwd, args: &[String], append: bool) -> Result<bool> {
+fn write(tree: &mut Tree, cwd: Cwd, args: &[String], append: bool, umask: u32) -> Result<bool> {
     let [file, text] = args else {
         return Ok(false);
     };
@@ -301,7 +324,7 @@ fn write(tree: &mut Tree, cwd: Cwd, args: &[String], append: bool) -> Result<boo
     };
     let at = tree.resolve(&rel).unwrap_or(rel);
     let entry = match tree.get(&at) {
-        None if parent_is_dir(tree, &at) => Entry::file(text.clone().into_bytes(), 0o644),
+        None if parent_is_dir(tree, &at) => Entry::file(text.clone().into_bytes(), 0o666 & !umask),
         Some(e) => {
             let Kind::File(old) = &e.kind else {
                 return Ok(false);
@@ -431,7 +454,7 @@ fn destination(tree: &Tree, cwd: Cwd, src: &str, dest: &str) -> Option<String> {
     parent_is_dir(tree, &rel).then_some(rel)
 }
 
-fn cp(tree: &mut Tree, cwd: Cwd, args: &[String]) -> Result<bool> {
+fn cp(tree: &mut Tree, cwd: Cwd, args: &[String], umask: u32) -> Result<bool> {
     let Some((opts, ops)) = options(
         args,
         "pafZ",
@@ -449,8 +472,8 @@ fn cp(tree: &mut Tree, cwd: Cwd, args: &[String]) -> Result<bool> {
         return Ok(false);
     };
     if !keep {
-        // A new file: the source's mode under the scripts' umask (022), root's.
-        e.mode &= 0o755;
+        // A new file: the source's mode under the scripts' umask, root's.
+        e.mode &= 0o777 & !umask;
         e.uid = 0;
         e.gid = 0;
         e.mtime = 0;
@@ -523,6 +546,26 @@ fn install(tree: &mut Tree, cwd: Cwd, args: &[String]) -> Result<bool> {
     tree.insert(&rel, e)
         .with_context(|| format!("installing /{rel}"))?;
     Ok(true)
+}
+
+/// `rmdir DIR...`: each an empty directory (base-files' postinst empties `/var/run` for its
+/// link to `/run`); one that is not there is nothing to do (mariadb-server's leftover
+/// upgrade directory); false, with the directories before it gone, at one that is not empty.
+fn rmdir(tree: &mut Tree, cwd: Cwd, args: &[String]) -> bool {
+    for p in args {
+        let Some(rel) = target(cwd, p) else {
+            return false;
+        };
+        if tree.get(&rel).is_none() {
+            continue;
+        }
+        let empty = tree.children(&rel).next().is_none();
+        if !(empty && matches!(tree.get(&rel).map(|e| &e.kind), Some(Kind::Dir))) {
+            return false;
+        }
+        tree.remove(&rel);
+    }
+    true
 }
 
 fn rm(tree: &mut Tree, cwd: Cwd, args: &[String]) -> bool {

@@ -286,7 +286,12 @@ fn subordinate_ids(tree: &mut Tree) -> Result<()> {
         })
         .collect();
     for (file, kind) in [("etc/subuid", "UID"), ("etc/subgid", "GID")] {
-        if tree.get(file).is_some() {
+        // login's postinst makes each one empty (`touch`); useradd fills it for each person.
+        if tree.read(file).is_some_and(|t| !t.is_empty())
+            || tree
+                .get(file)
+                .is_some_and(|e| !matches!(e.kind, Kind::File(_)))
+        {
             continue;
         }
         let first = login_def(&defs, &format!("SUB_{kind}_MIN"), 100_000);
@@ -361,7 +366,10 @@ fn add_service(line: &str, e: &NssEntry) -> Option<String> {
 
 fn nsswitch(tree: &mut Tree, nss: &[NssEntry]) -> Result<()> {
     const CONF: &str = "etc/nsswitch.conf";
-    if !install_from_default(tree, "usr/share/libc-bin/nsswitch.conf", CONF)? || nss.is_empty() {
+    // libc-bin's postinst copies its default (here, or by the script itself); the NSS
+    // modules' postinsts then add their services to whichever it is.
+    install_from_default(tree, "usr/share/libc-bin/nsswitch.conf", CONF)?;
+    if nss.is_empty() || !matches!(tree.get(CONF).map(|e| &e.kind), Some(Kind::File(_))) {
         return Ok(());
     }
     let text = String::from_utf8_lossy(&tree.read(CONF).unwrap_or_default()).into_owned();
@@ -391,13 +399,22 @@ fn nsswitch(tree: &mut Tree, nss: &[NssEntry]) -> Result<()> {
 fn shells(tree: &mut Tree) -> Result<()> {
     const TEMPLATE: &str = "usr/share/debianutils/shells";
     const PKG_DIR: &str = "usr/share/debianutils/shells.d";
-    if tree.get("etc/shells").is_some() {
+    // debianutils' postinst copies the template to /etc/shells (`cp -p`) and runs
+    // update-shells, which is what is done here: from that copy when the script made it.
+    if tree.get("var/lib/shells.state").is_some() {
         return Ok(());
     }
     let Some(template) = tree.read(TEMPLATE) else {
         return Ok(());
     };
     let template = String::from_utf8_lossy(&template).into_owned();
+    let base = match (tree.get("etc/shells"), tree.read("etc/shells")) {
+        (None, _) => template.clone(),
+        (Some(e), Some(copied)) if matches!(e.kind, Kind::File(_)) => {
+            String::from_utf8_lossy(&copied).into_owned()
+        }
+        _ => return Ok(()),
+    };
     let mut sources = vec![template.clone()];
     let listed: Vec<String> = tree.children(PKG_DIR).map(str::to_string).collect();
     for f in listed {
@@ -433,7 +450,7 @@ fn shells(tree: &mut Tree) -> Result<()> {
     }
     let mut out = String::new();
     let mut listed: Vec<&str> = Vec::new();
-    for line in template.lines() {
+    for line in base.lines() {
         let shell = line.split('#').next().unwrap_or("");
         if shell.is_empty() || !listed.contains(&shell) {
             out.push_str(line);
@@ -450,7 +467,10 @@ fn shells(tree: &mut Tree) -> Result<()> {
             out.push('\n');
         }
     }
-    let mode = tree.get(&tree.resolve(TEMPLATE)?).map_or(0o644, |e| e.mode);
+    let mode = match tree.get("etc/shells") {
+        Some(e) => e.mode,
+        None => tree.get(&tree.resolve(TEMPLATE)?).map_or(0o644, |e| e.mode),
+    };
     tree.insert("etc/shells", Entry::file(out, mode))?;
     tree.insert("var/lib/shells.state", Entry::file(state, 0o644))?;
     Ok(())

@@ -122,31 +122,78 @@ pub(super) fn literal(w: &str) -> bool {
     !w.is_empty() && !w.contains(['$', '`', '*', '?', '(', ')', '<', '>'])
 }
 
-/// `word` with each `$NAME` and `${NAME}` replaced by what `value` gives for NAME; `None`
-/// when it gives nothing for one (no other expansion is done).
-pub(super) fn substitute(word: &str, value: impl Fn(&str) -> Option<String>) -> Option<String> {
+/// `word` with each `$NAME` and `${NAME}` replaced by what `value` gives for NAME, and
+/// `${NAME:-WORD}`, `${NAME-WORD}`, `${NAME:+WORD}` and `${NAME+WORD}` as the shell expands
+/// them (a name `value` knows is set); `None` when it gives nothing for a name needed (no
+/// other expansion is done).
+pub(super) fn substitute(word: &str, value: &dyn Fn(&str) -> Option<String>) -> Option<String> {
     let mut out = String::new();
     let mut rest = word;
     while let Some(at) = rest.find('$') {
         out.push_str(&rest[..at]);
         let after = &rest[at + 1..];
-        let (name, tail) = match after.strip_prefix('{') {
+        match after.strip_prefix('{') {
             Some(b) => {
-                let end = b.find('}')?;
-                (&b[..end], &b[end + 1..])
+                // The matching brace: WORD may hold `${...}` of its own.
+                let mut depth = 0usize;
+                let end = b.char_indices().find_map(|(i, c)| match c {
+                    '{' => {
+                        depth += 1;
+                        None
+                    }
+                    '}' if depth == 0 => Some(i),
+                    '}' => {
+                        depth -= 1;
+                        None
+                    }
+                    _ => None,
+                })?;
+                out.push_str(&parameter(&b[..end], value)?);
+                rest = &b[end + 1..];
             }
             None => {
                 let end = after
                     .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
                     .unwrap_or(after.len());
-                (&after[..end], &after[end..])
+                out.push_str(&value(&after[..end])?);
+                rest = &after[end..];
             }
-        };
-        out.push_str(&value(name)?);
-        rest = tail;
+        }
     }
     out.push_str(rest);
     Some(out)
+}
+
+/// What `${inner}` expands to.
+fn parameter(inner: &str, value: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    let name_end = inner
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(inner.len());
+    let (name, op) = inner.split_at(name_end);
+    if op.is_empty() || name.is_empty() {
+        return value(inner);
+    }
+    let (colon, op) = match op.strip_prefix(':') {
+        Some(o) => (true, o),
+        None => (false, op),
+    };
+    let (kind, word) = op.split_at(op.chars().next()?.len_utf8());
+    // WORD's own double quotes only keep it one field; a single-quoted part is text.
+    if word.contains('\'') {
+        return None;
+    }
+    let word = word.replace('"', "");
+    let word = word.as_str();
+    let v = value(name)?;
+    // With a colon, an empty value counts as unset.
+    let set = !(colon && v.is_empty());
+    match kind {
+        "-" if set => Some(v),
+        "-" => substitute(word, value),
+        "+" if set => substitute(word, value),
+        "+" => Some(String::new()),
+        _ => None,
+    }
 }
 
 /// The simple commands of a script as words: continued lines joined, comments, redirections

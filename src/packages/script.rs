@@ -198,7 +198,7 @@ impl Eval<'_> {
                 _ => None,
             };
         }
-        let out = super::accounts::substitute(word, |name| self.lookup(name))?;
+        let out = super::accounts::substitute(word, &|name| self.lookup(name))?;
         (!out.contains(['`', '*', '?', '[', '(', ')', '$'])).then(|| unquote(&out))
     }
 
@@ -276,7 +276,7 @@ impl Eval<'_> {
         if text.contains(['`', '\\']) || text.contains("$(") {
             return None;
         }
-        super::accounts::substitute(text, |name| self.lookup(name))
+        super::accounts::substitute(text, &|name| self.lookup(name))
     }
 
     /// A command's words expanded, `$@` and `$*` as the parameters that are not empty (as
@@ -390,6 +390,10 @@ pub fn first_configure(
         cwd: Some("/".to_string()),
         made: BTreeMap::new(),
     };
+    // What dpkg puts in a maintainer script's environment: the root it installs to, empty for
+    // the running system (an image's scripts run on the machine itself), and the script's kind.
+    e.set("DPKG_ROOT", Some(String::new()), true);
+    e.set("DPKG_MAINTSCRIPT_NAME", Some("postinst".to_string()), true);
     e.walk(0, n);
     e.ran
 }

@@ -91,7 +91,7 @@ fn variables(commands: &[Vec<String>]) -> BTreeMap<String, String> {
 /// `word` with `$NAME` and `${NAME}` replaced from `vars`; `None` when it is not then
 /// literal.
 fn expand(word: &str, vars: &BTreeMap<String, String>) -> Option<String> {
-    let out = super::accounts::substitute(word, |n| vars.get(n).cloned())?;
+    let out = super::accounts::substitute(word, &|n| vars.get(n).cloned())?;
     super::accounts::literal(&out).then_some(out)
 }
 

@@ -233,3 +233,42 @@ fn symbolic_modes_change_the_bits_they_name() {
         assert!(super::symbolic(bad).is_none(), "{bad}");
     }
 }
+
+/// New files and directories take the script's umask (022 from dpkg, or what `umask` set):
+/// libpam-modules makes /etc/security/opasswd under 066. A umask not understood makes the
+/// commands after it not done; what goes under /run (a tmpfs at boot) is passed over, and
+/// an empty directory goes with `rmdir` (base-files' /var/run before its link).
+#[test]
+fn umask_run_and_rmdir() {
+    let mut t = image();
+    t.mkdir_p("var/run").unwrap();
+    let cmds: Vec<Vec<String>> = [
+        "touch /var/lib/plain",
+        "umask 066",
+        "touch /var/lib/secret",
+        "mkdir /var/lib/private-dir",
+        "umask 022",
+        "mkdir /run/lock",
+        "chmod 1777 /run/lock",
+        "rmdir /var/run",
+        "ln -s /run /var/run",
+        "rmdir /var/lib",
+        "umask u=rwx",
+        "touch /var/lib/unknown-mode",
+    ]
+    .iter()
+    .map(|c| words(c))
+    .collect();
+    apply(&mut t, "p", &cmds).unwrap();
+    assert_eq!(meta(&t, "var/lib/plain").0, 0o644);
+    assert_eq!(meta(&t, "var/lib/secret").0, 0o600);
+    assert_eq!(meta(&t, "var/lib/private-dir").0, 0o711);
+    assert!(t.get("run/lock").is_none());
+    assert_eq!(
+        t.get("var/run").map(|e| e.kind.clone()),
+        Some(Kind::Symlink("/run".into()))
+    );
+    // Not empty: left.
+    assert!(t.get("var/lib").is_some());
+    assert!(t.get("var/lib/unknown-mode").is_none());
+}

@@ -144,12 +144,17 @@ fn nsswitch_conf_gets_the_services_the_nss_packages_add() {
         networks:       files\n\nprotocols:      db files\nnetgroup:       nis\n";
     assert_eq!(text(&t, "etc/nsswitch.conf"), want);
 
-    // A file the profile (or a package) already has is left alone.
+    // A file already there (libc-bin's postinst copied it, or a package ships one) is not
+    // replaced by the default; the services are added to it, as the NSS packages' postinsts
+    // edit whichever file there is.
     let mut t = Tree::new();
     file(&mut t, "usr/share/libc-bin/nsswitch.conf", NSSWITCH);
     file(&mut t, "etc/nsswitch.conf", "hosts: files\n");
     apply(&mut t, &entries).unwrap();
-    assert_eq!(text(&t, "etc/nsswitch.conf"), "hosts: files\n");
+    assert_eq!(
+        text(&t, "etc/nsswitch.conf"),
+        "hosts: dns files myhostname\n"
+    );
 }
 
 #[test]

@@ -83,18 +83,45 @@ pub(super) fn unquote(w: &str) -> String {
         .collect()
 }
 
-/// Whether `w` is exactly `$NAME` or `${NAME}`.
+/// Whether `w` is exactly `$NAME`, `${NAME}`, or `${NAME:-WORD}` and the like (`-`, `+`,
+/// `=`, with or without the colon): debhelper's `${DPKG_ROOT:+--root="$DPKG_ROOT"}` is no
+/// word at all when the variable is empty.
 fn lone_expansion(w: &str) -> bool {
-    let name = w
-        .strip_prefix("${")
-        .and_then(|n| n.strip_suffix('}'))
-        .or_else(|| w.strip_prefix('$'));
-    name.is_some_and(|n| {
-        n.chars()
+    let name_len = |n: &str| {
+        let starts = n
+            .chars()
             .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-    })
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+        if starts {
+            n.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(n.len())
+        } else {
+            0
+        }
+    };
+    if let Some(inner) = w.strip_prefix("${").and_then(|n| n.strip_suffix('}')) {
+        // One pair of braces: none closes before the end.
+        let mut depth = 0i32;
+        for c in inner.chars() {
+            match c {
+                '{' => depth += 1,
+                '}' => depth -= 1,
+                _ => {}
+            }
+            if depth < 0 {
+                return false;
+            }
+        }
+        let n = name_len(inner);
+        let op = &inner[n..];
+        return n > 0
+            && (op.is_empty()
+                || [":-", ":+", ":=", "-", "+", "="]
+                    .iter()
+                    .any(|o| op.starts_with(o)));
+    }
+    w.strip_prefix('$')
+        .is_some_and(|n| n.len() == name_len(n) && !n.is_empty())
 }
 
 /// Split a script into tokens (no expansion). Comments and line continuations go.

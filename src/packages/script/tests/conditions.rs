@@ -301,3 +301,47 @@ if [ "$shipped" = "0" ]; then chgrp bind /etc/shipped; fi
         ]
     );
 }
+
+/// dpkg gives a maintainer script `DPKG_ROOT` (empty for the running system), and Debian's
+/// scripts write their paths with it, often as `${DPKG_ROOT:-}`: libwtmpdb0's (Debian 13)
+/// links the login database into /var/log. Parameter expansion with a default or an
+/// alternative works on any variable the script set; an unknown one stays unknown.
+#[test]
+fn dpkg_root_and_parameter_expansion() {
+    let script = r#"
+lib_log="${DPKG_ROOT:-}/var/lib/wtmpdb/wtmp.db"
+if [ "$1" = "configure" ]; then
+  if [ ! -f "$lib_log" ]; then
+    mkdir -p "$(dirname "$lib_log")"
+    ln -sf ../../log/wtmp.db "$lib_log"
+  fi
+fi
+systemd-tmpfiles ${DPKG_ROOT:+--root="$DPKG_ROOT"} --create passwd.conf
+R=/r
+systemd-tmpfiles ${R:+--root="$R"} --create x.conf
+touch "$DPKG_ROOT/etc/subuid"
+touch "${MISSING-/etc/default}/a" "${lib_log+/etc/set}" "${EMPTY:-/etc/${NAME:-dflt}}" ${EMPTY:+/x}
+touch "${UNKNOWN_TO_US:-/x}"
+"#;
+    let image = |_: &str, op: char| -> Known { Some(op == 'c') };
+    let script = script.replace(
+        "touch \"${MISSING",
+        "MISSING=\nEMPTY=\nNAME=\ntouch \"${MISSING",
+    );
+    assert_eq!(
+        ran_in(
+            &script,
+            &BTreeMap::new(),
+            &image,
+            &["mkdir", "ln", "systemd-tmpfiles", "touch"]
+        ),
+        [
+            "mkdir -p /var/lib/wtmpdb",
+            "ln -sf ../../log/wtmp.db /var/lib/wtmpdb/wtmp.db",
+            "systemd-tmpfiles --create passwd.conf",
+            "systemd-tmpfiles --root=/r --create x.conf",
+            "touch /etc/subuid",
+            "touch /a /etc/set /etc/dflt",
+        ]
+    );
+}
