@@ -231,6 +231,7 @@ pub(super) fn apply(tree: &mut Tree, package: &str, commands: &[Vec<String>]) ->
             "install" => install(tree, cwd, args)?,
             "rm" => rm(tree, cwd, args),
             "rmdir" => rmdir(tree, cwd, args),
+            "systemd-tmpfiles" => super::tmpfiles::run(tree, args)?,
             WRITE | APPEND => write(tree, cwd, args, tool == APPEND, mask.unwrap_or(0o022))?,
             "adduser" | "usermod" => match super::users::membership(tool, args) {
                 Some((user, groups)) => super::users::add_member(tree, &user, &groups)?,

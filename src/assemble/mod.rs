@@ -18,6 +18,7 @@ mod paths;
 mod postinst;
 pub mod python;
 mod statoverride;
+mod tmpfiles;
 mod ucf;
 mod unit_accounts;
 pub mod users;
