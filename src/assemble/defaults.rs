@@ -448,6 +448,16 @@ fn shells(tree: &mut Tree) -> Result<()> {
             }
         }
     }
+    // Debian 13's update-shells takes each packaged shell once (its lists name both
+    // `/bin/bash` and `/usr/bin/bash`); Debian 12's takes one listed twice twice, into
+    // /etc/shells too. Which one the image has decides.
+    let once = tree.read("usr/sbin/update-shells").is_some_and(|s| {
+        String::from_utf8_lossy(&s).contains("! hashset_contains \"$PKG_SHELLS\" \"$line\"")
+    });
+    if once {
+        let mut seen = std::collections::BTreeSet::new();
+        packaged.retain(|s| seen.insert(s.clone()));
+    }
     let mut out = String::new();
     let mut listed: Vec<&str> = Vec::new();
     for line in base.lines() {

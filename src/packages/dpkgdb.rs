@@ -224,17 +224,26 @@ fn stanza(control: &str, conffiles: &[(String, String)]) -> String {
 }
 
 /// Each configuration file the `conffiles` member names, with the MD5 of the file as the
-/// package installed it. A line with flags (`remove-on-upgrade /etc/x`) names a file the
-/// package does not install, and a file the package lacks has nothing to hash: neither is
+/// package installed it. A `remove-on-upgrade /etc/x` line (procps's old sysctl.conf in
+/// Debian 13) names a file the package does not install, which dpkg records as
+/// `newconffile remove-on-upgrade`; a file the package lacks has nothing to hash and is not
 /// recorded.
 fn conffile_hashes(tree: &Tree, conffiles: &str) -> Vec<(String, String)> {
     conffiles
         .lines()
         .map(str::trim)
-        .filter(|l| l.starts_with('/'))
-        .filter_map(|p| {
-            let data = tree.read(p)?;
-            Some((p.to_string(), hex::encode(Md5::digest(&data))))
+        .filter_map(|l| {
+            if let Some(p) = l.strip_prefix("remove-on-upgrade ") {
+                let p = p.trim();
+                return p
+                    .starts_with('/')
+                    .then(|| (p.to_string(), "newconffile remove-on-upgrade".to_string()));
+            }
+            if !l.starts_with('/') {
+                return None;
+            }
+            let data = tree.read(l)?;
+            Some((l.to_string(), hex::encode(Md5::digest(&data))))
         })
         .collect()
 }
@@ -325,7 +334,7 @@ mod tests {
         let hash = hex::encode(Md5::digest(b"a = 1\n"));
         assert_eq!(
             status,
-            format!("Package: libapp1\nStatus: install ok installed\nVersion: 1.0\nArchitecture: amd64\nMulti-Arch: same\nConffiles:\n /etc/app.conf {hash}\nDescription: an app\n more text\nHomepage: https://example.com\n\nPackage: tool\nStatus: install ok installed\nVersion: 2\nArchitecture: all\nDescription: x\n\n")
+            format!("Package: libapp1\nStatus: install ok installed\nVersion: 1.0\nArchitecture: amd64\nMulti-Arch: same\nConffiles:\n /etc/app.conf {hash}\n /etc/old.conf newconffile remove-on-upgrade\nDescription: an app\n more text\nHomepage: https://example.com\n\nPackage: tool\nStatus: install ok installed\nVersion: 2\nArchitecture: all\nDescription: x\n\n")
         );
         assert_eq!(
             read("var/lib/dpkg/info/libapp1:amd64.list"),

@@ -195,6 +195,13 @@ const PACKAGED: &[(&str, &str)] = &[
 fn etc_shells_is_what_update_shells_writes() {
     let mut t = merged_usr();
     file(&mut t, "usr/share/debianutils/shells", TEMPLATE);
+    // The image's update-shells is the host's: which one decides how a shell listed twice
+    // is taken.
+    file(
+        &mut t,
+        "usr/sbin/update-shells",
+        &std::fs::read_to_string("/usr/sbin/update-shells").unwrap(),
+    );
     for (name, list) in PACKAGED {
         file(
             &mut t,
@@ -234,6 +241,33 @@ fn etc_shells_is_what_update_shells_writes() {
         read("var/lib/shells.state")
     );
     assert!(text(&t, "etc/shells").contains("\n/usr/bin/bash\n"));
+}
+
+/// Debian 13's update-shells (debianutils 5.23) takes a shell listed twice once; its shells.d
+/// lists name both paths of each shell.
+#[test]
+fn debian_13_update_shells_lists_each_shell_once() {
+    let mut t = merged_usr();
+    file(&mut t, "usr/share/debianutils/shells", TEMPLATE);
+    file(
+        &mut t,
+        "usr/sbin/update-shells",
+        "\t\tif ! hashset_contains \"$PKG_SHELLS\" \"$line\"; then\n",
+    );
+    file(
+        &mut t,
+        "usr/share/debianutils/shells.d/bash",
+        "/bin/bash\n/usr/bin/bash\n",
+    );
+    apply(&mut t, &[]).unwrap();
+    assert_eq!(
+        text(&t, "etc/shells"),
+        "# /etc/shells: valid login shells\n/bin/sh\n/usr/bin/sh\n/bin/bash\n/usr/bin/bash\n"
+    );
+    assert_eq!(
+        text(&t, "var/lib/shells.state"),
+        "/bin/sh\n/usr/bin/sh\n/bin/bash\n/usr/bin/bash\n"
+    );
 }
 
 #[test]
