@@ -758,6 +758,28 @@ fn modes(i: &Installs, skip: &dyn Fn(&str) -> bool) -> (BTreeMap<String, String>
     (ours, differ)
 }
 
+/// A file's lines, as a set.
+fn line_set(root: &Path, p: &str) -> BTreeSet<String> {
+    std::fs::read_to_string(root.join(p))
+        .unwrap_or_else(|e| panic!("/{p}: {e}"))
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The loader's cache as glibc's own ldconfig lists it (only its generator line left out).
+fn ld_cache(root: &Path) -> Vec<String> {
+    let (good, out) = tool(
+        "/sbin/ldconfig",
+        &["-p", "-C", root.join("etc/ld.so.cache").to_str().unwrap()],
+    );
+    assert!(good, "{out}");
+    out.lines()
+        .filter(|l| l.starts_with('\t'))
+        .map(str::to_string)
+        .collect()
+}
+
 #[test]
 #[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
 fn an_image_holds_what_its_packages_maintainer_scripts_make() {
@@ -866,38 +888,23 @@ fn an_image_holds_what_its_packages_maintainer_scripts_make() {
             "/{p}"
         );
     }
-    // A file's lines, as a set.
-    let lines = |root: &Path, p: &str| -> BTreeSet<String> {
-        String::from_utf8(read(root, p))
-            .unwrap()
-            .lines()
-            .map(str::to_string)
-            .collect()
-    };
     for ucf in ["var/lib/ucf/hashfile", "var/lib/ucf/registry"] {
-        assert_eq!(lines(ingot_root, ucf), lines(dpkg_root, ucf), "/{ucf}");
+        assert_eq!(
+            line_set(ingot_root, ucf),
+            line_set(dpkg_root, ucf),
+            "/{ucf}"
+        );
     }
     // chrony's two, unattended-upgrades' two, sshd_config, zabbix_agentd.conf, the 24
     // dovecot-core installs from a loop over a variable, and dovecot-imapd's one.
-    assert_eq!(lines(ingot_root, "var/lib/ucf/registry").len(), 31);
-    let shells = |root: &Path| lines(root, "etc/shells");
+    assert_eq!(line_set(ingot_root, "var/lib/ucf/registry").len(), 31);
+    let shells = |root: &Path| line_set(root, "etc/shells");
     assert_eq!(shells(ingot_root), shells(dpkg_root));
     // The loader's cache: glibc's own ldconfig lists the same libraries in the same order
     // from Ingot's as from the one dpkg's trigger wrote (only its generator line differs).
-    let cache = |root: &Path| -> Vec<String> {
-        let (good, out) = tool(
-            "/sbin/ldconfig",
-            &["-p", "-C", root.join("etc/ld.so.cache").to_str().unwrap()],
-        );
-        assert!(good, "{out}");
-        out.lines()
-            .filter(|l| l.starts_with('\t'))
-            .map(str::to_string)
-            .collect()
-    };
-    let listed = cache(ingot_root);
+    let listed = ld_cache(ingot_root);
     assert!(listed.len() > 50, "{listed:?}");
-    assert_eq!(listed, cache(dpkg_root));
+    assert_eq!(listed, ld_cache(dpkg_root));
     assert!(shells(ingot_root).contains("/usr/bin/zsh"));
     // Modes, owners and groups: what the packages ship, and what their postinst sets with
     // dpkg-statoverride or chgrp and chmod (ssh-agent is setgid _ssh).
@@ -926,7 +933,7 @@ fn an_image_holds_what_its_packages_maintainer_scripts_make() {
     );
     // What dpkg-statoverride --add recorded (dbus, cron), in dpkg's own database.
     let records = |root: &Path| {
-        let mut r = lines(root, "var/lib/dpkg/statoverride");
+        let mut r = line_set(root, "var/lib/dpkg/statoverride");
         r.retain(|l| !chrony(l));
         r
     };
@@ -1036,24 +1043,14 @@ fn a_debian_13_image_holds_what_its_packages_maintainer_scripts_make() {
     for p in &same {
         assert_eq!(read(ingot_root, p), read(dpkg_root, p), "/{p}");
     }
-    let lines = |root: &Path, p: &str| -> BTreeSet<String> {
-        read(root, p).lines().map(str::to_string).collect()
-    };
     for ucf in ["var/lib/ucf/hashfile", "var/lib/ucf/registry"] {
-        assert_eq!(lines(ingot_root, ucf), lines(dpkg_root, ucf), "/{ucf}");
-    }
-    let cache = |root: &Path| -> Vec<String> {
-        let (good, out) = tool(
-            "/sbin/ldconfig",
-            &["-p", "-C", root.join("etc/ld.so.cache").to_str().unwrap()],
+        assert_eq!(
+            line_set(ingot_root, ucf),
+            line_set(dpkg_root, ucf),
+            "/{ucf}"
         );
-        assert!(good, "{out}");
-        out.lines()
-            .filter(|l| l.starts_with('\t'))
-            .map(str::to_string)
-            .collect()
-    };
-    assert_eq!(cache(ingot_root), cache(dpkg_root));
+    }
+    assert_eq!(ld_cache(ingot_root), ld_cache(dpkg_root));
     let chrony = |p: &str| p.contains("chrony") && !p.starts_with("usr/");
     let (_, differ) = modes(&installs, &chrony);
     assert!(
