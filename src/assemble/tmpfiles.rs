@@ -157,34 +157,45 @@ fn apply_line(tree: &mut Tree, line: &str) -> Result<()> {
                     true
                 }
             };
-            let Some(e) = tree.get_mut(&rel) else {
+            let Some(e) = tree.get(&rel) else {
                 return Ok(());
             };
             // A directory line does nothing to what is not one, a file line to a directory.
             let is_dir = matches!(e.kind, Kind::Dir);
-            if matches!(letter, "d" | "D" | "v" | "q" | "Q") != is_dir
-                && letter != "z"
-                && letter != "Z"
-            {
+            let adjusts_any = matches!(letter, "z" | "Z");
+            if !adjusts_any && matches!(letter, "d" | "D" | "v" | "q" | "Q") != is_dir {
                 return Ok(());
             }
-            if matches!(e.kind, Kind::Symlink(_)) {
-                return Ok(());
-            }
-            if let Some((m, only_new)) = m {
-                if made || !only_new {
-                    e.mode = m;
+            let adjust = |e: &mut Entry| {
+                if matches!(e.kind, Kind::Symlink(_)) {
+                    return;
                 }
-            }
-            if let Some((id, only_new)) = u {
-                if made || !only_new {
-                    e.uid = id;
+                if let Some((m, only_new)) = m {
+                    if made || !only_new {
+                        e.mode = m;
+                    }
                 }
-            }
-            if let Some((id, only_new)) = g {
-                if made || !only_new {
-                    e.gid = id;
+                if let Some((id, only_new)) = u {
+                    if made || !only_new {
+                        e.uid = id;
+                    }
                 }
+                if let Some((id, only_new)) = g {
+                    if made || !only_new {
+                        e.gid = id;
+                    }
+                }
+            };
+            if letter == "Z" {
+                // The path and everything below it.
+                let below = format!("{rel}/");
+                for (p, e) in tree.iter_mut() {
+                    if *p == rel || p.starts_with(&below) {
+                        adjust(e);
+                    }
+                }
+            } else if let Some(e) = tree.get_mut(&rel) {
+                adjust(e);
             }
         }
         "L" => {

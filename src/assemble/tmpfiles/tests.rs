@@ -20,6 +20,9 @@ fn image() -> Tree {
     t.mkdir_p("etc/default").unwrap();
     t.mkdir_p("var/lib/systemd").unwrap();
     t.mkdir_p("var/log/journal").unwrap();
+    t.mkdir_p("var/lib/zabbix/db").unwrap();
+    t.insert("var/lib/zabbix/db/x", Entry::file("x", 0o644))
+        .unwrap();
     // Shipped 0755 by the package, 0700 by its tmpfiles line.
     t.insert("etc/credstore", Entry::dir(0o755)).unwrap();
     t.insert("etc/vconsole.conf", Entry::file("x", 0o644))
@@ -32,6 +35,7 @@ fn image() -> Tree {
              d$ /var/lib/systemd/network 0755 zabbix zabbix -\n\
              z /var/log/journal 2755 root systemd-journal - -\n\
              z /var/log/journal/%m 2755 root systemd-journal - -\n\
+             Z /var/lib/zabbix 0750 zabbix zabbix -\n\
              a+ /var/log/journal - - - - group:adm:r-x\n\
              L+ /etc/default/locale - - - - ../locale.conf\n\
              L /etc/vconsole.conf - - - - default/keyboard\n\
@@ -76,6 +80,10 @@ fn create_does_what_the_named_files_say_of_persistent_paths() {
     assert_eq!(meta("var/lib/systemd/network"), (0o755, 105, 107));
     assert_eq!(meta("var/log/journal"), (0o2755, 0, 101));
     assert_eq!(meta("var/lib/private"), (0o700, 0, 0));
+    // `Z`: the directory and all below it.
+    for p in ["var/lib/zabbix", "var/lib/zabbix/db", "var/lib/zabbix/db/x"] {
+        assert_eq!(meta(p), (0o750, 105, 107), "/{p}");
+    }
     // `:0700`: the mode of one made here (provision.conf's /root).
     assert_eq!(meta("root"), (0o700, 0, 0));
     assert_eq!(meta("var/log/zabbix-agent"), (0o750, 105, 107));
