@@ -12,6 +12,7 @@ mod firstboot;
 mod idle;
 mod init;
 mod ldcache;
+mod left_off;
 pub mod ota;
 mod pam;
 mod paths;
@@ -186,7 +187,7 @@ pub fn system(
     users::apply(tree, profile, &accounts, id.epoch / 86400)?;
     let applied = users::fragments(tree);
     alternatives::apply(tree, &scripts.alternatives)?;
-    postinst::apply(tree, scripts, systemd)?;
+    let enabled_by_packages = postinst::apply(tree, scripts, systemd)?;
     defaults::apply(tree, &scripts.nss)?;
     python::runtime_defaults(tree)?;
     // os-release with the image identity.
@@ -273,7 +274,8 @@ pub fn system(
             let now = users::fragments(tree);
             let users_current =
                 now == applied && now.iter().all(|(p, _)| p.starts_with("usr/lib/"));
-            systemd_setup(tree, profile, &cmdline, ab, users_current, hashed_store)?
+            systemd_setup(tree, profile, &cmdline, ab, users_current, hashed_store)?;
+            left_off::report(tree, profile, &enabled_by_packages);
         }
     }
     Ok(())

@@ -124,14 +124,28 @@ pub(super) fn accounts(tree: &Tree, scripts: &Scripts, systemd: bool) -> Vec<Acc
 /// Do what the scripts do once the accounts exist; the owners, groups and modes they set
 /// (the readers' and `dpkg-statoverride --add` of a path named by a variable, redis-server's
 /// `${CONFFILE}`) come last, after ucf has copied the files some of them are for (chrony's
-/// keys).
-pub(super) fn apply(tree: &mut Tree, scripts: &Scripts, systemd: bool) -> Result<()> {
+/// keys). Returns the units the scripts enable with `deb-systemd-helper enable`, each with
+/// its package: the image starts only what its profile names, so these are reported, not
+/// enabled.
+pub(super) fn apply(
+    tree: &mut Tree,
+    scripts: &Scripts,
+    systemd: bool,
+) -> Result<Vec<(String, String)>> {
     let mut overrides = scripts.statoverrides.clone();
+    let mut enabled = Vec::new();
     let mut later = BTreeSet::new();
     for p in &scripts.postinsts {
         let ran = evaluate(tree, scripts, p, &later);
         later.extend(first_boot_files(tree, &ran, systemd));
         let ran = without_first_boot_files(ran, &later);
+        for c in &ran {
+            if c.first().is_some_and(|t| t == "deb-systemd-helper")
+                && c.get(1).is_some_and(|a| a == "enable")
+            {
+                enabled.extend(c[2..].iter().map(|u| (p.package.clone(), u.clone())));
+            }
+        }
         ucf::apply(tree, &ucf::files(&ran))?;
         apache::apply(tree, &p.package, &ran)?;
         commands::apply(tree, &p.package, &ran)?;
@@ -142,7 +156,8 @@ pub(super) fn apply(tree: &mut Tree, scripts: &Scripts, systemd: bool) -> Result
         }
     }
     ucf::apply(tree, &ucf::through_a_temporary(tree))?;
-    statoverride::apply(tree, &overrides)
+    statoverride::apply(tree, &overrides)?;
+    Ok(enabled)
 }
 
 #[cfg(test)]

@@ -81,6 +81,16 @@ impl Eval<'_> {
             // `invoke-rc.d ... || exit 1` does not end the script.
             "invoke-rc.d" if !w.iter().any(|a| a == "--disclose-deny") => return Some(true),
             "deb-systemd-invoke" => return Some(true),
+            // On a first install no state file exists: `was-enabled` defaults to true (so
+            // debhelper's snippet runs `enable`) and nothing is `debian-installed` yet.
+            "deb-systemd-helper" => {
+                let op = w[1..].iter().find(|a| !a.starts_with('-'))?;
+                return match op.as_str() {
+                    "was-enabled" => Some(true),
+                    "debian-installed" => Some(false),
+                    _ => None,
+                };
+            }
             "command" if w.get(1).map(String::as_str) == Some("-v") => {
                 return (self.paths)(&self.expand(w.get(2)?)?, 'c');
             }

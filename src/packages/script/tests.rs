@@ -427,6 +427,34 @@ ln -s /never /etc/after-a-maybe-exit
 }
 
 #[test]
+fn debhelpers_enable_runs_on_a_first_install_and_the_upgrade_paths_do_not() {
+    // dh_installsystemd's snippet (unbound, bookworm), and openssh-server's socket, which it
+    // enables only where an earlier version had installed it.
+    let script = r#"#!/bin/sh
+if [ "$1" = "configure" ] || [ "$1" = "abort-upgrade" ] ; then
+	deb-systemd-helper unmask 'unbound.service' >/dev/null || true
+	if deb-systemd-helper --quiet was-enabled 'unbound.service'; then
+		deb-systemd-helper enable 'unbound.service' >/dev/null || true
+	else
+		deb-systemd-helper update-state 'unbound.service' >/dev/null || true
+	fi
+	if deb-systemd-helper debian-installed 'ssh.socket'; then
+		deb-systemd-helper enable 'ssh.socket' >/dev/null || true
+	fi
+fi
+"#;
+    assert_eq!(
+        ran(script, &BTreeMap::new(), &["deb-systemd-helper"]),
+        [
+            "deb-systemd-helper unmask unbound.service",
+            "deb-systemd-helper --quiet was-enabled unbound.service",
+            "deb-systemd-helper enable unbound.service",
+            "deb-systemd-helper debian-installed ssh.socket"
+        ]
+    );
+}
+
+#[test]
 fn a_here_document_in_a_function_with_its_tabs_stripped() {
     // python3's postinst (bookworm): `<<-` strips the leading tabs of each line.
     let script = "#!/bin/sh\nnew_config_file()\n{\n    cat > /etc/python3/debian_config <<-EOF\n\t[DEFAULT]\n\t# how to byte-compile (comma separated: standard, optimize)\n\tbyte-compile = standard\n\tEOF\n}\ncase \"$1\" in\n    configure)\n\t[ -d /etc/python3 ] || mkdir /etc/python3\n\t[ -f /etc/python3/debian_config ] || new_config_file\n    ;;\nesac\n";
