@@ -272,3 +272,46 @@ fn umask_run_and_rmdir() {
     assert!(t.get("var/lib").is_some());
     assert!(t.get("var/lib/unknown-mode").is_none());
 }
+
+#[test]
+fn relative_links_point_from_the_links_directory() {
+    let mut t = image();
+    t.mkdir_p("etc/default").unwrap();
+    t.mkdir_p("usr/lib/real").unwrap();
+    // A directory reached through a link: resolved before the path is made, as `ln -r` does.
+    t.insert("etc/alias", Entry::symlink("../usr/lib/real"))
+        .unwrap();
+    let cmds: Vec<Vec<String>> = [
+        "ln -sfr /etc/locale.conf /etc/default/locale",
+        "ln -s --relative /usr/bin/tool /etc/alias/tool",
+        "ln -sr /etc/default /etc/default-again",
+        "cd /var/lib",
+        "ln -sr ../log/apache2 apache-logs",
+    ]
+    .iter()
+    .map(|c| words(c))
+    .collect();
+    apply(&mut t, "p", &cmds).unwrap();
+    let link = |p: &str| match t.get(p).map(|e| &e.kind) {
+        Some(Kind::Symlink(s)) => s.clone(),
+        other => panic!("/{p}: {other:?}"),
+    };
+    // What GNU ln -r makes of the same commands in a directory of the same shape.
+    assert_eq!(link("etc/default/locale"), "../locale.conf");
+    assert_eq!(link("usr/lib/real/tool"), "../../bin/tool");
+    assert_eq!(link("etc/default-again"), "default");
+    assert_eq!(link("var/lib/apache-logs"), "../log/apache2");
+}
+
+#[test]
+fn relative_paths_are_what_gnu_ln_makes() {
+    for (from, to, want) in [
+        ("etc/default", "etc/locale.conf", "../locale.conf"),
+        ("etc", "etc/x", "x"),
+        ("", "usr/bin/tool", "usr/bin/tool"),
+        ("a/b/c", "", "../../.."),
+        ("a", "a", "."),
+    ] {
+        assert_eq!(relative_path(from, to), want, "{from} -> {to}");
+    }
+}
