@@ -660,6 +660,51 @@ fn image_and_dpkg(t: &Path, profile: &str, release: &str) -> Installs {
     }
 }
 
+/// Every `.pyc` py3compile left in dpkg's install (the standard library's and
+/// `dist-packages`') is in the image with the same code: the bytes after the 16-byte header,
+/// whose source time is the package's in one and the build's stamped time in the other.
+fn same_byte_code(dpkg_root: &Path, ingot_root: &Path, version: &str) {
+    let tag = format!(".cpython-{}.pyc", version.replace('.', ""));
+    let mut theirs = Vec::new();
+    for d in [
+        format!("usr/lib/python{version}"),
+        "usr/lib/python3/dist-packages".into(),
+    ] {
+        let mut stack = vec![dpkg_root.join(d)];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(&dir).unwrap().map(Result::unwrap) {
+                let path = e.path();
+                if e.file_type().unwrap().is_dir() {
+                    stack.push(path);
+                } else if path.to_string_lossy().ends_with(&tag) {
+                    theirs.push(path.strip_prefix(dpkg_root).unwrap().to_path_buf());
+                }
+            }
+        }
+    }
+    assert!(
+        theirs.len() > 100,
+        "dpkg's install has {} .pyc files",
+        theirs.len()
+    );
+    let mut differ = Vec::new();
+    for rel in &theirs {
+        let a = std::fs::read(dpkg_root.join(rel)).unwrap();
+        match std::fs::read(ingot_root.join(rel)) {
+            Ok(b) if a.get(16..) == b.get(16..) => {}
+            Ok(_) => differ.push(format!("/{} (other code)", rel.display())),
+            Err(_) => differ.push(format!("/{} (missing)", rel.display())),
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "{} of {} .pyc files differ from py3compile's:\n{}",
+        differ.len(),
+        theirs.len(),
+        differ.join("\n")
+    );
+}
+
 /// Differences Ingot means, each with its reason; `theirs` is dpkg's listing.
 fn meant(p: &str, theirs: &BTreeMap<String, String>) -> bool {
     let name = p.rsplit('/').next().unwrap_or(p);
@@ -803,6 +848,7 @@ fn an_image_holds_what_its_packages_maintainer_scripts_make() {
         "what dpkg made and Ingot did not:\n{}",
         missing.join("\n")
     );
+    same_byte_code(dpkg_root, ingot_root, "3.11");
     // ... and the image holds none of that identity: dovecot's links wait for the first boot.
     let identity = |l: &BTreeMap<String, String>| -> Vec<String> {
         l.iter()
@@ -972,10 +1018,9 @@ fn a_debian_13_image_holds_what_its_packages_maintainer_scripts_make() {
         std::fs::read_to_string(root().join("tests/profiles/vm-maintainer-scripts.toml")).unwrap();
     let from = "extends = \"../../profiles/vm-base.toml\"";
     assert!(scripts.contains(from) && scripts.contains("\n[packages]\n"));
-    // A Debian 12 build host has no python3.13 to byte-compile Debian 13's Python with.
-    let scripts = scripts
-        .replace(from, "extends = \"vm-base.toml\"")
-        .replace("\n[packages]\n", "\n[packages]\nbyte_compile = false\n");
+    // Byte-compiled (unattended-upgrades is Python) by python3.13: the host's, or on a
+    // Debian 12 host, which has none, the image's own.
+    let scripts = scripts.replace(from, "extends = \"vm-base.toml\"");
     let p = t.path().join("vm-maintainer-scripts-13.toml");
     std::fs::write(&p, scripts).unwrap();
     let installs = image_and_dpkg(t.path(), p.to_str().unwrap(), "trixie");
@@ -992,6 +1037,7 @@ fn a_debian_13_image_holds_what_its_packages_maintainer_scripts_make() {
         Some("-> ../../log/wtmp.db")
     );
     assert_eq!(ours.get("usr/local/libexec").map(String::as_str), Some("d"));
+    same_byte_code(dpkg_root, ingot_root, "3.13");
     // Every account and group dpkg's install has (sysusers.d's, maintainer scripts').
     let names = |root: &Path, db: &str| -> BTreeSet<String> {
         std::fs::read_to_string(root.join(db))

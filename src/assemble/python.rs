@@ -83,6 +83,75 @@ fn host_interpreter(version: &str) -> Result<String> {
     )
 }
 
+/// The interpreter compileall runs under.
+enum Interpreter {
+    /// The build host's `python3.N`.
+    Host(String),
+    /// The image's own `python3.N`, run by the image's dynamic loader with the image's C
+    /// library and standard library (copied out under the scratch directory `home`'s `usr`):
+    /// a Debian 13 image built on a Debian 12 host, which has no python3.13. Only when the
+    /// image is of the host's arch.
+    Image {
+        loader: std::path::PathBuf,
+        libs: std::path::PathBuf,
+        python: std::path::PathBuf,
+        home: std::path::PathBuf,
+    },
+}
+
+/// The image's interpreter for `version`, copied out under `root` with what it loads, when
+/// the image is of the build host's arch (`None` otherwise: no emulation).
+fn image_interpreter(tree: &Tree, version: &str, root: &Path) -> Option<Result<Interpreter>> {
+    let (triplet, loader) = match std::env::consts::ARCH {
+        "x86_64" => ("x86_64-linux-gnu", "usr/lib64/ld-linux-x86-64.so.2"),
+        "aarch64" => ("aarch64-linux-gnu", "usr/lib/ld-linux-aarch64.so.1"),
+        _ => return None,
+    };
+    let libc = format!("usr/lib/{triplet}/libc.so.6");
+    if !tree.exists(loader) || !tree.exists(&libc) {
+        return None;
+    }
+    Some((|| {
+        let lib = format!("usr/lib/{triplet}");
+        // What python3.N-minimal links (libc6, zlib1g, libexpat1) and its compiled modules.
+        let wanted = [
+            "libc.so.",
+            "libm.so.",
+            "libz.so.",
+            "libexpat.so.",
+            "libpthread.so.",
+            "libdl.so.",
+            "librt.so.",
+            "libutil.so.",
+        ];
+        let dynload = format!("usr/lib/python{version}/lib-dynload/");
+        let files: Vec<String> = tree
+            .iter()
+            .filter(|(p, e)| {
+                !matches!(e.kind, Kind::Dir)
+                    && (p.strip_prefix(&format!("{lib}/")).is_some_and(|n| {
+                        !n.contains('/') && wanted.iter().any(|w| n.starts_with(w))
+                    }) || p.starts_with(&dynload))
+            })
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in files.iter().map(String::as_str).chain([loader]) {
+            tree.copy_out(p, &root.join(p))?;
+        }
+        let python = format!("usr/bin/python{version}");
+        tree.copy_out(&python, &root.join(&python))?;
+        let loader = root.join(loader);
+        std::fs::set_permissions(&loader, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .with_context(|| format!("making {} executable", loader.display()))?;
+        Ok(Interpreter::Image {
+            loader,
+            libs: root.join(lib),
+            python: root.join(python),
+            home: root.join("usr"),
+        })
+    })())
+}
+
 /// Is `path` a source file `version`'s byte compilation covers?
 fn in_scope(path: &str, version: &str) -> bool {
     let stdlib = format!("usr/lib/python{version}/");
@@ -96,24 +165,42 @@ fn in_scope(path: &str, version: &str) -> bool {
 pub fn byte_compile(tree: &mut Tree, epoch: i64) -> Result<usize> {
     let mut added = 0;
     for version in versions(tree) {
+        // A link to a file counts as that file, as the interpreter's `stat` follows it
+        // (sitecustomize.py and _sysconfigdata point into /etc and the arch's directory).
+        let file = |p: &str| {
+            let at = tree.resolve(p).ok()?;
+            tree.get(&at).filter(|e| matches!(e.kind, Kind::File(_)))
+        };
         let sources: Vec<String> = tree
             .iter()
-            .filter(|(p, e)| in_scope(p, &version) && matches!(e.kind, Kind::File(_)))
+            .filter(|(p, e)| {
+                in_scope(p, &version)
+                    && match e.kind {
+                        Kind::File(_) => true,
+                        Kind::Symlink(_) => file(p).is_some(),
+                        _ => false,
+                    }
+            })
             .map(|(p, _)| p.clone())
             .collect();
         if sources.is_empty() {
             continue;
         }
-        let python = host_interpreter(&version)?;
+        let host = host_interpreter(&version);
         let scratch = crate::base::fsx::scratch_dir("ingot-pyc")?;
         let root = scratch.path().canonicalize()?;
+        let python = match host {
+            Ok(p) => Interpreter::Host(p),
+            Err(e) => match image_interpreter(tree, &version, &root) {
+                Some(i) => i?,
+                None => return Err(e),
+            },
+        };
         for p in &sources {
             let to = root.join(p);
             tree.copy_out(p, &to)?;
             // The time the source will have in the image is the one its .pyc records.
-            let mtime = tree
-                .get(p)
-                .map_or(0, |e| crate::tree::stamped(e.mtime, epoch));
+            let mtime = file(p).map_or(0, |e| crate::tree::stamped(e.mtime, epoch));
             set_mtime(&to, mtime)?;
         }
         added += compile(tree, &python, &version, &root)?;
@@ -140,7 +227,7 @@ fn set_mtime(path: &Path, secs: i64) -> Result<()> {
 
 /// Run compileall over the copies under `root` and put each `.pyc` beside its source in the
 /// tree, owned by the source's package.
-fn compile(tree: &mut Tree, python: &str, version: &str, root: &Path) -> Result<usize> {
+fn compile(tree: &mut Tree, python: &Interpreter, version: &str, root: &Path) -> Result<usize> {
     let strip = root.to_string_lossy().into_owned();
     let mut dirs = Vec::new();
     for d in [
@@ -151,14 +238,41 @@ fn compile(tree: &mut Tree, python: &str, version: &str, root: &Path) -> Result<
             dirs.push(root.join(d));
         }
     }
-    let out = std::process::Command::new(python)
-        .args(["-E", "-s", "-m", "compileall", "-q", "-j", "0"])
+    let mut cmd;
+    let python = match python {
+        Interpreter::Host(p) => {
+            cmd = std::process::Command::new(p);
+            cmd.args(["-E", "-s", "-m", "compileall", "-q", "-j", "0"])
+                .env("LC_ALL", "C.UTF-8")
+                .env_remove("PYTHONPYCACHEPREFIX")
+                // Would make py_compile's default hash-checked; the mode is given anyway.
+                .env_remove("SOURCE_DATE_EPOCH");
+            p.clone()
+        }
+        Interpreter::Image {
+            loader,
+            libs,
+            python,
+            home,
+        } => {
+            // Its standard library is the copy being compiled: PYTHONHOME says where (so no
+            // -E, and nothing else from the environment), -B keeps its own imports from
+            // writing byte code there. One process: worker processes would be started as
+            // the interpreter alone, without the image's loader.
+            cmd = std::process::Command::new(loader);
+            cmd.arg("--library-path")
+                .arg(libs)
+                .arg(python)
+                .args(["-B", "-s", "-m", "compileall", "-q", "-j", "1"])
+                .env_clear()
+                .env("LC_ALL", "C.UTF-8")
+                .env("PYTHONHOME", home);
+            format!("the image's python{version}")
+        }
+    };
+    let out = cmd
         .args(["--invalidation-mode", "timestamp", "-s", &strip, "-p", "/"])
         .args(&dirs)
-        .env("LC_ALL", "C.UTF-8")
-        .env_remove("PYTHONPYCACHEPREFIX")
-        // Would make py_compile's default hash-checked; the mode is given above anyway.
-        .env_remove("SOURCE_DATE_EPOCH")
         .output()
         .with_context(|| format!("running {python} -m compileall"))?;
     // 1: some file did not compile (as py3compile, it then has no byte code); more: no run.
@@ -290,7 +404,23 @@ mod tests {
         t.insert("usr/lib/python3.11/new.py", new).unwrap();
         t.insert("usr/lib/python3.11/made.py", Entry::file("Z = 3\n", 0o644))
             .unwrap();
-        assert_eq!(byte_compile(&mut t, epoch).unwrap(), 3);
+        // A link to a file elsewhere (python3.11's sitecustomize.py): compiled where it is
+        // imported from, recording the time and size of the file it leads to.
+        let mut site = Entry::file("import os\n", 0o644);
+        site.mtime = 1_650_000_000;
+        t.insert("etc/python3.11/sitecustomize.py", site).unwrap();
+        t.insert(
+            "usr/lib/python3.11/sitecustomize.py",
+            Entry::symlink("/etc/python3.11/sitecustomize.py"),
+        )
+        .unwrap();
+        // A link that leads nowhere is passed over.
+        t.insert(
+            "usr/lib/python3.11/dangling.py",
+            Entry::symlink("/etc/python3.11/none.py"),
+        )
+        .unwrap();
+        assert_eq!(byte_compile(&mut t, epoch).unwrap(), 4);
         let pyc = |dir: &str, m: &str| format!("{dir}/__pycache__/{m}.cpython-311.pyc");
         let a = pyc("usr/lib/python3/dist-packages/a", "old");
         assert_eq!(header(&t, &a), (0, 1_600_000_000, 6));
@@ -303,5 +433,10 @@ mod tests {
             header(&t, &pyc("usr/lib/python3.11", "made")),
             (0, epoch as u32, 6)
         );
+        assert_eq!(
+            header(&t, &pyc("usr/lib/python3.11", "sitecustomize")),
+            (0, 1_650_000_000, 10)
+        );
+        assert!(t.get("etc/python3.11/__pycache__").is_none());
     }
 }
