@@ -236,6 +236,13 @@ fn vm_base_on_debian_13_boots() {
         .unwrap_or_else(|| panic!("no sshd: {passwd}"));
     assert_eq!(sshd.split(':').nth(2), Some("101"), "{sshd}");
     assert_eq!(sshd.split(':').nth(5), Some("/run/sshd"), "{sshd}");
+    // openssh-server's own first-boot `ssh-keygen -A` is masked: Ingot's units make the
+    // host keys, the RSA one after the ready line.
+    let keygen = root_fs("stat /etc/systemd/system/sshd-keygen.service");
+    assert!(
+        keygen.contains("Type: symlink") && keygen.contains("\"/dev/null\""),
+        "{keygen}"
+    );
     let logs = t.path().join("logs");
     let run = {
         let _places = guests(1);

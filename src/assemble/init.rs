@@ -515,6 +515,18 @@ pub(super) fn systemd_setup(
         )?;
         enable_unit(tree, "ingot-ssh-hostkeys.service", "ingot")?;
         enable_unit(tree, "ingot-ssh-hostkey-rsa.service", "ingot")?;
+        // Debian 13's openssh-server has its own first-boot `ssh-keygen -A`, which cloud-init
+        // 25's network stage wants: it made the RSA key before sshd started (3.7 s of a TCG
+        // vm-cloud's path to ready). Host keys are the units' above; a profile that names it
+        // in `services` keeps it.
+        if unit_file(tree, "sshd-keygen.service").is_some()
+            && !profile.services.iter().any(|s| s == "sshd-keygen.service")
+        {
+            tree.insert(
+                "etc/systemd/system/sshd-keygen.service",
+                Entry::symlink("/dev/null"),
+            )?;
+        }
     }
     // What each machine makes at its first boot (snakeoil, database clusters).
     super::firstboot::units(tree)?;
