@@ -312,6 +312,6 @@ fn relative_paths_are_what_gnu_ln_makes() {
         ("a/b/c", "", "../../.."),
         ("a", "a", "."),
     ] {
-        assert_eq!(relative_path(from, to), want, "{from} -> {to}");
+        assert_eq!(link::relative_path(from, to), want, "{from} -> {to}");
     }
 }
