@@ -665,23 +665,17 @@ fn image_and_dpkg(t: &Path, profile: &str, release: &str) -> Installs {
 /// whose source time is the package's in one and the build's stamped time in the other.
 fn same_byte_code(dpkg_root: &Path, ingot_root: &Path, version: &str) {
     let tag = format!(".cpython-{}.pyc", version.replace('.', ""));
+    let stdlib = format!("usr/lib/python{version}");
     let mut theirs = Vec::new();
-    for d in [
-        format!("usr/lib/python{version}"),
-        "usr/lib/python3/dist-packages".into(),
-    ] {
-        let mut stack = vec![dpkg_root.join(d)];
-        while let Some(dir) = stack.pop() {
-            for e in std::fs::read_dir(&dir).unwrap().map(Result::unwrap) {
-                let path = e.path();
-                if e.file_type().unwrap().is_dir() {
-                    stack.push(path);
-                } else if path.to_string_lossy().ends_with(&tag) {
-                    theirs.push(path.strip_prefix(dpkg_root).unwrap().to_path_buf());
-                }
+    walk(
+        dpkg_root,
+        &[&stdlib, "usr/lib/python3/dist-packages"],
+        &mut |rel, meta| {
+            if meta.is_file() && rel.ends_with(&tag) {
+                theirs.push(rel);
             }
-        }
-    }
+        },
+    );
     assert!(
         theirs.len() > 100,
         "dpkg's install has {} .pyc files",
@@ -692,8 +686,8 @@ fn same_byte_code(dpkg_root: &Path, ingot_root: &Path, version: &str) {
         let a = std::fs::read(dpkg_root.join(rel)).unwrap();
         match std::fs::read(ingot_root.join(rel)) {
             Ok(b) if a.get(16..) == b.get(16..) => {}
-            Ok(_) => differ.push(format!("/{} (other code)", rel.display())),
-            Err(_) => differ.push(format!("/{} (missing)", rel.display())),
+            Ok(_) => differ.push(format!("/{rel} (other code)")),
+            Err(_) => differ.push(format!("/{rel} (missing)")),
         }
     }
     assert!(
