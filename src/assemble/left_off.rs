@@ -9,11 +9,12 @@
 
 use std::collections::BTreeSet;
 
+use super::init::{template_of, unit_file};
 use crate::config::Profile;
 use crate::tree::{Kind, Tree};
 
 /// Whether `unit` starts at boot in `tree`: linked from a `.wants`/`.requires` directory of
-/// /etc or /usr/lib, or named as the alias of a unit that is.
+/// /etc or /usr/lib.
 fn enabled(tree: &Tree, unit: &str) -> bool {
     tree.iter().any(|(path, e)| {
         let Some((dir, name)) = path.rsplit_once('/') else {
@@ -39,20 +40,8 @@ fn masked(tree: &Tree, unit: &str) -> bool {
 
 /// Whether the image has a unit file of that name (a template's instance: its template's).
 fn has_unit_file(tree: &Tree, unit: &str) -> bool {
-    let file = match unit.split_once('@') {
-        Some((prefix, rest)) => match rest.rsplit_once('.') {
-            Some((_, suffix)) => format!("{prefix}@.{suffix}"),
-            None => unit.to_string(),
-        },
-        None => unit.to_string(),
-    };
-    [
-        "etc/systemd/system",
-        "usr/lib/systemd/system",
-        "lib/systemd/system",
-    ]
-    .iter()
-    .any(|d| tree.exists(&format!("{d}/{file}")))
+    let file = template_of(unit).unwrap_or_else(|| unit.to_string());
+    unit_file(tree, &file).is_some()
 }
 
 /// `(unit, package)` for each unit a package `asked` for by name enables on a Debian install
@@ -112,6 +101,7 @@ mod tests {
             "ssh.service",
             "apt-daily.timer",
             "fstrim.timer",
+            "unbound-resolvconf.service",
             "getty@.service",
             "apparmor.socket",
         ] {
@@ -127,13 +117,19 @@ mod tests {
         )
         .unwrap();
         tree.insert(
-            "etc/systemd/system/fstrim.timer",
+            "etc/systemd/system/unbound-resolvconf.service",
             Entry::symlink("/dev/null"),
         )
         .unwrap();
-        let asked: BTreeSet<&str> = ["apparmor", "openssh-server", "util-linux", "systemd"]
-            .into_iter()
-            .collect();
+        let asked: BTreeSet<&str> = [
+            "apparmor",
+            "openssh-server",
+            "util-linux",
+            "systemd",
+            "unbound",
+        ]
+        .into_iter()
+        .collect();
         let by = |p: &str, u: &str| (p.to_string(), u.to_string());
         let enabled = [
             by("apparmor", "apparmor.service"),
@@ -141,8 +137,10 @@ mod tests {
             by("openssh-server", "ssh.service"),
             // Not asked for by name: a dependency's timers are the image's policy.
             by("apt", "apt-daily.timer"),
-            // Masked on purpose.
+            // A timer: a way of starting a service, not one.
             by("util-linux", "fstrim.timer"),
+            // Masked on purpose.
+            by("unbound", "unbound-resolvconf.service"),
             // No unit file in the image.
             by("systemd", "systemd-gone.service"),
             by("systemd", "getty@tty1.service"),
