@@ -551,16 +551,16 @@ mod tests {
             d.path(),
             "base.toml",
             &format!(
-                "{GOOD}[packages]\ninclude = [\"a\"]\nessential = true\n[labels]\nowner = \"x\"\n"
+                "{GOOD}[packages]\ninclude = [\"aa\"]\nessential = true\n[labels]\nowner = \"x\"\n"
             ),
         );
         let c = write(
             d.path(),
             "child.toml",
-            "extends = \"base.toml\"\n[packages]\ninclude = [\"b\"]\n[labels]\nteam = \"y\"\n",
+            "extends = \"base.toml\"\n[packages]\ninclude = [\"bb\"]\n[labels]\nteam = \"y\"\n",
         );
         let p = load_profile(&c).unwrap();
-        assert_eq!(p.packages.include, vec!["a", "b"]);
+        assert_eq!(p.packages.include, vec!["aa", "bb"]);
         // The child's [packages] does not say: the parent's Essential set stays.
         assert!(p.packages.essential());
         assert_eq!(p.labels.len(), 2);

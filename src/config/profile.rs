@@ -51,7 +51,7 @@ fn default_components() -> Vec<String> {
 #[serde(deny_unknown_fields)]
 pub struct Packages {
     /// Packages to install; dependencies are added by the resolver.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "checked::package_specs")]
     pub include: Vec<String>,
     /// Also install every `Essential: yes` and `Priority: required` package (unset: as the
     /// profile it extends says, else no).
@@ -63,7 +63,7 @@ pub struct Packages {
     pub recommends: Option<bool>,
     /// Packages never to install even when something depends on them (documentation only in
     /// effect: a dependency that needs an excluded package fails resolution).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "checked::package_names")]
     pub exclude: Vec<String>,
     /// Compile the image's Python modules to byte code at build time, as the packages'
     /// postinst (py3compile) would (unset: as the profile it extends says, else yes). Needs the
@@ -158,7 +158,7 @@ pub struct Agent {
     #[serde(deserialize_with = "checked::agent_name")]
     pub name: String,
     /// Debian packages that carry the agent.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "checked::package_specs")]
     pub packages: Vec<String>,
     /// Files that carry the agent.
     #[serde(default)]

@@ -223,6 +223,74 @@ pub fn unit_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Err
     Ok(v)
 }
 
+/// Why a package request is refused, if it is: `NAME`, `NAME=VERSION` or apt's
+/// `NAME/SUITE` (`constraint` false: `NAME` only). NAME as Debian policy 5.6.1 has it
+/// (lowercase letters, digits, `+`, `-`, `.`; at least two, starting with a letter or digit),
+/// VERSION as 5.6.12 (starting with a digit; letters, digits, `.+~-:`).
+pub fn package_spec_error(s: &str, constraint: bool) -> Option<String> {
+    let name_ok = |n: &str| {
+        n.len() >= 2
+            && n.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && n.chars().all(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '+' | '-' | '.')
+            })
+    };
+    let version_ok = |v: &str| {
+        v.starts_with(|c: char| c.is_ascii_digit())
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '~' | '-' | ':'))
+    };
+    let suite_ok = |x: &str| {
+        !x.is_empty()
+            && x.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    };
+    let e = |why: &str| Some(format!("`{}` {why}", s.escape_debug()));
+    if s.contains(':') && !s.contains('=') {
+        return e("names an architecture; an image has one architecture, its hardware's, so give the package name alone");
+    }
+    let (name, rest) = match (s.split_once('='), s.split_once('/')) {
+        (Some((n, v)), _) if constraint => (n, Some(version_ok(v))),
+        (None, Some((n, suite))) if constraint => (n, Some(suite_ok(suite))),
+        _ => (s, None),
+    };
+    if !name_ok(name) {
+        let forms = if constraint {
+            " (or NAME=VERSION, or NAME/SUITE)"
+        } else {
+            ""
+        };
+        return e(&format!(
+            "is not a Debian package name{forms}: lowercase letters, digits, `+`, `-` and `.`, at least two, starting with a letter or digit"
+        ));
+    }
+    match rest {
+        Some(false) if s.contains('=') => {
+            e("has a version that is not a Debian version (it starts with a digit; letters, digits and `.+~-:`)")
+        }
+        Some(false) => e("names a suite that is not a suite name (like bookworm-backports)"),
+        _ => None,
+    }
+}
+
+/// Package requests (see [`package_spec_error`]).
+pub fn package_specs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let v = Vec::<String>::deserialize(d)?;
+    if let Some(e) = v.iter().find_map(|s| package_spec_error(s, true)) {
+        return Err(serde::de::Error::custom(e));
+    }
+    Ok(v)
+}
+
+/// Package names (see [`package_spec_error`]).
+pub fn package_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let v = Vec::<String>::deserialize(d)?;
+    if let Some(e) = v.iter().find_map(|s| package_spec_error(s, false)) {
+        return Err(serde::de::Error::custom(e));
+    }
+    Ok(v)
+}
+
 /// A console device name as the kernel's `console=` takes it: `ttyS0`, `ttyAMA0`,
 /// `hvc0`, optionally with `,115200n8` options.
 pub fn console<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -320,5 +388,39 @@ mod tests {
         ] {
             assert!(kernel_args_error(bad).is_some(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn package_requests() {
+        for ok in [
+            "busybox",
+            "g++",
+            "libstdc++6",
+            "0ad",
+            "nginx=1.22.1-9",
+            "systemd=252.38-1~deb12u1",
+            "dpkg=1:1.21.22",
+            "linux-image-amd64/bookworm-backports",
+        ] {
+            assert_eq!(package_spec_error(ok, true), None, "{ok}");
+        }
+        for (bad, why) in [
+            ("../x", "not a Debian package name"),
+            ("a", "not a Debian package name"),
+            ("Busybox", "not a Debian package name"),
+            ("foo bar", "not a Debian package name"),
+            ("-x", "not a Debian package name"),
+            ("libc6:amd64", "architecture"),
+            ("busybox=abc", "not a Debian version"),
+            ("busybox=", "not a Debian version"),
+            ("busybox/", "not a suite name"),
+            ("busybox/../../x", "not a suite name"),
+        ] {
+            let e = package_spec_error(bad, true).unwrap_or_default();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        // `exclude` takes names only.
+        assert!(package_spec_error("busybox=1.0", false).is_some());
+        assert_eq!(package_spec_error("busybox", false), None);
     }
 }
