@@ -53,7 +53,7 @@ pub fn build(
     let p = config::load_profile(profile)?;
     let hws = hardware
         .iter()
-        .map(|h| config::load_hardware(h))
+        .map(|h| config::load_hardware_for(profile, h))
         .collect::<Result<Vec<_>, _>>()?;
     // One image directory per arch (`OUT/<name>-<version>-<arch>`): two hardware profiles of
     // one arch in one build would have the second silently replace the first.
@@ -169,7 +169,7 @@ pub fn lock(profile: &Path, hardware: &[PathBuf], so: &SourceOpts, quiet: bool) 
         target: Vec::new(),
     };
     for h in hardware {
-        let hw = config::load_hardware(h)?;
+        let hw = config::load_hardware_for(profile, h)?;
         let pb = progress::spinner(
             &format!("resolving {} for {}", p.image.name, hw.name),
             progress::live(quiet),
@@ -198,7 +198,7 @@ pub fn fetch(
     let p = config::load_profile(profile)?;
     let src = source(so, &p.distribution.suite, quiet)?;
     for h in hardware {
-        let hw = config::load_hardware(h)?;
+        let hw = config::load_hardware_for(profile, h)?;
         let pb = progress::spinner(
             &format!("resolving {} for {}", p.image.name, hw.name),
             progress::live(quiet),

@@ -10,7 +10,8 @@ pub fn matrix(profiles: &[PathBuf], hardware: &[PathBuf]) -> Result<()> {
     for p in profiles {
         let prof = crate::config::load_profile(p)?;
         for h in hardware {
-            let hw = crate::config::load_hardware(h)?;
+            let hw = crate::config::load_hardware_for(p, h)?;
+            let h = &hw.path;
             include.push(serde_json::json!({
                 "profile": p.display().to_string(),
                 "hardware": h.display().to_string(),

@@ -67,7 +67,8 @@ pub enum Cmd {
     Build {
         /// Image profile.
         profile: PathBuf,
-        /// Hardware profile(s).
+        /// Hardware profile(s); the default is read from the working directory, else from
+        /// beside the profile's directory.
         #[arg(long = "hardware", default_value = "hardware/qemu-x86_64.toml")]
         hardware: Vec<PathBuf>,
         /// Output directory.
@@ -197,7 +198,8 @@ pub enum Cmd {
     Lock {
         /// Image profile.
         profile: PathBuf,
-        /// Hardware profile(s).
+        /// Hardware profile(s); the default is read from the working directory, else from
+        /// beside the profile's directory.
         #[arg(long = "hardware", default_value = "hardware/qemu-x86_64.toml")]
         hardware: Vec<PathBuf>,
         /// Package source options.
@@ -211,7 +213,8 @@ pub enum Cmd {
     Fetch {
         /// Image profile.
         profile: PathBuf,
-        /// Hardware profile(s).
+        /// Hardware profile(s); the default is read from the working directory, else from
+        /// beside the profile's directory.
         #[arg(long = "hardware", default_value = "hardware/qemu-x86_64.toml")]
         hardware: Vec<PathBuf>,
         /// Use PROFILE.lock.

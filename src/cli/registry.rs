@@ -263,7 +263,8 @@ pub enum RegistryCmd {
         /// Image profiles.
         #[arg(required = true)]
         profiles: Vec<PathBuf>,
-        /// Hardware profiles.
+        /// Hardware profiles; the default is read from the working directory, else from
+        /// beside each profile's directory.
         #[arg(long = "hardware", default_value = "hardware/qemu-x86_64.toml")]
         hardware: Vec<PathBuf>,
     },

@@ -267,6 +267,49 @@ pub(super) fn check_words(path: &Path, hw: &Hardware) -> Result<(), ConfigError>
     Ok(())
 }
 
+/// The hardware profile a command uses when `--hardware` is not given.
+pub const DEFAULT_HARDWARE: &str = "hardware/qemu-x86_64.toml";
+
+/// Where the hardware file `hw` is read from for `profile`: as given, or, when `hw` is the
+/// default and the working directory has no such file, the default beside the profile's
+/// directory (`profiles/x.toml` → `hardware/qemu-x86_64.toml` next to `profiles/`), so a
+/// command run from outside the checkout finds the checkout's default.
+pub fn hardware_path(profile: &Path, hw: &Path) -> PathBuf {
+    hardware_path_from(Path::new("."), profile, hw)
+}
+
+/// Load the hardware file `hw` names for `profile` (see [`hardware_path`]); a missing
+/// default says where it was looked for.
+pub fn load_hardware_for(profile: &Path, hw: &Path) -> Result<Hardware, ConfigError> {
+    let path = hardware_path(profile, hw);
+    match super::load_hardware(&path) {
+        Err(ConfigError::Read { error, .. })
+            if error.kind() == std::io::ErrorKind::NotFound && path == Path::new(DEFAULT_HARDWARE) =>
+        {
+            Err(super::rule(
+                &path,
+                "no such file in the working directory or beside the profile's directory (the default hardware profile); name one with --hardware FILE",
+            ))
+        }
+        r => r,
+    }
+}
+
+/// [`hardware_path`] with `cwd` as the working directory.
+fn hardware_path_from(cwd: &Path, profile: &Path, hw: &Path) -> PathBuf {
+    if hw != Path::new(DEFAULT_HARDWARE) || cwd.join(hw).exists() {
+        return hw.to_path_buf();
+    }
+    let beside = profile
+        .parent()
+        .and_then(Path::parent)
+        .map(|root| root.join(DEFAULT_HARDWARE));
+    match beside {
+        Some(b) if b.is_file() => b,
+        _ => hw.to_path_buf(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,5 +344,34 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn default_hardware_is_found_beside_the_profiles_directory() {
+        let checkout = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(checkout.path().join("hardware")).unwrap();
+        std::fs::write(checkout.path().join(DEFAULT_HARDWARE), "").unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let profile = checkout.path().join("profiles/p.toml");
+        let default = Path::new(DEFAULT_HARDWARE);
+        // Run from elsewhere: the checkout's default, beside the profile's directory.
+        assert_eq!(
+            hardware_path_from(elsewhere.path(), &profile, default),
+            checkout.path().join(DEFAULT_HARDWARE)
+        );
+        // Run from inside the checkout: the working directory's.
+        assert_eq!(
+            hardware_path_from(checkout.path(), &profile, default),
+            default
+        );
+        // A path the user gave is read as given.
+        let given = Path::new("hardware/qemu-aarch64.toml");
+        assert_eq!(hardware_path_from(elsewhere.path(), &profile, given), given);
+        // No default beside the profile either: the path as given, so the error names it.
+        let lone = elsewhere.path().join("p.toml");
+        assert_eq!(
+            hardware_path_from(elsewhere.path(), &lone, default),
+            default
+        );
     }
 }

@@ -18,7 +18,10 @@ use profile::ProfileFile;
 
 pub use checks::FileSpec;
 pub use firmware::Firmware;
-pub use hardware::{AbLayout, DiskLayout, ExtraPartition, Hardware, QemuSettings};
+pub use hardware::{
+    hardware_path, load_hardware_for, AbLayout, DiskLayout, ExtraPartition, Hardware, QemuSettings,
+    DEFAULT_HARDWARE,
+};
 pub use profile::{
     Agent, Distribution, Group, ImageMeta, KernelSettings, Network, Ota, Output, Packages, Profile,
     Sysprep, User, DERIVED_LABELS,
