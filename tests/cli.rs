@@ -190,6 +190,28 @@ fn names_and_fields_that_would_inject_into_generated_files_are_refused() {
         8,
         "gid 65535 is the 16-bit (uid_t)-1",
     );
+    // Package requests that are not Debian names (apt's NAME/SUITE form misread `../x`).
+    refused(
+        d,
+        "package",
+        "[packages]\ninclude = [\"busybox\", \"../x\"]\n",
+        7,
+        "`../x` is not a Debian package name",
+    );
+    refused(
+        d,
+        "multiarch",
+        "[[agent]]\nname = \"a\"\npackages = [\"libc6:amd64\"]\nprobe = \"true\"\n",
+        8,
+        "names an architecture",
+    );
+    refused(
+        d,
+        "label-key",
+        "[labels]\n\"owner team\" = \"x\"\n",
+        7,
+        "label key `owner team`",
+    );
     // A second uid 0 is refused unless asked for.
     let p = d.join("root2.toml");
     std::fs::write(&p, "[image]\nname = \"x\"\nversion = \"1.0.0\"\n[distribution]\nsuite = \"bookworm\"\n[[users]]\nname = \"toor\"\nuid = 0\n").unwrap();

@@ -168,6 +168,17 @@ pub(super) fn merge_chain(
         ));
     }
     for (k, v) in &acc.labels {
+        let key_ok = !k.is_empty() && !k.contains(|c: char| c.is_whitespace() || c == '=');
+        if !key_ok {
+            return Err(at(
+                Some("[labels]"),
+                k,
+                format!(
+                    "label key `{}` must be non-empty without spaces or `=` (like dev.ingot.owner); it becomes an OCI annotation key",
+                    k.escape_debug()
+                ),
+            ));
+        }
         if let Some(e) = checked::field_error(k, false).or_else(|| checked::field_error(v, false)) {
             return Err(at(
                 Some("[labels]"),
