@@ -489,6 +489,12 @@ fn audit_input_mistakes_exit_2_naming_the_input() {
     let o = ingot(&["audit", "/nonexistent/image-dir"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/image-dir"));
+    // A profile given where its lockfile belongs is named as one.
+    let profile = root().join("profiles/vm-base.toml");
+    let o = ingot(&["audit", profile.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr)
+        .contains("vm-base.toml: this is a profile, not a lockfile"));
     // A lockfile with two targets needs --hardware.
     let mut lock = Lockfile::load(&p.lock).unwrap();
     let mut second = lock.target[0].clone();

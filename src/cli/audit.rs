@@ -102,7 +102,12 @@ fn subject(a: &AuditArgs) -> Result<Subject> {
             let key = super::registry::public_key(k)?;
             return Subject::of(&ImageDir::open_verified(path, &key)?, a.hardware.as_deref());
         }
-        return Subject::open(path, a.hardware.as_deref());
+        if path.is_dir() {
+            return Subject::open(path, a.hardware.as_deref());
+        }
+        // A lockfile that does not parse, or names no such hardware, is bad input (exit 2).
+        return Subject::open(path, a.hardware.as_deref())
+            .map_err(|e| BadInput(format!("{e:#}")).into());
     }
     if !a.target.contains('/') || crate::registry::Reference::parse(&a.target).is_err() {
         return Err(BadInput(format!(

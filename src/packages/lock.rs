@@ -74,6 +74,14 @@ impl Lockfile {
 
     /// Parse a lockfile's text; `path` names it in errors (with line and column).
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
+        // A profile given where its lockfile belongs: say so rather than "missing field".
+        let table = toml::from_str::<toml::Table>(text).ok();
+        if table.is_some_and(|t| t.contains_key("image") && !t.contains_key("target")) {
+            anyhow::bail!(
+                "{}: this is a profile, not a lockfile; give its lockfile (written by `ingot lock`, beside the profile as PROFILE.lock) or an image directory",
+                path.display()
+            );
+        }
         toml::from_str(text).map_err(|e| {
             let (l, c) = e
                 .span()
@@ -99,4 +107,24 @@ impl Lockfile {
 /// Where a profile's lockfile lives: `PROFILE.lock` beside `PROFILE.toml`.
 pub fn lock_path(profile: &Path) -> PathBuf {
     profile.with_extension("lock")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_profile_is_named_as_one_and_a_bad_lockfile_by_line() {
+        let p = Path::new("profiles/vm-base.toml");
+        let text = std::fs::read_to_string(p).unwrap();
+        let e = Lockfile::parse(&text, p).unwrap_err().to_string();
+        assert!(
+            e.contains("vm-base.toml: this is a profile, not a lockfile"),
+            "{e}"
+        );
+        let e = Lockfile::parse("version = 1\n[[target]]\nname = 3\n", Path::new("x.lock"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("x.lock:2:1: missing field"), "{e}");
+    }
 }
