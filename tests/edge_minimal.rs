@@ -562,3 +562,40 @@ fn inspect_reads_the_disk_and_refuses_one_that_is_not_the_image() {
         assert!(err.contains("disk.raw"), "{what}: {err}");
     }
 }
+
+#[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
+fn boots_on_debians_generic_kernel_and_the_i440fx_machine() {
+    // Hardware the repository does not ship: Debian's generic kernel (linux-image-amd64),
+    // where ext4 is a module that needs a crc32c driver loaded first (its `softdep`), on
+    // QEMU's older `pc` machine. /init used to fail with "Cannot load crc32c driver", as
+    // this boot shows without the soft dependency.
+    let t = tempfile::tempdir().unwrap();
+    std::fs::create_dir(t.path().join("hardware")).unwrap();
+    std::os::unix::fs::symlink(root().join("firmware"), t.path().join("firmware")).unwrap();
+    let shipped = std::fs::read_to_string(root().join("hardware/qemu-x86_64.toml")).unwrap();
+    let generic = shipped
+        .replace("name = \"qemu-x86_64\"", "name = \"pc-generic\"")
+        .replace("\"linux-image-cloud-amd64\"", "\"linux-image-amd64\"")
+        .replace("machine = \"q35\"", "machine = \"pc\"");
+    assert!(generic.contains("linux-image-amd64") && generic.contains("\"pc\""));
+    let hw = t.path().join("hardware/pc-generic.toml");
+    std::fs::write(&hw, generic).unwrap();
+    let out = t.path().join("out");
+    let dir = build(
+        "profiles/edge-minimal.toml",
+        &[hw.to_str().unwrap()],
+        &out,
+        &[],
+    )
+    .pop()
+    .unwrap();
+    let text = ok(
+        &ingot(&["boot-test", dir.to_str().unwrap(), "--boots", "1"]),
+        "boot-test on the generic kernel",
+    );
+    assert!(
+        text.contains("(uefi): ready") && text.contains("(bios): ready"),
+        "{text}"
+    );
+}

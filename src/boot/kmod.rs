@@ -239,6 +239,10 @@ pub fn binary_indexes(tree: &mut Tree, release: &str) -> Result<usize> {
     Ok(n)
 }
 
+/// A module file for tests elsewhere: an ELF file whose `.modinfo` holds `fields`.
+#[cfg(test)]
+pub(crate) use tests::module as test_module;
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -251,7 +255,7 @@ mod tests {
     }
 
     /// A minimal ELF64 little-endian file whose `.modinfo` section holds `fields`.
-    fn module(fields: &[&str]) -> Vec<u8> {
+    pub(crate) fn module(fields: &[&str]) -> Vec<u8> {
         let shstrtab = b"\0.shstrtab\0.modinfo\0".to_vec();
         let modinfo: Vec<u8> = fields
             .iter()

@@ -85,32 +85,23 @@ pub fn resolve_modules(
                 .collect()
         })
         .unwrap_or_default();
+    let walk = Walk {
+        tree,
+        base: &base,
+        deps: &deps,
+        builtin: &builtin,
+        aliases: &aliases,
+    };
     let mut order: Vec<String> = Vec::new();
     let mut seen = BTreeSet::new();
-    fn visit(
-        m: &str,
-        deps: &BTreeMap<String, (String, Vec<String>)>,
-        seen: &mut BTreeSet<String>,
-        order: &mut Vec<String>,
-    ) {
-        let Some((path, d)) = deps.get(m) else { return };
-        if !seen.insert(m.to_string()) {
-            return;
-        }
-        for dep in d {
-            visit(&module_name(dep), deps, seen, order);
-        }
-        order.push(path.clone());
-    }
     for w in wanted {
         let name = canon(w);
         if deps.contains_key(&name) {
-            visit(&name, &deps, &mut seen, &mut order);
+            walk.visit(&name, &mut seen, &mut order);
         } else if builtin.contains(&name) {
             continue;
         } else if let Some((_, m)) = aliases.iter().find(|(pat, _)| glob(pat, w)) {
-            let m = m.clone();
-            visit(&m, &deps, &mut seen, &mut order);
+            walk.visit(m, &mut seen, &mut order);
         } else {
             let mut close: Vec<(f64, &String)> = deps
                 .keys()
@@ -126,6 +117,69 @@ pub fn resolve_modules(
         }
     }
     Ok(order)
+}
+
+/// The kernel's module indexes, walked from a wanted module to its load order.
+struct Walk<'a> {
+    tree: &'a Tree,
+    base: &'a str,
+    /// Module name → (path, every module it needs, from `modules.dep`).
+    deps: &'a BTreeMap<String, (String, Vec<String>)>,
+    builtin: &'a BTreeSet<String>,
+    /// (alias pattern, module name), from `modules.alias`.
+    aliases: &'a [(String, String)],
+}
+
+impl Walk<'_> {
+    /// Add module `m` after what it needs: its `modules.dep` line, then the modules its
+    /// `softdep=pre:` names, by name or by exact alias (each module offering it, as modprobe
+    /// loads them). ext4 needs a crc32c driver loaded first: in Debian's generic kernels,
+    /// where ext4 is a module, /init's mount failed with "Cannot load crc32c driver".
+    fn visit(&self, m: &str, seen: &mut BTreeSet<String>, order: &mut Vec<String>) {
+        let Some((path, d)) = self.deps.get(m) else {
+            return;
+        };
+        if !seen.insert(m.to_string()) {
+            return;
+        }
+        for dep in d {
+            self.visit(&module_name(dep), seen, order);
+        }
+        for soft in self.soft_pre(path) {
+            let name = canon(&soft);
+            if self.deps.contains_key(&name) {
+                self.visit(&name, seen, order);
+            } else if !self.builtin.contains(&name) {
+                for (_, by) in self.aliases.iter().filter(|(a, _)| *a == soft) {
+                    self.visit(by, seen, order);
+                }
+            }
+        }
+        order.push(path.clone());
+    }
+
+    /// The names after `pre:` in a module's `softdep=` fields (`pre: crc32c post: x`).
+    fn soft_pre(&self, path: &str) -> Vec<String> {
+        let file = format!("{}/{path}", self.base);
+        let data = self.tree.read(&file).unwrap_or_default();
+        let data = decompress_module(path, data).unwrap_or_default();
+        let mut out = Vec::new();
+        for (_, v) in super::kmod::modinfo(&data)
+            .unwrap_or_default()
+            .iter()
+            .filter(|(k, _)| k == "softdep")
+        {
+            let mut pre = false;
+            for w in v.split_whitespace() {
+                if let Some(section) = w.strip_suffix(':') {
+                    pre = section == "pre";
+                } else if pre {
+                    out.push(w.to_string());
+                }
+            }
+        }
+        out
+    }
 }
 
 pub(crate) fn decompress_module(path: &str, data: Vec<u8>) -> Result<Vec<u8>> {
@@ -214,10 +268,14 @@ pub fn prune_modules_for(
     hw: &Hardware,
 ) -> Result<()> {
     kmod::depmod(tree, &kernel.release)?;
+    // What the initramfs loads (see `initramfs`): the hardware's modules and the root
+    // filesystem's driver.
+    let mut first = hw.modules.clone();
+    first.push(hw.disk.root_fs.clone());
     let mut init_modules = resolve_modules(
         tree,
         &kernel.release,
-        &hw.modules,
+        &first,
         &hw.path.display().to_string(),
     )?;
     if hw.ab.is_some() {
@@ -397,5 +455,72 @@ mod tests {
                 "usr/lib/modules/6.12.0-test/kernel/lib/crypto/libcurve25519-generic.ko.xz",
             ]
         );
+    }
+
+    #[test]
+    fn a_module_comes_after_what_its_soft_dependencies_load_first() {
+        use crate::boot::kmod::test_module;
+        let base = "usr/lib/modules/6.1.0-test";
+        let mut t = Tree::new();
+        // Debian's generic kernel: ext4 a module whose `softdep=pre: crc32c` is an alias two
+        // modules offer; a `post:` name is not loaded first.
+        for (p, fields) in [
+            (
+                "kernel/fs/ext4/ext4.ko",
+                &["name=ext4", "softdep=pre: crc32c post: quota_v2"][..],
+            ),
+            ("kernel/fs/jbd2/jbd2.ko", &["name=jbd2"][..]),
+            (
+                "kernel/crypto/crc32c_generic.ko",
+                &["name=crc32c_generic"][..],
+            ),
+            (
+                "kernel/arch/x86/crypto/crc32c-intel.ko",
+                &["name=crc32c_intel"][..],
+            ),
+            ("kernel/fs/quota/quota_v2.ko", &["name=quota_v2"][..]),
+        ] {
+            t.insert(
+                &format!("{base}/{p}"),
+                Entry::file(test_module(fields), 0o644),
+            )
+            .unwrap();
+        }
+        t.insert(
+            &format!("{base}/modules.dep"),
+            Entry::file(
+                "kernel/fs/ext4/ext4.ko: kernel/fs/jbd2/jbd2.ko\nkernel/fs/jbd2/jbd2.ko:\nkernel/crypto/crc32c_generic.ko:\nkernel/arch/x86/crypto/crc32c-intel.ko:\nkernel/fs/quota/quota_v2.ko:\n",
+                0o644,
+            ),
+        )
+        .unwrap();
+        t.insert(
+            &format!("{base}/modules.alias"),
+            Entry::file(
+                "alias crc32c crc32c_generic\nalias crypto-crc32c crc32c_generic\nalias crc32c crc32c_intel\nalias cpu:type:x86,ven*feature:*0094* crc32c_intel\n",
+                0o644,
+            ),
+        )
+        .unwrap();
+        let got = resolve_modules(&t, "6.1.0-test", &["ext4".into()], "hw.toml").unwrap();
+        assert_eq!(
+            got,
+            [
+                "kernel/fs/jbd2/jbd2.ko",
+                "kernel/crypto/crc32c_generic.ko",
+                "kernel/arch/x86/crypto/crc32c-intel.ko",
+                "kernel/fs/ext4/ext4.ko",
+            ]
+        );
+        // A soft dependency the kernel builds in needs nothing.
+        t.insert(
+            &format!("{base}/modules.builtin"),
+            Entry::file("kernel/crypto/crc32c.ko\n", 0o644),
+        )
+        .unwrap();
+        t.insert(&format!("{base}/modules.alias"), Entry::file("", 0o644))
+            .unwrap();
+        let got = resolve_modules(&t, "6.1.0-test", &["ext4".into()], "hw.toml").unwrap();
+        assert_eq!(got, ["kernel/fs/jbd2/jbd2.ko", "kernel/fs/ext4/ext4.ko"]);
     }
 }
