@@ -85,6 +85,8 @@ pub struct SshLogin {
 /// missing QEMU is named before anything is fetched or written.
 pub fn vm_spec(image: &ImageDir, accel: Option<&str>, src: &Source) -> Result<VmSpec> {
     let hw = image.manifest.boot.hardware.clone();
+    crate::qemu::serial_console(&hw)
+        .map_err(|why| crate::base::BadInput(format!("{}: {why}", image.path.display())))?;
     let fw = &image.manifest.boot.firmware;
     let (code, vars) = packages::fetch_firmware(src, fw)
         .with_context(|| format!("firmware for {}", image.path.display()))?;

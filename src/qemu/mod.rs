@@ -30,6 +30,25 @@ pub fn require_binary(arch: Arch) -> Result<()> {
     Ok(())
 }
 
+/// The serial device QEMU's first `-serial` (the console Ingot reads) is to the guest
+/// kernel: the 16550 UART `ttyS0` of x86 machines, the PL011 `ttyAMA0` of Arm's `virt`.
+/// An image whose kernel console is elsewhere boots with nothing to read, and a boot test
+/// would only time out: it is refused, saying why.
+pub fn serial_console(hw: &Hardware) -> Result<(), String> {
+    let want = match hw.arch {
+        Arch::X86_64 => "ttyS0",
+        Arch::Aarch64 => "ttyAMA0",
+    };
+    let dev = hw.console.split(',').next().unwrap_or_default();
+    if dev == want {
+        return Ok(());
+    }
+    Err(format!(
+        "hardware `{}` puts the kernel's console on {dev}, but QEMU connects only the first serial port, {want} on {}, which Ingot reads for the boot; build it with console = \"{want}\" in that hardware file",
+        hw.name, hw.arch
+    ))
+}
+
 /// Everything needed to start a VM. Whoever builds one checks the QEMU binary first
 /// (`require_binary`), once, so the boots themselves do not.
 #[derive(Debug, Clone)]
@@ -318,5 +337,25 @@ mod tests {
         // SeaBIOS: no menu prompt on its serial console.
         let bios = spec("qemu-x86_64.toml", false);
         assert_eq!(boot_menu(&args(&bios, Path::new("port"), false)), None);
+    }
+
+    #[test]
+    fn the_console_must_be_the_serial_port_qemu_connects() {
+        let mut x86 = spec("qemu-x86_64.toml", true).hw;
+        assert_eq!(serial_console(&x86), Ok(()));
+        x86.console = "ttyS0,115200n8".into();
+        assert_eq!(serial_console(&x86), Ok(()));
+        x86.console = "ttyS1".into();
+        let e = serial_console(&x86).unwrap_err();
+        assert!(
+            e.contains("console on ttyS1") && e.contains("ttyS0 on x86_64"),
+            "{e}"
+        );
+        let mut arm = spec("qemu-aarch64.toml", true).hw;
+        assert_eq!(serial_console(&arm), Ok(()));
+        arm.console = "ttyS0".into();
+        assert!(serial_console(&arm)
+            .unwrap_err()
+            .contains("ttyAMA0 on aarch64"));
     }
 }
