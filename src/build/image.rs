@@ -222,6 +222,15 @@ pub fn write_disk(
                 write_data_fs(&f, datap, &stable, epoch)?;
             }
         }
+        for p in layout
+            .partitions
+            .iter()
+            .filter(|p| p.type_guid == disk::SWAP)
+        {
+            let mut uuid = [0u8; 16];
+            uuid.copy_from_slice(derived_guid(&ident, &format!("swap-{}", p.name)).as_bytes());
+            disk::write_swap(&f, p, &uuid, &p.name)?;
+        }
         let espp = &layout.partitions[0];
         crate::fs::fat::write(
             disk::Window::new(&f, espp.offset, espp.size),

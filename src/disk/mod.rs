@@ -31,6 +31,8 @@ const SECTOR: u64 = 512;
 pub const ESP_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
 /// Generic Linux data.
 pub const LINUX_DATA: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
+/// The Discoverable Partitions type of a swap partition.
+pub const SWAP: &str = "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F";
 
 /// One partition in the plan.
 #[derive(Debug, Clone, Serialize)]
@@ -64,7 +66,7 @@ fn type_for(kind: &str, arch: Arch) -> Result<String> {
         "linux" | "data" => LINUX_DATA.to_string(),
         "home" => "933AC7E1-2EB4-4F13-B844-0E14E2AEF915".to_string(),
         "var" => "4D21B016-B534-45C2-A9FB-5C16E091FD2D".to_string(),
-        "swap" => "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F".to_string(),
+        "swap" => SWAP.to_string(),
         g if uuid::Uuid::parse_str(g).is_ok() => g.to_uppercase(),
         other => bail!("partition type `{other}` is not root, linux, home, var, swap or a GUID"),
     })
@@ -263,6 +265,35 @@ impl Seek for Window<'_> {
     }
 }
 
+/// Make `part` a swap area, as `mkswap -p 4096` does: the version-1 header (last usable
+/// page, no bad pages, `uuid`, `label`) in the first page and `SWAPSPACE2` at its end. systemd
+/// activates a swap partition of the disk it booted from (systemd-gpt-auto-generator), and
+/// failed to on an unformatted one, leaving the system degraded. Debian's kernels for both
+/// arches use 4 KiB pages.
+pub fn write_swap(file: &File, part: &Part, uuid: &[u8; 16], label: &str) -> Result<()> {
+    const PAGE: usize = 4096;
+    let pages = part.size / PAGE as u64;
+    if pages < 10 {
+        bail!(
+            "partition `{}` is {} bytes: a swap area needs at least 10 pages of 4 KiB",
+            part.name,
+            part.size
+        );
+    }
+    let mut page = vec![0u8; PAGE];
+    let last_page = u32::try_from(pages - 1).context("swap partition too large")?;
+    page[1024..1028].copy_from_slice(&1u32.to_le_bytes());
+    page[1028..1032].copy_from_slice(&last_page.to_le_bytes());
+    // nr_badpages stays 0.
+    page[1036..1052].copy_from_slice(uuid);
+    let name = label.as_bytes();
+    let n = name.len().min(15);
+    page[1052..1052 + n].copy_from_slice(&name[..n]);
+    page[PAGE - 10..].copy_from_slice(b"SWAPSPACE2");
+    file.write_all_at(&page, part.offset)
+        .with_context(|| format!("writing the swap area of partition `{}`", part.name))
+}
+
 /// Write the GPT (protective MBR, primary and backup headers) for a layout into `file`.
 pub fn write_gpt(file: &mut File, l: &Layout) -> Result<()> {
     let lb = gpt::disk::LogicalBlockSize::Lb512;
@@ -405,5 +436,57 @@ mod tests {
             false
         )
         .is_err());
+    }
+
+    #[test]
+    fn a_swap_partition_gets_the_header_mkswap_writes() {
+        let d = tempfile::tempdir().unwrap();
+        let size = 4 * MIB;
+        // The partition at 1 MiB of a file, beside bytes that must stay as they are.
+        let disk = d.path().join("disk");
+        std::fs::write(&disk, vec![0xA5u8; (size + 2 * MIB) as usize]).unwrap();
+        let part = Part {
+            name: "swap-with-a-long-name".into(),
+            type_guid: SWAP.into(),
+            guid: String::new(),
+            offset: MIB,
+            size,
+        };
+        let uuid = *uuid::Uuid::parse_str("6af8c9c9-3652-85ce-b70e-b38a70f9c9ee")
+            .unwrap()
+            .as_bytes();
+        let f = std::fs::OpenOptions::new().write(true).open(&disk).unwrap();
+        write_swap(&f, &part, &uuid, &part.name).unwrap();
+        let ours = std::fs::read(&disk).unwrap();
+        assert!(ours[..MIB as usize].iter().all(|&b| b == 0xA5));
+        // util-linux's mkswap over a file of the partition's size, with the same UUID and
+        // label (which mkswap cuts to 15 bytes and a NUL), writes the same first page.
+        let mk = d.path().join("mk");
+        std::fs::write(&mk, vec![0xA5u8; size as usize]).unwrap();
+        let o = std::process::Command::new("mkswap")
+            .args([
+                "-U",
+                "6af8c9c9-3652-85ce-b70e-b38a70f9c9ee",
+                "-L",
+                "swap-with-a-long",
+            ])
+            .args(["-p", "4096"])
+            .arg(&mk)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let theirs = std::fs::read(&mk).unwrap();
+        let start = MIB as usize;
+        assert!(
+            ours[start..start + 4096] == theirs[..4096],
+            "first page differs"
+        );
+        // Nothing past the header page is touched.
+        assert!(ours[start + 4096..].iter().all(|&b| b == 0xA5));
+        let small = Part {
+            size: 16 * 1024,
+            ..part
+        };
+        assert!(write_swap(&f, &small, &uuid, "s").is_err());
     }
 }
