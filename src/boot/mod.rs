@@ -74,18 +74,10 @@ pub fn initramfs(
     hw: &Hardware,
     time: i64,
 ) -> Result<Vec<u8>> {
-    // The root filesystem's driver: built into Debian's cloud kernels, a module in the
-    // generic ones (linux-image-amd64), where /init's mount failed with "No such device".
-    let mut wanted = hw.modules.clone();
-    wanted.push(hw.disk.root_fs.clone());
-    if hw.ab.is_some() {
-        // The writable /etc and /var of a read-only A/B root.
-        wanted.push("overlay".into());
-    }
     let mut modules = resolve_modules(
         image,
         &kernel.release,
-        &wanted,
+        &hw.initramfs_modules(),
         &hw.path.display().to_string(),
     )?;
     if hw.ab.is_some() {

@@ -268,14 +268,10 @@ pub fn prune_modules_for(
     hw: &Hardware,
 ) -> Result<()> {
     kmod::depmod(tree, &kernel.release)?;
-    // What the initramfs loads (see `initramfs`): the hardware's modules and the root
-    // filesystem's driver.
-    let mut first = hw.modules.clone();
-    first.push(hw.disk.root_fs.clone());
     let mut init_modules = resolve_modules(
         tree,
         &kernel.release,
-        &first,
+        &hw.initramfs_modules(),
         &hw.path.display().to_string(),
     )?;
     if hw.ab.is_some() {

@@ -267,6 +267,20 @@ pub(super) fn check_words(path: &Path, hw: &Hardware) -> Result<(), ConfigError>
     Ok(())
 }
 
+impl Hardware {
+    /// The modules the initramfs loads (with what they need): the profile's `modules`, the
+    /// root filesystem's driver (a module in Debian's generic kernels, built into the cloud
+    /// ones) and, for an A/B disk, overlayfs for the writable /etc and /var.
+    pub fn initramfs_modules(&self) -> Vec<String> {
+        let mut m = self.modules.clone();
+        m.push(self.disk.root_fs.clone());
+        if self.ab.is_some() {
+            m.push("overlay".into());
+        }
+        m
+    }
+}
+
 /// The hardware profile a command uses when `--hardware` is not given.
 pub const DEFAULT_HARDWARE: &str = "hardware/qemu-x86_64.toml";
 
@@ -274,7 +288,7 @@ pub const DEFAULT_HARDWARE: &str = "hardware/qemu-x86_64.toml";
 /// default and the working directory has no such file, the default beside the profile's
 /// directory (`profiles/x.toml` → `hardware/qemu-x86_64.toml` next to `profiles/`), so a
 /// command run from outside the checkout finds the checkout's default.
-pub fn hardware_path(profile: &Path, hw: &Path) -> PathBuf {
+fn hardware_path(profile: &Path, hw: &Path) -> PathBuf {
     hardware_path_from(Path::new("."), profile, hw)
 }
 

@@ -19,7 +19,7 @@ use profile::ProfileFile;
 pub use checks::FileSpec;
 pub use firmware::Firmware;
 pub use hardware::{
-    hardware_path, load_hardware_for, AbLayout, DiskLayout, ExtraPartition, Hardware, QemuSettings,
+    load_hardware_for, AbLayout, DiskLayout, ExtraPartition, Hardware, QemuSettings,
     DEFAULT_HARDWARE,
 };
 pub use profile::{
