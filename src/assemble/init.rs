@@ -407,10 +407,6 @@ pub(super) fn systemd_network(
     Ok(())
 }
 
-/// systemd: units enabled the way `systemctl enable` would, the ready check, first-boot units.
-/// On an A/B disk (`ab`) the ready check is ordered before `boot-complete.target` and decides
-/// the boot (blessing it, or rebooting while the entry has tries left), then `ingot-update
-/// auto` looks for an update; `ingot-ota-setup.service` starts the watchdog.
 /// The note a systemd image without e2fsprogs gets: its root file system is ext4, for which
 /// it then has no e2fsck (systemd-fsck's tool when the root is mounted read-only, and the
 /// administrator's), and which cloud-init's resizefs cannot grow. Debian 12 pulled e2fsprogs
@@ -425,11 +421,15 @@ pub(super) fn no_fsck_note(tree: &Tree, profile: &Profile) -> Option<String> {
         ""
     };
     Some(format!(
-        "note: {}: the image has no e2fsprogs: no e2fsck for its ext4 root{grow} (Debian 13 no longer installs e2fsprogs at priority required; add it to [packages] include)",
+        "note: {}: the image has no e2fsprogs: no e2fsck for its ext4 root{grow} (nothing here depends on it, and Debian 13 no longer has it at priority required; add it to [packages] include)",
         profile.path.display()
     ))
 }
 
+/// systemd: units enabled the way `systemctl enable` would, the ready check, first-boot units.
+/// On an A/B disk (`ab`) the ready check is ordered before `boot-complete.target` and decides
+/// the boot (blessing it, or rebooting while the entry has tries left), then `ingot-update
+/// auto` looks for an update; `ingot-ota-setup.service` starts the watchdog.
 pub(super) fn systemd_setup(
     tree: &mut Tree,
     profile: &Profile,

@@ -141,20 +141,21 @@ pub fn system(
             e.mode = m;
         }
     }
+    // What the image cannot boot without, all named in one error.
+    let mut lacks: Vec<String> = Vec::new();
     if !tree.exists("bin/sh") {
-        let sh = ["usr/bin/dash", "usr/bin/bash", "usr/bin/busybox"]
+        match ["usr/bin/dash", "usr/bin/bash", "usr/bin/busybox"]
             .into_iter()
             .find(|p| tree.exists(p))
-            .with_context(|| {
-                format!(
-                    "{}: the image has no shell (dash, bash or busybox): set `essential = true` under [packages] (Debian's required set brings dash) or include a shell package",
-                    profile.path.display()
-                )
-            })?;
-        tree.insert(
-            "usr/bin/sh",
-            Entry::symlink(sh.rsplit('/').next().unwrap_or(sh)),
-        )?;
+        {
+            Some(sh) => {
+                tree.insert(
+                    "usr/bin/sh",
+                    Entry::symlink(sh.rsplit('/').next().unwrap_or(sh)),
+                )?;
+            }
+            None => lacks.push("no shell (dash, bash or busybox): set `essential = true` under [packages] (Debian's required set brings dash) or include a shell package".into()),
+        }
     }
     // systemd waits for device units (the serial console's getty, the root's fsck) that only
     // udev makes appear: without it every boot stalls 90 s per device and then fails them.
@@ -164,22 +165,27 @@ pub fn system(
         && !tree.exists("lib/systemd/systemd-udevd")
         && !profile.packages.exclude.iter().any(|p| p == "udev")
     {
-        anyhow::bail!(
-            "{}: a systemd image needs udev (without it systemd waits 90 s for each device, the serial console's among them, and then fails what needs it): add \"udev\" to [packages] include, or exclude = [\"udev\"] if that is meant",
-            profile.path.display()
-        );
+        lacks.push("no udev, which a systemd image needs (without it systemd waits 90 s for each device, the serial console's among them, and then fails what needs it): add \"udev\" to [packages] include, or exclude = [\"udev\"] if that is meant".into());
     }
     // The ready check (and nearly every unit) runs these; busybox images have them as applets.
     if profile.init == InitSystem::Systemd {
-        if let Some(tool) = ["cat", "cut", "mkdir", "rm", "sleep"]
-            .iter()
-            .find(|t| !tree.exists(&format!("usr/bin/{t}")) && !tree.exists(&format!("bin/{t}")))
-        {
-            anyhow::bail!(
-                "{}: the image has no `{tool}` (coreutils), which Ingot's ready check and most units run: set `essential = true` under [packages] or include coreutils",
-                profile.path.display()
-            );
+        let missing: Vec<&str> = ["cat", "cut", "mkdir", "rm", "sleep"]
+            .into_iter()
+            .filter(|t| !tree.exists(&format!("usr/bin/{t}")) && !tree.exists(&format!("bin/{t}")))
+            .collect();
+        if !missing.is_empty() {
+            lacks.push(format!(
+                "no `{}` (coreutils), which Ingot's ready check and most units run: set `essential = true` under [packages] or include coreutils",
+                missing.join("`, `")
+            ));
         }
+    }
+    if !lacks.is_empty() {
+        anyhow::bail!(
+            "{}: the image has {}",
+            profile.path.display(),
+            lacks.join("; and ")
+        );
     }
     // Debian's ldconfig trigger would write ld.so.cache; the loader works without it.
     let systemd = profile.init == InitSystem::Systemd;

@@ -74,7 +74,8 @@ fn updated_stamps_only_when_every_sysusers_fragment_was_applied() {
     )
     .unwrap_err();
     assert!(
-        format!("{e:#}").contains("stamps.toml: a systemd image needs udev"),
+        format!("{e:#}")
+            .contains("stamps.toml: the image has no udev, which a systemd image needs"),
         "{e:#}"
     );
     let mut no_udev = tree();
@@ -105,6 +106,31 @@ fn updated_stamps_only_when_every_sysusers_fragment_was_applied() {
     assert!(
         format!("{e:#}").contains("stamps.toml: the image has no `sleep` (coreutils)"),
         "{e:#}"
+    );
+    // Everything missing is named at once, not one per build.
+    let mut bare = tree();
+    for f in [
+        "usr/bin/sleep",
+        "usr/bin/cat",
+        "usr/lib/systemd/systemd-udevd",
+    ] {
+        bare.remove(f);
+    }
+    let e = system(
+        &mut bare,
+        &base(""),
+        &hw,
+        &id,
+        &labels,
+        None,
+        &Scripts::default(),
+    )
+    .unwrap_err();
+    let e = format!("{e:#}");
+    assert!(
+        e.contains("no udev, which a systemd image needs")
+            && e.contains("; and no `cat`, `sleep` (coreutils)"),
+        "{e}"
     );
     // A fragment the profile adds after the users were made: sysusers must run at boot.
     for path in [
