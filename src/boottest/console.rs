@@ -139,6 +139,12 @@ pub enum Failure {
         /// SeaBIOS's line.
         line: String,
     },
+    /// The UEFI firmware stopped on a CPU exception while it ran a boot-time program (the
+    /// boot loader, the kernel's EFI stub): edk2 prints the registers and halts.
+    FirmwareException {
+        /// The firmware's line naming the exception.
+        line: String,
+    },
     /// A boot option failed (firmware message).
     BootOptionFailed {
         /// The firmware's line.
@@ -205,6 +211,10 @@ impl std::fmt::Display for Failure {
             Failure::RescueShell { line } => {
                 write!(f, "the boot ended in a rescue or emergency shell: {line}")
             }
+            Failure::FirmwareException { line } => write!(
+                f,
+                "the UEFI firmware stopped on a CPU exception in the boot loader or the kernel's EFI stub (a machine with too little memory for them, or a loader built for another CPU): {line}"
+            ),
             Failure::NothingBootable { loader, detail } => write!(
                 f,
                 "UEFI found nothing bootable on the disk and fell back to its shell{}; check that the ESP holds {loader} (systemd-boot)",
@@ -323,6 +333,13 @@ impl Console {
                 loader: self.arch.removable_loader(),
                 detail: self.bds.clone(),
             })
+        } else if line.contains("!!!! X64 Exception Type")
+            || line.contains("!!!! IA32 Exception Type")
+            || line.contains("Synchronous Exception at 0x")
+        {
+            Some(Failure::FirmwareException {
+                line: line.trim().trim_matches('!').trim().to_string(),
+            })
         } else if line.contains("softdog: Initiating system reboot") {
             Some(Failure::WatchdogReset {
                 line: line.trim().to_string(),
@@ -397,189 +414,4 @@ pub fn classify_log(text: &str, arch: Arch) -> Option<Result<Ready, Failure>> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stall_lines() {
-        // Lines from a TCG boot that hung (2026-11-27), and from ordinary boots.
-        for l in [
-            "[  25.673] [   22.597279] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:",
-            "[  253.341960] rcu: INFO: rcu_sched self-detected stall on CPU",
-            "[  277.584863] watchdog: BUG: soft lockup - CPU#0 stuck for 250s! [(udev-worker):120]",
-        ] {
-            assert!(reports_stall(&l.to_ascii_lowercase()), "{l}");
-        }
-        for l in [
-            "[    0.158942] rcu: Preemptible hierarchical RCU implementation.",
-            "[    0.159310] rcu: RCU calculated value of scheduler-enlistment delay is 25 jiffies.",
-            "[    2.031659] Unstable clock detected, switching default tracing clock to \"global\"",
-        ] {
-            assert!(!reports_stall(&l.to_ascii_lowercase()), "{l}");
-        }
-        let mut c = Console::new(Arch::X86_64);
-        c.feed(
-            "[   22.597279] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:",
-            25.4,
-        );
-        assert_eq!(
-            c.timeout(120).to_string(),
-            "timeout: no INGOT-READY line within 120s; the guest kernel reported a stall first: `[   22.597279] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:` at 25s"
-        );
-    }
-
-    #[test]
-    fn ready_line() {
-        // The decoy tests/foreign/make-disk.sh prints before its pattern is a ready line.
-        assert!(parse_ready("INGOT-READY image=decoy version=0 machine-id=00000000000000000000000000000000 uptime=1").is_some());
-        let r = parse_ready("[  3.1] INGOT-READY image=edge version=1.0.0 machine-id=abc agents=hb:ok,x:fail uptime=3.2").unwrap();
-        assert_eq!(r.image, "edge");
-        assert_eq!(
-            r.agents,
-            vec![
-                ("hb".to_string(), "ok".to_string()),
-                ("x".into(), "fail".into())
-            ]
-        );
-        assert!(parse_ready("nothing").is_none());
-        assert!(parse_ready("INGOT-READY image").is_none());
-    }
-
-    #[test]
-    fn a_watchdog_reset_and_a_bios_without_a_loader_are_named() {
-        let mut c = Console::new(Arch::X86_64);
-        let Seen::Fatal(f) = c.feed("[   21.5] softdog: Initiating system reboot", 21.6) else {
-            panic!("a watchdog reset is fatal")
-        };
-        assert!(matches!(f, Failure::WatchdogReset { .. }));
-        assert!(f.to_string().contains("the boot hung"), "{f}");
-        let mut c = Console::new(Arch::X86_64);
-        assert_eq!(c.feed("Boot failed: not a bootable disk", 1.0), Seen::Line);
-        let Seen::Fatal(f) = c.feed("No bootable device.", 1.2) else {
-            panic!("SeaBIOS giving up is fatal")
-        };
-        assert!(f.to_string().contains("legacy-BIOS-bootable"), "{f}");
-    }
-
-    #[test]
-    fn grub_without_its_kernel_names_the_missing_file() {
-        let mut c = Console::new(Arch::X86_64);
-        for line in [
-            "GRUB loading.",
-            "Welcome to GRUB!",
-            "Ingot: GRUB (BIOS) loading vm 1.0.0",
-            "error: file `/vm/1.0.0/linux' not found.",
-            "error: you need to load the kernel first.",
-        ] {
-            assert_eq!(c.feed(line, 1.0), Seen::Line, "{line}");
-        }
-        let Seen::Fatal(f) = c.feed("Entering rescue mode...", 1.5) else {
-            panic!("GRUB's rescue mode is fatal")
-        };
-        assert_eq!(
-            f.to_string(),
-            "the boot ended in a rescue or emergency shell: GRUB: error: file `/vm/1.0.0/linux' not found."
-        );
-    }
-
-    #[test]
-    fn the_first_fatal_line_wins_and_names_the_loader() {
-        let mut c = Console::new(Arch::Aarch64);
-        assert_eq!(
-            c.feed(
-                "BdsDxe: failed to load Boot0001 \"UEFI Misc Device\": Not Found",
-                3.0
-            ),
-            Seen::Line
-        );
-        let Seen::Fatal(f) = c.feed("UEFI Interactive Shell v2.2", 3.5) else {
-            panic!("the shell is fatal")
-        };
-        assert_eq!(
-            f.to_string(),
-            "UEFI found nothing bootable on the disk and fell back to its shell (BdsDxe: failed to load Boot0001 \"UEFI Misc Device\": Not Found); check that the ESP holds EFI/BOOT/BOOTAA64.EFI (systemd-boot)"
-        );
-        assert_eq!(c.feed("Kernel panic - not syncing", 4.0), Seen::Line);
-        assert_eq!(c.failure(), Some(&f));
-    }
-
-    #[test]
-    fn recorded_console_logs_of_both_arches_classify_as_they_ended() {
-        let ready = |text: &str, arch| match classify_log(text, arch) {
-            Some(Ok(r)) => r,
-            other => panic!("not ready: {other:?}"),
-        };
-        let x = ready(
-            include_str!("../../tests/fixtures/console/x86_64-ready.log"),
-            Arch::X86_64,
-        );
-        let a = ready(
-            include_str!("../../tests/fixtures/console/aarch64-ready.log"),
-            Arch::Aarch64,
-        );
-        for r in [&x, &a] {
-            assert_eq!(
-                (r.image.as_str(), r.version.as_str()),
-                ("edge-minimal", "1.0.0")
-            );
-            assert_eq!(r.machine_id.len(), 32);
-            assert!(r.agents.iter().all(|(_, s)| s == "ok"), "{:?}", r.agents);
-        }
-        assert_ne!(x.machine_id, a.machine_id);
-        match classify_log(
-            include_str!("../../tests/fixtures/console/x86_64-root-not-found.log"),
-            Arch::X86_64,
-        ) {
-            Some(Err(Failure::RootNotFound { line })) => {
-                assert!(
-                    line.contains("PARTUUID=deadbeef-0000-4000-8000-000000000000"),
-                    "{line}"
-                )
-            }
-            other => panic!("expected root not found, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn recorded_panics_and_uefi_shells_of_both_arches_are_named() {
-        for (text, arch) in [
-            (
-                include_str!("../../tests/fixtures/console/x86_64-kernel-panic.log"),
-                Arch::X86_64,
-            ),
-            (
-                include_str!("../../tests/fixtures/console/aarch64-kernel-panic.log"),
-                Arch::Aarch64,
-            ),
-        ] {
-            match classify_log(text, arch) {
-                Some(Err(Failure::KernelPanic { line })) => assert!(
-                    line.contains("VFS: Unable to mount root fs on unknown-block(0,0)"),
-                    "{arch:?}: {line}"
-                ),
-                other => panic!("{arch:?}: expected a kernel panic, got {other:?}"),
-            }
-        }
-        for (text, arch, loader) in [
-            (
-                include_str!("../../tests/fixtures/console/x86_64-uefi-shell.log"),
-                Arch::X86_64,
-                "BOOTX64.EFI",
-            ),
-            (
-                include_str!("../../tests/fixtures/console/aarch64-uefi-shell.log"),
-                Arch::Aarch64,
-                "BOOTAA64.EFI",
-            ),
-        ] {
-            match classify_log(text, arch) {
-                Some(Err(f @ Failure::NothingBootable { .. })) => {
-                    let words = f.to_string();
-                    assert!(words.contains(loader), "{arch:?}: {words}");
-                    assert!(words.contains("Not Found"), "{arch:?}: {words}");
-                }
-                other => panic!("{arch:?}: expected nothing bootable, got {other:?}"),
-            }
-        }
-    }
-}
+mod tests;
