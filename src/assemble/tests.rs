@@ -60,23 +60,29 @@ fn updated_stamps_only_when_every_sysusers_fragment_was_applied() {
     assert!(t.exists("etc/.updated") && t.exists("var/.updated"));
     let passwd = String::from_utf8(t.read("etc/passwd").unwrap()).unwrap();
     assert!(passwd.contains("daemon:x:1:"), "{passwd}");
-    // Without udev the build stops and says what to add, unless the profile excludes it.
-    let mut no_udev = tree();
-    no_udev.remove("usr/lib/systemd/systemd-udevd");
-    let e = system(
-        &mut no_udev,
-        &base(""),
-        &hw,
-        &id,
-        &labels,
-        None,
-        &Scripts::default(),
-    )
-    .unwrap_err();
-    assert!(
+    // The build's error for the base tree without `gone`.
+    let refusal = |gone: &[&str]| {
+        let mut t = tree();
+        for f in gone {
+            t.remove(f);
+        }
+        let e = system(
+            &mut t,
+            &base(""),
+            &hw,
+            &id,
+            &labels,
+            None,
+            &Scripts::default(),
+        )
+        .unwrap_err();
         format!("{e:#}")
-            .contains("stamps.toml: the image has no udev, which a systemd image needs"),
-        "{e:#}"
+    };
+    // Without udev the build stops and says what to add, unless the profile excludes it.
+    let e = refusal(&["usr/lib/systemd/systemd-udevd"]);
+    assert!(
+        e.contains("stamps.toml: the image has no udev, which a systemd image needs"),
+        "{e}"
     );
     let mut no_udev = tree();
     no_udev.remove("usr/lib/systemd/systemd-udevd");
@@ -91,42 +97,17 @@ fn updated_stamps_only_when_every_sysusers_fragment_was_applied() {
     )
     .unwrap();
     // Without coreutils, which the ready check runs, the build stops and says what to add.
-    let mut bare = tree();
-    bare.remove("usr/bin/sleep");
-    let e = system(
-        &mut bare,
-        &base(""),
-        &hw,
-        &id,
-        &labels,
-        None,
-        &Scripts::default(),
-    )
-    .unwrap_err();
+    let e = refusal(&["usr/bin/sleep"]);
     assert!(
-        format!("{e:#}").contains("stamps.toml: the image has no `sleep` (coreutils)"),
-        "{e:#}"
+        e.contains("stamps.toml: the image has no `sleep` (coreutils)"),
+        "{e}"
     );
     // Everything missing is named at once, not one per build.
-    let mut bare = tree();
-    for f in [
+    let e = refusal(&[
         "usr/bin/sleep",
         "usr/bin/cat",
         "usr/lib/systemd/systemd-udevd",
-    ] {
-        bare.remove(f);
-    }
-    let e = system(
-        &mut bare,
-        &base(""),
-        &hw,
-        &id,
-        &labels,
-        None,
-        &Scripts::default(),
-    )
-    .unwrap_err();
-    let e = format!("{e:#}");
+    ]);
     assert!(
         e.contains("no udev, which a systemd image needs")
             && e.contains("; and no `cat`, `sleep` (coreutils)"),
