@@ -2,7 +2,8 @@
 //! by `ingot lock` and asked of apt itself (`apt-get -s install` in a throwaway root with the
 //! same mirror, suites and architecture, and an empty dpkg status), and the two sets must be
 //! equal by name, version and architecture. A set apt refuses for a conflict must be refused by
-//! Ingot too, naming both packages and the clause.
+//! Ingot too, naming both packages and the clause; a purely virtual name asked for that several
+//! packages provide must be refused by both, naming the same providers.
 //!
 //! The hardware's kernel is resolved with the rest. apt's root has Ingot's generated
 //! `ingot-initramfs` entry installed (as every image has), so the kernel's
@@ -48,6 +49,8 @@ struct Case {
     lacks: Vec<String>,
     #[serde(default)]
     missing: Vec<String>,
+    #[serde(default, rename = "virtual")]
+    virtuals: Vec<String>,
 }
 
 fn bookworm() -> String {
@@ -285,6 +288,7 @@ fn ingot_resolves_every_case_as_apt_does() {
                 has: Vec::new(),
                 lacks: Vec::new(),
                 missing: Vec::new(),
+                virtuals: Vec::new(),
             };
             let name = format!("kernel-{}-{}-{}", c.arch, c.release, c.recommends);
             ingot_set(t, &name, &none, &[]).unwrap()
@@ -304,7 +308,7 @@ fn ingot_resolves_every_case_as_apt_does() {
         } else {
             apt.set(c, &[])
         };
-        let refused = !c.conflict.is_empty() || !c.missing.is_empty();
+        let refused = !c.conflict.is_empty() || !c.missing.is_empty() || !c.virtuals.is_empty();
         match (ours, theirs, !refused) {
             (Ok(ours), Ok(theirs), true) => {
                 // Without dpkg, what only the kernel chain brings (with its recommends when
@@ -370,6 +374,31 @@ fn ingot_resolves_every_case_as_apt_does() {
                     {
                         failures.push(format!(
                             "{}: both refused, but not naming {m} as missing\n  ingot: {ours}\n  apt: {theirs}",
+                            c.name
+                        ));
+                    }
+                }
+                eprintln!("{}: refused by both: {}", c.name, ours.trim());
+            }
+            (Err(ours), Err(theirs), false) if !c.virtuals.is_empty() => {
+                // apt: "Package awk is a virtual package provided by:" and its providers;
+                // Ingot names it and the same providers.
+                for v in &c.virtuals {
+                    let apt_named = theirs.contains(&format!("Package {v} is a virtual package"));
+                    let providers: Vec<&str> = theirs
+                        .lines()
+                        .skip_while(|l| !l.starts_with(&format!("Package {v} ")))
+                        .skip(1)
+                        .take_while(|l| l.starts_with("  "))
+                        .filter_map(|l| l.split_whitespace().next())
+                        .collect();
+                    let we_named = ours.contains(&format!("`{v}`"))
+                        && ours.contains("is a virtual package provided by")
+                        && !providers.is_empty()
+                        && providers.iter().all(|p| ours.contains(p));
+                    if !(apt_named && we_named) {
+                        failures.push(format!(
+                            "{}: both refused, but not naming {v} as virtual with apt's providers {providers:?}\n  ingot: {ours}\n  apt: {theirs}",
                             c.name
                         ));
                     }

@@ -36,6 +36,20 @@ pub enum ResolveError {
         /// "; did you mean …" or empty.
         hint: String,
     },
+    /// A package asked for by name is only virtual, and more than one package provides it:
+    /// apt refuses it too ("has no installation candidate") rather than pick one.
+    #[error(
+        "package `{name}` (needed by {needed_by}) is a virtual package provided by {}: name the one to install",
+        providers.join(", ")
+    )]
+    Virtual {
+        /// The virtual name.
+        name: String,
+        /// Who asked.
+        needed_by: String,
+        /// The packages whose candidate provides it, by name.
+        providers: Vec<String>,
+    },
     /// No alternative of a dependency can be satisfied.
     #[error("{needed_by} needs `{dep}`, which nothing in the index satisfies{detail}")]
     Unsatisfiable {
@@ -150,7 +164,7 @@ pub fn resolve_noting(index: &Index, req: &Request) -> Result<Resolution, Resolv
         }
     }
     for spec in &req.include {
-        asked.push(("the profile".into(), requested(index, spec)?));
+        asked.push(("the profile".into(), requested(index, spec, &r.excluded)?));
     }
     // apt marks every package asked for before it installs the dependencies of any, then
     // settles each one's dependencies in turn.
@@ -170,8 +184,10 @@ pub fn resolve_noting(index: &Index, req: &Request) -> Result<Resolution, Resolv
 }
 
 /// A profile's request as a dependency: `name`, `name=version`, or apt's `name/suite` (that
-/// suite's version, how backports are asked for).
-fn requested(index: &Index, spec: &str) -> Result<Dep, ResolveError> {
+/// suite's version, how backports are asked for). A name only packages provide stands for its
+/// provider when there is one (apt: "Note, selecting"); with several, apt picks none and
+/// neither does this: which one an image gets is the profile's choice to write down.
+fn requested(index: &Index, spec: &str, excluded: &BTreeSet<&str>) -> Result<Dep, ResolveError> {
     let (name, constraint) = match (spec.split_once('='), spec.split_once('/')) {
         (Some((n, v)), _) => (
             n,
@@ -194,8 +210,28 @@ fn requested(index: &Index, spec: &str) -> Result<Dep, ResolveError> {
         }
         (None, None) => (spec, None),
     };
-    if !index.packages.contains_key(name) && !index.provides.contains_key(name) {
-        return Err(unknown(index, name, "the profile"));
+    if !index.packages.contains_key(name) {
+        let providers: BTreeSet<&str> = index
+            .provides
+            .get(name)
+            .into_iter()
+            .flatten()
+            .map(|(n, _)| n.as_str())
+            .filter(|n| !excluded.contains(n))
+            .collect();
+        match providers.len() {
+            0 if !index.provides.contains_key(name) => {
+                return Err(unknown(index, name, "the profile"))
+            }
+            0 | 1 => {}
+            _ => {
+                return Err(ResolveError::Virtual {
+                    name: name.to_string(),
+                    needed_by: "the profile".into(),
+                    providers: providers.into_iter().map(str::to_string).collect(),
+                })
+            }
+        }
     }
     Ok(Dep {
         name: name.to_string(),

@@ -61,6 +61,46 @@ fn alternatives_provides_versions() {
     assert!(!names(&r).contains(&"gawk=5".to_string()));
 }
 
+/// apt installs a purely virtual name asked for by the user only when one package provides
+/// it ("Note, selecting"); with several it names them and refuses, even when one of them is
+/// asked for beside it. A dependency on the same name still picks a provider.
+#[test]
+fn a_virtual_name_asked_for_needs_a_single_provider() {
+    let i = idx(&[
+        pkg("mawk", "1.3", "Provides: awk\nPriority: required"),
+        pkg("gawk", "5", "Provides: awk"),
+        pkg("vim-tiny", "9", "Provides: editor"),
+        pkg("needs-awk", "1", "Depends: awk"),
+    ]
+    .join("\n"));
+    for asked in [&["awk"][..], &["mawk", "awk"]] {
+        let e = resolve(&i, &req(asked)).unwrap_err();
+        assert_eq!(
+            e,
+            ResolveError::Virtual {
+                name: "awk".into(),
+                needed_by: "the profile".into(),
+                providers: vec!["gawk".into(), "mawk".into()],
+            },
+            "{asked:?}"
+        );
+        assert!(
+            e.to_string().contains(
+                "`awk` (needed by the profile) is a virtual package provided by gawk, mawk"
+            ),
+            "{e}"
+        );
+    }
+    let r = resolve(&i, &req(&["editor"])).unwrap();
+    assert_eq!(names(&r), ["vim-tiny=9"]);
+    let r = resolve(&i, &req(&["needs-awk"])).unwrap();
+    assert_eq!(names(&r), ["mawk=1.3", "needs-awk=1"]);
+    // Excluding all providers but one leaves that one.
+    let mut one = req(&["awk"]);
+    one.exclude = vec!["mawk".into()];
+    assert_eq!(names(&resolve(&i, &one).unwrap()), ["gawk=5"]);
+}
+
 fn req(include: &[&str]) -> Request {
     Request {
         include: include.iter().map(|s| s.to_string()).collect(),
