@@ -218,6 +218,17 @@ fn names_and_fields_that_would_inject_into_generated_files_are_refused() {
     let o = ingot(&["validate", p.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("second root account"));
+    // The description is one line: it goes into the manifest, reports and the OVF
+    // descriptor, where a control character is not even valid XML.
+    let p = d.join("description.toml");
+    std::fs::write(&p, "[image]\nname = \"x\"\nversion = \"1.0.0\"\ndescription = \"a\\u0001b\"\n[distribution]\nsuite = \"bookworm\"\n").unwrap();
+    let o = ingot(&["validate", p.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("description.toml:4:") && err.contains("control character"),
+        "{err}"
+    );
     // A leading `_` is Debian's mark of a system account (SYS_NAME_REGEX), refused otherwise.
     refused(
         d,

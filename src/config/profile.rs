@@ -16,8 +16,9 @@ pub struct ImageMeta {
     pub name: String,
     /// Semantic version of this image.
     pub version: SemVer,
-    /// One line saying what the image is for.
-    #[serde(default)]
+    /// One line saying what the image is for (it goes into the manifest, the OVF descriptor
+    /// and reports).
+    #[serde(default, deserialize_with = "checked::one_line")]
     pub description: String,
 }
 
