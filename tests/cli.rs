@@ -426,7 +426,7 @@ fn hardware_names_and_words_are_checked_where_they_are_written() {
             "name",
             "name = \"qemu-x86_64\"",
             "name = \"../x\\nEVIL=1\"",
-            0,
+            2,
         ),
         (
             "firmware",

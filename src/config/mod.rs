@@ -186,16 +186,26 @@ pub(crate) fn find_assignment(text: &str, key: &str, value: &str) -> Option<(usi
             let Some(rest) = l[from..].trim_start().strip_prefix('=') else {
                 continue;
             };
-            let rest = rest.trim_start();
-            if [format!("\"{value}\""), format!("'{value}'")]
-                .iter()
-                .any(|q| rest.starts_with(q.as_str()))
-            {
+            if string_at(rest.trim_start()).as_deref() == Some(value) {
                 return Some((i + 1, l[..at].chars().count() + 1));
             }
         }
     }
     None
+}
+
+/// The TOML string (basic or literal, on one line) that `text` starts with, its escapes
+/// decoded: a value written `"a\nb"` is found as the text it stands for.
+fn string_at(text: &str) -> Option<String> {
+    let quote = text.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+    let mut escaped = false;
+    let end = text[1..].char_indices().find_map(|(i, c)| {
+        let close = c == quote && !escaped;
+        escaped = quote == '"' && c == '\\' && !escaped;
+        close.then_some(i + 2)
+    })?;
+    let t: toml::Table = toml::from_str(&format!("v = {}", &text[..end])).ok()?;
+    t.get("v")?.as_str().map(str::to_string)
 }
 
 /// A rule about one value: at the line that assigns `key = "value"` in the first of `files`
@@ -504,6 +514,12 @@ mod tests {
         assert_eq!(find_assignment(text, "source", "a"), Some((4, 25)));
         assert_eq!(find_assignment(text, "path", "/p"), Some((4, 12)));
         assert_eq!(find_assignment(text, "source", "c"), None);
+        // Escapes are read as TOML reads them; a quote inside a string does not end it.
+        let text = "name = \"pc\\nx\"\nx = { a = \"q\\\"\\\\\", b = 'c\\d' }\n";
+        assert_eq!(find_assignment(text, "name", "pc\nx"), Some((1, 1)));
+        assert_eq!(find_assignment(text, "a", "q\"\\"), Some((2, 7)));
+        assert_eq!(find_assignment(text, "b", "c\\d"), Some((2, 20)));
+        assert_eq!(find_assignment(text, "name", "pc"), None);
     }
 
     #[test]
