@@ -434,9 +434,14 @@ fn test_image(
                 .login
                 .as_ref()
                 .map(|l| {
+                    // A disk without cloud-init (or not asked about it) has no status to show.
+                    let status = match l.cloud_init.as_str() {
+                        "" => String::new(),
+                        s => format!(", cloud-init {s}"),
+                    };
                     format!(
-                        "; logged in over SSH as {user} at {:.1}s (hostname {}, cloud-init {})",
-                        l.seconds, l.hostname, l.cloud_init
+                        "; logged in over SSH as {user} at {:.1}s (hostname {}{status})",
+                        l.seconds, l.hostname
                     )
                 })
                 .unwrap_or_default();
