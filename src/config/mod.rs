@@ -5,6 +5,7 @@
 mod checks;
 mod firmware;
 mod hardware;
+mod locate;
 mod merge;
 mod profile;
 mod values;
@@ -22,6 +23,8 @@ pub use hardware::{
     load_hardware_for, AbLayout, DiskLayout, ExtraPartition, Hardware, QemuSettings,
     DEFAULT_HARDWARE,
 };
+pub use locate::line_col;
+pub(crate) use locate::{find_key, rule, rule_at, rule_at_value};
 pub use profile::{
     Agent, Distribution, Group, ImageMeta, KernelSettings, Network, Ota, Output, Packages, Profile,
     Sysprep, User, DERIVED_LABELS,
@@ -101,18 +104,6 @@ pub(crate) fn read(path: &Path) -> Result<String, ConfigError> {
     Ok(text)
 }
 
-/// Line and column (1-based) of a byte offset.
-pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let col = before
-        .rfind('\n')
-        .map_or(before.chars().count(), |i| before[i + 1..].chars().count())
-        + 1;
-    (line, col)
-}
-
 pub(crate) fn parse_toml<T: for<'de> Deserialize<'de>>(
     path: &Path,
     text: &str,
@@ -143,112 +134,6 @@ fn unknown_key_hint(message: &str) -> Option<String> {
         .filter(|(score, _)| *score > 0.75)
         .max_by(|a, b| a.0.total_cmp(&b.0))?;
     Some(format!("; did you mean `{}`?", best.1))
-}
-
-pub(crate) fn rule(path: &Path, message: impl Into<String>) -> ConfigError {
-    ConfigError::Rule {
-        path: path.to_path_buf(),
-        message: message.into(),
-    }
-}
-
-/// Where `key` is set in a TOML text: the first line, at or after the first line holding
-/// `after` (when given), that assigns `key` (bare or quoted); its 1-based line and column.
-pub(crate) fn find_key(text: &str, after: Option<&str>, key: &str) -> Option<(usize, usize)> {
-    let lines: Vec<&str> = text.lines().collect();
-    let start = match after {
-        Some(a) => lines.iter().position(|l| l.contains(a))?,
-        None => 0,
-    };
-    for (i, l) in lines.iter().enumerate().skip(start) {
-        let t = l.trim_start();
-        let rest = t
-            .strip_prefix(key)
-            .or_else(|| t.strip_prefix(&format!("\"{key}\"")));
-        if rest.is_some_and(|r| r.trim_start().starts_with('=')) {
-            return Some((i + 1, l.len() - t.len() + 1));
-        }
-    }
-    None
-}
-
-/// Where `key = "value"` (or `'value'`) is written in a TOML text, in a table or an inline
-/// table: the 1-based line and column of the key, on the first line that assigns that value.
-pub(crate) fn find_assignment(text: &str, key: &str, value: &str) -> Option<(usize, usize)> {
-    for (i, l) in text.lines().enumerate() {
-        let mut from = 0;
-        while let Some(at) = l[from..].find(key).map(|k| k + from) {
-            from = at + key.len();
-            let before = l[..at].chars().next_back();
-            if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-                continue;
-            }
-            let Some(rest) = l[from..].trim_start().strip_prefix('=') else {
-                continue;
-            };
-            if string_at(rest.trim_start()).as_deref() == Some(value) {
-                return Some((i + 1, l[..at].chars().count() + 1));
-            }
-        }
-    }
-    None
-}
-
-/// The TOML string (basic or literal, on one line) that `text` starts with, its escapes
-/// decoded: a value written `"a\nb"` is found as the text it stands for.
-fn string_at(text: &str) -> Option<String> {
-    let quote = text.chars().next().filter(|c| *c == '"' || *c == '\'')?;
-    let mut escaped = false;
-    let end = text[1..].char_indices().find_map(|(i, c)| {
-        let close = c == quote && !escaped;
-        escaped = quote == '"' && c == '\\' && !escaped;
-        close.then_some(i + 2)
-    })?;
-    let t: toml::Table = toml::from_str(&format!("v = {}", &text[..end])).ok()?;
-    t.get("v")?.as_str().map(str::to_string)
-}
-
-/// A rule about one value: at the line that assigns `key = "value"` in the first of `files`
-/// that writes it literally; the first file alone when none does (escaped, or a default).
-pub(crate) fn rule_at_value(
-    files: &[&Path],
-    key: &str,
-    value: &str,
-    message: impl Into<String>,
-) -> ConfigError {
-    rule_where(files, message, |t| find_assignment(t, key, value))
-}
-
-/// A rule broken at a place the files can show: the first of `files` (a profile, then the
-/// profiles it extends) that sets `key` (after `after`), as `file:line:column`; the first file
-/// alone when none does.
-pub(crate) fn rule_at(
-    files: &[&Path],
-    after: Option<&str>,
-    key: &str,
-    message: impl Into<String>,
-) -> ConfigError {
-    rule_where(files, message, |t| find_key(t, after, key))
-}
-
-/// The rule at the first place `find` shows in the first of `files` where it shows one.
-fn rule_where(
-    files: &[&Path],
-    message: impl Into<String>,
-    find: impl Fn(&str) -> Option<(usize, usize)>,
-) -> ConfigError {
-    for f in files {
-        let found = std::fs::read_to_string(f).ok().and_then(|t| find(&t));
-        if let Some((line, column)) = found {
-            return ConfigError::Invalid {
-                path: f.to_path_buf(),
-                line,
-                column,
-                message: message.into(),
-            };
-        }
-    }
-    rule(files.first().copied().unwrap_or(Path::new("")), message)
 }
 
 /// Parse one profile's text as if read from `path`, without following `extends`: the same
@@ -505,22 +390,6 @@ mod tests {
 
     const GOOD: &str =
         "[image]\nname = \"x\"\nversion = \"1.0.0\"\n[distribution]\nsuite = \"bookworm\"\n";
-
-    #[test]
-    fn an_assignment_is_found_in_tables_and_inline_tables_by_its_whole_key() {
-        let text = "[[files]]\nxsource = \"a\"\nsource = 'b'\nfiles = [{ path = \"/p\", source = \"a\" }]\n";
-        assert_eq!(find_assignment(text, "source", "b"), Some((3, 1)));
-        // `xsource` is another key; the inline table's `source` is the match.
-        assert_eq!(find_assignment(text, "source", "a"), Some((4, 25)));
-        assert_eq!(find_assignment(text, "path", "/p"), Some((4, 12)));
-        assert_eq!(find_assignment(text, "source", "c"), None);
-        // Escapes are read as TOML reads them; a quote inside a string does not end it.
-        let text = "name = \"pc\\nx\"\nx = { a = \"q\\\"\\\\\", b = 'c\\d' }\n";
-        assert_eq!(find_assignment(text, "name", "pc\nx"), Some((1, 1)));
-        assert_eq!(find_assignment(text, "a", "q\"\\"), Some((2, 7)));
-        assert_eq!(find_assignment(text, "b", "c\\d"), Some((2, 20)));
-        assert_eq!(find_assignment(text, "name", "pc"), None);
-    }
 
     #[test]
     fn semver_rules() {
