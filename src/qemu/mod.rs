@@ -97,9 +97,15 @@ impl VmSpec {
 /// [`copy_vars`]).
 pub fn args(spec: &VmSpec, vars_copy: &Path, interactive: bool) -> Vec<String> {
     let q = &spec.hw.qemu;
+    let machine = match spec.vars {
+        Some(_) => q.machine.clone(),
+        // No display: QEMU then tells SeaBIOS (fw_cfg's "nographic") to write its own
+        // messages ("No bootable device.") to COM1, the console the boot test reads.
+        None => format!("{},graphics=off", q.machine),
+    };
     let mut a: Vec<String> = vec![
         "-machine".into(),
-        q.machine.clone(),
+        machine,
         "-cpu".into(),
         if spec.accel == Accel::Kvm {
             "host".into()
@@ -150,12 +156,7 @@ pub fn args(spec: &VmSpec, vars_copy: &Path, interactive: bool) -> Vec<String> {
                 a.extend(["-boot".into(), "menu=on,splash-time=0".into()]);
             }
         }
-        None => a.extend([
-            "-bios".into(),
-            spec.code.display().to_string(),
-            "-fw_cfg".into(),
-            format!("name=etc/sercon-port,file={}", opt_path(vars_copy)),
-        ]),
+        None => a.extend(["-bios".into(), spec.code.display().to_string()]),
     }
     a.extend([
         "-drive".into(),
@@ -337,6 +338,19 @@ mod tests {
         // SeaBIOS: no menu prompt on its serial console.
         let bios = spec("qemu-x86_64.toml", false);
         assert_eq!(boot_menu(&args(&bios, Path::new("port"), false)), None);
+    }
+
+    #[test]
+    fn seabios_writes_to_the_serial_console_without_a_hand_made_fw_cfg_item() {
+        // QEMU warns about a `-fw_cfg` name outside "opt/" on every boot, and that warning
+        // then showed in failure excerpts; a machine without graphics gets SeaBIOS's serial
+        // console from QEMU itself.
+        let a = args(&spec("qemu-x86_64.toml", false), Path::new("unused"), false);
+        let machine = a.windows(2).find(|w| w[0] == "-machine").unwrap();
+        assert_eq!(machine[1], "q35,graphics=off");
+        assert!(!a.iter().any(|x| x == "-fw_cfg"), "{a:?}");
+        let uefi = args(&spec("qemu-x86_64.toml", true), Path::new("v.fd"), false);
+        assert!(uefi.windows(2).any(|w| w[0] == "-machine" && w[1] == "q35"));
     }
 
     #[test]

@@ -26,19 +26,13 @@ fn vars_template(spec: &VmSpec, pristine: &Path) -> PathBuf {
     }
 }
 
-/// This boot's private firmware state at `dest`, which [`super::args`] hands to QEMU: for UEFI
-/// the variable store, copied from [`vars_template`]; for a BIOS, SeaBIOS's serial-console port
-/// (`etc/sercon-port`, COM1 as a little-endian u16), so that its messages ("No bootable
-/// device.") reach the console the boot test reads.
+/// This boot's private UEFI variable store at `dest`, which [`super::args`] hands to QEMU,
+/// copied from [`vars_template`]. A BIOS keeps no state: nothing is written.
 pub fn copy_vars(spec: &VmSpec, dest: &Path) -> Result<()> {
-    match &spec.vars {
-        Some(pristine) => {
-            let template = vars_template(spec, pristine);
-            std::fs::copy(&template, dest)
-                .with_context(|| format!("copying UEFI variables {}", template.display()))?;
-        }
-        None => std::fs::write(dest, 0x3f8u16.to_le_bytes())
-            .with_context(|| format!("writing {}", dest.display()))?,
+    if let Some(pristine) = &spec.vars {
+        let template = vars_template(spec, pristine);
+        std::fs::copy(&template, dest)
+            .with_context(|| format!("copying UEFI variables {}", template.display()))?;
     }
     Ok(())
 }
