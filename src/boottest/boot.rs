@@ -227,7 +227,7 @@ pub fn boot_once(
                 }
             }
             Ok(ConsoleEvent::Closed) => {
-                failure.get_or_insert(Failure::QemuExited);
+                failure.get_or_insert_with(|| console.exited());
                 break;
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -355,7 +355,7 @@ impl Watch<'_> {
             Ok(ConsoleEvent::Closed) | Err(mpsc::RecvTimeoutError::Disconnected) => {
                 if self.fatal.is_none() {
                     let at = self.start.elapsed().as_secs_f64();
-                    self.fatal = Some((Failure::QemuExited, at, Instant::now()));
+                    self.fatal = Some((self.console.exited(), at, Instant::now()));
                 }
                 std::thread::sleep(wait);
                 false

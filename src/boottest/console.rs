@@ -155,6 +155,9 @@ pub enum Failure {
         /// The kernel's line.
         line: String,
     },
+    /// systemd-boot had no entry it could start: its menu held only its own "Reboot Into
+    /// Firmware Interface", which it took when the menu timed out, and QEMU exited at the reset.
+    NoBootEntry,
     /// QEMU ended before the ready line.
     QemuExited,
     /// Ctrl-C or SIGTERM.
@@ -228,6 +231,9 @@ impl std::fmt::Display for Failure {
                 f,
                 "the BIOS found no boot loader on the disk (no boot code in its first sector, or no partition marked legacy-BIOS-bootable): {line}"
             ),
+            Failure::NoBootEntry => f.write_str(
+                "systemd-boot found no boot entry it could start: its menu offered only \"Reboot Into Firmware Interface\", which it took when the menu timed out; check that the ESP holds loader/entries/*.conf, that loader.conf's `default` matches one, and that the linux and initrd files an entry names are there",
+            ),
             Failure::QemuExited => f.write_str("QEMU exited before the INGOT-READY line"),
             Failure::Interrupted => f.write_str("interrupted"),
             Failure::Rejected { reason } => f.write_str(reason),
@@ -276,7 +282,53 @@ pub struct Console {
     stall: Option<String>,
     bds: Option<String>,
     grub_error: Option<String>,
+    /// The last text shown was a systemd-boot menu holding only the firmware-setup entry.
+    firmware_menu_only: bool,
     failure: Option<Failure>,
+}
+
+/// systemd-boot's own menu entry for the firmware's setup, shown whatever the ESP holds.
+const FIRMWARE_ENTRY: &str = "Reboot Into Firmware Interface";
+
+/// The pieces of text a console line shows on screen: escape sequences, box-drawing lines and
+/// runs of spaces (how a full-screen menu places its items) separate them.
+fn shown_text(line: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut rest = line;
+    while !rest.is_empty() {
+        let (text, after) = match rest.find('\u{1b}') {
+            Some(i) => {
+                let tail = &rest[i + 1..];
+                // A CSI sequence ends at its first byte in @..~; anything else is one character.
+                let end = match tail.strip_prefix('[') {
+                    Some(csi) => csi
+                        .find(|c: char| ('@'..='~').contains(&c))
+                        .map_or(tail.len(), |e| e + 2),
+                    None => tail.chars().next().map_or(0, char::len_utf8),
+                };
+                (&rest[..i], &tail[end..])
+            }
+            None => (rest, ""),
+        };
+        for piece in text.split(['─', '│']).flat_map(|t| t.split("  ")) {
+            let piece = piece.trim();
+            if !piece.is_empty() {
+                parts.push(piece);
+            }
+        }
+        rest = after;
+    }
+    parts
+}
+
+/// Whether a console line is a systemd-boot menu whose only entry is [`FIRMWARE_ENTRY`] (its
+/// countdown aside).
+fn firmware_menu_only(line: &str) -> bool {
+    let shown = shown_text(line);
+    shown.contains(&FIRMWARE_ENTRY)
+        && shown
+            .iter()
+            .all(|p| *p == FIRMWARE_ENTRY || p.starts_with("Boot in ") && p.ends_with(" s."))
 }
 
 impl Console {
@@ -287,7 +339,17 @@ impl Console {
             stall: None,
             bds: None,
             grub_error: None,
+            firmware_menu_only: false,
             failure: None,
+        }
+    }
+
+    /// What a boot is that QEMU ended before the ready line (with no fatal line seen).
+    pub fn exited(&self) -> Failure {
+        if self.firmware_menu_only {
+            Failure::NoBootEntry
+        } else {
+            Failure::QemuExited
         }
     }
 
@@ -312,6 +374,9 @@ impl Console {
         let lower = line.to_ascii_lowercase();
         if self.stall.is_none() && reports_stall(&lower) {
             self.stall = Some(format!("`{}` at {at:.0}s", line.trim()));
+        }
+        if !shown_text(line).is_empty() {
+            self.firmware_menu_only = firmware_menu_only(line);
         }
         if let Some(at) = line.find("BdsDxe: failed to load") {
             self.bds = Some(line[at..].trim().to_string());
@@ -410,7 +475,11 @@ pub fn classify_log(text: &str, arch: Arch) -> Option<Result<Ready, Failure>> {
             Seen::Fatal(_) | Seen::Line => {}
         }
     }
-    c.failure.map(Err)
+    match c.failure {
+        Some(f) => Some(Err(f)),
+        None if c.firmware_menu_only => Some(Err(Failure::NoBootEntry)),
+        None => None,
+    }
 }
 
 #[cfg(test)]

@@ -214,3 +214,45 @@ fn a_firmware_exception_ends_the_boot_at_once() {
         _ => panic!("AAVMF's exception not seen"),
     }
 }
+
+#[test]
+fn a_systemd_boot_menu_with_nothing_but_the_firmware_entry_is_named_at_exit() {
+    // The ESP lost its loader entry: systemd-boot counted down 10 s on a menu holding only
+    // its own firmware entry, took it, and the reset ended QEMU.
+    match classify_log(
+        include_str!("../../../tests/fixtures/console/x86_64-no-boot-entry.log"),
+        Arch::X86_64,
+    ) {
+        Some(Err(f @ Failure::NoBootEntry)) => {
+            let words = f.to_string();
+            assert!(
+                words.contains("no boot entry") && words.contains("loader/entries/*.conf"),
+                "{words}"
+            );
+        }
+        other => panic!("expected no boot entry, got {other:?}"),
+    }
+    // A menu that also lists an entry (a disk with a menu timeout) is no such failure: a
+    // boot that then ends is QEMU exiting, as before.
+    let recorded = include_str!("../../../tests/fixtures/console/x86_64-boot-menu-line.log");
+    let menu = recorded.trim_end().split_once("] ").unwrap().1;
+    let mut c = Console::new(Arch::X86_64);
+    assert_eq!(c.feed(menu, 6.9), Seen::Line);
+    assert_eq!(c.exited(), Failure::QemuExited);
+    assert!(
+        shown_text(menu).contains(&"edge-minimal 1.0.0"),
+        "{:?}",
+        shown_text(menu)
+    );
+    // Kernel output after the firmware-only menu (someone chose an entry by hand) clears it,
+    // and a line of escape sequences alone (a cleared screen) does not.
+    let mut c = Console::new(Arch::X86_64);
+    c.feed(
+        "\u{1b}[25;23H   Reboot Into Firmware Interface   \u{1b}[27;01H  Boot in 3 s.  ",
+        2.0,
+    );
+    c.feed("\u{1b}[2J\u{1b}[01;01H", 5.0);
+    assert_eq!(c.exited(), Failure::NoBootEntry);
+    c.feed("[    1.2] EXT4-fs (vda2): mounted filesystem", 6.0);
+    assert_eq!(c.exited(), Failure::QemuExited);
+}
