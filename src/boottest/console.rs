@@ -275,6 +275,14 @@ pub fn reports_stall(lower: &str) -> bool {
         || lower.contains("watchdog: bug: soft lockup")
 }
 
+/// Whether a console line (or the unfinished line a console paused in) ends at GRUB's command
+/// prompt, normal (`grub> `) or rescue (`grub rescue> `): nobody answers it in a boot test.
+pub fn waits_at_grub_prompt(line: &str) -> bool {
+    shown_text(line)
+        .last()
+        .is_some_and(|t| t.ends_with("grub>") || t.ends_with("grub rescue>"))
+}
+
 /// The classifier's state over one boot's console.
 #[derive(Debug, Clone)]
 pub struct Console {
@@ -427,8 +435,16 @@ impl Console {
                     .clone()
                     .unwrap_or_else(|| line.trim().to_string()),
             })
-        } else if line.contains("grub rescue>")
-            || line.contains("You are in emergency mode")
+        } else if waits_at_grub_prompt(line) {
+            // GRUB ran its configuration, which failed (a kernel it did not find), and waits at
+            // its command line: its first error says why.
+            Some(Failure::RescueShell {
+                line: self
+                    .grub_error
+                    .clone()
+                    .unwrap_or_else(|| line.trim().to_string()),
+            })
+        } else if line.contains("You are in emergency mode")
             || line.contains("You are in rescue mode")
             || line.contains("Give root password for maintenance")
             || line.contains("Dropping to a shell")

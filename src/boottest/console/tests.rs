@@ -88,6 +88,31 @@ fn grub_without_its_kernel_names_the_missing_file() {
 }
 
 #[test]
+fn grub_waiting_at_its_prompt_after_a_missing_kernel_is_a_rescue_shell() {
+    // GRUB (BIOS) whose configuration did not find the kernel leaves its normal-mode prompt on
+    // the console, not "Entering rescue mode...": the boot waited out its timeout.
+    match classify_log(
+        include_str!("../../../tests/fixtures/console/x86_64-grub-no-kernel.log"),
+        Arch::X86_64,
+    ) {
+        Some(Err(f @ Failure::RescueShell { .. })) => assert_eq!(
+            f.to_string(),
+            "the boot ended in a rescue or emergency shell: GRUB: error: file `/edge-minimal/1.0.0/linux' not found."
+        ),
+        other => panic!("expected GRUB's shell, got {other:?}"),
+    }
+    // The prompt on a line the console has not finished, as the boot test sees it first.
+    assert!(waits_at_grub_prompt(
+        "   device or file completions.                          grub> "
+    ));
+    assert!(waits_at_grub_prompt("grub rescue> "));
+    assert!(!waits_at_grub_prompt("Welcome to GRUB!"));
+    assert!(!waits_at_grub_prompt(
+        "echo grub> is GRUB's prompt, then more"
+    ));
+}
+
+#[test]
 fn the_first_fatal_line_wins_and_names_the_loader() {
     let mut c = Console::new(Arch::Aarch64);
     assert_eq!(
