@@ -193,7 +193,7 @@ pub fn boot_once(
                 // A prompt nobody will answer (GRUB's) need not wait for a line end to fail.
                 if failure.is_none()
                     && !pattern.is_some_and(|p| p.is_match(&part))
-                    && crate::boottest::console::waits_at_grub_prompt(&part)
+                    && console.waits_at_loader_prompt(&part)
                 {
                     let at = start.elapsed().as_secs_f64();
                     if let Seen::Fatal(f) = console.feed(&part, at) {

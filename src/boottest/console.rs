@@ -283,6 +283,35 @@ pub fn waits_at_grub_prompt(line: &str) -> bool {
         .is_some_and(|t| t.ends_with("grub>") || t.ends_with("grub rescue>"))
 }
 
+/// SYSLINUX's complaint about a kernel or initrd it could not load, as one clean line.
+/// SeaBIOS copies the loader's screen to the serial port that SYSLINUX also writes to, so the
+/// two copies of the text may arrive interleaved: the path is read up to its first end.
+fn syslinux_error(line: &str) -> Option<String> {
+    let (path, reason) = if let Some(at) = line.find("Could not find kernel image: ") {
+        let rest = &line[at + "Could not find kernel image: ".len()..];
+        (rest, "not found")
+    } else {
+        let at = line.find("Loading ")?;
+        let rest = &line[at + "Loading ".len()..];
+        let tail = &rest[rest.rfind("failed:")? + "failed:".len()..];
+        let reason = if tail.contains("No such file or directory") {
+            "No such file or directory"
+        } else {
+            tail.trim()
+        };
+        (rest, reason)
+    };
+    let path: String = path
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect::<String>()
+        .split("Loading")
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    Some(format!("SYSLINUX: cannot load {path}: {reason}"))
+}
+
 /// The classifier's state over one boot's console.
 #[derive(Debug, Clone)]
 pub struct Console {
@@ -290,6 +319,8 @@ pub struct Console {
     stall: Option<String>,
     bds: Option<String>,
     grub_error: Option<String>,
+    /// SYSLINUX's first failed load: its `boot:` prompt after it waits for nobody.
+    syslinux_error: Option<String>,
     /// The last text shown was a systemd-boot menu holding only the firmware-setup entry.
     firmware_menu_only: bool,
     failure: Option<Failure>,
@@ -347,9 +378,21 @@ impl Console {
             stall: None,
             bds: None,
             grub_error: None,
+            syslinux_error: None,
             firmware_menu_only: false,
             failure: None,
         }
+    }
+
+    /// Whether a console line, finished or not, ends at a boot loader's prompt that nobody in a
+    /// boot test answers: GRUB's, or SYSLINUX's `boot:` after it failed to load a file (before
+    /// that, the prompt may just be counting down to its default).
+    pub fn waits_at_loader_prompt(&self, line: &str) -> bool {
+        waits_at_grub_prompt(line)
+            || self.syslinux_error.is_some()
+                && shown_text(line)
+                    .last()
+                    .is_some_and(|t| t.ends_with("boot:"))
     }
 
     /// What a boot is that QEMU ended before the ready line (with no fatal line seen).
@@ -396,6 +439,9 @@ impl Console {
                 self.grub_error = Some(format!("GRUB: {}", line[at..].trim()));
             }
         }
+        if self.syslinux_error.is_none() {
+            self.syslinux_error = syslinux_error(line);
+        }
         if self.failure.is_some() {
             return Seen::Line;
         }
@@ -435,13 +481,15 @@ impl Console {
                     .clone()
                     .unwrap_or_else(|| line.trim().to_string()),
             })
-        } else if waits_at_grub_prompt(line) {
-            // GRUB ran its configuration, which failed (a kernel it did not find), and waits at
-            // its command line: its first error says why.
+        } else if self.waits_at_loader_prompt(line) {
+            // GRUB ran its configuration, which failed (a kernel it did not find), or SYSLINUX
+            // failed to load a file, and the loader waits at its command line: its first error
+            // says why.
             Some(Failure::RescueShell {
                 line: self
                     .grub_error
                     .clone()
+                    .or_else(|| self.syslinux_error.clone())
                     .unwrap_or_else(|| line.trim().to_string()),
             })
         } else if line.contains("You are in emergency mode")

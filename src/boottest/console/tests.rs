@@ -113,6 +113,33 @@ fn grub_waiting_at_its_prompt_after_a_missing_kernel_is_a_rescue_shell() {
 }
 
 #[test]
+fn syslinux_at_its_prompt_after_a_failed_load_is_a_rescue_shell() {
+    let mut c = Console::new(Arch::X86_64);
+    for raw in include_str!("../../../tests/fixtures/console/x86_64-syslinux-no-kernel.log").lines()
+    {
+        let line = raw.split_once("] ").map_or(raw, |(_, l)| l);
+        assert_eq!(c.feed(line, 0.2), Seen::Line, "{line}");
+    }
+    // Its prompt, doubled as the rest of the screen, on a line it never ends.
+    assert!(c.waits_at_loader_prompt("boot:boot:  "));
+    let Seen::Fatal(f) = c.feed("boot:boot:  ", 0.3) else {
+        panic!("SYSLINUX's prompt after a failed load is fatal")
+    };
+    assert_eq!(
+        f.to_string(),
+        "the boot ended in a rescue or emergency shell: SYSLINUX: cannot load /vmlinuz: No such file or directory"
+    );
+    // Before any failed load, `boot:` is a prompt counting down to its default.
+    let c = Console::new(Arch::X86_64);
+    assert!(!c.waits_at_loader_prompt("boot: "));
+    assert_eq!(
+        syslinux_error("Could not find kernel image: linux"),
+        Some("SYSLINUX: cannot load linux: not found".to_string())
+    );
+    assert_eq!(syslinux_error("Loading /vmlinuz... ok"), None);
+}
+
+#[test]
 fn the_first_fatal_line_wins_and_names_the_loader() {
     let mut c = Console::new(Arch::Aarch64);
     assert_eq!(
