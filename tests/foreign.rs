@@ -1,9 +1,9 @@
 //! `boot-test --disk`: disks Ingot did not build, made here by tests/foreign/make-disk.sh with
 //! Debian's tools (sgdisk, mkfs.vfat, mtools, cpio) from Debian's kernel, busybox and
 //! systemd-boot packages, and Debian's syslinux for a disk that also boots under a BIOS. Ready
-//! means a console line matching `--ready`; the broken disks (a kernel that panics, an ESP with nothing to boot, a
-//! blank disk under a BIOS) fail fast with the cause named; and no
-//! disk file changes by a byte.
+//! means a console line matching `--ready`; the broken disks (a kernel that panics, an ESP with
+//! nothing to boot, a blank disk under a BIOS, a disk whose kernel is gone, under systemd-boot
+//! and under SYSLINUX) fail fast with the cause named; and no disk file changes by a byte.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -107,7 +107,16 @@ fn foreign_disks_boot_to_a_console_pattern_and_broken_ones_fail_fast_unchanged()
     // The same system that also boots under a BIOS: SYSLINUX in the GPT MBR and on the ESP.
     let bios = t.join("hybrid.raw");
     make(&bios, "x86_64", &x86, "hybrid");
-    let files = [&ok_qcow2, &panic, &empty, &arm_ok, &bios];
+    // The same disk with its kernel gone from the ESP: systemd-boot has no entry it can
+    // start, and SYSLINUX stops at its prompt.
+    let nokernel = t.join("nokernel.raw");
+    std::fs::copy(&bios, &nokernel).unwrap();
+    let (good, o) = tool(
+        "mdel",
+        &["-i", &format!("{}@@1M", nokernel.display()), "::/vmlinuz"],
+    );
+    assert!(good, "mdel: {o}");
+    let files = [&ok_qcow2, &panic, &empty, &arm_ok, &bios, &nokernel];
     let before: Vec<String> = files
         .iter()
         .map(|f| hex_sha256(&std::fs::read(f).unwrap()))
@@ -143,7 +152,7 @@ fn foreign_disks_boot_to_a_console_pattern_and_broken_ones_fail_fast_unchanged()
         (o, v)
     };
     let (o, v) = run(
-        &[&ok_qcow2, &panic, &empty],
+        &[&ok_qcow2, &panic, &empty, &nokernel],
         "x86_64",
         &t.join("x86.json"),
         "2",
@@ -166,6 +175,11 @@ fn foreign_disks_boot_to_a_console_pattern_and_broken_ones_fail_fast_unchanged()
     for (disk, kind, words) in [
         (&panic, "kernel-panic", "Kernel panic"),
         (&empty, "nothing-bootable", "UEFI found nothing bootable"),
+        (
+            &nokernel,
+            "no-boot-entry",
+            "systemd-boot found no boot entry",
+        ),
     ] {
         let b = &by[disk.to_str().unwrap()]["boots"][0];
         assert_eq!(b["cause"]["kind"], kind, "{b}");
@@ -175,8 +189,8 @@ fn foreign_disks_boot_to_a_console_pattern_and_broken_ones_fail_fast_unchanged()
         assert!(!b["tail"].as_array().unwrap().is_empty());
     }
     let junit = std::fs::read_to_string(t.join("x86.xml")).unwrap();
-    assert_eq!(junit.matches("<testcase").count(), 4, "{junit}");
-    assert_eq!(junit.matches("<failure").count(), 2, "{junit}");
+    assert_eq!(junit.matches("<testcase").count(), 5, "{junit}");
+    assert_eq!(junit.matches("<failure").count(), 3, "{junit}");
 
     // Ready by SSH login alone still watches the console: the panicking disk fails fast,
     // named, long before the login would time out.
@@ -219,7 +233,7 @@ fn foreign_disks_boot_to_a_console_pattern_and_broken_ones_fail_fast_unchanged()
     // A GPT disk whose protective MBR has no boot code (the UEFI-only qcow2) is named before
     // any boot: SeaBIOS would start it and hang.
     let (o, v) = run(
-        &[&bios, &blank, &ok_qcow2],
+        &[&bios, &blank, &ok_qcow2, &nokernel],
         "x86_64",
         &t.join("bios.json"),
         "1",
@@ -254,6 +268,16 @@ fn foreign_disks_boot_to_a_console_pattern_and_broken_ones_fail_fast_unchanged()
     );
     let b = &of(&blank);
     assert_eq!(b["cause"]["kind"], "bios-nothing-bootable", "{b}");
+    assert!(b["seconds"].as_f64().unwrap() < 60.0, "{b}");
+    let b = &of(&nokernel);
+    assert_eq!(b["cause"]["kind"], "rescue-shell", "{b}");
+    assert!(
+        b["failure"]
+            .as_str()
+            .unwrap()
+            .contains("SYSLINUX: cannot load /vmlinuz: No such file or directory"),
+        "{b}"
+    );
     assert!(b["seconds"].as_f64().unwrap() < 60.0, "{b}");
 
     // The same disks as a matrix: one JUnit file, one testcase per cell, a time-to-ready per
@@ -326,7 +350,6 @@ fn foreign_disks_boot_to_a_console_pattern_and_broken_ones_fail_fast_unchanged()
         stdout.contains("hybrid-bios") && stdout.contains("to ready (median)"),
         "{stdout}"
     );
-    let files = [&ok_qcow2, &panic, &empty, &arm_ok, &bios];
     let after: Vec<String> = files
         .iter()
         .map(|f| hex_sha256(&std::fs::read(f).unwrap()))
