@@ -391,6 +391,59 @@ fn only_a_hybrid_disk_runs_under_the_bios() {
 
 #[test]
 #[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
+fn grub_without_the_kernel_stops_the_bios_boot_at_once_named() {
+    // The hybrid disk with its kernel deleted from the ESP (mtools, on a copy): GRUB's
+    // configuration fails and GRUB waits at its prompt, which used to run out the timeout.
+    let f = fixture();
+    let x86 = f
+        .dirs
+        .iter()
+        .find(|d| d.ends_with("edge-minimal-1.0.0-x86_64"))
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let disk = tmp.path().join("nokernel.raw");
+    std::fs::copy(x86.join("disk.raw"), &disk).unwrap();
+    let (good, o) = tool(
+        "mdel",
+        &[
+            "-i",
+            &format!("{}@@1M", disk.display()),
+            "::/edge-minimal/1.0.0/linux",
+        ],
+    );
+    assert!(good, "mdel: {o}");
+    let json = tmp.path().join("r.json");
+    let o = ingot(&[
+        "boot-test",
+        "--disk",
+        disk.to_str().unwrap(),
+        "--arch",
+        "x86_64",
+        "--firmware",
+        "bios",
+        "--ready",
+        "INGOT-READY",
+        "--boots",
+        "1",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let b = &v["images"][0]["boots"][0];
+    assert_eq!(b["cause"]["kind"], "rescue-shell", "{b}");
+    assert!(
+        b["failure"]
+            .as_str()
+            .unwrap()
+            .contains("GRUB: error: file `/edge-minimal/1.0.0/linux' not found."),
+        "{b}"
+    );
+    assert!(b["seconds"].as_f64().unwrap() < 30.0, "{b}");
+}
+
+#[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
 fn the_image_holds_no_machine_id() {
     // The manifest says so, and debugfs reading the root filesystem agrees.
     let f = fixture();
