@@ -495,7 +495,12 @@ impl Console {
         } else if line.contains("You are in emergency mode")
             || line.contains("You are in rescue mode")
             || line.contains("Give root password for maintenance")
+            // sulogin where root is locked (Debian's cloud images): no shell even for someone
+            // at the console.
+            || line.contains("Cannot open access to console, the root account is locked")
             || line.contains("Dropping to a shell")
+            // dracut's initramfs (Fedora, RHEL, SUSE and their cloud images).
+            || line.contains("Entering emergency mode. Exit the shell to continue")
         {
             Some(Failure::RescueShell {
                 line: line.trim().to_string(),

@@ -113,6 +113,29 @@ fn grub_waiting_at_its_prompt_after_a_missing_kernel_is_a_rescue_shell() {
 }
 
 #[test]
+fn emergency_shells_of_other_distributions_are_named() {
+    for line in [
+        "[   12.3] dracut: Entering emergency mode. Exit the shell to continue.",
+        "Cannot open access to console, the root account is locked.",
+        "You are in emergency mode. After logging in, type \"journalctl -xb\" to view",
+    ] {
+        let mut c = Console::new(Arch::X86_64);
+        match c.feed(line, 12.0) {
+            Seen::Fatal(Failure::RescueShell { line: l }) => assert_eq!(l, line.trim()),
+            other => panic!("{line}: {other:?}"),
+        }
+    }
+    let mut c = Console::new(Arch::X86_64);
+    assert_eq!(
+        c.feed(
+            "[  OK  ] Reached target emergency.target - Emergency Mode.",
+            1.0
+        ),
+        Seen::Line
+    );
+}
+
+#[test]
 fn syslinux_at_its_prompt_after_a_failed_load_is_a_rescue_shell() {
     let mut c = Console::new(Arch::X86_64);
     for raw in include_str!("../../../tests/fixtures/console/x86_64-syslinux-no-kernel.log").lines()
