@@ -116,7 +116,26 @@ fn foreign_disks_boot_to_a_console_pattern_and_broken_ones_fail_fast_unchanged()
         &["-i", &format!("{}@@1M", nokernel.display()), "::/vmlinuz"],
     );
     assert!(good, "mdel: {o}");
-    let files = [&ok_qcow2, &panic, &empty, &arm_ok, &bios, &nokernel];
+    let arm_nokernel = t.join("arm-nokernel.raw");
+    std::fs::copy(&arm_ok, &arm_nokernel).unwrap();
+    let (good, o) = tool(
+        "mdel",
+        &[
+            "-i",
+            &format!("{}@@1M", arm_nokernel.display()),
+            "::/vmlinuz",
+        ],
+    );
+    assert!(good, "mdel: {o}");
+    let files = [
+        &ok_qcow2,
+        &panic,
+        &empty,
+        &arm_ok,
+        &bios,
+        &nokernel,
+        &arm_nokernel,
+    ];
     let before: Vec<String> = files
         .iter()
         .map(|f| hex_sha256(&std::fs::read(f).unwrap()))
@@ -222,9 +241,31 @@ fn foreign_disks_boot_to_a_console_pattern_and_broken_ones_fail_fast_unchanged()
     assert_eq!(b["cause"]["kind"], "kernel-panic", "{b}");
     assert!(b["seconds"].as_f64().unwrap() < 60.0, "{b}");
 
-    let (o, v) = run(&[&arm_ok], "aarch64", &t.join("arm.json"), "1", "uefi");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(v["images"][0]["boots"][0]["ok"], true);
+    let (o, v) = run(
+        &[&arm_ok, &arm_nokernel],
+        "aarch64",
+        &t.join("arm.json"),
+        "1",
+        "uefi",
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "the kernel-less disk fails the run"
+    );
+    let boot_of = |disk: &Path| {
+        v["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["image"] == disk.to_str().unwrap())
+            .unwrap()["boots"][0]
+            .clone()
+    };
+    assert_eq!(boot_of(&arm_ok)["ok"], true, "{v}");
+    let b = &boot_of(&arm_nokernel);
+    assert_eq!(b["cause"]["kind"], "no-boot-entry", "{b}");
+    assert!(b["seconds"].as_f64().unwrap() < 60.0, "{b}");
 
     // Under SeaBIOS: the SYSLINUX disk boots to the pattern; a blank disk (no boot sector)
     // fails fast, the BIOS's own words named.

@@ -329,8 +329,8 @@ pub struct Console {
 /// systemd-boot's own menu entry for the firmware's setup, shown whatever the ESP holds.
 const FIRMWARE_ENTRY: &str = "Reboot Into Firmware Interface";
 
-/// The pieces of text a console line shows on screen: escape sequences, box-drawing lines and
-/// runs of spaces (how a full-screen menu places its items) separate them.
+/// The pieces of text a console line shows on screen: escape sequences, box-drawing lines (or
+/// their ASCII dashes) and runs of spaces (how a full-screen menu places its items) separate them.
 fn shown_text(line: &str) -> Vec<&str> {
     let mut parts = Vec::new();
     let mut rest = line;
@@ -351,7 +351,8 @@ fn shown_text(line: &str) -> Vec<&str> {
         };
         for piece in text.split(['─', '│']).flat_map(|t| t.split("  ")) {
             let piece = piece.trim();
-            if !piece.is_empty() {
+            // A rule drawn in ASCII (a firmware console without box-drawing characters).
+            if !piece.is_empty() && !piece.chars().all(|c| c == '-') {
                 parts.push(piece);
             }
         }

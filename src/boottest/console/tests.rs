@@ -307,6 +307,14 @@ fn a_systemd_boot_menu_with_nothing_but_the_firmware_entry_is_named_at_exit() {
         }
         other => panic!("expected no boot entry, got {other:?}"),
     }
+    // AAVMF's console draws the menu's rule in ASCII dashes.
+    assert_eq!(
+        classify_log(
+            include_str!("../../../tests/fixtures/console/aarch64-no-boot-entry.log"),
+            Arch::Aarch64,
+        ),
+        Some(Err(Failure::NoBootEntry))
+    );
     // A menu that also lists an entry (a disk with a menu timeout) is no such failure: a
     // boot that then ends is QEMU exiting, as before.
     let recorded = include_str!("../../../tests/fixtures/console/x86_64-boot-menu-line.log");
