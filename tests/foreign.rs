@@ -59,6 +59,17 @@ fn debs(tmp: &Path, hw: &str) -> (PathBuf, PathBuf, PathBuf) {
     )
 }
 
+/// The first boot of `disk` in a boot-test JSON report.
+fn first_boot(v: &serde_json::Value, disk: &Path) -> serde_json::Value {
+    v["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["image"] == disk.to_str().unwrap())
+        .unwrap()["boots"][0]
+        .clone()
+}
+
 fn make(out: &Path, arch: &str, d: &(PathBuf, PathBuf, PathBuf), mode: &str) {
     let script = root().join("tests/foreign/make-disk.sh");
     let (good, o) = tool(
@@ -110,23 +121,9 @@ fn foreign_disks_boot_to_a_console_pattern_and_broken_ones_fail_fast_unchanged()
     // The same disk with its kernel gone from the ESP: systemd-boot has no entry it can
     // start, and SYSLINUX stops at its prompt.
     let nokernel = t.join("nokernel.raw");
-    std::fs::copy(&bios, &nokernel).unwrap();
-    let (good, o) = tool(
-        "mdel",
-        &["-i", &format!("{}@@1M", nokernel.display()), "::/vmlinuz"],
-    );
-    assert!(good, "mdel: {o}");
+    copy_without_esp_file(&bios, &nokernel, "::/vmlinuz");
     let arm_nokernel = t.join("arm-nokernel.raw");
-    std::fs::copy(&arm_ok, &arm_nokernel).unwrap();
-    let (good, o) = tool(
-        "mdel",
-        &[
-            "-i",
-            &format!("{}@@1M", arm_nokernel.display()),
-            "::/vmlinuz",
-        ],
-    );
-    assert!(good, "mdel: {o}");
+    copy_without_esp_file(&arm_ok, &arm_nokernel, "::/vmlinuz");
     let files = [
         &ok_qcow2,
         &panic,
@@ -253,17 +250,8 @@ fn foreign_disks_boot_to_a_console_pattern_and_broken_ones_fail_fast_unchanged()
         Some(1),
         "the kernel-less disk fails the run"
     );
-    let boot_of = |disk: &Path| {
-        v["images"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|i| i["image"] == disk.to_str().unwrap())
-            .unwrap()["boots"][0]
-            .clone()
-    };
-    assert_eq!(boot_of(&arm_ok)["ok"], true, "{v}");
-    let b = &boot_of(&arm_nokernel);
+    assert_eq!(first_boot(&v, &arm_ok)["ok"], true, "{v}");
+    let b = &first_boot(&v, &arm_nokernel);
     assert_eq!(b["cause"]["kind"], "no-boot-entry", "{b}");
     assert!(b["seconds"].as_f64().unwrap() < 60.0, "{b}");
 
@@ -281,15 +269,7 @@ fn foreign_disks_boot_to_a_console_pattern_and_broken_ones_fail_fast_unchanged()
         "bios",
     );
     assert_eq!(o.status.code(), Some(1), "the blank disk fails the run");
-    let of = |disk: &Path| {
-        v["images"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|i| i["image"] == disk.to_str().unwrap())
-            .unwrap()["boots"][0]
-            .clone()
-    };
+    let of = |disk: &Path| first_boot(&v, disk);
     let b = &of(&bios);
     assert_eq!(b["ok"], true, "{b}");
     assert!(b["ready"]["matched"]

@@ -174,6 +174,15 @@ pub fn tool(cmd: &str, args: &[&str]) -> (bool, String) {
 }
 
 /// Hex SHA-256.
+/// A copy of `disk` at `to` without the file at `path` in the FAT partition that starts at
+/// 1 MiB (the ESP of Ingot's and the test disks), deleted with mtools, as a broken disk for a
+/// boot test.
+pub fn copy_without_esp_file(disk: &Path, to: &Path, path: &str) {
+    std::fs::copy(disk, to).unwrap();
+    let (good, o) = tool("mdel", &["-i", &format!("{}@@1M", to.display()), path]);
+    assert!(good, "mdel {path}: {o}");
+}
+
 pub fn hex_sha256(data: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(data))
