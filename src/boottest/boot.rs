@@ -190,11 +190,10 @@ pub fn boot_once(
         match rx.recv_timeout(wait) {
             // A foreign disk's prompt (`login: `) is ready before its line ends, if ever.
             Ok(ConsoleEvent::Partial(part)) => {
-                // A prompt nobody will answer (GRUB's) need not wait for a line end to fail.
-                if failure.is_none()
-                    && !pattern.is_some_and(|p| p.is_match(&part))
-                    && console.waits_at_loader_prompt(&part)
-                {
+                let matched = pattern.is_some_and(|p| p.is_match(&part));
+                // A prompt nobody will answer (a boot loader's) need not wait for a line end
+                // to fail.
+                if failure.is_none() && !matched && console.waits_at_loader_prompt(&part) {
                     let at = start.elapsed().as_secs_f64();
                     if let Seen::Fatal(f) = console.feed(&part, at) {
                         failure = Some(f);
@@ -202,7 +201,7 @@ pub fn boot_once(
                         fatal_at = Some(Instant::now());
                     }
                 }
-                partial_match = if pattern.is_some_and(|p| p.is_match(&part)) {
+                partial_match = if matched {
                     let at =
                         partial_match.map_or_else(|| start.elapsed().as_secs_f64(), |(_, a, _)| a);
                     Some((part, at, Instant::now()))

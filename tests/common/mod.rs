@@ -173,7 +173,6 @@ pub fn tool(cmd: &str, args: &[&str]) -> (bool, String) {
     )
 }
 
-/// Hex SHA-256.
 /// A copy of `disk` at `to` without the file at `path` in the FAT partition that starts at
 /// 1 MiB (the ESP of Ingot's and the test disks), deleted with mtools, as a broken disk for a
 /// boot test.
@@ -183,6 +182,7 @@ pub fn copy_without_esp_file(disk: &Path, to: &Path, path: &str) {
     assert!(good, "mdel {path}: {o}");
 }
 
+/// Hex SHA-256.
 pub fn hex_sha256(data: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(data))
