@@ -3,6 +3,8 @@
 //! falling back to its shell, a failed boot option — and, on a timeout, the first stall the guest
 //! kernel reported. Pure: no QEMU, no clock; tested on recorded console logs of both arches.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use crate::config::Arch;
@@ -275,10 +277,10 @@ pub fn reports_stall(lower: &str) -> bool {
         || lower.contains("watchdog: bug: soft lockup")
 }
 
-/// Whether a console line (or the unfinished line a console paused in) ends at GRUB's command
-/// prompt, normal (`grub> `) or rescue (`grub rescue> `): nobody answers it in a boot test.
-pub fn waits_at_grub_prompt(line: &str) -> bool {
-    shown_text(line)
+/// Whether the text a console line shows (see [`shown_text`]) ends at GRUB's command prompt,
+/// normal (`grub> `) or rescue (`grub rescue> `): nobody answers it in a boot test.
+fn waits_at_grub_prompt(shown: &[&str]) -> bool {
+    shown
         .last()
         .is_some_and(|t| t.ends_with("grub>") || t.ends_with("grub rescue>"))
 }
@@ -301,14 +303,8 @@ fn syslinux_error(line: &str) -> Option<String> {
         };
         (rest, reason)
     };
-    let path: String = path
-        .chars()
-        .take_while(|c| !c.is_whitespace())
-        .collect::<String>()
-        .split("Loading")
-        .next()
-        .unwrap_or_default()
-        .to_string();
+    let path = path.split(char::is_whitespace).next().unwrap_or_default();
+    let path = path.split("Loading").next().unwrap_or_default();
     Some(format!("SYSLINUX: cannot load {path}: {reason}"))
 }
 
@@ -329,10 +325,9 @@ pub struct Console {
 /// systemd-boot's own menu entry for the firmware's setup, shown whatever the ESP holds.
 const FIRMWARE_ENTRY: &str = "Reboot Into Firmware Interface";
 
-/// The pieces of text a console line shows on screen: escape sequences, box-drawing lines (or
-/// their ASCII dashes) and runs of spaces (how a full-screen menu places its items) separate them.
-fn shown_text(line: &str) -> Vec<&str> {
-    let mut parts = Vec::new();
+/// The runs of text between a console line's escape sequences (cursor moves, colours).
+fn between_escapes(line: &str) -> Vec<&str> {
+    let mut runs = Vec::new();
     let mut rest = line;
     while !rest.is_empty() {
         let (text, after) = match rest.find('\u{1b}') {
@@ -349,22 +344,39 @@ fn shown_text(line: &str) -> Vec<&str> {
             }
             None => (rest, ""),
         };
-        for piece in text.split(['─', '│']).flat_map(|t| t.split("  ")) {
-            let piece = piece.trim();
-            // A rule drawn in ASCII (a firmware console without box-drawing characters).
-            if !piece.is_empty() && !piece.chars().all(|c| c == '-') {
-                parts.push(piece);
-            }
-        }
+        runs.push(text);
         rest = after;
     }
-    parts
+    runs
 }
 
-/// Whether a console line is a systemd-boot menu whose only entry is [`FIRMWARE_ENTRY`] (its
-/// countdown aside).
-fn firmware_menu_only(line: &str) -> bool {
-    let shown = shown_text(line);
+/// A console line without its escape sequences. SeaBIOS copies a loader's screen to the
+/// serial port with cursor moves that can fall inside a word (`/[05;09Hvmlinuz`), depending
+/// on how fast the guest runs.
+fn plain(line: &str) -> Cow<'_, str> {
+    if line.contains('\u{1b}') {
+        Cow::Owned(between_escapes(line).concat())
+    } else {
+        Cow::Borrowed(line)
+    }
+}
+
+/// The pieces of text a console line shows on screen: escape sequences, box-drawing lines (or
+/// their ASCII dashes) and runs of spaces (how a full-screen menu places its items) separate them.
+fn shown_text(line: &str) -> Vec<&str> {
+    between_escapes(line)
+        .into_iter()
+        .flat_map(|run| run.split(['─', '│']))
+        .flat_map(|t| t.split("  "))
+        .map(str::trim)
+        // A rule drawn in ASCII (a firmware console without box-drawing characters).
+        .filter(|piece| !piece.is_empty() && !piece.chars().all(|c| c == '-'))
+        .collect()
+}
+
+/// Whether the text a console line shows is a systemd-boot menu whose only entry is
+/// [`FIRMWARE_ENTRY`] (its countdown aside).
+fn firmware_menu_only(shown: &[&str]) -> bool {
     shown.contains(&FIRMWARE_ENTRY)
         && shown
             .iter()
@@ -389,11 +401,13 @@ impl Console {
     /// boot test answers: GRUB's, or SYSLINUX's `boot:` after it failed to load a file (before
     /// that, the prompt may just be counting down to its default).
     pub fn waits_at_loader_prompt(&self, line: &str) -> bool {
-        waits_at_grub_prompt(line)
-            || self.syslinux_error.is_some()
-                && shown_text(line)
-                    .last()
-                    .is_some_and(|t| t.ends_with("boot:"))
+        self.at_loader_prompt(&shown_text(line))
+    }
+
+    /// [`Console::waits_at_loader_prompt`] on the text a line shows.
+    fn at_loader_prompt(&self, shown: &[&str]) -> bool {
+        waits_at_grub_prompt(shown)
+            || self.syslinux_error.is_some() && shown.last().is_some_and(|t| t.ends_with("boot:"))
     }
 
     /// What a boot is that QEMU ended before the ready line (with no fatal line seen).
@@ -427,8 +441,9 @@ impl Console {
         if self.stall.is_none() && reports_stall(&lower) {
             self.stall = Some(format!("`{}` at {at:.0}s", line.trim()));
         }
-        if !shown_text(line).is_empty() {
-            self.firmware_menu_only = firmware_menu_only(line);
+        let shown = shown_text(line);
+        if !shown.is_empty() {
+            self.firmware_menu_only = firmware_menu_only(&shown);
         }
         if let Some(at) = line.find("BdsDxe: failed to load") {
             self.bds = Some(line[at..].trim().to_string());
@@ -436,12 +451,13 @@ impl Console {
         if self.grub_error.is_none() {
             // GRUB's first complaint (a kernel file it did not find), kept for the rescue
             // prompt that follows it.
-            if let Some(at) = line.find("error: ") {
-                self.grub_error = Some(format!("GRUB: {}", line[at..].trim()));
+            let plain = plain(line);
+            if let Some(at) = plain.find("error: ") {
+                self.grub_error = Some(format!("GRUB: {}", plain[at..].trim()));
             }
         }
         if self.syslinux_error.is_none() {
-            self.syslinux_error = syslinux_error(line);
+            self.syslinux_error = syslinux_error(&plain(line));
         }
         if self.failure.is_some() {
             return Seen::Line;
@@ -482,7 +498,7 @@ impl Console {
                     .clone()
                     .unwrap_or_else(|| line.trim().to_string()),
             })
-        } else if self.waits_at_loader_prompt(line) {
+        } else if self.at_loader_prompt(&shown) {
             // GRUB ran its configuration, which failed (a kernel it did not find), or SYSLINUX
             // failed to load a file, and the loader waits at its command line: its first error
             // says why.
@@ -545,10 +561,11 @@ pub fn classify_log(text: &str, arch: Arch) -> Option<Result<Ready, Failure>> {
             Seen::Fatal(_) | Seen::Line => {}
         }
     }
-    match c.failure {
-        Some(f) => Some(Err(f)),
-        None if c.firmware_menu_only => Some(Err(Failure::NoBootEntry)),
-        None => None,
+    // A log that just stops may still say why QEMU ended.
+    match (c.failure.take(), c.exited()) {
+        (Some(f), _) => Some(Err(f)),
+        (None, Failure::QemuExited) => None,
+        (None, f) => Some(Err(f)),
     }
 }
 
