@@ -3,7 +3,8 @@
 //! same mirror, suites and architecture, and an empty dpkg status), and the two sets must be
 //! equal by name, version and architecture. A set apt refuses for a conflict must be refused by
 //! Ingot too, naming both packages and the clause; a purely virtual name asked for that several
-//! packages provide must be refused by both, naming the same providers.
+//! packages provide must be refused by both, naming the same providers. A refusal of what the
+//! profile itself asked for exits 2 at that item of the profile's `include` line.
 //!
 //! The hardware's kernel is resolved with the rest. apt's root has Ingot's generated
 //! `ingot-initramfs` entry installed (as every image has), so the kernel's
@@ -122,7 +123,20 @@ fn ingot_set(dir: &Path, name: &str, c: &Case, packages: &[String]) -> Result<Se
         "-q",
     ]);
     if !o.status.success() {
-        return Err(String::from_utf8_lossy(&o.stderr).into_owned());
+        let text = String::from_utf8_lossy(&o.stderr).into_owned();
+        // A refusal of what the profile itself asked for is bad input, shown at the item of
+        // its `include` line (line 12 of the profile above).
+        if text.contains("the profile needs") || text.contains("(needed by the profile)") {
+            let at = format!("{name}.toml:12:");
+            assert!(
+                o.status.code() == Some(2)
+                    && text.contains(&at)
+                    && text.contains("packages.include:"),
+                "{name}: not exit 2 at {at} packages.include ({:?}): {text}",
+                o.status.code()
+            );
+        }
+        return Err(text);
     }
     let lock: toml::Value =
         toml::from_str(&std::fs::read_to_string(p.with_extension("lock")).unwrap()).unwrap();

@@ -58,7 +58,7 @@ pub(crate) fn find_assignment(text: &str, key: &str, value: &str) -> Option<(usi
             let Some(rest) = l[from..].trim_start().strip_prefix('=') else {
                 continue;
             };
-            if string_at(rest.trim_start()).as_deref() == Some(value) {
+            if string_at(rest.trim_start()).is_some_and(|(s, _)| s == value) {
                 return Some((i + 1, l[..at].chars().count() + 1));
             }
         }
@@ -66,9 +66,51 @@ pub(crate) fn find_assignment(text: &str, key: &str, value: &str) -> Option<(usi
     None
 }
 
+/// Where an item of the string array `key = [ ... ]` (on one line or several, with comments)
+/// that `wanted` accepts is written in a TOML text: the 1-based line and column of its quote.
+pub(crate) fn find_array_item(
+    text: &str,
+    key: &str,
+    wanted: impl Fn(&str) -> bool,
+) -> Option<(usize, usize)> {
+    let mut from = 0;
+    while let Some(at) = text[from..].find(key).map(|k| k + from) {
+        from = at + key.len();
+        let before = text[..at].chars().next_back();
+        if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            continue;
+        }
+        let Some(rest) = text[from..]
+            .trim_start_matches([' ', '\t'])
+            .strip_prefix('=')
+        else {
+            continue;
+        };
+        let Some(mut items) = rest.trim_start_matches([' ', '\t']).strip_prefix('[') else {
+            continue;
+        };
+        loop {
+            items = items.trim_start_matches([' ', '\t', '\r', '\n', ',']);
+            if items.starts_with('#') {
+                items = items.split_once('\n').map_or("", |(_, r)| r);
+                continue;
+            }
+            let Some((item, len)) = string_at(items) else {
+                break;
+            };
+            if wanted(&item) {
+                return Some(line_col(text, text.len() - items.len()));
+            }
+            items = &items[len..];
+        }
+    }
+    None
+}
+
 /// The TOML string (basic or literal, on one line) that `text` starts with, its escapes
-/// decoded: a value written `"a\nb"` is found as the text it stands for.
-fn string_at(text: &str) -> Option<String> {
+/// decoded (a value written `"a\nb"` is found as the text it stands for), and its length as
+/// written.
+fn string_at(text: &str) -> Option<(String, usize)> {
     let quote = text.chars().next().filter(|c| *c == '"' || *c == '\'')?;
     let mut escaped = false;
     let end = text[1..].char_indices().find_map(|(i, c)| {
@@ -77,7 +119,7 @@ fn string_at(text: &str) -> Option<String> {
         close.then_some(i + 2)
     })?;
     let t: toml::Table = toml::from_str(&format!("v = {}", &text[..end])).ok()?;
-    t.get("v")?.as_str().map(str::to_string)
+    t.get("v")?.as_str().map(|s| (s.to_string(), end))
 }
 
 /// A rule about one value: at the line that assigns `key = "value"` in the first of `files`
@@ -89,6 +131,26 @@ pub(crate) fn rule_at_value(
     message: impl Into<String>,
 ) -> ConfigError {
     rule_where(files, message, |t| find_assignment(t, key, value))
+}
+
+/// A rule about one item of a string array `key`, at the item in the first of `files` that
+/// holds one `wanted` accepts; `None` when none does (the item came from elsewhere).
+pub(crate) fn rule_at_item(
+    files: &[&Path],
+    key: &str,
+    wanted: impl Fn(&str) -> bool,
+    message: impl Into<String>,
+) -> Option<ConfigError> {
+    let (path, (line, column)) = files.iter().find_map(|f| {
+        let text = std::fs::read_to_string(f).ok()?;
+        Some((f, find_array_item(&text, key, &wanted)?))
+    })?;
+    Some(ConfigError::Invalid {
+        path: path.to_path_buf(),
+        line,
+        column,
+        message: message.into(),
+    })
 }
 
 /// A rule broken at a place the files can show: the first of `files` (a profile, then the
@@ -141,5 +203,23 @@ mod tests {
         assert_eq!(find_assignment(text, "a", "q\"\\"), Some((2, 7)));
         assert_eq!(find_assignment(text, "b", "c\\d"), Some((2, 20)));
         assert_eq!(find_assignment(text, "name", "pc"), None);
+    }
+
+    #[test]
+    fn an_array_item_is_found_on_its_own_line_past_comments_and_other_keys() {
+        let text = "exclude = [\"b\"]\n[packages]\ninclude = [\"a\", 'b=1',\n  # \"c\" \n  \"c\", # x\n]\nxinclude = [\"d\"]\n";
+        let named = |n: &'static str| move |i: &str| i.split('=').next() == Some(n);
+        assert_eq!(find_array_item(text, "include", named("a")), Some((3, 12)));
+        assert_eq!(find_array_item(text, "include", named("b")), Some((3, 17)));
+        // The commented-out "c" is passed over.
+        assert_eq!(find_array_item(text, "include", named("c")), Some((5, 3)));
+        // `xinclude` is another key; `exclude` holds "b" but is not asked about.
+        assert_eq!(find_array_item(text, "include", named("d")), None);
+        assert_eq!(find_array_item(text, "exclude", named("b")), Some((1, 12)));
+        // A table or a scalar under the key is no array.
+        assert_eq!(
+            find_array_item("include = { a = 1 }\n", "include", |_| true),
+            None
+        );
     }
 }

@@ -167,6 +167,44 @@ pub fn image_request(profile: &Profile, hw: &Hardware) -> resolve::Request {
     }
 }
 
+/// A failed resolution as an error of the profile's file when the profile itself asked for
+/// the package it is about: at that item of `[packages] include` (or an agent's `packages`),
+/// in the profile or the one it extends that lists it, so it reads as bad input (exit 2).
+fn at_request(profile: &Profile, hw: &Hardware, e: resolve::ResolveError) -> anyhow::Error {
+    let message = |field: &str| format!("{field}: {e} (resolving for {})", hw.name);
+    // The profile's own file as the user named it, then those it extends.
+    let files: Vec<&Path> = std::iter::once(profile.path.as_path())
+        .chain(profile.sources.iter().skip(1).map(PathBuf::as_path))
+        .collect();
+    let located = e.profile_request().and_then(|name| {
+        let written = |item: &str| {
+            item.strip_prefix(name)
+                .is_some_and(|r| r.is_empty() || r.starts_with(['=', '/']))
+        };
+        crate::config::rule_at_item(&files, "include", written, message("packages.include"))
+            .or_else(|| {
+                crate::config::rule_at_item(&files, "packages", written, message("agent.packages"))
+            })
+    });
+    match located {
+        Some(c) => c.into(),
+        None => anyhow::Error::new(e).context(format!(
+            "resolving {} for {}",
+            profile.path.display(),
+            hw.name
+        )),
+    }
+}
+
+/// The suites a profile's packages come from, for a message.
+fn suites_of(profile: &Profile) -> String {
+    std::iter::once(&profile.distribution.suite)
+        .chain(&profile.distribution.extra_suites)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The kernel's helpers for its maintainer scripts (`linux-base`: linux-update-symlinks;
 /// `kmod`: depmod in the postinst), which Ingot runs none of: left out of an image that has no
 /// dpkg to run them (nothing could ever configure the kernel there), installed in one that has.
@@ -228,16 +266,21 @@ pub fn resolve_target(src: &Source, profile: &Profile, hw: &Hardware) -> Result<
     let (mut index, releases) = load_index(src, profile, hw.arch)?;
     index.add_finished(generated::initramfs());
     if index.best(&hw.kernel_package).is_none() {
-        bail!(
-            "{}: kernel_package `{}` is not in the index",
-            hw.path.display(),
-            hw.kernel_package
-        );
+        return Err(crate::config::rule_at(
+            &[hw.path.as_path()],
+            None,
+            "kernel_package",
+            format!(
+                "kernel_package: `{}` is not in the index of {}",
+                hw.kernel_package,
+                suites_of(profile)
+            ),
+        )
+        .into());
     }
     let mut req = image_request(profile, hw);
     let resolve = |req: &resolve::Request| {
-        resolve::resolve_noting(&index, req)
-            .with_context(|| format!("resolving {} for {}", profile.path.display(), hw.name))
+        resolve::resolve_noting(&index, req).map_err(|e| at_request(profile, hw, e))
     };
     // First as for an image without dpkg; if dpkg is in the set after all, the kernel's
     // helpers are installed too.

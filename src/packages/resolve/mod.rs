@@ -85,6 +85,30 @@ pub enum ResolveError {
     },
 }
 
+impl ResolveError {
+    /// The name, as the profile's list writes it, of the request this failure is about when
+    /// the profile itself asked for it (not a dependency, not the essential set): what a
+    /// message can point at in the profile's file.
+    pub fn profile_request(&self) -> Option<&str> {
+        let (who, what) = match self {
+            ResolveError::Unknown {
+                name, needed_by, ..
+            }
+            | ResolveError::Virtual {
+                name, needed_by, ..
+            } => (needed_by, name),
+            ResolveError::Unsatisfiable { needed_by, dep, .. }
+            | ResolveError::Conflict { needed_by, dep, .. } => (needed_by, dep),
+            ResolveError::Malformed { .. } => return None,
+        };
+        let name = what
+            .split(|c: char| c.is_whitespace() || "=/(".contains(c))
+            .next()
+            .unwrap_or(what);
+        (who == "the profile").then_some(name)
+    }
+}
+
 /// What to resolve.
 #[derive(Debug, Clone, Default)]
 pub struct Request {

@@ -133,6 +133,8 @@ fn conflicts_through_provides_fail_naming_both_packages_and_the_clause() {
         e.to_string(),
         "the profile needs `systemd-timesyncd`, but systemd-timesyncd 252 cannot be installed with chrony 4.3: systemd-timesyncd 252 Conflicts: time-daemon"
     );
+    // The profile's own request, as its list writes it: what the build's error points at.
+    assert_eq!(e.profile_request(), Some("systemd-timesyncd"));
     // Declared the other way round: the chosen package's clause is named.
     let i = idx(&[
         pkg("a", "1", "Breaks: b (<< 2)"),
@@ -491,4 +493,18 @@ fn a_package_that_conflicts_with_a_generated_entry_replaces_it_with_a_note() {
     // A package the profile asked for is never displaced that way.
     let i = idx(&[pkg("a", "1", "Conflicts: b"), pkg("b", "1", "")].join("\n"));
     assert!(resolve(&i, &req(&["b", "a"])).is_err());
+}
+
+#[test]
+fn a_failure_names_the_profiles_request_only_when_the_profile_made_it() {
+    let i = idx(&[pkg("a", "1", "Depends: gone"), pkg("b", "2", "")].join("\n"));
+    let asked = |list: &[&str]| resolve(&i, &req(list)).unwrap_err();
+    assert_eq!(asked(&["nope"]).profile_request(), Some("nope"));
+    // A pinned version the index lacks: the name, without its version.
+    assert_eq!(asked(&["b=9"]).profile_request(), Some("b"));
+    assert_eq!(asked(&["b/elsewhere"]).profile_request(), Some("b"));
+    // A dependency's failure is not the profile's line.
+    let e = asked(&["a"]);
+    assert!(e.to_string().contains("gone"), "{e}");
+    assert_eq!(e.profile_request(), None);
 }
