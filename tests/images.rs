@@ -683,17 +683,31 @@ fn profile_mistakes_fail_the_build_and_failed_probes_reach_the_ready_line() {
         &[],
     );
 
-    // A kernel module the kernel does not have: a build-time error naming it.
+    // A kernel module the kernel does not have: bad input, at the item of [kernel] modules
+    // that names it.
     let typo = edge_variant(t.path(), "typo", "").with_file_name("typo.toml");
     let text = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/edge-minimal.toml"),
     )
     .unwrap()
     .replace("modules = [\"virtio_net\"]", "modules = [\"virtio_nett\"]");
-    std::fs::write(&typo, text).unwrap();
-    let err = build_fails(&typo, &out, None);
+    std::fs::write(&typo, &text).unwrap();
+    let line = 1 + text
+        .lines()
+        .position(|l| l.contains("\"virtio_nett\""))
+        .unwrap();
+    let o = ingot(&[
+        "build",
+        "-q",
+        typo.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("no module or alias `virtio_nett`")
+        err.contains(&format!("typo.toml:{line}:12: kernel.modules: "))
+            && err.contains("no module or alias `virtio_nett`")
             && err.contains("did you mean `virtio_net`"),
         "{err}"
     );

@@ -74,12 +74,7 @@ pub fn initramfs(
     hw: &Hardware,
     time: i64,
 ) -> Result<Vec<u8>> {
-    let mut modules = resolve_modules(
-        image,
-        &kernel.release,
-        &hw.initramfs_modules(),
-        &hw.path.display().to_string(),
-    )?;
+    let mut modules = modules::resolve_initramfs_modules(image, &kernel.release, hw)?;
     if hw.ab.is_some() {
         // The watchdog /init arms for a counted boot (`ingot.watchdog=`), when the kernel has
         // it as a module; one built in needs nothing, and without it a hang cannot reset.

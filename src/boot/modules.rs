@@ -3,8 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
+use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use super::{kmod, Kernel};
 use crate::config::Hardware;
@@ -42,6 +43,53 @@ fn glob(pattern: &str, s: &str) -> bool {
         pi += 1;
     }
     pi == p.len()
+}
+
+/// A wanted module the kernel has neither as a module, nor as an alias, nor built in.
+#[derive(Debug, thiserror::Error)]
+#[error("{label}: modules: kernel {release} has no module or alias `{name}`{hint}")]
+pub struct NoModule {
+    label: String,
+    release: String,
+    name: String,
+    hint: String,
+}
+
+/// [`resolve_modules`] for a list a file gives under `field`: a module the kernel lacks is an
+/// error of that file at its item (the first of `files` that lists it), bad input (exit 2).
+fn resolve_listed(
+    tree: &Tree,
+    release: &str,
+    wanted: &[String],
+    label: &str,
+    (files, field): (&[&Path], &str),
+) -> Result<Vec<String>> {
+    resolve_modules(tree, release, wanted, label).map_err(|e| match e.downcast::<NoModule>() {
+        Ok(n) => {
+            let message = format!(
+                "{field}: kernel {} has no module or alias `{}`{}",
+                n.release, n.name, n.hint
+            );
+            match crate::config::rule_at_item(files, "modules", |i| i == n.name, message) {
+                Some(located) => located.into(),
+                None => n.into(),
+            }
+        }
+        Err(e) => e,
+    })
+}
+
+/// [`resolve_listed`] for the hardware profile's initramfs modules.
+pub fn resolve_initramfs_modules(tree: &Tree, release: &str, hw: &Hardware) -> Result<Vec<String>> {
+    let label = hw.path.display().to_string();
+    let files = [hw.path.as_path()];
+    resolve_listed(
+        tree,
+        release,
+        &hw.initramfs_modules(),
+        &label,
+        (&files, "modules"),
+    )
 }
 
 /// Resolve module names (or aliases) to module paths in load order, dependencies first.
@@ -113,7 +161,13 @@ pub fn resolve_modules(
                 .first()
                 .map(|(_, k)| format!("; did you mean `{k}`?"))
                 .unwrap_or_default();
-            bail!("{hw_file}: modules: kernel {release} has no module or alias `{w}`{hint}");
+            return Err(NoModule {
+                label: hw_file.to_string(),
+                release: release.to_string(),
+                name: w.clone(),
+                hint,
+            }
+            .into());
         }
     }
     Ok(order)
@@ -268,22 +322,18 @@ pub fn prune_modules_for(
     hw: &Hardware,
 ) -> Result<()> {
     kmod::depmod(tree, &kernel.release)?;
-    let mut init_modules = resolve_modules(
-        tree,
-        &kernel.release,
-        &hw.initramfs_modules(),
-        &hw.path.display().to_string(),
-    )?;
+    let mut init_modules = resolve_initramfs_modules(tree, &kernel.release, hw)?;
     if hw.ab.is_some() {
         init_modules.extend(ota_module_files(tree, &kernel.release));
     }
     if let Some(wanted) = &profile.kernel.modules {
         // The profile names what the running system needs: keep that and the initramfs set.
-        let mut keep = resolve_modules(
+        let mut keep = resolve_listed(
             tree,
             &kernel.release,
             wanted,
             &format!("{} [kernel]", profile.path.display()),
+            (&profile.files(), "kernel.modules"),
         )?;
         keep.extend(init_modules.iter().cloned());
         prune_modules(tree, &kernel.release, &keep, &[]);
@@ -397,6 +447,45 @@ mod tests {
                 && e.contains("did you mean `virtio_blk`"),
             "{e}"
         );
+        // Asked for by a file's list: an error of that file at the item, exit 2 (bad input);
+        // the first file that lists it, as for a profile and the one it extends.
+        let dir = tempfile::tempdir().unwrap();
+        let (child, parent) = (dir.path().join("c.toml"), dir.path().join("p.toml"));
+        std::fs::write(&child, "[kernel]\nmodules = [\"ext4\"]\n").unwrap();
+        std::fs::write(
+            &parent,
+            "[kernel]\nmodules = [\n  \"virtio_blk\",\n  \"virtio_blkk\",\n]\n",
+        )
+        .unwrap();
+        let wanted = ["virtio_blkk".to_string()];
+        let files = [child.as_path(), parent.as_path()];
+        let e = resolve_listed(
+            &t,
+            "6.1.0-test",
+            &wanted,
+            "c.toml",
+            (&files, "kernel.modules"),
+        )
+        .unwrap_err();
+        assert_eq!(crate::cli::exit_code(&e), 2, "{e:#}");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}:4:3: kernel.modules: kernel 6.1.0-test has no module or alias `virtio_blkk`; did you mean `virtio_blk`?",
+                parent.display()
+            )
+        );
+        // A module no file lists (the root file system's driver): the error as it was.
+        let e = resolve_listed(
+            &t,
+            "6.1.0-test",
+            &["vfat".into()],
+            "hw.toml",
+            (&files, "modules"),
+        )
+        .unwrap_err();
+        assert_eq!(crate::cli::exit_code(&e), 1, "{e:#}");
+        assert!(e.to_string().starts_with("hw.toml: modules: "), "{e}");
     }
 
     #[test]

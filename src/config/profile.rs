@@ -366,3 +366,13 @@ pub struct Profile {
     /// `[ota]`.
     pub ota: Ota,
 }
+
+impl Profile {
+    /// The files that may hold a value of this profile: its own, as the user named it, then
+    /// those it extends, nearest first.
+    pub fn files(&self) -> Vec<&std::path::Path> {
+        std::iter::once(self.path.as_path())
+            .chain(self.sources.iter().skip(1).map(PathBuf::as_path))
+            .collect()
+    }
+}

@@ -172,10 +172,7 @@ pub fn image_request(profile: &Profile, hw: &Hardware) -> resolve::Request {
 /// in the profile or the one it extends that lists it, so it reads as bad input (exit 2).
 fn at_request(profile: &Profile, hw: &Hardware, e: resolve::ResolveError) -> anyhow::Error {
     let message = |field: &str| format!("{field}: {e} (resolving for {})", hw.name);
-    // The profile's own file as the user named it, then those it extends.
-    let files: Vec<&Path> = std::iter::once(profile.path.as_path())
-        .chain(profile.sources.iter().skip(1).map(PathBuf::as_path))
-        .collect();
+    let files = profile.files();
     let located = e.profile_request().and_then(|name| {
         let written = |item: &str| {
             item.strip_prefix(name)
