@@ -851,6 +851,44 @@ fn everything_checkable_is_checked_before_any_work() {
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/key"));
+    // What an A/B hardware profile asks of the build, for every hardware profile named before
+    // the first is built: a key, and a version without build metadata (it names boot entries).
+    let hw = |f: &str| root().join("hardware").join(f);
+    let (x86, ab) = (hw("qemu-x86_64.toml"), hw("qemu-aarch64-ab.toml"));
+    exit2(
+        &[
+            "build",
+            good.to_str().unwrap(),
+            "--hardware",
+            x86.to_str().unwrap(),
+            "--hardware",
+            ab.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        "build it with --key",
+    );
+    let (key, _) = key_pair(d);
+    let meta = profile(
+        "meta",
+        "name = \"x\"\nversion = \"1.0.0+b1\"\n",
+        "init = \"busybox\"\n",
+    );
+    exit2(
+        &[
+            "build",
+            meta.to_str().unwrap(),
+            "--hardware",
+            x86.to_str().unwrap(),
+            "--hardware",
+            ab.to_str().unwrap(),
+            "--key",
+            &key,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        "meta.toml:4:1: image.version: `1.0.0+b1` has build metadata",
+    );
     assert!(
         !out.exists(),
         "--out was created before the inputs were checked"

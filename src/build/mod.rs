@@ -123,14 +123,10 @@ pub fn identity(profile: &Profile, arch: config::Arch) -> Identity {
     }
 }
 
-/// Build one image for one hardware profile: the stages in order, each handing the next a
-/// typed value (package set and fetched packages → unpacked tree → [`system::System`] →
-/// [`image::DiskImage`] → the manifest), all written into a staging directory that replaces the
-/// previous image only when complete.
-pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> Result<Built> {
-    let arch = hw.arch;
-    let id = identity(profile, arch);
-    let ident = id.id();
+/// What a build of `profile` for `hw` needs that can be checked before any work: the host's
+/// tools for the formats and the BIOS boot code, and what an A/B image asks of the build (a
+/// key to sign its bundle, a version that can name boot entries). `signed`: a key was given.
+pub fn preflight(profile: &Profile, hw: &Hardware, signed: bool) -> Result<()> {
     // Converted formats need qemu-img: say so before any work, not after the disk is written.
     if let Some(f) = profile.output.formats.first() {
         if !host_has("qemu-img") {
@@ -147,13 +143,38 @@ pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> 
             hw.path.display()
         );
     }
-    if hw.ab.is_some() && opts.key.is_none() {
+    if hw.ab.is_some() && !signed {
         return Err(config::ConfigError::Rule {
             path: hw.path.clone(),
             message: "[ab]: an A/B image carries the public key its update bundles are signed with, and its bundle is signed at build time: build it with --key".into(),
         }
         .into());
     }
+    if hw.ab.is_some() && profile.image.version.0.contains('+') {
+        return Err(config::rule_at(
+            &profile.files(),
+            Some("[image]"),
+            "version",
+            format!(
+                "image.version: `{}` has build metadata (`+…`), which an A/B image for {} cannot have: the version names its boot entries, where `+` starts systemd-boot's try counter",
+                profile.image.version.0,
+                hw.path.display()
+            ),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Build one image for one hardware profile: the stages in order, each handing the next a
+/// typed value (package set and fetched packages → unpacked tree → [`system::System`] →
+/// [`image::DiskImage`] → the manifest), all written into a staging directory that replaces the
+/// previous image only when complete.
+pub fn build(profile: &Profile, hw: &Hardware, src: &Source, opts: &Options) -> Result<Built> {
+    let arch = hw.arch;
+    let id = identity(profile, arch);
+    let ident = id.id();
+    preflight(profile, hw, opts.key.is_some())?;
     let staging = publish::Staging::create(&opts.out, &ident)?;
     let work = staging.path().to_path_buf();
 

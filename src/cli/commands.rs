@@ -77,6 +77,9 @@ pub fn build(
         .transpose()?
         .map(std::sync::Arc::new);
     build::source_date_epoch()?;
+    for hw in &hws {
+        build::preflight(&p, hw, key.is_some())?;
+    }
     for d in &f.delta_from {
         let m = ImageDir::open(d)?.manifest;
         if m.image != p.image.name || !hws.iter().any(|h| h.name == m.hardware.name) {
