@@ -376,10 +376,13 @@ pub(super) fn systemd_network(
         return Ok(());
     }
     if !tree.exists("usr/lib/systemd/systemd-networkd") {
-        bail!(
-            "{}: [network] dhcp needs systemd-networkd (from the `systemd` package) in the image; set `dhcp = false` to configure the network yourself",
-            profile.path.display()
-        );
+        return Err(crate::config::rule_at(
+            &profile.files(),
+            Some("[network]"),
+            "dhcp",
+            "[network] dhcp needs systemd-networkd (from the `systemd` package) in the image; set `dhcp = false` to configure the network yourself",
+        )
+        .into());
     }
     put(
         tree,
@@ -439,10 +442,13 @@ pub(super) fn systemd_setup(
     hashed_store: bool,
 ) -> Result<()> {
     if !tree.exists("usr/lib/systemd/systemd") {
-        bail!(
-            "{}: init = \"systemd\" needs the `systemd` package in the package list",
-            profile.path.display()
-        );
+        return Err(crate::config::rule_at(
+            &profile.files(),
+            None,
+            "init",
+            "init = \"systemd\" needs the `systemd` package in the package list",
+        )
+        .into());
     }
     if !tree.exists("sbin/init") {
         tree.insert("sbin/init", Entry::symlink("/usr/lib/systemd/systemd"))?;

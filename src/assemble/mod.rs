@@ -181,11 +181,14 @@ pub fn system(
         }
     }
     if !lacks.is_empty() {
-        anyhow::bail!(
-            "{}: the image has {}",
-            profile.path.display(),
-            lacks.join("; and ")
-        );
+        // The profile's package list is what to change: bad input, at its `include` line.
+        return Err(crate::config::rule_at(
+            &profile.files(),
+            Some("[packages]"),
+            "include",
+            format!("the image has {}", lacks.join("; and ")),
+        )
+        .into());
     }
     // Debian's ldconfig trigger would write ld.so.cache; the loader works without it.
     let systemd = profile.init == InitSystem::Systemd;

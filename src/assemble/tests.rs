@@ -76,6 +76,8 @@ fn updated_stamps_only_when_every_sysusers_fragment_was_applied() {
             &Scripts::default(),
         )
         .unwrap_err();
+        // What to change is the profile's package list: bad input.
+        assert_eq!(crate::cli::exit_code(&e), 2, "{e:#}");
         format!("{e:#}")
     };
     // Without udev the build stops and says what to add, unless the profile excludes it.
