@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use crate::config::Profile;
 use crate::tree::{Entry, Tree};
@@ -283,25 +283,34 @@ pub fn apply(
             db.add_group(g, None, true);
         }
     }
+    // A clash with the image's own accounts: bad input, at the entry that names the account.
+    let files = profile.files();
+    let at_name = |name: &str, message: String| -> anyhow::Error {
+        crate::config::rule_at_value(&files, "name", name, message).into()
+    };
     for g in &profile.groups {
         match (db.group_id(&g.name), g.gid) {
             // The image's group of that name already: the profile asks for it, fine, unless it
             // asks for another number than the one files and packages were given.
-            (Some(have), Some(want)) if have != want => bail!(
-                "{}: group `{}` already exists in the image with gid {have} (from base-passwd or sysusers.d), not {want}; leave its gid out",
-                profile.path.display(),
-                g.name
-            ),
+            (Some(have), Some(want)) if have != want => {
+                return Err(at_name(
+                    &g.name,
+                    format!(
+                        "group `{}` already exists in the image with gid {have} (from base-passwd or sysusers.d), not {want}; leave its gid out",
+                        g.name
+                    ),
+                ))
+            }
             (Some(_), _) => {}
             (None, gid) => {
                 if let Some(other) = gid.and_then(|id| db.groups.iter().find(|x| x.gid == id)) {
-                    bail!(
-                        "{}: group `{}`: gid {} is taken in the image by group `{}` (from base-passwd or sysusers.d)",
-                        profile.path.display(),
-                        g.name,
-                        other.gid,
-                        other.name
-                    );
+                    return Err(at_name(
+                        &g.name,
+                        format!(
+                            "group `{}`: gid {} is taken in the image by group `{}` (from base-passwd or sysusers.d)",
+                            g.name, other.gid, other.name
+                        ),
+                    ));
                 }
                 db.add_group(&g.name, gid, g.system || gid.is_some_and(|x| x < 1000));
             }
@@ -309,19 +318,19 @@ pub fn apply(
     }
     for u in &profile.users {
         if let Some(have) = db.users.iter().position(|x| x.name == u.name) {
-            adopt(&mut db, have, u, &profile.path)?;
+            adopt(&mut db, have, u).map_err(|m| at_name(&u.name, m))?;
             continue;
         }
         // (A second uid 0 is refused by the profile's rules unless it says allow_uid0.)
         let claimed = u.uid.filter(|id| *id != 0);
         if let Some(other) = claimed.and_then(|id| db.users.iter().find(|x| x.uid == id)) {
-            bail!(
-                "{}: user `{}`: uid {} is taken in the image by `{}` (from base-passwd or sysusers.d)",
-                profile.path.display(),
-                u.name,
-                other.uid,
-                other.name
-            );
+            return Err(at_name(
+                &u.name,
+                format!(
+                    "user `{}`: uid {} is taken in the image by `{}` (from base-passwd or sysusers.d)",
+                    u.name, other.uid, other.name
+                ),
+            ));
         }
         let system = u.is_system();
         let uid = match u.uid {
@@ -467,29 +476,25 @@ pub fn apply(
 /// or not); the profile may say what it says of the account a maintainer script makes: its
 /// uid (given to it already when the line leaves the number to the tool), a shell, a comment
 /// and supplementary groups. Anything else is a clash the build refuses.
-fn adopt(db: &mut Db, at: usize, u: &crate::config::User, path: &std::path::Path) -> Result<()> {
+fn adopt(db: &mut Db, at: usize, u: &crate::config::User) -> Result<(), String> {
     let have = db.users[at].clone();
     if !db.from_sysusers.contains(&have.name) {
-        bail!(
-            "{}: user `{}` already exists in the image (from base-passwd)",
-            path.display(),
+        return Err(format!(
+            "user `{}` already exists in the image (from base-passwd)",
             u.name
-        );
+        ));
     }
     if !u.is_system() {
-        bail!(
-            "{}: user `{}` is a system account a package makes (sysusers.d); a person's account needs another name, or `system = true` to give this one its uid, shell or groups",
-            path.display(),
+        return Err(format!(
+            "user `{}` is a system account a package makes (sysusers.d); a person's account needs another name, or `system = true` to give this one its uid, shell or groups",
             u.name
-        );
+        ));
     }
     if let Some(want) = u.uid.filter(|w| *w != have.uid) {
-        bail!(
-            "{}: user `{}`: a package's sysusers.d line gives it uid {}, not {want}; leave its uid out",
-            path.display(),
-            u.name,
-            have.uid
-        );
+        return Err(format!(
+            "user `{}`: a package's sysusers.d line gives it uid {}, not {want}; leave its uid out",
+            u.name, have.uid
+        ));
     }
     let e = &mut db.users[at];
     if let Some(shell) = &u.shell {

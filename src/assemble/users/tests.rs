@@ -143,7 +143,11 @@ fn ids_the_image_already_gives_are_not_given_twice() {
         }
         super::apply(&mut t, &profile, &[], 0)
             .map(|()| String::from_utf8(t.read("etc/group").unwrap()).unwrap())
-            .map_err(|e| e.to_string())
+            .map_err(|e| {
+                // A clash with the image's accounts is the profile's to change: bad input.
+                assert_eq!(crate::cli::exit_code(&e), 2, "{e:#}");
+                e.to_string()
+            })
     };
     let e = build("[[users]]\nname = \"a\"\nuid = 65534\n").unwrap_err();
     assert!(
