@@ -565,10 +565,16 @@ disable *
     // (`boot::kmod::binary_indexes`), so nothing indexes modules at first boot.
     systemd_network(tree, profile, hashed_store)?;
     for s in &profile.services {
+        if let Some(e) = super::left_off::missing(tree, profile, "services", s) {
+            return Err(e);
+        }
         enable_unit(tree, s, &profile.path.display().to_string())?;
     }
     for a in &profile.agents {
         if let Some(s) = &a.service {
+            if let Some(e) = super::left_off::missing(tree, profile, "service", s) {
+                return Err(e);
+            }
             enable_unit(tree, s, &format!("agent {}", a.name))?;
         }
     }

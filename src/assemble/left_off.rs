@@ -67,6 +67,45 @@ fn left_off(
     out
 }
 
+/// A unit the profile starts (`key`: `services`, or an agent's `service`) that the image has
+/// no file for: bad input at the line that names it, with the nearest unit the image has.
+pub(super) fn missing(
+    tree: &Tree,
+    profile: &Profile,
+    key: &str,
+    unit: &str,
+) -> Option<anyhow::Error> {
+    if has_unit_file(tree, unit) {
+        return None;
+    }
+    let nearest = super::init::UNIT_FILE_DIRS
+        .iter()
+        .flat_map(|d| tree.children(d))
+        .filter_map(|p| p.rsplit_once('/').map(|(_, n)| n))
+        .map(|n| (strsim::jaro_winkler(unit, n), n))
+        .filter(|(s, _)| *s > 0.9)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, n)| format!("; did you mean `{n}`?"))
+        .unwrap_or_default();
+    let field = if key == "services" {
+        key
+    } else {
+        "agent.service"
+    };
+    let message = format!("{field}: `{unit}` has no unit file in the image{nearest}");
+    let files = profile.files();
+    let located = if key == "services" {
+        crate::config::rule_at_item(&files, key, |i| i == unit, message.clone())
+    } else {
+        None
+    };
+    Some(
+        located
+            .unwrap_or_else(|| crate::config::rule_at_value(&files, key, unit, message))
+            .into(),
+    )
+}
+
 /// Print [`left_off`] as one build note (nothing when every such unit starts).
 pub(super) fn report(tree: &Tree, profile: &Profile, by_packages: &[(String, String)]) {
     let asked: BTreeSet<&str> = profile

@@ -104,6 +104,28 @@ fn updated_stamps_only_when_every_sysusers_fragment_was_applied() {
         e.contains("stamps.toml: the image has no `sleep` (coreutils)"),
         "{e}"
     );
+    // A unit the profile starts that the image has no file for: bad input at its item, with
+    // the nearest unit the image has.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("units.toml");
+    let text = "init = \"systemd\"\nservices = [\n  \"nginxx.service\",\n]\n[image]\nname = \"stamps\"\nversion = \"1.0.0\"\n[distribution]\nsuite = \"bookworm\"\n[network]\ndhcp = false\n";
+    std::fs::write(&file, text).unwrap();
+    let units = crate::config::profile_from_str(&file, text).unwrap();
+    let mut t = tree();
+    t.insert(
+        "usr/lib/systemd/system/nginx.service",
+        Entry::file("[Service]\nExecStart=/bin/true\n", 0o644),
+    )
+    .unwrap();
+    let e = system(&mut t, &units, &hw, &id, &labels, None, &Scripts::default()).unwrap_err();
+    assert_eq!(crate::cli::exit_code(&e), 2, "{e:#}");
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}:3:3: services: `nginxx.service` has no unit file in the image; did you mean `nginx.service`?",
+            file.display()
+        )
+    );
     // Everything missing is named at once, not one per build.
     let e = refusal(&[
         "usr/bin/sleep",

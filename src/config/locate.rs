@@ -44,26 +44,27 @@ pub(crate) fn find_key(text: &str, after: Option<&str>, key: &str) -> Option<(us
     None
 }
 
+/// Each place `key` is assigned in a TOML text, as a whole bare or dotted-last key (in a
+/// table or an inline table): its byte offset and the text after its `=`, blanks skipped.
+fn assignments<'a>(text: &'a str, key: &'a str) -> impl Iterator<Item = (usize, &'a str)> + 'a {
+    text.match_indices(key).filter_map(move |(at, _)| {
+        let before = text[..at].chars().next_back();
+        if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            return None;
+        }
+        let rest = text[at + key.len()..]
+            .trim_start_matches([' ', '\t'])
+            .strip_prefix('=')?;
+        Some((at, rest.trim_start_matches([' ', '\t'])))
+    })
+}
+
 /// Where `key = "value"` (or `'value'`) is written in a TOML text, in a table or an inline
 /// table: the 1-based line and column of the key, on the first line that assigns that value.
 pub(crate) fn find_assignment(text: &str, key: &str, value: &str) -> Option<(usize, usize)> {
-    for (i, l) in text.lines().enumerate() {
-        let mut from = 0;
-        while let Some(at) = l[from..].find(key).map(|k| k + from) {
-            from = at + key.len();
-            let before = l[..at].chars().next_back();
-            if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-                continue;
-            }
-            let Some(rest) = l[from..].trim_start().strip_prefix('=') else {
-                continue;
-            };
-            if string_at(rest.trim_start()).is_some_and(|(s, _)| s == value) {
-                return Some((i + 1, l[..at].chars().count() + 1));
-            }
-        }
-    }
-    None
+    assignments(text, key)
+        .find(|(_, rest)| string_at(rest).is_some_and(|(s, _)| s == value))
+        .map(|(at, _)| line_col(text, at))
 }
 
 /// Where an item of the string array `key = [ ... ]` (on one line or several, with comments)
@@ -73,20 +74,8 @@ pub(crate) fn find_array_item(
     key: &str,
     wanted: impl Fn(&str) -> bool,
 ) -> Option<(usize, usize)> {
-    let mut from = 0;
-    while let Some(at) = text[from..].find(key).map(|k| k + from) {
-        from = at + key.len();
-        let before = text[..at].chars().next_back();
-        if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-            continue;
-        }
-        let Some(rest) = text[from..]
-            .trim_start_matches([' ', '\t'])
-            .strip_prefix('=')
-        else {
-            continue;
-        };
-        let Some(mut items) = rest.trim_start_matches([' ', '\t']).strip_prefix('[') else {
+    for (_, rest) in assignments(text, key) {
+        let Some(mut items) = rest.strip_prefix('[') else {
             continue;
         };
         loop {
