@@ -10,6 +10,7 @@ pub(super) fn install_file(
     tree: &mut Tree,
     f: &crate::config::FileSpec,
     origin: &str,
+    files: &[&std::path::Path],
 ) -> Result<()> {
     let (what, mut e) = if let Some(target) = &f.link {
         ("link", Entry::symlink(target))
@@ -26,8 +27,26 @@ pub(super) fn install_file(
     e.uid = f.uid;
     e.gid = f.gid;
     e.origin = std::sync::Arc::from("ingot:profile");
+    // A path the image's own tree cannot take is the entry's to change: bad input, at the
+    // entry's `path` line in `files` (the profile, then those it extends).
+    let bad = |message: String| -> anyhow::Error {
+        crate::config::rule_at_value(files, "path", &f.path, format!("{origin}: {message}")).into()
+    };
+    // A directory of the image (or a link to one, as /bin is to /usr/bin) is never replaced
+    // by a profile's file: everything under it would go with it.
+    let dir = |p: Result<String, _>| {
+        p.ok()
+            .and_then(|p| tree.get(&p))
+            .is_some_and(|x| x.kind == Kind::Dir)
+    };
+    if dir(tree.resolve_parent(&f.path)) || dir(tree.resolve(&f.path)) {
+        return Err(bad(format!(
+            "{what} {}: the image has a directory there, which it would replace with everything under it; give a path inside it",
+            f.path
+        )));
+    }
     tree.insert(&f.path, e)
-        .with_context(|| format!("{origin}: {what} {}", f.path))?;
+        .map_err(|err| bad(format!("{what} {}: {err}", f.path)))?;
     Ok(())
 }
 
@@ -78,4 +97,52 @@ pub(super) fn overlay(tree: &mut Tree, dir: &std::path::Path) -> Result<()> {
         Ok(())
     }
     walk(tree, dir, dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_profile_file_never_replaces_a_directory_of_the_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = dir.path().join("p.toml");
+        std::fs::write(&profile, "[[files]]\npath = \"/bin\"\ncontent = \"x\"\n").unwrap();
+        let mut t = Tree::new();
+        t.insert("usr/bin/sh", Entry::file("", 0o755)).unwrap();
+        t.insert("bin", Entry::symlink("usr/bin")).unwrap();
+        t.insert("etc/resolv.conf", Entry::symlink("../run/resolv.conf"))
+            .unwrap();
+        let spec = |path: &str| crate::config::FileSpec {
+            path: path.into(),
+            content: Some("x".into()),
+            source: None,
+            link: None,
+            mode: None,
+            uid: 0,
+            gid: 0,
+            allow_outside: false,
+        };
+        for path in ["/bin", "/usr/bin", "/usr/bin/sh/x"] {
+            let e = install_file(&mut t, &spec(path), "files", &[&profile]).unwrap_err();
+            assert_eq!(crate::cli::exit_code(&e), 2, "{path}: {e:#}");
+            // Shown at the entry's line when the file writes that path.
+            if path == "/bin" {
+                let want = format!(
+                    "{}:2:1: files: file /bin: the image has a directory there",
+                    profile.display()
+                );
+                assert!(e.to_string().starts_with(&want), "{e}");
+            }
+        }
+        // Nothing was replaced.
+        assert!(t.exists("usr/bin/sh"));
+        assert!(matches!(
+            t.get("bin").map(|e| &e.kind),
+            Some(Kind::Symlink(_))
+        ));
+        // A link to a file is replaced, as a profile writing its own resolv.conf means.
+        install_file(&mut t, &spec("/etc/resolv.conf"), "files", &[&profile]).unwrap();
+        assert_eq!(t.read("etc/resolv.conf").unwrap(), b"x");
+    }
 }

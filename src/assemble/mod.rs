@@ -237,13 +237,14 @@ pub fn system(
         "labels": labels, "agents": profile.agents.iter().map(|a| json!({"name": a.name, "probe": a.probe})).collect::<Vec<_>>(),
     }))?;
     put(tree, "usr/lib/ingot/image.json", image_json + "\n", 0o644)?;
+    let files = profile.files();
     for a in &profile.agents {
         for f in &a.files {
-            install_file(tree, f, &format!("agent {}", a.name))?;
+            install_file(tree, f, &format!("agent {}", a.name), &files)?;
         }
     }
     for f in &profile.files {
-        install_file(tree, f, &profile.path.display().to_string())?;
+        install_file(tree, f, "files", &files)?;
     }
     for o in &profile.overlays {
         overlay(tree, o)?;
