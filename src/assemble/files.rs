@@ -33,13 +33,14 @@ pub(super) fn install_file(
         crate::config::rule_at_value(files, "path", &f.path, format!("{origin}: {message}")).into()
     };
     // A directory of the image (or a link to one, as /bin is to /usr/bin) is never replaced
-    // by a profile's file: everything under it would go with it.
-    let dir = |p: Result<String, _>| {
-        p.ok()
-            .and_then(|p| tree.get(&p))
-            .is_some_and(|x| x.kind == Kind::Dir)
-    };
-    if dir(tree.resolve_parent(&f.path)) || dir(tree.resolve(&f.path)) {
+    // by a profile's file: everything under it would go with it. `resolve` follows a final
+    // link and is the path itself otherwise.
+    let replaces_dir = tree
+        .resolve(&f.path)
+        .ok()
+        .and_then(|p| tree.get(&p))
+        .is_some_and(|x| x.kind == Kind::Dir);
+    if replaces_dir {
         return Err(bad(format!(
             "{what} {}: the image has a directory there, which it would replace with everything under it; give a path inside it",
             f.path
