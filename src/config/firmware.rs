@@ -2,11 +2,12 @@
 //! for UEFI, the variable-store template for an architecture. A descriptor without `vars` is a
 //! BIOS (SeaBIOS), loaded with `-bios`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::values::Arch;
+use super::values::{checked, Arch};
+use super::{rule_at, rule_at_value, ConfigError};
 
 /// A firmware descriptor.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -34,4 +35,80 @@ pub struct Firmware {
 
 fn default_suite() -> String {
     "bookworm".into()
+}
+
+/// The descriptor's words, each at its line: `package` and `suite` reach the archive's URLs,
+/// `code` and `vars` are looked up in the unpacked package, and a mistake in any of them would
+/// otherwise show only when a boot test fetches the firmware.
+pub(super) fn check(path: &Path, fw: &Firmware) -> Result<(), ConfigError> {
+    let bad = |key: &str, value: &str, what: &str| {
+        rule_at_value(
+            &[path],
+            key,
+            value,
+            format!("{key} `{}` is not {what}", value.escape_debug()),
+        )
+    };
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 64
+            && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    };
+    if !plain(&fw.name) {
+        return Err(bad(
+            "name",
+            &fw.name,
+            "a plain name (letters, digits, `.`, `_`, `-`), like ovmf",
+        ));
+    }
+    if checked::package_spec_error(&fw.package, false).is_some() {
+        return Err(bad(
+            "package",
+            &fw.package,
+            "a Debian package name (like ovmf or qemu-efi-aarch64)",
+        ));
+    }
+    let suite_ok = fw.suite.len() <= 64
+        && fw.suite.starts_with(|c: char| c.is_ascii_lowercase())
+        && fw
+            .suite
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !suite_ok {
+        return Err(bad(
+            "suite",
+            &fw.suite,
+            "a suite name (lowercase letters, digits and dashes, like trixie)",
+        ));
+    }
+    for (key, value) in [("code", &fw.code), ("vars", &fw.vars)] {
+        if key == "vars" && value.is_empty() {
+            continue;
+        }
+        let parts: Vec<&str> = value.strip_prefix('/').unwrap_or("").split('/').collect();
+        let ok = value.starts_with('/')
+            && parts
+                .iter()
+                .all(|c| !c.is_empty() && *c != "." && *c != "..")
+            && checked::field_error(value, false).is_none();
+        if !ok {
+            return Err(if value.is_empty() {
+                rule_at(
+                    &[path],
+                    None,
+                    key,
+                    format!("{key}: empty; give the file's path in the package"),
+                )
+            } else {
+                bad(
+                    key,
+                    value,
+                    "a plain absolute path of a file in the package (like /usr/share/OVMF/OVMF_CODE_4M.fd)",
+                )
+            });
+        }
+    }
+    Ok(())
 }

@@ -293,6 +293,7 @@ pub fn load_firmware(path: &Path) -> Result<Firmware, ConfigError> {
     let text = read(path)?;
     let mut fw: Firmware = parse_toml(path, &text)?;
     fw.path = path.to_path_buf();
+    firmware::check(path, &fw)?;
     Ok(fw)
 }
 
@@ -310,15 +311,23 @@ pub fn firmware_for(hw: &Hardware) -> Result<Firmware, ConfigError> {
         }
     };
     let path = root.join("firmware").join(format!("{}.toml", hw.firmware));
-    let fw = load_firmware(&path)?;
+    let at_firmware = |message: String| rule_at(&[&hw.path], None, "firmware", message);
+    let fw = match load_firmware(&path) {
+        Err(ConfigError::Read { error, .. }) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Err(at_firmware(format!(
+                "firmware: no firmware `{}` ({} does not exist; the firmware files sit in \
+                 `firmware/` beside the hardware profile's directory)",
+                hw.firmware,
+                path.display()
+            )));
+        }
+        r => r?,
+    };
     if fw.arch != hw.arch {
-        return Err(rule(
-            &hw.path,
-            format!(
-                "firmware `{}` boots {} but the hardware is {}",
-                fw.name, fw.arch, hw.arch
-            ),
-        ));
+        return Err(at_firmware(format!(
+            "firmware: `{}` boots {} but the hardware is {}",
+            fw.name, fw.arch, hw.arch
+        )));
     }
     Ok(fw)
 }
@@ -468,5 +477,63 @@ mod tests {
         );
         let e = load_hardware(&p).unwrap_err().to_string();
         assert!(e.contains("hw.toml:2:8") && e.contains("riscv64"), "{e}");
+    }
+    #[test]
+    fn firmware_mistakes_are_shown_at_their_line_in_either_file() {
+        let d = tempfile::tempdir().unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let ovmf = std::fs::read_to_string(root.join("firmware/ovmf.toml")).unwrap();
+        let line_of = |text: &str, key: &str| {
+            1 + text
+                .lines()
+                .position(|l| l.starts_with(&format!("{key} = ")))
+                .unwrap()
+        };
+        for (key, bad) in [
+            ("package", "ovmf; true"),
+            ("suite", "../trixie"),
+            ("code", "/usr/share/../../etc/shadow"),
+            ("code", "OVMF_CODE_4M.fd"),
+            ("vars", "/usr/share/OVMF//x"),
+        ] {
+            let line = line_of(&ovmf, key);
+            let text: Vec<String> = ovmf
+                .lines()
+                .map(|l| match l.starts_with(&format!("{key} = ")) {
+                    true => format!("{key} = \"{bad}\""),
+                    false => l.to_string(),
+                })
+                .collect();
+            let p = write(d.path(), "fw.toml", &text.join("\n"));
+            let e = load_firmware(&p).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("fw.toml:{line}:1: {key} `")),
+                "{key}: {e}"
+            );
+        }
+        // The hardware profile's `firmware` line, for a name with no file and for a firmware of
+        // another arch.
+        std::fs::create_dir_all(d.path().join("hardware")).unwrap();
+        std::os::unix::fs::symlink(root.join("firmware"), d.path().join("firmware")).unwrap();
+        let x86 = std::fs::read_to_string(root.join("hardware/qemu-x86_64.toml")).unwrap();
+        let line = line_of(&x86, "firmware");
+        for (name, says) in [("ovfm", "no firmware `ovfm`"), ("aavmf", "boots aarch64")] {
+            let p = d.path().join("hardware/hw.toml");
+            std::fs::write(
+                &p,
+                x86.replace("firmware = \"ovmf\"", &format!("firmware = \"{name}\"")),
+            )
+            .unwrap();
+            let e = firmware_for(&load_hardware(&p).unwrap())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(&format!("hw.toml:{line}:1: firmware: ")) && e.contains(says),
+                "{e}"
+            );
+        }
+        for f in ["ovmf", "aavmf", "seabios"] {
+            load_firmware(&root.join(format!("firmware/{f}.toml"))).unwrap();
+        }
     }
 }
