@@ -712,6 +712,37 @@ fn profile_mistakes_fail_the_build_and_failed_probes_reach_the_ready_line() {
         "{err}"
     );
 
+    // A disk size the image does not fit: bad input, at the hardware profile's `size` line,
+    // and nothing written.
+    std::fs::create_dir(t.path().join("hardware")).unwrap();
+    std::os::unix::fs::symlink(root().join("firmware"), t.path().join("firmware")).unwrap();
+    let shipped = std::fs::read_to_string(root().join("hardware/qemu-x86_64.toml")).unwrap();
+    let small = shipped.replace("size = \"auto\"", "size = \"80MiB\"");
+    let line = 1 + small.lines().position(|l| l == "size = \"80MiB\"").unwrap();
+    let hw = t.path().join("hardware/small.toml");
+    std::fs::write(&hw, &small).unwrap();
+    let o = ingot(&[
+        "build",
+        "-q",
+        "profiles/edge-minimal.toml",
+        "--hardware",
+        hw.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "small.toml:{line}:1: disk.size 80 MiB is too small: "
+        )),
+        "{err}"
+    );
+    assert!(
+        !out.exists() || std::fs::read_dir(&out).unwrap().next().is_none(),
+        "a refused build left output behind"
+    );
+
     // An agent whose probe never passes: the image boots, the ready line says `fail` for that
     // agent (and `ok` for the others), and boot-test fails naming it.
     let flaky = edge_variant(

@@ -40,6 +40,18 @@ pub struct RootImage {
     pub sha256: String,
 }
 
+/// A size the hardware profile fixed and the image does not fit: bad input, at that line.
+fn at_size(hw: &Hardware, e: anyhow::Error) -> anyhow::Error {
+    match e.downcast::<disk::DoesNotFit>() {
+        Ok(fit) => {
+            let (table, key) = fit.key;
+            crate::config::rule_at(&[&hw.path], Some(&format!("[{table}]")), key, fit.message)
+                .into()
+        }
+        Err(e) => e,
+    }
+}
+
 fn allocated(p: &Path) -> Result<u64> {
     use std::os::unix::fs::MetadataExt;
     Ok(std::fs::metadata(p)
@@ -133,7 +145,7 @@ pub fn write_disk(
             ab.slot_size.0,
             ab.data_size.0,
         )
-        .with_context(|| hw.path.display().to_string())?,
+        .map_err(|e| at_size(hw, e))?,
         None => disk::layout(
             &ident,
             arch,
@@ -142,7 +154,8 @@ pub fn write_disk(
             &hw.disk.partitions,
             fixed,
             hw.disk.bios,
-        )?,
+        )
+        .map_err(|e| at_size(hw, e))?,
     };
     if fixed.is_some() {
         params.size = Some(layout.partitions[1].size);

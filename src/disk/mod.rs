@@ -60,6 +60,17 @@ pub struct Layout {
     pub partitions: Vec<Part>,
 }
 
+/// The image's content does not fit the size the hardware profile fixed (`disk.size`,
+/// `ab.slot_size`): the profile's setting to change, not a fault of the build.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct DoesNotFit {
+    /// The key that fixed the size, as `[table] key`: `disk` `size`, `ab` `slot_size`.
+    pub key: (&'static str, &'static str),
+    /// What needs how much room.
+    pub message: String,
+}
+
 fn type_for(kind: &str, arch: Arch) -> Result<String> {
     Ok(match kind {
         "root" => arch.root_partition_type().to_string(),
@@ -108,10 +119,14 @@ pub fn layout(
         Some(total) => {
             let room = total.saturating_sub(at + extras_size + MIB);
             if room < align(root_size) {
-                bail!(
-                    "disk.size {} MiB is too small: the root filesystem needs {} MiB, the ESP {} MiB and extra partitions {} MiB (plus 2 MiB for the partition tables)",
-                    total / MIB, align(root_size) / MIB, esp_size / MIB, extras_size / MIB
-                );
+                return Err(DoesNotFit {
+                    key: ("disk", "size"),
+                    message: format!(
+                        "disk.size {} MiB is too small: the root filesystem needs {} MiB, the ESP {} MiB and extra partitions {} MiB (plus 2 MiB for the partition tables)",
+                        total / MIB, align(root_size) / MIB, esp_size / MIB, extras_size / MIB
+                    ),
+                }
+                .into());
             }
             room / MIB * MIB
         }
@@ -166,11 +181,15 @@ pub fn layout_ab(
 ) -> Result<Layout> {
     let align = |v: u64| v.div_ceil(MIB) * MIB;
     if root_size > slot {
-        bail!(
-            "the root filesystem needs {} MiB but ab.slot_size is {} MiB: raise ab.slot_size in the hardware profile",
-            root_size.div_ceil(MIB),
-            slot / MIB
-        );
+        return Err(DoesNotFit {
+            key: ("ab", "slot_size"),
+            message: format!(
+                "ab.slot_size {} MiB is too small: the root filesystem needs {} MiB",
+                slot / MIB,
+                root_size.div_ceil(MIB)
+            ),
+        }
+        .into());
     }
     let mut parts = Vec::new();
     let mut at = MIB;
@@ -424,18 +443,25 @@ mod tests {
         .unwrap();
         assert_eq!(again.partitions[2].guid, ab.partitions[2].guid);
         assert_eq!(again.partitions.len(), 3);
+        // What does not fit names the hardware profile's key, for the build to place at its line.
+        let key = |e: anyhow::Error| e.downcast::<DoesNotFit>().unwrap().key;
         let e = layout_ab("e", Arch::X86_64, 128 * MIB, 65 * MIB, 64 * MIB, 0).unwrap_err();
-        assert!(e.to_string().contains("ab.slot_size"), "{e}");
-        assert!(layout(
+        assert!(
+            e.to_string().contains("ab.slot_size 64 MiB is too small"),
+            "{e}"
+        );
+        assert_eq!(key(e), ("ab", "slot_size"));
+        let e = layout(
             "id",
             Arch::X86_64,
             64 * MIB,
             500 * MIB,
             &[],
             Some(256 * MIB),
-            false
+            false,
         )
-        .is_err());
+        .unwrap_err();
+        assert_eq!(key(e), ("disk", "size"));
     }
 
     #[test]
