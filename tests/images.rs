@@ -743,6 +743,27 @@ fn profile_mistakes_fail_the_build_and_failed_probes_reach_the_ready_line() {
         "a refused build left output behind"
     );
 
+    // Memory the host cannot give: the boot fails at once with QEMU's own reason, and so does
+    // the firmware's one start without a disk that the variable store is primed with.
+    let huge = shipped.replace("memory = 1024", "memory = 99999999");
+    let hw = t.path().join("hardware/huge.toml");
+    std::fs::write(&hw, &huge).unwrap();
+    let dirs = build(
+        "profiles/edge-minimal.toml",
+        &[hw.to_str().unwrap()],
+        &t.path().join("huge-out"),
+        &[],
+    );
+    let o = ingot(&["boot-test", dirs[0].to_str().unwrap(), "--boots", "1"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("QEMU exited before the firmware reached its shell: ")
+            && err.contains("QEMU exited before the INGOT-READY line")
+            && err.contains("cannot set up guest memory"),
+        "{err}"
+    );
+
     // An agent whose probe never passes: the image boots, the ready line says `fail` for that
     // agent (and `ok` for the others), and boot-test fails naming it.
     let flaky = edge_variant(

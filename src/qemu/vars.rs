@@ -72,8 +72,15 @@ fn primed_vars(spec: &VmSpec, pristine: &Path) -> Result<PathBuf> {
     let mut a = super::args(spec, &tmp, false);
     // Firmware only: no disk, network or rng device, so no boot entry can be recorded.
     strip_devices(&mut a);
-    let (mut child, _registered) = super::start_vm(spec, &a, Stdio::null())?;
+    let (mut child, _registered) = super::start_vm(spec, &a, Stdio::piped())?;
     let mut out = child.0.stdout.take().context("no stdout")?;
+    let mut err = child.0.stderr.take().context("no stderr")?;
+    // QEMU's own complaint, should it exit (memory it cannot have, a machine it lacks).
+    let complaint = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut text);
+        text
+    });
     let (tx, rx) = mpsc::channel::<bool>();
     std::thread::spawn(move || {
         use std::io::Read;
@@ -96,19 +103,30 @@ fn primed_vars(spec: &VmSpec, pristine: &Path) -> Result<PathBuf> {
         let _ = tx.send(false);
     });
     let start = Instant::now();
+    // Some(true): the shell was reached; Some(false): QEMU's output ended first; None: timeout.
     let reached = loop {
         if crate::interrupt::requested() {
             bail!("interrupted");
         }
         match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(r) => break r,
+            Ok(r) => break Some(r),
             Err(mpsc::RecvTimeoutError::Timeout) if start.elapsed() < Duration::from_secs(60) => {}
-            Err(_) => break false,
+            Err(mpsc::RecvTimeoutError::Timeout) => break None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break Some(false),
         }
     };
     drop(child);
-    if !reached {
-        bail!("the firmware did not reach its shell without a disk within 60 s");
+    let complaint = complaint.join().unwrap_or_default();
+    match reached {
+        Some(true) => {}
+        Some(false) => bail!(
+            "QEMU exited before the firmware reached its shell{}",
+            match complaint.trim() {
+                "" => String::new(),
+                c => format!(": {}", c.lines().last().unwrap_or(c)),
+            }
+        ),
+        None => bail!("the firmware did not reach its shell without a disk within 60 s"),
     }
     std::fs::rename(&tmp, &dest).with_context(|| format!("writing {}", dest.display()))?;
     Ok(dest)
