@@ -83,7 +83,7 @@ pub fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
             kind_of(&meta.file_type())
         )));
     }
-    let mut hr = HashingReader::new(f);
+    let mut hr = HashingReader::new(super::sparse::SparseReader::new(f)?);
     let mut buf = vec![0u8; 1 << 20];
     loop {
         if crate::interrupt::requested() {

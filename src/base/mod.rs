@@ -1,6 +1,6 @@
 //! The ground floor: small pieces every stage may use and that use no stage. Image identity
 //! (names, derived GUIDs, epoch and date formatting), file helpers (atomic writes, one hashing
-//! reader, scratch directories), an ordered parallel map, host tools run with errors that
+//! reader, scratch directories), a reader that skips a sparse file's holes, an ordered parallel map, host tools run with errors that
 //! name their package, Debian version ordering, and the error for input that is wrong before
 //! any work starts.
 
@@ -8,6 +8,7 @@ pub mod debversion;
 pub mod fsx;
 pub mod identity;
 pub mod parallel;
+pub mod sparse;
 pub mod tool;
 
 /// Input that is wrong before any work starts (a flag, a reference that does not parse, a tag

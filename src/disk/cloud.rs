@@ -128,7 +128,11 @@ pub fn gce_tarball(raw: &Path, out: &Path, epoch: i64) -> Result<()> {
     let mut t = tar::Builder::new(gz);
     t.mode(tar::HeaderMode::Deterministic);
     let h = header(tar::Header::new_gnu(), "disk.raw", size, epoch)?;
-    let input = Interruptible(File::open(raw).with_context(ctx)?);
+    let input = Interruptible(
+        File::open(raw)
+            .and_then(crate::base::sparse::SparseReader::new)
+            .with_context(ctx)?,
+    );
     t.append(&h, input).with_context(ctx)?;
     let gz = t.into_inner().with_context(ctx)?;
     let w = gz.finish().with_context(ctx)?;
@@ -141,7 +145,7 @@ pub fn gce_tarball(raw: &Path, out: &Path, epoch: i64) -> Result<()> {
 }
 
 /// A reader that stops at Ctrl-C.
-struct Interruptible(File);
+struct Interruptible(crate::base::sparse::SparseReader);
 
 impl Read for Interruptible {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -292,8 +296,10 @@ pub fn ova(
     )?;
     t.append(&h, descriptor.as_bytes()).with_context(ctx)?;
     let h = header(tar::Header::new_ustar(), &vmdk_name, vmdk_size, epoch)?;
-    t.append(&h, Interruptible(File::open(&vmdk).with_context(ctx)?))
+    let vmdk_file = File::open(&vmdk)
+        .and_then(crate::base::sparse::SparseReader::new)
         .with_context(ctx)?;
+    t.append(&h, Interruptible(vmdk_file)).with_context(ctx)?;
     let h = header(
         tar::Header::new_ustar(),
         &format!("{stem}.mf"),

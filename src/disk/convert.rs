@@ -60,7 +60,9 @@ pub fn compress_zstd(raw: &Path, out: &Path, level: i32, progress: &dyn Fn(u64))
     let mut enc = zstd::stream::write::Encoder::new(file, level).with_context(ctx)?;
     enc.multithread(ZSTD_WORKERS).with_context(ctx)?;
     enc.include_checksum(true).with_context(ctx)?;
-    let mut input = File::open(raw).with_context(|| format!("opening {}", raw.display()))?;
+    let mut input = File::open(raw)
+        .and_then(crate::base::sparse::SparseReader::new)
+        .with_context(|| format!("opening {}", raw.display()))?;
     let mut buf = vec![0u8; 1 << 20];
     loop {
         crate::interrupt::check()?;

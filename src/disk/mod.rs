@@ -351,36 +351,66 @@ pub fn write_gpt(file: &mut File, l: &Layout) -> Result<()> {
     Ok(())
 }
 
-/// SHA-256 and size of the whole disk image and of each partition, in one sequential read.
+/// SHA-256 and size of the whole disk image and of each partition, in one sequential read:
+/// the whole disk's digest on this thread, the partitions' on another (the same bytes hashed
+/// twice, so two cores halve the time); a few 1 MiB buffers pass between them.
 pub fn sha256_with_partitions(path: &Path, l: &Layout) -> Result<((String, u64), Vec<String>)> {
-    let mut f = File::open(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut whole = Sha256::new();
-    let mut parts: Vec<Sha256> = l.partitions.iter().map(|_| Sha256::new()).collect();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut pos = 0u64;
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        let chunk = &buf[..n];
-        whole.update(chunk);
-        let end = pos + n as u64;
-        for (p, h) in l.partitions.iter().zip(parts.iter_mut()) {
-            let (a, b) = (p.offset.max(pos), (p.offset + p.size).min(end));
-            if a < b {
-                h.update(&chunk[(a - pos) as usize..(b - pos) as usize]);
-            }
-        }
-        pos = end;
+    use std::sync::mpsc;
+    let mut f = File::open(path)
+        .and_then(crate::base::sparse::SparseReader::new)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let (full_tx, full_rx) = mpsc::sync_channel::<(u64, Vec<u8>, usize)>(4);
+    let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
+    for _ in 0..6 {
+        free_tx
+            .send(vec![0u8; 1 << 20])
+            .expect("the receiver is still here");
     }
-    Ok((
-        (hex::encode(whole.finalize()), pos),
-        parts
-            .into_iter()
-            .map(|h| hex::encode(h.finalize()))
-            .collect(),
-    ))
+    std::thread::scope(|sc| {
+        let partitions = sc.spawn(move || {
+            let mut parts: Vec<Sha256> = l.partitions.iter().map(|_| Sha256::new()).collect();
+            for (pos, buf, n) in full_rx {
+                let end = pos + n as u64;
+                for (p, h) in l.partitions.iter().zip(parts.iter_mut()) {
+                    let (a, b) = (p.offset.max(pos), (p.offset + p.size).min(end));
+                    if a < b {
+                        h.update(&buf[(a - pos) as usize..(b - pos) as usize]);
+                    }
+                }
+                // The reader may have finished (and dropped its end) after an error.
+                let _ = free_tx.send(buf);
+            }
+            parts
+                .into_iter()
+                .map(|h| hex::encode(h.finalize()))
+                .collect::<Vec<String>>()
+        });
+        let mut whole = Sha256::new();
+        let mut pos = 0u64;
+        let read = (|| -> Result<()> {
+            loop {
+                crate::interrupt::check()?;
+                let mut buf = free_rx.recv().context("the partition hasher stopped")?;
+                let n = f
+                    .read(&mut buf)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                if n == 0 {
+                    return Ok(());
+                }
+                whole.update(&buf[..n]);
+                full_tx
+                    .send((pos, buf, n))
+                    .context("the partition hasher stopped")?;
+                pos += n as u64;
+            }
+        })();
+        drop(full_tx);
+        let parts = partitions
+            .join()
+            .map_err(|_| anyhow::anyhow!("the partition hasher panicked"))?;
+        read?;
+        Ok(((hex::encode(whole.finalize()), pos), parts))
+    })
 }
 
 #[cfg(test)]
@@ -462,6 +492,33 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(key(e), ("disk", "size"));
+    }
+
+    #[test]
+    fn the_disk_and_each_partition_are_hashed_as_their_bytes_are() {
+        let d = tempfile::tempdir().unwrap();
+        let l = layout("id", Arch::X86_64, 33 * MIB, 5 * MIB + 7, &[], None, false).unwrap();
+        let size = l.size as usize;
+        // Bytes everywhere, crossing the partitions' edges, in a file with holes.
+        let mut bytes = vec![0u8; size];
+        for (i, b) in bytes.iter_mut().enumerate().filter(|(i, _)| i % 3 != 0) {
+            *b = (i / 4096 % 251) as u8 * u8::from(i / MIB as usize % 4 != 2);
+        }
+        let p = d.path().join("disk.raw");
+        std::fs::write(&p, &bytes).unwrap();
+        let ((whole, n), parts) = sha256_with_partitions(&p, &l).unwrap();
+        assert_eq!(n, l.size);
+        assert_eq!(whole, hex::encode(Sha256::digest(&bytes)));
+        assert_eq!(parts.len(), l.partitions.len());
+        for (part, got) in l.partitions.iter().zip(&parts) {
+            let range = part.offset as usize..(part.offset + part.size) as usize;
+            assert_eq!(
+                *got,
+                hex::encode(Sha256::digest(&bytes[range])),
+                "{}",
+                part.name
+            );
+        }
     }
 
     #[test]
