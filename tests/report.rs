@@ -335,10 +335,25 @@ fn boot_test_html_writes_the_same_page_for_its_run() {
     let not_json = tmp.path().join("not.json");
     std::fs::write(&not_json, "{\n").unwrap();
     let missing = tmp.path().join("missing.json");
+    // JSON of another kind: a boot-test report given as an OTA test was drawn as a run with
+    // no steps, shown as passed.
+    let other = tmp.path().join("other.json");
+    std::fs::write(&other, "{\"images\": 3}").unwrap();
     for (flag, given, why) in [
         ("--boot-test", missing.as_path(), "No such file"),
         ("--ota-test", Path::new("/dev/null"), "not a regular file"),
         ("--audit", not_json.as_path(), "not JSON"),
+        ("--boot-test", other.as_path(), "not a boot-test report"),
+        (
+            "--ota-test",
+            json.as_path(),
+            "not an OTA-test report (ota-test --json): `name` is missing",
+        ),
+        (
+            "--audit",
+            json.as_path(),
+            "not an audit (ingot audit --json): no `audit` object",
+        ),
     ] {
         let o = ingot(&[
             "report",

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::base::BadInput;
 use crate::image_dir::ImageDir;
@@ -111,6 +111,43 @@ fn json(p: &Path) -> Result<serde_json::Value> {
         .map_err(|e| BadInput(format!("{}: not JSON: {e}", p.display())).into())
 }
 
+/// A JSON report of the kind `what` names, checked for the fields the page reads (`key` and
+/// whether it is a string, number, list or object), so that another file given in its place
+/// (a boot-test report as an OTA test, say) is refused (exit 2) instead of drawn as a run
+/// with nothing in it, which the page would show as passed.
+fn report_of(
+    p: &Path,
+    what: &str,
+    within: Option<&str>,
+    fields: &[(&str, &str)],
+) -> Result<serde_json::Value> {
+    let v = json(p)?;
+    let bad = |why: String| BadInput(format!("{}: not {what}: {why}", p.display()));
+    let top = match within {
+        Some(k) => v
+            .get(k)
+            .filter(|o| o.is_object())
+            .ok_or_else(|| bad(format!("no `{k}` object")))?,
+        None => &v,
+    };
+    if !top.is_object() {
+        return Err(bad("not a JSON object".into()).into());
+    }
+    for (key, kind) in fields {
+        let ok = match (top.get(*key), *kind) {
+            (Some(f), "string") => f.is_string(),
+            (Some(f), "number") => f.is_number(),
+            (Some(f), "list") => f.is_array(),
+            (Some(f), _) => f.is_object(),
+            (None, _) => false,
+        };
+        if !ok {
+            return Err(bad(format!("`{key}` is missing or not a {kind}")).into());
+        }
+    }
+    Ok(v)
+}
+
 fn name(p: &Path) -> String {
     p.file_name()
         .map(|f| f.to_string_lossy().into_owned())
@@ -143,13 +180,49 @@ pub fn report(a: &ReportArgs) -> Result<()> {
     }
     for p in &a.boot_tests {
         let r = serde_json::from_value(json(p)?)
-            .with_context(|| format!("{}: not a boot-test report", p.display()))?;
+            .map_err(|e| BadInput(format!("{}: not a boot-test report: {e}", p.display())))?;
         i.boot_reports.push((name(p), r));
     }
     for p in &a.ota_tests {
-        i.ota_reports.push((name(p), json(p)?));
+        let r = report_of(
+            p,
+            "an OTA-test report (ota-test --json)",
+            None,
+            &[
+                ("name", "string"),
+                ("arch", "string"),
+                ("base_version", "string"),
+                ("via", "string"),
+                ("steps", "list"),
+                ("seconds", "number"),
+            ],
+        )?;
+        if r["steps"].as_array().is_some_and(|s| s.is_empty()) && r["error"].is_null() {
+            return Err(BadInput(format!(
+                "{}: an OTA-test report with no steps and no error: not a finished run",
+                p.display()
+            ))
+            .into());
+        }
+        i.ota_reports.push((name(p), r));
     }
-    i.audit = a.audit.as_deref().map(json).transpose()?;
+    i.audit = a
+        .audit
+        .as_deref()
+        .map(|p| {
+            report_of(
+                p,
+                "an audit (ingot audit --json)",
+                Some("audit"),
+                &[
+                    ("subject", "string"),
+                    ("packages", "number"),
+                    ("suites", "list"),
+                    ("findings", "list"),
+                ],
+            )
+        })
+        .transpose()?;
     i.previous = a.previous.as_deref().map(ImageDir::open).transpose()?;
     write_page(&render(&i)?, a.out.as_deref())
 }

@@ -419,7 +419,16 @@ impl Client {
     /// A manifest by tag or digest: (media type, bytes, digest of the bytes); None if absent.
     /// A digest reference is checked against the bytes.
     pub fn get_manifest(&self, target: &str) -> Result<Option<(String, Vec<u8>, String)>> {
-        let what = format!("fetching manifest {}:{target}", self.reference.repository);
+        // As a reference is written: `repo:tag`, `repo@sha256:…`.
+        let sep = if target.starts_with("sha256:") {
+            '@'
+        } else {
+            ':'
+        };
+        let what = format!(
+            "fetching manifest {}{sep}{target}",
+            self.reference.repository
+        );
         let resp = match self.send(
             "GET",
             &self.url(&format!("manifests/{target}")),
