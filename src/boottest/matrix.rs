@@ -127,6 +127,25 @@ fn cell_at(text: &str, n: usize) -> Option<std::ops::Range<usize>> {
     Some(at..at + 8)
 }
 
+/// Where cell `n` assigns `key` (`arch = …`), for a message about that field.
+fn field_at(text: &str, n: usize, key: &str) -> Option<std::ops::Range<usize>> {
+    let start = cell_at(text, n)?.start;
+    let end = cell_at(text, n + 1).map_or(text.len(), |r| r.start);
+    let mut at = start;
+    for line in text[start..end].split_inclusive('\n') {
+        let t = line.trim_start();
+        let assigns = t
+            .strip_prefix(key)
+            .is_some_and(|r| r.trim_start().starts_with('='));
+        if assigns {
+            let from = at + (line.len() - t.len());
+            return Some(from..from + key.len());
+        }
+        at += line.len();
+    }
+    None
+}
+
 /// Read a matrix file.
 pub fn load(path: &Path) -> Result<Matrix, BadInput> {
     let text = crate::base::fsx::read_to_string(path).map_err(|e| BadInput(format!("{e:#}")))?;
@@ -148,11 +167,20 @@ pub fn load(path: &Path) -> Result<Matrix, BadInput> {
     for (n, c) in f.cell.into_iter().enumerate() {
         let at = || cell_at(&text, n);
         let here = |m: String| bad(path, &text, at(), format!("cell `{}`: {m}", c.name));
+        // At the line of the field the message is about, else at the cell.
+        let field = |key: &str, m: String| {
+            bad(
+                path,
+                &text,
+                field_at(&text, n, key).or_else(at),
+                format!("cell `{}`: {m}", c.name),
+            )
+        };
         if c.name.is_empty() || c.name.contains(['/', '\n']) {
-            return Err(here("a name is one line without `/`".into()));
+            return Err(field("name", "a name is one line without `/`".into()));
         }
         if cells.iter().any(|x| x.name == c.name) {
-            return Err(here("two cells have this name".into()));
+            return Err(field("name", "two cells have this name".into()));
         }
         let what = match (c.image, c.disk) {
             (Some(i), None) => {
@@ -167,7 +195,7 @@ pub fn load(path: &Path) -> Result<Matrix, BadInput> {
                     ));
                 }
                 if let Some(fw) = c.firmware.as_deref().filter(|f| *f != "uefi") {
-                    return Err(here(format!(
+                    return Err(field("firmware", format!(
                         "firmware `{fw}`: an Ingot image directory boots UEFI, as its manifest records"
                     )));
                 }
@@ -180,25 +208,25 @@ pub fn load(path: &Path) -> Result<Matrix, BadInput> {
                 let arch = match c.arch.as_deref() {
                     Some("x86_64") => crate::config::Arch::X86_64,
                     Some("aarch64") => crate::config::Arch::Aarch64,
-                    Some(a) => return Err(here(format!("arch `{a}`: x86_64 or aarch64"))),
+                    Some(a) => return Err(field("arch", format!("arch `{a}`: x86_64 or aarch64"))),
                     None => return Err(here("a disk cell needs `arch`".into())),
                 };
                 if let Some(fmt) = c.format.as_deref() {
-                    super::foreign::driver(fmt).map_err(|e| here(e.0))?;
+                    super::foreign::driver(fmt).map_err(|e| field("format", e.0))?;
                 }
                 let firmware =
                     super::foreign::Firmware::parse(c.firmware.as_deref().unwrap_or("uefi"), arch)
-                        .map_err(|e| here(e.0))?;
+                        .map_err(|e| field("firmware", e.0))?;
                 let login = match c.ssh {
                     Some(user) => {
                         if !super::cloud::valid_user(&user) {
-                            return Err(here(format!(
+                            return Err(field("ssh", format!(
                                 "ssh `{user}`: not a user name (lowercase letters, digits, `_`, `-`)"
                             )));
                         }
                         let key = c.ssh_key.map(|k| base.join(k));
                         if let Some(k) = key.as_ref().filter(|k| !k.is_file()) {
-                            return Err(here(format!(
+                            return Err(field("ssh_key", format!(
                                 "ssh_key {}: not a readable file",
                                 k.display()
                             )));
@@ -227,10 +255,25 @@ pub fn load(path: &Path) -> Result<Matrix, BadInput> {
                     ));
                 }
                 if let Some(r) = &ready {
-                    regex::Regex::new(r).map_err(|e| here(format!("ready: {e}")))?;
+                    regex::Regex::new(r).map_err(|e| field("ready", format!("ready: {e}")))?;
+                }
+                let disk = base.join(&d);
+                match std::fs::metadata(&disk) {
+                    Ok(m) if m.is_file() => {}
+                    Ok(m) => {
+                        return Err(field(
+                            "disk",
+                            format!(
+                                "disk {}: not a regular file ({}); give a disk image file",
+                                disk.display(),
+                                crate::base::fsx::kind_of(&m.file_type())
+                            ),
+                        ))
+                    }
+                    Err(e) => return Err(field("disk", format!("disk {}: {e}", disk.display()))),
                 }
                 What::Disk {
-                    disk: base.join(d),
+                    disk,
                     arch,
                     format: c.format,
                     firmware,
@@ -272,6 +315,11 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("m.toml");
         std::fs::write(&p, text).unwrap();
+        // The disks the cells name (`dir` is a directory).
+        for disk in ["x.qcow2", "d.qcow2", "x", "d"] {
+            std::fs::write(d.path().join(disk), b"").unwrap();
+        }
+        std::fs::create_dir(d.path().join("dir")).unwrap();
         load(&p).map_err(|e| BadInput(e.0.replace(&d.path().display().to_string(), "D")))
     }
 
@@ -326,7 +374,11 @@ mod tests {
     fn mistakes_name_the_file_line_and_cell() {
         for (text, want) in [
             ("[[cell]]\nname = \"a\"\ndisk = \"x\"\n", "D/m.toml:1:1: cell `a`: a disk cell needs `arch`"),
-            ("[[cell]]\nname = \"a\"\nimage = \"i\"\n[[cell]]\nname = \"b\"\ndisk = \"x\"\narch = \"x86_64\"\nready = \"(\"\n", "D/m.toml:4:1: cell `b`: ready: "),
+            ("[[cell]]\nname = \"a\"\nimage = \"i\"\n[[cell]]\nname = \"b\"\ndisk = \"x\"\narch = \"x86_64\"\nready = \"(\"\n", "D/m.toml:8:1: cell `b`: ready: "),
+            ("[[cell]]\nname = \"a\"\ndisk = \"x\"\n  arch = \"riscv64\"\n", "D/m.toml:4:3: cell `a`: arch `riscv64`"),
+            ("[[cell]]\nname = \"a\"\narch = \"x86_64\"\nready = \"x\"\ndisk = \"gone.raw\"\n", "D/m.toml:5:1: cell `a`: disk D/gone.raw: No such file"),
+            ("[[cell]]\nname = \"a\"\narch = \"x86_64\"\nready = \"x\"\ndisk = \"dir\"\n", "D/m.toml:5:1: cell `a`: disk D/dir: not a regular file (a directory)"),
+            ("[[cell]]\nname = \"a/b\"\nimage = \"i\"\n", "D/m.toml:2:1: cell `a/b`: a name is one line"),
             ("[[cell]]\nname = \"a\"\nimage = \"i\"\nfirmware = \"bios\"\n", "cell `a`: firmware `bios`"),
             ("[[cell]]\nname = \"a\"\nimage = \"i\"\ndisk = \"d\"\n", "exactly one of"),
             ("[[cell]]\nname = \"a\"\nimage = \"i\"\ncolour = 1\n", "D/m.toml:4:1: unknown field `colour`"),
