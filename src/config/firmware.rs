@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::values::{checked, Arch};
-use super::{rule_at, rule_at_value, ConfigError};
+use super::{not_a, rule_at, ConfigError};
 
 /// A firmware descriptor.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -41,22 +41,8 @@ fn default_suite() -> String {
 /// `code` and `vars` are looked up in the unpacked package, and a mistake in any of them would
 /// otherwise show only when a boot test fetches the firmware.
 pub(super) fn check(path: &Path, fw: &Firmware) -> Result<(), ConfigError> {
-    let bad = |key: &str, value: &str, what: &str| {
-        rule_at_value(
-            &[path],
-            key,
-            value,
-            format!("{key} `{}` is not {what}", value.escape_debug()),
-        )
-    };
-    let plain = |s: &str| {
-        !s.is_empty()
-            && s.len() <= 64
-            && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-    };
-    if !plain(&fw.name) {
+    let bad = |key: &str, value: &str, what: &str| not_a(path, key, value, what);
+    if !checked::is_word(&fw.name, &[]) {
         return Err(bad(
             "name",
             &fw.name,

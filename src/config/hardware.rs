@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::values::{checked, Arch, ByteSize};
-use super::{rule_at, rule_at_value, ConfigError, MAX_DISK};
+use super::{not_a, rule_at, ConfigError, MAX_DISK};
 
 /// Disk partition added by a hardware profile beyond the ESP and root.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -153,22 +153,8 @@ pub struct Hardware {
 /// (partition names and types) and QEMU's options (`machine`, `cpu`). A value that could not
 /// be what its key means is refused here, before a build fetches anything.
 pub(super) fn check_words(path: &Path, hw: &Hardware) -> Result<(), ConfigError> {
-    let word = |s: &str, more: &[char]| {
-        !s.is_empty()
-            && s.len() <= 64
-            && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && s.chars().all(|c| {
-                c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') || more.contains(&c)
-            })
-    };
-    let bad = |key: &str, value: &str, what: &str| {
-        rule_at_value(
-            &[path],
-            key,
-            value,
-            format!("{key} `{}` is not {what}", value.escape_debug()),
-        )
-    };
+    let word = checked::is_word;
+    let bad = |key: &str, value: &str, what: &str| not_a(path, key, value, what);
     // An item of a list: at the line of its key.
     let bad_item = |key: &str, value: &str, what: &str| {
         rule_at(

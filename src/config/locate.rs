@@ -142,6 +142,16 @@ pub(crate) fn rule_at_item(
     })
 }
 
+/// `key = "value"` in `path` is not what `key` takes (`what`), at that assignment.
+pub(crate) fn not_a(path: &Path, key: &str, value: &str, what: &str) -> ConfigError {
+    rule_at_value(
+        &[path],
+        key,
+        value,
+        format!("{key} `{}` is not {what}", value.escape_debug()),
+    )
+}
+
 /// A rule broken at a place the files can show: the first of `files` (a profile, then the
 /// profiles it extends) that sets `key` (after `after`), as `file:line:column`; the first file
 /// alone when none does.

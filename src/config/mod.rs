@@ -24,7 +24,7 @@ pub use hardware::{
     DEFAULT_HARDWARE,
 };
 pub use locate::line_col;
-pub(crate) use locate::{find_key, rule, rule_at, rule_at_item, rule_at_value};
+pub(crate) use locate::{find_key, not_a, rule, rule_at, rule_at_item, rule_at_value};
 pub use profile::{
     Agent, Distribution, Group, ImageMeta, KernelSettings, Network, Ota, Output, Packages, Profile,
     Sysprep, User, DERIVED_LABELS,

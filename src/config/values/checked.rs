@@ -223,6 +223,17 @@ pub fn unit_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Err
     Ok(v)
 }
 
+/// A plain word of a configuration file (a name that reaches file names and options):
+/// 1-64 ASCII letters, digits, `.`, `_`, `-` and the `more` characters, starting with a letter
+/// or digit.
+pub fn is_word(s: &str, more: &[char]) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') || more.contains(&c))
+}
+
 /// Why a package request is refused, if it is: `NAME`, `NAME=VERSION` or apt's
 /// `NAME/SUITE` (`constraint` false: `NAME` only). NAME as Debian policy 5.6.1 has it
 /// (lowercase letters, digits, `+`, `-`, `.`; at least two, starting with a letter or digit),
