@@ -38,7 +38,7 @@ impl SparseReader {
     }
 
     /// Find the region that starts at `self.pos`.
-    fn next_region(&mut self) -> io::Result<()> {
+    fn next_region(&mut self) {
         let pos = self.pos;
         match rustix::fs::seek(&self.file, SeekFrom::Data(pos)) {
             // Holes up to the next data, or to the end.
@@ -54,7 +54,6 @@ impl SparseReader {
             // No hole reporting here (EINVAL): all data.
             Err(_) => (self.hole, self.region_end) = (false, self.len),
         }
-        Ok(())
     }
 }
 
@@ -64,7 +63,7 @@ impl Read for SparseReader {
             return Ok(0);
         }
         if self.pos >= self.region_end {
-            self.next_region()?;
+            self.next_region();
         }
         let want = usize::try_from(self.region_end - self.pos)
             .unwrap_or(usize::MAX)
