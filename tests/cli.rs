@@ -889,6 +889,32 @@ fn everything_checkable_is_checked_before_any_work() {
         ],
         "meta.toml:4:1: image.version: `1.0.0+b1` has build metadata",
     );
+    // The hardware's firmware: a hardware profile copied away from `firmware/` names one that
+    // is not there. It used to be found when the manifest was written, after the disk.
+    let lone = d.join("lone");
+    std::fs::create_dir_all(&lone).unwrap();
+    let text = std::fs::read_to_string(&x86).unwrap();
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("firmware"))
+        .unwrap()
+        + 1;
+    let moved = lone.join("x86.toml");
+    std::fs::write(&moved, &text).unwrap();
+    for args in [
+        &["build", good.to_str().unwrap(), "--hardware"][..],
+        &["fetch", good.to_str().unwrap(), "--hardware"][..],
+    ] {
+        let mut args = args.to_vec();
+        args.extend([moved.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        if args[0] == "fetch" {
+            args.truncate(args.len() - 2);
+        }
+        exit2(
+            &args,
+            &format!("x86.toml:{line}:1: firmware: no firmware `ovmf`"),
+        );
+    }
     assert!(
         !out.exists(),
         "--out was created before the inputs were checked"

@@ -127,6 +127,10 @@ pub fn identity(profile: &Profile, arch: config::Arch) -> Identity {
 /// tools for the formats and the BIOS boot code, and what an A/B image asks of the build (a
 /// key to sign its bundle, a version that can name boot entries). `signed`: a key was given.
 pub fn preflight(profile: &Profile, hw: &Hardware, signed: bool) -> Result<()> {
+    // The manifest records the hardware's firmware, and the boot test boots with it: a name
+    // with no firmware file, or one of the other arch, is the hardware profile's mistake at
+    // its line, said now rather than after the disk is written.
+    config::firmware_for(hw)?;
     // Converted formats need qemu-img: say so before any work, not after the disk is written.
     if let Some(f) = profile.output.formats.first() {
         if !host_has("qemu-img") {

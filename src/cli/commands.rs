@@ -199,9 +199,17 @@ pub fn fetch(
     quiet: bool,
 ) -> Result<()> {
     let p = config::load_profile(profile)?;
+    // Every hardware profile and its firmware, before the mirror is asked anything.
+    let hws = hardware
+        .iter()
+        .map(|h| {
+            let hw = config::load_hardware_for(profile, h)?;
+            let fw = config::firmware_for(&hw)?;
+            Ok((hw, fw))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let src = source(so, &p.distribution.suite, quiet)?;
-    for h in hardware {
-        let hw = config::load_hardware_for(profile, h)?;
+    for (hw, fw) in hws {
         let pb = progress::spinner(
             &format!("resolving {} for {}", p.image.name, hw.name),
             progress::live(quiet),
@@ -209,7 +217,6 @@ pub fn fetch(
         let set = packages::package_set(&src, &p, &hw, locked)?;
         pb.finish_and_clear();
         let ready = packages::fetch_all(&src, &set.package)?;
-        let fw = config::firmware_for(&hw)?;
         packages::fetch_firmware(&src, &fw)?;
         println!(
             "{}: {} packages cached in {}",
