@@ -1320,6 +1320,15 @@ fn a_report_that_could_not_be_written_is_refused_before_any_boot() {
             vec!["ota-test", &image, "b.bundle:updated", "--html", &under],
             format!("--html {under}: {filename} is not a directory"),
         ),
+        // `ingot report --out` the same way (it was exit 1 when the page was written).
+        (
+            vec!["report", &image, "--out", &dir],
+            format!("--out {dir}: is a directory"),
+        ),
+        (
+            vec!["report", &image, "--out", &under],
+            format!("--out {under}: {filename} is not a directory"),
+        ),
     ] {
         let o = ingot(&args);
         let err = String::from_utf8_lossy(&o.stderr);

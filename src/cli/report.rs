@@ -154,10 +154,11 @@ fn name(p: &Path) -> String {
         .unwrap_or_else(|| p.display().to_string())
 }
 
-/// Write the page atomically, or print it.
+/// Write the page atomically (making the directories it goes in, as the test commands do
+/// for their reports), or print it.
 pub fn write_page(page: &str, out: Option<&Path>) -> Result<()> {
     match out {
-        Some(p) => crate::base::fsx::write_atomic(p, page.as_bytes()),
+        Some(p) => crate::boottest::write_report(p, page.as_bytes()),
         None => {
             print!("{page}");
             Ok(())
@@ -167,6 +168,8 @@ pub fn write_page(page: &str, out: Option<&Path>) -> Result<()> {
 
 /// `ingot report`.
 pub fn report(a: &ReportArgs) -> Result<()> {
+    // A page that could not be written is refused before anything is read (exit 2).
+    crate::boottest::check_outputs(&[("--out", a.out.as_deref())], None)?;
     let mut i = Inputs {
         key: a
             .key
