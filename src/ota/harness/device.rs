@@ -33,6 +33,9 @@ const AUTO_DONE: &str = "ingot-update: auto: no update installed";
 const NOT_GOOD: &str = "ingot-update: boot of ";
 /// The line it prints when it starts on a source it found.
 const FOUND: &str = "ingot-update: found an update source";
+/// The line it prints when no extra disk held a bundle (or its URL): the media was passed
+/// over, which is the device refusing it before writing anything.
+const NO_SOURCE: &str = "ingot-update: auto: no update source:";
 
 pub(super) struct Device<'a> {
     pub(super) spec: VmSpec,
@@ -142,6 +145,11 @@ impl Device<'_> {
                             if let Some(v) = verdict.take() {
                                 break v;
                             }
+                        }
+                        if let Some(p) = line.find(NO_SOURCE) {
+                            break End::Rejected {
+                                line: line[p..].trim().to_string(),
+                            };
                         }
                         if let Some(p) = line.find("ingot-update: rejected:") {
                             verdict.get_or_insert(End::Rejected {
