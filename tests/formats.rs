@@ -50,6 +50,9 @@ assert names == ["disk.raw"], names
 m = t.getmember("disk.raw")
 assert m.size == len(raw)
 assert t.extractfile(m).read() == raw, "tarball disk.raw differs"
+# A sparse member (old GNU, type S): the data and its map, never the disk's zeros.
+assert m.type == tarfile.GNUTYPE_SPARSE and m.issparse(), m.type
+assert sum(n for _, n in m.sparse) < len(raw), "every byte stored"
 import gzip
 first = gzip.open(d + "/disk.tar.gz").read(512)
 assert first[257:265] == b"ustar  \0", ("not GNU tar", first[257:265])
@@ -142,6 +145,29 @@ fn cloud_formats_pass_their_importers_checks_reproduce_and_boot() {
         &["-c", CHECK, dir.to_str().unwrap(), inner.to_str().unwrap()],
     );
     assert!(good, "{out}");
+    // GNU tar, as Compute Engine's import uses it, gives back disk.raw itself.
+    let x = t.path().join("gnu-tar");
+    std::fs::create_dir(&x).unwrap();
+    let (good, out) = tool(
+        "tar",
+        &[
+            "-xzf",
+            dir.join("disk.tar.gz").to_str().unwrap(),
+            "-C",
+            x.to_str().unwrap(),
+        ],
+    );
+    assert!(good, "{out}");
+    let names: Vec<_> = std::fs::read_dir(&x)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["disk.raw"]);
+    assert!(
+        std::fs::read(x.join("disk.raw")).unwrap() == std::fs::read(dir.join("disk.raw")).unwrap(),
+        "GNU tar extracts another disk.raw"
+    );
+    std::fs::remove_dir_all(&x).unwrap();
 
     // qemu-img reads each as the format it claims, at the raw disk's size.
     let raw_size = std::fs::metadata(dir.join("disk.raw")).unwrap().len();

@@ -512,7 +512,11 @@ fn update_rollback_and_refusals(arch: &str, via: &str) {
     assert_eq!(at(3)["to_version"], "2.0.0");
     assert!(at(3)["install_seconds"].as_f64().unwrap() > 0.0);
     assert_eq!(at(4)["to_version"], "2.0.0");
-    assert_eq!(at(4)["failed_attempts"], 3, "three tries, then the fallback");
+    assert_eq!(
+        at(4)["failed_attempts"],
+        3,
+        "three tries, then the fallback"
+    );
     let last = at(4)["boots"].as_array().unwrap().last().unwrap();
     assert_eq!(last["ready"]["rollback"], true);
     assert!(msg(5).contains("downgrade"), "{}", msg(5));

@@ -115,10 +115,10 @@ fn header(h: tar::Header, name: &str, size: u64, epoch: i64) -> Result<tar::Head
     Ok(crate::base::fsx::tar_file_header(h, name, size, epoch)?)
 }
 
-/// Write `disk.raw` alone into a GNU tar, gzip'd, at `out` (what Compute Engine imports).
+/// Write `disk.raw` alone into a GNU tar, gzip'd, at `out` (what Compute Engine imports), as a
+/// sparse member: its data and where it goes.
 pub fn gce_tarball(raw: &Path, out: &Path, epoch: i64) -> Result<()> {
     let ctx = || format!("writing {} from {}", out.display(), raw.display());
-    let size = std::fs::metadata(raw).with_context(ctx)?.len();
     let file = File::create(out).with_context(ctx)?;
     // A fixed gzip header: no name, no time stamp.
     let gz = flate2::GzBuilder::new().write(
@@ -127,13 +127,7 @@ pub fn gce_tarball(raw: &Path, out: &Path, epoch: i64) -> Result<()> {
     );
     let mut t = tar::Builder::new(gz);
     t.mode(tar::HeaderMode::Deterministic);
-    let h = header(tar::Header::new_gnu(), "disk.raw", size, epoch)?;
-    let input = Interruptible(
-        File::open(raw)
-            .and_then(crate::base::sparse::SparseReader::new)
-            .with_context(ctx)?,
-    );
-    t.append(&h, input).with_context(ctx)?;
+    super::sparse_tar::append(&mut t, raw, "disk.raw", epoch).with_context(ctx)?;
     let gz = t.into_inner().with_context(ctx)?;
     let w = gz.finish().with_context(ctx)?;
     w.into_inner()

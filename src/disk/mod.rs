@@ -18,6 +18,7 @@ mod cloud;
 mod convert;
 mod gpt_read;
 mod qcow2;
+mod sparse_tar;
 
 pub use cloud::{fixed_vhd, gce_tarball, ova, ovf, pin_vhd_footer, Machine};
 pub use convert::{compress_zstd, convert, pin_bytes, pin_converted, PosIo};
