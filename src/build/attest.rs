@@ -68,7 +68,7 @@ pub fn attest(
     // Lockfile, SBOMs, provenance, manifest, signature.
     stages.next(&format!("[{ident}] SBOMs, provenance, manifest"))?;
     let lock = Lockfile {
-        version: 1,
+        version: Lockfile::VERSION,
         target: vec![set.clone()],
     };
     fsx::write(&work.join(image_dir::LOCKFILE), lock.to_toml()?)?;

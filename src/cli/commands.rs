@@ -168,7 +168,7 @@ pub fn lock(profile: &Path, hardware: &[PathBuf], so: &SourceOpts, quiet: bool) 
     let p = config::load_profile(profile)?;
     let src = source(so, &p.distribution.suite, quiet)?;
     let mut lock = Lockfile {
-        version: 1,
+        version: Lockfile::VERSION,
         target: Vec::new(),
     };
     for h in hardware {

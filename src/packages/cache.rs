@@ -71,13 +71,23 @@ impl Cache {
     /// Return the cached blob if present and intact; an entry whose digest does not match is
     /// evicted (and `None` returned).
     pub fn lookup(&self, sha256: &str, size: u64) -> Option<PathBuf> {
+        self.lookup_sized(sha256, size, "blob").ok().flatten()
+    }
+
+    /// [`Cache::lookup`], except that a cached blob with the right digest but another size
+    /// than `size` is an error about the size (whoever recorded it, an edited lockfile say,
+    /// is wrong), not a corrupt entry: the blob is kept.
+    fn lookup_sized(&self, sha256: &str, size: u64, what: &str) -> Result<Option<PathBuf>> {
         let p = self.blob_path(sha256);
-        let meta = fs::metadata(&p).ok()?;
-        if meta.len() == size || size == 0 {
-            if let Ok((h, _)) = sha256_file(&p) {
-                if h == sha256 {
-                    return Some(p);
+        if fs::symlink_metadata(&p).is_err() {
+            return Ok(None);
+        }
+        if let Ok((h, len)) = sha256_file(&p) {
+            if h == sha256 {
+                if len != size && size != 0 {
+                    return Err(wrong_size(what, sha256, len, size));
                 }
+                return Ok(Some(p));
             }
         }
         eprintln!(
@@ -85,7 +95,7 @@ impl Cache {
             p.display()
         );
         let _ = fs::remove_file(&p);
-        None
+        Ok(None)
     }
 
     /// Return a verified blob, downloading it when absent or corrupt. `what` names the package
@@ -98,7 +108,7 @@ impl Cache {
         what: &str,
         progress: Option<&dyn Fn(u64)>,
     ) -> Result<PathBuf> {
-        if let Some(p) = self.lookup(sha256, size) {
+        if let Some(p) = self.lookup_sized(sha256, size, what)? {
             if let Some(cb) = progress {
                 cb(size);
             }
@@ -141,6 +151,9 @@ impl Cache {
                     "{what}: {url}: SHA-256 {got} does not match {sha256} from the signed index (size {total}, expected {size})"
                 );
             }
+            if total != size && size != 0 {
+                return Err(wrong_size(what, sha256, total, size));
+            }
             Ok(())
         })();
         match res {
@@ -154,6 +167,16 @@ impl Cache {
             }
         }
     }
+}
+
+/// The blob is genuine (its SHA-256 is the one asked for) but not the size the caller
+/// expected: the expectation is what is wrong.
+/// Bad input (exit 2), as every disagreement between a lock entry and its genuine .deb is.
+fn wrong_size(what: &str, sha256: &str, len: u64, size: u64) -> anyhow::Error {
+    crate::base::BadInput(format!(
+        "{what}: the file with SHA-256 {sha256} is {len} bytes, not the {size} recorded for it (an edited lockfile?)"
+    ))
+    .into()
 }
 
 #[cfg(test)]
@@ -178,5 +201,21 @@ mod tests {
             .fetch_verified(&url, &"0".repeat(64), 5, "pkg", None)
             .unwrap_err();
         assert!(format!("{bad:#}").contains("does not match"));
+        // The right digest with another recorded size: the record is wrong, cached or not,
+        // and the cached blob stays.
+        let cached = cache.blob_path(&sha);
+        for _ in 0..2 {
+            let e = cache
+                .fetch_verified(&url, &sha, 99, "pkg", None)
+                .unwrap_err();
+            assert!(format!("{e:#}").contains("is 5 bytes, not the 99"), "{e:#}");
+            assert!(cached.exists());
+        }
+        fs::remove_file(&cached).unwrap();
+        let e = cache
+            .fetch_verified(&url, &sha, 99, "pkg", None)
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("is 5 bytes, not the 99"), "{e:#}");
+        assert!(!cached.exists(), "kept a blob under a wrong expectation");
     }
 }

@@ -76,11 +76,12 @@ fn fetch_one(src: &Source, l: &Locked, progress: &dyn Fn(u64)) -> Result<Ready> 
     if l.role == Role::Generated {
         // Made here, nothing to download: the lock entry must be one Ingot makes.
         if !super::generated::is_generated(info) {
-            bail!(
+            return Err(crate::base::BadInput(format!(
                 "package {} {}: the lock says it is generated, but Ingot generates no such package (an edited lockfile?)",
                 info.name,
                 info.version
-            );
+            ))
+            .into());
         }
         return Ok(Ready {
             locked: l.clone(),
@@ -136,12 +137,14 @@ fn check_control(l: &Locked, control: &str) -> Result<()> {
     ] {
         let actual = p.get(field).unwrap_or("");
         if actual != recorded.as_str() {
-            bail!(
+            // Bad input (exit 2): the lockfile, or the index it came from, is what is wrong.
+            return Err(crate::base::BadInput(format!(
                 "package {} {}: the lock says {field} `{recorded}` but the .deb with SHA-256 {} says `{actual}` (an edited lockfile?)",
                 l.info.name,
                 l.info.version,
                 l.info.sha256
-            );
+            ))
+            .into());
         }
     }
     Ok(())

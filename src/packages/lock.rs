@@ -65,6 +65,9 @@ pub struct Lockfile {
 }
 
 impl Lockfile {
+    /// The lockfile format this Ingot writes and reads.
+    pub const VERSION: u32 = 1;
+
     /// Read a lockfile.
     pub fn load(path: &Path) -> Result<Self> {
         let text = crate::base::fsx::read_to_string(path)
@@ -82,12 +85,27 @@ impl Lockfile {
                 path.display()
             );
         }
-        toml::from_str(text).map_err(|e| {
+        // A lockfile that does not parse is bad input (exit 2), at its line.
+        let lock: Self = toml::from_str(text).map_err(|e| {
             let (l, c) = e
                 .span()
                 .map_or((1, 1), |s| crate::config::line_col(text, s.start));
-            anyhow::anyhow!("{}:{l}:{c}: {}", path.display(), e.message())
-        })
+            crate::base::BadInput(format!("{}:{l}:{c}: {}", path.display(), e.message()))
+        })?;
+        if lock.version != Self::VERSION {
+            let line = text
+                .lines()
+                .position(|l| l.trim_start().starts_with("version"))
+                .map_or(1, |i| i + 1);
+            return Err(crate::base::BadInput(format!(
+                "{}:{line}:1: lockfile version {}: this Ingot reads version {}; run `ingot lock` again",
+                path.display(),
+                lock.version,
+                Self::VERSION
+            ))
+            .into());
+        }
+        Ok(lock)
     }
 
     /// Serialise deterministically.

@@ -31,7 +31,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
 use crate::config::{Arch, Hardware, Profile};
@@ -345,23 +345,61 @@ pub fn package_set(
     }
     let path = lock_path(&profile.path);
     let lock = Lockfile::load(&path)?;
-    let t = lock.target(&hw.name).with_context(|| {
-        format!(
+    // A lock that does not fit the build is bad input (exit 2): the user's lockfile is stale
+    // or edited, and nothing was fetched from it yet.
+    let bad = |m: String| anyhow::Error::from(crate::base::BadInput(m));
+    let t = lock.target(&hw.name).ok_or_else(|| {
+        bad(format!(
             "{}: no target for hardware `{}`; run `ingot lock {} --hardware {}`",
             path.display(),
             hw.name,
             profile.path.display(),
             hw.path.display()
-        )
+        ))
     })?;
     let want = inputs_digest(profile, hw);
     if t.inputs_digest != want {
-        bail!(
+        return Err(bad(format!(
             "{}: the profile or hardware changed since the lockfile was written (inputs digest {} != {}); run `ingot lock` again",
             path.display(),
             &t.inputs_digest[..12.min(t.inputs_digest.len())],
             &want[..12]
-        );
+        )));
+    }
+    // What the .deb itself cannot vouch for (its control file checks name, version and
+    // architecture once fetched): the suite it came from, which the SBOM and provenance
+    // record, must be one the profile names; and its file a plain path in the pool.
+    let d = &profile.distribution;
+    for l in t.package.iter().filter(|l| l.role != Role::Generated) {
+        let i = &l.info;
+        if i.suite != d.suite && !d.extra_suites.contains(&i.suite) {
+            return Err(bad(format!(
+                "{}: package {} {}: the lock says suite `{}`, which the profile does not name (it names {}); an edited lockfile?",
+                path.display(),
+                i.name,
+                i.version,
+                i.suite,
+                std::iter::once(&d.suite)
+                    .chain(&d.extra_suites)
+                    .map(|s| format!("`{s}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let plain = i.filename.starts_with("pool/")
+            && i.filename.ends_with(".deb")
+            && i.filename
+                .split('/')
+                .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains('\\'));
+        if !plain {
+            return Err(bad(format!(
+                "{}: package {} {}: filename `{}` is not a .deb path under pool/; an edited lockfile?",
+                path.display(),
+                i.name,
+                i.version,
+                i.filename
+            )));
+        }
     }
     Ok(t.clone())
 }
