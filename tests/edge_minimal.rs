@@ -373,6 +373,32 @@ fn boots_on_both_arches_with_distinct_machine_ids_and_leaves_images_untouched() 
     assert!(good, "JUnit report: {o}");
 }
 
+/// A NoCloud seed for an image without cloud-init was attached and ignored: boot-test passed
+/// and `run` started, with the user's user-data never read. Both refuse it before booting.
+#[test]
+#[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
+fn a_seed_for_an_image_without_cloud_init_is_refused_before_booting() {
+    let f = fixture();
+    let d = f.dirs[0].to_str().unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let ud = t.path().join("user-data");
+    std::fs::write(&ud, "#cloud-config\nhostname: web-1\n").unwrap();
+    let ud = ud.to_str().unwrap();
+    for (cmd, flag) in [
+        ("boot-test", "--user-data"),
+        ("run", "--user-data"),
+        ("boot-test", "--meta-data"),
+    ] {
+        let o = ingot(&[cmd, d, flag, ud]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{cmd} {flag}: {err}");
+        assert!(
+            err.contains(&format!("{flag}: {d} has no cloud-init")) && !err.contains("boot 1"),
+            "{cmd} {flag}: {err}"
+        );
+    }
+}
+
 #[test]
 #[cfg_attr(not(ingot_e2e), ignore = "end-to-end lane: set INGOT_E2E=1")]
 fn only_a_hybrid_disk_runs_under_the_bios() {

@@ -60,6 +60,26 @@ impl SeedOpts {
             network_config: self.network_config.clone(),
         }
     }
+
+    /// A seed is only read by cloud-init: given for an image without it, the user's seed
+    /// would be ignored while the boot passes, so it is refused (exit 2).
+    fn only_for_cloud_init(&self, dir: &ImageDir) -> Result<()> {
+        let given = [
+            ("--user-data", &self.user_data),
+            ("--meta-data", &self.meta_data),
+            ("--network-config", &self.network_config),
+        ];
+        match given.iter().find(|(_, p)| p.is_some()) {
+            Some((flag, _)) if !boottest::cloud::Needs::of(&dir.manifest).seed => {
+                Err(crate::base::BadInput(format!(
+                    "{flag}: {} has no cloud-init to read a NoCloud seed; the seed would be ignored",
+                    dir.path.display()
+                ))
+                .into())
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Disks another tool made, for `boot-test --disk`.
@@ -148,6 +168,7 @@ pub fn boot_test(images: &[PathBuf], f: BootFlags, so: &SourceOpts, quiet: bool)
     };
     for i in images {
         let dir = ImageDir::open(i)?;
+        f.seed.only_for_cloud_init(&dir)?;
         crate::qemu::require_binary(dir.manifest.boot.hardware.arch)?;
         let src = source(so, &dir.manifest.boot.firmware.suite, quiet)?;
         let spec = boottest::vm_spec(&dir, f.accel.as_deref(), &src)?;
@@ -439,6 +460,7 @@ pub fn run_interactive(
     boottest::seed::check_inputs(&seed.input())
         .map_err(|e| crate::base::BadInput(format!("{e:#}")))?;
     let dir = ImageDir::open(image)?;
+    seed.only_for_cloud_init(&dir)?;
     crate::qemu::require_binary(dir.manifest.boot.hardware.arch)?;
     let src = source(so, &dir.manifest.boot.firmware.suite, quiet)?;
     let mut spec = boottest::vm_spec(&dir, accel, &src)?;
