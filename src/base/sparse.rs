@@ -10,6 +10,34 @@ use std::os::unix::fs::FileExt;
 
 use rustix::fs::SeekFrom;
 
+/// Whether `buf` holds only zero bytes. Folds 4 KiB at a time without an early exit inside a
+/// block, which the compiler vectorises (a byte-at-a-time `all` is several times slower, and a
+/// disk is mostly zeros).
+pub fn is_zero(buf: &[u8]) -> bool {
+    buf.chunks(4096)
+        .all(|c| c.iter().fold(0u8, |acc, b| acc | b) == 0)
+}
+
+/// The data extents of `file` (`len` bytes) as the file system reports them, as (offset,
+/// length) in order; the whole file when it cannot report holes.
+pub fn data_extents(file: &File, len: u64) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < len {
+        let start = match rustix::fs::seek(file, SeekFrom::Data(pos)) {
+            Ok(s) if s < len => s,
+            Ok(_) | Err(rustix::io::Errno::NXIO) => break,
+            Err(_) => return vec![(0, len)],
+        };
+        let end = rustix::fs::seek(file, SeekFrom::Hole(start))
+            .unwrap_or(len)
+            .clamp(start + 1, len);
+        out.push((start, end - start));
+        pos = end;
+    }
+    out
+}
+
 /// A reader over a file that answers its holes (as `lseek(SEEK_DATA/SEEK_HOLE)` reports them)
 /// with zeros and reads only its data. A filesystem that cannot report holes reads as one data
 /// region, as before.
@@ -86,6 +114,18 @@ impl Read for SparseReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zeros_are_told_from_data_in_any_block() {
+        assert!(is_zero(&[]));
+        assert!(is_zero(&[0u8; 10_000]));
+        let mut b = vec![0u8; 10_000];
+        b[9_999] = 1;
+        assert!(!is_zero(&b));
+        b[9_999] = 0;
+        b[0] = 0x80;
+        assert!(!is_zero(&b));
+    }
     use std::io::{Seek, Write};
 
     #[test]

@@ -14,7 +14,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use rustix::fs::SeekFrom;
+use crate::base::sparse::{data_extents, is_zero};
 
 /// The granularity of the map.
 const CHUNK: u64 = 64 << 10;
@@ -22,35 +22,13 @@ const CHUNK: u64 = 64 << 10;
 /// Where the data of a file is, as (offset, length) runs in order.
 pub type Map = Vec<(u64, u64)>;
 
-/// The file system's data extents of `f` (all of it when it cannot say).
-fn extents(f: &File, len: u64) -> Map {
-    let mut out = Vec::new();
-    let mut pos = 0;
-    while pos < len {
-        let start = match rustix::fs::seek(f, SeekFrom::Data(pos)) {
-            Ok(s) => s,
-            Err(rustix::io::Errno::NXIO) => break,
-            Err(_) => return vec![(0, len)],
-        };
-        if start >= len {
-            break;
-        }
-        let end = rustix::fs::seek(f, SeekFrom::Hole(start))
-            .unwrap_or(len)
-            .clamp(start + 1, len);
-        out.push((start, end - start));
-        pos = end;
-    }
-    out
-}
-
 /// The data runs of `f` (`len` bytes): maximal runs of `CHUNK`-aligned pieces that hold a
 /// byte that is not zero.
 pub fn data_map(f: &File, len: u64) -> io::Result<Map> {
     let mut map: Map = Vec::new();
     let mut buf = vec![0u8; CHUNK as usize];
     let mut next = 0; // the first piece not yet looked at
-    for (start, n) in extents(f, len) {
+    for (start, n) in data_extents(f, len) {
         let first = (start / CHUNK).max(next);
         let last = (start + n).div_ceil(CHUNK);
         for piece in first..last {
@@ -58,10 +36,7 @@ pub fn data_map(f: &File, len: u64) -> io::Result<Map> {
             let at = piece * CHUNK;
             let want = CHUNK.min(len - at) as usize;
             f.read_exact_at(&mut buf[..want], at)?;
-            if buf[..want]
-                .chunks(4096)
-                .all(|c| c.iter().fold(0, |a, b| a | b) == 0)
-            {
+            if is_zero(&buf[..want]) {
                 continue;
             }
             match map.last_mut() {
