@@ -313,23 +313,32 @@ fn boot_test_html_writes_the_same_page_for_its_run() {
     // The same page but for the report's name in the heading.
     let again = std::fs::read_to_string(&again).unwrap();
     assert_eq!(page.replace("this run", "b.json"), again);
-    // A page that cannot be written: exit 1, the path named once (it was said twice), and no
-    // temporary file left beside a directory given as --out.
-    for (dest, why) in [
-        (tmp.path().join("no-such-dir/p.html"), "No such file"),
-        (tmp.path().join("out"), "Is a directory"),
-    ] {
-        let o = ingot(&[
+    // A page in a directory that does not exist yet: the directory is made, as boot-test's
+    // --html does (it failed with exit 1).
+    let nested = tmp.path().join("no-such-dir/p.html");
+    ok(
+        &ingot(&[
             "report",
             edge.to_str().unwrap(),
             "--out",
-            dest.to_str().unwrap(),
-        ]);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(1), "{err}");
-        assert_eq!(err.matches(dest.to_str().unwrap()).count(), 1, "{err}");
-        assert!(err.contains(why), "{err}");
-    }
+            nested.to_str().unwrap(),
+        ]),
+        "report into a new directory",
+    );
+    assert!(std::fs::read_to_string(&nested).unwrap().contains("<h2>"));
+    // A directory given as --out: bad input (exit 2) before anything is read, the path named
+    // once, and no temporary file left beside it.
+    let dest = tmp.path().join("out");
+    let o = ingot(&[
+        "report",
+        edge.to_str().unwrap(),
+        "--out",
+        dest.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.matches(dest.to_str().unwrap()).count(), 1, "{err}");
+    assert!(err.contains("is a directory"), "{err}");
     // A report to draw that is missing, a device or not JSON is bad input (exit 2); it was
     // exit 1, as a page that cannot be written still is.
     let not_json = tmp.path().join("not.json");
